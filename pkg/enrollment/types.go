@@ -1,0 +1,292 @@
+package enrollment
+
+import (
+	"encoding/json"
+	"strings"
+	"time"
+)
+
+// Attestation types (AttestationMechanism.Type).
+const (
+	AttestationTPM          = "tpm"
+	AttestationX509         = "x509"
+	AttestationSymmetricKey = "symmetricKey"
+)
+
+// Provisioning statuses.
+const (
+	StatusEnabled  = "enabled"
+	StatusDisabled = "disabled"
+)
+
+// Allocation policy names, exactly as DPS spells them.
+const (
+	PolicyHashed     = "hashed"
+	PolicyGeoLatency = "geoLatency"
+	PolicyStatic     = "static"
+	PolicyCustom     = "custom"
+)
+
+// Registration statuses; devices compare them case-sensitively.
+const (
+	RegistrationUnassigned = "unassigned"
+	RegistrationAssigning  = "assigning"
+	RegistrationAssigned   = "assigned"
+	RegistrationFailed     = "failed"
+	RegistrationDisabled   = "disabled"
+)
+
+// Registration substatuses (PROTOCOL.md §5).
+const (
+	SubstatusInitialAssignment                = "initialAssignment"
+	SubstatusDeviceDataMigrated               = "deviceDataMigrated"
+	SubstatusDeviceDataReset                  = "deviceDataReset"
+	SubstatusReprovisionedToInitialAssignment = "reprovisionedToInitialAssignment"
+)
+
+// AttestationMechanism says how a device proves its identity.
+type AttestationMechanism struct {
+	Type         string                   `json:"type"`
+	TPM          *TPMAttestation          `json:"tpm,omitempty"`
+	X509         *X509Attestation         `json:"x509,omitempty"`
+	SymmetricKey *SymmetricKeyAttestation `json:"symmetricKey,omitempty"`
+}
+
+// TPMAttestation holds base64 TPM2B_PUBLIC structures.
+type TPMAttestation struct {
+	EndorsementKey string `json:"endorsementKey,omitempty"`
+	StorageRootKey string `json:"storageRootKey,omitempty"`
+}
+
+// SymmetricKeyAttestation holds base64 keys of 16 to 64 bytes.
+type SymmetricKeyAttestation struct {
+	PrimaryKey   string `json:"primaryKey,omitempty"`
+	SecondaryKey string `json:"secondaryKey,omitempty"`
+}
+
+// X509Attestation names the certificates a device chain must match. Exactly
+// one of the three is set: client certificates (individual enrollments),
+// signing certificates (groups), or references to registered CA certificates.
+type X509Attestation struct {
+	ClientCertificates  *X509Certificates `json:"clientCertificates,omitempty"`
+	SigningCertificates *X509Certificates `json:"signingCertificates,omitempty"`
+	CAReferences        *X509CAReferences `json:"caReferences,omitempty"`
+}
+
+// X509Certificates is a primary and an optional secondary certificate.
+type X509Certificates struct {
+	Primary   *X509CertificateWithInfo `json:"primary,omitempty"`
+	Secondary *X509CertificateWithInfo `json:"secondary,omitempty"`
+}
+
+// X509CertificateWithInfo carries a certificate (PEM or base64 DER) on
+// write; zdps answers with Info filled in and Certificate omitted, as DPS
+// does.
+type X509CertificateWithInfo struct {
+	Certificate string               `json:"certificate,omitempty"`
+	Info        *X509CertificateInfo `json:"info,omitempty"`
+}
+
+// X509CertificateInfo is the read-only summary of a certificate.
+type X509CertificateInfo struct {
+	SubjectName      string `json:"subjectName"`
+	SHA1Thumbprint   string `json:"sha1Thumbprint"`
+	SHA256Thumbprint string `json:"sha256Thumbprint"`
+	IssuerName       string `json:"issuerName"`
+	NotBeforeUTC     string `json:"notBeforeUtc"`
+	NotAfterUTC      string `json:"notAfterUtc"`
+	SerialNumber     string `json:"serialNumber"`
+	Version          int    `json:"version"`
+}
+
+// X509CAReferences names CA certificates registered with zdps.
+type X509CAReferences struct {
+	Primary   string `json:"primary,omitempty"`
+	Secondary string `json:"secondary,omitempty"`
+}
+
+// DeviceCapabilities of an enrollment.
+type DeviceCapabilities struct {
+	IoTEdge bool `json:"iotEdge"`
+}
+
+// InitialTwin is the twin state a hub gives the device at first assignment.
+// Its content is free-form JSON and kept as sent.
+type InitialTwin struct {
+	Tags       json.RawMessage        `json:"tags,omitempty"`
+	Properties *InitialTwinProperties `json:"properties,omitempty"`
+}
+
+// InitialTwinProperties holds the desired properties.
+type InitialTwinProperties struct {
+	Desired json.RawMessage `json:"desired,omitempty"`
+}
+
+// ReprovisionPolicy says what happens when a registered device registers
+// again. Both fields default to true when absent, as in DPS.
+type ReprovisionPolicy struct {
+	UpdateHubAssignment bool `json:"updateHubAssignment"`
+	MigrateDeviceData   bool `json:"migrateDeviceData"`
+}
+
+// UnmarshalJSON applies the DPS defaults (true) to absent fields.
+func (p *ReprovisionPolicy) UnmarshalJSON(b []byte) error {
+	type plain ReprovisionPolicy
+	v := plain{UpdateHubAssignment: true, MigrateDeviceData: true}
+	if err := strictUnmarshal(b, &v); err != nil {
+		return err
+	}
+	*p = ReprovisionPolicy(v)
+	return nil
+}
+
+// CustomAllocationDefinition names the webhook of the custom policy.
+type CustomAllocationDefinition struct {
+	WebhookURL string `json:"webhookUrl"`
+	APIVersion string `json:"apiVersion,omitempty"`
+}
+
+// RegistrationState is the read-only view of a device's registration that
+// DPS embeds in enrollments and answers on GET /registrations/{id}
+// (DeviceRegistrationState).
+type RegistrationState struct {
+	RegistrationID         string     `json:"registrationId"`
+	CreatedDateTimeUTC     *time.Time `json:"createdDateTimeUtc,omitempty"`
+	AssignedHub            string     `json:"assignedHub,omitempty"`
+	DeviceID               string     `json:"deviceId,omitempty"`
+	Status                 string     `json:"status"`
+	Substatus              string     `json:"substatus,omitempty"`
+	ErrorCode              int        `json:"errorCode,omitempty"`
+	ErrorMessage           string     `json:"errorMessage,omitempty"`
+	LastUpdatedDateTimeUTC *time.Time `json:"lastUpdatedDateTimeUtc,omitempty"`
+	ETag                   string     `json:"etag,omitempty"`
+}
+
+// IndividualEnrollment enrolls one device.
+type IndividualEnrollment struct {
+	Versioned
+	RegistrationID             string                      `json:"registrationId"`
+	DeviceID                   string                      `json:"deviceId,omitempty"`
+	RegistrationState          *RegistrationState          `json:"registrationState,omitempty"`
+	Attestation                *AttestationMechanism       `json:"attestation"`
+	Capabilities               *DeviceCapabilities         `json:"capabilities,omitempty"`
+	IoTHubHostName             string                      `json:"iotHubHostName,omitempty"`
+	InitialTwin                *InitialTwin                `json:"initialTwin,omitempty"`
+	ProvisioningStatus         string                      `json:"provisioningStatus,omitempty"`
+	ReprovisionPolicy          *ReprovisionPolicy          `json:"reprovisionPolicy,omitempty"`
+	AllocationPolicy           string                      `json:"allocationPolicy,omitempty"`
+	IoTHubs                    []string                    `json:"iotHubs,omitempty"`
+	CustomAllocationDefinition *CustomAllocationDefinition `json:"customAllocationDefinition,omitempty"`
+}
+
+// EnrollmentGroup enrolls every device whose chain or derived key leads to it.
+type EnrollmentGroup struct {
+	Versioned
+	EnrollmentGroupID          string                      `json:"enrollmentGroupId"`
+	Attestation                *AttestationMechanism       `json:"attestation"`
+	Capabilities               *DeviceCapabilities         `json:"capabilities,omitempty"`
+	IoTHubHostName             string                      `json:"iotHubHostName,omitempty"`
+	InitialTwin                *InitialTwin                `json:"initialTwin,omitempty"`
+	ProvisioningStatus         string                      `json:"provisioningStatus,omitempty"`
+	ReprovisionPolicy          *ReprovisionPolicy          `json:"reprovisionPolicy,omitempty"`
+	AllocationPolicy           string                      `json:"allocationPolicy,omitempty"`
+	IoTHubs                    []string                    `json:"iotHubs,omitempty"`
+	CustomAllocationDefinition *CustomAllocationDefinition `json:"customAllocationDefinition,omitempty"`
+}
+
+// Registration is the stored record of a device's registration. Its wire
+// form for the service API is State(); the device API answers with its own
+// DeviceRegistrationResult built from it.
+type Registration struct {
+	Versioned
+	RegistrationID     string          `json:"registrationId"`
+	DeviceID           string          `json:"deviceId,omitempty"`
+	AssignedHub        string          `json:"assignedHub,omitempty"`
+	InitialHub         string          `json:"initialHub,omitempty"`
+	Status             string          `json:"status"`
+	Substatus          string          `json:"substatus,omitempty"`
+	ErrorCode          int             `json:"errorCode,omitempty"`
+	ErrorMessage       string          `json:"errorMessage,omitempty"`
+	AttestationType    string          `json:"attestationType,omitempty"`
+	EnrollmentGroupID  string          `json:"enrollmentGroupId,omitempty"`
+	Payload            json.RawMessage `json:"payload,omitempty"`
+	CertificateSerials []string        `json:"certificateSerials,omitempty"`
+}
+
+// State is the DPS wire form of the record.
+func (r *Registration) State() *RegistrationState {
+	return &RegistrationState{
+		RegistrationID:         r.RegistrationID,
+		CreatedDateTimeUTC:     r.CreatedDateTimeUTC,
+		AssignedHub:            r.AssignedHub,
+		DeviceID:               r.DeviceID,
+		Status:                 r.Status,
+		Substatus:              r.Substatus,
+		ErrorCode:              r.ErrorCode,
+		ErrorMessage:           r.ErrorMessage,
+		LastUpdatedDateTimeUTC: r.LastUpdatedDateTimeUTC,
+		ETag:                   r.ETag,
+	}
+}
+
+// Hub is a linked hub instance that devices can be assigned to.
+type Hub struct {
+	Versioned
+	// Name is the hub's host name, as devices will connect to it.
+	Name string `json:"name"`
+	// AllocationWeight is 1 to 1000; absent means 1.
+	AllocationWeight int `json:"allocationWeight"`
+	// ApplyAllocationPolicy false keeps the hub out of policy decisions; it
+	// can still be named by an enrollment's iotHubHostName.
+	ApplyAllocationPolicy *bool  `json:"applyAllocationPolicy,omitempty"`
+	Region                string `json:"region,omitempty"`
+}
+
+// AppliesPolicy reports whether allocation policies may choose the hub.
+func (h *Hub) AppliesPolicy() bool { return h.ApplyAllocationPolicy == nil || *h.ApplyAllocationPolicy }
+
+// Rights of shared access policies, as Azure names them.
+const (
+	RightServiceConfig           = "ServiceConfig"
+	RightEnrollmentRead          = "EnrollmentRead"
+	RightEnrollmentWrite         = "EnrollmentWrite"
+	RightRegistrationStatusRead  = "RegistrationStatusRead"
+	RightRegistrationStatusWrite = "RegistrationStatusWrite"
+)
+
+// AllRights in their canonical order.
+var AllRights = []string{RightServiceConfig, RightEnrollmentRead, RightEnrollmentWrite, RightRegistrationStatusRead, RightRegistrationStatusWrite}
+
+// OwnerPolicyName is the policy zdps creates at first start with every right.
+const OwnerPolicyName = "provisioningserviceowner"
+
+// SharedAccessPolicy grants rights on the service API to holders of its keys.
+// Rights is Azure's comma-separated list ("EnrollmentRead, EnrollmentWrite").
+type SharedAccessPolicy struct {
+	Versioned
+	KeyName      string `json:"keyName"`
+	PrimaryKey   string `json:"primaryKey,omitempty"`
+	SecondaryKey string `json:"secondaryKey,omitempty"`
+	Rights       string `json:"rights"`
+}
+
+// HasRight reports whether the policy grants right.
+func (p *SharedAccessPolicy) HasRight(right string) bool {
+	for _, r := range strings.Split(p.Rights, ",") {
+		if strings.TrimSpace(r) == right {
+			return true
+		}
+	}
+	return false
+}
+
+// Settings are the instance-wide configuration values kept in the store.
+type Settings struct {
+	Versioned
+	IDScope                 string `json:"idScope"`
+	DefaultAllocationPolicy string `json:"defaultAllocationPolicy"`
+}
+
+// Key normalises an ID for lookups: registration IDs, group IDs, hub names
+// and policy names are case-insensitive.
+func Key(id string) string { return strings.ToLower(id) }

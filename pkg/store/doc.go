@@ -1,0 +1,13 @@
+// Package store defines how zdps keeps its state: a small key-value Backend
+// interface that every storage engine implements (bbolt in store/bolt,
+// an in-memory reference in store/memory, PostgreSQL later), and typed
+// collections on top of it that handle JSON encoding, case-insensitive keys,
+// ETag compare-and-swap, timestamps, secondary indexes and paging.
+//
+// Backends know nothing about enrollments; the typed layer knows nothing
+// about engines. Everything a second replica needs lives in a Backend, so a
+// shared backend (PostgreSQL) makes zdps replicas stateless.
+//
+// Errors: every failure a caller may act on is one of the sentinel errors
+// below, wrapped with %w; callers test them with errors.Is.
+package store
