@@ -1,0 +1,127 @@
+package enrollment
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Bulk operation modes (PROTOCOL.md §4), exactly as DPS spells them.
+const (
+	BulkCreate            = "create"
+	BulkUpdate            = "update"
+	BulkUpdateIfMatchETag = "updateIfMatchETag"
+	BulkDelete            = "delete"
+)
+
+// BulkEnrollmentOperation is the body of POST /enrollments.
+type BulkEnrollmentOperation struct {
+	Mode        string                  `json:"mode"`
+	Enrollments []*IndividualEnrollment `json:"enrollments"`
+}
+
+// BulkEnrollmentGroupOperation is the body of POST /enrollmentGroups.
+type BulkEnrollmentGroupOperation struct {
+	Mode             string             `json:"mode"`
+	EnrollmentGroups []*EnrollmentGroup `json:"enrollmentGroups"`
+}
+
+// BulkOperationResult answers a bulk enrollment call (DPS
+// BulkEnrollmentOperationResult).
+type BulkOperationResult struct {
+	IsSuccessful bool                 `json:"isSuccessful"`
+	Errors       []BulkOperationError `json:"errors"`
+}
+
+// BulkOperationError is one failed item (DPS
+// DeviceRegistrationOperationError).
+type BulkOperationError struct {
+	RegistrationID string `json:"registrationId"`
+	ErrorCode      int    `json:"errorCode"`
+	ErrorStatus    string `json:"errorStatus"`
+}
+
+// BulkEnrollmentGroupOperationResult answers a bulk group call.
+type BulkEnrollmentGroupOperationResult struct {
+	IsSuccessful bool                                `json:"isSuccessful"`
+	Errors       []BulkEnrollmentGroupOperationError `json:"errors"`
+}
+
+// BulkEnrollmentGroupOperationError is one failed group.
+type BulkEnrollmentGroupOperationError struct {
+	EnrollmentGroupID string `json:"enrollmentGroupId"`
+	ErrorCode         int    `json:"errorCode"`
+	ErrorStatus       string `json:"errorStatus"`
+}
+
+// NormalizeBulkMode returns the canonical spelling of a bulk mode given in
+// any case, and whether it is one.
+func NormalizeBulkMode(m string) (string, bool) {
+	for _, c := range []string{BulkCreate, BulkUpdate, BulkUpdateIfMatchETag, BulkDelete} {
+		if strings.EqualFold(m, c) {
+			return c, true
+		}
+	}
+	return "", false
+}
+
+func checkBulkMode(m *string) error {
+	if *m == "" {
+		return invalid("mode", "is required (create, update, updateIfMatchETag or delete)")
+	}
+	c, ok := NormalizeBulkMode(*m)
+	if !ok {
+		return invalid("mode", "%q is not a bulk mode (use create, update, updateIfMatchETag or delete)", *m)
+	}
+	*m = c
+	return nil
+}
+
+// DecodeBulkEnrollments decodes the body of a bulk enrollment call. The
+// structure is strict (unknown fields, a missing or unknown mode, an empty
+// list or a null item are errors) but the items are NOT validated: the API
+// validates each one and reports per-item errors, as DPS does. Each item
+// keeps its etag (updateIfMatchETag compares it); its timestamps and
+// registrationState are cleared.
+func DecodeBulkEnrollments(b []byte) (*BulkEnrollmentOperation, error) {
+	var op BulkEnrollmentOperation
+	if err := strictUnmarshal(b, &op); err != nil {
+		return nil, decodeError(err)
+	}
+	if err := checkBulkMode(&op.Mode); err != nil {
+		return nil, err
+	}
+	if len(op.Enrollments) == 0 {
+		return nil, invalid("enrollments", "at least one enrollment is required")
+	}
+	for i, e := range op.Enrollments {
+		if e == nil {
+			return nil, invalid("enrollments["+strconv.Itoa(i)+"]", "must be an object, not null")
+		}
+		e.Versioned = Versioned{ETag: e.ETag}
+		e.RegistrationState = nil
+		e.common().normalize()
+	}
+	return &op, nil
+}
+
+// DecodeBulkEnrollmentGroups is DecodeBulkEnrollments for groups.
+func DecodeBulkEnrollmentGroups(b []byte) (*BulkEnrollmentGroupOperation, error) {
+	var op BulkEnrollmentGroupOperation
+	if err := strictUnmarshal(b, &op); err != nil {
+		return nil, decodeError(err)
+	}
+	if err := checkBulkMode(&op.Mode); err != nil {
+		return nil, err
+	}
+	if len(op.EnrollmentGroups) == 0 {
+		return nil, invalid("enrollmentGroups", "at least one enrollment group is required")
+	}
+	for i, g := range op.EnrollmentGroups {
+		if g == nil {
+			return nil, invalid("enrollmentGroups["+strconv.Itoa(i)+"]", "must be an object, not null")
+		}
+		g.Versioned = Versioned{ETag: g.ETag}
+		g.common().normalize()
+	}
+	return &op, nil
+}
