@@ -1,0 +1,33 @@
+package enrollment
+
+import "time"
+
+// Operation is the stored outcome of one register call, keyed by its
+// random operation ID, so that any replica can answer the device's poll
+// (GET .../operations/{operationId}). It belongs to exactly one
+// registration ID; a poll naming another registration ID must be answered
+// as if the operation did not exist.
+type Operation struct {
+	Versioned
+	OperationID    string `json:"operationId"`
+	RegistrationID string `json:"registrationId"`
+	// Status is assigning, assigned, failed or disabled.
+	Status       string `json:"status"`
+	ErrorCode    int    `json:"errorCode,omitempty"`
+	ErrorMessage string `json:"errorMessage,omitempty"`
+	// Registration is a snapshot of the record this operation produced
+	// (the record may change later; a poll answers what this operation
+	// did). Nil while assigning.
+	Registration *Registration `json:"registration,omitempty"`
+	// IssuedCertificateChain is the chain issued by this operation (DER:
+	// leaf, intermediates, root), empty when the device sent no CSR. The
+	// certificates are public; the authoritative copy is the Certificate
+	// record.
+	IssuedCertificateChain [][]byte `json:"issuedCertificateChain,omitempty"`
+	// ExpiresAt bounds how long a poll may find the operation.
+	ExpiresAt time.Time `json:"expiresAt"`
+}
+
+// StoreKey is the operation ID as issued: operation IDs are random and
+// case-sensitive, but they are generated in lower case, so Key is harmless.
+func (o *Operation) StoreKey() string { return Key(o.OperationID) }
