@@ -1,0 +1,41 @@
+package ca
+
+import "errors"
+
+// Sentinel errors. Every error the package returns that a caller may act on
+// wraps one of them.
+var (
+	// ErrNoState: Storage.Load found no CA state (first start).
+	ErrNoState = errors.New("ca: no state stored")
+	// ErrStateExists: Storage.Create found a state already there (another
+	// replica won the race, or an import over an existing CA).
+	ErrStateExists = errors.New("ca: state already exists")
+	// ErrBadKEK: the key-encryption key does not open the stored state.
+	ErrBadKEK = errors.New("ca: wrong key-encryption key")
+	// ErrCorruptState: the stored state opens with the KEK but is damaged or
+	// was tampered with (a certificate swapped, a key not matching).
+	ErrCorruptState = errors.New("ca: stored state is corrupt or was tampered with")
+	// ErrInvalidConfig: Config is missing something or holds a bad value.
+	ErrInvalidConfig = errors.New("ca: invalid configuration")
+	// ErrInvalidCA: a CA given to Import is unusable.
+	ErrInvalidCA = errors.New("ca: invalid CA to import")
+	// ErrCAExpired: the intermediate is not valid now, so nothing can be issued.
+	ErrCAExpired = errors.New("ca: intermediate certificate is not valid now")
+
+	// ErrCSRMalformed: the CSR is empty, too large or not DER PKCS#10.
+	ErrCSRMalformed = errors.New("ca: malformed CSR")
+	// ErrCSRSignature: the CSR's self-signature does not verify or uses a
+	// broken algorithm.
+	ErrCSRSignature = errors.New("ca: bad CSR signature")
+	// ErrCSRKey: the CSR's public key is of an unsupported type or too weak.
+	ErrCSRKey = errors.New("ca: unsupported or weak CSR key")
+	// ErrCSRSubject: the CSR's common name is not the registration ID.
+	ErrCSRSubject = errors.New("ca: CSR common name does not match the registration ID")
+
+	// ErrInvalidPolicy: a LeafPolicy is incomplete (a caller bug, not device input).
+	ErrInvalidPolicy = errors.New("ca: invalid leaf policy")
+	// ErrInvalidHost: a host given to ServerCertificate is empty or malformed.
+	ErrInvalidHost = errors.New("ca: invalid host name")
+	// ErrInvalidRevocation: a Revoked entry has a bad serial or reason.
+	ErrInvalidRevocation = errors.New("ca: invalid revocation entry")
+)

@@ -1,0 +1,78 @@
+package ca
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+
+	"go.step.sm/crypto/keyutil"
+)
+
+// ServerCertificate issues a TLS server certificate for zdps itself with a
+// fresh ECDSA P-256 key. hosts are DNS names (wildcards allowed) or IP
+// addresses; the first is also the subject CN. The result carries the leaf
+// and the intermediate, ready for tls.Config.Certificates; clients trust
+// Root() (or BundlePEM). Nothing is stored: call it at every start.
+func (c *CA) ServerCertificate(hosts []string, validity time.Duration) (tls.Certificate, error) {
+	if len(hosts) == 0 {
+		return tls.Certificate{}, fmt.Errorf("%w: at least one host is required", ErrInvalidHost)
+	}
+	if validity < 0 {
+		return tls.Certificate{}, fmt.Errorf("%w: negative validity", ErrInvalidPolicy)
+	}
+	var dns []string
+	var ips []net.IP
+	for _, h := range hosts {
+		h = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(h), "["), "]")
+		if ip := net.ParseIP(h); ip != nil {
+			ips = append(ips, ip)
+			continue
+		}
+		if !validDNSName(h) {
+			return tls.Certificate{}, fmt.Errorf("%w: %q", ErrInvalidHost, h)
+		}
+		dns = append(dns, strings.ToLower(h))
+	}
+	key, err := keyutil.GenerateSigner("EC", "P-256", 0)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("ca: server key: %w", err)
+	}
+	cn := strings.TrimSpace(hosts[0])
+	is, err := c.issue(key.Public(), cn, validity, leafServer, func(t *x509.Certificate) {
+		t.DNSNames, t.IPAddresses = dns, ips
+		t.CRLDistributionPoints = nil // zdps's own certificate is rotated, not revoked
+	})
+	if err != nil {
+		return tls.Certificate{}, err
+	}
+	c.log.Info("server certificate issued", "hosts", hosts, "serial", is.Serial, "not_after", is.Certificate.NotAfter)
+	return tls.Certificate{
+		Certificate: [][]byte{is.DER, is.Chain[1]},
+		PrivateKey:  key,
+		Leaf:        is.Certificate,
+	}, nil
+}
+
+// validDNSName accepts LDH labels, an optional leading "*." wildcard, and
+// "localhost"-style single labels.
+func validDNSName(h string) bool {
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	h = strings.TrimPrefix(h, "*.")
+	for _, l := range strings.Split(h, ".") {
+		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
+			return false
+		}
+		for _, r := range l {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}

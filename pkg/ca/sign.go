@@ -1,0 +1,232 @@
+package ca
+
+import (
+	"bytes"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/asn1"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// MaxCSRSize bounds the CSR SignCSR parses. An RSA-8192 CSR is about 2 KiB;
+// anything far larger is not a device's CSR.
+const MaxCSRSize = 16 << 10
+
+// RSA sizes SignCSR accepts. Above 8192 bits verification cost becomes a
+// denial-of-service lever and no device needs it.
+const (
+	minRSABits = 2048
+	maxRSABits = 8192
+)
+
+// LeafPolicy is what the provisioning pipeline decided for one device. It is
+// the only source of the certificate's content besides the CSR's public key.
+type LeafPolicy struct {
+	// RegistrationID must equal the CSR's common name exactly (case and
+	// all), as the device sent it. Required.
+	RegistrationID string
+	// DeviceID becomes the certificate's subject CN. Required.
+	DeviceID string
+	// Validity of the certificate; zero means Config.DefaultLeafValidity.
+	// It is capped at the intermediate's NotAfter.
+	Validity time.Duration
+}
+
+// Issued is a newly signed certificate. The CA keeps no copy: the caller
+// must store it (with the registration record, in one transaction) before
+// returning it to the device, and fail the request if that store fails.
+type Issued struct {
+	Certificate *x509.Certificate
+	DER         []byte
+	// Chain is leaf, intermediate, root (DER), the order of DPS's
+	// issuedCertificateChain.
+	Chain [][]byte
+	// Serial is the serial number in lower-case hex, 32 digits.
+	Serial string
+}
+
+// SignCSR checks a device's DER PKCS#10 CSR and issues a client certificate
+// for its key under policy p. See the package doc for every check made.
+func (c *CA) SignCSR(csrDER []byte, p LeafPolicy) (*Issued, error) {
+	if p.RegistrationID == "" || p.DeviceID == "" {
+		return nil, fmt.Errorf("%w: RegistrationID and DeviceID are required", ErrInvalidPolicy)
+	}
+	if p.Validity < 0 {
+		return nil, fmt.Errorf("%w: negative validity", ErrInvalidPolicy)
+	}
+	csr, err := parseCSR(csrDER)
+	if err != nil {
+		return nil, err
+	}
+	// Key before signature: a weak key is refused as such even when its
+	// signature is fine, and a huge RSA key is never used to verify.
+	if err := checkLeafKey(csr.PublicKey); err != nil {
+		return nil, err
+	}
+	switch csr.SignatureAlgorithm {
+	case x509.MD2WithRSA, x509.MD5WithRSA, x509.SHA1WithRSA, x509.ECDSAWithSHA1, x509.DSAWithSHA1, x509.DSAWithSHA256:
+		return nil, fmt.Errorf("%w: algorithm %s is not accepted", ErrCSRSignature, csr.SignatureAlgorithm)
+	}
+	if err := csr.CheckSignature(); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCSRSignature, err)
+	}
+	if err := checkSubject(csr.Subject, p.RegistrationID); err != nil {
+		return nil, err
+	}
+	is, err := c.issue(csr.PublicKey, p.DeviceID, p.Validity, leafClient)
+	if err != nil {
+		return nil, err
+	}
+	c.log.Debug("certificate issued", "registration_id", p.RegistrationID, "serial", is.Serial, "not_after", is.Certificate.NotAfter)
+	return is, nil
+}
+
+func parseCSR(der []byte) (*x509.CertificateRequest, error) {
+	if len(der) == 0 {
+		return nil, fmt.Errorf("%w: empty", ErrCSRMalformed)
+	}
+	if len(der) > MaxCSRSize {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrCSRMalformed, len(der), MaxCSRSize)
+	}
+	csr, err := x509.ParseCertificateRequest(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCSRMalformed, err)
+	}
+	return csr, nil
+}
+
+// checkLeafKey is the complete list of device keys accepted.
+func checkLeafKey(pub crypto.PublicKey) error {
+	switch k := pub.(type) {
+	case *ecdsa.PublicKey:
+		if k.Curve == elliptic.P256() || k.Curve == elliptic.P384() {
+			return nil
+		}
+		return fmt.Errorf("%w: ECDSA curve %s (want P-256 or P-384)", ErrCSRKey, k.Curve.Params().Name)
+	case ed25519.PublicKey:
+		return nil
+	case *rsa.PublicKey:
+		if n := k.N.BitLen(); n < minRSABits || n > maxRSABits {
+			return fmt.Errorf("%w: RSA %d bits (want %d to %d)", ErrCSRKey, n, minRSABits, maxRSABits)
+		}
+		return nil
+	default:
+		return fmt.Errorf("%w: key type %T", ErrCSRKey, pub)
+	}
+}
+
+// checkCAKey is what an imported intermediate may use: the leaf list plus
+// P-521, which some enterprise PKIs use for CAs.
+func checkCAKey(pub crypto.PublicKey) error {
+	if k, ok := pub.(*ecdsa.PublicKey); ok && k.Curve == elliptic.P521() {
+		return nil
+	}
+	if err := checkLeafKey(pub); err != nil {
+		return errors.New("intermediate key type is not ECDSA P-256/P-384/P-521, Ed25519 or RSA 2048-8192")
+	}
+	return nil
+}
+
+var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
+
+// checkSubject requires exactly one CN, equal to id. pkix.Name keeps only
+// the last CN it sees, so a second one could otherwise hide behind it.
+func checkSubject(subj pkix.Name, id string) error {
+	n := 0
+	for _, a := range subj.Names {
+		if a.Type.Equal(oidCommonName) {
+			n++
+		}
+	}
+	if n != 1 {
+		return fmt.Errorf("%w: subject has %d common names, want 1", ErrCSRSubject, n)
+	}
+	// Not a secret: a plain comparison is fine.
+	if subj.CommonName != id {
+		return fmt.Errorf("%w: CN %q, registration ID %q", ErrCSRSubject, truncate(subj.CommonName, 130), id)
+	}
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+type leafKind int
+
+const (
+	leafClient leafKind = iota
+	leafServer
+)
+
+// issue signs a leaf for pub. Everything in it comes from the arguments and
+// the CA's configuration.
+func (c *CA) issue(pub crypto.PublicKey, cn string, validity time.Duration, kind leafKind, sans ...func(*x509.Certificate)) (*Issued, error) {
+	if validity == 0 {
+		validity = c.leafValidity
+	}
+	now := c.now()
+	nb := now.Add(-time.Minute)
+	if nb.Before(c.inter.NotBefore) {
+		nb = c.inter.NotBefore
+	}
+	na := minTime(now.Add(validity), c.inter.NotAfter)
+	if !na.After(now) || now.Before(c.inter.NotBefore) {
+		return nil, fmt.Errorf("%w: valid %s to %s, now %s", ErrCAExpired, c.inter.NotBefore, c.inter.NotAfter, now)
+	}
+	serial, err := randomSerial(c.rand)
+	if err != nil {
+		return nil, err
+	}
+	ku := x509.KeyUsageDigitalSignature
+	if _, ok := pub.(*rsa.PublicKey); ok {
+		// RSA TLS clients of old stacks may still do key transport.
+		ku |= x509.KeyUsageKeyEncipherment
+	}
+	eku := x509.ExtKeyUsageClientAuth
+	if kind == leafServer {
+		eku = x509.ExtKeyUsageServerAuth
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: cn},
+		NotBefore:             nb,
+		NotAfter:              na,
+		KeyUsage:              ku,
+		ExtKeyUsage:           []x509.ExtKeyUsage{eku},
+		BasicConstraintsValid: true,
+		IsCA:                  false,
+		SubjectKeyId:          keyID(pub),
+		AuthorityKeyId:        c.interSKI,
+	}
+	if c.crlURL != "" {
+		tmpl.CRLDistributionPoints = []string{c.crlURL}
+	}
+	for _, f := range sans {
+		f(tmpl)
+	}
+	der, err := x509.CreateCertificate(c.rand, tmpl, c.inter, pub, c.signer)
+	if err != nil {
+		return nil, fmt.Errorf("ca: sign: %w", err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("ca: parse issued: %w", err)
+	}
+	return &Issued{
+		Certificate: cert,
+		DER:         der,
+		Chain:       [][]byte{der, bytes.Clone(c.inter.Raw), bytes.Clone(c.root.Raw)},
+		Serial:      fmt.Sprintf("%032x", serial),
+	}, nil
+}
