@@ -4,8 +4,11 @@
 //
 //	score(h) = -weight(h) / ln(u(h, registrationID))
 //
-// where u is a uniform number in (0,1) derived from SHA-256 of the hub name
-// and the registration ID (both lower-cased), and the highest score wins.
+// where u is a uniform number in (0,1) derived from the hub name and the
+// registration ID (both lower-cased): the first 64 bits of SHA-256 of the
+// registration ID, computed once per decision, XOR the FNV-1a hash of the
+// hub name (mixed), through the murmur3 64-bit finalizer. The highest score
+// wins.
 // The decision is deterministic (the same device and hub set always give
 // the same hub, on every replica and every version), each hub receives a
 // share proportional to its weight, and adding or removing a hub moves
@@ -47,18 +50,15 @@ func (*Policy) Allocate(ctx context.Context, in allocation.Input) (allocation.De
 // hubs is empty. A weight below 1 counts as 1 (absent weight), above 1000
 // as 1000.
 func Choose(registrationID string, hubs []*enrollment.Hub) string {
-	id := enrollment.Key(registrationID)
-	buf := make([]byte, 0, 256+len(id))
+	sum := sha256.Sum256([]byte(enrollment.Key(registrationID)))
+	idHash := binary.BigEndian.Uint64(sum[:8])
 	best, bestScore := "", math.Inf(-1)
 	for _, h := range hubs {
 		if h == nil || h.Name == "" {
 			continue
 		}
 		name := enrollment.Key(h.Name)
-		buf = append(buf[:0], name...)
-		buf = append(buf, 0)
-		buf = append(buf, id...)
-		s := Score(weight(h.AllocationWeight), unit(sha256.Sum256(buf)))
+		s := Score(weight(h.AllocationWeight), unit(fmix64(fmix64(fnv1a(name))^idHash)))
 		if s > bestScore || (s == bestScore && name < best) {
 			best, bestScore = name, s
 		}
@@ -87,8 +87,27 @@ func weight(w int) int {
 	return w
 }
 
-// unit maps the first 53 bits of a digest to (0,1), never 0 or 1.
-func unit(sum [32]byte) float64 {
-	x := binary.BigEndian.Uint64(sum[:8]) >> 11
-	return (float64(x) + 0.5) / (1 << 53)
+// unit maps the top 53 bits of x to (0,1), never 0 or 1.
+func unit(x uint64) float64 {
+	return (float64(x>>11) + 0.5) / (1 << 53)
+}
+
+// fnv1a is FNV-1a 64 of s.
+func fnv1a(s string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= 1099511628211
+	}
+	return h
+}
+
+// fmix64 is murmur3's 64-bit finalizer: a bijection with full avalanche.
+func fmix64(k uint64) uint64 {
+	k ^= k >> 33
+	k *= 0xff51afd7ed558ccd
+	k ^= k >> 33
+	k *= 0xc4ceb9fe1a85ec53
+	k ^= k >> 33
+	return k
 }
