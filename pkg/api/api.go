@@ -1,0 +1,143 @@
+package api
+
+import (
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/zdps/zdps/pkg/store"
+)
+
+// Defaults of the limits in Config.
+const (
+	DefaultMaxBodyBytes = 16 << 20
+	DefaultMaxBulkItems = 1000
+	DefaultMaxPageSize  = 1000
+	DefaultTokenSkew    = 5 * time.Minute
+)
+
+// APIVersions are the api-version values accepted on every route, oldest
+// first: those the Azure device and service SDKs send (PROTOCOL.md §1).
+var APIVersions = []string{"2019-03-31", "2021-06-01", "2021-10-01", "2025-07-01-preview"}
+
+// Config configures the API. Store, HostName and Logger are required.
+type Config struct {
+	// Store holds enrollments, registrations, hubs, policies and settings.
+	Store *store.Store
+	// HostName is the host clients address, e.g. "dps.example.com" or
+	// "localhost:8443". A service SAS must name it in sr (compared
+	// case-insensitively, with or without the port).
+	HostName string
+	// Logger receives the access log, the audit events and server faults.
+	Logger *slog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// Rand is the source of generated keys and request IDs; crypto/rand
+	// when nil. It is used under a lock, so it need not be safe for
+	// concurrent use.
+	Rand io.Reader
+	// MaxBodyBytes bounds every request body; DefaultMaxBodyBytes when 0.
+	MaxBodyBytes int64
+	// MaxBulkItems bounds the items of one bulk call; DefaultMaxBulkItems
+	// when 0.
+	MaxBulkItems int
+	// MaxPageSize bounds the items of one query page; a larger
+	// x-ms-max-item-count is capped to it. DefaultMaxPageSize when 0.
+	MaxPageSize int
+	// TokenSkew is the clock skew allowed on SAS expiry; DefaultTokenSkew
+	// when 0.
+	TokenSkew time.Duration
+	// Extra, when set, adds routes to the router after the service routes,
+	// under the common middleware (request ID, access log, recovery,
+	// case-insensitive paths, body limit) but without service auth: this is
+	// where the device API mounts /{idScope}/registrations/... It must add
+	// routes with Get/Put/Post/Group/With/Route, never Use (chi panics on
+	// Use after routes). RequireAPIVersion and WriteError are there for it.
+	Extra func(chi.Router)
+}
+
+// API is the service API. It is safe for concurrent use.
+type API struct {
+	cfg     Config
+	store   *store.Store
+	log     *slog.Logger
+	now     func() time.Time
+	rand    io.Reader
+	handler http.Handler
+}
+
+// New validates cfg, fills in defaults and builds the router.
+func New(cfg Config) (*API, error) {
+	var errs []error
+	if cfg.Store == nil {
+		errs = append(errs, errors.New("Store is required"))
+	}
+	if strings.TrimSpace(cfg.HostName) == "" || strings.ContainsAny(cfg.HostName, "/ ") {
+		errs = append(errs, fmt.Errorf("HostName %q must be a host name with an optional port", cfg.HostName))
+	}
+	if cfg.Logger == nil {
+		errs = append(errs, errors.New("Logger is required"))
+	}
+	if cfg.MaxBodyBytes < 0 || cfg.MaxBulkItems < 0 || cfg.MaxPageSize < 0 || cfg.TokenSkew < 0 {
+		errs = append(errs, errors.New("limits must not be negative"))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("api: invalid config: %w", errors.Join(errs...))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxBulkItems == 0 {
+		cfg.MaxBulkItems = DefaultMaxBulkItems
+	}
+	if cfg.MaxPageSize == 0 {
+		cfg.MaxPageSize = DefaultMaxPageSize
+	}
+	if cfg.TokenSkew == 0 {
+		cfg.TokenSkew = DefaultTokenSkew
+	}
+	a := &API{
+		cfg:   cfg,
+		store: cfg.Store,
+		log:   cfg.Logger,
+		now:   cfg.Now,
+		rand:  &lockedReader{r: cfg.Rand},
+	}
+	h, err := a.router()
+	if err != nil {
+		return nil, err
+	}
+	a.handler = h
+	return a, nil
+}
+
+// Handler is the whole API: service routes, /healthz and Config.Extra.
+func (a *API) Handler() http.Handler { return a.handler }
+
+// lockedReader serialises reads so that an injected reader that is not
+// safe for concurrent use (a deterministic test source) can serve
+// concurrent requests.
+type lockedReader struct {
+	mu sync.Mutex
+	r  io.Reader
+}
+
+func (l *lockedReader) Read(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r.Read(p)
+}

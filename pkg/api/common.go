@@ -1,0 +1,161 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/store"
+)
+
+// ifMatch is the request's If-Match ETag, unquoted: the Node SDK sends the
+// body's etag bare, RFC 9110 clients quote it, and a weak prefix carries no
+// meaning for a compare-and-swap on whole documents.
+func ifMatch(r *http.Request) string {
+	v := strings.TrimSpace(r.Header.Get("If-Match"))
+	v = strings.TrimPrefix(v, "W/")
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	return v
+}
+
+// audit records a management change (or a read of secrets) with the policy
+// that made it.
+func (a *API) audit(r *http.Request, action, resource, id string) {
+	a.log.InfoContext(r.Context(), "audit",
+		"action", action,
+		"resource", resource,
+		"id", id,
+		"policy", policyName(r.Context()),
+		"request_id", RequestID(r.Context()))
+}
+
+func createdOrUpdated(created bool) string {
+	if created {
+		return "create"
+	}
+	return "update"
+}
+
+// querySpec is the body of the query calls.
+type querySpec struct {
+	Query string `json:"query"`
+}
+
+// readQuery accepts the one query zdps answers, "*" (every item), as the
+// Azure SDKs send it. An empty body means the same, for scripts that send
+// none on the registration queries.
+func readQuery(r *http.Request) error {
+	b, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	var q querySpec
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&q); err != nil {
+		return fmt.Errorf("%w: query body: %w", errBadRequest, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: query body: unexpected data after the JSON value", errBadRequest)
+	}
+	if strings.TrimSpace(q.Query) != "*" {
+		return fmt.Errorf(`%w: unsupported query %q: zdps answers only {"query":"*"}, paged with x-ms-max-item-count and x-ms-continuation`, errBadRequest, q.Query)
+	}
+	return nil
+}
+
+// pageParams reads x-ms-max-item-count (capped to MaxPageSize; absent or 0
+// means MaxPageSize) and x-ms-continuation.
+func (a *API) pageParams(r *http.Request) (limit int, continuation string, err error) {
+	limit = a.cfg.MaxPageSize
+	if v := strings.TrimSpace(r.Header.Get("x-ms-max-item-count")); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return 0, "", fmt.Errorf("%w: x-ms-max-item-count must be a non-negative integer", errBadRequest)
+		}
+		if n > 0 && n < limit {
+			limit = n
+		}
+	}
+	return limit, strings.TrimSpace(r.Header.Get("x-ms-continuation")), nil
+}
+
+// writePage answers one page as a JSON array. The continuation header is
+// set only when another page follows: the Node SDK keeps asking for as
+// long as the header is present, even empty (PROTOCOL.md §4).
+func writePage[T any](a *API, w http.ResponseWriter, items []T, next string, limit int, itemType string) {
+	if items == nil {
+		items = []T{}
+	}
+	if next != "" {
+		w.Header().Set("x-ms-continuation", next)
+	}
+	w.Header().Set("x-ms-max-item-count", strconv.Itoa(limit))
+	w.Header().Set("x-ms-item-type", itemType)
+	a.writeJSON(w, http.StatusOK, items)
+}
+
+// mismatch is the error of a body whose ID differs from the path's.
+func mismatch(field, body, path string) error {
+	return &enrollment.ValidationError{Field: field, Reason: fmt.Sprintf("%q does not match %q in the path", body, path)}
+}
+
+// preconditionOnMissing turns "not found" into "precondition failed" for a
+// write under If-Match: the client asked to change a version that does not
+// exist (RFC 9110 §13.1.1).
+func preconditionOnMissing(err error, cond store.Condition) error {
+	if cond.IfMatch != "" && isNotFound(err) {
+		return fmt.Errorf("%w: no stored version matches If-Match: %w", store.ErrPreconditionFailed, err)
+	}
+	return err
+}
+
+// keyPair is the pair of symmetric keys of an attestation or policy.
+type keyPair struct{ primary, secondary string }
+
+// merge picks each key from the request, else the stored document, else the
+// freshly generated one: empty keys on update keep the stored keys, empty
+// keys on create are generated.
+func merge(req, old, gen keyPair) keyPair {
+	first := func(vs ...string) string {
+		for _, v := range vs {
+			if v != "" {
+				return v
+			}
+		}
+		return ""
+	}
+	return keyPair{
+		primary:   first(req.primary, old.primary, gen.primary),
+		secondary: first(req.secondary, old.secondary, gen.secondary),
+	}
+}
+
+func attKeys(m *enrollment.AttestationMechanism) keyPair {
+	if m == nil || m.Type != enrollment.AttestationSymmetricKey || m.SymmetricKey == nil {
+		return keyPair{}
+	}
+	return keyPair{m.SymmetricKey.PrimaryKey, m.SymmetricKey.SecondaryKey}
+}
+
+func setAttKeys(m *enrollment.AttestationMechanism, k keyPair) {
+	if m == nil || m.Type != enrollment.AttestationSymmetricKey {
+		return
+	}
+	if m.SymmetricKey == nil {
+		m.SymmetricKey = &enrollment.SymmetricKeyAttestation{}
+	}
+	m.SymmetricKey.PrimaryKey, m.SymmetricKey.SecondaryKey = k.primary, k.secondary
+}
+
+func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }

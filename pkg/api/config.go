@@ -1,0 +1,280 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/store"
+)
+
+// This file serves zdps's own resources: linked hubs, shared access
+// policies and instance settings. All of them need ServiceConfig.
+
+func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
+	// A read transaction proves the store answers; a closed store makes
+	// the instance unhealthy (503).
+	if err := a.store.Backend.View(r.Context(), func(store.Tx) error { return nil }); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	a.writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// listPage answers a GET list with the query calls' paging headers.
+func listPage[T, U any](a *API, w http.ResponseWriter, r *http.Request, itemType string, list func(cont string, limit int) ([]T, string, error), conv func(T) U) {
+	limit, cont, err := a.pageParams(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	items, next, err := list(cont, limit)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	out := make([]U, len(items))
+	for i, v := range items {
+		out[i] = conv(v)
+	}
+	writePage(a, w, out, next, limit, itemType)
+}
+
+func (a *API) listHubs(w http.ResponseWriter, r *http.Request) {
+	listPage(a, w, r, "Hub", func(cont string, limit int) ([]*enrollment.Hub, string, error) {
+		return a.store.Hubs.List(r.Context(), cont, limit)
+	}, func(h *enrollment.Hub) *enrollment.Hub { return h })
+}
+
+// hubPathName reads and validates the hub name in the path.
+func hubPathName(r *http.Request) (string, error) {
+	name := chi.URLParam(r, "name")
+	return name, enrollment.ValidateHostName(name)
+}
+
+func (a *API) getHub(w http.ResponseWriter, r *http.Request) {
+	name, err := hubPathName(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	h, err := a.store.Hubs.Get(r.Context(), name)
+	if err != nil {
+		a.writeError(w, r, fmt.Errorf("hub %q: %w", name, err))
+		return
+	}
+	a.writeJSON(w, http.StatusOK, h)
+}
+
+func (a *API) putHub(w http.ResponseWriter, r *http.Request) {
+	name, err := hubPathName(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	b, err := requireBody(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	h, err := enrollment.DecodeHub(b)
+	if err != nil {
+		a.writeError(w, r, badRequest(err))
+		return
+	}
+	if !strings.EqualFold(h.Name, name) {
+		a.writeError(w, r, mismatch("name", h.Name, name))
+		return
+	}
+	cond := store.Condition{IfMatch: ifMatch(r)}
+	created, err := a.store.Hubs.Put(r.Context(), h, cond)
+	if err != nil {
+		a.writeError(w, r, fmt.Errorf("hub %q: %w", name, preconditionOnMissing(err, cond)))
+		return
+	}
+	a.audit(r, createdOrUpdated(created), "hub", h.Name)
+	a.writeJSON(w, http.StatusOK, h)
+}
+
+func (a *API) deleteHub(w http.ResponseWriter, r *http.Request) {
+	name, err := hubPathName(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if err := a.store.Hubs.Delete(r.Context(), name, store.Condition{IfMatch: ifMatch(r)}); err != nil {
+		a.writeError(w, r, fmt.Errorf("hub %q: %w", name, err))
+		return
+	}
+	a.audit(r, "delete", "hub", name)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (a *API) listPolicies(w http.ResponseWriter, r *http.Request) {
+	listPage(a, w, r, "SharedAccessPolicy", func(cont string, limit int) ([]*enrollment.SharedAccessPolicy, string, error) {
+		return a.store.Policies.List(r.Context(), cont, limit)
+	}, (*enrollment.SharedAccessPolicy).Redacted)
+}
+
+// policyPathName reads and validates the policy name in the path.
+func policyPathName(r *http.Request) (string, error) {
+	name := chi.URLParam(r, "keyName")
+	return name, enrollment.ValidatePolicyName(name)
+}
+
+func (a *API) getPolicy(w http.ResponseWriter, r *http.Request) {
+	name, err := policyPathName(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	p, err := a.store.Policies.Get(r.Context(), name)
+	if err != nil {
+		a.writeError(w, r, fmt.Errorf("policy %q: %w", name, err))
+		return
+	}
+	a.writeJSON(w, http.StatusOK, p.Redacted())
+}
+
+// putPolicy creates or replaces a policy. Empty keys keep the stored keys
+// or are generated; the answer has no keys (POST .../keys returns them).
+// The owner policy must keep ServiceConfig, so that the instance always
+// has a policy able to manage policies.
+func (a *API) putPolicy(w http.ResponseWriter, r *http.Request) {
+	name, err := policyPathName(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	b, err := requireBody(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	p, err := enrollment.DecodeSharedAccessPolicy(b)
+	if err != nil {
+		a.writeError(w, r, badRequest(err))
+		return
+	}
+	if !strings.EqualFold(p.KeyName, name) {
+		a.writeError(w, r, mismatch("keyName", p.KeyName, name))
+		return
+	}
+	if strings.EqualFold(name, enrollment.OwnerPolicyName) && !p.HasRight(enrollment.RightServiceConfig) {
+		a.writeError(w, r, &enrollment.ValidationError{Field: "rights", Reason: fmt.Sprintf("the %s policy must keep the %s right, or nobody could manage policies any more", enrollment.OwnerPolicyName, enrollment.RightServiceConfig)})
+		return
+	}
+	req := keyPair{p.PrimaryKey, p.SecondaryKey}
+	if err := p.GenerateMissingKeys(a.rand); err != nil {
+		a.writeError(w, r, fmt.Errorf("generate keys: %w", err))
+		return
+	}
+	gen := keyPair{p.PrimaryKey, p.SecondaryKey}
+	cond := store.Condition{IfMatch: ifMatch(r)}
+	var created bool
+	err = a.store.Backend.Update(r.Context(), func(tx store.Tx) error {
+		c := a.store.Policies.In(tx)
+		var was keyPair
+		old, err := c.Get(r.Context(), name)
+		switch {
+		case err == nil:
+			was = keyPair{old.PrimaryKey, old.SecondaryKey}
+		case !isNotFound(err):
+			return err
+		}
+		k := merge(req, was, gen)
+		p.PrimaryKey, p.SecondaryKey = k.primary, k.secondary
+		created, err = c.Put(r.Context(), p, cond)
+		return err
+	})
+	if err != nil {
+		a.writeError(w, r, fmt.Errorf("policy %q: %w", name, preconditionOnMissing(err, cond)))
+		return
+	}
+	a.audit(r, createdOrUpdated(created), "policy", p.KeyName)
+	a.writeJSON(w, http.StatusOK, p.Redacted())
+}
+
+func (a *API) deletePolicy(w http.ResponseWriter, r *http.Request) {
+	name, err := policyPathName(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if strings.EqualFold(name, enrollment.OwnerPolicyName) {
+		a.writeError(w, r, &enrollment.ValidationError{Field: "keyName", Reason: fmt.Sprintf("the %s policy cannot be deleted", enrollment.OwnerPolicyName)})
+		return
+	}
+	if err := a.store.Policies.Delete(r.Context(), name, store.Condition{IfMatch: ifMatch(r)}); err != nil {
+		a.writeError(w, r, fmt.Errorf("policy %q: %w", name, err))
+		return
+	}
+	a.audit(r, "delete", "policy", name)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// policyKeys answers the policy with its keys; audited like a change.
+func (a *API) policyKeys(w http.ResponseWriter, r *http.Request) {
+	name, err := policyPathName(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	p, err := a.store.Policies.Get(r.Context(), name)
+	if err != nil {
+		a.writeError(w, r, fmt.Errorf("policy %q: %w", name, err))
+		return
+	}
+	a.audit(r, "read-keys", "policy", p.KeyName)
+	a.writeJSON(w, http.StatusOK, p)
+}
+
+// settingsKey is the ID of the single Settings document.
+var settingsKey = (&enrollment.Settings{}).StoreKey()
+
+func (a *API) getSettings(w http.ResponseWriter, r *http.Request) {
+	s, err := a.store.Settings.Get(r.Context(), settingsKey)
+	if err != nil {
+		a.writeError(w, r, fmt.Errorf("settings: %w", err))
+		return
+	}
+	a.writeJSON(w, http.StatusOK, s)
+}
+
+// putSettings changes the instance settings; the ID scope, fixed at first
+// start, is kept whatever the request says.
+func (a *API) putSettings(w http.ResponseWriter, r *http.Request) {
+	b, err := requireBody(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	s, err := enrollment.DecodeSettings(b)
+	if err != nil {
+		a.writeError(w, r, badRequest(err))
+		return
+	}
+	cond := store.Condition{IfMatch: ifMatch(r)}
+	err = a.store.Backend.Update(r.Context(), func(tx store.Tx) error {
+		c := a.store.Settings.In(tx)
+		s.IDScope = ""
+		old, err := c.Get(r.Context(), settingsKey)
+		switch {
+		case err == nil:
+			s.IDScope = old.IDScope
+		case !isNotFound(err):
+			return err
+		}
+		_, err = c.Put(r.Context(), s, cond)
+		return err
+	})
+	if err != nil {
+		a.writeError(w, r, fmt.Errorf("settings: %w", preconditionOnMissing(err, cond)))
+		return
+	}
+	a.audit(r, "update", "settings", settingsKey)
+	a.writeJSON(w, http.StatusOK, s)
+}

@@ -1,0 +1,248 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/store"
+)
+
+// enrollmentKind describes what differs between individual enrollments and
+// enrollment groups, so that one implementation serves both: they share
+// every operation of PROTOCOL.md §4.
+type enrollmentKind[T store.Document] struct {
+	resource   string // audit resource name
+	param      string // chi URL parameter of the ID
+	idField    string // JSON field of the ID
+	itemType   string // x-ms-item-type of query answers
+	collection func(*store.Store) *store.Collection[T]
+	validateID func(string) error
+	decode     func([]byte) (T, error)
+	id         func(T) string
+	att        func(T) *enrollment.AttestationMechanism
+	redacted   func(T) T
+	generate   func(T, io.Reader) error
+	validate   func(T) error
+	// decodeBulk returns the mode and the items of a bulk body.
+	decodeBulk func([]byte) (string, []T, error)
+	// bulkResult builds the DPS answer of a bulk call from its failures.
+	bulkResult func([]bulkFailure) any
+}
+
+var enrollments = enrollmentKind[*enrollment.IndividualEnrollment]{
+	resource:   "enrollment",
+	param:      "registrationId",
+	idField:    "registrationId",
+	itemType:   "Enrollment",
+	collection: func(s *store.Store) *store.Collection[*enrollment.IndividualEnrollment] { return s.Enrollments },
+	validateID: enrollment.ValidateRegistrationID,
+	decode:     enrollment.DecodeIndividualEnrollment,
+	id:         func(e *enrollment.IndividualEnrollment) string { return e.RegistrationID },
+	att:        func(e *enrollment.IndividualEnrollment) *enrollment.AttestationMechanism { return e.Attestation },
+	redacted:   (*enrollment.IndividualEnrollment).Redacted,
+	generate:   (*enrollment.IndividualEnrollment).GenerateMissingKeys,
+	validate:   (*enrollment.IndividualEnrollment).Validate,
+	decodeBulk: func(b []byte) (string, []*enrollment.IndividualEnrollment, error) {
+		op, err := enrollment.DecodeBulkEnrollments(b)
+		if err != nil {
+			return "", nil, err
+		}
+		return op.Mode, op.Enrollments, nil
+	},
+	bulkResult: func(fs []bulkFailure) any {
+		res := enrollment.BulkOperationResult{IsSuccessful: len(fs) == 0, Errors: []enrollment.BulkOperationError{}}
+		for _, f := range fs {
+			res.Errors = append(res.Errors, enrollment.BulkOperationError{RegistrationID: f.id, ErrorCode: f.code, ErrorStatus: f.message})
+		}
+		return res
+	},
+}
+
+var groups = enrollmentKind[*enrollment.EnrollmentGroup]{
+	resource:   "enrollmentGroup",
+	param:      "enrollmentGroupId",
+	idField:    "enrollmentGroupId",
+	itemType:   "EnrollmentGroup",
+	collection: func(s *store.Store) *store.Collection[*enrollment.EnrollmentGroup] { return s.Groups },
+	validateID: enrollment.ValidateGroupID,
+	decode:     enrollment.DecodeEnrollmentGroup,
+	id:         func(g *enrollment.EnrollmentGroup) string { return g.EnrollmentGroupID },
+	att:        func(g *enrollment.EnrollmentGroup) *enrollment.AttestationMechanism { return g.Attestation },
+	redacted:   (*enrollment.EnrollmentGroup).Redacted,
+	generate:   (*enrollment.EnrollmentGroup).GenerateMissingKeys,
+	validate:   (*enrollment.EnrollmentGroup).Validate,
+	decodeBulk: func(b []byte) (string, []*enrollment.EnrollmentGroup, error) {
+		op, err := enrollment.DecodeBulkEnrollmentGroups(b)
+		if err != nil {
+			return "", nil, err
+		}
+		return op.Mode, op.EnrollmentGroups, nil
+	},
+	bulkResult: func(fs []bulkFailure) any {
+		res := enrollment.BulkEnrollmentGroupOperationResult{IsSuccessful: len(fs) == 0, Errors: []enrollment.BulkEnrollmentGroupOperationError{}}
+		for _, f := range fs {
+			res.Errors = append(res.Errors, enrollment.BulkEnrollmentGroupOperationError{EnrollmentGroupID: f.id, ErrorCode: f.code, ErrorStatus: f.message})
+		}
+		return res
+	},
+}
+
+// pathID reads and validates the ID in the path.
+func (k *enrollmentKind[T]) pathID(r *http.Request) (string, error) {
+	id := chi.URLParam(r, k.param)
+	if err := k.validateID(id); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+func getDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := k.pathID(r)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		v, err := k.collection(a.store).Get(r.Context(), id)
+		if err != nil {
+			a.writeError(w, r, fmt.Errorf("%s %q: %w", k.resource, id, err))
+			return
+		}
+		a.writeJSON(w, http.StatusOK, k.redacted(v))
+	}
+}
+
+// putDoc creates or replaces a document. Keys the request leaves empty are
+// kept from the stored document, or generated when there is none. The read
+// of the stored keys and the write are one transaction, so a concurrent
+// key change is never lost; the If-Match condition is checked in the same
+// transaction by the store.
+func putDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := k.pathID(r)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		b, err := requireBody(r)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		v, err := k.decode(b)
+		if err != nil {
+			a.writeError(w, r, badRequest(err))
+			return
+		}
+		if !strings.EqualFold(k.id(v), id) {
+			a.writeError(w, r, mismatch(k.idField, k.id(v), id))
+			return
+		}
+		cond := store.Condition{IfMatch: ifMatch(r)}
+		created, err := putMerged(r.Context(), a, k, v, cond)
+		if err != nil {
+			a.writeError(w, r, fmt.Errorf("%s %q: %w", k.resource, id, preconditionOnMissing(err, cond)))
+			return
+		}
+		a.audit(r, createdOrUpdated(created), k.resource, k.id(v))
+		// DPS answers 200 for a create as for an update.
+		a.writeJSON(w, http.StatusOK, k.redacted(v))
+	}
+}
+
+// putMerged writes v under cond with its keys merged (see putDoc). Keys
+// are generated before the transaction because a backend may run the
+// transaction function more than once; the function itself only reads
+// through the transaction and sets the same keys on every run.
+func putMerged[T store.Document](ctx context.Context, a *API, k *enrollmentKind[T], v T, cond store.Condition) (created bool, err error) {
+	req := attKeys(k.att(v))
+	if err := k.generate(v, a.rand); err != nil {
+		return false, fmt.Errorf("generate keys: %w", err)
+	}
+	gen := attKeys(k.att(v))
+	err = a.store.Backend.Update(ctx, func(tx store.Tx) error {
+		c := k.collection(a.store).In(tx)
+		old, err := c.Get(ctx, k.id(v))
+		var was keyPair
+		switch {
+		case err == nil:
+			was = attKeys(k.att(old))
+		case !isNotFound(err):
+			return err
+		}
+		setAttKeys(k.att(v), merge(req, was, gen))
+		created, err = c.Put(ctx, v, cond)
+		return err
+	})
+	return created, err
+}
+
+func deleteDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := k.pathID(r)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		// Deleting a group leaves its registration records: they describe
+		// devices that exist on their hubs (PROTOCOL.md §5).
+		if err := k.collection(a.store).Delete(r.Context(), id, store.Condition{IfMatch: ifMatch(r)}); err != nil {
+			a.writeError(w, r, fmt.Errorf("%s %q: %w", k.resource, id, err))
+			return
+		}
+		a.audit(r, "delete", k.resource, id)
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// docKeys answers the attestation mechanism with its keys. It is the only
+// read that returns keys, and it is audited like a change.
+func docKeys[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := k.pathID(r)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		v, err := k.collection(a.store).Get(r.Context(), id)
+		if err != nil {
+			a.writeError(w, r, fmt.Errorf("%s %q: %w", k.resource, id, err))
+			return
+		}
+		a.audit(r, "read-keys", k.resource, k.id(v))
+		a.writeJSON(w, http.StatusOK, k.att(v))
+	}
+}
+
+func queryDocs[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := readQuery(r); err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		limit, cont, err := a.pageParams(r)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		items, next, err := k.collection(a.store).List(r.Context(), cont, limit)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		out := make([]T, len(items))
+		for i, v := range items {
+			out[i] = k.redacted(v)
+		}
+		writePage(a, w, out, next, limit, k.itemType)
+	}
+}
+
+// errNoETag is the per-item error of an updateIfMatchETag item without etag.
+var errNoETag = &enrollment.ValidationError{Field: "etag", Reason: "is required in updateIfMatchETag mode"}

@@ -1,0 +1,154 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/store"
+)
+
+// Errors of the API layer itself. Handlers wrap them with %w and a message
+// for the client; classify maps them.
+var (
+	// errUnauthorized: no, malformed, expired, forged or foreign SAS, or an
+	// unknown policy. The wrapped reason is logged, never answered.
+	errUnauthorized = errors.New("unauthorized")
+	// errForbidden: authenticated, but the policy lacks the route's right.
+	errForbidden = errors.New("forbidden")
+	// errBadRequest: a request that is wrong in shape (malformed JSON,
+	// wrong content type, bad header, unsupported query or api-version).
+	errBadRequest = errors.New("bad request")
+	// errTooLarge: the body exceeds Config.MaxBodyBytes.
+	errTooLarge = errors.New("request body too large")
+	// errRouteNotFound and errMethodNotAllowed: no such route.
+	errRouteNotFound    = errors.New("no such resource")
+	errMethodNotAllowed = errors.New("method not allowed")
+)
+
+// DPS error codes (6 digits: HTTP status and a detail). The ones clients
+// are known to look at (PROTOCOL.md §1) are the Azure values.
+const (
+	codeBadArgument        = 400004
+	codeUnauthorized       = 401002
+	codeForbidden          = 403002
+	codeRouteNotFound      = 404000
+	codeNotFound           = 404201
+	codeMethodNotAllowed   = 405000
+	codeConflict           = 409201
+	codePreconditionFailed = 412002
+	codeTooLarge           = 413004
+	codeInternal           = 500000
+	codeUnavailable        = 503000
+)
+
+// Public messages of the classes whose details must stay in the log.
+const (
+	msgUnauthorized = "Unauthorized: the request needs a valid, unexpired SharedAccessSignature for this host, signed with a key of a known policy."
+	msgInternal     = "Internal server error; the trackingId identifies it in the server log."
+	msgUnavailable  = "The service is shutting down or unavailable; retry later."
+)
+
+// classify is the one mapping from errors to an HTTP status, a DPS error
+// code and the message the client sees. Order matters where an error wraps
+// several sentinels (a precondition failure that wraps a not-found).
+func classify(err error) (status, code int, message string) {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge) || errors.Is(err, errTooLarge):
+		return http.StatusRequestEntityTooLarge, codeTooLarge, "The request body is too large."
+	case errors.Is(err, errUnauthorized):
+		return http.StatusUnauthorized, codeUnauthorized, msgUnauthorized
+	case errors.Is(err, errForbidden):
+		return http.StatusForbidden, codeForbidden, err.Error()
+	case errors.Is(err, errRouteNotFound):
+		return http.StatusNotFound, codeRouteNotFound, err.Error()
+	case errors.Is(err, errMethodNotAllowed):
+		return http.StatusMethodNotAllowed, codeMethodNotAllowed, err.Error()
+	case errors.Is(err, store.ErrPreconditionFailed):
+		return http.StatusPreconditionFailed, codePreconditionFailed, err.Error()
+	case errors.Is(err, enrollment.ErrInvalid),
+		errors.Is(err, errBadRequest),
+		errors.Is(err, store.ErrInvalidContinuation):
+		return http.StatusBadRequest, codeBadArgument, err.Error()
+	case errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound, codeNotFound, err.Error()
+	case errors.Is(err, store.ErrConflict):
+		return http.StatusConflict, codeConflict, err.Error()
+	case errors.Is(err, store.ErrClosed):
+		return http.StatusServiceUnavailable, codeUnavailable, msgUnavailable
+	default:
+		return http.StatusInternalServerError, codeInternal, msgInternal
+	}
+}
+
+// errorBody is the DPS error format.
+type errorBody struct {
+	ErrorCode    int            `json:"errorCode"`
+	TrackingID   string         `json:"trackingId"`
+	Message      string         `json:"message"`
+	Info         map[string]any `json:"info"`
+	TimestampUTC string         `json:"timestampUtc"`
+}
+
+// WriteError answers err in the DPS error format with the status and code
+// classify gives it. Server faults are logged with their details; the
+// client sees only a generic message and the tracking ID. Exported for
+// routes added through Config.Extra or Mount.
+func (a *API) WriteError(w http.ResponseWriter, r *http.Request, err error) {
+	a.writeError(w, r, err)
+}
+
+func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status, code, msg := classify(err)
+	id := RequestID(r.Context())
+	switch {
+	case status >= 500:
+		a.log.ErrorContext(r.Context(), "request failed", "request_id", id, "status", status, "error", err)
+	case status == http.StatusUnauthorized:
+		// Why a token was refused helps the operator; it holds no secret
+		// because reasons are written by this package, never copied from
+		// the token.
+		a.log.InfoContext(r.Context(), "unauthorized", "request_id", id, "reason", err)
+	}
+	if status == http.StatusServiceUnavailable {
+		w.Header().Set("Retry-After", "1")
+	}
+	w.Header().Set("x-ms-error-code", strconv.Itoa(code))
+	a.writeJSON(w, status, errorBody{
+		ErrorCode:    code,
+		TrackingID:   id,
+		Message:      msg,
+		Info:         map[string]any{},
+		TimestampUTC: a.now().UTC().Format(time.RFC3339Nano),
+	})
+}
+
+// writeJSON answers v with the content type the Node SDK needs to parse
+// the body at all (PROTOCOL.md §1).
+func (a *API) writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		// Only a programming error gets here: every answer type marshals.
+		a.log.Error("encode answer", "error", err)
+		b = []byte(fmt.Sprintf(`{"errorCode":%d,"message":%q}`, codeInternal, msgInternal))
+		status = http.StatusInternalServerError
+	}
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// badRequest wraps err (a decoder's complaint) as a client error unless it
+// already is one: the decoders read only the request, so any failure of
+// theirs is the client's.
+func badRequest(err error) error {
+	if errors.Is(err, enrollment.ErrInvalid) || errors.Is(err, errBadRequest) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errBadRequest, err)
+}

@@ -1,0 +1,217 @@
+package api
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"net/url"
+	"runtime/debug"
+	"slices"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+	"github.com/go-chi/chi/v5/middleware"
+)
+
+type ctxKey int
+
+const (
+	requestIDKey ctxKey = iota
+	policyKey
+)
+
+// RequestID is the ID of the request being served: the trackingId of its
+// errors and the x-ms-request-id header of its answer.
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey).(string)
+	return id
+}
+
+// policyName is the shared access policy that authenticated the request.
+func policyName(ctx context.Context) string {
+	p, _ := ctx.Value(policyKey).(string)
+	return p
+}
+
+// requestID gives every request a fresh random ID. An ID sent by the
+// client is not reused: it would let a client forge or collide log
+// correlation.
+func (a *API) requestID(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var b [16]byte
+		if _, err := io.ReadFull(a.rand, b[:]); err != nil {
+			// A broken random source must not take the server down for a
+			// correlation ID; the time keeps IDs distinct enough.
+			copy(b[:], fmt.Sprintf("%016x", a.now().UnixNano()))
+		}
+		id := hex.EncodeToString(b[:])
+		w.Header().Set("x-ms-request-id", id)
+		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), requestIDKey, id)))
+	})
+}
+
+// accessLog logs one line per request with the route pattern (not the
+// path, which holds IDs of every caller's choosing) and never a header or
+// a body.
+func (a *API) accessLog(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := a.now()
+		ww := middleware.NewWrapResponseWriter(w, r.ProtoMajor)
+		defer func() {
+			status := ww.Status()
+			if status == 0 {
+				status = http.StatusOK
+			}
+			route := ""
+			if rctx := chi.RouteContext(r.Context()); rctx != nil {
+				route = rctx.RoutePattern()
+			}
+			a.log.InfoContext(r.Context(), "request",
+				"request_id", RequestID(r.Context()),
+				"method", r.Method,
+				"route", route,
+				"status", status,
+				"bytes", ww.BytesWritten(),
+				"duration", a.now().Sub(start))
+		}()
+		next.ServeHTTP(ww, r)
+	})
+}
+
+// recoverer turns a panic into a 500 in the DPS format, so that a fault is
+// never mistaken for a client error and clients retry (PROTOCOL.md §1).
+func (a *API) recoverer(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			rec := recover()
+			if rec == nil {
+				return
+			}
+			if rec == http.ErrAbortHandler {
+				panic(rec) // the server's own signal to drop the connection
+			}
+			a.log.ErrorContext(r.Context(), "panic", "request_id", RequestID(r.Context()), "panic", fmt.Sprint(rec), "stack", string(debug.Stack()))
+			if ww, ok := w.(middleware.WrapResponseWriter); ok && ww.Status() != 0 {
+				return // the answer has started; nothing sensible can follow
+			}
+			a.writeError(w, r, fmt.Errorf("panic: %v", rec))
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// limitBody bounds every request body. A declared length over the limit is
+// refused before reading; otherwise reads fail at the limit with
+// *http.MaxBytesError, which classify maps to 413.
+func (a *API) limitBody(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.ContentLength > a.cfg.MaxBodyBytes {
+			a.writeError(w, r, errTooLarge)
+			return
+		}
+		if r.Body != nil {
+			r.Body = http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// canonicalPath routes on the decoded path with its literal segments in
+// canonical case and without a trailing slash. The Node service SDK sends
+// /enrollmentgroups/ and a trailing slash on the bulk call; the C SDK
+// percent-encodes IDs with lower-case hex (PROTOCOL.md §1, §4). chi then
+// hands handlers decoded IDs through URLParam.
+func canonicalPath(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rctx := chi.RouteContext(r.Context()); rctx != nil {
+			p, ok := canonical(r.URL.EscapedPath())
+			if !ok {
+				// Not an error page of our own: an undecodable path or an
+				// ID with a slash matches no route.
+				p = "/\x00invalid"
+			}
+			rctx.RoutePath = p
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func canonical(escaped string) (string, bool) {
+	segs := strings.Split(escaped, "/")
+	for i, s := range segs {
+		d, err := url.PathUnescape(s)
+		if err != nil || strings.Contains(d, "/") {
+			return "", false
+		}
+		if c, ok := literals[strings.ToLower(d)]; ok {
+			d = c
+		}
+		segs[i] = d
+	}
+	p := strings.Join(segs, "/")
+	if len(p) > 1 {
+		p = strings.TrimRight(p, "/")
+	}
+	if p == "" {
+		p = "/"
+	}
+	return p, true
+}
+
+// RequireAPIVersion refuses requests whose api-version query parameter is
+// not one of APIVersions. Every service route has it; routes added through
+// Config.Extra or Mount should use it too.
+func (a *API) RequireAPIVersion(next http.Handler) http.Handler {
+	return a.requireAPIVersion(next)
+}
+
+func (a *API) requireAPIVersion(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		v := r.URL.Query().Get("api-version")
+		if !slices.Contains(APIVersions, v) {
+			a.writeError(w, r, fmt.Errorf("%w: api-version %q is not supported; use one of %s", errBadRequest, v, strings.Join(APIVersions, ", ")))
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// readBody reads a JSON request body. A content type, when given, must be
+// JSON; an absent one is accepted because scripts often omit it.
+func readBody(r *http.Request) ([]byte, error) {
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, _, err := mime.ParseMediaType(ct)
+		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return nil, fmt.Errorf("%w: Content-Type must be application/json, not %q", errBadRequest, ct)
+		}
+	}
+	if r.Body == nil {
+		return nil, nil
+	}
+	b, err := io.ReadAll(r.Body)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return nil, err
+		}
+		// Anything else is the client's connection failing mid-body.
+		return nil, fmt.Errorf("%w: reading the body: %w", errBadRequest, err)
+	}
+	return b, nil
+}
+
+// requireBody is readBody for calls that need a body.
+func requireBody(r *http.Request) ([]byte, error) {
+	b, err := readBody(r)
+	if err != nil {
+		return nil, err
+	}
+	if len(strings.TrimSpace(string(b))) == 0 {
+		return nil, fmt.Errorf("%w: a JSON body is required", errBadRequest)
+	}
+	return b, nil
+}

@@ -1,0 +1,86 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/store"
+)
+
+// getRegistration answers a device's registration record in its DPS form
+// (DeviceRegistrationState).
+func (a *API) getRegistration(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "registrationId")
+	if err := enrollment.ValidateRegistrationID(id); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	rec, err := a.store.Registrations.Get(r.Context(), id)
+	if err != nil {
+		a.writeError(w, r, fmt.Errorf("registration %q: %w", id, err))
+		return
+	}
+	a.writeJSON(w, http.StatusOK, rec.State())
+}
+
+// deleteRegistration forgets a device's registration: its next register
+// call is a first assignment.
+func (a *API) deleteRegistration(w http.ResponseWriter, r *http.Request) {
+	id := chi.URLParam(r, "registrationId")
+	if err := enrollment.ValidateRegistrationID(id); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	if err := a.store.Registrations.Delete(r.Context(), id, store.Condition{IfMatch: ifMatch(r)}); err != nil {
+		a.writeError(w, r, fmt.Errorf("registration %q: %w", id, err))
+		return
+	}
+	a.audit(r, "delete", "registration", id)
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// queryGroupRegistrations lists the records of the devices registered
+// through one enrollment group.
+func (a *API) queryGroupRegistrations(w http.ResponseWriter, r *http.Request) {
+	group := chi.URLParam(r, "enrollmentGroupId")
+	if err := enrollment.ValidateGroupID(group); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	a.queryRegistrationsBy(w, r, func(cont string, limit int) ([]*enrollment.Registration, string, error) {
+		return a.store.Registrations.ListBy(r.Context(), store.IndexRegistrationsByGroup, group, cont, limit)
+	})
+}
+
+// queryRegistrations lists every record (a zdps extension, for `zdps
+// registration list`).
+func (a *API) queryRegistrations(w http.ResponseWriter, r *http.Request) {
+	a.queryRegistrationsBy(w, r, func(cont string, limit int) ([]*enrollment.Registration, string, error) {
+		return a.store.Registrations.List(r.Context(), cont, limit)
+	})
+}
+
+func (a *API) queryRegistrationsBy(w http.ResponseWriter, r *http.Request, list func(cont string, limit int) ([]*enrollment.Registration, string, error)) {
+	if err := readQuery(r); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	limit, cont, err := a.pageParams(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	recs, next, err := list(cont, limit)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	out := make([]*enrollment.RegistrationState, len(recs))
+	for i, rec := range recs {
+		out[i] = rec.State()
+	}
+	writePage(a, w, out, next, limit, "DeviceRegistration")
+}
