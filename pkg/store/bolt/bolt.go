@@ -46,7 +46,8 @@ type Options struct {
 // Backend is a store.Backend on one bbolt file. It is safe for concurrent
 // use.
 type Backend struct {
-	db *bbolt.DB
+	db   *bbolt.DB
+	path string
 	// writers counts Updates in flight, to skip Batch's delay when there
 	// is nothing to group with.
 	writers atomic.Int64
@@ -79,11 +80,11 @@ func Open(path string, opts Options) (*Backend, error) {
 	if opts.MaxBatchDelay > 0 {
 		db.MaxBatchDelay = opts.MaxBatchDelay
 	}
-	return &Backend{db: db}, nil
+	return &Backend{db: db, path: path}, nil
 }
 
 // Path is the file the backend was opened on.
-func (b *Backend) Path() string { return b.db.Path() }
+func (b *Backend) Path() string { return b.path }
 
 // View runs fn in a read-only transaction.
 func (b *Backend) View(ctx context.Context, fn func(store.Tx) error) error {
