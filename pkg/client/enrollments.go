@@ -1,0 +1,72 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"net/http"
+
+	"github.com/zdps/zdps/pkg/enrollment"
+)
+
+// GetEnrollment returns the individual enrollment id (without keys).
+func (c *Client) GetEnrollment(ctx context.Context, id string) (*enrollment.IndividualEnrollment, error) {
+	var e enrollment.IndividualEnrollment
+	if err := c.do(ctx, request{method: http.MethodGet, path: "/enrollments/" + escape(id), out: &e}); err != nil {
+		return nil, err
+	}
+	return &e, nil
+}
+
+// PutEnrollment creates or replaces e. A non-empty ifMatch makes the write
+// conditional on the stored ETag (ErrPreconditionFailed otherwise).
+func (c *Client) PutEnrollment(ctx context.Context, e *enrollment.IndividualEnrollment, ifMatchETag string) (*enrollment.IndividualEnrollment, error) {
+	if e == nil || e.RegistrationID == "" {
+		return nil, fmt.Errorf("client: enrollment without registrationId")
+	}
+	var out enrollment.IndividualEnrollment
+	err := c.do(ctx, request{method: http.MethodPut, path: "/enrollments/" + escape(e.RegistrationID), body: e, header: ifMatch(ifMatchETag), out: &out})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// DeleteEnrollment deletes the enrollment id, only if its ETag is
+// ifMatchETag when that is not empty.
+func (c *Client) DeleteEnrollment(ctx context.Context, id, ifMatchETag string) error {
+	return c.do(ctx, request{method: http.MethodDelete, path: "/enrollments/" + escape(id), header: ifMatch(ifMatchETag)})
+}
+
+// EnrollmentKeys returns the attestation mechanism of id with its keys.
+func (c *Client) EnrollmentKeys(ctx context.Context, id string) (*enrollment.AttestationMechanism, error) {
+	var m enrollment.AttestationMechanism
+	if err := c.do(ctx, request{method: http.MethodPost, path: "/enrollments/" + escape(id) + "/attestationmechanism", out: &m}); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// QueryEnrollments returns one page of individual enrollments and the
+// continuation of the next page ("" after the last). pageSize 0 lets the
+// server choose.
+func (c *Client) QueryEnrollments(ctx context.Context, pageSize int, continuation string) ([]*enrollment.IndividualEnrollment, string, error) {
+	return page[*enrollment.IndividualEnrollment](ctx, c, http.MethodPost, "/enrollments/query", queryBody, pageSize, continuation)
+}
+
+// Enrollments iterates over every individual enrollment, page by page.
+func (c *Client) Enrollments(ctx context.Context, pageSize int) iter.Seq2[*enrollment.IndividualEnrollment, error] {
+	return each(ctx, pageSize, c.QueryEnrollments)
+}
+
+// BulkEnrollments runs one bulk operation (enrollment.BulkCreate, ...). The
+// service applies it item by item: per-item failures are in the result's
+// Errors, and a non-nil error means the call as a whole failed.
+func (c *Client) BulkEnrollments(ctx context.Context, mode string, items []*enrollment.IndividualEnrollment) (*enrollment.BulkOperationResult, error) {
+	var out enrollment.BulkOperationResult
+	body := enrollment.BulkEnrollmentOperation{Mode: mode, Enrollments: items}
+	if err := c.do(ctx, request{method: http.MethodPost, path: "/enrollments", body: body, out: &out}); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

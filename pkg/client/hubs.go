@@ -1,0 +1,46 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"iter"
+	"net/http"
+
+	"github.com/zdps/zdps/pkg/enrollment"
+)
+
+// ListHubs returns one page of linked hubs and the next continuation.
+func (c *Client) ListHubs(ctx context.Context, pageSize int, continuation string) ([]*enrollment.Hub, string, error) {
+	return page[*enrollment.Hub](ctx, c, http.MethodGet, "/hubs", nil, pageSize, continuation)
+}
+
+// Hubs iterates over every linked hub.
+func (c *Client) Hubs(ctx context.Context, pageSize int) iter.Seq2[*enrollment.Hub, error] {
+	return each(ctx, pageSize, c.ListHubs)
+}
+
+// GetHub returns the linked hub name.
+func (c *Client) GetHub(ctx context.Context, name string) (*enrollment.Hub, error) {
+	var h enrollment.Hub
+	if err := c.do(ctx, request{method: http.MethodGet, path: "/hubs/" + escape(name), out: &h}); err != nil {
+		return nil, err
+	}
+	return &h, nil
+}
+
+// PutHub creates or replaces h, conditionally on ifMatchETag when set.
+func (c *Client) PutHub(ctx context.Context, h *enrollment.Hub, ifMatchETag string) (*enrollment.Hub, error) {
+	if h == nil || h.Name == "" {
+		return nil, fmt.Errorf("client: hub without name")
+	}
+	var out enrollment.Hub
+	if err := c.do(ctx, request{method: http.MethodPut, path: "/hubs/" + escape(h.Name), body: h, header: ifMatch(ifMatchETag), out: &out}); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// DeleteHub unlinks the hub name, conditionally on ifMatchETag when set.
+func (c *Client) DeleteHub(ctx context.Context, name, ifMatchETag string) error {
+	return c.do(ctx, request{method: http.MethodDelete, path: "/hubs/" + escape(name), header: ifMatch(ifMatchETag)})
+}
