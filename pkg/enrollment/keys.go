@@ -100,7 +100,9 @@ func (g *EnrollmentGroup) Enabled() bool { return g.ProvisioningStatus != Status
 
 // Reprovision returns the reprovision policy with the DPS defaults (both
 // true) applied when it is absent.
-func (e *IndividualEnrollment) Reprovision() ReprovisionPolicy { return reprovision(e.ReprovisionPolicy) }
+func (e *IndividualEnrollment) Reprovision() ReprovisionPolicy {
+	return reprovision(e.ReprovisionPolicy)
+}
 
 // Reprovision returns the group's reprovision policy with DPS defaults.
 func (g *EnrollmentGroup) Reprovision() ReprovisionPolicy { return reprovision(g.ReprovisionPolicy) }
