@@ -294,3 +294,5 @@ func newKey(t *testing.T) string {
 	}
 	return base64.StdEncoding.EncodeToString(b)
 }
+
+func discardLogger() *slog.Logger { return slog.New(slog.DiscardHandler) }
