@@ -1,0 +1,38 @@
+package provisioning
+
+import (
+	"time"
+
+	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/store"
+)
+
+// Buckets the pipeline owns, besides the store.Store collections.
+const (
+	// BucketCertificates holds enrollment.Certificate by serial.
+	BucketCertificates store.Bucket = "certificates"
+	// IndexCertificatesByRegistration indexes certificates by registration ID.
+	IndexCertificatesByRegistration store.Bucket = "certificates-by-registration"
+	// BucketOperations holds enrollment.Operation by operation ID.
+	BucketOperations store.Bucket = "operations"
+)
+
+// Certificates is the collection of issued certificates on b, for anyone
+// who needs to read or revoke them (the service API, the CRL). now is the
+// clock (time.Now when nil).
+func Certificates(b store.Backend, now func() time.Time) *store.Collection[*enrollment.Certificate] {
+	if now == nil {
+		now = time.Now
+	}
+	return store.NewCollection(b, BucketCertificates, now, func() *enrollment.Certificate { return new(enrollment.Certificate) },
+		store.Index[*enrollment.Certificate]{Bucket: IndexCertificatesByRegistration, Of: func(c *enrollment.Certificate) []string { return []string{c.RegistrationID} }},
+	)
+}
+
+// Operations is the collection of register operations on b.
+func Operations(b store.Backend, now func() time.Time) *store.Collection[*enrollment.Operation] {
+	if now == nil {
+		now = time.Now
+	}
+	return store.NewCollection(b, BucketOperations, now, func() *enrollment.Operation { return new(enrollment.Operation) })
+}

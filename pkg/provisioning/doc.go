@@ -1,0 +1,63 @@
+// Package provisioning is the registration use case of zdps: the one
+// pipeline every device request runs through, whatever the transport.
+//
+//	attest   → an Attestor per mechanism proves who the device is
+//	resolve  → the individual enrollment for the registration ID first, then
+//	           the group whose credential the device proved
+//	allocate → the enrollment's iotHubHostName, else an allocation.Policy
+//	           over the eligible hubs
+//	issue    → an operational certificate from the request's CSR (Issuer)
+//	persist  → registration record + certificate + operation in ONE store
+//	           transaction
+//
+// The package depends on small interfaces (Attestor, Issuer,
+// allocation.Policy) and on the typed store; cmd/zdps wires the concrete
+// verifiers (adapters in pkg/provisioning/symkey, pkg/provisioning/caissuer),
+// policies and backend.
+//
+// # Outcomes
+//
+// Register answers a stored enrollment.Operation whose status is assigned,
+// failed (allocation failed: errorCode 400209) or disabled (the individual
+// enrollment, or else the group, is disabled; a disabled individual
+// enrollment refuses the device even when it proved a key of an enabled
+// group). Refusals are errors: ErrUnauthorized (no or wrong credential, no
+// enrollment, an enabled individual enrollment whose credential was not the
+// one presented), ErrInvalid (bad registration ID, bad CSR). Any other
+// error is a server fault.
+//
+// # Re-registration
+//
+// The device ID is the enrollment's deviceId, else the registration ID; it
+// never depends on earlier records. The hub and substatus follow the
+// reprovision policy (see nextState): first assignment is
+// initialAssignment; updateHubAssignment=false keeps the hub; a move is
+// deviceDataMigrated or deviceDataReset per migrateDeviceData, and a move
+// back to the first hub is reprovisionedToInitialAssignment.
+//
+// # Security contract
+//
+//   - Nothing is written for a request that fails attestation, resolution
+//     or CSR checks; a disabled or failed outcome writes only its operation
+//     (so that a poll can answer it), never a registration record.
+//   - A certificate is returned only after the transaction that stores it
+//     with the registration record has committed; if the write fails, the
+//     request fails and the certificate is never seen.
+//   - Certificates are built by the Issuer from policy (CN = device ID); the
+//     CSR's CN must equal the registration ID the device sent.
+//   - Operation IDs are 128 random bits. Polls and status lookups are
+//     authenticated like register, and an operation of another registration
+//     ID answers ErrNotFound, exactly as an unknown one.
+//   - The read-modify-write of a registration record runs inside one store
+//     Update, computed only from what it reads there (it may run twice
+//     under batching), with a compare-and-swap on the record's ETag; slow
+//     work (allocation webhooks, CSR signing) runs before it.
+//   - Logs carry registration_id, enrollment, hub, attestation and outcome;
+//     never an Authorization header, key, signature, CSR or payload. Device
+//     input refusals are logged by kind only, because attestor and issuer
+//     messages may quote what the device sent.
+//
+// Mechanism selection (Mechanism): a tpm body object means TPM, else an
+// Authorization header means symmetric key, else a TLS client certificate
+// means X.509.
+package provisioning

@@ -1,0 +1,91 @@
+package provisioning
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"time"
+
+	"github.com/zdps/zdps/pkg/enrollment"
+)
+
+// Request is one device request as the transport received it. The
+// transport has decoded and size-limited it; the pipeline trusts none of
+// its content.
+type Request struct {
+	// IDScope is the ID scope of the request path.
+	IDScope string
+	// RegistrationID is the percent-decoded registration ID of the path (the
+	// transport has checked that the body names the same one).
+	RegistrationID string
+	// Authorization is the Authorization header (a SAS for symmetric keys
+	// and TPM), "" when absent. Never logged.
+	Authorization string
+	// ClientCertificates is the TLS peer chain, leaf first (X.509).
+	ClientCertificates []*x509.Certificate
+	// TPM is the body's tpm object (TPM attestation).
+	TPM *enrollment.TPMAttestation
+	// Payload is the body's payload, any JSON; nil when absent.
+	Payload json.RawMessage
+	// CSR is the DER PKCS#10 of the body's csr (the transport decoded the
+	// base64); nil when absent.
+	CSR []byte
+}
+
+// Identity is what an attestor proved.
+type Identity struct {
+	// Type is the mechanism: enrollment.AttestationSymmetricKey,
+	// AttestationX509 or AttestationTPM.
+	Type string
+	// RegistrationID is the attested registration ID; it must equal the
+	// request's (case-insensitively).
+	RegistrationID string
+	// Enrollment is the individual enrollment whose credential the device
+	// proved, or nil.
+	Enrollment *enrollment.IndividualEnrollment
+	// Group is the enrollment group whose credential the device proved
+	// (only when Enrollment is nil), or nil.
+	Group *enrollment.EnrollmentGroup
+}
+
+// Attestor verifies one attestation mechanism.
+//
+// Contract: Attest returns an Identity only when the request proves
+// possession of a credential of the returned enrollment or group, whatever
+// that enrollment's provisioning status (the pipeline decides what a
+// disabled enrollment gets). Every refusal of device input wraps
+// ErrUnauthorized; any other error is a server fault. Attest never logs a
+// credential.
+type Attestor interface {
+	Attest(ctx context.Context, req *Request) (*Identity, error)
+}
+
+// LeafPolicy is what the issuer puts into an operational certificate.
+type LeafPolicy struct {
+	// RegistrationID must equal the CSR's common name exactly.
+	RegistrationID string
+	// DeviceID becomes the subject CN.
+	DeviceID string
+	// Validity; zero means the issuer's default.
+	Validity time.Duration
+}
+
+// Issued is an issued certificate.
+type Issued struct {
+	// Serial in lower-case hexadecimal, unique per CA.
+	Serial    string
+	NotBefore time.Time
+	NotAfter  time.Time
+	// Chain is DER: leaf, intermediates, root.
+	Chain [][]byte
+}
+
+// Issuer signs CSRs.
+//
+// Contract: a CSR refused as device input (malformed, weak key, bad
+// signature, CN other than LeafPolicy.RegistrationID) wraps ErrInvalid; any
+// other error is a server fault. The issuer keeps no record: the pipeline
+// stores what it issued before returning it.
+type Issuer interface {
+	Issue(ctx context.Context, csrDER []byte, p LeafPolicy) (*Issued, error)
+}

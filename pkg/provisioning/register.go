@@ -1,0 +1,322 @@
+package provisioning
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+
+	"github.com/zdps/zdps/allocation"
+	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/store"
+)
+
+// Outcomes logged under the key "outcome".
+const (
+	OutcomeAssigned     = "assigned"
+	OutcomeFailed       = "failed"
+	OutcomeDisabled     = "disabled"
+	OutcomeUnauthorized = "unauthorized"
+	OutcomeInvalid      = "invalid"
+	OutcomeNotFound     = "notFound"
+	OutcomeError        = "error"
+)
+
+// Register runs the pipeline for one register request: attest, resolve the
+// enrollment, allocate a hub, issue a certificate when the request carries
+// a CSR, and persist the registration record, the certificate and the
+// operation in one transaction.
+//
+// It returns the stored operation, whose Status is assigned, failed (an
+// allocation failure, with ErrorCode and ErrorMessage) or disabled. Request
+// faults return an error wrapping ErrUnauthorized or ErrInvalid and store
+// nothing; any other error is a server fault, and then nothing was stored
+// either (a certificate whose write failed is never returned).
+func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Operation, err error) {
+	log := s.log
+	if req != nil {
+		log = log.With("registration_id", req.RegistrationID)
+	}
+	defer func() {
+		if err != nil {
+			s.logFailure(ctx, log, "register", err)
+		}
+	}()
+
+	id, err := s.attest(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	log = log.With("attestation", id.Type)
+	t, err := s.resolve(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	log = log.With("enrollment", t.name)
+	opID, err := s.newOperationID()
+	if err != nil {
+		return nil, err
+	}
+	if t.disabled {
+		op := s.newOperation(opID, req.RegistrationID, enrollment.RegistrationDisabled)
+		op.Registration = &enrollment.Registration{RegistrationID: req.RegistrationID, Status: enrollment.RegistrationDisabled}
+		if err := s.saveOperation(ctx, op); err != nil {
+			return nil, err
+		}
+		log.InfoContext(ctx, "registration refused", "outcome", OutcomeDisabled)
+		return op, nil
+	}
+
+	// Slow work outside the transaction: the current record (a snapshot
+	// for the allocator), the hub decision, the certificate.
+	cur, err := s.st.Registrations.Get(ctx, req.RegistrationID)
+	if errors.Is(err, store.ErrNotFound) {
+		cur, err = nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("provisioning: read registration: %w", err)
+	}
+	dec, err := s.allocate(ctx, t, req, cur)
+	if errors.Is(err, allocation.ErrNoHub) {
+		op := s.newOperation(opID, req.RegistrationID, enrollment.RegistrationFailed)
+		op.ErrorCode = ErrorCodeAllocationFailed
+		op.ErrorMessage = "allocation failed: " + err.Error()
+		op.Registration = &enrollment.Registration{RegistrationID: req.RegistrationID, Status: enrollment.RegistrationFailed, ErrorCode: op.ErrorCode, ErrorMessage: op.ErrorMessage}
+		if err := s.saveOperation(ctx, op); err != nil {
+			return nil, err
+		}
+		log.WarnContext(ctx, "registration failed", "outcome", OutcomeFailed, "reason", op.ErrorMessage)
+		return op, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	var issued *Issued
+	if len(req.CSR) > 0 {
+		if s.cfg.Issuer == nil {
+			return nil, fmt.Errorf("%w: certificate issuance is not enabled on this instance", ErrInvalid)
+		}
+		issued, err = s.cfg.Issuer.Issue(ctx, req.CSR, LeafPolicy{RegistrationID: req.RegistrationID, DeviceID: t.deviceID, Validity: s.cfg.CertificateValidity})
+		if err != nil {
+			return nil, err
+		}
+		if issued == nil || issued.Serial == "" || len(issued.Chain) == 0 {
+			return nil, errors.New("provisioning: issuer returned no certificate")
+		}
+	}
+
+	op, err = s.persist(ctx, opID, req, id, t, dec, issued)
+	if err != nil {
+		return nil, err
+	}
+	attrs := []any{"outcome", OutcomeAssigned, "hub", op.Registration.AssignedHub, "substatus", op.Registration.Substatus, "operation_id", op.OperationID}
+	if issued != nil {
+		attrs = append(attrs, "certificate_serial", issued.Serial)
+	}
+	log.InfoContext(ctx, "registration assigned", attrs...)
+	return op, nil
+}
+
+// allocate decides the hub the device should have if it may move. A
+// device that may not move (reprovision policy updateHubAssignment=false)
+// keeps its hub without asking the allocator; the transaction checks that
+// again against the record it reads.
+func (s *Service) allocate(ctx context.Context, t *target, req *Request, cur *enrollment.Registration) (allocation.Decision, error) {
+	current := ""
+	if assigned(cur) {
+		current = cur.AssignedHub
+		if !t.reprov.UpdateHubAssignment {
+			return allocation.Decision{Hub: current}, nil
+		}
+	}
+	linked, err := s.hubs(ctx)
+	if err != nil {
+		return allocation.Decision{}, err
+	}
+	if t.hostName != "" { // a static choice on the enrollment wins
+		for _, h := range linked {
+			if enrollment.Key(h.Name) == enrollment.Key(t.hostName) {
+				return allocation.Decision{Hub: h.Name}, nil
+			}
+		}
+		return allocation.Decision{}, fmt.Errorf("%w: iotHubHostName %q is not a linked hub", allocation.ErrNoHub, t.hostName)
+	}
+	policy, err := s.effectivePolicy(ctx, t)
+	if err != nil {
+		return allocation.Decision{}, err
+	}
+	hubs := eligible(linked, t.iotHubs)
+	if len(hubs) == 0 {
+		return allocation.Decision{}, fmt.Errorf("%w: no linked hub is eligible for the enrollment", allocation.ErrNoHub)
+	}
+	dec, err := s.cfg.Allocator.Allocate(ctx, allocation.Input{
+		Policy:         policy,
+		Enrollment:     t.individual,
+		Group:          t.group,
+		RegistrationID: req.RegistrationID,
+		Payload:        req.Payload,
+		CurrentHub:     current,
+		EligibleHubs:   hubs,
+	})
+	if err != nil {
+		return allocation.Decision{}, err
+	}
+	if !slices.ContainsFunc(hubs, func(h *enrollment.Hub) bool { return enrollment.Key(h.Name) == enrollment.Key(dec.Hub) }) {
+		return allocation.Decision{}, fmt.Errorf("%w: policy %s chose %q, which is not eligible", allocation.ErrNoHub, policy, dec.Hub)
+	}
+	return dec, nil
+}
+
+func assigned(r *enrollment.Registration) bool {
+	return r != nil && r.Status == enrollment.RegistrationAssigned && r.AssignedHub != ""
+}
+
+// nextState applies the reprovisioning rules of PROTOCOL.md §5 to the
+// record as it is now (cur, nil at first registration) and the hub the
+// allocator proposed. It returns the hub and substatus:
+//
+//	no assigned record                        → proposed, initialAssignment
+//	updateHubAssignment=false                 → current hub, substatus unchanged
+//	hub unchanged, migrateDeviceData=true     → current hub, substatus unchanged
+//	hub unchanged, migrateDeviceData=false    → current hub, deviceDataReset
+//	moved back to the initial hub             → proposed, reprovisionedToInitialAssignment
+//	moved, migrateDeviceData=true             → proposed, deviceDataMigrated
+//	moved, migrateDeviceData=false            → proposed, deviceDataReset
+func nextState(cur *enrollment.Registration, proposed string, p enrollment.ReprovisionPolicy) (hub, substatus string) {
+	switch {
+	case !assigned(cur):
+		return proposed, enrollment.SubstatusInitialAssignment
+	case !p.UpdateHubAssignment:
+		return cur.AssignedHub, cur.Substatus
+	case enrollment.Key(proposed) == enrollment.Key(cur.AssignedHub):
+		if p.MigrateDeviceData {
+			return cur.AssignedHub, cur.Substatus
+		}
+		return cur.AssignedHub, enrollment.SubstatusDeviceDataReset
+	case cur.InitialHub != "" && enrollment.Key(proposed) == enrollment.Key(cur.InitialHub):
+		return proposed, enrollment.SubstatusReprovisionedToInitialAssignment
+	case p.MigrateDeviceData:
+		return proposed, enrollment.SubstatusDeviceDataMigrated
+	}
+	return proposed, enrollment.SubstatusDeviceDataReset
+}
+
+// persist writes the record, the certificate and the operation in one
+// Update. The function may run more than once (batching): it builds every
+// value afresh from what it reads through tx.
+func (s *Service) persist(ctx context.Context, opID string, req *Request, id *Identity, t *target, dec allocation.Decision, issued *Issued) (*enrollment.Operation, error) {
+	payload := req.Payload
+	if dec.Payload != nil {
+		payload = dec.Payload
+	}
+	var op *enrollment.Operation
+	err := s.st.Backend.Update(ctx, func(tx store.Tx) error {
+		regs := s.st.Registrations.In(tx)
+		cur, err := regs.Get(ctx, req.RegistrationID)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			cur = nil
+		case err != nil:
+			return err
+		}
+		hub, sub := nextState(cur, dec.Hub, t.reprov)
+		rec := &enrollment.Registration{
+			RegistrationID:    req.RegistrationID,
+			DeviceID:          t.deviceID,
+			AssignedHub:       hub,
+			InitialHub:        hub,
+			Status:            enrollment.RegistrationAssigned,
+			Substatus:         sub,
+			AttestationType:   id.Type,
+			EnrollmentGroupID: t.groupID(),
+			Payload:           cloneRaw(payload),
+		}
+		cond := store.Condition{IfNoneMatch: true}
+		if cur != nil {
+			cond = store.Condition{IfMatch: cur.ETag}
+			rec.RegistrationID = cur.RegistrationID // keep the spelling of the first registration
+			rec.CertificateSerials = slices.Clone(cur.CertificateSerials)
+			if assigned(cur) && cur.InitialHub != "" {
+				rec.InitialHub = cur.InitialHub
+			}
+		}
+		if issued != nil {
+			if !slices.Contains(rec.CertificateSerials, issued.Serial) {
+				rec.CertificateSerials = append(rec.CertificateSerials, issued.Serial)
+			}
+			c := &enrollment.Certificate{
+				Serial:         issued.Serial,
+				RegistrationID: rec.RegistrationID,
+				DeviceID:       rec.DeviceID,
+				OperationID:    opID,
+				NotBefore:      issued.NotBefore.UTC(),
+				NotAfter:       issued.NotAfter.UTC(),
+				Chain:          issued.Chain,
+			}
+			if _, err := s.certs.In(tx).Put(ctx, c, store.Condition{IfNoneMatch: true}); err != nil {
+				return fmt.Errorf("provisioning: store certificate: %w", err)
+			}
+		}
+		if _, err := regs.Put(ctx, rec, cond); err != nil {
+			return fmt.Errorf("provisioning: store registration: %w", err)
+		}
+		o := s.newOperation(opID, rec.RegistrationID, enrollment.RegistrationAssigned)
+		snap := *rec
+		o.Registration = &snap
+		if issued != nil {
+			o.IssuedCertificateChain = issued.Chain
+		}
+		if _, err := s.ops.In(tx).Put(ctx, o, store.Condition{IfNoneMatch: true}); err != nil {
+			return fmt.Errorf("provisioning: store operation: %w", err)
+		}
+		op = o
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return op, nil
+}
+
+func cloneRaw(m json.RawMessage) json.RawMessage {
+	if len(m) == 0 {
+		return nil
+	}
+	return slices.Clone(m)
+}
+
+func (s *Service) newOperation(opID, registrationID, status string) *enrollment.Operation {
+	return &enrollment.Operation{
+		OperationID:    opID,
+		RegistrationID: registrationID,
+		Status:         status,
+		ExpiresAt:      s.now().UTC().Add(s.cfg.OperationTTL),
+	}
+}
+
+func (s *Service) saveOperation(ctx context.Context, op *enrollment.Operation) error {
+	if _, err := s.ops.Put(ctx, op, store.Condition{IfNoneMatch: true}); err != nil {
+		return fmt.Errorf("provisioning: store operation: %w", err)
+	}
+	return nil
+}
+
+// logFailure logs a refused or failed request. Refusals of device input
+// are logged by kind only: attestor and issuer messages may quote parts of
+// what the device sent.
+func (s *Service) logFailure(ctx context.Context, log *slog.Logger, what string, err error) {
+	switch {
+	case errors.Is(err, ErrUnauthorized):
+		log.WarnContext(ctx, what+" refused", "outcome", OutcomeUnauthorized)
+	case errors.Is(err, ErrInvalid):
+		log.InfoContext(ctx, what+" refused", "outcome", OutcomeInvalid)
+	case errors.Is(err, ErrNotFound):
+		log.InfoContext(ctx, what+" refused", "outcome", OutcomeNotFound)
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+		log.InfoContext(ctx, what+" abandoned", "outcome", OutcomeError, "error", err)
+	default:
+		log.ErrorContext(ctx, what+" failed", "outcome", OutcomeError, "error", err)
+	}
+}

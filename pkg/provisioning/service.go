@@ -1,0 +1,309 @@
+package provisioning
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/zdps/zdps/allocation"
+	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/store"
+)
+
+// DefaultOperationTTL is how long a poll can find an operation when
+// Config.OperationTTL is zero. Devices poll within seconds; a day leaves
+// room for a device that lost power mid-registration.
+const DefaultOperationTTL = 24 * time.Hour
+
+// ErrorCodeAllocationFailed is the DPS errorCode of a registration whose
+// allocation failed (Azure answers 400209 when a custom allocation fails;
+// zdps uses it for every allocation failure).
+const ErrorCodeAllocationFailed = 400209
+
+// Config configures the pipeline. Store, Attestors, Allocator and Logger
+// are required.
+type Config struct {
+	// Store holds enrollments, groups, hubs, settings and registration
+	// records; certificates and operations go into the same backend
+	// (Certificates, Operations).
+	Store *store.Store
+	// Attestors by mechanism: enrollment.AttestationSymmetricKey,
+	// AttestationX509, AttestationTPM. A request whose mechanism has no
+	// attestor is unauthorized.
+	Attestors map[string]Attestor
+	// Allocator chooses hubs; Input.Policy names the effective policy.
+	Allocator allocation.Policy
+	// Issuer signs CSRs. When nil, a request carrying a CSR is refused with
+	// ErrInvalid.
+	Issuer Issuer
+	// Logger receives one line per request with the fixed keys
+	// registration_id, enrollment, hub, attestation, outcome.
+	Logger *slog.Logger
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// Rand is the source of operation IDs; crypto/rand when nil. It is
+	// used under a lock.
+	Rand io.Reader
+	// CertificateValidity of issued certificates; zero leaves it to the
+	// issuer's default.
+	CertificateValidity time.Duration
+	// OperationTTL; DefaultOperationTTL when zero.
+	OperationTTL time.Duration
+}
+
+// Service runs the pipeline. It is safe for concurrent use and keeps no
+// state of its own: every replica on the same store answers alike.
+type Service struct {
+	cfg   Config
+	st    *store.Store
+	certs *store.Collection[*enrollment.Certificate]
+	ops   *store.Collection[*enrollment.Operation]
+	log   *slog.Logger
+	now   func() time.Time
+	randM sync.Mutex
+	rand  io.Reader
+}
+
+// New validates cfg and builds the service.
+func New(cfg Config) (*Service, error) {
+	var errs []error
+	if cfg.Store == nil || cfg.Store.Backend == nil {
+		errs = append(errs, errors.New("Store is required"))
+	}
+	if len(cfg.Attestors) == 0 {
+		errs = append(errs, errors.New("at least one Attestor is required"))
+	}
+	for k, a := range cfg.Attestors {
+		switch k {
+		case enrollment.AttestationSymmetricKey, enrollment.AttestationX509, enrollment.AttestationTPM:
+		default:
+			errs = append(errs, fmt.Errorf("Attestors: unknown mechanism %q", k))
+		}
+		if a == nil {
+			errs = append(errs, fmt.Errorf("Attestors: %q is nil", k))
+		}
+	}
+	if cfg.Allocator == nil {
+		errs = append(errs, errors.New("Allocator is required"))
+	}
+	if cfg.Logger == nil {
+		errs = append(errs, errors.New("Logger is required"))
+	}
+	if cfg.CertificateValidity < 0 || cfg.OperationTTL < 0 {
+		errs = append(errs, errors.New("durations must not be negative"))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("provisioning: invalid config: %w", errors.Join(errs...))
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Rand == nil {
+		cfg.Rand = rand.Reader
+	}
+	if cfg.OperationTTL == 0 {
+		cfg.OperationTTL = DefaultOperationTTL
+	}
+	return &Service{
+		cfg:   cfg,
+		st:    cfg.Store,
+		certs: Certificates(cfg.Store.Backend, cfg.Now),
+		ops:   Operations(cfg.Store.Backend, cfg.Now),
+		log:   cfg.Logger,
+		now:   cfg.Now,
+		rand:  cfg.Rand,
+	}, nil
+}
+
+// Certificates is the collection the service stores issued certificates in.
+func (s *Service) Certificates() *store.Collection[*enrollment.Certificate] { return s.certs }
+
+// Mechanism says which attestor handles a request: a tpm body object means
+// TPM (both rounds), else an Authorization header means a symmetric key,
+// else a TLS client certificate means X.509; "" when the request carries
+// no credential at all.
+func Mechanism(req *Request) string {
+	switch {
+	case req.TPM != nil && req.TPM.EndorsementKey != "":
+		return enrollment.AttestationTPM
+	case req.Authorization != "":
+		return enrollment.AttestationSymmetricKey
+	case len(req.ClientCertificates) > 0:
+		return enrollment.AttestationX509
+	}
+	return ""
+}
+
+// attest runs the attestor of the request's mechanism and checks that it
+// attested the registration ID of the path.
+func (s *Service) attest(ctx context.Context, req *Request) (*Identity, error) {
+	if req == nil {
+		return nil, fmt.Errorf("%w: no request", ErrInvalid)
+	}
+	if err := enrollment.ValidateRegistrationID(req.RegistrationID); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	mech := Mechanism(req)
+	a := s.cfg.Attestors[mech]
+	if a == nil {
+		if mech == "" {
+			return nil, fmt.Errorf("%w: no credential presented", ErrUnauthorized)
+		}
+		return nil, fmt.Errorf("%w: %s attestation is not enabled", ErrUnauthorized, mech)
+	}
+	id, err := a.Attest(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if id == nil || (id.Enrollment == nil && id.Group == nil) {
+		return nil, fmt.Errorf("%w: no enrollment", ErrUnauthorized)
+	}
+	if enrollment.Key(id.RegistrationID) != enrollment.Key(req.RegistrationID) {
+		return nil, fmt.Errorf("%w: attested registration ID differs from the request's", ErrUnauthorized)
+	}
+	if id.Type == "" {
+		id.Type = mech
+	}
+	return id, nil
+}
+
+// target is the resolved enrollment with its effective settings.
+type target struct {
+	disabled   bool
+	individual *enrollment.IndividualEnrollment
+	group      *enrollment.EnrollmentGroup
+	name       string // for logs: registration ID or group ID
+	deviceID   string
+	hostName   string
+	policy     string
+	iotHubs    []string
+	reprov     enrollment.ReprovisionPolicy
+}
+
+// resolve picks the enrollment that applies: an individual enrollment for
+// the registration ID first (even when the device proved a group
+// credential), then the group. A disabled match yields disabled.
+func (s *Service) resolve(ctx context.Context, id *Identity) (*target, error) {
+	ind := id.Enrollment
+	if ind == nil {
+		e, err := s.st.Enrollments.Get(ctx, id.RegistrationID)
+		switch {
+		case err == nil:
+			if e.ProvisioningStatus != enrollment.StatusDisabled {
+				return nil, fmt.Errorf("%w: an individual enrollment exists for the registration ID and its credential was not presented", ErrUnauthorized)
+			}
+			ind = e
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, fmt.Errorf("provisioning: read enrollment: %w", err)
+		}
+	}
+	reprov := func(p *enrollment.ReprovisionPolicy) enrollment.ReprovisionPolicy {
+		if p == nil {
+			return enrollment.ReprovisionPolicy{UpdateHubAssignment: true, MigrateDeviceData: true}
+		}
+		return *p
+	}
+	if ind != nil {
+		t := &target{
+			disabled:   ind.ProvisioningStatus == enrollment.StatusDisabled,
+			individual: ind,
+			name:       ind.RegistrationID,
+			deviceID:   ind.DeviceID,
+			hostName:   ind.IoTHubHostName,
+			policy:     ind.AllocationPolicy,
+			iotHubs:    ind.IoTHubs,
+			reprov:     reprov(ind.ReprovisionPolicy),
+		}
+		if t.deviceID == "" {
+			t.deviceID = id.RegistrationID
+		}
+		return t, nil
+	}
+	g := id.Group
+	return &target{
+		disabled: g.ProvisioningStatus == enrollment.StatusDisabled,
+		group:    g,
+		name:     g.EnrollmentGroupID,
+		deviceID: id.RegistrationID,
+		hostName: g.IoTHubHostName,
+		policy:   g.AllocationPolicy,
+		iotHubs:  g.IoTHubs,
+		reprov:   reprov(g.ReprovisionPolicy),
+	}, nil
+}
+
+// groupID is the enrollment group of a target, "" for an individual one.
+func (t *target) groupID() string {
+	if t.group != nil {
+		return t.group.EnrollmentGroupID
+	}
+	return ""
+}
+
+// newOperationID returns 128 random bits in lower-case hex.
+func (s *Service) newOperationID() (string, error) {
+	var b [16]byte
+	s.randM.Lock()
+	_, err := io.ReadFull(s.rand, b[:])
+	s.randM.Unlock()
+	if err != nil {
+		return "", fmt.Errorf("provisioning: operation ID: %w", err)
+	}
+	return hex.EncodeToString(b[:]), nil
+}
+
+// hubs lists the linked hubs.
+func (s *Service) hubs(ctx context.Context) ([]*enrollment.Hub, error) {
+	var all []*enrollment.Hub
+	next := ""
+	for {
+		page, n, err := s.st.Hubs.List(ctx, next, 1000)
+		if err != nil {
+			return nil, fmt.Errorf("provisioning: list hubs: %w", err)
+		}
+		all = append(all, page...)
+		if n == "" {
+			return all, nil
+		}
+		next = n
+	}
+}
+
+// eligible applies PROTOCOL.md §5: the enrollment's iotHubs, or all linked
+// hubs when empty, minus hubs with applyAllocationPolicy=false.
+func eligible(linked []*enrollment.Hub, iotHubs []string) []*enrollment.Hub {
+	var out []*enrollment.Hub
+	for _, h := range linked {
+		if !h.AppliesPolicy() {
+			continue
+		}
+		if len(iotHubs) > 0 && !slices.ContainsFunc(iotHubs, func(n string) bool { return enrollment.Key(n) == enrollment.Key(h.Name) }) {
+			continue
+		}
+		out = append(out, h)
+	}
+	return out
+}
+
+// effectivePolicy is the enrollment's policy, else the instance default,
+// else hashed.
+func (s *Service) effectivePolicy(ctx context.Context, t *target) (string, error) {
+	if t.policy != "" {
+		return t.policy, nil
+	}
+	set, err := s.st.Settings.Get(ctx, (&enrollment.Settings{}).StoreKey())
+	switch {
+	case err == nil && set.DefaultAllocationPolicy != "":
+		return set.DefaultAllocationPolicy, nil
+	case err == nil || errors.Is(err, store.ErrNotFound):
+		return enrollment.PolicyHashed, nil
+	}
+	return "", fmt.Errorf("provisioning: read settings: %w", err)
+}

@@ -1,0 +1,74 @@
+package provisioning
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/store"
+)
+
+// OperationStatus answers a device's poll. The device authenticates as for
+// register (the SDKs resend the same SAS or client certificate on every
+// poll); the operation must belong to the attested registration ID and be
+// unexpired, else ErrNotFound: an operation ID of another device gets the
+// same answer as one that never existed.
+func (s *Service) OperationStatus(ctx context.Context, req *Request, operationID string) (op *enrollment.Operation, err error) {
+	log := s.log
+	if req != nil {
+		log = log.With("registration_id", req.RegistrationID)
+	}
+	defer func() {
+		if err != nil {
+			s.logFailure(ctx, log, "operation status", err)
+		}
+	}()
+	id, err := s.attest(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if operationID == "" || len(operationID) > 128 {
+		return nil, fmt.Errorf("%w: operation", ErrNotFound)
+	}
+	op, err = s.ops.Get(ctx, operationID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, fmt.Errorf("%w: operation", ErrNotFound)
+	case err != nil:
+		return nil, fmt.Errorf("provisioning: read operation: %w", err)
+	}
+	if enrollment.Key(op.RegistrationID) != enrollment.Key(id.RegistrationID) || !s.now().Before(op.ExpiresAt) {
+		return nil, fmt.Errorf("%w: operation", ErrNotFound)
+	}
+	return op, nil
+}
+
+// Status answers the device's status lookup (POST
+// /{idScope}/registrations/{registrationId}): the device authenticates as
+// for register and gets its registration record, or ErrNotFound when it
+// has none. The record never carries certificates (only their serials,
+// which the transport does not answer).
+func (s *Service) Status(ctx context.Context, req *Request) (rec *enrollment.Registration, err error) {
+	log := s.log
+	if req != nil {
+		log = log.With("registration_id", req.RegistrationID)
+	}
+	defer func() {
+		if err != nil {
+			s.logFailure(ctx, log, "status lookup", err)
+		}
+	}()
+	id, err := s.attest(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	rec, err = s.st.Registrations.Get(ctx, id.RegistrationID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, fmt.Errorf("%w: registration", ErrNotFound)
+	case err != nil:
+		return nil, fmt.Errorf("provisioning: read registration: %w", err)
+	}
+	return rec, nil
+}
