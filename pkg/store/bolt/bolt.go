@@ -30,16 +30,26 @@ var (
 // Options.LockTimeout is zero.
 const DefaultLockTimeout = 5 * time.Second
 
+// DefaultMaxBatchDelay is how long a batch of concurrent Updates waits for
+// more writers before it commits, when Options.MaxBatchDelay is zero.
+// bbolt's own default (10ms) made concurrent writers wait on the timer
+// rather than on the disk: with 128 writers on a disk that fsyncs in
+// ~0.25ms, BenchmarkPutParallel gave ~7,500 writes/s at 10ms and ~15,000
+// at 2ms; shorter delays than 1ms cost more fsyncs than they save.
+const DefaultMaxBatchDelay = 2 * time.Millisecond
+
 // Options tune Open. The zero value is a good default.
 type Options struct {
 	// LockTimeout bounds the wait for another process's lock on the file;
 	// zero means DefaultLockTimeout. There is deliberately no way to wait
 	// forever.
 	LockTimeout time.Duration
-	// MaxBatchSize and MaxBatchDelay tune how concurrent Updates are
-	// grouped into one commit (bbolt's DB.MaxBatchSize/MaxBatchDelay);
-	// zero keeps bbolt's defaults (1000 calls, 10ms).
-	MaxBatchSize  int
+	// MaxBatchSize bounds how many concurrent Updates share one commit;
+	// zero keeps bbolt's default (1000).
+	MaxBatchSize int
+	// MaxBatchDelay is how long a batch waits for more writers; zero
+	// means DefaultMaxBatchDelay. A longer delay suits disks with slow
+	// fsync; it never delays a writer that is alone (see Update).
 	MaxBatchDelay time.Duration
 }
 
@@ -77,6 +87,7 @@ func Open(path string, opts Options) (*Backend, error) {
 	if opts.MaxBatchSize > 0 {
 		db.MaxBatchSize = opts.MaxBatchSize
 	}
+	db.MaxBatchDelay = DefaultMaxBatchDelay
 	if opts.MaxBatchDelay > 0 {
 		db.MaxBatchDelay = opts.MaxBatchDelay
 	}
