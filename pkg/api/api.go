@@ -55,23 +55,16 @@ type Config struct {
 	// TokenSkew is the clock skew allowed on SAS expiry; DefaultTokenSkew
 	// when 0.
 	TokenSkew time.Duration
-	// Extra, when set, adds routes to the router after the service routes,
-	// under the common middleware (request ID, access log, recovery,
-	// case-insensitive paths, body limit) but without service auth: this is
-	// where the device API mounts /{idScope}/registrations/... It must add
-	// routes with Get/Put/Post/Group/With/Route, never Use (chi panics on
-	// Use after routes). RequireAPIVersion and WriteError are there for it.
-	Extra func(chi.Router)
 }
 
 // API is the service API. It is safe for concurrent use.
 type API struct {
-	cfg     Config
-	store   *store.Store
-	log     *slog.Logger
-	now     func() time.Time
-	rand    io.Reader
-	handler http.Handler
+	cfg   Config
+	store *store.Store
+	log   *slog.Logger
+	now   func() time.Time
+	rand  io.Reader
+	mux   *chi.Mux
 }
 
 // New validates cfg, fills in defaults and builds the router.
@@ -117,16 +110,28 @@ func New(cfg Config) (*API, error) {
 		now:   cfg.Now,
 		rand:  &lockedReader{r: cfg.Rand},
 	}
-	h, err := a.router()
+	mux, err := a.router()
 	if err != nil {
 		return nil, err
 	}
-	a.handler = h
+	a.mux = mux
 	return a, nil
 }
 
-// Handler is the whole API: service routes, /healthz and Config.Extra.
-func (a *API) Handler() http.Handler { return a.handler }
+// Handler is the whole API: the service routes, /healthz and whatever was
+// mounted.
+func (a *API) Handler() http.Handler { return a.mux }
+
+// Mount lets another API (the device API: /{idScope}/registrations/...)
+// add its routes to the same router, after New and before serving. They
+// run under the common middleware (request ID, access log, panic recovery,
+// case-insensitive paths with decoded IDs, body limit) but without service
+// auth, which they replace with their own. fn must add routes with
+// Get/Put/Post/Method/With/Group/Route, never Use (chi refuses middleware
+// after routes), and should wrap them in RequireAPIVersion; WriteError
+// answers in the DPS error format. The literal segments it uses must be in
+// literals, or they will be matched case-sensitively.
+func (a *API) Mount(fn func(r chi.Router)) { fn(a.mux) }
 
 // lockedReader serialises reads so that an injected reader that is not
 // safe for concurrent use (a deterministic test source) can serve

@@ -161,7 +161,7 @@ func runBulkChunk[T store.Document](ctx context.Context, a *API, k *enrollmentKi
 	}
 	for i := range chunk {
 		if chunk[i].err == nil && errs[i] != nil {
-			chunk[i].err = fmt.Errorf("%s %q: %w", k.resource, chunk[i].id, errs[i])
+			chunk[i].err = about(k.resource, chunk[i].id, errs[i])
 		}
 	}
 	return nil

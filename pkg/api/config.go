@@ -63,7 +63,7 @@ func (a *API) getHub(w http.ResponseWriter, r *http.Request) {
 	}
 	h, err := a.store.Hubs.Get(r.Context(), name)
 	if err != nil {
-		a.writeError(w, r, fmt.Errorf("hub %q: %w", name, err))
+		a.writeError(w, r, about("hub", name, err))
 		return
 	}
 	a.writeJSON(w, http.StatusOK, h)
@@ -92,7 +92,7 @@ func (a *API) putHub(w http.ResponseWriter, r *http.Request) {
 	cond := store.Condition{IfMatch: ifMatch(r)}
 	created, err := a.store.Hubs.Put(r.Context(), h, cond)
 	if err != nil {
-		a.writeError(w, r, fmt.Errorf("hub %q: %w", name, preconditionOnMissing(err, cond)))
+		a.writeError(w, r, about("hub", name, preconditionOnMissing(err, cond)))
 		return
 	}
 	a.audit(r, createdOrUpdated(created), "hub", h.Name)
@@ -106,7 +106,7 @@ func (a *API) deleteHub(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := a.store.Hubs.Delete(r.Context(), name, store.Condition{IfMatch: ifMatch(r)}); err != nil {
-		a.writeError(w, r, fmt.Errorf("hub %q: %w", name, err))
+		a.writeError(w, r, about("hub", name, err))
 		return
 	}
 	a.audit(r, "delete", "hub", name)
@@ -133,7 +133,7 @@ func (a *API) getPolicy(w http.ResponseWriter, r *http.Request) {
 	}
 	p, err := a.store.Policies.Get(r.Context(), name)
 	if err != nil {
-		a.writeError(w, r, fmt.Errorf("policy %q: %w", name, err))
+		a.writeError(w, r, about("policy", name, err))
 		return
 	}
 	a.writeJSON(w, http.StatusOK, p.Redacted())
@@ -191,7 +191,7 @@ func (a *API) putPolicy(w http.ResponseWriter, r *http.Request) {
 		return err
 	})
 	if err != nil {
-		a.writeError(w, r, fmt.Errorf("policy %q: %w", name, preconditionOnMissing(err, cond)))
+		a.writeError(w, r, about("policy", name, preconditionOnMissing(err, cond)))
 		return
 	}
 	a.audit(r, createdOrUpdated(created), "policy", p.KeyName)
@@ -209,7 +209,7 @@ func (a *API) deletePolicy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := a.store.Policies.Delete(r.Context(), name, store.Condition{IfMatch: ifMatch(r)}); err != nil {
-		a.writeError(w, r, fmt.Errorf("policy %q: %w", name, err))
+		a.writeError(w, r, about("policy", name, err))
 		return
 	}
 	a.audit(r, "delete", "policy", name)
@@ -225,7 +225,7 @@ func (a *API) policyKeys(w http.ResponseWriter, r *http.Request) {
 	}
 	p, err := a.store.Policies.Get(r.Context(), name)
 	if err != nil {
-		a.writeError(w, r, fmt.Errorf("policy %q: %w", name, err))
+		a.writeError(w, r, about("policy", name, err))
 		return
 	}
 	a.audit(r, "read-keys", "policy", p.KeyName)
@@ -238,7 +238,7 @@ var settingsKey = (&enrollment.Settings{}).StoreKey()
 func (a *API) getSettings(w http.ResponseWriter, r *http.Request) {
 	s, err := a.store.Settings.Get(r.Context(), settingsKey)
 	if err != nil {
-		a.writeError(w, r, fmt.Errorf("settings: %w", err))
+		a.writeError(w, r, about("settings", "", err))
 		return
 	}
 	a.writeJSON(w, http.StatusOK, s)
@@ -272,7 +272,7 @@ func (a *API) putSettings(w http.ResponseWriter, r *http.Request) {
 		return err
 	})
 	if err != nil {
-		a.writeError(w, r, fmt.Errorf("settings: %w", preconditionOnMissing(err, cond)))
+		a.writeError(w, r, about("settings", "", preconditionOnMissing(err, cond)))
 		return
 	}
 	a.audit(r, "update", "settings", settingsKey)

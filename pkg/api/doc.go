@@ -1,7 +1,7 @@
 // Package api serves zdps over HTTPS: the service (management) API of the
 // Azure IoT Hub DPS, with zdps's own resources (linked hubs, shared access
 // policies, instance settings), on one chi router that the device API is
-// mounted on too (Config.Extra).
+// mounted on too (API.Mount).
 //
 // What it owns: routing (paths matched case-insensitively, percent-encoded
 // IDs decoded, api-version checked), authentication and authorisation of

@@ -111,7 +111,7 @@ func getDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 		}
 		v, err := k.collection(a.store).Get(r.Context(), id)
 		if err != nil {
-			a.writeError(w, r, fmt.Errorf("%s %q: %w", k.resource, id, err))
+			a.writeError(w, r, about(k.resource, id, err))
 			return
 		}
 		a.writeJSON(w, http.StatusOK, k.redacted(v))
@@ -147,7 +147,7 @@ func putDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 		cond := store.Condition{IfMatch: ifMatch(r)}
 		created, err := putMerged(r.Context(), a, k, v, cond)
 		if err != nil {
-			a.writeError(w, r, fmt.Errorf("%s %q: %w", k.resource, id, preconditionOnMissing(err, cond)))
+			a.writeError(w, r, about(k.resource, id, preconditionOnMissing(err, cond)))
 			return
 		}
 		a.audit(r, createdOrUpdated(created), k.resource, k.id(v))
@@ -193,7 +193,7 @@ func deleteDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc 
 		// Deleting a group leaves its registration records: they describe
 		// devices that exist on their hubs (PROTOCOL.md §5).
 		if err := k.collection(a.store).Delete(r.Context(), id, store.Condition{IfMatch: ifMatch(r)}); err != nil {
-			a.writeError(w, r, fmt.Errorf("%s %q: %w", k.resource, id, err))
+			a.writeError(w, r, about(k.resource, id, err))
 			return
 		}
 		a.audit(r, "delete", k.resource, id)
@@ -212,7 +212,7 @@ func docKeys[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 		}
 		v, err := k.collection(a.store).Get(r.Context(), id)
 		if err != nil {
-			a.writeError(w, r, fmt.Errorf("%s %q: %w", k.resource, id, err))
+			a.writeError(w, r, about(k.resource, id, err))
 			return
 		}
 		a.audit(r, "read-keys", k.resource, k.id(v))

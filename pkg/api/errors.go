@@ -98,7 +98,7 @@ type errorBody struct {
 // WriteError answers err in the DPS error format with the status and code
 // classify gives it. Server faults are logged with their details; the
 // client sees only a generic message and the tracking ID. Exported for
-// routes added through Config.Extra or Mount.
+// routes added through Mount.
 func (a *API) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 	a.writeError(w, r, err)
 }
@@ -151,4 +151,38 @@ func badRequest(err error) error {
 		return err
 	}
 	return fmt.Errorf("%w: %w", errBadRequest, err)
+}
+
+// resourceError names the resource a store error is about, so that the
+// client reads `enrollment "dev-1" does not exist` rather than the store's
+// own wording. It carries data (resource and ID), hence a type.
+type resourceError struct {
+	resource, id string
+	err          error
+}
+
+func (e *resourceError) Error() string {
+	what := e.resource
+	if e.id != "" {
+		what += fmt.Sprintf(" %q", e.id)
+	}
+	switch {
+	case errors.Is(e.err, store.ErrPreconditionFailed):
+		return what + ": the If-Match ETag does not match the stored version"
+	case errors.Is(e.err, store.ErrNotFound):
+		return what + " does not exist"
+	case errors.Is(e.err, store.ErrConflict):
+		return what + " already exists"
+	}
+	return what + ": " + e.err.Error()
+}
+
+func (e *resourceError) Unwrap() error { return e.err }
+
+// about wraps err with the resource it concerns.
+func about(resource, id string, err error) error {
+	if err == nil {
+		return nil
+	}
+	return &resourceError{resource: resource, id: id, err: err}
 }

@@ -164,7 +164,7 @@ func canonical(escaped string) (string, bool) {
 
 // RequireAPIVersion refuses requests whose api-version query parameter is
 // not one of APIVersions. Every service route has it; routes added through
-// Config.Extra or Mount should use it too.
+// Mount should use it too.
 func (a *API) RequireAPIVersion(next http.Handler) http.Handler {
 	return a.requireAPIVersion(next)
 }

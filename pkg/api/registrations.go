@@ -1,7 +1,6 @@
 package api
 
 import (
-	"fmt"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
@@ -20,7 +19,7 @@ func (a *API) getRegistration(w http.ResponseWriter, r *http.Request) {
 	}
 	rec, err := a.store.Registrations.Get(r.Context(), id)
 	if err != nil {
-		a.writeError(w, r, fmt.Errorf("registration %q: %w", id, err))
+		a.writeError(w, r, about("registration", id, err))
 		return
 	}
 	a.writeJSON(w, http.StatusOK, rec.State())
@@ -35,7 +34,7 @@ func (a *API) deleteRegistration(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := a.store.Registrations.Delete(r.Context(), id, store.Condition{IfMatch: ifMatch(r)}); err != nil {
-		a.writeError(w, r, fmt.Errorf("registration %q: %w", id, err))
+		a.writeError(w, r, about("registration", id, err))
 		return
 	}
 	a.audit(r, "delete", "registration", id)

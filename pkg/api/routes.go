@@ -62,7 +62,7 @@ var routeRights = map[string]string{
 // router builds the chi router. Trailing slashes are removed before
 // routing (canonicalPath), so "POST /enrollments/" (the Node service SDK's
 // bulk call) reaches "POST /enrollments".
-func (a *API) router() (http.Handler, error) {
+func (a *API) router() (*chi.Mux, error) {
 	r := chi.NewRouter()
 	r.Use(a.requestID, a.accessLog, a.recoverer, canonicalPath, a.limitBody)
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) { a.writeError(w, req, errRouteNotFound) })
@@ -120,9 +120,6 @@ func (a *API) router() (http.Handler, error) {
 
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("api: routes without a declared right: %v", missing)
-	}
-	if a.cfg.Extra != nil {
-		a.cfg.Extra(r)
 	}
 	return r, nil
 }
