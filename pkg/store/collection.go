@@ -27,8 +27,8 @@ type Index[T Document] struct {
 }
 
 // indexSep separates the index value from the primary key in index keys; it
-// cannot occur in validated IDs.
-const indexSep = "\x00"
+// cannot occur in validated IDs, and unlike NUL it fits a PostgreSQL text key.
+const indexSep = "\x01"
 
 // Collection stores documents of one type in one bucket.
 type Collection[T Document] struct {
@@ -56,7 +56,8 @@ func (c *Collection[T]) Get(ctx context.Context, id string) (T, error) {
 }
 
 // Put creates or replaces v under cond and fills in its version fields. It
-// reports whether the document was created.
+// reports whether the document was created. v's version fields are set even
+// when the write fails; trust them only when Put returns nil.
 func (c *Collection[T]) Put(ctx context.Context, v T, cond Condition) (created bool, err error) {
 	err = c.backend.Update(ctx, func(tx Tx) error {
 		created, err = c.In(tx).Put(ctx, v, cond)

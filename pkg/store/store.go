@@ -19,7 +19,8 @@ var (
 	ErrClosed = errors.New("store: closed")
 )
 
-// Bucket names a keyspace (a bbolt bucket, a PostgreSQL key prefix).
+// Bucket names a keyspace (a bbolt bucket, a PostgreSQL key prefix). Keys
+// are non-empty, at most 1 KiB, and contain no NUL byte.
 type Bucket string
 
 // Condition guards a write.
@@ -57,7 +58,10 @@ type Backend interface {
 	// View runs fn in a read-only transaction.
 	View(ctx context.Context, fn func(Tx) error) error
 	// Update runs fn in a read-write transaction and makes it durable
-	// before returning. fn's error rolls everything back. A backend may
+	// before returning. Transactions are serializable: the typed layer
+	// reads old documents to maintain indexes and ETags, so a backend with
+	// weaker isolation must retry (PostgreSQL: SERIALIZABLE and retry on
+	// serialization failure). fn's error rolls everything back. A backend may
 	// batch concurrent Updates and run fn more than once, so fn must
 	// depend only on what it reads through tx.
 	Update(ctx context.Context, fn func(Tx) error) error

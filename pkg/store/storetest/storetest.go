@@ -356,10 +356,10 @@ func keys(items []store.Item) []string {
 }
 
 func testScan(t *testing.T, b store.Backend) {
-	// Byte order, not collation: upper case before lower case, "\x00"
+	// Byte order, not collation: upper case before lower case, "\x01"
 	// (the typed layer's index separator) before everything, multi-byte
 	// UTF-8 after ASCII.
-	all := []string{"A", "a", "a\x00x", "a/1", "a/2", "a/3", "ab", "b", "b/1", "z", "é"}
+	all := []string{"A", "a", "a\x01x", "a/1", "a/2", "a/3", "ab", "b", "b/1", "z", "é"}
 	shuffled := slices.Clone(all)
 	for i := range shuffled { // write out of order
 		j := (i * 7) % len(shuffled)
@@ -377,17 +377,17 @@ func testScan(t *testing.T, b store.Backend) {
 	}{
 		{"all", "", "", 0, all},
 		{"negative limit is no limit", "", "", -1, all},
-		{"limit", "", "", 3, []string{"A", "a", "a\x00x"}},
+		{"limit", "", "", 3, []string{"A", "a", "a\x01x"}},
 		{"limit larger than result", "b", "", 10, []string{"b", "b/1"}},
 		{"prefix", "a/", "", 0, []string{"a/1", "a/2", "a/3"}},
-		{"prefix includes the prefix itself", "a", "", 0, []string{"a", "a\x00x", "a/1", "a/2", "a/3", "ab"}},
-		{"prefix with separator", "a\x00", "", 0, []string{"a\x00x"}},
+		{"prefix includes the prefix itself", "a", "", 0, []string{"a", "a\x01x", "a/1", "a/2", "a/3", "ab"}},
+		{"prefix with separator", "a\x01", "", 0, []string{"a\x01x"}},
 		{"after", "", "a/2", 0, []string{"a/3", "ab", "b", "b/1", "z", "é"}},
 		{"after is exclusive", "a/", "a/1", 0, []string{"a/2", "a/3"}},
 		{"after not stored", "a/", "a/15", 0, []string{"a/2", "a/3"}},
 		{"after before prefix", "b", "a", 0, []string{"b", "b/1"}},
 		{"after beyond prefix", "a/", "b", 0, nil},
-		{"after equals prefix", "a", "a", 0, []string{"a\x00x", "a/1", "a/2", "a/3", "ab"}},
+		{"after equals prefix", "a", "a", 0, []string{"a\x01x", "a/1", "a/2", "a/3", "ab"}},
 		{"prefix after limit", "a/", "a/1", 1, []string{"a/2"}},
 		{"no match", "q", "", 0, nil},
 		{"after last", "", "é", 0, nil},
