@@ -130,6 +130,9 @@ func (v *Verifier) Verify(ctx context.Context, idScope, registrationID, authoriz
 		return nil, fmt.Errorf("symmetric: looking up enrollment groups: %w", err)
 	}
 	for _, g := range groups {
+		if err := ctx.Err(); err != nil {
+			return nil, err // many groups: stop when the caller has gone
+		}
 		if g == nil {
 			continue
 		}
