@@ -24,10 +24,13 @@ import (
 // concurrent use.
 type CA struct {
 	root, inter *x509.Certificate
-	signer      crypto.Signer // the intermediate's key, parsed once
-	pool        *x509.CertPool
-	bundlePEM   []byte
-	interSKI    []byte // AuthorityKeyId of everything the CA issues
+	// issuer is inter as the signing functions see it: a copy that always
+	// has a SubjectKeyId, which Go copies into every AuthorityKeyId and
+	// requires for CRLs. An imported intermediate may lack one.
+	issuer    *x509.Certificate
+	signer    crypto.Signer // the intermediate's key, parsed once
+	pool      *x509.CertPool
+	bundlePEM []byte
 
 	org          string
 	leafValidity time.Duration
@@ -45,6 +48,11 @@ func New(ctx context.Context, cfg Config) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
+	return open(ctx, cfg)
+}
+
+// open loads or initialises the CA of a validated configuration.
+func open(ctx context.Context, cfg Config) (*CA, error) {
 	z, err := newSealer(cfg.KEK, cfg.Rand)
 	if err != nil {
 		return nil, err
@@ -231,7 +239,7 @@ func Import(ctx context.Context, cfg Config, b Bundle) (*CA, error) {
 		return nil, err
 	}
 	cfg.Logger.Info("ca imported", "root_subject", root.Subject.String(), "intermediate_not_after", inter.NotAfter)
-	return New(ctx, cfg)
+	return open(ctx, cfg)
 }
 
 // checkChain checks what every stored or imported CA must satisfy.
@@ -267,14 +275,14 @@ func build(cfg Config, l *loaded) *CA {
 	var bundle bytes.Buffer
 	_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: l.inter.Raw})
 	_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: l.root.Raw})
-	ski := l.inter.SubjectKeyId
-	if len(ski) == 0 {
-		// An imported intermediate may lack one; leaves still get an
-		// AuthorityKeyId so path builders can find their issuer.
-		ski = keyID(l.inter.PublicKey)
+	issuer := l.inter
+	if len(issuer.SubjectKeyId) == 0 {
+		cp := *l.inter
+		cp.SubjectKeyId = keyID(l.inter.PublicKey)
+		issuer = &cp
 	}
 	return &CA{
-		root: l.root, inter: l.inter, signer: l.signer, pool: pool, bundlePEM: bundle.Bytes(), interSKI: ski,
+		root: l.root, inter: l.inter, issuer: issuer, signer: l.signer, pool: pool, bundlePEM: bundle.Bytes(),
 		org: cfg.Organization, leafValidity: cfg.DefaultLeafValidity, crlURL: cfg.CRLURL,
 		now: cfg.Now, rand: cfg.Rand, log: cfg.Logger,
 	}

@@ -63,7 +63,7 @@ func (c *CA) CRL(revoked []Revoked, number *big.Int, nextUpdate time.Duration) (
 		NextUpdate:                now.Add(nextUpdate),
 		RevokedCertificateEntries: entries,
 	}
-	der, err := x509.CreateRevocationList(c.rand, tmpl, c.inter, c.signer)
+	der, err := x509.CreateRevocationList(c.rand, tmpl, c.issuer, c.signer)
 	if err != nil {
 		return nil, fmt.Errorf("ca: create CRL: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"math/big"
@@ -166,4 +167,45 @@ func pemKey(t *testing.T, k crypto.Signer) []byte {
 		t.Fatal(err)
 	}
 	return pem.EncodeToMemory(blk)
+}
+
+// TestImportIntermediateWithoutSKI: some older CAs have no
+// SubjectKeyIdentifier; leaves must still carry an AuthorityKeyId and the
+// CRL must still be signed.
+func TestImportIntermediateWithoutSKI(t *testing.T) {
+	ext := newExtCA(t, "p384", func(_, i *x509.Certificate) {
+		// Go adds a SubjectKeyId to CA templates; declaring the CA bit
+		// only through a raw extension keeps it out.
+		i.IsCA = false
+		bc, _ := asn1.Marshal(struct{ IsCA bool }{true})
+		i.ExtraExtensions = []pkix.Extension{{Id: oidBC, Critical: true, Value: bc}}
+	})
+	if len(ext.inter.SubjectKeyId) != 0 || !ext.inter.IsCA {
+		t.Fatal("fixture: want a CA intermediate without SubjectKeyId")
+	}
+	c, err := Import(t.Context(), Config{Storage: &mapStorage{}, KEK: testKEK(t)}, ext.bundle(t, nil))
+	if err != nil {
+		t.Fatal(err)
+	}
+	is, err := c.SignCSR(makeCSR(t, testKey(t, "p256"), "r", nil), LeafPolicy{RegistrationID: "r", DeviceID: "d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := keyID(ext.inter.PublicKey); !bytes.Equal(is.Certificate.AuthorityKeyId, want) {
+		t.Errorf("AuthorityKeyId %x, want %x", is.Certificate.AuthorityKeyId, want)
+	}
+	if _, err := is.Certificate.Verify(x509.VerifyOptions{Roots: c.Roots(), Intermediates: poolOf(c.Intermediate()), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatal(err)
+	}
+	der, err := c.CRL(nil, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := crl.CheckSignatureFrom(c.Intermediate()); err != nil {
+		t.Fatal(err)
+	}
 }

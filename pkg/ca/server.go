@@ -25,22 +25,27 @@ func (c *CA) ServerCertificate(hosts []string, validity time.Duration) (tls.Cert
 	}
 	var dns []string
 	var ips []net.IP
-	for _, h := range hosts {
+	cn := ""
+	for i, h := range hosts {
 		h = strings.TrimSuffix(strings.TrimPrefix(strings.TrimSpace(h), "["), "]")
 		if ip := net.ParseIP(h); ip != nil {
 			ips = append(ips, ip)
-			continue
-		}
-		if !validDNSName(h) {
+		} else if validDNSName(h) {
+			h = strings.ToLower(h)
+			dns = append(dns, h)
+		} else {
 			return tls.Certificate{}, fmt.Errorf("%w: %q", ErrInvalidHost, h)
 		}
-		dns = append(dns, strings.ToLower(h))
+		// The CN is for old clients only (verifiers use the SANs); X.520
+		// caps it at 64 characters.
+		if i == 0 && len(h) <= 64 {
+			cn = h
+		}
 	}
 	key, err := keyutil.GenerateSigner("EC", "P-256", 0)
 	if err != nil {
 		return tls.Certificate{}, fmt.Errorf("ca: server key: %w", err)
 	}
-	cn := strings.TrimSpace(hosts[0])
 	is, err := c.issue(key.Public(), cn, validity, leafServer, func(t *x509.Certificate) {
 		t.DNSNames, t.IPAddresses = dns, ips
 		t.CRLDistributionPoints = nil // zdps's own certificate is rotated, not revoked

@@ -32,7 +32,9 @@ type LeafPolicy struct {
 	// RegistrationID must equal the CSR's common name exactly (case and
 	// all), as the device sent it. Required.
 	RegistrationID string
-	// DeviceID becomes the certificate's subject CN. Required.
+	// DeviceID becomes the certificate's subject CN. Required. IDs up to
+	// 128 characters exceed X.520's 64 for a CN; Go and OpenSSL verify
+	// them (tested), so they are issued as they are.
 	DeviceID string
 	// Validity of the certificate; zero means Config.DefaultLeafValidity.
 	// It is capped at the intermediate's NotAfter.
@@ -53,7 +55,8 @@ type Issued struct {
 }
 
 // SignCSR checks a device's DER PKCS#10 CSR and issues a client certificate
-// for its key under policy p. See the package doc for every check made.
+// for its key under policy p. See the package doc for every check made. It
+// does no I/O, hence no context: about 1 ms of CPU per call.
 func (c *CA) SignCSR(csrDER []byte, p LeafPolicy) (*Issued, error) {
 	if p.RegistrationID == "" || p.DeviceID == "" {
 		return nil, fmt.Errorf("%w: RegistrationID and DeviceID are required", ErrInvalidPolicy)
@@ -207,7 +210,6 @@ func (c *CA) issue(pub crypto.PublicKey, cn string, validity time.Duration, kind
 		BasicConstraintsValid: true,
 		IsCA:                  false,
 		SubjectKeyId:          keyID(pub),
-		AuthorityKeyId:        c.interSKI,
 	}
 	if c.crlURL != "" {
 		tmpl.CRLDistributionPoints = []string{c.crlURL}
@@ -215,7 +217,7 @@ func (c *CA) issue(pub crypto.PublicKey, cn string, validity time.Duration, kind
 	for _, f := range sans {
 		f(tmpl)
 	}
-	der, err := x509.CreateCertificate(c.rand, tmpl, c.inter, pub, c.signer)
+	der, err := x509.CreateCertificate(c.rand, tmpl, c.issuer, pub, c.signer)
 	if err != nil {
 		return nil, fmt.Errorf("ca: sign: %w", err)
 	}

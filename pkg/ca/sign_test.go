@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -273,9 +274,15 @@ func TestOpenSSLVerify(t *testing.T) {
 	bundle := write("bundle.pem", c.BundlePEM())
 	root := write("root.pem", pemCert(c.Root().Raw))
 	inter := write("inter.pem", pemCert(c.Intermediate().Raw))
-	for _, kind := range []string{"p256", "p384", "ed25519", "rsa2048"} {
+	// 128 characters: the longest device ID, twice X.520's 64 for a CN.
+	longID := strings.Repeat("d", 128)
+	for _, kind := range []string{"p256", "p384", "ed25519", "rsa2048", "long device ID"} {
 		t.Run(kind, func(t *testing.T) {
-			is, err := c.SignCSR(makeCSR(t, testKey(t, kind), "reg", nil), LeafPolicy{RegistrationID: "reg", DeviceID: "dev"})
+			key, dev := kind, "dev"
+			if kind == "long device ID" {
+				key, dev, kind = "p256", longID, "long"
+			}
+			is, err := c.SignCSR(makeCSR(t, testKey(t, key), "reg", nil), LeafPolicy{RegistrationID: "reg", DeviceID: dev})
 			if err != nil {
 				t.Fatal(err)
 			}
