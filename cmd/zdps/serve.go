@@ -1,16 +1,263 @@
 package main
 
 import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
 	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
 
+	"github.com/go-chi/chi/v5"
 	"github.com/spf13/cobra"
+
+	"github.com/zdps/zdps/pkg/api"
+	"github.com/zdps/zdps/pkg/ca"
+	"github.com/zdps/zdps/pkg/instance"
+	"github.com/zdps/zdps/pkg/store"
+	"github.com/zdps/zdps/pkg/store/bolt"
 )
 
-// newServeCmd is being written; see the integration commit that replaces it.
+// serveConfig is the whole configuration of `zdps serve`.
+type serveConfig struct {
+	DataDir      string
+	Listen       string
+	HostName     string
+	IDScope      string
+	TLSCert      string
+	TLSKey       string
+	TLSSANs      []string
+	KEKFile      string
+	LogLevel     string
+	LogFormat    string
+	MaxBodyBytes int64
+	MaxBulkItems int
+	MaxPageSize  int
+	Shutdown     time.Duration
+	IdleTimeout  time.Duration
+}
+
+// Files the server keeps in its data directory.
+const (
+	dbFile     = "zdps.db"
+	kekFile    = "kek"
+	bundleFile = "ca-bundle.pem"
+)
+
 func newServeCmd() *cobra.Command {
-	return &cobra.Command{
+	var cfg serveConfig
+	var configFile string
+	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Run the zdps server",
-		RunE:  func(*cobra.Command, []string) error { return errors.New("serve: not built yet") },
+		Short: "Run the zdps server (service API and device API on one HTTPS listener)",
+		Long: `Run the zdps server. On first start it creates, in the data directory, the
+embedded store, a key-encryption key, the CA, the ID scope and the owner
+policy, whose connection string it writes to service-connection-string (0600).
+
+Every flag can also be set with an environment variable (ZDPS_ and the flag
+name in upper snake case, e.g. ZDPS_DATA_DIR) or in a JSON config file given
+with --config; flags win over the environment, which wins over the file.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnvAndFile(cmd.Flags(), configFile); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return serve(ctx, cfg, cmd.ErrOrStderr())
+		},
 	}
+	f := cmd.Flags()
+	f.StringVar(&configFile, "config", "", "JSON config file (an object of flag names to values)")
+	f.StringVar(&cfg.DataDir, "data-dir", "zdps-data", "data directory: store, CA key-encryption key, owner connection string, CA bundle")
+	f.StringVar(&cfg.Listen, "listen", ":8443", "HTTPS listen address (devices expect 443 in production)")
+	f.StringVar(&cfg.HostName, "hostname", "", "host[:port] clients use to reach this instance; put in connection strings and checked in service SAS tokens (default localhost:<listen port>)")
+	f.StringVar(&cfg.IDScope, "id-scope", "", "ID scope to create on first start (default: generated 0ne + 8 hex; kept afterwards)")
+	f.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate chain PEM file (default: issued by the embedded CA)")
+	f.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key PEM file, with --tls-cert")
+	f.StringSliceVar(&cfg.TLSSANs, "tls-san", nil, "extra DNS names or IPs for the issued TLS certificate")
+	f.StringVar(&cfg.KEKFile, "kek-file", "", "file with the CA key-encryption key (hex, 32 bytes; default <data-dir>/kek, created on first start)")
+	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
+	f.StringVar(&cfg.LogFormat, "log-format", "text", "text or json")
+	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 16<<20, "largest request body accepted")
+	f.IntVar(&cfg.MaxBulkItems, "max-bulk-items", 1000, "most items in one bulk call (Azure: 10)")
+	f.IntVar(&cfg.MaxPageSize, "max-page-size", 1000, "most items in one query page")
+	f.DurationVar(&cfg.Shutdown, "shutdown-timeout", 15*time.Second, "how long to let requests finish on SIGTERM")
+	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "keep-alive idle timeout; must exceed any Retry-After sent (the C SDK keeps one connection)")
+	return cmd
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var lv slog.Level
+	if err := lv.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lv}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format: %q is neither text nor json", format)
+}
+
+func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
+	log, err := newLogger(logw, cfg.LogLevel, cfg.LogFormat)
+	if err != nil {
+		return err
+	}
+	_, port, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		return fmt.Errorf("--listen %q: %w", cfg.Listen, err)
+	}
+	if cfg.HostName == "" {
+		cfg.HostName = net.JoinHostPort("localhost", port)
+	}
+	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
+		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	backend, err := bolt.Open(filepath.Join(cfg.DataDir, dbFile), bolt.Options{})
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	defer backend.Close()
+	st := store.New(backend, nil)
+
+	kek, err := loadOrCreateKEK(cfg.KEKFile, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	authority, err := ca.New(ctx, ca.Config{Storage: ca.BackendStorage(backend), KEK: kek, Logger: log})
+	if err != nil {
+		return fmt.Errorf("CA: %w", err)
+	}
+	inst, err := instance.Bootstrap(ctx, st, instance.Config{HostName: cfg.HostName, IDScope: cfg.IDScope})
+	if err != nil {
+		return err
+	}
+	if err := instance.WriteSecretFile(cfg.DataDir, instance.ConnectionStringFile, []byte(inst.ConnectionString+"\n")); err != nil {
+		return fmt.Errorf("write connection string: %w", err)
+	}
+	if err := instance.WriteSecretFile(cfg.DataDir, bundleFile, authority.BundlePEM()); err != nil {
+		return fmt.Errorf("write CA bundle: %w", err)
+	}
+
+	tlsCert, err := serverCertificate(cfg, authority)
+	if err != nil {
+		return err
+	}
+	service, err := api.New(api.Config{
+		Store:        st,
+		HostName:     cfg.HostName,
+		Logger:       log,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		MaxBulkItems: cfg.MaxBulkItems,
+		MaxPageSize:  cfg.MaxPageSize,
+	})
+	if err != nil {
+		return err
+	}
+	var router chi.Router = chi.NewRouter()
+	router.Mount("/", service.Handler())
+
+	ln, err := net.Listen("tcp", cfg.Listen)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{
+		Handler:           router,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       60 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       cfg.IdleTimeout,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		TLSConfig: &tls.Config{
+			MinVersion:   tls.VersionTLS12,
+			Certificates: []tls.Certificate{tlsCert},
+			// Devices authenticating with X.509 present a client certificate;
+			// it is verified in application code against enrollments.
+			ClientAuth: tls.RequestClientCert,
+		},
+	}
+	log.Info("zdps listening", "addr", ln.Addr().String(), "hostname", cfg.HostName,
+		"id_scope", inst.Settings.IDScope, "data_dir", cfg.DataDir,
+		"connection_string_file", filepath.Join(cfg.DataDir, instance.ConnectionStringFile))
+
+	errc := make(chan error, 1)
+	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	return nil
+}
+
+func serverCertificate(cfg serveConfig, authority *ca.CA) (tls.Certificate, error) {
+	if cfg.TLSCert != "" {
+		c, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
+		if err != nil {
+			return c, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
+		return c, nil
+	}
+	host, _, err := net.SplitHostPort(cfg.HostName)
+	if err != nil {
+		host = cfg.HostName
+	}
+	var hosts []string
+	for _, h := range append([]string{host, "localhost", "127.0.0.1", "::1"}, cfg.TLSSANs...) {
+		if !slices.Contains(hosts, h) {
+			hosts = append(hosts, h)
+		}
+	}
+	return authority.ServerCertificate(hosts, 90*24*time.Hour)
+}
+
+// loadOrCreateKEK reads the CA key-encryption key, creating a random one in
+// the data directory on first start when no file was named.
+func loadOrCreateKEK(file, dataDir string) ([]byte, error) {
+	if file == "" {
+		file = filepath.Join(dataDir, kekFile)
+		if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
+			k := make([]byte, 32)
+			if _, err := rand.Read(k); err != nil {
+				return nil, err
+			}
+			if err := instance.WriteSecretFile(dataDir, kekFile, []byte(hex.EncodeToString(k)+"\n")); err != nil {
+				return nil, fmt.Errorf("create key-encryption key: %w", err)
+			}
+		}
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("key-encryption key: %w", err)
+	}
+	k, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(k) < 32 {
+		return nil, fmt.Errorf("key-encryption key %s: want at least 32 bytes in hex", file)
+	}
+	return k, nil
 }
