@@ -32,7 +32,6 @@ type CA struct {
 	pool      *x509.CertPool
 	bundlePEM []byte
 
-	org          string
 	leafValidity time.Duration
 	crlURL       string
 	now          func() time.Time
@@ -283,7 +282,7 @@ func build(cfg Config, l *loaded) *CA {
 	}
 	return &CA{
 		root: l.root, inter: l.inter, issuer: issuer, signer: l.signer, pool: pool, bundlePEM: bundle.Bytes(),
-		org: cfg.Organization, leafValidity: cfg.DefaultLeafValidity, crlURL: cfg.CRLURL,
+		leafValidity: cfg.DefaultLeafValidity, crlURL: cfg.CRLURL,
 		now: cfg.Now, rand: cfg.Rand, log: cfg.Logger,
 	}
 }
