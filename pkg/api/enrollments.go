@@ -33,6 +33,9 @@ type enrollmentKind[T store.Document] struct {
 	decodeBulk func([]byte) (string, []T, error)
 	// bulkResult builds the DPS answer of a bulk call from its failures.
 	bulkResult func([]bulkFailure) any
+	// withState, when set, adds the read-only registrationState to a GET
+	// answer.
+	withState func(ctx context.Context, st *store.Store, v T) error
 }
 
 var enrollments = enrollmentKind[*enrollment.IndividualEnrollment]{
@@ -54,6 +57,21 @@ var enrollments = enrollmentKind[*enrollment.IndividualEnrollment]{
 			return "", nil, err
 		}
 		return op.Mode, op.Enrollments, nil
+	},
+	withState: func(ctx context.Context, st *store.Store, e *enrollment.IndividualEnrollment) error {
+		// DPS shows the device's registration in its individual
+		// enrollment; a record made through a group belongs to the group.
+		rec, err := st.Registrations.Get(ctx, e.RegistrationID)
+		switch {
+		case isNotFound(err):
+			return nil
+		case err != nil:
+			return err
+		}
+		if rec.EnrollmentGroupID == "" {
+			e.RegistrationState = rec.State()
+		}
+		return nil
 	},
 	bulkResult: func(fs []bulkFailure) any {
 		res := enrollment.BulkOperationResult{IsSuccessful: len(fs) == 0, Errors: []enrollment.BulkOperationError{}}
@@ -114,7 +132,14 @@ func getDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 			a.writeError(w, r, about(k.resource, id, err))
 			return
 		}
-		a.writeJSON(w, http.StatusOK, k.redacted(v))
+		out := k.redacted(v)
+		if k.withState != nil {
+			if err := k.withState(r.Context(), a.store, out); err != nil {
+				a.writeError(w, r, err)
+				return
+			}
+		}
+		a.writeJSON(w, http.StatusOK, out)
 	}
 }
 

@@ -49,6 +49,15 @@ func TestEnrollmentCRUD(t *testing.T) {
 		t.Fatalf("keys answer %s", r.body)
 	}
 
+	// GET shows the device's registration record, which requests cannot set.
+	putRecord(t, e, "dev-1", "")
+	r = e.must(req{method: http.MethodGet, path: "/enrollments/dev-1"}, http.StatusOK)
+	var withState enrollment.IndividualEnrollment
+	r.decode(t, &withState)
+	if withState.RegistrationState == nil || withState.RegistrationState.Status != enrollment.RegistrationAssigned {
+		t.Fatalf("GET without registrationState: %s", r.body)
+	}
+
 	// Update without keys keeps them; the body echoes what GET gave.
 	upd := symEnrollment("DEV-1")
 	upd["deviceId"] = "device-one"
