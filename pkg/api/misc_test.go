@@ -262,3 +262,40 @@ func TestHealthzStoreClosed(t *testing.T) {
 		t.Fatalf("closed store: %d %v", rec.Code, rec.Header())
 	}
 }
+
+// TestUnderOuterRouter: cmd/zdps may mount Handler() on its own chi router;
+// case-insensitive, percent-decoded routing must survive that.
+func TestUnderOuterRouter(t *testing.T) {
+	st := store.New(memory.New(), func() time.Time { return testNow })
+	owner := &enrollment.SharedAccessPolicy{KeyName: enrollment.OwnerPolicyName, Rights: strings.Join(enrollment.AllRights, ", ")}
+	if err := owner.GenerateMissingKeys(strings.NewReader(strings.Repeat("k", 256))); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Policies.Put(context.Background(), owner, store.Condition{}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := New(Config{Store: st, HostName: "localhost", Logger: discardLogger(), Now: func() time.Time { return testNow }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	outer := chi.NewRouter()
+	outer.Mount("/", a.Handler())
+	tok := tokenWith(t, owner.PrimaryKey, "localhost", owner.KeyName, testNow.Add(time.Hour))
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+	}{
+		{http.MethodPut, "/ENROLLMENTS/sym%3adev?api-version=2021-10-01", `{"registrationId":"sym:dev","attestation":{"type":"symmetricKey"}}`, 200},
+		{http.MethodGet, "/enrollments/SYM:DEV?api-version=2021-10-01", "", 200},
+		{http.MethodPost, "/enrollments/?api-version=2021-10-01", `{"mode":"delete","enrollments":[{"registrationId":"sym:dev"}]}`, 200},
+		{http.MethodGet, "/enrollments/sym%3adev?api-version=2021-10-01", "", 404},
+	} {
+		rq := httptest.NewRequestWithContext(context.Background(), tc.method, tc.path, strings.NewReader(tc.body))
+		rq.Header.Set("Authorization", tok)
+		rec := httptest.NewRecorder()
+		outer.ServeHTTP(rec, rq)
+		if rec.Code != tc.status {
+			t.Errorf("%s %s: %d %s", tc.method, tc.path, rec.Code, rec.Body)
+		}
+	}
+}
