@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -31,21 +33,22 @@ import (
 
 // serveConfig is the whole configuration of `zdps serve`.
 type serveConfig struct {
-	DataDir      string
-	Listen       string
-	HostName     string
-	IDScope      string
-	TLSCert      string
-	TLSKey       string
-	TLSSANs      []string
-	KEKFile      string
-	LogLevel     string
-	LogFormat    string
-	MaxBodyBytes int64
-	MaxBulkItems int
-	MaxPageSize  int
-	Shutdown     time.Duration
-	IdleTimeout  time.Duration
+	DataDir       string
+	Listen        string
+	HostName      string
+	IDScope       string
+	TLSCert       string
+	TLSKey        string
+	TLSSANs       []string
+	KEKFile       string
+	KEKPassphrase string
+	LogLevel      string
+	LogFormat     string
+	MaxBodyBytes  int64
+	MaxBulkItems  int
+	MaxPageSize   int
+	Shutdown      time.Duration
+	IdleTimeout   time.Duration
 }
 
 // Files the server keeps in its data directory.
@@ -87,7 +90,8 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate chain PEM file (default: issued by the embedded CA)")
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key PEM file, with --tls-cert")
 	f.StringSliceVar(&cfg.TLSSANs, "tls-san", nil, "extra DNS names or IPs for the issued TLS certificate")
-	f.StringVar(&cfg.KEKFile, "kek-file", "", "file with the CA key-encryption key (hex, 32 bytes; default <data-dir>/kek, created on first start)")
+	f.StringVar(&cfg.KEKFile, "kek-file", "", "file with the CA key-encryption key (hex, 32 bytes; default <data-dir>/kek, created on first start; keep it off the data volume in production)")
+	f.StringVar(&cfg.KEKPassphrase, "kek-passphrase", "", "derive the CA key-encryption key from this passphrase (Argon2id, salt kept in <data-dir>/kek-salt) instead of a key file; prefer the environment variable")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&cfg.LogFormat, "log-format", "text", "text or json")
 	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 16<<20, "largest request body accepted")
@@ -138,7 +142,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	defer backend.Close()
 	st := store.New(backend, nil)
 
-	kek, err := loadOrCreateKEK(cfg.KEKFile, cfg.DataDir)
+	kek, err := loadKEK(cfg)
 	if err != nil {
 		return err
 	}
@@ -157,7 +161,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		return fmt.Errorf("write CA bundle: %w", err)
 	}
 
-	tlsCert, err := serverCertificate(cfg, authority)
+	certs, err := newCertSource(cfg, authority, log)
 	if err != nil {
 		return err
 	}
@@ -188,8 +192,8 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		TLSConfig: &tls.Config{
-			MinVersion:   tls.VersionTLS12,
-			Certificates: []tls.Certificate{tlsCert},
+			MinVersion:     tls.VersionTLS12,
+			GetCertificate: certs.get,
 			// Devices authenticating with X.509 present a client certificate;
 			// it is verified in application code against enrollments.
 			ClientAuth: tls.RequestClientCert,
@@ -215,25 +219,88 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	return nil
 }
 
-func serverCertificate(cfg serveConfig, authority *ca.CA) (tls.Certificate, error) {
+// certSource serves the TLS certificate: the operator's files, or one issued
+// by the embedded CA and re-issued when a third of its validity is left, so a
+// long-running server never presents an expired certificate.
+type certSource struct {
+	mu        sync.Mutex
+	cert      *tls.Certificate
+	authority *ca.CA
+	hosts     []string
+	log       *slog.Logger
+}
+
+const serverCertValidity = 90 * 24 * time.Hour
+
+func newCertSource(cfg serveConfig, authority *ca.CA, log *slog.Logger) (*certSource, error) {
 	if cfg.TLSCert != "" {
 		c, err := tls.LoadX509KeyPair(cfg.TLSCert, cfg.TLSKey)
 		if err != nil {
-			return c, fmt.Errorf("--tls-cert/--tls-key: %w", err)
+			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
 		}
-		return c, nil
+		return &certSource{cert: &c}, nil
 	}
 	host, _, err := net.SplitHostPort(cfg.HostName)
 	if err != nil {
 		host = cfg.HostName
 	}
-	var hosts []string
+	s := &certSource{authority: authority, log: log}
 	for _, h := range append([]string{host, "localhost", "127.0.0.1", "::1"}, cfg.TLSSANs...) {
-		if !slices.Contains(hosts, h) {
-			hosts = append(hosts, h)
+		if !slices.Contains(s.hosts, h) {
+			s.hosts = append(s.hosts, h)
 		}
 	}
-	return authority.ServerCertificate(hosts, 90*24*time.Hour)
+	if _, err := s.get(nil); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *certSource) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.authority == nil || (s.cert != nil && time.Until(s.cert.Leaf.NotAfter) > serverCertValidity/3) {
+		return s.cert, nil
+	}
+	c, err := s.authority.ServerCertificate(s.hosts, serverCertValidity)
+	if err != nil {
+		if s.cert != nil {
+			s.log.Error("re-issuing the server certificate failed; keeping the current one", "err", err)
+			return s.cert, nil
+		}
+		return nil, fmt.Errorf("server certificate: %w", err)
+	}
+	if c.Leaf == nil {
+		if c.Leaf, err = x509.ParseCertificate(c.Certificate[0]); err != nil {
+			return nil, err
+		}
+	}
+	s.cert = &c
+	return s.cert, nil
+}
+
+// loadKEK returns the CA key-encryption key from a passphrase or a key file.
+func loadKEK(cfg serveConfig) ([]byte, error) {
+	if cfg.KEKPassphrase == "" {
+		return loadOrCreateKEK(cfg.KEKFile, cfg.DataDir)
+	}
+	if cfg.KEKFile != "" {
+		return nil, errors.New("--kek-file and --kek-passphrase exclude each other")
+	}
+	saltPath := filepath.Join(cfg.DataDir, "kek-salt")
+	salt, err := os.ReadFile(saltPath)
+	if errors.Is(err, os.ErrNotExist) {
+		salt = make([]byte, 16)
+		if _, err := rand.Read(salt); err != nil {
+			return nil, err
+		}
+		if err := instance.WriteSecretFile(cfg.DataDir, "kek-salt", salt); err != nil {
+			return nil, fmt.Errorf("create KEK salt: %w", err)
+		}
+	} else if err != nil {
+		return nil, fmt.Errorf("KEK salt: %w", err)
+	}
+	return ca.KEKFromPassphrase(cfg.KEKPassphrase, salt)
 }
 
 // loadOrCreateKEK reads the CA key-encryption key, creating a random one in
