@@ -1,0 +1,231 @@
+package cli
+
+import (
+	"errors"
+
+	"github.com/spf13/cobra"
+	"github.com/zdps/zdps/pkg/client"
+	"github.com/zdps/zdps/pkg/enrollment"
+)
+
+func newPolicyCmd(g *globals) *cobra.Command {
+	cmd := parent("policy", "Manage shared access policies of the service API", "policies")
+	cmd.AddCommand(newPolicyCreateCmd(g), newPolicyListCmd(g), newPolicyGetCmd(g), newPolicyDeleteCmd(g),
+		newPolicyKeysCmd(g), newPolicyConnectionStringCmd(g))
+	return cmd
+}
+
+// policyCreateConfig is the configuration of `zdps policy create`.
+type policyCreateConfig struct {
+	KeyName string
+	Rights  string
+}
+
+func newPolicyCreateCmd(g *globals) *cobra.Command {
+	var cfg policyCreateConfig
+	cmd := &cobra.Command{
+		Use:     "create NAME --rights RIGHT[,RIGHT...]",
+		Short:   "Create a shared access policy with generated keys",
+		Example: `  zdps policy create factory-line --rights EnrollmentRead,EnrollmentWrite`,
+		Args:    exactArgs("NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg.KeyName = args[0]
+			p := &enrollment.SharedAccessPolicy{KeyName: cfg.KeyName, Rights: cfg.Rights}
+			if err := enrollment.ValidatePolicyName(p.KeyName); err != nil {
+				return userErrorf(err, "invalid policy: %v", err)
+			}
+			rights, err := enrollment.NormalizeRights(p.Rights)
+			if err != nil {
+				return userErrorf(err, "invalid policy: %v", err)
+			}
+			p.Rights = rights
+			c, err := g.ready()
+			if err != nil {
+				return err
+			}
+			ctx := cmd.Context()
+			// As for hubs: no create-only PUT, so check first rather than
+			// replace an existing policy's rights and keys.
+			switch _, err := c.GetPolicy(ctx, cfg.KeyName); {
+			case err == nil:
+				return userErrorf(nil, "policy %q already exists", cfg.KeyName)
+			case !errors.Is(err, client.ErrNotFound):
+				return fail(err, "policy", cfg.KeyName, "create")
+			}
+			got, err := c.PutPolicy(ctx, p, "")
+			if err != nil {
+				return fail(err, "policy", cfg.KeyName, "create")
+			}
+			return printPolicies(g.printer(cmd.OutOrStdout()), got)
+		},
+	}
+	cmd.Flags().StringVar(&cfg.Rights, "rights", "", "comma-separated rights: "+joinRights())
+	_ = cmd.MarkFlagRequired("rights")
+	return cmd
+}
+
+func joinRights() string {
+	s := ""
+	for i, r := range enrollment.AllRights {
+		if i > 0 {
+			s += ", "
+		}
+		s += r
+	}
+	return s
+}
+
+func printPolicies(p printer, ps ...*enrollment.SharedAccessPolicy) error {
+	if p.json {
+		if len(ps) == 1 {
+			return p.printJSON(ps[0])
+		}
+		return p.printJSON(ps)
+	}
+	t := p.table("NAME", "RIGHTS")
+	for _, pol := range ps {
+		t.row(pol.KeyName, pol.Rights)
+	}
+	return t.flush()
+}
+
+func newPolicyListCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   "List shared access policies (without keys)",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.ready()
+			if err != nil {
+				return err
+			}
+			ps, err := c.ListPolicies(cmd.Context())
+			if err != nil {
+				return failList(err, "policies")
+			}
+			p := g.printer(cmd.OutOrStdout())
+			if p.json {
+				if ps == nil {
+					ps = []*enrollment.SharedAccessPolicy{}
+				}
+				return p.printJSON(ps)
+			}
+			return printPolicies(p, ps...)
+		},
+	}
+}
+
+// policyNameConfig is the configuration of the policy commands that take
+// only a name (get, keys).
+type policyNameConfig struct{ KeyName string }
+
+func newPolicyGetCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "get NAME",
+		Short: "Show a shared access policy (without keys)",
+		Args:  exactArgs("NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg := policyNameConfig{KeyName: args[0]}
+			c, err := g.ready()
+			if err != nil {
+				return err
+			}
+			pol, err := c.GetPolicy(cmd.Context(), cfg.KeyName)
+			if err != nil {
+				return fail(err, "policy", cfg.KeyName, "get")
+			}
+			return printPolicies(g.printer(cmd.OutOrStdout()), pol)
+		},
+	}
+}
+
+func newPolicyDeleteCmd(g *globals) *cobra.Command {
+	var cfg deleteConfig
+	cmd := &cobra.Command{
+		Use:     "delete NAME",
+		Aliases: []string{"rm"},
+		Short:   "Delete a shared access policy; its connection strings stop working",
+		Args:    exactArgs("NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg.ID = args[0]
+			c, err := g.ready()
+			if err != nil {
+				return err
+			}
+			if err := c.DeletePolicy(cmd.Context(), cfg.ID, cfg.ETag); err != nil {
+				return fail(err, "policy", cfg.ID, "delete")
+			}
+			return g.deleted(cmd, "policy", cfg.ID)
+		},
+	}
+	cmd.Flags().StringVar(&cfg.ETag, "etag", "", "delete only if the policy's etag still is this one")
+	return cmd
+}
+
+func newPolicyKeysCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "keys NAME",
+		Short: "Show the keys of a shared access policy",
+		Args:  exactArgs("NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg := policyNameConfig{KeyName: args[0]}
+			c, err := g.ready()
+			if err != nil {
+				return err
+			}
+			pol, err := c.PolicyKeys(cmd.Context(), cfg.KeyName)
+			if err != nil {
+				return fail(err, "policy", cfg.KeyName, "get keys of")
+			}
+			p := g.printer(cmd.OutOrStdout())
+			if p.json {
+				return p.printJSON(pol)
+			}
+			return p.details("Name", pol.KeyName, "Rights", pol.Rights, "Primary key", pol.PrimaryKey, "Secondary key", pol.SecondaryKey)
+		},
+	}
+}
+
+// policyConnectionStringConfig is the configuration of `zdps policy
+// connection-string`.
+type policyConnectionStringConfig struct {
+	KeyName   string
+	Secondary bool
+}
+
+func newPolicyConnectionStringCmd(g *globals) *cobra.Command {
+	var cfg policyConnectionStringConfig
+	cmd := &cobra.Command{
+		Use:   "connection-string NAME",
+		Short: "Print an Azure-format connection string for a policy",
+		Long: `Print HostName=...;SharedAccessKeyName=NAME;SharedAccessKey=... for the policy, with
+the host name of the current connection. Hand it to a tool or a person who should
+have exactly that policy's rights.`,
+		Args: exactArgs("NAME"),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg.KeyName = args[0]
+			c, err := g.ready()
+			if err != nil {
+				return err
+			}
+			pol, err := c.PolicyKeys(cmd.Context(), cfg.KeyName)
+			if err != nil {
+				return fail(err, "policy", cfg.KeyName, "get keys of")
+			}
+			key := pol.PrimaryKey
+			if cfg.Secondary {
+				key = pol.SecondaryKey
+			}
+			cs := client.ConnectionString{HostName: c.HostName(), SharedAccessKeyName: pol.KeyName, SharedAccessKey: key}
+			p := g.printer(cmd.OutOrStdout())
+			if p.json {
+				return p.printJSON(map[string]string{"connectionString": cs.String()})
+			}
+			_, err = cmd.OutOrStdout().Write([]byte(cs.String() + "\n"))
+			return err
+		},
+	}
+	cmd.Flags().BoolVar(&cfg.Secondary, "secondary", false, "use the policy's secondary key")
+	return cmd
+}
