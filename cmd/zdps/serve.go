@@ -21,12 +21,18 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/go-chi/chi/v5"
 	"github.com/spf13/cobra"
 
+	"github.com/zdps/zdps/allocation/hashed"
+	"github.com/zdps/zdps/attestation/symmetric"
 	"github.com/zdps/zdps/pkg/api"
 	"github.com/zdps/zdps/pkg/ca"
+	"github.com/zdps/zdps/pkg/deviceapi"
+	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/instance"
+	"github.com/zdps/zdps/pkg/provisioning"
+	"github.com/zdps/zdps/pkg/provisioning/caissuer"
+	"github.com/zdps/zdps/pkg/provisioning/symkey"
 	"github.com/zdps/zdps/pkg/store"
 	"github.com/zdps/zdps/pkg/store/bolt"
 )
@@ -49,6 +55,9 @@ type serveConfig struct {
 	MaxPageSize   int
 	Shutdown      time.Duration
 	IdleTimeout   time.Duration
+	Azure202      bool
+	RetryAfter    time.Duration
+	CertValidity  time.Duration
 }
 
 // Files the server keeps in its data directory.
@@ -98,6 +107,9 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.IntVar(&cfg.MaxBulkItems, "max-bulk-items", 1000, "most items in one bulk call (Azure: 10)")
 	f.IntVar(&cfg.MaxPageSize, "max-page-size", 1000, "most items in one query page")
 	f.DurationVar(&cfg.Shutdown, "shutdown-timeout", 15*time.Second, "how long to let requests finish on SIGTERM")
+	f.BoolVar(&cfg.Azure202, "azure-202", false, "answer register with 202 and let devices poll, exactly like Azure (default: 200 with the final result when it completes at once)")
+	f.DurationVar(&cfg.RetryAfter, "retry-after", time.Second, "Retry-After sent with 202 answers (whole seconds, 1s to 300s)")
+	f.DurationVar(&cfg.CertValidity, "cert-validity", 365*24*time.Hour, "validity of operational certificates issued at registration")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "keep-alive idle timeout; must exceed any Retry-After sent (the C SDK keeps one connection)")
 	return cmd
 }
@@ -176,15 +188,16 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	var router chi.Router = chi.NewRouter()
-	router.Mount("/", service.Handler())
+	if err := mountDeviceAPI(service, st, authority, inst, cfg, log); err != nil {
+		return err
+	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           router,
+		Handler:           service.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -327,4 +340,41 @@ func loadOrCreateKEK(file, dataDir string) ([]byte, error) {
 		return nil, fmt.Errorf("key-encryption key %s: want at least 32 bytes in hex", file)
 	}
 	return k, nil
+}
+
+// mountDeviceAPI wires the registration pipeline (attestors, allocation
+// policy, CA) and mounts the device API beside the service API.
+func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *instance.Instance, cfg serveConfig, log *slog.Logger) error {
+	issuer, err := caissuer.New(authority)
+	if err != nil {
+		return err
+	}
+	symAtt, err := symkey.NewAttestor(st, symmetric.Config{})
+	if err != nil {
+		return err
+	}
+	prov, err := provisioning.New(provisioning.Config{
+		Store:               st,
+		Attestors:           map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: symAtt},
+		Allocator:           hashed.New(),
+		Issuer:              issuer,
+		Logger:              log,
+		CertificateValidity: cfg.CertValidity,
+	})
+	if err != nil {
+		return err
+	}
+	dev, err := deviceapi.New(deviceapi.Config{
+		Provisioner:        prov,
+		IDScope:            inst.Settings.IDScope,
+		Logger:             log,
+		IdleTimeout:        cfg.IdleTimeout,
+		AzureCompatible202: cfg.Azure202,
+		RetryAfter:         cfg.RetryAfter,
+	})
+	if err != nil {
+		return err
+	}
+	service.Mount(dev.Routes)
+	return nil
 }

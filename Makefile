@@ -1,0 +1,41 @@
+# zdps build, run and test targets. `make test` is what CI runs.
+GO      ?= go
+DATADIR ?= zdps-data
+BIN     ?= bin/zdps
+PKGS    := ./...
+
+.PHONY: build run test test-setup lint fuzz bench clean
+
+build:
+	$(GO) build -o $(BIN) ./cmd/zdps
+
+# Runs zdps with the embedded store and a self-initialised CA; needs only Go.
+run:
+	$(GO) run ./cmd/zdps serve --data-dir $(DATADIR)
+
+# Installs what the tests need (npm packages, services), then runs every test
+# with the race detector, plus formatting and vet checks.
+test: test-setup lint
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+
+test-setup:
+	bash scripts/test-setup.sh
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet $(PKGS)
+
+# Runs every fuzz target for FUZZTIME each (corpus in each package's testdata/fuzz).
+FUZZTIME ?= 30s
+fuzz:
+	@for pkg in $$($(GO) list ./...); do \
+	  for t in $$($(GO) test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+	    echo "== $$pkg $$t"; $(GO) test -run '^$$' -fuzz "^$$t\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+clean:
+	rm -rf bin
