@@ -1,0 +1,224 @@
+// Package zdpstest runs a real `zdps serve` process for end-to-end tests:
+// built once per test binary from this checkout, on a free 127.0.0.1 port,
+// with its own data directory; it can be killed (SIGKILL) and restarted on
+// the same data to test crash recovery.
+package zdpstest
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/zdps/zdps/pkg/client"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary returns the path of a zdps binary built from this checkout.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "zdpsbin")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "zdps")
+		cmd := exec.Command("go", "build", "-o", binPath, "github.com/zdps/zdps/cmd/zdps")
+		cmd.Dir = repoRoot()
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// RepoRoot is the checkout's top directory.
+func RepoRoot() string { return repoRoot() }
+
+// Server is one running zdps process.
+type Server struct {
+	t       testing.TB
+	DataDir string
+	Port    string
+	Args    []string
+	cmd     *exec.Cmd
+	logs    *syncBuffer
+	done    chan struct{}
+}
+
+// Start runs `zdps serve` with extra args and waits until it answers.
+func Start(t testing.TB, extra ...string) *Server {
+	t.Helper()
+	s := &Server{t: t, DataDir: t.TempDir(), Port: freePort(t), Args: extra}
+	s.start()
+	t.Cleanup(func() { s.Stop() })
+	return s
+}
+
+func freePort(t testing.TB) string {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	_, port, _ := net.SplitHostPort(ln.Addr().String())
+	return port
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	args := append([]string{"serve", "--data-dir", s.DataDir, "--listen", "127.0.0.1:" + s.Port,
+		"--hostname", "127.0.0.1:" + s.Port, "--log-format", "json"}, s.Args...)
+	s.cmd = exec.Command(Binary(s.t), args...)
+	s.logs = &syncBuffer{}
+	s.cmd.Stdout = s.logs
+	s.cmd.Stderr = s.logs
+	if err := s.cmd.Start(); err != nil {
+		s.t.Fatal(err)
+	}
+	s.done = make(chan struct{})
+	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(s.cmd, s.done)
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.done:
+			s.t.Fatalf("zdps serve exited at start:\n%s", s.logs.String())
+		default:
+		}
+		if _, err := os.Stat(filepath.Join(s.DataDir, "ca-bundle.pem")); err == nil {
+			if c, err := s.clientOrErr(); err == nil && c.Health(context.Background()) == nil {
+				return
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	s.t.Fatalf("zdps serve did not become healthy:\n%s", s.logs.String())
+}
+
+// Kill ends the process with SIGKILL, as a crash would.
+func (s *Server) Kill() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = s.cmd.Process.Signal(syscall.SIGKILL)
+		<-s.done
+	}
+}
+
+// Stop ends the process with SIGTERM (graceful shutdown).
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	_ = s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(20 * time.Second):
+		s.Kill()
+	}
+}
+
+// Restart starts the server again on the same data directory and port.
+func (s *Server) Restart() { s.t.Helper(); s.Stop(); s.start() }
+
+// Logs is everything the process wrote so far.
+func (s *Server) Logs() string { return s.logs.String() }
+
+// Addr is host:port of the listener.
+func (s *Server) Addr() string { return "127.0.0.1:" + s.Port }
+
+// CAFile is the CA bundle the server's TLS certificate chains to.
+func (s *Server) CAFile() string { return filepath.Join(s.DataDir, "ca-bundle.pem") }
+
+// ConnectionString is the owner connection string the server wrote.
+func (s *Server) ConnectionString() string {
+	b, err := os.ReadFile(filepath.Join(s.DataDir, "service-connection-string"))
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// RootCAs is a pool with the server's CA bundle.
+func (s *Server) RootCAs() *x509.CertPool {
+	b, err := os.ReadFile(s.CAFile())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(b)
+	return pool
+}
+
+func (s *Server) clientOrErr() (*client.Client, error) {
+	return client.New(client.Config{ConnectionString: s.ConnectionString(), RootCAs: s.RootCAs()})
+}
+
+// Client is a service API client with the owner policy.
+func (s *Server) Client() *client.Client {
+	s.t.Helper()
+	c, err := s.clientOrErr()
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return c
+}
+
+// IDScope of the instance.
+func (s *Server) IDScope() string {
+	st, err := s.Client().GetSettings(context.Background())
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return st.IDScope
+}
+
+// HTTPClient trusts the server's CA.
+func (s *Server) HTTPClient() *http.Client {
+	return &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: tlsConfig(s.RootCAs())}}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
