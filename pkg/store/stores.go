@@ -16,6 +16,14 @@ const (
 	BucketSettings            Bucket = "settings"
 	IndexRegistrationsByGroup Bucket = "registrations-by-group"
 	IndexRegistrationsByHub   Bucket = "registrations-by-hub"
+	BucketCACertificates      Bucket = "cacertificates"
+	// IndexGroupsByX509 indexes enrollment groups by their X.509 trust
+	// material (enrollment.EnrollmentGroup.X509IndexKeys): signing
+	// certificate thumbprints and subjects, and CA reference names.
+	IndexGroupsByX509 Bucket = "groups-by-x509"
+	// IndexCACertificatesByX509 indexes CA certificates by thumbprint and
+	// subject (enrollment.CACertificate.IndexKeys).
+	IndexCACertificatesByX509 Bucket = "cacertificates-by-x509"
 )
 
 // Store is the set of typed collections zdps keeps in one Backend.
@@ -27,6 +35,8 @@ type Store struct {
 	Hubs          *Collection[*enrollment.Hub]
 	Policies      *Collection[*enrollment.SharedAccessPolicy]
 	Settings      *Collection[*enrollment.Settings]
+	// CACertificates are the CA certificates registered for caReferences.
+	CACertificates *Collection[*enrollment.CACertificate]
 }
 
 // New builds the typed collections on b; now is the clock (time.Now if nil).
@@ -37,7 +47,9 @@ func New(b Backend, now func() time.Time) *Store {
 	return &Store{
 		Backend:     b,
 		Enrollments: NewCollection(b, BucketEnrollments, now, func() *enrollment.IndividualEnrollment { return new(enrollment.IndividualEnrollment) }),
-		Groups:      NewCollection(b, BucketGroups, now, func() *enrollment.EnrollmentGroup { return new(enrollment.EnrollmentGroup) }),
+		Groups: NewCollection(b, BucketGroups, now, func() *enrollment.EnrollmentGroup { return new(enrollment.EnrollmentGroup) },
+			Index[*enrollment.EnrollmentGroup]{Bucket: IndexGroupsByX509, Of: (*enrollment.EnrollmentGroup).X509IndexKeys},
+		),
 		Registrations: NewCollection(b, BucketRegistrations, now, func() *enrollment.Registration { return new(enrollment.Registration) },
 			Index[*enrollment.Registration]{Bucket: IndexRegistrationsByGroup, Of: func(r *enrollment.Registration) []string { return []string{r.EnrollmentGroupID} }},
 			Index[*enrollment.Registration]{Bucket: IndexRegistrationsByHub, Of: func(r *enrollment.Registration) []string { return []string{r.AssignedHub} }},
@@ -45,5 +57,8 @@ func New(b Backend, now func() time.Time) *Store {
 		Hubs:     NewCollection(b, BucketHubs, now, func() *enrollment.Hub { return new(enrollment.Hub) }),
 		Policies: NewCollection(b, BucketPolicies, now, func() *enrollment.SharedAccessPolicy { return new(enrollment.SharedAccessPolicy) }),
 		Settings: NewCollection(b, BucketSettings, now, func() *enrollment.Settings { return new(enrollment.Settings) }),
+		CACertificates: NewCollection(b, BucketCACertificates, now, func() *enrollment.CACertificate { return new(enrollment.CACertificate) },
+			Index[*enrollment.CACertificate]{Bucket: IndexCACertificatesByX509, Of: (*enrollment.CACertificate).IndexKeys},
+		),
 	}
 }
