@@ -344,7 +344,7 @@ func TestIsTransient(t *testing.T) {
 		retryAfter time.Duration
 	}{
 		{name: "404", mode: 0, transient: false},
-		{name: "503", mode: 1, transient: true, retryAfter: time.Second},
+		{name: "503", mode: 1, transient: true},
 		{name: "429", mode: 2, transient: true, retryAfter: time.Second},
 		{name: "connection dropped", mode: 3, transient: true},
 		{name: "html 502 from a proxy", mode: 4, transient: true},

@@ -11,6 +11,7 @@ import (
 	"encoding/pem"
 	"fmt"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -56,6 +57,14 @@ type Server struct {
 // NewServer starts a fake and stops it when the test ends.
 func NewServer(t testing.TB) *Server {
 	t.Helper()
+	s := Start()
+	t.Cleanup(s.Close)
+	return s
+}
+
+// Start starts a fake that runs until Close, for harnesses without a
+// testing.TB (testscript's Setup).
+func Start() *Server {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
 	s := &Server{
@@ -74,8 +83,10 @@ func NewServer(t testing.TB) *Server {
 		SecondaryKey: newKey(),
 		Rights:       strings.Join(enrollment.AllRights, ", "),
 	}
-	s.srv = httptest.NewTLSServer(s.routes())
-	t.Cleanup(s.srv.Close)
+	s.srv = httptest.NewUnstartedServer(s.routes())
+	// Tests provoke TLS failures on purpose; their log lines are noise.
+	s.srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	s.srv.StartTLS()
 	return s
 }
 
@@ -184,7 +195,7 @@ func clone[T any](v *T) *T {
 func apiError(w http.ResponseWriter, status, code int, format string, args ...any) {
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")
 	w.Header().Set("x-ms-error-code", strconv.Itoa(code))
-	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+	if status == http.StatusTooManyRequests {
 		w.Header().Set("Retry-After", "1")
 	}
 	w.WriteHeader(status)
