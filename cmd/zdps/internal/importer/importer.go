@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/zdps/zdps/pkg/client"
@@ -151,11 +152,12 @@ func Run(ctx context.Context, cfg Config, in io.Reader) (Summary, error) {
 	batches := make(chan []*row, cfg.Parallel)
 	results := make(chan []result, cfg.Parallel)
 
+	snd := &sender{cfg: &cfg, abort: cancel}
 	var workers sync.WaitGroup
 	for range cfg.Parallel {
 		workers.Go(func() {
 			for b := range batches {
-				results <- send(ctx, cancel, &cfg, b)
+				results <- snd.send(ctx, b)
 			}
 		})
 	}
@@ -266,9 +268,21 @@ func failAll(rows []*row, reason string) []result {
 	return out
 }
 
+// sender sends batches; it is shared by the workers.
+type sender struct {
+	cfg   *Config
+	abort context.CancelCauseFunc
+	// outages counts consecutive batches that gave up on transient
+	// failures. When every worker has given up in a row the service is
+	// down: reading on would only fail the rest of the file, row by row,
+	// into the report. Stopping leaves them unread for the re-run.
+	outages atomic.Int64
+}
+
 // send runs one batch through the bulk API, with retries, and classifies
 // every row.
-func send(ctx context.Context, abort context.CancelCauseFunc, cfg *Config, rows []*row) []result {
+func (s *sender) send(ctx context.Context, rows []*row) []result {
+	cfg, abort := s.cfg, s.abort
 	out := make([]result, 0, len(rows))
 	pending := rows
 	var delay time.Duration
@@ -303,15 +317,19 @@ func send(ctx context.Context, abort context.CancelCauseFunc, cfg *Config, rows 
 				// the server could not even decode): halve it until the
 				// bad rows stand alone, so that good rows still go in.
 				half := len(pending) / 2
-				out = append(out, send(ctx, abort, cfg, pending[:half])...)
-				return append(out, send(ctx, abort, cfg, pending[half:])...)
+				out = append(out, s.send(ctx, pending[:half])...)
+				return append(out, s.send(ctx, pending[half:])...)
 			}
 			reason := err.Error()
 			if client.IsTransient(err) {
 				reason = fmt.Sprintf("gave up after %d attempts: %s", attempt+1, reason)
+				if n := s.outages.Add(1); n >= int64(cfg.Parallel) {
+					abort(fmt.Errorf("the service is unavailable (%d batches in a row failed after %d retries): %w", n, cfg.Retries, err))
+				}
 			}
 			return append(out, failAll(pending, reason)...)
 		}
+		s.outages.Store(0)
 		errs := make(map[string]enrollment.BulkOperationError, len(res.Errors))
 		for _, e := range res.Errors {
 			errs[enrollment.Key(e.RegistrationID)] = e
