@@ -11,7 +11,10 @@
 // present, never overwritten and never duplicated. Re-running an import
 // that was interrupted (killed client, server restart, network loss)
 // therefore completes it. A row is only ever counted once: as created,
-// already present or failed.
+// already present or failed. When the service is down (every worker has
+// given up on a batch after its retries) the import stops rather than fail
+// the rest of the input row by row; the rows not read are left for the
+// re-run.
 //
 // # CSV format
 //
