@@ -1,0 +1,56 @@
+// Package device is the device side of zdps (and Azure IoT Hub DPS)
+// provisioning over HTTPS (PROTOCOL.md §1–2): a device registers with its
+// ID scope and registration ID, proves its identity with a symmetric key
+// (its own, or one derived from a group key) or an X.509 client
+// certificate, optionally sends a CSR, and learns its hub, device ID and
+// operational certificate.
+//
+//	res, err := device.Register(ctx, device.Config{
+//		Endpoint:       "dps.example.net",
+//		IDScope:        "0ne00000001",
+//		RegistrationID: "sensor-17",
+//		SymmetricKey:   key,
+//		GenerateKey:    true,
+//	})
+//
+// # Protocol
+//
+//   - PUT /{idScope}/registrations/{id}/register?api-version=V with
+//     {registrationId, payload, csr}; path segments are percent-encoded
+//     (upper-case hex, ':' included). api-version is CSRAPIVersion when a
+//     CSR is sent, DefaultAPIVersion otherwise, unless Config.APIVersion
+//     says otherwise.
+//   - Symmetric key: Authorization: SharedAccessSignature
+//     sr={idScope}%2Fregistrations%2F{id}&sig=..&se=..&skn=registration.
+//     sr is URL-encoded and signed in its encoded form, as the C SDK and
+//     the Node TPM path do; zdps and Azure accept it. A token lives
+//     Config.TokenTTL and is rebuilt for every request.
+//   - X.509: the certificate (leaf plus intermediates) is presented in the
+//     TLS handshake whenever the server asks; no Authorization header.
+//   - 200 "assigned" ends the registration; 202, or 200 "assigning",
+//     polls GET .../operations/{operationId} after Retry-After (integer
+//     seconds; missing, 0, a date or over 300 means 1 s, as the C SDK).
+//     "failed" and "disabled" end it with an *Error.
+//   - 429, every 5xx and network errors are retried after Retry-After,
+//     else exponential backoff with jitter (1 s doubling to 60 s), at most
+//     Config.MaxRetries times in a row; the whole registration is bounded
+//     by Config.MaxWait and the context. Other statuses are final
+//     (*Error). TLS trust failures are final.
+//   - One http.Client with one kept-alive connection serves the whole
+//     registration (the C SDK does the same; zdps keeps it open longer
+//     than any Retry-After).
+//
+// # Security contract
+//
+//   - Keys, tokens and private keys are never logged or put in errors.
+//   - The service is authenticated by TLS against Config.RootCAs (or the
+//     system roots); redirects are not followed.
+//   - With GenerateKey, or with a CSR, the issued leaf must certify the
+//     CSR's public key, or Register fails with ErrMalformedResponse. The
+//     chain is parsed but not verified: the caller verifies it against
+//     the trust anchor it expects (for zdps, the instance's CA bundle)
+//     before relying on it.
+//
+// The package depends on the standard library, pkg/enrollment (status
+// names, registration ID rules) and pkg/sas only: no server code.
+package device
