@@ -25,6 +25,7 @@ import (
 
 	"github.com/zdps/zdps/allocation/hashed"
 	"github.com/zdps/zdps/attestation/symmetric"
+	x509v "github.com/zdps/zdps/attestation/x509"
 	"github.com/zdps/zdps/pkg/api"
 	"github.com/zdps/zdps/pkg/ca"
 	"github.com/zdps/zdps/pkg/deviceapi"
@@ -33,6 +34,7 @@ import (
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/provisioning/caissuer"
 	"github.com/zdps/zdps/pkg/provisioning/symkey"
+	"github.com/zdps/zdps/pkg/provisioning/x509att"
 	"github.com/zdps/zdps/pkg/store"
 	"github.com/zdps/zdps/pkg/store/bolt"
 )
@@ -353,9 +355,18 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 	if err != nil {
 		return err
 	}
+	// X.509: the listener requests (never verifies) client certificates;
+	// the chain reaches the attestor through Request.ClientCertificates.
+	x509Att, err := x509att.NewAttestor(st, x509v.Config{})
+	if err != nil {
+		return err
+	}
 	prov, err := provisioning.New(provisioning.Config{
-		Store:               st,
-		Attestors:           map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: symAtt},
+		Store: st,
+		Attestors: map[string]provisioning.Attestor{
+			enrollment.AttestationSymmetricKey: symAtt,
+			enrollment.AttestationX509:         x509Att,
+		},
 		Allocator:           hashed.New(),
 		Issuer:              issuer,
 		Logger:              log,
