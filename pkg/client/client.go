@@ -189,7 +189,7 @@ func (c *Client) do(ctx context.Context, r request) error {
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return fmt.Errorf("client: %s %s: %w", r.method, r.path, err)
+		return &transportError{method: r.method, url: c.cs.HostName + r.path, err: err}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {
@@ -218,6 +218,24 @@ func (c *Client) do(ctx context.Context, r request) error {
 	}
 	return nil
 }
+
+// transportError is a call that got no answer. It keeps the *url.Error in
+// the chain (IsTransient relies on it) but says "POST host/path: cause"
+// once, instead of url.Error's repetition of method, URL and api-version.
+type transportError struct {
+	method, url string
+	err         error
+}
+
+func (e *transportError) Error() string {
+	cause := e.err
+	if u, ok := e.err.(*url.Error); ok {
+		cause = u.Err
+	}
+	return e.method + " " + e.url + ": " + cause.Error()
+}
+
+func (e *transportError) Unwrap() error { return e.err }
 
 // errTruncated marks an answer whose body broke off: the connection died,
 // so the call may be retried.

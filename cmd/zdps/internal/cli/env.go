@@ -139,15 +139,12 @@ func failList(err error, what string) error {
 	return userErrorf(err, "list %s: %v", what, unwrapTransport(err))
 }
 
-// unwrapTransport drops the "client: GET /path:" prefix of transport
-// errors, keeping the cause the user can act on.
+// unwrapTransport words transport errors for the user: an untrusted
+// server certificate gets the flag that fixes it.
 func unwrapTransport(err error) string {
 	msg := err.Error()
 	if i := strings.Index(msg, "tls: failed to verify certificate"); i >= 0 {
 		return msg[i:] + " (pass the server's CA bundle with --ca-file)"
-	}
-	if _, rest, ok := strings.Cut(msg, "\": "); ok && strings.HasPrefix(msg, "client: ") {
-		return rest
 	}
 	return msg
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -166,7 +167,8 @@ func runImport(cmd *cobra.Command, g *globals, cfg importConfig) error {
 	}
 	switch {
 	case runErr != nil && errors.Is(runErr, importer.ErrAborted):
-		return userErrorf(runErr, "import stopped early: %v; run the same command again to resume", errors.Unwrap(runErr))
+		cause := strings.TrimPrefix(runErr.Error(), importer.ErrAborted.Error()+": ")
+		return userErrorf(runErr, "import stopped early: %s; run the same command again to resume", cause)
 	case runErr != nil:
 		return userErrorf(runErr, "import: %v", runErr)
 	case sum.Failed > 0:
