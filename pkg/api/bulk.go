@@ -52,7 +52,7 @@ func bulkDocs[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 			a.writeError(w, r, fmt.Errorf("%w: %d items in one bulk call; this server accepts at most %d (split the request)", errBadRequest, len(vs), a.cfg.MaxBulkItems))
 			return
 		}
-		items := prepareBulkItems(a, k, mode, vs)
+		items := prepareBulkItems(r.Context(), a, k, mode, vs)
 		for start := 0; start < len(items); start += bulkChunk {
 			chunk := items[start:min(start+bulkChunk, len(items))]
 			if err := runBulkChunk(r.Context(), a, k, mode, chunk); err != nil {
@@ -79,7 +79,7 @@ func bulkDocs[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 
 // prepareBulkItems does the per-item work that needs no transaction:
 // validation, the write condition of the mode, key generation.
-func prepareBulkItems[T store.Document](a *API, k *enrollmentKind[T], mode string, vs []T) []bulkItem[T] {
+func prepareBulkItems[T store.Document](ctx context.Context, a *API, k *enrollmentKind[T], mode string, vs []T) []bulkItem[T] {
 	items := make([]bulkItem[T], len(vs))
 	for i, v := range vs {
 		it := &items[i]
@@ -106,6 +106,9 @@ func prepareBulkItems[T store.Document](a *API, k *enrollmentKind[T], mode strin
 			continue
 		}
 		if it.err = k.validate(v); it.err != nil {
+			continue
+		}
+		if it.err = a.checkCAReferences(ctx, k.att(v)); it.err != nil {
 			continue
 		}
 		it.req = attKeys(k.att(v))

@@ -169,6 +169,10 @@ func putDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 			a.writeError(w, r, mismatch(k.idField, k.id(v), id))
 			return
 		}
+		if err := a.checkCAReferences(r.Context(), k.att(v)); err != nil {
+			a.writeError(w, r, err)
+			return
+		}
 		cond := store.Condition{IfMatch: ifMatch(r)}
 		created, err := putMerged(r.Context(), a, k, v, cond)
 		if err != nil {

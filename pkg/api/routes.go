@@ -57,6 +57,13 @@ var routeRights = map[string]string{
 
 	"GET /settings": enrollment.RightServiceConfig,
 	"PUT /settings": enrollment.RightServiceConfig,
+
+	"GET /certificates":                          enrollment.RightServiceConfig,
+	"GET /certificates/{name}":                   enrollment.RightServiceConfig,
+	"PUT /certificates/{name}":                   enrollment.RightServiceConfig,
+	"DELETE /certificates/{name}":                enrollment.RightServiceConfig,
+	"POST /certificates/{name}/verificationCode": enrollment.RightServiceConfig,
+	"POST /certificates/{name}/verify":           enrollment.RightServiceConfig,
 }
 
 // router builds the chi router. Trailing slashes are removed before
@@ -118,6 +125,13 @@ func (a *API) router() (*chi.Mux, error) {
 	route(http.MethodGet, "/settings", a.getSettings)
 	route(http.MethodPut, "/settings", a.putSettings)
 
+	route(http.MethodGet, "/certificates", a.listCertificates)
+	route(http.MethodGet, "/certificates/{name}", a.getCertificate)
+	route(http.MethodPut, "/certificates/{name}", a.putCertificate)
+	route(http.MethodDelete, "/certificates/{name}", a.deleteCertificate)
+	route(http.MethodPost, "/certificates/{name}/verificationCode", a.certificateVerificationCode)
+	route(http.MethodPost, "/certificates/{name}/verify", a.verifyCertificate)
+
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("api: routes without a declared right: %v", missing)
 	}
@@ -135,6 +149,7 @@ var literals = func() map[string]string {
 	for _, s := range []string{
 		"healthz", "enrollments", "enrollmentGroups", "registrations", "query",
 		"attestationmechanism", "hubs", "policies", "keys", "settings",
+		"certificates", "verificationCode", "verify",
 		// device API
 		"register", "operations",
 	} {
