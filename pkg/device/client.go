@@ -304,7 +304,7 @@ func (c *Client) Register(ctx context.Context) (*Result, error) {
 			if d, ok := parseRetryAfter(ans.header); ok {
 				wait = d
 			}
-			r.last = fmt.Errorf("registration still assigning (operation %s)", st.OperationID)
+			r.last = fmt.Errorf("the registration is still assigning (operation %s)", st.OperationID)
 			if err := r.wait(ctx, wait); err != nil {
 				return nil, err
 			}
@@ -370,11 +370,11 @@ type run struct {
 func (r *run) wait(ctx context.Context, d time.Duration) error {
 	c := r.c
 	if c.cfg.Now().Add(d).After(r.deadline) {
-		return fmt.Errorf("%w after %d requests within MaxWait %s: %w", ErrGaveUp, r.requests, c.cfg.MaxWait, r.last)
+		return &gaveUpError{what: fmt.Sprintf("after %d requests: waiting %s more would pass MaxWait %s", r.requests, d, c.cfg.MaxWait), last: r.last}
 	}
 	c.log.DebugContext(ctx, "device: waiting", "registration_id", c.regID, "wait", d)
 	if err := c.cfg.Sleep(ctx, d); err != nil {
-		return fmt.Errorf("device: %w while waiting (last: %w)", err, r.last)
+		return fmt.Errorf("device: %w while waiting to retry (last: %s)", err, trimPrefix(r.last))
 	}
 	return nil
 }
@@ -393,7 +393,7 @@ func (r *run) exchange(ctx context.Context, method, path string, body []byte) (*
 		}
 		r.last = err
 		if attempt >= c.cfg.MaxRetries {
-			return nil, fmt.Errorf("%w after %d attempts: %w", ErrGaveUp, attempt+1, err)
+			return nil, &gaveUpError{what: fmt.Sprintf("after %d attempts", attempt+1), last: err}
 		}
 		wait := retryAfter
 		if wait == 0 {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // Sentinel errors. Errors returned by Register wrap one of them or carry
@@ -65,7 +66,7 @@ func (e *Error) Error() string {
 	var what string
 	switch e.Status {
 	case "":
-		what = "device: registration refused: HTTP " + strconv.Itoa(e.StatusCode)
+		what = "device: the service answered HTTP " + strconv.Itoa(e.StatusCode)
 		if t := http.StatusText(e.StatusCode); t != "" {
 			what += " " + t
 		}
@@ -107,4 +108,25 @@ func invalidConfig(format string, args ...any) error {
 
 func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrMalformedResponse, fmt.Sprintf(format, args...))
+}
+
+// gaveUpError is ErrGaveUp with the last transient failure.
+type gaveUpError struct {
+	what string
+	last error
+}
+
+func (e *gaveUpError) Error() string {
+	return "device: gave up " + e.what + "; last: " + trimPrefix(e.last)
+}
+
+func (e *gaveUpError) Unwrap() []error { return []error{ErrGaveUp, e.last} }
+
+// trimPrefix is err's message without the package prefix, to nest it in
+// another message of this package.
+func trimPrefix(err error) string {
+	if err == nil {
+		return "none"
+	}
+	return strings.TrimPrefix(err.Error(), "device: ")
 }

@@ -93,6 +93,7 @@ that "zdps serve" writes into its data directory (--data-dir, $` + EnvDataDir + 
 		c.GroupID = "manage"
 		root.AddCommand(c)
 	}
+	root.AddCommand(newDeviceCmd(g))
 	return root
 }
 
