@@ -318,7 +318,7 @@ func deviceFail(err error, dc device.Config, timeout time.Duration) error {
 	case errors.Is(err, context.DeadlineExceeded):
 		return userErrorf(err, "%s: no answer within --timeout %s: %v", what, timeout, err)
 	case errors.As(err, &unknown), errors.As(err, &verify):
-		return userErrorf(err, "%s: the server's certificate is not trusted (pass its CA bundle with --ca-file): %v", what, err)
+		return userErrorf(err, "%s: the server's certificate is not trusted (pass its CA bundle with --ca-file): %s", what, strings.TrimPrefix(err.Error(), "device: "))
 	}
 	return userErrorf(err, "%s: %s", what, strings.TrimPrefix(err.Error(), "device: "))
 }
