@@ -108,6 +108,9 @@ func runDeviceRegister(cmd *cobra.Command, g *globals, cfg deviceRegisterConfig)
 	if cfg.OutKey == "" {
 		cfg.OutKey = dc.RegistrationID + ".key"
 	}
+	if dc.GenerateKey && filepath.Clean(cfg.OutCert) == filepath.Clean(cfg.OutKey) {
+		return userErrorf(nil, "--out-cert and --out-key name the same file %s", cfg.OutCert)
+	}
 	ctx, cancel := context.WithTimeout(cmd.Context(), cfg.Timeout)
 	defer cancel()
 	res, err := device.Register(ctx, dc)

@@ -247,6 +247,7 @@ func TestDeviceRegisterCommand(t *testing.T) {
 		{"no registration ID", append(explicit, "--key", key), "--registration-id is required"},
 		{"bad payload", append(explicit, "--registration-id", "cli-sym-1", "--key", key, "--payload", "{"), "--payload is not valid JSON"},
 		{"no service", []string{"device", "register", "--data-dir", t.TempDir(), "--registration-id", "cli-sym-1", "--key", key}, "--endpoint and --id-scope are required"},
+		{"same output file", append(explicit, "--registration-id", "cli-sym-1", "--key", key, "--out-cert", "x", "--out-key", "./x"), "name the same file"},
 		{"missing cert file", append(explicit, "--cert", "nope.pem", "--key-file", "nope.key"), "device certificate nope.pem"},
 	}
 	for _, tc := range failures {
