@@ -1,15 +1,3 @@
-// Package allocation decides which linked hub a device is assigned to.
-//
-// One small interface, Policy, with one implementation per policy kind in
-// a subpackage (allocation/hashed first; geoLatency, static and custom
-// follow). Policies are wired explicitly in cmd/zdps, never registered by
-// init side effects.
-//
-// Contract for every Policy: it chooses only among Input.EligibleHubs (the
-// caller has already removed hubs with applyAllocationPolicy=false and
-// applied the enrollment's iotHubs list), it is safe for concurrent use,
-// it never logs the payload, and it returns ErrNoHub (wrapped) when it
-// cannot choose.
 package allocation
 
 import (
@@ -20,11 +8,25 @@ import (
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
-// ErrNoHub: no eligible hub could be chosen (none linked, none eligible, or
-// every weight zero). The registration fails; it is not a server fault.
-var ErrNoHub = errors.New("allocation: no eligible hub")
+var (
+	// ErrNoHub: no eligible hub could be chosen (none linked, none
+	// eligible, the static hub not linked, or every candidate full or
+	// unhealthy).
+	ErrNoHub = errors.New("allocation: no eligible hub")
+	// ErrUnknownPolicy: the effective policy names no policy this instance
+	// wired.
+	ErrUnknownPolicy = errors.New("allocation: unknown allocation policy")
+	// ErrPolicyFailed: a policy could not decide because something it
+	// depends on failed (the custom webhook timed out, answered non-2xx,
+	// answered malformed JSON or a hub that is not linked). The wrapping
+	// error says what went wrong.
+	ErrPolicyFailed = errors.New("allocation: policy failed")
+)
 
-// Input is everything a policy may base its decision on.
+func IsFailure(err error) bool {
+	return errors.Is(err, ErrNoHub) || errors.Is(err, ErrUnknownPolicy) || errors.Is(err, ErrPolicyFailed)
+}
+
 type Input struct {
 	// Policy is the effective policy name (the enrollment's, else the
 	// instance default), for policies that serve several names.
@@ -35,25 +37,39 @@ type Input struct {
 	Group      *enrollment.EnrollmentGroup
 	// RegistrationID is the attested registration ID.
 	RegistrationID string
+	// AttestationType is the mechanism the device proved
+	// (enrollment.AttestationSymmetricKey, AttestationX509, AttestationTPM);
+	// "" when unknown (an explanation without a device).
+	AttestationType string
 	// Payload is the device's registration payload (untrusted JSON).
 	Payload json.RawMessage
 	// CurrentHub is the hub the device is assigned to now, "" at first
 	// registration.
 	CurrentHub string
+	// CurrentDeviceID is the device ID of the current assignment, "" at
+	// first registration.
+	CurrentDeviceID string
+	// SourceAddr is the device's network address as the transport saw it
+	// (host or host:port), "" when unknown.
+	SourceAddr string
 	// EligibleHubs are the hubs the policy may choose from.
 	EligibleHubs []*enrollment.Hub
 }
 
-// Decision is a policy's answer.
 type Decision struct {
 	// Hub is the chosen hub's name, one of Input.EligibleHubs.
 	Hub string
+	// InitialTwin, when not nil, is the initial twin the policy wants the
+	// hub to give the device (the custom policy's webhook answer).
+	InitialTwin json.RawMessage
 	// Payload, when not nil, replaces the payload returned to the device
 	// (the custom policy's webhook answer).
 	Payload json.RawMessage
+	// Reason says, for operators, why the policy chose Hub (shown by
+	// `zdps allocation explain` and logged); never device input verbatim.
+	Reason string
 }
 
-// Policy chooses a hub.
 type Policy interface {
 	Allocate(ctx context.Context, in Input) (Decision, error)
 }

@@ -43,7 +43,36 @@ func (*Policy) Allocate(ctx context.Context, in allocation.Input) (allocation.De
 	if hub == "" {
 		return allocation.Decision{}, fmt.Errorf("%w: %d hubs offered", allocation.ErrNoHub, len(in.EligibleHubs))
 	}
-	return allocation.Decision{Hub: hub}, nil
+	return allocation.Decision{Hub: hub, Reason: fmt.Sprintf("highest weighted rendezvous score of the registration ID among %d eligible hubs (hub weight %d of total %d)", countHubs(in.EligibleHubs), weightOf(hub, in.EligibleHubs), totalWeight(in.EligibleHubs))}, nil
+}
+
+func countHubs(hubs []*enrollment.Hub) int {
+	n := 0
+	for _, h := range hubs {
+		if h != nil && h.Name != "" {
+			n++
+		}
+	}
+	return n
+}
+
+func weightOf(name string, hubs []*enrollment.Hub) int {
+	for _, h := range hubs {
+		if h != nil && h.Name == name {
+			return weight(h.AllocationWeight)
+		}
+	}
+	return 0
+}
+
+func totalWeight(hubs []*enrollment.Hub) int {
+	t := 0
+	for _, h := range hubs {
+		if h != nil && h.Name != "" {
+			t += weight(h.AllocationWeight)
+		}
+	}
+	return t
 }
 
 // Choose is the decision itself: the name of the winning hub, or "" when

@@ -41,6 +41,7 @@ func DecodeHub(b []byte) (*Hub, error) {
 		return nil, decodeError(err)
 	}
 	h.Versioned = Versioned{}
+	h.DeviceCount = nil // read-only
 	if err := h.Validate(); err != nil {
 		return nil, err
 	}

@@ -164,13 +164,20 @@ func TestDecodeHub(t *testing.T) {
 		{"negative weight", `{"name":"hub.example.com","allocationWeight":-1}`, "allocationWeight", 0},
 		{"fractional weight", `{"name":"hub.example.com","allocationWeight":1.5}`, "allocationWeight", 0},
 		{"region too long", `{"name":"hub.example.com","region":"` + strings.Repeat("r", 65) + `"}`, "region", 0},
-		{"unknown field", `{"name":"hub.example.com","capacity":3}`, "capacity", 0},
+		{"unknown field", `{"name":"hub.example.com","shards":3}`, "shards", 0},
+		{"capacity, coordinates, status", `{"name":"hub.example.com","capacity":3,"latitude":52.5,"longitude":13.4,"status":"Draining"}`, "-", 1},
+		{"device count ignored", `{"name":"hub.example.com","deviceCount":7}`, "-", 1},
+		{"negative capacity", `{"name":"hub.example.com","capacity":-1}`, "capacity", 0},
+		{"latitude alone", `{"name":"hub.example.com","latitude":1}`, "latitude", 0},
+		{"latitude out of range", `{"name":"hub.example.com","latitude":91,"longitude":0}`, "latitude", 0},
+		{"longitude out of range", `{"name":"hub.example.com","latitude":0,"longitude":-181}`, "longitude", 0},
+		{"unknown status", `{"name":"hub.example.com","status":"broken"}`, "status", 0},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			h, err := DecodeHub([]byte(tc.body))
 			wantInvalid(t, err, tc.field)
-			if err == nil && (h.AllocationWeight != tc.wantWeight || h.ETag != "") {
+			if err == nil && (h.AllocationWeight != tc.wantWeight || h.ETag != "" || h.DeviceCount != nil || (h.Status != "" && h.Status != HubDraining)) {
 				t.Fatalf("DecodeHub = %+v", h)
 			}
 		})

@@ -211,6 +211,9 @@ type Registration struct {
 	EnrollmentGroupID  string          `json:"enrollmentGroupId,omitempty"`
 	Payload            json.RawMessage `json:"payload,omitempty"`
 	CertificateSerials []string        `json:"certificateSerials,omitempty"`
+	// X509 summarises the certificates of the last registration when it
+	// was attested by X.509 (renewals included), nil otherwise.
+	X509 *RegistrationX509 `json:"x509,omitempty"`
 }
 
 // State is the DPS wire form of the record.
@@ -240,10 +243,37 @@ type Hub struct {
 	// can still be named by an enrollment's iotHubHostName.
 	ApplyAllocationPolicy *bool  `json:"applyAllocationPolicy,omitempty"`
 	Region                string `json:"region,omitempty"`
+	// Latitude and Longitude (degrees, WGS 84) place the hub for the
+	// geoLatency policy; both or neither.
+	Latitude  *float64 `json:"latitude,omitempty"`
+	Longitude *float64 `json:"longitude,omitempty"`
+	// Capacity is the most devices the hub may hold; 0 means unlimited. A
+	// full hub is skipped for new assignments (devices already on it stay).
+	Capacity int `json:"capacity,omitempty"`
+	// Status is healthy (absent), unhealthy or draining. Unhealthy and
+	// draining hubs get no new devices; devices already on them stay.
+	Status string `json:"status,omitempty"`
+	// DeviceCount is read-only: how many registration records name the
+	// hub, filled in by the service API's answers and ignored on write.
+	DeviceCount *int `json:"deviceCount,omitempty"`
 }
+
+// Hub statuses.
+const (
+	HubHealthy   = "healthy"
+	HubUnhealthy = "unhealthy"
+	HubDraining  = "draining"
+)
 
 // AppliesPolicy reports whether allocation policies may choose the hub.
 func (h *Hub) AppliesPolicy() bool { return h.ApplyAllocationPolicy == nil || *h.ApplyAllocationPolicy }
+
+// AcceptsNewDevices reports whether the hub's status lets it receive new
+// assignments (healthy or absent).
+func (h *Hub) AcceptsNewDevices() bool { return h.Status == "" || h.Status == HubHealthy }
+
+// HasCoordinates reports whether the hub has a position.
+func (h *Hub) HasCoordinates() bool { return h.Latitude != nil && h.Longitude != nil }
 
 // Rights of shared access policies, as Azure names them.
 const (

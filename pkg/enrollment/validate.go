@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"math"
 	"net/url"
 	"strconv"
 	"strings"
@@ -268,7 +269,7 @@ func (c common) validate() error {
 			return invalid("customAllocationDefinition", "is required with the custom allocation policy")
 		}
 	case PolicyStatic:
-		if len(*c.hubs) != 1 {
+		if len(*c.hubs) > 1 || (len(*c.hubs) == 0 && *c.hostName == "") {
 			return invalid("iotHubs", "the static allocation policy needs exactly one hub, not %d", len(*c.hubs))
 		}
 	}
@@ -476,7 +477,38 @@ func (h *Hub) Validate() error {
 			return invalid("region", "must not contain control characters")
 		}
 	}
+	if (h.Latitude == nil) != (h.Longitude == nil) {
+		return invalid("latitude", "latitude and longitude go together")
+	}
+	if h.Latitude != nil && (math.IsNaN(*h.Latitude) || *h.Latitude < -90 || *h.Latitude > 90) {
+		return invalid("latitude", "must be from -90 to 90 degrees, not %v", *h.Latitude)
+	}
+	if h.Longitude != nil && (math.IsNaN(*h.Longitude) || *h.Longitude < -180 || *h.Longitude > 180) {
+		return invalid("longitude", "must be from -180 to 180 degrees, not %v", *h.Longitude)
+	}
+	if h.Capacity < 0 {
+		return invalid("capacity", "must be 0 (unlimited) or more, not %d", h.Capacity)
+	}
+	switch {
+	case h.Status == "" || strings.EqualFold(h.Status, HubHealthy):
+		h.Status = "" // healthy is the absence of a status
+	case strings.EqualFold(h.Status, HubUnhealthy):
+		h.Status = HubUnhealthy
+	case strings.EqualFold(h.Status, HubDraining):
+		h.Status = HubDraining
+	default:
+		return invalid("status", "%q is not a hub status (use healthy, unhealthy or draining)", h.Status)
+	}
 	return nil
+}
+
+// StaticHub is the one hub a static allocation names: the single entry of
+// iotHubs, else iotHubHostName; "" when the enrollment names none.
+func StaticHub(iotHubs []string, hostName string) string {
+	if len(iotHubs) == 1 {
+		return iotHubs[0]
+	}
+	return hostName
 }
 
 // MaxPolicyNameLength is the longest shared access policy name.
