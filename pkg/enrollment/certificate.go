@@ -17,9 +17,18 @@ type Certificate struct {
 	NotAfter    time.Time `json:"notAfter"`
 	// Chain is the DER chain as issued: leaf, intermediates, root.
 	Chain [][]byte `json:"chain"`
-	// RevokedAt is set when the certificate is revoked.
+	// RevokedAt is set when the certificate is revoked. It is kept in the
+	// store, never only in memory, so that every replica lists it in its
+	// CRL and refuses it for renewal.
 	RevokedAt *time.Time `json:"revokedAt,omitempty"`
+	// RevocationReason is the RFC 5280 CRLReason code of the revocation
+	// (0 unspecified, 5 cessationOfOperation, 9 privilegeWithdrawn, ...);
+	// meaningful only when RevokedAt is set.
+	RevocationReason int `json:"revocationReason,omitempty"`
 }
+
+// Revoked reports whether the certificate has been revoked.
+func (c *Certificate) Revoked() bool { return c.RevokedAt != nil }
 
 // StoreKey is the serial in lower case.
 func (c *Certificate) StoreKey() string { return Key(c.Serial) }

@@ -13,6 +13,10 @@ const (
 	BucketCertificates store.Bucket = "certificates"
 	// IndexCertificatesByRegistration indexes certificates by registration ID.
 	IndexCertificatesByRegistration store.Bucket = "certificates-by-registration"
+	// IndexCertificatesRevoked indexes the revoked certificates under the
+	// single value revokedIndexValue, so that the CRL pages through the
+	// revoked ones without reading every certificate ever issued.
+	IndexCertificatesRevoked store.Bucket = "certificates-revoked"
 	// BucketOperations holds enrollment.Operation by operation ID.
 	BucketOperations store.Bucket = "operations"
 )
@@ -26,6 +30,7 @@ func Certificates(b store.Backend, now func() time.Time) *store.Collection[*enro
 	}
 	return store.NewCollection(b, BucketCertificates, now, func() *enrollment.Certificate { return new(enrollment.Certificate) },
 		store.Index[*enrollment.Certificate]{Bucket: IndexCertificatesByRegistration, Of: func(c *enrollment.Certificate) []string { return []string{c.RegistrationID} }},
+		store.Index[*enrollment.Certificate]{Bucket: IndexCertificatesRevoked, Of: revokedIndex},
 	)
 }
 
