@@ -171,6 +171,10 @@ func resultOf(r *enrollment.Registration, chain [][]byte) *DeviceRegistrationRes
 		out.SymmetricKey = &SymmetricKeyResult{EnrollmentGroupID: r.EnrollmentGroupID}
 	case enrollment.AttestationX509:
 		out.X509 = &X509RegistrationResult{EnrollmentGroupID: r.EnrollmentGroupID}
+		if r.X509 != nil {
+			out.X509.CertificateInfo = r.X509.CertificateInfo
+			out.X509.SigningCertificateInfo = r.X509.SigningCertificateInfo
+		}
 	}
 	for _, c := range chain {
 		out.IssuedCertificateChain = append(out.IssuedCertificateChain, base64.StdEncoding.EncodeToString(c))

@@ -46,6 +46,24 @@ type Identity struct {
 	// Group is the enrollment group whose credential the device proved
 	// (only when Enrollment is nil), or nil.
 	Group *enrollment.EnrollmentGroup
+	// Certificate is the leaf the device presented (X.509), nil for other
+	// mechanisms. The record keeps its summary (registrationState.x509).
+	Certificate *x509.Certificate
+	// SigningCertificate is the certificate the chain was verified to, nil
+	// when there is none (an individual enrollment listing the leaf).
+	SigningCertificate *x509.Certificate
+	// Renewal is set when the device authenticated with an operational
+	// certificate that zdps issued to this registration: the pipeline then
+	// requires a CSR, keeps device ID and hub, and issues a new
+	// certificate (see Register).
+	Renewal *Renewal
+}
+
+// Renewal says which operational certificate a renewing device presented.
+type Renewal struct {
+	// Serial of the presented certificate, as stored (lower-case hex). The
+	// registration record must still list it when the renewal commits.
+	Serial string
 }
 
 // Attestor verifies one attestation mechanism.

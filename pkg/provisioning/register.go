@@ -50,6 +50,9 @@ func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Op
 		return nil, err
 	}
 	log = log.With("attestation", id.Type)
+	if id.Renewal != nil {
+		log = log.With("renewal_of", id.Renewal.Serial)
+	}
 	t, err := s.resolve(ctx, id)
 	if err != nil {
 		return nil, err
@@ -78,6 +81,11 @@ func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Op
 	if err != nil {
 		return nil, fmt.Errorf("provisioning: read registration: %w", err)
 	}
+	if id.Renewal != nil {
+		if err := renewing(req, id, t, cur); err != nil {
+			return nil, err
+		}
+	}
 	dec, err := s.allocate(ctx, t, req, cur)
 	if errors.Is(err, allocation.ErrNoHub) {
 		op := s.newOperation(opID, req.RegistrationID, enrollment.RegistrationFailed)
@@ -96,7 +104,7 @@ func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Op
 	var issued *Issued
 	if len(req.CSR) > 0 {
 		if s.cfg.Issuer == nil {
-			return nil, fmt.Errorf("%w: certificate issuance is not enabled on this instance", ErrInvalid)
+			return nil, Refuse("certificate issuance not enabled", fmt.Errorf("%w: certificate issuance is not enabled on this instance", ErrInvalid))
 		}
 		issued, err = s.cfg.Issuer.Issue(ctx, req.CSR, LeafPolicy{RegistrationID: req.RegistrationID, DeviceID: t.deviceID, Validity: s.cfg.CertificateValidity})
 		if err != nil {
@@ -221,6 +229,9 @@ func (s *Service) persist(ctx context.Context, opID string, req *Request, id *Id
 		case err != nil:
 			return err
 		}
+		if err := checkRenewal(id, cur); err != nil {
+			return err
+		}
 		hub, sub := nextState(cur, dec.Hub, t.reprov)
 		rec := &enrollment.Registration{
 			RegistrationID:    req.RegistrationID,
@@ -232,6 +243,10 @@ func (s *Service) persist(ctx context.Context, opID string, req *Request, id *Id
 			AttestationType:   id.Type,
 			EnrollmentGroupID: t.groupID(),
 			Payload:           cloneRaw(payload),
+			X509:              x509Summary(id),
+		}
+		if id.Renewal != nil && len(payload) == 0 {
+			rec.Payload = cloneRaw(cur.Payload) // a renewal without payload keeps the last one
 		}
 		cond := store.Condition{IfNoneMatch: true}
 		if cur != nil {
@@ -304,16 +319,21 @@ func (s *Service) saveOperation(ctx context.Context, op *enrollment.Operation) e
 }
 
 // logFailure logs a refused or failed request. Refusals of device input
-// are logged by kind only: attestor and issuer messages may quote parts of
+// are logged by kind and by their Refusal reason, a constant chosen by
+// code, never by message: attestor and issuer messages may quote parts of
 // what the device sent.
 func (s *Service) logFailure(ctx context.Context, log *slog.Logger, what string, err error) {
+	var reason []any
+	if r := ReasonOf(err); r != "" {
+		reason = []any{"reason", r}
+	}
 	switch {
 	case errors.Is(err, ErrUnauthorized):
-		log.WarnContext(ctx, what+" refused", "outcome", OutcomeUnauthorized)
+		log.WarnContext(ctx, what+" refused", append([]any{"outcome", OutcomeUnauthorized}, reason...)...)
 	case errors.Is(err, ErrInvalid):
-		log.InfoContext(ctx, what+" refused", "outcome", OutcomeInvalid)
+		log.InfoContext(ctx, what+" refused", append([]any{"outcome", OutcomeInvalid}, reason...)...)
 	case errors.Is(err, ErrNotFound):
-		log.InfoContext(ctx, what+" refused", "outcome", OutcomeNotFound)
+		log.InfoContext(ctx, what+" refused", append([]any{"outcome", OutcomeNotFound}, reason...)...)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		log.InfoContext(ctx, what+" abandoned", "outcome", OutcomeError, "error", err)
 	default:

@@ -145,28 +145,28 @@ func Mechanism(req *Request) string {
 // attested the registration ID of the path.
 func (s *Service) attest(ctx context.Context, req *Request) (*Identity, error) {
 	if req == nil {
-		return nil, fmt.Errorf("%w: no request", ErrInvalid)
+		return nil, Refuse("no request", fmt.Errorf("%w: no request", ErrInvalid))
 	}
 	if err := enrollment.ValidateRegistrationID(req.RegistrationID); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, Refuse("invalid registrationId", fmt.Errorf("%w: %w", ErrInvalid, err))
 	}
 	mech := Mechanism(req)
 	a := s.cfg.Attestors[mech]
 	if a == nil {
 		if mech == "" {
-			return nil, fmt.Errorf("%w: no credential presented", ErrUnauthorized)
+			return nil, Refuse("no credential presented", fmt.Errorf("%w: no credential presented", ErrUnauthorized))
 		}
-		return nil, fmt.Errorf("%w: %s attestation is not enabled", ErrUnauthorized, mech)
+		return nil, Refuse("attestation mechanism not enabled", fmt.Errorf("%w: %s attestation is not enabled", ErrUnauthorized, mech))
 	}
 	id, err := a.Attest(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	if id == nil || (id.Enrollment == nil && id.Group == nil) {
-		return nil, fmt.Errorf("%w: no enrollment", ErrUnauthorized)
+		return nil, Refuse("no enrollment", fmt.Errorf("%w: no enrollment", ErrUnauthorized))
 	}
 	if enrollment.Key(id.RegistrationID) != enrollment.Key(req.RegistrationID) {
-		return nil, fmt.Errorf("%w: attested registration ID differs from the request's", ErrUnauthorized)
+		return nil, Refuse("attested registrationId differs from the request's", fmt.Errorf("%w: attested registration ID differs from the request's", ErrUnauthorized))
 	}
 	if id.Type == "" {
 		id.Type = mech
@@ -197,7 +197,7 @@ func (s *Service) resolve(ctx context.Context, id *Identity) (*target, error) {
 		switch {
 		case err == nil:
 			if e.ProvisioningStatus != enrollment.StatusDisabled {
-				return nil, fmt.Errorf("%w: an individual enrollment exists for the registration ID and its credential was not presented", ErrUnauthorized)
+				return nil, Refuse("individual enrollment exists and its credential was not presented", fmt.Errorf("%w: an individual enrollment exists for the registration ID and its credential was not presented", ErrUnauthorized))
 			}
 			ind = e
 		case !errors.Is(err, store.ErrNotFound):

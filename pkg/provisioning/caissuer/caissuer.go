@@ -40,9 +40,14 @@ func (i *Issuer) Issue(ctx context.Context, csrDER []byte, p provisioning.LeafPo
 	}
 	out, err := i.ca.SignCSR(csrDER, ca.LeafPolicy{RegistrationID: p.RegistrationID, DeviceID: p.DeviceID, Validity: p.Validity})
 	switch {
-	case errors.Is(err, ca.ErrCSRMalformed), errors.Is(err, ca.ErrCSRSignature),
-		errors.Is(err, ca.ErrCSRKey), errors.Is(err, ca.ErrCSRSubject):
-		return nil, fmt.Errorf("%w: csr: %w", provisioning.ErrInvalid, err)
+	case errors.Is(err, ca.ErrCSRMalformed):
+		return nil, provisioning.Refuse("CSR malformed", fmt.Errorf("%w: csr: %w", provisioning.ErrInvalid, err))
+	case errors.Is(err, ca.ErrCSRSignature):
+		return nil, provisioning.Refuse("CSR signature invalid", fmt.Errorf("%w: csr: %w", provisioning.ErrInvalid, err))
+	case errors.Is(err, ca.ErrCSRKey):
+		return nil, provisioning.Refuse("CSR key type or size not accepted", fmt.Errorf("%w: csr: %w", provisioning.ErrInvalid, err))
+	case errors.Is(err, ca.ErrCSRSubject):
+		return nil, provisioning.Refuse("CSR CN does not match registrationId", fmt.Errorf("%w: csr: %w", provisioning.ErrInvalid, err))
 	case err != nil:
 		return nil, err
 	}

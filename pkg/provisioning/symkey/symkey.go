@@ -42,12 +42,16 @@ func New(v Verifier) (*Attestor, error) {
 func (a *Attestor) Attest(ctx context.Context, req *provisioning.Request) (*provisioning.Identity, error) {
 	res, err := a.v.Verify(ctx, req.IDScope, req.RegistrationID, req.Authorization)
 	switch {
-	case errors.Is(err, symmetric.ErrUnauthorized), errors.Is(err, symmetric.ErrExpired), errors.Is(err, symmetric.ErrMalformed):
-		return nil, fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err)
+	case errors.Is(err, symmetric.ErrExpired):
+		return nil, provisioning.Refuse("SAS token expired", fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err))
+	case errors.Is(err, symmetric.ErrMalformed):
+		return nil, provisioning.Refuse("malformed SAS token", fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err))
+	case errors.Is(err, symmetric.ErrUnauthorized):
+		return nil, provisioning.Refuse("SAS signature or resource does not match an enrollment", fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err))
 	case err != nil:
 		return nil, err
 	case res == nil || (res.Enrollment == nil && res.Group == nil):
-		return nil, fmt.Errorf("%w: no enrollment", provisioning.ErrUnauthorized)
+		return nil, provisioning.Refuse("no enrollment", fmt.Errorf("%w: no enrollment", provisioning.ErrUnauthorized))
 	}
 	return &provisioning.Identity{
 		Type:           enrollment.AttestationSymmetricKey,

@@ -43,31 +43,42 @@ func New(v Verifier) (*Attestor, error) {
 	return &Attestor{v: v}, nil
 }
 
-// refusals are the verifier's sentinels for device input.
-var refusals = []error{
-	x509v.ErrUnauthorized, x509v.ErrMalformed, x509v.ErrCNMismatch, x509v.ErrExpired,
-	x509v.ErrKeyUsage, x509v.ErrChain, x509v.ErrCANotVerified,
+// refusals are the verifier's sentinels for device input, with the fixed
+// reason the pipeline logs for each.
+var refusals = []struct {
+	err    error
+	reason string
+}{
+	{x509v.ErrCNMismatch, "CN does not match registrationId"},
+	{x509v.ErrCANotVerified, "CA not verified"},
+	{x509v.ErrExpired, "certificate expired or not yet valid"},
+	{x509v.ErrKeyUsage, "certificate key usage does not allow client authentication"},
+	{x509v.ErrChain, "chain does not verify to the enrollment's certificate"},
+	{x509v.ErrMalformed, "malformed certificate chain"},
+	{x509v.ErrUnauthorized, "no enrollment admits the certificate"},
 }
 
 // Attest verifies the request's TLS client chain for its registration ID.
 func (a *Attestor) Attest(ctx context.Context, req *provisioning.Request) (*provisioning.Identity, error) {
 	res, err := a.v.Verify(ctx, req.RegistrationID, req.ClientCertificates)
 	if err != nil {
-		for _, s := range refusals {
-			if errors.Is(err, s) {
-				return nil, fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err)
+		for _, r := range refusals {
+			if errors.Is(err, r.err) {
+				return nil, provisioning.Refuse(r.reason, fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err))
 			}
 		}
 		return nil, err
 	}
 	if res == nil || (res.Enrollment == nil && res.Group == nil) {
-		return nil, fmt.Errorf("%w: no enrollment", provisioning.ErrUnauthorized)
+		return nil, provisioning.Refuse("no enrollment admits the certificate", fmt.Errorf("%w: no enrollment", provisioning.ErrUnauthorized))
 	}
 	return &provisioning.Identity{
-		Type:           enrollment.AttestationX509,
-		RegistrationID: req.RegistrationID,
-		Enrollment:     res.Enrollment,
-		Group:          res.Group,
+		Type:               enrollment.AttestationX509,
+		RegistrationID:     req.RegistrationID,
+		Enrollment:         res.Enrollment,
+		Group:              res.Group,
+		Certificate:        res.Leaf,
+		SigningCertificate: res.Anchor,
 	}, nil
 }
 
