@@ -34,6 +34,7 @@ import (
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/provisioning/caissuer"
 	"github.com/zdps/zdps/pkg/provisioning/symkey"
+	"github.com/zdps/zdps/pkg/provisioning/renewal"
 	"github.com/zdps/zdps/pkg/provisioning/x509att"
 	"github.com/zdps/zdps/pkg/store"
 	"github.com/zdps/zdps/pkg/store/bolt"
@@ -357,7 +358,13 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 	}
 	// X.509: the listener requests (never verifies) client certificates;
 	// the chain reaches the attestor through Request.ClientCertificates.
-	x509Att, err := x509att.NewAttestor(st, x509v.Config{})
+	walk, err := x509att.NewAttestor(st, x509v.Config{})
+	if err != nil {
+		return err
+	}
+	// A leaf issued by zdps's own CA is a renewal (the enrollment is its
+	// registration record); any other chain walks the X.509 enrollments.
+	x509Att, err := renewal.New(renewal.Config{Store: st, CA: authority, Walk: walk})
 	if err != nil {
 		return err
 	}
