@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/zdps/zdps/pkg/ca"
 	"github.com/zdps/zdps/pkg/store"
 )
 
@@ -55,6 +56,17 @@ type Config struct {
 	// TokenSkew is the clock skew allowed on SAS expiry; DefaultTokenSkew
 	// when 0.
 	TokenSkew time.Duration
+	// CA is the embedded CA: GET /ca and /ca/bundle describe it and it
+	// signs the CRL of GET /crl. Those routes answer 404 when it is nil.
+	CA *ca.CA
+	// CRLValidity is how far the served CRL's nextUpdate lies;
+	// ca.DefaultCRLValidity when 0.
+	CRLValidity time.Duration
+	// KeepCertificatesOnDisable turns off the revocation of operational
+	// certificates when a registration record, an enrollment or a group is
+	// deleted, or an enrollment or group is disabled. The zero value
+	// revokes, the safe default (DESIGN.md, The CA).
+	KeepCertificatesOnDisable bool
 }
 
 // API is the service API. It is safe for concurrent use.
@@ -65,6 +77,7 @@ type API struct {
 	now   func() time.Time
 	rand  io.Reader
 	mux   *chi.Mux
+	rv    *revocation
 }
 
 // New validates cfg, fills in defaults and builds the router.
@@ -79,7 +92,7 @@ func New(cfg Config) (*API, error) {
 	if cfg.Logger == nil {
 		errs = append(errs, errors.New("Logger is required"))
 	}
-	if cfg.MaxBodyBytes < 0 || cfg.MaxBulkItems < 0 || cfg.MaxPageSize < 0 || cfg.TokenSkew < 0 {
+	if cfg.MaxBodyBytes < 0 || cfg.MaxBulkItems < 0 || cfg.MaxPageSize < 0 || cfg.TokenSkew < 0 || cfg.CRLValidity < 0 {
 		errs = append(errs, errors.New("limits must not be negative"))
 	}
 	if len(errs) > 0 {
@@ -110,6 +123,11 @@ func New(cfg Config) (*API, error) {
 		now:   cfg.Now,
 		rand:  &lockedReader{r: cfg.Rand},
 	}
+	rv, err := newRevocation(cfg)
+	if err != nil {
+		return nil, err
+	}
+	a.rv = rv
 	mux, err := a.router()
 	if err != nil {
 		return nil, err

@@ -53,9 +53,12 @@ func bulkDocs[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 			return
 		}
 		items := prepareBulkItems(r.Context(), a, k, mode, vs)
+		sweep := false
 		for start := 0; start < len(items); start += bulkChunk {
 			chunk := items[start:min(start+bulkChunk, len(items))]
-			if err := runBulkChunk(r.Context(), a, k, mode, chunk); err != nil {
+			swept, err := runBulkChunk(r.Context(), a, k, mode, chunk)
+			sweep = sweep || swept
+			if err != nil {
 				a.log.ErrorContext(r.Context(), "bulk chunk failed", "request_id", RequestID(r.Context()), "error", err)
 				for i := range chunk {
 					if chunk[i].err == nil {
@@ -63,6 +66,9 @@ func bulkDocs[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 					}
 				}
 			}
+		}
+		if sweep {
+			a.sweepNow(r)
 		}
 		var failures []bulkFailure
 		for _, it := range items {
@@ -125,11 +131,15 @@ func prepareBulkItems[T store.Document](ctx context.Context, a *API, k *enrollme
 // own failure (exists, missing, ETag mismatch) is recorded on the item and
 // the others go on; it writes nothing, since the store checks the
 // condition before writing. Any other error aborts the chunk.
-func runBulkChunk[T store.Document](ctx context.Context, a *API, k *enrollmentKind[T], mode string, chunk []bulkItem[T]) error {
+//
+// Each item written disabled or deleted revokes certificates in the same
+// transaction (k.revoke); sweep reports whether a group sweep was started.
+func runBulkChunk[T store.Document](ctx context.Context, a *API, k *enrollmentKind[T], mode string, chunk []bulkItem[T]) (sweep bool, err error) {
 	var errs []error
-	err := a.store.Backend.Update(ctx, func(tx store.Tx) error {
+	err = a.store.Backend.Update(ctx, func(tx store.Tx) error {
 		// Fresh on every run: the backend may run this function again.
 		errs = make([]error, len(chunk))
+		sweep = false
 		c := k.collection(a.store).In(tx)
 		for i := range chunk {
 			it := &chunk[i]
@@ -156,18 +166,29 @@ func runBulkChunk[T store.Document](ctx context.Context, a *API, k *enrollmentKi
 				return err
 			}
 			errs[i] = err
+			if err == nil && k.revoke != nil {
+				var v T
+				if mode != enrollment.BulkDelete {
+					v = it.v
+				}
+				swept, err := k.revoke(ctx, a, tx, it.id, v)
+				if err != nil {
+					return err
+				}
+				sweep = sweep || swept
+			}
 		}
 		return nil
 	})
 	if err != nil {
-		return err
+		return false, err
 	}
 	for i := range chunk {
 		if chunk[i].err == nil && errs[i] != nil {
 			chunk[i].err = about(k.resource, chunk[i].id, errs[i])
 		}
 	}
-	return nil
+	return sweep, nil
 }
 
 // isItemError reports whether err is about one item rather than the store.

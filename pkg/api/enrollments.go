@@ -36,6 +36,10 @@ type enrollmentKind[T store.Document] struct {
 	// withState, when set, adds the read-only registrationState to a GET
 	// answer.
 	withState func(ctx context.Context, st *store.Store, v T) error
+	// revoke runs in the transaction that writes (v) or deletes (v nil)
+	// a document and revokes the certificates the change withdraws; it
+	// reports whether it started a group sweep (see revoke.go).
+	revoke func(ctx context.Context, a *API, tx store.Tx, id string, v T) (sweep bool, err error)
 }
 
 var enrollments = enrollmentKind[*enrollment.IndividualEnrollment]{
@@ -51,6 +55,7 @@ var enrollments = enrollmentKind[*enrollment.IndividualEnrollment]{
 	redacted:   (*enrollment.IndividualEnrollment).Redacted,
 	generate:   (*enrollment.IndividualEnrollment).GenerateMissingKeys,
 	validate:   (*enrollment.IndividualEnrollment).Validate,
+	revoke:     revokeEnrollmentTx,
 	decodeBulk: func(b []byte) (string, []*enrollment.IndividualEnrollment, error) {
 		op, err := enrollment.DecodeBulkEnrollments(b)
 		if err != nil {
@@ -95,6 +100,7 @@ var groups = enrollmentKind[*enrollment.EnrollmentGroup]{
 	redacted:   (*enrollment.EnrollmentGroup).Redacted,
 	generate:   (*enrollment.EnrollmentGroup).GenerateMissingKeys,
 	validate:   (*enrollment.EnrollmentGroup).Validate,
+	revoke:     revokeGroupTx,
 	decodeBulk: func(b []byte) (string, []*enrollment.EnrollmentGroup, error) {
 		op, err := enrollment.DecodeBulkEnrollmentGroups(b)
 		if err != nil {
@@ -174,10 +180,13 @@ func putDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 			return
 		}
 		cond := store.Condition{IfMatch: ifMatch(r)}
-		created, err := putMerged(r.Context(), a, k, v, cond)
+		created, sweep, err := putMerged(r.Context(), a, k, v, cond)
 		if err != nil {
 			a.writeError(w, r, about(k.resource, id, preconditionOnMissing(err, cond)))
 			return
+		}
+		if sweep {
+			a.sweepNow(r)
 		}
 		a.audit(r, createdOrUpdated(created), k.resource, k.id(v))
 		// DPS answers 200 for a create as for an update.
@@ -189,10 +198,10 @@ func putDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 // are generated before the transaction because a backend may run the
 // transaction function more than once; the function itself only reads
 // through the transaction and sets the same keys on every run.
-func putMerged[T store.Document](ctx context.Context, a *API, k *enrollmentKind[T], v T, cond store.Condition) (created bool, err error) {
+func putMerged[T store.Document](ctx context.Context, a *API, k *enrollmentKind[T], v T, cond store.Condition) (created, sweep bool, err error) {
 	req := attKeys(k.att(v))
 	if err := k.generate(v, a.rand); err != nil {
-		return false, fmt.Errorf("generate keys: %w", err)
+		return false, false, fmt.Errorf("generate keys: %w", err)
 	}
 	gen := attKeys(k.att(v))
 	err = a.store.Backend.Update(ctx, func(tx store.Tx) error {
@@ -207,9 +216,13 @@ func putMerged[T store.Document](ctx context.Context, a *API, k *enrollmentKind[
 		}
 		setAttKeys(k.att(v), merge(req, was, gen))
 		created, err = c.Put(ctx, v, cond)
+		if err != nil || k.revoke == nil {
+			return err
+		}
+		sweep, err = k.revoke(ctx, a, tx, k.id(v), v)
 		return err
 	})
-	return created, err
+	return created, sweep, err
 }
 
 func deleteDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
@@ -220,10 +233,24 @@ func deleteDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc 
 			return
 		}
 		// Deleting a group leaves its registration records: they describe
-		// devices that exist on their hubs (PROTOCOL.md §5).
-		if err := k.collection(a.store).Delete(r.Context(), id, store.Condition{IfMatch: ifMatch(r)}); err != nil {
+		// devices that exist on their hubs (PROTOCOL.md §5). Their
+		// certificates are revoked with the deletion (revoke.go).
+		var sweep bool
+		err = a.store.Backend.Update(r.Context(), func(tx store.Tx) error {
+			if err := k.collection(a.store).In(tx).Delete(r.Context(), id, store.Condition{IfMatch: ifMatch(r)}); err != nil {
+				return err
+			}
+			var zero T
+			var err error
+			sweep, err = k.revoke(r.Context(), a, tx, id, zero)
+			return err
+		})
+		if err != nil {
 			a.writeError(w, r, about(k.resource, id, err))
 			return
+		}
+		if sweep {
+			a.sweepNow(r)
 		}
 		a.audit(r, "delete", k.resource, id)
 		w.WriteHeader(http.StatusNoContent)

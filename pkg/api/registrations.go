@@ -26,14 +26,15 @@ func (a *API) getRegistration(w http.ResponseWriter, r *http.Request) {
 }
 
 // deleteRegistration forgets a device's registration: its next register
-// call is a first assignment.
+// call is a first assignment. The certificates issued to it are revoked
+// in the same transaction (unless Config.KeepCertificatesOnDisable).
 func (a *API) deleteRegistration(w http.ResponseWriter, r *http.Request) {
 	id := chi.URLParam(r, "registrationId")
 	if err := enrollment.ValidateRegistrationID(id); err != nil {
 		a.writeError(w, r, err)
 		return
 	}
-	if err := a.store.Registrations.Delete(r.Context(), id, store.Condition{IfMatch: ifMatch(r)}); err != nil {
+	if err := a.deleteRegistrationRevoking(r.Context(), id, store.Condition{IfMatch: ifMatch(r)}); err != nil {
 		a.writeError(w, r, about("registration", id, err))
 		return
 	}

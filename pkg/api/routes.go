@@ -25,6 +25,9 @@ const rightPublic = "public"
 // more than a reader of enrollments may do.
 var routeRights = map[string]string{
 	"GET /healthz": rightPublic,
+	// CRLs are public: relying parties fetch them without credentials and
+	// the signature protects them.
+	"GET /crl": rightPublic,
 
 	"GET /enrollments/{registrationId}":                               enrollment.RightEnrollmentRead,
 	"PUT /enrollments/{registrationId}":                               enrollment.RightEnrollmentWrite,
@@ -64,6 +67,9 @@ var routeRights = map[string]string{
 	"DELETE /certificates/{name}":                enrollment.RightServiceConfig,
 	"POST /certificates/{name}/verificationCode": enrollment.RightServiceConfig,
 	"POST /certificates/{name}/verify":           enrollment.RightServiceConfig,
+
+	"GET /ca":        enrollment.RightServiceConfig,
+	"GET /ca/bundle": enrollment.RightServiceConfig,
 }
 
 // router builds the chi router. Trailing slashes are removed before
@@ -132,6 +138,10 @@ func (a *API) router() (*chi.Mux, error) {
 	route(http.MethodPost, "/certificates/{name}/verificationCode", a.certificateVerificationCode)
 	route(http.MethodPost, "/certificates/{name}/verify", a.verifyCertificate)
 
+	route(http.MethodGet, "/ca", a.getCA)
+	route(http.MethodGet, "/ca/bundle", a.getCABundle)
+	route(http.MethodGet, "/crl", a.getCRL)
+
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("api: routes without a declared right: %v", missing)
 	}
@@ -149,7 +159,7 @@ var literals = func() map[string]string {
 	for _, s := range []string{
 		"healthz", "enrollments", "enrollmentGroups", "registrations", "query",
 		"attestationmechanism", "hubs", "policies", "keys", "settings",
-		"certificates", "verificationCode", "verify",
+		"certificates", "verificationCode", "verify", "ca", "bundle", "crl",
 		// device API
 		"register", "operations",
 	} {

@@ -1,0 +1,37 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+)
+
+// errNoCA: the instance runs without an embedded CA, so there is no CA to
+// describe and no CRL.
+var errNoCA = fmt.Errorf("%w: this instance has no embedded CA", errRouteNotFound)
+
+// getCRL answers the current CRL, DER-encoded and signed by the issuing
+// intermediate. It needs no authentication: relying parties (hubs,
+// gateways, OpenSSL) fetch CRLs anonymously and the CRL's signature is
+// its integrity. The CRL is signed only when the revoked set changed or
+// it ages (provisioning.CRLPublisher), never per request.
+func (a *API) getCRL(w http.ResponseWriter, r *http.Request) {
+	if a.rv.crl == nil {
+		a.writeError(w, r, errNoCA)
+		return
+	}
+	der, err := a.rv.crl.CRL(r.Context())
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/pkix-crl")
+	h.Set("Content-Length", strconv.Itoa(len(der)))
+	// Caches may keep it briefly; a revocation shows within a minute.
+	h.Set("Cache-Control", "public, max-age=60")
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(der)
+	}
+}

@@ -1,0 +1,120 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/provisioning"
+	"github.com/zdps/zdps/pkg/store"
+)
+
+// inlineSweepPages bounds the group sweep a request runs before it
+// answers: at the default page size, 2,000 devices. A larger group is
+// finished by Run in the background (DESIGN.md: no request holds the
+// store for long, and a group may have millions of devices).
+const inlineSweepPages = 20
+
+// revocation is the API's part of certificate revocation and the CRL.
+type revocation struct {
+	// enabled: revoke on deletion and disabling (Config.KeepCertificatesOnDisable unset).
+	enabled bool
+	rev     *provisioning.Revocations
+	// crl is nil when no CA is configured.
+	crl *provisioning.CRLPublisher
+}
+
+// newRevocation builds the revocation part of the API from its config.
+func newRevocation(cfg Config) (*revocation, error) {
+	rev, err := provisioning.NewRevocations(cfg.Store, provisioning.RevocationConfig{Now: cfg.Now, Logger: cfg.Logger})
+	if err != nil {
+		return nil, err
+	}
+	rv := &revocation{enabled: !cfg.KeepCertificatesOnDisable, rev: rev}
+	if cfg.CA != nil {
+		if rv.crl, err = provisioning.NewCRLPublisher(rev, cfg.CA, cfg.CRLValidity); err != nil {
+			return nil, err
+		}
+	}
+	return rv, nil
+}
+
+// Revocations is the revocation service the API revokes through; the
+// renewal path asks it IsRevoked.
+func (a *API) Revocations() *provisioning.Revocations { return a.rv.rev }
+
+// Run does the API's background work until ctx ends: it finishes the
+// revocation sweeps of groups too large to sweep within their request,
+// including those a crashed process left. `zdps serve` runs it once per
+// process. It returns ctx's error.
+func (a *API) Run(ctx context.Context) error { return a.rv.rev.Run(ctx, 0) }
+
+// revokeRegistrationTx revokes a registration's certificates in the
+// transaction of the change that causes it, when revocation is enabled.
+func (a *API) revokeRegistrationTx(ctx context.Context, tx store.Tx, id string, reason int) error {
+	if !a.rv.enabled {
+		return nil
+	}
+	n, err := a.rv.rev.RevokeRegistrationTx(ctx, tx, id, reason)
+	if err == nil && n > 0 {
+		a.log.InfoContext(ctx, "certificates revoked", "registration_id", id, "count", n, "reason", reason)
+	}
+	return err
+}
+
+// deleteRegistrationRevoking deletes a registration record and revokes
+// the certificates issued to it, in one transaction.
+func (a *API) deleteRegistrationRevoking(ctx context.Context, id string, cond store.Condition) error {
+	return a.store.Backend.Update(ctx, func(tx store.Tx) error {
+		if err := a.store.Registrations.In(tx).Delete(ctx, id, cond); err != nil {
+			return err
+		}
+		return a.revokeRegistrationTx(ctx, tx, id, provisioning.ReasonCessationOfOperation)
+	})
+}
+
+// reasonFor is the CRL reason of a change: deleted (v is nil) or disabled.
+func reasonFor(deleted bool) int {
+	if deleted {
+		return provisioning.ReasonCessationOfOperation
+	}
+	return provisioning.ReasonPrivilegeWithdrawn
+}
+
+// revokeEnrollmentTx revokes the certificates of an individual
+// enrollment's registration when the enrollment is deleted (e is nil) or
+// written disabled. Writing it disabled again revokes nothing new.
+func revokeEnrollmentTx(ctx context.Context, a *API, tx store.Tx, id string, e *enrollment.IndividualEnrollment) (bool, error) {
+	if e != nil && e.ProvisioningStatus != enrollment.StatusDisabled {
+		return false, nil
+	}
+	return false, a.revokeRegistrationTx(ctx, tx, id, reasonFor(e == nil))
+}
+
+// revokeGroupTx starts the sweep revoking the certificates of every
+// registration of a group that is deleted (g is nil) or written disabled.
+// It reports whether a sweep was started.
+func revokeGroupTx(ctx context.Context, a *API, tx store.Tx, id string, g *enrollment.EnrollmentGroup) (bool, error) {
+	if !a.rv.enabled || (g != nil && g.ProvisioningStatus != enrollment.StatusDisabled) {
+		return false, nil
+	}
+	return true, a.rv.rev.StartGroupSweepTx(ctx, tx, id, reasonFor(g == nil))
+}
+
+// sweepNow runs the pending group sweeps for a bounded number of pages
+// after a request started one, so that a small group's certificates are
+// revoked before the answer, and leaves the rest to Run. A failure here
+// is logged, not answered: the change is committed and the sweep is
+// stored, so Run completes it.
+func (a *API) sweepNow(r *http.Request) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
+	defer cancel()
+	done, err := a.rv.rev.SweepPending(ctx, inlineSweepPages)
+	if err != nil {
+		a.log.ErrorContext(ctx, "revocation sweep failed; it continues in the background", "request_id", RequestID(r.Context()), "error", err)
+	}
+	if !done {
+		a.rv.rev.Kick()
+	}
+}
