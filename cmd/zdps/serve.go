@@ -26,6 +26,7 @@ import (
 	"github.com/zdps/zdps/allocation/hashed"
 	"github.com/zdps/zdps/attestation/symmetric"
 	x509v "github.com/zdps/zdps/attestation/x509"
+	"github.com/zdps/zdps/cmd/zdps/internal/storespec"
 	"github.com/zdps/zdps/pkg/api"
 	"github.com/zdps/zdps/pkg/ca"
 	"github.com/zdps/zdps/pkg/deviceapi"
@@ -37,12 +38,12 @@ import (
 	"github.com/zdps/zdps/pkg/provisioning/symkey"
 	"github.com/zdps/zdps/pkg/provisioning/x509att"
 	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/bolt"
 )
 
 // serveConfig is the whole configuration of `zdps serve`.
 type serveConfig struct {
 	DataDir       string
+	Store         string
 	Listen        string
 	HostName      string
 	IDScope       string
@@ -65,7 +66,6 @@ type serveConfig struct {
 
 // Files the server keeps in its data directory.
 const (
-	dbFile     = "zdps.db"
 	kekFile    = "kek"
 	bundleFile = "ca-bundle.pem"
 )
@@ -96,6 +96,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	f := cmd.Flags()
 	f.StringVar(&configFile, "config", "", "JSON config file (an object of flag names to values)")
 	f.StringVar(&cfg.DataDir, "data-dir", "zdps-data", "data directory: store, CA key-encryption key, owner connection string, CA bundle")
+	f.StringVar(&cfg.Store, "store", "", "where state lives: bolt (<data-dir>/zdps.db, the default), bolt:PATH, or postgres://user@host/db?schema=zdps shared by several replicas (which must all use the same KEK)")
 	f.StringVar(&cfg.Listen, "listen", ":8443", "HTTPS listen address (devices expect 443 in production)")
 	f.StringVar(&cfg.HostName, "hostname", "", "host[:port] clients use to reach this instance; put in connection strings and checked in service SAS tokens (default localhost:<listen port>)")
 	f.StringVar(&cfg.IDScope, "id-scope", "", "ID scope to create on first start (default: generated 0ne + 8 hex; kept afterwards)")
@@ -150,11 +151,16 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
-	backend, err := bolt.Open(filepath.Join(cfg.DataDir, dbFile), bolt.Options{})
+	spec, err := storespec.Parse(cfg.Store, cfg.DataDir)
 	if err != nil {
-		return fmt.Errorf("open store: %w", err)
+		return fmt.Errorf("--store: %w", err)
+	}
+	backend, err := storespec.Open(ctx, spec, storespec.Options{CreateBolt: true})
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", spec, err)
 	}
 	defer backend.Close()
+	log.Info("store opened", "store", spec.String())
 	st := store.New(backend, nil)
 
 	kek, err := loadKEK(cfg)
@@ -163,6 +169,10 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	}
 	authority, err := ca.New(ctx, ca.Config{Storage: ca.BackendStorage(backend), KEK: kek, Logger: log})
 	if err != nil {
+		if errors.Is(err, ca.ErrBadKEK) {
+			// Replicas sharing a store share its CA: they need one KEK.
+			return fmt.Errorf("CA in store %s: %w (every zdps using this store needs the same key-encryption key: the same --kek-file, or the same --kek-passphrase and kek-salt file in its data directory)", spec, err)
+		}
 		return fmt.Errorf("CA: %w", err)
 	}
 	inst, err := instance.Bootstrap(ctx, st, instance.Config{HostName: cfg.HostName, IDScope: cfg.IDScope})
