@@ -62,6 +62,10 @@ type serveConfig struct {
 	Azure202      bool
 	RetryAfter    time.Duration
 	CertValidity  time.Duration
+	// Revocation and CRL (DESIGN.md, The CA).
+	RevokeOnDisable bool
+	CRLURL          string
+	CRLValidity     time.Duration
 }
 
 // Files the server keeps in its data directory.
@@ -114,6 +118,9 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.BoolVar(&cfg.Azure202, "azure-202", false, "answer register with 202 and let devices poll, exactly like Azure (default: 200 with the final result when it completes at once)")
 	f.DurationVar(&cfg.RetryAfter, "retry-after", time.Second, "Retry-After sent with 202 answers (whole seconds, 1s to 300s)")
 	f.DurationVar(&cfg.CertValidity, "cert-validity", 365*24*time.Hour, "validity of operational certificates issued at registration")
+	f.BoolVar(&cfg.RevokeOnDisable, "revoke-on-disable", true, "revoke a device's operational certificates when its registration record is deleted or its enrollment or group is deleted or disabled")
+	f.StringVar(&cfg.CRLURL, "crl-url", "", "absolute http(s) URL of this instance's GET /crl, written as CRL distribution point into issued certificates (default: none)")
+	f.DurationVar(&cfg.CRLValidity, "crl-validity", 24*time.Hour, "nextUpdate distance of the served CRL; it is re-signed when a quarter of it is left or the revoked set changes")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "keep-alive idle timeout; must exceed any Retry-After sent (the C SDK keeps one connection)")
 	return cmd
 }
@@ -167,7 +174,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	authority, err := ca.New(ctx, ca.Config{Storage: ca.BackendStorage(backend), KEK: kek, Logger: log})
+	authority, err := ca.New(ctx, ca.Config{Storage: ca.BackendStorage(backend), KEK: kek, Logger: log, CRLURL: cfg.CRLURL})
 	if err != nil {
 		if errors.Is(err, ca.ErrBadKEK) {
 			// Replicas sharing a store share its CA: they need one KEK.
@@ -197,10 +204,17 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		MaxBulkItems: cfg.MaxBulkItems,
 		MaxPageSize:  cfg.MaxPageSize,
+
+		CA:                        authority,
+		CRLValidity:               cfg.CRLValidity,
+		KeepCertificatesOnDisable: !cfg.RevokeOnDisable,
 	})
 	if err != nil {
 		return err
 	}
+	// Finishes revocation sweeps of large groups (and any a previous
+	// process left); it stops with ctx at shutdown.
+	go func() { _ = service.Run(ctx) }()
 	if err := mountDeviceAPI(service, st, authority, inst, cfg, log); err != nil {
 		return err
 	}
