@@ -1,0 +1,84 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// maxRawAnswer bounds the CA bundle and CRL the client reads. A CRL of a
+// million revoked devices is about 40 MiB; anything larger is not zdps.
+const maxRawAnswer = 64 << 20
+
+// CACertificateInfo describes one certificate of the embedded CA.
+type CACertificateInfo struct {
+	Subject   string    `json:"subject"`
+	Issuer    string    `json:"issuer"`
+	Serial    string    `json:"serialNumber"`
+	NotBefore time.Time `json:"notBefore"`
+	NotAfter  time.Time `json:"notAfter"`
+	// SHA256Thumbprint is the upper-case hex SHA-256 of the DER certificate.
+	SHA256Thumbprint string `json:"sha256Thumbprint"`
+}
+
+// CAInfo is the embedded CA: the root and the issuing intermediate.
+type CAInfo struct {
+	Root         CACertificateInfo `json:"root"`
+	Intermediate CACertificateInfo `json:"intermediate"`
+}
+
+// GetCA describes the instance's embedded CA (GET /ca, ServiceConfig).
+func (c *Client) GetCA(ctx context.Context) (*CAInfo, error) {
+	var out CAInfo
+	if err := c.do(ctx, request{method: http.MethodGet, path: "/ca", out: &out}); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// CABundle returns the intermediate then the root, PEM-encoded (GET
+// /ca/bundle, ServiceConfig): the trust anchors of issued certificates.
+func (c *Client) CABundle(ctx context.Context) ([]byte, error) {
+	return c.raw(ctx, "/ca/bundle", false)
+}
+
+// CRL returns the current DER CRL (GET /crl, no authentication). The
+// caller checks its signature against the intermediate of CABundle.
+func (c *Client) CRL(ctx context.Context) ([]byte, error) {
+	return c.raw(ctx, "/crl", true)
+}
+
+// raw GETs a route that answers something other than JSON.
+func (c *Client) raw(ctx context.Context, path string, noAuth bool) ([]byte, error) {
+	u := c.base + path + "?api-version=" + url.QueryEscape(c.apiVersion)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("client: GET %s: %w", path, err)
+	}
+	req.Header.Set("User-Agent", c.userAgent)
+	if !noAuth {
+		req.Header.Set("Authorization", c.authorization())
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, &transportError{method: http.MethodGet, url: c.cs.HostName + path, err: err}
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode >= 400 {
+		return nil, decodeAPIError(resp)
+	}
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxRawAnswer+1))
+	if err != nil {
+		return nil, fmt.Errorf("client: GET %s: reading answer: %w: %w", path, errTruncated, err)
+	}
+	if len(b) > maxRawAnswer {
+		return nil, fmt.Errorf("client: GET %s: answer larger than %d bytes", path, maxRawAnswer)
+	}
+	if len(b) == 0 {
+		return nil, fmt.Errorf("client: GET %s: empty answer", path)
+	}
+	return b, nil
+}
