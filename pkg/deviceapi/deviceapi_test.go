@@ -616,6 +616,12 @@ func TestNoSecretsInLogs(t *testing.T) {
 	if !strings.Contains(logs, `"registration_id":"dev-1"`) || !strings.Contains(logs, `"outcome":"assigned"`) || !strings.Contains(logs, `"outcome":"unauthorized"`) {
 		t.Fatalf("the logs do not record the registrations:\n%s", logs)
 	}
+	// Refusals say why, in fixed words.
+	for _, reason := range []string{"SAS signature or resource does not match an enrollment", "SAS token expired", "CSR CN does not match registrationId"} {
+		if !strings.Contains(logs, `"reason":"`+reason+`"`) {
+			t.Errorf("the logs lack the refusal reason %q:\n%s", reason, logs)
+		}
+	}
 	forbidden := map[string]string{
 		"primary key": primaryKey, "secondary key": secondaryKey, "group key": groupKey, "other key": otherKey,
 		"derived key": base64.StdEncoding.EncodeToString(devKey), "csr": c[:40], "payload secret": secret,

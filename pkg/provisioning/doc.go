@@ -54,10 +54,31 @@
 //     work (allocation webhooks, CSR signing) runs before it.
 //   - Logs carry registration_id, enrollment, hub, attestation and outcome;
 //     never an Authorization header, key, signature, CSR or payload. Device
-//     input refusals are logged by kind only, because attestor and issuer
-//     messages may quote what the device sent.
+//     input refusals are logged by kind and by the fixed reason of their
+//     Refusal ("CN does not match registrationId", "certificate revoked"),
+//     never by message, because attestor and issuer messages may quote
+//     what the device sent.
 //
 // Mechanism selection (Mechanism): a tpm body object means TPM, else an
 // Authorization header means symmetric key, else a TLS client certificate
-// means X.509.
+// means X.509. The X.509 attestor wired by cmd/zdps (pkg/provisioning/renewal)
+// tells a renewal from an enrollment: a leaf signed by zdps's own issuing
+// intermediate is a renewal, any other chain walks the X.509 enrollments.
+//
+// # Renewal
+//
+// A device renews its operational certificate by registering over mutual
+// TLS with it (Identity.Renewal set by the attestor). The request must
+// carry a CSR (else ErrInvalid wrapping ErrRenewalNeedsCSR). A renewal is
+// a pure renewal: device ID and hub stay those of the current record, the
+// allocator is not asked, the substatus is unchanged, and the payload
+// stays unless the request sends one; the new certificate is issued from
+// policy and stored with the record in one transaction exactly as at a
+// first registration. The transaction checks again that the record still
+// lists the presented certificate, so a record deleted meanwhile is never
+// re-created by a renewal. A disabled enrollment answers disabled.
+//
+// X.509 registrations (renewals included) keep a summary of the presented
+// leaf and of the certificate its chain was verified to in the record
+// (enrollment.Registration.X509), answered as registrationState.x509.
 package provisioning

@@ -187,6 +187,15 @@ func TestRegister(t *testing.T) {
 			if rec.DeviceID != tc.wantDevice || rec.EnrollmentGroupID != tc.wantGroup || rec.AttestationType != enrollment.AttestationX509 || rec.AssignedHub != "hub-a.example.net" {
 				t.Errorf("record %+v, want device %q group %q", rec, tc.wantDevice, tc.wantGroup)
 			}
+			// registrationState.x509: the presented leaf, and the anchor
+			// (none when the enrollment lists the leaf itself).
+			if rec.X509 == nil || rec.X509.CertificateInfo.SHA256Thumbprint != enrollment.CertificateInfo(tc.chain[0]).SHA256Thumbprint {
+				t.Errorf("x509 summary %+v, want the leaf's", rec.X509)
+			}
+			anchors := map[string]string{"g-root": "CN=Root", "g-ca": "CN=Registered CA"}
+			if signing := rec.X509.SigningCertificateInfo; (tc.wantGroup == "") != (signing == nil) || (signing != nil && signing.SubjectName != anchors[tc.wantGroup]) {
+				t.Errorf("signingCertificateInfo %+v", signing)
+			}
 		})
 	}
 
