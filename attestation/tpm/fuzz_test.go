@@ -1,0 +1,68 @@
+package tpm_test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"errors"
+	"testing"
+
+	"github.com/zdps/zdps/attestation/tpm"
+)
+
+// FuzzParsePublic: no input panics; a parsed key marshals back to the
+// input exactly (round trip); every refusal wraps a sentinel.
+func FuzzParsePublic(f *testing.F) {
+	k, _ := keys(f)
+	f.Add(tpm.EKTemplatePublic(k))
+	f.Add(tpm.MarshalRSAPublic(k, tpm.SRKAttributes, nil))
+	f.Add([]byte{0, 0})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		p, err := tpm.ParsePublic(b)
+		if err != nil {
+			if !errors.Is(err, tpm.ErrMalformed) {
+				t.Fatalf("error without sentinel: %v", err)
+			}
+			return
+		}
+		if !bytes.Equal(p.Marshal(), b) {
+			t.Fatal("round trip differs")
+		}
+		if len(p.Name()) != 34 {
+			t.Fatal("name is not SHA-256")
+		}
+		ekErr, srkErr := p.CheckEK(), p.CheckSRK()
+		if ekErr != nil && !errors.Is(ekErr, tpm.ErrEndorsementKey) || srkErr != nil && !errors.Is(srkErr, tpm.ErrStorageRootKey) {
+			t.Fatalf("check errors without sentinel: %v, %v", ekErr, srkErr)
+		}
+	})
+}
+
+// FuzzSplitActivationBlob: no input panics; the parts of an accepted blob
+// concatenate back to it.
+func FuzzSplitActivationBlob(f *testing.F) {
+	k, _ := keys(f)
+	ek, _ := tpm.ParseEK(tpm.EKTemplatePublic(k))
+	srk, _ := tpm.ParseSRK(tpm.MarshalRSAPublic(k, tpm.SRKAttributes, nil))
+	blob, err := tpm.MakeActivationBlob(rand.Reader, ek, srk, make([]byte, tpm.KeySize))
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(blob)
+	f.Add(blob[:len(blob)-2]) // without the empty TPM2B_DATA
+	f.Fuzz(func(t *testing.T, b []byte) {
+		a, err := tpm.SplitActivationBlob(b)
+		if err != nil {
+			if !errors.Is(err, tpm.ErrMalformed) {
+				t.Fatalf("error without sentinel: %v", err)
+			}
+			return
+		}
+		var all []byte
+		for _, p := range [][]byte{a.CredentialBlob, a.CredentialSeed, a.Duplicate, a.DuplicateSeed, a.Public, a.EncryptedURI} {
+			all = append(all, p...)
+		}
+		if !bytes.Equal(all, b) && !bytes.Equal(all, append(bytes.Clone(b), 0, 0)) {
+			t.Fatal("parts do not concatenate to the blob")
+		}
+	})
+}

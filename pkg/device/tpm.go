@@ -1,0 +1,234 @@
+package device
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/google/go-tpm/tpm2"
+	"github.com/google/go-tpm/tpm2/transport"
+	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
+
+	tpmatt "github.com/zdps/zdps/attestation/tpm"
+)
+
+// Persistent handles the Azure device SDKs use, and so does TPM.
+const (
+	EKHandle          tpm2.TPMHandle = 0x81010001
+	SRKHandle         tpm2.TPMHandle = 0x81000001
+	IdentityKeyHandle tpm2.TPMHandle = 0x81000100
+)
+
+// DefaultTPMPath is the kernel's TPM resource manager.
+const DefaultTPMPath = "/dev/tpmrm0"
+
+// ErrTPM is wrapped by every failure of a TPM command.
+var ErrTPM = errors.New("device: TPM")
+
+// TPMSecurity is what a TPM registration needs from the device's TPM: the
+// public endorsement and storage root keys (TPM2B_PUBLIC), importing the
+// authenticationKey blobs of the service, and HMAC with the imported key.
+// *TPM implements it over go-tpm; tests may fake it.
+type TPMSecurity interface {
+	EndorsementKey() []byte
+	StorageRootKey() []byte
+	// ActivateIdentityKey runs ActivateCredential and Import for blob and
+	// persists the key it carries, replacing any earlier one.
+	ActivateIdentityKey(blob []byte) error
+	// SignWithIdentity is HMAC-SHA256 with the imported key.
+	SignWithIdentity(data []byte) ([]byte, error)
+}
+
+// TPM is a device TPM driven the way the Azure device SDKs drive it: the
+// EK at EKHandle and the SRK at SRKHandle (created from the TCG default
+// templates and persisted when absent), and the key the service sends
+// imported under the SRK and persisted at IdentityKeyHandle. It is safe
+// for concurrent use; commands are serialised.
+type TPM struct {
+	mu      sync.Mutex
+	t       transport.TPM
+	ek, srk []byte // TPM2B_PUBLIC
+	ekName  tpm2.TPM2BName
+	srkName tpm2.TPM2BName
+	closer  func() error
+}
+
+var _ TPMSecurity = (*TPM)(nil)
+
+// OpenTPM opens the TPM device at path (DefaultTPMPath when empty) and
+// prepares it with NewTPM. Close it when done.
+func OpenTPM(path string) (*TPM, error) {
+	if path == "" {
+		path = DefaultTPMPath
+	}
+	t, err := linuxtpm.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("%w: open %s: %w", ErrTPM, path, err)
+	}
+	d, err := NewTPM(t)
+	if err != nil {
+		t.Close()
+		return nil, err
+	}
+	d.closer = t.Close
+	return d, nil
+}
+
+// NewTPM reads the EK and SRK at their persistent handles, creating and
+// persisting them from the TCG default RSA-2048 templates when absent (this
+// needs empty endorsement and owner authorisation, as the Azure SDKs
+// assume). It does not close t.
+func NewTPM(t transport.TPM) (*TPM, error) {
+	d := &TPM{t: t}
+	var err error
+	if d.ek, d.ekName, err = d.persistentPrimary(EKHandle, tpm2.TPMRHEndorsement, tpm2.RSAEKTemplate); err != nil {
+		return nil, fmt.Errorf("%w: endorsement key: %w", ErrTPM, err)
+	}
+	if d.srk, d.srkName, err = d.persistentPrimary(SRKHandle, tpm2.TPMRHOwner, tpm2.RSASRKTemplate); err != nil {
+		return nil, fmt.Errorf("%w: storage root key: %w", ErrTPM, err)
+	}
+	return d, nil
+}
+
+// Close closes the TPM opened by OpenTPM (nothing for NewTPM's).
+func (d *TPM) Close() error {
+	if d.closer == nil {
+		return nil
+	}
+	return d.closer()
+}
+
+func (d *TPM) persistentPrimary(h tpm2.TPMHandle, hierarchy tpm2.TPMHandle, tmpl tpm2.TPMTPublic) ([]byte, tpm2.TPM2BName, error) {
+	if rp, err := (tpm2.ReadPublic{ObjectHandle: h}).Execute(d.t); err == nil {
+		return tpm2.Marshal(rp.OutPublic), rp.Name, nil
+	}
+	cp, err := tpm2.CreatePrimary{
+		PrimaryHandle: tpm2.AuthHandle{Handle: hierarchy, Auth: tpm2.PasswordAuth(nil)},
+		InPublic:      tpm2.New2B(tmpl),
+	}.Execute(d.t)
+	if err != nil {
+		return nil, tpm2.TPM2BName{}, fmt.Errorf("CreatePrimary: %w", err)
+	}
+	defer (tpm2.FlushContext{FlushHandle: cp.ObjectHandle}).Execute(d.t) //nolint:errcheck // best effort
+	if _, err := (tpm2.EvictControl{
+		Auth:             tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)},
+		ObjectHandle:     tpm2.NamedHandle{Handle: cp.ObjectHandle, Name: cp.Name},
+		PersistentHandle: h,
+	}).Execute(d.t); err != nil {
+		return nil, tpm2.TPM2BName{}, fmt.Errorf("EvictControl: %w", err)
+	}
+	return tpm2.Marshal(cp.OutPublic), cp.Name, nil
+}
+
+// EndorsementKey is the EK's TPM2B_PUBLIC.
+func (d *TPM) EndorsementKey() []byte { return append([]byte(nil), d.ek...) }
+
+// StorageRootKey is the SRK's TPM2B_PUBLIC.
+func (d *TPM) StorageRootKey() []byte { return append([]byte(nil), d.srk...) }
+
+// RegistrationID is the default registration ID of this TPM
+// (tpm.RegistrationID of the EK).
+func (d *TPM) RegistrationID() string { return tpmatt.RegistrationID(d.ek) }
+
+// ActivateIdentityKey imports the key of an authenticationKey blob:
+// ActivateCredential with the EK (under a PolicySecret(endorsement)
+// session) releases the inner wrapping key bound to the SRK's Name; Import
+// under the SRK with that key; Load; persist at IdentityKeyHandle.
+func (d *TPM) ActivateIdentityKey(blob []byte) error {
+	parts, err := tpmatt.SplitActivationBlob(blob)
+	if err != nil {
+		return err
+	}
+	idObject, err := tpm2.Unmarshal[tpm2.TPM2BIDObject](parts.CredentialBlob)
+	if err != nil {
+		return fmt.Errorf("%w: credential blob: %v", tpmatt.ErrMalformed, err)
+	}
+	credSeed, err := tpm2.Unmarshal[tpm2.TPM2BEncryptedSecret](parts.CredentialSeed)
+	if err != nil {
+		return fmt.Errorf("%w: credential seed: %v", tpmatt.ErrMalformed, err)
+	}
+	dup, err := tpm2.Unmarshal[tpm2.TPM2BPrivate](parts.Duplicate)
+	if err != nil {
+		return fmt.Errorf("%w: duplicate: %v", tpmatt.ErrMalformed, err)
+	}
+	dupSeed, err := tpm2.Unmarshal[tpm2.TPM2BEncryptedSecret](parts.DuplicateSeed)
+	if err != nil {
+		return fmt.Errorf("%w: duplicate seed: %v", tpmatt.ErrMalformed, err)
+	}
+	pub, err := tpm2.Unmarshal[tpm2.TPM2BPublic](parts.Public)
+	if err != nil {
+		return fmt.Errorf("%w: key public area: %v", tpmatt.ErrMalformed, err)
+	}
+
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	srk := tpm2.AuthHandle{Handle: SRKHandle, Name: d.srkName, Auth: tpm2.PasswordAuth(nil)}
+	policy := tpm2.Policy(tpm2.TPMAlgSHA256, 16, func(t transport.TPM, h tpm2.TPMISHPolicy, _ tpm2.TPM2BNonce) error {
+		_, err := tpm2.PolicySecret{
+			AuthHandle:    tpm2.AuthHandle{Handle: tpm2.TPMRHEndorsement, Auth: tpm2.PasswordAuth(nil)},
+			PolicySession: h,
+		}.Execute(t)
+		return err
+	})
+	act, err := tpm2.ActivateCredential{
+		ActivateHandle: srk,
+		KeyHandle:      tpm2.AuthHandle{Handle: EKHandle, Name: d.ekName, Auth: policy},
+		CredentialBlob: *idObject,
+		Secret:         *credSeed,
+	}.Execute(d.t)
+	if err != nil {
+		return fmt.Errorf("%w: ActivateCredential: %w", ErrTPM, err)
+	}
+	innerKey := act.CertInfo.Buffer
+	defer clear(innerKey)
+	imp, err := tpm2.Import{
+		ParentHandle:  srk,
+		EncryptionKey: tpm2.TPM2BData{Buffer: innerKey},
+		ObjectPublic:  *pub,
+		Duplicate:     *dup,
+		InSymSeed:     *dupSeed,
+		Symmetric: tpm2.TPMTSymDef{
+			Algorithm: tpm2.TPMAlgAES,
+			KeyBits:   tpm2.NewTPMUSymKeyBits(tpm2.TPMAlgAES, tpm2.TPMKeyBits(8*len(innerKey))),
+			Mode:      tpm2.NewTPMUSymMode(tpm2.TPMAlgAES, tpm2.TPMAlgCFB),
+		},
+	}.Execute(d.t)
+	if err != nil {
+		return fmt.Errorf("%w: Import: %w", ErrTPM, err)
+	}
+	ld, err := tpm2.Load{ParentHandle: srk, InPrivate: imp.OutPrivate, InPublic: *pub}.Execute(d.t)
+	if err != nil {
+		return fmt.Errorf("%w: Load: %w", ErrTPM, err)
+	}
+	defer (tpm2.FlushContext{FlushHandle: ld.ObjectHandle}).Execute(d.t) //nolint:errcheck // best effort
+	owner := tpm2.AuthHandle{Handle: tpm2.TPMRHOwner, Auth: tpm2.PasswordAuth(nil)}
+	if rp, err := (tpm2.ReadPublic{ObjectHandle: IdentityKeyHandle}).Execute(d.t); err == nil {
+		if _, err := (tpm2.EvictControl{Auth: owner, ObjectHandle: tpm2.NamedHandle{Handle: IdentityKeyHandle, Name: rp.Name}, PersistentHandle: IdentityKeyHandle}).Execute(d.t); err != nil {
+			return fmt.Errorf("%w: EvictControl (remove the previous key): %w", ErrTPM, err)
+		}
+	}
+	if _, err := (tpm2.EvictControl{Auth: owner, ObjectHandle: tpm2.NamedHandle{Handle: ld.ObjectHandle, Name: ld.Name}, PersistentHandle: IdentityKeyHandle}).Execute(d.t); err != nil {
+		return fmt.Errorf("%w: EvictControl: %w", ErrTPM, err)
+	}
+	return nil
+}
+
+// SignWithIdentity is TPM2_HMAC (SHA-256) of data with the key at
+// IdentityKeyHandle.
+func (d *TPM) SignWithIdentity(data []byte) ([]byte, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	rp, err := (tpm2.ReadPublic{ObjectHandle: IdentityKeyHandle}).Execute(d.t)
+	if err != nil {
+		return nil, fmt.Errorf("%w: no identity key (activate one first): %w", ErrTPM, err)
+	}
+	rsp, err := tpm2.Hmac{
+		Handle:  tpm2.AuthHandle{Handle: IdentityKeyHandle, Name: rp.Name, Auth: tpm2.PasswordAuth(nil)},
+		Buffer:  tpm2.TPM2BMaxBuffer{Buffer: data},
+		HashAlg: tpm2.TPMAlgSHA256,
+	}.Execute(d.t)
+	if err != nil {
+		return nil, fmt.Errorf("%w: HMAC: %w", ErrTPM, err)
+	}
+	return rsp.OutHMAC.Buffer, nil
+}
