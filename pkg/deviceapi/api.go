@@ -333,6 +333,9 @@ func (a *API) trackingID(w http.ResponseWriter) string {
 }
 
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if a.writeChallenge(w, r, err) {
+		return
+	}
 	status, code, msg := classify(err)
 	id := a.trackingID(w)
 	if status >= 500 {

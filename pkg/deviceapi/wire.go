@@ -193,5 +193,8 @@ func operationStatus(op *enrollment.Operation) *RegistrationOperationStatus {
 		rec = &enrollment.Registration{RegistrationID: op.RegistrationID, Status: op.Status, ErrorCode: op.ErrorCode, ErrorMessage: op.ErrorMessage}
 	}
 	out.RegistrationState = resultOf(rec, op.IssuedCertificateChain)
+	if op.TPMAuthenticationKey != "" {
+		out.RegistrationState.TPM = &TPMRegistrationResult{AuthenticationKey: op.TPMAuthenticationKey}
+	}
 	return out
 }

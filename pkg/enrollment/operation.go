@@ -24,6 +24,10 @@ type Operation struct {
 	// certificates are public; the authoritative copy is the Certificate
 	// record.
 	IssuedCertificateChain [][]byte `json:"issuedCertificateChain,omitempty"`
+	// TPMAuthenticationKey is the base64 activation blob of a TPM
+	// registration (registrationState.tpm.authenticationKey): a key
+	// encrypted to the device's TPM, useless to anyone else.
+	TPMAuthenticationKey string `json:"tpmAuthenticationKey,omitempty"`
 	// ExpiresAt bounds how long a poll may find the operation.
 	ExpiresAt time.Time `json:"expiresAt"`
 }

@@ -46,6 +46,9 @@ type Identity struct {
 	// Group is the enrollment group whose credential the device proved
 	// (only when Enrollment is nil), or nil.
 	Group *enrollment.EnrollmentGroup
+	// TPM is the proof of a TPM device that answered its challenge
+	// (tpm.go), nil for other mechanisms.
+	TPM *TPMProof
 	// Certificate is the leaf the device presented (X.509), nil for other
 	// mechanisms. The record keeps its summary (registrationState.x509).
 	Certificate *x509.Certificate

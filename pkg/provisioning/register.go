@@ -50,6 +50,9 @@ func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Op
 		return nil, err
 	}
 	log = log.With("attestation", id.Type)
+	if err := freshTPM(id); err != nil {
+		return nil, err
+	}
 	if id.Renewal != nil {
 		log = log.With("renewal_of", id.Renewal.Serial)
 	}
@@ -229,6 +232,9 @@ func (s *Service) persist(ctx context.Context, opID string, req *Request, id *Id
 		case err != nil:
 			return err
 		}
+		if err := claimTPM(ctx, tx, id); err != nil {
+			return err
+		}
 		if err := checkRenewal(id, cur); err != nil {
 			return err
 		}
@@ -283,6 +289,7 @@ func (s *Service) persist(ctx context.Context, opID string, req *Request, id *Id
 		if issued != nil {
 			o.IssuedCertificateChain = issued.Chain
 		}
+		o.TPMAuthenticationKey = tpmAuthenticationKey(id)
 		if _, err := s.ops.In(tx).Put(ctx, o, store.Condition{IfNoneMatch: true}); err != nil {
 			return fmt.Errorf("provisioning: store operation: %w", err)
 		}

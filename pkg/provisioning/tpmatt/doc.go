@@ -1,0 +1,41 @@
+// Package tpmatt plugs TPM attestation (attestation/tpm) into the
+// provisioning pipeline, as Azure IoT Hub DPS runs it (PROTOCOL.md §2).
+//
+//   - Round one: a register with tpm{endorsementKey, storageRootKey} and no
+//     Authorization. The EK must equal the EK of the individual enrollment
+//     of the registration ID (TPM is individual-only) and, when EKRoots is
+//     configured, carry a valid EK certificate. The attestor draws a 32-byte
+//     HMAC key, stores it with a short expiry (ChallengeTTL) and answers a
+//     *provisioning.TPMChallenge with the activation blob.
+//   - Round two: the same body plus a SAS whose sig is TPM2_HMAC with that
+//     key. The attestor verifies it in constant time against the stored
+//     keys and returns an Identity with a provisioning.TPMProof: the
+//     pipeline claims the key in the transaction that persists the
+//     registration, and answers a second blob (a fresh key) as
+//     registrationState.tpm.authenticationKey.
+//   - Polls and status lookups carry the SAS and no body; the pipeline
+//     routes them here by the enrollment's attestation type, and a spent
+//     key opens them for PollWindow.
+//
+// # Security contract
+//
+//   - Challenge keys live in the store (bucket "tpm-challenges"), not in
+//     memory, so any replica verifies round two. They are kept in the
+//     clear, like the enrollments' symmetric keys: they are short-lived
+//     (5 minutes by default), and protecting the store protects them. They
+//     are never logged, never answered, and never leave the package except
+//     inside a blob encrypted to the device's TPM.
+//   - A key is single-use: Register refuses a spent key before any work,
+//     and the claim inside the persisting transaction makes concurrent
+//     second rounds commit at most one registration. A SAS replayed after
+//     success (beyond polls), after the key expired, or after the
+//     enrollment's EK changed is refused.
+//   - At most MaxPending keys are kept per registration ID: a stranger
+//     who knows a device's public EK and SRK cannot grow the store, and
+//     cannot void the device's pending challenge with a single request.
+//   - Only enrolled EKs get a challenge; refusals are
+//     provisioning.ErrUnauthorized with a fixed reason (a malformed EK or
+//     SRK is provisioning.ErrInvalid); store failures are server faults.
+//   - The key of the assigned answer is not kept: zdps has no hub to hand
+//     it to (the device's hub credential is the issued certificate).
+package tpmatt
