@@ -15,6 +15,9 @@
 //   - an individual enrollment for the registration ID lists the leaf
 //     itself (SHA-256 thumbprint) in clientCertificates; a self-signed
 //     leaf is fine there, no chain is verified;
+//   - an individual enrollment for the registration ID lists, in
+//     clientCertificates, a CA certificate (a DICE DeviceID certificate)
+//     and the chain verifies to it (the leaf is the Alias certificate);
 //   - an individual enrollment for the registration ID references, in
 //     caReferences, a registered CA certificate that is verified by proof
 //     of possession, and the chain verifies to it;
@@ -27,6 +30,12 @@
 //     then registered CA certificates and group signing certificates that
 //     issued the top of the presented chain, and so on up to
 //     MaxChainLength certificates in all.
+//
+// Path validation treats the TCG DICE extensions (DiceTcbInfo, its legacy
+// RIoT form, DiceMultiTcbInfo, DiceUeid) as handled when attestation/dice
+// parses them, even when critical; every other unhandled critical
+// extension of the path still fails it. Result.Chain is the verified path,
+// from which a firmware policy may read measurements.
 //
 // An enabled individual enrollment for the registration ID that the chain
 // does not match refuses the device: a group cannot take over an

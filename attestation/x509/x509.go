@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zdps/zdps/attestation/dice"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
@@ -108,6 +109,11 @@ type Result struct {
 	// CAName is the registered CA certificate that anchored the chain, ""
 	// when the anchor is a group's signing certificate or there is none.
 	CAName string
+	// Chain is the verified path, leaf first and Anchor last; the leaf
+	// alone when an individual enrollment lists the leaf itself. Only
+	// these certificates are authenticated (a DICE policy reads its
+	// measurements from them, never from other presented certificates).
+	Chain []*stdx509.Certificate
 }
 
 var oidCommonName = asn1.ObjectIdentifier{2, 5, 4, 3}
@@ -210,7 +216,16 @@ func (v *Verifier) individual(ctx context.Context, registrationID string, chain 
 				}
 				cert, err := enrollment.ParseCertificate(c.Certificate)
 				if err == nil && bytes.Equal(cert.Raw, leaf.Raw) {
-					return &Result{Enrollment: ie, Leaf: leaf}, nil
+					return &Result{Enrollment: ie, Leaf: leaf, Chain: []*stdx509.Certificate{leaf}}, nil
+				}
+				// A CA certificate listed here is a DICE DeviceID
+				// certificate: it admits the leaf (Alias) it issued.
+				if err == nil && enrollment.IsCA(cert) && len(chain) > 1 {
+					path, verr := v.verifyChain(leaf, chain[1:], cert)
+					if verr == nil {
+						return &Result{Enrollment: ie, Leaf: leaf, Anchor: cert, Chain: path}, nil
+					}
+					why = verr
 				}
 			}
 		}
@@ -220,11 +235,12 @@ func (v *Verifier) individual(ctx context.Context, registrationID string, chain 
 				return nil, fmt.Errorf("x509: looking up CA certificate: %w", err)
 			}
 			anchor, err := usableCA(ca, name)
+			var path []*stdx509.Certificate
 			if err == nil {
-				err = v.verifyChain(chain[0], chain[1:], anchor)
+				path, err = v.verifyChain(chain[0], chain[1:], anchor)
 			}
 			if err == nil {
-				return &Result{Enrollment: ie, Leaf: leaf, Anchor: anchor, CAName: ca.Name}, nil
+				return &Result{Enrollment: ie, Leaf: leaf, Anchor: anchor, CAName: ca.Name, Chain: path}, nil
 			}
 			why = err
 		}
@@ -389,7 +405,11 @@ func signingCertificates(g *enrollment.EnrollmentGroup) []*stdx509.Certificate {
 // certificate) and picks the match: a disabled group when there is one
 // (revocation wins), else the first.
 func (v *Verifier) decide(leaf *stdx509.Certificate, intermediates []*stdx509.Certificate, claims []claim) (*Result, error) {
-	verified := map[string]error{}
+	type outcome struct {
+		path []*stdx509.Certificate
+		err  error
+	}
+	verified := map[string]outcome{}
 	var matches []claim
 	var firstErr error
 	for _, cl := range claims {
@@ -399,12 +419,12 @@ func (v *Verifier) decide(leaf *stdx509.Certificate, intermediates []*stdx509.Ce
 		}
 		if err == nil {
 			k := string(cl.cert.Raw)
-			e, done := verified[k]
+			o, done := verified[k]
 			if !done {
-				e = v.verifyChain(leaf, intermediates, cl.cert)
-				verified[k] = e
+				o.path, o.err = v.verifyChain(leaf, intermediates, cl.cert)
+				verified[k] = o
 			}
-			err = e
+			err = o.err
 		}
 		if err != nil {
 			if firstErr == nil {
@@ -424,7 +444,7 @@ func (v *Verifier) decide(leaf *stdx509.Certificate, intermediates []*stdx509.Ce
 			break
 		}
 	}
-	res := &Result{Group: pick.group, Leaf: leaf, Anchor: pick.cert}
+	res := &Result{Group: pick.group, Leaf: leaf, Anchor: pick.cert, Chain: verified[string(pick.cert.Raw)].path}
 	if pick.ca != nil {
 		res.CAName = pick.ca.Name
 	}
@@ -432,29 +452,33 @@ func (v *Verifier) decide(leaf *stdx509.Certificate, intermediates []*stdx509.Ce
 }
 
 // verifyChain runs crypto/x509 path validation from leaf to anchor, the
-// only root, for client authentication at the injected time.
-func (v *Verifier) verifyChain(leaf *stdx509.Certificate, intermediates []*stdx509.Certificate, anchor *stdx509.Certificate) error {
+// only root, for client authentication at the injected time, and returns
+// the verified path (leaf first, anchor last). Critical TCG DICE
+// extensions that attestation/dice parses are not "unhandled" (PROTOCOL.md
+// §6); any other unhandled critical extension, anywhere in the path,
+// still fails it.
+func (v *Verifier) verifyChain(leaf *stdx509.Certificate, intermediates []*stdx509.Certificate, anchor *stdx509.Certificate) ([]*stdx509.Certificate, error) {
 	if !enrollment.IsCA(anchor) {
-		return fmt.Errorf("%w: the enrollment's certificate is not a CA certificate", ErrChain)
+		return nil, fmt.Errorf("%w: the enrollment's certificate is not a CA certificate", ErrChain)
 	}
 	roots := stdx509.NewCertPool()
-	roots.AddCert(anchor)
+	roots.AddCert(dice.AcceptUnderstood(anchor))
 	inter := stdx509.NewCertPool()
 	for _, c := range intermediates {
-		inter.AddCert(c)
+		inter.AddCert(dice.AcceptUnderstood(c))
 	}
-	_, err := leaf.Verify(stdx509.VerifyOptions{
+	chains, err := dice.AcceptUnderstood(leaf).Verify(stdx509.VerifyOptions{
 		Roots:         roots,
 		Intermediates: inter,
 		CurrentTime:   v.now(),
 		KeyUsages:     []stdx509.ExtKeyUsage{stdx509.ExtKeyUsageClientAuth},
 	})
-	if err == nil {
-		return nil
+	if err == nil && len(chains) > 0 {
+		return chains[0], nil
 	}
 	var inv stdx509.CertificateInvalidError
 	if errors.As(err, &inv) && inv.Reason == stdx509.Expired {
-		return fmt.Errorf("%w: %v", ErrExpired, err)
+		return nil, fmt.Errorf("%w: %v", ErrExpired, err)
 	}
-	return fmt.Errorf("%w: %v", ErrChain, err)
+	return nil, fmt.Errorf("%w: %v", ErrChain, err)
 }

@@ -126,6 +126,7 @@ func (e *IndividualEnrollment) Clone() *IndividualEnrollment {
 		rs := *e.RegistrationState
 		rs.CreatedDateTimeUTC = clonePtr(rs.CreatedDateTimeUTC)
 		rs.LastUpdatedDateTimeUTC = clonePtr(rs.LastUpdatedDateTimeUTC)
+		rs.DICE = rs.DICE.Clone()
 		c.RegistrationState = &rs
 	}
 	c.Attestation = e.Attestation.clone()
@@ -134,6 +135,7 @@ func (e *IndividualEnrollment) Clone() *IndividualEnrollment {
 	c.ReprovisionPolicy = clonePtr(e.ReprovisionPolicy)
 	c.IoTHubs = slices.Clone(e.IoTHubs)
 	c.CustomAllocationDefinition = clonePtr(e.CustomAllocationDefinition)
+	c.FirmwarePolicy = e.FirmwarePolicy.Clone()
 	return &c
 }
 
@@ -150,6 +152,7 @@ func (g *EnrollmentGroup) Clone() *EnrollmentGroup {
 	c.ReprovisionPolicy = clonePtr(g.ReprovisionPolicy)
 	c.IoTHubs = slices.Clone(g.IoTHubs)
 	c.CustomAllocationDefinition = clonePtr(g.CustomAllocationDefinition)
+	c.FirmwarePolicy = g.FirmwarePolicy.Clone()
 	return &c
 }
 

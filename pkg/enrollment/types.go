@@ -160,6 +160,8 @@ type RegistrationState struct {
 	ErrorMessage           string     `json:"errorMessage,omitempty"`
 	LastUpdatedDateTimeUTC *time.Time `json:"lastUpdatedDateTimeUtc,omitempty"`
 	ETag                   string     `json:"etag,omitempty"`
+	// DICE is a zdps extension: see Registration.DICE.
+	DICE *DICEState `json:"dice,omitempty"`
 }
 
 // IndividualEnrollment enrolls one device.
@@ -177,6 +179,9 @@ type IndividualEnrollment struct {
 	AllocationPolicy           string                      `json:"allocationPolicy,omitempty"`
 	IoTHubs                    []string                    `json:"iotHubs,omitempty"`
 	CustomAllocationDefinition *CustomAllocationDefinition `json:"customAllocationDefinition,omitempty"`
+	// FirmwarePolicy is a zdps extension (ignored by Azure tools): the
+	// DICE firmware a device must run (firmware.go).
+	FirmwarePolicy *FirmwarePolicy `json:"firmwarePolicy,omitempty"`
 }
 
 // EnrollmentGroup enrolls every device whose chain or derived key leads to it.
@@ -192,6 +197,9 @@ type EnrollmentGroup struct {
 	AllocationPolicy           string                      `json:"allocationPolicy,omitempty"`
 	IoTHubs                    []string                    `json:"iotHubs,omitempty"`
 	CustomAllocationDefinition *CustomAllocationDefinition `json:"customAllocationDefinition,omitempty"`
+	// FirmwarePolicy is a zdps extension (ignored by Azure tools): the
+	// DICE firmware every device of the group must run (firmware.go).
+	FirmwarePolicy *FirmwarePolicy `json:"firmwarePolicy,omitempty"`
 }
 
 // Registration is the stored record of a device's registration. Its wire
@@ -214,6 +222,9 @@ type Registration struct {
 	// X509 summarises the certificates of the last registration when it
 	// was attested by X.509 (renewals included), nil otherwise.
 	X509 *RegistrationX509 `json:"x509,omitempty"`
+	// DICE is a zdps extension: the DeviceID key and the firmware
+	// measurements of the last registration with a DICE chain.
+	DICE *DICEState `json:"dice,omitempty"`
 }
 
 // State is the DPS wire form of the record.
@@ -229,6 +240,7 @@ func (r *Registration) State() *RegistrationState {
 		ErrorMessage:           r.ErrorMessage,
 		LastUpdatedDateTimeUTC: r.LastUpdatedDateTimeUTC,
 		ETag:                   r.ETag,
+		DICE:                   r.DICE.Clone(),
 	}
 }
 

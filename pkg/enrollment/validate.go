@@ -437,6 +437,9 @@ func (e *IndividualEnrollment) Validate() error {
 	if err := validateAttestation(e.Attestation, true); err != nil {
 		return err
 	}
+	if err := validateFirmwarePolicy(e.FirmwarePolicy); err != nil {
+		return err
+	}
 	return e.common().validate()
 }
 
@@ -447,6 +450,9 @@ func (g *EnrollmentGroup) Validate() error {
 		return err
 	}
 	if err := validateAttestation(g.Attestation, false); err != nil {
+		return err
+	}
+	if err := validateFirmwarePolicy(g.FirmwarePolicy); err != nil {
 		return err
 	}
 	return g.common().validate()

@@ -60,6 +60,14 @@ type Identity struct {
 	// requires a CSR, keeps device ID and hub, and issues a new
 	// certificate (see Register).
 	Renewal *Renewal
+	// DICE is the DeviceID key and firmware measurements of a DICE chain
+	// (X.509), nil otherwise; the record keeps it (dice.go).
+	DICE *enrollment.DICEState
+	// FirmwareViolation, when not "", is why the enrollment's DICE
+	// firmware policy refuses the device: Register answers status failed
+	// with it as errorMessage (dice.go). It names a layer and a
+	// measurement, never a secret.
+	FirmwareViolation string
 }
 
 // Renewal says which operational certificate a renewing device presented.

@@ -74,6 +74,9 @@ func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Op
 		log.InfoContext(ctx, "registration refused", "outcome", OutcomeDisabled)
 		return op, nil
 	}
+	if op, err := s.refuseFirmware(ctx, log, opID, req, id); op != nil || err != nil {
+		return op, err
+	}
 
 	// Slow work outside the transaction: the current record (a snapshot
 	// for the allocator), the hub decision, the certificate.
@@ -223,6 +226,7 @@ func (s *Service) persist(ctx context.Context, opID string, req *Request, id *Id
 		payload = dec.Payload
 	}
 	var op *enrollment.Operation
+	var oldDICE *enrollment.DICEState
 	err := s.st.Backend.Update(ctx, func(tx store.Tx) error {
 		regs := s.st.Registrations.In(tx)
 		cur, err := regs.Get(ctx, req.RegistrationID)
@@ -238,6 +242,13 @@ func (s *Service) persist(ctx context.Context, opID string, req *Request, id *Id
 		if err := checkRenewal(id, cur); err != nil {
 			return err
 		}
+		diceState, err := diceRecord(id, cur)
+		if err != nil {
+			return err
+		}
+		if oldDICE = nil; cur != nil {
+			oldDICE = cur.DICE
+		}
 		hub, sub := nextState(cur, dec.Hub, t.reprov)
 		rec := &enrollment.Registration{
 			RegistrationID:    req.RegistrationID,
@@ -250,6 +261,7 @@ func (s *Service) persist(ctx context.Context, opID string, req *Request, id *Id
 			EnrollmentGroupID: t.groupID(),
 			Payload:           cloneRaw(payload),
 			X509:              x509Summary(id),
+			DICE:              diceState,
 		}
 		if id.Renewal != nil && len(payload) == 0 {
 			rec.Payload = cloneRaw(cur.Payload) // a renewal without payload keeps the last one
@@ -299,6 +311,7 @@ func (s *Service) persist(ctx context.Context, opID string, req *Request, id *Id
 	if err != nil {
 		return nil, err
 	}
+	s.auditFirmware(ctx, op.Registration, oldDICE)
 	return op, nil
 }
 

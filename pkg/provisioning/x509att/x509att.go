@@ -72,14 +72,16 @@ func (a *Attestor) Attest(ctx context.Context, req *provisioning.Request) (*prov
 	if res == nil || (res.Enrollment == nil && res.Group == nil) {
 		return nil, provisioning.Refuse("no enrollment admits the certificate", fmt.Errorf("%w: no enrollment", provisioning.ErrUnauthorized))
 	}
-	return &provisioning.Identity{
+	id := &provisioning.Identity{
 		Type:               enrollment.AttestationX509,
 		RegistrationID:     req.RegistrationID,
 		Enrollment:         res.Enrollment,
 		Group:              res.Group,
 		Certificate:        res.Leaf,
 		SigningCertificate: res.Anchor,
-	}, nil
+	}
+	applyDICE(res, id) // dice.go
+	return id, nil
 }
 
 // Lookup is x509v.Lookup over the store.
