@@ -18,3 +18,15 @@ if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
     pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start || true
   fi
 fi
+
+# The store/postgres conformance suite, test/replicas and test/storebench use
+# $ZDPS_TEST_POSTGRES (default postgres://postgres@127.0.0.1:5432/test) and
+# fail when it does not answer; ZDPS_TEST_POSTGRES=off skips them instead.
+if [ "${ZDPS_TEST_POSTGRES:-}" != "off" ] && command -v pg_isready >/dev/null 2>&1; then
+  for _ in $(seq 30); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 1; done
+  if [ -z "${ZDPS_TEST_POSTGRES:-}" ] && command -v psql >/dev/null 2>&1 &&
+    ! psql -h 127.0.0.1 -U postgres -d postgres -Atc "SELECT 1 FROM pg_database WHERE datname = 'test'" 2>/dev/null | grep -q 1; then
+    echo "test-setup: creating database test" >&2
+    createdb -h 127.0.0.1 -U postgres test || true
+  fi
+fi

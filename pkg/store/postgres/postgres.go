@@ -68,6 +68,7 @@ type Backend struct {
 	maxAttempts  int
 	closed       atomic.Bool
 	q            queries
+	retries      atomic.Int64
 }
 
 var _ store.Backend = (*Backend)(nil)
@@ -183,6 +184,7 @@ func (b *Backend) Update(ctx context.Context, fn func(store.Tx) error) error {
 		if !retry {
 			return err
 		}
+		b.retries.Add(1)
 		if n >= b.maxAttempts {
 			return fmt.Errorf("%w (%d attempts): %w", ErrContention, n, err)
 		}
@@ -268,6 +270,10 @@ func (b *Backend) Close() error {
 	b.pool.Close()
 	return nil
 }
+
+// Retries counts Update attempts that were aborted by a serialization
+// failure or deadlock and ran again (or gave up), since Open.
+func (b *Backend) Retries() int64 { return b.retries.Load() }
 
 // Stat is the pool's state, for metrics and tests.
 func (b *Backend) Stat() *pgxpool.Stat { return b.pool.Stat() }
