@@ -12,6 +12,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	neturl "net/url"
 	"os"
 	"strings"
 	"testing"
@@ -50,7 +51,7 @@ func Schema(t testing.TB) (url, schema string) {
 	defer cancel()
 	conn, err := pgx.Connect(ctx, url)
 	if err != nil {
-		t.Fatalf("PostgreSQL at %s=%q does not answer (set %s=off to skip these tests): %v", EnvURL, url, EnvURL, err)
+		t.Fatalf("PostgreSQL at %s=%q does not answer (set %s=off to skip these tests): %v", EnvURL, redact(url), EnvURL, err)
 	}
 	conn.Close(ctx)
 	var rb [6]byte
@@ -58,6 +59,14 @@ func Schema(t testing.TB) (url, schema string) {
 	schema = "zdps_test_" + hex.EncodeToString(rb[:])
 	t.Cleanup(func() { Drop(t, url, schema) })
 	return url, schema
+}
+
+func redact(s string) string {
+	u, err := neturl.Parse(s)
+	if err != nil {
+		return "(unparsable URL)"
+	}
+	return u.Redacted()
 }
 
 // Drop removes schema and everything in it.
