@@ -66,6 +66,9 @@ type serveConfig struct {
 	RevokeOnDisable bool
 	CRLURL          string
 	CRLValidity     time.Duration
+	// TPMEKRoots is a PEM file of TPM manufacturer certificates; when set,
+	// TPM devices must present an EK certificate that chains to them.
+	TPMEKRoots string
 }
 
 // Files the server keeps in its data directory.
@@ -122,6 +125,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.StringVar(&cfg.CRLURL, "crl-url", "", "absolute http(s) URL of this instance's GET /crl, written as CRL distribution point into issued certificates (default: none)")
 	f.DurationVar(&cfg.CRLValidity, "crl-validity", 24*time.Hour, "nextUpdate distance of the served CRL; it is re-signed when a quarter of it is left or the revoked set changes")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "keep-alive idle timeout; must exceed any Retry-After sent (the C SDK keeps one connection)")
+	f.StringVar(&cfg.TPMEKRoots, "tpm-ek-roots", "", "PEM file of TPM manufacturer root (and intermediate) certificates; when set, TPM devices must send an EK certificate (payload tpmEkCertificate, base64 DER) that chains to them and certifies their EK")
 	return cmd
 }
 
@@ -392,11 +396,16 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 	if err != nil {
 		return err
 	}
+	tpmAtt, err := newTPMAttestor(st, cfg.TPMEKRoots)
+	if err != nil {
+		return err
+	}
 	prov, err := provisioning.New(provisioning.Config{
 		Store: st,
 		Attestors: map[string]provisioning.Attestor{
 			enrollment.AttestationSymmetricKey: symAtt,
 			enrollment.AttestationX509:         x509Att,
+			enrollment.AttestationTPM:          tpmAtt,
 		},
 		Allocator:           hashed.New(),
 		Issuer:              issuer,

@@ -51,6 +51,9 @@ type Client struct {
 	hc       *http.Client
 	own      *http.Transport
 	log      *slog.Logger
+	// tpmToken is the TPM-signed SAS of a TPM registration, set after
+	// its challenge (tpm_register.go).
+	tpmToken string
 }
 
 // Register is New(cfg) followed by Register, closing the client's
@@ -75,13 +78,13 @@ func New(cfg Config) (*Client, error) {
 		return nil, invalidConfig("IDScope %q is not a valid ID scope", cfg.IDScope)
 	}
 	n := 0
-	for _, set := range []bool{len(cfg.SymmetricKey) > 0, len(cfg.GroupKey) > 0, cfg.Certificate != nil} {
+	for _, set := range []bool{len(cfg.SymmetricKey) > 0, len(cfg.GroupKey) > 0, cfg.Certificate != nil, cfg.TPM != nil} {
 		if set {
 			n++
 		}
 	}
 	if n != 1 {
-		return nil, invalidConfig("exactly one of SymmetricKey, GroupKey and Certificate is required, %d are set", n)
+		return nil, invalidConfig("exactly one of SymmetricKey, GroupKey, Certificate and TPM is required, %d are set", n)
 	}
 	if cfg.Certificate != nil {
 		leaf, err := leafOf(cfg.Certificate)
@@ -91,6 +94,9 @@ func New(cfg Config) (*Client, error) {
 		if cfg.RegistrationID == "" {
 			cfg.RegistrationID = leaf.Subject.CommonName
 		}
+	}
+	if cfg.TPM != nil && cfg.RegistrationID == "" {
+		cfg.RegistrationID = tpmRegistrationID(cfg.TPM.EndorsementKey())
 	}
 	if err := enrollment.ValidateRegistrationID(cfg.RegistrationID); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -226,6 +232,7 @@ type registerBody struct {
 	RegistrationID string          `json:"registrationId"`
 	Payload        json.RawMessage `json:"payload,omitempty"`
 	CSR            string          `json:"csr,omitempty"`
+	TPM            *tpmBody        `json:"tpm,omitempty"`
 }
 
 // operationStatus is the RegistrationOperationStatus read from the
@@ -281,7 +288,7 @@ func (c *Client) Register(ctx context.Context) (*Result, error) {
 		}
 		priv, pub = k, k.Public()
 	}
-	body := registerBody{RegistrationID: c.regID, Payload: c.cfg.Payload}
+	body := registerBody{RegistrationID: c.regID, Payload: c.cfg.Payload, TPM: c.tpmBody()}
 	if len(csr) > 0 {
 		body.CSR = base64.StdEncoding.EncodeToString(csr)
 	}
@@ -290,11 +297,17 @@ func (c *Client) Register(ctx context.Context) (*Result, error) {
 		return nil, fmt.Errorf("device: encode request: %w", err)
 	}
 	r := &run{c: c, deadline: c.cfg.Now().Add(c.cfg.MaxWait)}
+	if err := c.tpmChallenge(ctx, r, b); err != nil {
+		return nil, err
+	}
 	ans, err := r.exchange(ctx, http.MethodPut, c.path("register"), b)
 	for err == nil {
 		st := ans.op
 		switch strings.ToLower(st.Status) {
 		case statusAssigned:
+			if err := c.tpmAssigned(ans); err != nil {
+				return nil, err
+			}
 			return c.result(ans, priv, pub)
 		case statusAssigning:
 			if st.OperationID == "" {
@@ -441,6 +454,9 @@ func (r *run) once(ctx context.Context, method, path string, body []byte) (*answ
 	if c.key != nil {
 		req.Header.Set("Authorization", sas.Build(c.key, c.resource, "registration", c.cfg.Now().Add(c.cfg.TokenTTL)))
 	}
+	if c.tpmToken != "" {
+		req.Header.Set("Authorization", c.tpmToken)
+	}
 	r.requests++
 	resp, err := c.hc.Do(req)
 	if err != nil {
@@ -472,6 +488,8 @@ func (r *run) once(ctx context.Context, method, path string, body []byte) (*answ
 			return nil, -1, malformed("HTTP %d answer is not a RegistrationOperationStatus (Content-Type %q): %v", code, resp.Header.Get("Content-Type"), err)
 		}
 		return &answer{code: code, header: resp.Header, op: op, raw: raw}, 0, nil
+	case c.asTPMChallenge(code, raw) != nil:
+		return nil, -1, c.asTPMChallenge(code, raw)
 	case code == http.StatusTooManyRequests || code >= 500:
 		// Clients treat every status >= 429 as transient (PROTOCOL.md §1).
 		d, _ := parseRetryAfter(resp.Header)

@@ -43,7 +43,7 @@ const (
 )
 
 // Config configures a registration. Endpoint, IDScope and exactly one of
-// SymmetricKey, GroupKey or Certificate are required.
+// SymmetricKey, GroupKey, Certificate or TPM are required.
 type Config struct {
 	// Endpoint is the service's host[:port] (port 443 when absent); an
 	// https:// prefix is accepted.
@@ -68,6 +68,11 @@ type Config struct {
 	// (X.509 attestation): the leaf and any intermediates, leaf first,
 	// with its private key. It is always presented when the server asks.
 	Certificate *tls.Certificate
+	// TPM authenticates the device with its TPM (TPM attestation, the
+	// Azure flow: EK challenge, then a SAS signed by the TPM); *TPM over
+	// /dev/tpmrm0 or a simulator. RegistrationID defaults to the EK's
+	// (tpm.RegistrationID).
+	TPM TPMSecurity
 
 	// Payload is sent as the registration payload when set; it must be
 	// valid JSON.

@@ -1,0 +1,61 @@
+package main
+
+import (
+	"crypto/x509"
+	"encoding/pem"
+	"fmt"
+	"os"
+
+	"github.com/zdps/zdps/pkg/provisioning/tpmatt"
+	"github.com/zdps/zdps/pkg/store"
+)
+
+// newTPMAttestor builds the TPM attestor; with --tpm-ek-roots every TPM
+// device must send an EK certificate (payload tpmEkCertificate) that
+// chains to one of those manufacturer roots.
+func newTPMAttestor(st *store.Store, ekRootsFile string) (*tpmatt.Attestor, error) {
+	cfg := tpmatt.Config{Store: st}
+	if ekRootsFile != "" {
+		roots, inter, err := loadEKRoots(ekRootsFile)
+		if err != nil {
+			return nil, err
+		}
+		cfg.EKRoots, cfg.EKIntermediates, cfg.EKCertificates = roots, inter, tpmatt.FromPayload
+	}
+	return tpmatt.New(cfg)
+}
+
+// loadEKRoots reads PEM certificates: self-signed ones are roots, the
+// others intermediates (manufacturers publish both).
+func loadEKRoots(file string) (roots, inter *x509.CertPool, err error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--tpm-ek-roots: %w", err)
+	}
+	roots, inter = x509.NewCertPool(), x509.NewCertPool()
+	n := 0
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--tpm-ek-roots: certificate %d: %w", n+1, err)
+		}
+		n++
+		if c.CheckSignatureFrom(c) == nil {
+			roots.AddCert(c)
+		} else {
+			inter.AddCert(c)
+		}
+	}
+	if n == 0 {
+		return nil, nil, fmt.Errorf("--tpm-ek-roots: %s holds no PEM certificate", file)
+	}
+	return roots, inter, nil
+}
