@@ -11,7 +11,7 @@ import (
 func newEnrollmentCmd(g *globals) *cobra.Command {
 	cmd := parent("enrollment", "Manage individual enrollments", "enrollments")
 	cmd.AddCommand(newEnrollmentCreateCmd(g), newEnrollmentGetCmd(g), newEnrollmentListCmd(g),
-		newEnrollmentDeleteCmd(g), newEnrollmentKeysCmd(g), newImportCmd(g))
+		newEnrollmentDeleteCmd(g), newEnrollmentKeysCmd(g), newImportCmd(g), newEnrollmentSetFirmwarePolicyCmd(g))
 	return cmd
 }
 

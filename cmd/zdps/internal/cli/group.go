@@ -12,7 +12,7 @@ import (
 func newGroupCmd(g *globals) *cobra.Command {
 	cmd := parent("group", "Manage enrollment groups", "groups", "enrollment-group")
 	cmd.AddCommand(newGroupCreateCmd(g), newGroupGetCmd(g), newGroupListCmd(g), newGroupDeleteCmd(g),
-		newGroupKeysCmd(g), newComputeDeviceKeyCmd(g))
+		newGroupKeysCmd(g), newComputeDeviceKeyCmd(g), newGroupSetFirmwarePolicyCmd(g))
 	return cmd
 }
 
