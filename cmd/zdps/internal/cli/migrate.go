@@ -94,6 +94,10 @@ func runMigrate(cmd *cobra.Command, g *globals, cfg migrateConfig) error {
 	for _, s := range srcSum {
 		total += s.Keys
 	}
+	if total == 0 {
+		// A mistyped schema or path opens as a new, empty store.
+		return userErrorf(nil, "source %s is empty; nothing to migrate", fromSpec)
+	}
 	draw := g.opts.StderrIsTerminal()
 	if cmd.Flags().Changed("progress") {
 		draw = cfg.progress

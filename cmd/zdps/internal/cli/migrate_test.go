@@ -10,6 +10,7 @@ import (
 	"github.com/zdps/zdps/internal/pgtest"
 	"github.com/zdps/zdps/internal/zdpstest"
 	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/store/bolt"
 )
 
 func TestMigrateArguments(t *testing.T) {
@@ -24,6 +25,7 @@ func TestMigrateArguments(t *testing.T) {
 		{"unknown form", []string{"migrate", "--from", "mysql://x", "--to", "bolt:" + dir}, "--from:"},
 		{"same store", []string{"migrate", "--from", "bolt:" + dir, "--to", "bolt:" + filepath.Join(dir, "zdps.db")}, "same store"},
 		{"missing source file", []string{"migrate", "--from", "bolt:" + filepath.Join(dir, "nope.db"), "--to", "bolt:" + filepath.Join(dir, "x.db")}, "source bolt:"},
+		{"empty source", []string{"migrate", "--from", "bolt:" + emptyBolt(t), "--to", "bolt:" + filepath.Join(dir, "y.db")}, "is empty"},
 		{"bad batch size", []string{"migrate", "--from", "bolt:a", "--to", "bolt:b", "--batch-size", "0"}, "--batch-size"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -135,4 +137,16 @@ func readFile(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// emptyBolt is a bbolt file with nothing in it.
+func emptyBolt(t *testing.T) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "empty.db")
+	b, err := bolt.Open(path, bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	return path
 }
