@@ -86,7 +86,12 @@ func decode(t *testing.T, s string) []byte {
 
 func TestSharedInstance(t *testing.T) {
 	c := newCluster(t)
-	a, b := c.start(t), c.start(t)
+	a := c.start(t)
+	// The second one is configured through the environment, as a
+	// container would be.
+	t.Setenv("ZDPS_STORE", c.storeURL)
+	t.Setenv("ZDPS_KEK_FILE", c.kekFile)
+	b := zdpstest.Start(t)
 	if sa, sb := a.IDScope(), b.IDScope(); sa != sb {
 		t.Errorf("ID scopes %s and %s", sa, sb)
 	}
