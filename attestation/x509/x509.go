@@ -219,8 +219,9 @@ func (v *Verifier) individual(ctx context.Context, registrationID string, chain 
 					return &Result{Enrollment: ie, Leaf: leaf, Chain: []*stdx509.Certificate{leaf}}, nil
 				}
 				// A CA certificate listed here is a DICE DeviceID
-				// certificate: it admits the leaf (Alias) it issued.
-				if err == nil && enrollment.IsCA(cert) && len(chain) > 1 {
+				// certificate: it admits the leaf (Alias) it issued,
+				// whether the device also sends it or not.
+				if err == nil && enrollment.IsCA(cert) {
 					path, verr := v.verifyChain(leaf, chain[1:], cert)
 					if verr == nil {
 						return &Result{Enrollment: ie, Leaf: leaf, Anchor: cert, Chain: path}, nil

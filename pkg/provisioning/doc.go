@@ -18,7 +18,8 @@
 // # Outcomes
 //
 // Register answers a stored enrollment.Operation whose status is assigned,
-// failed (allocation failed: errorCode 400209) or disabled (the individual
+// failed (allocation failed: errorCode 400209; the DICE firmware policy
+// refused the device: errorCode 403010, see dice.go) or disabled (the individual
 // enrollment, or else the group, is disabled; a disabled individual
 // enrollment refuses the device even when it proved a key of an enabled
 // group). Refusals are errors: ErrUnauthorized (no or wrong credential, no

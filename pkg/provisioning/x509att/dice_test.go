@@ -204,6 +204,60 @@ func TestDICEVectors(t *testing.T) {
 	}
 }
 
+// TestDICEDeviceIDPinned: once a registration ID was provisioned with a
+// DeviceID key, another device (another DeviceID under the same root)
+// claiming it is unauthorized and changes nothing; deleting the record
+// lets it register.
+func TestDICEDeviceIDPinned(t *testing.T) {
+	ctx := context.Background()
+	e := newDICEEnv(t)
+	root, err := dicesim.NewRoot("pinning root", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	put(t, e.st.Groups, &enrollment.EnrollmentGroup{
+		EnrollmentGroupID: "dice",
+		Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{
+			SigningCertificates: &enrollment.X509Certificates{Primary: &enrollment.X509CertificateWithInfo{Certificate: string(root.PEM())}},
+		}},
+	})
+	layer := int64(1)
+	device := func(seed byte) []*x509.Certificate {
+		c, err := dicesim.Build(root, dicesim.Device{UDS: bytes.Repeat([]byte{seed}, 32), RegistrationID: "pinned", Critical: true,
+			AliasTcbInfos: []dice.TcbInfo{{Layer: &layer, FWIDs: []dice.FWID{dicesim.Measure([]byte("fw"))}}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return []*x509.Certificate{c.Alias.Cert, c.DeviceID.Cert}
+	}
+	register := func(chain []*x509.Certificate) (*enrollment.Operation, error) {
+		return e.svc.Register(ctx, &provisioning.Request{RegistrationID: "pinned", ClientCertificates: chain})
+	}
+	if op, err := register(device(1)); err != nil || op.Status != enrollment.RegistrationAssigned {
+		t.Fatalf("first device: %+v %v", op, err)
+	}
+	before, err := e.st.Registrations.Get(ctx, "pinned")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := register(device(2)); !errors.Is(err, provisioning.ErrUnauthorized) {
+		t.Fatalf("another DeviceID: %v, want unauthorized", err)
+	}
+	after, err := e.st.Registrations.Get(ctx, "pinned")
+	if err != nil || after.ETag != before.ETag {
+		t.Fatalf("the refusal changed the record: %v", err)
+	}
+	if op, err := register(device(1)); err != nil || op.Status != enrollment.RegistrationAssigned {
+		t.Fatalf("the first device again: %+v %v", op, err)
+	}
+	if err := e.st.Registrations.Delete(ctx, "pinned", store.Condition{}); err != nil {
+		t.Fatal(err)
+	}
+	if op, err := register(device(2)); err != nil || op.Status != enrollment.RegistrationAssigned {
+		t.Fatalf("a replacement device after the record was deleted: %+v %v", op, err)
+	}
+}
+
 func auditEvent(t *testing.T, logs *bytes.Buffer, action string) map[string]any {
 	t.Helper()
 	for _, line := range strings.Split(logs.String(), "\n") {
