@@ -12,6 +12,18 @@ if [ -f interop/node/package-lock.json ]; then
   (cd interop/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# TPM tests: Debian's swtpm is the TPM of the Node.js interop test
+# (interop/node_tpm_test.go); the in-process reference simulator
+# (go-tpm-tools, cgo) needs a C compiler and OpenSSL's headers.
+tpm_pkgs=()
+command -v swtpm >/dev/null 2>&1 || tpm_pkgs+=(swtpm swtpm-tools)
+command -v gcc >/dev/null 2>&1 || tpm_pkgs+=(gcc)
+[ -f /usr/include/openssl/evp.h ] || tpm_pkgs+=(libssl-dev)
+if [ ${#tpm_pkgs[@]} -gt 0 ]; then
+  echo "test-setup: installing ${tpm_pkgs[*]}" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${tpm_pkgs[@]}" >/dev/null
+fi
+
 if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
   if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
     echo "test-setup: starting PostgreSQL" >&2

@@ -50,7 +50,11 @@ type syncBuffer struct {
 	bytes.Buffer
 }
 
-func (b *syncBuffer) Write(p []byte) (int, error) { b.mu.Lock(); defer b.mu.Unlock(); return b.Buffer.Write(p) }
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.Buffer.Write(p)
+}
 
 func newEnv(t *testing.T) *env {
 	t.Helper()

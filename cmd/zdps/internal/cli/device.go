@@ -41,12 +41,14 @@ type deviceRegisterConfig struct {
 	OutCert  string
 	OutKey   string
 	Timeout  time.Duration
+	// TPM selects the device's TPM (tpm.go); "" without --tpm.
+	TPM string
 }
 
 func newDeviceRegisterCmd(g *globals) *cobra.Command {
 	var cfg deviceRegisterConfig
 	cmd := &cobra.Command{
-		Use:   "register --registration-id ID (--key B64 | --group-key B64 | --cert FILE --key-file FILE) [flags]",
+		Use:   "register --registration-id ID (--key B64 | --group-key B64 | --cert FILE --key-file FILE | --tpm [DEVICE]) [flags]",
 		Short: "Register as a device over HTTPS and save the issued certificate",
 		Long: `Register as a device, exactly as a device at first boot would (DPS device API over
 HTTPS), and print the assignment: hub, device ID, substatus.
@@ -54,7 +56,9 @@ HTTPS), and print the assignment: hub, device ID, substatus.
 The device proves its identity with its symmetric key (--key), with a key derived
 from an enrollment group's key (--group-key), or with an X.509 certificate and its
 private key (--cert, --key-file; the certificate file may hold the leaf followed by
-intermediates). Unless --no-csr is given, a P-256 key and a CSR are generated and
+intermediates), or with its TPM (--tpm: the Azure TPM flow, EK challenge then a SAS
+signed by the TPM; the registration ID defaults to the EK's, see "zdps tpm ek").
+Unless --no-csr is given, a P-256 key and a CSR are generated and
 the issued certificate chain is written to --out-cert (PEM, leaf first) and the key
 to --out-key (PKCS#8 PEM, mode 0600).
 
@@ -84,6 +88,8 @@ until --timeout.`,
 	f.BoolVar(&cfg.NoCSR, "no-csr", false, "do not generate a key and CSR (no certificate is issued)")
 	f.StringVar(&cfg.OutCert, "out-cert", "", "file for the issued certificate chain, PEM (default <registration-id>.pem)")
 	f.StringVar(&cfg.OutKey, "out-key", "", "file for the generated private key, PKCS#8 PEM, mode 0600 (default <registration-id>.key)")
+	f.StringVar(&cfg.TPM, "tpm", "", tpmFlagHelp)
+	f.Lookup("tpm").NoOptDefVal = device.DefaultTPMPath
 	f.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "give up the registration after this long, retries and polling included")
 	return cmd
 }
@@ -197,13 +203,13 @@ type issuedCertificate struct {
 func (cfg deviceRegisterConfig) deviceConfig() (device.Config, error) {
 	dc := device.Config{RegistrationID: cfg.RegistrationID, GenerateKey: !cfg.NoCSR, MaxWait: cfg.Timeout}
 	n := 0
-	for _, set := range []bool{cfg.Key != "", cfg.GroupKey != "", cfg.CertFile != "" || cfg.KeyFile != ""} {
+	for _, set := range []bool{cfg.Key != "", cfg.GroupKey != "", cfg.CertFile != "" || cfg.KeyFile != "", cfg.TPM != ""} {
 		if set {
 			n++
 		}
 	}
 	if n != 1 {
-		return dc, userErrorf(nil, "give exactly one of --key, --group-key, or --cert with --key-file")
+		return dc, userErrorf(nil, "give exactly one of --key, --group-key, or --cert with --key-file, or --tpm")
 	}
 	if cfg.Timeout <= 0 {
 		return dc, userErrorf(nil, "--timeout must be positive")
@@ -218,6 +224,15 @@ func (cfg deviceRegisterConfig) deviceConfig() (device.Config, error) {
 		if dc.GroupKey, err = decodeKeyFlag("--group-key", cfg.GroupKey); err != nil {
 			return dc, err
 		}
+	case cfg.TPM != "":
+		d, err := openTPM(cfg.TPM)
+		if err != nil {
+			return dc, err
+		}
+		if dc.RegistrationID == "" {
+			dc.RegistrationID = d.RegistrationID()
+		}
+		dc.TPM = d
 	default:
 		if cfg.CertFile == "" || cfg.KeyFile == "" {
 			return dc, userErrorf(nil, "--cert and --key-file go together")

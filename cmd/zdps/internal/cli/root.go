@@ -95,6 +95,7 @@ that "zdps serve" writes into its data directory (--data-dir, $` + EnvDataDir + 
 		root.AddCommand(c)
 	}
 	root.AddCommand(newDeviceCmd(g))
+	root.AddCommand(newTPMCmd(g))
 	root.AddCommand(newDiceCmd(g))
 	root.AddCommand(newMigrateCmd(g))
 	return root

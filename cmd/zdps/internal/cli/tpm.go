@@ -1,0 +1,88 @@
+package cli
+
+import (
+	"encoding/base64"
+	"strings"
+
+	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
+	"github.com/spf13/cobra"
+
+	"github.com/zdps/zdps/pkg/device"
+)
+
+// tpmFlagHelp documents the TPM selector of --tpm.
+const tpmFlagHelp = "the device's TPM: a device path (default " + device.DefaultTPMPath + " when the flag has no value), or unix:PATH for a simulator speaking the raw TPM command protocol on a Unix socket (swtpm --server type=unixio)"
+
+// openTPM opens the TPM named by spec and prepares its EK and SRK.
+func openTPM(spec string) (*device.TPM, error) {
+	if path, ok := strings.CutPrefix(spec, "unix:"); ok {
+		t, err := linuxudstpm.Open(path)
+		if err != nil {
+			return nil, userErrorf(err, "TPM %s: %v", spec, err)
+		}
+		d, err := device.NewTPM(t)
+		if err != nil {
+			_ = t.Close()
+			return nil, userErrorf(err, "TPM %s: %v", spec, err)
+		}
+		return d, nil
+	}
+	d, err := device.OpenTPM(spec)
+	if err != nil {
+		return nil, userErrorf(err, "TPM %s: %v", spec, err)
+	}
+	return d, nil
+}
+
+func newTPMCmd(g *globals) *cobra.Command {
+	cmd := parent("tpm", "Read a TPM's identity for TPM enrollments")
+	cmd.AddCommand(newTPMEKCmd(g))
+	return cmd
+}
+
+// tpmEKOutput is what `zdps tpm ek -o json` prints.
+type tpmEKOutput struct {
+	RegistrationID string `json:"registrationId"`
+	EndorsementKey string `json:"endorsementKey"`
+	StorageRootKey string `json:"storageRootKey"`
+}
+
+func newTPMEKCmd(g *globals) *cobra.Command {
+	spec := device.DefaultTPMPath
+	cmd := &cobra.Command{
+		Use:   "ek [--tpm DEVICE]",
+		Short: "Print the TPM's endorsement key, storage root key and default registration ID",
+		Long: `Print what a TPM enrollment needs: the endorsement key (EK) and storage root key
+(SRK) as base64 TPM2B_PUBLIC, and the default registration ID derived from the EK
+(lowercase base32 of its SHA-256, as the Azure device SDKs compute it).
+
+The EK and SRK are read from the persistent handles 0x81010001 and 0x81000001 the
+Azure SDKs use; when absent they are created from the TCG default RSA-2048
+templates and persisted (this needs empty endorsement and owner authorisation).`,
+		Example: `  EK=$(zdps tpm ek -o json | jq -r .endorsementKey)
+  zdps enrollment create "$(zdps tpm ek -o json | jq -r .registrationId)" --attestation tpm --endorsement-key "$EK"`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := g.checkOutput(); err != nil {
+				return err
+			}
+			d, err := openTPM(spec)
+			if err != nil {
+				return err
+			}
+			defer d.Close()
+			out := tpmEKOutput{
+				RegistrationID: d.RegistrationID(),
+				EndorsementKey: base64.StdEncoding.EncodeToString(d.EndorsementKey()),
+				StorageRootKey: base64.StdEncoding.EncodeToString(d.StorageRootKey()),
+			}
+			p := g.printer(cmd.OutOrStdout())
+			if p.json {
+				return p.printJSON(out)
+			}
+			return p.details("Registration ID", out.RegistrationID, "Endorsement key", out.EndorsementKey, "Storage root key", out.StorageRootKey)
+		},
+	}
+	cmd.Flags().StringVar(&spec, "tpm", spec, tpmFlagHelp)
+	return cmd
+}

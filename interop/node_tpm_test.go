@@ -1,0 +1,164 @@
+package interop
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/zdps/zdps/attestation/tpm"
+	"github.com/zdps/zdps/internal/zdpstest"
+	"github.com/zdps/zdps/interop/tpmbridge"
+	"github.com/zdps/zdps/pkg/enrollment"
+)
+
+// swtpm starts Debian's swtpm on a fresh state directory (a new,
+// unprovisioned TPM) behind a bridge to the Microsoft simulator protocol,
+// and returns the bridge's command port.
+func swtpm(t *testing.T) int {
+	t.Helper()
+	bin, err := exec.LookPath("swtpm")
+	if err != nil {
+		t.Fatalf("swtpm is not installed: run `make test-setup` (apt-get install swtpm): %v", err)
+	}
+	dir := t.TempDir()
+	sock := filepath.Join(dir, "tpm.sock")
+	cmd := exec.Command(bin, "socket", "--tpm2", "--tpmstate", "dir="+dir,
+		"--server", "type=unixio,path="+sock, "--ctrl", "type=unixio,path="+filepath.Join(dir, "ctrl.sock"),
+		"--flags", "not-need-init,startup-clear")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for i := 0; ; i++ {
+		c, err := net.Dial("unix", sock)
+		if err == nil {
+			c.Close()
+			break
+		}
+		if i == 100 {
+			t.Fatalf("swtpm did not start: %v\n%s", err, out.String())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b, err := tpmbridge.Start("unix", sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { b.Close() })
+	return b.Port
+}
+
+type nodeTPMResult struct {
+	nodeResult
+	RegistrationID string `json:"registrationId"`
+	EndorsementKey string `json:"endorsementKey"`
+	StorageRootKey string `json:"storageRootKey"`
+}
+
+// nodeTPMDevice runs interop/node/register-tpm.js: the unmodified SDK with
+// azure-iot-security-tpm on the swtpm behind tpmPort.
+func nodeTPMDevice(t *testing.T, srv *zdpstest.Server, tpmPort int, env ...string) nodeTPMResult {
+	t.Helper()
+	script := filepath.Join(zdpstest.RepoRoot(), "interop", "node", "register-tpm.js")
+	if _, err := os.Stat(filepath.Join(zdpstest.RepoRoot(), "interop", "node", "node_modules", "azure-iot-security-tpm")); err != nil {
+		t.Fatalf("the Node.js SDK is not installed: run `make test-setup` (npm ci in interop/node): %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, "node", script)
+	cmd.Env = append(os.Environ(),
+		"NODE_EXTRA_CA_CERTS="+srv.CAFile(), "HOST=127.0.0.1", "PORT="+srv.Port,
+		"ID_SCOPE="+srv.IDScope(), "TPM_PORT="+strconv.Itoa(tpmPort), "TIMEOUT_MS=60000")
+	cmd.Env = append(cmd.Env, env...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatalf("node: %v\n%s", err, stderr.String())
+	}
+	var res nodeTPMResult
+	if jerr := json.Unmarshal(bytes.TrimSpace(out), &res); jerr != nil {
+		t.Fatalf("node printed no result (%v): %s\n%s", jerr, out, stderr.String())
+	}
+	return res
+}
+
+// TestNodeSDKTPM: the official Node.js SDK with azure-iot-security-tpm,
+// unmodified, on swtpm, registers against zdps serve (direct answers and
+// Azure's 202 with polling), re-registers, and is refused when enrolled
+// with another EK.
+func TestNodeSDKTPM(t *testing.T) {
+	for _, mode := range []struct {
+		name  string
+		flags []string
+	}{{"direct 200", nil}, {"Azure 202 and polls", []string{"--azure-202"}}} {
+		t.Run(mode.name, func(t *testing.T) {
+			srv := zdpstest.Start(t, mode.flags...)
+			addHubs(t, srv, "hub-tpm.example.net")
+			port := swtpm(t)
+
+			ek := nodeTPMDevice(t, srv, port, "MODE=ek")
+			if !ek.OK {
+				t.Fatalf("reading the EK through the SDK: %+v", ek)
+			}
+			raw, err := base64.StdEncoding.DecodeString(ek.EndorsementKey)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := tpm.ParseEK(raw); err != nil {
+				t.Fatalf("the SDK's EK is refused: %v", err)
+			}
+			if got := tpm.RegistrationID(raw); got != ek.RegistrationID {
+				t.Fatalf("registration ID: zdps derives %q, the SDK %q", got, ek.RegistrationID)
+			}
+			c := srv.Client()
+			if _, err := c.PutEnrollment(context.Background(), &enrollment.IndividualEnrollment{
+				RegistrationID: ek.RegistrationID,
+				DeviceID:       "node-tpm-device",
+				Attestation:    &enrollment.AttestationMechanism{Type: enrollment.AttestationTPM, TPM: &enrollment.TPMAttestation{EndorsementKey: ek.EndorsementKey}},
+			}, ""); err != nil {
+				t.Fatal(err)
+			}
+			for i := range 2 {
+				res := nodeTPMDevice(t, srv, port)
+				if !res.OK || res.DeviceID != "node-tpm-device" || res.AssignedHub != "hub-tpm.example.net" {
+					t.Fatalf("registration %d: %+v\nserver log:\n%s", i, res, srv.Logs())
+				}
+			}
+			rec, err := c.GetRegistration(context.Background(), ek.RegistrationID)
+			if err != nil || rec.Status != enrollment.RegistrationAssigned {
+				t.Fatalf("record %+v, %v", rec, err)
+			}
+
+			// Enrolled with another TPM's EK: refused, no record.
+			other := nodeTPMDevice(t, srv, swtpm(t), "MODE=ek")
+			if _, err := c.PutEnrollment(context.Background(), &enrollment.IndividualEnrollment{
+				RegistrationID: "node-tpm-wrong-ek",
+				Attestation:    &enrollment.AttestationMechanism{Type: enrollment.AttestationTPM, TPM: &enrollment.TPMAttestation{EndorsementKey: other.EndorsementKey}},
+			}, ""); err != nil {
+				t.Fatal(err)
+			}
+			// The refusal is a 401 without authenticationKey, which the SDK
+			// reports as a FormatError (as it does with Azure).
+			res := nodeTPMDevice(t, srv, port, "REGISTRATION_ID=node-tpm-wrong-ek")
+			if res.OK || res.Name != "FormatError" {
+				t.Fatalf("want the SDK's refusal of the first round, got %+v", res)
+			}
+			if _, err := c.GetRegistration(context.Background(), "node-tpm-wrong-ek"); err == nil {
+				t.Fatal("a refused device has a registration record")
+			}
+		})
+	}
+}
