@@ -30,6 +30,10 @@ type Request struct {
 	// CSR is the DER PKCS#10 of the body's csr (the transport decoded the
 	// base64); nil when absent.
 	CSR []byte
+	// RemoteAddr is the device's network address (host:port) as the
+	// transport saw it, "" when unknown; the geoLatency policy may map it
+	// to a region.
+	RemoteAddr string
 }
 
 // Identity is what an attestor proved.

@@ -92,17 +92,9 @@ func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Op
 			return nil, err
 		}
 	}
-	dec, err := s.allocate(ctx, t, req, cur)
-	if errors.Is(err, allocation.ErrNoHub) {
-		op := s.newOperation(opID, req.RegistrationID, enrollment.RegistrationFailed)
-		op.ErrorCode = ErrorCodeAllocationFailed
-		op.ErrorMessage = "allocation failed: " + err.Error()
-		op.Registration = &enrollment.Registration{RegistrationID: req.RegistrationID, Status: enrollment.RegistrationFailed, ErrorCode: op.ErrorCode, ErrorMessage: op.ErrorMessage}
-		if err := s.saveOperation(ctx, op); err != nil {
-			return nil, err
-		}
-		log.WarnContext(ctx, "registration failed", "outcome", OutcomeFailed, "reason", op.ErrorMessage)
-		return op, nil
+	dec, err := s.allocate(ctx, t, req, id, cur)
+	if allocation.IsFailure(err) {
+		return s.failAllocation(ctx, log, opID, req, err)
 	}
 	if err != nil {
 		return nil, err
@@ -122,6 +114,9 @@ func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Op
 	}
 
 	op, err = s.persist(ctx, opID, req, id, t, dec, issued)
+	if errors.Is(err, errHubFull) {
+		return s.failAllocation(ctx, log, opID, req, err)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -131,56 +126,6 @@ func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Op
 	}
 	log.InfoContext(ctx, "registration assigned", attrs...)
 	return op, nil
-}
-
-// allocate decides the hub the device should have if it may move. A
-// device that may not move (reprovision policy updateHubAssignment=false)
-// keeps its hub without asking the allocator; the transaction checks that
-// again against the record it reads.
-func (s *Service) allocate(ctx context.Context, t *target, req *Request, cur *enrollment.Registration) (allocation.Decision, error) {
-	current := ""
-	if assigned(cur) {
-		current = cur.AssignedHub
-		if !t.reprov.UpdateHubAssignment {
-			return allocation.Decision{Hub: current}, nil
-		}
-	}
-	linked, err := s.hubs(ctx)
-	if err != nil {
-		return allocation.Decision{}, err
-	}
-	if t.hostName != "" { // a static choice on the enrollment wins
-		for _, h := range linked {
-			if enrollment.Key(h.Name) == enrollment.Key(t.hostName) {
-				return allocation.Decision{Hub: h.Name}, nil
-			}
-		}
-		return allocation.Decision{}, fmt.Errorf("%w: iotHubHostName %q is not a linked hub", allocation.ErrNoHub, t.hostName)
-	}
-	policy, err := s.effectivePolicy(ctx, t)
-	if err != nil {
-		return allocation.Decision{}, err
-	}
-	hubs := eligible(linked, t.iotHubs)
-	if len(hubs) == 0 {
-		return allocation.Decision{}, fmt.Errorf("%w: no linked hub is eligible for the enrollment", allocation.ErrNoHub)
-	}
-	dec, err := s.cfg.Allocator.Allocate(ctx, allocation.Input{
-		Policy:         policy,
-		Enrollment:     t.individual,
-		Group:          t.group,
-		RegistrationID: req.RegistrationID,
-		Payload:        req.Payload,
-		CurrentHub:     current,
-		EligibleHubs:   hubs,
-	})
-	if err != nil {
-		return allocation.Decision{}, err
-	}
-	if !slices.ContainsFunc(hubs, func(h *enrollment.Hub) bool { return enrollment.Key(h.Name) == enrollment.Key(dec.Hub) }) {
-		return allocation.Decision{}, fmt.Errorf("%w: policy %s chose %q, which is not eligible", allocation.ErrNoHub, policy, dec.Hub)
-	}
-	return dec, nil
 }
 
 func assigned(r *enrollment.Registration) bool {
@@ -250,6 +195,9 @@ func (s *Service) persist(ctx context.Context, opID string, req *Request, id *Id
 			oldDICE = cur.DICE
 		}
 		hub, sub := nextState(cur, dec.Hub, t.reprov)
+		if err := s.checkCapacity(ctx, tx, hub, cur); err != nil {
+			return err
+		}
 		rec := &enrollment.Registration{
 			RegistrationID:    req.RegistrationID,
 			DeviceID:          t.deviceID,

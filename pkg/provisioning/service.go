@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"slices"
 	"sync"
 	"time"
 
@@ -274,22 +273,6 @@ func (s *Service) hubs(ctx context.Context) ([]*enrollment.Hub, error) {
 		}
 		next = n
 	}
-}
-
-// eligible applies PROTOCOL.md §5: the enrollment's iotHubs, or all linked
-// hubs when empty, minus hubs with applyAllocationPolicy=false.
-func eligible(linked []*enrollment.Hub, iotHubs []string) []*enrollment.Hub {
-	var out []*enrollment.Hub
-	for _, h := range linked {
-		if !h.AppliesPolicy() {
-			continue
-		}
-		if len(iotHubs) > 0 && !slices.ContainsFunc(iotHubs, func(n string) bool { return enrollment.Key(n) == enrollment.Key(h.Name) }) {
-			continue
-		}
-		out = append(out, h)
-	}
-	return out
 }
 
 // effectivePolicy is the enrollment's policy, else the instance default,
