@@ -27,6 +27,14 @@
 //     Config.TokenTTL and is rebuilt for every request.
 //   - X.509: the certificate (leaf plus intermediates) is presented in the
 //     TLS handshake whenever the server asks; no Authorization header.
+//   - TPM (Config.TPM, e.g. OpenTPM("/dev/tpmrm0")): the first PUT
+//     carries tpm{endorsementKey, storageRootKey} and no Authorization; the
+//     401 answer's authenticationKey is activated in the TPM
+//     (ActivateCredential with the EK, Import under the SRK, persisted at
+//     0x81000100, as the Azure SDKs do); the PUT is repeated, and polls
+//     sent, with a SAS whose sig is TPM2_HMAC with that key; the assigned
+//     answer's registrationState.tpm.authenticationKey is activated the
+//     same way. The registration ID defaults to the EK's (PROTOCOL.md §2).
 //   - 200 "assigned" ends the registration; 202, or 200 "assigning",
 //     polls GET .../operations/{operationId} after Retry-After (integer
 //     seconds; missing, 0, a date or over 300 means 1 s, as the C SDK).
@@ -52,5 +60,8 @@
 //     before relying on it.
 //
 // The package depends on the standard library, pkg/enrollment (status
-// names, registration ID rules) and pkg/sas only: no server code.
+// names, registration ID rules), pkg/sas, and for TPM on go-tpm and
+// attestation/tpm (the blob framing and registration ID, shared with the
+// server on purpose: the TPM, not that code, checks the blob): no server
+// code.
 package device
