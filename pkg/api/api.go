@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -78,6 +79,8 @@ type API struct {
 	rand  io.Reader
 	mux   *chi.Mux
 	rv    *revocation
+	// explainer answers POST /allocation/explain (SetExplainer).
+	explainer atomic.Pointer[explainerBox]
 }
 
 // New validates cfg, fills in defaults and builds the router.

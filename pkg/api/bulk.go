@@ -117,6 +117,9 @@ func prepareBulkItems[T store.Document](ctx context.Context, a *API, k *enrollme
 		if it.err = a.checkCAReferences(ctx, k.att(v)); it.err != nil {
 			continue
 		}
+		if it.err = a.checkStaticHub(ctx, v); it.err != nil {
+			continue
+		}
 		it.req = attKeys(k.att(v))
 		if err := k.generate(v, a.rand); err != nil {
 			it.err = fmt.Errorf("generate keys: %w", err)

@@ -90,7 +90,11 @@ func (a *API) putCertificate(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, mismatch("name", c.Name, name))
 		return
 	}
-	cond := store.Condition{IfMatch: ifMatch(r)}
+	cond, err := writeCondition(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
 	var created bool
 	err = a.store.Backend.Update(r.Context(), func(tx store.Tx) error {
 		col := a.store.CACertificates.In(tx)

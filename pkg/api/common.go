@@ -25,6 +25,22 @@ func ifMatch(r *http.Request) string {
 	return v
 }
 
+// writeCondition is the condition of a PUT: If-Match (see ifMatch), and
+// If-None-Match: * for a create that must not replace an existing document
+// (409 when it exists), for every resource. Other If-None-Match values are
+// refused: zdps compares whole documents, so only "*" has a meaning here.
+func writeCondition(r *http.Request) (store.Condition, error) {
+	cond := store.Condition{IfMatch: ifMatch(r)}
+	switch v := strings.TrimSpace(r.Header.Get("If-None-Match")); v {
+	case "":
+	case "*":
+		cond.IfNoneMatch = true
+	default:
+		return cond, fmt.Errorf("%w: If-None-Match supports only * (create only), not %q", errBadRequest, v)
+	}
+	return cond, nil
+}
+
 // audit records a management change (or a read of secrets) with the policy
 // that made it.
 func (a *API) audit(r *http.Request, action, resource, id string) {

@@ -43,9 +43,16 @@ func listPage[T, U any](a *API, w http.ResponseWriter, r *http.Request, itemType
 	writePage(a, w, out, next, limit, itemType)
 }
 
+// listHubs answers the hubs with how many devices each holds.
 func (a *API) listHubs(w http.ResponseWriter, r *http.Request) {
 	listPage(a, w, r, "Hub", func(cont string, limit int) ([]*enrollment.Hub, string, error) {
-		return a.store.Hubs.List(r.Context(), cont, limit)
+		hubs, next, err := a.store.Hubs.List(r.Context(), cont, limit)
+		for _, h := range hubs {
+			if err == nil {
+				err = a.withDeviceCount(r.Context(), h)
+			}
+		}
+		return hubs, next, err
 	}, func(h *enrollment.Hub) *enrollment.Hub { return h })
 }
 
@@ -62,6 +69,9 @@ func (a *API) getHub(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h, err := a.store.Hubs.Get(r.Context(), name)
+	if err == nil {
+		err = a.withDeviceCount(r.Context(), h)
+	}
 	if err != nil {
 		a.writeError(w, r, about("hub", name, err))
 		return
@@ -89,13 +99,21 @@ func (a *API) putHub(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, mismatch("name", h.Name, name))
 		return
 	}
-	cond := store.Condition{IfMatch: ifMatch(r)}
+	cond, err := writeCondition(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
 	created, err := a.store.Hubs.Put(r.Context(), h, cond)
 	if err != nil {
 		a.writeError(w, r, about("hub", name, preconditionOnMissing(err, cond)))
 		return
 	}
 	a.audit(r, createdOrUpdated(created), "hub", h.Name)
+	if err := a.withDeviceCount(r.Context(), h); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
 	a.writeJSON(w, http.StatusOK, h)
 }
 
@@ -173,7 +191,11 @@ func (a *API) putPolicy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	gen := keyPair{p.PrimaryKey, p.SecondaryKey}
-	cond := store.Condition{IfMatch: ifMatch(r)}
+	cond, err := writeCondition(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
 	var created bool
 	err = a.store.Backend.Update(r.Context(), func(tx store.Tx) error {
 		c := a.store.Policies.In(tx)
@@ -257,7 +279,11 @@ func (a *API) putSettings(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, badRequest(err))
 		return
 	}
-	cond := store.Condition{IfMatch: ifMatch(r)}
+	cond, err := writeCondition(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
 	err = a.store.Backend.Update(r.Context(), func(tx store.Tx) error {
 		c := a.store.Settings.In(tx)
 		s.IDScope = ""

@@ -179,7 +179,15 @@ func putDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 			a.writeError(w, r, err)
 			return
 		}
-		cond := store.Condition{IfMatch: ifMatch(r)}
+		if err := a.checkStaticHub(r.Context(), v); err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		cond, err := writeCondition(r)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
 		created, sweep, err := putMerged(r.Context(), a, k, v, cond)
 		if err != nil {
 			a.writeError(w, r, about(k.resource, id, preconditionOnMissing(err, cond)))

@@ -92,6 +92,9 @@ func TestGolden(t *testing.T) {
 		"allocationPolicy": "static",
 		"iotHubs": ["hub-1.example.com"]
 	}`
+	// A static enrollment needs its hub linked first.
+	e.must(req{method: http.MethodPut, path: "/enrollments/golden-device", body: body}, http.StatusBadRequest)
+	e.must(req{method: http.MethodPut, path: "/hubs/hub-1.example.com", body: `{"name":"hub-1.example.com"}`}, http.StatusOK)
 	e.must(req{method: http.MethodPut, path: "/enrollments/golden-device", body: body}, http.StatusOK)
 	r := e.must(req{method: http.MethodGet, path: "/enrollments/golden-device"}, http.StatusOK)
 	golden(t, "enrollment.golden.json", normalise(t, r.body))

@@ -61,6 +61,8 @@ var routeRights = map[string]string{
 	"GET /settings": enrollment.RightServiceConfig,
 	"PUT /settings": enrollment.RightServiceConfig,
 
+	"POST /allocation/explain": enrollment.RightServiceConfig,
+
 	"GET /certificates":                          enrollment.RightServiceConfig,
 	"GET /certificates/{name}":                   enrollment.RightServiceConfig,
 	"PUT /certificates/{name}":                   enrollment.RightServiceConfig,
@@ -131,6 +133,8 @@ func (a *API) router() (*chi.Mux, error) {
 	route(http.MethodGet, "/settings", a.getSettings)
 	route(http.MethodPut, "/settings", a.putSettings)
 
+	route(http.MethodPost, "/allocation/explain", a.explainAllocation)
+
 	route(http.MethodGet, "/certificates", a.listCertificates)
 	route(http.MethodGet, "/certificates/{name}", a.getCertificate)
 	route(http.MethodPut, "/certificates/{name}", a.putCertificate)
@@ -159,7 +163,7 @@ var literals = func() map[string]string {
 	for _, s := range []string{
 		"healthz", "enrollments", "enrollmentGroups", "registrations", "query",
 		"attestationmechanism", "hubs", "policies", "keys", "settings",
-		"certificates", "verificationCode", "verify", "ca", "bundle", "crl",
+		"certificates", "verificationCode", "verify", "allocation", "explain", "ca", "bundle", "crl",
 		// device API
 		"register", "operations",
 	} {

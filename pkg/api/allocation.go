@@ -1,0 +1,132 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+
+	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/provisioning"
+	"github.com/zdps/zdps/pkg/store"
+)
+
+// This file serves the allocation side of the service API: device counts
+// in hub answers, the write-time check of static enrollments, and
+// POST /allocation/explain.
+
+// Explainer answers which hub each allocation policy would choose for a
+// device (provisioning.Service).
+type Explainer interface {
+	Explain(ctx context.Context, req provisioning.ExplainRequest) (*provisioning.Explanation, error)
+}
+
+type explainerBox struct{ e Explainer }
+
+// SetExplainer makes POST /allocation/explain answer with e. Until it is
+// called the route answers 503.
+func (a *API) SetExplainer(e Explainer) { a.explainer.Store(&explainerBox{e}) }
+
+// explainBody is the request of POST /allocation/explain.
+type explainBody struct {
+	RegistrationID    string          `json:"registrationId"`
+	EnrollmentGroupID string          `json:"enrollmentGroupId,omitempty"`
+	Payload           json.RawMessage `json:"payload,omitempty"`
+	SourceAddress     string          `json:"sourceAddress,omitempty"`
+}
+
+var errNoExplainer = errors.New("allocation explain is not available: the device pipeline is not running on this instance")
+
+func (a *API) explainAllocation(w http.ResponseWriter, r *http.Request) {
+	box := a.explainer.Load()
+	if box == nil || box.e == nil {
+		a.writeError(w, r, fmt.Errorf("%w: %w", store.ErrClosed, errNoExplainer))
+		return
+	}
+	b, err := requireBody(r)
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	var req explainBody
+	if err := decodeStrict(b, &req); err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	x, err := box.e.Explain(r.Context(), provisioning.ExplainRequest{
+		RegistrationID: req.RegistrationID, EnrollmentGroupID: req.EnrollmentGroupID,
+		Payload: req.Payload, SourceAddr: req.SourceAddress,
+	})
+	switch {
+	case errors.Is(err, provisioning.ErrInvalid):
+		err = fmt.Errorf("%w: %w", errBadRequest, err)
+	case errors.Is(err, provisioning.ErrNotFound):
+		err = fmt.Errorf("%w: %w", store.ErrNotFound, err)
+	}
+	if err != nil {
+		a.writeError(w, r, err)
+		return
+	}
+	a.writeJSON(w, http.StatusOK, x)
+}
+
+// decodeStrict decodes one JSON object refusing unknown fields.
+func decodeStrict(b []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: %w", errBadRequest, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: unexpected data after the JSON value", errBadRequest)
+	}
+	return nil
+}
+
+// withDeviceCount sets the read-only device count of h.
+func (a *API) withDeviceCount(ctx context.Context, h *enrollment.Hub) error {
+	n, err := a.store.Registrations.CountBy(ctx, store.IndexRegistrationsByHub, h.Name)
+	if err != nil {
+		return err
+	}
+	h.DeviceCount = &n
+	return nil
+}
+
+// checkStaticHub refuses, when an enrollment is written, a static
+// allocation whose hub is not linked, and an iotHubHostName pin that is
+// not linked: such an enrollment could never provision a device.
+func (a *API) checkStaticHub(ctx context.Context, doc any) error {
+	var policy, host string
+	var hubs []string
+	switch d := doc.(type) {
+	case *enrollment.IndividualEnrollment:
+		policy, host, hubs = d.AllocationPolicy, d.IoTHubHostName, d.IoTHubs
+	case *enrollment.EnrollmentGroup:
+		policy, host, hubs = d.AllocationPolicy, d.IoTHubHostName, d.IoTHubs
+	default:
+		return nil
+	}
+	check := func(field, name string) error {
+		_, err := a.store.Hubs.Get(ctx, name)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			return &enrollment.ValidationError{Field: field, Reason: fmt.Sprintf("hub %q is not linked (add it first with zdps hub add %s)", name, name)}
+		case err != nil:
+			return err
+		}
+		return nil
+	}
+	if policy == enrollment.PolicyStatic {
+		if len(hubs) == 1 {
+			return check("iotHubs[0]", hubs[0])
+		}
+		return check("iotHubHostName", host)
+	}
+	if host != "" {
+		return check("iotHubHostName", host)
+	}
+	return nil
+}
