@@ -396,3 +396,23 @@ func TestHealth(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestCreateOnly(t *testing.T) {
+	ctx := t.Context()
+	c, _ := newClient(t)
+	if _, err := c.CreateHub(ctx, &enrollment.Hub{Name: "hub.example.com", AllocationWeight: 2}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreateHub(ctx, &enrollment.Hub{Name: "HUB.example.com"}); !errors.Is(err, client.ErrConflict) {
+		t.Fatalf("second create: %v, want ErrConflict", err)
+	}
+	if h, err := c.GetHub(ctx, "hub.example.com"); err != nil || h.AllocationWeight != 2 {
+		t.Fatalf("hub was replaced: %+v %v", h, err)
+	}
+	if _, err := c.CreatePolicy(ctx, &enrollment.SharedAccessPolicy{KeyName: "ops", Rights: "EnrollmentRead"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.CreatePolicy(ctx, &enrollment.SharedAccessPolicy{KeyName: "ops", Rights: "ServiceConfig"}); !errors.Is(err, client.ErrConflict) {
+		t.Fatalf("second create: %v, want ErrConflict", err)
+	}
+}

@@ -44,3 +44,17 @@ func (c *Client) PutHub(ctx context.Context, h *enrollment.Hub, ifMatchETag stri
 func (c *Client) DeleteHub(ctx context.Context, name, ifMatchETag string) error {
 	return c.do(ctx, request{method: http.MethodDelete, path: "/hubs/" + escape(name), header: ifMatch(ifMatchETag)})
 }
+
+// CreateHub links h only if no hub of that name is linked yet (If-None-Match:
+// *): it fails with ErrConflict rather than replace a hub another operator
+// created.
+func (c *Client) CreateHub(ctx context.Context, h *enrollment.Hub) (*enrollment.Hub, error) {
+	if h == nil || h.Name == "" {
+		return nil, fmt.Errorf("client: hub without name")
+	}
+	var out enrollment.Hub
+	if err := c.do(ctx, request{method: http.MethodPut, path: "/hubs/" + escape(h.Name), body: h, header: createOnly(), out: &out}); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

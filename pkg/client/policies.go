@@ -53,3 +53,17 @@ func (c *Client) PolicyKeys(ctx context.Context, keyName string) (*enrollment.Sh
 	}
 	return &p, nil
 }
+
+// CreatePolicy creates p only if no policy of that name exists
+// (If-None-Match: *): it fails with ErrConflict rather than replace
+// another policy's rights and keys.
+func (c *Client) CreatePolicy(ctx context.Context, p *enrollment.SharedAccessPolicy) (*enrollment.SharedAccessPolicy, error) {
+	if p == nil || p.KeyName == "" {
+		return nil, fmt.Errorf("client: policy without keyName")
+	}
+	var out enrollment.SharedAccessPolicy
+	if err := c.do(ctx, request{method: http.MethodPut, path: "/policies/" + escape(p.KeyName), body: p, header: createOnly(), out: &out}); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}

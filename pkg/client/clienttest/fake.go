@@ -379,8 +379,13 @@ func sorted[T any](m map[string]*T) []*T {
 	return out
 }
 
-// precondition checks If-Match against the stored etag ("" = absent).
+// precondition checks If-Match against the stored etag ("" = absent), and
+// If-None-Match: * (create only: 409 when it exists).
 func precondition(w http.ResponseWriter, r *http.Request, stored string, exists bool) bool {
+	if r.Header.Get("If-None-Match") == "*" && exists {
+		apiError(w, http.StatusConflict, 409201, "already exists")
+		return false
+	}
 	im := r.Header.Get("If-Match")
 	switch {
 	case im == "":
