@@ -98,6 +98,7 @@ that "zdps serve" writes into its data directory (--data-dir, $` + EnvDataDir + 
 	root.AddCommand(newTPMCmd(g))
 	root.AddCommand(newDiceCmd(g))
 	root.AddCommand(newMigrateCmd(g))
+	root.AddCommand(newBenchCmd(g))
 	return root
 }
 
