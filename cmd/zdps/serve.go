@@ -69,6 +69,8 @@ type serveConfig struct {
 	// TPMEKRoots is a PEM file of TPM manufacturer certificates; when set,
 	// TPM devices must present an EK certificate that chains to them.
 	TPMEKRoots string
+	// CPUProfile is a file the CPU profile of the whole run is written to.
+	CPUProfile string
 }
 
 // Files the server keeps in its data directory.
@@ -97,7 +99,11 @@ with --config; flags win over the environment, which wins over the file.`,
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			return serve(ctx, cfg, cmd.ErrOrStderr())
+			stopProfile, err := startCPUProfile(cfg.CPUProfile)
+			if err != nil {
+				return err
+			}
+			return errors.Join(serve(ctx, cfg, cmd.ErrOrStderr()), stopProfile())
 		},
 	}
 	f := cmd.Flags()
@@ -125,6 +131,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.StringVar(&cfg.CRLURL, "crl-url", "", "absolute http(s) URL of this instance's GET /crl, written as CRL distribution point into issued certificates (default: none)")
 	f.DurationVar(&cfg.CRLValidity, "crl-validity", 24*time.Hour, "nextUpdate distance of the served CRL; it is re-signed when a quarter of it is left or the revoked set changes")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "keep-alive idle timeout; must exceed any Retry-After sent (the C SDK keeps one connection)")
+	f.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the server to this file until it stops (for go tool pprof)")
 	f.StringVar(&cfg.TPMEKRoots, "tpm-ek-roots", "", "PEM file of TPM manufacturer root (and intermediate) certificates; when set, TPM devices must send an EK certificate (payload tpmEkCertificate, base64 DER) that chains to them and certifies their EK")
 	return cmd
 }
