@@ -23,7 +23,6 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/zdps/zdps/allocation/hashed"
 	"github.com/zdps/zdps/attestation/symmetric"
 	x509v "github.com/zdps/zdps/attestation/x509"
 	"github.com/zdps/zdps/cmd/zdps/internal/storespec"
@@ -71,6 +70,8 @@ type serveConfig struct {
 	TPMEKRoots string
 	// CPUProfile is a file the CPU profile of the whole run is written to.
 	CPUProfile string
+	// Allocation configures the allocation policies (allocation.go).
+	Allocation allocationConfig
 }
 
 // Files the server keeps in its data directory.
@@ -131,6 +132,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.StringVar(&cfg.CRLURL, "crl-url", "", "absolute http(s) URL of this instance's GET /crl, written as CRL distribution point into issued certificates (default: none)")
 	f.DurationVar(&cfg.CRLValidity, "crl-validity", 24*time.Hour, "nextUpdate distance of the served CRL; it is re-signed when a quarter of it is left or the revoked set changes")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "keep-alive idle timeout; must exceed any Retry-After sent (the C SDK keeps one connection)")
+	cfg.Allocation.register(f)
 	f.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the server to this file until it stops (for go tool pprof)")
 	f.StringVar(&cfg.TPMEKRoots, "tpm-ek-roots", "", "PEM file of TPM manufacturer root (and intermediate) certificates; when set, TPM devices must send an EK certificate (payload tpmEkCertificate, base64 DER) that chains to them and certifies their EK")
 	return cmd
@@ -407,6 +409,10 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 	if err != nil {
 		return err
 	}
+	allocator, err := newAllocator(cfg.Allocation, log)
+	if err != nil {
+		return err
+	}
 	prov, err := provisioning.New(provisioning.Config{
 		Store: st,
 		Attestors: map[string]provisioning.Attestor{
@@ -414,7 +420,7 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 			enrollment.AttestationX509:         x509Att,
 			enrollment.AttestationTPM:          tpmAtt,
 		},
-		Allocator:           hashed.New(),
+		Allocator:           allocator,
 		Issuer:              issuer,
 		Logger:              log,
 		CertificateValidity: cfg.CertValidity,
@@ -434,5 +440,6 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 		return err
 	}
 	service.Mount(dev.Routes)
+	service.SetExplainer(prov)
 	return nil
 }

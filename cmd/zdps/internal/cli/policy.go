@@ -43,16 +43,12 @@ func newPolicyCreateCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			ctx := cmd.Context()
-			// As for hubs: no create-only PUT, so check first rather than
-			// replace an existing policy's rights and keys.
-			switch _, err := c.GetPolicy(ctx, cfg.KeyName); {
-			case err == nil:
-				return userErrorf(nil, "policy %q already exists", cfg.KeyName)
-			case !errors.Is(err, client.ErrNotFound):
-				return fail(err, "policy", cfg.KeyName, "create")
+			// Create-only (If-None-Match: *): never replaces an existing
+			// policy's rights and keys, even when two admins race.
+			got, err := c.CreatePolicy(cmd.Context(), p)
+			if errors.Is(err, client.ErrConflict) {
+				return userErrorf(err, "policy %q already exists", cfg.KeyName)
 			}
-			got, err := c.PutPolicy(ctx, p, "")
 			if err != nil {
 				return fail(err, "policy", cfg.KeyName, "create")
 			}

@@ -89,6 +89,7 @@ that "zdps serve" writes into its data directory (--data-dir, $` + EnvDataDir + 
 	root.AddGroup(&cobra.Group{ID: "manage", Title: "Management commands:"})
 	for _, c := range []*cobra.Command{
 		newEnrollmentCmd(g), newGroupCmd(g), newHubCmd(g), newRegistrationCmd(g), newPolicyCmd(g),
+		newAllocationCmd(g),
 		newCACmd(g),
 	} {
 		c.GroupID = "manage"
