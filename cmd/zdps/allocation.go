@@ -35,8 +35,8 @@ func (c *allocationConfig) register(f *pflag.FlagSet) {
 	f.StringVar(&c.WebhookSecret, "allocation-webhook-secret", "", "sign custom allocation webhook requests with HMAC-SHA256 under this secret (header "+custom.HeaderSignature+"); prefer the environment variable or --allocation-webhook-secret-file")
 	f.StringVar(&c.WebhookSecretFile, "allocation-webhook-secret-file", "", "file holding the webhook signing secret")
 	f.StringSliceVar(&c.WebhookAllowCIDRs, "allocation-webhook-allow-cidr", nil, "networks a webhook may be reached at although they are refused by default (link-local, cloud metadata), e.g. 169.254.10.0/24")
-	f.StringSliceVar(&c.GeoNetworks, "geo-network", nil, "geoLatency: a device source network and its region, CIDR=REGION (repeatable)")
-	f.StringSliceVar(&c.GeoRegions, "geo-region", nil, "geoLatency: coordinates of a region, NAME=LAT,LON (repeatable)")
+	f.StringArrayVar(&c.GeoNetworks, "geo-network", nil, "geoLatency: a device source network and its region, CIDR=REGION (repeatable)")
+	f.StringArrayVar(&c.GeoRegions, "geo-region", nil, "geoLatency: coordinates of a region, NAME=LAT,LON (repeatable)")
 }
 
 // newAllocator builds the allocation engine with every policy, wired
