@@ -29,6 +29,13 @@ const (
 	TPM                 = "tpm"
 )
 
+// TLS key exchanges of Config.KeyExchange.
+const (
+	KeyExchangeX25519 = "x25519"
+	KeyExchangeP256   = "p256"
+	KeyExchangeHybrid = "x25519mlkem768"
+)
+
 // ErrUnsupported: the run asks for something the simulator cannot do.
 var ErrUnsupported = errors.New("bench: not supported")
 
@@ -72,6 +79,12 @@ type Config struct {
 	// for the whole run); by default session tickets are disabled and
 	// every handshake is full.
 	TLSResumption bool
+	// KeyExchange is the TLS key exchange the devices offer: KeyExchangeX25519
+	// (the default: what device TLS stacks such as mbedTLS, wolfSSL and
+	// OpenSSL before 3.5 negotiate), KeyExchangeP256, or
+	// KeyExchangeHybrid (X25519MLKEM768, Go's and OpenSSL 3.5's default,
+	// with X25519 as fallback).
+	KeyExchange string
 
 	// Setup creates the enrollments or group (and hubs when the instance
 	// has none) before the run; Cleanup deletes them and the run's
@@ -132,6 +145,13 @@ func (c *Config) validate() error {
 	case c.Devices > 10_000_000:
 		return fmt.Errorf("%w: at most 10,000,000 devices", ErrInvalidConfig)
 	}
+	switch c.KeyExchange {
+	case "":
+		c.KeyExchange = KeyExchangeX25519
+	case KeyExchangeX25519, KeyExchangeP256, KeyExchangeHybrid:
+	default:
+		return fmt.Errorf("%w: key exchange %q (want %s, %s or %s)", ErrInvalidConfig, c.KeyExchange, KeyExchangeX25519, KeyExchangeP256, KeyExchangeHybrid)
+	}
 	if c.Prefix == "" {
 		var b [3]byte
 		_, _ = rand.Read(b[:]) // never fails (crypto/rand)
@@ -173,7 +193,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	rep := &Report{
 		Attestation: cfg.Attestation, Devices: cfg.Devices, Concurrency: cfg.Concurrency, Rate: cfg.Rate,
-		CSR: cfg.CSR, CSRPregenerated: cfg.CSR && !cfg.GenerateInline, KeepAlive: cfg.KeepAlive, TLSResumption: cfg.TLSResumption,
+		CSR: cfg.CSR, CSRPregenerated: cfg.CSR && !cfg.GenerateInline, KeepAlive: cfg.KeepAlive, TLSResumption: cfg.TLSResumption, KeyExchange: cfg.KeyExchange,
 		Errors: map[string]int{},
 	}
 	runErr := r.run(ctx, rep)
@@ -221,12 +241,22 @@ func (r *runner) register(ctx context.Context, rep *Report) error {
 		host = cfg.Endpoint
 	}
 	var full, resumed atomic.Int64
+	pin := &chainPin{roots: cfg.RootCAs, host: host}
 	base := &tls.Config{
 		MinVersion:             tls.VersionTLS12,
-		RootCAs:                cfg.RootCAs,
 		ServerName:             host,
 		SessionTicketsDisabled: !cfg.TLSResumption,
+		CurvePreferences:       curves(cfg.KeyExchange),
+		// The server's chain is verified in VerifyConnection, once per
+		// distinct chain (chainPin): a real device spends that CPU on its
+		// own processor, the simulator would spend it on the server's.
+		// TLS still checks the server's CertificateVerify signature with
+		// the pinned leaf's key on every handshake.
+		InsecureSkipVerify: true,
 		VerifyConnection: func(cs tls.ConnectionState) error {
+			if err := pin.verify(cs.PeerCertificates); err != nil {
+				return err
+			}
 			if cs.DidResume {
 				resumed.Add(1)
 			} else {
@@ -333,6 +363,47 @@ func (r *runner) register(ctx context.Context, rep *Report) error {
 	if n := int(next.Load()); ctx.Err() != nil && n < len(r.devices) {
 		return fmt.Errorf("bench: stopped after %d of %d devices: %w", min(n, len(r.devices)), len(r.devices), ctx.Err())
 	}
+	return nil
+}
+
+func curves(kx string) []tls.CurveID {
+	switch kx {
+	case KeyExchangeP256:
+		return []tls.CurveID{tls.CurveP256}
+	case KeyExchangeHybrid:
+		return []tls.CurveID{tls.X25519MLKEM768, tls.X25519}
+	}
+	return []tls.CurveID{tls.X25519}
+}
+
+// chainPin verifies a server chain against the roots and the host name
+// the first time it is seen, then accepts exactly that chain again
+// without re-verifying it.
+type chainPin struct {
+	roots    *x509.CertPool
+	host     string
+	verified sync.Map // string(leaf DER) → struct{}
+}
+
+func (p *chainPin) verify(chain []*x509.Certificate) error {
+	if len(chain) == 0 {
+		return errors.New("bench: the server sent no certificate")
+	}
+	key := string(chain[0].Raw)
+	for _, c := range chain[1:] {
+		key += string(c.Raw)
+	}
+	if _, ok := p.verified.Load(key); ok {
+		return nil
+	}
+	inter := x509.NewCertPool()
+	for _, c := range chain[1:] {
+		inter.AddCert(c)
+	}
+	if _, err := chain[0].Verify(x509.VerifyOptions{Roots: p.roots, Intermediates: inter, DNSName: p.host}); err != nil {
+		return &tls.CertificateVerificationError{UnverifiedCertificates: chain, Err: err}
+	}
+	p.verified.Store(key, struct{}{})
 	return nil
 }
 

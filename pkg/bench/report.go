@@ -29,6 +29,8 @@ type Report struct {
 	CSRPregenerated bool `json:"csrPregenerated"`
 	KeepAlive       bool `json:"keepAlive"`
 	TLSResumption   bool `json:"tlsResumption"`
+	// KeyExchange is the TLS key exchange the devices offered.
+	KeyExchange string `json:"keyExchange"`
 
 	Succeeded int `json:"succeeded"`
 	Failed    int `json:"failed"`
@@ -194,6 +196,7 @@ func (r *Report) String() string {
 	if r.TLSResumption {
 		mode += ", TLS session resumption"
 	}
+	mode += ", " + r.KeyExchange
 	csr := "no CSR"
 	if r.CSR {
 		csr = "CSR pre-generated"

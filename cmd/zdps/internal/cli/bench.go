@@ -3,6 +3,8 @@ package cli
 import (
 	"errors"
 	"fmt"
+	"os"
+	"runtime/pprof"
 	"sync/atomic"
 	"time"
 
@@ -25,6 +27,8 @@ type benchConfig struct {
 	Pregenerate   bool
 	KeepAlive     bool
 	TLSResumption bool
+	KeyExchange   string
+	CPUProfile    string
 	Setup         bool
 	Cleanup       bool
 	Prefix        string
@@ -45,6 +49,10 @@ kind.
 
 Each device opens its own TLS connection with a full handshake, as real devices do
 (--keep-alive shares connections; --tls-resumption allows session resumption).
+The devices offer the X25519 key exchange of device TLS stacks (--tls-key-exchange
+x25519mlkem768 offers Go's post-quantum hybrid instead). The simulator verifies the
+server's certificate chain once and then accepts exactly that chain, so that chain
+verification, which devices do on their own processors, does not load this one.
 With --csr (the default) every device sends a P-256 CSR and gets an operational
 certificate; the keys and CSRs are made before the clock starts so that the
 simulator's CPU does not count against the server (--pregenerate=false makes them
@@ -77,6 +85,8 @@ server must run on this machine). The exit status is 1 when any device failed.`,
 	f.BoolVar(&cfg.Pregenerate, "pregenerate", true, "make keys and CSRs before the timed phase (false: each device makes its own inside it)")
 	f.BoolVar(&cfg.KeepAlive, "keep-alive", false, "share keep-alive connections between devices (symmetric key only; X.509 devices always connect on their own)")
 	f.BoolVar(&cfg.TLSResumption, "tls-resumption", false, "allow TLS session resumption (default: session tickets off, every handshake full)")
+	f.StringVar(&cfg.KeyExchange, "tls-key-exchange", bench.KeyExchangeX25519, "TLS key exchange the devices offer: x25519 (device TLS stacks: mbedTLS, wolfSSL, OpenSSL before 3.5), p256, or x25519mlkem768 (Go's and OpenSSL 3.5's post-quantum hybrid)")
+	f.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the simulator to this file")
 	f.BoolVar(&cfg.Setup, "setup", false, "create the enrollments or group (and hubs if there are none) first, in bulk")
 	f.BoolVar(&cfg.Cleanup, "cleanup", false, "with --setup: delete what setup made and the run's registration records afterwards")
 	f.StringVar(&cfg.Prefix, "prefix", "", "registration IDs are PREFIX-0000000...; the group is PREFIX (default: bench- and 6 random hex digits)")
@@ -108,7 +118,7 @@ func runBench(cmd *cobra.Command, g *globals, cfg benchConfig) error {
 	bc := bench.Config{
 		Endpoint: endpoint, IDScope: scope, RootCAs: roots, Client: c,
 		Attestation: cfg.Attestation, Devices: cfg.Devices, Concurrency: cfg.Concurrency, Rate: cfg.Rate,
-		CSR: cfg.CSR, GenerateInline: !cfg.Pregenerate, KeepAlive: cfg.KeepAlive, TLSResumption: cfg.TLSResumption,
+		CSR: cfg.CSR, GenerateInline: !cfg.Pregenerate, KeepAlive: cfg.KeepAlive, TLSResumption: cfg.TLSResumption, KeyExchange: cfg.KeyExchange,
 		Setup: cfg.Setup, Cleanup: cfg.Cleanup, Prefix: cfg.Prefix, ServerPID: cfg.ServerPID, Timeout: cfg.Timeout,
 	}
 	draw := g.opts.StderrIsTerminal()
@@ -120,6 +130,17 @@ func runBench(cmd *cobra.Command, g *globals, cfg benchConfig) error {
 		bar = newBenchBar(cmd, cfg.Devices)
 		bc.Progress = bar.done
 		bc.Phase = bar.phase
+	}
+	if cfg.CPUProfile != "" {
+		f, err := os.Create(cfg.CPUProfile)
+		if err != nil {
+			return userErrorf(err, "--cpuprofile: %v", err)
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return userErrorf(err, "--cpuprofile: %v", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	rep, runErr := bench.Run(cmd.Context(), bc)
 	if bar != nil {

@@ -1,0 +1,10 @@
+//go:build linux
+
+package bench_test
+
+import (
+	"os"
+	"syscall"
+)
+
+func fdatasync(f *os.File) error { return syscall.Fdatasync(int(f.Fd())) }
