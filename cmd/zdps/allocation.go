@@ -18,6 +18,10 @@ import (
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
+// maxWebhookBudget bounds the time all webhook attempts may take: the
+// register request that runs them ends at the server's 60 s write timeout.
+const maxWebhookBudget = 50 * time.Second
+
 // allocationConfig configures the allocation policies of `zdps serve`.
 type allocationConfig struct {
 	WebhookTimeout    time.Duration
@@ -47,6 +51,11 @@ func newAllocator(c allocationConfig, log *slog.Logger) (*allocation.Registry, e
 	}
 	if c.WebhookTimeout <= 0 {
 		return nil, fmt.Errorf("--allocation-webhook-timeout must be positive")
+	}
+	// The webhook runs inside the device's register request, which the
+	// server's 60 s write timeout bounds: every attempt must fit in it.
+	if budget := c.WebhookTimeout*time.Duration(c.WebhookRetries+1) + custom.DefaultRetryBackoff*(1<<c.WebhookRetries); budget > maxWebhookBudget {
+		return nil, fmt.Errorf("--allocation-webhook-timeout × (retries+1) plus backoff is %v; keep it under %v, the time a register request may take", budget, maxWebhookBudget)
 	}
 	secret := c.WebhookSecret
 	if c.WebhookSecretFile != "" {
