@@ -71,26 +71,7 @@ func (a *API) getCertificate(w http.ResponseWriter, r *http.Request) {
 // another certificate clears the verification (a proof is about one key);
 // writing the same certificate again keeps it.
 func (a *API) putCertificate(w http.ResponseWriter, r *http.Request) {
-	name, err := caPathName(r)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	b, err := requireBody(r)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	c, err := enrollment.DecodeCACertificate(b)
-	if err != nil {
-		a.writeError(w, r, badRequest(err))
-		return
-	}
-	if !strings.EqualFold(c.Name, name) {
-		a.writeError(w, r, mismatch("name", c.Name, name))
-		return
-	}
-	cond, err := writeCondition(r)
+	name, c, cond, err := putRequest(r, caPathName, enrollment.DecodeCACertificate, func(c *enrollment.CACertificate) string { return c.Name }, "name")
 	if err != nil {
 		a.writeError(w, r, err)
 		return

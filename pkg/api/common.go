@@ -121,6 +121,28 @@ func writePage[T any](a *API, w http.ResponseWriter, items []T, next string, lim
 	a.writeJSON(w, http.StatusOK, items)
 }
 
+// putRequest reads what every PUT of a named document needs: the name in
+// the path, the strictly decoded body (whose own name, in field, must be
+// the path's), and the write condition of If-Match / If-None-Match. Its
+// errors are ready for writeError.
+func putRequest[T any](r *http.Request, pathName func(*http.Request) (string, error), decode func([]byte) (T, error), nameOf func(T) string, field string) (name string, v T, cond store.Condition, err error) {
+	if name, err = pathName(r); err != nil {
+		return name, v, cond, err
+	}
+	b, err := requireBody(r)
+	if err != nil {
+		return name, v, cond, err
+	}
+	if v, err = decode(b); err != nil {
+		return name, v, cond, badRequest(err)
+	}
+	if !strings.EqualFold(nameOf(v), name) {
+		return name, v, cond, mismatch(field, nameOf(v), name)
+	}
+	cond, err = writeCondition(r)
+	return name, v, cond, err
+}
+
 // mismatch is the error of a body whose ID differs from the path's.
 func mismatch(field, body, path string) error {
 	return &enrollment.ValidationError{Field: field, Reason: fmt.Sprintf("%q does not match %q in the path", body, path)}

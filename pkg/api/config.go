@@ -80,26 +80,7 @@ func (a *API) getHub(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) putHub(w http.ResponseWriter, r *http.Request) {
-	name, err := hubPathName(r)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	b, err := requireBody(r)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	h, err := enrollment.DecodeHub(b)
-	if err != nil {
-		a.writeError(w, r, badRequest(err))
-		return
-	}
-	if !strings.EqualFold(h.Name, name) {
-		a.writeError(w, r, mismatch("name", h.Name, name))
-		return
-	}
-	cond, err := writeCondition(r)
+	name, h, cond, err := putRequest(r, hubPathName, enrollment.DecodeHub, func(h *enrollment.Hub) string { return h.Name }, "name")
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -162,23 +143,9 @@ func (a *API) getPolicy(w http.ResponseWriter, r *http.Request) {
 // The owner policy must keep ServiceConfig, so that the instance always
 // has a policy able to manage policies.
 func (a *API) putPolicy(w http.ResponseWriter, r *http.Request) {
-	name, err := policyPathName(r)
+	name, p, cond, err := putRequest(r, policyPathName, enrollment.DecodeSharedAccessPolicy, func(p *enrollment.SharedAccessPolicy) string { return p.KeyName }, "keyName")
 	if err != nil {
 		a.writeError(w, r, err)
-		return
-	}
-	b, err := requireBody(r)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	p, err := enrollment.DecodeSharedAccessPolicy(b)
-	if err != nil {
-		a.writeError(w, r, badRequest(err))
-		return
-	}
-	if !strings.EqualFold(p.KeyName, name) {
-		a.writeError(w, r, mismatch("keyName", p.KeyName, name))
 		return
 	}
 	if strings.EqualFold(name, enrollment.OwnerPolicyName) && !p.HasRight(enrollment.RightServiceConfig) {
@@ -191,11 +158,6 @@ func (a *API) putPolicy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	gen := keyPair{p.PrimaryKey, p.SecondaryKey}
-	cond, err := writeCondition(r)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
 	var created bool
 	err = a.store.Backend.Update(r.Context(), func(tx store.Tx) error {
 		c := a.store.Policies.In(tx)

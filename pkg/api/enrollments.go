@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"strings"
 
 	"github.com/go-chi/chi/v5"
 
@@ -156,23 +155,9 @@ func getDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 // transaction by the store.
 func putDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := k.pathID(r)
+		id, v, cond, err := putRequest(r, k.pathID, k.decode, k.id, k.idField)
 		if err != nil {
 			a.writeError(w, r, err)
-			return
-		}
-		b, err := requireBody(r)
-		if err != nil {
-			a.writeError(w, r, err)
-			return
-		}
-		v, err := k.decode(b)
-		if err != nil {
-			a.writeError(w, r, badRequest(err))
-			return
-		}
-		if !strings.EqualFold(k.id(v), id) {
-			a.writeError(w, r, mismatch(k.idField, k.id(v), id))
 			return
 		}
 		if err := a.checkCAReferences(r.Context(), k.att(v)); err != nil {
@@ -180,11 +165,6 @@ func putDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 			return
 		}
 		if err := a.checkStaticHub(r.Context(), v); err != nil {
-			a.writeError(w, r, err)
-			return
-		}
-		cond, err := writeCondition(r)
-		if err != nil {
 			a.writeError(w, r, err)
 			return
 		}
