@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -410,28 +411,11 @@ func newCAListCmd(g *globals) *cobra.Command {
 }
 
 func newCARemoveCmd(g *globals) *cobra.Command {
-	var cfg deleteConfig
-	cmd := &cobra.Command{
-		Use:     "remove NAME",
-		Aliases: []string{"rm", "delete"},
-		Short:   "Remove a registered CA certificate (groups naming it no longer admit devices through it)",
-		Args:    exactArgs("NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg.ID = args[0]
-			c, err := g.ready()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteCertificate(cmd.Context(), cfg.ID, cfg.ETag); err != nil {
-				return fail(err, "CA certificate", cfg.ID, "remove")
-			}
-			if g.output == "json" {
-				return nil
-			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "CA certificate %q removed\n", cfg.ID)
-			return err
+	return newDeleteCmd(g, deleteSpec{
+		use: "remove NAME", aliases: []string{"rm", "delete"}, verb: "remove", resource: "CA certificate",
+		short: "Remove a registered CA certificate (groups naming it no longer admit devices through it)",
+		del: func(ctx context.Context, c *client.Client, id, etag string) error {
+			return c.DeleteCertificate(ctx, id, etag)
 		},
-	}
-	cmd.Flags().StringVar(&cfg.ETag, "etag", "", "remove only if the certificate's etag still is this one")
-	return cmd
+	})
 }

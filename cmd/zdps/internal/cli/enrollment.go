@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -151,36 +152,21 @@ func newEnrollmentListCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p := g.printer(cmd.OutOrStdout())
-			if p.json {
-				l := &jsonList{w: p.w}
-				for e, err := range c.Enrollments(cmd.Context(), cfg.PageSize) {
-					if err != nil {
-						return failList(err, "enrollments")
+			return printList(g.printer(cmd.OutOrStdout()), c.Enrollments(cmd.Context(), cfg.PageSize),
+				func(err error) error { return failList(err, "enrollments") },
+				[]string{"REGISTRATION ID", "ATTESTATION", "STATUS", "DEVICE ID", "ALLOCATION", "HUBS", "REGISTRATION"},
+				func(e *enrollment.IndividualEnrollment) []string {
+					typ, _ := describeAttestation(e.Attestation)
+					hubs := strings.Join(e.IoTHubs, ",")
+					if e.IoTHubHostName != "" {
+						hubs = e.IoTHubHostName
 					}
-					if err := l.add(e); err != nil {
-						return err
+					reg := ""
+					if e.RegistrationState != nil {
+						reg = e.RegistrationState.Status
 					}
-				}
-				return l.end()
-			}
-			t := p.table("REGISTRATION ID", "ATTESTATION", "STATUS", "DEVICE ID", "ALLOCATION", "HUBS", "REGISTRATION")
-			for e, err := range c.Enrollments(cmd.Context(), cfg.PageSize) {
-				if err != nil {
-					return failList(err, "enrollments")
-				}
-				typ, _ := describeAttestation(e.Attestation)
-				hubs := strings.Join(e.IoTHubs, ",")
-				if e.IoTHubHostName != "" {
-					hubs = e.IoTHubHostName
-				}
-				reg := ""
-				if e.RegistrationState != nil {
-					reg = e.RegistrationState.Status
-				}
-				t.row(e.RegistrationID, typ, e.ProvisioningStatus, e.DeviceID, e.AllocationPolicy, hubs, reg)
-			}
-			return t.flush()
+					return []string{e.RegistrationID, typ, e.ProvisioningStatus, e.DeviceID, e.AllocationPolicy, hubs, reg}
+				})
 		},
 	}
 	cmd.Flags().IntVar(&cfg.PageSize, "page-size", 1000, "items per API call")
@@ -194,26 +180,12 @@ type deleteConfig struct {
 }
 
 func newEnrollmentDeleteCmd(g *globals) *cobra.Command {
-	var cfg deleteConfig
-	cmd := &cobra.Command{
-		Use:     "delete REGISTRATION_ID",
-		Aliases: []string{"rm"},
-		Short:   "Delete an individual enrollment",
-		Args:    exactArgs("REGISTRATION_ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg.ID = args[0]
-			c, err := g.ready()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteEnrollment(cmd.Context(), cfg.ID, cfg.ETag); err != nil {
-				return fail(err, "enrollment", cfg.ID, "delete")
-			}
-			return g.deleted(cmd, "enrollment", cfg.ID)
+	return newDeleteCmd(g, deleteSpec{
+		use: "delete REGISTRATION_ID", short: "Delete an individual enrollment", resource: "enrollment",
+		del: func(ctx context.Context, c *client.Client, id, etag string) error {
+			return c.DeleteEnrollment(ctx, id, etag)
 		},
-	}
-	cmd.Flags().StringVar(&cfg.ETag, "etag", "", "delete only if the enrollment's etag still is this one")
-	return cmd
+	})
 }
 
 func newEnrollmentKeysCmd(g *globals) *cobra.Command {
@@ -256,16 +228,6 @@ func (g *globals) ready() (*client.Client, error) {
 		return nil, err
 	}
 	return g.client()
-}
-
-// deleted confirms a deletion in table mode; JSON mode prints nothing, as
-// the API answers nothing.
-func (g *globals) deleted(cmd *cobra.Command, kind, id string) error {
-	if g.output == "json" {
-		return nil
-	}
-	_, err := cmd.OutOrStdout().Write([]byte(kind + " \"" + id + "\" deleted\n"))
-	return err
 }
 
 // exactArgs is cobra.ExactArgs with the argument names in the message.

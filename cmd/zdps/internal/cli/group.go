@@ -1,10 +1,12 @@
 package cli
 
 import (
+	"context"
 	"encoding/base64"
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/zdps/zdps/pkg/client"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/sas"
 )
@@ -137,32 +139,17 @@ func newGroupListCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			p := g.printer(cmd.OutOrStdout())
-			if p.json {
-				l := &jsonList{w: p.w}
-				for grp, err := range c.Groups(cmd.Context(), cfg.PageSize) {
-					if err != nil {
-						return failList(err, "enrollment groups")
+			return printList(g.printer(cmd.OutOrStdout()), c.Groups(cmd.Context(), cfg.PageSize),
+				func(err error) error { return failList(err, "enrollment groups") },
+				[]string{"GROUP ID", "ATTESTATION", "STATUS", "ALLOCATION", "HUBS"},
+				func(grp *enrollment.EnrollmentGroup) []string {
+					typ, _ := describeAttestation(grp.Attestation)
+					hubs := strings.Join(grp.IoTHubs, ",")
+					if grp.IoTHubHostName != "" {
+						hubs = grp.IoTHubHostName
 					}
-					if err := l.add(grp); err != nil {
-						return err
-					}
-				}
-				return l.end()
-			}
-			t := p.table("GROUP ID", "ATTESTATION", "STATUS", "ALLOCATION", "HUBS")
-			for grp, err := range c.Groups(cmd.Context(), cfg.PageSize) {
-				if err != nil {
-					return failList(err, "enrollment groups")
-				}
-				typ, _ := describeAttestation(grp.Attestation)
-				hubs := strings.Join(grp.IoTHubs, ",")
-				if grp.IoTHubHostName != "" {
-					hubs = grp.IoTHubHostName
-				}
-				t.row(grp.EnrollmentGroupID, typ, grp.ProvisioningStatus, grp.AllocationPolicy, hubs)
-			}
-			return t.flush()
+					return []string{grp.EnrollmentGroupID, typ, grp.ProvisioningStatus, grp.AllocationPolicy, hubs}
+				})
 		},
 	}
 	cmd.Flags().IntVar(&cfg.PageSize, "page-size", 1000, "items per API call")
@@ -170,26 +157,12 @@ func newGroupListCmd(g *globals) *cobra.Command {
 }
 
 func newGroupDeleteCmd(g *globals) *cobra.Command {
-	var cfg deleteConfig
-	cmd := &cobra.Command{
-		Use:     "delete GROUP_ID",
-		Aliases: []string{"rm"},
-		Short:   "Delete an enrollment group (its registration records stay)",
-		Args:    exactArgs("GROUP_ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg.ID = args[0]
-			c, err := g.ready()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteGroup(cmd.Context(), cfg.ID, cfg.ETag); err != nil {
-				return fail(err, "enrollment group", cfg.ID, "delete")
-			}
-			return g.deleted(cmd, "enrollment group", cfg.ID)
+	return newDeleteCmd(g, deleteSpec{
+		use: "delete GROUP_ID", short: "Delete an enrollment group (its registration records stay)", resource: "enrollment group",
+		del: func(ctx context.Context, c *client.Client, id, etag string) error {
+			return c.DeleteGroup(ctx, id, etag)
 		},
-	}
-	cmd.Flags().StringVar(&cfg.ETag, "etag", "", "delete only if the group's etag still is this one")
-	return cmd
+	})
 }
 
 func newGroupKeysCmd(g *globals) *cobra.Command {

@@ -1,8 +1,8 @@
 package cli
 
 import (
+	"context"
 	"errors"
-	"fmt"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -242,28 +242,9 @@ Devices already there are not moved by zdps. --undo marks it healthy again.`,
 }
 
 func newHubRemoveCmd(g *globals) *cobra.Command {
-	var cfg deleteConfig
-	cmd := &cobra.Command{
-		Use:     "remove HOST_NAME",
-		Aliases: []string{"rm", "delete"},
-		Short:   "Unlink a hub (devices already assigned to it stay there)",
-		Args:    exactArgs("HOST_NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg.ID = args[0]
-			c, err := g.ready()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteHub(cmd.Context(), cfg.ID, cfg.ETag); err != nil {
-				return fail(err, "hub", cfg.ID, "remove")
-			}
-			if g.output == "json" {
-				return nil
-			}
-			_, err = fmt.Fprintf(cmd.OutOrStdout(), "hub %q removed\n", cfg.ID)
-			return err
-		},
-	}
-	cmd.Flags().StringVar(&cfg.ETag, "etag", "", "remove only if the hub's etag still is this one")
-	return cmd
+	return newDeleteCmd(g, deleteSpec{
+		use: "remove HOST_NAME", aliases: []string{"rm", "delete"}, verb: "remove", resource: "hub",
+		short: "Unlink a hub (devices already assigned to it stay there)",
+		del:   func(ctx context.Context, c *client.Client, id, etag string) error { return c.DeleteHub(ctx, id, etag) },
+	})
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 
 	"github.com/spf13/cobra"
@@ -137,26 +138,12 @@ func newPolicyGetCmd(g *globals) *cobra.Command {
 }
 
 func newPolicyDeleteCmd(g *globals) *cobra.Command {
-	var cfg deleteConfig
-	cmd := &cobra.Command{
-		Use:     "delete NAME",
-		Aliases: []string{"rm"},
-		Short:   "Delete a shared access policy; its connection strings stop working",
-		Args:    exactArgs("NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg.ID = args[0]
-			c, err := g.ready()
-			if err != nil {
-				return err
-			}
-			if err := c.DeletePolicy(cmd.Context(), cfg.ID, cfg.ETag); err != nil {
-				return fail(err, "policy", cfg.ID, "delete")
-			}
-			return g.deleted(cmd, "policy", cfg.ID)
+	return newDeleteCmd(g, deleteSpec{
+		use: "delete NAME", short: "Delete a shared access policy; its connection strings stop working", resource: "policy",
+		del: func(ctx context.Context, c *client.Client, id, etag string) error {
+			return c.DeletePolicy(ctx, id, etag)
 		},
-	}
-	cmd.Flags().StringVar(&cfg.ETag, "etag", "", "delete only if the policy's etag still is this one")
-	return cmd
+	})
 }
 
 func newPolicyKeysCmd(g *globals) *cobra.Command {

@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"context"
 	"strconv"
 
 	"github.com/spf13/cobra"
+	"github.com/zdps/zdps/pkg/client"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
@@ -77,27 +79,12 @@ func newRegistrationListCmd(g *globals) *cobra.Command {
 			if cfg.GroupID != "" {
 				what = "registrations of enrollment group " + strconv.Quote(cfg.GroupID)
 			}
-			p := g.printer(cmd.OutOrStdout())
-			if p.json {
-				l := &jsonList{w: p.w}
-				for r, err := range c.Registrations(cmd.Context(), cfg.GroupID, cfg.PageSize) {
-					if err != nil {
-						return failRegistrations(err, cfg.GroupID, what)
-					}
-					if err := l.add(r); err != nil {
-						return err
-					}
-				}
-				return l.end()
-			}
-			t := p.table("REGISTRATION ID", "STATUS", "ASSIGNED HUB", "DEVICE ID", "SUBSTATUS", "UPDATED")
-			for r, err := range c.Registrations(cmd.Context(), cfg.GroupID, cfg.PageSize) {
-				if err != nil {
-					return failRegistrations(err, cfg.GroupID, what)
-				}
-				t.row(r.RegistrationID, r.Status, r.AssignedHub, r.DeviceID, r.Substatus, when(r.LastUpdatedDateTimeUTC))
-			}
-			return t.flush()
+			return printList(g.printer(cmd.OutOrStdout()), c.Registrations(cmd.Context(), cfg.GroupID, cfg.PageSize),
+				func(err error) error { return failRegistrations(err, cfg.GroupID, what) },
+				[]string{"REGISTRATION ID", "STATUS", "ASSIGNED HUB", "DEVICE ID", "SUBSTATUS", "UPDATED"},
+				func(r *enrollment.RegistrationState) []string {
+					return []string{r.RegistrationID, r.Status, r.AssignedHub, r.DeviceID, r.Substatus, when(r.LastUpdatedDateTimeUTC)}
+				})
 		},
 	}
 	cmd.Flags().StringVar(&cfg.GroupID, "group", "", "only the records of this enrollment group")
@@ -113,27 +100,11 @@ func failRegistrations(err error, group, what string) error {
 }
 
 func newRegistrationDeleteCmd(g *globals) *cobra.Command {
-	var cfg deleteConfig
-	cmd := &cobra.Command{
-		Use:     "delete REGISTRATION_ID",
-		Aliases: []string{"rm"},
-		Short:   "Delete a registration record (the device may register again)",
-		Args:    exactArgs("REGISTRATION_ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg.ID = args[0]
-			if err := enrollment.ValidateRegistrationID(cfg.ID); err != nil {
-				return userErrorf(err, "%v", err)
-			}
-			c, err := g.ready()
-			if err != nil {
-				return err
-			}
-			if err := c.DeleteRegistration(cmd.Context(), cfg.ID, cfg.ETag); err != nil {
-				return fail(err, "registration", cfg.ID, "delete")
-			}
-			return g.deleted(cmd, "registration", cfg.ID)
+	return newDeleteCmd(g, deleteSpec{
+		use: "delete REGISTRATION_ID", short: "Delete a registration record (the device may register again)", resource: "registration",
+		validate: enrollment.ValidateRegistrationID,
+		del: func(ctx context.Context, c *client.Client, id, etag string) error {
+			return c.DeleteRegistration(ctx, id, etag)
 		},
-	}
-	cmd.Flags().StringVar(&cfg.ETag, "etag", "", "delete only if the record's etag still is this one")
-	return cmd
+	})
 }
