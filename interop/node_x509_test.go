@@ -2,84 +2,30 @@ package interop
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/testpki"
 	"github.com/zdps/zdps/internal/zdpstest"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
-// pkiCert is a test certificate with its key.
-type pkiCert struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-func (c *pkiCert) pem() string {
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.cert.Raw}))
-}
-
-var pkiSerial int64
-
-// mint issues a certificate for cn: a CA when ca, else a device leaf with
-// digitalSignature and clientAuth; self-signed when parent is nil.
-func mint(t *testing.T, cn string, ca bool, parent *pkiCert, mod ...func(*x509.Certificate)) *pkiCert {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	pkiSerial++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(pkiSerial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		BasicConstraintsValid: true,
-	}
-	if ca {
-		tmpl.IsCA, tmpl.KeyUsage = true, x509.KeyUsageCertSign|x509.KeyUsageCRLSign
-	} else {
-		tmpl.KeyUsage, tmpl.ExtKeyUsage = x509.KeyUsageDigitalSignature, []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}
-	}
-	for _, m := range mod {
-		m(tmpl)
-	}
-	signer, pc := crypto.Signer(key), tmpl
-	if parent != nil {
-		signer, pc = parent.key, parent.cert
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, pc, key.Public(), signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &pkiCert{cert: c, key: key}
-}
-
 // deviceFiles writes the device's chain (leaf first, then the given
 // intermediates) and key as PEM files, as register.js takes them.
-func deviceFiles(t *testing.T, leaf *pkiCert, intermediates ...*pkiCert) []string {
+func deviceFiles(t *testing.T, leaf *testpki.Cert, intermediates ...*testpki.Cert) []string {
 	t.Helper()
 	dir := t.TempDir()
 	var chain strings.Builder
-	chain.WriteString(leaf.pem())
+	chain.WriteString(leaf.PEM())
 	for _, c := range intermediates {
-		chain.WriteString(c.pem())
+		chain.WriteString(c.PEM())
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(leaf.key)
+	der, err := x509.MarshalPKCS8PrivateKey(leaf.Key)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,8 +43,8 @@ func x509Mechanism(a *enrollment.X509Attestation) *enrollment.AttestationMechani
 	return &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: a}
 }
 
-func primaryCert(c *pkiCert) *enrollment.X509Certificates {
-	return &enrollment.X509Certificates{Primary: &enrollment.X509CertificateWithInfo{Certificate: c.pem()}}
+func primaryCert(c *testpki.Cert) *enrollment.X509Certificates {
+	return &enrollment.X509Certificates{Primary: &enrollment.X509CertificateWithInfo{Certificate: c.PEM()}}
 }
 
 // TestNodeSDKX509 registers devices with the official Node.js SDK and
@@ -114,7 +60,7 @@ func TestNodeSDKX509(t *testing.T) {
 	addHubs(t, srv, hubs...)
 
 	// (a) an individual enrollment with a self-signed device certificate.
-	indLeaf := mint(t, "node-x509-ind", false, nil)
+	indLeaf := testpki.Issue(t, "node-x509-ind", false, nil)
 	if _, err := c.PutEnrollment(ctx, &enrollment.IndividualEnrollment{
 		RegistrationID: "node-x509-ind", DeviceID: "node-x509-device",
 		Attestation: x509Mechanism(&enrollment.X509Attestation{ClientCertificates: primaryCert(indLeaf)}),
@@ -124,8 +70,8 @@ func TestNodeSDKX509(t *testing.T) {
 
 	// (b) a group whose signing certificate is the root; devices send leaf
 	// and intermediate.
-	root := mint(t, "zdps interop root", true, nil)
-	inter := mint(t, "zdps interop intermediate", true, root)
+	root := testpki.Issue(t, "zdps interop root", true, nil)
+	inter := testpki.Issue(t, "zdps interop intermediate", true, root)
 	if _, err := c.PutGroup(ctx, &enrollment.EnrollmentGroup{
 		EnrollmentGroupID: "node-x509-signing",
 		Attestation:       x509Mechanism(&enrollment.X509Attestation{SigningCertificates: primaryCert(root)}),
@@ -135,9 +81,9 @@ func TestNodeSDKX509(t *testing.T) {
 
 	// (c) a group referencing a CA certificate verified by proof of
 	// possession through the service API.
-	caRoot := mint(t, "zdps interop registered CA", true, nil)
-	caInter := mint(t, "zdps interop registered CA intermediate", true, caRoot)
-	if _, err := c.PutCertificate(ctx, "interop-ca", caRoot.pem(), ""); err != nil {
+	caRoot := testpki.Issue(t, "zdps interop registered CA", true, nil)
+	caInter := testpki.Issue(t, "zdps interop registered CA intermediate", true, caRoot)
+	if _, err := c.PutCertificate(ctx, "interop-ca", caRoot.PEM(), ""); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.PutGroup(ctx, &enrollment.EnrollmentGroup{
@@ -146,7 +92,7 @@ func TestNodeSDKX509(t *testing.T) {
 	}, ""); err != nil {
 		t.Fatal(err)
 	}
-	caLeaf := mint(t, "node-x509-ca-dev", false, caInter)
+	caLeaf := testpki.Issue(t, "node-x509-ca-dev", false, caInter)
 	t.Run("unverified CA refused", func(t *testing.T) {
 		res := nodeDevice(t, srv, scope, "node-x509-ca-dev", deviceFiles(t, caLeaf, caInter)...)
 		if res.OK || res.StatusCode == nil || *res.StatusCode != 401 {
@@ -157,11 +103,11 @@ func TestNodeSDKX509(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.VerifyCertificate(ctx, "interop-ca", mint(t, code.Code, false, caRoot).pem()); err != nil {
+	if _, err := c.VerifyCertificate(ctx, "interop-ca", testpki.Issue(t, code.Code, false, caRoot).PEM()); err != nil {
 		t.Fatal(err)
 	}
 
-	groupLeaf := mint(t, "node-x509-grp-1", false, inter)
+	groupLeaf := testpki.Issue(t, "node-x509-grp-1", false, inter)
 	cases := []struct {
 		name, regID string
 		files       []string
@@ -197,14 +143,14 @@ func TestNodeSDKX509(t *testing.T) {
 		})
 	}
 
-	stranger := mint(t, "nobody's CA", true, nil)
+	stranger := testpki.Issue(t, "nobody's CA", true, nil)
 	refusals := []struct {
 		name, regID string
 		files       []string
 	}{
-		{"CN is not the registration ID", "node-x509-someone-else", deviceFiles(t, mint(t, "node-x509-grp-2", false, inter), inter)},
-		{"unknown CA", "node-x509-stranger", deviceFiles(t, mint(t, "node-x509-stranger", false, stranger))},
-		{"expired leaf", "node-x509-expired", deviceFiles(t, mint(t, "node-x509-expired", false, inter, func(c *x509.Certificate) {
+		{"CN is not the registration ID", "node-x509-someone-else", deviceFiles(t, testpki.Issue(t, "node-x509-grp-2", false, inter), inter)},
+		{"unknown CA", "node-x509-stranger", deviceFiles(t, testpki.Issue(t, "node-x509-stranger", false, stranger))},
+		{"expired leaf", "node-x509-expired", deviceFiles(t, testpki.Issue(t, "node-x509-expired", false, inter, func(c *x509.Certificate) {
 			c.NotBefore, c.NotAfter = time.Now().Add(-48*time.Hour), time.Now().Add(-24*time.Hour)
 		}), inter)},
 	}
@@ -221,7 +167,7 @@ func TestNodeSDKX509(t *testing.T) {
 	}
 
 	t.Run("disabled enrollment", func(t *testing.T) {
-		leaf := mint(t, "node-x509-off", false, nil)
+		leaf := testpki.Issue(t, "node-x509-off", false, nil)
 		if _, err := c.PutEnrollment(ctx, &enrollment.IndividualEnrollment{
 			RegistrationID: "node-x509-off", ProvisioningStatus: enrollment.StatusDisabled,
 			Attestation: x509Mechanism(&enrollment.X509Attestation{ClientCertificates: primaryCert(leaf)}),

@@ -2,19 +2,14 @@ package x509att_test
 
 import (
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
 	"errors"
 	"log/slog"
-	"math/big"
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/zdps/zdps/internal/testpki"
 
 	"github.com/zdps/zdps/allocation/hashed"
 	x509v "github.com/zdps/zdps/attestation/x509"
@@ -25,54 +20,8 @@ import (
 	"github.com/zdps/zdps/pkg/store/bolt"
 )
 
-type certKey struct {
-	cert *x509.Certificate
-	key  crypto.Signer
-}
-
-func (c *certKey) pem() string {
-	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.cert.Raw}))
-}
-
-var serial int64
-
-func issue(t *testing.T, cn string, ca bool, parent *certKey, mod ...func(*x509.Certificate)) *certKey {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	serial++
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		BasicConstraintsValid: true, IsCA: ca,
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if ca {
-		tmpl.KeyUsage, tmpl.ExtKeyUsage = x509.KeyUsageCertSign, nil
-	}
-	for _, m := range mod {
-		m(tmpl)
-	}
-	signer, pc := crypto.Signer(key), tmpl
-	if parent != nil {
-		signer, pc = parent.key, parent.cert
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, pc, key.Public(), signer)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return &certKey{cert: c, key: key}
-}
-
-func x509Certs(c *certKey) *enrollment.X509Certificates {
-	return &enrollment.X509Certificates{Primary: &enrollment.X509CertificateWithInfo{Certificate: c.pem()}}
+func x509Certs(c *testpki.Cert) *enrollment.X509Certificates {
+	return &enrollment.X509Certificates{Primary: &enrollment.X509CertificateWithInfo{Certificate: c.PEM()}}
 }
 
 func put[T store.Document](t *testing.T, c *store.Collection[T], v T) {
@@ -93,14 +42,14 @@ func TestRegister(t *testing.T) {
 	t.Cleanup(func() { _ = be.Close() })
 	st := store.New(be, nil)
 
-	root := issue(t, "Root", true, nil)
-	inter := issue(t, "Intermediate", true, root)
-	caRoot := issue(t, "Registered CA", true, nil)
-	unverified := issue(t, "Unverified CA", true, nil)
-	disabledRoot := issue(t, "Disabled root", true, nil)
-	stranger := issue(t, "Stranger", true, nil)
-	indLeaf := issue(t, "dev-ind", false, nil)
-	disabledLeaf := issue(t, "dev-dis-ind", false, inter)
+	root := testpki.Issue(t, "Root", true, nil)
+	inter := testpki.Issue(t, "Intermediate", true, root)
+	caRoot := testpki.Issue(t, "Registered CA", true, nil)
+	unverified := testpki.Issue(t, "Unverified CA", true, nil)
+	disabledRoot := testpki.Issue(t, "Disabled root", true, nil)
+	stranger := testpki.Issue(t, "Stranger", true, nil)
+	indLeaf := testpki.Issue(t, "dev-ind", false, nil)
+	disabledLeaf := testpki.Issue(t, "dev-dis-ind", false, inter)
 
 	x := func(a *enrollment.X509Attestation) *enrollment.AttestationMechanism {
 		return &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: a}
@@ -108,13 +57,13 @@ func TestRegister(t *testing.T) {
 	put(t, st.Hubs, &enrollment.Hub{Name: "hub-a.example.net"})
 	put(t, st.Enrollments, &enrollment.IndividualEnrollment{RegistrationID: "dev-ind", DeviceID: "device-ind", Attestation: x(&enrollment.X509Attestation{ClientCertificates: x509Certs(indLeaf)})})
 	put(t, st.Enrollments, &enrollment.IndividualEnrollment{RegistrationID: "dev-dis-ind", ProvisioningStatus: enrollment.StatusDisabled, Attestation: x(&enrollment.X509Attestation{ClientCertificates: x509Certs(disabledLeaf)})})
-	put(t, st.Enrollments, &enrollment.IndividualEnrollment{RegistrationID: "dev-dis-other", ProvisioningStatus: enrollment.StatusDisabled, Attestation: x(&enrollment.X509Attestation{ClientCertificates: x509Certs(issue(t, "dev-dis-other", false, stranger))})})
+	put(t, st.Enrollments, &enrollment.IndividualEnrollment{RegistrationID: "dev-dis-other", ProvisioningStatus: enrollment.StatusDisabled, Attestation: x(&enrollment.X509Attestation{ClientCertificates: x509Certs(testpki.Issue(t, "dev-dis-other", false, stranger))})})
 	put(t, st.Groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g-root", Attestation: x(&enrollment.X509Attestation{SigningCertificates: x509Certs(root)})})
 	put(t, st.Groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g-ca", Attestation: x(&enrollment.X509Attestation{CAReferences: &enrollment.X509CAReferences{Primary: "my-ca"}})})
 	put(t, st.Groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g-unverified", Attestation: x(&enrollment.X509Attestation{CAReferences: &enrollment.X509CAReferences{Primary: "not-yet"}})})
 	put(t, st.Groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g-disabled", ProvisioningStatus: enrollment.StatusDisabled, Attestation: x(&enrollment.X509Attestation{SigningCertificates: x509Certs(disabledRoot)})})
-	put(t, st.CACertificates, &enrollment.CACertificate{Name: "my-ca", Certificate: caRoot.pem(), IsVerified: true})
-	put(t, st.CACertificates, &enrollment.CACertificate{Name: "not-yet", Certificate: unverified.pem()})
+	put(t, st.CACertificates, &enrollment.CACertificate{Name: "my-ca", Certificate: caRoot.PEM(), IsVerified: true})
+	put(t, st.CACertificates, &enrollment.CACertificate{Name: "not-yet", Certificate: unverified.PEM()})
 
 	att, err := x509att.NewAttestor(st, x509v.Config{})
 	if err != nil {
@@ -130,10 +79,10 @@ func TestRegister(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	chain := func(cs ...*certKey) []*x509.Certificate {
+	chain := func(cs ...*testpki.Cert) []*x509.Certificate {
 		out := make([]*x509.Certificate, len(cs))
 		for i, c := range cs {
-			out[i] = c.cert
+			out[i] = c.Cert
 		}
 		return out
 	}
@@ -146,15 +95,15 @@ func TestRegister(t *testing.T) {
 		wantErr     []error
 	}{
 		{name: "individual self-signed leaf", regID: "dev-ind", chain: chain(indLeaf), wantStatus: enrollment.RegistrationAssigned, wantDevice: "device-ind"},
-		{name: "leaf and intermediate under a signing root", regID: "dev-g1", chain: chain(issue(t, "dev-g1", false, inter), inter), wantStatus: enrollment.RegistrationAssigned, wantDevice: "dev-g1", wantGroup: "g-root"},
-		{name: "verified CA reference", regID: "dev-ca1", chain: chain(issue(t, "dev-ca1", false, caRoot)), wantStatus: enrollment.RegistrationAssigned, wantDevice: "dev-ca1", wantGroup: "g-ca"},
+		{name: "leaf and intermediate under a signing root", regID: "dev-g1", chain: chain(testpki.Issue(t, "dev-g1", false, inter), inter), wantStatus: enrollment.RegistrationAssigned, wantDevice: "dev-g1", wantGroup: "g-root"},
+		{name: "verified CA reference", regID: "dev-ca1", chain: chain(testpki.Issue(t, "dev-ca1", false, caRoot)), wantStatus: enrollment.RegistrationAssigned, wantDevice: "dev-ca1", wantGroup: "g-ca"},
 		{name: "disabled individual matching the leaf, under an enabled group", regID: "dev-dis-ind", chain: chain(disabledLeaf, inter), wantStatus: enrollment.RegistrationDisabled},
-		{name: "disabled individual, device proves the enabled group", regID: "dev-dis-other", chain: chain(issue(t, "dev-dis-other", false, inter), inter), wantStatus: enrollment.RegistrationDisabled},
-		{name: "disabled group", regID: "dev-dg", chain: chain(issue(t, "dev-dg", false, disabledRoot)), wantStatus: enrollment.RegistrationDisabled},
-		{name: "unverified CA", regID: "dev-unv", chain: chain(issue(t, "dev-unv", false, unverified)), wantErr: []error{provisioning.ErrUnauthorized, x509v.ErrCANotVerified}},
-		{name: "unknown CA", regID: "dev-unk", chain: chain(issue(t, "dev-unk", false, stranger)), wantErr: []error{provisioning.ErrUnauthorized, x509v.ErrUnauthorized}},
-		{name: "CN is not the registration ID", regID: "dev-x", chain: chain(issue(t, "dev-y", false, inter), inter), wantErr: []error{provisioning.ErrUnauthorized, x509v.ErrCNMismatch}},
-		{name: "expired leaf", regID: "dev-old", chain: chain(issue(t, "dev-old", false, inter, func(c *x509.Certificate) { c.NotAfter = time.Now().Add(-time.Minute) }), inter), wantErr: []error{provisioning.ErrUnauthorized, x509v.ErrExpired}},
+		{name: "disabled individual, device proves the enabled group", regID: "dev-dis-other", chain: chain(testpki.Issue(t, "dev-dis-other", false, inter), inter), wantStatus: enrollment.RegistrationDisabled},
+		{name: "disabled group", regID: "dev-dg", chain: chain(testpki.Issue(t, "dev-dg", false, disabledRoot)), wantStatus: enrollment.RegistrationDisabled},
+		{name: "unverified CA", regID: "dev-unv", chain: chain(testpki.Issue(t, "dev-unv", false, unverified)), wantErr: []error{provisioning.ErrUnauthorized, x509v.ErrCANotVerified}},
+		{name: "unknown CA", regID: "dev-unk", chain: chain(testpki.Issue(t, "dev-unk", false, stranger)), wantErr: []error{provisioning.ErrUnauthorized, x509v.ErrUnauthorized}},
+		{name: "CN is not the registration ID", regID: "dev-x", chain: chain(testpki.Issue(t, "dev-y", false, inter), inter), wantErr: []error{provisioning.ErrUnauthorized, x509v.ErrCNMismatch}},
+		{name: "expired leaf", regID: "dev-old", chain: chain(testpki.Issue(t, "dev-old", false, inter, func(c *x509.Certificate) { c.NotAfter = time.Now().Add(-time.Minute) }), inter), wantErr: []error{provisioning.ErrUnauthorized, x509v.ErrExpired}},
 		{name: "no certificate and no key", regID: "dev-none", wantErr: []error{provisioning.ErrUnauthorized}},
 	}
 	for _, tc := range cases {
@@ -202,7 +151,7 @@ func TestRegister(t *testing.T) {
 	// The index follows the group: once g-root no longer names the root,
 	// its devices are refused.
 	put(t, st.Groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g-root", Attestation: x(&enrollment.X509Attestation{SigningCertificates: x509Certs(stranger)})})
-	_, err = svc.Register(ctx, &provisioning.Request{RegistrationID: "dev-g2", ClientCertificates: chain(issue(t, "dev-g2", false, inter), inter)})
+	_, err = svc.Register(ctx, &provisioning.Request{RegistrationID: "dev-g2", ClientCertificates: chain(testpki.Issue(t, "dev-g2", false, inter), inter)})
 	if !errors.Is(err, x509v.ErrUnauthorized) {
 		t.Fatalf("after the group changed its root: err = %v, want unauthorized", err)
 	}

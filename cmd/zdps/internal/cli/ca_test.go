@@ -22,6 +22,8 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/zdps/zdps/internal/testpki"
+
 	"github.com/zdps/zdps/internal/zdpstest"
 	"github.com/zdps/zdps/pkg/client"
 	"github.com/zdps/zdps/pkg/device"
@@ -461,9 +463,9 @@ func TestCARevocationCRL(t *testing.T) {
 func TestCACertificateCommands(t *testing.T) {
 	f := newCAFixture(t)
 	dir := t.TempDir()
-	root := issueCert(t, "PoP Test Root", true, nil)
+	root := testpki.Issue(t, "PoP Test Root", true, nil)
 	rootFile := filepath.Join(dir, "root.pem")
-	writePEM(t, rootFile, "CERTIFICATE", root.cert.Raw)
+	writePEM(t, rootFile, "CERTIFICATE", root.Cert.Raw)
 
 	var added enrollment.CACertificate
 	if err := json.Unmarshal([]byte(f.zdps(t, "ca", "add", "my-root", "--cert", rootFile, "-o", "json")), &added); err != nil {
@@ -479,17 +481,17 @@ func TestCACertificateCommands(t *testing.T) {
 
 	// A proof signed by another key is refused; the one signed by the
 	// CA's key verifies.
-	impostor := issueCert(t, vc.Code, false, nil)
+	impostor := testpki.Issue(t, vc.Code, false, nil)
 	badFile := filepath.Join(dir, "bad.pem")
-	writePEM(t, badFile, "CERTIFICATE", impostor.cert.Raw)
+	writePEM(t, badFile, "CERTIFICATE", impostor.Cert.Raw)
 	if code, _, errOut := runZdps(t, append([]string{"ca", "verify", "my-root", "--cert", badFile}, f.data...)...); code == 0 {
 		t.Fatal("a proof signed by another key was accepted")
 	} else if !strings.HasPrefix(errOut, "zdps: ") || strings.Count(errOut, "\n") != 1 {
 		t.Errorf("not one line: %q", errOut)
 	}
-	proof := issueCert(t, vc.Code, false, root)
+	proof := testpki.Issue(t, vc.Code, false, root)
 	proofFile := filepath.Join(dir, "proof.der")
-	if err := os.WriteFile(proofFile, proof.cert.Raw, 0o644); err != nil { // DER is accepted too
+	if err := os.WriteFile(proofFile, proof.Cert.Raw, 0o644); err != nil { // DER is accepted too
 		t.Fatal(err)
 	}
 	out := f.zdps(t, "ca", "verify", "my-root", "--cert", proofFile)

@@ -4,20 +4,16 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
-	"math/big"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/zdps/zdps/internal/testpki"
 
 	"github.com/zdps/zdps/internal/zdpstest"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -185,23 +181,23 @@ func TestDeviceRegisterCommand(t *testing.T) {
 	})
 
 	t.Run("X.509 leaf plus intermediate from files", func(t *testing.T) {
-		root := issueCert(t, "CLI Root", true, nil)
-		inter := issueCert(t, "CLI Intermediate", true, root)
-		leaf := issueCert(t, "cli-x509-dev-1", false, inter)
+		root := testpki.Issue(t, "CLI Root", true, nil)
+		inter := testpki.Issue(t, "CLI Intermediate", true, root)
+		leaf := testpki.Issue(t, "cli-x509-dev-1", false, inter)
 		if _, err := c.PutGroup(ctx, &enrollment.EnrollmentGroup{
 			EnrollmentGroupID: "cli-x509",
 			Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{
-				SigningCertificates: &enrollment.X509Certificates{Primary: &enrollment.X509CertificateWithInfo{Certificate: string(certPEM(root))}}}},
+				SigningCertificates: &enrollment.X509Certificates{Primary: &enrollment.X509CertificateWithInfo{Certificate: string([]byte(root.PEM()))}}}},
 		}, ""); err != nil {
 			t.Fatal(err)
 		}
 		dir := t.TempDir()
 		chainFile, keyFile := filepath.Join(dir, "device-chain.pem"), filepath.Join(dir, "device.key")
-		der, err := x509.MarshalECPrivateKey(leaf.key)
+		der, err := x509.MarshalECPrivateKey(leaf.Key)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := os.WriteFile(chainFile, append(certPEM(leaf), certPEM(inter)...), 0o644); err != nil {
+		if err := os.WriteFile(chainFile, append([]byte(leaf.PEM()), []byte(inter.PEM())...), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600); err != nil {
@@ -221,9 +217,9 @@ func TestDeviceRegisterCommand(t *testing.T) {
 		}
 		checkIssued(t, srv, certPath, keyPath, "cli-x509-dev-1")
 
-		stranger := issueCert(t, "cli-x509-dev-2", false, nil)
-		der, _ = x509.MarshalECPrivateKey(stranger.key)
-		_ = os.WriteFile(chainFile, certPEM(stranger), 0o644)
+		stranger := testpki.Issue(t, "cli-x509-dev-2", false, nil)
+		der, _ = x509.MarshalECPrivateKey(stranger.Key)
+		_ = os.WriteFile(chainFile, []byte(stranger.PEM()), 0o644)
 		_ = os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), 0o600)
 		code, _, errOut = runZdps(t, append(explicit, "--cert", chainFile, "--key-file", keyFile, "--no-csr")...)
 		if code == 0 || !strings.Contains(errOut, "did not accept the certificate") {
@@ -268,44 +264,4 @@ func TestDeviceRegisterCommand(t *testing.T) {
 			}
 		})
 	}
-}
-
-type testCert struct {
-	cert *x509.Certificate
-	key  *ecdsa.PrivateKey
-}
-
-// issueCert makes a client-auth certificate for cn signed by parent
-// (self-signed when nil).
-func issueCert(t *testing.T, cn string, isCA bool, parent *testCert) *testCert {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sn, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
-	tmpl := &x509.Certificate{
-		SerialNumber: sn, Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
-		BasicConstraintsValid: true, IsCA: isCA,
-		KeyUsage:    x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth},
-	}
-	if isCA {
-		tmpl.KeyUsage |= x509.KeyUsageCertSign
-	}
-	signer, signerKey := tmpl, k
-	if parent != nil {
-		signer, signerKey = parent.cert, parent.key
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, k.Public(), signerKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c, _ := x509.ParseCertificate(der)
-	return &testCert{cert: c, key: k}
-}
-
-func certPEM(c *testCert) []byte {
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.cert.Raw})
 }
