@@ -18,6 +18,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -276,8 +277,10 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 // by the embedded CA and re-issued when a third of its validity is left, so a
 // long-running server never presents an expired certificate.
 type certSource struct {
+	// cert is read without a lock by every TLS handshake; mu serialises
+	// re-issuing it.
+	cert      atomic.Pointer[tls.Certificate]
 	mu        sync.Mutex
-	cert      *tls.Certificate
 	authority *ca.CA
 	hosts     []string
 	log       *slog.Logger
@@ -291,7 +294,9 @@ func newCertSource(cfg serveConfig, authority *ca.CA, log *slog.Logger) (*certSo
 		if err != nil {
 			return nil, fmt.Errorf("--tls-cert/--tls-key: %w", err)
 		}
-		return &certSource{cert: &c}, nil
+		s := &certSource{}
+		s.cert.Store(&c)
+		return s, nil
 	}
 	host, _, err := net.SplitHostPort(cfg.HostName)
 	if err != nil {
@@ -310,16 +315,21 @@ func newCertSource(cfg serveConfig, authority *ca.CA, log *slog.Logger) (*certSo
 }
 
 func (s *certSource) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
+	// Every handshake asks: no lock while the certificate is fresh.
+	if cur, ok := s.fresh(); ok {
+		return cur, nil
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.authority == nil || (s.cert != nil && time.Until(s.cert.Leaf.NotAfter) > serverCertValidity/3) {
-		return s.cert, nil
+	cur, ok := s.fresh()
+	if ok {
+		return cur, nil
 	}
 	c, err := s.authority.ServerCertificate(s.hosts, serverCertValidity)
 	if err != nil {
-		if s.cert != nil {
+		if cur != nil {
 			s.log.Error("re-issuing the server certificate failed; keeping the current one", "err", err)
-			return s.cert, nil
+			return cur, nil
 		}
 		return nil, fmt.Errorf("server certificate: %w", err)
 	}
@@ -328,8 +338,15 @@ func (s *certSource) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 			return nil, err
 		}
 	}
-	s.cert = &c
-	return s.cert, nil
+	s.cert.Store(&c)
+	return &c, nil
+}
+
+// fresh returns the current certificate and whether it can be served as
+// it is (an operator's certificate always can).
+func (s *certSource) fresh() (*tls.Certificate, bool) {
+	cur := s.cert.Load()
+	return cur, s.authority == nil || (cur != nil && time.Until(cur.Leaf.NotAfter) > serverCertValidity/3)
 }
 
 // loadKEK returns the CA key-encryption key from a passphrase or a key file.
