@@ -30,6 +30,16 @@ type Operation struct {
 	TPMAuthenticationKey string `json:"tpmAuthenticationKey,omitempty"`
 	// ExpiresAt bounds how long a poll may find the operation.
 	ExpiresAt time.Time `json:"expiresAt"`
+	// Deadline is set while the status is assigning: the registration
+	// continues in the background on some replica, and if no final state
+	// replaced this one by then, that replica is gone or stuck and a poll
+	// answers failed (the registration is not completed late).
+	Deadline time.Time `json:"deadline,omitzero"`
+	// RequestHash identifies the register request of an assigning
+	// operation (SHA-256 of the mechanism, CSR and payload), so that the
+	// same request repeated while it is still assigning joins it instead
+	// of starting a second run.
+	RequestHash string `json:"requestHash,omitempty"`
 }
 
 // StoreKey is the operation ID as issued: operation IDs are random and

@@ -216,7 +216,7 @@ func (s *Service) failAllocation(ctx context.Context, log interface {
 	op.ErrorCode = ErrorCodeAllocationFailed
 	op.ErrorMessage = allocationMessage(cause)
 	op.Registration = &enrollment.Registration{RegistrationID: req.RegistrationID, Status: enrollment.RegistrationFailed, ErrorCode: op.ErrorCode, ErrorMessage: op.ErrorMessage}
-	if err := s.saveOperation(ctx, op); err != nil {
+	if err := s.finalOperation(ctx, op); err != nil {
 		return nil, err
 	}
 	log.WarnContext(ctx, "registration failed", "outcome", OutcomeFailed, "reason", op.ErrorMessage)

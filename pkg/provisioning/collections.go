@@ -19,6 +19,11 @@ const (
 	IndexCertificatesRevoked store.Bucket = "certificates-revoked"
 	// BucketOperations holds enrollment.Operation by operation ID.
 	BucketOperations store.Bucket = "operations"
+	// IndexOperationsAssigning indexes the operations whose status is
+	// assigning by registration ID: the registrations running in the
+	// background (async.go). The entry goes when the final state replaces
+	// the assigning one.
+	IndexOperationsAssigning store.Bucket = "operations-assigning"
 )
 
 // Certificates is the collection of issued certificates on b, for anyone
@@ -39,5 +44,16 @@ func Operations(b store.Backend, now func() time.Time) *store.Collection[*enroll
 	if now == nil {
 		now = time.Now
 	}
-	return store.NewCollection(b, BucketOperations, now, func() *enrollment.Operation { return new(enrollment.Operation) })
+	return store.NewCollection(b, BucketOperations, now, func() *enrollment.Operation { return new(enrollment.Operation) },
+		store.Index[*enrollment.Operation]{Bucket: IndexOperationsAssigning, Of: assigningIndex},
+	)
+}
+
+// assigningIndex indexes an operation by registration ID while it is
+// assigning.
+func assigningIndex(o *enrollment.Operation) []string {
+	if o.Status == enrollment.RegistrationAssigning {
+		return []string{o.RegistrationID}
+	}
+	return nil
 }

@@ -27,6 +27,19 @@
 // one presented), ErrInvalid (bad registration ID, bad CSR). Any other
 // error is a server fault.
 //
+// # Slow allocation
+//
+// With Config.AssignWait set, Register waits that long for allocate, issue
+// and persist; a registration that takes longer (a slow custom webhook)
+// answers an assigning operation and completes in the background under
+// the same operation ID, bounded by Config.AssignTimeout. Polls read the
+// store, so any replica answers them; an operation still assigning after
+// its deadline answers failed (ErrorCodeAssignmentTimedOut), and the late
+// run can no longer commit. A device registering again while its
+// operation is assigning joins it (same request) or is throttled
+// (ErrThrottled). Wait lets a graceful shutdown finish the runs. See
+// async.go for the ordering rules.
+//
 // # Re-registration
 //
 // The device ID is the enrollment's deviceId, else the registration ID; it

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"time"
 
 	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -22,6 +23,7 @@ const (
 	OutcomeInvalid      = "invalid"
 	OutcomeNotFound     = "notFound"
 	OutcomeError        = "error"
+	OutcomeThrottled    = "throttled"
 )
 
 // Register runs the pipeline for one register request: attest, resolve the
@@ -30,7 +32,12 @@ const (
 // operation in one transaction.
 //
 // It returns the stored operation, whose Status is assigned, failed (an
-// allocation failure, with ErrorCode and ErrorMessage) or disabled. Request
+// allocation failure, with ErrorCode and ErrorMessage) or disabled; or,
+// when Config.AssignWait is set and allocation, issuance and persisting
+// take longer than that, assigning: the registration then completes in the
+// background under the same operation ID, which polls read (async.go).
+// ErrThrottled: another registration of the device is still assigning.
+// Request
 // faults return an error wrapping ErrUnauthorized or ErrInvalid and store
 // nothing; any other error is a server fault, and then nothing was stored
 // either (a certificate whose write failed is never returned).
@@ -77,9 +84,11 @@ func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Op
 	if op, err := s.refuseFirmware(ctx, log, opID, req, id); op != nil || err != nil {
 		return op, err
 	}
-
-	// Slow work outside the transaction: the current record (a snapshot
-	// for the allocator), the hub decision, the certificate.
+	if len(req.CSR) > 0 && s.cfg.Issuer == nil {
+		return nil, Refuse("certificate issuance not enabled", fmt.Errorf("%w: certificate issuance is not enabled on this instance", ErrInvalid))
+	}
+	// The current record: a snapshot for the allocator (the transaction
+	// reads it again).
 	cur, err := s.st.Registrations.Get(ctx, req.RegistrationID)
 	if errors.Is(err, store.ErrNotFound) {
 		cur, err = nil, nil
@@ -92,6 +101,18 @@ func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Op
 			return nil, err
 		}
 	}
+	if s.cfg.AssignWait > 0 {
+		return s.assignAsync(ctx, log, opID, req, id, t, cur)
+	}
+	return s.assign(ctx, log, opID, req, id, t, cur, time.Time{})
+}
+
+// assign is the part of Register that may be slow, outside any
+// transaction: allocate (a custom webhook may take seconds), issue, then
+// persist. deadline, when not zero, is that of a registration that may
+// have been handed to the background (async.go): persist refuses to
+// commit after it.
+func (s *Service) assign(ctx context.Context, log *slog.Logger, opID string, req *Request, id *Identity, t *target, cur *enrollment.Registration, deadline time.Time) (*enrollment.Operation, error) {
 	dec, err := s.allocate(ctx, t, req, id, cur)
 	if allocation.IsFailure(err) {
 		return s.failAllocation(ctx, log, opID, req, err)
@@ -113,7 +134,7 @@ func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Op
 		}
 	}
 
-	op, err = s.persist(ctx, opID, req, id, t, dec, issued)
+	op, err := s.persist(ctx, opID, deadline, req, id, t, dec, issued)
 	if errors.Is(err, errHubFull) {
 		return s.failAllocation(ctx, log, opID, req, err)
 	}
@@ -165,7 +186,7 @@ func nextState(cur *enrollment.Registration, proposed string, p enrollment.Repro
 // persist writes the record, the certificate and the operation in one
 // Update. The function may run more than once (batching): it builds every
 // value afresh from what it reads through tx.
-func (s *Service) persist(ctx context.Context, opID string, req *Request, id *Identity, t *target, dec allocation.Decision, issued *Issued) (*enrollment.Operation, error) {
+func (s *Service) persist(ctx context.Context, opID string, deadline time.Time, req *Request, id *Identity, t *target, dec allocation.Decision, issued *Issued) (*enrollment.Operation, error) {
 	payload := req.Payload
 	if dec.Payload != nil {
 		payload = dec.Payload
@@ -173,6 +194,9 @@ func (s *Service) persist(ctx context.Context, opID string, req *Request, id *Id
 	var op *enrollment.Operation
 	var oldDICE *enrollment.DICEState
 	err := s.st.Backend.Update(ctx, func(tx store.Tx) error {
+		if !deadline.IsZero() && !s.now().Before(deadline) {
+			return errAssignTimeout // a poll may have answered failed already
+		}
 		regs := s.st.Registrations.In(tx)
 		cur, err := regs.Get(ctx, req.RegistrationID)
 		switch {
@@ -250,8 +274,8 @@ func (s *Service) persist(ctx context.Context, opID string, req *Request, id *Id
 			o.IssuedCertificateChain = issued.Chain
 		}
 		o.TPMAuthenticationKey = tpmAuthenticationKey(id)
-		if _, err := s.ops.In(tx).Put(ctx, o, store.Condition{IfNoneMatch: true}); err != nil {
-			return fmt.Errorf("provisioning: store operation: %w", err)
+		if err := s.closeOperation(ctx, tx, o); err != nil {
+			return err
 		}
 		op = o
 		return nil
@@ -302,6 +326,8 @@ func (s *Service) logFailure(ctx context.Context, log *slog.Logger, what string,
 		log.InfoContext(ctx, what+" refused", append([]any{"outcome", OutcomeInvalid}, reason...)...)
 	case errors.Is(err, ErrNotFound):
 		log.InfoContext(ctx, what+" refused", append([]any{"outcome", OutcomeNotFound}, reason...)...)
+	case errors.Is(err, ErrThrottled):
+		log.InfoContext(ctx, what+" refused", append([]any{"outcome", OutcomeThrottled}, reason...)...)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		log.InfoContext(ctx, what+" abandoned", "outcome", OutcomeError, "error", err)
 	default:

@@ -55,10 +55,27 @@ type Config struct {
 	CertificateValidity time.Duration
 	// OperationTTL; DefaultOperationTTL when zero.
 	OperationTTL time.Duration
+	// AssignWait bounds how long Register waits for allocation,
+	// issuance and the final write (a custom allocation webhook may be
+	// slow). When they take longer, Register stores an assigning operation
+	// and returns it, and the registration completes in the background
+	// under the same operation ID (async.go). Zero waits for completion
+	// however long it takes.
+	AssignWait time.Duration
+	// AssignTimeout bounds a registration that continues in the
+	// background: its context ends then, and a poll after it answers
+	// failed. It should exceed the allocator's worst case (webhook timeout
+	// × attempts plus backoff) with room for issuing and the store write;
+	// DefaultAssignTimeout when zero. Used only when AssignWait is set.
+	AssignTimeout time.Duration
 }
 
+// DefaultAssignTimeout is Config.AssignTimeout when zero.
+const DefaultAssignTimeout = time.Minute
+
 // Service runs the pipeline. It is safe for concurrent use and keeps no
-// state of its own: every replica on the same store answers alike.
+// state of its own beyond the registrations it is completing in the
+// background (see Wait): every replica on the same store answers alike.
 type Service struct {
 	cfg   Config
 	st    *store.Store
@@ -68,6 +85,10 @@ type Service struct {
 	now   func() time.Time
 	randM sync.Mutex
 	rand  io.Reader
+	bg    background
+	// testHookDetached runs after Register stopped waiting for a run and
+	// before it stores the assigning state (export_test.go).
+	testHookDetached func()
 }
 
 // New validates cfg and builds the service.
@@ -95,7 +116,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Logger == nil {
 		errs = append(errs, errors.New("Logger is required"))
 	}
-	if cfg.CertificateValidity < 0 || cfg.OperationTTL < 0 {
+	if cfg.CertificateValidity < 0 || cfg.OperationTTL < 0 || cfg.AssignWait < 0 || cfg.AssignTimeout < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
 	}
 	if len(errs) > 0 {
@@ -109,6 +130,12 @@ func New(cfg Config) (*Service, error) {
 	}
 	if cfg.OperationTTL == 0 {
 		cfg.OperationTTL = DefaultOperationTTL
+	}
+	if cfg.AssignTimeout == 0 {
+		cfg.AssignTimeout = DefaultAssignTimeout
+	}
+	if cfg.AssignWait > 0 && cfg.AssignTimeout >= cfg.OperationTTL {
+		return nil, fmt.Errorf("provisioning: invalid config: AssignTimeout %s must be shorter than OperationTTL %s", cfg.AssignTimeout, cfg.OperationTTL)
 	}
 	return &Service{
 		cfg:   cfg,

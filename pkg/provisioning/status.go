@@ -13,7 +13,9 @@ import (
 // register (the SDKs resend the same SAS or client certificate on every
 // poll); the operation must belong to the attested registration ID and be
 // unexpired, else ErrNotFound: an operation ID of another device gets the
-// same answer as one that never existed.
+// same answer as one that never existed. An operation still assigning
+// after its deadline is answered, and stored, as failed with
+// ErrorCodeAssignmentTimedOut.
 func (s *Service) OperationStatus(ctx context.Context, req *Request, operationID string) (op *enrollment.Operation, err error) {
 	log := s.log
 	if req != nil {
@@ -40,6 +42,11 @@ func (s *Service) OperationStatus(ctx context.Context, req *Request, operationID
 	}
 	if enrollment.Key(op.RegistrationID) != enrollment.Key(id.RegistrationID) || !s.now().Before(op.ExpiresAt) {
 		return nil, fmt.Errorf("%w: operation", ErrNotFound)
+	}
+	if s.pastDeadline(op) {
+		// The replica running it died or it ran out of time: close it as
+		// failed (async.go), so that the run can no longer commit.
+		return s.expire(ctx, op)
 	}
 	return op, nil
 }
