@@ -27,6 +27,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/allocation/hashed"
 	"github.com/zdps/zdps/attestation/symmetric"
 	"github.com/zdps/zdps/pkg/api"
@@ -80,6 +81,7 @@ func (s *syncBuffer) String() string {
 }
 
 type server struct {
+	svc  *provisioning.Service
 	st   *store.Store
 	ca   *ca.CA
 	srv  *httptest.Server
@@ -90,6 +92,11 @@ type options struct {
 	azure202 bool
 	viaAPI   bool // mount on pkg/api's router, as zdps serve does
 	maxBody  int64
+	// alloc replaces the hashed policy; assignWait and now go to the
+	// provisioning service (async_test.go).
+	alloc      allocation.Policy
+	assignWait time.Duration
+	now        func() time.Time
 }
 
 func newServer(t *testing.T, o options) *server {
@@ -119,16 +126,30 @@ func newServer(t *testing.T, o options) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var alloc allocation.Policy = hashed.New()
+	if o.alloc != nil {
+		alloc = o.alloc
+	}
 	svc, err := provisioning.New(provisioning.Config{
-		Store:     s.st,
-		Attestors: map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: att},
-		Allocator: hashed.New(),
-		Issuer:    iss,
-		Logger:    logger,
+		Store:      s.st,
+		Attestors:  map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: att},
+		Allocator:  alloc,
+		Issuer:     iss,
+		Logger:     logger,
+		Now:        o.now,
+		AssignWait: o.assignWait,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
+	s.svc = svc
+	t.Cleanup(func() { // after the server closed, before the store does
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := svc.Wait(ctx); err != nil {
+			t.Error(err)
+		}
+	})
 	dev, err := deviceapi.New(deviceapi.Config{Provisioner: svc, IDScope: idScope, Logger: logger, AzureCompatible202: o.azure202, MaxBodyBytes: o.maxBody, IdleTimeout: 2 * time.Minute})
 	if err != nil {
 		t.Fatal(err)

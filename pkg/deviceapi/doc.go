@@ -13,8 +13,15 @@
 //   - register: 200 RegistrationOperationStatus with the final result
 //     (assigned, failed or disabled), which both SDKs accept without
 //     polling; with Config.AzureCompatible202, or while the pipeline is
-//     still assigning, 202 {operationId, status:"assigning"} with an integer
-//     Retry-After and a Location of the operation.
+//     still assigning (a slow custom allocation webhook outlasting the
+//     pipeline's AssignWait), 202 {operationId, status:"assigning"} with an
+//     integer Retry-After and a Location of the operation.
+//   - an operation still assigning after its deadline (the replica running
+//     it died) is a 200 with status "failed", errorCode 408001 and
+//     errorMessage "assignment did not complete in time; register again".
+//   - a register while another registration of the device is assigning:
+//     the same request gets the running operation again (202), another
+//     one 429/429001 with Retry-After.
 //   - a failed registration (allocation failed) is a 200 with status
 //     "failed", the operationId and registrationState.errorCode 400209 and
 //     errorMessage: the C SDK reports the errorCode only in that shape.
