@@ -18,8 +18,9 @@ import (
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
-// maxWebhookBudget bounds the time all webhook attempts may take: the
-// register request that runs them ends at the server's 60 s write timeout.
+// maxWebhookBudget bounds the time a register request may take (the
+// server's write timeout is 60 s): all webhook attempts when --assign-wait
+// is 0, else --assign-wait itself (serve.go checks both).
 const maxWebhookBudget = 50 * time.Second
 
 // allocationConfig configures the allocation policies of `zdps serve`.
@@ -43,6 +44,12 @@ func (c *allocationConfig) register(f *pflag.FlagSet) {
 	f.StringArrayVar(&c.GeoRegions, "geo-region", nil, "geoLatency: coordinates of a region, NAME=LAT,LON (repeatable)")
 }
 
+// webhookBudget is the longest all attempts of a custom allocation webhook
+// may take: every attempt timing out, plus the backoff between them.
+func (c allocationConfig) webhookBudget() time.Duration {
+	return c.WebhookTimeout*time.Duration(c.WebhookRetries+1) + custom.DefaultRetryBackoff*(1<<c.WebhookRetries)
+}
+
 // newAllocator builds the allocation engine with every policy, wired
 // explicitly.
 func newAllocator(c allocationConfig, log *slog.Logger) (*allocation.Registry, error) {
@@ -51,11 +58,6 @@ func newAllocator(c allocationConfig, log *slog.Logger) (*allocation.Registry, e
 	}
 	if c.WebhookTimeout <= 0 {
 		return nil, fmt.Errorf("--allocation-webhook-timeout must be positive")
-	}
-	// The webhook runs inside the device's register request, which the
-	// server's 60 s write timeout bounds: every attempt must fit in it.
-	if budget := c.WebhookTimeout*time.Duration(c.WebhookRetries+1) + custom.DefaultRetryBackoff*(1<<c.WebhookRetries); budget > maxWebhookBudget {
-		return nil, fmt.Errorf("--allocation-webhook-timeout × (retries+1) plus backoff is %v; keep it under %v, the time a register request may take", budget, maxWebhookBudget)
 	}
 	secret := c.WebhookSecret
 	if c.WebhookSecretFile != "" {

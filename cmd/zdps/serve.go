@@ -61,7 +61,10 @@ type serveConfig struct {
 	IdleTimeout   time.Duration
 	Azure202      bool
 	RetryAfter    time.Duration
-	CertValidity  time.Duration
+	// AssignWait bounds how long a register request waits for allocation
+	// before answering 202 assigning (provisioning.Config.AssignWait).
+	AssignWait   time.Duration
+	CertValidity time.Duration
 	// Revocation and CRL (DESIGN.md, The CA).
 	RevokeOnDisable bool
 	CRLURL          string
@@ -129,6 +132,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.DurationVar(&cfg.Shutdown, "shutdown-timeout", 15*time.Second, "how long to let requests finish on SIGTERM")
 	f.BoolVar(&cfg.Azure202, "azure-202", false, "answer register with 202 and let devices poll, exactly like Azure (default: 200 with the final result when it completes at once)")
 	f.DurationVar(&cfg.RetryAfter, "retry-after", time.Second, "Retry-After sent with 202 answers (whole seconds, 1s to 300s)")
+	f.DurationVar(&cfg.AssignWait, "assign-wait", 2*time.Second, "how long a register request waits for allocation (a custom webhook may be slow) and issuance before it answers 202 assigning and the registration completes in the background; devices then poll; 0 always waits")
 	f.DurationVar(&cfg.CertValidity, "cert-validity", 365*24*time.Hour, "validity of operational certificates issued at registration")
 	f.BoolVar(&cfg.RevokeOnDisable, "revoke-on-disable", true, "revoke a device's operational certificates when its registration record is deleted or its enrollment or group is deleted or disabled")
 	f.StringVar(&cfg.CRLURL, "crl-url", "", "absolute http(s) URL of this instance's GET /crl, written as CRL distribution point into issued certificates (default: none)")
@@ -230,7 +234,8 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	// Finishes revocation sweeps of large groups (and any a previous
 	// process left); it stops with ctx at shutdown.
 	go func() { _ = service.Run(ctx) }()
-	if err := mountDeviceAPI(service, st, authority, inst, cfg, log); err != nil {
+	prov, err := mountDeviceAPI(service, st, authority, inst, cfg, log)
+	if err != nil {
 		return err
 	}
 
@@ -268,8 +273,15 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	log.Info("shutting down")
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown)
 	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil {
-		return fmt.Errorf("shutdown: %w", err)
+	shutdownErr := srv.Shutdown(sctx)
+	// Registrations answered 202 finish in the background: let them store
+	// their outcome. One cut short answers failed after its deadline and
+	// the device registers again.
+	if err := prov.Wait(sctx); err != nil {
+		log.Warn("registrations still running in the background at shutdown", "error", err)
+	}
+	if shutdownErr != nil {
+		return fmt.Errorf("shutdown: %w", shutdownErr)
 	}
 	return nil
 }
@@ -402,34 +414,43 @@ func loadOrCreateKEK(file, dataDir string) ([]byte, error) {
 
 // mountDeviceAPI wires the registration pipeline (attestors, allocation
 // policy, CA) and mounts the device API beside the service API.
-func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *instance.Instance, cfg serveConfig, log *slog.Logger) error {
+func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *instance.Instance, cfg serveConfig, log *slog.Logger) (*provisioning.Service, error) {
 	issuer, err := caissuer.New(authority)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	symAtt, err := symkey.NewAttestor(st, symmetric.Config{})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// X.509: the listener requests (never verifies) client certificates;
 	// the chain reaches the attestor through Request.ClientCertificates.
 	walk, err := x509att.NewAttestor(st, x509v.Config{})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	// A leaf issued by zdps's own CA is a renewal (the enrollment is its
 	// registration record); any other chain walks the X.509 enrollments.
 	x509Att, err := renewal.New(renewal.Config{Store: st, CA: authority, Walk: walk})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	tpmAtt, err := newTPMAttestor(st, cfg.TPMEKRoots)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	allocator, err := newAllocator(cfg.Allocation, log)
 	if err != nil {
-		return err
+		return nil, err
+	}
+	// The webhook's worst case bounds a registration: within the register
+	// request when --assign-wait is 0, else in the background.
+	budget := cfg.Allocation.webhookBudget()
+	switch {
+	case cfg.AssignWait < 0 || cfg.AssignWait > maxWebhookBudget:
+		return nil, fmt.Errorf("--assign-wait %v: 0 to %v, the time a register request may take", cfg.AssignWait, maxWebhookBudget)
+	case cfg.AssignWait == 0 && budget > maxWebhookBudget:
+		return nil, fmt.Errorf("--allocation-webhook-timeout × (retries+1) plus backoff is %v; with --assign-wait 0 keep it under %v, the time a register request may take", budget, maxWebhookBudget)
 	}
 	prov, err := provisioning.New(provisioning.Config{
 		Store: st,
@@ -442,9 +463,11 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 		Issuer:              issuer,
 		Logger:              log,
 		CertificateValidity: cfg.CertValidity,
+		AssignWait:          cfg.AssignWait,
+		AssignTimeout:       budget + assignMargin,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	dev, err := deviceapi.New(deviceapi.Config{
 		Provisioner:        prov,
@@ -455,9 +478,13 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 		RetryAfter:         cfg.RetryAfter,
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	service.Mount(dev.Routes)
 	service.SetExplainer(prov)
-	return nil
+	return prov, nil
 }
+
+// assignMargin is what a registration running in the background may take
+// beyond the allocation webhook's worst case: issuing and the store write.
+const assignMargin = 10 * time.Second
