@@ -255,16 +255,17 @@ func TestRegisterAsyncFinalFirst(t *testing.T) {
 }
 
 // TestRegisterAsyncDeadline: the replica running a registration dies (its
-// run never ends before the deadline): a poll on another replica after the
-// deadline answers failed, the late run cannot commit anymore, and a new
-// register starts over.
+// run never ends before the deadline): after the deadline, a poll on
+// another replica answers failed, a register there starts over, and the
+// late run cannot commit anymore.
 func TestRegisterAsyncDeadline(t *testing.T) {
 	tests := []struct {
-		name      string
-		pollFirst bool // a poll closes the operation before the late run ends
+		name   string
+		closer string // what meets the expired operation first: "poll", "register" or "late run"
 	}{
-		{"poll closes it", true},
-		{"late run closes it", false},
+		{"poll closes it", "poll"},
+		{"register closes it", "register"},
+		{"late run closes it", "late run"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -279,10 +280,16 @@ func TestRegisterAsyncDeadline(t *testing.T) {
 				t.Fatalf("register: %+v %v", op, err)
 			}
 			e.advance(testAssignTimeout)
-			if tc.pollFirst {
+			var again *enrollment.Operation
+			switch tc.closer {
+			case "poll":
 				got := poll(t, other, req, op.OperationID)
 				if got.Status != enrollment.RegistrationFailed || got.ErrorCode != provisioning.ErrorCodeAssignmentTimedOut || got.ErrorMessage != provisioning.MessageAssignmentTimedOut {
 					t.Fatalf("poll after the deadline: %+v", got)
+				}
+			case "register":
+				if again, err = other.Register(ctx, req); err != nil {
+					t.Fatalf("register while a stale operation is assigning: %v", err)
 				}
 			}
 			gate.open() // the late run: it must not commit
@@ -291,14 +298,15 @@ func TestRegisterAsyncDeadline(t *testing.T) {
 			if got.Status != enrollment.RegistrationFailed || got.ErrorCode != provisioning.ErrorCodeAssignmentTimedOut {
 				t.Fatalf("operation after the late run: %+v", got)
 			}
-			for _, b := range []store.Bucket{store.BucketRegistrations, provisioning.BucketCertificates, provisioning.IndexOperationsAssigning} {
-				if n := count(t, e.st.Backend, b); n != 0 {
-					t.Fatalf("%d items in %s after a registration that timed out", n, b)
+			if again == nil {
+				for _, b := range []store.Bucket{store.BucketRegistrations, provisioning.BucketCertificates, provisioning.IndexOperationsAssigning} {
+					if n := count(t, e.st.Backend, b); n != 0 {
+						t.Fatalf("%d items in %s after a registration that timed out", n, b)
+					}
 				}
-			}
-			again, err := other.Register(ctx, req)
-			if err != nil {
-				t.Fatal(err)
+				if again, err = other.Register(ctx, req); err != nil {
+					t.Fatal(err)
+				}
 			}
 			if again.OperationID == op.OperationID {
 				t.Fatal("register after a failed operation reused it")
@@ -309,6 +317,9 @@ func TestRegisterAsyncDeadline(t *testing.T) {
 			}
 			if again.Status != enrollment.RegistrationAssigned {
 				t.Fatalf("register after the deadline: %+v", again)
+			}
+			if n := count(t, e.st.Backend, provisioning.BucketCertificates); n != 1 {
+				t.Fatalf("%d certificates stored, want only the new registration's", n)
 			}
 		})
 	}
