@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Reproduces the README's Performance figures on this machine, in one run:
+#   1. zdps bench against a local zdps serve (embedded bbolt store, fsync'd,
+#      in $TMPDIR: put it on the disk you want to measure), symmetric key and
+#      X.509, a new TLS connection per device, CSRs, RUNS times each, with the
+#      server's CPU time per registration;
+#   2. the Go benchmarks of each pipeline step and of the bare primitives
+#      (TLS handshake, ECDSA P-256, fdatasync'd write).
+# Environment: DEVICES (20000), CONCURRENCY (256), RUNS (3), PORT (18443),
+# BENCHTIME (1s), OUT (directory for the JSON reports; a temporary one).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DEVICES=${DEVICES:-20000}
+CONCURRENCY=${CONCURRENCY:-256}
+RUNS=${RUNS:-3}
+PORT=${PORT:-18443}
+BENCHTIME=${BENCHTIME:-1s}
+OUT=${OUT:-$(mktemp -d)}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+bin="$work/zdps"
+go build -o "$bin" ./cmd/zdps
+echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), Go $(go env GOVERSION)"
+echo "reports: $OUT"
+
+run() { # attestation run-number
+	local att=$1 n=$2 dir="$work/data-$1-$2" pid
+	"$bin" serve --data-dir "$dir" --listen "127.0.0.1:$PORT" --log-level warn >"$dir.log" 2>&1 &
+	pid=$!
+	for _ in $(seq 100); do
+		[ -f "$dir/ca-bundle.pem" ] && "$bin" --data-dir "$dir" hub list >/dev/null 2>&1 && break
+		sleep 0.1
+	done
+	"$bin" bench --data-dir "$dir" --attestation "$att" --devices "$DEVICES" --concurrency "$CONCURRENCY" \
+		--setup --server-pid "$pid" --progress=false -o json >"$OUT/$att-$n.json" || true
+	kill "$pid"
+	wait "$pid" 2>/dev/null || true
+	rm -rf "$dir"
+	python3 - "$OUT/$att-$n.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1])); l = r["latencyMs"]; c = r["cpu"]
+print("%-22s %6.0f reg/s  p50 %4.0f  p90 %4.0f  p99 %4.0f  max %4.0f ms  server %.2f ms/reg  simulator %.2f ms/reg  load %.2f→%.2f  errors %s" % (
+    r["attestation"], r["registrationsPerSecond"], l["p50"], l["p90"], l["p99"], l["max"],
+    c.get("serverMsPerRegistration", 0), c["clientMsPerRegistration"], r["loadAverage"][0], r["loadAverage"][1], r["errors"] or "none"))
+PY
+}
+
+echo
+echo "== zdps bench: $DEVICES devices, concurrency $CONCURRENCY, CSR, new TLS connection per device"
+for att in symmetric-individual x509; do
+	for n in $(seq "$RUNS"); do run "$att" "$n"; done
+done
+
+echo
+echo "== pipeline steps and primitives (go test -bench, $BENCHTIME each)"
+go test -run '^$' -benchmem -benchtime "$BENCHTIME" \
+	-bench 'TLSHandshake|ECDSAP256|FsyncWrite|VerifyIndividual|VerifyGroup|Hashed50Hubs|SignCSR|PutSerial|PutParallel|RegisterSymmetric' \
+	./pkg/bench ./attestation/symmetric ./attestation/x509 ./allocation/hashed ./pkg/ca ./pkg/store/bolt ./pkg/provisioning/symkey |
+	grep -E '^(Benchmark|ok|FAIL|pkg:)'
+echo "load average now: $(cut -d' ' -f1-3 /proc/loadavg)"
