@@ -123,7 +123,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key PEM file, with --tls-cert")
 	f.StringSliceVar(&cfg.TLSSANs, "tls-san", nil, "extra DNS names or IPs for the issued TLS certificate")
 	f.StringVar(&cfg.KEKFile, "kek-file", "", "file with the CA key-encryption key (hex, 32 bytes; default <data-dir>/kek, created on first start; keep it off the data volume in production)")
-	f.StringVar(&cfg.KEKPassphrase, "kek-passphrase", "", "derive the CA key-encryption key from this passphrase (Argon2id, salt kept in <data-dir>/kek-salt) instead of a key file; prefer the environment variable")
+	f.StringVar(&cfg.KEKPassphrase, "kek-passphrase", "", "derive the CA key-encryption key from this passphrase (Argon2id, salt kept in the store) instead of a key file; prefer the environment variable")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&cfg.LogFormat, "log-format", "text", "text or json")
 	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 16<<20, "largest request body accepted")
@@ -189,7 +189,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	log.Info("store opened", "store", spec.String())
 	st := store.New(backend, nil)
 
-	kek, err := loadKEK(cfg)
+	kek, err := loadKEK(ctx, cfg, backend)
 	if err != nil {
 		return err
 	}
@@ -197,7 +197,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		if errors.Is(err, ca.ErrBadKEK) {
 			// Replicas sharing a store share its CA: they need one KEK.
-			return fmt.Errorf("CA in store %s: %w (every zdps using this store needs the same key-encryption key: the same --kek-file, or the same --kek-passphrase and kek-salt file in its data directory)", spec, err)
+			return fmt.Errorf("CA in store %s: %w (every zdps using this store needs the same key-encryption key: the same --kek-file or the same --kek-passphrase)", spec, err)
 		}
 		return fmt.Errorf("CA: %w", err)
 	}
@@ -362,25 +362,17 @@ func (s *certSource) fresh() (*tls.Certificate, bool) {
 	return cur, s.authority == nil || (cur != nil && time.Until(cur.Leaf.NotAfter) > serverCertValidity/3)
 }
 
-// loadKEK returns the CA key-encryption key from a passphrase or a key file.
-func loadKEK(cfg serveConfig) ([]byte, error) {
+// loadKEK returns the CA key-encryption key from a passphrase (its salt
+// kept in the store, shared by replicas) or a key file.
+func loadKEK(ctx context.Context, cfg serveConfig, b store.Backend) ([]byte, error) {
 	if cfg.KEKPassphrase == "" {
 		return loadOrCreateKEK(cfg.KEKFile, cfg.DataDir)
 	}
 	if cfg.KEKFile != "" {
 		return nil, errors.New("--kek-file and --kek-passphrase exclude each other")
 	}
-	saltPath := filepath.Join(cfg.DataDir, "kek-salt")
-	salt, err := os.ReadFile(saltPath)
-	if errors.Is(err, os.ErrNotExist) {
-		salt = make([]byte, 16)
-		if _, err := rand.Read(salt); err != nil {
-			return nil, err
-		}
-		if err := instance.WriteSecretFile(cfg.DataDir, "kek-salt", salt); err != nil {
-			return nil, fmt.Errorf("create KEK salt: %w", err)
-		}
-	} else if err != nil {
+	salt, err := instance.KEKSalt(ctx, b, nil)
+	if err != nil {
 		return nil, fmt.Errorf("KEK salt: %w", err)
 	}
 	return ca.KEKFromPassphrase(cfg.KEKPassphrase, salt)

@@ -123,3 +123,39 @@ func WriteSecretFile(dir, name string, data []byte) error {
 	}
 	return os.Rename(f.Name(), filepath.Join(dir, name))
 }
+
+// KEKSalt returns the salt of a passphrase-derived key-encryption key,
+// creating it on first use. It lives in the store, not in a data
+// directory, so that every replica sharing the store derives the same key
+// from the same passphrase. A salt is not secret.
+func KEKSalt(ctx context.Context, b store.Backend, rnd io.Reader) ([]byte, error) {
+	if rnd == nil {
+		rnd = rand.Reader
+	}
+	const bucket, key = store.Bucket("instance"), "kek-salt"
+	read := func() ([]byte, error) {
+		var salt []byte
+		err := b.View(ctx, func(tx store.Tx) error {
+			it, err := tx.Get(ctx, bucket, key)
+			salt = it.Value
+			return err
+		})
+		return salt, err
+	}
+	salt, err := read()
+	if !errors.Is(err, store.ErrNotFound) {
+		return salt, err
+	}
+	salt = make([]byte, 16)
+	if _, err := io.ReadFull(rnd, salt); err != nil {
+		return nil, err
+	}
+	err = b.Update(ctx, func(tx store.Tx) error {
+		_, err := tx.Put(ctx, bucket, key, salt, store.Condition{IfNoneMatch: true})
+		return err
+	})
+	if errors.Is(err, store.ErrConflict) { // another replica was first
+		return read()
+	}
+	return salt, err
+}

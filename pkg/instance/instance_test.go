@@ -71,3 +71,28 @@ func TestWriteSecretFileMode(t *testing.T) {
 		t.Fatalf("mode %v, want 0600", fi.Mode().Perm())
 	}
 }
+
+func TestKEKSaltIsSharedThroughTheStore(t *testing.T) {
+	ctx := context.Background()
+	b := memory.New()
+	const n = 10
+	salts := make([][]byte, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s, err := KEKSalt(ctx, b, nil)
+			if err != nil {
+				t.Error(err)
+			}
+			salts[i] = s
+		}()
+	}
+	wg.Wait()
+	for i, s := range salts {
+		if len(s) != 16 || string(s) != string(salts[0]) {
+			t.Fatalf("replica %d got salt %x, replica 0 %x", i, s, salts[0])
+		}
+	}
+}
