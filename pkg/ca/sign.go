@@ -217,6 +217,13 @@ func (c *CA) issue(pub crypto.PublicKey, cn string, validity time.Duration, kind
 	for _, f := range sans {
 		f(tmpl)
 	}
+	// CreateCertificate verifies the signature it has just made (Go's
+	// signTBS checks every crypto.Signer's output, with no way to opt
+	// out): one P-256 verification, ~95µs of BenchmarkSignCSR's ~310µs on
+	// the 2-core reference machine, next to the CSR's proof-of-possession
+	// check and the signature itself. Skipping it would mean encoding the
+	// TBSCertificate ourselves; measured and kept, since a wrong
+	// signature would be caught here rather than by every device.
 	der, err := x509.CreateCertificate(c.rand, tmpl, c.issuer, pub, c.signer)
 	if err != nil {
 		return nil, fmt.Errorf("ca: sign: %w", err)
