@@ -8,7 +8,7 @@
 #      (TLS handshake, ECDSA P-256, fdatasync'd write).
 # Environment: DEVICES (20000), CONCURRENCY (256), RUNS (3), PORT (18443),
 # BENCHTIME (1s), OUT (directory for the JSON reports; a temporary one).
-set -euo pipefail
+set -uo pipefail
 cd "$(dirname "$0")/.."
 
 DEVICES=${DEVICES:-20000}
@@ -17,6 +17,7 @@ RUNS=${RUNS:-3}
 PORT=${PORT:-18443}
 BENCHTIME=${BENCHTIME:-1s}
 OUT=${OUT:-$(mktemp -d)}
+mkdir -p "$OUT"
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
