@@ -4,7 +4,7 @@ DATADIR ?= zdps-data
 BIN     ?= bin/zdps
 PKGS    := ./...
 
-.PHONY: build run test test-setup lint fuzz bench clean
+.PHONY: build run test test-setup lint fuzz bench perf clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/zdps
@@ -36,6 +36,12 @@ fuzz:
 
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+# The performance baseline (README, Performance): zdps bench against a local
+# zdps serve, then the benchmarks of every pipeline step and the bare
+# primitives, in one run. DEVICES, CONCURRENCY, RUNS tune it.
+perf:
+	bash scripts/perf.sh
 
 clean:
 	rm -rf bin
