@@ -246,8 +246,8 @@ func TestGroupsHubsPoliciesSettingsRegistrations(t *testing.T) {
 		t.Fatalf("settings update %+v %v", st, err)
 	}
 
-	srv.AddRegistration(enrollment.RegistrationState{RegistrationID: "line-1-dev1", Status: enrollment.RegistrationAssigned, AssignedHub: "hub1"})
-	srv.AddRegistration(enrollment.RegistrationState{RegistrationID: "other", Status: enrollment.RegistrationAssigned})
+	srv.AddRegistration(enrollment.Registration{RegistrationID: "line-1-dev1", EnrollmentGroupID: "line-1", Status: enrollment.RegistrationAssigned, AssignedHub: "hub1"})
+	srv.AddRegistration(enrollment.Registration{RegistrationID: "other", Status: enrollment.RegistrationAssigned})
 	r, err := c.GetRegistration(ctx, "line-1-dev1")
 	if err != nil || r.AssignedHub != "hub1" {
 		t.Fatalf("registration %+v %v", r, err)
