@@ -122,7 +122,7 @@ func TestNodeSDKAllocationPolicies(t *testing.T) {
 		// The SDK reports status "failed" as an error; the errorMessage it
 		// was given is the one the server logged with the outcome.
 		want, _ := json.Marshal("allocation failed: " + (&custom.WebhookError{Kind: custom.KindStatus, StatusCode: 500, Attempts: 2}).Error())
-		if !strings.Contains(srv.Logs(), `"reason":`+string(want)) {
+		if !srv.LogContains(`"reason":` + string(want)) {
 			t.Fatalf("no failed outcome with %s in the server log:\n%s", want, srv.Logs())
 		}
 		if res.StatusCode != nil && *res.StatusCode >= 400 {

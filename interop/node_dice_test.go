@@ -158,6 +158,7 @@ func TestNodeSDKDICE(t *testing.T) {
 		t.Fatalf("DeviceID key must stay and measurements change: %+v → %+v", first.DICE, after.DICE)
 	}
 	var audit map[string]any
+	srv.LogContains(`"action":"firmware-change"`) // the log reaches the test through a pipe, maybe after the answer
 	for _, line := range strings.Split(srv.Logs(), "\n") {
 		var m map[string]any
 		if json.Unmarshal([]byte(line), &m) == nil && m["msg"] == "audit" && m["action"] == "firmware-change" {

@@ -82,6 +82,7 @@ func TestSlowWebhook(t *testing.T) {
 
 	// Each device went through 202 + polling, and the webhook ran once per
 	// device (polls and the SDKs' retries did not start new runs).
+	srv.LogContains("continues in the background") // the log reaches the test through a pipe
 	for _, id := range []string{"node-slow-1", "go-slow-1"} {
 		if !backgroundLogged(srv.Logs(), id) {
 			t.Errorf("%s: no \"registration continues in the background\" in the log: the register PUT did not answer 202\n%s", id, srv.Logs())

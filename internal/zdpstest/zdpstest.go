@@ -152,6 +152,20 @@ func (s *Server) Restart() { s.t.Helper(); s.Stop(); s.start() }
 // Logs is everything the process wrote so far.
 func (s *Server) Logs() string { return s.logs.String() }
 
+// LogContains reports whether the log has, or within a few seconds gets, a
+// line containing substr: a request's log line may be written just after
+// its answer.
+func (s *Server) LogContains(substr string) bool {
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		if strings.Contains(s.logs.String(), substr) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+	}
+}
+
 // Addr is host:port of the listener.
 func (s *Server) Addr() string { return "127.0.0.1:" + s.Port }
 

@@ -138,7 +138,7 @@ func TestRealServerRenewal(t *testing.T) {
 			if tc.code == 400 && !strings.Contains(de.Message, "csr") {
 				t.Errorf("the 400 does not say a csr is required: %q", de.Message)
 			}
-			if !strings.Contains(srv.Logs(), `"reason":"`+tc.inLog+`"`) {
+			if !srv.LogContains(`"reason":"` + tc.inLog + `"`) {
 				t.Errorf("the log lacks the reason %q", tc.inLog)
 			}
 		})
@@ -174,7 +174,7 @@ func TestRealServerRenewal(t *testing.T) {
 		if _, err := device.Renew(ctx, renewConfig(srv, "ren-2", cert2)); !errors.Is(err, device.ErrUnauthorized) {
 			t.Fatalf("err = %v, want unauthorized", err)
 		}
-		if !strings.Contains(srv.Logs(), `"reason":"certificate revoked"`) {
+		if !srv.LogContains(`"reason":"certificate revoked"`) {
 			t.Errorf("the log lacks the reason")
 		}
 	})
@@ -237,7 +237,7 @@ func TestRealServerRenewalExpired(t *testing.T) {
 	if !errors.Is(err, device.ErrUnauthorized) || !errors.As(err, &de) || de.StatusCode != 401 {
 		t.Fatalf("err = %v, want 401", err)
 	}
-	if !strings.Contains(srv.Logs(), `"reason":"operational certificate expired or not yet valid"`) {
+	if !srv.LogContains(`"reason":"operational certificate expired or not yet valid"`) {
 		t.Errorf("the log lacks the reason:\n%s", srv.Logs())
 	}
 }
