@@ -40,6 +40,11 @@
 // (ErrThrottled). Wait lets a graceful shutdown finish the runs. See
 // async.go for the ordering rules.
 //
+// # Retention
+//
+// Polls find an operation for Config.OperationTTL; PruneExpired deletes it
+// after that (prune.go), and RunPruners runs it on a timer.
+//
 // # Re-registration
 //
 // The device ID is the enrollment's deviceId, else the registration ID; it
