@@ -24,7 +24,10 @@
 //     clear, like the enrollments' symmetric keys: they are short-lived
 //     (5 minutes by default), and protecting the store protects them. They
 //     are never logged, never answered, and never leave the package except
-//     inside a blob encrypted to the device's TPM.
+//     inside a blob encrypted to the device's TPM. Attestor.PruneExpired
+//     deletes the documents whose keys are all unusable (`zdps serve` runs
+//     it every --prune-interval), so the keys of a device that never comes
+//     back do not stay in the store.
 //   - A key is single-use: Register refuses a spent key before any work,
 //     and the claim inside the persisting transaction makes concurrent
 //     second rounds commit at most one registration. A SAS replayed after

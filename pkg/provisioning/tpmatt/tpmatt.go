@@ -8,14 +8,17 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/zdps/zdps/attestation/tpm"
+	"github.com/zdps/zdps/internal/sweep"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/sas"
@@ -399,4 +402,43 @@ func (a *Attestor) claim(regID, id string) func(ctx context.Context, tx store.Tx
 // (for example the Go SDK with Config.TPMEKCertificate) sends it.
 func FromPayload(_ *enrollment.IndividualEnrollment, req *provisioning.Request) []byte {
 	return tpm.EKCertificateFromPayload(req.Payload)
+}
+
+// PruneExpired deletes the challenge documents none of whose keys is
+// usable at now (every pending key expired, every spent one past its poll
+// window), so that neither the documents nor their HMAC keys outlive their
+// use for devices that never come back, and returns how many it deleted.
+// A document with a usable key is kept whole; the next challenge issued
+// for its registration ID drops its unusable keys. Safe on several
+// replicas at once (see provisioning.PruneBatch for the batch size).
+func (a *Attestor) PruneExpired(ctx context.Context, now time.Time) (int, error) {
+	n, err := sweep.Expired(ctx, a.st.Backend, BucketChallenges, provisioning.PruneBatch,
+		func(it store.Item) bool {
+			var c Challenge
+			return json.Unmarshal(it.Value, &c) == nil && !a.anyUsable(&c, now)
+		},
+		func(ctx context.Context, tx store.Tx, key string) (bool, error) {
+			col := a.chals.In(tx)
+			c, err := col.Get(ctx, key)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				return false, nil // another replica pruned it
+			case err != nil:
+				return false, err
+			case a.anyUsable(c, now):
+				return false, nil // a new challenge was issued meanwhile
+			}
+			if err := col.Delete(ctx, key, store.Condition{IfMatch: c.ETag}); err != nil {
+				return false, err
+			}
+			return true, nil
+		})
+	if err != nil {
+		return n, fmt.Errorf("tpmatt: prune challenges: %w", err)
+	}
+	return n, nil
+}
+
+func (a *Attestor) anyUsable(c *Challenge, now time.Time) bool {
+	return slices.ContainsFunc(c.Keys, func(k ChallengeKey) bool { return a.usable(k, now) })
 }
