@@ -69,6 +69,9 @@ type serveConfig struct {
 	RevokeOnDisable bool
 	CRLURL          string
 	CRLValidity     time.Duration
+	// PruneInterval is how often expired operations and TPM challenges
+	// are deleted; 0 never deletes them.
+	PruneInterval time.Duration
 	// TPMEKRoots is a PEM file of TPM manufacturer certificates; when set,
 	// TPM devices must present an EK certificate that chains to them.
 	TPMEKRoots string
@@ -140,6 +143,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "keep-alive idle timeout; must exceed any Retry-After sent (the C SDK keeps one connection)")
 	cfg.Allocation.register(f)
 	f.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the server to this file until it stops (for go tool pprof)")
+	f.DurationVar(&cfg.PruneInterval, "prune-interval", provisioning.DefaultPruneInterval, "how often expired register operations and TPM challenges are deleted from the store (every replica may; 0 never deletes them)")
 	f.StringVar(&cfg.TPMEKRoots, "tpm-ek-roots", "", "PEM file of TPM manufacturer root (and intermediate) certificates; when set, TPM devices must send an EK certificate (payload tpmEkCertificate, base64 DER) that chains to them and certifies their EK")
 	return cmd
 }
@@ -173,6 +177,9 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	}
 	if (cfg.TLSCert == "") != (cfg.TLSKey == "") {
 		return errors.New("--tls-cert and --tls-key go together")
+	}
+	if cfg.PruneInterval < 0 {
+		return fmt.Errorf("--prune-interval %v: must not be negative (0 disables pruning)", cfg.PruneInterval)
 	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
@@ -234,9 +241,14 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	// Finishes revocation sweeps of large groups (and any a previous
 	// process left); it stops with ctx at shutdown.
 	go func() { _ = service.Run(ctx) }()
-	prov, err := mountDeviceAPI(service, st, authority, inst, cfg, log)
+	prov, pruners, err := mountDeviceAPI(service, st, authority, inst, cfg, log)
 	if err != nil {
 		return err
+	}
+	// Deletes operations and TPM challenges nobody can read any more; it
+	// stops with ctx at shutdown.
+	if cfg.PruneInterval > 0 {
+		go func() { _ = provisioning.RunPruners(ctx, log, cfg.PruneInterval, nil, pruners) }()
 	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -405,44 +417,45 @@ func loadOrCreateKEK(file, dataDir string) ([]byte, error) {
 }
 
 // mountDeviceAPI wires the registration pipeline (attestors, allocation
-// policy, CA) and mounts the device API beside the service API.
-func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *instance.Instance, cfg serveConfig, log *slog.Logger) (*provisioning.Service, error) {
+// policy, CA) and mounts the device API beside the service API. It returns
+// the pipeline and what prunes its expired records, by record kind.
+func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *instance.Instance, cfg serveConfig, log *slog.Logger) (*provisioning.Service, map[string]provisioning.Pruner, error) {
 	issuer, err := caissuer.New(authority)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	symAtt, err := symkey.NewAttestor(st, symmetric.Config{})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// X.509: the listener requests (never verifies) client certificates;
 	// the chain reaches the attestor through Request.ClientCertificates.
 	walk, err := x509att.NewAttestor(st, x509v.Config{})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// A leaf issued by zdps's own CA is a renewal (the enrollment is its
 	// registration record); any other chain walks the X.509 enrollments.
 	x509Att, err := renewal.New(renewal.Config{Store: st, CA: authority, Walk: walk})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	tpmAtt, err := newTPMAttestor(st, cfg.TPMEKRoots)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	allocator, err := newAllocator(cfg.Allocation, log)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	// The webhook's worst case bounds a registration: within the register
 	// request when --assign-wait is 0, else in the background.
 	budget := cfg.Allocation.webhookBudget()
 	switch {
 	case cfg.AssignWait < 0 || cfg.AssignWait > maxWebhookBudget:
-		return nil, fmt.Errorf("--assign-wait %v: 0 to %v, the time a register request may take", cfg.AssignWait, maxWebhookBudget)
+		return nil, nil, fmt.Errorf("--assign-wait %v: 0 to %v, the time a register request may take", cfg.AssignWait, maxWebhookBudget)
 	case cfg.AssignWait == 0 && budget > maxWebhookBudget:
-		return nil, fmt.Errorf("--allocation-webhook-timeout × (retries+1) plus backoff is %v; with --assign-wait 0 keep it under %v, the time a register request may take", budget, maxWebhookBudget)
+		return nil, nil, fmt.Errorf("--allocation-webhook-timeout × (retries+1) plus backoff is %v; with --assign-wait 0 keep it under %v, the time a register request may take", budget, maxWebhookBudget)
 	}
 	prov, err := provisioning.New(provisioning.Config{
 		Store: st,
@@ -459,7 +472,7 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 		AssignTimeout:       budget + assignMargin,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	dev, err := deviceapi.New(deviceapi.Config{
 		Provisioner:        prov,
@@ -470,11 +483,11 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 		RetryAfter:         cfg.RetryAfter,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	service.Mount(dev.Routes)
 	service.SetExplainer(prov)
-	return prov, nil
+	return prov, map[string]provisioning.Pruner{"operations": prov, "tpm-challenges": tpmAtt}, nil
 }
 
 // assignMargin is what a registration running in the background may take
