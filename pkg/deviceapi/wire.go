@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"strings"
-	"time"
 
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -114,22 +113,14 @@ type RegistrationOperationStatus struct {
 	RegistrationState *DeviceRegistrationResult `json:"registrationState,omitempty"`
 }
 
-// DeviceRegistrationResult is the device's view of its registration.
+// DeviceRegistrationResult is the device's view of its registration: the
+// DPS registration state plus what only the device gets.
 type DeviceRegistrationResult struct {
-	RegistrationID         string                  `json:"registrationId"`
-	CreatedDateTimeUTC     *time.Time              `json:"createdDateTimeUtc,omitempty"`
-	AssignedHub            string                  `json:"assignedHub,omitempty"`
-	DeviceID               string                  `json:"deviceId,omitempty"`
-	Status                 string                  `json:"status"`
-	Substatus              string                  `json:"substatus,omitempty"`
-	ErrorCode              int                     `json:"errorCode,omitempty"`
-	ErrorMessage           string                  `json:"errorMessage,omitempty"`
-	LastUpdatedDateTimeUTC *time.Time              `json:"lastUpdatedDateTimeUtc,omitempty"`
-	ETag                   string                  `json:"etag,omitempty"`
-	Payload                json.RawMessage         `json:"payload,omitempty"`
-	TPM                    *TPMRegistrationResult  `json:"tpm,omitempty"`
-	X509                   *X509RegistrationResult `json:"x509,omitempty"`
-	SymmetricKey           *SymmetricKeyResult     `json:"symmetricKey,omitempty"`
+	enrollment.RegistrationState
+	Payload      json.RawMessage         `json:"payload,omitempty"`
+	TPM          *TPMRegistrationResult  `json:"tpm,omitempty"`
+	X509         *X509RegistrationResult `json:"x509,omitempty"`
+	SymmetricKey *SymmetricKeyResult     `json:"symmetricKey,omitempty"`
 	// IssuedCertificateChain is base64 DER: leaf, intermediates, root.
 	IssuedCertificateChain []string `json:"issuedCertificateChain,omitempty"`
 }
@@ -153,19 +144,7 @@ type SymmetricKeyResult struct {
 
 // resultOf renders a stored record (and, for an operation, its chain).
 func resultOf(r *enrollment.Registration, chain [][]byte) *DeviceRegistrationResult {
-	out := &DeviceRegistrationResult{
-		RegistrationID:         r.RegistrationID,
-		CreatedDateTimeUTC:     r.CreatedDateTimeUTC,
-		AssignedHub:            r.AssignedHub,
-		DeviceID:               r.DeviceID,
-		Status:                 r.Status,
-		Substatus:              r.Substatus,
-		ErrorCode:              r.ErrorCode,
-		ErrorMessage:           r.ErrorMessage,
-		LastUpdatedDateTimeUTC: r.LastUpdatedDateTimeUTC,
-		ETag:                   r.ETag,
-		Payload:                r.Payload,
-	}
+	out := &DeviceRegistrationResult{RegistrationState: *r.State(), Payload: r.Payload}
 	switch r.AttestationType {
 	case enrollment.AttestationSymmetricKey:
 		out.SymmetricKey = &SymmetricKeyResult{EnrollmentGroupID: r.EnrollmentGroupID}
