@@ -32,16 +32,24 @@ type nodeResult struct {
 // nodeDevice runs the official Node.js SDK once as a device.
 func nodeDevice(t *testing.T, srv *zdpstest.Server, scope, regID string, env ...string) nodeResult {
 	t.Helper()
-	script := filepath.Join(zdpstest.RepoRoot(), "interop", "node", "register.js")
-	if _, err := os.Stat(filepath.Join(zdpstest.RepoRoot(), "interop", "node", "node_modules", "azure-iot-provisioning-device")); err != nil {
+	return runNode[nodeResult](t, srv, "register.js", "azure-iot-provisioning-device",
+		append([]string{"ID_SCOPE=" + scope, "REGISTRATION_ID=" + regID}, env...)...)
+}
+
+// runNode runs one of the scripts in interop/node against srv, with env
+// added to the environment, and decodes the one JSON line it prints (also
+// on failure) into a T. pkg is an npm package the script needs.
+func runNode[T any](t *testing.T, srv *zdpstest.Server, script, pkg string, env ...string) T {
+	t.Helper()
+	dir := filepath.Join(zdpstest.RepoRoot(), "interop", "node")
+	if _, err := os.Stat(filepath.Join(dir, "node_modules", pkg)); err != nil {
 		t.Fatalf("the Node.js SDK is not installed: run `make test-setup` (npm ci in interop/node): %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", script)
+	cmd := exec.CommandContext(ctx, "node", filepath.Join(dir, script))
 	cmd.Env = append(os.Environ(),
-		"NODE_EXTRA_CA_CERTS="+srv.CAFile(), "HOST=127.0.0.1", "PORT="+srv.Port,
-		"ID_SCOPE="+scope, "REGISTRATION_ID="+regID, "TIMEOUT_MS=60000")
+		"NODE_EXTRA_CA_CERTS="+srv.CAFile(), "HOST=127.0.0.1", "PORT="+srv.Port, "TIMEOUT_MS=60000")
 	cmd.Env = append(cmd.Env, env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -50,7 +58,7 @@ func nodeDevice(t *testing.T, srv *zdpstest.Server, scope, regID string, env ...
 	if err != nil && !errors.As(err, &ee) {
 		t.Fatalf("node: %v\n%s", err, stderr.String())
 	}
-	var res nodeResult
+	var res T
 	if jerr := json.Unmarshal(bytes.TrimSpace(out), &res); jerr != nil {
 		t.Fatalf("node printed no result (%v): %s\n%s", jerr, out, stderr.String())
 	}

@@ -4,10 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
-	"errors"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -70,29 +67,8 @@ type nodeTPMResult struct {
 // azure-iot-security-tpm on the swtpm behind tpmPort.
 func nodeTPMDevice(t *testing.T, srv *zdpstest.Server, tpmPort int, env ...string) nodeTPMResult {
 	t.Helper()
-	script := filepath.Join(zdpstest.RepoRoot(), "interop", "node", "register-tpm.js")
-	if _, err := os.Stat(filepath.Join(zdpstest.RepoRoot(), "interop", "node", "node_modules", "azure-iot-security-tpm")); err != nil {
-		t.Fatalf("the Node.js SDK is not installed: run `make test-setup` (npm ci in interop/node): %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "node", script)
-	cmd.Env = append(os.Environ(),
-		"NODE_EXTRA_CA_CERTS="+srv.CAFile(), "HOST=127.0.0.1", "PORT="+srv.Port,
-		"ID_SCOPE="+srv.IDScope(), "TPM_PORT="+strconv.Itoa(tpmPort), "TIMEOUT_MS=60000")
-	cmd.Env = append(cmd.Env, env...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	var ee *exec.ExitError
-	if err != nil && !errors.As(err, &ee) {
-		t.Fatalf("node: %v\n%s", err, stderr.String())
-	}
-	var res nodeTPMResult
-	if jerr := json.Unmarshal(bytes.TrimSpace(out), &res); jerr != nil {
-		t.Fatalf("node printed no result (%v): %s\n%s", jerr, out, stderr.String())
-	}
-	return res
+	return runNode[nodeTPMResult](t, srv, "register-tpm.js", "azure-iot-security-tpm",
+		append([]string{"ID_SCOPE=" + srv.IDScope(), "TPM_PORT=" + strconv.Itoa(tpmPort)}, env...)...)
 }
 
 // TestNodeSDKTPM: the official Node.js SDK with azure-iot-security-tpm,
