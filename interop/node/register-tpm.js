@@ -19,49 +19,14 @@
 // or {"ok":false,"error","name","code","statusCode","responseBody","result"}).
 'use strict';
 
-const https = require('https');
 const { ProvisioningDeviceClient } = require('azure-iot-provisioning-device');
-const { Http: ProvisioningHttp } = require('azure-iot-provisioning-device-http');
-const { Http: HttpBase } = require('azure-iot-http-base');
+const { makeTransport, errorReport, finish } = require('./common');
 const { TpmSecurityClient } = require('azure-iot-security-tpm');
 const { Tpm } = require('tss.js');
 
 function env(name, dflt) {
   const v = process.env[name];
   return v === undefined || v === '' ? dflt : v;
-}
-
-// Same port hook as register.js (see README.md "The port hook").
-function makeTransport(port) {
-  if (port === 443) return { transport: new ProvisioningHttp(), agent: null };
-  const agent = new https.Agent({ ...https.globalAgent.options });
-  agent.defaultPort = port;
-  const httpBase = new HttpBase();
-  httpBase.setOptions({ http: { agent } });
-  return { transport: new ProvisioningHttp(httpBase), agent };
-}
-
-function errorReport(err) {
-  const response = err && (err.response || err.transportObject);
-  let responseBody = err && err.responseBody !== undefined ? err.responseBody : null;
-  if (responseBody !== null && typeof responseBody !== 'string') responseBody = JSON.stringify(responseBody);
-  return {
-    ok: false,
-    error: err && err.message !== undefined ? String(err.message) : String(err),
-    name: (err && (err.name || (err.constructor && err.constructor.name))) || 'Error',
-    code: err && typeof err.code === 'string' ? err.code : null,
-    statusCode: response && typeof response.statusCode === 'number' ? response.statusCode : null,
-    responseBody,
-    result: err && err.result !== undefined && typeof err.result === 'object' ? err.result : null,
-  };
-}
-
-let finished = false;
-function finish(report, agent) {
-  if (finished) return;
-  finished = true;
-  if (agent) agent.destroy();
-  process.stdout.write(JSON.stringify(report) + '\n', () => process.exit(report.ok ? 0 : 1));
 }
 
 function main() {

@@ -33,13 +33,11 @@
 'use strict';
 
 const fs = require('fs');
-const https = require('https');
 
 const { ProvisioningDeviceClient } = require('azure-iot-provisioning-device');
-const { Http: ProvisioningHttp } = require('azure-iot-provisioning-device-http');
-// azure-iot-http-base is the SDK's own HTTP layer (a dependency of -http, pinned to the same
-// version in package.json so npm dedupes it into one copy).
-const { Http: HttpBase } = require('azure-iot-http-base');
+// The port hook, error report and result line are shared with register-tpm.js (common.js);
+// the hook uses azure-iot-http-base, pinned in package.json to the version -http depends on.
+const { makeTransport, errorReport, finish } = require('./common');
 const { SymmetricKeySecurityClient } = require('azure-iot-security-symmetric-key');
 const { X509Security } = require('azure-iot-security-x509');
 
@@ -71,37 +69,6 @@ function usageError(message) {
   return e;
 }
 
-// The SDK has no port option: ProvisioningDeviceClient.create(host, ...) ends in
-// azure-iot-http-base's Http.buildRequest, which calls https.request({host, path, method,
-// headers, cert, key, agent?}) with no `port`, so Node uses the agent's `defaultPort` (443 for
-// https.globalAgent). The hook used here is the least invasive one that only touches APIs the
-// packages document, and no private fields:
-//   1. `new Http(httpBase)` - the provisioning transport's constructor takes an optional
-//      azure-iot-http-base instance (SRS_NODE_PROVISIONING_HTTP_18_001) and hands it to its
-//      RestApiClient as the `httpRequestBuilder`.
-//   2. `httpBase.setOptions({ http: { agent } })` - azure-iot-http-base passes `http.agent` into
-//      every https.request (SRS_NODE_HTTP_18_001).
-//   3. The agent is an https.Agent whose `defaultPort` property is PORT. Node's ClientRequest
-//      takes the port from `options.port || options.defaultPort || agent.defaultPort`, so every
-//      request goes to PORT. Careful: `new https.Agent({ defaultPort })` does NOT work - the
-//      https.Agent constructor overwrites `this.defaultPort = 443` after applying the options
-//      (Node 20), so the property has to be assigned after construction.
-// The other port hook in azure-iot-http-base (request options with `port`, SRS_NODE_HTTP_13_006)
-// is unusable: RestApiClient only forwards request options for non-X.509 calls and the
-// provisioning transport never passes any.
-// The agent copies https.globalAgent's options (Node 20: keepAlive true, lifo, 5 s idle timeout)
-// so connection handling matches what an unmodified device on port 443 does.
-// Side effect to know about: since the port equals the agent's defaultPort, Node writes the Host
-// header WITHOUT ":PORT" (exactly as it does on 443).
-function makeTransport(port) {
-  if (port === 443) return { transport: new ProvisioningHttp(), agent: null };
-  const agent = new https.Agent({ ...https.globalAgent.options });
-  agent.defaultPort = port; // see 3. above: the constructor option would be ignored
-  const httpBase = new HttpBase();
-  httpBase.setOptions({ http: { agent } });
-  return { transport: new ProvisioningHttp(httpBase), agent };
-}
-
 function makeSecurityClient(cfg) {
   const hasKey = !!cfg.SYMMETRIC_KEY;
   const hasCert = !!(cfg.CERT_FILE || cfg.KEY_FILE);
@@ -113,31 +80,6 @@ function makeSecurityClient(cfg) {
     cert: fs.readFileSync(cfg.CERT_FILE, 'utf8'),
     key: fs.readFileSync(cfg.KEY_FILE, 'utf8'),
   });
-}
-
-function errorReport(err) {
-  const response = err && (err.response || err.transportObject);
-  let responseBody = err && err.responseBody !== undefined ? err.responseBody : null;
-  if (responseBody !== null && typeof responseBody !== 'string') responseBody = JSON.stringify(responseBody);
-  return {
-    ok: false,
-    error: err && err.message !== undefined ? String(err.message) : String(err),
-    name: (err && (err.name || (err.constructor && err.constructor.name))) || 'Error',
-    // Node/OpenSSL error code for transport failures (ECONNREFUSED, UNABLE_TO_VERIFY_LEAF_SIGNATURE...).
-    code: err && typeof err.code === 'string' ? err.code : null,
-    statusCode: response && typeof response.statusCode === 'number' ? response.statusCode : null,
-    responseBody,
-    // For status "failed" / unknown statuses the SDK attaches the parsed answer as err.result.
-    result: err && err.result !== undefined && typeof err.result === 'object' ? err.result : null,
-  };
-}
-
-let finished = false;
-function finish(report, agent) {
-  if (finished) return;
-  finished = true;
-  if (agent) agent.destroy();
-  process.stdout.write(JSON.stringify(report) + '\n', () => process.exit(report.ok ? 0 : 1));
 }
 
 function main() {
