@@ -37,7 +37,13 @@ func TestZdpsBench(t *testing.T) {
 	}{
 		{"symmetric individual", bench.SymmetricIndividual, 200, nil, func(n int) bool { return n == 200 }},
 		{"x509", bench.X509, 200, nil, func(n int) bool { return n == 200 }},
-		{"symmetric group keep-alive", bench.SymmetricGroup, 100, []string{"--keep-alive", "--pregenerate=false"}, func(n int) bool { return n >= 1 && n < 50 }},
+		// With keep-alive the 32 workers reuse their connections. Go's
+		// transport hands a finished connection back to its pool from
+		// another goroutine, so a worker's next request can race it and
+		// dial afresh: under load (race detector, parallel test packages)
+		// a fifth of the requests did. Half the devices is the bound that
+		// still proves reuse without counting on the scheduler.
+		{"symmetric group keep-alive", bench.SymmetricGroup, 300, []string{"--keep-alive", "--pregenerate=false"}, func(n int) bool { return n >= 1 && n < 150 }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
