@@ -1,0 +1,61 @@
+// Package testbackend opens each store backend for tests that must hold on
+// all of them: memory, a real bbolt file (consistency-checked when the test
+// ends) and a fresh schema on the real PostgreSQL of internal/pgtest.
+package testbackend
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/zdps/zdps/internal/pgtest"
+	"github.com/zdps/zdps/pkg/store"
+	"github.com/zdps/zdps/pkg/store/bolt"
+	"github.com/zdps/zdps/pkg/store/memory"
+	"github.com/zdps/zdps/pkg/store/postgres"
+)
+
+// Backend names a backend and opens a fresh, empty one that is closed when
+// the test ends.
+type Backend struct {
+	Name string
+	Open func(testing.TB) store.Backend
+}
+
+// All are the three backends.
+var All = []Backend{
+	{"memory", func(testing.TB) store.Backend { return memory.New() }},
+	{"bolt", Bolt},
+	{"postgres", Postgres},
+}
+
+// Bolt opens a bbolt file in the test's temporary directory.
+func Bolt(t testing.TB) store.Backend {
+	t.Helper()
+	b, err := bolt.Open(filepath.Join(t.TempDir(), "zdps.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := b.Check(); err != nil {
+			t.Errorf("bolt check: %v", err)
+		}
+		if err := b.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	return b
+}
+
+// Postgres opens a schema of the test's own; it fails t when PostgreSQL
+// does not answer (pgtest).
+func Postgres(t testing.TB) store.Backend {
+	t.Helper()
+	url, schema := pgtest.Schema(t)
+	b, err := postgres.Open(t.Context(), url, postgres.Options{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Registered after pgtest's schema drop, so it runs before it.
+	t.Cleanup(func() { b.Close() })
+	return b
+}
