@@ -12,7 +12,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -20,12 +19,12 @@ import (
 
 	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/allocation/hashed"
+	"github.com/zdps/zdps/internal/testbackend"
 	"github.com/zdps/zdps/pkg/ca"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/provisioning/caissuer"
 	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/bolt"
 	"github.com/zdps/zdps/pkg/store/memory"
 )
 
@@ -73,22 +72,7 @@ func (e *env) advance(d time.Duration) {
 	e.now = e.now.Add(d)
 }
 
-func openBolt(t testing.TB) store.Backend {
-	t.Helper()
-	b, err := bolt.Open(filepath.Join(t.TempDir(), "zdps.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := b.Check(); err != nil {
-			t.Errorf("bolt check: %v", err)
-		}
-		if err := b.Close(); err != nil {
-			t.Error(err)
-		}
-	})
-	return b
-}
+func openBolt(t testing.TB) store.Backend { return testbackend.Bolt(t) }
 
 func newCA(t testing.TB) *ca.CA {
 	t.Helper()

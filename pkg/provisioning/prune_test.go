@@ -13,19 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/testbackend"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/memory"
 )
-
-var pruneBackends = []struct {
-	name string
-	open func(testing.TB) store.Backend
-}{
-	{"memory", func(testing.TB) store.Backend { return memory.New() }},
-	{"bolt", openBolt},
-}
 
 // putOperations stores ops in one transaction, as they are.
 func putOperations(t testing.TB, e *env, ops []*enrollment.Operation) {
@@ -89,10 +81,10 @@ func TestPruneExpired(t *testing.T) {
 			return &enrollment.Operation{Status: enrollment.RegistrationAssigning, ExpiresAt: now.Add(-time.Minute), Deadline: now.Add(-ttl)}
 		}},
 	}
-	for _, be := range pruneBackends {
-		t.Run(be.name, func(t *testing.T) {
+	for _, be := range testbackend.All {
+		t.Run(be.Name, func(t *testing.T) {
 			ctx := context.Background()
-			e := newEnv(t, be.open(t), nil)
+			e := newEnv(t, be.Open(t), nil)
 			now := e.clock()
 			var ops []*enrollment.Operation
 			var wantOps, wantIndex []string
@@ -139,11 +131,11 @@ func TestPruneExpired(t *testing.T) {
 // store (two replicas) delete each operation once between them.
 func TestPruneBatches(t *testing.T) {
 	const expired, fresh = 2*provisioning.PruneBatch + 7, 150
-	for _, be := range pruneBackends {
+	for _, be := range testbackend.All {
 		for _, concurrent := range []int{1, 2} {
-			t.Run(fmt.Sprintf("%s/%d", be.name, concurrent), func(t *testing.T) {
+			t.Run(fmt.Sprintf("%s/%d", be.Name, concurrent), func(t *testing.T) {
 				ctx := context.Background()
-				e := newEnv(t, be.open(t), nil)
+				e := newEnv(t, be.Open(t), nil)
 				now := e.clock()
 				var ops []*enrollment.Operation
 				for i := range expired + fresh {

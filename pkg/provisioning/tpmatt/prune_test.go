@@ -3,45 +3,18 @@ package tpmatt_test
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/testbackend"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/provisioning/tpmatt"
 	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/bolt"
-	"github.com/zdps/zdps/pkg/store/memory"
 )
-
-func pruneBackends() []struct {
-	name string
-	open func(*testing.T) store.Backend
-} {
-	return []struct {
-		name string
-		open func(*testing.T) store.Backend
-	}{
-		{"memory", func(*testing.T) store.Backend { return memory.New() }},
-		{"bolt", func(t *testing.T) store.Backend {
-			b, err := bolt.Open(filepath.Join(t.TempDir(), "zdps.db"), bolt.Options{})
-			if err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				if err := b.Check(); err != nil {
-					t.Errorf("bolt check: %v", err)
-				}
-				b.Close()
-			})
-			return b
-		}},
-	}
-}
 
 func challengeIDs(t *testing.T, b store.Backend) []string {
 	t.Helper()
@@ -74,10 +47,10 @@ func TestPruneExpiredChallenges(t *testing.T) {
 		{name: "one usable key of several", keys: []tpmatt.ChallengeKey{{ExpiresAt: now.Add(-time.Hour)}, {ExpiresAt: now.Add(time.Minute)}}},
 		{name: "no key", pruned: true},
 	}
-	for _, be := range pruneBackends() {
-		t.Run(be.name, func(t *testing.T) {
+	for _, be := range testbackend.All {
+		t.Run(be.Name, func(t *testing.T) {
 			ctx := context.Background()
-			b := be.open(t)
+			b := be.Open(t)
 			clock := func() time.Time { return now }
 			st := store.New(b, clock)
 			a, err := tpmatt.New(tpmatt.Config{Store: st, Now: clock})
@@ -117,10 +90,10 @@ func TestPruneExpiredChallenges(t *testing.T) {
 func TestPruneChallengesConcurrent(t *testing.T) {
 	const expired, fresh = provisioning.PruneBatch + 30, 40
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	for _, be := range pruneBackends() {
-		t.Run(be.name, func(t *testing.T) {
+	for _, be := range testbackend.All {
+		t.Run(be.Name, func(t *testing.T) {
 			ctx := context.Background()
-			b := be.open(t)
+			b := be.Open(t)
 			clock := func() time.Time { return now }
 			a, err := tpmatt.New(tpmatt.Config{Store: store.New(b, clock), Now: clock})
 			if err != nil {
