@@ -14,6 +14,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -161,6 +163,37 @@ func (p *Policy) checkAddr(a netip.Addr) error {
 		if r.Contains(a) {
 			return &refusedError{addr: a}
 		}
+	}
+	return nil
+}
+
+// metadataHosts are cloud metadata services' host names; a literal one in
+// a webhook URL is refused like their addresses.
+var metadataHosts = []string{"metadata.google.internal", "metadata.goog", "metadata.azure.internal", "instance-data.ec2.internal"}
+
+// CheckURL is the write-time check of a webhook URL: it refuses a URL whose
+// host is a literal address in a refused range (unless allowed) or a cloud
+// metadata host name, so the operator learns of it when the enrollment is
+// written rather than at a device's registration. A host name is not
+// resolved here (DNS may change, or not answer from where the API runs):
+// the connect-time check stays the authority.
+func (p *Policy) CheckURL(raw string) error {
+	if err := enrollment.ValidateWebhookURL(raw); err != nil {
+		return err
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return err
+	}
+	host := strings.TrimSuffix(strings.ToLower(u.Hostname()), ".")
+	if a, err := netip.ParseAddr(host); err == nil {
+		if err := p.checkAddr(a); err != nil {
+			return fmt.Errorf("%w; allow it explicitly with --allocation-webhook-allow-cidr", err)
+		}
+		return nil
+	}
+	if slices.Contains(metadataHosts, host) {
+		return fmt.Errorf("host %s is a cloud metadata service", host)
 	}
 	return nil
 }

@@ -232,6 +232,40 @@ func TestRefusedAddresses(t *testing.T) {
 		}
 	})
 }
+
+// TestCheckURL: the write-time check refuses literal refused addresses and
+// metadata host names, honours AllowNetworks, and leaves other names to the
+// connect-time check.
+func TestCheckURL(t *testing.T) {
+	p := newPolicy(t, Config{})
+	allowed := newPolicy(t, Config{AllowNetworks: []netip.Prefix{netip.MustParsePrefix("169.254.10.0/24")}})
+	tests := []struct {
+		name, url string
+		p         *Policy
+		refused   bool
+	}{
+		{"metadata address", "http://169.254.169.254/latest", p, true},
+		{"IPv4-mapped metadata address", "http://[::ffff:169.254.169.254]/", p, true},
+		{"Azure wire server", "http://168.63.129.16/", p, true},
+		{"metadata name", "http://metadata.google.internal/", p, true},
+		{"metadata name, upper case, root dot", "http://METADATA.GOOGLE.INTERNAL./", p, true},
+		{"not http", "ftp://alloc.example.com/", p, true},
+		{"allowed link-local network", "http://169.254.10.7:8080/allocate", allowed, false},
+		{"other link-local address despite an allowed network", "http://169.254.169.254/", allowed, true},
+		{"loopback", "http://127.0.0.1:8080/allocate", p, false},
+		{"private network", "https://10.0.0.5/allocate", p, false},
+		{"name", "https://alloc.example.com/allocate", p, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := tc.p.CheckURL(tc.url)
+			if (err != nil) != tc.refused {
+				t.Fatalf("CheckURL(%q) = %v, refused want %v", tc.url, err, tc.refused)
+			}
+		})
+	}
+}
+
 func TestNoWebhook(t *testing.T) {
 	in := input("")
 	in.Group.CustomAllocationDefinition = nil

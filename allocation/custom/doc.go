@@ -64,4 +64,7 @@
 // (webhooks often run beside zdps or inside the same private network, and
 // the tests run one on 127.0.0.1). Config.AllowNetworks exempts prefixes
 // from the refusal (`zdps serve --allocation-webhook-allow-cidr`).
+// Policy.CheckURL runs the same check on a URL's literal address, and
+// refuses metadata host names, when an enrollment is written; it resolves
+// no names, so the connect-time check stays the authority.
 package custom

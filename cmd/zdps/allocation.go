@@ -51,22 +51,23 @@ func (c allocationConfig) webhookBudget() time.Duration {
 }
 
 // newAllocator builds the allocation engine with every policy, wired
-// explicitly.
-func newAllocator(c allocationConfig, log *slog.Logger) (*allocation.Registry, error) {
+// explicitly, and returns the custom policy too: the service API checks
+// webhook URLs with it when enrollments are written.
+func newAllocator(c allocationConfig, log *slog.Logger) (*allocation.Registry, *custom.Policy, error) {
 	if c.WebhookRetries < 0 || c.WebhookRetries > custom.MaxRetries {
-		return nil, fmt.Errorf("--allocation-webhook-retries: 0 to %d, not %d", custom.MaxRetries, c.WebhookRetries)
+		return nil, nil, fmt.Errorf("--allocation-webhook-retries: 0 to %d, not %d", custom.MaxRetries, c.WebhookRetries)
 	}
 	if c.WebhookTimeout <= 0 {
-		return nil, fmt.Errorf("--allocation-webhook-timeout must be positive")
+		return nil, nil, fmt.Errorf("--allocation-webhook-timeout must be positive")
 	}
 	secret := c.WebhookSecret
 	if c.WebhookSecretFile != "" {
 		if secret != "" {
-			return nil, fmt.Errorf("--allocation-webhook-secret and --allocation-webhook-secret-file exclude each other")
+			return nil, nil, fmt.Errorf("--allocation-webhook-secret and --allocation-webhook-secret-file exclude each other")
 		}
 		b, err := os.ReadFile(c.WebhookSecretFile)
 		if err != nil {
-			return nil, fmt.Errorf("--allocation-webhook-secret-file: %w", err)
+			return nil, nil, fmt.Errorf("--allocation-webhook-secret-file: %w", err)
 		}
 		secret = strings.TrimSpace(string(b))
 	}
@@ -74,7 +75,7 @@ func newAllocator(c allocationConfig, log *slog.Logger) (*allocation.Registry, e
 	for _, s := range c.WebhookAllowCIDRs {
 		p, err := netip.ParsePrefix(strings.TrimSpace(s))
 		if err != nil {
-			return nil, fmt.Errorf("--allocation-webhook-allow-cidr %q: %w", s, err)
+			return nil, nil, fmt.Errorf("--allocation-webhook-allow-cidr %q: %w", s, err)
 		}
 		allow = append(allow, p)
 	}
@@ -84,31 +85,32 @@ func newAllocator(c allocationConfig, log *slog.Logger) (*allocation.Registry, e
 	}
 	cp, err := custom.New(custom.Config{Timeout: c.WebhookTimeout, Retries: retries, Secret: []byte(secret), AllowNetworks: allow, Logger: log})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	geo := geolatency.Config{Networks: map[netip.Prefix]string{}, Regions: map[string]geolatency.Point{}}
 	for _, s := range c.GeoNetworks {
 		p, region, err := geolatency.ParseNetwork(s)
 		if err != nil {
-			return nil, fmt.Errorf("--geo-network: %w", err)
+			return nil, nil, fmt.Errorf("--geo-network: %w", err)
 		}
 		geo.Networks[p] = region
 	}
 	for _, s := range c.GeoRegions {
 		name, pt, err := geolatency.ParseRegion(s)
 		if err != nil {
-			return nil, fmt.Errorf("--geo-region: %w", err)
+			return nil, nil, fmt.Errorf("--geo-region: %w", err)
 		}
 		geo.Regions[name] = pt
 	}
 	gp, err := geolatency.New(geo)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return allocation.NewRegistry(map[string]allocation.Policy{
+	reg, err := allocation.NewRegistry(map[string]allocation.Policy{
 		enrollment.PolicyHashed:     hashed.New(),
 		enrollment.PolicyStatic:     static.New(),
 		enrollment.PolicyGeoLatency: gp,
 		enrollment.PolicyCustom:     cp,
 	})
+	return reg, cp, err
 }

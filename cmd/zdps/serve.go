@@ -24,6 +24,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/attestation/symmetric"
 	x509v "github.com/zdps/zdps/attestation/x509"
 	"github.com/zdps/zdps/cmd/zdps/internal/storespec"
@@ -181,6 +182,10 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if cfg.PruneInterval < 0 {
 		return fmt.Errorf("--prune-interval %v: must not be negative (0 disables pruning)", cfg.PruneInterval)
 	}
+	allocator, webhooks, err := newAllocator(cfg.Allocation, log)
+	if err != nil {
+		return err
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -234,6 +239,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		CA:                        authority,
 		CRLValidity:               cfg.CRLValidity,
 		KeepCertificatesOnDisable: !cfg.RevokeOnDisable,
+		CheckWebhookURL:           webhooks.CheckURL,
 	})
 	if err != nil {
 		return err
@@ -241,7 +247,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	// Finishes revocation sweeps of large groups (and any a previous
 	// process left); it stops with ctx at shutdown.
 	go func() { _ = service.Run(ctx) }()
-	prov, pruners, err := mountDeviceAPI(service, st, authority, inst, cfg, log)
+	prov, pruners, err := mountDeviceAPI(service, st, authority, inst, allocator, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -419,7 +425,7 @@ func loadOrCreateKEK(file, dataDir string) ([]byte, error) {
 // mountDeviceAPI wires the registration pipeline (attestors, allocation
 // policy, CA) and mounts the device API beside the service API. It returns
 // the pipeline and what prunes its expired records, by record kind.
-func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *instance.Instance, cfg serveConfig, log *slog.Logger) (*provisioning.Service, map[string]provisioning.Pruner, error) {
+func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *instance.Instance, allocator *allocation.Registry, cfg serveConfig, log *slog.Logger) (*provisioning.Service, map[string]provisioning.Pruner, error) {
 	issuer, err := caissuer.New(authority)
 	if err != nil {
 		return nil, nil, err
@@ -441,10 +447,6 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 		return nil, nil, err
 	}
 	tpmAtt, err := newTPMAttestor(st, cfg.TPMEKRoots)
-	if err != nil {
-		return nil, nil, err
-	}
-	allocator, err := newAllocator(cfg.Allocation, log)
 	if err != nil {
 		return nil, nil, err
 	}

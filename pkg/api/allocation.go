@@ -14,7 +14,7 @@ import (
 )
 
 // This file serves the allocation side of the service API: device counts
-// in hub answers, the write-time check of static enrollments, and
+// in hub answers, the write-time check of static and custom enrollments, and
 // POST /allocation/explain.
 
 // Explainer answers which hub each allocation policy would choose for a
@@ -95,17 +95,19 @@ func (a *API) withDeviceCount(ctx context.Context, h *enrollment.Hub) error {
 	return nil
 }
 
-// checkStaticHub refuses, when an enrollment is written, a static
-// allocation whose hub is not linked, and an iotHubHostName pin that is
-// not linked: such an enrollment could never provision a device.
-func (a *API) checkStaticHub(ctx context.Context, doc any) error {
+// checkAllocation refuses, when an enrollment is written, a static
+// allocation whose hub is not linked, an iotHubHostName pin that is not
+// linked (such an enrollment could never provision a device), and a
+// custom webhook URL that Config.CheckWebhookURL refuses.
+func (a *API) checkAllocation(ctx context.Context, doc any) error {
 	var policy, host string
 	var hubs []string
+	var custom *enrollment.CustomAllocationDefinition
 	switch d := doc.(type) {
 	case *enrollment.IndividualEnrollment:
-		policy, host, hubs = d.AllocationPolicy, d.IoTHubHostName, d.IoTHubs
+		policy, host, hubs, custom = d.AllocationPolicy, d.IoTHubHostName, d.IoTHubs, d.CustomAllocationDefinition
 	case *enrollment.EnrollmentGroup:
-		policy, host, hubs = d.AllocationPolicy, d.IoTHubHostName, d.IoTHubs
+		policy, host, hubs, custom = d.AllocationPolicy, d.IoTHubHostName, d.IoTHubs, d.CustomAllocationDefinition
 	default:
 		return nil
 	}
@@ -118,6 +120,11 @@ func (a *API) checkStaticHub(ctx context.Context, doc any) error {
 			return err
 		}
 		return nil
+	}
+	if custom != nil && custom.WebhookURL != "" && a.cfg.CheckWebhookURL != nil {
+		if err := a.cfg.CheckWebhookURL(custom.WebhookURL); err != nil {
+			return &enrollment.ValidationError{Field: "customAllocationDefinition.webhookUrl", Reason: err.Error()}
+		}
 	}
 	if policy == enrollment.PolicyStatic {
 		if len(hubs) == 1 {

@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
+	"github.com/zdps/zdps/allocation/custom"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/store"
@@ -149,5 +151,62 @@ func TestExplainRoute(t *testing.T) {
 	}
 	t.Run("needs ServiceConfig", func(t *testing.T) {
 		e.must(req{method: http.MethodPost, path: "/allocation/explain", body: `{"registrationId":"dev-1"}`, token: e.token(e.reader, e.host, 3600e9)}, http.StatusForbidden)
+	})
+}
+
+// TestCustomWebhookURLCheckedOnWrite: a custom enrollment whose webhook
+// URL the custom policy would refuse to dial is refused when written, with
+// the field named, and nothing is stored.
+func TestCustomWebhookURLCheckedOnWrite(t *testing.T) {
+	webhooks, err := custom.New(custom.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := newEnv(t, func(c *Config) { c.CheckWebhookURL = webhooks.CheckURL })
+	k := newKey(t)
+	withWebhook := func(id, url string) map[string]any {
+		m := symEnrollment(id, k)
+		m["allocationPolicy"] = "custom"
+		m["customAllocationDefinition"] = map[string]any{"webhookUrl": url, "apiVersion": "2021-10-01"}
+		return m
+	}
+	tests := []struct {
+		name, url string
+		status    int
+	}{
+		{"cloud metadata address", "http://169.254.169.254/latest/meta-data", http.StatusBadRequest},
+		{"IPv6 link-local", "http://[fe80::1]:8080/allocate", http.StatusBadRequest},
+		{"metadata host name", "http://metadata.google.internal/computeMetadata/v1/", http.StatusBadRequest},
+		{"loopback", "http://127.0.0.1:8080/allocate", http.StatusOK},
+		{"host name", "https://alloc.example.com/allocate", http.StatusOK},
+	}
+	for i, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			id := fmt.Sprintf("webhook-%d", i)
+			r := e.must(req{method: http.MethodPut, path: "/enrollments/" + id, body: withWebhook(id, tc.url)}, tc.status)
+			if tc.status == http.StatusOK {
+				return
+			}
+			if msg := r.errBody(t).Message; !strings.Contains(msg, "customAllocationDefinition.webhookUrl") {
+				t.Errorf("message does not name the field: %q", msg)
+			}
+			e.must(req{method: http.MethodGet, path: "/enrollments/" + id}, http.StatusNotFound)
+		})
+	}
+	t.Run("group", func(t *testing.T) {
+		g := symGroup("webhook-grp", k)
+		g["allocationPolicy"] = "custom"
+		g["customAllocationDefinition"] = map[string]any{"webhookUrl": "http://169.254.169.254/", "apiVersion": "2021-10-01"}
+		e.must(req{method: http.MethodPut, path: "/enrollmentGroups/webhook-grp", body: g}, http.StatusBadRequest)
+	})
+	t.Run("bulk", func(t *testing.T) {
+		r := e.must(req{method: http.MethodPost, path: "/enrollments", body: map[string]any{"mode": "create", "enrollments": []any{
+			withWebhook("bulk-1", "http://169.254.169.254/"), withWebhook("bulk-2", "http://127.0.0.1:9/"),
+		}}}, http.StatusOK)
+		var res enrollment.BulkOperationResult
+		r.decode(t, &res)
+		if res.IsSuccessful || len(res.Errors) != 1 || res.Errors[0].RegistrationID != "bulk-1" {
+			t.Fatalf("%+v", res)
+		}
 	})
 }

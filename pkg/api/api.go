@@ -68,6 +68,10 @@ type Config struct {
 	// deleted, or an enrollment or group is disabled. The zero value
 	// revokes, the safe default (DESIGN.md, The CA).
 	KeepCertificatesOnDisable bool
+	// CheckWebhookURL, when set, checks the webhook URL of an enrollment or
+	// group with the custom allocation policy when it is written (the
+	// custom policy's refused addresses); an error refuses the write.
+	CheckWebhookURL func(url string) error
 }
 
 // API is the service API. It is safe for concurrent use.

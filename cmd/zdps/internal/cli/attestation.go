@@ -161,6 +161,8 @@ type allocationFlags struct {
 	AllocationPolicy string
 	Disabled         bool
 	IoTHubHostName   string
+	WebhookURL       string
+	WebhookAPIVer    string
 }
 
 func (f *allocationFlags) register(cmd *cobra.Command) {
@@ -169,6 +171,23 @@ func (f *allocationFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.AllocationPolicy, "allocation-policy", "", "hashed, geoLatency, static or custom (default: the instance's policy)")
 	fl.BoolVar(&f.Disabled, "disabled", false, "create it disabled: its devices are refused")
 	fl.StringVar(&f.IoTHubHostName, "iothub-hostname", "", "hub host name to assign (static assignment)")
+	fl.StringVar(&f.WebhookURL, "webhook-url", "", "custom allocation: the webhook that chooses the hub (implies --allocation-policy custom)")
+	fl.StringVar(&f.WebhookAPIVer, "webhook-api-version", "2021-10-01", "custom allocation: the apiVersion sent to the webhook")
+}
+
+// policy is the allocation policy and webhook the flags ask for: a
+// --webhook-url implies the custom policy and belongs to no other.
+func (f *allocationFlags) policy() (string, *enrollment.CustomAllocationDefinition, error) {
+	if f.WebhookURL == "" {
+		return f.AllocationPolicy, nil, nil
+	}
+	switch {
+	case f.AllocationPolicy == "":
+		f.AllocationPolicy = enrollment.PolicyCustom
+	case !strings.EqualFold(f.AllocationPolicy, enrollment.PolicyCustom):
+		return "", nil, userErrorf(nil, "--webhook-url applies to the custom allocation policy, not %s", f.AllocationPolicy)
+	}
+	return f.AllocationPolicy, &enrollment.CustomAllocationDefinition{WebhookURL: f.WebhookURL, APIVersion: f.WebhookAPIVer}, nil
 }
 
 func (f *allocationFlags) status() string {

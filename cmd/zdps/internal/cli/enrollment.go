@@ -52,14 +52,19 @@ func runEnrollmentCreate(cmd *cobra.Command, g *globals, cfg enrollmentCreateCon
 	if err != nil {
 		return err
 	}
+	policy, webhook, err := cfg.Allocation.policy()
+	if err != nil {
+		return err
+	}
 	e := &enrollment.IndividualEnrollment{
-		RegistrationID:     cfg.RegistrationID,
-		DeviceID:           cfg.DeviceID,
-		Attestation:        att,
-		IoTHubHostName:     cfg.Allocation.IoTHubHostName,
-		IoTHubs:            cfg.Allocation.Hubs,
-		AllocationPolicy:   cfg.Allocation.AllocationPolicy,
-		ProvisioningStatus: cfg.Allocation.status(),
+		RegistrationID:             cfg.RegistrationID,
+		DeviceID:                   cfg.DeviceID,
+		Attestation:                att,
+		IoTHubHostName:             cfg.Allocation.IoTHubHostName,
+		IoTHubs:                    cfg.Allocation.Hubs,
+		AllocationPolicy:           policy,
+		CustomAllocationDefinition: webhook,
+		ProvisioningStatus:         cfg.Allocation.status(),
 	}
 	// Validate here with the server's own rules: the message then names
 	// the flag's field before anything is sent.

@@ -52,13 +52,18 @@ func runGroupCreate(cmd *cobra.Command, g *globals, cfg groupCreateConfig) error
 	if err != nil {
 		return err
 	}
+	policy, webhook, err := cfg.Allocation.policy()
+	if err != nil {
+		return err
+	}
 	grp := &enrollment.EnrollmentGroup{
-		EnrollmentGroupID:  cfg.GroupID,
-		Attestation:        att,
-		IoTHubHostName:     cfg.Allocation.IoTHubHostName,
-		IoTHubs:            cfg.Allocation.Hubs,
-		AllocationPolicy:   cfg.Allocation.AllocationPolicy,
-		ProvisioningStatus: cfg.Allocation.status(),
+		EnrollmentGroupID:          cfg.GroupID,
+		Attestation:                att,
+		IoTHubHostName:             cfg.Allocation.IoTHubHostName,
+		IoTHubs:                    cfg.Allocation.Hubs,
+		AllocationPolicy:           policy,
+		CustomAllocationDefinition: webhook,
+		ProvisioningStatus:         cfg.Allocation.status(),
 	}
 	if err := grp.Validate(); err != nil {
 		return userErrorf(err, "invalid enrollment group: %v", err)
