@@ -77,7 +77,8 @@ func TestNodeSDKAllocationPolicies(t *testing.T) {
 	}))
 	defer hook.Close()
 
-	staticKey := groupKey(t, srv, &enrollment.EnrollmentGroup{EnrollmentGroupID: "node-static", AllocationPolicy: enrollment.PolicyStatic, IoTHubs: []string{"hub-b.example.net"}})
+	staticKey := groupKey(t, srv, &enrollment.EnrollmentGroup{EnrollmentGroupID: "node-static", AllocationPolicy: enrollment.PolicyStatic, IoTHubs: []string{"hub-b.example.net"},
+		InitialTwin: &enrollment.InitialTwin{Tags: json.RawMessage(`{"site":"b"}`)}})
 	customKey := groupKey(t, srv, &enrollment.EnrollmentGroup{EnrollmentGroupID: "node-custom", AllocationPolicy: enrollment.PolicyCustom,
 		CustomAllocationDefinition: &enrollment.CustomAllocationDefinition{WebhookURL: hook.URL + "/api/allocate?code=abc", APIVersion: "2019-03-31"}})
 
@@ -88,6 +89,7 @@ func TestNodeSDKAllocationPolicies(t *testing.T) {
 				t.Fatalf("%s: %+v\n%s", id, res, srv.Logs())
 			}
 		}
+		checkInitialTwin(t, srv, "node-static-1", `{"tags":{"site":"b"}}`)
 	})
 	t.Run("custom", func(t *testing.T) {
 		res := nodeDevice(t, srv, scope, "node-custom-1", deviceKey(customKey, "node-custom-1"), `PAYLOAD={"model":"x1"}`)
@@ -96,6 +98,10 @@ func TestNodeSDKAllocationPolicies(t *testing.T) {
 		}
 		if !strings.Contains(string(res.Raw), `"from":"webhook"`) {
 			t.Errorf("the webhook's payload did not reach the device: %s", res.Raw)
+		}
+		checkInitialTwin(t, srv, "node-custom-1", `{"tags":{"line":"7"}}`)
+		if strings.Contains(string(res.Raw), "initialTwin") {
+			t.Errorf("the device was shown the initial twin meant for its hub: %s", res.Raw)
 		}
 		mu.Lock()
 		defer mu.Unlock()
@@ -141,4 +147,17 @@ func TestNodeSDKAllocationPolicies(t *testing.T) {
 			t.Fatalf("device counts %v", counts)
 		}
 	})
+}
+
+// checkInitialTwin: the service API's registration record carries the
+// initial twin zdps recorded for the hub.
+func checkInitialTwin(t *testing.T, srv *zdpstest.Server, id, want string) {
+	t.Helper()
+	st, err := srv.Client().GetRegistration(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(st.InitialTwin) != want {
+		t.Errorf("registration %s: initialTwin %s, want %s", id, st.InitialTwin, want)
+	}
 }

@@ -73,7 +73,7 @@ var enrollments = enrollmentKind[*enrollment.IndividualEnrollment]{
 			return err
 		}
 		if rec.EnrollmentGroupID == "" {
-			e.RegistrationState = rec.State()
+			e.RegistrationState = rec.ServiceState()
 		}
 		return nil
 	},

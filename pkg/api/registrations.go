@@ -22,7 +22,7 @@ func (a *API) getRegistration(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, about("registration", id, err))
 		return
 	}
-	a.writeJSON(w, http.StatusOK, rec.State())
+	a.writeJSON(w, http.StatusOK, rec.ServiceState())
 }
 
 // deleteRegistration forgets a device's registration: its next register
@@ -80,7 +80,7 @@ func (a *API) queryRegistrationsBy(w http.ResponseWriter, r *http.Request, list 
 	}
 	out := make([]*enrollment.RegistrationState, len(recs))
 	for i, rec := range recs {
-		out[i] = rec.State()
+		out[i] = rec.ServiceState()
 	}
 	writePage(a, w, out, next, limit, "DeviceRegistration")
 }

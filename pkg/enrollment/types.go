@@ -162,6 +162,9 @@ type RegistrationState struct {
 	ETag                   string     `json:"etag,omitempty"`
 	// DICE is a zdps extension: see Registration.DICE.
 	DICE *DICEState `json:"dice,omitempty"`
+	// InitialTwin is a zdps extension of the service API only (never in a
+	// device answer): see Registration.InitialTwin.
+	InitialTwin json.RawMessage `json:"initialTwin,omitempty"`
 }
 
 // IndividualEnrollment enrolls one device.
@@ -225,9 +228,25 @@ type Registration struct {
 	// DICE is a zdps extension: the DeviceID key and the firmware
 	// measurements of the last registration with a DICE chain.
 	DICE *DICEState `json:"dice,omitempty"`
+	// InitialTwin is a zdps extension: the twin the assigned hub should
+	// give the device, as of the last assignment: the custom allocation
+	// webhook's initialTwin, else the enrollment's (individual, else
+	// group). zdps writes to no hub; the hub's operator reads it here.
+	InitialTwin json.RawMessage `json:"initialTwin,omitempty"`
 }
 
-// State is the DPS wire form of the record.
+// ServiceState is the service API's form of the record: State plus the
+// initial twin, which devices are never shown (DPS gives it to the hub,
+// not to the device).
+func (r *Registration) ServiceState() *RegistrationState {
+	s := r.State()
+	if len(r.InitialTwin) > 0 {
+		s.InitialTwin = append(json.RawMessage(nil), r.InitialTwin...)
+	}
+	return s
+}
+
+// State is the DPS wire form of the record, as devices see it.
 func (r *Registration) State() *RegistrationState {
 	return &RegistrationState{
 		RegistrationID:         r.RegistrationID,

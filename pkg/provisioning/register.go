@@ -234,6 +234,7 @@ func (s *Service) persist(ctx context.Context, opID string, deadline time.Time, 
 			Payload:           cloneRaw(payload),
 			X509:              x509Summary(id),
 			DICE:              diceState,
+			InitialTwin:       initialTwin(t, dec),
 		}
 		if id.Renewal != nil && len(payload) == 0 {
 			rec.Payload = cloneRaw(cur.Payload) // a renewal without payload keeps the last one
@@ -285,6 +286,29 @@ func (s *Service) persist(ctx context.Context, opID string, deadline time.Time, 
 	}
 	s.auditFirmware(ctx, op.Registration, oldDICE)
 	return op, nil
+}
+
+// initialTwin is the twin recorded for the hub: the custom webhook's,
+// else the enrollment's, else none.
+func initialTwin(t *target, dec allocation.Decision) json.RawMessage {
+	if len(dec.InitialTwin) > 0 {
+		return cloneRaw(dec.InitialTwin)
+	}
+	var it *enrollment.InitialTwin
+	switch {
+	case t.individual != nil && t.individual.InitialTwin != nil:
+		it = t.individual.InitialTwin
+	case t.group != nil:
+		it = t.group.InitialTwin
+	}
+	if it == nil {
+		return nil
+	}
+	b, err := json.Marshal(it)
+	if err != nil || string(b) == "{}" {
+		return nil
+	}
+	return b
 }
 
 func cloneRaw(m json.RawMessage) json.RawMessage {
