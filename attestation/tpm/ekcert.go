@@ -52,31 +52,12 @@ type EKVerifyOptions struct {
 // subjectAltName or subjectDirectoryAttributes (which EK certificates
 // carry as the profile requires) does not fail the verification.
 func VerifyEKCertificate(der []byte, ek *Public, opts EKVerifyOptions) error {
-	switch {
-	case len(der) == 0:
-		return fmt.Errorf("%w: no EK certificate", ErrEKCertificate)
-	case len(der) > MaxEKCertificateSize:
-		return fmt.Errorf("%w: EK certificate larger than %d bytes", ErrEKCertificate, MaxEKCertificateSize)
-	case ek == nil || ek.Key == nil:
-		return fmt.Errorf("%w: no endorsement key to compare with", ErrEKCertificate)
-	case opts.Roots == nil:
+	if opts.Roots == nil {
 		return fmt.Errorf("%w: no manufacturer roots configured", ErrEKCertificate)
 	}
-	cert, err := attest.ParseEKCertificate(der)
+	cert, err := parseEKCertificate(der, ek)
 	if err != nil {
-		return fmt.Errorf("%w: the EK certificate does not parse", ErrEKCertificate)
-	}
-	pub, ok := cert.PublicKey.(*rsa.PublicKey)
-	if !ok || !pub.Equal(ek.Key) {
-		return fmt.Errorf("%w: the certificate does not certify the endorsement key", ErrEKCertificate)
-	}
-	if len(cert.ExtKeyUsage) > 0 || len(cert.UnknownExtKeyUsage) > 0 {
-		if !slices.ContainsFunc(cert.UnknownExtKeyUsage, oidEKCertificate.Equal) {
-			return fmt.Errorf("%w: the extended key usage is not tcg-kp-EKCertificate", ErrEKCertificate)
-		}
-	}
-	if cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageKeyEncipherment == 0 {
-		return fmt.Errorf("%w: the key usage does not allow keyEncipherment", ErrEKCertificate)
+		return err
 	}
 	c := *cert
 	c.UnhandledCriticalExtensions = slices.DeleteFunc(slices.Clone(cert.UnhandledCriticalExtensions), func(o asn1.ObjectIdentifier) bool {
@@ -95,6 +76,44 @@ func VerifyEKCertificate(der []byte, ek *Public, opts EKVerifyOptions) error {
 		return fmt.Errorf("%w: %v", ErrEKCertificate, err)
 	}
 	return nil
+}
+
+// CheckEKCertificate is VerifyEKCertificate without the chain: der is an
+// EK certificate for ek's public key. It checks what an operator uploads
+// before any manufacturer root is at hand.
+func CheckEKCertificate(der []byte, ek *Public) error {
+	_, err := parseEKCertificate(der, ek)
+	return err
+}
+
+// parseEKCertificate parses der tolerantly and checks its key and usages
+// against ek.
+func parseEKCertificate(der []byte, ek *Public) (*x509.Certificate, error) {
+	switch {
+	case len(der) == 0:
+		return nil, fmt.Errorf("%w: no EK certificate", ErrEKCertificate)
+	case len(der) > MaxEKCertificateSize:
+		return nil, fmt.Errorf("%w: EK certificate larger than %d bytes", ErrEKCertificate, MaxEKCertificateSize)
+	case ek == nil || ek.Key == nil:
+		return nil, fmt.Errorf("%w: no endorsement key to compare with", ErrEKCertificate)
+	}
+	cert, err := attest.ParseEKCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("%w: the EK certificate does not parse", ErrEKCertificate)
+	}
+	pub, ok := cert.PublicKey.(*rsa.PublicKey)
+	if !ok || !pub.Equal(ek.Key) {
+		return nil, fmt.Errorf("%w: the certificate does not certify the endorsement key", ErrEKCertificate)
+	}
+	if len(cert.ExtKeyUsage) > 0 || len(cert.UnknownExtKeyUsage) > 0 {
+		if !slices.ContainsFunc(cert.UnknownExtKeyUsage, oidEKCertificate.Equal) {
+			return nil, fmt.Errorf("%w: the extended key usage is not tcg-kp-EKCertificate", ErrEKCertificate)
+		}
+	}
+	if cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageKeyEncipherment == 0 {
+		return nil, fmt.Errorf("%w: the key usage does not allow keyEncipherment", ErrEKCertificate)
+	}
+	return cert, nil
 }
 
 // PayloadEKCertificateField is the registration payload member a device

@@ -1,54 +1,23 @@
 package tpm_test
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/asn1"
 	"encoding/base64"
 	"errors"
-	"math/big"
 	"testing"
 	"time"
 
 	"github.com/zdps/zdps/attestation/tpm"
+	"github.com/zdps/zdps/internal/testpki"
 )
 
-// ekCert issues an EK certificate as manufacturers do: empty subject,
-// critical subjectAltName with only a directoryName, EKU
-// tcg-kp-EKCertificate, keyEncipherment.
+// ekCert issues a manufacturer-style EK certificate under a new root.
 func ekCert(t *testing.T, ek *tpm.Public, notAfter time.Time) (der []byte, roots *x509.CertPool) {
 	t.Helper()
-	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "TPM Manufacturer Root"},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour * 24 * 365),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, caKey.Public(), caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	tpmName := pkix.Name{ExtraNames: []pkix.AttributeTypeAndValue{
-		{Type: asn1.ObjectIdentifier{2, 23, 133, 2, 1}, Value: "id:414D4400"},
-		{Type: asn1.ObjectIdentifier{2, 23, 133, 2, 2}, Value: "zdps-sim"},
-		{Type: asn1.ObjectIdentifier{2, 23, 133, 2, 3}, Value: "id:0001"},
-	}}
-	dirName, _ := asn1.Marshal(tpmName.ToRDNSequence())
-	san, _ := asn1.Marshal([]asn1.RawValue{{Class: asn1.ClassContextSpecific, Tag: 4, IsCompound: true, Bytes: dirName}})
-	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), NotBefore: time.Now().Add(-time.Hour), NotAfter: notAfter,
-		KeyUsage:           x509.KeyUsageKeyEncipherment,
-		UnknownExtKeyUsage: []asn1.ObjectIdentifier{{2, 23, 133, 8, 1}},
-		ExtraExtensions:    []pkix.Extension{{Id: asn1.ObjectIdentifier{2, 5, 29, 17}, Critical: true, Value: san}},
-	}
-	der, err = x509.CreateCertificate(rand.Reader, leaf, ca, ek.Key, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	root := testpki.Issue(t, "TPM Manufacturer Root", true, nil)
 	roots = x509.NewCertPool()
-	roots.AddCert(ca)
-	return der, roots
+	roots.AddCert(root.Cert)
+	return testpki.EKCertificate(t, root, ek.Key, notAfter), roots
 }
 
 func TestVerifyEKCertificate(t *testing.T) {

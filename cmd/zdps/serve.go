@@ -37,6 +37,7 @@ import (
 	"github.com/zdps/zdps/pkg/provisioning/caissuer"
 	"github.com/zdps/zdps/pkg/provisioning/renewal"
 	"github.com/zdps/zdps/pkg/provisioning/symkey"
+	"github.com/zdps/zdps/pkg/provisioning/tpmatt"
 	"github.com/zdps/zdps/pkg/provisioning/x509att"
 	"github.com/zdps/zdps/pkg/store"
 )
@@ -76,6 +77,9 @@ type serveConfig struct {
 	// TPMEKRoots is a PEM file of TPM manufacturer certificates; when set,
 	// TPM devices must present an EK certificate that chains to them.
 	TPMEKRoots string
+	// TPMEKRequired, with TPMEKRoots, makes every TPM device present an EK
+	// certificate; without it only enrollments that ask for one do.
+	TPMEKRequired bool
 	// CPUProfile is a file the CPU profile of the whole run is written to.
 	CPUProfile string
 	// Allocation configures the allocation policies (allocation.go).
@@ -145,7 +149,8 @@ with --config; flags win over the environment, which wins over the file.`,
 	cfg.Allocation.register(f)
 	f.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the server to this file until it stops (for go tool pprof)")
 	f.DurationVar(&cfg.PruneInterval, "prune-interval", provisioning.DefaultPruneInterval, "how often expired register operations and TPM challenges are deleted from the store (every replica may; 0 never deletes them)")
-	f.StringVar(&cfg.TPMEKRoots, "tpm-ek-roots", "", "PEM file of TPM manufacturer root (and intermediate) certificates; when set, TPM devices must send an EK certificate (payload tpmEkCertificate, base64 DER) that chains to them and certifies their EK")
+	f.StringVar(&cfg.TPMEKRoots, "tpm-ek-roots", "", "PEM file of TPM manufacturer root (and intermediate) certificates that EK certificates must chain to (the device's payload tpmEkCertificate, base64 DER, else the enrollment's endorsementKeyCertificate)")
+	f.BoolVar(&cfg.TPMEKRequired, "tpm-ek-required", true, "with --tpm-ek-roots: every TPM device needs an EK certificate; false checks only the certificates supplied and the enrollments with requireEndorsementKeyCertificate")
 	return cmd
 }
 
@@ -228,6 +233,12 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// Built before the service API, which checks TPM enrollments' EK
+	// certificates with it when they are written.
+	tpmAtt, err := newTPMAttestor(st, cfg.TPMEKRoots, cfg.TPMEKRequired)
+	if err != nil {
+		return err
+	}
 	service, err := api.New(api.Config{
 		Store:        st,
 		HostName:     cfg.HostName,
@@ -240,6 +251,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		CRLValidity:               cfg.CRLValidity,
 		KeepCertificatesOnDisable: !cfg.RevokeOnDisable,
 		CheckWebhookURL:           webhooks.CheckURL,
+		CheckTPMEnrollment:        tpmAtt.CheckEnrollment,
 	})
 	if err != nil {
 		return err
@@ -247,7 +259,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	// Finishes revocation sweeps of large groups (and any a previous
 	// process left); it stops with ctx at shutdown.
 	go func() { _ = service.Run(ctx) }()
-	prov, pruners, err := mountDeviceAPI(service, st, authority, inst, allocator, cfg, log)
+	prov, pruners, err := mountDeviceAPI(service, st, authority, inst, allocator, tpmAtt, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -425,7 +437,7 @@ func loadOrCreateKEK(file, dataDir string) ([]byte, error) {
 // mountDeviceAPI wires the registration pipeline (attestors, allocation
 // policy, CA) and mounts the device API beside the service API. It returns
 // the pipeline and what prunes its expired records, by record kind.
-func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *instance.Instance, allocator *allocation.Registry, cfg serveConfig, log *slog.Logger) (*provisioning.Service, map[string]provisioning.Pruner, error) {
+func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *instance.Instance, allocator *allocation.Registry, tpmAtt *tpmatt.Attestor, cfg serveConfig, log *slog.Logger) (*provisioning.Service, map[string]provisioning.Pruner, error) {
 	issuer, err := caissuer.New(authority)
 	if err != nil {
 		return nil, nil, err
@@ -443,10 +455,6 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 	// A leaf issued by zdps's own CA is a renewal (the enrollment is its
 	// registration record); any other chain walks the X.509 enrollments.
 	x509Att, err := renewal.New(renewal.Config{Store: st, CA: authority, Walk: walk})
-	if err != nil {
-		return nil, nil, err
-	}
-	tpmAtt, err := newTPMAttestor(st, cfg.TPMEKRoots)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -10,17 +10,18 @@ import (
 	"github.com/zdps/zdps/pkg/store"
 )
 
-// newTPMAttestor builds the TPM attestor; with --tpm-ek-roots every TPM
-// device must send an EK certificate (payload tpmEkCertificate) that
-// chains to one of those manufacturer roots.
-func newTPMAttestor(st *store.Store, ekRootsFile string) (*tpmatt.Attestor, error) {
+// newTPMAttestor builds the TPM attestor; with --tpm-ek-roots EK
+// certificates (the device's payload tpmEkCertificate, else the
+// enrollment's) must chain to one of those manufacturer roots, and with
+// --tpm-ek-required (the default) every TPM device needs one.
+func newTPMAttestor(st *store.Store, ekRootsFile string, required bool) (*tpmatt.Attestor, error) {
 	cfg := tpmatt.Config{Store: st}
 	if ekRootsFile != "" {
 		roots, inter, err := loadEKRoots(ekRootsFile)
 		if err != nil {
 			return nil, err
 		}
-		cfg.EKRoots, cfg.EKIntermediates, cfg.EKCertificates = roots, inter, tpmatt.FromPayload
+		cfg.EKRoots, cfg.EKIntermediates, cfg.EKRequired = roots, inter, required
 	}
 	return tpmatt.New(cfg)
 }

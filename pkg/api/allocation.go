@@ -14,7 +14,7 @@ import (
 )
 
 // This file serves the allocation side of the service API: device counts
-// in hub answers, the write-time check of static and custom enrollments, and
+// in hub answers, the write-time checks of enrollments, and
 // POST /allocation/explain.
 
 // Explainer answers which hub each allocation policy would choose for a
@@ -95,17 +95,23 @@ func (a *API) withDeviceCount(ctx context.Context, h *enrollment.Hub) error {
 	return nil
 }
 
-// checkAllocation refuses, when an enrollment is written, a static
-// allocation whose hub is not linked, an iotHubHostName pin that is not
-// linked (such an enrollment could never provision a device), and a
-// custom webhook URL that Config.CheckWebhookURL refuses.
-func (a *API) checkAllocation(ctx context.Context, doc any) error {
+// checkWrite refuses, when an enrollment is written, what could never
+// provision a device: a static allocation whose hub is not linked, an
+// iotHubHostName pin that is not linked, a custom webhook URL that
+// Config.CheckWebhookURL refuses, and a TPM enrollment that
+// Config.CheckTPMEnrollment refuses.
+func (a *API) checkWrite(ctx context.Context, doc any) error {
 	var policy, host string
 	var hubs []string
 	var custom *enrollment.CustomAllocationDefinition
 	switch d := doc.(type) {
 	case *enrollment.IndividualEnrollment:
 		policy, host, hubs, custom = d.AllocationPolicy, d.IoTHubHostName, d.IoTHubs, d.CustomAllocationDefinition
+		if a.cfg.CheckTPMEnrollment != nil && d.Attestation != nil && d.Attestation.TPM != nil {
+			if err := a.cfg.CheckTPMEnrollment(d); err != nil {
+				return err
+			}
+		}
 	case *enrollment.EnrollmentGroup:
 		policy, host, hubs, custom = d.AllocationPolicy, d.IoTHubHostName, d.IoTHubs, d.CustomAllocationDefinition
 	default:

@@ -15,6 +15,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/zdps/zdps/pkg/ca"
+	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/store"
 )
 
@@ -72,6 +73,10 @@ type Config struct {
 	// group with the custom allocation policy when it is written (the
 	// custom policy's refused addresses); an error refuses the write.
 	CheckWebhookURL func(url string) error
+	// CheckTPMEnrollment, when set, checks a TPM individual enrollment
+	// when it is written (the EK certificate it carries); an error
+	// refuses the write.
+	CheckTPMEnrollment func(e *enrollment.IndividualEnrollment) error
 }
 
 // API is the service API. It is safe for concurrent use.

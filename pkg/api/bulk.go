@@ -117,7 +117,7 @@ func prepareBulkItems[T store.Document](ctx context.Context, a *API, k *enrollme
 		if it.err = a.checkCAReferences(ctx, k.att(v)); it.err != nil {
 			continue
 		}
-		if it.err = a.checkAllocation(ctx, v); it.err != nil {
+		if it.err = a.checkWrite(ctx, v); it.err != nil {
 			continue
 		}
 		it.req = attKeys(k.att(v))

@@ -164,7 +164,7 @@ func putDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 			a.writeError(w, r, err)
 			return
 		}
-		if err := a.checkAllocation(r.Context(), v); err != nil {
+		if err := a.checkWrite(r.Context(), v); err != nil {
 			a.writeError(w, r, err)
 			return
 		}

@@ -19,6 +19,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zdps/zdps/attestation/tpm"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/sas"
 )
@@ -111,6 +112,13 @@ func New(cfg Config) (*Client, error) {
 	c.resource = url.QueryEscape(cfg.IDScope + "/registrations/" + c.regID)
 	if cfg.Payload != nil && !json.Valid(cfg.Payload) {
 		return nil, invalidConfig("Payload is not valid JSON")
+	}
+	if len(cfg.TPMEKCertificate) > 0 {
+		p, err := withEKCertificate(cfg)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Payload = p
 	}
 	if len(cfg.CSR) > 0 && cfg.GenerateKey {
 		return nil, invalidConfig("CSR and GenerateKey are mutually exclusive")
@@ -645,4 +653,23 @@ func truncate(s string, n int) string {
 		return s
 	}
 	return s[:n] + "…"
+}
+
+// withEKCertificate is cfg.Payload with the member tpmEkCertificate added.
+func withEKCertificate(cfg Config) (json.RawMessage, error) {
+	if cfg.TPM == nil {
+		return nil, invalidConfig("TPMEKCertificate needs TPM")
+	}
+	obj := map[string]json.RawMessage{}
+	if cfg.Payload != nil {
+		if err := json.Unmarshal(cfg.Payload, &obj); err != nil || obj == nil {
+			return nil, invalidConfig("Payload must be a JSON object to carry TPMEKCertificate")
+		}
+	}
+	b, err := json.Marshal(base64.StdEncoding.EncodeToString(cfg.TPMEKCertificate))
+	if err != nil {
+		return nil, err
+	}
+	obj[tpm.PayloadEKCertificateField] = b
+	return json.Marshal(obj)
 }

@@ -73,6 +73,12 @@ type Config struct {
 	// /dev/tpmrm0 or a simulator. RegistrationID defaults to the EK's
 	// (tpm.RegistrationID).
 	TPM TPMSecurity
+	// TPMEKCertificate is the TPM's EK certificate, DER (a zdps
+	// extension; real TPMs keep it in NV index 0x01c00002). It is sent
+	// as the payload member tpmEkCertificate, which zdps checks against
+	// its TPM manufacturer roots. It needs TPM; a Payload then must be a
+	// JSON object.
+	TPMEKCertificate []byte
 
 	// Payload is sent as the registration payload when set; it must be
 	// valid JSON.

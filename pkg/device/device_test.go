@@ -636,6 +636,10 @@ func TestInvalidConfig(t *testing.T) {
 			c.Certificate = &tls.Certificate{Certificate: cert.Certificate}
 		}},
 		{"negative MaxWait", func(c *Config) { c.MaxWait = -1 }},
+		{"EK certificate without TPM", func(c *Config) { c.TPMEKCertificate = []byte{0x30} }},
+		{"EK certificate and a payload that is no object", func(c *Config) {
+			c.SymmetricKey, c.TPM, c.TPMEKCertificate, c.Payload = nil, noTPM{}, []byte{0x30}, json.RawMessage(`[1]`)
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -646,6 +650,12 @@ func TestInvalidConfig(t *testing.T) {
 			}
 		})
 	}
+	t.Run("EK certificate joins the payload", func(t *testing.T) {
+		c, err := New(Config{Endpoint: "dps.example", IDScope: testScope, RegistrationID: "dev-1", TPM: noTPM{}, TPMEKCertificate: []byte{1, 2, 3}, Payload: json.RawMessage(`{"model":"m1"}`)})
+		if err != nil || string(c.cfg.Payload) != `{"model":"m1","tpmEkCertificate":"AQID"}` {
+			t.Fatalf("payload %s, %v", c.cfg.Payload, err)
+		}
+	})
 	t.Run("https prefix accepted", func(t *testing.T) {
 		c, err := New(Config{Endpoint: "https://dps.example:8443/", IDScope: testScope, RegistrationID: "dev-1", SymmetricKey: testKey})
 		if err != nil || c.endpoint != "dps.example:8443" {
@@ -706,3 +716,11 @@ func TestNoSecretsInLogsOrErrors(t *testing.T) {
 		}
 	}
 }
+
+// noTPM is a TPMSecurity for configuration checks; it cannot attest.
+type noTPM struct{}
+
+func (noTPM) EndorsementKey() []byte                  { return []byte{0} }
+func (noTPM) StorageRootKey() []byte                  { return []byte{0} }
+func (noTPM) ActivateIdentityKey([]byte) error        { return errors.New("noTPM") }
+func (noTPM) SignWithIdentity([]byte) ([]byte, error) { return nil, errors.New("noTPM") }

@@ -20,6 +20,21 @@ const MaxCertificateLength = 64 << 10
 // CERTIFICATE block, surrounding whitespace allowed) or as base64 DER, the
 // two forms DPS accepts. Errors wrap ErrInvalid.
 func ParseCertificate(s string) (*x509.Certificate, error) {
+	der, err := CertificateDER(s)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, invalid("", "not a valid X.509 certificate: %v", err)
+	}
+	return cert, nil
+}
+
+// CertificateDER decodes one certificate given as PEM or base64 DER
+// without parsing it: real-world TPM EK certificates need a more tolerant
+// parser than crypto/x509.
+func CertificateDER(s string) ([]byte, error) {
 	if len(s) > MaxCertificateLength {
 		return nil, invalid("", "certificate is longer than %d characters", MaxCertificateLength)
 	}
@@ -47,11 +62,7 @@ func ParseCertificate(s string) (*x509.Certificate, error) {
 		}
 		der = b
 	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, invalid("", "not a valid X.509 certificate: %v", err)
-	}
-	return cert, nil
+	return der, nil
 }
 
 // CertificateInfo is the summary DPS answers instead of a certificate:

@@ -55,6 +55,7 @@ func TestDecodeIndividualEnrollment(t *testing.T) {
 		{"short key", `{"registrationId":"dev1","attestation":{"type":"symmetricKey","symmetricKey":{"primaryKey":"` + base64.StdEncoding.EncodeToString(make([]byte, 8)) + `"}}}`, "attestation.symmetricKey.primaryKey"},
 		{"bad secondary key", `{"registrationId":"dev1","attestation":{"type":"symmetricKey","symmetricKey":{"secondaryKey":"!!"}}}`, "attestation.symmetricKey.secondaryKey"},
 		{"tpm without endorsement key", `{"registrationId":"dev1","attestation":{"type":"tpm","tpm":{}}}`, "attestation.tpm.endorsementKey"},
+		{"tpm EK certificate neither PEM nor base64", `{"registrationId":"dev1","attestation":{"type":"tpm","tpm":{"endorsementKey":"AAAA","endorsementKeyCertificate":"not a certificate!"}}}`, "attestation.tpm.endorsementKeyCertificate"},
 		{"x509 without certificates", `{"registrationId":"dev1","attestation":{"type":"x509","x509":{}}}`, "attestation.x509"},
 		{"x509 both forms", `{"registrationId":"dev1","attestation":{"type":"x509","x509":{"clientCertificates":{"primary":{"certificate":` + cert + `}},"caReferences":{"primary":"ca"}}}}`, "attestation.x509"},
 		{"x509 signing certificates on an individual", `{"registrationId":"dev1","attestation":{"type":"x509","x509":{"signingCertificates":{"primary":{"certificate":` + cert + `}}}}}`, "attestation.x509.signingCertificates"},

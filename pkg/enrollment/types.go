@@ -56,6 +56,16 @@ type AttestationMechanism struct {
 type TPMAttestation struct {
 	EndorsementKey string `json:"endorsementKey,omitempty"`
 	StorageRootKey string `json:"storageRootKey,omitempty"`
+	// EndorsementKeyCertificate is a zdps extension: the TPM's EK
+	// certificate (base64 DER or PEM) as its manufacturer supplied it. It
+	// must certify EndorsementKey. A registration checks it against the
+	// manufacturer roots (zdps serve --tpm-ek-roots) unless the device
+	// sends its own in the payload.
+	EndorsementKeyCertificate string `json:"endorsementKeyCertificate,omitempty"`
+	// RequireEndorsementKeyCertificate is a zdps extension: the device is
+	// refused unless an EK certificate (the device's or the enrollment's)
+	// chains to the manufacturer roots, whatever the instance requires.
+	RequireEndorsementKeyCertificate bool `json:"requireEndorsementKeyCertificate,omitempty"`
 }
 
 // SymmetricKeyAttestation holds base64 keys of 16 to 64 bytes.

@@ -318,6 +318,11 @@ func validateAttestation(a *AttestationMechanism, individual bool) error {
 		if a.TPM.StorageRootKey != "" && !isBase64(a.TPM.StorageRootKey) {
 			return invalid("attestation.tpm.storageRootKey", "must be base64")
 		}
+		if c := a.TPM.EndorsementKeyCertificate; c != "" {
+			if _, err := CertificateDER(c); err != nil {
+				return prefixed("attestation.tpm.endorsementKeyCertificate", err)
+			}
+		}
 	case AttestationSymmetricKey:
 		if k := a.SymmetricKey; k != nil {
 			if err := validateKey("attestation.symmetricKey.primaryKey", k.PrimaryKey); err != nil {

@@ -3,8 +3,11 @@
 //
 //   - Round one: a register with tpm{endorsementKey, storageRootKey} and no
 //     Authorization. The EK must equal the EK of the individual enrollment
-//     of the registration ID (TPM is individual-only) and, when EKRoots is
-//     configured, carry a valid EK certificate. The attestor draws a 32-byte
+//     of the registration ID (TPM is individual-only) and, when required
+//     (Config.EKRequired or the enrollment's
+//     requireEndorsementKeyCertificate) or supplied (the payload's
+//     tpmEkCertificate, else the enrollment's endorsementKeyCertificate),
+//     carry an EK certificate that chains to EKRoots. The attestor draws a 32-byte
 //     HMAC key, stores it with a short expiry (ChallengeTTL) and answers a
 //     *provisioning.TPMChallenge with the activation blob.
 //   - Round two: the same body plus a SAS whose sig is TPM2_HMAC with that

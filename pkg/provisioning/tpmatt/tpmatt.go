@@ -94,14 +94,21 @@ type Config struct {
 	// SRK cannot grow the store, nor void the device's challenge with one
 	// request; DefaultMaxPending when 0.
 	MaxPending int
-	// EKRoots, when set, are the TPM manufacturer roots: a device must
-	// then present an EK certificate (EKCertificates) that chains to them
-	// and certifies its EK, or it gets no challenge.
+	// EKRoots are the TPM manufacturer roots EK certificates must chain to.
+	// With roots, an EK certificate that a device or its enrollment
+	// supplies is checked, and a device whose enrollment (or EKRequired)
+	// requires one and has none gets no challenge. Without roots, only
+	// enrollments that require a certificate are refused, with a message
+	// that names the missing configuration.
 	EKRoots *x509.CertPool
 	// EKIntermediates help build EK certificate chains.
 	EKIntermediates *x509.CertPool
+	// EKRequired makes every TPM device present an EK certificate that
+	// chains to EKRoots, as if each enrollment required one.
+	EKRequired bool
 	// EKCertificates finds the EK certificate of a device (DER), nil when
-	// it has none; needed only with EKRoots. FromPayload is one choice.
+	// it has none; EKCertificate (the payload's, else the enrollment's)
+	// when nil.
 	EKCertificates func(e *enrollment.IndividualEnrollment, req *provisioning.Request) []byte
 }
 
@@ -124,8 +131,11 @@ func New(cfg Config) (*Attestor, error) {
 	if cfg.ChallengeTTL < 0 || cfg.PollWindow < 0 || cfg.Skew < 0 || cfg.MaxPending < 0 {
 		return nil, errors.New("tpmatt: durations and MaxPending must not be negative")
 	}
-	if cfg.EKRoots != nil && cfg.EKCertificates == nil {
-		return nil, errors.New("tpmatt: EKRoots needs EKCertificates")
+	if cfg.EKRequired && cfg.EKRoots == nil {
+		return nil, errors.New("tpmatt: EKRequired needs EKRoots")
+	}
+	if cfg.EKCertificates == nil {
+		cfg.EKCertificates = EKCertificate
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -251,10 +261,8 @@ func (a *Attestor) challenge(ctx context.Context, req *provisioning.Request, e *
 	if srk == nil {
 		return provisioning.Refuse("tpm key refused", fmt.Errorf("%w: tpm.endorsementKey and tpm.storageRootKey are required", provisioning.ErrInvalid))
 	}
-	if a.cfg.EKRoots != nil {
-		if err := tpm.VerifyEKCertificate(a.cfg.EKCertificates(e, req), ek, tpm.EKVerifyOptions{Roots: a.cfg.EKRoots, Intermediates: a.cfg.EKIntermediates, Now: a.cfg.Now()}); err != nil {
-			return refuse("EK certificate refused")
-		}
+	if err := a.checkEKCertificate(e, req, ek); err != nil {
+		return err
 	}
 	key, err := a.random(tpm.KeySize)
 	if err != nil {
@@ -397,9 +405,72 @@ func (a *Attestor) claim(regID, id string) func(ctx context.Context, tx store.Tx
 	}
 }
 
+// checkEKCertificate refuses a device whose EK certificate does not chain
+// to the manufacturer roots, when one is required or supplied.
+func (a *Attestor) checkEKCertificate(e *enrollment.IndividualEnrollment, req *provisioning.Request, ek *tpm.Public) error {
+	required := a.cfg.EKRequired || (e.Attestation != nil && e.Attestation.TPM != nil && e.Attestation.TPM.RequireEndorsementKeyCertificate)
+	der := a.cfg.EKCertificates(e, req)
+	switch {
+	case !required && (der == nil || a.cfg.EKRoots == nil):
+		return nil // nothing to check, or nothing to check it against
+	case a.cfg.EKRoots == nil:
+		return provisioning.Refuse("EK certificate required and no manufacturer roots configured (zdps serve --tpm-ek-roots)", fmt.Errorf("%w: the enrollment requires an EK certificate and zdps has no TPM manufacturer roots (zdps serve --tpm-ek-roots)", provisioning.ErrUnauthorized))
+	}
+	if err := tpm.VerifyEKCertificate(der, ek, tpm.EKVerifyOptions{Roots: a.cfg.EKRoots, Intermediates: a.cfg.EKIntermediates, Now: a.cfg.Now()}); err != nil {
+		return refuse("EK certificate refused")
+	}
+	return nil
+}
+
+// CheckEnrollment is the service API's write-time check of a TPM
+// enrollment's EK certificate: it must certify the enrollment's EK and,
+// when manufacturer roots are configured, chain to them. Enrollments
+// without one pass.
+func (a *Attestor) CheckEnrollment(e *enrollment.IndividualEnrollment) error {
+	if e == nil || e.Attestation == nil || e.Attestation.TPM == nil || e.Attestation.TPM.EndorsementKeyCertificate == "" {
+		return nil
+	}
+	const field = "attestation.tpm.endorsementKeyCertificate"
+	ek, err := enrolledEK(e)
+	if err != nil {
+		return &enrollment.ValidationError{Field: "attestation.tpm.endorsementKey", Reason: "is not a TPM 2.0 RSA 2048 endorsement key (base64 TPM2B_PUBLIC)"}
+	}
+	der, err := enrollment.CertificateDER(e.Attestation.TPM.EndorsementKeyCertificate)
+	if err != nil {
+		return &enrollment.ValidationError{Field: field, Reason: err.Error()}
+	}
+	if a.cfg.EKRoots != nil {
+		err = tpm.VerifyEKCertificate(der, ek, tpm.EKVerifyOptions{Roots: a.cfg.EKRoots, Intermediates: a.cfg.EKIntermediates, Now: a.cfg.Now()})
+	} else {
+		err = tpm.CheckEKCertificate(der, ek)
+	}
+	if err != nil {
+		return &enrollment.ValidationError{Field: field, Reason: err.Error()}
+	}
+	return nil
+}
+
+// EKCertificate is the default EKCertificates: the device's own, from the
+// registration payload (FromPayload), else the one its enrollment
+// recorded, else nil.
+func EKCertificate(e *enrollment.IndividualEnrollment, req *provisioning.Request) []byte {
+	if der := FromPayload(e, req); der != nil {
+		return der
+	}
+	if e == nil || e.Attestation == nil || e.Attestation.TPM == nil || e.Attestation.TPM.EndorsementKeyCertificate == "" {
+		return nil
+	}
+	der, err := enrollment.CertificateDER(e.Attestation.TPM.EndorsementKeyCertificate)
+	if err != nil {
+		return nil
+	}
+	return der
+}
+
 // FromPayload is an EKCertificates that reads the DER EK certificate from
 // the registration payload's "tpmEkCertificate" (base64), the way a device
-// (for example the Go SDK with Config.TPMEKCertificate) sends it.
+// (for example the Go SDK with Config.TPMEKCertificate) sends it. The
+// default, EKCertificate, falls back to the enrollment's.
 func FromPayload(_ *enrollment.IndividualEnrollment, req *provisioning.Request) []byte {
 	return tpm.EKCertificateFromPayload(req.Payload)
 }

@@ -32,6 +32,7 @@ const scope = "0ne000TPM01"
 
 type env struct {
 	st   *store.Store
+	att  *tpmatt.Attestor
 	svc  *provisioning.Service
 	logs *bytes.Buffer
 	mu   sync.Mutex
@@ -56,7 +57,7 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 	return b.Buffer.Write(p)
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, tweak ...func(*tpmatt.Config)) *env {
 	t.Helper()
 	b, err := bolt.Open(filepath.Join(t.TempDir(), "zdps.db"), bolt.Options{})
 	if err != nil {
@@ -72,10 +73,15 @@ func newEnv(t *testing.T) *env {
 	e.st = store.New(b, e.clock)
 	logs := &syncBuffer{}
 	e.logs = &logs.Buffer
-	a, err := tpmatt.New(tpmatt.Config{Store: e.st, Now: e.clock})
+	cfg := tpmatt.Config{Store: e.st, Now: e.clock}
+	for _, f := range tweak {
+		f(&cfg)
+	}
+	a, err := tpmatt.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
+	e.att = a
 	e.svc, err = provisioning.New(provisioning.Config{
 		Store:     e.st,
 		Attestors: map[string]provisioning.Attestor{enrollment.AttestationTPM: a},

@@ -21,6 +21,8 @@ type attestationFlags struct {
 	SecondaryCert   string
 	EndorsementKey  string
 	StorageRootKey  string
+	EKCert          string
+	RequireEKCert   bool
 	CARef           string
 	SecondaryCARef  string
 	individual      bool
@@ -46,6 +48,8 @@ func (f *attestationFlags) register(cmd *cobra.Command, individual bool) {
 	if individual {
 		fl.StringVar(&f.EndorsementKey, "endorsement-key", "", "tpm: base64 TPM2B_PUBLIC of the endorsement key")
 		fl.StringVar(&f.StorageRootKey, "storage-root-key", "", "tpm: base64 TPM2B_PUBLIC of the storage root key (optional)")
+		fl.StringVar(&f.EKCert, "ek-certificate", "", "tpm: PEM or DER file of the TPM's EK certificate; checked against the EK now and against zdps serve --tpm-ek-roots at registration")
+		fl.BoolVar(&f.RequireEKCert, "require-ek-certificate", false, "tpm: refuse the device unless an EK certificate (its own or --ek-certificate) chains to zdps serve --tpm-ek-roots")
 	} else {
 		fl.StringVar(&f.CARef, "ca-ref", "", "x509: name of a CA certificate registered with zdps, instead of --cert")
 		fl.StringVar(&f.SecondaryCARef, "secondary-ca-ref", "", "x509: secondary CA certificate name")
@@ -60,6 +64,7 @@ func (f *attestationFlags) build() (*enrollment.AttestationMechanism, error) {
 		"--primary-key": f.PrimaryKey != "", "--secondary-key": f.SecondaryKey != "",
 		"--cert": f.Cert != "", "--secondary-cert": f.SecondaryCert != "",
 		"--endorsement-key": f.EndorsementKey != "", "--storage-root-key": f.StorageRootKey != "",
+		"--ek-certificate": f.EKCert != "", "--require-ek-certificate": f.RequireEKCert,
 		"--ca-ref": f.CARef != "", "--secondary-ca-ref": f.SecondaryCARef != "",
 	}
 	only := func(typ string, allowed ...string) error {
@@ -124,13 +129,20 @@ func (f *attestationFlags) build() (*enrollment.AttestationMechanism, error) {
 		a.X509 = x
 	case f.individual && strings.EqualFold(f.Type, enrollment.AttestationTPM):
 		a.Type = enrollment.AttestationTPM
-		if err := only(a.Type, "--endorsement-key", "--storage-root-key"); err != nil {
+		if err := only(a.Type, "--endorsement-key", "--storage-root-key", "--ek-certificate", "--require-ek-certificate"); err != nil {
 			return nil, err
 		}
 		if f.EndorsementKey == "" {
 			return nil, userErrorf(nil, "tpm attestation needs --endorsement-key")
 		}
-		a.TPM = &enrollment.TPMAttestation{EndorsementKey: f.EndorsementKey, StorageRootKey: f.StorageRootKey}
+		a.TPM = &enrollment.TPMAttestation{EndorsementKey: f.EndorsementKey, StorageRootKey: f.StorageRootKey, RequireEndorsementKeyCertificate: f.RequireEKCert}
+		if f.EKCert != "" {
+			c, err := readCertificateText(f.EKCert)
+			if err != nil {
+				return nil, err
+			}
+			a.TPM.EndorsementKeyCertificate = c
+		}
 	default:
 		return nil, userErrorf(nil, "--attestation must be %s, not %q", f.allowedTypeHelp, f.Type)
 	}
@@ -140,18 +152,32 @@ func (f *attestationFlags) build() (*enrollment.AttestationMechanism, error) {
 // readCertificate loads a PEM or DER certificate file and checks that it
 // parses, so that a wrong file is reported with its name.
 func readCertificate(path string) (*enrollment.X509CertificateWithInfo, error) {
-	b, err := os.ReadFile(path)
+	s, err := readCertificateText(path)
 	if err != nil {
-		return nil, userErrorf(err, "certificate: %v", err)
-	}
-	s := string(b)
-	if block, _ := pem.Decode(b); block == nil {
-		s = base64.StdEncoding.EncodeToString(b) // DER
+		return nil, err
 	}
 	if _, err := enrollment.ParseCertificate(s); err != nil {
 		return nil, userErrorf(err, "certificate %s: %v", path, err)
 	}
 	return &enrollment.X509CertificateWithInfo{Certificate: s}, nil
+}
+
+// readCertificateText loads a PEM or DER certificate file as the API
+// takes it (PEM, or base64 DER) without parsing the certificate: TPM EK
+// certificates need the server's tolerant parser.
+func readCertificateText(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", userErrorf(err, "certificate: %v", err)
+	}
+	s := string(b)
+	if block, _ := pem.Decode(b); block == nil {
+		s = base64.StdEncoding.EncodeToString(b) // DER
+	}
+	if _, err := enrollment.CertificateDER(s); err != nil {
+		return "", userErrorf(err, "certificate %s: %v", path, err)
+	}
+	return s, nil
 }
 
 // allocationFlags are the hub-assignment options shared by enrollments

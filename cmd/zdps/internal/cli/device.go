@@ -43,6 +43,8 @@ type deviceRegisterConfig struct {
 	Timeout  time.Duration
 	// TPM selects the device's TPM (tpm.go); "" without --tpm.
 	TPM string
+	// EKCert is a PEM or DER file of the TPM's EK certificate.
+	EKCert string
 }
 
 func newDeviceRegisterCmd(g *globals) *cobra.Command {
@@ -90,6 +92,7 @@ until --timeout.`,
 	f.StringVar(&cfg.OutKey, "out-key", "", "file for the generated private key, PKCS#8 PEM, mode 0600 (default <registration-id>.key)")
 	f.StringVar(&cfg.TPM, "tpm", "", tpmFlagHelp)
 	f.Lookup("tpm").NoOptDefVal = device.DefaultTPMPath
+	f.StringVar(&cfg.EKCert, "ek-certificate", "", "with --tpm: PEM or DER file of the TPM's EK certificate, sent for zdps to check against its TPM manufacturer roots")
 	f.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "give up the registration after this long, retries and polling included")
 	return cmd
 }
@@ -211,6 +214,9 @@ func (cfg deviceRegisterConfig) deviceConfig() (device.Config, error) {
 	if n != 1 {
 		return dc, userErrorf(nil, "give exactly one of --key, --group-key, or --cert with --key-file, or --tpm")
 	}
+	if cfg.EKCert != "" && cfg.TPM == "" {
+		return dc, userErrorf(nil, "--ek-certificate goes with --tpm")
+	}
 	if cfg.Timeout <= 0 {
 		return dc, userErrorf(nil, "--timeout must be positive")
 	}
@@ -233,6 +239,13 @@ func (cfg deviceRegisterConfig) deviceConfig() (device.Config, error) {
 			dc.RegistrationID = d.RegistrationID()
 		}
 		dc.TPM = d
+		if cfg.EKCert != "" {
+			c, err := readCertificateText(cfg.EKCert)
+			if err != nil {
+				return dc, err
+			}
+			dc.TPMEKCertificate, _ = enrollment.CertificateDER(c)
+		}
 	default:
 		if cfg.CertFile == "" || cfg.KeyFile == "" {
 			return dc, userErrorf(nil, "--cert and --key-file go together")
