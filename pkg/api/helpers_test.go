@@ -11,17 +11,16 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"path/filepath"
 	"sort"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/testbackend"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/sas"
 	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/bolt"
 )
 
 // testVersion is what the Node service SDK sends.
@@ -64,16 +63,7 @@ type env struct {
 
 func newEnv(t *testing.T, tweak ...func(*Config)) *env {
 	t.Helper()
-	b, err := bolt.Open(filepath.Join(t.TempDir(), "zdps.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := b.Check(); err != nil {
-			t.Errorf("bolt consistency check: %v", err)
-		}
-		_ = b.Close()
-	})
+	b := testbackend.Bolt(t)
 	st := store.New(b, func() time.Time { return testNow })
 	e := &env{t: t, st: st, logs: &syncBuffer{}}
 	e.owner = e.seedPolicy(enrollment.OwnerPolicyName, strings.Join(enrollment.AllRights, ", "))
@@ -90,6 +80,7 @@ func newEnv(t *testing.T, tweak ...func(*Config)) *env {
 	for _, f := range tweak {
 		f(&cfg)
 	}
+	var err error
 	e.api, err = New(cfg)
 	if err != nil {
 		t.Fatal(err)

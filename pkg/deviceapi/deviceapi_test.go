@@ -18,7 +18,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -30,6 +29,7 @@ import (
 	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/allocation/hashed"
 	"github.com/zdps/zdps/attestation/symmetric"
+	"github.com/zdps/zdps/internal/testbackend"
 	"github.com/zdps/zdps/pkg/api"
 	"github.com/zdps/zdps/pkg/ca"
 	"github.com/zdps/zdps/pkg/deviceapi"
@@ -39,7 +39,6 @@ import (
 	"github.com/zdps/zdps/pkg/provisioning/symkey"
 	"github.com/zdps/zdps/pkg/sas"
 	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/bolt"
 	"github.com/zdps/zdps/pkg/store/memory"
 )
 
@@ -102,18 +101,10 @@ type options struct {
 func newServer(t *testing.T, o options) *server {
 	t.Helper()
 	ctx := context.Background()
-	b, err := bolt.Open(filepath.Join(t.TempDir(), "zdps.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := b.Check(); err != nil {
-			t.Errorf("bolt check: %v", err)
-		}
-		_ = b.Close()
-	})
+	b := testbackend.Bolt(t)
 	s := &server{st: store.New(b, nil), logs: &syncBuffer{}}
 	logger := slog.New(slog.NewJSONHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	var err error
 	s.ca, err = ca.New(ctx, ca.Config{Storage: ca.BackendStorage(memory.New()), KEK: bytes.Repeat([]byte{9}, 32), Logger: logger})
 	if err != nil {
 		t.Fatal(err)

@@ -13,7 +13,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -21,6 +20,7 @@ import (
 
 	"github.com/zdps/zdps/allocation/hashed"
 	x509v "github.com/zdps/zdps/attestation/x509"
+	"github.com/zdps/zdps/internal/testbackend"
 	"github.com/zdps/zdps/pkg/ca"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
@@ -28,7 +28,6 @@ import (
 	"github.com/zdps/zdps/pkg/provisioning/renewal"
 	"github.com/zdps/zdps/pkg/provisioning/x509att"
 	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/bolt"
 	"github.com/zdps/zdps/pkg/store/memory"
 )
 
@@ -90,18 +89,10 @@ func pemOf(c *x509.Certificate) string {
 func newEnv(t *testing.T) *env {
 	t.Helper()
 	ctx := context.Background()
-	be, err := bolt.Open(filepath.Join(t.TempDir(), "renewal.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := be.Check(); err != nil {
-			t.Errorf("bolt check: %v", err)
-		}
-		_ = be.Close()
-	})
+	be := testbackend.Bolt(t)
 	e := &env{now: time.Now().UTC(), logs: &bytes.Buffer{}}
 	e.st = store.New(be, e.clock)
+	var err error
 	e.ca, err = ca.New(ctx, ca.Config{Storage: ca.BackendStorage(memory.New()), KEK: bytes.Repeat([]byte{7}, 32)})
 	if err != nil {
 		t.Fatal(err)

@@ -20,24 +20,38 @@ import (
 	"github.com/zdps/zdps/pkg/store"
 )
 
+// ekDev is a simulated device with its parsed EK.
+type ekDev struct {
+	*dev
+	ek *tpm.Public
+}
+
+// ekFixture is a simulated device, a TPM manufacturer root (the only one
+// in roots) and a stranger CA that issues look-alike EK certificates.
+func ekFixture(t *testing.T) (d ekDev, roots *x509.CertPool, root, stranger *testpki.Cert) {
+	t.Helper()
+	root = testpki.Issue(t, "TPM Manufacturer Root", true, nil)
+	stranger = testpki.Issue(t, "Unknown Manufacturer", true, nil)
+	roots = x509.NewCertPool()
+	roots.AddCert(root.Cert)
+	d.dev = newDev(t)
+	ek, err := tpm.ParseEK(d.tpm.EndorsementKey())
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.ek = ek
+	return d, roots, root, stranger
+}
+
 // TestEKCertificatePolicy: which devices must prove their EK with a
 // manufacturer certificate (the instance's EKRequired, the enrollment's
 // requireEndorsementKeyCertificate), where the certificate comes from
 // (the payload first, else the enrollment), and that one supplied is
 // checked even when not required.
 func TestEKCertificatePolicy(t *testing.T) {
-	root := testpki.Issue(t, "TPM Manufacturer Root", true, nil)
-	stranger := testpki.Issue(t, "Unknown Manufacturer", true, nil)
-	roots := x509.NewCertPool()
-	roots.AddCert(root.Cert)
-
-	d := newDev(t)
-	ek, err := tpm.ParseEK(d.tpm.EndorsementKey())
-	if err != nil {
-		t.Fatal(err)
-	}
-	good := testpki.EKCertificate(t, root, ek.Key, time.Now().Add(24*time.Hour))
-	forged := testpki.EKCertificate(t, stranger, ek.Key, time.Now().Add(24*time.Hour))
+	d, roots, root, stranger := ekFixture(t)
+	good := testpki.EKCertificate(t, root, d.ek.Key, time.Now().Add(24*time.Hour))
+	forged := testpki.EKCertificate(t, stranger, d.ek.Key, time.Now().Add(24*time.Hour))
 	payload := func(der []byte) []byte {
 		return []byte(`{"tpmEkCertificate":"` + base64.StdEncoding.EncodeToString(der) + `"}`)
 	}
@@ -99,15 +113,8 @@ func TestEKCertificatePolicy(t *testing.T) {
 // TestCheckEnrollment: the write-time check of an enrollment's EK
 // certificate, with and without manufacturer roots.
 func TestCheckEnrollment(t *testing.T) {
-	root := testpki.Issue(t, "TPM Manufacturer Root", true, nil)
-	stranger := testpki.Issue(t, "Unknown Manufacturer", true, nil)
-	roots := x509.NewCertPool()
-	roots.AddCert(root.Cert)
-	d := newDev(t)
-	ek, err := tpm.ParseEK(d.tpm.EndorsementKey())
-	if err != nil {
-		t.Fatal(err)
-	}
+	d, roots, root, stranger := ekFixture(t)
+	ek := d.ek
 	// One simulator per process: the other TPM's EK is a bare RSA key.
 	k, err := rsa.GenerateKey(rand.Reader, 2048)
 	if err != nil {

@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,13 +18,13 @@ import (
 
 	"github.com/zdps/zdps/allocation/hashed"
 	"github.com/zdps/zdps/attestation/tpm"
+	"github.com/zdps/zdps/internal/testbackend"
 	"github.com/zdps/zdps/internal/tpmsim"
 	"github.com/zdps/zdps/pkg/device"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/provisioning/tpmatt"
 	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/bolt"
 )
 
 const scope = "0ne000TPM01"
@@ -59,16 +58,7 @@ func (b *syncBuffer) Write(p []byte) (int, error) {
 
 func newEnv(t *testing.T, tweak ...func(*tpmatt.Config)) *env {
 	t.Helper()
-	b, err := bolt.Open(filepath.Join(t.TempDir(), "zdps.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := b.Check(); err != nil {
-			t.Errorf("bolt check: %v", err)
-		}
-		b.Close()
-	})
+	b := testbackend.Bolt(t)
 	e := &env{now: time.Now().UTC()}
 	e.st = store.New(b, e.clock)
 	logs := &syncBuffer{}

@@ -18,11 +18,11 @@ import (
 	"github.com/zdps/zdps/attestation/dice"
 	"github.com/zdps/zdps/attestation/dice/dicesim"
 	x509v "github.com/zdps/zdps/attestation/x509"
+	"github.com/zdps/zdps/internal/testbackend"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/provisioning/x509att"
 	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/bolt"
 )
 
 var update = flag.Bool("update", false, "regenerate the DICE test vectors in testdata/dice")
@@ -58,11 +58,7 @@ type diceEnv struct {
 
 func newDICEEnv(t *testing.T) *diceEnv {
 	t.Helper()
-	be, err := bolt.Open(filepath.Join(t.TempDir(), "dice.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = be.Close() })
+	be := testbackend.Bolt(t)
 	e := &diceEnv{st: store.New(be, nil), logs: &bytes.Buffer{}}
 	att, err := x509att.NewAttestor(e.st, x509v.Config{})
 	if err != nil {

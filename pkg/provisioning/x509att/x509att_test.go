@@ -5,10 +5,10 @@ import (
 	"crypto/x509"
 	"errors"
 	"log/slog"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/testbackend"
 	"github.com/zdps/zdps/internal/testpki"
 
 	"github.com/zdps/zdps/allocation/hashed"
@@ -17,7 +17,6 @@ import (
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/provisioning/x509att"
 	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/bolt"
 )
 
 func x509Certs(c *testpki.Cert) *enrollment.X509Certificates {
@@ -35,11 +34,7 @@ func put[T store.Document](t *testing.T, c *store.Collection[T], v T) {
 // indexes: what a device gets, and that a refused device leaves nothing.
 func TestRegister(t *testing.T) {
 	ctx := context.Background()
-	be, err := bolt.Open(filepath.Join(t.TempDir(), "x509.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = be.Close() })
+	be := testbackend.Bolt(t)
 	st := store.New(be, nil)
 
 	root := testpki.Issue(t, "Root", true, nil)

@@ -3,42 +3,13 @@ package storecopy_test
 import (
 	"errors"
 	"fmt"
-	"path/filepath"
 	"testing"
 
-	"github.com/zdps/zdps/internal/pgtest"
+	"github.com/zdps/zdps/internal/testbackend"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/bolt"
-	"github.com/zdps/zdps/pkg/store/postgres"
 	"github.com/zdps/zdps/pkg/store/storecopy"
 )
-
-func openBolt(t *testing.T) store.Backend {
-	t.Helper()
-	b, err := bolt.Open(filepath.Join(t.TempDir(), "zdps.db"), bolt.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := b.Check(); err != nil {
-			t.Errorf("bolt check: %v", err)
-		}
-		b.Close()
-	})
-	return b
-}
-
-func openPostgres(t *testing.T) store.Backend {
-	t.Helper()
-	url, schema := pgtest.Schema(t)
-	b, err := postgres.Open(t.Context(), url, postgres.Options{Schema: schema})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { b.Close() })
-	return b
-}
 
 // fill writes n enrollments through the typed layer (documents and their
 // index entries) and some raw keys with awkward bytes.
@@ -75,7 +46,7 @@ func fill(t *testing.T, b store.Backend, n int) {
 
 func TestRoundTrip(t *testing.T) {
 	ctx := t.Context()
-	src, mid, back := openBolt(t), openPostgres(t), openBolt(t)
+	src, mid, back := testbackend.Bolt(t), testbackend.Postgres(t), testbackend.Bolt(t)
 	fill(t, src, 2500) // several batches
 	for _, step := range []struct {
 		name     string
@@ -130,15 +101,9 @@ func TestRoundTrip(t *testing.T) {
 }
 
 func TestRefusesNonEmptyDestination(t *testing.T) {
-	for _, tc := range []struct {
-		name string
-		open func(*testing.T) store.Backend
-	}{
-		{"bolt", openBolt},
-		{"postgres", openPostgres},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			src, dst := openBolt(t), tc.open(t)
+	for _, tc := range []testbackend.Backend{{Name: "bolt", Open: testbackend.Bolt}, {Name: "postgres", Open: testbackend.Postgres}} {
+		t.Run(tc.Name, func(t *testing.T) {
+			src, dst := testbackend.Bolt(t), tc.Open(t)
 			fill(t, src, 3)
 			fill(t, dst, 1)
 			if _, err := storecopy.Copy(t.Context(), dst, src, storecopy.Config{}); !errors.Is(err, storecopy.ErrNotEmpty) {
