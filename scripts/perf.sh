@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Reproduces the README's Performance figures on this machine, in one run:
 #   1. zdps bench against a local zdps serve (embedded bbolt store, fsync'd,
-#      in $TMPDIR: put it on the disk you want to measure), symmetric key and
-#      X.509, a new TLS connection per device, CSRs, RUNS times each, with the
+#      in $TMPDIR: put it on the disk you want to measure), symmetric key,
+#      X.509 and (software) TPM, a new TLS connection per device, CSRs, RUNS times each, with the
 #      server's CPU time per registration;
 #   2. the Go benchmarks of each pipeline step and of the bare primitives
 #      (TLS handshake, ECDSA P-256, fdatasync'd write).
@@ -50,7 +50,7 @@ PY
 
 echo
 echo "== zdps bench: $DEVICES devices, concurrency $CONCURRENCY, CSR, new TLS connection per device"
-for att in symmetric-individual x509; do
+for att in symmetric-individual x509 tpm; do
 	for n in $(seq "$RUNS"); do run "$att" "$n"; done
 done
 

@@ -36,9 +36,6 @@ const (
 	KeyExchangeHybrid = "x25519mlkem768"
 )
 
-// ErrUnsupported: the run asks for something the simulator cannot do.
-var ErrUnsupported = errors.New("bench: not supported")
-
 // ErrInvalidConfig: Config is incomplete or contradictory.
 var ErrInvalidConfig = errors.New("bench: invalid config")
 
@@ -59,7 +56,10 @@ type Config struct {
 	// setup, reading the keys of existing enrollments.
 	Client *client.Client
 
-	// Attestation is SymmetricIndividual, SymmetricGroup or X509.
+	// Attestation is SymmetricIndividual, SymmetricGroup, X509 or TPM
+	// (software TPMs, internal/softtpm: the Azure two-round flow with
+	// real cryptography; RSA key generation being slow, devices share
+	// TPMKeyPool endorsement keys under distinct registration IDs).
 	Attestation string
 	// Devices is how many devices register; Concurrency how many at once.
 	Devices, Concurrency int
@@ -127,11 +127,9 @@ func (r *runner) groupID() string { return r.cfg.Prefix }
 
 func (c *Config) validate() error {
 	switch c.Attestation {
-	case SymmetricIndividual, SymmetricGroup, X509:
-	case TPM:
-		return fmt.Errorf("%w: tpm: the TPM reference simulator (go-tpm-tools) is one instance per process, so a fleet of distinct TPMs cannot be simulated; use zdps device register --tpm for single TPM devices", ErrUnsupported)
+	case SymmetricIndividual, SymmetricGroup, X509, TPM:
 	default:
-		return fmt.Errorf("%w: attestation %q (want %s, %s or %s)", ErrInvalidConfig, c.Attestation, SymmetricIndividual, SymmetricGroup, X509)
+		return fmt.Errorf("%w: attestation %q (want %s, %s, %s or %s)", ErrInvalidConfig, c.Attestation, SymmetricIndividual, SymmetricGroup, X509, TPM)
 	}
 	switch {
 	case c.Endpoint == "" || c.IDScope == "":
@@ -456,6 +454,8 @@ func (r *runner) registerOne(ctx context.Context, d *simDevice, base *tls.Config
 	switch {
 	case d.cert != nil:
 		dc.Certificate = d.cert
+	case d.tpm != nil:
+		dc.TPM = d.tpm
 	case cfg.Attestation == SymmetricGroup:
 		dc.GroupKey = r.groupKey
 	default:

@@ -232,7 +232,6 @@ func TestConfigValidate(t *testing.T) {
 		mod  func(*Config)
 		want error
 	}{
-		{"tpm", func(c *Config) { c.Attestation = TPM }, ErrUnsupported},
 		{"unknown attestation", func(c *Config) { c.Attestation = "psk" }, ErrInvalidConfig},
 		{"no client", func(c *Config) {}, ErrInvalidConfig},
 		{"zero devices", func(c *Config) { c.Devices = 0 }, ErrInvalidConfig},

@@ -5,7 +5,9 @@
 //
 // A run has three phases. Setup (optional) creates what the devices need
 // through the service API, in bulk: individual enrollments or one
-// enrollment group, a test CA for X.509, hubs when the instance has none.
+// enrollment group, a test CA for X.509, software TPMs (internal/softtpm)
+// and their individual enrollments for TPM, hubs when the instance has
+// none.
 // Preparation makes each device's material before the clock starts: keys
 // and CSRs (unless Config.GenerateInline), device certificates for X.509,
 // so that the simulator's own CPU is spent outside the measured phase as

@@ -5,6 +5,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/rsa"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -14,6 +15,7 @@ import (
 	"runtime"
 	"time"
 
+	"github.com/zdps/zdps/internal/softtpm"
 	"github.com/zdps/zdps/pkg/device"
 )
 
@@ -29,6 +31,35 @@ type simDevice struct {
 	// csr is the pre-generated PKCS#10 request, when CSRs are sent and
 	// pre-generated.
 	csr []byte
+	// tpm is the device's software TPM (TPM attestation).
+	tpm *softtpm.TPM
+}
+
+// TPMKeyPool is how many endorsement keys a TPM run generates (RSA 2048,
+// tens of milliseconds each); device i uses key i mod TPMKeyPool under
+// its own registration ID, and all share one SRK. The service's work per
+// registration is the same as with distinct keys.
+const TPMKeyPool = 64
+
+// newTPMs gives every device a software TPM.
+func (r *runner) newTPMs(ctx context.Context) error {
+	keys := make([]*rsa.PrivateKey, min(TPMKeyPool, len(r.devices))+1) // the last is the SRK
+	if err := parallel(ctx, len(keys), func(i int) error {
+		k, err := softtpm.GenerateKey()
+		keys[i] = k
+		return err
+	}); err != nil {
+		return fmt.Errorf("bench: TPM keys: %w", err)
+	}
+	srk := keys[len(keys)-1]
+	for i := range r.devices {
+		t, err := softtpm.New(keys[i%(len(keys)-1)], srk)
+		if err != nil {
+			return fmt.Errorf("bench: software TPM: %w", err)
+		}
+		r.devices[i].tpm = t
+	}
+	return nil
 }
 
 // testCA is the throwaway X.509 CA a run creates for its devices.

@@ -43,7 +43,28 @@ func (r *runner) setup(ctx context.Context) error {
 	}
 	switch r.cfg.Attestation {
 	case SymmetricIndividual:
-		return r.setupIndividuals(ctx)
+		for i := range r.devices {
+			r.devices[i].key = randomKey()
+		}
+		return r.setupIndividuals(ctx, func(d *simDevice) *enrollment.AttestationMechanism {
+			return &enrollment.AttestationMechanism{
+				Type: enrollment.AttestationSymmetricKey,
+				SymmetricKey: &enrollment.SymmetricKeyAttestation{
+					PrimaryKey:   base64.StdEncoding.EncodeToString(d.key),
+					SecondaryKey: base64.StdEncoding.EncodeToString(randomKey()),
+				},
+			}
+		})
+	case TPM:
+		if err := r.newTPMs(ctx); err != nil {
+			return err
+		}
+		return r.setupIndividuals(ctx, func(d *simDevice) *enrollment.AttestationMechanism {
+			return &enrollment.AttestationMechanism{
+				Type: enrollment.AttestationTPM,
+				TPM:  &enrollment.TPMAttestation{EndorsementKey: base64.StdEncoding.EncodeToString(d.tpm.EndorsementKey())},
+			}
+		})
 	case SymmetricGroup:
 		key := base64.StdEncoding.EncodeToString(randomKey())
 		if err := r.putGroup(ctx, &enrollment.AttestationMechanism{
@@ -79,27 +100,17 @@ func (r *runner) putGroup(ctx context.Context, m *enrollment.AttestationMechanis
 	return nil
 }
 
-// setupIndividuals bulk-creates one symmetric-key enrollment per device,
-// with keys chosen here (so none has to be fetched back).
-func (r *runner) setupIndividuals(ctx context.Context) error {
-	for i := range r.devices {
-		r.devices[i].key = randomKey()
-	}
+// setupIndividuals bulk-creates one individual enrollment per device with
+// the attestation att gives it (keys chosen here, so none has to be
+// fetched back).
+func (r *runner) setupIndividuals(ctx context.Context, att func(*simDevice) *enrollment.AttestationMechanism) error {
 	batches := (len(r.devices) + setupBatch - 1) / setupBatch
 	return parallel(ctx, batches, func(b int) error {
 		lo, hi := b*setupBatch, min((b+1)*setupBatch, len(r.devices))
 		items := make([]*enrollment.IndividualEnrollment, 0, hi-lo)
-		for _, d := range r.devices[lo:hi] {
-			items = append(items, &enrollment.IndividualEnrollment{
-				RegistrationID: d.regID,
-				Attestation: &enrollment.AttestationMechanism{
-					Type: enrollment.AttestationSymmetricKey,
-					SymmetricKey: &enrollment.SymmetricKeyAttestation{
-						PrimaryKey:   base64.StdEncoding.EncodeToString(d.key),
-						SecondaryKey: base64.StdEncoding.EncodeToString(randomKey()),
-					},
-				},
-			})
+		for i := lo; i < hi; i++ {
+			d := &r.devices[i]
+			items = append(items, &enrollment.IndividualEnrollment{RegistrationID: d.regID, Attestation: att(d)})
 		}
 		res, err := r.cfg.Client.BulkEnrollments(ctx, enrollment.BulkCreate, items)
 		if err == nil && !res.IsSuccessful && len(res.Errors) > 0 {
@@ -149,7 +160,7 @@ func (r *runner) fetchKeys(ctx context.Context) error {
 			return err
 		})
 	}
-	return fmt.Errorf("bench: %s needs --setup (the run creates its own test CA and group)", r.cfg.Attestation)
+	return fmt.Errorf("bench: %s needs --setup (the run creates its own test CA and group, or its TPMs and their enrollments)", r.cfg.Attestation)
 }
 
 // cleanup deletes the run's registration records, then what setup made.

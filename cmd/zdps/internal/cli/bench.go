@@ -81,7 +81,7 @@ server must run on this machine). The exit status is 1 when any device failed.`,
 	f.IntVar(&cfg.Devices, "devices", 1000, "how many devices register")
 	f.IntVar(&cfg.Concurrency, "concurrency", 64, "how many devices register at once")
 	f.Float64Var(&cfg.Rate, "rate", 0, "start at most this many registrations per second (default: as fast as --concurrency allows)")
-	f.StringVar(&cfg.Attestation, "attestation", bench.SymmetricIndividual, "symmetric-individual, symmetric-group or x509")
+	f.StringVar(&cfg.Attestation, "attestation", bench.SymmetricIndividual, "symmetric-individual, symmetric-group, x509 or tpm (software TPMs: the Azure two-round TPM flow)")
 	f.BoolVar(&cfg.CSR, "csr", true, "send a P-256 CSR and get an operational certificate")
 	f.BoolVar(&cfg.Pregenerate, "pregenerate", true, "make keys and CSRs before the timed phase (false: each device makes its own inside it)")
 	f.BoolVar(&cfg.KeepAlive, "keep-alive", false, "share keep-alive connections between devices (symmetric key only; X.509 devices always connect on their own)")
@@ -163,7 +163,7 @@ func runBench(cmd *cobra.Command, g *globals, cfg benchConfig) error {
 		}
 	}
 	switch {
-	case errors.Is(runErr, bench.ErrUnsupported), errors.Is(runErr, bench.ErrInvalidConfig):
+	case errors.Is(runErr, bench.ErrInvalidConfig):
 		return userErrorf(runErr, "%v", runErr)
 	case runErr != nil:
 		return userErrorf(runErr, "%s", unwrapTransport(runErr))
