@@ -12,7 +12,7 @@ import (
 )
 
 // ekCert issues a manufacturer-style EK certificate under a new root.
-func ekCert(t *testing.T, ek *tpm.Public, notAfter time.Time) (der []byte, roots *x509.CertPool) {
+func ekCert(t testing.TB, ek *tpm.Public, notAfter time.Time) (der []byte, roots *x509.CertPool) {
 	t.Helper()
 	root := testpki.Issue(t, "TPM Manufacturer Root", true, nil)
 	roots = x509.NewCertPool()

@@ -3,8 +3,10 @@ package tpm_test
 import (
 	"bytes"
 	"crypto/rand"
+	"encoding/base64"
 	"errors"
 	"testing"
+	"time"
 
 	"github.com/zdps/zdps/attestation/tpm"
 )
@@ -63,6 +65,28 @@ func FuzzSplitActivationBlob(f *testing.F) {
 		}
 		if !bytes.Equal(all, b) && !bytes.Equal(all, append(bytes.Clone(b), 0, 0)) {
 			t.Fatal("parts do not concatenate to the blob")
+		}
+	})
+}
+
+// FuzzEKCertificate: neither a registration payload nor raw certificate
+// bytes panic the EK certificate checks a device's payload reaches; every
+// refusal wraps ErrEKCertificate.
+func FuzzEKCertificate(f *testing.F) {
+	k, _ := keys(f)
+	ek, _ := tpm.ParseEK(tpm.EKTemplatePublic(k))
+	good, roots := ekCert(f, ek, time.Now().Add(time.Hour))
+	f.Add([]byte(`{"tpmEkCertificate":"` + base64.StdEncoding.EncodeToString(good) + `","model":"x"}`))
+	f.Add([]byte(`{"tpmEkCertificate":1}`))
+	f.Add(good)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for _, der := range [][]byte{tpm.EKCertificateFromPayload(b), b} {
+			if err := tpm.VerifyEKCertificate(der, ek, tpm.EKVerifyOptions{Roots: roots}); err != nil && !errors.Is(err, tpm.ErrEKCertificate) {
+				t.Fatalf("VerifyEKCertificate: error without sentinel: %v", err)
+			}
+			if err := tpm.CheckEKCertificate(der, ek); err != nil && !errors.Is(err, tpm.ErrEKCertificate) {
+				t.Fatalf("CheckEKCertificate: error without sentinel: %v", err)
+			}
 		}
 	})
 }
