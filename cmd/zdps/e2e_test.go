@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"encoding/csv"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -92,6 +93,37 @@ func TestWalkthrough(t *testing.T) {
 				defer cancel()
 				_, err := serverClient(ctx, ts.MkAbs(args[0]))
 				ts.Check(err)
+			},
+			// setenv-json VAR FILE FIELD: set VAR to a string field of the
+			// JSON object in FILE.
+			"setenv-json": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 3 {
+					ts.Fatalf("usage: setenv-json VAR FILE FIELD")
+				}
+				var m map[string]any
+				ts.Check(json.Unmarshal([]byte(ts.ReadFile(args[1])), &m))
+				v, ok := m[args[2]].(string)
+				if !ok {
+					ts.Fatalf("%s has no string field %q", args[1], args[2])
+				}
+				ts.Setenv(args[0], v)
+			},
+			// wait-socket PATH: wait until a Unix socket accepts connections.
+			"wait-socket": func(ts *testscript.TestScript, neg bool, args []string) {
+				if neg || len(args) != 1 {
+					ts.Fatalf("usage: wait-socket PATH")
+				}
+				for i := 0; ; i++ {
+					c, err := net.Dial("unix", ts.MkAbs(args[0]))
+					if err == nil {
+						c.Close()
+						return
+					}
+					if i == 200 {
+						ts.Fatalf("%s does not accept connections: %v", args[0], err)
+					}
+					time.Sleep(50 * time.Millisecond)
+				}
 			},
 			// setenv-file VAR FILE: set VAR to the content of FILE (trimmed).
 			"setenv-file": func(ts *testscript.TestScript, neg bool, args []string) {

@@ -232,3 +232,70 @@ func (d *TPM) SignWithIdentity(data []byte) ([]byte, error) {
 	}
 	return rsp.OutHMAC.Buffer, nil
 }
+
+// EKCertificateIndex is the NV index where TPM manufacturers store the
+// RSA 2048 EK certificate (TCG EK Credential Profile).
+const EKCertificateIndex tpm2.TPMHandle = 0x01C00002
+
+// nvChunk bounds one TPM2_NV_Read: TPM_PT_NV_BUFFER_MAX is at least 512
+// on every TPM 2.0 (most allow 1024 or more).
+const nvChunk = 512
+
+// ErrNoEKCertificate: the TPM holds no EK certificate at
+// EKCertificateIndex (simulators and some firmware TPMs).
+var ErrNoEKCertificate = errors.New("device: the TPM holds no EK certificate")
+
+// EKCertificate reads the EK certificate the manufacturer stored in the
+// TPM's NV memory (DER, as stored: tpm.VerifyEKCertificate accepts the
+// TCG header some TPMs prepend). Send it with Config.TPMEKCertificate.
+func (d *TPM) EKCertificate() ([]byte, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	pub, err := tpm2.NVReadPublic{NVIndex: EKCertificateIndex}.Execute(d.t)
+	if err != nil {
+		return nil, ErrNoEKCertificate
+	}
+	info, err := pub.NVPublic.Contents()
+	if err != nil {
+		return nil, fmt.Errorf("%w: EK certificate index: %w", ErrTPM, err)
+	}
+	// Manufacturers make the index readable with its own empty
+	// authorisation, or the owner's.
+	var out []byte
+	for _, auth := range []tpm2.TPMHandle{EKCertificateIndex, tpm2.TPMRHOwner} {
+		if out, err = d.readNV(auth, pub.NVName, info.DataSize); err == nil {
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("%w: read the EK certificate: %w", ErrTPM, err)
+}
+
+// readNV reads size bytes of EKCertificateIndex in chunks, authorised by
+// auth with an empty password.
+func (d *TPM) readNV(auth tpm2.TPMHandle, indexName tpm2.TPM2BName, size uint16) ([]byte, error) {
+	out := make([]byte, 0, size)
+	for off := uint16(0); off < size; {
+		n := min(nvChunk, size-off)
+		rsp, err := tpm2.NVRead{
+			AuthHandle: tpm2.AuthHandle{Handle: auth, Name: authName(auth, indexName), Auth: tpm2.PasswordAuth(nil)},
+			NVIndex:    tpm2.NamedHandle{Handle: EKCertificateIndex, Name: indexName},
+			Size:       n,
+			Offset:     off,
+		}.Execute(d.t)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, rsp.Data.Buffer...)
+		off += n
+	}
+	return out, nil
+}
+
+// authName is the name of an authorising handle: the index's own, or the
+// hierarchy's (its handle).
+func authName(h tpm2.TPMHandle, indexName tpm2.TPM2BName) tpm2.TPM2BName {
+	if h == EKCertificateIndex {
+		return indexName
+	}
+	return tpm2.HandleName(h)
+}

@@ -1,6 +1,7 @@
 package device_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/rsa"
@@ -99,7 +100,8 @@ func TestRealServerEKCertificate(t *testing.T) {
 	}
 	srv := zdpstest.Start(t, "--tpm-ek-roots", roots, "--tpm-ek-required=false")
 	addHubs(t, srv, "hub-tpm.example.net")
-	d, err := device.NewTPM(tpmsim.Open(t))
+	sim := tpmsim.Open(t)
+	d, err := device.NewTPM(sim)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,6 +145,26 @@ func TestRealServerEKCertificate(t *testing.T) {
 	}
 	if err := register(nil); err != nil {
 		t.Fatalf("the enrollment's certificate: %v", err)
+	}
+
+	// The manufacturer's certificate in the TPM's NV memory, read by the
+	// device and sent (the enrollment again requires one and has none).
+	if _, err := d.EKCertificate(); !errors.Is(err, device.ErrNoEKCertificate) {
+		t.Fatalf("EKCertificate of a TPM without one: %v", err)
+	}
+	if len(good) <= 512 {
+		t.Fatalf("the certificate (%d bytes) fits one NV read: chunked reads go untested", len(good))
+	}
+	tpmsim.StoreEKCertificate(t, sim, good)
+	fromNV, err := d.EKCertificate()
+	if err != nil || !bytes.Equal(fromNV, good) {
+		t.Fatalf("EKCertificate = %d bytes, %v; want the %d stored", len(fromNV), err, len(good))
+	}
+	if err := put(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := register(fromNV); err != nil {
+		t.Fatalf("the certificate from NV: %v", err)
 	}
 	if !srv.LogContains("EK certificate refused") {
 		t.Errorf("the refusals are not in the log:\n%s", srv.Logs())

@@ -73,7 +73,16 @@ until --timeout.`,
   zdps device register --registration-id sensor-18 --group-key "$GROUP_KEY" -o json
   zdps device register --endpoint dps.example.net --id-scope 0ne00000001 \
       --cert sensor-19-chain.pem --key-file sensor-19.key --no-csr`,
-		Args: cobra.NoArgs,
+		Args: func(cmd *cobra.Command, args []string) error {
+			// --tpm takes an optional value, so "--tpm unix:PATH" parses as
+			// --tpm (the default device) and an argument: take the
+			// argument as the TPM it names.
+			if len(args) == 1 && cmd.Flags().Changed("tpm") && cfg.TPM == device.DefaultTPMPath && isTPMSpec(args[0]) {
+				cfg.TPM = args[0]
+				return nil
+			}
+			return cobra.NoArgs(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			return runDeviceRegister(cmd, g, cfg)
 		},
@@ -92,7 +101,7 @@ until --timeout.`,
 	f.StringVar(&cfg.OutKey, "out-key", "", "file for the generated private key, PKCS#8 PEM, mode 0600 (default <registration-id>.key)")
 	f.StringVar(&cfg.TPM, "tpm", "", tpmFlagHelp)
 	f.Lookup("tpm").NoOptDefVal = device.DefaultTPMPath
-	f.StringVar(&cfg.EKCert, "ek-certificate", "", "with --tpm: PEM or DER file of the TPM's EK certificate, sent for zdps to check against its TPM manufacturer roots")
+	f.StringVar(&cfg.EKCert, "ek-certificate", "", "with --tpm: the TPM's EK certificate, sent for zdps to check against its TPM manufacturer roots: a PEM or DER file, or \""+ekCertFromTPM+"\" to read it from the TPM's NV memory")
 	f.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "give up the registration after this long, retries and polling included")
 	return cmd
 }
@@ -201,6 +210,9 @@ type issuedCertificate struct {
 	NotAfter     time.Time `json:"notAfter"`
 }
 
+// ekCertFromTPM as --ek-certificate reads the certificate from the TPM.
+const ekCertFromTPM = "tpm"
+
 // deviceConfig checks the flags that need no service and builds the SDK
 // configuration from them. Key values never appear in messages.
 func (cfg deviceRegisterConfig) deviceConfig() (device.Config, error) {
@@ -239,7 +251,13 @@ func (cfg deviceRegisterConfig) deviceConfig() (device.Config, error) {
 			dc.RegistrationID = d.RegistrationID()
 		}
 		dc.TPM = d
-		if cfg.EKCert != "" {
+		switch cfg.EKCert {
+		case "":
+		case ekCertFromTPM:
+			if dc.TPMEKCertificate, err = d.EKCertificate(); err != nil {
+				return dc, userErrorf(err, "--ek-certificate tpm: %v", err)
+			}
+		default:
 			c, err := readCertificateText(cfg.EKCert)
 			if err != nil {
 				return dc, err

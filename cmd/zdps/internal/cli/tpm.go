@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/base64"
+	"errors"
 	"strings"
 
 	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
@@ -34,6 +35,12 @@ func openTPM(spec string) (*device.TPM, error) {
 	return d, nil
 }
 
+// isTPMSpec tells a TPM selector (a device path or unix:PATH) from other
+// words.
+func isTPMSpec(s string) bool {
+	return strings.HasPrefix(s, "unix:") || strings.HasPrefix(s, "/")
+}
+
 func newTPMCmd(g *globals) *cobra.Command {
 	cmd := parent("tpm", "Read a TPM's identity for TPM enrollments")
 	cmd.AddCommand(newTPMEKCmd(g))
@@ -45,6 +52,9 @@ type tpmEKOutput struct {
 	RegistrationID string `json:"registrationId"`
 	EndorsementKey string `json:"endorsementKey"`
 	StorageRootKey string `json:"storageRootKey"`
+	// EndorsementKeyCertificate is the manufacturer's EK certificate from
+	// the TPM's NV memory, base64 DER; empty when the TPM holds none.
+	EndorsementKeyCertificate string `json:"endorsementKeyCertificate,omitempty"`
 }
 
 func newTPMEKCmd(g *globals) *cobra.Command {
@@ -58,7 +68,10 @@ func newTPMEKCmd(g *globals) *cobra.Command {
 
 The EK and SRK are read from the persistent handles 0x81010001 and 0x81000001 the
 Azure SDKs use; when absent they are created from the TCG default RSA-2048
-templates and persisted (this needs empty endorsement and owner authorisation).`,
+templates and persisted (this needs empty endorsement and owner authorisation).
+The EK certificate, when the manufacturer stored one at NV index 0x01C00002, is
+printed too (base64 DER): give it to zdps enrollment create --ek-certificate, or
+let the device send it (zdps device register --tpm --ek-certificate tpm).`,
 		Example: `  EK=$(zdps tpm ek -o json | jq -r .endorsementKey)
   zdps enrollment create "$(zdps tpm ek -o json | jq -r .registrationId)" --attestation tpm --endorsement-key "$EK"`,
 		Args: cobra.NoArgs,
@@ -76,11 +89,22 @@ templates and persisted (this needs empty endorsement and owner authorisation).`
 				EndorsementKey: base64.StdEncoding.EncodeToString(d.EndorsementKey()),
 				StorageRootKey: base64.StdEncoding.EncodeToString(d.StorageRootKey()),
 			}
+			cert, err := d.EKCertificate()
+			switch {
+			case err == nil:
+				out.EndorsementKeyCertificate = base64.StdEncoding.EncodeToString(cert)
+			case !errors.Is(err, device.ErrNoEKCertificate):
+				return userErrorf(err, "TPM %s: %v", spec, err)
+			}
 			p := g.printer(cmd.OutOrStdout())
 			if p.json {
 				return p.printJSON(out)
 			}
-			return p.details("Registration ID", out.RegistrationID, "Endorsement key", out.EndorsementKey, "Storage root key", out.StorageRootKey)
+			certLine := out.EndorsementKeyCertificate
+			if certLine == "" {
+				certLine = "none in NV index 0x01C00002"
+			}
+			return p.details("Registration ID", out.RegistrationID, "Endorsement key", out.EndorsementKey, "Storage root key", out.StorageRootKey, "EK certificate", certLine)
 		},
 	}
 	cmd.Flags().StringVar(&spec, "tpm", spec, tpmFlagHelp)
