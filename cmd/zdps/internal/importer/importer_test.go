@@ -8,6 +8,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/csv"
 	"encoding/pem"
 	"errors"
@@ -384,6 +385,44 @@ func TestRowsAndFailedFile(t *testing.T) {
 	sum, err, _ = run(t, c, importer.Config{}, fixed.String())
 	if err != nil || sum.Created != 1 || sum.Failed != 0 {
 		t.Fatalf("re-import of the fixed failed rows: %+v %v", sum, err)
+	}
+}
+
+// TestEKCertificateColumn: TPM rows carry the TPM's EK certificate as a
+// file (DER or PEM) or inline; other attestations refuse the column.
+func TestEKCertificateColumn(t *testing.T) {
+	c, srv := setup(t)
+	dir := t.TempDir()
+	certPEM := selfSigned(t, "ek") // the service checks it against the EK; here only its form matters
+	block, _ := pem.Decode(certPEM)
+	if err := os.WriteFile(filepath.Join(dir, "ek.der"), block.Bytes, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const ek = "AToAAQALAAMAsgAgg3GXZ0SEs/gakMyNRqXXJP1S124GUgtk8qHaGzMUaaoABgCAAEMAEAgAAAAAAAEAtaaNYw=="
+	b64 := base64.StdEncoding.EncodeToString(block.Bytes)
+	input := "registrationId,attestation,endorsementKey,endorsementKeyCertificate\n" +
+		"tpm-file,tpm," + ek + ",ek.der\n" +
+		"tpm-inline,tpm," + ek + "," + b64 + "\n" +
+		"tpm-missing,tpm," + ek + ",missing.der\n" +
+		"sym,symmetricKey,,ek.der\n"
+	sum, err, rows := run(t, c, importer.Config{BaseDir: dir}, input)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sum.Created != 2 || sum.Failed != 2 {
+		t.Fatalf("summary %+v; failed rows %q", sum, rows)
+	}
+	for _, id := range []string{"tpm-file", "tpm-inline"} {
+		e, ok := srv.Enrollment(id)
+		if !ok || e.Attestation.TPM.EndorsementKeyCertificate != b64 {
+			t.Errorf("%s stored as %+v", id, e)
+		}
+	}
+	for _, r := range rows[1:] {
+		want := map[string]string{"tpm-missing": "not found", "sym": "does not apply"}[r[0]]
+		if reason := r[len(r)-1]; want == "" || !strings.Contains(reason, want) {
+			t.Errorf("row %q: reason %q, want it to mention %q", r[0], reason, want)
+		}
 	}
 }
 

@@ -77,6 +77,7 @@ const (
 	colPrimaryKey         = "primarykey"
 	colSecondaryKey       = "secondarykey"
 	colEndorsementKey     = "endorsementkey"
+	colEKCertificate      = "endorsementkeycertificate"
 	colCertificate        = "certificate"
 	colDeviceID           = "deviceid"
 	colIoTHubHostName     = "iothubhostname"
@@ -86,7 +87,7 @@ const (
 	colReason             = "reason"
 )
 
-var knownColumns = []string{colRegistrationID, colAttestation, colPrimaryKey, colSecondaryKey, colEndorsementKey,
+var knownColumns = []string{colRegistrationID, colAttestation, colPrimaryKey, colSecondaryKey, colEndorsementKey, colEKCertificate,
 	colCertificate, colDeviceID, colIoTHubHostName, colIoTHubs, colAllocationPolicy, colProvisioningStatus, colReason}
 
 type csvSource struct {
@@ -205,14 +206,17 @@ func (s *csvSource) enrollment(rec []string) (*enrollment.IndividualEnrollment, 
 	switch {
 	case strings.EqualFold(att, enrollment.AttestationSymmetricKey):
 		a.Type = enrollment.AttestationSymmetricKey
-		if err := unused(a.Type, colEndorsementKey, colCertificate); err != nil {
+		if err := unused(a.Type, colEndorsementKey, colEKCertificate, colCertificate); err != nil {
 			return nil, err
 		}
 		a.SymmetricKey = &enrollment.SymmetricKeyAttestation{PrimaryKey: get(colPrimaryKey), SecondaryKey: get(colSecondaryKey)}
 	case strings.EqualFold(att, enrollment.AttestationX509):
 		a.Type = enrollment.AttestationX509
-		if err := unused(a.Type, colPrimaryKey, colSecondaryKey, colEndorsementKey); err != nil {
+		if err := unused(a.Type, colPrimaryKey, colSecondaryKey, colEndorsementKey, colEKCertificate); err != nil {
 			return nil, err
+		}
+		if get(colCertificate) == "" {
+			return nil, fmt.Errorf("x509 attestation needs a certificate")
 		}
 		cert, err := s.certificate(get(colCertificate))
 		if err != nil {
@@ -228,6 +232,13 @@ func (s *csvSource) enrollment(rec []string) (*enrollment.IndividualEnrollment, 
 			return nil, fmt.Errorf("tpm attestation needs an endorsementKey")
 		}
 		a.TPM = &enrollment.TPMAttestation{EndorsementKey: get(colEndorsementKey)}
+		if v := get(colEKCertificate); v != "" {
+			cert, err := s.certificate(v)
+			if err != nil {
+				return nil, err
+			}
+			a.TPM.EndorsementKeyCertificate = cert
+		}
 	default:
 		return nil, fmt.Errorf("attestation %q is not symmetricKey, x509 or tpm", att)
 	}
@@ -238,13 +249,10 @@ func (s *csvSource) enrollment(rec []string) (*enrollment.IndividualEnrollment, 
 	return e, nil
 }
 
-// certificate resolves the certificate column: inline PEM, a file, or
-// inline base64 DER.
+// certificate resolves a certificate column (certificate,
+// endorsementKeyCertificate): inline PEM, a file, or inline base64 DER.
 func (s *csvSource) certificate(v string) (string, error) {
-	switch {
-	case v == "":
-		return "", fmt.Errorf("x509 attestation needs a certificate")
-	case strings.HasPrefix(v, "-----BEGIN"):
+	if strings.HasPrefix(v, "-----BEGIN") {
 		return v, nil
 	}
 	path := v
