@@ -205,6 +205,9 @@ func (f *allocationFlags) register(cmd *cobra.Command) {
 // --webhook-url implies the custom policy and belongs to no other.
 func (f *allocationFlags) policy() (string, *enrollment.CustomAllocationDefinition, error) {
 	if f.WebhookURL == "" {
+		if strings.EqualFold(f.AllocationPolicy, enrollment.PolicyCustom) {
+			return "", nil, userErrorf(nil, "--allocation-policy custom needs --webhook-url")
+		}
 		return f.AllocationPolicy, nil, nil
 	}
 	switch {
