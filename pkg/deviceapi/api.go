@@ -224,7 +224,9 @@ func (a *API) withBody(w http.ResponseWriter, r *http.Request, req *provisioning
 	if !strings.EqualFold(dr.RegistrationID, req.RegistrationID) {
 		return badRequest("registrationId of the body differs from the path's")
 	}
-	req.TPM = dr.TPM
+	if dr.TPM != nil {
+		req.TPM = &enrollment.TPMAttestation{EndorsementKey: dr.TPM.EndorsementKey, StorageRootKey: dr.TPM.StorageRootKey}
+	}
 	req.Payload = dr.Payload
 	req.CSR = dr.CSRDER()
 	return nil

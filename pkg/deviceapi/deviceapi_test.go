@@ -547,6 +547,7 @@ func TestBadRequests(t *testing.T) {
 		{"empty body", "PUT", reg + "?api-version=2019-03-31", ``, 400, 400004},
 		{"unknown field", "PUT", reg + "?api-version=2019-03-31", `{"registrationId":"dev-1","etag":"x"}`, 400, 400004},
 		{"unknown tpm field", "PUT", reg + "?api-version=2019-03-31", `{"registrationId":"dev-1","tpm":{"x":1}}`, 400, 400004},
+		{"enrollment-only tpm field", "PUT", reg + "?api-version=2019-03-31", `{"registrationId":"dev-1","tpm":{"endorsementKey":"AAE=","requireEndorsementKeyCertificate":false}}`, 400, 400004},
 		{"trailing data", "PUT", reg + "?api-version=2019-03-31", `{"registrationId":"dev-1"} {}`, 400, 400004},
 		{"not an object", "PUT", reg + "?api-version=2019-03-31", `["dev-1"]`, 400, 400004},
 		{"body too large", "PUT", reg + "?api-version=2019-03-31", `{"registrationId":"dev-1","payload":"` + strings.Repeat("a", 2000) + `"}`, 413, 413004},

@@ -15,12 +15,20 @@ import (
 // DeviceRegistration is the body of register and status lookup
 // (PROTOCOL.md §1). It is a request type, separate from every stored model.
 type DeviceRegistration struct {
-	RegistrationID string                     `json:"registrationId"`
-	TPM            *enrollment.TPMAttestation `json:"tpm,omitempty"`
+	RegistrationID string     `json:"registrationId"`
+	TPM            *DeviceTPM `json:"tpm,omitempty"`
 	// Payload is any JSON value; nil when absent or null.
 	Payload json.RawMessage `json:"payload,omitempty"`
 	// CSR is base64 DER PKCS#10, no PEM armour.
 	CSR string `json:"csr,omitempty"`
+}
+
+// DeviceTPM is the tpm object a TPM device sends: its EK and SRK, base64
+// TPM2B_PUBLIC, and nothing else (the enrollment's zdps extensions are not
+// device input).
+type DeviceTPM struct {
+	EndorsementKey string `json:"endorsementKey,omitempty"`
+	StorageRootKey string `json:"storageRootKey,omitempty"`
 }
 
 // maxCSRBase64 bounds the csr field before decoding; the CA refuses large
