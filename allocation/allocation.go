@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"time"
 
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -52,6 +53,9 @@ type Input struct {
 	// SourceAddr is the device's network address as the transport saw it
 	// (host or host:port), "" when unknown.
 	SourceAddr string
+	// SourceRTT is the round-trip time measured to the device on the
+	// connection it registered over, 0 when unknown.
+	SourceRTT time.Duration
 	// EligibleHubs are the hubs the policy may choose from.
 	EligibleHubs []*enrollment.Hub
 }

@@ -1,10 +1,8 @@
 // Package geolatency is the DPS "geoLatency" allocation policy: the device
 // goes to the nearest eligible hub, ties broken by the hashed policy.
 //
-// zdps does not measure network latency (it would have to probe from every
-// hub to every device at registration time, which it cannot do honestly
-// from one place); "latency" here means configured proximity, in this
-// order:
+// zdps cannot probe from every hub to every device at registration time;
+// "latency" here means proximity, configured or measured, in this order:
 //
 //  1. the device's payload field "location": {"lat": <degrees>, "lon":
 //     <degrees>} (WGS 84), measured against hubs' latitude/longitude by
@@ -15,7 +13,14 @@
 //  3. the device's source address, mapped to a region by the configured
 //     networks (Config.Networks; `zdps serve --geo-network CIDR=REGION`),
 //     the longest matching prefix winning;
-//  4. otherwise the location is unknown and the hashed policy decides
+//  4. the round trip measured to the device: the kernel's RTT estimate on
+//     the TCP connection it registered over (Input.SourceRTT). A device at
+//     most Config.LocalRTT away is in Config.LocalRegion, the region of
+//     this zdps instance (`--geo-local-region`, `--geo-local-rtt`): in a
+//     deployment with replicas per region, the replica a device reached
+//     and how fast it answers tell where the device is. A farther device
+//     is not placed by it;
+//  5. otherwise the location is unknown and the hashed policy decides
 //     among all eligible hubs.
 //
 // A region's coordinates come from Config.Regions (`--geo-region

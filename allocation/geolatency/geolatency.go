@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/allocation/hashed"
@@ -31,12 +32,19 @@ type Config struct {
 	Networks map[netip.Prefix]string
 	// Regions gives region names coordinates.
 	Regions map[string]Point
+	// LocalRegion is the region this zdps instance runs in; with
+	// LocalRTT, a device whose measured round trip to the instance is at
+	// most LocalRTT is placed there.
+	LocalRegion string
+	LocalRTT    time.Duration
 }
 
 // Policy is the geoLatency policy; safe for concurrent use.
 type Policy struct {
-	networks []network // longest prefix first
-	regions  map[string]Point
+	networks    []network // longest prefix first
+	regions     map[string]Point
+	localRegion string
+	localRTT    time.Duration
 }
 
 type network struct {
@@ -73,8 +81,26 @@ func New(cfg Config) (*Policy, error) {
 		}
 		p.regions[enrollment.Key(name)] = pt
 	}
+	switch {
+	case cfg.LocalRTT < 0:
+		return nil, fmt.Errorf("geolatency: local round trip %v is negative", cfg.LocalRTT)
+	case cfg.LocalRegion == "" && cfg.LocalRTT > 0:
+		return nil, fmt.Errorf("geolatency: a local round trip needs a local region")
+	case cfg.LocalRegion != "":
+		if err := validRegion(cfg.LocalRegion); err != nil {
+			return nil, fmt.Errorf("geolatency: local region: %w", err)
+		}
+		if cfg.LocalRTT == 0 {
+			cfg.LocalRTT = DefaultLocalRTT
+		}
+	}
+	p.localRegion, p.localRTT = cfg.LocalRegion, cfg.LocalRTT
 	return p, nil
 }
+
+// DefaultLocalRTT is Config.LocalRTT when a LocalRegion is given without
+// one: about 1,000 km of fibre and back, with the usual routing detours.
+const DefaultLocalRTT = 20 * time.Millisecond
 
 func validRegion(r string) error {
 	if r == "" || len(r) > enrollment.MaxRegionLength {
@@ -162,6 +188,9 @@ func (p *Policy) locate(in allocation.Input) location {
 			}
 		}
 	}
+	if p.localRegion != "" && in.SourceRTT > 0 && in.SourceRTT <= p.localRTT {
+		return location{region: p.localRegion, source: fmt.Sprintf("measured round trip %v ≤ %v to this instance", in.SourceRTT.Round(10*time.Microsecond), p.localRTT)}
+	}
 	return location{}
 }
 
@@ -247,7 +276,7 @@ func (p *Policy) Allocate(_ context.Context, in allocation.Input) (allocation.De
 	loc := p.locate(in)
 	if loc.point == nil && loc.region == "" {
 		hub := hashed.Choose(in.RegistrationID, hubs)
-		return allocation.Decision{Hub: hub, Reason: fmt.Sprintf("device location unknown (no payload location or region, no configured source network); hashed among %d hubs", len(hubs))}, nil
+		return allocation.Decision{Hub: hub, Reason: fmt.Sprintf("device location unknown (no payload location or region, no configured source network, no nearby measured round trip); hashed among %d hubs", len(hubs))}, nil
 	}
 	best := math.Inf(1)
 	var tied []*enrollment.Hub

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"math"
 	"net/netip"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/allocation/hashed"
@@ -92,6 +94,60 @@ func TestAllocate(t *testing.T) {
 			t.Fatalf("%+v %v", d, err)
 		}
 	})
+}
+
+// TestMeasuredRoundTrip: a device close to this instance (by the RTT the
+// transport measured) is in the instance's region; a far one, or one
+// without a measurement, is not placed by it; declared and configured
+// locations come first.
+func TestMeasuredRoundTrip(t *testing.T) {
+	berlin := at("berlin.example.net", "eu-central", 52.52, 13.40)
+	virginia := at("virginia.example.net", "us-east", 38.9, -77.0)
+	hubs := []*enrollment.Hub{berlin, virginia}
+	p, err := New(Config{LocalRegion: "us-east", LocalRTT: 15 * time.Millisecond,
+		Networks: map[netip.Prefix]string{netip.MustParsePrefix("10.1.0.0/16"): "eu-central"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		rtt     time.Duration
+		payload string
+		source  string
+		want    string // "" = hashed, location unknown
+	}{
+		{"near", 3 * time.Millisecond, "", "", virginia.Name},
+		{"at the bound", 15 * time.Millisecond, "", "", virginia.Name},
+		{"far", 80 * time.Millisecond, "", "", ""},
+		{"not measured", 0, "", "", ""},
+		{"payload region first", 3 * time.Millisecond, `{"region":"eu-central"}`, "", berlin.Name},
+		{"source network first", 3 * time.Millisecond, "", "10.1.0.9:4000", berlin.Name},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			d, err := p.Allocate(context.Background(), allocation.Input{RegistrationID: "dev-1", Payload: []byte(tc.payload), SourceAddr: tc.source, SourceRTT: tc.rtt, EligibleHubs: hubs})
+			if err != nil {
+				t.Fatal(err)
+			}
+			unknown := strings.Contains(d.Reason, "location unknown")
+			switch {
+			case tc.want == "" && !unknown:
+				t.Fatalf("placed: %s (%s)", d.Hub, d.Reason)
+			case tc.want != "" && d.Hub != tc.want:
+				t.Fatalf("hub %s (%s), want %s", d.Hub, d.Reason, tc.want)
+			case tc.want == virginia.Name && !strings.Contains(d.Reason, "measured round trip"):
+				t.Fatalf("reason %q does not say the round trip placed it", d.Reason)
+			}
+		})
+	}
+	for _, bad := range []Config{{LocalRTT: time.Millisecond}, {LocalRegion: "us-east", LocalRTT: -1}, {LocalRegion: "bad region\n"}} {
+		if _, err := New(bad); err == nil {
+			t.Errorf("New(%+v) accepted", bad)
+		}
+	}
+	if q, err := New(Config{LocalRegion: "us-east"}); err != nil || q.localRTT != DefaultLocalRTT {
+		t.Errorf("default local RTT: %v, %v", q, err)
+	}
 }
 
 func TestHaversine(t *testing.T) {

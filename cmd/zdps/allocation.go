@@ -32,6 +32,8 @@ type allocationConfig struct {
 	WebhookAllowCIDRs []string
 	GeoNetworks       []string
 	GeoRegions        []string
+	GeoLocalRegion    string
+	GeoLocalRTT       time.Duration
 }
 
 func (c *allocationConfig) register(f *pflag.FlagSet) {
@@ -42,6 +44,8 @@ func (c *allocationConfig) register(f *pflag.FlagSet) {
 	f.StringSliceVar(&c.WebhookAllowCIDRs, "allocation-webhook-allow-cidr", nil, "networks a webhook may be reached at although they are refused by default (link-local, cloud metadata), e.g. 169.254.10.0/24")
 	f.StringArrayVar(&c.GeoNetworks, "geo-network", nil, "geoLatency: a device source network and its region, CIDR=REGION (repeatable)")
 	f.StringArrayVar(&c.GeoRegions, "geo-region", nil, "geoLatency: coordinates of a region, NAME=LAT,LON (repeatable)")
+	f.StringVar(&c.GeoLocalRegion, "geo-local-region", "", "geoLatency: the region this instance runs in; a device whose measured round trip is within --geo-local-rtt is placed there")
+	f.DurationVar(&c.GeoLocalRTT, "geo-local-rtt", geolatency.DefaultLocalRTT, "geoLatency: the measured round trip (TCP RTT of the device's connection) within which a device is in --geo-local-region")
 }
 
 // webhookBudget is the longest all attempts of a custom allocation webhook
@@ -87,7 +91,10 @@ func newAllocator(c allocationConfig, log *slog.Logger) (*allocation.Registry, *
 	if err != nil {
 		return nil, nil, err
 	}
-	geo := geolatency.Config{Networks: map[netip.Prefix]string{}, Regions: map[string]geolatency.Point{}}
+	geo := geolatency.Config{Networks: map[netip.Prefix]string{}, Regions: map[string]geolatency.Point{}, LocalRegion: c.GeoLocalRegion}
+	if c.GeoLocalRegion != "" {
+		geo.LocalRTT = c.GeoLocalRTT
+	}
 	for _, s := range c.GeoNetworks {
 		p, region, err := geolatency.ParseNetwork(s)
 		if err != nil {

@@ -275,6 +275,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	}
 	srv := &http.Server{
 		Handler:           service.Handler(),
+		ConnContext:       deviceapi.ConnContext, // the device's measured round trip (geoLatency)
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
 		WriteTimeout:      60 * time.Second,

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
@@ -35,6 +36,8 @@ type explainBody struct {
 	EnrollmentGroupID string          `json:"enrollmentGroupId,omitempty"`
 	Payload           json.RawMessage `json:"payload,omitempty"`
 	SourceAddress     string          `json:"sourceAddress,omitempty"`
+	// SourceRTTMs is the measured round trip to assume, in milliseconds.
+	SourceRTTMs float64 `json:"sourceRttMs,omitempty"`
 }
 
 var errNoExplainer = errors.New("allocation explain is not available: the device pipeline is not running on this instance")
@@ -55,9 +58,13 @@ func (a *API) explainAllocation(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
+	if req.SourceRTTMs < 0 {
+		a.writeError(w, r, fmt.Errorf("%w: sourceRttMs must not be negative", errBadRequest))
+		return
+	}
 	x, err := box.e.Explain(r.Context(), provisioning.ExplainRequest{
 		RegistrationID: req.RegistrationID, EnrollmentGroupID: req.EnrollmentGroupID,
-		Payload: req.Payload, SourceAddr: req.SourceAddress,
+		Payload: req.Payload, SourceAddr: req.SourceAddress, SourceRTT: time.Duration(req.SourceRTTMs * float64(time.Millisecond)),
 	})
 	switch {
 	case errors.Is(err, provisioning.ErrInvalid):

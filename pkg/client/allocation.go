@@ -19,6 +19,8 @@ type ExplainRequest struct {
 	EnrollmentGroupID string          `json:"enrollmentGroupId,omitempty"`
 	Payload           json.RawMessage `json:"payload,omitempty"`
 	SourceAddress     string          `json:"sourceAddress,omitempty"`
+	// SourceRTTMs is the measured round trip to assume (geoLatency), ms.
+	SourceRTTMs float64 `json:"sourceRttMs,omitempty"`
 }
 
 // HubEligibility says whether a linked hub may receive the device.

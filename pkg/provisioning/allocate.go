@@ -130,6 +130,7 @@ func (s *Service) allocate(ctx context.Context, t *target, req *Request, id *Ide
 		CurrentHub:      current,
 		CurrentDeviceID: currentDevice,
 		SourceAddr:      req.RemoteAddr,
+		SourceRTT:       req.RTT,
 	}
 	if id != nil {
 		in.AttestationType = id.Type

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -23,6 +24,8 @@ type ExplainRequest struct {
 	Payload json.RawMessage `json:"payload,omitempty"`
 	// SourceAddr is the device address to assume (geoLatency networks).
 	SourceAddr string `json:"sourceAddress,omitempty"`
+	// SourceRTT is the measured round trip to assume (geoLatency).
+	SourceRTT time.Duration `json:"-"`
 }
 
 // PolicyDecision is one policy's would-be decision.
@@ -129,6 +132,7 @@ func (s *Service) Explain(ctx context.Context, req ExplainRequest) (*Explanation
 		RegistrationID: req.RegistrationID,
 		Payload:        req.Payload,
 		SourceAddr:     req.SourceAddr,
+		SourceRTT:      req.SourceRTT,
 	}
 	if assigned(cur) {
 		x.CurrentHub = cur.AssignedHub

@@ -34,6 +34,11 @@ type Request struct {
 	// transport saw it, "" when unknown; the geoLatency policy may map it
 	// to a region.
 	RemoteAddr string
+	// RTT is the round-trip time the transport measured to the device (the
+	// kernel's estimate on its TCP connection), 0 when unknown; the
+	// geoLatency policy may place a nearby device in this instance's
+	// region.
+	RTT time.Duration
 }
 
 // Identity is what an attestor proved.

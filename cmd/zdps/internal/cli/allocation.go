@@ -3,6 +3,7 @@ package cli
 import (
 	"encoding/json"
 	"strconv"
+	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/zdps/zdps/pkg/client"
@@ -80,6 +81,7 @@ type explainConfig struct {
 	Group         string
 	Payload       string
 	SourceAddress string
+	SourceRTT     time.Duration
 }
 
 func newAllocationExplainCmd(g *globals) *cobra.Command {
@@ -98,7 +100,7 @@ its credential: name its group with --group.`,
   zdps allocation explain sensor-0042 --group line-7 --payload '{"region":"westeurope"}'`,
 		Args: exactArgs("REGISTRATION_ID"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			req := client.ExplainRequest{RegistrationID: args[0], EnrollmentGroupID: cfg.Group, SourceAddress: cfg.SourceAddress}
+			req := client.ExplainRequest{RegistrationID: args[0], EnrollmentGroupID: cfg.Group, SourceAddress: cfg.SourceAddress, SourceRTTMs: float64(cfg.SourceRTT) / float64(time.Millisecond)}
 			if cfg.Payload != "" {
 				if !json.Valid([]byte(cfg.Payload)) {
 					return userErrorf(nil, "--payload is not JSON")
@@ -119,6 +121,7 @@ its credential: name its group with --group.`,
 	cmd.Flags().StringVar(&cfg.Group, "group", "", "enrollment group of a device without individual enrollment or registration record")
 	cmd.Flags().StringVar(&cfg.Payload, "payload", "", "registration payload to assume (JSON)")
 	cmd.Flags().StringVar(&cfg.SourceAddress, "source-address", "", "device IP address to assume (geoLatency source networks)")
+	cmd.Flags().DurationVar(&cfg.SourceRTT, "source-rtt", 0, "measured round trip to the device to assume, e.g. 4ms (geoLatency --geo-local-rtt)")
 	return cmd
 }
 
