@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"context"
 	"encoding/base64"
 	"encoding/pem"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
+	"github.com/zdps/zdps/pkg/client"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
@@ -224,6 +226,32 @@ func (f *allocationFlags) status() string {
 		return enrollment.StatusDisabled
 	}
 	return enrollment.StatusEnabled
+}
+
+// createOne creates one enrollment or group with a one-item bulk create,
+// not a PUT (a PUT would silently replace an existing one, and "create"
+// must not), reads it back and prints it. create answers the item's error
+// code and status, 0 when it was created.
+func createOne[T any](cmd *cobra.Command, g *globals, kind, id string,
+	create func(context.Context, *client.Client) (code int, status string, err error),
+	get func(*client.Client, context.Context, string) (T, error), print func(printer, T) error) error {
+	c, err := g.client()
+	if err != nil {
+		return err
+	}
+	ctx := cmd.Context()
+	code, status, err := create(ctx, c)
+	switch {
+	case err != nil:
+		return fail(err, kind, id, "create")
+	case code != 0:
+		return bulkItemError(kind, id, code, status)
+	}
+	got, err := get(c, ctx, id)
+	if err != nil {
+		return fail(err, kind, id, "read back")
+	}
+	return print(g.printer(cmd.OutOrStdout()), got)
 }
 
 // bulkItemError turns the per-item error of a one-item bulk create into

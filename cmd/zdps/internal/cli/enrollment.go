@@ -72,25 +72,15 @@ func runEnrollmentCreate(cmd *cobra.Command, g *globals, cfg enrollmentCreateCon
 		return userErrorf(err, "invalid enrollment: %v", err)
 	}
 	stripInfo(e.Attestation.X509)
-	c, err := g.client()
-	if err != nil {
-		return err
-	}
-	ctx := cmd.Context()
-	// A one-item bulk create, not a PUT: PUT would silently replace an
-	// existing enrollment, and "create" must not.
-	res, err := c.BulkEnrollments(ctx, enrollment.BulkCreate, []*enrollment.IndividualEnrollment{e})
-	if err != nil {
-		return fail(err, "enrollment", e.RegistrationID, "create")
-	}
-	if len(res.Errors) > 0 {
-		return bulkItemError("enrollment", e.RegistrationID, res.Errors[0].ErrorCode, res.Errors[0].ErrorStatus)
-	}
-	got, err := c.GetEnrollment(ctx, e.RegistrationID)
-	if err != nil {
-		return fail(err, "enrollment", e.RegistrationID, "read back")
-	}
-	return printEnrollment(g.printer(cmd.OutOrStdout()), got)
+	return createOne(cmd, g, "enrollment", e.RegistrationID,
+		func(ctx context.Context, c *client.Client) (int, string, error) {
+			res, err := c.BulkEnrollments(ctx, enrollment.BulkCreate, []*enrollment.IndividualEnrollment{e})
+			if err != nil || len(res.Errors) == 0 {
+				return 0, "", err
+			}
+			return res.Errors[0].ErrorCode, res.Errors[0].ErrorStatus, nil
+		},
+		(*client.Client).GetEnrollment, printEnrollment)
 }
 
 func printEnrollment(p printer, e *enrollment.IndividualEnrollment) error {

@@ -69,24 +69,15 @@ func runGroupCreate(cmd *cobra.Command, g *globals, cfg groupCreateConfig) error
 		return userErrorf(err, "invalid enrollment group: %v", err)
 	}
 	stripInfo(grp.Attestation.X509)
-	c, err := g.client()
-	if err != nil {
-		return err
-	}
-	ctx := cmd.Context()
-	// One-item bulk create: refuses to replace an existing group.
-	res, err := c.BulkGroups(ctx, enrollment.BulkCreate, []*enrollment.EnrollmentGroup{grp})
-	if err != nil {
-		return fail(err, "enrollment group", grp.EnrollmentGroupID, "create")
-	}
-	if len(res.Errors) > 0 {
-		return bulkItemError("enrollment group", grp.EnrollmentGroupID, res.Errors[0].ErrorCode, res.Errors[0].ErrorStatus)
-	}
-	got, err := c.GetGroup(ctx, grp.EnrollmentGroupID)
-	if err != nil {
-		return fail(err, "enrollment group", grp.EnrollmentGroupID, "read back")
-	}
-	return printGroup(g.printer(cmd.OutOrStdout()), got)
+	return createOne(cmd, g, "enrollment group", grp.EnrollmentGroupID,
+		func(ctx context.Context, c *client.Client) (int, string, error) {
+			res, err := c.BulkGroups(ctx, enrollment.BulkCreate, []*enrollment.EnrollmentGroup{grp})
+			if err != nil || len(res.Errors) == 0 {
+				return 0, "", err
+			}
+			return res.Errors[0].ErrorCode, res.Errors[0].ErrorStatus, nil
+		},
+		(*client.Client).GetGroup, printGroup)
 }
 
 func printGroup(p printer, grp *enrollment.EnrollmentGroup) error {
