@@ -420,8 +420,10 @@ func TestRegisterWithCSR(t *testing.T) {
 			if parsed[0].Subject.CommonName != "thing-1" || !parsed[2].Equal(s.ca.Root()) {
 				t.Fatalf("leaf CN %q", parsed[0].Subject.CommonName)
 			}
-			if string(got.RegistrationState.Payload) != `{"model":"m1"}` {
-				t.Fatalf("payload %s", got.RegistrationState.Payload)
+			// Only a custom allocation webhook's payload is answered (as on
+			// Azure); the device's own is never echoed.
+			if len(got.RegistrationState.Payload) != 0 || bytes.Contains(a.body, []byte(`"payload"`)) {
+				t.Fatalf("the device's own payload was echoed: %s", a.body)
 			}
 			if _, err := provisioning.Certificates(s.st.Backend, nil).Get(context.Background(), fmt.Sprintf("%032x", parsed[0].SerialNumber)); err != nil {
 				t.Fatalf("issued certificate not stored: %v", err)

@@ -27,6 +27,11 @@
 // one presented), ErrInvalid (bad registration ID, bad CSR). Any other
 // error is a server fault.
 //
+// The payload answered to a device (registrationState.payload) is only
+// the one a custom allocation webhook returned, as on Azure; the device's
+// own payload is input to allocation (geoLatency, custom) and never
+// echoed back.
+//
 // # Slow allocation
 //
 // With Config.AssignWait set, Register waits that long for allocate, issue
@@ -91,7 +96,7 @@
 // carry a CSR (else ErrInvalid wrapping ErrRenewalNeedsCSR). A renewal is
 // a pure renewal: device ID and hub stay those of the current record, the
 // allocator is not asked, the substatus is unchanged, and the payload
-// stays unless the request sends one; the new certificate is issued from
+// answered stays the last custom webhook's; the new certificate is issued from
 // policy and stored with the record in one transaction exactly as at a
 // first registration. The transaction checks again that the record still
 // lists the presented certificate, so a record deleted meanwhile is never

@@ -187,10 +187,10 @@ func nextState(cur *enrollment.Registration, proposed string, p enrollment.Repro
 // Update. The function may run more than once (batching): it builds every
 // value afresh from what it reads through tx.
 func (s *Service) persist(ctx context.Context, opID string, deadline time.Time, req *Request, id *Identity, t *target, dec allocation.Decision, issued *Issued) (*enrollment.Operation, error) {
-	payload := req.Payload
-	if dec.Payload != nil {
-		payload = dec.Payload
-	}
+	// The device is answered only a custom allocation webhook's payload, as
+	// on Azure; its own payload is allocation input, never echoed (the C
+	// SDK would hand it to the application as if the service sent it).
+	payload := dec.Payload
 	var op *enrollment.Operation
 	var oldDICE *enrollment.DICEState
 	err := s.st.Backend.Update(ctx, func(tx store.Tx) error {
@@ -237,7 +237,7 @@ func (s *Service) persist(ctx context.Context, opID string, deadline time.Time, 
 			InitialTwin:       initialTwin(t, dec),
 		}
 		if id.Renewal != nil && len(payload) == 0 {
-			rec.Payload = cloneRaw(cur.Payload) // a renewal without payload keeps the last one
+			rec.Payload = cloneRaw(cur.Payload) // a renewal asks no webhook: it keeps the last webhook payload
 		}
 		cond := store.Condition{IfNoneMatch: true}
 		if cur != nil {
