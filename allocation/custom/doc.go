@@ -2,7 +2,7 @@
 // device's context to the enrollment's webhook (customAllocationDefinition
 // .webhookUrl) on every registration and assigns the hub it answers.
 //
-// # Wire contract (PROTOCOL.md §5)
+// # Wire contract (docs/protocol.md#custom-allocation-webhook)
 //
 // Request, Content-Type application/json:
 //

@@ -6,7 +6,7 @@ import (
 )
 
 // Object identifiers of the TCG DICE certificate extensions (TCG DICE
-// Attestation Architecture; PROTOCOL.md §6).
+// Attestation Architecture; docs/protocol.md#dice-measurements).
 var (
 	// OIDTcbInfo is tcg-dice-TcbInfo. Legacy Microsoft RIoT certificates
 	// use the same OID for a CompositeDeviceID.

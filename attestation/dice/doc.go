@@ -1,5 +1,5 @@
 // Package dice reads the TCG DICE certificate extensions of a device's
-// X.509 chain (PROTOCOL.md §6) and evaluates an enrollment's firmware
+// X.509 chain (docs/protocol.md#dice-measurements) and evaluates an enrollment's firmware
 // policy (enrollment.FirmwarePolicy) against them.
 //
 //   - ParseTcbInfo, ParseMultiTcbInfo, ParseUeid: the values of the

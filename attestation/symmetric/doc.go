@@ -1,7 +1,7 @@
 // Package symmetric verifies the SharedAccessSignature a device presents at
 // registration when it attests with a symmetric key, either its own key
 // (individual enrollment) or a key derived from an enrollment group key
-// (HMAC-SHA256(groupKey, registrationId), PROTOCOL.md §2).
+// (HMAC-SHA256(groupKey, registrationId), docs/protocol.md#symmetric-keys-and-sas-tokens).
 //
 // Security contract. Verify succeeds only when the token is well formed,
 // not expired beyond the configured skew, its decoded sr equals

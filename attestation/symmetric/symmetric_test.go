@@ -160,7 +160,7 @@ func TestVerifyLookupFailureIsNotARefusal(t *testing.T) {
 	}
 }
 
-func TestVerifyPROTOCOLVector(t *testing.T) {
+func TestVerifyDocumentedVector(t *testing.T) {
 	const id = "sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6"
 	groupKey := "8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw=="
 	deviceKey, _ := base64.StdEncoding.DecodeString("Jsm0lyGpjaVYVP2g3FnmnmG9dI/9qU24wNoykUmermc=")

@@ -37,7 +37,7 @@ func NewKey(rand io.Reader) ([]byte, error) {
 }
 
 // MakeActivationBlob builds the Azure DPS authenticationKey blob that gives
-// key to the TPM holding ek and srk (PROTOCOL.md §2), the concatenation of:
+// key to the TPM holding ek and srk (docs/protocol.md#tpm-challenge), the concatenation of:
 //
 //  1. TPM2B_ID_OBJECT: MakeCredential(ek, innerWrapKey, Name(srk))
 //  2. TPM2B_ENCRYPTED_SECRET: its seed, RSA-OAEP to ek ("IDENTITY")

@@ -1,5 +1,5 @@
 // Package tpm is the verifier side of TPM 2.0 attestation as Azure IoT Hub
-// DPS does it (PROTOCOL.md §2 "TPM"): pure cryptography over TPM
+// DPS does it (docs/protocol.md#tpm-challenge): pure cryptography over TPM
 // structures, no TPM needed.
 //
 //   - ParseEK and ParseSRK parse a device's TPM2B_PUBLIC and check it is a

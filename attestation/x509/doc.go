@@ -1,5 +1,5 @@
 // Package x509 verifies the certificate chain a device presents in the TLS
-// handshake when it registers with X.509 attestation (PROTOCOL.md §2), and
+// handshake when it registers with X.509 attestation (docs/protocol.md#x509-client-certificates), and
 // finds the enrollment that admits it.
 //
 // Security contract. Verify succeeds only when all of these hold:

@@ -469,9 +469,9 @@ func (v *Verifier) decide(leaf *stdx509.Certificate, intermediates []*stdx509.Ce
 // verifyChain runs crypto/x509 path validation from leaf to anchor, the
 // only root, for client authentication at the injected time, and returns
 // the verified path (leaf first, anchor last). Critical TCG DICE
-// extensions that attestation/dice parses are not "unhandled" (PROTOCOL.md
-// §6); any other unhandled critical extension, anywhere in the path,
-// still fails it.
+// extensions that attestation/dice parses are not "unhandled"
+// (docs/protocol.md#dice-measurements); any other unhandled critical
+// extension, anywhere in the path, still fails it.
 func (v *Verifier) verifyChain(leaf *stdx509.Certificate, intermediates []*stdx509.Certificate, anchor *stdx509.Certificate) ([]*stdx509.Certificate, error) {
 	if !enrollment.IsCA(anchor) {
 		return nil, fmt.Errorf("%w: the enrollment's certificate is not a CA certificate", ErrChain)

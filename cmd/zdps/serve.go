@@ -67,7 +67,7 @@ type serveConfig struct {
 	// before answering 202 assigning (provisioning.Config.AssignWait).
 	AssignWait   time.Duration
 	CertValidity time.Duration
-	// Revocation and CRL (DESIGN.md, The CA).
+	// Revocation and CRL (docs/architecture.md#the-ca-and-revocation).
 	RevokeOnDisable bool
 	CRLURL          string
 	CRLValidity     time.Duration

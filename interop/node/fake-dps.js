@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Copyright (c) the zdps authors. SPDX-License-Identifier: MIT
 //
-// A tiny fake of the DPS device API over HTTPS (PROTOCOL.md section 1), just enough for the
+// A tiny fake of the DPS device API over HTTPS (docs/protocol.md#device-api-over-https), just enough for the
 // official Node.js SDK to complete a registration, and a recorder of exactly what the SDK sends.
 // It exists to develop and self-check register.js without the real zdps server. It is NOT a
 // reference implementation: it authenticates nothing (it only reports whether a SAS verifies
@@ -171,7 +171,7 @@ function main() {
         res.end(text);
       };
 
-      // Paths matched case-insensitively, segments percent-decoded (PROTOCOL.md section 1).
+      // Paths matched case-insensitively, segments percent-decoded (docs/protocol.md#conventions).
       const segs = url.pathname.split('/').slice(1).map((s) => decodeURIComponent(s));
       const lower = segs.map((s) => s.toLowerCase());
       const now = new Date().toISOString();

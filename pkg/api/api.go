@@ -28,7 +28,7 @@ const (
 )
 
 // APIVersions are the api-version values accepted on every route, oldest
-// first: those the Azure device and service SDKs send (PROTOCOL.md §1).
+// first: those the Azure device and service SDKs send (docs/protocol.md#conventions).
 var APIVersions = []string{"2019-03-31", "2021-06-01", "2021-10-01", "2025-07-01-preview"}
 
 // Config configures the API. Store, HostName and Logger are required.
@@ -67,7 +67,7 @@ type Config struct {
 	// KeepCertificatesOnDisable turns off the revocation of operational
 	// certificates when a registration record, an enrollment or a group is
 	// deleted, or an enrollment or group is disabled. The zero value
-	// revokes, the safe default (DESIGN.md, The CA).
+	// revokes, the safe default (docs/architecture.md#the-ca-and-revocation).
 	KeepCertificatesOnDisable bool
 	// CheckWebhookURL, when set, checks the webhook URL of an enrollment or
 	// group with the custom allocation policy when it is written (the

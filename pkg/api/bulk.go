@@ -11,9 +11,9 @@ import (
 )
 
 // bulkChunk is how many items of a bulk call share one transaction: few
-// enough that a large call never becomes one giant transaction (DESIGN.md,
-// Storage), many enough that a 1,000-item call costs ten durable commits,
-// not a thousand.
+// enough that a large call never becomes one giant transaction
+// (docs/architecture.md#storage-model), many enough that a 1,000-item
+// call costs ten durable commits, not a thousand.
 const bulkChunk = 100
 
 // bulkFailure is one failed item of a bulk call, as DPS reports it.

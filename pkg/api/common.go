@@ -108,7 +108,7 @@ func (a *API) pageParams(r *http.Request) (limit int, continuation string, err e
 
 // writePage answers one page as a JSON array. The continuation header is
 // set only when another page follows: the Node SDK keeps asking for as
-// long as the header is present, even empty (PROTOCOL.md §4).
+// long as the header is present, even empty (docs/protocol.md#queries-and-paging).
 func writePage[T any](a *API, w http.ResponseWriter, items []T, next string, limit int, itemType string) {
 	if items == nil {
 		items = []T{}

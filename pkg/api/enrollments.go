@@ -14,7 +14,7 @@ import (
 
 // enrollmentKind describes what differs between individual enrollments and
 // enrollment groups, so that one implementation serves both: they share
-// every operation of PROTOCOL.md §4.
+// every operation of docs/protocol.md#service-api.
 type enrollmentKind[T store.Document] struct {
 	resource   string // audit resource name
 	param      string // chi URL parameter of the ID
@@ -221,7 +221,7 @@ func deleteDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc 
 			return
 		}
 		// Deleting a group leaves its registration records: they describe
-		// devices that exist on their hubs (PROTOCOL.md §5). Their
+		// devices that exist on their hubs (docs/protocol.md#allocation-and-reprovisioning). Their
 		// certificates are revoked with the deletion (revoke.go).
 		var sweep bool
 		err = a.store.Backend.Update(r.Context(), func(tx store.Tx) error {

@@ -31,7 +31,7 @@ var (
 )
 
 // DPS error codes (6 digits: HTTP status and a detail). The ones clients
-// are known to look at (PROTOCOL.md §1) are the Azure values.
+// are known to look at (docs/protocol.md#error-format) are the Azure values.
 const (
 	codeBadArgument        = 400004
 	codeUnauthorized       = 401002
@@ -129,7 +129,7 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 // writeJSON answers v with the content type the Node SDK needs to parse
-// the body at all (PROTOCOL.md §1).
+// the body at all (docs/protocol.md#conventions).
 func (a *API) writeJSON(w http.ResponseWriter, status int, v any) {
 	b, err := json.Marshal(v)
 	if err != nil {

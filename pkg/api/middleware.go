@@ -83,7 +83,7 @@ func (a *API) accessLog(next http.Handler) http.Handler {
 }
 
 // recoverer turns a panic into a 500 in the DPS format, so that a fault is
-// never mistaken for a client error and clients retry (PROTOCOL.md §1).
+// never mistaken for a client error and clients retry (docs/protocol.md#status-codes-and-retries).
 func (a *API) recoverer(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		defer func() {
@@ -123,7 +123,7 @@ func (a *API) limitBody(next http.Handler) http.Handler {
 // canonicalPath routes on the decoded path with its literal segments in
 // canonical case and without a trailing slash. The Node service SDK sends
 // /enrollmentgroups/ and a trailing slash on the bulk call; the C SDK
-// percent-encodes IDs with lower-case hex (PROTOCOL.md §1, §4). chi then
+// percent-encodes IDs with lower-case hex (docs/protocol.md#conventions). chi then
 // hands handlers decoded IDs through URLParam.
 func canonicalPath(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

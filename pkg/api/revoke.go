@@ -12,7 +12,7 @@ import (
 
 // inlineSweepPages bounds the group sweep a request runs before it
 // answers: at the default page size, 2,000 devices. A larger group is
-// finished by Run in the background (DESIGN.md: no request holds the
+// finished by Run in the background (docs/architecture.md#storage-model: no request holds the
 // store for long, and a group may have millions of devices).
 const inlineSweepPages = 20
 

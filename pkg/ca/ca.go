@@ -307,7 +307,7 @@ func (c *CA) ChainDER() [][]byte {
 }
 
 // randomSerial returns a positive, non-zero 128-bit serial: far above the
-// 64 random bits CA/B and DESIGN.md ask for, so collisions and prediction
+// 64 random bits the CA/Browser Forum asks for, so collisions and prediction
 // are out of reach without any record of issued serials.
 func randomSerial(r io.Reader) (*big.Int, error) {
 	b := make([]byte, 16)

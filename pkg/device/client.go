@@ -24,7 +24,7 @@ import (
 	"github.com/zdps/zdps/pkg/sas"
 )
 
-// Registration statuses (PROTOCOL.md §1), compared case-insensitively as
+// Registration statuses (docs/protocol.md#registration-states), compared case-insensitively as
 // the Node SDK does.
 const (
 	statusAssigning = enrollment.RegistrationAssigning
@@ -499,7 +499,7 @@ func (r *run) once(ctx context.Context, method, path string, body []byte) (*answ
 	case c.asTPMChallenge(code, raw) != nil:
 		return nil, -1, c.asTPMChallenge(code, raw)
 	case code == http.StatusTooManyRequests || code >= 500:
-		// Clients treat every status >= 429 as transient (PROTOCOL.md §1).
+		// Clients treat every status >= 429 as transient (docs/protocol.md#status-codes-and-retries).
 		d, _ := parseRetryAfter(resp.Header)
 		return nil, d, httpError(resp, raw)
 	}

@@ -12,7 +12,7 @@ import (
 	"time"
 )
 
-// API versions the client sends (PROTOCOL.md §1).
+// API versions the client sends (docs/protocol.md#conventions).
 const (
 	// DefaultAPIVersion is sent when no CSR is sent.
 	DefaultAPIVersion = "2021-10-01"

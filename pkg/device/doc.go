@@ -1,5 +1,5 @@
 // Package device is the device side of zdps (and Azure IoT Hub DPS)
-// provisioning over HTTPS (PROTOCOL.md §1–2): a device registers with its
+// provisioning over HTTPS (docs/protocol.md#device-api-over-https): a device registers with its
 // ID scope and registration ID, proves its identity with a symmetric key
 // (its own, or one derived from a group key) or an X.509 client
 // certificate, optionally sends a CSR, and learns its hub, device ID and
@@ -34,7 +34,7 @@
 //     0x81000100, as the Azure SDKs do); the PUT is repeated, and polls
 //     sent, with a SAS whose sig is TPM2_HMAC with that key; the assigned
 //     answer's registrationState.tpm.authenticationKey is activated the
-//     same way. The registration ID defaults to the EK's (PROTOCOL.md §2).
+//     same way. The registration ID defaults to the EK's (docs/protocol.md#tpm-challenge).
 //   - 200 "assigned" ends the registration; 202, or 200 "assigning",
 //     polls GET .../operations/{operationId} after Retry-After (integer
 //     seconds; missing, 0, a date or over 300 means 1 s, as the C SDK).

@@ -14,7 +14,7 @@ import (
 	tpmatt "github.com/zdps/zdps/attestation/tpm"
 )
 
-// TPM registration (PROTOCOL.md §2), as the Azure SDKs run it:
+// TPM registration (docs/protocol.md#tpm-challenge), as the Azure SDKs run it:
 //
 //  1. PUT register with tpm{endorsementKey, storageRootKey} and no
 //     Authorization; the service answers 401 {"authenticationKey": blob}.

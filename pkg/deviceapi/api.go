@@ -34,7 +34,7 @@ const (
 	MaxRetryAfter = 300 * time.Second
 )
 
-// APIVersions are the api-version values devices send (PROTOCOL.md §1).
+// APIVersions are the api-version values devices send (docs/protocol.md#conventions).
 var APIVersions = []string{"2019-03-31", "2021-06-01", "2021-10-01", "2025-07-01-preview"}
 
 // Provisioner is the pipeline the device API serves
@@ -130,8 +130,7 @@ func New(cfg Config) (*API, error) {
 }
 
 // Routes adds the device routes to r (it calls only Put, Get and Post, so
-// it can run after r's middleware is set, as pkg/api's Config.Extra
-// requires):
+// it can run after r's middleware is set, as pkg/api's Mount requires):
 //
 //	PUT  /{idScope}/registrations/{registrationId}/register
 //	GET  /{idScope}/registrations/{registrationId}/operations/{operationId}

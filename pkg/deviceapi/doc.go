@@ -1,12 +1,12 @@
 // Package deviceapi serves the Azure IoT Hub DPS device API over HTTPS
-// (PROTOCOL.md §1) on top of the provisioning pipeline:
+// (docs/protocol.md#device-api-over-https) on top of the provisioning pipeline:
 //
 //	PUT  /{idScope}/registrations/{registrationId}/register?api-version=V
 //	GET  /{idScope}/registrations/{registrationId}/operations/{operationId}?api-version=V
 //	POST /{idScope}/registrations/{registrationId}?api-version=V   (status lookup)
 //
-// It is mounted on the service API's router (pkg/api Config.Extra =
-// (*API).Routes) or serves alone (Handler).
+// It is mounted on the service API's router (cmd/zdps calls pkg/api's
+// (*API).Mount with (*API).Routes) or serves alone (Handler).
 //
 // # Answers
 //

@@ -9,7 +9,7 @@ import (
 )
 
 // tpmChallenge is the 401 answer to a TPM device's first register
-// (PROTOCOL.md §2): the Node SDK reads authenticationKey from it, the C SDK
+// (docs/protocol.md#tpm-challenge): the Node SDK reads authenticationKey from it, the C SDK
 // too; keyName is always "registration".
 type tpmChallenge struct {
 	AuthenticationKey string `json:"authenticationKey"`

@@ -13,7 +13,7 @@ import (
 )
 
 // DeviceRegistration is the body of register and status lookup
-// (PROTOCOL.md §1). It is a request type, separate from every stored model.
+// (docs/protocol.md#deviceregistration-request-body). It is a request type, separate from every stored model.
 type DeviceRegistration struct {
 	RegistrationID string     `json:"registrationId"`
 	TPM            *DeviceTPM `json:"tpm,omitempty"`

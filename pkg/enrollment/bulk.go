@@ -5,7 +5,7 @@ import (
 	"strings"
 )
 
-// Bulk operation modes (PROTOCOL.md §4), exactly as DPS spells them.
+// Bulk operation modes (docs/protocol.md#bulk-operations), exactly as DPS spells them.
 const (
 	BulkCreate            = "create"
 	BulkUpdate            = "update"

@@ -13,7 +13,7 @@ import (
 // Azure DPS has no equivalent): what firmware a device registering with a
 // TCG DICE certificate chain (X.509 attestation) must run, as stated by the
 // DiceTcbInfo and DiceMultiTcbInfo extensions of its verified chain
-// (PROTOCOL.md §6).
+// (docs/protocol.md#dice-measurements).
 //
 // A policy that is present requires at least one TcbInfo in the chain
 // unless AllowMissingTcbInfo is set. Then every TcbInfo must match Vendor

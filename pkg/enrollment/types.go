@@ -36,7 +36,7 @@ const (
 	RegistrationDisabled   = "disabled"
 )
 
-// Registration substatuses (PROTOCOL.md §5).
+// Registration substatuses (docs/protocol.md#allocation-and-reprovisioning).
 const (
 	SubstatusInitialAssignment                = "initialAssignment"
 	SubstatusDeviceDataMigrated               = "deviceDataMigrated"

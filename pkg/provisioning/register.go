@@ -153,7 +153,7 @@ func assigned(r *enrollment.Registration) bool {
 	return r != nil && r.Status == enrollment.RegistrationAssigned && r.AssignedHub != ""
 }
 
-// nextState applies the reprovisioning rules of PROTOCOL.md §5 to the
+// nextState applies the reprovisioning rules of docs/protocol.md#allocation-and-reprovisioning to the
 // record as it is now (cur, nil at first registration) and the hub the
 // allocator proposed. It returns the hub and substatus:
 //

@@ -9,7 +9,7 @@ import (
 	"github.com/zdps/zdps/pkg/store"
 )
 
-// TPM attestation runs in two rounds (PROTOCOL.md §2): the first register
+// TPM attestation runs in two rounds (docs/protocol.md#tpm-challenge): the first register
 // carries the EK and SRK and no Authorization, and the attestor answers it
 // with a *TPMChallenge; the second carries a SAS signed with the key of
 // the challenge, and the attestor returns an Identity whose TPM proof the

@@ -24,7 +24,7 @@ func mustB64(s string) []byte {
 }
 
 func TestDeriveDeviceKeyVector(t *testing.T) {
-	// PROTOCOL.md §2 test vector.
+	// The test vector of docs/protocol.md#symmetric-keys-and-sas-tokens.
 	got := base64.StdEncoding.EncodeToString(DeriveDeviceKey(testKey, "sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6"))
 	if want := "Jsm0lyGpjaVYVP2g3FnmnmG9dI/9qU24wNoykUmermc="; got != want {
 		t.Fatalf("DeriveDeviceKey = %s, want %s", got, want)

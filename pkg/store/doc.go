@@ -1,6 +1,7 @@
 // Package store defines how zdps keeps its state: a small key-value Backend
 // interface that every storage engine implements (bbolt in store/bolt,
-// an in-memory reference in store/memory, PostgreSQL later), and typed
+// PostgreSQL in store/postgres, an in-memory reference in store/memory;
+// store/storetest is the conformance suite all three pass), and typed
 // collections on top of it that handle JSON encoding, case-insensitive keys,
 // ETag compare-and-swap, timestamps, secondary indexes and paging.
 //

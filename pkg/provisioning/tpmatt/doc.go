@@ -1,5 +1,5 @@
 // Package tpmatt plugs TPM attestation (attestation/tpm) into the
-// provisioning pipeline, as Azure IoT Hub DPS runs it (PROTOCOL.md §2).
+// provisioning pipeline, as Azure IoT Hub DPS runs it (docs/protocol.md#tpm-challenge).
 //
 //   - Round one: a register with tpm{endorsementKey, storageRootKey} and no
 //     Authorization. The EK must equal the EK of the individual enrollment
