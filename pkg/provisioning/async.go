@@ -349,6 +349,37 @@ func (s *Service) closeOperation(ctx context.Context, tx store.Tx, o *enrollment
 	if _, err := ops.Put(ctx, o, cond); err != nil {
 		return fmt.Errorf("provisioning: store operation: %w", err)
 	}
+	return s.dropPrevious(ctx, tx, o)
+}
+
+// replacedPerWrite bounds how many earlier operations one write deletes;
+// more (left by concurrent registrations of one device) go with the next
+// writes, or with the prune.
+const replacedPerWrite = 8
+
+// dropPrevious deletes, in tx, the device's final operations other than
+// o: a device polls the operation its last register answered, so the one
+// it got before is of no use, and a device registering in a loop keeps one
+// operation instead of one per request for OperationTTL. A poll of a
+// deleted one answers 404, as Azure answers an unknown operation. An
+// assigning operation is not final: its run may still commit, and a device
+// registering again must still find it (inflight).
+func (s *Service) dropPrevious(ctx context.Context, tx store.Tx, o *enrollment.Operation) error {
+	ops := s.ops.In(tx)
+	keys, err := ops.KeysBy(ctx, IndexOperationsFinal, o.RegistrationID, replacedPerWrite+1)
+	if err != nil {
+		return fmt.Errorf("provisioning: read operations of %q: %w", o.RegistrationID, err)
+	}
+	n := 0
+	for _, k := range keys {
+		if k == o.StoreKey() || n == replacedPerWrite {
+			continue
+		}
+		if err := ops.Delete(ctx, k, store.Condition{}); err != nil && !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("provisioning: delete replaced operation: %w", err)
+		}
+		n++
+	}
 	return nil
 }
 
