@@ -129,3 +129,65 @@ func RunPruners(ctx context.Context, log *slog.Logger, interval time.Duration, n
 		}
 	}
 }
+
+// CertificatePruner deletes the records of issued certificates that
+// expired more than Keep ago, revoked or not: an expired certificate
+// authenticates to no hub and renews nothing (the chain no longer
+// verifies), so its record only serves the CRL, which lists a revoked one
+// until one CRL validity after its NotAfter (onCRL). Keep must therefore be
+// at least the CRL validity. A certificate that has not expired is never
+// deleted, and neither is one without a NotAfter.
+type CertificatePruner struct {
+	backend store.Backend
+	certs   *store.Collection[*enrollment.Certificate]
+	keep    time.Duration
+}
+
+// NewCertificatePruner prunes the certificates on b, keeping each for keep
+// after its NotAfter (pass the CRL validity: ca.DefaultCRLValidity unless
+// configured).
+func NewCertificatePruner(b store.Backend, keep time.Duration) (*CertificatePruner, error) {
+	if b == nil {
+		return nil, errors.New("provisioning: certificate pruner: Backend is required")
+	}
+	if keep < 0 {
+		return nil, fmt.Errorf("provisioning: certificate pruner: negative retention %v", keep)
+	}
+	return &CertificatePruner{backend: b, certs: Certificates(b, nil), keep: keep}, nil
+}
+
+// PruneExpired deletes the certificates whose NotAfter plus the retention
+// is not after now, with their index entries (the registration's and the
+// revoked set's), PruneBatch per transaction, and returns how many it
+// deleted. Safe on several replicas at once.
+func (p *CertificatePruner) PruneExpired(ctx context.Context, now time.Time) (int, error) {
+	n, err := sweep.Expired(ctx, p.backend, BucketCertificates, PruneBatch,
+		func(it store.Item) bool {
+			var c enrollment.Certificate
+			return json.Unmarshal(it.Value, &c) == nil && p.expired(&c, now)
+		},
+		func(ctx context.Context, tx store.Tx, key string) (bool, error) {
+			certs := p.certs.In(tx)
+			c, err := certs.Get(ctx, key)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				return false, nil // another replica pruned it
+			case err != nil:
+				return false, err
+			case !p.expired(c, now):
+				return false, nil
+			}
+			if err := certs.Delete(ctx, key, store.Condition{IfMatch: c.ETag}); err != nil {
+				return false, err
+			}
+			return true, nil
+		})
+	if err != nil {
+		return n, fmt.Errorf("provisioning: prune certificates: %w", err)
+	}
+	return n, nil
+}
+
+func (p *CertificatePruner) expired(c *enrollment.Certificate, now time.Time) bool {
+	return !c.NotAfter.IsZero() && !now.Before(c.NotAfter.Add(p.keep))
+}
