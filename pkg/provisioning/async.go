@@ -349,36 +349,34 @@ func (s *Service) closeOperation(ctx context.Context, tx store.Tx, o *enrollment
 	if _, err := ops.Put(ctx, o, cond); err != nil {
 		return fmt.Errorf("provisioning: store operation: %w", err)
 	}
-	return s.dropPrevious(ctx, tx, o)
+	return s.replacePrevious(ctx, tx, o)
 }
 
-// replacedPerWrite bounds how many earlier operations one write deletes;
-// more (left by concurrent registrations of one device) go with the next
-// writes, or with the prune.
-const replacedPerWrite = 8
-
-// dropPrevious deletes, in tx, the device's final operations other than
-// o: a device polls the operation its last register answered, so the one
-// it got before is of no use, and a device registering in a loop keeps one
-// operation instead of one per request for OperationTTL. A poll of a
-// deleted one answers 404, as Azure answers an unknown operation. An
-// assigning operation is not final: its run may still commit, and a device
-// registering again must still find it (inflight).
-func (s *Service) dropPrevious(ctx context.Context, tx store.Tx, o *enrollment.Operation) error {
-	ops := s.ops.In(tx)
-	keys, err := ops.KeysBy(ctx, IndexOperationsFinal, o.RegistrationID, replacedPerWrite+1)
-	if err != nil {
-		return fmt.Errorf("provisioning: read operations of %q: %w", o.RegistrationID, err)
-	}
-	n := 0
-	for _, k := range keys {
-		if k == o.StoreKey() || n == replacedPerWrite {
-			continue
-		}
-		if err := ops.Delete(ctx, k, store.Condition{}); err != nil && !errors.Is(err, store.ErrNotFound) {
+// replacePrevious makes o, in tx, the device's current final operation
+// and deletes the one that was current before: a device polls the
+// operation its last register answered, so the one before is of no use,
+// and a device registering in a loop keeps one operation instead of one
+// per request for OperationTTL. A poll of the deleted one answers not
+// found (404), as Azure answers an unknown operation. Only final
+// operations are ever current: an assigning one is never deleted here, its
+// run may still commit and a device registering again must still find it
+// (inflight). Point reads and writes only, so concurrent registrations of
+// other devices never conflict on it.
+func (s *Service) replacePrevious(ctx context.Context, tx store.Tx, o *enrollment.Operation) error {
+	regKey, opKey := enrollment.Key(o.RegistrationID), o.StoreKey()
+	it, err := tx.Get(ctx, BucketOperationsCurrent, regKey)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("provisioning: read current operation: %w", err)
+	case string(it.Value) != opKey:
+		err := s.ops.In(tx).Delete(ctx, string(it.Value), store.Condition{})
+		if err != nil && !errors.Is(err, store.ErrNotFound) { // pruned already
 			return fmt.Errorf("provisioning: delete replaced operation: %w", err)
 		}
-		n++
+	}
+	if _, err := tx.Put(ctx, BucketOperationsCurrent, regKey, []byte(opKey), store.Condition{}); err != nil {
+		return fmt.Errorf("provisioning: store current operation: %w", err)
 	}
 	return nil
 }

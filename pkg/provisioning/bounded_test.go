@@ -215,15 +215,15 @@ func TestOperationReplaced(t *testing.T) {
 			if got := keys(t, e.st.Backend, provisioning.BucketOperations); !slices.Equal(got, want) {
 				t.Fatalf("after the disabled one: operations %q, want %q", got, want)
 			}
-			if n := count(t, e.st.Backend, provisioning.IndexOperationsFinal); n != 2 {
-				t.Fatalf("%d final-operation index entries, want 2 (dev-2's, dev-1's last)", n)
+			if got := keys(t, e.st.Backend, provisioning.BucketOperationsCurrent); !slices.Equal(got, []string{"dev-1"}) {
+				t.Fatalf("current operations of %q, want dev-1's only (dev-2's was stored directly)", got)
 			}
 
 			// Pruning takes the index entries with the operations.
 			if _, err := e.svc.PruneExpired(ctx, now.Add(2*time.Hour+provisioning.DefaultOperationTTL)); err != nil {
 				t.Fatal(err)
 			}
-			for _, b := range []store.Bucket{provisioning.BucketOperations, provisioning.IndexOperationsFinal, provisioning.IndexOperationsAssigning} {
+			for _, b := range []store.Bucket{provisioning.BucketOperations, provisioning.BucketOperationsCurrent, provisioning.IndexOperationsAssigning} {
 				if n := count(t, e.st.Backend, b); n != 0 {
 					t.Errorf("%d entries left in %s after pruning", n, b)
 				}

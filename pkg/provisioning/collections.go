@@ -24,11 +24,10 @@ const (
 	// background (async.go). The entry goes when the final state replaces
 	// the assigning one.
 	IndexOperationsAssigning store.Bucket = "operations-assigning"
-	// IndexOperationsFinal indexes the operations that hold a final state
-	// (assigned, failed, disabled) by registration ID, so that writing a
-	// device's new final operation finds and deletes its previous ones
-	// (closeOperation).
-	IndexOperationsFinal store.Bucket = "operations-final"
+	// BucketOperationsCurrent holds, by registration ID, the ID of the
+	// device's last final operation, so that writing the next one finds
+	// and deletes it with point reads (closeOperation).
+	BucketOperationsCurrent store.Bucket = "operations-current"
 )
 
 // Certificates is the collection of issued certificates on b, for anyone
@@ -51,7 +50,6 @@ func Operations(b store.Backend, now func() time.Time) *store.Collection[*enroll
 	}
 	return store.NewCollection(b, BucketOperations, now, func() *enrollment.Operation { return new(enrollment.Operation) },
 		store.Index[*enrollment.Operation]{Bucket: IndexOperationsAssigning, Of: assigningIndex},
-		store.Index[*enrollment.Operation]{Bucket: IndexOperationsFinal, Of: finalIndex},
 	)
 }
 
@@ -59,14 +57,6 @@ func Operations(b store.Backend, now func() time.Time) *store.Collection[*enroll
 // assigning.
 func assigningIndex(o *enrollment.Operation) []string {
 	if o.Status == enrollment.RegistrationAssigning {
-		return []string{o.RegistrationID}
-	}
-	return nil
-}
-
-// finalIndex indexes an operation by registration ID once it is final.
-func finalIndex(o *enrollment.Operation) []string {
-	if o.Status != enrollment.RegistrationAssigning {
 		return []string{o.RegistrationID}
 	}
 	return nil

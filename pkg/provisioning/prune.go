@@ -18,7 +18,9 @@ import (
 // Retention. Polls ignore an operation once its ExpiresAt (OperationTTL
 // after it was written) has passed; PruneExpired then deletes it, so that
 // the store holds the operations of about one OperationTTL plus one prune
-// interval instead of one per registration ever made.
+// interval instead of one per registration ever made. A device's new final
+// operation deletes its previous one at once (replacePrevious), so the
+// store holds about one operation per device registered within that time.
 //
 // A sweep reads every operation (in pages, read-only) and deletes the
 // expired ones PruneBatch at a time, each batch in one transaction that
@@ -65,12 +67,29 @@ func (s *Service) PruneExpired(ctx context.Context, now time.Time) (deleted int,
 			if err := ops.Delete(ctx, key, store.Condition{IfMatch: op.ETag}); err != nil {
 				return false, err
 			}
-			return true, nil
+			return true, forgetCurrent(ctx, tx, op)
 		})
 	if err != nil {
 		return n, fmt.Errorf("provisioning: prune operations: %w", err)
 	}
 	return n, nil
+}
+
+// forgetCurrent deletes the device's BucketOperationsCurrent entry when it
+// names op, which is being deleted, so that the entries do not outlive the
+// operations of devices that never come back.
+func forgetCurrent(ctx context.Context, tx store.Tx, op *enrollment.Operation) error {
+	regKey := enrollment.Key(op.RegistrationID)
+	it, err := tx.Get(ctx, BucketOperationsCurrent, regKey)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case string(it.Value) != op.StoreKey():
+		return nil // a newer operation is current
+	}
+	return tx.Delete(ctx, BucketOperationsCurrent, regKey, store.Condition{IfMatch: it.ETag})
 }
 
 // operationExpired reports whether op may be deleted at now.

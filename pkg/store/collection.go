@@ -270,25 +270,6 @@ func (t TxCollection[T]) ListBy(ctx context.Context, index Bucket, value, contin
 	return out, next, nil
 }
 
-// KeysBy returns up to limit (all when limit <= 0) primary keys of the
-// documents whose index value equals value, reading only the index: for a
-// caller that deletes them and needs no document decoded to choose.
-func (t TxCollection[T]) KeysBy(ctx context.Context, index Bucket, value string, limit int) ([]string, error) {
-	if value == "" {
-		return nil, nil
-	}
-	prefix := enrollment.Key(value) + indexSep
-	items, err := t.tx.Scan(ctx, index, prefix, "", limit)
-	if err != nil {
-		return nil, err
-	}
-	keys := make([]string, len(items))
-	for i, it := range items {
-		keys[i] = strings.TrimPrefix(it.Key, prefix)
-	}
-	return keys, nil
-}
-
 // pageFetch asks for one item more than the page, to know whether another
 // page follows without answering an empty last page.
 func pageFetch(limit int) int {
