@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -338,5 +339,23 @@ func TestCertificatePruner(t *testing.T) {
 				t.Error("negative retention accepted")
 			}
 		})
+	}
+}
+
+// BenchmarkReregister: one device registering again and again (no CSR, a
+// 1 KB payload) on bbolt; each registration replaces the record and the
+// device's previous operation.
+func BenchmarkReregister(b *testing.B) {
+	ctx := context.Background()
+	e := newEnv(b, openBolt(b), nil)
+	e.hub(b, "a.example.net", 1, true)
+	e.individual(b, &enrollment.IndividualEnrollment{RegistrationID: "dev-1"})
+	req := &provisioning.Request{IDScope: "0ne00000001", RegistrationID: "dev-1", Authorization: "individual",
+		Payload: []byte(`{"blob":"` + strings.Repeat("x", 1000) + `"}`)}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := e.svc.Register(ctx, req); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
