@@ -2,6 +2,7 @@ package robustness
 
 import (
 	"context"
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/json"
 	"os"
@@ -191,4 +192,104 @@ func growthTail(s string) string {
 		return s[len(s)-4000:]
 	}
 	return s
+}
+
+// TestGrowthExpiredCertificates proves that `zdps serve` prunes issued
+// certificates once they expired: a revoked certificate is on the CRL
+// while it is valid, and one CRL validity after it expired it has left
+// the CRL and the store (its record and index entries). Certificates live
+// 2 s here, the CRL 1 s, and the prune runs every 200 ms.
+func TestGrowthExpiredCertificates(t *testing.T) {
+	srv := zdpstest.Start(t, append([]string{"--cert-validity", "2s", "--crl-validity", "1s", "--prune-interval", "200ms"}, growthExtraArgs...)...)
+	ctx := t.Context()
+	cl := srv.Client()
+	if _, err := cl.PutHub(ctx, &enrollment.Hub{Name: "hub-1.example.net", AllocationWeight: 1}, ""); err != nil {
+		t.Fatal(err)
+	}
+	const regID = "expiring-dev"
+	if _, err := cl.PutEnrollment(ctx, &enrollment.IndividualEnrollment{
+		RegistrationID: regID,
+		Attestation:    &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
+	}, ""); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := cl.EnrollmentKeys(ctx, regID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := base64.StdEncoding.DecodeString(keys.SymmetricKey.PrimaryKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := device.Register(ctx, device.Config{
+		Endpoint: srv.Addr(), IDScope: srv.IDScope(), RegistrationID: regID, SymmetricKey: key,
+		GenerateKey: true, RootCAs: srv.RootCAs(), MaxWait: time.Minute,
+	})
+	if err != nil {
+		t.Fatalf("register: %v\n%s", err, growthTail(srv.Logs()))
+	}
+	leaf := res.IssuedCertificateChain[0]
+	// Deleting the record revokes the certificate.
+	if err := cl.DeleteRegistration(ctx, regID, ""); err != nil {
+		t.Fatal(err)
+	}
+	onCRL := func() bool {
+		t.Helper()
+		der, err := cl.CRL(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		crl, err := x509.ParseRevocationList(der)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range crl.RevokedCertificateEntries {
+			if e.SerialNumber.Cmp(leaf.SerialNumber) == 0 {
+				return true
+			}
+		}
+		return false
+	}
+	if time.Now().Before(leaf.NotAfter) && !onCRL() {
+		t.Fatal("a revoked, unexpired certificate is not on the CRL")
+	}
+
+	// The prune logs each deletion; wait for it (the clock, not the
+	// machine's speed, decides when it may happen).
+	if !growthWaitLog(srv, `"records":"certificates"`, time.Minute) {
+		t.Fatalf("no certificate pruned a minute after its expiry:\n%s", growthTail(srv.Logs()))
+	}
+	if time.Now().Before(leaf.NotAfter.Add(time.Second)) {
+		t.Fatalf("a certificate was pruned before one CRL validity after its NotAfter %v", leaf.NotAfter)
+	}
+	if onCRL() {
+		t.Error("an expired certificate is still on the CRL one CRL validity after its expiry")
+	}
+	srv.Stop()
+	b, err := bolt.Open(filepath.Join(srv.DataDir, "zdps.db"), bolt.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	for _, bucket := range []store.Bucket{provisioning.BucketCertificates, provisioning.IndexCertificatesByRegistration, provisioning.IndexCertificatesRevoked} {
+		err := b.View(ctx, func(tx store.Tx) error {
+			items, err := tx.Scan(ctx, bucket, "", "", 0)
+			if err == nil && len(items) != 0 {
+				t.Errorf("%d entries left in %s", len(items), bucket)
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func growthWaitLog(srv *zdpstest.Server, substr string, limit time.Duration) bool {
+	for deadline := time.Now().Add(limit); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+		if strings.Contains(srv.Logs(), substr) {
+			return true
+		}
+	}
+	return false
 }
