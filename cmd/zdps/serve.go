@@ -148,7 +148,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "keep-alive idle timeout; must exceed any Retry-After sent (the C SDK keeps one connection)")
 	cfg.Allocation.register(f)
 	f.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the server to this file until it stops (for go tool pprof)")
-	f.DurationVar(&cfg.PruneInterval, "prune-interval", provisioning.DefaultPruneInterval, "how often expired register operations and TPM challenges are deleted from the store (every replica may; 0 never deletes them)")
+	f.DurationVar(&cfg.PruneInterval, "prune-interval", provisioning.DefaultPruneInterval, "how often expired register operations, TPM challenges and certificates (one --crl-validity after they expired) are deleted from the store (every replica may; 0 never deletes them)")
 	f.StringVar(&cfg.TPMEKRoots, "tpm-ek-roots", "", "PEM file of TPM manufacturer root (and intermediate) certificates that EK certificates must chain to (the device's payload tpmEkCertificate, base64 DER, else the enrollment's endorsementKeyCertificate)")
 	f.BoolVar(&cfg.TPMEKRequired, "tpm-ek-required", true, "with --tpm-ek-roots: every TPM device needs an EK certificate; false checks only the certificates supplied and the enrollments with requireEndorsementKeyCertificate")
 	return cmd
@@ -498,7 +498,17 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 	}
 	service.Mount(dev.Routes)
 	service.SetExplainer(prov)
-	return prov, map[string]provisioning.Pruner{"operations": prov, "tpm-challenges": tpmAtt}, nil
+	// An expired certificate's record stays one CRL validity, so that a
+	// revoked one appears on a CRL signed after it expired.
+	crlValidity := cfg.CRLValidity
+	if crlValidity == 0 {
+		crlValidity = ca.DefaultCRLValidity
+	}
+	certPruner, err := provisioning.NewCertificatePruner(st.Backend, crlValidity)
+	if err != nil {
+		return nil, nil, err
+	}
+	return prov, map[string]provisioning.Pruner{"operations": prov, "tpm-challenges": tpmAtt, "certificates": certPruner}, nil
 }
 
 // assignMargin is what a registration running in the background may take

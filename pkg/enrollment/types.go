@@ -243,6 +243,14 @@ type Registration struct {
 	// webhook's initialTwin, else the enrollment's (individual, else
 	// group). zdps writes to no hub; the hub's operator reads it here.
 	InitialTwin json.RawMessage `json:"initialTwin,omitempty"`
+	// CertificateExpiry is the NotAfter of each of CertificateSerials (by
+	// lower-case serial). CertificateSerials lists the certificates that
+	// may renew, the newest unexpired ones only (at most
+	// provisioning.MaxRenewableCertificates); with their NotAfter here,
+	// expired ones are dropped without reading their certificates. Older
+	// certificates stay in the certificate collection, where revocation
+	// finds them. Internal: the service API and devices never see either.
+	CertificateExpiry map[string]time.Time `json:"certificateExpiry,omitempty"`
 }
 
 // ServiceState is the service API's form of the record: State plus the

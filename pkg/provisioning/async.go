@@ -349,6 +349,35 @@ func (s *Service) closeOperation(ctx context.Context, tx store.Tx, o *enrollment
 	if _, err := ops.Put(ctx, o, cond); err != nil {
 		return fmt.Errorf("provisioning: store operation: %w", err)
 	}
+	return s.replacePrevious(ctx, tx, o)
+}
+
+// replacePrevious makes o, in tx, the device's current final operation
+// and deletes the one that was current before: a device polls the
+// operation its last register answered, so the one before is of no use,
+// and a device registering in a loop keeps one operation instead of one
+// per request for OperationTTL. A poll of the deleted one answers not
+// found (404), as Azure answers an unknown operation. Only final
+// operations are ever current: an assigning one is never deleted here, its
+// run may still commit and a device registering again must still find it
+// (inflight). Point reads and writes only, so concurrent registrations of
+// other devices never conflict on it.
+func (s *Service) replacePrevious(ctx context.Context, tx store.Tx, o *enrollment.Operation) error {
+	regKey, opKey := enrollment.Key(o.RegistrationID), o.StoreKey()
+	it, err := tx.Get(ctx, BucketOperationsCurrent, regKey)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("provisioning: read current operation: %w", err)
+	case string(it.Value) != opKey:
+		err := s.ops.In(tx).Delete(ctx, string(it.Value), store.Condition{})
+		if err != nil && !errors.Is(err, store.ErrNotFound) { // pruned already
+			return fmt.Errorf("provisioning: delete replaced operation: %w", err)
+		}
+	}
+	if _, err := tx.Put(ctx, BucketOperationsCurrent, regKey, []byte(opKey), store.Condition{}); err != nil {
+		return fmt.Errorf("provisioning: store current operation: %w", err)
+	}
 	return nil
 }
 

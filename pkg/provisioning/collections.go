@@ -24,6 +24,10 @@ const (
 	// background (async.go). The entry goes when the final state replaces
 	// the assigning one.
 	IndexOperationsAssigning store.Bucket = "operations-assigning"
+	// BucketOperationsCurrent holds, by registration ID, the ID of the
+	// device's last final operation, so that writing the next one finds
+	// and deletes it with point reads (closeOperation).
+	BucketOperationsCurrent store.Bucket = "operations-current"
 )
 
 // Certificates is the collection of issued certificates on b, for anyone

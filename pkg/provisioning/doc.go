@@ -47,8 +47,16 @@
 //
 // # Retention
 //
-// Polls find an operation for Config.OperationTTL; PruneExpired deletes it
-// after that (prune.go), and RunPruners runs it on a timer.
+// Nothing a device does grows the store without bound. Polls find an
+// operation for Config.OperationTTL; PruneExpired deletes it after that
+// (prune.go), and RunPruners runs it on a timer. A device's new final
+// operation deletes its previous one in the same transaction (async.go,
+// replacePrevious), so a device registering in a loop keeps one. Its
+// record lists only the certificates that may renew, the newest unexpired
+// ones up to MaxRenewableCertificates (renew.go). A certificate's record
+// stays until one CRL validity after it expired, revoked or not, so that a
+// revoked one appears on a CRL signed after its expiry; then
+// CertificatePruner deletes it.
 //
 // # Re-registration
 //

@@ -18,7 +18,9 @@ import (
 // Retention. Polls ignore an operation once its ExpiresAt (OperationTTL
 // after it was written) has passed; PruneExpired then deletes it, so that
 // the store holds the operations of about one OperationTTL plus one prune
-// interval instead of one per registration ever made.
+// interval instead of one per registration ever made. A device's new final
+// operation deletes its previous one at once (replacePrevious), so the
+// store holds about one operation per device registered within that time.
 //
 // A sweep reads every operation (in pages, read-only) and deletes the
 // expired ones PruneBatch at a time, each batch in one transaction that
@@ -65,12 +67,29 @@ func (s *Service) PruneExpired(ctx context.Context, now time.Time) (deleted int,
 			if err := ops.Delete(ctx, key, store.Condition{IfMatch: op.ETag}); err != nil {
 				return false, err
 			}
-			return true, nil
+			return true, forgetCurrent(ctx, tx, op)
 		})
 	if err != nil {
 		return n, fmt.Errorf("provisioning: prune operations: %w", err)
 	}
 	return n, nil
+}
+
+// forgetCurrent deletes the device's BucketOperationsCurrent entry when it
+// names op, which is being deleted, so that the entries do not outlive the
+// operations of devices that never come back.
+func forgetCurrent(ctx context.Context, tx store.Tx, op *enrollment.Operation) error {
+	regKey := enrollment.Key(op.RegistrationID)
+	it, err := tx.Get(ctx, BucketOperationsCurrent, regKey)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil
+	case err != nil:
+		return err
+	case string(it.Value) != op.StoreKey():
+		return nil // a newer operation is current
+	}
+	return tx.Delete(ctx, BucketOperationsCurrent, regKey, store.Condition{IfMatch: it.ETag})
 }
 
 // operationExpired reports whether op may be deleted at now.
@@ -128,4 +147,66 @@ func RunPruners(ctx context.Context, log *slog.Logger, interval time.Duration, n
 		case <-t.C:
 		}
 	}
+}
+
+// CertificatePruner deletes the records of issued certificates that
+// expired more than Keep ago, revoked or not: an expired certificate
+// authenticates to no hub and renews nothing (the chain no longer
+// verifies), so its record only serves the CRL, which lists a revoked one
+// until one CRL validity after its NotAfter (onCRL). Keep must therefore be
+// at least the CRL validity. A certificate that has not expired is never
+// deleted, and neither is one without a NotAfter.
+type CertificatePruner struct {
+	backend store.Backend
+	certs   *store.Collection[*enrollment.Certificate]
+	keep    time.Duration
+}
+
+// NewCertificatePruner prunes the certificates on b, keeping each for keep
+// after its NotAfter (pass the CRL validity: ca.DefaultCRLValidity unless
+// configured).
+func NewCertificatePruner(b store.Backend, keep time.Duration) (*CertificatePruner, error) {
+	if b == nil {
+		return nil, errors.New("provisioning: certificate pruner: Backend is required")
+	}
+	if keep < 0 {
+		return nil, fmt.Errorf("provisioning: certificate pruner: negative retention %v", keep)
+	}
+	return &CertificatePruner{backend: b, certs: Certificates(b, nil), keep: keep}, nil
+}
+
+// PruneExpired deletes the certificates whose NotAfter plus the retention
+// is not after now, with their index entries (the registration's and the
+// revoked set's), PruneBatch per transaction, and returns how many it
+// deleted. Safe on several replicas at once.
+func (p *CertificatePruner) PruneExpired(ctx context.Context, now time.Time) (int, error) {
+	n, err := sweep.Expired(ctx, p.backend, BucketCertificates, PruneBatch,
+		func(it store.Item) bool {
+			var c enrollment.Certificate
+			return json.Unmarshal(it.Value, &c) == nil && p.expired(&c, now)
+		},
+		func(ctx context.Context, tx store.Tx, key string) (bool, error) {
+			certs := p.certs.In(tx)
+			c, err := certs.Get(ctx, key)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				return false, nil // another replica pruned it
+			case err != nil:
+				return false, err
+			case !p.expired(c, now):
+				return false, nil
+			}
+			if err := certs.Delete(ctx, key, store.Condition{IfMatch: c.ETag}); err != nil {
+				return false, err
+			}
+			return true, nil
+		})
+	if err != nil {
+		return n, fmt.Errorf("provisioning: prune certificates: %w", err)
+	}
+	return n, nil
+}
+
+func (p *CertificatePruner) expired(c *enrollment.Certificate, now time.Time) bool {
+	return !c.NotAfter.IsZero() && !now.Before(c.NotAfter.Add(p.keep))
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
 	"time"
 
@@ -244,13 +245,15 @@ func (s *Service) persist(ctx context.Context, opID string, deadline time.Time, 
 			cond = store.Condition{IfMatch: cur.ETag}
 			rec.RegistrationID = cur.RegistrationID // keep the spelling of the first registration
 			rec.CertificateSerials = slices.Clone(cur.CertificateSerials)
+			rec.CertificateExpiry = maps.Clone(cur.CertificateExpiry)
 			if assigned(cur) && cur.InitialHub != "" {
 				rec.InitialHub = cur.InitialHub
 			}
 		}
 		if issued != nil {
-			if !slices.Contains(rec.CertificateSerials, issued.Serial) {
-				rec.CertificateSerials = append(rec.CertificateSerials, issued.Serial)
+			// Only the newest unexpired serials stay (renew.go).
+			if rec.CertificateSerials, rec.CertificateExpiry, err = s.renewableSerials(ctx, tx, cur, issued, s.now()); err != nil {
+				return err
 			}
 			c := &enrollment.Certificate{
 				Serial:         issued.Serial,
@@ -327,11 +330,10 @@ func (s *Service) newOperation(opID, registrationID, status string) *enrollment.
 	}
 }
 
+// saveOperation stores a final operation that comes without a record
+// (disabled, refused firmware), replacing the device's previous one.
 func (s *Service) saveOperation(ctx context.Context, op *enrollment.Operation) error {
-	if _, err := s.ops.Put(ctx, op, store.Condition{IfNoneMatch: true}); err != nil {
-		return fmt.Errorf("provisioning: store operation: %w", err)
-	}
-	return nil
+	return s.finalOperation(ctx, op)
 }
 
 // logFailure logs a refused or failed request. Refusals of device input

@@ -160,8 +160,8 @@ func (p *CRLPublisher) publish(ctx context.Context, st revocationState) ([]byte,
 	now := p.rev.now()
 	var entries []ca.Revoked
 	err := p.rev.Revoked(ctx, func(c *enrollment.Certificate) error {
-		if !c.NotAfter.IsZero() && !c.NotAfter.After(now) {
-			return nil // expired: RFC 5280 lets a CRL drop it
+		if !onCRL(c, now, p.validity) {
+			return nil
 		}
 		entries = append(entries, ca.Revoked{Serial: c.Serial, RevokedAt: *c.RevokedAt, Reason: c.RevocationReason})
 		return nil
@@ -197,4 +197,15 @@ func (p *CRLPublisher) publish(ctx context.Context, st revocationState) ([]byte,
 	p.number, p.der = number, der
 	p.rev.log.InfoContext(ctx, "CRL published", "crl_number", number, "revoked", len(entries))
 	return der, nil
+}
+
+// onCRL reports whether a CRL signed at now, valid for validity, lists the
+// revoked certificate c. An expired certificate authenticates nowhere, and
+// RFC 5280 (section 3.3) lets a CRL drop it once it appeared on one CRL
+// issued after it expired: it is listed until validity after its NotAfter,
+// so every CRL signed in that span (one is, while anyone fetches the CRL:
+// it is re-signed before a quarter of its validity is left) lists it.
+// CertificatePruner keeps the record at least that long.
+func onCRL(c *enrollment.Certificate, now time.Time, validity time.Duration) bool {
+	return c.NotAfter.IsZero() || now.Before(c.NotAfter.Add(validity))
 }

@@ -293,7 +293,8 @@ func TestCRLPublisher(t *testing.T) {
 		t.Fatalf("other replica serves number %v, want the published 2", crl1.Number)
 	}
 
-	// A revoked certificate that expires leaves the CRL.
+	// A revoked certificate that expires leaves the CRL, once a CRL
+	// signed after its expiry listed it (RFC 5280, section 3.3).
 	if err := e.st.Backend.Update(ctx, func(tx store.Tx) error {
 		c, err := e.certs.In(tx).Get(ctx, short)
 		if err != nil {
@@ -310,11 +311,21 @@ func TestCRLPublisher(t *testing.T) {
 		t.Fatalf("entries %v, want 2", s)
 	}
 	// Three quarters of the validity later the CRL is re-signed even
-	// without a change; by then dev-short's certificate has expired.
+	// without a change; by then dev-short's certificate has expired, and
+	// this CRL is the first one signed after its expiry: it still lists it.
 	e.clk.add(46 * time.Minute)
 	before := signer.count()
 	crl = fetch(t, p2)
 	if signer.count() != before+1 {
+		t.Error("an aging CRL was not re-signed")
+	}
+	if s := serials(crl); len(s) != 2 || s[short] == 0 {
+		t.Errorf("entries %v, want %s still listed on the first CRL after its expiry", s, short)
+	}
+	// One validity after its expiry, the next CRL drops it.
+	e.clk.add(46 * time.Minute)
+	crl = fetch(t, p2)
+	if signer.count() != before+2 {
 		t.Error("an aging CRL was not re-signed")
 	}
 	if s := serials(crl); len(s) != 1 || s[gone] == 0 {
