@@ -1,8 +1,11 @@
 package api
 
 import (
+	"bytes"
+	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -82,4 +85,57 @@ func TestBackupUnsupported(t *testing.T) {
 	if strings.Contains(e.logs.String(), `"level":"ERROR"`) {
 		t.Error("a refused backup logged an ERROR")
 	}
+}
+
+// TestBackupOutlivesWriteTimeout: a server's WriteTimeout bounds a whole
+// answer, far less than a large store takes to stream; each write of the
+// backup pushes the deadline on, so the copy completes.
+func TestBackupOutlivesWriteTimeout(t *testing.T) {
+	e := newEnv(t)
+	ctx := t.Context()
+	filler := bytes.Repeat([]byte("z"), 1000)
+	for batch := range 16 {
+		err := e.st.Backend.Update(ctx, func(tx store.Tx) error {
+			for i := range 500 {
+				if _, err := tx.Put(ctx, "filler", fmt.Sprintf("%02d-%04d", batch, i), filler, store.Condition{}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The same API behind a server whose answers must be written within
+	// 100 ms of the request; reading the 8 MB slowly takes seconds, more
+	// than the connection's buffers hide.
+	srv := httptest.NewUnstartedServer(e.api.Handler())
+	srv.Config.WriteTimeout = 100 * time.Millisecond
+	srv.StartTLS()
+	defer srv.Close()
+	hr, err := http.NewRequest(http.MethodGet, srv.URL+"/backup?api-version="+testVersion, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hr.Header.Set("Authorization", e.ownerTok)
+	resp, err := srv.Client().Do(hr)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, e.logs.String())
+	}
+	defer resp.Body.Close()
+	start := time.Now()
+	n, err := io.Copy(io.Discard, slowReader{resp.Body})
+	if err != nil || n != resp.ContentLength || resp.StatusCode != http.StatusOK {
+		t.Fatalf("status %d, read %d of %d bytes in %s: %v", resp.StatusCode, n, resp.ContentLength, time.Since(start), err)
+	}
+}
+
+// slowReader reads in small pieces with a pause, so that the server's
+// writes block on a full connection.
+type slowReader struct{ r io.Reader }
+
+func (s slowReader) Read(p []byte) (int, error) {
+	time.Sleep(time.Millisecond)
+	return s.r.Read(p[:min(len(p), 32<<10)])
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/pgtest"
 	"github.com/zdps/zdps/internal/zdpstest"
 	"github.com/zdps/zdps/pkg/client"
 	"github.com/zdps/zdps/pkg/device"
@@ -163,6 +164,25 @@ func TestCompactAfterChurn(t *testing.T) {
 	}
 	if n != 100 {
 		t.Fatalf("%d enrollments after compaction, want 100", n)
+	}
+}
+
+// TestBackupOnPostgres: a server on PostgreSQL has no file to snapshot;
+// `zdps backup` says to use pg_dump, the server answers 4xx and logs no
+// ERROR, and no file is left behind.
+func TestBackupOnPostgres(t *testing.T) {
+	url, schema := pgtest.Schema(t)
+	srv := zdpstest.Start(t, "--store", pgtest.StoreURL(url, schema))
+	file := filepath.Join(t.TempDir(), "zdps-backup.db")
+	out, err := restoreCLIErr(t, "--data-dir", srv.DataDir, "backup", file)
+	if err == nil || !strings.Contains(out, "pg_dump --schema=zdps") || !strings.Contains(out, "pg_restore") {
+		t.Fatalf("zdps backup on PostgreSQL: %v\n%s", err, out)
+	}
+	if !srv.LogContains(`"status":400`) || strings.Contains(srv.Logs(), `"level":"ERROR"`) {
+		t.Fatalf("server log:\n%s", srv.Logs())
+	}
+	if entries, _ := os.ReadDir(filepath.Dir(file)); len(entries) != 0 {
+		t.Fatalf("files left behind: %v", entries)
 	}
 }
 
