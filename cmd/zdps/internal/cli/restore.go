@@ -93,7 +93,8 @@ func runRestore(cmd *cobra.Command, g *globals, file string) error {
 Start the server with the original's key-encryption key, which is not in the
 backup (on purpose):
   zdps serve --data-dir %s --kek-file /path/to/the/original/kek
-or with the same --kek-passphrase as the original. The owner connection string
+(the original's kek file is <its data directory>/kek unless it was started with
+--kek-file), or with the same --kek-passphrase as the original. The owner connection string
 is in the store: the server writes it to %s when it starts.
 `, formatBytes(info.Size), keys, dst, time.Since(start).Round(time.Millisecond),
 		dir, filepath.Join(dir, ConnectionStringFile))
