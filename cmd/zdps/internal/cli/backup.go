@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -176,17 +177,27 @@ func writeFileAtomic(path string, write func(io.Writer) (int64, error), verify f
 	return n, d.Sync()
 }
 
-// byteBar draws bytes done out of a known total on stderr.
+// byteBar draws bytes done out of a known total on stderr, and what is
+// being worked on (setLabel) when there is something to say.
 type byteBar struct {
-	p   *mpb.Progress
-	bar *mpb.Bar
+	p     *mpb.Progress
+	bar   *mpb.Bar
+	label atomic.Pointer[string]
 }
+
+func (b *byteBar) setLabel(s string) { b.label.Store(&s) }
 
 func newByteBar(cmd *cobra.Command, name string, total int64) *byteBar {
 	b := &byteBar{}
+	label := decor.Any(func(decor.Statistics) string {
+		if l := b.label.Load(); l != nil {
+			return " " + *l
+		}
+		return ""
+	})
 	b.p = mpb.NewWithContext(cmd.Context(), mpb.WithOutput(cmd.ErrOrStderr()), mpb.WithWidth(40), mpb.WithRefreshRate(200*time.Millisecond), mpb.ForceTTY(), mpb.WithAutoRefresh())
 	b.bar = b.p.AddBar(total,
-		mpb.PrependDecorators(decor.Name(name), decor.Percentage(decor.WCSyncSpace)),
+		mpb.PrependDecorators(decor.Name(name), decor.Percentage(decor.WCSyncSpace), label),
 		mpb.AppendDecorators(decor.Counters(decor.SizeB1024(0), "% .1f / % .1f", decor.WCSyncSpace), decor.Name("  "), decor.Elapsed(decor.ET_STYLE_GO)),
 	)
 	return b

@@ -61,6 +61,7 @@ func runCompact(cmd *cobra.Command, g *globals, cfg compactConfig, file string) 
 			if bar == nil {
 				bar = newByteBar(cmd, "compact ", max(p.Total, 1))
 			}
+			bar.setLabel("bucket " + p.Bucket)
 			bar.add(p.Done - done)
 			done = p.Done
 		}
