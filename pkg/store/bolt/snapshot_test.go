@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"sync"
@@ -333,4 +334,23 @@ func fill(t testing.TB, b *bolt.Backend, n, size int) {
 
 func contextWithCancel(t *testing.T) (context.Context, context.CancelFunc) {
 	return context.WithCancel(t.Context())
+}
+
+// BenchmarkSnapshot streams a 20 MB store to io.Discard: the server's side
+// of zdps backup.
+func BenchmarkSnapshot(b *testing.B) {
+	be := openTest(b, bolt.Options{})
+	fill(b, be, 20000, 1000)
+	var size int64
+	for b.Loop() {
+		snap, err := be.Snapshot(b.Context())
+		if err != nil {
+			b.Fatal(err)
+		}
+		if size, err = snap.WriteTo(io.Discard); err != nil {
+			b.Fatal(err)
+		}
+		snap.Close()
+	}
+	b.SetBytes(size)
 }
