@@ -46,11 +46,13 @@ func (a *API) getBackup(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	start := a.now()
-	n, err := snap.WriteTo(&deadlineWriter{w: w, rc: http.NewResponseController(w)})
+	dw := &deadlineWriter{w: w, rc: http.NewResponseController(w)}
+	n, err := snap.WriteTo(dw)
 	if err != nil {
-		if r.Context().Err() != nil {
-			// The client went away; nothing is wrong with the server.
-			a.log.WarnContext(r.Context(), "backup abandoned by the client", "request_id", RequestID(r.Context()), "bytes", n, "size", snap.Size())
+		if dw.err != nil || r.Context().Err() != nil {
+			// The client went away or stopped reading; nothing is wrong
+			// with the server.
+			a.log.WarnContext(r.Context(), "backup abandoned by the client", "request_id", RequestID(r.Context()), "bytes", n, "size", snap.Size(), "error", err)
 		} else {
 			a.log.ErrorContext(r.Context(), "backup failed", "request_id", RequestID(r.Context()), "bytes", n, "size", snap.Size(), "error", err)
 		}
@@ -60,15 +62,21 @@ func (a *API) getBackup(w http.ResponseWriter, r *http.Request) {
 }
 
 // deadlineWriter pushes the connection's write deadline forward before
-// every write.
+// every write, and keeps the error of a write that failed: the client's
+// side, unlike a failure to read the store.
 type deadlineWriter struct {
-	w  io.Writer
-	rc *http.ResponseController
+	w   io.Writer
+	rc  *http.ResponseController
+	err error
 }
 
 func (d *deadlineWriter) Write(p []byte) (int, error) {
 	// ErrNotSupported (a writer without deadlines, as in tests) leaves the
 	// server's own timeout in charge.
 	_ = d.rc.SetWriteDeadline(time.Now().Add(backupWriteWindow))
-	return d.w.Write(p)
+	n, err := d.w.Write(p)
+	if err != nil {
+		d.err = err
+	}
+	return n, err
 }
