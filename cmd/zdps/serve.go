@@ -305,6 +305,12 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown)
 	defer cancel()
 	shutdownErr := srv.Shutdown(sctx)
+	if shutdownErr != nil {
+		// Past the deadline, cut what is left (a backup still streaming
+		// to a slow client holds a read transaction that would keep
+		// the store from closing).
+		_ = srv.Close()
+	}
 	// Registrations answered 202 finish in the background: let them store
 	// their outcome. One cut short answers failed after its deadline and
 	// the device registers again.

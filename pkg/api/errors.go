@@ -28,6 +28,10 @@ var (
 	// errRouteNotFound and errMethodNotAllowed: no such route.
 	errRouteNotFound    = errors.New("no such resource")
 	errMethodNotAllowed = errors.New("method not allowed")
+	// errBackupUnsupported: GET /backup on a store that is not one bbolt
+	// file (PostgreSQL has pg_dump).
+	errBackupUnsupported = errors.New("this server's store cannot be backed up through the service API: it is not a bbolt file. " +
+		"A PostgreSQL store is backed up with pg_dump, e.g. pg_dump --schema=zdps --format=custom --file=zdps.dump 'postgres://USER@HOST/DB'")
 )
 
 // DPS error codes (6 digits: HTTP status and a detail). The ones clients
@@ -44,6 +48,9 @@ const (
 	codeTooLarge           = 413004
 	codeInternal           = 500000
 	codeUnavailable        = 503000
+	// codeBackupUnsupported answers GET /backup on a store that is not
+	// bbolt; pkg/client matches it (ErrBackupUnsupported).
+	codeBackupUnsupported = 400901
 )
 
 // Public messages of the classes whose details must stay in the log.
@@ -69,6 +76,8 @@ func classify(err error) (status, code int, message string) {
 		return http.StatusNotFound, codeRouteNotFound, err.Error()
 	case errors.Is(err, errMethodNotAllowed):
 		return http.StatusMethodNotAllowed, codeMethodNotAllowed, err.Error()
+	case errors.Is(err, errBackupUnsupported):
+		return http.StatusBadRequest, codeBackupUnsupported, err.Error()
 	case errors.Is(err, store.ErrPreconditionFailed):
 		return http.StatusPreconditionFailed, codePreconditionFailed, err.Error()
 	case errors.Is(err, enrollment.ErrInvalid),

@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
@@ -72,6 +73,41 @@ var routeRights = map[string]string{
 
 	"GET /ca":        enrollment.RightServiceConfig,
 	"GET /ca/bundle": enrollment.RightServiceConfig,
+
+	// A backup holds every key of the store, policies' included: only a
+	// holder of ServiceConfig, who can read those anyway, may take one.
+	"GET /backup": enrollment.RightServiceConfig,
+}
+
+// Route is one route of the service API and the right it requires.
+type Route struct {
+	Method  string
+	Pattern string // as chi matches it, e.g. /enrollments/{registrationId}
+	// Right is the policy right a caller needs (enrollment.Right*), ""
+	// for a public route.
+	Right string
+}
+
+// Routes is the service API's route table, sorted by pattern and method:
+// what a test of the authorization matrix iterates over. The device API's
+// routes (mounted by pkg/deviceapi) authenticate devices, not policies, and
+// are not in it.
+func Routes() []Route {
+	out := make([]Route, 0, len(routeRights))
+	for k, right := range routeRights {
+		method, pattern, _ := strings.Cut(k, " ")
+		if right == rightPublic {
+			right = ""
+		}
+		out = append(out, Route{Method: method, Pattern: pattern, Right: right})
+	}
+	slices.SortFunc(out, func(a, b Route) int {
+		if c := strings.Compare(a.Pattern, b.Pattern); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Method, b.Method)
+	})
+	return out
 }
 
 // router builds the chi router. Trailing slashes are removed before
@@ -146,6 +182,8 @@ func (a *API) router() (*chi.Mux, error) {
 	route(http.MethodGet, "/ca/bundle", a.getCABundle)
 	route(http.MethodGet, "/crl", a.getCRL)
 
+	route(http.MethodGet, "/backup", a.getBackup)
+
 	if len(missing) > 0 {
 		return nil, fmt.Errorf("api: routes without a declared right: %v", missing)
 	}
@@ -163,7 +201,7 @@ var literals = func() map[string]string {
 	for _, s := range []string{
 		"healthz", "enrollments", "enrollmentGroups", "registrations", "query",
 		"attestationmechanism", "hubs", "policies", "keys", "settings",
-		"certificates", "verificationCode", "verify", "allocation", "explain", "ca", "bundle", "crl",
+		"certificates", "verificationCode", "verify", "allocation", "explain", "ca", "bundle", "crl", "backup",
 		// device API
 		"register", "operations",
 	} {

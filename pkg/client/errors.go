@@ -20,6 +20,9 @@ var (
 	ErrPreconditionFailed = errors.New("precondition failed (etag mismatch)")
 	// ErrUnauthorized: the service answered 401 or 403.
 	ErrUnauthorized = errors.New("unauthorized")
+	// ErrBackupUnsupported: Backup on a server whose store is not a bbolt
+	// file; a PostgreSQL store is backed up with pg_dump.
+	ErrBackupUnsupported = errors.New("the server's store cannot be backed up through the service API")
 )
 
 // APIError is an error answer of the service, in the DPS error format.
@@ -63,6 +66,8 @@ func (e *APIError) Is(target error) bool {
 		return e.StatusCode == http.StatusPreconditionFailed
 	case ErrUnauthorized:
 		return e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden
+	case ErrBackupUnsupported:
+		return e.StatusCode == http.StatusBadRequest && e.ErrorCode == backupUnsupportedCode
 	}
 	return false
 }

@@ -1,6 +1,9 @@
 package store
 
-import "context"
+import (
+	"context"
+	"io"
+)
 
 // Optional capabilities of a Tx, for tools that copy a whole backend into
 // another (zdps migrate). The service itself never needs them; a caller
@@ -16,4 +19,25 @@ type BucketLister interface {
 // Tx implements it usefully; etag must be non-empty and at most 255 bytes.
 type RawWriter interface {
 	PutRaw(ctx context.Context, b Bucket, key string, value []byte, etag string) error
+}
+
+// Snapshotter is implemented by a Backend that can write a consistent copy
+// of itself as one file while it keeps serving (bbolt). PostgreSQL has its
+// own tools (pg_dump) and memory has nothing worth keeping, so neither
+// implements it; the backup route checks for it with a type assertion.
+type Snapshotter interface {
+	// Snapshot opens a read-only view of the whole store as it is now.
+	// The caller must Close it; while it is open, writes continue.
+	Snapshot(ctx context.Context) (Snapshot, error)
+}
+
+// Snapshot is one consistent view of a store, as a file image.
+type Snapshot interface {
+	// Size is the exact number of bytes WriteTo writes when it succeeds,
+	// known before the first byte (a Content-Length, a progress bar).
+	Size() int64
+	// WriteTo writes the image to w.
+	WriteTo(w io.Writer) (int64, error)
+	// Close releases the view.
+	Close() error
 }

@@ -145,26 +145,29 @@ func (b *Backend) Close() error {
 // structure, freelist, key order) and returns every problem found, joined.
 // It also verifies that every value carries a valid header.
 func (b *Backend) Check() error {
-	return mapErr(b.db.View(func(btx *bbolt.Tx) error {
-		var errs []error
-		for err := range btx.Check() {
-			errs = append(errs, err)
-		}
-		if len(errs) > 0 {
-			return errors.Join(errs...)
-		}
-		return btx.ForEach(func(name []byte, bk *bbolt.Bucket) error {
-			return bk.ForEach(func(k, v []byte) error {
-				if v == nil {
-					return nil // nested bucket; we create none, tolerate anyway
-				}
-				if _, _, err := decode(v); err != nil {
-					return fmt.Errorf("%s/%q: %w", name, k, err)
-				}
-				return nil
-			})
+	return mapErr(b.db.View(checkTx))
+}
+
+// checkTx is Check's work on one read transaction, shared with Inspect.
+func checkTx(btx *bbolt.Tx) error {
+	var errs []error
+	for err := range btx.Check() {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	return btx.ForEach(func(name []byte, bk *bbolt.Bucket) error {
+		return bk.ForEach(func(k, v []byte) error {
+			if v == nil {
+				return nil // nested bucket; we create none, tolerate anyway
+			}
+			if _, _, err := decode(v); err != nil {
+				return fmt.Errorf("%s/%q: %w", name, k, err)
+			}
+			return nil
 		})
-	}))
+	})
 }
 
 func mapErr(err error) error {

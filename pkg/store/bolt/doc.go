@@ -20,4 +20,10 @@
 //
 // Check runs bbolt's consistency check; tests run it on every database they
 // create.
+//
+// Backup and upkeep: Snapshot streams a consistent image of the file from
+// one read transaction while writers go on (bbolt's Tx.WriteTo; a write
+// that needs the file remapped to grow waits for the copy to end); Inspect
+// checks a file that no server holds; CompactFile rewrites a file that grew
+// with churn to its live size (bbolt never shrinks a file by itself).
 package bolt

@@ -99,6 +99,7 @@ that "zdps serve" writes into its data directory (--data-dir, $` + EnvDataDir + 
 	root.AddCommand(newTPMCmd(g))
 	root.AddCommand(newDiceCmd(g))
 	root.AddCommand(newMigrateCmd(g))
+	root.AddCommand(newBackupCmd(g), newRestoreCmd(g), newCompactCmd(g))
 	root.AddCommand(newBenchCmd(g))
 	return root
 }

@@ -1,0 +1,49 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+)
+
+// backupUnsupportedCode is the errorCode of GET /backup on a server whose
+// store is not a bbolt file (pkg/api answers it).
+const backupUnsupportedCode = 400901
+
+// Backup is a snapshot of the server's store being downloaded: a bbolt file
+// image of exactly Size bytes. A body that ends early fails its Read with
+// io.ErrUnexpectedEOF.
+type Backup struct {
+	Size int64
+	Body io.ReadCloser
+}
+
+// Backup calls GET /backup and returns once the server has started the
+// answer; the caller reads and closes Body. A server on PostgreSQL answers
+// an *APIError matching ErrBackupUnsupported (its message names pg_dump).
+func (c *Client) Backup(ctx context.Context) (*Backup, error) {
+	const path = "/backup"
+	u := c.base + path + "?api-version=" + url.QueryEscape(c.apiVersion)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("client: GET %s: %w", path, err)
+	}
+	req.Header.Set("Accept", "application/octet-stream, application/json")
+	req.Header.Set("User-Agent", c.userAgent)
+	req.Header.Set("Authorization", c.authorization())
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return nil, &transportError{method: http.MethodGet, url: c.cs.HostName + path, err: err}
+	}
+	if resp.StatusCode >= 400 {
+		defer resp.Body.Close()
+		return nil, decodeAPIError(resp)
+	}
+	if resp.StatusCode != http.StatusOK || resp.ContentLength < 0 {
+		resp.Body.Close()
+		return nil, fmt.Errorf("client: GET %s: status %d without a Content-Length: not a zdps backup answer", path, resp.StatusCode)
+	}
+	return &Backup{Size: resp.ContentLength, Body: resp.Body}, nil
+}
