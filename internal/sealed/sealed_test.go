@@ -27,7 +27,7 @@ func TestRoundTrip(t *testing.T) {
 		if !IsSealed(s) {
 			t.Fatalf("Seal(%q) = %q: not recognised as sealed", pt, s)
 		}
-		if pt != "" && strings.Contains(s, pt) {
+		if len(pt) >= 8 && strings.Contains(s, pt) { // a short one may occur in random base64
 			t.Fatalf("sealed form %q contains the plaintext", s)
 		}
 		got, err := b.Open(s, "enrollments\x00dev-1\x00primaryKey")

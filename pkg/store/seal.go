@@ -240,6 +240,14 @@ func (s *Store) SealSecrets(ctx context.Context, log *slog.Logger, batch int) er
 	if err := s.markMigrated(ctx, migrationSecretsSealed, total); err != nil {
 		return err
 	}
+	if total > 0 {
+		// The old plaintext copies are unreachable but not erased: bbolt
+		// reuses freed pages and PostgreSQL vacuums dead rows, neither
+		// promptly nor for certain.
+		log.Warn("secrets at rest are sealed; copies of the old plaintext may remain in free space of the store and in earlier backups: compact the bbolt file or VACUUM FULL the PostgreSQL table, and treat earlier backups as holding the keys",
+			"sealed_documents", total, "elapsed", time.Since(start).Round(time.Millisecond).String())
+		return nil
+	}
 	log.Info("secrets at rest are sealed", "sealed_documents", total, "elapsed", time.Since(start).Round(time.Millisecond).String())
 	return nil
 }

@@ -1,0 +1,429 @@
+package robustness
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zdps/zdps/internal/pgtest"
+	"github.com/zdps/zdps/internal/testpki"
+	"github.com/zdps/zdps/internal/zdpstest"
+	"github.com/zdps/zdps/pkg/ca"
+	"github.com/zdps/zdps/pkg/client"
+	"github.com/zdps/zdps/pkg/device"
+	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/instance"
+	"github.com/zdps/zdps/pkg/sas"
+	"github.com/zdps/zdps/pkg/store"
+	"github.com/zdps/zdps/pkg/store/bolt"
+	"github.com/zdps/zdps/pkg/store/postgres"
+)
+
+// What a thief of the store gets. Enrollment keys, group keys, policy keys
+// (the owner's included) and webhook URLs are sealed under the KEK, and so
+// is the CA key. Each test puts known secrets into a real zdps serve,
+// stops it, and searches the raw store (the bbolt file, or pg_dump of the
+// schema) for every one of them: in base64 as the API carries it, as the
+// decoded bytes, and for the CA key its PKCS#8 and SEC 1 encodings and
+// private scalar. It finds none, and the secrets still work afterwards.
+
+// TestSecretsNotInTheClearAtRest: on bbolt and on PostgreSQL, secrets
+// written through the service API are never stored in the clear.
+func TestSecretsNotInTheClearAtRest(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs zdps serve")
+	}
+	for _, backend := range []string{"bolt", "postgres"} {
+		t.Run(backend, func(t *testing.T) {
+			env := secretsNewStore(t, backend, nil)
+			srv := zdpstest.Start(t, "--store", env.storeArg, "--kek-file", env.kekFile)
+			known := secretsCreate(t, srv)
+			known.caKey = env.caKey
+			secretsUse(t, srv, known)
+			srv.Stop()
+			secretsNoneInTheClear(t, env.dump(t), known)
+
+			// Sealed, and still the same keys after a restart.
+			srv.Restart()
+			secretsUse(t, srv, known)
+			srv.Stop()
+		})
+	}
+}
+
+// TestSecretsLegacyStoreSealedOnStart: a store written before secrets
+// were sealed (plaintext keys, as every earlier zdps wrote them) is sealed
+// by the next start, says so in its log, keeps working, and moves to
+// PostgreSQL with `zdps migrate` still sealed and still usable under the
+// same KEK.
+func TestSecretsLegacyStoreSealedOnStart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs zdps serve")
+	}
+	ctx := t.Context()
+	var known *secretsKnown
+	env := secretsNewStore(t, "bolt", func(st *store.Store) { known = secretsWriteLegacy(t, st) })
+	known.caKey = env.caKey
+	if len(secretsFind(env.dump(t), known)) == 0 {
+		t.Fatal("the legacy store holds no plaintext key: the test proves nothing")
+	}
+
+	srv := zdpstest.Start(t, "--store", env.storeArg, "--kek-file", env.kekFile)
+	if !srv.LogContains("sealed plaintext secrets at rest") {
+		t.Fatalf("no migration logged:\n%s", srv.Logs())
+	}
+	known.owner = secretsOwnerKey(t, srv)
+	secretsUse(t, srv, known)
+	srv.Stop()
+	secretsNoneInTheClear(t, env.dump(t), known)
+
+	// zdps migrate copies the sealed bytes; the same KEK opens them.
+	url, schema := pgtest.Schema(t)
+	pgURL := pgtest.StoreURL(url, schema)
+	out, err := exec.CommandContext(ctx, zdpstest.Binary(t), "migrate", "--from", env.storeArg, "--to", pgURL).CombinedOutput()
+	if err != nil {
+		t.Fatalf("zdps migrate: %v\n%s", err, out)
+	}
+	secretsNoneInTheClear(t, secretsPGDump(t, url, schema), known)
+	moved := zdpstest.Start(t, "--store", pgURL, "--kek-file", env.kekFile)
+	if moved.LogContains("sealed plaintext secrets at rest") {
+		t.Fatalf("the copy was sealed again: it should have arrived sealed\n%s", moved.Logs())
+	}
+	secretsUse(t, moved, known)
+	moved.Stop()
+}
+
+// secretsStore is a fresh store holding a CA whose key the test knows.
+type secretsStore struct {
+	storeArg string // --store
+	kekFile  string
+	caKey    *ecdsa.PrivateKey
+	dump     func(t *testing.T) []byte // every byte the store holds, as a thief reads it
+}
+
+// secretsNewStore creates the store (bolt file or PostgreSQL schema), a
+// KEK file, and imports a CA with a known intermediate key, so the test can
+// look for that key; fill, if set, writes into the store before any zdps
+// has run.
+func secretsNewStore(t *testing.T, backend string, fill func(*store.Store)) *secretsStore {
+	t.Helper()
+	ctx := t.Context()
+	dir := t.TempDir()
+	kek := bytes.Repeat([]byte{0x3c}, 32)
+	kekFile := filepath.Join(dir, "kek")
+	if err := os.WriteFile(kekFile, []byte(hex.EncodeToString(kek)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	env := &secretsStore{kekFile: kekFile}
+	var b store.Backend
+	switch backend {
+	case "bolt":
+		path := filepath.Join(dir, "zdps.db")
+		bb, err := bolt.Open(path, bolt.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, env.storeArg = bb, "bolt:"+path
+		env.dump = func(t *testing.T) []byte {
+			raw, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return raw
+		}
+	case "postgres":
+		url, schema := pgtest.Schema(t)
+		pb, err := postgres.Open(ctx, url, postgres.Options{Schema: schema})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, env.storeArg = pb, pgtest.StoreURL(url, schema)
+		env.dump = func(t *testing.T) []byte { return secretsPGDump(t, url, schema) }
+	}
+	root := testpki.Issue(t, "secrets test root", true, nil)
+	inter := testpki.Issue(t, "secrets test intermediate", true, root)
+	env.caKey = inter.Key
+	if _, err := ca.Import(ctx, ca.Config{Storage: ca.BackendStorage(b), KEK: kek}, ca.Bundle{
+		RootPEM: []byte(root.PEM()), IntermediatePEM: []byte(inter.PEM()), IntermediateKeyPEM: []byte(inter.KeyPEM(t)),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if fill != nil {
+		fill(store.New(b, nil))
+	}
+	if err := b.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+// secretsPGDump is pg_dump of the schema, with every bytea value (the
+// store's keys and values, dumped as \x hex) decoded next to it, so that a
+// search finds what the table holds and not only its hex.
+func secretsPGDump(t *testing.T, url, schema string) []byte {
+	t.Helper()
+	bin := "pg_dump"
+	if _, err := exec.LookPath(bin); err != nil {
+		bin = "/usr/lib/postgresql/15/bin/pg_dump"
+	}
+	out, err := exec.CommandContext(t.Context(), bin, "--dbname="+url, "--schema="+schema, "--data-only").Output()
+	if err != nil {
+		t.Fatalf("pg_dump: %v", err)
+	}
+	if !bytes.Contains(out, []byte("COPY "+schema+".")) {
+		t.Fatalf("pg_dump holds no table of schema %s:\n%s", schema, out)
+	}
+	decoded := bytes.Clone(out)
+	for _, m := range regexp.MustCompile(`\\\\x([0-9a-f]+)`).FindAllSubmatch(out, -1) {
+		b, err := hex.DecodeString(string(m[1]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		decoded = append(append(decoded, '\n'), b...)
+	}
+	return decoded
+}
+
+// secretsKnown are the secrets a test put into the server.
+type secretsKnown struct {
+	enrollmentKeys, groupKeys, policyKeys []string // base64
+	webhookURL                            string
+	owner                                 string
+	caKey                                 *ecdsa.PrivateKey
+}
+
+func (k *secretsKnown) all() map[string][]byte {
+	out := map[string][]byte{}
+	for _, s := range append(append(append([]string{k.owner}, k.enrollmentKeys...), k.groupKeys...), k.policyKeys...) {
+		if s == "" {
+			continue
+		}
+		out["key "+s] = []byte(s)
+		raw, err := base64.StdEncoding.DecodeString(s)
+		if err == nil {
+			out["decoded bytes of key "+s] = raw
+		}
+	}
+	if k.webhookURL != "" {
+		out["webhook URL"] = []byte(k.webhookURL)
+		out["webhook URL credential"] = []byte(k.webhookURL[strings.Index(k.webhookURL, "code=")+5:])
+	}
+	if k.caKey != nil {
+		p8, _ := x509.MarshalPKCS8PrivateKey(k.caKey)
+		ec, _ := x509.MarshalECPrivateKey(k.caKey)
+		d, _ := k.caKey.Bytes()
+		out["CA key PKCS#8"] = p8
+		out["CA key SEC 1"] = ec
+		out["CA private scalar"] = d
+		out["CA private scalar hex"] = []byte(hex.EncodeToString(d))
+		out["CA key PKCS#8 base64"] = []byte(base64.StdEncoding.EncodeToString(p8))
+	}
+	return out
+}
+
+// secretsFind names the known secrets found in raw.
+func secretsFind(raw []byte, k *secretsKnown) []string {
+	var found []string
+	for name, b := range k.all() {
+		if bytes.Contains(raw, b) {
+			found = append(found, name)
+		}
+	}
+	return found
+}
+
+func secretsNoneInTheClear(t *testing.T, raw []byte, k *secretsKnown) {
+	t.Helper()
+	if n := len(k.all()); n < 20 {
+		t.Fatalf("only %d forms of secrets to look for", n)
+	}
+	if found := secretsFind(raw, k); len(found) > 0 {
+		t.Fatalf("in the clear in the store (%d bytes): %s", len(raw), strings.Join(found, "; "))
+	}
+	// The documents are there, sealed: the search looked at real data.
+	for _, want := range []string{"secret-dev", "secret-group", "secret-reader", "zdps:v1:"} {
+		if !bytes.Contains(raw, []byte(want)) {
+			t.Fatalf("store lacks %q: the search proves nothing", want)
+		}
+	}
+}
+
+// secretsKey is a recognisable 64-byte key in base64.
+func secretsKey(tag string) string {
+	return base64.StdEncoding.EncodeToString([]byte(fmt.Sprintf("%-64s", "zdps secrets test key "+tag)))
+}
+
+const secretsWebhook = "https://alloc.example.com/api/allocate?code=Zm9vYmFyLWZ1bmN0aW9uLWtleS0xMjM0NTY3OA"
+
+func secretsDocs() (*enrollment.IndividualEnrollment, *enrollment.IndividualEnrollment, *enrollment.EnrollmentGroup, *enrollment.SharedAccessPolicy, *enrollment.Hub) {
+	sym := func(tag string) *enrollment.AttestationMechanism {
+		return &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey,
+			SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: secretsKey(tag + " primary"), SecondaryKey: secretsKey(tag + " secondary")}}
+	}
+	return &enrollment.IndividualEnrollment{RegistrationID: "secret-dev", Attestation: sym("enrollment")},
+		&enrollment.IndividualEnrollment{RegistrationID: "secret-webhook-dev", Attestation: sym("webhook enrollment"),
+			AllocationPolicy:           enrollment.PolicyCustom,
+			CustomAllocationDefinition: &enrollment.CustomAllocationDefinition{WebhookURL: secretsWebhook, APIVersion: "2021-10-01"}},
+		&enrollment.EnrollmentGroup{EnrollmentGroupID: "secret-group", Attestation: sym("group")},
+		&enrollment.SharedAccessPolicy{KeyName: "secret-reader", PrimaryKey: secretsKey("policy primary"), SecondaryKey: secretsKey("policy secondary"), Rights: enrollment.RightEnrollmentRead},
+		&enrollment.Hub{Name: "hub-1.example.net", AllocationWeight: 1}
+}
+
+func secretsKnownOf(caKey *ecdsa.PrivateKey) *secretsKnown {
+	return &secretsKnown{
+		enrollmentKeys: []string{secretsKey("enrollment primary"), secretsKey("enrollment secondary"), secretsKey("webhook enrollment primary"), secretsKey("webhook enrollment secondary")},
+		groupKeys:      []string{secretsKey("group primary"), secretsKey("group secondary")},
+		policyKeys:     []string{secretsKey("policy primary"), secretsKey("policy secondary")},
+		webhookURL:     secretsWebhook,
+		caKey:          caKey,
+	}
+}
+
+// secretsCreate writes the known secrets through the service API.
+func secretsCreate(t *testing.T, srv *zdpstest.Server) *secretsKnown {
+	t.Helper()
+	ctx := t.Context()
+	cl := srv.Client()
+	e, w, g, p, h := secretsDocs()
+	if _, err := cl.PutHub(ctx, h, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.PutEnrollment(ctx, e, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.PutEnrollment(ctx, w, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.PutGroup(ctx, g, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.PutPolicy(ctx, p, ""); err != nil {
+		t.Fatal(err)
+	}
+	k := secretsKnownOf(nil)
+	k.owner = secretsOwnerKey(t, srv)
+	return k
+}
+
+// secretsWriteLegacy writes the known secrets straight into a store with
+// no KEK, in the clear, as zdps wrote them before they were sealed.
+func secretsWriteLegacy(t *testing.T, st *store.Store) *secretsKnown {
+	t.Helper()
+	ctx := t.Context()
+	e, w, g, p, h := secretsDocs()
+	for _, err := range []error{
+		secretsPut(ctx, st.Hubs, h), secretsPut(ctx, st.Enrollments, e), secretsPut(ctx, st.Enrollments, w),
+		secretsPut(ctx, st.Groups, g), secretsPut(ctx, st.Policies, p),
+	} {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	return secretsKnownOf(nil)
+}
+
+func secretsPut[T store.Document](ctx context.Context, c *store.Collection[T], v T) error {
+	_, err := c.Put(ctx, v, store.Condition{})
+	return err
+}
+
+func secretsOwnerKey(t *testing.T, srv *zdpstest.Server) string {
+	t.Helper()
+	cs, err := client.ParseConnectionString(srv.ConnectionString())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs.SharedAccessKey == "" {
+		t.Fatal("owner connection string without a key")
+	}
+	return cs.SharedAccessKey
+}
+
+// secretsUse proves the sealed secrets still work: the API answers them
+// as written, devices register with the enrollment key and a key derived
+// from the group key, and the policy's own key authenticates it.
+func secretsUse(t *testing.T, srv *zdpstest.Server, k *secretsKnown) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
+	defer cancel()
+	cl := srv.Client() // the owner policy's key, sealed in the store
+	keys, err := cl.EnrollmentKeys(ctx, "secret-dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys.SymmetricKey.PrimaryKey != k.enrollmentKeys[0] || keys.SymmetricKey.SecondaryKey != k.enrollmentKeys[1] {
+		t.Fatalf("enrollment keys read back as %+v", keys.SymmetricKey)
+	}
+	w, err := cl.GetEnrollment(ctx, "secret-webhook-dev")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if w.CustomAllocationDefinition == nil || w.CustomAllocationDefinition.WebhookURL != k.webhookURL {
+		t.Fatalf("webhook read back as %+v", w.CustomAllocationDefinition)
+	}
+	gk, err := cl.GroupKeys(ctx, "secret-group")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gk.SymmetricKey.PrimaryKey != k.groupKeys[0] {
+		t.Fatalf("group key read back as %q", gk.SymmetricKey.PrimaryKey)
+	}
+
+	reader, err := client.New(client.Config{
+		ConnectionString: instance.ConnectionString(srv.Client().HostName(), "secret-reader", k.policyKeys[1]),
+		RootCAs:          srv.RootCAs(),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reader.GetEnrollment(ctx, "secret-dev"); err != nil {
+		t.Fatalf("the policy's secondary key does not authenticate: %v", err)
+	}
+
+	for _, d := range []struct {
+		regID string
+		key   []byte
+	}{
+		{"secret-dev", secretsDecode(t, k.enrollmentKeys[1])},
+		{"secret-group-member-1", sas.DeriveDeviceKey(secretsDecode(t, k.groupKeys[0]), "secret-group-member-1")},
+	} {
+		res, err := device.Register(ctx, device.Config{
+			Endpoint: srv.Addr(), IDScope: srv.IDScope(), RegistrationID: d.regID,
+			SymmetricKey: d.key, RootCAs: srv.RootCAs(), MaxWait: time.Minute,
+		})
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", d.regID, err, srv.Logs())
+		}
+		if res.Status != enrollment.RegistrationAssigned || res.AssignedHub != "hub-1.example.net" {
+			t.Fatalf("%s: %+v", d.regID, res)
+		}
+	}
+	// A wrong key is still refused: the comparison is against the key,
+	// not against whatever the store holds.
+	if _, err := device.Register(ctx, device.Config{
+		Endpoint: srv.Addr(), IDScope: srv.IDScope(), RegistrationID: "secret-dev",
+		SymmetricKey: []byte("not the enrollment key"), RootCAs: srv.RootCAs(), MaxWait: 10 * time.Second, MaxRetries: -1,
+	}); err == nil {
+		t.Fatal("a wrong key registered")
+	}
+}
+
+func secretsDecode(t *testing.T, s string) []byte {
+	t.Helper()
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
