@@ -9,6 +9,9 @@ package enrollment
 type Secret struct {
 	Field string
 	Value *string
+	// Bytes is set instead of Value for a binary secret (its JSON is
+	// base64 of the bytes, plaintext or sealed form alike).
+	Bytes *[]byte
 }
 
 // Secrets of an individual enrollment: its symmetric keys and its custom
@@ -26,7 +29,7 @@ func (g *EnrollmentGroup) Secrets() []Secret {
 
 // Secrets of a shared access policy: both keys (the owner's included).
 func (p *SharedAccessPolicy) Secrets() []Secret {
-	return []Secret{{"primaryKey", &p.PrimaryKey}, {"secondaryKey", &p.SecondaryKey}}
+	return []Secret{{Field: "primaryKey", Value: &p.PrimaryKey}, {Field: "secondaryKey", Value: &p.SecondaryKey}}
 }
 
 func enrollmentSecrets(a *AttestationMechanism, c *CustomAllocationDefinition) []Secret {
@@ -35,11 +38,11 @@ func enrollmentSecrets(a *AttestationMechanism, c *CustomAllocationDefinition) [
 	// behind by a type change is not the one value kept in the clear.
 	if a != nil && a.SymmetricKey != nil {
 		out = append(out,
-			Secret{"attestation.symmetricKey.primaryKey", &a.SymmetricKey.PrimaryKey},
-			Secret{"attestation.symmetricKey.secondaryKey", &a.SymmetricKey.SecondaryKey})
+			Secret{Field: "attestation.symmetricKey.primaryKey", Value: &a.SymmetricKey.PrimaryKey},
+			Secret{Field: "attestation.symmetricKey.secondaryKey", Value: &a.SymmetricKey.SecondaryKey})
 	}
 	if c != nil {
-		out = append(out, Secret{"customAllocationDefinition.webhookUrl", &c.WebhookURL})
+		out = append(out, Secret{Field: "customAllocationDefinition.webhookUrl", Value: &c.WebhookURL})
 	}
 	return out
 }

@@ -52,6 +52,24 @@ type secretHolder interface{ Secrets() []enrollment.Secret }
 
 func secretAD(b Bucket, key, field string) string { return string(b) + "\x00" + key + "\x00" + field }
 
+// secretValue reads and writes one secret, string or bytes, as text.
+type secretValue struct{ enrollment.Secret }
+
+func (s secretValue) get() string {
+	if s.Bytes != nil {
+		return string(*s.Bytes)
+	}
+	return *s.Value
+}
+
+func (s secretValue) set(v string) {
+	if s.Bytes != nil {
+		*s.Bytes = []byte(v)
+		return
+	}
+	*s.Value = v
+}
+
 // sealSecrets replaces v's non-empty secrets with their sealed form and
 // returns the function that puts the plaintext back. Every write seals
 // afresh (new nonce), whatever the value looks like, so a plaintext that
@@ -63,24 +81,27 @@ func (c *Collection[T]) sealSecrets(key string, v T) (restore func(), err error)
 	}
 	secrets := h.Secrets()
 	plain := make([]string, len(secrets))
+	for i, s := range secrets {
+		plain[i] = secretValue{s}.get()
+	}
 	restore = func() {
 		for i, s := range secrets {
-			*s.Value = plain[i]
+			if s.Bytes != nil && plain[i] == "" {
+				continue // keep nil as nil
+			}
+			secretValue{s}.set(plain[i])
 		}
 	}
 	for i, s := range secrets {
-		plain[i] = *s.Value
-	}
-	for _, s := range secrets {
-		if *s.Value == "" {
+		if plain[i] == "" {
 			continue
 		}
-		sv, err := c.sealer.Seal([]byte(*s.Value), secretAD(c.bucket, key, s.Field))
+		sv, err := c.sealer.Seal([]byte(plain[i]), secretAD(c.bucket, key, s.Field))
 		if err != nil {
 			restore()
 			return nil, fmt.Errorf("store: seal %s/%s %s: %w", c.bucket, key, s.Field, err)
 		}
-		*s.Value = sv
+		secretValue{s}.set(sv)
 	}
 	return restore, nil
 }
@@ -94,8 +115,10 @@ func (c *Collection[T]) openSecrets(key string, v T) (plaintext int, err error) 
 		return 0, nil
 	}
 	for _, s := range h.Secrets() {
-		if !sealed.IsSealed(*s.Value) {
-			if *s.Value != "" {
+		sv := secretValue{s}
+		stored := sv.get()
+		if !sealed.IsSealed(stored) {
+			if stored != "" {
 				plaintext++
 			}
 			continue
@@ -103,14 +126,25 @@ func (c *Collection[T]) openSecrets(key string, v T) (plaintext int, err error) 
 		if c.sealer == nil {
 			return 0, fmt.Errorf("%w (%s/%s %s)", ErrNoSealer, c.bucket, key, s.Field)
 		}
-		pt, err := c.sealer.Open(*s.Value, secretAD(c.bucket, key, s.Field))
+		pt, err := c.sealer.Open(stored, secretAD(c.bucket, key, s.Field))
 		if err != nil {
 			return 0, fmt.Errorf("%w: %s/%s %s: %w", ErrUnsealable, c.bucket, key, s.Field, err)
 		}
-		*s.Value = string(pt)
+		sv.set(string(pt))
 	}
 	return plaintext, nil
 }
+
+// Sealed makes c seal its documents' secrets with s (nil: in the clear),
+// for collections built outside New (Store.Sealer gives the store's). It
+// returns c.
+func (c *Collection[T]) Sealed(s Sealer) *Collection[T] {
+	c.sealer = s
+	return c
+}
+
+// Sealer is the store's Sealer, nil when it was built without one.
+func (s *Store) Sealer() Sealer { return s.Enrollments.sealer }
 
 // SealPlaintext re-writes every document of the collection that still
 // holds a secret in the clear, with its secrets sealed and its ETag and
