@@ -16,6 +16,7 @@ import (
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/store"
 	"github.com/zdps/zdps/pkg/store/postgres"
+	"github.com/zdps/zdps/pkg/store/storetest"
 )
 
 // sealTestKEK is the KEK of these tests; sealTestBox seals under it.
@@ -365,5 +366,15 @@ func TestSealSecretsConcurrentReplicas(t *testing.T) {
 	s := store.New(first, nil, store.WithSealer(sealTestBox(t)))
 	for i := range 40 {
 		sealTestCheckReads(t, s, fmt.Sprintf("r%02d-", i))
+	}
+}
+
+// The typed layer keeps every promise (ETags, timestamps, indexes, paging,
+// multi-document transactions) with sealing on, on every backend.
+func TestTypedConformanceSealed(t *testing.T) {
+	for _, be := range testbackend.All {
+		t.Run(be.Name, func(t *testing.T) {
+			storetest.RunTyped(t, func(t *testing.T) store.Backend { return be.Open(t) }, store.WithSealer(sealTestBox(t)))
+		})
 	}
 }
