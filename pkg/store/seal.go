@@ -259,8 +259,15 @@ func (s *Store) SealSecrets(ctx context.Context, log *slog.Logger, batch int) er
 		{BucketGroups, s.Groups.SealPlaintext},
 		{BucketPolicies, s.Policies.SealPlaintext},
 	} {
+		reported := 0
 		progress := func(scanned, sealed int) {
 			log.Debug("sealing secrets at rest", "bucket", string(j.bucket), "scanned", scanned, "sealed", sealed)
+			// A large store takes a while (about 10,000 records a second
+			// on bbolt): say so now and then, not per batch.
+			if scanned-reported >= 10000 {
+				reported = scanned
+				log.Info("sealing secrets at rest, in progress", "bucket", string(j.bucket), "scanned", scanned, "sealed", sealed)
+			}
 		}
 		scanned, sealed, err := j.run(ctx, batch, progress)
 		if err != nil {
