@@ -21,4 +21,9 @@
 // data must name nothing specific to one store (no file path, no schema),
 // so that a store copied byte for byte (zdps migrate) opens under the same
 // KEK.
+//
+// Cost: Open of a 64-byte key is about 0.4 µs, Seal about 1 µs (the nonce
+// comes from crypto/rand); BenchmarkOpen, BenchmarkSeal. There is no cache
+// of opened values: one keyed by the stored form was tried and saved only
+// 40% of an Open, for a table of plaintext keys in memory.
 package sealed

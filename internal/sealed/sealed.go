@@ -94,7 +94,7 @@ func (b *Box) Open(stored string, ad string) ([]byte, error) {
 	if len(raw) < ns+b.aead.Overhead() {
 		return nil, fmt.Errorf("%w: %d bytes is too short", ErrFormat, len(raw))
 	}
-	pt, err := b.aead.Open(nil, raw[:ns], raw[ns:], []byte(ad))
+	pt, err := b.aead.Open(raw[ns:ns], raw[:ns], raw[ns:], []byte(ad)) // in place
 	if err != nil {
 		return nil, ErrOpen
 	}
