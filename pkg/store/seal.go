@@ -228,6 +228,14 @@ func (c *Collection[T]) sealItem(ctx context.Context, tx Tx, it Item) (bool, err
 	return true, err
 }
 
+// FreeSpaceScrubber is an optional capability of a Backend: overwriting
+// the space that rewritten records left behind, where the plaintext a
+// migration replaced could otherwise be read from the file (bbolt).
+type FreeSpaceScrubber interface {
+	// ScrubFreeSpace returns the number of pages it overwrote.
+	ScrubFreeSpace(ctx context.Context) (int, error)
+}
+
 // BucketMigrations records the one-off data migrations that have completed,
 // one key each, so later starts skip them.
 const BucketMigrations Bucket = "migrations"
@@ -278,14 +286,23 @@ func (s *Store) SealSecrets(ctx context.Context, log *slog.Logger, batch int) er
 			log.Info("sealed plaintext secrets at rest", "bucket", string(j.bucket), "scanned", scanned, "sealed", sealed)
 		}
 	}
+	// Before the mark, so that a crash after the last batch still scrubs
+	// at the next start.
+	if sc, ok := s.Backend.(FreeSpaceScrubber); ok {
+		pages, err := sc.ScrubFreeSpace(ctx)
+		if err != nil {
+			return fmt.Errorf("sealing secrets: %w (restart to resume)", err)
+		}
+		log.Info("overwrote the store's free space, where replaced plaintext could remain", "pages", pages)
+	}
 	if err := s.markMigrated(ctx, migrationSecretsSealed, total); err != nil {
 		return err
 	}
 	if total > 0 {
-		// The old plaintext copies are unreachable but not erased: bbolt
-		// reuses freed pages and PostgreSQL vacuums dead rows, neither
-		// promptly nor for certain.
-		log.Warn("secrets at rest are sealed; copies of the old plaintext may remain in free space of the store and in earlier backups: compact the bbolt file or VACUUM FULL the PostgreSQL table, and treat earlier backups as holding the keys",
+		// A backend that cannot scrub (PostgreSQL keeps dead rows until
+		// vacuumed, and its WAL) still holds the old plaintext somewhere;
+		// earlier backups hold it in any case.
+		log.Warn("secrets at rest are sealed; earlier backups still hold the keys in the clear, and on PostgreSQL so do dead rows and WAL until VACUUM FULL and WAL recycling",
 			"sealed_documents", total, "elapsed", time.Since(start).Round(time.Millisecond).String())
 		return nil
 	}
