@@ -16,7 +16,9 @@ import (
 func TestScrubFreeSpace(t *testing.T) {
 	ctx := t.Context()
 	b := openTest(t, bolt.Options{})
-	secret := func(i int) []byte { return []byte(fmt.Sprintf("plaintext-secret-%05d-", i) + string(bytes.Repeat([]byte("s"), 200))) }
+	secret := func(i int) []byte {
+		return []byte(fmt.Sprintf("plaintext-secret-%05d-", i) + string(bytes.Repeat([]byte("s"), 200)))
+	}
 	const n = 3000
 	write := func(f func(i int) []byte) {
 		err := b.Update(ctx, func(tx store.Tx) error {
@@ -32,7 +34,9 @@ func TestScrubFreeSpace(t *testing.T) {
 		}
 	}
 	write(secret)
-	write(func(i int) []byte { return []byte(fmt.Sprintf("sealed-%05d-", i) + string(bytes.Repeat([]byte("c"), 300))) })
+	write(func(i int) []byte {
+		return []byte(fmt.Sprintf("sealed-%05d-", i) + string(bytes.Repeat([]byte("c"), 300)))
+	})
 	count := func() int {
 		raw, err := os.ReadFile(b.Path())
 		if err != nil {
