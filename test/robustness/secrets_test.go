@@ -35,10 +35,14 @@ import (
 // What a thief of the store gets. Enrollment keys, group keys, policy keys
 // (the owner's included) and webhook URLs are sealed under the KEK, and so
 // is the CA key. Each test puts known secrets into a real zdps serve,
-// stops it, and searches the raw store (the bbolt file, or pg_dump of the
-// schema) for every one of them: in base64 as the API carries it, as the
-// decoded bytes, and for the CA key its PKCS#8 and SEC 1 encodings and
-// private scalar. It finds none, and the secrets still work afterwards.
+// stops it, and searches the raw store (the whole bbolt file, free pages
+// included, or pg_dump of the schema) and the server's log for every one
+// of them: in base64 as the API carries it, as the decoded bytes, and for
+// the CA key its PKCS#8 and SEC 1 encodings and private scalar. It finds
+// none, and the secrets still work afterwards: on a new store, on a store
+// an older zdps wrote in the clear (sealed at start, then moved to
+// PostgreSQL with zdps migrate), and on one whose sealing was cut by
+// kill -9.
 
 // TestSecretsNotInTheClearAtRest: on bbolt and on PostgreSQL, secrets
 // written through the service API are never stored in the clear.
@@ -55,6 +59,9 @@ func TestSecretsNotInTheClearAtRest(t *testing.T) {
 			secretsUse(t, srv, known)
 			srv.Stop()
 			secretsNoneInTheClear(t, env.dump(t), known)
+			if found := secretsFind([]byte(srv.Logs()), known); len(found) > 0 {
+				t.Fatalf("in the server's log: %s", strings.Join(found, "; "))
+			}
 
 			// Sealed, and still the same keys after a restart.
 			srv.Restart()
@@ -507,6 +514,9 @@ func TestSecretsMigrationSurvivesKill(t *testing.T) {
 		t.Fatalf("a bulk enrollment's key after the resumed migration: %+v, %v", k, err)
 	}
 	srv.Stop()
+	if found := secretsFind(append(seen.Bytes(), srv.Logs()...), known); len(found) > 0 {
+		t.Fatalf("in the server's log: %s", strings.Join(found, "; "))
+	}
 	if s, p := secretsCountSealed(t, env); p != 0 || s != sealedN+plain {
 		t.Fatalf("after the restart: %d sealed, %d plaintext", s, p)
 	}
