@@ -28,6 +28,7 @@ import (
 	"github.com/zdps/zdps/attestation/symmetric"
 	x509v "github.com/zdps/zdps/attestation/x509"
 	"github.com/zdps/zdps/cmd/zdps/internal/storespec"
+	"github.com/zdps/zdps/internal/sealed"
 	"github.com/zdps/zdps/pkg/api"
 	"github.com/zdps/zdps/pkg/ca"
 	"github.com/zdps/zdps/pkg/deviceapi"
@@ -122,7 +123,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	}
 	f := cmd.Flags()
 	f.StringVar(&configFile, "config", "", "JSON config file (an object of flag names to values)")
-	f.StringVar(&cfg.DataDir, "data-dir", "zdps-data", "data directory: store, CA key-encryption key, owner connection string, CA bundle")
+	f.StringVar(&cfg.DataDir, "data-dir", "zdps-data", "data directory: store, key-encryption key, owner connection string, CA bundle")
 	f.StringVar(&cfg.Store, "store", "", "where state lives: bolt (<data-dir>/zdps.db, the default), bolt:PATH, or postgres://user@host/db?schema=zdps shared by several replicas (which must all use the same KEK)")
 	f.StringVar(&cfg.Listen, "listen", ":8443", "HTTPS listen address (devices expect 443 in production)")
 	f.StringVar(&cfg.HostName, "hostname", "", "host[:port] clients use to reach this instance; put in connection strings and checked in service SAS tokens (default localhost:<listen port>)")
@@ -130,8 +131,8 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.StringVar(&cfg.TLSCert, "tls-cert", "", "TLS certificate chain PEM file (default: issued by the embedded CA)")
 	f.StringVar(&cfg.TLSKey, "tls-key", "", "TLS private key PEM file, with --tls-cert")
 	f.StringSliceVar(&cfg.TLSSANs, "tls-san", nil, "extra DNS names or IPs for the issued TLS certificate")
-	f.StringVar(&cfg.KEKFile, "kek-file", "", "file with the CA key-encryption key (hex, 32 bytes; default <data-dir>/kek, created on first start; keep it off the data volume in production)")
-	f.StringVar(&cfg.KEKPassphrase, "kek-passphrase", "", "derive the CA key-encryption key from this passphrase (Argon2id, salt kept in the store) instead of a key file; prefer the environment variable")
+	f.StringVar(&cfg.KEKFile, "kek-file", "", "file with the key-encryption key that seals the CA key and the device and policy keys at rest (hex, 32 bytes; default <data-dir>/kek, created on first start; keep it off the data volume in production)")
+	f.StringVar(&cfg.KEKPassphrase, "kek-passphrase", "", "derive the key-encryption key from this passphrase (Argon2id, salt kept in the store) instead of a key file; prefer the environment variable")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&cfg.LogFormat, "log-format", "text", "text or json")
 	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 16<<20, "largest request body accepted")
@@ -204,7 +205,6 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	}
 	defer backend.Close()
 	log.Info("store opened", "store", spec.String())
-	st := store.New(backend, nil)
 
 	kek, err := loadKEK(ctx, cfg, backend)
 	if err != nil {
@@ -217,6 +217,16 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 			return fmt.Errorf("CA in store %s: %w (every zdps using this store needs the same key-encryption key: the same --kek-file or the same --kek-passphrase)", spec, err)
 		}
 		return fmt.Errorf("CA: %w", err)
+	}
+	// The CA has just proved the KEK right for this store; device and
+	// policy keys are sealed under a subkey of it.
+	secrets, err := sealed.New(kek)
+	if err != nil {
+		return err
+	}
+	st := store.New(backend, nil, store.WithSealer(secrets))
+	if err := st.SealSecrets(ctx, log, 0); err != nil {
+		return err
 	}
 	inst, err := instance.Bootstrap(ctx, st, instance.Config{HostName: cfg.HostName, IDScope: cfg.IDScope})
 	if err != nil {

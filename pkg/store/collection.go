@@ -37,6 +37,8 @@ type Collection[T Document] struct {
 	now     func() time.Time
 	newT    func() T
 	indexes []Index[T]
+	// sealer, when set, encrypts the document's secret fields (seal.go).
+	sealer Sealer
 }
 
 // NewCollection builds a collection; newT returns a fresh zero document.
@@ -116,6 +118,10 @@ func (t TxCollection[T]) decode(it Item) (T, error) {
 		var zero T
 		return zero, fmt.Errorf("store: decode %s/%s: %w", t.c.bucket, it.Key, err)
 	}
+	if _, err := t.c.openSecrets(it.Key, v); err != nil {
+		var zero T
+		return zero, err
+	}
 	v.Version().ETag = it.ETag
 	return v, nil
 }
@@ -145,7 +151,12 @@ func (t TxCollection[T]) Put(ctx context.Context, v T, cond Condition) (bool, er
 		ver.CreatedDateTimeUTC = &now
 	}
 	ver.ETag = ""
+	restore, err := t.c.sealSecrets(key, v)
+	if err != nil {
+		return false, err
+	}
 	b, err := json.Marshal(v)
+	restore()
 	if err != nil {
 		return false, fmt.Errorf("store: encode %s/%s: %w", t.c.bucket, key, err)
 	}

@@ -5,6 +5,11 @@
 // collections on top of it that handle JSON encoding, case-insensitive keys,
 // ETag compare-and-swap, timestamps, secondary indexes and paging.
 //
+// Secrets (enrollment and group symmetric keys, policy keys, webhook URLs)
+// are sealed at this boundary when the store is built WithSealer (seal.go):
+// plaintext in memory, ciphertext in every backend, and SealSecrets seals
+// what an older zdps stored in the clear.
+//
 // Backends know nothing about enrollments; the typed layer knows nothing
 // about engines. Everything a second replica needs lives in a Backend, so a
 // shared backend (PostgreSQL) makes zdps replicas stateless.

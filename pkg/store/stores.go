@@ -40,11 +40,16 @@ type Store struct {
 }
 
 // New builds the typed collections on b; now is the clock (time.Now if nil).
-func New(b Backend, now func() time.Time) *Store {
+// WithSealer encrypts the documents' secrets at rest (seal.go).
+func New(b Backend, now func() time.Time, opts ...Option) *Store {
 	if now == nil {
 		now = time.Now
 	}
-	return &Store{
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	s := &Store{
 		Backend:     b,
 		Enrollments: NewCollection(b, BucketEnrollments, now, func() *enrollment.IndividualEnrollment { return new(enrollment.IndividualEnrollment) }),
 		Groups: NewCollection(b, BucketGroups, now, func() *enrollment.EnrollmentGroup { return new(enrollment.EnrollmentGroup) },
@@ -61,4 +66,9 @@ func New(b Backend, now func() time.Time) *Store {
 			Index[*enrollment.CACertificate]{Bucket: IndexCACertificatesByX509, Of: (*enrollment.CACertificate).IndexKeys},
 		),
 	}
+	// Every collection gets the sealer, so a secret field added to any
+	// document type is sealed without anyone remembering to wire it.
+	s.Enrollments.sealer, s.Groups.sealer, s.Registrations.sealer = o.sealer, o.sealer, o.sealer
+	s.Hubs.sealer, s.Policies.sealer, s.Settings.sealer, s.CACertificates.sealer = o.sealer, o.sealer, o.sealer, o.sealer
+	return s
 }

@@ -56,13 +56,22 @@ type Challenge struct {
 // StoreKey is the registration ID, case-insensitive.
 func (c *Challenge) StoreKey() string { return enrollment.Key(c.RegistrationID) }
 
+// Secrets are the issued keys, each bound to its ID, for the store to seal.
+func (c *Challenge) Secrets() []enrollment.Secret {
+	out := make([]enrollment.Secret, len(c.Keys))
+	for i := range c.Keys {
+		out[i] = enrollment.Secret{Field: "keys." + c.Keys[i].ID + ".key", Bytes: &c.Keys[i].Key}
+	}
+	return out
+}
+
 // ChallengeKey is one issued HMAC key.
 type ChallengeKey struct {
 	// ID names the key for Claim (random, not secret).
 	ID string `json:"id"`
 	// Key is the HMAC-SHA256 key the device's SAS must be signed with.
-	// Secret: never logged, never answered; kept in the clear like the
-	// enrollments' symmetric keys, for at most ExpiresAt.
+	// Secret: never logged, never answered; sealed at rest under the KEK
+	// like the enrollments' symmetric keys (Challenge.Secrets).
 	Key []byte `json:"key"`
 	// EK is SHA-256 of the enrolled EK the key was issued for: a changed
 	// enrollment voids it.
@@ -155,7 +164,7 @@ func New(cfg Config) (*Attestor, error) {
 	if cfg.MaxPending == 0 {
 		cfg.MaxPending = DefaultMaxPending
 	}
-	return &Attestor{cfg: cfg, st: cfg.Store, chals: Challenges(cfg.Store.Backend, cfg.Now)}, nil
+	return &Attestor{cfg: cfg, st: cfg.Store, chals: Challenges(cfg.Store.Backend, cfg.Now).Sealed(cfg.Store.Sealer())}, nil
 }
 
 func refuse(reason string) error {

@@ -35,8 +35,8 @@ func (c *clock) Advance(d time.Duration) {
 }
 
 // RunTyped runs the part of the suite that checks the typed layer
-// (store.New) on a backend.
-func RunTyped(t *testing.T, open func(t *testing.T) store.Backend) {
+// (store.New, with opts) on a backend.
+func RunTyped(t *testing.T, open func(t *testing.T) store.Backend, opts ...store.Option) {
 	for _, tc := range []struct {
 		name string
 		fn   func(t *testing.T, s *store.Store, c *clock)
@@ -59,7 +59,7 @@ func RunTyped(t *testing.T, open func(t *testing.T) store.Backend) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := newClock()
-			tc.fn(t, store.New(open(t), c.Now), c)
+			tc.fn(t, store.New(open(t), c.Now, opts...), c)
 		})
 	}
 }

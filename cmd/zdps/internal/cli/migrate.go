@@ -36,8 +36,9 @@ parameter names the schema, default zdps).
 
 Stop every zdps serve using the source first: a bbolt file is locked while
 served, and a PostgreSQL source must not change during the copy. The CA key
-stays encrypted under the KEK; start the new store's zdps with the same
---kek-file or --kek-passphrase (its salt is copied with the store).
+and the device and policy keys stay encrypted under the KEK, byte for byte;
+start the new store's zdps with the same --kek-file or --kek-passphrase (its
+salt is copied with the store).
 
   zdps migrate --from bolt:/var/lib/zdps --to 'postgres://zdps@db/zdps'
   zdps migrate --from 'postgres://zdps@db/zdps' --to bolt:/var/lib/zdps-new/zdps.db`,
