@@ -189,7 +189,8 @@ func TestOperationReplaced(t *testing.T) {
 			if _, err := e.svc.OperationStatus(ctx, req, first.OperationID); !errors.Is(err, provisioning.ErrNotFound) {
 				t.Fatalf("poll of the replaced operation: %v, want ErrNotFound", err)
 			}
-			if got := poll(t, e.svc, req, second.OperationID); got.Status != enrollment.RegistrationAssigned || string(got.Registration.Payload) != `{"n":2}` {
+			if got := poll(t, e.svc, req, second.OperationID); got.Status != enrollment.RegistrationAssigned || got.OperationID != second.OperationID || len(got.Registration.Payload) != 0 {
+				// No payload: without a webhook the device's own is never answered back.
 				t.Fatalf("poll of the new operation: %+v", got)
 			}
 			want := []string{opID(1), opID(2), second.OperationID}
