@@ -25,25 +25,27 @@ import (
 //     sweeps interrupted by a crash or another replica's shutdown).
 //
 // Pages are idempotent (a revoked certificate is skipped), so two replicas
-// working on one job at once waste work but do no harm. Only certificates
-// stored before the job started are revoked: a device that registers
-// after the group is enabled again keeps its new certificate.
+// working on one job at once waste work but do no harm. While the job is
+// stored, the group's devices are refused with 429 (revocation_guard.go),
+// so the sweep revokes every certificate it finds: a device of a group
+// enabled again registers once the sweep is done and keeps its new
+// certificate.
 
 // sweepJob is one pending group sweep.
 type sweepJob struct {
-	GroupID string    `json:"groupId"`
-	Reason  int       `json:"reason"`
-	Cutoff  time.Time `json:"cutoff"`
+	GroupID string `json:"groupId"`
+	Reason  int    `json:"reason"`
+	// Started is when the job was stored, for operators reading it.
+	Started time.Time `json:"started"`
 	// Cursor is the continuation of the registrations-by-group index.
 	Cursor string `json:"cursor,omitempty"`
 }
 
 // StartGroupSweepTx records, inside tx, a sweep revoking the certificates
 // of every registration of the group. A sweep already pending for the
-// group restarts from the beginning with the new cutoff, so registrations
-// made since the last one are covered too.
+// group restarts from the beginning.
 func (r *Revocations) StartGroupSweepTx(ctx context.Context, tx store.Tx, groupID string, reason int) error {
-	b, err := json.Marshal(sweepJob{GroupID: groupID, Reason: reason, Cutoff: r.now().UTC()})
+	b, err := json.Marshal(sweepJob{GroupID: groupID, Reason: reason, Started: r.now().UTC()})
 	if err != nil {
 		return err
 	}
@@ -140,7 +142,7 @@ func (r *Revocations) sweepPage(ctx context.Context, key string) (finished bool,
 			return err
 		}
 		for _, rec := range regs {
-			n, err := r.revokeRegistration(ctx, tx, rec.RegistrationID, job.Reason, job.Cutoff)
+			n, err := r.revokeRegistration(ctx, tx, rec.RegistrationID, job.Reason)
 			if err != nil {
 				return err
 			}
