@@ -211,7 +211,7 @@ func (s *Service) persist(ctx context.Context, opID string, deadline time.Time, 
 		}
 		// The enrollment may have been deleted or disabled since resolve
 		// (revocation_guard.go).
-		disabled, err := s.enrollmentGone(ctx, tx, t, cur)
+		disabled, err := s.enrollmentGone(ctx, tx, req.RegistrationID, t, cur)
 		if err != nil {
 			return err
 		}

@@ -29,6 +29,10 @@ const (
 	BucketRevocation store.Bucket = "revocation"
 	// BucketRevocationSweeps holds the pending group sweeps by group ID.
 	BucketRevocationSweeps store.Bucket = "revocation-sweeps"
+	// BucketRevocationRegistrations holds the pending revocations of one
+	// registration's certificates (an individual enrollment deleted or
+	// disabled) by registration ID.
+	BucketRevocationRegistrations store.Bucket = "revocation-registrations"
 )
 
 // DefaultRevocationPageSize is how many certificates or registrations one

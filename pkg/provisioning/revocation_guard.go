@@ -19,29 +19,31 @@ import (
 //     transaction (enrollmentGone): gone, it refuses as an unknown
 //     enrollment is refused (401); disabled, it answers disabled and
 //     stores no certificate. The delete or disable writes that same key
-//     and revokes what is stored in its transaction (individual
-//     enrollments) or stores a group sweep job (groups), so the two
-//     transactions are ordered: bbolt runs one writer at a time, and
-//     PostgreSQL at SERIALIZABLE aborts one of two transactions that
-//     read what the other writes.
-//   - while a sweep job of the group is stored, persist refuses the
-//     group's devices with ErrThrottled (429 + Retry-After), also a device
-//     whose current record was made through that group (the sweep may not
-//     have reached it). So every certificate of the group's records was
-//     stored before the job, and the sweep revokes all of them with no
-//     cutoff by time: clocks of replicas are not trusted to order
-//     transactions. A group enabled again registers its devices once the
-//     sweep is done (for a small group, before the disable answers).
+//     and, in the same transaction, a revocation job (revocation_sweep.go),
+//     so the two transactions are ordered: bbolt runs one writer at a
+//     time, and PostgreSQL at SERIALIZABLE aborts one of two transactions
+//     where one reads what the other writes and the other way round.
+//   - while a revocation job covering the device is stored (its
+//     registration's, its group's, or that of the group its current record
+//     was made through), persist refuses it with ErrThrottled (429 +
+//     Retry-After). So every certificate a job can find was stored before
+//     the job, and the job revokes all of them with no cutoff by time:
+//     clocks of replicas are not trusted to order transactions. A device
+//     of an enrollment enabled again registers once the job is done
+//     (before the change answers, unless the group is large).
 
-// errSweepPending: a revocation sweep of the device's group is still
+// errRevocationPending: a revocation job covering the device is still
 // running; the device retries.
-var errSweepPending = fmt.Errorf("%w: the enrollment group's certificates are being revoked; retry later", ErrThrottled)
+var errRevocationPending = fmt.Errorf("%w: certificates of this enrollment are being revoked; retry later", ErrThrottled)
 
 // enrollmentGone re-reads, in tx, the enrollment or group the request was
 // resolved to and reports whether it is disabled now. It returns an error
-// wrapping ErrUnauthorized if it was deleted, ErrThrottled while a sweep of
-// the group (or of the group cur was made through) is pending.
-func (s *Service) enrollmentGone(ctx context.Context, tx store.Tx, t *target, cur *enrollment.Registration) (disabled bool, err error) {
+// wrapping ErrUnauthorized if it was deleted, ErrThrottled while a
+// revocation job covers the device.
+func (s *Service) enrollmentGone(ctx context.Context, tx store.Tx, regID string, t *target, cur *enrollment.Registration) (disabled bool, err error) {
+	if err := jobPending(ctx, tx, BucketRevocationRegistrations, regID); err != nil {
+		return false, err
+	}
 	var status string
 	switch {
 	case t.individual != nil:
@@ -61,29 +63,29 @@ func (s *Service) enrollmentGone(ctx context.Context, tx store.Tx, t *target, cu
 		if err != nil {
 			return false, fmt.Errorf("provisioning: re-read enrollment group: %w", err)
 		}
-		if err := sweepPending(ctx, tx, g.EnrollmentGroupID); err != nil {
+		if err := jobPending(ctx, tx, BucketRevocationSweeps, g.EnrollmentGroupID); err != nil {
 			return false, err
 		}
 		status = g.ProvisioningStatus
 	}
 	if cur != nil && cur.EnrollmentGroupID != "" && enrollment.Key(cur.EnrollmentGroupID) != enrollment.Key(t.groupID()) {
-		if err := sweepPending(ctx, tx, cur.EnrollmentGroupID); err != nil {
+		if err := jobPending(ctx, tx, BucketRevocationSweeps, cur.EnrollmentGroupID); err != nil {
 			return false, err
 		}
 	}
 	return status == enrollment.StatusDisabled, nil
 }
 
-// sweepPending returns errSweepPending while a sweep job of the group is
-// stored.
-func sweepPending(ctx context.Context, tx store.Tx, groupID string) error {
-	_, err := tx.Get(ctx, BucketRevocationSweeps, enrollment.Key(groupID))
+// jobPending returns errRevocationPending while a revocation job is
+// stored under the ID in bucket.
+func jobPending(ctx context.Context, tx store.Tx, bucket store.Bucket, id string) error {
+	_, err := tx.Get(ctx, bucket, enrollment.Key(id))
 	switch {
 	case err == nil:
-		return Refuse("revocation sweep of the enrollment group pending", errSweepPending)
+		return Refuse("revocation pending", errRevocationPending)
 	case errors.Is(err, store.ErrNotFound):
 		return nil
 	default:
-		return fmt.Errorf("provisioning: read revocation sweeps: %w", err)
+		return fmt.Errorf("provisioning: read revocation jobs: %w", err)
 	}
 }

@@ -131,7 +131,8 @@ func TestGroupSweep(t *testing.T) {
 	individual := e.register(t, "i-dev", "")
 
 	if err := e.st.Backend.Update(ctx, func(tx store.Tx) error {
-		return e.rev.StartGroupSweepTx(ctx, tx, "Group-1", provisioning.ReasonPrivilegeWithdrawn)
+		_, err := e.rev.StartGroupSweepTx(ctx, tx, "Group-1", provisioning.ReasonPrivilegeWithdrawn)
+		return err
 	}); err != nil {
 		t.Fatal(err)
 	}
