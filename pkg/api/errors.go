@@ -116,6 +116,11 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, code, msg := classify(err)
 	id := RequestID(r.Context())
 	switch {
+	case r.Context().Err() != nil:
+		// The client hung up (or the server is stopping): not a fault,
+		// and the answer goes nowhere.
+		status, code, msg = http.StatusServiceUnavailable, codeUnavailable, msgUnavailable
+		a.log.InfoContext(r.Context(), "request abandoned", "request_id", id, "error", err)
 	case errors.Is(err, store.ErrBusy):
 		// Transient contention, not a fault: the client retries.
 		a.log.WarnContext(r.Context(), "request refused: store busy", "request_id", id, "status", status, "error", err)

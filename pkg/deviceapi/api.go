@@ -341,6 +341,12 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, code, msg := classify(err)
 	id := a.trackingID(w)
 	switch {
+	case r.Context().Err() != nil:
+		// The device hung up (or the server is stopping) while the request
+		// ran: whatever failed on the way, it is no server fault, and the
+		// answer goes nowhere.
+		status, code, msg = http.StatusServiceUnavailable, CodeUnavailable, msgUnavailable
+		a.log.InfoContext(r.Context(), "device request abandoned", "tracking_id", id, "error", err)
 	case errors.Is(err, store.ErrBusy):
 		// Transient contention, not a fault: the device retries.
 		a.log.WarnContext(r.Context(), "device request refused: store busy", "tracking_id", id, "status", status, "error", err)

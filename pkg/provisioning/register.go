@@ -381,7 +381,8 @@ func (s *Service) logFailure(ctx context.Context, log *slog.Logger, what string,
 		log.InfoContext(ctx, what+" refused", append([]any{"outcome", OutcomeNotFound}, reason...)...)
 	case errors.Is(err, ErrThrottled):
 		log.InfoContext(ctx, what+" refused", append([]any{"outcome", OutcomeThrottled}, reason...)...)
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), ctx.Err() != nil:
+		// ctx.Err: a driver may wrap the cancellation without %w.
 		log.InfoContext(ctx, what+" abandoned", "outcome", OutcomeError, "error", err)
 	case errors.Is(err, store.ErrBusy):
 		log.WarnContext(ctx, what+" refused: store busy", "outcome", OutcomeError, "error", err)
