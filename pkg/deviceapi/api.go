@@ -22,6 +22,7 @@ import (
 
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
+	"github.com/zdps/zdps/pkg/store"
 )
 
 // Defaults of Config.
@@ -339,7 +340,17 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	status, code, msg := classify(err)
 	id := a.trackingID(w)
-	if status >= 500 {
+	switch {
+	case r.Context().Err() != nil:
+		// The device hung up (or the server is stopping) while the request
+		// ran: whatever failed on the way, it is no server fault, and the
+		// answer goes nowhere.
+		status, code, msg = http.StatusServiceUnavailable, CodeUnavailable, msgUnavailable
+		a.log.InfoContext(r.Context(), "device request abandoned", "tracking_id", id, "error", err)
+	case errors.Is(err, store.ErrBusy):
+		// Transient contention, not a fault: the device retries.
+		a.log.WarnContext(r.Context(), "device request refused: store busy", "tracking_id", id, "status", status, "error", err)
+	case status >= 500:
 		a.log.ErrorContext(r.Context(), "device request failed", "tracking_id", id, "status", status, "error", err)
 	}
 	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
