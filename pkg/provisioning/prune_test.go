@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/testbackend"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
@@ -200,7 +201,7 @@ func TestPruneRegistration(t *testing.T) {
 	if _, err := e.st.Registrations.Get(ctx, "dev-1"); err != nil {
 		t.Fatalf("registration record: %v", err)
 	}
-	if n := count(t, e.st.Backend, provisioning.BucketCertificates); n != 1 {
+	if n := count(t, e.st.Backend, revocation.BucketCertificates); n != 1 {
 		t.Fatalf("%d certificates, want 1", n)
 	}
 }
