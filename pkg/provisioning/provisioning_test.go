@@ -157,17 +157,7 @@ func csrFor(t testing.TB, cn string, curve elliptic.Curve) []byte {
 
 // count returns how many items a bucket holds.
 func count(t testing.TB, b store.Backend, bucket store.Bucket) int {
-	t.Helper()
-	n := 0
-	err := b.View(context.Background(), func(tx store.Tx) error {
-		items, err := tx.Scan(context.Background(), bucket, "", "", 0)
-		n = len(items)
-		return err
-	})
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		t.Fatal(err)
-	}
-	return n
+	return len(testbackend.Keys(t, b, bucket))
 }
 
 func TestRegisterResolve(t *testing.T) {

@@ -39,19 +39,7 @@ func putOperations(t testing.TB, e *env, ops []*enrollment.Operation) {
 
 // keys lists the keys of a bucket.
 func keys(t testing.TB, b store.Backend, bucket store.Bucket) []string {
-	t.Helper()
-	var out []string
-	err := b.View(context.Background(), func(tx store.Tx) error {
-		items, err := tx.Scan(context.Background(), bucket, "", "", 0)
-		for _, it := range items {
-			out = append(out, it.Key)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return testbackend.Keys(t, b, bucket)
 }
 
 func opID(i int) string { return fmt.Sprintf("%032x", i) }
