@@ -1,6 +1,7 @@
 package cacmd
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -247,9 +248,12 @@ summary.`,
 // digits (the width of its 128-bit serials).
 func serialHex(n *big.Int) string { return fmt.Sprintf("%032x", n) }
 
-// readCertificateFile reads a PEM or DER certificate file and returns it
-// in a form the API accepts (PEM as is, DER as base64).
+// readCertificateFile reads the PEM or DER certificate file of --cert
+// and returns it in a form the API accepts (PEM as is, DER as base64).
 func readCertificateFile(path string) (string, error) {
+	if path == "" {
+		return "", cmdutil.Errorf(nil, "--cert FILE is required")
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return "", cmdutil.Errorf(err, "certificate %s: %v", path, err)
@@ -268,10 +272,7 @@ func readCertificateFile(path string) (string, error) {
 
 func printCACertificates(p cmdutil.Printer, certs ...*enrollment.CACertificate) error {
 	if p.JSON {
-		if len(certs) == 1 {
-			return p.PrintJSON(certs[0])
-		}
-		return p.PrintJSON(certs)
+		return cmdutil.PrintItems(p, certs)
 	}
 	t := p.Table("NAME", "SUBJECT", "VERIFIED", "NOT AFTER", "SHA-256")
 	for _, c := range certs {
@@ -296,9 +297,6 @@ func newCAAddCmd(g *cmdutil.Globals) *cobra.Command {
 			name := args[0]
 			if err := enrollment.ValidateCACertificateName(name); err != nil {
 				return cmdutil.Errorf(err, "invalid name: %v", err)
-			}
-			if certFile == "" {
-				return cmdutil.Errorf(nil, "--cert FILE is required")
 			}
 			cert, err := readCertificateFile(certFile)
 			if err != nil {
@@ -329,30 +327,22 @@ func newCAAddCmd(g *cmdutil.Globals) *cobra.Command {
 }
 
 func newCAVerificationCodeCmd(g *cmdutil.Globals) *cobra.Command {
-	return &cobra.Command{
+	return cmdutil.NewShowCmd(g, cmdutil.ShowSpec[*client.VerificationCode]{
 		Use:   "verification-code NAME",
 		Short: "Issue a proof-of-possession code: sign a certificate with CN = the code using the CA's key",
 		Example: `  code=$(zdps ca verification-code my-root -o json | jq -r .verificationCode)
   openssl req -new -key root.key -subj "/CN=$code" -out pop.csr
   openssl x509 -req -in pop.csr -CA root.pem -CAkey root.key -days 1 -out pop.pem
   zdps ca verify my-root --cert pop.pem`,
-		Args: cmdutil.ExactArgs("NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			vc, err := c.CertificateVerificationCode(cmd.Context(), args[0])
-			if err != nil {
-				return cmdutil.Fail(err, "CA certificate", args[0], "get a verification code for")
-			}
-			p := g.Printer(cmd.OutOrStdout())
+		Resource: "CA certificate", Action: "get a verification code for",
+		Get: (*client.Client).CertificateVerificationCode,
+		Print: func(p cmdutil.Printer, vc *client.VerificationCode) error {
 			if p.JSON {
 				return p.PrintJSON(vc)
 			}
 			return p.Details("Name", vc.Name, "Verification code", vc.Code, "Expires", vc.Expiry.UTC().Format(time.RFC3339))
 		},
-	}
+	})
 }
 
 func newCAVerifyCmd(g *cmdutil.Globals) *cobra.Command {
@@ -362,9 +352,6 @@ func newCAVerifyCmd(g *cmdutil.Globals) *cobra.Command {
 		Short: "Present the proof of possession: a certificate with CN = the verification code, signed by the CA's key",
 		Args:  cmdutil.ExactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if certFile == "" {
-				return cmdutil.Errorf(nil, "--cert FILE is required")
-			}
 			cert, err := readCertificateFile(certFile)
 			if err != nil {
 				return err
@@ -385,30 +372,13 @@ func newCAVerifyCmd(g *cmdutil.Globals) *cobra.Command {
 }
 
 func newCAListCmd(g *cmdutil.Globals) *cobra.Command {
-	return &cobra.Command{
-		Use:     "list",
-		Aliases: []string{"ls"},
-		Short:   "List the registered CA certificates",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			all := []*enrollment.CACertificate{}
-			for cc, err := range c.Certificates(cmd.Context(), 0) {
-				if err != nil {
-					return cmdutil.FailList(err, "CA certificates")
-				}
-				all = append(all, cc)
-			}
-			p := g.Printer(cmd.OutOrStdout())
-			if p.JSON {
-				return p.PrintJSON(all)
-			}
-			return printCACertificates(p, all...)
+	return cmdutil.NewListAllCmd(g, cmdutil.ListAllSpec[*enrollment.CACertificate]{
+		Short: "List the registered CA certificates", What: "CA certificates",
+		List: func(c *client.Client, ctx context.Context) ([]*enrollment.CACertificate, error) {
+			return cmdutil.Collect(c.Certificates(ctx, 0))
 		},
-	}
+		Print: printCACertificates,
+	})
 }
 
 func newCARemoveCmd(g *cmdutil.Globals) *cobra.Command {

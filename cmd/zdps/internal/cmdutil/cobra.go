@@ -2,6 +2,7 @@ package cmdutil
 
 import (
 	"context"
+	"iter"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -67,7 +68,7 @@ func NewDeleteCmd(g *Globals, s DeleteSpec) *cobra.Command {
 		Use:     s.Use,
 		Aliases: s.Aliases,
 		Short:   s.Short,
-		Args:    ExactArgs(s.Use[strings.LastIndexByte(s.Use, ' ')+1:]),
+		Args:    ExactArgs(argName(s.Use)),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			id := args[0]
 			if s.Validate != nil {
@@ -92,3 +93,88 @@ func NewDeleteCmd(g *Globals, s DeleteSpec) *cobra.Command {
 	cmd.Flags().StringVar(&etag, "etag", "", s.Verb+" only if the "+s.Resource+"'s etag still is this one")
 	return cmd
 }
+
+// ShowSpec describes a command that fetches one item by its ID and prints
+// it.
+type ShowSpec[V any] struct {
+	Use, Short, Example string // cobra Use ("get NAME"), Short and Example
+	Resource            string // in messages: "policy"
+	Action              string // in messages: "get", "get keys of"
+	Get                 func(c *client.Client, ctx context.Context, id string) (V, error)
+	Print               func(Printer, V) error
+}
+
+// NewShowCmd builds a show command: one ID argument, one call.
+func NewShowCmd[V any](g *Globals, s ShowSpec[V]) *cobra.Command {
+	return &cobra.Command{
+		Use:     s.Use,
+		Short:   s.Short,
+		Example: s.Example,
+		Args:    ExactArgs(argName(s.Use)),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.Ready()
+			if err != nil {
+				return err
+			}
+			v, err := s.Get(c, cmd.Context(), args[0])
+			if err != nil {
+				return Fail(err, s.Resource, args[0], s.Action)
+			}
+			return s.Print(g.Printer(cmd.OutOrStdout()), v)
+		},
+	}
+}
+
+// ListAllSpec describes the list command of a small collection, read
+// whole and then printed.
+type ListAllSpec[V any] struct {
+	Short string
+	What  string // in messages: "hubs"
+	List  func(c *client.Client, ctx context.Context) ([]V, error)
+	// Print writes the table.
+	Print func(Printer, ...V) error
+}
+
+// NewListAllCmd builds a list command without arguments; its JSON is
+// always an array.
+func NewListAllCmd[V any](g *Globals, s ListAllSpec[V]) *cobra.Command {
+	return &cobra.Command{
+		Use:     "list",
+		Aliases: []string{"ls"},
+		Short:   s.Short,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.Ready()
+			if err != nil {
+				return err
+			}
+			all, err := s.List(c, cmd.Context())
+			if err != nil {
+				return FailList(err, s.What)
+			}
+			p := g.Printer(cmd.OutOrStdout())
+			if p.JSON {
+				if all == nil {
+					all = []V{}
+				}
+				return p.PrintJSON(all)
+			}
+			return s.Print(p, all...)
+		},
+	}
+}
+
+// Collect reads every page of seq.
+func Collect[V any](seq iter.Seq2[V, error]) ([]V, error) {
+	var all []V
+	for v, err := range seq {
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, v)
+	}
+	return all, nil
+}
+
+// argName is the argument name in a Use line ("delete ID" → "ID").
+func argName(use string) string { return use[strings.LastIndexByte(use, ' ')+1:] }

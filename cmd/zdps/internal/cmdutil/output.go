@@ -23,6 +23,24 @@ func (p Printer) PrintJSON(v any) error {
 	return enc.Encode(v)
 }
 
+// PrintItems writes one item as itself and several as a JSON array, as
+// the commands that answer one or more items (add, update, list) do.
+func PrintItems[V any](p Printer, items []V) error {
+	if len(items) == 1 {
+		return p.PrintJSON(items[0])
+	}
+	return p.PrintJSON(items)
+}
+
+// Value writes v as JSON, or line (one value, for scripts) as text.
+func (p Printer) Value(v any, line string) error {
+	if p.JSON {
+		return p.PrintJSON(v)
+	}
+	_, err := io.WriteString(p.W, line+"\n")
+	return err
+}
+
 // Table is a tabwriter with a header row.
 type Table struct{ tw *tabwriter.Writer }
 

@@ -70,10 +70,5 @@ func runComputeDeviceKey(cmd *cobra.Command, g *cmdutil.Globals, cfg computeDevi
 		return cmdutil.Errorf(err, "the group key is not valid base64")
 	}
 	deviceKey := base64.StdEncoding.EncodeToString(sas.DeriveDeviceKey(key, cfg.RegistrationID))
-	p := g.Printer(cmd.OutOrStdout())
-	if p.JSON {
-		return p.PrintJSON(map[string]string{"enrollmentGroupId": cfg.GroupID, "registrationId": cfg.RegistrationID, "deviceKey": deviceKey})
-	}
-	_, err = cmd.OutOrStdout().Write([]byte(deviceKey + "\n"))
-	return err
+	return g.Printer(cmd.OutOrStdout()).Value(map[string]string{"enrollmentGroupId": cfg.GroupID, "registrationId": cfg.RegistrationID, "deviceKey": deviceKey}, deviceKey)
 }

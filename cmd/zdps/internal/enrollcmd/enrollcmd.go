@@ -250,23 +250,10 @@ func registrationState(f fields) *enrollment.RegistrationState {
 }
 
 func (k *kind[T]) getCmd(g *cmdutil.Globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "get " + k.idArg,
-		Short: "Show an " + k.long + " (without keys)",
-		Args:  cmdutil.ExactArgs(k.idArg),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			id := args[0]
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			d, err := k.get(c, cmd.Context(), id)
-			if err != nil {
-				return cmdutil.Fail(err, k.noun, id, "get")
-			}
-			return k.print(g.Printer(cmd.OutOrStdout()), d)
-		},
-	}
+	return cmdutil.NewShowCmd(g, cmdutil.ShowSpec[T]{
+		Use: "get " + k.idArg, Short: "Show an " + k.long + " (without keys)", Resource: k.noun, Action: "get",
+		Get: k.get, Print: k.print,
+	})
 }
 
 func (k *kind[T]) listCmd(g *cmdutil.Globals) *cobra.Command {
@@ -321,23 +308,10 @@ func (k *kind[T]) deleteCmd(g *cmdutil.Globals) *cobra.Command {
 }
 
 func (k *kind[T]) keysCmd(g *cmdutil.Globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "keys " + k.idArg,
-		Short: "Show the attestation keys of an " + k.long,
-		Args:  cmdutil.ExactArgs(k.idArg),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			id := args[0]
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			m, err := k.keys(c, cmd.Context(), id)
-			if err != nil {
-				return cmdutil.Fail(err, k.noun, id, "get keys of")
-			}
-			return printKeys(g.Printer(cmd.OutOrStdout()), m)
-		},
-	}
+	return cmdutil.NewShowCmd(g, cmdutil.ShowSpec[*enrollment.AttestationMechanism]{
+		Use: "keys " + k.idArg, Short: "Show the attestation keys of an " + k.long, Resource: k.noun, Action: "get keys of",
+		Get: k.keys, Print: printKeys,
+	})
 }
 
 func printKeys(p cmdutil.Printer, m *enrollment.AttestationMechanism) error {

@@ -1,6 +1,7 @@
 package hubcmd
 
 import (
+	"context"
 	"errors"
 	"strconv"
 
@@ -115,10 +116,7 @@ func newHubAddCmd(g *cmdutil.Globals) *cobra.Command {
 
 func printHubs(p cmdutil.Printer, hubs ...*enrollment.Hub) error {
 	if p.JSON {
-		if len(hubs) == 1 {
-			return p.PrintJSON(hubs[0])
-		}
-		return p.PrintJSON(hubs)
+		return cmdutil.PrintItems(p, hubs)
 	}
 	t := p.Table("NAME", "WEIGHT", "APPLY POLICY", "REGION", "LOCATION", "CAPACITY", "STATUS", "DEVICES")
 	for _, h := range hubs {
@@ -141,30 +139,13 @@ func printHubs(p cmdutil.Printer, hubs ...*enrollment.Hub) error {
 }
 
 func newHubListCmd(g *cmdutil.Globals) *cobra.Command {
-	return &cobra.Command{
-		Use:     "list",
-		Aliases: []string{"ls"},
-		Short:   "List the linked hubs with how many devices each holds",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			hubs := []*enrollment.Hub{}
-			for h, err := range c.Hubs(cmd.Context(), 0) {
-				if err != nil {
-					return cmdutil.FailList(err, "hubs")
-				}
-				hubs = append(hubs, h)
-			}
-			p := g.Printer(cmd.OutOrStdout())
-			if p.JSON {
-				return p.PrintJSON(hubs)
-			}
-			return printHubs(p, hubs...)
+	return cmdutil.NewListAllCmd(g, cmdutil.ListAllSpec[*enrollment.Hub]{
+		Short: "List the linked hubs with how many devices each holds", What: "hubs",
+		List: func(c *client.Client, ctx context.Context) ([]*enrollment.Hub, error) {
+			return cmdutil.Collect(c.Hubs(ctx, 0))
 		},
-	}
+		Print: printHubs,
+	})
 }
 
 func newHubUpdateCmd(g *cmdutil.Globals) *cobra.Command {

@@ -75,10 +75,7 @@ func joinRights() string {
 
 func printPolicies(p cmdutil.Printer, ps ...*enrollment.SharedAccessPolicy) error {
 	if p.JSON {
-		if len(ps) == 1 {
-			return p.PrintJSON(ps[0])
-		}
-		return p.PrintJSON(ps)
+		return cmdutil.PrintItems(p, ps)
 	}
 	t := p.Table("NAME", "RIGHTS")
 	for _, pol := range ps {
@@ -88,54 +85,18 @@ func printPolicies(p cmdutil.Printer, ps ...*enrollment.SharedAccessPolicy) erro
 }
 
 func newPolicyListCmd(g *cmdutil.Globals) *cobra.Command {
-	return &cobra.Command{
-		Use:     "list",
-		Aliases: []string{"ls"},
-		Short:   "List shared access policies (without keys)",
-		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			ps, err := c.ListPolicies(cmd.Context())
-			if err != nil {
-				return cmdutil.FailList(err, "policies")
-			}
-			p := g.Printer(cmd.OutOrStdout())
-			if p.JSON {
-				if ps == nil {
-					ps = []*enrollment.SharedAccessPolicy{}
-				}
-				return p.PrintJSON(ps)
-			}
-			return printPolicies(p, ps...)
-		},
-	}
+	return cmdutil.NewListAllCmd(g, cmdutil.ListAllSpec[*enrollment.SharedAccessPolicy]{
+		Short: "List shared access policies (without keys)", What: "policies",
+		List: (*client.Client).ListPolicies, Print: printPolicies,
+	})
 }
 
-// policyNameConfig is the configuration of the policy commands that take
-// only a name (get, keys).
-type policyNameConfig struct{ KeyName string }
-
 func newPolicyGetCmd(g *cmdutil.Globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "get NAME",
-		Short: "Show a shared access policy (without keys)",
-		Args:  cmdutil.ExactArgs("NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg := policyNameConfig{KeyName: args[0]}
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			pol, err := c.GetPolicy(cmd.Context(), cfg.KeyName)
-			if err != nil {
-				return cmdutil.Fail(err, "policy", cfg.KeyName, "get")
-			}
-			return printPolicies(g.Printer(cmd.OutOrStdout()), pol)
-		},
-	}
+	return cmdutil.NewShowCmd(g, cmdutil.ShowSpec[*enrollment.SharedAccessPolicy]{
+		Use: "get NAME", Short: "Show a shared access policy (without keys)", Resource: "policy", Action: "get",
+		Get:   (*client.Client).GetPolicy,
+		Print: func(p cmdutil.Printer, pol *enrollment.SharedAccessPolicy) error { return printPolicies(p, pol) },
+	})
 }
 
 func newPolicyDeleteCmd(g *cmdutil.Globals) *cobra.Command {
@@ -146,27 +107,16 @@ func newPolicyDeleteCmd(g *cmdutil.Globals) *cobra.Command {
 }
 
 func newPolicyKeysCmd(g *cmdutil.Globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "keys NAME",
-		Short: "Show the keys of a shared access policy",
-		Args:  cmdutil.ExactArgs("NAME"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg := policyNameConfig{KeyName: args[0]}
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			pol, err := c.PolicyKeys(cmd.Context(), cfg.KeyName)
-			if err != nil {
-				return cmdutil.Fail(err, "policy", cfg.KeyName, "get keys of")
-			}
-			p := g.Printer(cmd.OutOrStdout())
+	return cmdutil.NewShowCmd(g, cmdutil.ShowSpec[*enrollment.SharedAccessPolicy]{
+		Use: "keys NAME", Short: "Show the keys of a shared access policy", Resource: "policy", Action: "get keys of",
+		Get: (*client.Client).PolicyKeys,
+		Print: func(p cmdutil.Printer, pol *enrollment.SharedAccessPolicy) error {
 			if p.JSON {
 				return p.PrintJSON(pol)
 			}
 			return p.Details("Name", pol.KeyName, "Rights", pol.Rights, "Primary key", pol.PrimaryKey, "Secondary key", pol.SecondaryKey)
 		},
-	}
+	})
 }
 
 // policyConnectionStringConfig is the configuration of `zdps policy
@@ -200,12 +150,7 @@ have exactly that policy's rights.`,
 				key = pol.SecondaryKey
 			}
 			cs := client.ConnectionString{HostName: c.HostName(), SharedAccessKeyName: pol.KeyName, SharedAccessKey: key}
-			p := g.Printer(cmd.OutOrStdout())
-			if p.JSON {
-				return p.PrintJSON(map[string]string{"connectionString": cs.String()})
-			}
-			_, err = cmd.OutOrStdout().Write([]byte(cs.String() + "\n"))
-			return err
+			return g.Printer(cmd.OutOrStdout()).Value(map[string]string{"connectionString": cs.String()}, cs.String())
 		},
 	}
 	cmd.Flags().BoolVar(&cfg.Secondary, "secondary", false, "use the policy's secondary key")

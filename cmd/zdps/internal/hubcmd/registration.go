@@ -16,46 +16,33 @@ func NewRegistrationCmd(g *cmdutil.Globals) *cobra.Command {
 	return cmd
 }
 
-// registrationIDConfig is the configuration of `zdps registration get`.
-type registrationIDConfig struct{ RegistrationID string }
-
 func newRegistrationGetCmd(g *cmdutil.Globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "get REGISTRATION_ID",
-		Short: "Show a device's registration record",
-		Args:  cmdutil.ExactArgs("REGISTRATION_ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg := registrationIDConfig{RegistrationID: args[0]}
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			r, err := c.GetRegistration(cmd.Context(), cfg.RegistrationID)
-			if err != nil {
-				return cmdutil.Fail(err, "registration", cfg.RegistrationID, "get")
-			}
-			p := g.Printer(cmd.OutOrStdout())
-			if p.JSON {
-				return p.PrintJSON(r)
-			}
-			code := ""
-			if r.ErrorCode != 0 {
-				code = strconv.Itoa(r.ErrorCode)
-			}
-			return p.Details(
-				"Registration ID", r.RegistrationID,
-				"Status", r.Status,
-				"Substatus", r.Substatus,
-				"Assigned hub", r.AssignedHub,
-				"Device ID", r.DeviceID,
-				"Error code", code,
-				"Error message", r.ErrorMessage,
-				"ETag", r.ETag,
-				"Created", cmdutil.When(r.CreatedDateTimeUTC),
-				"Updated", cmdutil.When(r.LastUpdatedDateTimeUTC),
-			)
-		},
+	return cmdutil.NewShowCmd(g, cmdutil.ShowSpec[*enrollment.RegistrationState]{
+		Use: "get REGISTRATION_ID", Short: "Show a device's registration record", Resource: "registration", Action: "get",
+		Get: (*client.Client).GetRegistration, Print: printRegistration,
+	})
+}
+
+func printRegistration(p cmdutil.Printer, r *enrollment.RegistrationState) error {
+	if p.JSON {
+		return p.PrintJSON(r)
 	}
+	code := ""
+	if r.ErrorCode != 0 {
+		code = strconv.Itoa(r.ErrorCode)
+	}
+	return p.Details(
+		"Registration ID", r.RegistrationID,
+		"Status", r.Status,
+		"Substatus", r.Substatus,
+		"Assigned hub", r.AssignedHub,
+		"Device ID", r.DeviceID,
+		"Error code", code,
+		"Error message", r.ErrorMessage,
+		"ETag", r.ETag,
+		"Created", cmdutil.When(r.CreatedDateTimeUTC),
+		"Updated", cmdutil.When(r.LastUpdatedDateTimeUTC),
+	)
 }
 
 // registrationListConfig is the configuration of `zdps registration list`.
