@@ -1,7 +1,6 @@
 package cacmd
 
 import (
-	"context"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -16,11 +15,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
-
 	"github.com/zdps/zdps/pkg/client"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
+// NewCACmd is `zdps ca`.
 func NewCACmd(g *cmdutil.Globals) *cobra.Command {
 	cmd := cmdutil.Parent("ca", "Show and export the embedded CA and its CRL; register CA certificates for X.509 enrollments")
 	cmd.Long = `The embedded CA issues devices' operational certificates: "show", "export" and "crl"
@@ -374,10 +373,7 @@ func newCAVerifyCmd(g *cmdutil.Globals) *cobra.Command {
 func newCAListCmd(g *cmdutil.Globals) *cobra.Command {
 	return cmdutil.NewListAllCmd(g, cmdutil.ListAllSpec[*enrollment.CACertificate]{
 		Short: "List the registered CA certificates", What: "CA certificates",
-		List: func(c *client.Client, ctx context.Context) ([]*enrollment.CACertificate, error) {
-			return cmdutil.Collect(c.Certificates(ctx, 0))
-		},
-		Print: printCACertificates,
+		List: cmdutil.All((*client.Client).Certificates), Print: printCACertificates,
 	})
 }
 

@@ -164,16 +164,19 @@ func NewListAllCmd[V any](g *Globals, s ListAllSpec[V]) *cobra.Command {
 	}
 }
 
-// Collect reads every page of seq.
-func Collect[V any](seq iter.Seq2[V, error]) ([]V, error) {
-	var all []V
-	for v, err := range seq {
-		if err != nil {
-			return nil, err
+// All makes a paged listing call a ListAllSpec.List: every page, at the
+// service's page size.
+func All[V any](list func(*client.Client, context.Context, int) iter.Seq2[V, error]) func(*client.Client, context.Context) ([]V, error) {
+	return func(c *client.Client, ctx context.Context) ([]V, error) {
+		var all []V
+		for v, err := range list(c, ctx, 0) {
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, v)
 		}
-		all = append(all, v)
+		return all, nil
 	}
-	return all, nil
 }
 
 // argName is the argument name in a Use line ("delete ID" → "ID").

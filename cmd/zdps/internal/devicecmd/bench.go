@@ -39,6 +39,7 @@ type benchConfig struct {
 	Progress      bool
 }
 
+// NewBenchCmd is `zdps bench`.
 func NewBenchCmd(g *cmdutil.Globals) *cobra.Command {
 	var cfg benchConfig
 	cmd := &cobra.Command{

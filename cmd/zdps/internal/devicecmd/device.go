@@ -22,6 +22,7 @@ import (
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
+// NewDeviceCmd is `zdps device`.
 func NewDeviceCmd(g *cmdutil.Globals) *cobra.Command {
 	cmd := cmdutil.Parent("device", "Act as a device: register with a provisioning service")
 	cmd.AddCommand(newDeviceRegisterCmd(g))

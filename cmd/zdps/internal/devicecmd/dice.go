@@ -23,6 +23,7 @@ import (
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
+// NewDiceCmd is `zdps dice`.
 func NewDiceCmd(g *cmdutil.Globals) *cobra.Command {
 	cmd := cmdutil.Parent("dice", "TCG DICE helpers: simulate a DICE device's certificate chain")
 	cmd.AddCommand(newDiceSimulateCmd(g))

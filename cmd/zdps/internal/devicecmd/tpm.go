@@ -43,6 +43,7 @@ func isTPMSpec(s string) bool {
 	return strings.HasPrefix(s, "unix:") || strings.HasPrefix(s, "/")
 }
 
+// NewTPMCmd is `zdps tpm`.
 func NewTPMCmd(g *cmdutil.Globals) *cobra.Command {
 	cmd := cmdutil.Parent("tpm", "Read a TPM's identity for TPM enrollments")
 	cmd.AddCommand(newTPMEKCmd(g))

@@ -12,6 +12,7 @@ import (
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
+// NewAllocationCmd is `zdps allocation`.
 func NewAllocationCmd(g *cmdutil.Globals) *cobra.Command {
 	cmd := cmdutil.Parent("allocation", "Instance allocation policy, and why a device goes where it goes")
 	cmd.AddCommand(newAllocationSetDefaultCmd(g), newAllocationShowCmd(g), newAllocationExplainCmd(g))

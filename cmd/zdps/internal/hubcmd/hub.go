@@ -1,7 +1,6 @@
 package hubcmd
 
 import (
-	"context"
 	"errors"
 	"strconv"
 
@@ -13,6 +12,7 @@ import (
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
+// NewHubCmd is `zdps hub`.
 func NewHubCmd(g *cmdutil.Globals) *cobra.Command {
 	cmd := cmdutil.Parent("hub", "Manage the linked hubs devices are assigned to", "hubs")
 	cmd.AddCommand(newHubAddCmd(g), newHubListCmd(g), newHubUpdateCmd(g), newHubRemoveCmd(g), newHubDrainCmd(g))
@@ -141,10 +141,7 @@ func printHubs(p cmdutil.Printer, hubs ...*enrollment.Hub) error {
 func newHubListCmd(g *cmdutil.Globals) *cobra.Command {
 	return cmdutil.NewListAllCmd(g, cmdutil.ListAllSpec[*enrollment.Hub]{
 		Short: "List the linked hubs with how many devices each holds", What: "hubs",
-		List: func(c *client.Client, ctx context.Context) ([]*enrollment.Hub, error) {
-			return cmdutil.Collect(c.Hubs(ctx, 0))
-		},
-		Print: printHubs,
+		List: cmdutil.All((*client.Client).Hubs), Print: printHubs,
 	})
 }
 

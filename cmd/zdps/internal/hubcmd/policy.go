@@ -10,6 +10,7 @@ import (
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
+// NewPolicyCmd is `zdps policy`.
 func NewPolicyCmd(g *cmdutil.Globals) *cobra.Command {
 	cmd := cmdutil.Parent("policy", "Manage shared access policies of the service API", "policies")
 	cmd.AddCommand(newPolicyCreateCmd(g), newPolicyListCmd(g), newPolicyGetCmd(g), newPolicyDeleteCmd(g),

@@ -10,6 +10,7 @@ import (
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
+// NewRegistrationCmd is `zdps registration`.
 func NewRegistrationCmd(g *cmdutil.Globals) *cobra.Command {
 	cmd := cmdutil.Parent("registration", "Inspect and delete device registration records", "registrations")
 	cmd.AddCommand(newRegistrationGetCmd(g), newRegistrationListCmd(g), newRegistrationDeleteCmd(g))

@@ -32,6 +32,7 @@ type backupConfig struct {
 	progress bool
 }
 
+// NewBackupCmd is `zdps backup`.
 func NewBackupCmd(g *cmdutil.Globals) *cobra.Command {
 	var cfg backupConfig
 	cmd := &cobra.Command{
@@ -109,10 +110,7 @@ func runBackup(cmd *cobra.Command, g *cmdutil.Globals, cfg backupConfig, file st
 		return cmdutil.Errorf(err, "backup: %v; %s was left as it was", err, file)
 	}
 	elapsed := time.Since(start)
-	keys := 0
-	for _, k := range info.Keys {
-		keys += k
-	}
+	keys := totalKeys(info)
 	p := g.Printer(cmd.OutOrStdout())
 	if p.JSON {
 		return p.PrintJSON(struct {

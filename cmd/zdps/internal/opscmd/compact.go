@@ -20,6 +20,7 @@ type compactConfig struct {
 	progress bool
 }
 
+// NewCompactCmd is `zdps compact`.
 func NewCompactCmd(g *cmdutil.Globals) *cobra.Command {
 	var cfg compactConfig
 	cmd := &cobra.Command{

@@ -21,6 +21,7 @@ type migrateConfig struct {
 	progress  bool
 }
 
+// NewMigrateCmd is `zdps migrate`.
 func NewMigrateCmd(g *cmdutil.Globals) *cobra.Command {
 	var cfg migrateConfig
 	cmd := &cobra.Command{

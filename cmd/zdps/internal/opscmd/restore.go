@@ -18,6 +18,7 @@ import (
 	"github.com/zdps/zdps/pkg/store/bolt"
 )
 
+// NewRestoreCmd is `zdps restore`.
 func NewRestoreCmd(g *cmdutil.Globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "restore FILE",
@@ -76,10 +77,7 @@ func runRestore(cmd *cobra.Command, g *cmdutil.Globals, file string) error {
 	if err != nil {
 		return cmdutil.Errorf(err, "restore into %s: %v; the data directory holds no store", dir, err)
 	}
-	keys := 0
-	for _, k := range info.Keys {
-		keys += k
-	}
+	keys := totalKeys(info)
 	p := g.Printer(cmd.OutOrStdout())
 	if p.JSON {
 		return p.PrintJSON(struct {
@@ -116,6 +114,15 @@ func checkEmptyDir(dir string) error {
 			dir, entries[0].Name(), map[bool]string{true: " and more", false: ""}[len(entries) > 1])
 	}
 	return nil
+}
+
+// totalKeys is the number of keys in all buckets.
+func totalKeys(info bolt.Info) int {
+	n := 0
+	for _, k := range info.Keys {
+		n += k
+	}
+	return n
 }
 
 // inspectStoreFile runs bolt.Inspect and words its failures.
