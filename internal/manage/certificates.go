@@ -131,4 +131,3 @@ func (s *Service) checkProof(c *enrollment.CACertificate, proof *x509.Certificat
 	}
 	return nil
 }
-
