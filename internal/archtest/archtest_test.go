@@ -54,7 +54,7 @@ var (
 	server = []string{
 		"pkg/api", "pkg/deviceapi", "pkg/provisioning/...", "pkg/store/...",
 		"pkg/ca", "pkg/instance", "attestation/...", "allocation/...",
-		"internal/sweep", "internal/revocation", "cmd/...",
+		"internal/sweep", "internal/revocation", "internal/manage", "cmd/...",
 	}
 )
 
@@ -102,6 +102,11 @@ var rules = []rule{
 			[]string{"pkg/store/bolt", "pkg/store/postgres", "pkg/store/memory"},
 			[]string{"allocation/hashed", "allocation/static", "allocation/geolatency", "allocation/custom"},
 			[]string{"attestation/...", "pkg/ca"}),
+	},
+	{
+		name:   "management use cases know no transport, pipeline, verifier, policy or CA",
+		from:   []string{"internal/manage"},
+		forbid: concat(transports, pipeline, []string{"pkg/ca", "attestation/...", "allocation/..."}),
 	},
 	{
 		name:   "revocation needs the CA only through its CRLSigner port, and nothing above it",

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/store"
 )
@@ -88,65 +87,6 @@ func decodeStrict(b []byte, v any) error {
 	}
 	if dec.More() {
 		return fmt.Errorf("%w: unexpected data after the JSON value", errBadRequest)
-	}
-	return nil
-}
-
-// withDeviceCount sets the read-only device count of h.
-func (a *API) withDeviceCount(ctx context.Context, h *enrollment.Hub) error {
-	n, err := a.store.Registrations.CountBy(ctx, store.IndexRegistrationsByHub, h.Name)
-	if err != nil {
-		return err
-	}
-	h.DeviceCount = &n
-	return nil
-}
-
-// checkWrite refuses, when an enrollment is written, what could never
-// provision a device: a static allocation whose hub is not linked, an
-// iotHubHostName pin that is not linked, a custom webhook URL that
-// Config.CheckWebhookURL refuses, and a TPM enrollment that
-// Config.CheckTPMEnrollment refuses.
-func (a *API) checkWrite(ctx context.Context, doc any) error {
-	var policy, host string
-	var hubs []string
-	var custom *enrollment.CustomAllocationDefinition
-	switch d := doc.(type) {
-	case *enrollment.IndividualEnrollment:
-		policy, host, hubs, custom = d.AllocationPolicy, d.IoTHubHostName, d.IoTHubs, d.CustomAllocationDefinition
-		if a.cfg.CheckTPMEnrollment != nil && d.Attestation != nil && d.Attestation.TPM != nil {
-			if err := a.cfg.CheckTPMEnrollment(d); err != nil {
-				return err
-			}
-		}
-	case *enrollment.EnrollmentGroup:
-		policy, host, hubs, custom = d.AllocationPolicy, d.IoTHubHostName, d.IoTHubs, d.CustomAllocationDefinition
-	default:
-		return nil
-	}
-	check := func(field, name string) error {
-		_, err := a.store.Hubs.Get(ctx, name)
-		switch {
-		case errors.Is(err, store.ErrNotFound):
-			return &enrollment.ValidationError{Field: field, Reason: fmt.Sprintf("hub %q is not linked (add it first with zdps hub add %s)", name, name)}
-		case err != nil:
-			return err
-		}
-		return nil
-	}
-	if custom != nil && custom.WebhookURL != "" && a.cfg.CheckWebhookURL != nil {
-		if err := a.cfg.CheckWebhookURL(custom.WebhookURL); err != nil {
-			return &enrollment.ValidationError{Field: "customAllocationDefinition.webhookUrl", Reason: err.Error()}
-		}
-	}
-	if policy == enrollment.PolicyStatic {
-		if len(hubs) == 1 {
-			return check("iotHubs[0]", hubs[0])
-		}
-		return check("iotHubHostName", host)
-	}
-	if host != "" {
-		return check("iotHubHostName", host)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/zdps/zdps/internal/manage"
 	"github.com/zdps/zdps/pkg/ca"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/store"
@@ -88,6 +89,8 @@ type API struct {
 	rand  io.Reader
 	mux   *chi.Mux
 	rv    *revoker
+	// m runs the management use cases the handlers translate.
+	m *manage.Service
 	// explainer answers POST /allocation/explain (SetExplainer).
 	explainer atomic.Pointer[explainerBox]
 }
@@ -140,6 +143,16 @@ func New(cfg Config) (*API, error) {
 		return nil, err
 	}
 	a.rv = rv
+	mcfg := manage.Config{
+		Store: cfg.Store, Logger: cfg.Logger, Rand: a.rand, Now: cfg.Now,
+		CheckWebhookURL: cfg.CheckWebhookURL, CheckTPMEnrollment: cfg.CheckTPMEnrollment,
+	}
+	if !cfg.KeepCertificatesOnDisable {
+		mcfg.Revocations = rv.rev
+	}
+	if a.m, err = manage.New(mcfg); err != nil {
+		return nil, err
+	}
 	mux, err := a.router()
 	if err != nil {
 		return nil, err

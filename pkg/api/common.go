@@ -3,7 +3,6 @@ package api
 import (
 	"bytes"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -147,53 +146,3 @@ func putRequest[T any](r *http.Request, pathName func(*http.Request) (string, er
 func mismatch(field, body, path string) error {
 	return &enrollment.ValidationError{Field: field, Reason: fmt.Sprintf("%q does not match %q in the path", body, path)}
 }
-
-// preconditionOnMissing turns "not found" into "precondition failed" for a
-// write under If-Match: the client asked to change a version that does not
-// exist (RFC 9110 §13.1.1).
-func preconditionOnMissing(err error, cond store.Condition) error {
-	if cond.IfMatch != "" && isNotFound(err) {
-		return fmt.Errorf("%w: no stored version matches If-Match: %w", store.ErrPreconditionFailed, err)
-	}
-	return err
-}
-
-// keyPair is the pair of symmetric keys of an attestation or policy.
-type keyPair struct{ primary, secondary string }
-
-// merge picks each key from the request, else the stored document, else the
-// freshly generated one: empty keys on update keep the stored keys, empty
-// keys on create are generated.
-func merge(req, old, gen keyPair) keyPair {
-	first := func(vs ...string) string {
-		for _, v := range vs {
-			if v != "" {
-				return v
-			}
-		}
-		return ""
-	}
-	return keyPair{
-		primary:   first(req.primary, old.primary, gen.primary),
-		secondary: first(req.secondary, old.secondary, gen.secondary),
-	}
-}
-
-func attKeys(m *enrollment.AttestationMechanism) keyPair {
-	if m == nil || m.Type != enrollment.AttestationSymmetricKey || m.SymmetricKey == nil {
-		return keyPair{}
-	}
-	return keyPair{m.SymmetricKey.PrimaryKey, m.SymmetricKey.SecondaryKey}
-}
-
-func setAttKeys(m *enrollment.AttestationMechanism, k keyPair) {
-	if m == nil || m.Type != enrollment.AttestationSymmetricKey {
-		return
-	}
-	if m.SymmetricKey == nil {
-		m.SymmetricKey = &enrollment.SymmetricKeyAttestation{}
-	}
-	m.SymmetricKey.PrimaryKey, m.SymmetricKey.SecondaryKey = k.primary, k.secondary
-}
-
-func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }

@@ -1,9 +1,7 @@
 package api
 
 import (
-	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/go-chi/chi/v5"
 
@@ -46,13 +44,7 @@ func listPage[T, U any](a *API, w http.ResponseWriter, r *http.Request, itemType
 // listHubs answers the hubs with how many devices each holds.
 func (a *API) listHubs(w http.ResponseWriter, r *http.Request) {
 	listPage(a, w, r, "Hub", func(cont string, limit int) ([]*enrollment.Hub, string, error) {
-		hubs, next, err := a.store.Hubs.List(r.Context(), cont, limit)
-		for _, h := range hubs {
-			if err == nil {
-				err = a.withDeviceCount(r.Context(), h)
-			}
-		}
-		return hubs, next, err
+		return a.m.Hubs(r.Context(), cont, limit)
 	}, func(h *enrollment.Hub) *enrollment.Hub { return h })
 }
 
@@ -68,10 +60,7 @@ func (a *API) getHub(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	h, err := a.store.Hubs.Get(r.Context(), name)
-	if err == nil {
-		err = a.withDeviceCount(r.Context(), h)
-	}
+	h, err := a.m.Hub(r.Context(), name)
 	if err != nil {
 		a.writeError(w, r, about("hub", name, err))
 		return
@@ -85,16 +74,12 @@ func (a *API) putHub(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	created, err := a.store.Hubs.Put(r.Context(), h, cond)
+	created, err := a.m.PutHub(r.Context(), h, cond)
 	if err != nil {
-		a.writeError(w, r, about("hub", name, preconditionOnMissing(err, cond)))
+		a.writeError(w, r, about("hub", name, err))
 		return
 	}
 	a.audit(r, createdOrUpdated(created), "hub", h.Name)
-	if err := a.withDeviceCount(r.Context(), h); err != nil {
-		a.writeError(w, r, err)
-		return
-	}
 	a.writeJSON(w, http.StatusOK, h)
 }
 
@@ -104,7 +89,7 @@ func (a *API) deleteHub(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	if err := a.store.Hubs.Delete(r.Context(), name, store.Condition{IfMatch: ifMatch(r)}); err != nil {
+	if err := a.m.DeleteHub(r.Context(), name, ifMatch(r)); err != nil {
 		a.writeError(w, r, about("hub", name, err))
 		return
 	}
@@ -114,7 +99,7 @@ func (a *API) deleteHub(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) listPolicies(w http.ResponseWriter, r *http.Request) {
 	listPage(a, w, r, "SharedAccessPolicy", func(cont string, limit int) ([]*enrollment.SharedAccessPolicy, string, error) {
-		return a.store.Policies.List(r.Context(), cont, limit)
+		return a.m.Policies(r.Context(), cont, limit)
 	}, (*enrollment.SharedAccessPolicy).Redacted)
 }
 
@@ -130,7 +115,7 @@ func (a *API) getPolicy(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	p, err := a.store.Policies.Get(r.Context(), name)
+	p, err := a.m.Policy(r.Context(), name)
 	if err != nil {
 		a.writeError(w, r, about("policy", name, err))
 		return
@@ -148,34 +133,9 @@ func (a *API) putPolicy(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	if strings.EqualFold(name, enrollment.OwnerPolicyName) && !p.HasRight(enrollment.RightServiceConfig) {
-		a.writeError(w, r, &enrollment.ValidationError{Field: "rights", Reason: fmt.Sprintf("the %s policy must keep the %s right, or nobody could manage policies any more", enrollment.OwnerPolicyName, enrollment.RightServiceConfig)})
-		return
-	}
-	req := keyPair{p.PrimaryKey, p.SecondaryKey}
-	if err := p.GenerateMissingKeys(a.rand); err != nil {
-		a.writeError(w, r, fmt.Errorf("generate keys: %w", err))
-		return
-	}
-	gen := keyPair{p.PrimaryKey, p.SecondaryKey}
-	var created bool
-	err = a.store.Backend.Update(r.Context(), func(tx store.Tx) error {
-		c := a.store.Policies.In(tx)
-		var was keyPair
-		old, err := c.Get(r.Context(), name)
-		switch {
-		case err == nil:
-			was = keyPair{old.PrimaryKey, old.SecondaryKey}
-		case !isNotFound(err):
-			return err
-		}
-		k := merge(req, was, gen)
-		p.PrimaryKey, p.SecondaryKey = k.primary, k.secondary
-		created, err = c.Put(r.Context(), p, cond)
-		return err
-	})
+	created, err := a.m.PutPolicy(r.Context(), p, cond)
 	if err != nil {
-		a.writeError(w, r, about("policy", name, preconditionOnMissing(err, cond)))
+		a.writeError(w, r, about("policy", name, err))
 		return
 	}
 	a.audit(r, createdOrUpdated(created), "policy", p.KeyName)
@@ -188,11 +148,7 @@ func (a *API) deletePolicy(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	if strings.EqualFold(name, enrollment.OwnerPolicyName) {
-		a.writeError(w, r, &enrollment.ValidationError{Field: "keyName", Reason: fmt.Sprintf("the %s policy cannot be deleted", enrollment.OwnerPolicyName)})
-		return
-	}
-	if err := a.store.Policies.Delete(r.Context(), name, store.Condition{IfMatch: ifMatch(r)}); err != nil {
+	if err := a.m.DeletePolicy(r.Context(), name, ifMatch(r)); err != nil {
 		a.writeError(w, r, about("policy", name, err))
 		return
 	}
@@ -207,7 +163,7 @@ func (a *API) policyKeys(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	p, err := a.store.Policies.Get(r.Context(), name)
+	p, err := a.m.Policy(r.Context(), name)
 	if err != nil {
 		a.writeError(w, r, about("policy", name, err))
 		return
@@ -216,11 +172,8 @@ func (a *API) policyKeys(w http.ResponseWriter, r *http.Request) {
 	a.writeJSON(w, http.StatusOK, p)
 }
 
-// settingsKey is the ID of the single Settings document.
-var settingsKey = (&enrollment.Settings{}).StoreKey()
-
 func (a *API) getSettings(w http.ResponseWriter, r *http.Request) {
-	s, err := a.store.Settings.Get(r.Context(), settingsKey)
+	s, err := a.m.Settings(r.Context())
 	if err != nil {
 		a.writeError(w, r, about("settings", "", err))
 		return
@@ -246,23 +199,11 @@ func (a *API) putSettings(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	err = a.store.Backend.Update(r.Context(), func(tx store.Tx) error {
-		c := a.store.Settings.In(tx)
-		s.IDScope = ""
-		old, err := c.Get(r.Context(), settingsKey)
-		switch {
-		case err == nil:
-			s.IDScope = old.IDScope
-		case !isNotFound(err):
-			return err
-		}
-		_, err = c.Put(r.Context(), s, cond)
-		return err
-	})
+	err = a.m.PutSettings(r.Context(), s, cond)
 	if err != nil {
-		a.writeError(w, r, about("settings", "", preconditionOnMissing(err, cond)))
+		a.writeError(w, r, about("settings", "", err))
 		return
 	}
-	a.audit(r, "update", "settings", settingsKey)
+	a.audit(r, "update", "settings", s.StoreKey())
 	a.writeJSON(w, http.StatusOK, s)
 }

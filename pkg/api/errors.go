@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/zdps/zdps/internal/manage"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/store"
 )
@@ -82,6 +83,7 @@ func classify(err error) (status, code int, message string) {
 		return http.StatusPreconditionFailed, codePreconditionFailed, err.Error()
 	case errors.Is(err, enrollment.ErrInvalid),
 		errors.Is(err, errBadRequest),
+		errors.Is(err, manage.ErrBadRequest),
 		errors.Is(err, store.ErrInvalidContinuation):
 		return http.StatusBadRequest, codeBadArgument, err.Error()
 	case errors.Is(err, store.ErrNotFound):

@@ -6,7 +6,6 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/store"
 )
 
 // getRegistration answers a device's registration record in its DPS form
@@ -17,7 +16,7 @@ func (a *API) getRegistration(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	rec, err := a.store.Registrations.Get(r.Context(), id)
+	rec, err := a.m.Registration(r.Context(), id)
 	if err != nil {
 		a.writeError(w, r, about("registration", id, err))
 		return
@@ -34,7 +33,7 @@ func (a *API) deleteRegistration(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	if err := a.deleteRegistrationRevoking(r.Context(), id, store.Condition{IfMatch: ifMatch(r)}); err != nil {
+	if err := a.m.DeleteRegistration(r.Context(), id, ifMatch(r)); err != nil {
 		a.writeError(w, r, about("registration", id, err))
 		return
 	}
@@ -50,20 +49,18 @@ func (a *API) queryGroupRegistrations(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	a.queryRegistrationsBy(w, r, func(cont string, limit int) ([]*enrollment.Registration, string, error) {
-		return a.store.Registrations.ListBy(r.Context(), store.IndexRegistrationsByGroup, group, cont, limit)
-	})
+	a.queryRegistrationsBy(w, r, group)
 }
 
 // queryRegistrations lists every record (a zdps extension, for `zdps
 // registration list`).
 func (a *API) queryRegistrations(w http.ResponseWriter, r *http.Request) {
-	a.queryRegistrationsBy(w, r, func(cont string, limit int) ([]*enrollment.Registration, string, error) {
-		return a.store.Registrations.List(r.Context(), cont, limit)
-	})
+	a.queryRegistrationsBy(w, r, "")
 }
 
-func (a *API) queryRegistrationsBy(w http.ResponseWriter, r *http.Request, list func(cont string, limit int) ([]*enrollment.Registration, string, error)) {
+// queryRegistrationsBy answers a page of the group's records, or of every
+// record when group is "".
+func (a *API) queryRegistrationsBy(w http.ResponseWriter, r *http.Request, group string) {
 	if err := readQuery(r); err != nil {
 		a.writeError(w, r, err)
 		return
@@ -73,7 +70,7 @@ func (a *API) queryRegistrationsBy(w http.ResponseWriter, r *http.Request, list 
 		a.writeError(w, r, err)
 		return
 	}
-	recs, next, err := list(cont, limit)
+	recs, next, err := a.m.Registrations(r.Context(), group, cont, limit)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
