@@ -113,6 +113,10 @@ func (a *API) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if cf := asConnectionFault(r, err); cf != nil {
+		err = cf
+		a.logConnectionFault(w, r, cf)
+	}
 	status, code, msg := classify(err)
 	id := RequestID(r.Context())
 	switch {
