@@ -3,7 +3,6 @@ package robustness
 import (
 	"bufio"
 	"crypto/tls"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"net"
@@ -49,20 +48,7 @@ func TestBodiesFaultyRequests(t *testing.T) {
 		t.Fatal(err)
 	}
 	const regID = "bodies-dev"
-	if _, err := cl.PutEnrollment(ctx, &enrollment.IndividualEnrollment{
-		RegistrationID: regID,
-		Attestation:    &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
-	}, ""); err != nil {
-		t.Fatal(err)
-	}
-	keys, err := cl.EnrollmentKeys(ctx, regID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := base64.StdEncoding.DecodeString(keys.SymmetricKey.PrimaryKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := srv.SymmetricKeyEnrollment(regID)
 	scope := srv.IDScope()
 	auth := sas.Build(key, scope+"/registrations/"+regID, "registration", time.Now().Add(time.Hour))
 
