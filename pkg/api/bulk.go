@@ -7,6 +7,7 @@ import (
 	"net/http"
 
 	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/store"
 )
 
@@ -53,11 +54,11 @@ func bulkDocs[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 			return
 		}
 		items := prepareBulkItems(r.Context(), a, k, mode, vs)
-		sweep := false
+		var jobs []provisioning.Job
 		for start := 0; start < len(items); start += bulkChunk {
 			chunk := items[start:min(start+bulkChunk, len(items))]
-			swept, err := runBulkChunk(r.Context(), a, k, mode, chunk)
-			sweep = sweep || swept
+			js, err := runBulkChunk(r.Context(), a, k, mode, chunk)
+			jobs = append(jobs, js...)
 			if err != nil {
 				a.log.ErrorContext(r.Context(), "bulk chunk failed", "request_id", RequestID(r.Context()), "error", err)
 				for i := range chunk {
@@ -67,9 +68,7 @@ func bulkDocs[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 				}
 			}
 		}
-		if sweep {
-			a.sweepNow(r)
-		}
+		a.finishRevocation(r, jobs)
 		var failures []bulkFailure
 		for _, it := range items {
 			if it.err == nil {
@@ -136,13 +135,13 @@ func prepareBulkItems[T store.Document](ctx context.Context, a *API, k *enrollme
 // condition before writing. Any other error aborts the chunk.
 //
 // Each item written disabled or deleted revokes certificates in the same
-// transaction (k.revoke); sweep reports whether a group sweep was started.
-func runBulkChunk[T store.Document](ctx context.Context, a *API, k *enrollmentKind[T], mode string, chunk []bulkItem[T]) (sweep bool, err error) {
+// transaction (k.revoke) and returns the revocation jobs the chunk stored.
+func runBulkChunk[T store.Document](ctx context.Context, a *API, k *enrollmentKind[T], mode string, chunk []bulkItem[T]) (jobs []provisioning.Job, err error) {
 	var errs []error
 	err = a.store.Backend.Update(ctx, func(tx store.Tx) error {
 		// Fresh on every run: the backend may run this function again.
 		errs = make([]error, len(chunk))
-		sweep = false
+		jobs = nil
 		c := k.collection(a.store).In(tx)
 		for i := range chunk {
 			it := &chunk[i]
@@ -174,24 +173,24 @@ func runBulkChunk[T store.Document](ctx context.Context, a *API, k *enrollmentKi
 				if mode != enrollment.BulkDelete {
 					v = it.v
 				}
-				swept, err := k.revoke(ctx, a, tx, it.id, v)
+				js, err := k.revoke(ctx, a, tx, it.id, v)
 				if err != nil {
 					return err
 				}
-				sweep = sweep || swept
+				jobs = append(jobs, js...)
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	for i := range chunk {
 		if chunk[i].err == nil && errs[i] != nil {
 			chunk[i].err = about(k.resource, chunk[i].id, errs[i])
 		}
 	}
-	return sweep, nil
+	return jobs, nil
 }
 
 // isItemError reports whether err is about one item rather than the store.

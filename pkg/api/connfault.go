@@ -1,7 +1,6 @@
 package api
 
 import (
-	"context"
 	"errors"
 	"io"
 	"log/slog"
@@ -44,13 +43,17 @@ func bodyReadFault(err error) error {
 }
 
 // asConnectionFault is err as a *connectionFault, when it is one or when
-// the request failed only because the client left; nil otherwise.
+// the client left while the request ran (its context is cancelled:
+// net/http does that when the client closes its side; the server sets no
+// BaseContext that a shutdown would cancel); nil otherwise. Whatever
+// failed on the way then is no server fault, and the answer, if anyone
+// reads it, is 400: a client that half-closes would retry a 503 forever.
 func asConnectionFault(r *http.Request, err error) *connectionFault {
 	var cf *connectionFault
 	if errors.As(err, &cf) {
 		return cf
 	}
-	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+	if r.Context().Err() != nil {
 		return &connectionFault{msg: "the connection was closed by the client before the answer", cause: err}
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/store"
 )
 
@@ -37,8 +38,8 @@ type enrollmentKind[T store.Document] struct {
 	withState func(ctx context.Context, st *store.Store, v T) error
 	// revoke runs in the transaction that writes (v) or deletes (v nil)
 	// a document and revokes the certificates the change withdraws; it
-	// reports whether it started a group sweep (see revoke.go).
-	revoke func(ctx context.Context, a *API, tx store.Tx, id string, v T) (sweep bool, err error)
+	// returns the revocation jobs it stored (see revoke.go).
+	revoke func(ctx context.Context, a *API, tx store.Tx, id string, v T) ([]provisioning.Job, error)
 }
 
 var enrollments = enrollmentKind[*enrollment.IndividualEnrollment]{
@@ -168,14 +169,12 @@ func putDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 			a.writeError(w, r, err)
 			return
 		}
-		created, sweep, err := putMerged(r.Context(), a, k, v, cond)
+		created, jobs, err := putMerged(r.Context(), a, k, v, cond)
 		if err != nil {
 			a.writeError(w, r, about(k.resource, id, preconditionOnMissing(err, cond)))
 			return
 		}
-		if sweep {
-			a.sweepNow(r)
-		}
+		a.finishRevocation(r, jobs)
 		a.audit(r, createdOrUpdated(created), k.resource, k.id(v))
 		// DPS answers 200 for a create as for an update.
 		a.writeJSON(w, http.StatusOK, k.redacted(v))
@@ -186,10 +185,10 @@ func putDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 // are generated before the transaction because a backend may run the
 // transaction function more than once; the function itself only reads
 // through the transaction and sets the same keys on every run.
-func putMerged[T store.Document](ctx context.Context, a *API, k *enrollmentKind[T], v T, cond store.Condition) (created, sweep bool, err error) {
+func putMerged[T store.Document](ctx context.Context, a *API, k *enrollmentKind[T], v T, cond store.Condition) (created bool, jobs []provisioning.Job, err error) {
 	req := attKeys(k.att(v))
 	if err := k.generate(v, a.rand); err != nil {
-		return false, false, fmt.Errorf("generate keys: %w", err)
+		return false, nil, fmt.Errorf("generate keys: %w", err)
 	}
 	gen := attKeys(k.att(v))
 	err = a.store.Backend.Update(ctx, func(tx store.Tx) error {
@@ -207,10 +206,10 @@ func putMerged[T store.Document](ctx context.Context, a *API, k *enrollmentKind[
 		if err != nil || k.revoke == nil {
 			return err
 		}
-		sweep, err = k.revoke(ctx, a, tx, k.id(v), v)
+		jobs, err = k.revoke(ctx, a, tx, k.id(v), v)
 		return err
 	})
-	return created, sweep, err
+	return created, jobs, err
 }
 
 func deleteDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
@@ -223,23 +222,21 @@ func deleteDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc 
 		// Deleting a group leaves its registration records: they describe
 		// devices that exist on their hubs (docs/protocol.md#allocation-and-reprovisioning). Their
 		// certificates are revoked with the deletion (revoke.go).
-		var sweep bool
+		var jobs []provisioning.Job
 		err = a.store.Backend.Update(r.Context(), func(tx store.Tx) error {
 			if err := k.collection(a.store).In(tx).Delete(r.Context(), id, store.Condition{IfMatch: ifMatch(r)}); err != nil {
 				return err
 			}
 			var zero T
 			var err error
-			sweep, err = k.revoke(r.Context(), a, tx, id, zero)
+			jobs, err = k.revoke(r.Context(), a, tx, id, zero)
 			return err
 		})
 		if err != nil {
 			a.writeError(w, r, about(k.resource, id, err))
 			return
 		}
-		if sweep {
-			a.sweepNow(r)
-		}
+		a.finishRevocation(r, jobs)
 		a.audit(r, "delete", k.resource, id)
 		w.WriteHeader(http.StatusNoContent)
 	}

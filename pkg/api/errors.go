@@ -88,7 +88,7 @@ func classify(err error) (status, code int, message string) {
 		return http.StatusNotFound, codeNotFound, err.Error()
 	case errors.Is(err, store.ErrConflict):
 		return http.StatusConflict, codeConflict, err.Error()
-	case errors.Is(err, store.ErrClosed):
+	case errors.Is(err, store.ErrClosed), errors.Is(err, store.ErrBusy):
 		return http.StatusServiceUnavailable, codeUnavailable, msgUnavailable
 	default:
 		return http.StatusInternalServerError, codeInternal, msgInternal
@@ -120,6 +120,9 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	status, code, msg := classify(err)
 	id := RequestID(r.Context())
 	switch {
+	case errors.Is(err, store.ErrBusy):
+		// Transient contention, not a fault: the client retries.
+		a.log.WarnContext(r.Context(), "request refused: store busy", "request_id", id, "status", status, "error", err)
 	case status >= 500:
 		a.log.ErrorContext(r.Context(), "request failed", "request_id", id, "status", status, "error", err)
 	case status == http.StatusUnauthorized:

@@ -82,37 +82,44 @@ func reasonFor(deleted bool) int {
 	return provisioning.ReasonPrivilegeWithdrawn
 }
 
-// revokeEnrollmentTx revokes the certificates of an individual
-// enrollment's registration when the enrollment is deleted (e is nil) or
-// written disabled. Writing it disabled again revokes nothing new.
-func revokeEnrollmentTx(ctx context.Context, a *API, tx store.Tx, id string, e *enrollment.IndividualEnrollment) (bool, error) {
-	if e != nil && e.ProvisioningStatus != enrollment.StatusDisabled {
-		return false, nil
+// revokeEnrollmentTx stores the job revoking the certificates of an
+// individual enrollment's registration when the enrollment is deleted (e
+// is nil) or written disabled; the request runs it before it answers
+// (finishRevocation). Writing it disabled again revokes nothing new, but
+// the job is cheap and idempotent.
+func revokeEnrollmentTx(ctx context.Context, a *API, tx store.Tx, id string, e *enrollment.IndividualEnrollment) ([]provisioning.Job, error) {
+	if !a.rv.enabled || (e != nil && e.ProvisioningStatus != enrollment.StatusDisabled) {
+		return nil, nil
 	}
-	return false, a.revokeRegistrationTx(ctx, tx, id, reasonFor(e == nil))
+	j, err := a.rv.rev.StartRegistrationRevocationTx(ctx, tx, id, reasonFor(e == nil))
+	return []provisioning.Job{j}, err
 }
 
-// revokeGroupTx starts the sweep revoking the certificates of every
+// revokeGroupTx stores the sweep revoking the certificates of every
 // registration of a group that is deleted (g is nil) or written disabled.
-// It reports whether a sweep was started.
-func revokeGroupTx(ctx context.Context, a *API, tx store.Tx, id string, g *enrollment.EnrollmentGroup) (bool, error) {
+func revokeGroupTx(ctx context.Context, a *API, tx store.Tx, id string, g *enrollment.EnrollmentGroup) ([]provisioning.Job, error) {
 	if !a.rv.enabled || (g != nil && g.ProvisioningStatus != enrollment.StatusDisabled) {
-		return false, nil
+		return nil, nil
 	}
-	return true, a.rv.rev.StartGroupSweepTx(ctx, tx, id, reasonFor(g == nil))
+	j, err := a.rv.rev.StartGroupSweepTx(ctx, tx, id, reasonFor(g == nil))
+	return []provisioning.Job{j}, err
 }
 
-// sweepNow runs the pending group sweeps for a bounded number of pages
-// after a request started one, so that a small group's certificates are
-// revoked before the answer, and leaves the rest to Run. A failure here
-// is logged, not answered: the change is committed and the sweep is
-// stored, so Run completes it.
-func (a *API) sweepNow(r *http.Request) {
+// finishRevocation runs the revocation jobs a request stored, for a
+// bounded number of pages, so that an enrollment's or a small group's
+// certificates are revoked before the answer, and leaves the rest to Run.
+// A failure here is logged, not answered: the change is committed and the
+// jobs are stored, so Run completes them (and until then the devices they
+// cover are refused).
+func (a *API) finishRevocation(r *http.Request, jobs []provisioning.Job) {
+	if len(jobs) == 0 {
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(r.Context()), 10*time.Second)
 	defer cancel()
-	done, err := a.rv.rev.SweepPending(ctx, inlineSweepPages)
+	done, err := a.rv.rev.Finish(ctx, jobs, inlineSweepPages+len(jobs))
 	if err != nil {
-		a.log.ErrorContext(ctx, "revocation sweep failed; it continues in the background", "request_id", RequestID(r.Context()), "error", err)
+		a.log.WarnContext(ctx, "revocation not finished within the request; it continues in the background", "request_id", RequestID(r.Context()), "error", err)
 	}
 	if !done {
 		a.rv.rev.Kick()

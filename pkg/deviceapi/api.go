@@ -23,6 +23,7 @@ import (
 	"github.com/zdps/zdps/internal/ratelog"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
+	"github.com/zdps/zdps/pkg/store"
 )
 
 // Defaults of Config.
@@ -338,10 +339,15 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	status, code, msg := classify(err)
 	id := a.trackingID(w)
-	if fault != nil {
+	switch {
+	case fault != nil:
+		// The device's fault, whatever the request's context says (a
+		// failed body read cancels it too): never a server fault.
 		a.logBodyFault(w, r, fault, id)
-	}
-	if status >= 500 {
+	case errors.Is(err, store.ErrBusy):
+		// Transient contention, not a fault: the device retries.
+		a.log.WarnContext(r.Context(), "device request refused: store busy", "tracking_id", id, "status", status, "error", err)
+	case status >= 500:
 		a.log.ErrorContext(r.Context(), "device request failed", "tracking_id", id, "status", status, "error", err)
 	}
 	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {

@@ -1,7 +1,6 @@
 package deviceapi
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -139,14 +138,17 @@ func (a *API) withBody(w http.ResponseWriter, r *http.Request, req *provisioning
 }
 
 // asBodyFault returns err as a *bodyError when it is one, or when the
-// request failed only because the device left (its context was
-// cancelled); nil otherwise.
+// device left while the request ran (its context is cancelled: net/http
+// does that when the device closes its side, and the server sets no
+// BaseContext that a shutdown would cancel); nil otherwise. Whatever
+// failed on the way then is no server fault, and 400 rather than 503:
+// a device that half-closes would retry a 503 forever the same way.
 func asBodyFault(r *http.Request, err error) *bodyError {
 	var be *bodyError
 	if errors.As(err, &be) {
 		return be
 	}
-	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+	if r.Context().Err() != nil {
 		return clientGone(err)
 	}
 	return nil

@@ -56,7 +56,7 @@ func classify(err error) (status, code int, msg string) {
 		return http.StatusBadRequest, CodeBadArgument, err.Error()
 	case errors.Is(err, provisioning.ErrThrottled):
 		return http.StatusTooManyRequests, CodeThrottled, msgThrottled
-	case errors.Is(err, store.ErrClosed), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, store.ErrClosed), errors.Is(err, store.ErrBusy), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, CodeUnavailable, msgUnavailable
 	}
 	return http.StatusInternalServerError, CodeInternal, msgInternal

@@ -71,6 +71,8 @@ const (
 	ErrorCodeUnauthorized       = 401002
 	ErrorCodeInvalid            = 400004
 	ErrorCodeInternal           = 500000
+	ErrorCodeUnavailable        = 503000
+	ErrorCodeThrottled          = 429001
 )
 
 // OutcomeAssigning is logged when a registration continues in the
@@ -402,6 +404,10 @@ func (s *Service) settle(ctx context.Context, log *slog.Logger, opID string, req
 		if r := ReasonOf(err); r != "" {
 			msg = "registration refused: " + r
 		}
+	case errors.Is(err, ErrThrottled):
+		code, msg = ErrorCodeThrottled, "registration refused for now; register again later"
+	case errors.Is(err, store.ErrBusy):
+		code, msg = ErrorCodeUnavailable, "service busy; register again"
 	case errors.Is(err, errOperationClosed):
 		return // a poll closed it after its deadline
 	}

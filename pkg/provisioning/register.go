@@ -74,8 +74,7 @@ func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Op
 		return nil, err
 	}
 	if t.disabled {
-		op := s.newOperation(opID, req.RegistrationID, enrollment.RegistrationDisabled)
-		op.Registration = &enrollment.Registration{RegistrationID: req.RegistrationID, Status: enrollment.RegistrationDisabled}
+		op := s.disabledOperation(opID, req.RegistrationID)
 		if err := s.saveOperation(ctx, op); err != nil {
 			return nil, err
 		}
@@ -142,6 +141,10 @@ func (s *Service) assign(ctx context.Context, log *slog.Logger, opID string, req
 	if err != nil {
 		return nil, err
 	}
+	if op.Status == enrollment.RegistrationDisabled {
+		log.InfoContext(ctx, "registration refused", "outcome", OutcomeDisabled, "reason", "enrollment disabled during registration")
+		return op, nil
+	}
 	attrs := []any{"outcome", OutcomeAssigned, "hub", op.Registration.AssignedHub, "substatus", op.Registration.Substatus, "operation_id", op.OperationID}
 	if issued != nil {
 		attrs = append(attrs, "certificate_serial", issued.Serial)
@@ -205,6 +208,20 @@ func (s *Service) persist(ctx context.Context, opID string, deadline time.Time, 
 			cur = nil
 		case err != nil:
 			return err
+		}
+		// The enrollment may have been deleted or disabled since resolve
+		// (revocation_guard.go).
+		disabled, err := s.enrollmentGone(ctx, tx, req.RegistrationID, t, cur)
+		if err != nil {
+			return err
+		}
+		if disabled {
+			o := s.disabledOperation(opID, req.RegistrationID)
+			if err := s.closeOperation(ctx, tx, o); err != nil {
+				return err
+			}
+			op = o
+			return nil
 		}
 		if err := claimTPM(ctx, tx, id); err != nil {
 			return err
@@ -287,7 +304,9 @@ func (s *Service) persist(ctx context.Context, opID string, deadline time.Time, 
 	if err != nil {
 		return nil, err
 	}
-	s.auditFirmware(ctx, op.Registration, oldDICE)
+	if op.Status == enrollment.RegistrationAssigned {
+		s.auditFirmware(ctx, op.Registration, oldDICE)
+	}
 	return op, nil
 }
 
@@ -330,6 +349,14 @@ func (s *Service) newOperation(opID, registrationID, status string) *enrollment.
 	}
 }
 
+// disabledOperation is the final operation of a device whose enrollment
+// or group is disabled: no record, no certificate.
+func (s *Service) disabledOperation(opID, registrationID string) *enrollment.Operation {
+	op := s.newOperation(opID, registrationID, enrollment.RegistrationDisabled)
+	op.Registration = &enrollment.Registration{RegistrationID: registrationID, Status: enrollment.RegistrationDisabled}
+	return op
+}
+
 // saveOperation stores a final operation that comes without a record
 // (disabled, refused firmware), replacing the device's previous one.
 func (s *Service) saveOperation(ctx context.Context, op *enrollment.Operation) error {
@@ -354,8 +381,11 @@ func (s *Service) logFailure(ctx context.Context, log *slog.Logger, what string,
 		log.InfoContext(ctx, what+" refused", append([]any{"outcome", OutcomeNotFound}, reason...)...)
 	case errors.Is(err, ErrThrottled):
 		log.InfoContext(ctx, what+" refused", append([]any{"outcome", OutcomeThrottled}, reason...)...)
-	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), ctx.Err() != nil:
+		// ctx.Err: a driver may wrap the cancellation without %w.
 		log.InfoContext(ctx, what+" abandoned", "outcome", OutcomeError, "error", err)
+	case errors.Is(err, store.ErrBusy):
+		log.WarnContext(ctx, what+" refused: store busy", "outcome", OutcomeError, "error", err)
 	default:
 		log.ErrorContext(ctx, what+" failed", "outcome", OutcomeError, "error", err)
 	}

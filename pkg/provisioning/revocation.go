@@ -29,6 +29,10 @@ const (
 	BucketRevocation store.Bucket = "revocation"
 	// BucketRevocationSweeps holds the pending group sweeps by group ID.
 	BucketRevocationSweeps store.Bucket = "revocation-sweeps"
+	// BucketRevocationRegistrations holds the pending revocations of one
+	// registration's certificates (an individual enrollment deleted or
+	// disabled) by registration ID.
+	BucketRevocationRegistrations store.Bucket = "revocation-registrations"
 )
 
 // DefaultRevocationPageSize is how many certificates or registrations one
@@ -117,7 +121,7 @@ func (r *Revocations) IsRevoked(ctx context.Context, serial string) (bool, error
 // and the revocation commit together. Like every Update function it
 // depends only on what it reads through tx.
 func (r *Revocations) RevokeRegistrationTx(ctx context.Context, tx store.Tx, registrationID string, reason int) (int, error) {
-	n, err := r.revokeRegistration(ctx, tx, registrationID, reason, r.now().UTC())
+	n, err := r.revokeRegistration(ctx, tx, registrationID, reason)
 	if err != nil {
 		return 0, err
 	}
@@ -129,10 +133,11 @@ func (r *Revocations) RevokeRegistrationTx(ctx context.Context, tx store.Tx, reg
 	return n, nil
 }
 
-// revokeRegistration revokes the certificates of one registration stored
-// at or before cutoff; certificates issued later (after an enrollment was
-// enabled again) are left alone.
-func (r *Revocations) revokeRegistration(ctx context.Context, tx store.Tx, registrationID string, reason int, cutoff time.Time) (int, error) {
+// revokeRegistration revokes every certificate of one registration. No
+// cutoff by time: what the transaction sees was stored before it, and
+// while a group sweep is pending no registration of the group is stored
+// (revocation_guard.go).
+func (r *Revocations) revokeRegistration(ctx context.Context, tx store.Tx, registrationID string, reason int) (int, error) {
 	certs := r.certs.In(tx)
 	n, cont := 0, ""
 	for {
@@ -141,7 +146,7 @@ func (r *Revocations) revokeRegistration(ctx context.Context, tx store.Tx, regis
 			return 0, fmt.Errorf("provisioning: list certificates of %q: %w", registrationID, err)
 		}
 		for _, c := range page {
-			if c.Revoked() || (c.CreatedDateTimeUTC != nil && c.CreatedDateTimeUTC.After(cutoff)) {
+			if c.Revoked() {
 				continue
 			}
 			at := r.now().UTC()

@@ -17,6 +17,10 @@ var (
 	ErrInvalidContinuation = errors.New("store: invalid continuation token")
 	// ErrClosed: the backend was closed.
 	ErrClosed = errors.New("store: closed")
+	// ErrBusy: a transaction could not commit within the backend's retry
+	// budget because concurrent ones kept conflicting with it. It is
+	// transient: callers answer 503 with Retry-After, never a server fault.
+	ErrBusy = errors.New("store: busy")
 )
 
 // Bucket names a keyspace (a bbolt bucket, a PostgreSQL key prefix). Keys

@@ -22,8 +22,8 @@ import (
 // Errors of this package; store's sentinel errors cover everything else.
 var (
 	// ErrContention: an Update was aborted by serialization failures or
-	// deadlocks Options.MaxAttempts times in a row.
-	ErrContention = errors.New("postgres: transaction kept conflicting with concurrent ones")
+	// deadlocks Options.MaxAttempts times in a row. It wraps store.ErrBusy.
+	ErrContention = fmt.Errorf("postgres: transaction kept conflicting with concurrent ones: %w", store.ErrBusy)
 	// ErrSchemaTooNew: the database was migrated by a newer zdps than this
 	// one; running an older binary against it could corrupt it.
 	ErrSchemaTooNew = errors.New("postgres: database schema is newer than this zdps")

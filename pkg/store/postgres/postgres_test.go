@@ -200,6 +200,9 @@ func TestContentionBounded(t *testing.T) {
 			case err == nil:
 				ok++
 			case errors.Is(err, postgres.ErrContention):
+				if !errors.Is(err, store.ErrBusy) {
+					t.Errorf("contention %v does not wrap store.ErrBusy (the API's 503)", err)
+				}
 				contention++
 			default:
 				t.Errorf("Update: %v", err)

@@ -1,0 +1,34 @@
+package deviceapi
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+
+	"github.com/zdps/zdps/pkg/provisioning"
+	"github.com/zdps/zdps/pkg/store"
+)
+
+// TestClassifyTransient: what the device should retry is 429 or 503,
+// never 500; what it should not is a 4xx below 429.
+func TestClassifyTransient(t *testing.T) {
+	tests := []struct {
+		err    error
+		status int
+		code   int
+	}{
+		{fmt.Errorf("postgres: transaction kept conflicting: %w", store.ErrBusy), http.StatusServiceUnavailable, CodeUnavailable},
+		{store.ErrClosed, http.StatusServiceUnavailable, CodeUnavailable},
+		{context.DeadlineExceeded, http.StatusServiceUnavailable, CodeUnavailable},
+		{fmt.Errorf("%w: revocation pending", provisioning.ErrThrottled), http.StatusTooManyRequests, CodeThrottled},
+		{fmt.Errorf("%w: no enrollment", provisioning.ErrUnauthorized), http.StatusUnauthorized, CodeUnauthorized},
+		{errors.New("disk on fire"), http.StatusInternalServerError, CodeInternal},
+	}
+	for _, tc := range tests {
+		if status, code, _ := classify(tc.err); status != tc.status || code != tc.code {
+			t.Errorf("classify(%v) = %d %d, want %d %d", tc.err, status, code, tc.status, tc.code)
+		}
+	}
+}
