@@ -578,6 +578,17 @@ func TestBadRequests(t *testing.T) {
 	}
 }
 
+// TestNonASCIIRegistrationID: the refusal names the character the device
+// sent, decoded from the path, not a byte of its UTF-8 form.
+func TestNonASCIIRegistrationID(t *testing.T) {
+	s := newServer(t, options{})
+	a := s.do(t, http.MethodPut, "/"+idScope+"/registrations/"+url.PathEscape("dév-☃")+"/register?api-version=2021-06-01", "", []byte(`{"registrationId":"dév-☃"}`), nil)
+	checkError(t, a, 400, deviceapi.CodeBadArgument)
+	if msg := a.json(t)["message"].(string); !strings.Contains(msg, `character 'é' at position 2`) {
+		t.Fatalf("message %q", msg)
+	}
+}
+
 func TestStatusLookup(t *testing.T) {
 	s := newServer(t, options{})
 	auth := token(t, key(t, primaryKey), "dev-1", time.Now().Add(time.Hour))
