@@ -28,6 +28,7 @@ import (
 	"github.com/zdps/zdps/attestation/symmetric"
 	x509v "github.com/zdps/zdps/attestation/x509"
 	"github.com/zdps/zdps/cmd/zdps/internal/storespec"
+	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/sealed"
 	"github.com/zdps/zdps/pkg/api"
 	"github.com/zdps/zdps/pkg/ca"
@@ -537,7 +538,7 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 	if crlValidity == 0 {
 		crlValidity = ca.DefaultCRLValidity
 	}
-	certPruner, err := provisioning.NewCertificatePruner(st.Backend, crlValidity)
+	certPruner, err := revocation.NewCertificatePruner(st.Backend, crlValidity)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -54,7 +54,7 @@ var (
 	server = []string{
 		"pkg/api", "pkg/deviceapi", "pkg/provisioning/...", "pkg/store/...",
 		"pkg/ca", "pkg/instance", "attestation/...", "allocation/...",
-		"internal/sweep", "cmd/...",
+		"internal/sweep", "internal/revocation", "cmd/...",
 	}
 )
 
@@ -104,6 +104,11 @@ var rules = []rule{
 			[]string{"attestation/...", "pkg/ca"}),
 	},
 	{
+		name:   "revocation needs the CA only through its CRLSigner port, and nothing above it",
+		from:   []string{"internal/revocation"},
+		forbid: concat(transports, pipeline, []string{"pkg/ca", "attestation/...", "allocation/..."}),
+	},
+	{
 		name:   "store backends know nothing above them",
 		from:   stores,
 		forbid: concat(transports, pipeline, []string{"attestation/...", "allocation/...", "pkg/ca"}),
@@ -122,12 +127,6 @@ var exceptions = []exception{
 		to:     "attestation/tpm",
 		reason: "the SDK derives the TPM registration ID and names the EK-certificate payload field with the server's TPM package",
 		issue:  "issue 11 points 1 and 5 (pkg/dps holds the derivation; the SDK drops the server verifier)",
-	},
-	{
-		from:   "pkg/provisioning",
-		to:     "pkg/ca",
-		reason: "revocation (the sweep and the signed CRL) still lives in the pipeline package",
-		issue:  "issue 11 point 2 (revocation moves into its own package)",
 	},
 }
 

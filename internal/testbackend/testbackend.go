@@ -4,6 +4,8 @@
 package testbackend
 
 import (
+	"context"
+	"errors"
 	"path/filepath"
 	"testing"
 
@@ -58,4 +60,22 @@ func Postgres(t testing.TB) store.Backend {
 	// Registered after pgtest's schema drop, so it runs before it.
 	t.Cleanup(func() { b.Close() })
 	return b
+}
+
+// Keys lists the keys of a bucket in order; a bucket never written is
+// empty.
+func Keys(t testing.TB, b store.Backend, bucket store.Bucket) []string {
+	t.Helper()
+	var out []string
+	err := b.View(context.Background(), func(tx store.Tx) error {
+		items, err := tx.Scan(context.Background(), bucket, "", "", 0)
+		for _, it := range items {
+			out = append(out, it.Key)
+		}
+		return err
+	})
+	if err != nil && !errors.Is(err, store.ErrNotFound) {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -88,7 +88,7 @@ type API struct {
 	now   func() time.Time
 	rand  io.Reader
 	mux   *chi.Mux
-	rv    *revocation
+	rv    *revoker
 	// explainer answers POST /allocation/explain (SetExplainer).
 	explainer atomic.Pointer[explainerBox]
 	// faultLog logs connection faults, which anyone can cause.

@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/store"
 )
 
@@ -54,7 +54,7 @@ func bulkDocs[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 			return
 		}
 		items := prepareBulkItems(r.Context(), a, k, mode, vs)
-		var jobs []provisioning.Job
+		var jobs []revocation.Job
 		for start := 0; start < len(items); start += bulkChunk {
 			chunk := items[start:min(start+bulkChunk, len(items))]
 			js, err := runBulkChunk(r.Context(), a, k, mode, chunk)
@@ -136,7 +136,7 @@ func prepareBulkItems[T store.Document](ctx context.Context, a *API, k *enrollme
 //
 // Each item written disabled or deleted revokes certificates in the same
 // transaction (k.revoke) and returns the revocation jobs the chunk stored.
-func runBulkChunk[T store.Document](ctx context.Context, a *API, k *enrollmentKind[T], mode string, chunk []bulkItem[T]) (jobs []provisioning.Job, err error) {
+func runBulkChunk[T store.Document](ctx context.Context, a *API, k *enrollmentKind[T], mode string, chunk []bulkItem[T]) (jobs []revocation.Job, err error) {
 	var errs []error
 	err = a.store.Backend.Update(ctx, func(tx store.Tx) error {
 		// Fresh on every run: the backend may run this function again.

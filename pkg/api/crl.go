@@ -14,7 +14,7 @@ var errNoCA = fmt.Errorf("%w: this instance has no embedded CA", errRouteNotFoun
 // intermediate. It needs no authentication: relying parties (hubs,
 // gateways, OpenSSL) fetch CRLs anonymously and the CRL's signature is
 // its integrity. The CRL is signed only when the revoked set changed or
-// it ages (provisioning.CRLPublisher), never per request.
+// it ages (revocation.CRLPublisher), never per request.
 func (a *API) getCRL(w http.ResponseWriter, r *http.Request) {
 	if a.rv.crl == nil {
 		a.writeError(w, r, errNoCA)

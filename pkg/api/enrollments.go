@@ -8,8 +8,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/store"
 )
 
@@ -39,7 +39,7 @@ type enrollmentKind[T store.Document] struct {
 	// revoke runs in the transaction that writes (v) or deletes (v nil)
 	// a document and revokes the certificates the change withdraws; it
 	// returns the revocation jobs it stored (see revoke.go).
-	revoke func(ctx context.Context, a *API, tx store.Tx, id string, v T) ([]provisioning.Job, error)
+	revoke func(ctx context.Context, a *API, tx store.Tx, id string, v T) ([]revocation.Job, error)
 }
 
 var enrollments = enrollmentKind[*enrollment.IndividualEnrollment]{
@@ -185,7 +185,7 @@ func putDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 // are generated before the transaction because a backend may run the
 // transaction function more than once; the function itself only reads
 // through the transaction and sets the same keys on every run.
-func putMerged[T store.Document](ctx context.Context, a *API, k *enrollmentKind[T], v T, cond store.Condition) (created bool, jobs []provisioning.Job, err error) {
+func putMerged[T store.Document](ctx context.Context, a *API, k *enrollmentKind[T], v T, cond store.Condition) (created bool, jobs []revocation.Job, err error) {
 	req := attKeys(k.att(v))
 	if err := k.generate(v, a.rand); err != nil {
 		return false, nil, fmt.Errorf("generate keys: %w", err)
@@ -222,7 +222,7 @@ func deleteDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc 
 		// Deleting a group leaves its registration records: they describe
 		// devices that exist on their hubs (docs/protocol.md#allocation-and-reprovisioning). Their
 		// certificates are revoked with the deletion (revoke.go).
-		var jobs []provisioning.Job
+		var jobs []revocation.Job
 		err = a.store.Backend.Update(r.Context(), func(tx store.Tx) error {
 			if err := k.collection(a.store).In(tx).Delete(r.Context(), id, store.Condition{IfMatch: ifMatch(r)}); err != nil {
 				return err

@@ -2,11 +2,13 @@ package api
 
 import (
 	"context"
+	"math/big"
 	"net/http"
 	"time"
 
+	"github.com/zdps/zdps/internal/revocation"
+	"github.com/zdps/zdps/pkg/ca"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/store"
 )
 
@@ -16,24 +18,28 @@ import (
 // store for long, and a group may have millions of devices).
 const inlineSweepPages = 20
 
-// revocation is the API's part of certificate revocation and the CRL.
-type revocation struct {
+// revoker is the API's part of certificate revocation and the CRL.
+type revoker struct {
 	// enabled: revoke on deletion and disabling (Config.KeepCertificatesOnDisable unset).
 	enabled bool
-	rev     *provisioning.Revocations
+	rev     *revocation.Revocations
 	// crl is nil when no CA is configured.
-	crl *provisioning.CRLPublisher
+	crl *revocation.CRLPublisher
 }
 
 // newRevocation builds the revocation part of the API from its config.
-func newRevocation(cfg Config) (*revocation, error) {
-	rev, err := provisioning.NewRevocations(cfg.Store, provisioning.RevocationConfig{Now: cfg.Now, Logger: cfg.Logger})
+func newRevocation(cfg Config) (*revoker, error) {
+	rev, err := revocation.NewRevocations(cfg.Store, revocation.RevocationConfig{Now: cfg.Now, Logger: cfg.Logger})
 	if err != nil {
 		return nil, err
 	}
-	rv := &revocation{enabled: !cfg.KeepCertificatesOnDisable, rev: rev}
+	rv := &revoker{enabled: !cfg.KeepCertificatesOnDisable, rev: rev}
 	if cfg.CA != nil {
-		if rv.crl, err = provisioning.NewCRLPublisher(rev, cfg.CA, cfg.CRLValidity); err != nil {
+		validity := cfg.CRLValidity
+		if validity == 0 {
+			validity = ca.DefaultCRLValidity
+		}
+		if rv.crl, err = revocation.NewCRLPublisher(rev, caSigner{cfg.CA}, validity); err != nil {
 			return nil, err
 		}
 	}
@@ -42,7 +48,7 @@ func newRevocation(cfg Config) (*revocation, error) {
 
 // Revocations is the revocation service the API revokes through; the
 // renewal path asks it IsRevoked.
-func (a *API) Revocations() *provisioning.Revocations { return a.rv.rev }
+func (a *API) Revocations() *revocation.Revocations { return a.rv.rev }
 
 // Run does the API's background work until ctx ends: it finishes the
 // revocation sweeps of groups too large to sweep within their request,
@@ -70,16 +76,16 @@ func (a *API) deleteRegistrationRevoking(ctx context.Context, id string, cond st
 		if err := a.store.Registrations.In(tx).Delete(ctx, id, cond); err != nil {
 			return err
 		}
-		return a.revokeRegistrationTx(ctx, tx, id, provisioning.ReasonCessationOfOperation)
+		return a.revokeRegistrationTx(ctx, tx, id, revocation.ReasonCessationOfOperation)
 	})
 }
 
 // reasonFor is the CRL reason of a change: deleted (v is nil) or disabled.
 func reasonFor(deleted bool) int {
 	if deleted {
-		return provisioning.ReasonCessationOfOperation
+		return revocation.ReasonCessationOfOperation
 	}
-	return provisioning.ReasonPrivilegeWithdrawn
+	return revocation.ReasonPrivilegeWithdrawn
 }
 
 // revokeEnrollmentTx stores the job revoking the certificates of an
@@ -87,22 +93,22 @@ func reasonFor(deleted bool) int {
 // is nil) or written disabled; the request runs it before it answers
 // (finishRevocation). Writing it disabled again revokes nothing new, but
 // the job is cheap and idempotent.
-func revokeEnrollmentTx(ctx context.Context, a *API, tx store.Tx, id string, e *enrollment.IndividualEnrollment) ([]provisioning.Job, error) {
+func revokeEnrollmentTx(ctx context.Context, a *API, tx store.Tx, id string, e *enrollment.IndividualEnrollment) ([]revocation.Job, error) {
 	if !a.rv.enabled || (e != nil && e.ProvisioningStatus != enrollment.StatusDisabled) {
 		return nil, nil
 	}
 	j, err := a.rv.rev.StartRegistrationRevocationTx(ctx, tx, id, reasonFor(e == nil))
-	return []provisioning.Job{j}, err
+	return []revocation.Job{j}, err
 }
 
 // revokeGroupTx stores the sweep revoking the certificates of every
 // registration of a group that is deleted (g is nil) or written disabled.
-func revokeGroupTx(ctx context.Context, a *API, tx store.Tx, id string, g *enrollment.EnrollmentGroup) ([]provisioning.Job, error) {
+func revokeGroupTx(ctx context.Context, a *API, tx store.Tx, id string, g *enrollment.EnrollmentGroup) ([]revocation.Job, error) {
 	if !a.rv.enabled || (g != nil && g.ProvisioningStatus != enrollment.StatusDisabled) {
 		return nil, nil
 	}
 	j, err := a.rv.rev.StartGroupSweepTx(ctx, tx, id, reasonFor(g == nil))
-	return []provisioning.Job{j}, err
+	return []revocation.Job{j}, err
 }
 
 // finishRevocation runs the revocation jobs a request stored, for a
@@ -111,7 +117,7 @@ func revokeGroupTx(ctx context.Context, a *API, tx store.Tx, id string, g *enrol
 // A failure here is logged, not answered: the change is committed and the
 // jobs are stored, so Run completes them (and until then the devices they
 // cover are refused).
-func (a *API) finishRevocation(r *http.Request, jobs []provisioning.Job) {
+func (a *API) finishRevocation(r *http.Request, jobs []revocation.Job) {
 	if len(jobs) == 0 {
 		return
 	}
@@ -124,4 +130,15 @@ func (a *API) finishRevocation(r *http.Request, jobs []provisioning.Job) {
 	if !done {
 		a.rv.rev.Kick()
 	}
+}
+
+// caSigner adapts the CA to the signer the CRL publisher asks for.
+type caSigner struct{ ca *ca.CA }
+
+func (s caSigner) CRL(entries []revocation.Entry, number *big.Int, nextUpdate time.Duration) ([]byte, error) {
+	revoked := make([]ca.Revoked, len(entries))
+	for i, e := range entries {
+		revoked[i] = ca.Revoked{Serial: e.Serial, RevokedAt: e.RevokedAt, Reason: e.Reason}
+	}
+	return s.ca.CRL(revoked, number, nextUpdate)
 }

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/pkg/ca"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/store"
 	"github.com/zdps/zdps/pkg/store/memory"
 )
@@ -32,7 +32,7 @@ func (e *env) seedIssued(regID, group string, n int) string {
 	e.t.Helper()
 	ctx := context.Background()
 	serial := fmt.Sprintf("%032x", n)
-	certs := provisioning.Certificates(e.st.Backend, func() time.Time { return testNow })
+	certs := revocation.Certificates(e.st.Backend, func() time.Time { return testNow })
 	err := e.st.Backend.Update(ctx, func(tx store.Tx) error {
 		rec := &enrollment.Registration{RegistrationID: regID, DeviceID: regID, Status: enrollment.RegistrationAssigned, AssignedHub: "hub", EnrollmentGroupID: group}
 		if _, err := e.st.Registrations.In(tx).Put(ctx, rec, store.Condition{}); err != nil {
@@ -104,8 +104,8 @@ func disabled(m map[string]any) map[string]any {
 // reason; a change that withdraws nothing revokes nothing.
 func TestRevocationOnChange(t *testing.T) {
 	const (
-		deleted   = provisioning.ReasonCessationOfOperation
-		withdrawn = provisioning.ReasonPrivilegeWithdrawn
+		deleted   = revocation.ReasonCessationOfOperation
+		withdrawn = revocation.ReasonPrivilegeWithdrawn
 	)
 	tests := []struct {
 		name string

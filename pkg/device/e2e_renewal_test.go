@@ -12,10 +12,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/zdpstest"
 	"github.com/zdps/zdps/pkg/device"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/store"
 	"github.com/zdps/zdps/pkg/store/bolt"
 )
@@ -186,7 +186,7 @@ func TestRealServerRenewal(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	certs, _, err := provisioning.Certificates(db, nil).ListBy(ctx, provisioning.IndexCertificatesByRegistration, "ren-1", "", 100)
+	certs, _, err := revocation.Certificates(db, nil).ListBy(ctx, revocation.IndexCertificatesByRegistration, "ren-1", "", 100)
 	if err != nil {
 		t.Fatal(err)
 	}

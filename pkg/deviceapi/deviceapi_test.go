@@ -29,6 +29,7 @@ import (
 	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/allocation/hashed"
 	"github.com/zdps/zdps/attestation/symmetric"
+	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/testbackend"
 	"github.com/zdps/zdps/pkg/api"
 	"github.com/zdps/zdps/pkg/ca"
@@ -386,11 +387,11 @@ func TestRegisterWithCSR(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			certs := s.count(t, provisioning.BucketCertificates)
+			certs := s.count(t, revocation.BucketCertificates)
 			a := s.register(t, "dev-1", auth, map[string]any{"registrationId": "dev-1", "csr": tc.csr, "payload": map[string]any{"model": "m1"}})
 			if tc.wantHTTP != 200 {
 				checkError(t, a, tc.wantHTTP, deviceapi.CodeBadArgument)
-				if s.count(t, provisioning.BucketCertificates) != certs {
+				if s.count(t, revocation.BucketCertificates) != certs {
 					t.Fatal("a refused CSR stored a certificate")
 				}
 				return
@@ -428,7 +429,7 @@ func TestRegisterWithCSR(t *testing.T) {
 			if len(got.RegistrationState.Payload) != 0 || bytes.Contains(a.body, []byte(`"payload"`)) {
 				t.Fatalf("the device's own payload was echoed: %s", a.body)
 			}
-			if _, err := provisioning.Certificates(s.st.Backend, nil).Get(context.Background(), fmt.Sprintf("%032x", parsed[0].SerialNumber)); err != nil {
+			if _, err := revocation.Certificates(s.st.Backend, nil).Get(context.Background(), fmt.Sprintf("%032x", parsed[0].SerialNumber)); err != nil {
 				t.Fatalf("issued certificate not stored: %v", err)
 			}
 			// The status lookup answers the record, never a certificate.
@@ -719,8 +720,8 @@ func TestConcurrentRegistrationsOverHTTPS(t *testing.T) {
 		seen[sn] = true
 	}
 	// The record lists the newest renewable certificates; all are stored.
-	if len(rec.CertificateSerials) != min(n, provisioning.MaxRenewableCertificates) || s.count(t, provisioning.BucketCertificates) != n {
-		t.Fatalf("%d serials in the record, %d certificates stored, want %d and %d", len(rec.CertificateSerials), s.count(t, provisioning.BucketCertificates), min(n, provisioning.MaxRenewableCertificates), n)
+	if len(rec.CertificateSerials) != min(n, provisioning.MaxRenewableCertificates) || s.count(t, revocation.BucketCertificates) != n {
+		t.Fatalf("%d serials in the record, %d certificates stored, want %d and %d", len(rec.CertificateSerials), s.count(t, revocation.BucketCertificates), min(n, provisioning.MaxRenewableCertificates), n)
 	}
 }
 

@@ -15,6 +15,7 @@ import (
 
 	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/allocation/hashed"
+	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/provisioning/caissuer"
@@ -299,7 +300,7 @@ func TestRegisterAsyncDeadline(t *testing.T) {
 				t.Fatalf("operation after the late run: %+v", got)
 			}
 			if again == nil {
-				for _, b := range []store.Bucket{store.BucketRegistrations, provisioning.BucketCertificates, provisioning.IndexOperationsAssigning} {
+				for _, b := range []store.Bucket{store.BucketRegistrations, revocation.BucketCertificates, provisioning.IndexOperationsAssigning} {
 					if n := count(t, e.st.Backend, b); n != 0 {
 						t.Fatalf("%d items in %s after a registration that timed out", n, b)
 					}
@@ -318,7 +319,7 @@ func TestRegisterAsyncDeadline(t *testing.T) {
 			if again.Status != enrollment.RegistrationAssigned {
 				t.Fatalf("register after the deadline: %+v", again)
 			}
-			if n := count(t, e.st.Backend, provisioning.BucketCertificates); n != 1 {
+			if n := count(t, e.st.Backend, revocation.BucketCertificates); n != 1 {
 				t.Fatalf("%d certificates stored, want only the new registration's", n)
 			}
 		})
@@ -407,7 +408,7 @@ func TestRegisterAsyncFailures(t *testing.T) {
 			if got.Status != enrollment.RegistrationFailed || got.ErrorCode != tc.wantCode || got.ErrorMessage == "" {
 				t.Fatalf("operation %+v, want failed with %d", got, tc.wantCode)
 			}
-			for _, b := range []store.Bucket{store.BucketRegistrations, provisioning.BucketCertificates, provisioning.IndexOperationsAssigning} {
+			for _, b := range []store.Bucket{store.BucketRegistrations, revocation.BucketCertificates, provisioning.IndexOperationsAssigning} {
 				if n := count(t, e.st.Backend, b); n != 0 {
 					t.Fatalf("%d items in %s", n, b)
 				}

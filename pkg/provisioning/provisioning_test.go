@@ -19,6 +19,7 @@ import (
 
 	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/allocation/hashed"
+	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/testbackend"
 	"github.com/zdps/zdps/pkg/ca"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -156,17 +157,7 @@ func csrFor(t testing.TB, cn string, curve elliptic.Curve) []byte {
 
 // count returns how many items a bucket holds.
 func count(t testing.TB, b store.Backend, bucket store.Bucket) int {
-	t.Helper()
-	n := 0
-	err := b.View(context.Background(), func(tx store.Tx) error {
-		items, err := tx.Scan(context.Background(), bucket, "", "", 0)
-		n = len(items)
-		return err
-	})
-	if err != nil && !errors.Is(err, store.ErrNotFound) {
-		t.Fatal(err)
-	}
-	return n
+	return len(testbackend.Keys(t, b, bucket))
 }
 
 func TestRegisterResolve(t *testing.T) {
@@ -384,7 +375,7 @@ func TestRegisterCSR(t *testing.T) {
 				if !errors.Is(err, tc.wantErr) || !errors.Is(err, provisioning.ErrInvalid) {
 					t.Fatalf("err = %v, want %v and ErrInvalid", err, tc.wantErr)
 				}
-				for _, b := range []store.Bucket{store.BucketRegistrations, provisioning.BucketCertificates, provisioning.BucketOperations} {
+				for _, b := range []store.Bucket{store.BucketRegistrations, revocation.BucketCertificates, provisioning.BucketOperations} {
 					if n := count(t, e.st.Backend, b); n != 0 {
 						t.Fatalf("%d items in %s after a refused CSR", n, b)
 					}
@@ -451,7 +442,7 @@ func TestCertificateNotReturnedWhenWriteFails(t *testing.T) {
 		t.Fatalf("a store failure was reported as a client fault: %v", err)
 	}
 	b.fail.Store(false)
-	for _, bk := range []store.Bucket{store.BucketRegistrations, provisioning.BucketCertificates, provisioning.BucketOperations} {
+	for _, bk := range []store.Bucket{store.BucketRegistrations, revocation.BucketCertificates, provisioning.BucketOperations} {
 		if n := count(t, b, bk); n != 0 {
 			t.Fatalf("%d items in %s after a failed write", n, bk)
 		}
@@ -582,7 +573,7 @@ func TestConcurrentRegistrationsOfOneDevice(t *testing.T) {
 			t.Fatalf("certificate %s: %+v %v", s, c, err)
 		}
 	}
-	if got := count(t, b, provisioning.BucketCertificates); got != n {
+	if got := count(t, b, revocation.BucketCertificates); got != n {
 		t.Fatalf("%d certificates stored, want %d", got, n)
 	}
 	// Each registration replaced the operation of the one before.

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/testbackend"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
@@ -38,19 +39,7 @@ func putOperations(t testing.TB, e *env, ops []*enrollment.Operation) {
 
 // keys lists the keys of a bucket.
 func keys(t testing.TB, b store.Backend, bucket store.Bucket) []string {
-	t.Helper()
-	var out []string
-	err := b.View(context.Background(), func(tx store.Tx) error {
-		items, err := tx.Scan(context.Background(), bucket, "", "", 0)
-		for _, it := range items {
-			out = append(out, it.Key)
-		}
-		return err
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return testbackend.Keys(t, b, bucket)
 }
 
 func opID(i int) string { return fmt.Sprintf("%032x", i) }
@@ -200,7 +189,7 @@ func TestPruneRegistration(t *testing.T) {
 	if _, err := e.st.Registrations.Get(ctx, "dev-1"); err != nil {
 		t.Fatalf("registration record: %v", err)
 	}
-	if n := count(t, e.st.Backend, provisioning.BucketCertificates); n != 1 {
+	if n := count(t, e.st.Backend, revocation.BucketCertificates); n != 1 {
 		t.Fatalf("%d certificates, want 1", n)
 	}
 }

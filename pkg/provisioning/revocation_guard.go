@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/store"
 )
@@ -19,7 +20,7 @@ import (
 //     transaction (enrollmentGone): gone, it refuses as an unknown
 //     enrollment is refused (401); disabled, it answers disabled and
 //     stores no certificate. The delete or disable writes that same key
-//     and, in the same transaction, a revocation job (revocation_sweep.go),
+//     and, in the same transaction, a revocation job (internal/revocation),
 //     so the two transactions are ordered: bbolt runs one writer at a
 //     time, and PostgreSQL at SERIALIZABLE aborts one of two transactions
 //     where one reads what the other writes and the other way round.
@@ -32,16 +33,18 @@ import (
 //     of an enrollment enabled again registers once the job is done
 //     (before the change answers, unless the group is large).
 
-// errRevocationPending: a revocation job covering the device is still
-// running; the device retries.
-var errRevocationPending = fmt.Errorf("%w: certificates of this enrollment are being revoked; retry later", ErrThrottled)
-
 // enrollmentGone re-reads, in tx, the enrollment or group the request was
 // resolved to and reports whether it is disabled now. It returns an error
 // wrapping ErrUnauthorized if it was deleted, ErrThrottled while a
 // revocation job covers the device.
 func (s *Service) enrollmentGone(ctx context.Context, tx store.Tx, regID string, t *target, cur *enrollment.Registration) (disabled bool, err error) {
-	if err := jobPending(ctx, tx, BucketRevocationRegistrations, regID); err != nil {
+	groups := []string{t.groupID()}
+	if cur != nil && enrollment.Key(cur.EnrollmentGroupID) != enrollment.Key(t.groupID()) {
+		groups = append(groups, cur.EnrollmentGroupID) // the sweep may not have reached its record yet
+	}
+	if err := revocation.Pending(ctx, tx, regID, groups...); errors.Is(err, revocation.ErrPending) {
+		return false, Refuse("revocation pending", fmt.Errorf("%w: %w; retry later", ErrThrottled, err))
+	} else if err != nil {
 		return false, err
 	}
 	var status string
@@ -63,29 +66,7 @@ func (s *Service) enrollmentGone(ctx context.Context, tx store.Tx, regID string,
 		if err != nil {
 			return false, fmt.Errorf("provisioning: re-read enrollment group: %w", err)
 		}
-		if err := jobPending(ctx, tx, BucketRevocationSweeps, g.EnrollmentGroupID); err != nil {
-			return false, err
-		}
 		status = g.ProvisioningStatus
 	}
-	if cur != nil && cur.EnrollmentGroupID != "" && enrollment.Key(cur.EnrollmentGroupID) != enrollment.Key(t.groupID()) {
-		if err := jobPending(ctx, tx, BucketRevocationSweeps, cur.EnrollmentGroupID); err != nil {
-			return false, err
-		}
-	}
 	return status == enrollment.StatusDisabled, nil
-}
-
-// jobPending returns errRevocationPending while a revocation job is
-// stored under the ID in bucket.
-func jobPending(ctx context.Context, tx store.Tx, bucket store.Bucket, id string) error {
-	_, err := tx.Get(ctx, bucket, enrollment.Key(id))
-	switch {
-	case err == nil:
-		return Refuse("revocation pending", errRevocationPending)
-	case errors.Is(err, store.ErrNotFound):
-		return nil
-	default:
-		return fmt.Errorf("provisioning: read revocation jobs: %w", err)
-	}
 }

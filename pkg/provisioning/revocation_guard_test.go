@@ -6,6 +6,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/provisioning/caissuer"
@@ -35,15 +36,15 @@ func TestRegisterRacesTheChange(t *testing.T) {
 		return err
 	}
 	job := func(ctx context.Context, e *env, group bool) error {
-		rev, err := provisioning.NewRevocations(e.st, provisioning.RevocationConfig{Now: e.clock})
+		rev, err := revocation.NewRevocations(e.st, revocation.RevocationConfig{Now: e.clock})
 		if err != nil {
 			return err
 		}
 		return e.st.Backend.Update(ctx, func(tx store.Tx) error {
 			if group {
-				_, err = rev.StartGroupSweepTx(ctx, tx, "G1", provisioning.ReasonPrivilegeWithdrawn)
+				_, err = rev.StartGroupSweepTx(ctx, tx, "G1", revocation.ReasonPrivilegeWithdrawn)
 			} else {
-				_, err = rev.StartRegistrationRevocationTx(ctx, tx, "DEV-1", provisioning.ReasonPrivilegeWithdrawn)
+				_, err = rev.StartRegistrationRevocationTx(ctx, tx, "DEV-1", revocation.ReasonPrivilegeWithdrawn)
 			}
 			return err
 		})
@@ -109,7 +110,7 @@ func TestRegisterRacesTheChange(t *testing.T) {
 			if !errors.Is(r.err, tc.wantErr) {
 				t.Fatalf("err = %v, want %v", r.err, tc.wantErr)
 			}
-			certs := count(t, e.st.Backend, provisioning.BucketCertificates)
+			certs := count(t, e.st.Backend, revocation.BucketCertificates)
 			if tc.wantStatus == enrollment.RegistrationAssigned {
 				if r.op.Status != tc.wantStatus || certs != 1 {
 					t.Fatalf("status %q with %d certificates stored, want assigned with 1", r.op.Status, certs)

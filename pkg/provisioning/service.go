@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/allocation"
+	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/store"
 )
@@ -140,7 +141,7 @@ func New(cfg Config) (*Service, error) {
 	return &Service{
 		cfg:   cfg,
 		st:    cfg.Store,
-		certs: Certificates(cfg.Store.Backend, cfg.Now),
+		certs: revocation.Certificates(cfg.Store.Backend, cfg.Now),
 		ops:   Operations(cfg.Store.Backend, cfg.Now),
 		log:   cfg.Logger,
 		now:   cfg.Now,

@@ -25,12 +25,12 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/internal/pgtest"
+	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/zdpstest"
 	"github.com/zdps/zdps/pkg/ca"
 	"github.com/zdps/zdps/pkg/client"
 	"github.com/zdps/zdps/pkg/device"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/store/postgres"
 )
 
@@ -329,7 +329,7 @@ func TestConcurrentRegistrationsAcrossReplicas(t *testing.T) {
 	}
 
 	// The database holds exactly those certificates, one per device.
-	certs := provisioning.Certificates(c.backend(t), nil)
+	certs := revocation.Certificates(c.backend(t), nil)
 	stored := 0
 	next := ""
 	for {

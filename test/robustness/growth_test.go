@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/zdpstest"
 	"github.com/zdps/zdps/pkg/device"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -163,7 +164,7 @@ func growthInspect(t *testing.T, path, regID string) growthStored {
 			g.operationIDs[op.Key] = true
 		}
 		g.operations = len(ops)
-		certs, err := tx.Scan(ctx, provisioning.BucketCertificates, "", "", 0)
+		certs, err := tx.Scan(ctx, revocation.BucketCertificates, "", "", 0)
 		g.certificates = len(certs)
 		return err
 	})
@@ -244,7 +245,7 @@ func TestGrowthExpiredCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer b.Close()
-	for _, bucket := range []store.Bucket{provisioning.BucketCertificates, provisioning.IndexCertificatesByRegistration, provisioning.IndexCertificatesRevoked} {
+	for _, bucket := range []store.Bucket{revocation.BucketCertificates, revocation.IndexCertificatesByRegistration, revocation.IndexCertificatesRevoked} {
 		err := b.View(ctx, func(tx store.Tx) error {
 			items, err := tx.Scan(ctx, bucket, "", "", 0)
 			if err == nil && len(items) != 0 {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/store"
@@ -48,7 +49,7 @@ type CA interface {
 }
 
 // Revocation answers whether a stored serial is revoked
-// (*provisioning.Revocations). Optional: the certificate record's
+// (*revocation.Revocations). Optional: the certificate record's
 // RevokedAt is checked in any case.
 type Revocation interface {
 	IsRevoked(ctx context.Context, serial string) (bool, error)
@@ -58,7 +59,7 @@ type Revocation interface {
 type Config struct {
 	Store *store.Store
 	// Certificates is the collection the pipeline stores issued
-	// certificates in; provisioning.Certificates(Store.Backend, Now) when
+	// certificates in; revocation.Certificates(Store.Backend, Now) when
 	// nil.
 	Certificates *store.Collection[*enrollment.Certificate]
 	CA           CA
@@ -98,7 +99,7 @@ func New(cfg Config) (*Attestor, error) {
 	}
 	certs := cfg.Certificates
 	if certs == nil {
-		certs = provisioning.Certificates(cfg.Store.Backend, cfg.Now)
+		certs = revocation.Certificates(cfg.Store.Backend, cfg.Now)
 	}
 	return &Attestor{cfg: cfg, certs: certs, now: cfg.Now}, nil
 }

@@ -1,4 +1,4 @@
-package provisioning
+package revocation
 
 import (
 	"bytes"
@@ -9,14 +9,24 @@ import (
 	"sync"
 	"time"
 
-	"github.com/zdps/zdps/pkg/ca"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/store"
 )
 
-// CRLSigner signs a CRL; *ca.CA is one.
+// Entry is one revoked certificate as a CRL lists it.
+type Entry struct {
+	// Serial in hex, as enrollment.Certificate stores it.
+	Serial    string
+	RevokedAt time.Time
+	// Reason is the RFC 5280 CRLReason code.
+	Reason int
+}
+
+// CRLSigner signs a CRL listing entries, with the CRL number and a
+// nextUpdate that far ahead: the CA, behind an adapter of the caller's
+// (the package needs no CA of its own).
 type CRLSigner interface {
-	CRL(revoked []ca.Revoked, number *big.Int, nextUpdate time.Duration) ([]byte, error)
+	CRL(entries []Entry, number *big.Int, nextUpdate time.Duration) ([]byte, error)
 }
 
 // CRLPublisher answers the current CRL. It signs a new one only when the
@@ -39,16 +49,13 @@ type CRLPublisher struct {
 }
 
 // NewCRLPublisher publishes CRLs of rev's revoked certificates signed by
-// signer, each valid for validity (ca.DefaultCRLValidity when zero).
+// signer, each valid for validity.
 func NewCRLPublisher(rev *Revocations, signer CRLSigner, validity time.Duration) (*CRLPublisher, error) {
 	if rev == nil || signer == nil {
-		return nil, errors.New("provisioning: CRL publisher: Revocations and signer are required")
+		return nil, errors.New("revocation: CRL publisher: Revocations and signer are required")
 	}
-	if validity < 0 {
-		return nil, errors.New("provisioning: CRL publisher: negative validity")
-	}
-	if validity == 0 {
-		validity = ca.DefaultCRLValidity
+	if validity <= 0 {
+		return nil, errors.New("revocation: CRL publisher: validity must be positive")
 	}
 	return &CRLPublisher{rev: rev, signer: signer, validity: validity}, nil
 }
@@ -84,7 +91,7 @@ func (p *CRLPublisher) CRL(ctx context.Context) ([]byte, error) {
 		}
 		return der, err
 	}
-	return nil, errors.New("provisioning: CRL: the published CRL kept changing; try again")
+	return nil, errors.New("revocation: CRL: the published CRL kept changing; try again")
 }
 
 func (p *CRLPublisher) state(ctx context.Context) (st revocationState, err error) {
@@ -126,7 +133,7 @@ func (p *CRLPublisher) load(ctx context.Context, number int64) ([]byte, error) {
 		}
 		it, err := tx.Get(ctx, BucketRevocation, crlKey)
 		if err != nil {
-			return fmt.Errorf("provisioning: read CRL: %w", err)
+			return fmt.Errorf("revocation: read CRL: %w", err)
 		}
 		der = bytes.Clone(it.Value)
 		return nil
@@ -158,12 +165,12 @@ func (p *CRLPublisher) publish(ctx context.Context, st revocationState) ([]byte,
 		return nil, errPublishedMeanwhile
 	}
 	now := p.rev.now()
-	var entries []ca.Revoked
+	var entries []Entry
 	err := p.rev.Revoked(ctx, func(c *enrollment.Certificate) error {
 		if !onCRL(c, now, p.validity) {
 			return nil
 		}
-		entries = append(entries, ca.Revoked{Serial: c.Serial, RevokedAt: *c.RevokedAt, Reason: c.RevocationReason})
+		entries = append(entries, Entry{Serial: c.Serial, RevokedAt: *c.RevokedAt, Reason: c.RevocationReason})
 		return nil
 	})
 	if err != nil {
@@ -172,7 +179,7 @@ func (p *CRLPublisher) publish(ctx context.Context, st revocationState) ([]byte,
 	number := st.Number + 1
 	der, err := p.signer.CRL(entries, big.NewInt(number), p.validity)
 	if err != nil {
-		return nil, fmt.Errorf("provisioning: sign CRL: %w", err)
+		return nil, fmt.Errorf("revocation: sign CRL: %w", err)
 	}
 	err = p.rev.st.Backend.Update(ctx, func(tx store.Tx) error {
 		cur, err := readState(ctx, tx)
@@ -187,7 +194,7 @@ func (p *CRLPublisher) publish(ctx context.Context, st revocationState) ([]byte,
 		cur.Number, cur.SignedGeneration = number, st.Generation
 		cur.ThisUpdate, cur.NextUpdate = now.UTC(), now.Add(p.validity).UTC()
 		if _, err := tx.Put(ctx, BucketRevocation, crlKey, der, store.Condition{}); err != nil {
-			return fmt.Errorf("provisioning: store CRL: %w", err)
+			return fmt.Errorf("revocation: store CRL: %w", err)
 		}
 		return writeState(ctx, tx, cur)
 	})

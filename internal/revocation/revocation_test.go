@@ -1,4 +1,4 @@
-package provisioning_test
+package revocation_test
 
 import (
 	"context"
@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/pkg/ca"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/store"
 	"github.com/zdps/zdps/pkg/store/memory"
 )
@@ -32,7 +32,7 @@ func (c *clock) add(d time.Duration) {
 
 type revEnv struct {
 	st    *store.Store
-	rev   *provisioning.Revocations
+	rev   *revocation.Revocations
 	certs *store.Collection[*enrollment.Certificate]
 	clk   *clock
 	n     int
@@ -42,11 +42,11 @@ func newRevEnv(t *testing.T, pageSize int) *revEnv {
 	t.Helper()
 	clk := &clock{t: time.Now().UTC().Truncate(time.Second)}
 	st := store.New(memory.New(), clk.now)
-	rev, err := provisioning.NewRevocations(st, provisioning.RevocationConfig{Now: clk.now, PageSize: pageSize})
+	rev, err := revocation.NewRevocations(st, revocation.RevocationConfig{Now: clk.now, PageSize: pageSize})
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &revEnv{st: st, rev: rev, certs: provisioning.Certificates(st.Backend, clk.now), clk: clk}
+	return &revEnv{st: st, rev: rev, certs: revocation.Certificates(st.Backend, clk.now), clk: clk}
 }
 
 // register stores a registration record (through group when not "") and
@@ -88,7 +88,7 @@ func TestRevokeRegistrationTx(t *testing.T) {
 	revoke := func(id string) int {
 		var n int
 		if err := e.st.Backend.Update(ctx, func(tx store.Tx) (err error) {
-			n, err = e.rev.RevokeRegistrationTx(ctx, tx, id, provisioning.ReasonCessationOfOperation)
+			n, err = e.rev.RevokeRegistrationTx(ctx, tx, id, revocation.ReasonCessationOfOperation)
 			return err
 		}); err != nil {
 			t.Fatal(err)
@@ -112,7 +112,7 @@ func TestRevokeRegistrationTx(t *testing.T) {
 		})
 	}
 	c, err := e.certs.Get(ctx, a1)
-	if err != nil || c.RevokedAt == nil || c.RevocationReason != provisioning.ReasonCessationOfOperation {
+	if err != nil || c.RevokedAt == nil || c.RevocationReason != revocation.ReasonCessationOfOperation {
 		t.Fatalf("stored certificate %+v, %v", c, err)
 	}
 	if _, err := e.rev.IsRevoked(ctx, "ffff"); !errors.Is(err, store.ErrNotFound) {
@@ -131,7 +131,7 @@ func TestGroupSweep(t *testing.T) {
 	individual := e.register(t, "i-dev", "")
 
 	if err := e.st.Backend.Update(ctx, func(tx store.Tx) error {
-		_, err := e.rev.StartGroupSweepTx(ctx, tx, "Group-1", provisioning.ReasonPrivilegeWithdrawn)
+		_, err := e.rev.StartGroupSweepTx(ctx, tx, "Group-1", revocation.ReasonPrivilegeWithdrawn)
 		return err
 	}); err != nil {
 		t.Fatal(err)
@@ -225,10 +225,10 @@ func serials(crl *x509.RevocationList) map[string]int {
 type countingSigner struct {
 	mu sync.Mutex
 	n  int
-	s  provisioning.CRLSigner
+	s  revocation.CRLSigner
 }
 
-func (c *countingSigner) CRL(r []ca.Revoked, number *big.Int, next time.Duration) ([]byte, error) {
+func (c *countingSigner) CRL(r []revocation.Entry, number *big.Int, next time.Duration) ([]byte, error) {
 	c.mu.Lock()
 	c.n++
 	c.mu.Unlock()
@@ -241,21 +241,21 @@ func TestCRLPublisher(t *testing.T) {
 	ctx := context.Background()
 	e := newRevEnv(t, 0)
 	authority := newTestCA(t, e.clk.now)
-	signer := &countingSigner{s: authority}
+	signer := &countingSigner{s: caCRL{authority}}
 	// Two replicas on one store.
-	p1, err := provisioning.NewCRLPublisher(e.rev, signer, time.Hour)
+	p1, err := revocation.NewCRLPublisher(e.rev, signer, time.Hour)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rev2, _ := provisioning.NewRevocations(e.st, provisioning.RevocationConfig{Now: e.clk.now})
-	p2, _ := provisioning.NewCRLPublisher(rev2, signer, time.Hour)
+	rev2, _ := revocation.NewRevocations(e.st, revocation.RevocationConfig{Now: e.clk.now})
+	p2, _ := revocation.NewCRLPublisher(rev2, signer, time.Hour)
 
 	keep := e.register(t, "dev-keep", "")
 	gone := e.register(t, "dev-gone", "")
 	short := e.register(t, "dev-short", "")
 
 	var last int64
-	fetch := func(t *testing.T, p *provisioning.CRLPublisher) *x509.RevocationList {
+	fetch := func(t *testing.T, p *revocation.CRLPublisher) *x509.RevocationList {
 		t.Helper()
 		der, err := p.CRL(ctx)
 		if err != nil {
@@ -270,7 +270,7 @@ func TestCRLPublisher(t *testing.T) {
 	}
 	revoke := func(id string) {
 		if err := e.st.Backend.Update(ctx, func(tx store.Tx) error {
-			_, err := e.rev.RevokeRegistrationTx(ctx, tx, id, provisioning.ReasonCessationOfOperation)
+			_, err := e.rev.RevokeRegistrationTx(ctx, tx, id, revocation.ReasonCessationOfOperation)
 			return err
 		}); err != nil {
 			t.Fatal(err)
@@ -291,7 +291,7 @@ func TestCRLPublisher(t *testing.T) {
 
 	revoke("dev-gone")
 	crl = fetch(t, p2)
-	if crl.Number.Int64() != 2 || serials(crl)[gone] != provisioning.ReasonCessationOfOperation || len(serials(crl)) != 1 {
+	if crl.Number.Int64() != 2 || serials(crl)[gone] != revocation.ReasonCessationOfOperation || len(serials(crl)) != 1 {
 		t.Fatalf("after revocation: number %v, entries %v", crl.Number, serials(crl))
 	}
 	if crl1 := fetch(t, p1); crl1.Number.Int64() != 2 {
@@ -362,4 +362,15 @@ func TestCRLPublisher(t *testing.T) {
 	if n := fetch(t, p1).Number.Int64(); n != last || n < 4 {
 		t.Errorf("number %d", n)
 	}
+}
+
+// caCRL signs with the test CA, as the service API's adapter does.
+type caCRL struct{ ca *ca.CA }
+
+func (s caCRL) CRL(entries []revocation.Entry, number *big.Int, next time.Duration) ([]byte, error) {
+	revoked := make([]ca.Revoked, len(entries))
+	for i, e := range entries {
+		revoked[i] = ca.Revoked{Serial: e.Serial, RevokedAt: e.RevokedAt, Reason: e.Reason}
+	}
+	return s.ca.CRL(revoked, number, next)
 }

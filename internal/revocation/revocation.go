@@ -1,4 +1,4 @@
-package provisioning
+package revocation
 
 import (
 	"context"
@@ -78,10 +78,10 @@ type Revocations struct {
 // NewRevocations builds the revocation service over st.
 func NewRevocations(st *store.Store, cfg RevocationConfig) (*Revocations, error) {
 	if st == nil || st.Backend == nil {
-		return nil, errors.New("provisioning: revocations: Store is required")
+		return nil, errors.New("revocation: revocations: Store is required")
 	}
 	if cfg.PageSize < 0 {
-		return nil, errors.New("provisioning: revocations: negative PageSize")
+		return nil, errors.New("revocation: revocations: negative PageSize")
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -143,7 +143,7 @@ func (r *Revocations) revokeRegistration(ctx context.Context, tx store.Tx, regis
 	for {
 		page, next, err := certs.ListBy(ctx, IndexCertificatesByRegistration, registrationID, cont, r.pageSize)
 		if err != nil {
-			return 0, fmt.Errorf("provisioning: list certificates of %q: %w", registrationID, err)
+			return 0, fmt.Errorf("revocation: list certificates of %q: %w", registrationID, err)
 		}
 		for _, c := range page {
 			if c.Revoked() {
@@ -152,7 +152,7 @@ func (r *Revocations) revokeRegistration(ctx context.Context, tx store.Tx, regis
 			at := r.now().UTC()
 			c.RevokedAt, c.RevocationReason = &at, reason
 			if _, err := certs.Put(ctx, c, store.Condition{IfMatch: c.ETag}); err != nil {
-				return 0, fmt.Errorf("provisioning: revoke certificate %s: %w", c.Serial, err)
+				return 0, fmt.Errorf("revocation: revoke certificate %s: %w", c.Serial, err)
 			}
 			n++
 		}
@@ -189,10 +189,10 @@ func readState(ctx context.Context, tx store.Tx) (revocationState, error) {
 	case errors.Is(err, store.ErrNotFound):
 		return s, nil
 	case err != nil:
-		return s, fmt.Errorf("provisioning: read revocation state: %w", err)
+		return s, fmt.Errorf("revocation: read revocation state: %w", err)
 	}
 	if err := json.Unmarshal(it.Value, &s); err != nil {
-		return s, fmt.Errorf("provisioning: decode revocation state: %w", err)
+		return s, fmt.Errorf("revocation: decode revocation state: %w", err)
 	}
 	return s, nil
 }
@@ -203,7 +203,7 @@ func writeState(ctx context.Context, tx store.Tx, s revocationState) error {
 		return err
 	}
 	if _, err := tx.Put(ctx, BucketRevocation, stateKey, b, store.Condition{}); err != nil {
-		return fmt.Errorf("provisioning: write revocation state: %w", err)
+		return fmt.Errorf("revocation: write revocation state: %w", err)
 	}
 	return nil
 }
@@ -226,7 +226,7 @@ func (r *Revocations) Revoked(ctx context.Context, fn func(*enrollment.Certifica
 	for {
 		page, next, err := r.certs.ListBy(ctx, IndexCertificatesRevoked, revokedIndexValue, cont, 1000)
 		if err != nil {
-			return fmt.Errorf("provisioning: list revoked certificates: %w", err)
+			return fmt.Errorf("revocation: list revoked certificates: %w", err)
 		}
 		for _, c := range page {
 			if err := fn(c); err != nil {

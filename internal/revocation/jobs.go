@@ -1,4 +1,4 @@
-package provisioning
+package revocation
 
 import (
 	"context"
@@ -73,7 +73,7 @@ func (r *Revocations) startJob(ctx context.Context, tx store.Tx, j Job, job swee
 		return Job{}, err
 	}
 	if _, err := tx.Put(ctx, j.bucket, j.key, b, store.Condition{}); err != nil {
-		return Job{}, fmt.Errorf("provisioning: store revocation job: %w", err)
+		return Job{}, fmt.Errorf("revocation: store revocation job: %w", err)
 	}
 	return j, nil
 }
@@ -152,7 +152,7 @@ func (r *Revocations) pendingJobs(ctx context.Context) ([]Job, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("provisioning: list revocation jobs: %w", err)
+		return nil, fmt.Errorf("revocation: list revocation jobs: %w", err)
 	}
 	return jobs, nil
 }
@@ -224,7 +224,7 @@ func (r *Revocations) sweepPage(ctx context.Context, j Job) (finished bool, err 
 		what = []any{"registration_id", job.RegistrationID}
 	}
 	if err != nil {
-		return false, fmt.Errorf("provisioning: revocation job %q: %w", j.key, err)
+		return false, fmt.Errorf("revocation: revocation job %q: %w", j.key, err)
 	}
 	if revoked > 0 {
 		r.log.InfoContext(ctx, "certificates revoked", append(what, "count", revoked, "reason", job.Reason)...)
