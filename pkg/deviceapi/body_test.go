@@ -259,3 +259,59 @@ func TestBodyLimitFollowsThePayloadLimit(t *testing.T) {
 		t.Fatal("the default payload limit leaves no room for a CSR in Azure's body limit")
 	}
 }
+
+// TestTrickledBody: the body deadline is absolute, so a device that
+// keeps sending a byte at a time (slowloris) is cut off at BodyTimeout
+// like one that stops.
+func TestTrickledBody(t *testing.T) {
+	const bodyTimeout = 300 * time.Millisecond
+	s := newServer(t, options{bodyTimeout: bodyTimeout})
+	cfg := s.srv.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	cfg.NextProtos = []string{"http/1.1"}
+	conn, err := tls.Dial("tcp", s.srv.Listener.Addr().String(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	if err := conn.SetDeadline(time.Now().Add(15 * time.Second)); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"registrationId":"dev-1"}` + strings.Repeat(" ", 200)
+	start := time.Now()
+	if _, err := io.WriteString(conn, head("PUT", "/"+idScope+"/registrations/dev-1/register?api-version=2021-06-01", "", len(body))); err != nil {
+		t.Fatal(err)
+	}
+	answered := make(chan rawAnswer, 1)
+	go func() {
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			answered <- rawAnswer{none: true}
+			return
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		answered <- rawAnswer{answer: answer{resp.StatusCode, resp.Header, b}, close: resp.Close, took: time.Since(start)}
+	}()
+	// A byte every 20 ms would take 4.5 s for the whole body.
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for i := 0; ; {
+		select {
+		case a := <-answered:
+			if a.none {
+				t.Fatal("no answer")
+			}
+			checkError(t, a.answer, 400, deviceapi.CodeBadArgument)
+			if !a.close || a.took < bodyTimeout || a.took > bodyTimeout+3*time.Second || i >= len(body) {
+				t.Fatalf("answered after %s and %d of %d bytes, Connection: close %v; want about %s, close", a.took, i, len(body), a.close, bodyTimeout)
+			}
+			noErrorLogged(t, s)
+			return
+		case <-tick.C:
+			if i < len(body) {
+				_, _ = conn.Write([]byte{body[i]})
+				i++
+			}
+		}
+	}
+}
