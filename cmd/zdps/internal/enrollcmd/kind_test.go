@@ -1,0 +1,71 @@
+package enrollcmd
+
+import (
+	"reflect"
+	"testing"
+	"time"
+
+	"github.com/zdps/zdps/pkg/enrollment"
+)
+
+// setAll writes a distinct value through every pointer of f, as create
+// and set-firmware-policy do.
+func setAll(f fields) {
+	t := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	*f.ID = "id-1"
+	*f.Attestation = &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey}
+	*f.HubHostName = "pinned.example.net"
+	*f.Hubs = []string{"a.example.net", "b.example.net"}
+	*f.Policy = enrollment.PolicyCustom
+	*f.Webhook = &enrollment.CustomAllocationDefinition{WebhookURL: "https://hook.example.net", APIVersion: "v1"}
+	*f.Status = enrollment.StatusDisabled
+	*f.Firmware = &enrollment.FirmwarePolicy{Vendor: "acme"}
+	*f.Meta = enrollment.Versioned{ETag: "e1", CreatedDateTimeUTC: &t}
+	if f.DeviceID != nil {
+		*f.DeviceID = "dev-1"
+	}
+	if f.State != nil {
+		*f.State = &enrollment.RegistrationState{Status: "assigned"}
+	}
+}
+
+// The kinds' field maps must point at the fields of the same name: a
+// wrong pointer would show or send one field as another.
+func TestKindFields(t *testing.T) {
+	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	att := &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey}
+	hook := &enrollment.CustomAllocationDefinition{WebhookURL: "https://hook.example.net", APIVersion: "v1"}
+	fw := &enrollment.FirmwarePolicy{Vendor: "acme"}
+	meta := enrollment.Versioned{ETag: "e1", CreatedDateTimeUTC: &created}
+	tests := []struct {
+		name string
+		got  func() any
+		want any
+	}{
+		{"enrollment", func() any {
+			e := individualKind.newDoc("x")
+			setAll(individualKind.fields(e))
+			return e
+		}, &enrollment.IndividualEnrollment{Versioned: meta, RegistrationID: "id-1", DeviceID: "dev-1",
+			RegistrationState: &enrollment.RegistrationState{Status: "assigned"}, Attestation: att,
+			IoTHubHostName: "pinned.example.net", ProvisioningStatus: enrollment.StatusDisabled, AllocationPolicy: enrollment.PolicyCustom,
+			IoTHubs: []string{"a.example.net", "b.example.net"}, CustomAllocationDefinition: hook, FirmwarePolicy: fw}},
+		{"group", func() any {
+			grp := groupKind.newDoc("x")
+			setAll(groupKind.fields(grp))
+			return grp
+		}, &enrollment.EnrollmentGroup{Versioned: meta, EnrollmentGroupID: "id-1", Attestation: att,
+			IoTHubHostName: "pinned.example.net", ProvisioningStatus: enrollment.StatusDisabled, AllocationPolicy: enrollment.PolicyCustom,
+			IoTHubs: []string{"a.example.net", "b.example.net"}, CustomAllocationDefinition: hook, FirmwarePolicy: fw}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := tt.got(); !reflect.DeepEqual(got, tt.want) {
+				t.Fatalf("got  %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+	if groupKind.fields(groupKind.newDoc("g")).DeviceID != nil || !individualKind.individual || groupKind.individual {
+		t.Fatal("only individual enrollments have a device ID")
+	}
+}
