@@ -86,6 +86,11 @@ type serveConfig struct {
 	CPUProfile string
 	// Allocation configures the allocation policies (allocation.go).
 	Allocation allocationConfig
+
+	// MaxPayloadBytes and DeviceBodyTimeout bound device bodies
+	// (deviceapi.Config).
+	MaxPayloadBytes   int64
+	DeviceBodyTimeout time.Duration
 }
 
 // Files the server keeps in its data directory.
@@ -137,6 +142,8 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&cfg.LogFormat, "log-format", "text", "text or json")
 	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 16<<20, "largest request body accepted")
+	f.Int64Var(&cfg.MaxPayloadBytes, "max-payload-bytes", deviceapi.DefaultMaxPayloadBytes, "largest payload (the device's custom allocation JSON) in a register body; larger ones answer 400 (Azure's whole device message limit is 96 KB); the device body limit grows to leave 16 KiB beside it for a CSR")
+	f.DurationVar(&cfg.DeviceBodyTimeout, "device-body-timeout", deviceapi.DefaultBodyTimeout, "how long a device may take to send its request body; a stalled body answers 400 and the connection closes")
 	f.IntVar(&cfg.MaxBulkItems, "max-bulk-items", 1000, "most items in one bulk call (Azure: 10)")
 	f.IntVar(&cfg.MaxPageSize, "max-page-size", 1000, "most items in one query page")
 	f.DurationVar(&cfg.Shutdown, "shutdown-timeout", 15*time.Second, "how long to let requests finish on SIGTERM")
@@ -502,6 +509,9 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 	if err != nil {
 		return nil, nil, err
 	}
+	if cfg.MaxPayloadBytes <= 0 || cfg.DeviceBodyTimeout <= 0 {
+		return nil, nil, fmt.Errorf("--max-payload-bytes %d and --device-body-timeout %v must be positive", cfg.MaxPayloadBytes, cfg.DeviceBodyTimeout)
+	}
 	dev, err := deviceapi.New(deviceapi.Config{
 		Provisioner:        prov,
 		IDScope:            inst.Settings.IDScope,
@@ -509,9 +519,16 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 		IdleTimeout:        cfg.IdleTimeout,
 		AzureCompatible202: cfg.Azure202,
 		RetryAfter:         cfg.RetryAfter,
+		MaxPayloadBytes:    cfg.MaxPayloadBytes,
+		BodyTimeout:        cfg.DeviceBodyTimeout,
 	})
 	if err != nil {
 		return nil, nil, err
+	}
+	// The service API's limit applies first: it must not refuse a device
+	// body the device API accepts.
+	if cfg.MaxBodyBytes < dev.MaxBodyBytes() {
+		return nil, nil, fmt.Errorf("--max-body-bytes %d is below the device body limit %d (--max-payload-bytes %d plus %d for a CSR)", cfg.MaxBodyBytes, dev.MaxBodyBytes(), cfg.MaxPayloadBytes, deviceapi.BodyRoom)
 	}
 	service.Mount(dev.Routes)
 	service.SetExplainer(prov)

@@ -8,6 +8,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/x509"
+	"encoding/base64"
 	"fmt"
 	"net"
 	"net/http"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/pkg/client"
+	"github.com/zdps/zdps/pkg/enrollment"
 )
 
 var (
@@ -213,6 +215,30 @@ func (s *Server) IDScope() string {
 		s.t.Fatal(err)
 	}
 	return st.IDScope
+}
+
+// SymmetricKeyEnrollment creates an individual symmetric-key enrollment
+// with generated keys and returns its primary key, decoded, for a device
+// to register with.
+func (s *Server) SymmetricKeyEnrollment(regID string) []byte {
+	s.t.Helper()
+	ctx := context.Background()
+	c := s.Client()
+	if _, err := c.PutEnrollment(ctx, &enrollment.IndividualEnrollment{
+		RegistrationID: regID,
+		Attestation:    &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
+	}, ""); err != nil {
+		s.t.Fatal(err)
+	}
+	keys, err := c.EnrollmentKeys(ctx, regID)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	key, err := base64.StdEncoding.DecodeString(keys.SymmetricKey.PrimaryKey)
+	if err != nil {
+		s.t.Fatal(err)
+	}
+	return key
 }
 
 // HTTPClient trusts the server's CA.

@@ -15,6 +15,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/zdps/zdps/internal/manage"
+	"github.com/zdps/zdps/internal/ratelog"
 	"github.com/zdps/zdps/pkg/ca"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/store"
@@ -93,6 +94,8 @@ type API struct {
 	m *manage.Service
 	// explainer answers POST /allocation/explain (SetExplainer).
 	explainer atomic.Pointer[explainerBox]
+	// faultLog logs connection faults, which anyone can cause.
+	faultLog *ratelog.Logger
 }
 
 // New validates cfg, fills in defaults and builds the router.
@@ -137,6 +140,8 @@ func New(cfg Config) (*API, error) {
 		log:   cfg.Logger,
 		now:   cfg.Now,
 		rand:  &lockedReader{r: cfg.Rand},
+
+		faultLog: ratelog.New(cfg.Logger, faultLogLines, faultLogInterval),
 	}
 	rv, err := newRevocation(cfg)
 	if err != nil {

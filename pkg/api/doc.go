@@ -27,4 +27,8 @@
 //     ever logged. Server faults answer a generic message; details go only
 //     to the log.
 //   - A request refused for bad input changes nothing in the store.
+//   - A request the client broke off (a body cut short, badly chunked or
+//     stalled past the server's ReadTimeout, a client gone before the
+//     answer) is its fault: 400/400004 with Connection: close, logged at
+//     INFO and rate-limited (internal/ratelog), never a 5xx or an ERROR.
 package api

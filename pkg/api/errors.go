@@ -115,14 +115,13 @@ func (a *API) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	if cf := asConnectionFault(r, err); cf != nil {
+		err = cf
+		a.logConnectionFault(w, r, cf)
+	}
 	status, code, msg := classify(err)
 	id := RequestID(r.Context())
 	switch {
-	case r.Context().Err() != nil:
-		// The client hung up (or the server is stopping): not a fault,
-		// and the answer goes nowhere.
-		status, code, msg = http.StatusServiceUnavailable, codeUnavailable, msgUnavailable
-		a.log.InfoContext(r.Context(), "request abandoned", "request_id", id, "error", err)
 	case errors.Is(err, store.ErrBusy):
 		// Transient contention, not a fault: the client retries.
 		a.log.WarnContext(r.Context(), "request refused: store busy", "request_id", id, "status", status, "error", err)

@@ -199,7 +199,7 @@ func readBody(r *http.Request) ([]byte, error) {
 			return nil, err
 		}
 		// Anything else is the client's connection failing mid-body.
-		return nil, fmt.Errorf("%w: reading the body: %w", errBadRequest, err)
+		return nil, bodyReadFault(err)
 	}
 	return b, nil
 }

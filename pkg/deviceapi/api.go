@@ -20,6 +20,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/zdps/zdps/internal/ratelog"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/store"
@@ -27,7 +28,8 @@ import (
 
 // Defaults of Config.
 const (
-	// DefaultMaxBodyBytes is Azure's device message limit.
+	// DefaultMaxBodyBytes is Azure's device message limit (96 KB). It
+	// leaves BodyRoom beside a payload of DefaultMaxPayloadBytes.
 	DefaultMaxBodyBytes = 96 << 10
 	// DefaultRetryAfter is the Retry-After of 202 answers.
 	DefaultRetryAfter = time.Second
@@ -58,8 +60,19 @@ type Config struct {
 	// Rand is the source of tracking IDs when the outer router set no
 	// x-ms-request-id; crypto/rand when nil.
 	Rand io.Reader
-	// MaxBodyBytes bounds request bodies; DefaultMaxBodyBytes when 0.
+	// MaxBodyBytes bounds request bodies (413 above it); when 0,
+	// DefaultMaxBodyBytes or MaxPayloadBytes+BodyRoom, whichever is
+	// larger. When set it must be at least MaxPayloadBytes+BodyRoom, so
+	// that a payload at its limit still fits with a CSR.
 	MaxBodyBytes int64
+	// MaxPayloadBytes bounds the register body's payload, the device's
+	// custom allocation JSON (400/400004 above it); DefaultMaxPayloadBytes
+	// (80 KiB) when 0. Azure's limit is 96 KB for the whole message.
+	MaxPayloadBytes int64
+	// BodyTimeout is how long a device may take to send its body once the
+	// handler starts reading it; a stalled body answers 400 and the
+	// connection closes. DefaultBodyTimeout when 0.
+	BodyTimeout time.Duration
 	// AzureCompatible202 answers register with 202 + operationId +
 	// Retry-After, as Azure does, instead of the final 200; the device
 	// then polls.
@@ -82,6 +95,8 @@ type API struct {
 	randM      sync.Mutex
 	rand       io.Reader
 	retryAfter string
+	// bodyLog logs refused bodies, which anyone can send at will.
+	bodyLog *ratelog.Logger
 }
 
 // New validates cfg and builds the API.
@@ -96,8 +111,20 @@ func New(cfg Config) (*API, error) {
 	if cfg.Logger == nil {
 		errs = append(errs, errors.New("Logger is required"))
 	}
-	if cfg.MaxBodyBytes < 0 {
-		errs = append(errs, errors.New("MaxBodyBytes must not be negative"))
+	if cfg.MaxBodyBytes < 0 || cfg.MaxPayloadBytes < 0 || cfg.BodyTimeout < 0 {
+		errs = append(errs, errors.New("MaxBodyBytes, MaxPayloadBytes and BodyTimeout must not be negative"))
+	}
+	if cfg.MaxPayloadBytes == 0 {
+		cfg.MaxPayloadBytes = DefaultMaxPayloadBytes
+	}
+	if cfg.MaxBodyBytes == 0 {
+		cfg.MaxBodyBytes = max(DefaultMaxBodyBytes, cfg.MaxPayloadBytes+BodyRoom)
+	}
+	if cfg.MaxBodyBytes < cfg.MaxPayloadBytes+BodyRoom {
+		errs = append(errs, fmt.Errorf("MaxBodyBytes %d must be at least MaxPayloadBytes %d + %d for a CSR and the rest of the body", cfg.MaxBodyBytes, cfg.MaxPayloadBytes, BodyRoom))
+	}
+	if cfg.BodyTimeout == 0 {
+		cfg.BodyTimeout = DefaultBodyTimeout
 	}
 	if cfg.RetryAfter == 0 {
 		cfg.RetryAfter = DefaultRetryAfter
@@ -117,9 +144,6 @@ func New(cfg Config) (*API, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
-	if cfg.MaxBodyBytes == 0 {
-		cfg.MaxBodyBytes = DefaultMaxBodyBytes
-	}
 	return &API{
 		cfg:        cfg,
 		svc:        cfg.Provisioner,
@@ -127,8 +151,14 @@ func New(cfg Config) (*API, error) {
 		now:        cfg.Now,
 		rand:       cfg.Rand,
 		retryAfter: strconv.Itoa(int(math.Ceil(cfg.RetryAfter.Seconds()))),
+		bodyLog:    ratelog.New(cfg.Logger, bodyLogLines, bodyLogInterval),
 	}, nil
 }
+
+// MaxBodyBytes is the body limit in force: an outer limit (pkg/api's)
+// must not be smaller, or payloads within MaxPayloadBytes are refused
+// with 413.
+func (a *API) MaxBodyBytes() int64 { return a.cfg.MaxBodyBytes }
 
 // Routes adds the device routes to r (it calls only Put, Get and Post, so
 // it can run after r's middleware is set, as pkg/api's Mount requires):
@@ -195,43 +225,6 @@ func (a *API) common(r *http.Request) (*provisioning.Request, error) {
 	return req, nil
 }
 
-// readBody reads at most MaxBodyBytes. The content type is not checked:
-// device SDKs cannot be changed and the body is decoded strictly anyway.
-func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
-	if r.ContentLength > a.cfg.MaxBodyBytes {
-		return nil, errTooLarge
-	}
-	if r.Body == nil {
-		return nil, nil
-	}
-	return io.ReadAll(http.MaxBytesReader(w, r.Body, a.cfg.MaxBodyBytes))
-}
-
-// withBody decodes the DeviceRegistration into req; the body's
-// registrationId must name the path's (case-insensitively).
-func (a *API) withBody(w http.ResponseWriter, r *http.Request, req *provisioning.Request, required bool) error {
-	body, err := a.readBody(w, r)
-	if err != nil {
-		return err
-	}
-	if !required && len(strings.TrimSpace(string(body))) == 0 {
-		return nil
-	}
-	dr, err := DecodeDeviceRegistration(body)
-	if err != nil {
-		return err
-	}
-	if !strings.EqualFold(dr.RegistrationID, req.RegistrationID) {
-		return badRequest("registrationId of the body differs from the path's")
-	}
-	if dr.TPM != nil {
-		req.TPM = &enrollment.TPMAttestation{EndorsementKey: dr.TPM.EndorsementKey, StorageRootKey: dr.TPM.StorageRootKey}
-	}
-	req.Payload = dr.Payload
-	req.CSR = dr.CSRDER()
-	return nil
-}
-
 func (a *API) register(w http.ResponseWriter, r *http.Request) {
 	req, err := a.common(r)
 	if err == nil {
@@ -273,9 +266,11 @@ func (a *API) operation(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	// The Node SDK sends {} with the GET, the C SDK nothing: ignore it.
-	if r.Body != nil {
-		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, a.cfg.MaxBodyBytes))
+	// The Node SDK sends {} with the GET, the C SDK nothing: read it
+	// (within the limits) and ignore it.
+	if _, err := a.readBody(w, r); err != nil {
+		a.writeError(w, r, err)
+		return
 	}
 	op, err := a.svc.OperationStatus(r.Context(), req, opID)
 	if err != nil {
@@ -338,15 +333,17 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if a.writeChallenge(w, r, err) {
 		return
 	}
+	fault := asBodyFault(r, err)
+	if fault != nil {
+		err = fault
+	}
 	status, code, msg := classify(err)
 	id := a.trackingID(w)
 	switch {
-	case r.Context().Err() != nil:
-		// The device hung up (or the server is stopping) while the request
-		// ran: whatever failed on the way, it is no server fault, and the
-		// answer goes nowhere.
-		status, code, msg = http.StatusServiceUnavailable, CodeUnavailable, msgUnavailable
-		a.log.InfoContext(r.Context(), "device request abandoned", "tracking_id", id, "error", err)
+	case fault != nil:
+		// The device's fault, whatever the request's context says (a
+		// failed body read cancels it too): never a server fault.
+		a.logBodyFault(w, r, fault, id)
 	case errors.Is(err, store.ErrBusy):
 		// Transient contention, not a fault: the device retries.
 		a.log.WarnContext(r.Context(), "device request refused: store busy", "tracking_id", id, "status", status, "error", err)

@@ -92,6 +92,9 @@ type options struct {
 	azure202 bool
 	viaAPI   bool // mount on pkg/api's router, as zdps serve does
 	maxBody  int64
+	// maxPayload and bodyTimeout go to Config (body_test.go).
+	maxPayload  int64
+	bodyTimeout time.Duration
 	// alloc replaces the hashed policy; assignWait and now go to the
 	// provisioning service (async_test.go).
 	alloc      allocation.Policy
@@ -142,7 +145,7 @@ func newServer(t *testing.T, o options) *server {
 			t.Error(err)
 		}
 	})
-	dev, err := deviceapi.New(deviceapi.Config{Provisioner: svc, IDScope: idScope, Logger: logger, AzureCompatible202: o.azure202, MaxBodyBytes: o.maxBody, IdleTimeout: 2 * time.Minute})
+	dev, err := deviceapi.New(deviceapi.Config{Provisioner: svc, IDScope: idScope, Logger: logger, AzureCompatible202: o.azure202, MaxBodyBytes: o.maxBody, MaxPayloadBytes: o.maxPayload, BodyTimeout: o.bodyTimeout, IdleTimeout: 2 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -535,7 +538,7 @@ func TestCSDKShapedRequests(t *testing.T) {
 }
 
 func TestBadRequests(t *testing.T) {
-	s := newServer(t, options{maxBody: 1024})
+	s := newServer(t, options{maxBody: 20 << 10, maxPayload: 1 << 10})
 	auth := token(t, key(t, primaryKey), "dev-1", time.Now().Add(time.Hour))
 	reg := "/" + idScope + "/registrations/dev-1/register"
 	tests := []struct {
@@ -553,7 +556,7 @@ func TestBadRequests(t *testing.T) {
 		{"enrollment-only tpm field", "PUT", reg + "?api-version=2019-03-31", `{"registrationId":"dev-1","tpm":{"endorsementKey":"AAE=","requireEndorsementKeyCertificate":false}}`, 400, 400004},
 		{"trailing data", "PUT", reg + "?api-version=2019-03-31", `{"registrationId":"dev-1"} {}`, 400, 400004},
 		{"not an object", "PUT", reg + "?api-version=2019-03-31", `["dev-1"]`, 400, 400004},
-		{"body too large", "PUT", reg + "?api-version=2019-03-31", `{"registrationId":"dev-1","payload":"` + strings.Repeat("a", 2000) + `"}`, 413, 413004},
+		{"body too large", "PUT", reg + "?api-version=2019-03-31", `{"registrationId":"dev-1","payload":"` + strings.Repeat("a", 30000) + `"}`, 413, 413004},
 		{"invalid registration ID", "PUT", "/" + idScope + "/registrations/bad%20id/register?api-version=2019-03-31", `{"registrationId":"bad id"}`, 400, 400004},
 		{"registration ID case differs from body (accepted)", "PUT", "/" + idScope + "/registrations/DEV-1/register?api-version=2019-03-31", `{"registrationId":"dev-1"}`, 200, 0},
 		{"id scope in other case (accepted)", "PUT", "/" + strings.ToLower(idScope) + "/registrations/dev-1/register?api-version=2019-03-31", `{"registrationId":"dev-1"}`, 200, 0},
@@ -573,6 +576,17 @@ func TestBadRequests(t *testing.T) {
 				t.Fatal("a refused request stored an operation")
 			}
 		})
+	}
+}
+
+// TestNonASCIIRegistrationID: the refusal names the character the device
+// sent, decoded from the path, not a byte of its UTF-8 form.
+func TestNonASCIIRegistrationID(t *testing.T) {
+	s := newServer(t, options{})
+	a := s.do(t, http.MethodPut, "/"+idScope+"/registrations/"+url.PathEscape("dév-☃")+"/register?api-version=2021-06-01", "", []byte(`{"registrationId":"dév-☃"}`), nil)
+	checkError(t, a, 400, deviceapi.CodeBadArgument)
+	if msg := a.json(t)["message"].(string); !strings.Contains(msg, `character 'é' at position 2`) {
+		t.Fatalf("message %q", msg)
 	}
 }
 
@@ -728,6 +742,12 @@ func TestNewValidates(t *testing.T) {
 		{"retry-after not whole seconds", deviceapi.Config{Provisioner: svc, IDScope: idScope, Logger: log, RetryAfter: 1500 * time.Millisecond}, false},
 		{"retry-after not below idle timeout", deviceapi.Config{Provisioner: svc, IDScope: idScope, Logger: log, RetryAfter: 5 * time.Second, IdleTimeout: 5 * time.Second}, false},
 		{"retry-after below idle timeout", deviceapi.Config{Provisioner: svc, IDScope: idScope, Logger: log, RetryAfter: 5 * time.Second, IdleTimeout: 60 * time.Second}, true},
+		{"payload limit above the default body limit raises it", deviceapi.Config{Provisioner: svc, IDScope: idScope, Logger: log, MaxPayloadBytes: 1 << 20}, true},
+		{"body limit leaves room for a CSR", deviceapi.Config{Provisioner: svc, IDScope: idScope, Logger: log, MaxBodyBytes: 20 << 10, MaxPayloadBytes: 4 << 10}, true},
+		{"body limit too small for the default payload", deviceapi.Config{Provisioner: svc, IDScope: idScope, Logger: log, MaxBodyBytes: 90 << 10}, false},
+		{"body limit without room for a CSR", deviceapi.Config{Provisioner: svc, IDScope: idScope, Logger: log, MaxBodyBytes: 20 << 10, MaxPayloadBytes: 10 << 10}, false},
+		{"negative payload limit", deviceapi.Config{Provisioner: svc, IDScope: idScope, Logger: log, MaxPayloadBytes: -1}, false},
+		{"negative body timeout", deviceapi.Config{Provisioner: svc, IDScope: idScope, Logger: log, BodyTimeout: -time.Second}, false},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

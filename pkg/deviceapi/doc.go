@@ -37,6 +37,15 @@
 //     413/413004 body too large, 429/429001 throttled (with Retry-After),
 //     5xx for server faults (never 4xx). Client faults are always below
 //     429, so devices do not retry them forever.
+//   - body faults are the device's: a body cut short of its
+//     Content-Length or last chunk, an unreadable one (bad chunking, a
+//     reset), one stalled longer than Config.BodyTimeout (10 s), a device
+//     that closed its side before the answer, a malformed
+//     DeviceRegistration and a payload over Config.MaxPayloadBytes (80
+//     KiB) all answer 400/400004; the first four with Connection: close,
+//     because the connection's framing is lost. They are logged at INFO,
+//     at most a few lines a minute per kind (internal/ratelog), never as
+//     ERROR: anyone can send them.
 //
 // Every JSON answer carries Content-Type: application/json; charset=utf-8.
 // Status strings are the lower camel constants of pkg/enrollment.
@@ -46,8 +55,10 @@
 //   - Every route authenticates the device through the pipeline (SAS in
 //     Authorization, TLS client certificate, TPM); an operation is answered
 //     only to the device it belongs to.
-//   - Bodies are limited (Config.MaxBodyBytes, 96 KiB by default, as Azure)
-//     and decoded strictly into request types separate from stored models
+//   - Bodies are limited (Config.MaxBodyBytes, 96 KiB by default, as Azure;
+//     payloads to Config.MaxPayloadBytes, and the body limit always leaves
+//     BodyRoom for a CSR beside a payload at its limit), must arrive
+//     within Config.BodyTimeout, and are decoded strictly into request types separate from stored models
 //     (DecodeDeviceRegistration): unknown fields, trailing data, a body
 //     registrationId other than the path's and non-base64 CSRs are refused.
 //   - Path segments are percent-decoded (the C SDK sends lower-case hex)

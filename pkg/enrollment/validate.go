@@ -39,26 +39,30 @@ func validateID(field, id string) error {
 	case len(id) > MaxIDLength:
 		return invalid(field, "must be at most %d characters", MaxIDLength)
 	}
-	for i := 0; i < len(id); i++ {
-		c := id[i]
+	// By rune, not byte: the message names the character the caller
+	// typed ('é', not the first byte of its UTF-8 'Ã') and its position
+	// in characters. Invalid UTF-8 shows as U+FFFD.
+	pos := 0
+	for i, c := range id {
+		pos++
 		if isAlnum(c) {
 			continue
 		}
 		if !isIDSpecial(c) {
-			return invalid(field, "character %q at position %d is not allowed (use letters, digits and \": . _ -\")", rune(c), i+1)
+			return invalid(field, "character %q at position %d is not allowed (use letters, digits and \": . _ -\")", c, pos)
 		}
 		if i == 0 || i == len(id)-1 {
-			return invalid(field, "must not start or end with %q", rune(c))
+			return invalid(field, "must not start or end with %q", c)
 		}
 	}
 	return nil
 }
 
-func isAlnum(c byte) bool {
+func isAlnum(c rune) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
 }
 
-func isIDSpecial(c byte) bool { return c == ':' || c == '.' || c == '_' || c == '-' }
+func isIDSpecial(c rune) bool { return c == ':' || c == '.' || c == '_' || c == '-' }
 
 // ValidateHostName checks a DNS host name with an optional ":port", the form
 // of linked hub names and of the hub references in enrollments.
@@ -83,8 +87,7 @@ func validateHostName(field, name string) error {
 		if label == "" || len(label) > 63 {
 			return invalid(field, "%q is not a valid host name (each dot-separated label has 1 to 63 characters)", name)
 		}
-		for i := 0; i < len(label); i++ {
-			c := label[i]
+		for _, c := range label {
 			if !isAlnum(c) && c != '-' {
 				return invalid(field, "%q is not a valid host name (letters, digits, '-' and '.' only)", name)
 			}
@@ -534,9 +537,11 @@ func ValidatePolicyName(name string) error {
 	if len(name) > MaxPolicyNameLength {
 		return invalid("keyName", "must be at most %d characters", MaxPolicyNameLength)
 	}
-	for i := 0; i < len(name); i++ {
-		if c := name[i]; !isAlnum(c) && c != '-' && c != '_' && c != '.' {
-			return invalid("keyName", "character %q at position %d is not allowed (use letters, digits and \"-_.\")", rune(c), i+1)
+	pos := 0 // in characters, as validateID
+	for _, c := range name {
+		pos++
+		if !isAlnum(c) && c != '-' && c != '_' && c != '.' {
+			return invalid("keyName", "character %q at position %d is not allowed (use letters, digits and \"-_.\")", c, pos)
 		}
 	}
 	return nil

@@ -79,6 +79,37 @@ func TestValidateRegistrationID(t *testing.T) {
 	}
 }
 
+// TestValidateIDNamesTheCharacter: the refusal names the character as
+// typed and its position in characters, not a byte of its UTF-8 form.
+// Each want starts with the field, which picks the validator.
+func TestValidateIDNamesTheCharacter(t *testing.T) {
+	tests := []struct{ id, want string }{
+		{"dév-☃", `registrationId: character 'é' at position 2 is not allowed`},
+		{"dev-☃", `registrationId: character '☃' at position 5 is not allowed`},
+		{"☃", `registrationId: character '☃' at position 1 is not allowed`},
+		{"日本-1", `registrationId: character '日' at position 1 is not allowed`},
+		{"a😀b", `registrationId: character '😀' at position 2 is not allowed`},
+		{"dev 1", `registrationId: character ' ' at position 4 is not allowed`},
+		{"ab\xffc", `registrationId: character '�' at position 3 is not allowed`},
+		{"é-", `registrationId: character 'é' at position 1 is not allowed`},
+		{"ab-", `registrationId: must not start or end with '-'`},
+		{"-ab", `registrationId: must not start or end with '-'`},
+		{"grp-é", `enrollmentGroupId: character 'é' at position 5 is not allowed`},
+		{"pölicy", `keyName: character 'ö' at position 2 is not allowed`},
+	}
+	validators := map[string]func(string) error{"registrationId": ValidateRegistrationID, "enrollmentGroupId": ValidateGroupID, "keyName": ValidatePolicyName}
+	for _, tc := range tests {
+		t.Run(tc.id, func(t *testing.T) {
+			field, _, _ := strings.Cut(tc.want, ":")
+			err := validators[field](tc.id)
+			wantInvalid(t, err, field)
+			if !strings.HasPrefix(err.Error(), tc.want) {
+				t.Fatalf("error %q, want it to start with %q", err, tc.want)
+			}
+		})
+	}
+}
+
 func TestValidateHostName(t *testing.T) {
 	tests := []struct {
 		name string

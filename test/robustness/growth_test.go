@@ -3,7 +3,6 @@ package robustness
 import (
 	"context"
 	"crypto/x509"
-	"encoding/base64"
 	"encoding/json"
 	"os"
 	"path/filepath"
@@ -48,20 +47,7 @@ func TestGrowthReregistration(t *testing.T) {
 		t.Fatal(err)
 	}
 	const regID = "growth-dev"
-	if _, err := cl.PutEnrollment(ctx, &enrollment.IndividualEnrollment{
-		RegistrationID: regID,
-		Attestation:    &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
-	}, ""); err != nil {
-		t.Fatal(err)
-	}
-	keys, err := cl.EnrollmentKeys(ctx, regID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := base64.StdEncoding.DecodeString(keys.SymmetricKey.PrimaryKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := srv.SymmetricKeyEnrollment(regID)
 	payload := growthPayload(t)
 	register := func() *device.Result {
 		t.Helper()
@@ -208,20 +194,7 @@ func TestGrowthExpiredCertificates(t *testing.T) {
 		t.Fatal(err)
 	}
 	const regID = "expiring-dev"
-	if _, err := cl.PutEnrollment(ctx, &enrollment.IndividualEnrollment{
-		RegistrationID: regID,
-		Attestation:    &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
-	}, ""); err != nil {
-		t.Fatal(err)
-	}
-	keys, err := cl.EnrollmentKeys(ctx, regID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := base64.StdEncoding.DecodeString(keys.SymmetricKey.PrimaryKey)
-	if err != nil {
-		t.Fatal(err)
-	}
+	key := srv.SymmetricKeyEnrollment(regID)
 	res, err := device.Register(ctx, device.Config{
 		Endpoint: srv.Addr(), IDScope: srv.IDScope(), RegistrationID: regID, SymmetricKey: key,
 		GenerateKey: true, RootCAs: srv.RootCAs(), MaxWait: time.Minute,
