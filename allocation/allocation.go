@@ -68,6 +68,18 @@ type Input struct {
 	EligibleHubs []*enrollment.Hub
 }
 
+// Spec is the shared fields (hubs, pinned hub, webhook, twin) of the
+// enrollment or group that admitted the device, nil when neither is set.
+func (in Input) Spec() *enrollment.Spec {
+	switch {
+	case in.Enrollment != nil:
+		return &in.Enrollment.Spec
+	case in.Group != nil:
+		return &in.Group.Spec
+	}
+	return nil
+}
+
 // Decision is a Policy's answer. The pipeline checks Hub against
 // Input.EligibleHubs (a hub outside them fails the registration with
 // ErrNoHub), then applies the reprovision policy and the hub's capacity

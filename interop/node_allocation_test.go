@@ -77,10 +77,10 @@ func TestNodeSDKAllocationPolicies(t *testing.T) {
 	}))
 	defer hook.Close()
 
-	staticKey := groupKey(t, srv, &enrollment.EnrollmentGroup{EnrollmentGroupID: "node-static", AllocationPolicy: enrollment.PolicyStatic, IoTHubs: []string{"hub-b.example.net"},
-		InitialTwin: &enrollment.InitialTwin{Tags: json.RawMessage(`{"site":"b"}`)}})
-	customKey := groupKey(t, srv, &enrollment.EnrollmentGroup{EnrollmentGroupID: "node-custom", AllocationPolicy: enrollment.PolicyCustom,
-		CustomAllocationDefinition: &enrollment.CustomAllocationDefinition{WebhookURL: hook.URL + "/api/allocate?code=abc", APIVersion: "2019-03-31"}})
+	staticKey := groupKey(t, srv, &enrollment.EnrollmentGroup{EnrollmentGroupID: "node-static", Spec: enrollment.Spec{AllocationPolicy: enrollment.PolicyStatic, IoTHubs: []string{"hub-b.example.net"},
+		InitialTwin: &enrollment.InitialTwin{Tags: json.RawMessage(`{"site":"b"}`)}}})
+	customKey := groupKey(t, srv, &enrollment.EnrollmentGroup{EnrollmentGroupID: "node-custom", Spec: enrollment.Spec{AllocationPolicy: enrollment.PolicyCustom,
+		CustomAllocationDefinition: &enrollment.CustomAllocationDefinition{WebhookURL: hook.URL + "/api/allocate?code=abc", APIVersion: "2019-03-31"}}})
 
 	t.Run("static", func(t *testing.T) {
 		for _, id := range []string{"node-static-1", "node-static-2", "node-static-3"} {

@@ -89,12 +89,11 @@ func TestNodeSDKDICE(t *testing.T) {
 	}
 	minSVN := int64(3)
 	if _, err := c.PutGroup(ctx, &enrollment.EnrollmentGroup{
-		EnrollmentGroupID: "node-dice",
-		Attestation:       x509Mechanism(&enrollment.X509Attestation{SigningCertificates: &enrollment.X509Certificates{Primary: &enrollment.X509CertificateWithInfo{Certificate: string(root.PEM())}}}),
-		FirmwarePolicy: &enrollment.FirmwarePolicy{
-			Vendor: "acme", Model: "node-board", ForbiddenFlags: []string{"debug"},
-			Layers: []enrollment.FirmwareLayerPolicy{{Layer: 1, MinSVN: &minSVN, AllowedFWIDs: []enrollment.FirmwareDigest{digest(fwV3), digest(fwV4)}}},
-		},
+		EnrollmentGroupID: "node-dice", Spec: enrollment.Spec{Attestation: x509Mechanism(&enrollment.X509Attestation{SigningCertificates: &enrollment.X509Certificates{Primary: &enrollment.X509CertificateWithInfo{Certificate: string(root.PEM())}}}),
+			FirmwarePolicy: &enrollment.FirmwarePolicy{
+				Vendor: "acme", Model: "node-board", ForbiddenFlags: []string{"debug"},
+				Layers: []enrollment.FirmwareLayerPolicy{{Layer: 1, MinSVN: &minSVN, AllowedFWIDs: []enrollment.FirmwareDigest{digest(fwV3), digest(fwV4)}}},
+			}},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -179,8 +178,7 @@ func TestNodeSDKDICE(t *testing.T) {
 	// The DeviceID certificate as an individual enrollment.
 	devID := mustDeviceIDCert(t, root, uds)
 	if _, err := c.PutEnrollment(ctx, &enrollment.IndividualEnrollment{
-		RegistrationID: "node-dice-ind",
-		Attestation:    x509Mechanism(&enrollment.X509Attestation{ClientCertificates: &enrollment.X509Certificates{Primary: &enrollment.X509CertificateWithInfo{Certificate: devID}}}),
+		RegistrationID: "node-dice-ind", Spec: enrollment.Spec{Attestation: x509Mechanism(&enrollment.X509Attestation{ClientCertificates: &enrollment.X509Certificates{Primary: &enrollment.X509CertificateWithInfo{Certificate: devID}}})},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}

@@ -48,8 +48,8 @@ func TestSlowWebhook(t *testing.T) {
 		_, _ = io.WriteString(w, `{"iotHubHostName":"hub-slow.example.net"}`)
 	}))
 	defer hook.Close()
-	key := groupKey(t, srv, &enrollment.EnrollmentGroup{EnrollmentGroupID: "slow-custom", AllocationPolicy: enrollment.PolicyCustom,
-		CustomAllocationDefinition: &enrollment.CustomAllocationDefinition{WebhookURL: hook.URL + "/allocate", APIVersion: "2019-03-31"}})
+	key := groupKey(t, srv, &enrollment.EnrollmentGroup{EnrollmentGroupID: "slow-custom", Spec: enrollment.Spec{AllocationPolicy: enrollment.PolicyCustom,
+		CustomAllocationDefinition: &enrollment.CustomAllocationDefinition{WebhookURL: hook.URL + "/allocate", APIVersion: "2019-03-31"}}})
 
 	// Both devices register at once: the test takes one webhook delay.
 	t.Run("devices", func(t *testing.T) {

@@ -85,8 +85,7 @@ func TestNodeSDKSymmetricKey(t *testing.T) {
 	// An individual enrollment with generated keys.
 	if _, err := c.PutEnrollment(ctx, &enrollment.IndividualEnrollment{
 		RegistrationID: "node-sym-1",
-		DeviceID:       "node-device-1",
-		Attestation:    &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
+		DeviceID:       "node-device-1", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}}},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -96,8 +95,7 @@ func TestNodeSDKSymmetricKey(t *testing.T) {
 	}
 	// A group; its devices use keys derived from the group key.
 	if _, err := c.PutGroup(ctx, &enrollment.EnrollmentGroup{
-		EnrollmentGroupID: "node-group",
-		Attestation:       &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
+		EnrollmentGroupID: "node-group", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}}},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -166,8 +164,7 @@ func TestNodeSDKAzureCompatible202(t *testing.T) {
 	ctx := context.Background()
 	addHubs(t, srv, "hub-only.example.net")
 	if _, err := srv.Client().PutEnrollment(ctx, &enrollment.IndividualEnrollment{
-		RegistrationID: "node-202",
-		Attestation:    &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
+		RegistrationID: "node-202", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}}},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}

@@ -102,8 +102,7 @@ func TestNodeSDKTPM(t *testing.T) {
 			c := srv.Client()
 			if _, err := c.PutEnrollment(context.Background(), &enrollment.IndividualEnrollment{
 				RegistrationID: ek.RegistrationID,
-				DeviceID:       "node-tpm-device",
-				Attestation:    &enrollment.AttestationMechanism{Type: enrollment.AttestationTPM, TPM: &enrollment.TPMAttestation{EndorsementKey: ek.EndorsementKey}},
+				DeviceID:       "node-tpm-device", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationTPM, TPM: &enrollment.TPMAttestation{EndorsementKey: ek.EndorsementKey}}},
 			}, ""); err != nil {
 				t.Fatal(err)
 			}
@@ -121,8 +120,7 @@ func TestNodeSDKTPM(t *testing.T) {
 			// Enrolled with another TPM's EK: refused, no record.
 			other := nodeTPMDevice(t, srv, swtpm(t), "MODE=ek")
 			if _, err := c.PutEnrollment(context.Background(), &enrollment.IndividualEnrollment{
-				RegistrationID: "node-tpm-wrong-ek",
-				Attestation:    &enrollment.AttestationMechanism{Type: enrollment.AttestationTPM, TPM: &enrollment.TPMAttestation{EndorsementKey: other.EndorsementKey}},
+				RegistrationID: "node-tpm-wrong-ek", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationTPM, TPM: &enrollment.TPMAttestation{EndorsementKey: other.EndorsementKey}}},
 			}, ""); err != nil {
 				t.Fatal(err)
 			}

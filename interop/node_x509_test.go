@@ -62,8 +62,7 @@ func TestNodeSDKX509(t *testing.T) {
 	// (a) an individual enrollment with a self-signed device certificate.
 	indLeaf := testpki.Issue(t, "node-x509-ind", false, nil)
 	if _, err := c.PutEnrollment(ctx, &enrollment.IndividualEnrollment{
-		RegistrationID: "node-x509-ind", DeviceID: "node-x509-device",
-		Attestation: x509Mechanism(&enrollment.X509Attestation{ClientCertificates: primaryCert(indLeaf)}),
+		RegistrationID: "node-x509-ind", DeviceID: "node-x509-device", Spec: enrollment.Spec{Attestation: x509Mechanism(&enrollment.X509Attestation{ClientCertificates: primaryCert(indLeaf)})},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -73,8 +72,7 @@ func TestNodeSDKX509(t *testing.T) {
 	root := testpki.Issue(t, "zdps interop root", true, nil)
 	inter := testpki.Issue(t, "zdps interop intermediate", true, root)
 	if _, err := c.PutGroup(ctx, &enrollment.EnrollmentGroup{
-		EnrollmentGroupID: "node-x509-signing",
-		Attestation:       x509Mechanism(&enrollment.X509Attestation{SigningCertificates: primaryCert(root)}),
+		EnrollmentGroupID: "node-x509-signing", Spec: enrollment.Spec{Attestation: x509Mechanism(&enrollment.X509Attestation{SigningCertificates: primaryCert(root)})},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -87,8 +85,7 @@ func TestNodeSDKX509(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := c.PutGroup(ctx, &enrollment.EnrollmentGroup{
-		EnrollmentGroupID: "node-x509-ca",
-		Attestation:       x509Mechanism(&enrollment.X509Attestation{CAReferences: &enrollment.X509CAReferences{Primary: "interop-ca"}}),
+		EnrollmentGroupID: "node-x509-ca", Spec: enrollment.Spec{Attestation: x509Mechanism(&enrollment.X509Attestation{CAReferences: &enrollment.X509CAReferences{Primary: "interop-ca"}})},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -169,8 +166,8 @@ func TestNodeSDKX509(t *testing.T) {
 	t.Run("disabled enrollment", func(t *testing.T) {
 		leaf := testpki.Issue(t, "node-x509-off", false, nil)
 		if _, err := c.PutEnrollment(ctx, &enrollment.IndividualEnrollment{
-			RegistrationID: "node-x509-off", ProvisioningStatus: enrollment.StatusDisabled,
-			Attestation: x509Mechanism(&enrollment.X509Attestation{ClientCertificates: primaryCert(leaf)}),
+			RegistrationID: "node-x509-off", Spec: enrollment.Spec{ProvisioningStatus: enrollment.StatusDisabled,
+				Attestation: x509Mechanism(&enrollment.X509Attestation{ClientCertificates: primaryCert(leaf)})},
 		}, ""); err != nil {
 			t.Fatal(err)
 		}

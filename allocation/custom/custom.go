@@ -320,17 +320,10 @@ func Body(in allocation.Input) ([]byte, error) {
 }
 
 func webhookURL(in allocation.Input) string {
-	var d *enrollment.CustomAllocationDefinition
-	switch {
-	case in.Enrollment != nil:
-		d = in.Enrollment.CustomAllocationDefinition
-	case in.Group != nil:
-		d = in.Group.CustomAllocationDefinition
+	if s := in.Spec(); s != nil && s.CustomAllocationDefinition != nil {
+		return s.CustomAllocationDefinition.WebhookURL
 	}
-	if d == nil {
-		return ""
-	}
-	return d.WebhookURL
+	return ""
 }
 
 // Sign is the X-Zdps-Signature value for body sent at ts (unix seconds).

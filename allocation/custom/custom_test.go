@@ -23,11 +23,10 @@ func input(url string) allocation.Input {
 	return allocation.Input{
 		Policy: enrollment.PolicyCustom,
 		Group: &enrollment.EnrollmentGroup{
-			EnrollmentGroupID: "g1",
-			Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{
+			EnrollmentGroupID: "g1", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{
 				PrimaryKey: "c2VjcmV0LXByaW1hcnkta2V5LTAxMjM0NTY3ODk=", SecondaryKey: "c2VjcmV0LXNlY29uZGFyeS1rZXktMDEyMzQ1Njc4OQ=="}},
-			AllocationPolicy:           enrollment.PolicyCustom,
-			CustomAllocationDefinition: &enrollment.CustomAllocationDefinition{WebhookURL: url, APIVersion: "2019-03-31"},
+				AllocationPolicy:           enrollment.PolicyCustom,
+				CustomAllocationDefinition: &enrollment.CustomAllocationDefinition{WebhookURL: url, APIVersion: "2019-03-31"}},
 		},
 		RegistrationID:  "dev-1",
 		AttestationType: enrollment.AttestationSymmetricKey,

@@ -33,11 +33,8 @@ func (*Policy) Allocate(_ context.Context, in allocation.Input) (allocation.Deci
 
 // Hub is the hub the enrollment of in names, "" when none.
 func Hub(in allocation.Input) string {
-	switch {
-	case in.Enrollment != nil:
-		return enrollment.StaticHub(in.Enrollment.IoTHubs, in.Enrollment.IoTHubHostName)
-	case in.Group != nil:
-		return enrollment.StaticHub(in.Group.IoTHubs, in.Group.IoTHubHostName)
+	if s := in.Spec(); s != nil {
+		return enrollment.StaticHub(s.IoTHubs, s.IoTHubHostName)
 	}
 	return ""
 }

@@ -18,11 +18,11 @@ func TestAllocate(t *testing.T) {
 		want    string
 		wantErr error
 	}{
-		{"individual iotHubs", allocation.Input{Enrollment: &enrollment.IndividualEnrollment{IoTHubs: []string{"b.example.net"}}, EligibleHubs: []*enrollment.Hub{a, b}}, "B.example.net", nil},
-		{"group iotHubs", allocation.Input{Group: &enrollment.EnrollmentGroup{IoTHubs: []string{"a.example.net"}}, EligibleHubs: []*enrollment.Hub{a, b}}, "a.example.net", nil},
-		{"iotHubHostName", allocation.Input{Group: &enrollment.EnrollmentGroup{IoTHubHostName: "a.example.net"}, EligibleHubs: []*enrollment.Hub{a, b}}, "a.example.net", nil},
-		{"hub not eligible", allocation.Input{Group: &enrollment.EnrollmentGroup{IoTHubs: []string{"c.example.net"}}, EligibleHubs: []*enrollment.Hub{a, b}}, "", allocation.ErrNoHub},
-		{"no hub named", allocation.Input{Group: &enrollment.EnrollmentGroup{IoTHubs: []string{"a.example.net", "b.example.net"}}, EligibleHubs: []*enrollment.Hub{a, b}}, "", allocation.ErrNoHub},
+		{"individual iotHubs", allocation.Input{Enrollment: &enrollment.IndividualEnrollment{Spec: enrollment.Spec{IoTHubs: []string{"b.example.net"}}}, EligibleHubs: []*enrollment.Hub{a, b}}, "B.example.net", nil},
+		{"group iotHubs", allocation.Input{Group: &enrollment.EnrollmentGroup{Spec: enrollment.Spec{IoTHubs: []string{"a.example.net"}}}, EligibleHubs: []*enrollment.Hub{a, b}}, "a.example.net", nil},
+		{"iotHubHostName", allocation.Input{Group: &enrollment.EnrollmentGroup{Spec: enrollment.Spec{IoTHubHostName: "a.example.net"}}, EligibleHubs: []*enrollment.Hub{a, b}}, "a.example.net", nil},
+		{"hub not eligible", allocation.Input{Group: &enrollment.EnrollmentGroup{Spec: enrollment.Spec{IoTHubs: []string{"c.example.net"}}}, EligibleHubs: []*enrollment.Hub{a, b}}, "", allocation.ErrNoHub},
+		{"no hub named", allocation.Input{Group: &enrollment.EnrollmentGroup{Spec: enrollment.Spec{IoTHubs: []string{"a.example.net", "b.example.net"}}}, EligibleHubs: []*enrollment.Hub{a, b}}, "", allocation.ErrNoHub},
 		{"no enrollment", allocation.Input{EligibleHubs: []*enrollment.Hub{a}}, "", allocation.ErrNoHub},
 	}
 	for _, tc := range tests {

@@ -27,9 +27,9 @@ func (g groupsOnly) SymmetricKeyGroups(context.Context) ([]*enrollment.Enrollmen
 // resource, and the verifier finds the group.
 func Example() {
 	const groupKey = "8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw=="
-	group := &enrollment.EnrollmentGroup{EnrollmentGroupID: "factory-a", Attestation: &enrollment.AttestationMechanism{
+	group := &enrollment.EnrollmentGroup{EnrollmentGroupID: "factory-a", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{
 		Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: groupKey},
-	}}
+	}}}
 	now := time.Unix(1_700_000_000, 0)
 	v, err := symmetric.New(symmetric.Config{Lookup: groupsOnly{group}, Now: func() time.Time { return now }})
 	if err != nil {

@@ -49,12 +49,12 @@ func symAttestation(primary, secondary []byte) *enrollment.AttestationMechanism 
 }
 
 var (
-	devIndividual = &enrollment.IndividualEnrollment{RegistrationID: "dev-individual", Attestation: symAttestation(key(1), key(2))}
-	devDisabled   = &enrollment.IndividualEnrollment{RegistrationID: "dev-disabled", ProvisioningStatus: enrollment.StatusDisabled, Attestation: symAttestation(key(3), key(4))}
-	devTPM        = &enrollment.IndividualEnrollment{RegistrationID: "dev-tpm", Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationTPM, TPM: &enrollment.TPMAttestation{EndorsementKey: "AAAA"}}}
-	groupX509     = &enrollment.EnrollmentGroup{EnrollmentGroupID: "x509-group", Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509}}
-	groupA        = &enrollment.EnrollmentGroup{EnrollmentGroupID: "group-a", Attestation: symAttestation(key(10), key(11))}
-	groupB        = &enrollment.EnrollmentGroup{EnrollmentGroupID: "group-b", Attestation: symAttestation(key(20), key(21))}
+	devIndividual = &enrollment.IndividualEnrollment{RegistrationID: "dev-individual", Spec: enrollment.Spec{Attestation: symAttestation(key(1), key(2))}}
+	devDisabled   = &enrollment.IndividualEnrollment{RegistrationID: "dev-disabled", Spec: enrollment.Spec{ProvisioningStatus: enrollment.StatusDisabled, Attestation: symAttestation(key(3), key(4))}}
+	devTPM        = &enrollment.IndividualEnrollment{RegistrationID: "dev-tpm", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationTPM, TPM: &enrollment.TPMAttestation{EndorsementKey: "AAAA"}}}}
+	groupX509     = &enrollment.EnrollmentGroup{EnrollmentGroupID: "x509-group", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509}}}
+	groupA        = &enrollment.EnrollmentGroup{EnrollmentGroupID: "group-a", Spec: enrollment.Spec{Attestation: symAttestation(key(10), key(11))}}
+	groupB        = &enrollment.EnrollmentGroup{EnrollmentGroupID: "group-b", Spec: enrollment.Spec{Attestation: symAttestation(key(20), key(21))}}
 )
 
 func newFake() *fakeLookup {
@@ -164,9 +164,9 @@ func TestVerifyDocumentedVector(t *testing.T) {
 	const id = "sn-007-888-abc-mac-a1-b2-c3-d4-e5-f6"
 	groupKey := "8isrFI1sGsIlvvFSSFRiMfCNzv21fjbE/+ah/lSh3lF8e2YG1Te7w1KpZhJFFXJrqYKi9yegxkqIChbqOS9Egw=="
 	deviceKey, _ := base64.StdEncoding.DecodeString("Jsm0lyGpjaVYVP2g3FnmnmG9dI/9qU24wNoykUmermc=")
-	g := &enrollment.EnrollmentGroup{EnrollmentGroupID: "vector", Attestation: &enrollment.AttestationMechanism{
+	g := &enrollment.EnrollmentGroup{EnrollmentGroupID: "vector", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{
 		Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: groupKey},
-	}}
+	}}}
 	v := newVerifier(t, &fakeLookup{groups: []*enrollment.EnrollmentGroup{g}})
 	res, err := v.Verify(context.Background(), scope, id, token(deviceKey, resource(id), now.Add(time.Hour)))
 	if err != nil || res.Group != g {
@@ -214,7 +214,7 @@ func BenchmarkVerifyGroup(b *testing.B) {
 		b.Run(fmt.Sprintf("groups=%d", n), func(b *testing.B) {
 			l := &fakeLookup{}
 			for i := range n {
-				l.groups = append(l.groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: fmt.Sprintf("g%d", i), Attestation: symAttestation(key(byte(2*i)), key(byte(2*i+1)))})
+				l.groups = append(l.groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: fmt.Sprintf("g%d", i), Spec: enrollment.Spec{Attestation: symAttestation(key(byte(2*i)), key(byte(2*i+1)))}})
 			}
 			last := key(byte(2*n - 1)) // the last key tried: worst case
 			auth := token(derived(last, "sensor-1"), resource("sensor-1"), now.Add(time.Hour))

@@ -43,12 +43,12 @@ func TestVerifyDICE(t *testing.T) {
 	other := build("dice-ind", func(d *dicesim.Device) { d.UDS = bytes.Repeat([]byte{7}, 32) })
 
 	l := newFakeLookup()
-	l.groups = append(l.groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "dice", Attestation: &enrollment.AttestationMechanism{
+	l.groups = append(l.groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "dice", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{
 		Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{SigningCertificates: &enrollment.X509Certificates{Primary: &enrollment.X509CertificateWithInfo{Certificate: string(root.PEM())}}},
-	}})
-	l.enrollments["dice-ind"] = &enrollment.IndividualEnrollment{RegistrationID: "dice-ind", Attestation: &enrollment.AttestationMechanism{
+	}}})
+	l.enrollments["dice-ind"] = &enrollment.IndividualEnrollment{RegistrationID: "dice-ind", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{
 		Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{ClientCertificates: &enrollment.X509Certificates{Primary: &enrollment.X509CertificateWithInfo{Certificate: string(ind.DeviceID.PEM())}}},
-	}}
+	}}}
 	// The simulator's certificates are valid from 2025 on; testNow is 2030.
 	v := newVerifier(t, l)
 	ctx := context.Background()

@@ -84,22 +84,19 @@ func FuzzVerifyChain(f *testing.F) {
 
 	l := newFakeLookup()
 	l.groups = append(l.groups, &enrollment.EnrollmentGroup{
-		EnrollmentGroupID: "golden",
-		Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{
+		EnrollmentGroupID: "golden", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{
 			SigningCertificates: &enrollment.X509Certificates{Primary: &enrollment.X509CertificateWithInfo{Certificate: rootPEM}},
-		}},
+		}}},
 	}, &enrollment.EnrollmentGroup{
-		EnrollmentGroupID: "golden-ca",
-		Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{
+		EnrollmentGroupID: "golden-ca", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{
 			CAReferences: &enrollment.X509CAReferences{Primary: "golden-root"},
-		}},
+		}}},
 	})
 	l.cas = append(l.cas, &enrollment.CACertificate{Name: "golden-root", Certificate: rootPEM, IsVerified: true})
 	l.enrollments["golden-self"] = &enrollment.IndividualEnrollment{
-		RegistrationID: "golden-self",
-		Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{
+		RegistrationID: "golden-self", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{
 			ClientCertificates: &enrollment.X509Certificates{Primary: &enrollment.X509CertificateWithInfo{Certificate: selfPEM}},
-		}},
+		}}},
 	}
 	v, err := New(Config{Lookup: l, Now: func() time.Time { return goldenNow }})
 	if err != nil {

@@ -166,9 +166,8 @@ func (f *fakeLookup) addIndividual(id, status string, certs ...*certKey) {
 		x.Secondary = &enrollment.X509CertificateWithInfo{Certificate: certs[1].PEM()}
 	}
 	f.enrollments[strings.ToLower(id)] = &enrollment.IndividualEnrollment{
-		RegistrationID:     id,
-		ProvisioningStatus: status,
-		Attestation:        &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{ClientCertificates: x}},
+		RegistrationID: id, Spec: enrollment.Spec{ProvisioningStatus: status,
+			Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{ClientCertificates: x}}},
 	}
 }
 
@@ -178,19 +177,17 @@ func (f *fakeLookup) addSigningGroup(id, status string, certs ...*certKey) {
 		x.Secondary = &enrollment.X509CertificateWithInfo{Certificate: certs[1].PEM()}
 	}
 	f.groups = append(f.groups, &enrollment.EnrollmentGroup{
-		EnrollmentGroupID:  id,
-		ProvisioningStatus: status,
-		Attestation:        &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{SigningCertificates: x}},
+		EnrollmentGroupID: id, Spec: enrollment.Spec{ProvisioningStatus: status,
+			Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{SigningCertificates: x}}},
 	})
 }
 
 func (f *fakeLookup) addCAGroup(id, status, caName string) {
 	f.groups = append(f.groups, &enrollment.EnrollmentGroup{
-		EnrollmentGroupID:  id,
-		ProvisioningStatus: status,
-		Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{
-			CAReferences: &enrollment.X509CAReferences{Primary: caName},
-		}},
+		EnrollmentGroupID: id, Spec: enrollment.Spec{ProvisioningStatus: status,
+			Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{
+				CAReferences: &enrollment.X509CAReferences{Primary: caName},
+			}}},
 	})
 }
 

@@ -193,10 +193,9 @@ func TestVerifyIndividualCAReference(t *testing.T) {
 	l := newFakeLookup()
 	l.addCA("ind-ca", ca, true)
 	l.enrollments["dev-ref"] = &enrollment.IndividualEnrollment{
-		RegistrationID: "dev-ref",
-		Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{
+		RegistrationID: "dev-ref", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{
 			CAReferences: &enrollment.X509CAReferences{Primary: "missing-ca", Secondary: "ind-ca"},
-		}},
+		}}},
 	}
 	v := newVerifier(t, l)
 	res, err := v.Verify(context.Background(), "dev-ref", chainOf(newLeaf(t, "dev-ref", ca)))

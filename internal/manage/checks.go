@@ -15,22 +15,21 @@ import (
 // Config.CheckWebhookURL refuses, and a TPM enrollment that
 // Config.CheckTPMEnrollment refuses.
 func (s *Service) checkWrite(ctx context.Context, doc any) error {
-	var policy, host string
-	var hubs []string
-	var custom *enrollment.CustomAllocationDefinition
+	var spec *enrollment.Spec
 	switch d := doc.(type) {
 	case *enrollment.IndividualEnrollment:
-		policy, host, hubs, custom = d.AllocationPolicy, d.IoTHubHostName, d.IoTHubs, d.CustomAllocationDefinition
 		if s.cfg.CheckTPMEnrollment != nil && d.Attestation != nil && d.Attestation.TPM != nil {
 			if err := s.cfg.CheckTPMEnrollment(d); err != nil {
 				return err
 			}
 		}
+		spec = &d.Spec
 	case *enrollment.EnrollmentGroup:
-		policy, host, hubs, custom = d.AllocationPolicy, d.IoTHubHostName, d.IoTHubs, d.CustomAllocationDefinition
+		spec = &d.Spec
 	default:
 		return nil
 	}
+	policy, host, hubs, custom := spec.AllocationPolicy, spec.IoTHubHostName, spec.IoTHubs, spec.CustomAllocationDefinition
 	check := func(field, name string) error {
 		_, err := s.st.Hubs.Get(ctx, name)
 		switch {

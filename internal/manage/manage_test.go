@@ -28,7 +28,7 @@ func newService(t *testing.T) (*manage.Service, *store.Store, *revocation.Revoca
 }
 
 func symmetric(id string) *enrollment.IndividualEnrollment {
-	return &enrollment.IndividualEnrollment{RegistrationID: id, Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey}}
+	return &enrollment.IndividualEnrollment{RegistrationID: id, Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey}}}
 }
 
 // TestPutKeys: keys are generated on create, kept when an update leaves
@@ -77,8 +77,8 @@ func TestDeleteAndDisableRevoke(t *testing.T) {
 			return err
 		}},
 		{name: "disable group", group: "g1", change: func(ctx context.Context, m *manage.Service) error {
-			g := &enrollment.EnrollmentGroup{EnrollmentGroupID: "g1", ProvisioningStatus: enrollment.StatusDisabled,
-				Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey}}
+			g := &enrollment.EnrollmentGroup{EnrollmentGroupID: "g1", Spec: enrollment.Spec{ProvisioningStatus: enrollment.StatusDisabled,
+				Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey}}}
 			_, err := manage.Put(ctx, m, manage.Groups, g, store.Condition{})
 			return err
 		}},

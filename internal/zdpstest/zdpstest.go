@@ -225,8 +225,7 @@ func (s *Server) SymmetricKeyEnrollment(regID string) []byte {
 	ctx := context.Background()
 	c := s.Client()
 	if _, err := c.PutEnrollment(ctx, &enrollment.IndividualEnrollment{
-		RegistrationID: regID,
-		Attestation:    &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
+		RegistrationID: regID, Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}}},
 	}, ""); err != nil {
 		s.t.Fatal(err)
 	}

@@ -41,7 +41,7 @@ func FuzzBulkHandler(f *testing.F) {
 		if _, err := st.Policies.Put(ctx, owner, store.Condition{}); err != nil {
 			t.Fatal(err)
 		}
-		seed := &enrollment.IndividualEnrollment{RegistrationID: "seed", Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: owner.PrimaryKey, SecondaryKey: owner.PrimaryKey}}}
+		seed := &enrollment.IndividualEnrollment{RegistrationID: "seed", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: owner.PrimaryKey, SecondaryKey: owner.PrimaryKey}}}}
 		if _, err := st.Enrollments.Put(ctx, seed, store.Condition{}); err != nil {
 			t.Fatal(err)
 		}

@@ -92,7 +92,7 @@ func (r *runner) setup(ctx context.Context) error {
 }
 
 func (r *runner) putGroup(ctx context.Context, m *enrollment.AttestationMechanism) error {
-	g := &enrollment.EnrollmentGroup{EnrollmentGroupID: r.groupID(), Attestation: m}
+	g := &enrollment.EnrollmentGroup{EnrollmentGroupID: r.groupID(), Spec: enrollment.Spec{Attestation: m}}
 	if _, err := r.cfg.Client.PutGroup(ctx, g, ""); err != nil {
 		return fmt.Errorf("bench: create enrollment group %s: %w", g.EnrollmentGroupID, err)
 	}
@@ -110,7 +110,7 @@ func (r *runner) setupIndividuals(ctx context.Context, att func(*simDevice) *enr
 		items := make([]*enrollment.IndividualEnrollment, 0, hi-lo)
 		for i := lo; i < hi; i++ {
 			d := &r.devices[i]
-			items = append(items, &enrollment.IndividualEnrollment{RegistrationID: d.regID, Attestation: att(d)})
+			items = append(items, &enrollment.IndividualEnrollment{RegistrationID: d.regID, Spec: enrollment.Spec{Attestation: att(d)}})
 		}
 		res, err := r.cfg.Client.BulkEnrollments(ctx, enrollment.BulkCreate, items)
 		if err == nil && !res.IsSuccessful && len(res.Errors) > 0 {

@@ -29,7 +29,7 @@ func newClient(t *testing.T) (*client.Client, *clienttest.Server) {
 }
 
 func symmetric(id string) *enrollment.IndividualEnrollment {
-	return &enrollment.IndividualEnrollment{RegistrationID: id, Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey}}
+	return &enrollment.IndividualEnrollment{RegistrationID: id, Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey}}}
 }
 
 func TestEnrollmentLifecycle(t *testing.T) {
@@ -160,7 +160,7 @@ func TestGroupsHubsPoliciesSettingsRegistrations(t *testing.T) {
 	ctx := t.Context()
 	c, srv := newClient(t)
 
-	g, err := c.PutGroup(ctx, &enrollment.EnrollmentGroup{EnrollmentGroupID: "line-1", Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey}}, "")
+	g, err := c.PutGroup(ctx, &enrollment.EnrollmentGroup{EnrollmentGroupID: "line-1", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey}}}, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -168,8 +168,8 @@ func TestGroupsHubsPoliciesSettingsRegistrations(t *testing.T) {
 		t.Fatalf("group keys %+v, %v", m, err)
 	}
 	res, err := c.BulkGroups(ctx, enrollment.BulkCreate, []*enrollment.EnrollmentGroup{
-		{EnrollmentGroupID: "line-1", Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey}},
-		{EnrollmentGroupID: "line-2", Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey}},
+		{EnrollmentGroupID: "line-1", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey}}},
+		{EnrollmentGroupID: "line-2", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey}}},
 	})
 	if err != nil || res.IsSuccessful || len(res.Errors) != 1 || res.Errors[0].EnrollmentGroupID != "line-1" {
 		t.Fatalf("bulk groups: %+v %v", res, err)

@@ -27,8 +27,7 @@ func Example() {
 	ctx := context.Background()
 
 	e := &enrollment.IndividualEnrollment{
-		RegistrationID: "sensor-0001",
-		Attestation:    &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey},
+		RegistrationID: "sensor-0001", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey}},
 	}
 	res, err := c.BulkEnrollments(ctx, enrollment.BulkCreate, []*enrollment.IndividualEnrollment{e, e})
 	if err != nil {

@@ -34,8 +34,7 @@ func symmetricEnrollment(t *testing.T, srv *zdpstest.Server, regID, deviceID str
 	c := srv.Client()
 	if _, err := c.PutEnrollment(ctx, &enrollment.IndividualEnrollment{
 		RegistrationID: regID,
-		DeviceID:       deviceID,
-		Attestation:    &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
+		DeviceID:       deviceID, Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}}},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -84,8 +83,7 @@ func TestRealServerSymmetricKey(t *testing.T) {
 
 	c := srv.Client()
 	if _, err := c.PutGroup(ctx, &enrollment.EnrollmentGroup{
-		EnrollmentGroupID: "sdk-group",
-		Attestation:       &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
+		EnrollmentGroupID: "sdk-group", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}}},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}

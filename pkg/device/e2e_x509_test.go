@@ -36,16 +36,14 @@ func TestRealServerX509(t *testing.T) {
 
 	self := testpki.Issue(t, "x509-ind-1", false, nil)
 	if _, err := c.PutEnrollment(ctx, &enrollment.IndividualEnrollment{
-		RegistrationID: "x509-ind-1", DeviceID: "x509-device-1",
-		Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{ClientCertificates: certs(self)}},
+		RegistrationID: "x509-ind-1", DeviceID: "x509-device-1", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{ClientCertificates: certs(self)}}},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}
 	root := testpki.Issue(t, "Fleet Root", true, nil)
 	inter := testpki.Issue(t, "Fleet Intermediate", true, root)
 	if _, err := c.PutGroup(ctx, &enrollment.EnrollmentGroup{
-		EnrollmentGroupID: "x509-fleet",
-		Attestation:       &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{SigningCertificates: certs(root)}},
+		EnrollmentGroupID: "x509-fleet", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{SigningCertificates: certs(root)}}},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}

@@ -24,9 +24,8 @@ import (
 func tpmEnrollment(t *testing.T, srv *zdpstest.Server, regID string, ek []byte) {
 	t.Helper()
 	if _, err := srv.Client().PutEnrollment(context.Background(), &enrollment.IndividualEnrollment{
-		RegistrationID: regID,
-		Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationTPM,
-			TPM: &enrollment.TPMAttestation{EndorsementKey: base64.StdEncoding.EncodeToString(ek)}},
+		RegistrationID: regID, Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationTPM,
+			TPM: &enrollment.TPMAttestation{EndorsementKey: base64.StdEncoding.EncodeToString(ek)}}},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -116,8 +115,7 @@ func TestRealServerEKCertificate(t *testing.T) {
 		if cert != nil {
 			a.EndorsementKeyCertificate = base64.StdEncoding.EncodeToString(cert)
 		}
-		_, err := srv.Client().PutEnrollment(context.Background(), &enrollment.IndividualEnrollment{RegistrationID: d.RegistrationID(),
-			Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationTPM, TPM: a}}, "")
+		_, err := srv.Client().PutEnrollment(context.Background(), &enrollment.IndividualEnrollment{RegistrationID: d.RegistrationID(), Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationTPM, TPM: a}}}, "")
 		return err
 	}
 	register := func(cert []byte) error {

@@ -174,19 +174,19 @@ func newServer(t *testing.T, o options) *server {
 		return &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: p, SecondaryKey: s}}
 	}
 	for _, e := range []*enrollment.IndividualEnrollment{
-		{RegistrationID: "dev-1", DeviceID: "thing-1", Attestation: sym(primaryKey, secondaryKey)},
-		{RegistrationID: "dev-2", Attestation: sym(otherKey, otherKey)},
-		{RegistrationID: "sym:dev.1_x", Attestation: sym(primaryKey, secondaryKey)},
-		{RegistrationID: "off-1", Attestation: sym(primaryKey, secondaryKey), ProvisioningStatus: enrollment.StatusDisabled},
-		{RegistrationID: "grp-off-ind", Attestation: sym(primaryKey, secondaryKey), ProvisioningStatus: enrollment.StatusDisabled},
+		{RegistrationID: "dev-1", DeviceID: "thing-1", Spec: enrollment.Spec{Attestation: sym(primaryKey, secondaryKey)}},
+		{RegistrationID: "dev-2", Spec: enrollment.Spec{Attestation: sym(otherKey, otherKey)}},
+		{RegistrationID: "sym:dev.1_x", Spec: enrollment.Spec{Attestation: sym(primaryKey, secondaryKey)}},
+		{RegistrationID: "off-1", Spec: enrollment.Spec{Attestation: sym(primaryKey, secondaryKey), ProvisioningStatus: enrollment.StatusDisabled}},
+		{RegistrationID: "grp-off-ind", Spec: enrollment.Spec{Attestation: sym(primaryKey, secondaryKey), ProvisioningStatus: enrollment.StatusDisabled}},
 	} {
 		if _, err := s.st.Enrollments.Put(ctx, e, store.Condition{}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	for _, g := range []*enrollment.EnrollmentGroup{
-		{EnrollmentGroupID: "g-on", Attestation: sym(groupKey, "")},
-		{EnrollmentGroupID: "g-off", Attestation: sym(otherKey, ""), ProvisioningStatus: enrollment.StatusDisabled},
+		{EnrollmentGroupID: "g-on", Spec: enrollment.Spec{Attestation: sym(groupKey, "")}},
+		{EnrollmentGroupID: "g-off", Spec: enrollment.Spec{Attestation: sym(otherKey, ""), ProvisioningStatus: enrollment.StatusDisabled}},
 	} {
 		if _, err := s.st.Groups.Put(ctx, g, store.Condition{}); err != nil {
 			t.Fatal(err)

@@ -99,7 +99,7 @@ func DecodeBulkEnrollments(b []byte) (*BulkEnrollmentOperation, error) {
 		}
 		e.Versioned = Versioned{ETag: e.ETag}
 		e.RegistrationState = nil
-		e.common().normalize()
+		e.Spec.normalize()
 	}
 	return &op, nil
 }
@@ -121,7 +121,7 @@ func DecodeBulkEnrollmentGroups(b []byte) (*BulkEnrollmentGroupOperation, error)
 			return nil, invalid("enrollmentGroups["+strconv.Itoa(i)+"]", "must be an object, not null")
 		}
 		g.Versioned = Versioned{ETag: g.ETag}
-		g.common().normalize()
+		g.Spec.normalize()
 	}
 	return &op, nil
 }

@@ -46,13 +46,8 @@ func (a *AttestationMechanism) generateMissingKeys(rand io.Reader) error {
 // GenerateMissingKeys fills empty primary and secondary symmetric keys with
 // 64 random bytes (base64) read from rand (crypto/rand.Reader in
 // production). It does nothing for other attestation types.
-func (e *IndividualEnrollment) GenerateMissingKeys(rand io.Reader) error {
-	return e.Attestation.generateMissingKeys(rand)
-}
-
-// GenerateMissingKeys is IndividualEnrollment.GenerateMissingKeys for groups.
-func (g *EnrollmentGroup) GenerateMissingKeys(rand io.Reader) error {
-	return g.Attestation.generateMissingKeys(rand)
+func (s *Spec) GenerateMissingKeys(rand io.Reader) error {
+	return s.Attestation.generateMissingKeys(rand)
 }
 
 // GenerateMissingKeys fills the policy's empty keys with 64 random bytes.
@@ -93,25 +88,15 @@ func (p *SharedAccessPolicy) Keys() [][]byte {
 
 // Enabled reports whether the enrollment may provision (absent status means
 // enabled).
-func (e *IndividualEnrollment) Enabled() bool { return e.ProvisioningStatus != StatusDisabled }
-
-// Enabled reports whether the group may provision.
-func (g *EnrollmentGroup) Enabled() bool { return g.ProvisioningStatus != StatusDisabled }
+func (s *Spec) Enabled() bool { return s.ProvisioningStatus != StatusDisabled }
 
 // Reprovision returns the reprovision policy with the DPS defaults (both
 // true) applied when it is absent.
-func (e *IndividualEnrollment) Reprovision() ReprovisionPolicy {
-	return reprovision(e.ReprovisionPolicy)
-}
-
-// Reprovision returns the group's reprovision policy with DPS defaults.
-func (g *EnrollmentGroup) Reprovision() ReprovisionPolicy { return reprovision(g.ReprovisionPolicy) }
-
-func reprovision(p *ReprovisionPolicy) ReprovisionPolicy {
-	if p == nil {
+func (s *Spec) Reprovision() ReprovisionPolicy {
+	if s.ReprovisionPolicy == nil {
 		return ReprovisionPolicy{UpdateHubAssignment: true, MigrateDeviceData: true}
 	}
-	return *p
+	return *s.ReprovisionPolicy
 }
 
 // Clone returns a deep copy, so a cached or stored value is never shared
@@ -129,13 +114,7 @@ func (e *IndividualEnrollment) Clone() *IndividualEnrollment {
 		rs.DICE = rs.DICE.Clone()
 		c.RegistrationState = &rs
 	}
-	c.Attestation = e.Attestation.clone()
-	c.Capabilities = clonePtr(e.Capabilities)
-	c.InitialTwin = e.InitialTwin.clone()
-	c.ReprovisionPolicy = clonePtr(e.ReprovisionPolicy)
-	c.IoTHubs = slices.Clone(e.IoTHubs)
-	c.CustomAllocationDefinition = clonePtr(e.CustomAllocationDefinition)
-	c.FirmwarePolicy = e.FirmwarePolicy.Clone()
+	c.Spec = e.Spec.clone()
 	return &c
 }
 
@@ -146,14 +125,21 @@ func (g *EnrollmentGroup) Clone() *EnrollmentGroup {
 	}
 	c := *g
 	c.Versioned = g.Versioned.clone()
-	c.Attestation = g.Attestation.clone()
-	c.Capabilities = clonePtr(g.Capabilities)
-	c.InitialTwin = g.InitialTwin.clone()
-	c.ReprovisionPolicy = clonePtr(g.ReprovisionPolicy)
-	c.IoTHubs = slices.Clone(g.IoTHubs)
-	c.CustomAllocationDefinition = clonePtr(g.CustomAllocationDefinition)
-	c.FirmwarePolicy = g.FirmwarePolicy.Clone()
+	c.Spec = g.Spec.clone()
 	return &c
+}
+
+// clone is a deep copy of the shared fields.
+func (s Spec) clone() Spec {
+	c := s
+	c.Attestation = s.Attestation.clone()
+	c.Capabilities = clonePtr(s.Capabilities)
+	c.InitialTwin = s.InitialTwin.clone()
+	c.ReprovisionPolicy = clonePtr(s.ReprovisionPolicy)
+	c.IoTHubs = slices.Clone(s.IoTHubs)
+	c.CustomAllocationDefinition = clonePtr(s.CustomAllocationDefinition)
+	c.FirmwarePolicy = s.FirmwarePolicy.Clone()
+	return c
 }
 
 // Redacted returns a deep copy fit for a GET answer: no symmetric keys

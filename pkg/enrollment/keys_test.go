@@ -26,10 +26,10 @@ func TestGenerateMissingKeys(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			for _, gen := range []func(*AttestationMechanism) error{
 				func(a *AttestationMechanism) error {
-					return (&IndividualEnrollment{Attestation: a}).GenerateMissingKeys(bytes.NewReader(bytes.Repeat([]byte{7}, 256)))
+					return (&IndividualEnrollment{Spec: Spec{Attestation: a}}).GenerateMissingKeys(bytes.NewReader(bytes.Repeat([]byte{7}, 256)))
 				},
 				func(a *AttestationMechanism) error {
-					return (&EnrollmentGroup{Attestation: a}).GenerateMissingKeys(bytes.NewReader(bytes.Repeat([]byte{7}, 256)))
+					return (&EnrollmentGroup{Spec: Spec{Attestation: a}}).GenerateMissingKeys(bytes.NewReader(bytes.Repeat([]byte{7}, 256)))
 				},
 			} {
 				a := tc.att.clone()
@@ -61,7 +61,7 @@ func TestGenerateMissingKeys(t *testing.T) {
 }
 
 func TestGenerateMissingKeysRandomFailure(t *testing.T) {
-	e := &IndividualEnrollment{Attestation: &AttestationMechanism{Type: AttestationSymmetricKey}}
+	e := &IndividualEnrollment{Spec: Spec{Attestation: &AttestationMechanism{Type: AttestationSymmetricKey}}}
 	boom := errors.New("no entropy")
 	if err := e.GenerateMissingKeys(iotest.ErrReader(boom)); !errors.Is(err, boom) {
 		t.Fatalf("err = %v, want the reader's error", err)
@@ -81,8 +81,8 @@ func TestRedactedHasNoSecrets(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &IndividualEnrollment{RegistrationID: "dev2", Attestation: &AttestationMechanism{Type: AttestationSymmetricKey, SymmetricKey: &SymmetricKeyAttestation{PrimaryKey: key64, SecondaryKey: key16}}}
-	g := &EnrollmentGroup{EnrollmentGroupID: "g", Attestation: s.Attestation.clone()}
+	s := &IndividualEnrollment{RegistrationID: "dev2", Spec: Spec{Attestation: &AttestationMechanism{Type: AttestationSymmetricKey, SymmetricKey: &SymmetricKeyAttestation{PrimaryKey: key64, SecondaryKey: key16}}}}
+	g := &EnrollmentGroup{EnrollmentGroupID: "g", Spec: Spec{Attestation: s.Attestation.clone()}}
 	p := &SharedAccessPolicy{KeyName: "p", Rights: "EnrollmentRead", PrimaryKey: key64, SecondaryKey: key16}
 	pemBody := strings.Split(pemText, "\n")[1]
 	tests := []struct {

@@ -14,17 +14,12 @@ type Secret struct {
 	Bytes *[]byte
 }
 
-// Secrets of an individual enrollment: its symmetric keys and its custom
-// allocation webhook URL, which may carry a credential (an Azure Functions
-// URL holds its function key in ?code=).
-func (e *IndividualEnrollment) Secrets() []Secret {
-	return enrollmentSecrets(e.Attestation, e.CustomAllocationDefinition)
-}
-
-// Secrets of a group: the group keys devices derive theirs from, and the
-// webhook URL.
-func (g *EnrollmentGroup) Secrets() []Secret {
-	return enrollmentSecrets(g.Attestation, g.CustomAllocationDefinition)
+// Secrets of an individual enrollment or a group: its symmetric keys (a
+// group's are those devices derive theirs from) and its custom allocation
+// webhook URL, which may carry a credential (an Azure Functions URL holds
+// its function key in ?code=).
+func (s *Spec) Secrets() []Secret {
+	return enrollmentSecrets(s.Attestation, s.CustomAllocationDefinition)
 }
 
 // Secrets of a shared access policy: both keys (the owner's included).

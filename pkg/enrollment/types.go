@@ -177,12 +177,11 @@ type RegistrationState struct {
 	InitialTwin json.RawMessage `json:"initialTwin,omitempty"`
 }
 
-// IndividualEnrollment enrolls one device.
-type IndividualEnrollment struct {
-	Versioned
-	RegistrationID             string                      `json:"registrationId"`
-	DeviceID                   string                      `json:"deviceId,omitempty"`
-	RegistrationState          *RegistrationState          `json:"registrationState,omitempty"`
+// Spec is what an individual enrollment and an enrollment group share:
+// how a device proves itself, whether it may register, and where and how
+// it is assigned. Both embed it, so the JSON wire form keeps these fields
+// flat, in the order DPS writes them.
+type Spec struct {
 	Attestation                *AttestationMechanism       `json:"attestation"`
 	Capabilities               *DeviceCapabilities         `json:"capabilities,omitempty"`
 	IoTHubHostName             string                      `json:"iotHubHostName,omitempty"`
@@ -193,26 +192,24 @@ type IndividualEnrollment struct {
 	IoTHubs                    []string                    `json:"iotHubs,omitempty"`
 	CustomAllocationDefinition *CustomAllocationDefinition `json:"customAllocationDefinition,omitempty"`
 	// FirmwarePolicy is a zdps extension (ignored by Azure tools): the
-	// DICE firmware a device must run (firmware.go).
+	// DICE firmware every device of the enrollment must run (firmware.go).
 	FirmwarePolicy *FirmwarePolicy `json:"firmwarePolicy,omitempty"`
+}
+
+// IndividualEnrollment enrolls one device.
+type IndividualEnrollment struct {
+	Versioned
+	RegistrationID    string             `json:"registrationId"`
+	DeviceID          string             `json:"deviceId,omitempty"`
+	RegistrationState *RegistrationState `json:"registrationState,omitempty"`
+	Spec
 }
 
 // EnrollmentGroup enrolls every device whose chain or derived key leads to it.
 type EnrollmentGroup struct {
 	Versioned
-	EnrollmentGroupID          string                      `json:"enrollmentGroupId"`
-	Attestation                *AttestationMechanism       `json:"attestation"`
-	Capabilities               *DeviceCapabilities         `json:"capabilities,omitempty"`
-	IoTHubHostName             string                      `json:"iotHubHostName,omitempty"`
-	InitialTwin                *InitialTwin                `json:"initialTwin,omitempty"`
-	ProvisioningStatus         string                      `json:"provisioningStatus,omitempty"`
-	ReprovisionPolicy          *ReprovisionPolicy          `json:"reprovisionPolicy,omitempty"`
-	AllocationPolicy           string                      `json:"allocationPolicy,omitempty"`
-	IoTHubs                    []string                    `json:"iotHubs,omitempty"`
-	CustomAllocationDefinition *CustomAllocationDefinition `json:"customAllocationDefinition,omitempty"`
-	// FirmwarePolicy is a zdps extension (ignored by Azure tools): the
-	// DICE firmware every device of the group must run (firmware.go).
-	FirmwarePolicy *FirmwarePolicy `json:"firmwarePolicy,omitempty"`
+	EnrollmentGroupID string `json:"enrollmentGroupId"`
+	Spec
 }
 
 // Registration is the stored record of a device's registration. Its wire

@@ -199,38 +199,35 @@ func validateObject(field string, m json.RawMessage) error {
 
 // common points at the fields that individual enrollments and groups share,
 // so they are validated by one piece of code.
-type common struct {
-	hostName *string
-	twin     **InitialTwin
-	status   *string
-	policy   *string
-	hubs     *[]string
-	custom   **CustomAllocationDefinition
-}
-
-// normalize makes structural, non-semantic normalisations that keep the
-// wire form canonical (used by bulk decoding as well, whose items are
-// validated later, one by one).
-func (c common) normalize() {
-	if *c.twin != nil {
-		normalizeRaw(&(*c.twin).Tags)
-		if p := (*c.twin).Properties; p != nil {
+func (c *Spec) normalize() {
+	if c.InitialTwin != nil {
+		normalizeRaw(&c.InitialTwin.Tags)
+		if p := c.InitialTwin.Properties; p != nil {
 			normalizeRaw(&p.Desired)
 		}
 	}
-	if len(*c.hubs) == 0 {
-		*c.hubs = nil
+	if len(c.IoTHubs) == 0 {
+		c.IoTHubs = nil
 	}
 }
 
-func (c common) validate() error {
+// validate checks the shared fields: attestation (TPM only for
+// individual enrollments: DPS has no TPM groups), firmware policy, hubs,
+// twin, status and allocation policy, normalising them in place.
+func (c *Spec) validate(individual bool) error {
+	if err := validateAttestation(c.Attestation, individual); err != nil {
+		return err
+	}
+	if err := validateFirmwarePolicy(c.FirmwarePolicy); err != nil {
+		return err
+	}
 	c.normalize()
-	if *c.hostName != "" {
-		if err := validateHostName("iotHubHostName", *c.hostName); err != nil {
+	if c.IoTHubHostName != "" {
+		if err := validateHostName("iotHubHostName", c.IoTHubHostName); err != nil {
 			return err
 		}
 	}
-	if t := *c.twin; t != nil {
+	if t := c.InitialTwin; t != nil {
 		if err := validateObject("initialTwin.tags", t.Tags); err != nil {
 			return err
 		}
@@ -241,39 +238,39 @@ func (c common) validate() error {
 		}
 	}
 	switch {
-	case *c.status == "":
-		*c.status = StatusEnabled
-	case strings.EqualFold(*c.status, StatusEnabled):
-		*c.status = StatusEnabled
-	case strings.EqualFold(*c.status, StatusDisabled):
-		*c.status = StatusDisabled
+	case c.ProvisioningStatus == "":
+		c.ProvisioningStatus = StatusEnabled
+	case strings.EqualFold(c.ProvisioningStatus, StatusEnabled):
+		c.ProvisioningStatus = StatusEnabled
+	case strings.EqualFold(c.ProvisioningStatus, StatusDisabled):
+		c.ProvisioningStatus = StatusDisabled
 	default:
-		return invalid("provisioningStatus", "%q is not a status (use enabled or disabled)", *c.status)
+		return invalid("provisioningStatus", "%q is not a status (use enabled or disabled)", c.ProvisioningStatus)
 	}
-	for i, h := range *c.hubs {
+	for i, h := range c.IoTHubs {
 		if err := validateHostName("iotHubs["+strconv.Itoa(i)+"]", h); err != nil {
 			return err
 		}
 	}
-	if ca := *c.custom; ca != nil {
+	if ca := c.CustomAllocationDefinition; ca != nil {
 		if err := validateWebhookURL("customAllocationDefinition.webhookUrl", ca.WebhookURL); err != nil {
 			return err
 		}
 	}
-	if *c.policy == "" {
+	if c.AllocationPolicy == "" {
 		return nil // the instance's default policy applies
 	}
-	if err := normalizePolicy("allocationPolicy", c.policy); err != nil {
+	if err := normalizePolicy("allocationPolicy", &c.AllocationPolicy); err != nil {
 		return err
 	}
-	switch *c.policy {
+	switch c.AllocationPolicy {
 	case PolicyCustom:
-		if *c.custom == nil {
+		if c.CustomAllocationDefinition == nil {
 			return invalid("customAllocationDefinition", "is required with the custom allocation policy")
 		}
 	case PolicyStatic:
-		if len(*c.hubs) > 1 || (len(*c.hubs) == 0 && *c.hostName == "") {
-			return invalid("iotHubs", "the static allocation policy needs exactly one hub, not %d", len(*c.hubs))
+		if len(c.IoTHubs) > 1 || (len(c.IoTHubs) == 0 && c.IoTHubHostName == "") {
+			return invalid("iotHubs", "the static allocation policy needs exactly one hub, not %d", len(c.IoTHubs))
 		}
 	}
 	return nil
@@ -420,14 +417,6 @@ func validateCAReferences(r *X509CAReferences) error {
 	return nil
 }
 
-func (e *IndividualEnrollment) common() common {
-	return common{&e.IoTHubHostName, &e.InitialTwin, &e.ProvisioningStatus, &e.AllocationPolicy, &e.IoTHubs, &e.CustomAllocationDefinition}
-}
-
-func (g *EnrollmentGroup) common() common {
-	return common{&g.IoTHubHostName, &g.InitialTwin, &g.ProvisioningStatus, &g.AllocationPolicy, &g.IoTHubs, &g.CustomAllocationDefinition}
-}
-
 // Validate checks the enrollment against the DPS rules and normalises it in
 // place: canonical spelling of the attestation type, allocation policy and
 // provisioning status (absent means enabled), compacted initial twin, and
@@ -442,13 +431,7 @@ func (e *IndividualEnrollment) Validate() error {
 			return err
 		}
 	}
-	if err := validateAttestation(e.Attestation, true); err != nil {
-		return err
-	}
-	if err := validateFirmwarePolicy(e.FirmwarePolicy); err != nil {
-		return err
-	}
-	return e.common().validate()
+	return e.Spec.validate(true)
 }
 
 // Validate is the group counterpart of IndividualEnrollment.Validate; TPM
@@ -457,13 +440,7 @@ func (g *EnrollmentGroup) Validate() error {
 	if err := ValidateGroupID(g.EnrollmentGroupID); err != nil {
 		return err
 	}
-	if err := validateAttestation(g.Attestation, false); err != nil {
-		return err
-	}
-	if err := validateFirmwarePolicy(g.FirmwarePolicy); err != nil {
-		return err
-	}
-	return g.common().validate()
+	return g.Spec.validate(false)
 }
 
 // MaxHubWeight is the largest allocation weight of a linked hub.

@@ -137,8 +137,8 @@ func TestPolicyPrecedence(t *testing.T) {
 		putHub(t, e, &enrollment.Hub{Name: h})
 	}
 	e.group(t, &enrollment.EnrollmentGroup{EnrollmentGroupID: "default-policy"})
-	e.group(t, &enrollment.EnrollmentGroup{EnrollmentGroupID: "static-b", AllocationPolicy: enrollment.PolicyStatic, IoTHubs: []string{"b.example.net"}})
-	e.group(t, &enrollment.EnrollmentGroup{EnrollmentGroupID: "unknown", AllocationPolicy: "roundRobin"})
+	e.group(t, &enrollment.EnrollmentGroup{EnrollmentGroupID: "static-b", Spec: enrollment.Spec{AllocationPolicy: enrollment.PolicyStatic, IoTHubs: []string{"b.example.net"}}})
+	e.group(t, &enrollment.EnrollmentGroup{EnrollmentGroupID: "unknown", Spec: enrollment.Spec{AllocationPolicy: "roundRobin"}})
 
 	if op := register(t, svc, "s1", "group:static-b"); op.Registration.AssignedHub != "b.example.net" {
 		t.Fatalf("static: %+v", op.Registration)
@@ -175,7 +175,7 @@ func TestCustomWebhookFailureReachesDevice(t *testing.T) {
 	defer srv.Close()
 	e, svc := registryEnv(t, nil)
 	putHub(t, e, &enrollment.Hub{Name: "a.example.net"})
-	e.group(t, &enrollment.EnrollmentGroup{EnrollmentGroupID: "c", AllocationPolicy: enrollment.PolicyCustom, CustomAllocationDefinition: &enrollment.CustomAllocationDefinition{WebhookURL: srv.URL}})
+	e.group(t, &enrollment.EnrollmentGroup{EnrollmentGroupID: "c", Spec: enrollment.Spec{AllocationPolicy: enrollment.PolicyCustom, CustomAllocationDefinition: &enrollment.CustomAllocationDefinition{WebhookURL: srv.URL}}})
 	op := register(t, svc, "dev-1", "group:c")
 	want := "allocation failed: " + (&custom.WebhookError{Kind: custom.KindStatus, StatusCode: 500, Attempts: 3}).Error()
 	if op.Status != enrollment.RegistrationFailed || op.ErrorCode != provisioning.ErrorCodeAllocationFailed || op.ErrorMessage != want {
@@ -189,7 +189,7 @@ func TestExplain(t *testing.T) {
 	putHub(t, e, &enrollment.Hub{Name: "a.example.net", AllocationWeight: 3})
 	putHub(t, e, &enrollment.Hub{Name: "b.example.net", Status: enrollment.HubDraining})
 	putHub(t, e, &enrollment.Hub{Name: "geo.example.net"})
-	e.individual(t, &enrollment.IndividualEnrollment{RegistrationID: "dev-1", AllocationPolicy: enrollment.PolicyStatic, IoTHubs: []string{"a.example.net"}})
+	e.individual(t, &enrollment.IndividualEnrollment{RegistrationID: "dev-1", Spec: enrollment.Spec{AllocationPolicy: enrollment.PolicyStatic, IoTHubs: []string{"a.example.net"}}})
 	x, err := svc.Explain(ctx, provisioning.ExplainRequest{RegistrationID: "dev-1"})
 	if err != nil {
 		t.Fatal(err)

@@ -171,11 +171,5 @@ func (s *Service) Explain(ctx context.Context, req ExplainRequest) (*Explanation
 }
 
 func customDefinition(t *target) *enrollment.CustomAllocationDefinition {
-	if t.individual != nil {
-		return t.individual.CustomAllocationDefinition
-	}
-	if t.group != nil {
-		return t.group.CustomAllocationDefinition
-	}
-	return nil
+	return t.spec.CustomAllocationDefinition
 }

@@ -176,9 +176,9 @@ func TestRegisterResolve(t *testing.T) {
 		{name: "individual", individual: &enrollment.IndividualEnrollment{RegistrationID: "dev-1"}, auth: "individual", wantStatus: "assigned", wantDevice: "dev-1"},
 		{name: "individual with deviceId", individual: &enrollment.IndividualEnrollment{RegistrationID: "dev-1", DeviceID: "thing-1"}, auth: "individual", wantStatus: "assigned", wantDevice: "thing-1"},
 		{name: "group", group: &enrollment.EnrollmentGroup{EnrollmentGroupID: "g1"}, auth: "group:g1", wantStatus: "assigned", wantDevice: "dev-1", wantGroup: "g1"},
-		{name: "disabled individual", individual: &enrollment.IndividualEnrollment{RegistrationID: "dev-1", ProvisioningStatus: disabled}, auth: "individual", wantStatus: "disabled"},
-		{name: "disabled group", group: &enrollment.EnrollmentGroup{EnrollmentGroupID: "g1", ProvisioningStatus: disabled}, auth: "group:g1", wantStatus: "disabled"},
-		{name: "disabled individual under enabled group", individual: &enrollment.IndividualEnrollment{RegistrationID: "dev-1", ProvisioningStatus: disabled}, group: &enrollment.EnrollmentGroup{EnrollmentGroupID: "g1"}, auth: "group:g1", wantStatus: "disabled"},
+		{name: "disabled individual", individual: &enrollment.IndividualEnrollment{RegistrationID: "dev-1", Spec: enrollment.Spec{ProvisioningStatus: disabled}}, auth: "individual", wantStatus: "disabled"},
+		{name: "disabled group", group: &enrollment.EnrollmentGroup{EnrollmentGroupID: "g1", Spec: enrollment.Spec{ProvisioningStatus: disabled}}, auth: "group:g1", wantStatus: "disabled"},
+		{name: "disabled individual under enabled group", individual: &enrollment.IndividualEnrollment{RegistrationID: "dev-1", Spec: enrollment.Spec{ProvisioningStatus: disabled}}, group: &enrollment.EnrollmentGroup{EnrollmentGroupID: "g1"}, auth: "group:g1", wantStatus: "disabled"},
 		{name: "enabled individual wins over the group key", individual: &enrollment.IndividualEnrollment{RegistrationID: "dev-1"}, group: &enrollment.EnrollmentGroup{EnrollmentGroupID: "g1"}, auth: "group:g1", wantErr: provisioning.ErrUnauthorized},
 		{name: "wrong key", individual: &enrollment.IndividualEnrollment{RegistrationID: "dev-1"}, auth: "wrong", wantErr: provisioning.ErrUnauthorized},
 		{name: "no credential", individual: &enrollment.IndividualEnrollment{RegistrationID: "dev-1"}, auth: "", wantErr: provisioning.ErrUnauthorized},
@@ -239,9 +239,9 @@ func TestRegisterAllocation(t *testing.T) {
 	}{
 		{name: "only hub", hubs: map[string]bool{"a.example.net": true}, wantHub: "a.example.net"},
 		{name: "applyAllocationPolicy=false never chosen", hubs: map[string]bool{"a.example.net": false, "b.example.net": true}, wantHub: "b.example.net"},
-		{name: "iotHubs restricts", hubs: map[string]bool{"a.example.net": true, "b.example.net": true, "c.example.net": true}, en: enrollment.IndividualEnrollment{IoTHubs: []string{"C.example.net"}}, wantHub: "c.example.net"},
-		{name: "iotHubHostName wins even when excluded from policy", hubs: map[string]bool{"a.example.net": true, "b.example.net": false}, en: enrollment.IndividualEnrollment{IoTHubHostName: "b.example.net"}, wantHub: "b.example.net"},
-		{name: "iotHubHostName not linked", hubs: map[string]bool{"a.example.net": true}, en: enrollment.IndividualEnrollment{IoTHubHostName: "gone.example.net"}, wantFail: true},
+		{name: "iotHubs restricts", hubs: map[string]bool{"a.example.net": true, "b.example.net": true, "c.example.net": true}, en: enrollment.IndividualEnrollment{Spec: enrollment.Spec{IoTHubs: []string{"C.example.net"}}}, wantHub: "c.example.net"},
+		{name: "iotHubHostName wins even when excluded from policy", hubs: map[string]bool{"a.example.net": true, "b.example.net": false}, en: enrollment.IndividualEnrollment{Spec: enrollment.Spec{IoTHubHostName: "b.example.net"}}, wantHub: "b.example.net"},
+		{name: "iotHubHostName not linked", hubs: map[string]bool{"a.example.net": true}, en: enrollment.IndividualEnrollment{Spec: enrollment.Spec{IoTHubHostName: "gone.example.net"}}, wantFail: true},
 		{name: "no hubs", wantFail: true},
 		{name: "no eligible hubs", hubs: map[string]bool{"a.example.net": false}, wantFail: true},
 	}
@@ -327,7 +327,7 @@ func TestReprovisionSubstatus(t *testing.T) {
 			for _, h := range []string{"a", "b", "c"} {
 				e.hub(t, h, 1, true)
 			}
-			e.individual(t, &enrollment.IndividualEnrollment{RegistrationID: "dev-1", ReprovisionPolicy: tc.policy})
+			e.individual(t, &enrollment.IndividualEnrollment{RegistrationID: "dev-1", Spec: enrollment.Spec{ReprovisionPolicy: tc.policy}})
 			var created *time.Time
 			for i, s := range tc.steps {
 				p.mu.Lock()

@@ -316,13 +316,7 @@ func initialTwin(t *target, dec allocation.Decision) json.RawMessage {
 	if len(dec.InitialTwin) > 0 {
 		return cloneRaw(dec.InitialTwin)
 	}
-	var it *enrollment.InitialTwin
-	switch {
-	case t.individual != nil && t.individual.InitialTwin != nil:
-		it = t.individual.InitialTwin
-	case t.group != nil:
-		it = t.group.InitialTwin
-	}
+	it := t.spec.InitialTwin
 	if it == nil {
 		return nil
 	}

@@ -203,15 +203,20 @@ func (s *Service) attest(ctx context.Context, req *Request) (*Identity, error) {
 
 // target is the resolved enrollment with its effective settings.
 type target struct {
-	disabled   bool
+	disabled bool
+	// Exactly one of individual and group is set; spec is its shared
+	// fields.
 	individual *enrollment.IndividualEnrollment
 	group      *enrollment.EnrollmentGroup
-	name       string // for logs: registration ID or group ID
-	deviceID   string
-	hostName   string
-	policy     string
-	iotHubs    []string
-	reprov     enrollment.ReprovisionPolicy
+	spec       *enrollment.Spec
+	// What the pipeline applies, from spec; renewal overrides some
+	// (renew.go).
+	name     string // for logs: registration ID or group ID
+	deviceID string
+	hostName string
+	policy   string
+	iotHubs  []string
+	reprov   enrollment.ReprovisionPolicy
 }
 
 // resolve picks the enrollment that applies: an individual enrollment for
@@ -231,39 +236,33 @@ func (s *Service) resolve(ctx context.Context, id *Identity) (*target, error) {
 			return nil, fmt.Errorf("provisioning: read enrollment: %w", err)
 		}
 	}
-	reprov := func(p *enrollment.ReprovisionPolicy) enrollment.ReprovisionPolicy {
-		if p == nil {
-			return enrollment.ReprovisionPolicy{UpdateHubAssignment: true, MigrateDeviceData: true}
-		}
-		return *p
-	}
 	if ind != nil {
-		t := &target{
-			disabled:   ind.ProvisioningStatus == enrollment.StatusDisabled,
-			individual: ind,
-			name:       ind.RegistrationID,
-			deviceID:   ind.DeviceID,
-			hostName:   ind.IoTHubHostName,
-			policy:     ind.AllocationPolicy,
-			iotHubs:    ind.IoTHubs,
-			reprov:     reprov(ind.ReprovisionPolicy),
+		deviceID := ind.DeviceID
+		if deviceID == "" {
+			deviceID = id.RegistrationID
 		}
-		if t.deviceID == "" {
-			t.deviceID = id.RegistrationID
-		}
+		t := newTarget(&ind.Spec, ind.RegistrationID, deviceID)
+		t.individual = ind
 		return t, nil
 	}
-	g := id.Group
+	t := newTarget(&id.Group.Spec, id.Group.EnrollmentGroupID, id.RegistrationID)
+	t.group = id.Group
+	return t, nil
+}
+
+// newTarget is the target of an enrollment or a group with these shared
+// fields.
+func newTarget(spec *enrollment.Spec, name, deviceID string) *target {
 	return &target{
-		disabled: g.ProvisioningStatus == enrollment.StatusDisabled,
-		group:    g,
-		name:     g.EnrollmentGroupID,
-		deviceID: id.RegistrationID,
-		hostName: g.IoTHubHostName,
-		policy:   g.AllocationPolicy,
-		iotHubs:  g.IoTHubs,
-		reprov:   reprov(g.ReprovisionPolicy),
-	}, nil
+		disabled: !spec.Enabled(),
+		spec:     spec,
+		name:     name,
+		deviceID: deviceID,
+		hostName: spec.IoTHubHostName,
+		policy:   spec.AllocationPolicy,
+		iotHubs:  spec.IoTHubs,
+		reprov:   spec.Reprovision(),
+	}
 }
 
 // groupID is the enrollment group of a target, "" for an individual one.

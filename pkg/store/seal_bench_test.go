@@ -26,14 +26,14 @@ func BenchmarkSealing(b *testing.B) {
 		}
 		s := store.New(memory.New(), nil, opts...)
 		ctx := context.Background()
-		e := &enrollment.IndividualEnrollment{RegistrationID: "dev-1", Attestation: &enrollment.AttestationMechanism{
-			Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: sealTestKey(1), SecondaryKey: sealTestKey(2)}}}
+		e := &enrollment.IndividualEnrollment{RegistrationID: "dev-1", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{
+			Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: sealTestKey(1), SecondaryKey: sealTestKey(2)}}}}
 		if _, err := s.Enrollments.Put(ctx, e, store.Condition{}); err != nil {
 			b.Fatal(err)
 		}
 		for i := range 10 {
-			g := &enrollment.EnrollmentGroup{EnrollmentGroupID: fmt.Sprintf("group-%02d", i), Attestation: &enrollment.AttestationMechanism{
-				Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: sealTestKey(3), SecondaryKey: sealTestKey(4)}}}
+			g := &enrollment.EnrollmentGroup{EnrollmentGroupID: fmt.Sprintf("group-%02d", i), Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{
+				Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: sealTestKey(3), SecondaryKey: sealTestKey(4)}}}}
 			if _, err := s.Groups.Put(ctx, g, store.Condition{}); err != nil {
 				b.Fatal(err)
 			}
@@ -77,8 +77,8 @@ func BenchmarkSealSecretsMigration(b *testing.B) {
 		legacy := store.New(be, nil)
 		err := be.Update(context.Background(), func(tx store.Tx) error {
 			for i := range n {
-				e := &enrollment.IndividualEnrollment{RegistrationID: fmt.Sprintf("dev-%05d", i), Attestation: &enrollment.AttestationMechanism{
-					Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: sealTestKey(1), SecondaryKey: sealTestKey(2)}}}
+				e := &enrollment.IndividualEnrollment{RegistrationID: fmt.Sprintf("dev-%05d", i), Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{
+					Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: sealTestKey(1), SecondaryKey: sealTestKey(2)}}}}
 				if _, err := legacy.Enrollments.In(tx).Put(context.Background(), e, store.Condition{}); err != nil {
 					return err
 				}

@@ -90,7 +90,7 @@ func TestSealedFormatIsStable(t *testing.T) {
 		t.Run(f.file, func(t *testing.T) { f.check(t, s) })
 	}
 	// The fixture's own fields are what the enrollment types declare.
-	e := &enrollment.IndividualEnrollment{Attestation: &enrollment.AttestationMechanism{SymmetricKey: &enrollment.SymmetricKeyAttestation{}}, CustomAllocationDefinition: &enrollment.CustomAllocationDefinition{}}
+	e := &enrollment.IndividualEnrollment{Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{SymmetricKey: &enrollment.SymmetricKeyAttestation{}}, CustomAllocationDefinition: &enrollment.CustomAllocationDefinition{}}}
 	var names []string
 	for _, s := range e.Secrets() {
 		names = append(names, s.Field)

@@ -44,16 +44,14 @@ func sealTestDocs(t *testing.T, s *store.Store, prefix string) []string {
 	t.Helper()
 	ctx := t.Context()
 	e := &enrollment.IndividualEnrollment{
-		RegistrationID: prefix + "Dev-1",
-		Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey,
+		RegistrationID: prefix + "Dev-1", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey,
 			SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: sealTestKey(1), SecondaryKey: sealTestKey(2)}},
-		AllocationPolicy:           enrollment.PolicyCustom,
-		CustomAllocationDefinition: &enrollment.CustomAllocationDefinition{WebhookURL: sealTestWebhook, APIVersion: "2021-10-01"},
+			AllocationPolicy:           enrollment.PolicyCustom,
+			CustomAllocationDefinition: &enrollment.CustomAllocationDefinition{WebhookURL: sealTestWebhook, APIVersion: "2021-10-01"}},
 	}
 	g := &enrollment.EnrollmentGroup{
-		EnrollmentGroupID: prefix + "group-1",
-		Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey,
-			SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: sealTestKey(3), SecondaryKey: sealTestKey(4)}},
+		EnrollmentGroupID: prefix + "group-1", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey,
+			SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: sealTestKey(3), SecondaryKey: sealTestKey(4)}}},
 	}
 	p := &enrollment.SharedAccessPolicy{KeyName: prefix + "reader", PrimaryKey: sealTestKey(5), SecondaryKey: sealTestKey(6), Rights: enrollment.RightEnrollmentRead}
 	if _, err := s.Enrollments.Put(ctx, e, store.Condition{}); err != nil {

@@ -211,8 +211,7 @@ func TestRegisterOnOnePollOnOther(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := cl.PutEnrollment(ctx, &enrollment.IndividualEnrollment{
-		RegistrationID: "poller",
-		Attestation:    &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
+		RegistrationID: "poller", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}}},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -258,8 +257,7 @@ func TestConcurrentRegistrationsAcrossReplicas(t *testing.T) {
 		}
 	}
 	if _, err := cl.PutGroup(ctx, &enrollment.EnrollmentGroup{
-		EnrollmentGroupID: "fleet",
-		Attestation:       &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
+		EnrollmentGroupID: "fleet", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}}},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -368,8 +366,7 @@ func TestIfMatchAcrossReplicas(t *testing.T) {
 	ctx := t.Context()
 	clients := []*client.Client{a.Client(), b.Client()}
 	e, err := clients[0].PutEnrollment(ctx, &enrollment.IndividualEnrollment{
-		RegistrationID: "contended",
-		Attestation:    &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
+		RegistrationID: "contended", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}}},
 	}, "")
 	if err != nil {
 		t.Fatal(err)
@@ -386,8 +383,7 @@ func TestIfMatchAcrossReplicas(t *testing.T) {
 			<-gate
 			upd := &enrollment.IndividualEnrollment{
 				RegistrationID: "contended",
-				DeviceID:       fmt.Sprintf("writer-%03d", i),
-				Attestation:    e.Attestation,
+				DeviceID:       fmt.Sprintf("writer-%03d", i), Spec: enrollment.Spec{Attestation: e.Attestation},
 			}
 			_, err := clients[i%2].PutEnrollment(ctx, upd, e.ETag)
 			var apiErr *client.APIError

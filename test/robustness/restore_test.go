@@ -188,8 +188,7 @@ func TestBackupOnPostgres(t *testing.T) {
 
 func restoreEnrollment(id string) *enrollment.IndividualEnrollment {
 	return &enrollment.IndividualEnrollment{
-		RegistrationID: id,
-		Attestation:    &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
+		RegistrationID: id, Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}}},
 	}
 }
 
@@ -202,8 +201,7 @@ func restoreSetup(t *testing.T, c *client.Client) []byte {
 		t.Fatal(err)
 	}
 	if _, err := c.PutGroup(ctx, &enrollment.EnrollmentGroup{
-		EnrollmentGroupID: "fleet",
-		Attestation:       &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
+		EnrollmentGroupID: "fleet", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}}},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}

@@ -215,8 +215,7 @@ func forEach(ids []string, fn func(string) error) error {
 func raceEnrollment(t *testing.T, c *client.Client, id string) []byte {
 	t.Helper()
 	if _, err := c.PutEnrollment(t.Context(), &enrollment.IndividualEnrollment{
-		RegistrationID: id,
-		Attestation:    &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
+		RegistrationID: id, Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}}},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -230,8 +229,7 @@ func raceEnrollment(t *testing.T, c *client.Client, id string) []byte {
 func raceGroup(t *testing.T, c *client.Client, id string) []byte {
 	t.Helper()
 	if _, err := c.PutGroup(t.Context(), &enrollment.EnrollmentGroup{
-		EnrollmentGroupID: id,
-		Attestation:       &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
+		EnrollmentGroupID: id, Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}}},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}

@@ -281,11 +281,11 @@ func secretsDocs() (*enrollment.IndividualEnrollment, *enrollment.IndividualEnro
 		return &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey,
 			SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: secretsKey(tag + " primary"), SecondaryKey: secretsKey(tag + " secondary")}}
 	}
-	return &enrollment.IndividualEnrollment{RegistrationID: "secret-dev", Attestation: sym("enrollment")},
-		&enrollment.IndividualEnrollment{RegistrationID: "secret-webhook-dev", Attestation: sym("webhook enrollment"),
+	return &enrollment.IndividualEnrollment{RegistrationID: "secret-dev", Spec: enrollment.Spec{Attestation: sym("enrollment")}},
+		&enrollment.IndividualEnrollment{RegistrationID: "secret-webhook-dev", Spec: enrollment.Spec{Attestation: sym("webhook enrollment"),
 			AllocationPolicy:           enrollment.PolicyCustom,
-			CustomAllocationDefinition: &enrollment.CustomAllocationDefinition{WebhookURL: secretsWebhook, APIVersion: "2021-10-01"}},
-		&enrollment.EnrollmentGroup{EnrollmentGroupID: "secret-group", Attestation: sym("group")},
+			CustomAllocationDefinition: &enrollment.CustomAllocationDefinition{WebhookURL: secretsWebhook, APIVersion: "2021-10-01"}}},
+		&enrollment.EnrollmentGroup{EnrollmentGroupID: "secret-group", Spec: enrollment.Spec{Attestation: sym("group")}},
 		&enrollment.SharedAccessPolicy{KeyName: "secret-reader", PrimaryKey: secretsKey("policy primary"), SecondaryKey: secretsKey("policy secondary"), Rights: enrollment.RightEnrollmentRead},
 		&enrollment.Hub{Name: "hub-1.example.net", AllocationWeight: 1}
 }
@@ -455,8 +455,8 @@ func TestSecretsMigrationSurvivesKill(t *testing.T) {
 		known = secretsWriteLegacy(t, st)
 		err := st.Backend.Update(t.Context(), func(tx store.Tx) error {
 			for i := range secretsBulk {
-				e := &enrollment.IndividualEnrollment{RegistrationID: fmt.Sprintf("bulk-%05d", i), Attestation: &enrollment.AttestationMechanism{
-					Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: secretsKey(fmt.Sprintf("bulk %05d", i))}}}
+				e := &enrollment.IndividualEnrollment{RegistrationID: fmt.Sprintf("bulk-%05d", i), Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{
+					Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: secretsKey(fmt.Sprintf("bulk %05d", i))}}}}
 				if _, err := st.Enrollments.In(tx).Put(t.Context(), e, store.Condition{}); err != nil {
 					return err
 				}

@@ -49,7 +49,7 @@ func seed(b *testing.B, st *store.Store) {
 	ctx := context.Background()
 	k := base64.StdEncoding.EncodeToString(groupKey)
 	sym := &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: k, SecondaryKey: k}}
-	if _, err := st.Groups.Put(ctx, &enrollment.EnrollmentGroup{EnrollmentGroupID: "fleet", Attestation: sym}, store.Condition{}); err != nil {
+	if _, err := st.Groups.Put(ctx, &enrollment.EnrollmentGroup{EnrollmentGroupID: "fleet", Spec: enrollment.Spec{Attestation: sym}}, store.Condition{}); err != nil {
 		b.Fatal(err)
 	}
 	for i := range 50 {

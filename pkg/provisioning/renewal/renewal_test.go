@@ -127,13 +127,13 @@ func newEnv(t *testing.T) *env {
 	put(t, e.st.Hubs, &enrollment.Hub{Name: "hub-1.example.net"})
 	put(t, e.st.Hubs, &enrollment.Hub{Name: "hub-2.example.net"})
 	sym := &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey}
-	put(t, e.st.Enrollments, &enrollment.IndividualEnrollment{RegistrationID: "dev-a", DeviceID: "dev-b", Attestation: sym})
-	put(t, e.st.Enrollments, &enrollment.IndividualEnrollment{RegistrationID: "dev-c", Attestation: sym})
-	put(t, e.st.Groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g-sym", Attestation: sym})
-	put(t, e.st.Groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g-zdps", Attestation: &enrollment.AttestationMechanism{
+	put(t, e.st.Enrollments, &enrollment.IndividualEnrollment{RegistrationID: "dev-a", DeviceID: "dev-b", Spec: enrollment.Spec{Attestation: sym}})
+	put(t, e.st.Enrollments, &enrollment.IndividualEnrollment{RegistrationID: "dev-c", Spec: enrollment.Spec{Attestation: sym}})
+	put(t, e.st.Groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g-sym", Spec: enrollment.Spec{Attestation: sym}})
+	put(t, e.st.Groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g-zdps", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{
 		Type: enrollment.AttestationX509,
 		X509: &enrollment.X509Attestation{SigningCertificates: &enrollment.X509Certificates{Primary: &enrollment.X509CertificateWithInfo{Certificate: pemOf(e.ca.Intermediate())}}},
-	}})
+	}}})
 	return e
 }
 

@@ -31,14 +31,14 @@ func seed(t testing.TB, st *store.Store) {
 	ctx := context.Background()
 	k := base64.StdEncoding.EncodeToString(devKey)
 	sym := &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: k, SecondaryKey: k}}
-	if _, err := st.Enrollments.Put(ctx, &enrollment.IndividualEnrollment{RegistrationID: "dev-1", Attestation: sym}, store.Condition{}); err != nil {
+	if _, err := st.Enrollments.Put(ctx, &enrollment.IndividualEnrollment{RegistrationID: "dev-1", Spec: enrollment.Spec{Attestation: sym}}, store.Condition{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := st.Groups.Put(ctx, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g1", Attestation: sym}, store.Condition{}); err != nil {
+	if _, err := st.Groups.Put(ctx, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g1", Spec: enrollment.Spec{Attestation: sym}}, store.Condition{}); err != nil {
 		t.Fatal(err)
 	}
 	x := &enrollment.AttestationMechanism{Type: enrollment.AttestationX509}
-	if _, err := st.Groups.Put(ctx, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g0-x509", Attestation: x}, store.Condition{}); err != nil {
+	if _, err := st.Groups.Put(ctx, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g0-x509", Spec: enrollment.Spec{Attestation: x}}, store.Condition{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := st.Hubs.Put(ctx, &enrollment.Hub{Name: "hub-a.example.net"}, store.Condition{}); err != nil {

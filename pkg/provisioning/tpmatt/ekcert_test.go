@@ -85,12 +85,11 @@ func TestEKCertificatePolicy(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, tc.cfg...)
 			en := &enrollment.IndividualEnrollment{
-				RegistrationID: d.regID,
-				Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationTPM, TPM: &enrollment.TPMAttestation{
+				RegistrationID: d.regID, Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationTPM, TPM: &enrollment.TPMAttestation{
 					EndorsementKey:                   base64.StdEncoding.EncodeToString(d.tpm.EndorsementKey()),
 					EndorsementKeyCertificate:        tc.enrolled,
 					RequireEndorsementKeyCertificate: tc.require,
-				}},
+				}}},
 			}
 			if _, err := e.st.Enrollments.Put(context.Background(), en, store.Condition{}); err != nil {
 				t.Fatal(err)
@@ -150,8 +149,8 @@ func TestCheckEnrollment(t *testing.T) {
 					c.EKRoots = roots
 				}
 			})
-			err := e.att.CheckEnrollment(&enrollment.IndividualEnrollment{RegistrationID: d.regID, Attestation: &enrollment.AttestationMechanism{
-				Type: enrollment.AttestationTPM, TPM: &enrollment.TPMAttestation{EndorsementKey: tc.ek, EndorsementKeyCertificate: tc.cert}}})
+			err := e.att.CheckEnrollment(&enrollment.IndividualEnrollment{RegistrationID: d.regID, Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{
+				Type: enrollment.AttestationTPM, TPM: &enrollment.TPMAttestation{EndorsementKey: tc.ek, EndorsementKeyCertificate: tc.cert}}}})
 			var ve *enrollment.ValidationError
 			switch {
 			case tc.field == "" && err != nil:

@@ -31,8 +31,7 @@ func FuzzAttest(f *testing.F) {
 	ek := tpm.EKTemplatePublic(&k.PublicKey)
 	srk := tpm.MarshalRSAPublic(&k.PublicKey, tpm.SRKAttributes, nil)
 	ek64, srk64 := base64.StdEncoding.EncodeToString(ek), base64.StdEncoding.EncodeToString(srk)
-	if _, err := st.Enrollments.Put(ctx, &enrollment.IndividualEnrollment{RegistrationID: "dev",
-		Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationTPM, TPM: &enrollment.TPMAttestation{EndorsementKey: ek64}}}, store.Condition{}); err != nil {
+	if _, err := st.Enrollments.Put(ctx, &enrollment.IndividualEnrollment{RegistrationID: "dev", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationTPM, TPM: &enrollment.TPMAttestation{EndorsementKey: ek64}}}}, store.Condition{}); err != nil {
 		f.Fatal(err)
 	}
 	a, err := tpmatt.New(tpmatt.Config{Store: st, Now: func() time.Time { return now }})

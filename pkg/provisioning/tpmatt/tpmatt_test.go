@@ -91,10 +91,9 @@ func newEnv(t *testing.T, tweak ...func(*tpmatt.Config)) *env {
 func (e *env) enroll(t *testing.T, regID string, ek []byte, status string) {
 	t.Helper()
 	en := &enrollment.IndividualEnrollment{
-		RegistrationID:     regID,
-		ProvisioningStatus: status,
-		Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationTPM,
-			TPM: &enrollment.TPMAttestation{EndorsementKey: base64.StdEncoding.EncodeToString(ek)}},
+		RegistrationID: regID, Spec: enrollment.Spec{ProvisioningStatus: status,
+			Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationTPM,
+				TPM: &enrollment.TPMAttestation{EndorsementKey: base64.StdEncoding.EncodeToString(ek)}}},
 	}
 	if _, err := e.st.Enrollments.Put(context.Background(), en, store.Condition{}); err != nil {
 		t.Fatal(err)

@@ -118,11 +118,10 @@ func TestDICEVectors(t *testing.T) {
 	ctx := context.Background()
 	e := newDICEEnv(t)
 	put(t, e.st.Groups, &enrollment.EnrollmentGroup{
-		EnrollmentGroupID: "dice-vectors",
-		Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{
+		EnrollmentGroupID: "dice-vectors", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{
 			SigningCertificates: &enrollment.X509Certificates{Primary: &enrollment.X509CertificateWithInfo{Certificate: rootPEM(t)}},
 		}},
-		FirmwarePolicy: vectorPolicy(t),
+			FirmwarePolicy: vectorPolicy(t)},
 	})
 
 	var first *enrollment.Registration
@@ -212,10 +211,9 @@ func TestDICEDeviceIDPinned(t *testing.T) {
 		t.Fatal(err)
 	}
 	put(t, e.st.Groups, &enrollment.EnrollmentGroup{
-		EnrollmentGroupID: "dice",
-		Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{
+		EnrollmentGroupID: "dice", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{
 			SigningCertificates: &enrollment.X509Certificates{Primary: &enrollment.X509CertificateWithInfo{Certificate: string(root.PEM())}},
-		}},
+		}}},
 	})
 	layer := int64(1)
 	device := func(seed byte) []*x509.Certificate {

@@ -50,13 +50,13 @@ func TestRegister(t *testing.T) {
 		return &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: a}
 	}
 	put(t, st.Hubs, &enrollment.Hub{Name: "hub-a.example.net"})
-	put(t, st.Enrollments, &enrollment.IndividualEnrollment{RegistrationID: "dev-ind", DeviceID: "device-ind", Attestation: x(&enrollment.X509Attestation{ClientCertificates: x509Certs(indLeaf)})})
-	put(t, st.Enrollments, &enrollment.IndividualEnrollment{RegistrationID: "dev-dis-ind", ProvisioningStatus: enrollment.StatusDisabled, Attestation: x(&enrollment.X509Attestation{ClientCertificates: x509Certs(disabledLeaf)})})
-	put(t, st.Enrollments, &enrollment.IndividualEnrollment{RegistrationID: "dev-dis-other", ProvisioningStatus: enrollment.StatusDisabled, Attestation: x(&enrollment.X509Attestation{ClientCertificates: x509Certs(testpki.Issue(t, "dev-dis-other", false, stranger))})})
-	put(t, st.Groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g-root", Attestation: x(&enrollment.X509Attestation{SigningCertificates: x509Certs(root)})})
-	put(t, st.Groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g-ca", Attestation: x(&enrollment.X509Attestation{CAReferences: &enrollment.X509CAReferences{Primary: "my-ca"}})})
-	put(t, st.Groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g-unverified", Attestation: x(&enrollment.X509Attestation{CAReferences: &enrollment.X509CAReferences{Primary: "not-yet"}})})
-	put(t, st.Groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g-disabled", ProvisioningStatus: enrollment.StatusDisabled, Attestation: x(&enrollment.X509Attestation{SigningCertificates: x509Certs(disabledRoot)})})
+	put(t, st.Enrollments, &enrollment.IndividualEnrollment{RegistrationID: "dev-ind", DeviceID: "device-ind", Spec: enrollment.Spec{Attestation: x(&enrollment.X509Attestation{ClientCertificates: x509Certs(indLeaf)})}})
+	put(t, st.Enrollments, &enrollment.IndividualEnrollment{RegistrationID: "dev-dis-ind", Spec: enrollment.Spec{ProvisioningStatus: enrollment.StatusDisabled, Attestation: x(&enrollment.X509Attestation{ClientCertificates: x509Certs(disabledLeaf)})}})
+	put(t, st.Enrollments, &enrollment.IndividualEnrollment{RegistrationID: "dev-dis-other", Spec: enrollment.Spec{ProvisioningStatus: enrollment.StatusDisabled, Attestation: x(&enrollment.X509Attestation{ClientCertificates: x509Certs(testpki.Issue(t, "dev-dis-other", false, stranger))})}})
+	put(t, st.Groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g-root", Spec: enrollment.Spec{Attestation: x(&enrollment.X509Attestation{SigningCertificates: x509Certs(root)})}})
+	put(t, st.Groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g-ca", Spec: enrollment.Spec{Attestation: x(&enrollment.X509Attestation{CAReferences: &enrollment.X509CAReferences{Primary: "my-ca"}})}})
+	put(t, st.Groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g-unverified", Spec: enrollment.Spec{Attestation: x(&enrollment.X509Attestation{CAReferences: &enrollment.X509CAReferences{Primary: "not-yet"}})}})
+	put(t, st.Groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g-disabled", Spec: enrollment.Spec{ProvisioningStatus: enrollment.StatusDisabled, Attestation: x(&enrollment.X509Attestation{SigningCertificates: x509Certs(disabledRoot)})}})
 	put(t, st.CACertificates, &enrollment.CACertificate{Name: "my-ca", Certificate: caRoot.PEM(), IsVerified: true})
 	put(t, st.CACertificates, &enrollment.CACertificate{Name: "not-yet", Certificate: unverified.PEM()})
 
@@ -145,7 +145,7 @@ func TestRegister(t *testing.T) {
 
 	// The index follows the group: once g-root no longer names the root,
 	// its devices are refused.
-	put(t, st.Groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g-root", Attestation: x(&enrollment.X509Attestation{SigningCertificates: x509Certs(stranger)})})
+	put(t, st.Groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g-root", Spec: enrollment.Spec{Attestation: x(&enrollment.X509Attestation{SigningCertificates: x509Certs(stranger)})}})
 	_, err = svc.Register(ctx, &provisioning.Request{RegistrationID: "dev-g2", ClientCertificates: chain(testpki.Issue(t, "dev-g2", false, inter), inter)})
 	if !errors.Is(err, x509v.ErrUnauthorized) {
 		t.Fatalf("after the group changed its root: err = %v, want unauthorized", err)

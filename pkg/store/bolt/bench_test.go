@@ -27,17 +27,16 @@ func reportOps(b *testing.B, perOp int) {
 func benchEnrollment(id string) *enrollment.IndividualEnrollment {
 	return &enrollment.IndividualEnrollment{
 		RegistrationID: id,
-		DeviceID:       id,
-		Attestation: &enrollment.AttestationMechanism{
+		DeviceID:       id, Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{
 			Type: enrollment.AttestationSymmetricKey,
 			SymmetricKey: &enrollment.SymmetricKeyAttestation{
 				PrimaryKey:   "bXktcHJpbWFyeS1rZXktb2YtNjQtYnl0ZXMtYmFzZTY0LWVuY29kZWQtZm9yLWEtYmVuY2htYXJrLTAxMjM0NTY3OA==",
 				SecondaryKey: "bXktc2Vjb25kYXJ5LWtleS1vZi02NC1ieXRlcy1iYXNlNjQtZW5jb2RlZC1mb3ItYS1iZW5jaG1hcmstMDEyMzQ1Njc=",
 			},
 		},
-		IoTHubHostName:     "hub-1.azure-devices.net",
-		ProvisioningStatus: enrollment.StatusEnabled,
-		AllocationPolicy:   enrollment.PolicyHashed,
+			IoTHubHostName:     "hub-1.azure-devices.net",
+			ProvisioningStatus: enrollment.StatusEnabled,
+			AllocationPolicy:   enrollment.PolicyHashed},
 	}
 }
 

@@ -35,8 +35,8 @@ func TestCopyKeepsSecretsSealed(t *testing.T) {
 		}
 		id := fmt.Sprintf("sealed-%02d", i)
 		keys[id] = base64.StdEncoding.EncodeToString(k)
-		e := &enrollment.IndividualEnrollment{RegistrationID: id, Attestation: &enrollment.AttestationMechanism{
-			Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: keys[id]}}}
+		e := &enrollment.IndividualEnrollment{RegistrationID: id, Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{
+			Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: keys[id]}}}}
 		if _, err := s.Enrollments.Put(ctx, e, store.Condition{}); err != nil {
 			t.Fatal(err)
 		}

@@ -19,12 +19,11 @@ func fill(t *testing.T, b store.Backend, n int) {
 	s := store.New(b, nil)
 	for i := range n {
 		e := &enrollment.IndividualEnrollment{
-			RegistrationID: fmt.Sprintf("dev-%05d", i),
-			Attestation: &enrollment.AttestationMechanism{
+			RegistrationID: fmt.Sprintf("dev-%05d", i), Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{
 				Type:         enrollment.AttestationSymmetricKey,
 				SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: "cHJpbWFyeS1rZXktMTIzNDU2", SecondaryKey: "c2Vjb25kYXJ5LWtleS0xMjM0"},
 			},
-			ProvisioningStatus: enrollment.StatusEnabled,
+				ProvisioningStatus: enrollment.StatusEnabled},
 		}
 		if _, err := s.Enrollments.Put(ctx, e, store.Condition{}); err != nil {
 			t.Fatal(err)

@@ -66,23 +66,21 @@ func RunTyped(t *testing.T, open func(t *testing.T) store.Backend, opts ...store
 
 func newEnrollment(id string) *enrollment.IndividualEnrollment {
 	return &enrollment.IndividualEnrollment{
-		RegistrationID: id,
-		Attestation: &enrollment.AttestationMechanism{
+		RegistrationID: id, Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{
 			Type:         enrollment.AttestationSymmetricKey,
 			SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: "cHJpbWFyeS1rZXktMTIzNDU2", SecondaryKey: "c2Vjb25kYXJ5LWtleS0xMjM0"},
 		},
-		ProvisioningStatus: enrollment.StatusEnabled,
+			ProvisioningStatus: enrollment.StatusEnabled},
 	}
 }
 
 func newGroup(id string) *enrollment.EnrollmentGroup {
 	return &enrollment.EnrollmentGroup{
-		EnrollmentGroupID: id,
-		Attestation: &enrollment.AttestationMechanism{
+		EnrollmentGroupID: id, Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{
 			Type:         enrollment.AttestationSymmetricKey,
 			SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: "cHJpbWFyeS1rZXktMTIzNDU2"},
 		},
-		ProvisioningStatus: enrollment.StatusEnabled,
+			ProvisioningStatus: enrollment.StatusEnabled},
 	}
 }
 

@@ -70,8 +70,7 @@ func (f *caFixture) enroll(t *testing.T, id string) []byte {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := f.c.PutEnrollment(ctx, &enrollment.IndividualEnrollment{
-		RegistrationID: id,
-		Attestation:    &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
+		RegistrationID: id, Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}}},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -88,8 +87,7 @@ func (f *caFixture) group(t *testing.T, id string) []byte {
 	t.Helper()
 	ctx := context.Background()
 	if _, err := f.c.PutGroup(ctx, &enrollment.EnrollmentGroup{
-		EnrollmentGroupID: id,
-		Attestation:       &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
+		EnrollmentGroupID: id, Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}}},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -197,8 +195,7 @@ func TestCAExportVerifiesIssued(t *testing.T) {
 	f := newCAFixture(t, "--crl-url", crlURL)
 	key := f.enroll(t, "csr-greedy")
 	if _, err := f.c.PutEnrollment(context.Background(), &enrollment.IndividualEnrollment{
-		RegistrationID: "csr-greedy", DeviceID: "device-from-policy",
-		Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
+		RegistrationID: "csr-greedy", DeviceID: "device-from-policy", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}}},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}

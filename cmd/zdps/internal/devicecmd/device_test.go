@@ -96,8 +96,7 @@ func TestDeviceRegisterCommand(t *testing.T) {
 		t.Fatal(err)
 	}
 	if _, err := c.PutEnrollment(ctx, &enrollment.IndividualEnrollment{
-		RegistrationID: "cli-sym-1", DeviceID: "cli-device-1",
-		Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
+		RegistrationID: "cli-sym-1", DeviceID: "cli-device-1", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}}},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -107,8 +106,7 @@ func TestDeviceRegisterCommand(t *testing.T) {
 	}
 	key := keys.SymmetricKey.PrimaryKey
 	if _, err := c.PutGroup(ctx, &enrollment.EnrollmentGroup{
-		EnrollmentGroupID: "cli-group",
-		Attestation:       &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
+		EnrollmentGroupID: "cli-group", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}}},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -175,9 +173,8 @@ func TestDeviceRegisterCommand(t *testing.T) {
 		inter := testpki.Issue(t, "CLI Intermediate", true, root)
 		leaf := testpki.Issue(t, "cli-x509-dev-1", false, inter)
 		if _, err := c.PutGroup(ctx, &enrollment.EnrollmentGroup{
-			EnrollmentGroupID: "cli-x509",
-			Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{
-				SigningCertificates: &enrollment.X509Certificates{Primary: &enrollment.X509CertificateWithInfo{Certificate: string([]byte(root.PEM()))}}}},
+			EnrollmentGroupID: "cli-x509", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{
+				SigningCertificates: &enrollment.X509Certificates{Primary: &enrollment.X509CertificateWithInfo{Certificate: string([]byte(root.PEM()))}}}}},
 		}, ""); err != nil {
 			t.Fatal(err)
 		}

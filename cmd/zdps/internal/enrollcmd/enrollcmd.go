@@ -55,17 +55,11 @@ type kind[T document] struct {
 // fields points at what enrollments and groups both hold; DeviceID and
 // State are nil for a group.
 type fields struct {
-	ID          *string
-	Attestation **enrollment.AttestationMechanism
-	HubHostName *string
-	Hubs        *[]string
-	Policy      *string
-	Webhook     **enrollment.CustomAllocationDefinition
-	Status      *string
-	Firmware    **enrollment.FirmwarePolicy
-	Meta        *enrollment.Versioned
-	DeviceID    *string
-	State       **enrollment.RegistrationState
+	ID       *string
+	Spec     *enrollment.Spec
+	Meta     *enrollment.Versioned
+	DeviceID *string
+	State    **enrollment.RegistrationState
 }
 
 var individualKind = &kind[*enrollment.IndividualEnrollment]{
@@ -90,9 +84,7 @@ var individualKind = &kind[*enrollment.IndividualEnrollment]{
 		return &enrollment.IndividualEnrollment{RegistrationID: id}
 	},
 	fields: func(e *enrollment.IndividualEnrollment) fields {
-		return fields{ID: &e.RegistrationID, Attestation: &e.Attestation, HubHostName: &e.IoTHubHostName, Hubs: &e.IoTHubs,
-			Policy: &e.AllocationPolicy, Webhook: &e.CustomAllocationDefinition, Status: &e.ProvisioningStatus,
-			Firmware: &e.FirmwarePolicy, Meta: &e.Versioned, DeviceID: &e.DeviceID, State: &e.RegistrationState}
+		return fields{ID: &e.RegistrationID, Spec: &e.Spec, Meta: &e.Versioned, DeviceID: &e.DeviceID, State: &e.RegistrationState}
 	},
 	more: []func(*cmdutil.Globals) *cobra.Command{newImportCmd},
 }
@@ -120,9 +112,7 @@ var groupKind = &kind[*enrollment.EnrollmentGroup]{
 	},
 	newDoc: func(id string) *enrollment.EnrollmentGroup { return &enrollment.EnrollmentGroup{EnrollmentGroupID: id} },
 	fields: func(grp *enrollment.EnrollmentGroup) fields {
-		return fields{ID: &grp.EnrollmentGroupID, Attestation: &grp.Attestation, HubHostName: &grp.IoTHubHostName, Hubs: &grp.IoTHubs,
-			Policy: &grp.AllocationPolicy, Webhook: &grp.CustomAllocationDefinition, Status: &grp.ProvisioningStatus,
-			Firmware: &grp.FirmwarePolicy, Meta: &grp.Versioned}
+		return fields{ID: &grp.EnrollmentGroupID, Spec: &grp.Spec, Meta: &grp.Versioned}
 	},
 	more: []func(*cmdutil.Globals) *cobra.Command{newComputeDeviceKeyCmd},
 }
@@ -186,8 +176,8 @@ func (k *kind[T]) runCreate(cmd *cobra.Command, g *cmdutil.Globals, cfg createCo
 	if f.DeviceID != nil {
 		*f.DeviceID = cfg.DeviceID
 	}
-	*f.Attestation, *f.HubHostName, *f.Hubs = att, cfg.Allocation.IoTHubHostName, cfg.Allocation.Hubs
-	*f.Policy, *f.Webhook, *f.Status = policy, webhook, cfg.Allocation.status()
+	f.Spec.Attestation, f.Spec.IoTHubHostName, f.Spec.IoTHubs = att, cfg.Allocation.IoTHubHostName, cfg.Allocation.Hubs
+	f.Spec.AllocationPolicy, f.Spec.CustomAllocationDefinition, f.Spec.ProvisioningStatus = policy, webhook, cfg.Allocation.status()
 	// Validate here with the server's own rules: the message then names
 	// the flag's field before anything is sent.
 	if err := d.Validate(); err != nil {
@@ -218,7 +208,7 @@ func (k *kind[T]) print(p cmdutil.Printer, d T) error {
 		return p.PrintJSON(d)
 	}
 	f := k.fields(d)
-	typ, detail := describeAttestation(*f.Attestation)
+	typ, detail := describeAttestation(f.Spec.Attestation)
 	var deviceID, reg string // empty for groups: Details leaves them out
 	if f.DeviceID != nil {
 		deviceID = *f.DeviceID
@@ -231,10 +221,10 @@ func (k *kind[T]) print(p cmdutil.Printer, d T) error {
 		"Device ID", deviceID,
 		"Attestation", typ,
 		"Certificate", detail,
-		"Status", *f.Status,
-		"Allocation policy", cmdutil.OrDefault(*f.Policy, "(instance default)"),
-		"IoT hub host name", *f.HubHostName,
-		"IoT hubs", strings.Join(*f.Hubs, ", "),
+		"Status", f.Spec.ProvisioningStatus,
+		"Allocation policy", cmdutil.OrDefault(f.Spec.AllocationPolicy, "(instance default)"),
+		"IoT hub host name", f.Spec.IoTHubHostName,
+		"IoT hubs", strings.Join(f.Spec.IoTHubs, ", "),
 		"Registration", reg,
 		"ETag", f.Meta.ETag,
 		"Created", cmdutil.When(f.Meta.CreatedDateTimeUTC),
@@ -280,10 +270,10 @@ func (k *kind[T]) listCmd(g *cmdutil.Globals) *cobra.Command {
 				columns(strings.ReplaceAll(k.idArg, "_", " "), "ATTESTATION", "STATUS", "DEVICE ID", "ALLOCATION", "HUBS", "REGISTRATION"),
 				func(d T) []string {
 					f := k.fields(d)
-					typ, _ := describeAttestation(*f.Attestation)
-					hubs := strings.Join(*f.Hubs, ",")
-					if *f.HubHostName != "" {
-						hubs = *f.HubHostName
+					typ, _ := describeAttestation(f.Spec.Attestation)
+					hubs := strings.Join(f.Spec.IoTHubs, ",")
+					if f.Spec.IoTHubHostName != "" {
+						hubs = f.Spec.IoTHubHostName
 					}
 					var deviceID, reg string
 					if f.DeviceID != nil {
@@ -292,7 +282,7 @@ func (k *kind[T]) listCmd(g *cmdutil.Globals) *cobra.Command {
 					if s := registrationState(f); s != nil {
 						reg = s.Status
 					}
-					return columns(*f.ID, typ, *f.Status, deviceID, *f.Policy, hubs, reg)
+					return columns(*f.ID, typ, f.Spec.ProvisioningStatus, deviceID, f.Spec.AllocationPolicy, hubs, reg)
 				})
 		},
 	}

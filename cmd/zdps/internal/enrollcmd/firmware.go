@@ -92,8 +92,8 @@ func (k *kind[T]) updateFirmwarePolicy(ctx context.Context, c *client.Client, id
 		return nil, err
 	}
 	f := k.fields(d)
-	if needsStoredAttestation(*f.Attestation) {
-		if *f.Attestation, err = k.keys(c, ctx, id); err != nil {
+	if needsStoredAttestation(f.Spec.Attestation) {
+		if f.Spec.Attestation, err = k.keys(c, ctx, id); err != nil {
 			return nil, err
 		}
 	}
@@ -103,12 +103,12 @@ func (k *kind[T]) updateFirmwarePolicy(ctx context.Context, c *client.Client, id
 	if f.State != nil {
 		*f.State = nil // the server's, not part of a PUT
 	}
-	*f.Firmware = p
+	f.Spec.FirmwarePolicy = p
 	got, err := k.put(c, ctx, d, etag)
 	if err != nil {
 		return nil, err
 	}
-	return *k.fields(got).Firmware, nil
+	return k.fields(got).Spec.FirmwarePolicy, nil
 }
 
 // needsStoredAttestation reports whether a GET answer lacks what a PUT

@@ -13,13 +13,13 @@ import (
 func setAll(f fields) {
 	t := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	*f.ID = "id-1"
-	*f.Attestation = &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey}
-	*f.HubHostName = "pinned.example.net"
-	*f.Hubs = []string{"a.example.net", "b.example.net"}
-	*f.Policy = enrollment.PolicyCustom
-	*f.Webhook = &enrollment.CustomAllocationDefinition{WebhookURL: "https://hook.example.net", APIVersion: "v1"}
-	*f.Status = enrollment.StatusDisabled
-	*f.Firmware = &enrollment.FirmwarePolicy{Vendor: "acme"}
+	f.Spec.Attestation = &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey}
+	f.Spec.IoTHubHostName = "pinned.example.net"
+	f.Spec.IoTHubs = []string{"a.example.net", "b.example.net"}
+	f.Spec.AllocationPolicy = enrollment.PolicyCustom
+	f.Spec.CustomAllocationDefinition = &enrollment.CustomAllocationDefinition{WebhookURL: "https://hook.example.net", APIVersion: "v1"}
+	f.Spec.ProvisioningStatus = enrollment.StatusDisabled
+	f.Spec.FirmwarePolicy = &enrollment.FirmwarePolicy{Vendor: "acme"}
 	*f.Meta = enrollment.Versioned{ETag: "e1", CreatedDateTimeUTC: &t}
 	if f.DeviceID != nil {
 		*f.DeviceID = "dev-1"
@@ -47,16 +47,16 @@ func TestKindFields(t *testing.T) {
 			setAll(individualKind.fields(e))
 			return e
 		}, &enrollment.IndividualEnrollment{Versioned: meta, RegistrationID: "id-1", DeviceID: "dev-1",
-			RegistrationState: &enrollment.RegistrationState{Status: "assigned"}, Attestation: att,
-			IoTHubHostName: "pinned.example.net", ProvisioningStatus: enrollment.StatusDisabled, AllocationPolicy: enrollment.PolicyCustom,
-			IoTHubs: []string{"a.example.net", "b.example.net"}, CustomAllocationDefinition: hook, FirmwarePolicy: fw}},
+			RegistrationState: &enrollment.RegistrationState{Status: "assigned"}, Spec: enrollment.Spec{Attestation: att,
+				IoTHubHostName: "pinned.example.net", ProvisioningStatus: enrollment.StatusDisabled, AllocationPolicy: enrollment.PolicyCustom,
+				IoTHubs: []string{"a.example.net", "b.example.net"}, CustomAllocationDefinition: hook, FirmwarePolicy: fw}}},
 		{"group", func() any {
 			grp := groupKind.newDoc("x")
 			setAll(groupKind.fields(grp))
 			return grp
-		}, &enrollment.EnrollmentGroup{Versioned: meta, EnrollmentGroupID: "id-1", Attestation: att,
+		}, &enrollment.EnrollmentGroup{Versioned: meta, EnrollmentGroupID: "id-1", Spec: enrollment.Spec{Attestation: att,
 			IoTHubHostName: "pinned.example.net", ProvisioningStatus: enrollment.StatusDisabled, AllocationPolicy: enrollment.PolicyCustom,
-			IoTHubs: []string{"a.example.net", "b.example.net"}, CustomAllocationDefinition: hook, FirmwarePolicy: fw}},
+			IoTHubs: []string{"a.example.net", "b.example.net"}, CustomAllocationDefinition: hook, FirmwarePolicy: fw}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -145,7 +145,10 @@ func TestImport10kWithOutageAndRerun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if sum.Read != n || sum.Created != n-2000 || sum.AlreadyPresent != 2000 || sum.Failed != 0 || failedRows != nil {
+	// A bulk call in flight when the first run aborted may have been
+	// stored after that run counted it failed: the second run finds it
+	// present. Every row is stored exactly once either way (checked below).
+	if sum.Read != n || sum.Created+sum.AlreadyPresent != n || sum.AlreadyPresent < 2000 || sum.AlreadyPresent > 2000+4*100 || sum.Failed != 0 || failedRows != nil {
 		t.Fatalf("second run: %+v, failed rows %v", sum, failedRows)
 	}
 	if got := len(srv.EnrollmentIDs()); got != n {

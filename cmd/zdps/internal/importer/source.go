@@ -179,11 +179,10 @@ func (s *csvSource) get(rec []string, col string) string {
 func (s *csvSource) enrollment(rec []string) (*enrollment.IndividualEnrollment, error) {
 	get := func(col string) string { return s.get(rec, col) }
 	e := &enrollment.IndividualEnrollment{
-		RegistrationID:     get(colRegistrationID),
-		DeviceID:           get(colDeviceID),
-		IoTHubHostName:     get(colIoTHubHostName),
-		AllocationPolicy:   get(colAllocationPolicy),
-		ProvisioningStatus: get(colProvisioningStatus),
+		RegistrationID: get(colRegistrationID),
+		DeviceID:       get(colDeviceID), Spec: enrollment.Spec{IoTHubHostName: get(colIoTHubHostName),
+			AllocationPolicy:   get(colAllocationPolicy),
+			ProvisioningStatus: get(colProvisioningStatus)},
 	}
 	for h := range strings.SplitSeq(get(colIoTHubs), ";") {
 		if h = strings.TrimSpace(h); h != "" {

@@ -57,8 +57,7 @@ func TestMigrateServedInstance(t *testing.T) {
 	var etags []string
 	for _, id := range []string{"dev-a", "dev-b", "dev-c"} {
 		e, err := old.Client().PutEnrollment(ctx, &enrollment.IndividualEnrollment{
-			RegistrationID: id,
-			Attestation:    &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey},
+			RegistrationID: id, Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey}},
 		}, "")
 		if err != nil {
 			t.Fatal(err)
