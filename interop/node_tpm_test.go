@@ -14,6 +14,7 @@ import (
 	"github.com/zdps/zdps/attestation/tpm"
 	"github.com/zdps/zdps/internal/zdpstest"
 	"github.com/zdps/zdps/interop/tpmbridge"
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
@@ -96,7 +97,7 @@ func TestNodeSDKTPM(t *testing.T) {
 			if _, err := tpm.ParseEK(raw); err != nil {
 				t.Fatalf("the SDK's EK is refused: %v", err)
 			}
-			if got := tpm.RegistrationID(raw); got != ek.RegistrationID {
+			if got := dps.TPMRegistrationID(raw); got != ek.RegistrationID {
 				t.Fatalf("registration ID: zdps derives %q, the SDK %q", got, ek.RegistrationID)
 			}
 			c := srv.Client()

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/sas"
 )
@@ -104,7 +105,7 @@ func (v *Verifier) Verify(ctx context.Context, idScope, registrationID, authoriz
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
-	if !strings.EqualFold(resource, idScope+"/registrations/"+registrationID) {
+	if !strings.EqualFold(resource, dps.RegistrationResource(idScope, registrationID)) {
 		return nil, fmt.Errorf("%w: the token is for another resource", ErrUnauthorized)
 	}
 	// Expiry first: a stale token costs no store lookup.

@@ -12,7 +12,7 @@
 //     only the TPM holding both keys can import: MakeCredential to the EK
 //     bound to Name(SRK) protects an AES-128 inner wrapping key, and an
 //     HMAC-SHA256 key is duplicated to the SRK under that inner wrapper and
-//     an outer wrapper. SplitActivationBlob is the device side's framing.
+//     an outer wrapper. The device side's framing is pkg/dps's SplitActivationBlob.
 //   - VerifyEKCertificate checks an EK certificate against manufacturer
 //     roots and that it certifies the EK (beyond DPS).
 //

@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/google/go-attestation/attest"
+
+	"github.com/zdps/zdps/pkg/dps"
 )
 
 // MaxEKCertificateSize bounds the EK certificates VerifyEKCertificate reads.
@@ -116,12 +118,8 @@ func parseEKCertificate(der []byte, ek *Public) (*x509.Certificate, error) {
 	return cert, nil
 }
 
-// PayloadEKCertificateField is the registration payload member a device
-// may carry its EK certificate in (base64 DER), a zdps extension.
-const PayloadEKCertificateField = "tpmEkCertificate"
-
 // EKCertificateFromPayload returns the DER of the payload's
-// tpmEkCertificate, nil when the payload is not an object with that member
+// tpmEkCertificate (dps.PayloadEKCertificateField), nil when the payload is not an object with that member
 // as valid base64.
 func EKCertificateFromPayload(payload []byte) []byte {
 	var p map[string]json.RawMessage
@@ -129,7 +127,7 @@ func EKCertificateFromPayload(payload []byte) []byte {
 		return nil
 	}
 	var s string
-	if json.Unmarshal(p[PayloadEKCertificateField], &s) != nil || len(s) > 2*MaxEKCertificateSize {
+	if json.Unmarshal(p[dps.PayloadEKCertificateField], &s) != nil || len(s) > 2*MaxEKCertificateSize {
 		return nil
 	}
 	der, err := base64.StdEncoding.DecodeString(s)

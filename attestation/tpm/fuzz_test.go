@@ -2,7 +2,6 @@ package tpm_test
 
 import (
 	"bytes"
-	"crypto/rand"
 	"encoding/base64"
 	"errors"
 	"testing"
@@ -35,36 +34,6 @@ func FuzzParsePublic(f *testing.F) {
 		ekErr, srkErr := p.CheckEK(), p.CheckSRK()
 		if ekErr != nil && !errors.Is(ekErr, tpm.ErrEndorsementKey) || srkErr != nil && !errors.Is(srkErr, tpm.ErrStorageRootKey) {
 			t.Fatalf("check errors without sentinel: %v, %v", ekErr, srkErr)
-		}
-	})
-}
-
-// FuzzSplitActivationBlob: no input panics; the parts of an accepted blob
-// concatenate back to it.
-func FuzzSplitActivationBlob(f *testing.F) {
-	k, _ := keys(f)
-	ek, _ := tpm.ParseEK(tpm.EKTemplatePublic(k))
-	srk, _ := tpm.ParseSRK(tpm.MarshalRSAPublic(k, tpm.SRKAttributes, nil))
-	blob, err := tpm.MakeActivationBlob(rand.Reader, ek, srk, make([]byte, tpm.KeySize))
-	if err != nil {
-		f.Fatal(err)
-	}
-	f.Add(blob)
-	f.Add(blob[:len(blob)-2]) // without the empty TPM2B_DATA
-	f.Fuzz(func(t *testing.T, b []byte) {
-		a, err := tpm.SplitActivationBlob(b)
-		if err != nil {
-			if !errors.Is(err, tpm.ErrMalformed) {
-				t.Fatalf("error without sentinel: %v", err)
-			}
-			return
-		}
-		var all []byte
-		for _, p := range [][]byte{a.CredentialBlob, a.CredentialSeed, a.Duplicate, a.DuplicateSeed, a.Public, a.EncryptedURI} {
-			all = append(all, p...)
-		}
-		if !bytes.Equal(all, b) && !bytes.Equal(all, append(bytes.Clone(b), 0, 0)) {
-			t.Fatal("parts do not concatenate to the blob")
 		}
 	})
 }

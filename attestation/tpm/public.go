@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"crypto/rsa"
 	"crypto/sha256"
-	"encoding/base32"
 	"encoding/binary"
 	"fmt"
 	"math/big"
-	"strings"
 )
 
 // TPM 2.0 algorithm identifiers (Part 2, TPM_ALG_ID) this package uses.
@@ -279,15 +277,6 @@ func ParseSRK(tpm2b []byte) (*Public, error) {
 		return nil, err
 	}
 	return p, nil
-}
-
-// RegistrationID is the registration ID a device uses when it is given
-// none: lowercase(base32(SHA-256(TPM2B_PUBLIC of the EK))) without '='
-// padding, as the Azure device SDKs compute it. ekTPM2B is hashed exactly
-// as given (the size prefix included).
-func RegistrationID(ekTPM2B []byte) string {
-	d := sha256.Sum256(ekTPM2B)
-	return strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(d[:]))
 }
 
 // tpm2b prefixes b with its 16-bit big-endian size. Callers keep b under

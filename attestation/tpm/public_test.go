@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/zdps/zdps/attestation/tpm"
+	"github.com/zdps/zdps/pkg/dps"
 )
 
 var (
@@ -101,13 +102,6 @@ func TestParseSRK(t *testing.T) {
 	}
 }
 
-func TestRegistrationID(t *testing.T) {
-	// SHA-256 of the empty string, base32, lower case, no padding.
-	if got, want := tpm.RegistrationID(nil), "4oymiquy7qobjgx36tejs35zeqt24qpemsnzgtfeswmrw6csxbkq"; got != want {
-		t.Fatalf("RegistrationID = %q, want %q", got, want)
-	}
-}
-
 func TestMakeActivationBlobRefusesBadKeys(t *testing.T) {
 	k2048, _ := keys(t)
 	ek, _ := tpm.ParseEK(tpm.EKTemplatePublic(k2048))
@@ -123,10 +117,10 @@ func TestMakeActivationBlobRefusesBadKeys(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tpm.SplitActivationBlob(blob); err != nil {
+	if _, err := dps.SplitActivationBlob(blob); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := tpm.SplitActivationBlob(blob[:len(blob)-3]); !errors.Is(err, tpm.ErrMalformed) {
+	if _, err := dps.SplitActivationBlob(blob[:len(blob)-3]); !errors.Is(err, dps.ErrMalformed) {
 		t.Fatalf("SplitActivationBlob(truncated) = %v", err)
 	}
 }

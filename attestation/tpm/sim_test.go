@@ -12,6 +12,7 @@ import (
 	"github.com/zdps/zdps/attestation/tpm"
 	"github.com/zdps/zdps/internal/tpmsim"
 	"github.com/zdps/zdps/pkg/device"
+	"github.com/zdps/zdps/pkg/dps"
 )
 
 // simDevice is a TPM simulator prepared as the Azure SDKs prepare a TPM.
@@ -76,7 +77,7 @@ func TestTamperedBlobRefusedByTPM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	parts, err := tpm.SplitActivationBlob(blob)
+	parts, err := dps.SplitActivationBlob(blob)
 	if err != nil {
 		t.Fatal(err)
 	}

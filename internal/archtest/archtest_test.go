@@ -122,18 +122,10 @@ var rules = []rule{
 		name:       "the DPS wire contract is standard library only",
 		from:       []string{"pkg/dps/..."},
 		stdlibOnly: true,
-		future:     true,
 	},
 }
 
-var exceptions = []exception{
-	{
-		from:   "pkg/device",
-		to:     "attestation/tpm",
-		reason: "the SDK derives the TPM registration ID and names the EK-certificate payload field with the server's TPM package",
-		issue:  "issue 11 points 1 and 5 (pkg/dps holds the derivation; the SDK drops the server verifier)",
-	},
-}
+var exceptions = []exception{}
 
 // pkg is what the test reads of `go list -json`.
 type pkg struct {

@@ -22,6 +22,7 @@ import (
 	"github.com/google/go-tpm/tpm2"
 
 	"github.com/zdps/zdps/attestation/tpm"
+	"github.com/zdps/zdps/pkg/dps"
 )
 
 // ErrRefused is the error of a blob the TPM would refuse (wrong EK or SRK,
@@ -80,7 +81,7 @@ func (t *TPM) SignWithIdentity(data []byte) ([]byte, error) {
 // ActivateCredential with the EK releases the inner wrapping key bound to
 // Name(SRK), then Import under the SRK unwraps the key.
 func (t *TPM) ActivateIdentityKey(blob []byte) error {
-	b, err := tpm.SplitActivationBlob(blob)
+	b, err := dps.SplitActivationBlob(blob)
 	if err != nil {
 		return fmt.Errorf("%w: %w", ErrRefused, err)
 	}

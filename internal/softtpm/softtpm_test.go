@@ -10,6 +10,7 @@ import (
 
 	"github.com/zdps/zdps/attestation/tpm"
 	"github.com/zdps/zdps/internal/softtpm"
+	"github.com/zdps/zdps/pkg/dps"
 )
 
 func newTPM(t *testing.T) *softtpm.TPM {
@@ -73,7 +74,7 @@ func TestActivate(t *testing.T) {
 	if err := other.ActivateIdentityKey(blob); !errors.Is(err, softtpm.ErrRefused) {
 		t.Errorf("another TPM activated the blob: %v", err)
 	}
-	parts, err := tpm.SplitActivationBlob(blob)
+	parts, err := dps.SplitActivationBlob(blob)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/zdps/zdps/allocation/custom"
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/store"
@@ -33,7 +34,7 @@ func TestCreateOnlyPut(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e.must(req{method: http.MethodPut, path: tc.path, body: tc.body, header: createOnly}, http.StatusOK)
 			r := e.must(req{method: http.MethodPut, path: tc.path, body: tc.body, header: createOnly}, http.StatusConflict)
-			if eb := r.errBody(t); eb.ErrorCode != codeConflict {
+			if eb := r.errBody(t); eb.ErrorCode != dps.CodeConflict {
 				t.Fatalf("errorCode %d", eb.ErrorCode)
 			}
 			e.must(req{method: http.MethodPut, path: tc.path, body: tc.body}, http.StatusOK) // a plain PUT still replaces

@@ -29,10 +29,6 @@ const (
 	DefaultTokenSkew    = 5 * time.Minute
 )
 
-// APIVersions are the api-version values accepted on every route, oldest
-// first: those the Azure device and service SDKs send (docs/protocol.md#conventions).
-var APIVersions = []string{"2019-03-31", "2021-06-01", "2021-10-01", "2025-07-01-preview"}
-
 // Config configures the API. Store, HostName and Logger are required.
 type Config struct {
 	// Store holds enrollments, registrations, hubs, policies and settings.

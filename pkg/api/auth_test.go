@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/store"
 	"github.com/zdps/zdps/pkg/store/memory"
@@ -50,7 +51,7 @@ func TestReadOnlyPolicy(t *testing.T) {
 		t.Run(q.method+" "+q.path, func(t *testing.T) {
 			q.token = tok
 			r := e.must(q, http.StatusForbidden)
-			if eb := r.errBody(t); eb.ErrorCode != codeForbidden {
+			if eb := r.errBody(t); eb.ErrorCode != dps.CodeForbidden {
 				t.Errorf("errorCode %d", eb.ErrorCode)
 			}
 		})

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/store"
 	"github.com/zdps/zdps/pkg/store/bolt"
 )
@@ -79,7 +80,7 @@ func TestBackupUnsupported(t *testing.T) {
 		t.Fatalf("status %d: %s", r.status, body)
 	}
 	eb := r.errBody(t)
-	if eb.ErrorCode != codeBackupUnsupported || !strings.Contains(eb.Message, "pg_dump --schema=zdps") {
+	if eb.ErrorCode != dps.CodeBackupUnsupported || !strings.Contains(eb.Message, "pg_dump --schema=zdps") {
 		t.Errorf("answer %+v", eb)
 	}
 	if strings.Contains(e.logs.String(), `"level":"ERROR"`) {

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
@@ -76,7 +77,7 @@ func TestBulkEnrollments(t *testing.T) {
 		if ok || len(fs) != 4 {
 			t.Fatalf("failures %v", fs)
 		}
-		want := map[string]int{"dev-0001": codeConflict, "-bad-": codeBadArgument, "new-2": codeBadArgument, "NEW-3": codeConflict}
+		want := map[string]int{"dev-0001": dps.CodeConflict, "-bad-": dps.CodeBadArgument, "new-2": dps.CodeBadArgument, "NEW-3": dps.CodeConflict}
 		for id, code := range want {
 			if fs[id].ErrorCode != code || fs[id].ErrorStatus == "" {
 				t.Errorf("%s: %+v, want code %d", id, fs[id], code)
@@ -113,7 +114,7 @@ func TestBulkEnrollments(t *testing.T) {
 		missing["etag"] = "x"
 		r := e.must(req{method: http.MethodPost, path: "/enrollments", body: bulkBody("updateIfMatchETag", good, stale, symEnrollment("dev-0005"), missing)}, http.StatusOK)
 		_, fs := failuresByID(t, r)
-		want := map[string]int{"dev-0004": codePreconditionFailed, "dev-0005": codeBadArgument, "nobody": codePreconditionFailed}
+		want := map[string]int{"dev-0004": dps.CodePreconditionFailed, "dev-0005": dps.CodeBadArgument, "nobody": dps.CodePreconditionFailed}
 		if len(fs) != len(want) {
 			t.Fatalf("failures %v", fs)
 		}
@@ -136,7 +137,7 @@ func TestBulkEnrollments(t *testing.T) {
 		del = append(del, map[string]any{"registrationId": "nobody"}, map[string]any{"registrationId": "dev-0700", "etag": "stale"})
 		r := e.must(req{method: http.MethodPost, path: "/enrollments/", body: bulkBody("delete", del...)}, http.StatusOK)
 		_, fs := failuresByID(t, r)
-		if len(fs) != 2 || fs["nobody"].ErrorCode != codeNotFound || fs["dev-0700"].ErrorCode != codePreconditionFailed {
+		if len(fs) != 2 || fs["nobody"].ErrorCode != dps.CodeNotFound || fs["dev-0700"].ErrorCode != dps.CodePreconditionFailed {
 			t.Fatalf("failures %v", fs)
 		}
 		e.must(req{method: http.MethodGet, path: "/enrollments/dev-0599"}, http.StatusNotFound)
@@ -150,7 +151,7 @@ func TestBulkEnrollments(t *testing.T) {
 			over[i] = symEnrollment(fmt.Sprintf("over-%04d", i))
 		}
 		eb := e.must(req{method: http.MethodPost, path: "/enrollments", body: bulkBody("create", over...)}, http.StatusBadRequest).errBody(t)
-		if eb.ErrorCode != codeBadArgument {
+		if eb.ErrorCode != dps.CodeBadArgument {
 			t.Errorf("errorCode %d", eb.ErrorCode)
 		}
 		if e.dump() != before {
@@ -175,11 +176,11 @@ func TestBulkGroups(t *testing.T) {
 	for _, f := range res.Errors {
 		switch f.EnrollmentGroupID {
 		case "grp-00":
-			if f.ErrorCode != codeConflict {
+			if f.ErrorCode != dps.CodeConflict {
 				t.Errorf("%+v", f)
 			}
 		case "tpm-group":
-			if f.ErrorCode != codeBadArgument {
+			if f.ErrorCode != dps.CodeBadArgument {
 				t.Errorf("%+v", f)
 			}
 		default:

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
@@ -231,7 +232,7 @@ func TestCAReferencesMustExist(t *testing.T) {
 	e.must(req{method: http.MethodPost, path: "/enrollmentGroups", body: map[string]any{
 		"mode": "create", "enrollmentGroups": []any{group("g3", "no-such-ca"), group("g4", "known-ca")},
 	}}, http.StatusOK).decode(t, &res)
-	if res.IsSuccessful || len(res.Errors) != 1 || res.Errors[0].EnrollmentGroupID != "g3" || res.Errors[0].ErrorCode != codeBadArgument {
+	if res.IsSuccessful || len(res.Errors) != 1 || res.Errors[0].EnrollmentGroupID != "g3" || res.Errors[0].ErrorCode != dps.CodeBadArgument {
 		t.Fatalf("bulk result %+v", res)
 	}
 	e.must(req{method: http.MethodGet, path: "/enrollmentGroups/g4"}, http.StatusOK)

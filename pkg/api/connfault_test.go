@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/zdps/zdps/pkg/dps"
 )
 
 // rawCall sends head and body over a fresh TLS connection and reads the
@@ -94,7 +96,7 @@ func TestConnectionFaults(t *testing.T) {
 			if r.status != http.StatusBadRequest || !closed {
 				t.Fatalf("%d (Connection: close %v) %s, want 400 and close", r.status, closed, r.body)
 			}
-			if eb := r.errBody(t); eb.ErrorCode != codeBadArgument || !strings.Contains(eb.Message, tc.msg) || strings.Contains(eb.Message, "127.0.0.1") {
+			if eb := r.errBody(t); eb.ErrorCode != dps.CodeBadArgument || !strings.Contains(eb.Message, tc.msg) || strings.Contains(eb.Message, "127.0.0.1") {
 				t.Fatalf("error %+v, want 400004 saying %q without addresses", eb, tc.msg)
 			}
 			if !strings.Contains(e.logs.String(), `"level":"INFO","msg":"connection fault"`) {
@@ -119,7 +121,7 @@ func TestConnectionFaults(t *testing.T) {
 				t.Fatalf("%d %s", r.status, r.body)
 			}
 			if r.status == http.StatusBadRequest {
-				if eb := r.errBody(t); eb.ErrorCode != codeBadArgument || !closed {
+				if eb := r.errBody(t); eb.ErrorCode != dps.CodeBadArgument || !closed {
 					t.Fatalf("%+v (Connection: close %v)", eb, closed)
 				}
 				gone++

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/internal/manage"
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/store"
 )
@@ -35,25 +36,6 @@ var (
 		"A PostgreSQL store is backed up with pg_dump, e.g. pg_dump --schema=zdps --format=custom --file=zdps.dump 'postgres://USER@HOST/DB'")
 )
 
-// DPS error codes (6 digits: HTTP status and a detail). The ones clients
-// are known to look at (docs/protocol.md#error-format) are the Azure values.
-const (
-	codeBadArgument        = 400004
-	codeUnauthorized       = 401002
-	codeForbidden          = 403002
-	codeRouteNotFound      = 404000
-	codeNotFound           = 404201
-	codeMethodNotAllowed   = 405000
-	codeConflict           = 409201
-	codePreconditionFailed = 412002
-	codeTooLarge           = 413004
-	codeInternal           = 500000
-	codeUnavailable        = 503000
-	// codeBackupUnsupported answers GET /backup on a store that is not
-	// bbolt; pkg/client matches it (ErrBackupUnsupported).
-	codeBackupUnsupported = 400901
-)
-
 // Public messages of the classes whose details must stay in the log.
 const (
 	msgUnauthorized = "Unauthorized: the request needs a valid, unexpired SharedAccessSignature for this host, signed with a key of a known policy."
@@ -68,42 +50,33 @@ func classify(err error) (status, code int, message string) {
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge) || errors.Is(err, errTooLarge):
-		return http.StatusRequestEntityTooLarge, codeTooLarge, "The request body is too large."
+		return http.StatusRequestEntityTooLarge, dps.CodeTooLarge, "The request body is too large."
 	case errors.Is(err, errUnauthorized):
-		return http.StatusUnauthorized, codeUnauthorized, msgUnauthorized
+		return http.StatusUnauthorized, dps.CodeUnauthorized, msgUnauthorized
 	case errors.Is(err, errForbidden):
-		return http.StatusForbidden, codeForbidden, err.Error()
+		return http.StatusForbidden, dps.CodeForbidden, err.Error()
 	case errors.Is(err, errRouteNotFound):
-		return http.StatusNotFound, codeRouteNotFound, err.Error()
+		return http.StatusNotFound, dps.CodeRouteNotFound, err.Error()
 	case errors.Is(err, errMethodNotAllowed):
-		return http.StatusMethodNotAllowed, codeMethodNotAllowed, err.Error()
+		return http.StatusMethodNotAllowed, dps.CodeMethodNotAllowed, err.Error()
 	case errors.Is(err, errBackupUnsupported):
-		return http.StatusBadRequest, codeBackupUnsupported, err.Error()
+		return http.StatusBadRequest, dps.CodeBackupUnsupported, err.Error()
 	case errors.Is(err, store.ErrPreconditionFailed):
-		return http.StatusPreconditionFailed, codePreconditionFailed, err.Error()
+		return http.StatusPreconditionFailed, dps.CodePreconditionFailed, err.Error()
 	case errors.Is(err, enrollment.ErrInvalid),
 		errors.Is(err, errBadRequest),
 		errors.Is(err, manage.ErrBadRequest),
 		errors.Is(err, store.ErrInvalidContinuation):
-		return http.StatusBadRequest, codeBadArgument, err.Error()
+		return http.StatusBadRequest, dps.CodeBadArgument, err.Error()
 	case errors.Is(err, store.ErrNotFound):
-		return http.StatusNotFound, codeNotFound, err.Error()
+		return http.StatusNotFound, dps.CodeNotFound, err.Error()
 	case errors.Is(err, store.ErrConflict):
-		return http.StatusConflict, codeConflict, err.Error()
+		return http.StatusConflict, dps.CodeConflict, err.Error()
 	case errors.Is(err, store.ErrClosed), errors.Is(err, store.ErrBusy):
-		return http.StatusServiceUnavailable, codeUnavailable, msgUnavailable
+		return http.StatusServiceUnavailable, dps.CodeUnavailable, msgUnavailable
 	default:
-		return http.StatusInternalServerError, codeInternal, msgInternal
+		return http.StatusInternalServerError, dps.CodeInternal, msgInternal
 	}
-}
-
-// errorBody is the DPS error format.
-type errorBody struct {
-	ErrorCode    int            `json:"errorCode"`
-	TrackingID   string         `json:"trackingId"`
-	Message      string         `json:"message"`
-	Info         map[string]any `json:"info"`
-	TimestampUTC string         `json:"timestampUtc"`
 }
 
 // WriteError answers err in the DPS error format with the status and code
@@ -137,7 +110,7 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", "1")
 	}
 	w.Header().Set("x-ms-error-code", strconv.Itoa(code))
-	a.writeJSON(w, status, errorBody{
+	a.writeJSON(w, status, dps.ErrorBody{
 		ErrorCode:    code,
 		TrackingID:   id,
 		Message:      msg,
@@ -153,7 +126,7 @@ func (a *API) writeJSON(w http.ResponseWriter, status int, v any) {
 	if err != nil {
 		// Only a programming error gets here: every answer type marshals.
 		a.log.Error("encode answer", "error", err)
-		b = []byte(fmt.Sprintf(`{"errorCode":%d,"message":%q}`, codeInternal, msgInternal))
+		b = []byte(fmt.Sprintf(`{"errorCode":%d,"message":%q}`, dps.CodeInternal, msgInternal))
 		status = http.StatusInternalServerError
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")

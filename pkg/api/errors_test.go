@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/store"
 )
 
@@ -15,8 +16,8 @@ func TestClassifyBusy(t *testing.T) {
 		fmt.Errorf("postgres: transaction kept conflicting (30 attempts): %w", store.ErrBusy),
 		store.ErrClosed,
 	} {
-		if status, code, _ := classify(err); status != http.StatusServiceUnavailable || code != codeUnavailable {
-			t.Errorf("classify(%v) = %d %d, want 503 %d", err, status, code, codeUnavailable)
+		if status, code, _ := classify(err); status != http.StatusServiceUnavailable || code != dps.CodeUnavailable {
+			t.Errorf("classify(%v) = %d %d, want 503 %d", err, status, code, dps.CodeUnavailable)
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/internal/testbackend"
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/sas"
 	"github.com/zdps/zdps/pkg/store"
@@ -133,9 +134,9 @@ func (r reply) decode(t *testing.T, v any) {
 }
 
 // errBody decodes a DPS error body and checks its shape and headers.
-func (r reply) errBody(t *testing.T) errorBody {
+func (r reply) errBody(t *testing.T) dps.ErrorBody {
 	t.Helper()
-	var eb errorBody
+	var eb dps.ErrorBody
 	r.decode(t, &eb)
 	if eb.ErrorCode < 100000 || eb.ErrorCode > 999999 || eb.ErrorCode/1000 != r.status {
 		t.Errorf("errorCode %d does not fit status %d", eb.ErrorCode, r.status)

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/zdps/zdps/pkg/dps"
 )
 
 // TestBadInput: every malformed request gets a clear 4xx in the DPS format
@@ -21,29 +23,29 @@ func TestBadInput(t *testing.T) {
 		status int
 		code   int
 	}{
-		{"malformed JSON", req{method: http.MethodPut, path: "/enrollments/dev-1", body: `{"registrationId":"dev-1",`}, 400, codeBadArgument},
-		{"not JSON", req{method: http.MethodPut, path: "/enrollments/dev-1", body: `registrationId=dev-1`}, 400, codeBadArgument},
-		{"empty body", req{method: http.MethodPut, path: "/enrollments/dev-1", body: ``}, 400, codeBadArgument},
-		{"unknown field", req{method: http.MethodPut, path: "/enrollments/dev-1", body: `{"registrationId":"dev-1","attestation":{"type":"symmetricKey"},"color":"red"}`}, 400, codeBadArgument},
-		{"trailing data", req{method: http.MethodPut, path: "/enrollments/dev-1", body: `{"registrationId":"dev-1","attestation":{"type":"symmetricKey"}} {}`}, 400, codeBadArgument},
-		{"oversized body", req{method: http.MethodPut, path: "/enrollments/dev-2", body: big}, 413, codeTooLarge},
-		{"oversized bulk", req{method: http.MethodPost, path: "/enrollments", body: `{"mode":"create","enrollments":[` + strings.Repeat(`{"registrationId":"x","attestation":{"type":"symmetricKey"}},`, 100) + `{}]}`}, 413, codeTooLarge},
-		{"invalid ID in path", req{method: http.MethodPut, path: "/enrollments/-bad-", body: symEnrollment("-bad-")}, 400, codeBadArgument},
-		{"invalid ID in GET", req{method: http.MethodGet, path: "/enrollments/bad%20id"}, 400, codeBadArgument},
-		{"ID too long", req{method: http.MethodGet, path: "/enrollmentGroups/" + strings.Repeat("g", 129)}, 400, codeBadArgument},
-		{"ID differs from path", req{method: http.MethodPut, path: "/enrollments/dev-1", body: symEnrollment("dev-9")}, 400, codeBadArgument},
-		{"invalid key", req{method: http.MethodPut, path: "/enrollments/dev-1", body: symEnrollment("dev-1", "not base64!")}, 400, codeBadArgument},
-		{"key too short", req{method: http.MethodPut, path: "/enrollmentGroups/grp-1", body: symGroup("grp-1", "AAAA")}, 400, codeBadArgument},
-		{"unknown attestation", req{method: http.MethodPut, path: "/enrollments/dev-1", body: `{"registrationId":"dev-1","attestation":{"type":"password"}}`}, 400, codeBadArgument},
-		{"wrong content type", req{method: http.MethodPut, path: "/enrollments/dev-1", body: `{}`, header: map[string]string{"Content-Type": "text/plain"}}, 400, codeBadArgument},
-		{"unknown api-version", req{method: http.MethodGet, path: "/enrollments/dev-1?api-version=2018-01-01"}, 400, codeBadArgument},
-		{"missing api-version", req{method: http.MethodGet, path: "/enrollments/dev-1?api-version="}, 400, codeBadArgument},
-		{"bulk: unknown mode", req{method: http.MethodPost, path: "/enrollments", body: `{"mode":"upsert","enrollments":[{"registrationId":"x","attestation":{"type":"symmetricKey"}}]}`}, 400, codeBadArgument},
-		{"bulk: no items", req{method: http.MethodPost, path: "/enrollments", body: `{"mode":"create","enrollments":[]}`}, 400, codeBadArgument},
-		{"bulk: groups under enrollments", req{method: http.MethodPost, path: "/enrollments", body: `{"mode":"create","enrollmentGroups":[{"enrollmentGroupId":"x","attestation":{"type":"symmetricKey"}}]}`}, 400, codeBadArgument},
-		{"unknown route", req{method: http.MethodGet, path: "/nothing/here"}, 404, codeRouteNotFound},
-		{"method not allowed", req{method: http.MethodPatch, path: "/enrollments/dev-1", body: `{}`}, 405, codeMethodNotAllowed},
-		{"undecodable path", req{method: http.MethodGet, path: "/enrollments/a%2Fb"}, 404, codeRouteNotFound},
+		{"malformed JSON", req{method: http.MethodPut, path: "/enrollments/dev-1", body: `{"registrationId":"dev-1",`}, 400, dps.CodeBadArgument},
+		{"not JSON", req{method: http.MethodPut, path: "/enrollments/dev-1", body: `registrationId=dev-1`}, 400, dps.CodeBadArgument},
+		{"empty body", req{method: http.MethodPut, path: "/enrollments/dev-1", body: ``}, 400, dps.CodeBadArgument},
+		{"unknown field", req{method: http.MethodPut, path: "/enrollments/dev-1", body: `{"registrationId":"dev-1","attestation":{"type":"symmetricKey"},"color":"red"}`}, 400, dps.CodeBadArgument},
+		{"trailing data", req{method: http.MethodPut, path: "/enrollments/dev-1", body: `{"registrationId":"dev-1","attestation":{"type":"symmetricKey"}} {}`}, 400, dps.CodeBadArgument},
+		{"oversized body", req{method: http.MethodPut, path: "/enrollments/dev-2", body: big}, 413, dps.CodeTooLarge},
+		{"oversized bulk", req{method: http.MethodPost, path: "/enrollments", body: `{"mode":"create","enrollments":[` + strings.Repeat(`{"registrationId":"x","attestation":{"type":"symmetricKey"}},`, 100) + `{}]}`}, 413, dps.CodeTooLarge},
+		{"invalid ID in path", req{method: http.MethodPut, path: "/enrollments/-bad-", body: symEnrollment("-bad-")}, 400, dps.CodeBadArgument},
+		{"invalid ID in GET", req{method: http.MethodGet, path: "/enrollments/bad%20id"}, 400, dps.CodeBadArgument},
+		{"ID too long", req{method: http.MethodGet, path: "/enrollmentGroups/" + strings.Repeat("g", 129)}, 400, dps.CodeBadArgument},
+		{"ID differs from path", req{method: http.MethodPut, path: "/enrollments/dev-1", body: symEnrollment("dev-9")}, 400, dps.CodeBadArgument},
+		{"invalid key", req{method: http.MethodPut, path: "/enrollments/dev-1", body: symEnrollment("dev-1", "not base64!")}, 400, dps.CodeBadArgument},
+		{"key too short", req{method: http.MethodPut, path: "/enrollmentGroups/grp-1", body: symGroup("grp-1", "AAAA")}, 400, dps.CodeBadArgument},
+		{"unknown attestation", req{method: http.MethodPut, path: "/enrollments/dev-1", body: `{"registrationId":"dev-1","attestation":{"type":"password"}}`}, 400, dps.CodeBadArgument},
+		{"wrong content type", req{method: http.MethodPut, path: "/enrollments/dev-1", body: `{}`, header: map[string]string{"Content-Type": "text/plain"}}, 400, dps.CodeBadArgument},
+		{"unknown api-version", req{method: http.MethodGet, path: "/enrollments/dev-1?api-version=2018-01-01"}, 400, dps.CodeBadArgument},
+		{"missing api-version", req{method: http.MethodGet, path: "/enrollments/dev-1?api-version="}, 400, dps.CodeBadArgument},
+		{"bulk: unknown mode", req{method: http.MethodPost, path: "/enrollments", body: `{"mode":"upsert","enrollments":[{"registrationId":"x","attestation":{"type":"symmetricKey"}}]}`}, 400, dps.CodeBadArgument},
+		{"bulk: no items", req{method: http.MethodPost, path: "/enrollments", body: `{"mode":"create","enrollments":[]}`}, 400, dps.CodeBadArgument},
+		{"bulk: groups under enrollments", req{method: http.MethodPost, path: "/enrollments", body: `{"mode":"create","enrollmentGroups":[{"enrollmentGroupId":"x","attestation":{"type":"symmetricKey"}}]}`}, 400, dps.CodeBadArgument},
+		{"unknown route", req{method: http.MethodGet, path: "/nothing/here"}, 404, dps.CodeRouteNotFound},
+		{"method not allowed", req{method: http.MethodPatch, path: "/enrollments/dev-1", body: `{}`}, 405, dps.CodeMethodNotAllowed},
+		{"undecodable path", req{method: http.MethodGet, path: "/enrollments/a%2Fb"}, 404, dps.CodeRouteNotFound},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := e.must(tc.q, tc.status)
@@ -58,14 +60,14 @@ func TestBadInput(t *testing.T) {
 	}
 	t.Run("api-version message names the accepted versions", func(t *testing.T) {
 		eb := e.must(req{method: http.MethodGet, path: "/enrollments/dev-1?api-version=1"}, 400).errBody(t)
-		for _, v := range APIVersions {
+		for _, v := range dps.APIVersions {
 			if !strings.Contains(eb.Message, v) {
 				t.Errorf("message %q does not name %s", eb.Message, v)
 			}
 		}
 	})
 	t.Run("every accepted api-version works", func(t *testing.T) {
-		for _, v := range APIVersions {
+		for _, v := range dps.APIVersions {
 			e.must(req{method: http.MethodGet, path: "/enrollments/dev-1?api-version=" + v}, http.StatusOK)
 		}
 	})

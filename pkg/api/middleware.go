@@ -10,11 +10,12 @@ import (
 	"net/http"
 	"net/url"
 	"runtime/debug"
-	"slices"
 	"strings"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+
+	"github.com/zdps/zdps/pkg/dps"
 )
 
 type ctxKey int
@@ -163,7 +164,7 @@ func canonical(escaped string) (string, bool) {
 }
 
 // RequireAPIVersion refuses requests whose api-version query parameter is
-// not one of APIVersions. Every service route has it; routes added through
+// not one of dps.APIVersions. Every service route has it; routes added through
 // Mount should use it too.
 func (a *API) RequireAPIVersion(next http.Handler) http.Handler {
 	return a.requireAPIVersion(next)
@@ -172,8 +173,8 @@ func (a *API) RequireAPIVersion(next http.Handler) http.Handler {
 func (a *API) requireAPIVersion(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		v := r.URL.Query().Get("api-version")
-		if !slices.Contains(APIVersions, v) {
-			a.writeError(w, r, fmt.Errorf("%w: api-version %q is not supported; use one of %s", errBadRequest, v, strings.Join(APIVersions, ", ")))
+		if !dps.SupportedAPIVersion(v) {
+			a.writeError(w, r, fmt.Errorf("%w: api-version %q is not supported; use one of %s", errBadRequest, v, strings.Join(dps.APIVersions, ", ")))
 			return
 		}
 		next.ServeHTTP(w, r)

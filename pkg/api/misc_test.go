@@ -17,6 +17,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/store"
 	"github.com/zdps/zdps/pkg/store/memory"
@@ -215,8 +216,8 @@ func TestMount(t *testing.T) {
 	}
 	for _, path := range []string{"/0ne00ABC123/panic", "/0ne00ABC123/fail"} {
 		status, body = get(http.MethodGet, path)
-		var eb errorBody
-		if err := json.Unmarshal(body, &eb); err != nil || status != 500 || eb.ErrorCode != codeInternal || eb.Message != msgInternal {
+		var eb dps.ErrorBody
+		if err := json.Unmarshal(body, &eb); err != nil || status != 500 || eb.ErrorCode != dps.CodeInternal || eb.Message != msgInternal {
 			t.Errorf("%s: %d %s", path, status, body)
 		}
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/store"
 )
@@ -86,7 +87,7 @@ func TestEnrollmentCRUD(t *testing.T) {
 	// Stale If-Match (bare, as the Node SDK sends it): 412, nothing changed.
 	before := e.dump()
 	r = e.must(req{method: http.MethodPut, path: "/enrollments/dev-1", body: symEnrollment("dev-1"), header: map[string]string{"If-Match": got.ETag}}, http.StatusPreconditionFailed)
-	if eb := r.errBody(t); eb.ErrorCode != codePreconditionFailed {
+	if eb := r.errBody(t); eb.ErrorCode != dps.CodePreconditionFailed {
 		t.Errorf("errorCode %d", eb.ErrorCode)
 	}
 	// If-Match on a missing enrollment: 412, not a create.
@@ -99,7 +100,7 @@ func TestEnrollmentCRUD(t *testing.T) {
 	e.must(req{method: http.MethodDelete, path: "/enrollments/dev-1", header: map[string]string{"If-Match": got.ETag}}, http.StatusPreconditionFailed)
 	e.must(req{method: http.MethodDelete, path: "/enrollments/dev-1"}, http.StatusNoContent)
 	r = e.must(req{method: http.MethodGet, path: "/enrollments/dev-1"}, http.StatusNotFound)
-	if eb := r.errBody(t); eb.ErrorCode != codeNotFound {
+	if eb := r.errBody(t); eb.ErrorCode != dps.CodeNotFound {
 		t.Errorf("errorCode %d", eb.ErrorCode)
 	}
 	e.must(req{method: http.MethodDelete, path: "/enrollments/dev-1"}, http.StatusNotFound)
@@ -288,7 +289,7 @@ func TestQueryPaging(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := e.must(req{method: http.MethodPost, path: "/enrollments/query", body: tc.body, header: tc.header}, http.StatusBadRequest)
-			if eb := r.errBody(t); eb.ErrorCode != codeBadArgument {
+			if eb := r.errBody(t); eb.ErrorCode != dps.CodeBadArgument {
 				t.Errorf("errorCode %d", eb.ErrorCode)
 			}
 		})

@@ -8,10 +8,6 @@ import (
 	"net/url"
 )
 
-// backupUnsupportedCode is the errorCode of GET /backup on a server whose
-// store is not a bbolt file (pkg/api answers it).
-const backupUnsupportedCode = 400901
-
 // Backup is a snapshot of the server's store being downloaded: a bbolt file
 // image of exactly Size bytes. A body that ends early fails its Read with
 // io.ErrUnexpectedEOF.

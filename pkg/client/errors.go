@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/zdps/zdps/pkg/dps"
 )
 
 // Sentinel errors matched by *APIError through errors.Is.
@@ -67,7 +69,7 @@ func (e *APIError) Is(target error) bool {
 	case ErrUnauthorized:
 		return e.StatusCode == http.StatusUnauthorized || e.StatusCode == http.StatusForbidden
 	case ErrBackupUnsupported:
-		return e.StatusCode == http.StatusBadRequest && e.ErrorCode == backupUnsupportedCode
+		return e.StatusCode == http.StatusBadRequest && e.ErrorCode == dps.CodeBackupUnsupported
 	}
 	return false
 }

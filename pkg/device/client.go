@@ -19,7 +19,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/zdps/zdps/attestation/tpm"
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/sas"
 )
@@ -109,7 +109,7 @@ func New(cfg Config) (*Client, error) {
 	case len(cfg.GroupKey) > 0:
 		c.key = sas.DeriveDeviceKey(cfg.GroupKey, c.regID)
 	}
-	c.resource = url.QueryEscape(cfg.IDScope + "/registrations/" + c.regID)
+	c.resource = url.QueryEscape(dps.RegistrationResource(cfg.IDScope, c.regID))
 	if cfg.Payload != nil && !json.Valid(cfg.Payload) {
 		return nil, invalidConfig("Payload is not valid JSON")
 	}
@@ -235,14 +235,6 @@ func sleep(ctx context.Context, d time.Duration) error {
 	}
 }
 
-// registerBody is the DeviceRegistration the client sends.
-type registerBody struct {
-	RegistrationID string          `json:"registrationId"`
-	Payload        json.RawMessage `json:"payload,omitempty"`
-	CSR            string          `json:"csr,omitempty"`
-	TPM            *tpmBody        `json:"tpm,omitempty"`
-}
-
 // operationStatus is the RegistrationOperationStatus read from the
 // service; decoding is lenient (unknown fields are ignored).
 type operationStatus struct {
@@ -296,7 +288,7 @@ func (c *Client) Register(ctx context.Context) (*Result, error) {
 		}
 		priv, pub = k, k.Public()
 	}
-	body := registerBody{RegistrationID: c.regID, Payload: c.cfg.Payload, TPM: c.tpmBody()}
+	body := dps.DeviceRegistration{RegistrationID: c.regID, Payload: c.cfg.Payload, TPM: c.tpmBody()}
 	if len(csr) > 0 {
 		body.CSR = base64.StdEncoding.EncodeToString(csr)
 	}
@@ -670,6 +662,6 @@ func withEKCertificate(cfg Config) (json.RawMessage, error) {
 	if err != nil {
 		return nil, err
 	}
-	obj[tpm.PayloadEKCertificateField] = b
+	obj[dps.PayloadEKCertificateField] = b
 	return json.Marshal(obj)
 }

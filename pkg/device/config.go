@@ -10,15 +10,17 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/zdps/zdps/pkg/dps"
 )
 
 // API versions the client sends (docs/protocol.md#conventions).
 const (
 	// DefaultAPIVersion is sent when no CSR is sent.
-	DefaultAPIVersion = "2021-10-01"
+	DefaultAPIVersion = dps.DeviceAPIVersion
 	// CSRAPIVersion is the first version with the csr field; it is sent
 	// when a CSR is.
-	CSRAPIVersion = "2025-07-01-preview"
+	CSRAPIVersion = dps.CSRAPIVersion
 )
 
 // Defaults of Config.
@@ -71,7 +73,7 @@ type Config struct {
 	// TPM authenticates the device with its TPM (TPM attestation, the
 	// Azure flow: EK challenge, then a SAS signed by the TPM); *TPM over
 	// /dev/tpmrm0 or a simulator. RegistrationID defaults to the EK's
-	// (tpm.RegistrationID).
+	// (dps.TPMRegistrationID).
 	TPM TPMSecurity
 	// TPMEKCertificate is the TPM's EK certificate, DER (a zdps
 	// extension; real TPMs keep it in NV index 0x01c00002). It is sent

@@ -59,9 +59,8 @@
 //     the trust anchor it expects (for zdps, the instance's CA bundle)
 //     before relying on it.
 //
-// The package depends on the standard library, pkg/enrollment (status
-// names, registration ID rules), pkg/sas, and for TPM on go-tpm and
-// attestation/tpm (the blob framing and registration ID, shared with the
-// server on purpose: the TPM, not that code, checks the blob): no server
-// code.
+// The package depends on the standard library, pkg/dps (the wire
+// contract: the register body, API versions, the TPM registration ID and
+// activation-blob framing), pkg/enrollment (status names, registration ID
+// rules), pkg/sas, and for TPM on go-tpm: no server code.
 package device

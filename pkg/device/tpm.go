@@ -9,7 +9,7 @@ import (
 	"github.com/google/go-tpm/tpm2/transport"
 	"github.com/google/go-tpm/tpm2/transport/linuxtpm"
 
-	tpmatt "github.com/zdps/zdps/attestation/tpm"
+	"github.com/zdps/zdps/pkg/dps"
 )
 
 // Persistent handles the Azure device SDKs use, and so does TPM.
@@ -127,37 +127,37 @@ func (d *TPM) EndorsementKey() []byte { return append([]byte(nil), d.ek...) }
 func (d *TPM) StorageRootKey() []byte { return append([]byte(nil), d.srk...) }
 
 // RegistrationID is the default registration ID of this TPM
-// (tpm.RegistrationID of the EK).
-func (d *TPM) RegistrationID() string { return tpmatt.RegistrationID(d.ek) }
+// (dps.TPMRegistrationID of the EK).
+func (d *TPM) RegistrationID() string { return dps.TPMRegistrationID(d.ek) }
 
 // ActivateIdentityKey imports the key of an authenticationKey blob:
 // ActivateCredential with the EK (under a PolicySecret(endorsement)
 // session) releases the inner wrapping key bound to the SRK's Name; Import
 // under the SRK with that key; Load; persist at IdentityKeyHandle.
 func (d *TPM) ActivateIdentityKey(blob []byte) error {
-	parts, err := tpmatt.SplitActivationBlob(blob)
+	parts, err := dps.SplitActivationBlob(blob)
 	if err != nil {
 		return err
 	}
 	idObject, err := tpm2.Unmarshal[tpm2.TPM2BIDObject](parts.CredentialBlob)
 	if err != nil {
-		return fmt.Errorf("%w: credential blob: %v", tpmatt.ErrMalformed, err)
+		return fmt.Errorf("%w: credential blob: %v", dps.ErrMalformed, err)
 	}
 	credSeed, err := tpm2.Unmarshal[tpm2.TPM2BEncryptedSecret](parts.CredentialSeed)
 	if err != nil {
-		return fmt.Errorf("%w: credential seed: %v", tpmatt.ErrMalformed, err)
+		return fmt.Errorf("%w: credential seed: %v", dps.ErrMalformed, err)
 	}
 	dup, err := tpm2.Unmarshal[tpm2.TPM2BPrivate](parts.Duplicate)
 	if err != nil {
-		return fmt.Errorf("%w: duplicate: %v", tpmatt.ErrMalformed, err)
+		return fmt.Errorf("%w: duplicate: %v", dps.ErrMalformed, err)
 	}
 	dupSeed, err := tpm2.Unmarshal[tpm2.TPM2BEncryptedSecret](parts.DuplicateSeed)
 	if err != nil {
-		return fmt.Errorf("%w: duplicate seed: %v", tpmatt.ErrMalformed, err)
+		return fmt.Errorf("%w: duplicate seed: %v", dps.ErrMalformed, err)
 	}
 	pub, err := tpm2.Unmarshal[tpm2.TPM2BPublic](parts.Public)
 	if err != nil {
-		return fmt.Errorf("%w: key public area: %v", tpmatt.ErrMalformed, err)
+		return fmt.Errorf("%w: key public area: %v", dps.ErrMalformed, err)
 	}
 
 	d.mu.Lock()

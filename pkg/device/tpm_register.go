@@ -11,7 +11,7 @@ import (
 	"strconv"
 	"strings"
 
-	tpmatt "github.com/zdps/zdps/attestation/tpm"
+	"github.com/zdps/zdps/pkg/dps"
 )
 
 // TPM registration (docs/protocol.md#tpm-challenge), as the Azure SDKs run it:
@@ -25,17 +25,11 @@ import (
 //  4. On "assigned", ActivateIdentityKey(registrationState.tpm.
 //     authenticationKey): the key the device keeps.
 
-// tpmBody is the body's tpm object.
-type tpmBody struct {
-	EndorsementKey string `json:"endorsementKey"`
-	StorageRootKey string `json:"storageRootKey"`
-}
-
-func (c *Client) tpmBody() *tpmBody {
+func (c *Client) tpmBody() *dps.DeviceTPM {
 	if c.cfg.TPM == nil {
 		return nil
 	}
-	return &tpmBody{
+	return &dps.DeviceTPM{
 		EndorsementKey: base64.StdEncoding.EncodeToString(c.cfg.TPM.EndorsementKey()),
 		StorageRootKey: base64.StdEncoding.EncodeToString(c.cfg.TPM.StorageRootKey()),
 	}
@@ -120,4 +114,4 @@ func (c *Client) tpmAssigned(ans *answer) error {
 }
 
 // tpmRegistrationID is the default registration ID of a TPM device.
-func tpmRegistrationID(ek []byte) string { return tpmatt.RegistrationID(ek) }
+func tpmRegistrationID(ek []byte) string { return dps.TPMRegistrationID(ek) }

@@ -12,7 +12,6 @@ import (
 	"math"
 	"net/http"
 	"net/url"
-	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -21,6 +20,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/zdps/zdps/internal/ratelog"
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/store"
@@ -36,9 +36,6 @@ const (
 	// MaxRetryAfter is the largest Retry-After the C SDK honours.
 	MaxRetryAfter = 300 * time.Second
 )
-
-// APIVersions are the api-version values devices send (docs/protocol.md#conventions).
-var APIVersions = []string{"2019-03-31", "2021-06-01", "2021-10-01", "2025-07-01-preview"}
 
 // Provisioner is the pipeline the device API serves
 // (*provisioning.Service).
@@ -208,8 +205,8 @@ func (a *API) common(r *http.Request) (*provisioning.Request, error) {
 	if !strings.EqualFold(scope, a.cfg.IDScope) {
 		return nil, errScopeNotFound
 	}
-	if v := r.URL.Query().Get("api-version"); !slices.Contains(APIVersions, v) {
-		return nil, badRequest("api-version must be one of %s", strings.Join(APIVersions, ", "))
+	if v := r.URL.Query().Get("api-version"); !dps.SupportedAPIVersion(v) {
+		return nil, badRequest("api-version must be one of %s", strings.Join(dps.APIVersions, ", "))
 	}
 	regID, err := pathParam(r, "registrationId")
 	if err != nil {
@@ -302,15 +299,6 @@ func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	a.writeJSON(w, r, http.StatusOK, resultOf(rec, nil))
 }
 
-// errorBody is the DPS error format.
-type errorBody struct {
-	ErrorCode    int            `json:"errorCode"`
-	TrackingID   string         `json:"trackingId"`
-	Message      string         `json:"message"`
-	Info         map[string]any `json:"info"`
-	TimestampUTC string         `json:"timestampUtc"`
-}
-
 // trackingID is the outer router's request ID (pkg/api sets
 // x-ms-request-id), else a fresh one.
 func (a *API) trackingID(w http.ResponseWriter) string {
@@ -354,7 +342,7 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", a.retryAfter)
 	}
 	w.Header().Set("x-ms-error-code", strconv.Itoa(code))
-	a.writeJSON(w, r, status, errorBody{
+	a.writeJSON(w, r, status, dps.ErrorBody{
 		ErrorCode:    code,
 		TrackingID:   id,
 		Message:      msg,
@@ -369,7 +357,7 @@ func (a *API) writeJSON(w http.ResponseWriter, r *http.Request, status int, v an
 	b, err := json.Marshal(v)
 	if err != nil {
 		a.log.ErrorContext(r.Context(), "encode answer", "error", err)
-		b = []byte(fmt.Sprintf(`{"errorCode":%d,"message":%q}`, CodeInternal, msgInternal))
+		b = []byte(fmt.Sprintf(`{"errorCode":%d,"message":%q}`, dps.CodeInternal, msgInternal))
 		status = http.StatusInternalServerError
 	}
 	w.Header().Set("Content-Type", "application/json; charset=utf-8")

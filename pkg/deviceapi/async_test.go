@@ -11,6 +11,7 @@ import (
 
 	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/pkg/deviceapi"
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/provisioning"
 )
 
@@ -76,7 +77,7 @@ func TestSlowAllocation(t *testing.T) {
 		t.Fatalf("poll while assigning: %d %q %s", p.status, p.header.Get("Retry-After"), p.body)
 	}
 	other := s.register(t, "dev-1", auth, map[string]any{"registrationId": "dev-1", "payload": map[string]int{"v": 2}})
-	checkError(t, other, http.StatusTooManyRequests, deviceapi.CodeThrottled)
+	checkError(t, other, http.StatusTooManyRequests, dps.CodeThrottled)
 	if other.header.Get("Retry-After") != "1" {
 		t.Fatalf("429 without Retry-After: %v", other.header)
 	}
@@ -106,7 +107,7 @@ func TestSlowAllocation(t *testing.T) {
 		p := s.do(t, http.MethodGet, a.header.Get("Location"), auth, nil, nil)
 		got := decodeOp(t, p)
 		if p.status != http.StatusOK || got.Status != "failed" || got.OperationID == "" || got.RegistrationState == nil ||
-			got.RegistrationState.ErrorCode != provisioning.ErrorCodeAssignmentTimedOut || got.RegistrationState.ErrorMessage != provisioning.MessageAssignmentTimedOut {
+			got.RegistrationState.ErrorCode != dps.CodeAssignmentTimedOut || got.RegistrationState.ErrorMessage != provisioning.MessageAssignmentTimedOut {
 			t.Fatalf("poll after the deadline: %d %s", p.status, p.body)
 		}
 	})

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
 )
@@ -119,7 +120,7 @@ func (a *API) withBody(w http.ResponseWriter, r *http.Request, req *provisioning
 	if !required && len(strings.TrimSpace(string(body))) == 0 {
 		return nil
 	}
-	dr, err := DecodeDeviceRegistration(body)
+	dr, err := dps.DecodeDeviceRegistration(body)
 	if err != nil {
 		return &bodyError{kind: "body malformed", msg: strings.TrimPrefix(err.Error(), ErrBadRequest.Error()+": "), cause: err}
 	}

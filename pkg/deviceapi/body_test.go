@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/pkg/deviceapi"
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/provisioning"
 )
 
@@ -208,7 +209,7 @@ func TestClientGone(t *testing.T) {
 			t.Fatalf("attempt %d: %d %s", i, a.status, a.body)
 		}
 		if a.status != 200 {
-			checkError(t, a.answer, 400, deviceapi.CodeBadArgument)
+			checkError(t, a.answer, 400, dps.CodeBadArgument)
 			if !a.close {
 				t.Fatalf("attempt %d: no Connection: close", i)
 			}
@@ -224,7 +225,7 @@ func TestBodyFaultLogIsRateLimited(t *testing.T) {
 	path := "/" + idScope + "/registrations/dev-1/register?api-version=2021-06-01"
 	const n = 40
 	for range n {
-		checkError(t, s.do(t, http.MethodPut, path, "", []byte(`{"registrationId":`), nil), 400, deviceapi.CodeBadArgument)
+		checkError(t, s.do(t, http.MethodPut, path, "", []byte(`{"registrationId":`), nil), 400, dps.CodeBadArgument)
 	}
 	lines := strings.Count(s.logs.String(), `"msg":"device body refused"`)
 	if lines == 0 || lines >= n/2 {
@@ -301,7 +302,7 @@ func TestTrickledBody(t *testing.T) {
 			if a.none {
 				t.Fatal("no answer")
 			}
-			checkError(t, a.answer, 400, deviceapi.CodeBadArgument)
+			checkError(t, a.answer, 400, dps.CodeBadArgument)
 			if !a.close || a.took < bodyTimeout || a.took > bodyTimeout+3*time.Second || i >= len(body) {
 				t.Fatalf("answered after %s and %d of %d bytes, Connection: close %v; want about %s, close", a.took, i, len(body), a.close, bodyTimeout)
 			}

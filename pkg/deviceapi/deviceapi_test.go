@@ -34,6 +34,7 @@ import (
 	"github.com/zdps/zdps/pkg/api"
 	"github.com/zdps/zdps/pkg/ca"
 	"github.com/zdps/zdps/pkg/deviceapi"
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/provisioning/caissuer"
@@ -390,7 +391,7 @@ func TestRegisterWithCSR(t *testing.T) {
 			certs := s.count(t, revocation.BucketCertificates)
 			a := s.register(t, "dev-1", auth, map[string]any{"registrationId": "dev-1", "csr": tc.csr, "payload": map[string]any{"model": "m1"}})
 			if tc.wantHTTP != 200 {
-				checkError(t, a, tc.wantHTTP, deviceapi.CodeBadArgument)
+				checkError(t, a, tc.wantHTTP, dps.CodeBadArgument)
 				if s.count(t, revocation.BucketCertificates) != certs {
 					t.Fatal("a refused CSR stored a certificate")
 				}
@@ -584,7 +585,7 @@ func TestBadRequests(t *testing.T) {
 func TestNonASCIIRegistrationID(t *testing.T) {
 	s := newServer(t, options{})
 	a := s.do(t, http.MethodPut, "/"+idScope+"/registrations/"+url.PathEscape("dév-☃")+"/register?api-version=2021-06-01", "", []byte(`{"registrationId":"dév-☃"}`), nil)
-	checkError(t, a, 400, deviceapi.CodeBadArgument)
+	checkError(t, a, 400, dps.CodeBadArgument)
 	if msg := a.json(t)["message"].(string); !strings.Contains(msg, `character 'é' at position 2`) {
 		t.Fatalf("message %q", msg)
 	}

@@ -5,21 +5,10 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/store"
-)
-
-// DPS error codes of the device API (6 digits: the HTTP status and a
-// detail). 400004, 401002, 404201 and 429001 are the values Azure answers.
-const (
-	CodeBadArgument  = 400004
-	CodeUnauthorized = 401002
-	CodeNotFound     = 404201
-	CodeTooLarge     = 413004
-	CodeThrottled    = 429001
-	CodeInternal     = 500000
-	CodeUnavailable  = 503000
 )
 
 var (
@@ -45,19 +34,19 @@ func classify(err error) (status, code int, msg string) {
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge), errors.Is(err, errTooLarge):
-		return http.StatusRequestEntityTooLarge, CodeTooLarge, "The request body is too large."
+		return http.StatusRequestEntityTooLarge, dps.CodeTooLarge, "The request body is too large."
 	case errors.Is(err, provisioning.ErrUnauthorized):
-		return http.StatusUnauthorized, CodeUnauthorized, msgUnauthorized
+		return http.StatusUnauthorized, dps.CodeUnauthorized, msgUnauthorized
 	case errors.Is(err, errScopeNotFound):
-		return http.StatusNotFound, CodeNotFound, "No provisioning service with this ID scope."
+		return http.StatusNotFound, dps.CodeNotFound, "No provisioning service with this ID scope."
 	case errors.Is(err, provisioning.ErrNotFound):
-		return http.StatusNotFound, CodeNotFound, "Not found."
+		return http.StatusNotFound, dps.CodeNotFound, "Not found."
 	case errors.Is(err, provisioning.ErrInvalid), errors.Is(err, ErrBadRequest), errors.Is(err, enrollment.ErrInvalid):
-		return http.StatusBadRequest, CodeBadArgument, err.Error()
+		return http.StatusBadRequest, dps.CodeBadArgument, err.Error()
 	case errors.Is(err, provisioning.ErrThrottled):
-		return http.StatusTooManyRequests, CodeThrottled, msgThrottled
+		return http.StatusTooManyRequests, dps.CodeThrottled, msgThrottled
 	case errors.Is(err, store.ErrClosed), errors.Is(err, store.ErrBusy), errors.Is(err, context.DeadlineExceeded):
-		return http.StatusServiceUnavailable, CodeUnavailable, msgUnavailable
+		return http.StatusServiceUnavailable, dps.CodeUnavailable, msgUnavailable
 	}
-	return http.StatusInternalServerError, CodeInternal, msgInternal
+	return http.StatusInternalServerError, dps.CodeInternal, msgInternal
 }

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/store"
 )
@@ -19,12 +20,12 @@ func TestClassifyTransient(t *testing.T) {
 		status int
 		code   int
 	}{
-		{fmt.Errorf("postgres: transaction kept conflicting: %w", store.ErrBusy), http.StatusServiceUnavailable, CodeUnavailable},
-		{store.ErrClosed, http.StatusServiceUnavailable, CodeUnavailable},
-		{context.DeadlineExceeded, http.StatusServiceUnavailable, CodeUnavailable},
-		{fmt.Errorf("%w: revocation pending", provisioning.ErrThrottled), http.StatusTooManyRequests, CodeThrottled},
-		{fmt.Errorf("%w: no enrollment", provisioning.ErrUnauthorized), http.StatusUnauthorized, CodeUnauthorized},
-		{errors.New("disk on fire"), http.StatusInternalServerError, CodeInternal},
+		{fmt.Errorf("postgres: transaction kept conflicting: %w", store.ErrBusy), http.StatusServiceUnavailable, dps.CodeUnavailable},
+		{store.ErrClosed, http.StatusServiceUnavailable, dps.CodeUnavailable},
+		{context.DeadlineExceeded, http.StatusServiceUnavailable, dps.CodeUnavailable},
+		{fmt.Errorf("%w: revocation pending", provisioning.ErrThrottled), http.StatusTooManyRequests, dps.CodeThrottled},
+		{fmt.Errorf("%w: no enrollment", provisioning.ErrUnauthorized), http.StatusUnauthorized, dps.CodeUnauthorized},
+		{errors.New("disk on fire"), http.StatusInternalServerError, dps.CodeInternal},
 	}
 	for _, tc := range tests {
 		if status, code, _ := classify(tc.err); status != tc.status || code != tc.code {

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/provisioning"
 )
 
@@ -26,7 +27,7 @@ func (a *API) writeChallenge(w http.ResponseWriter, r *http.Request, err error) 
 		return false
 	}
 	a.trackingID(w)
-	w.Header().Set("x-ms-error-code", strconv.Itoa(CodeUnauthorized))
+	w.Header().Set("x-ms-error-code", strconv.Itoa(dps.CodeUnauthorized))
 	a.writeJSON(w, r, http.StatusUnauthorized, tpmChallenge{
 		AuthenticationKey: ch.AuthenticationKey,
 		KeyName:           "registration",

@@ -8,6 +8,7 @@ import (
 	"strings"
 
 	"github.com/zdps/zdps/allocation"
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/store"
 )
@@ -214,7 +215,7 @@ func (s *Service) failAllocation(ctx context.Context, log interface {
 	WarnContext(context.Context, string, ...any)
 }, opID string, req *Request, cause error) (*enrollment.Operation, error) {
 	op := s.newOperation(opID, req.RegistrationID, enrollment.RegistrationFailed)
-	op.ErrorCode = ErrorCodeAllocationFailed
+	op.ErrorCode = dps.CodeAllocationFailed
 	op.ErrorMessage = allocationMessage(cause)
 	op.Registration = &enrollment.Registration{RegistrationID: req.RegistrationID, Status: enrollment.RegistrationFailed, ErrorCode: op.ErrorCode, ErrorMessage: op.ErrorMessage}
 	if err := s.finalOperation(ctx, op); err != nil {

@@ -13,6 +13,7 @@ import (
 	"github.com/zdps/zdps/allocation/custom"
 	"github.com/zdps/zdps/allocation/hashed"
 	"github.com/zdps/zdps/allocation/static"
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/store"
@@ -88,7 +89,7 @@ func TestCapacityAndHealth(t *testing.T) {
 			for i := range 5 {
 				op := register(t, svc, fmt.Sprintf("new-%d", i), "group:g")
 				if tc.wantHub == "" {
-					if op.Status != enrollment.RegistrationFailed || op.ErrorCode != provisioning.ErrorCodeAllocationFailed {
+					if op.Status != enrollment.RegistrationFailed || op.ErrorCode != dps.CodeAllocationFailed {
 						t.Fatalf("op = %+v, want failed", op)
 					}
 					t.Logf("message: %s", op.ErrorMessage)
@@ -178,7 +179,7 @@ func TestCustomWebhookFailureReachesDevice(t *testing.T) {
 	e.group(t, &enrollment.EnrollmentGroup{EnrollmentGroupID: "c", Spec: enrollment.Spec{AllocationPolicy: enrollment.PolicyCustom, CustomAllocationDefinition: &enrollment.CustomAllocationDefinition{WebhookURL: srv.URL}}})
 	op := register(t, svc, "dev-1", "group:c")
 	want := "allocation failed: " + (&custom.WebhookError{Kind: custom.KindStatus, StatusCode: 500, Attempts: 3}).Error()
-	if op.Status != enrollment.RegistrationFailed || op.ErrorCode != provisioning.ErrorCodeAllocationFailed || op.ErrorMessage != want {
+	if op.Status != enrollment.RegistrationFailed || op.ErrorCode != dps.CodeAllocationFailed || op.ErrorMessage != want {
 		t.Fatalf("op = %+v\nwant message %q", op, want)
 	}
 }

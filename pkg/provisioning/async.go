@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/store"
 )
@@ -45,7 +46,7 @@ import (
 // Replicas. Everything a poll needs is in the store: any replica answers
 // it. If the replica doing the work dies, the operation stays assigning
 // until its Deadline; the first poll (or register of the same device)
-// after it replaces it by failed (errorCode ErrorCodeAssignmentTimedOut)
+// after it replaces it by failed (errorCode dps.CodeAssignmentTimedOut)
 // with a compare-and-swap, and a later register starts over. The run
 // itself refuses to commit after the deadline.
 //
@@ -60,26 +61,18 @@ import (
 // hold their request, so a device can only have as many as it has open
 // requests.
 
-// DPS errorCodes of operations that fail in the background. 401002,
-// 400004 and 500000 are those the device API answers for the same faults
-// within a request.
-const (
-	// ErrorCodeAssignmentTimedOut: the registration did not complete
-	// before its deadline (the replica running it died or the allocation
-	// took longer than AssignTimeout). The device should register again.
-	ErrorCodeAssignmentTimedOut = 408001
-	ErrorCodeUnauthorized       = 401002
-	ErrorCodeInvalid            = 400004
-	ErrorCodeInternal           = 500000
-	ErrorCodeUnavailable        = 503000
-	ErrorCodeThrottled          = 429001
-)
+// Operations that fail in the background end with the errorCode the
+// device API answers for the same fault within a request (pkg/dps):
+// CodeUnauthorized, CodeBadArgument, CodeInternal, CodeUnavailable,
+// CodeThrottled, or CodeAssignmentTimedOut when the run did not complete
+// before its deadline (the replica running it died or the allocation took
+// longer than AssignTimeout): the device should register again.
 
 // OutcomeAssigning is logged when a registration continues in the
 // background.
 const OutcomeAssigning = "assigning"
 
-// MessageAssignmentTimedOut is the errorMessage of ErrorCodeAssignmentTimedOut.
+// MessageAssignmentTimedOut is the errorMessage of dps.CodeAssignmentTimedOut.
 const MessageAssignmentTimedOut = "assignment did not complete in time; register again"
 
 var (
@@ -306,7 +299,7 @@ func (s *Service) expire(ctx context.Context, op *enrollment.Operation) (*enroll
 			out = cur
 			return nil
 		}
-		f := s.failedOperation(cur.OperationID, cur.RegistrationID, ErrorCodeAssignmentTimedOut, MessageAssignmentTimedOut)
+		f := s.failedOperation(cur.OperationID, cur.RegistrationID, dps.CodeAssignmentTimedOut, MessageAssignmentTimedOut)
 		f.ExpiresAt = cur.ExpiresAt
 		if _, err := ops.Put(ctx, f, store.Condition{IfMatch: cur.ETag}); err != nil {
 			return err
@@ -317,7 +310,7 @@ func (s *Service) expire(ctx context.Context, op *enrollment.Operation) (*enroll
 	if err != nil {
 		return nil, fmt.Errorf("provisioning: close expired operation: %w", err)
 	}
-	if out.Status == enrollment.RegistrationFailed && out.ErrorCode == ErrorCodeAssignmentTimedOut {
+	if out.Status == enrollment.RegistrationFailed && out.ErrorCode == dps.CodeAssignmentTimedOut {
 		s.log.WarnContext(ctx, "registration failed", "registration_id", out.RegistrationID, "operation_id", out.OperationID,
 			"outcome", OutcomeFailed, "reason", MessageAssignmentTimedOut)
 	}
@@ -392,22 +385,22 @@ func (s *Service) finalOperation(ctx context.Context, o *enrollment.Operation) e
 // settle stores the failure of a run whose request no longer waits: the
 // device learns it by polling.
 func (s *Service) settle(ctx context.Context, log *slog.Logger, opID string, req *Request, err error) {
-	code, msg := ErrorCodeInternal, "internal error while assigning; register again"
+	code, msg := dps.CodeInternal, "internal error while assigning; register again"
 	switch {
 	case errors.Is(err, errAssignTimeout), errors.Is(err, context.DeadlineExceeded):
-		code, msg = ErrorCodeAssignmentTimedOut, MessageAssignmentTimedOut
+		code, msg = dps.CodeAssignmentTimedOut, MessageAssignmentTimedOut
 	case errors.Is(err, ErrUnauthorized):
-		code, msg = ErrorCodeUnauthorized, "registration refused: unauthorized"
+		code, msg = dps.CodeUnauthorized, "registration refused: unauthorized"
 	case errors.Is(err, ErrInvalid):
 		// Refusal reasons are constants chosen by code, safe to answer.
-		code, msg = ErrorCodeInvalid, "registration refused: invalid request"
+		code, msg = dps.CodeBadArgument, "registration refused: invalid request"
 		if r := ReasonOf(err); r != "" {
 			msg = "registration refused: " + r
 		}
 	case errors.Is(err, ErrThrottled):
-		code, msg = ErrorCodeThrottled, "registration refused for now; register again later"
+		code, msg = dps.CodeThrottled, "registration refused for now; register again later"
 	case errors.Is(err, store.ErrBusy):
-		code, msg = ErrorCodeUnavailable, "service busy; register again"
+		code, msg = dps.CodeUnavailable, "service busy; register again"
 	case errors.Is(err, errOperationClosed):
 		return // a poll closed it after its deadline
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/allocation/hashed"
 	"github.com/zdps/zdps/internal/revocation"
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/provisioning/caissuer"
@@ -285,7 +286,7 @@ func TestRegisterAsyncDeadline(t *testing.T) {
 			switch tc.closer {
 			case "poll":
 				got := poll(t, other, req, op.OperationID)
-				if got.Status != enrollment.RegistrationFailed || got.ErrorCode != provisioning.ErrorCodeAssignmentTimedOut || got.ErrorMessage != provisioning.MessageAssignmentTimedOut {
+				if got.Status != enrollment.RegistrationFailed || got.ErrorCode != dps.CodeAssignmentTimedOut || got.ErrorMessage != provisioning.MessageAssignmentTimedOut {
 					t.Fatalf("poll after the deadline: %+v", got)
 				}
 			case "register":
@@ -296,7 +297,7 @@ func TestRegisterAsyncDeadline(t *testing.T) {
 			gate.open() // the late run: it must not commit
 			wait(t, dead)
 			got := poll(t, other, req, op.OperationID)
-			if got.Status != enrollment.RegistrationFailed || got.ErrorCode != provisioning.ErrorCodeAssignmentTimedOut {
+			if got.Status != enrollment.RegistrationFailed || got.ErrorCode != dps.CodeAssignmentTimedOut {
 				t.Fatalf("operation after the late run: %+v", got)
 			}
 			if again == nil {
@@ -386,8 +387,8 @@ func TestRegisterAsyncFailures(t *testing.T) {
 		csrCN    string
 		wantCode int
 	}{
-		{"allocation fails", fmt.Errorf("%w: webhook says no", allocation.ErrPolicyFailed), "dev-1", provisioning.ErrorCodeAllocationFailed},
-		{"CSR refused", nil, "dev-2", provisioning.ErrorCodeInvalid},
+		{"allocation fails", fmt.Errorf("%w: webhook says no", allocation.ErrPolicyFailed), "dev-1", dps.CodeAllocationFailed},
+		{"CSR refused", nil, "dev-2", dps.CodeBadArgument},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

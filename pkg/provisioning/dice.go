@@ -5,21 +5,15 @@ import (
 	"fmt"
 	"log/slog"
 
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
-
-// ErrorCodeFirmwarePolicy is the DPS errorCode of a registration that the
-// enrollment's DICE firmware policy refused (a zdps code: Azure DPS has no
-// firmware policy). The answer is status failed, not 401: the device did
-// prove its identity, and, as for a disabled enrollment, it is told what
-// refused it; errorMessage names the layer and the measurement.
-const ErrorCodeFirmwarePolicy = 403010
 
 // DICE handling in the pipeline (the X.509 attestor fills
 // Identity.DICE and Identity.FirmwareViolation from the verified chain):
 //
 //   - a firmware policy violation ends the registration with status
-//     failed, ErrorCodeFirmwarePolicy and the violation as errorMessage;
+//     failed, dps.CodeFirmwarePolicy and the violation as errorMessage;
 //     like every failed outcome it stores only its operation, so the
 //     device's earlier record (hub, measurements) is untouched;
 //   - the record keeps the DICE state of the last successful
@@ -40,7 +34,7 @@ func (s *Service) refuseFirmware(ctx context.Context, log *slog.Logger, opID str
 		return nil, nil
 	}
 	op := s.newOperation(opID, req.RegistrationID, enrollment.RegistrationFailed)
-	op.ErrorCode = ErrorCodeFirmwarePolicy
+	op.ErrorCode = dps.CodeFirmwarePolicy
 	op.ErrorMessage = id.FirmwareViolation
 	op.Registration = &enrollment.Registration{RegistrationID: req.RegistrationID, Status: enrollment.RegistrationFailed, ErrorCode: op.ErrorCode, ErrorMessage: op.ErrorMessage}
 	if err := s.saveOperation(ctx, op); err != nil {

@@ -39,7 +39,7 @@
 // answers an assigning operation and completes in the background under
 // the same operation ID, bounded by Config.AssignTimeout. Polls read the
 // store, so any replica answers them; an operation still assigning after
-// its deadline answers failed (ErrorCodeAssignmentTimedOut), and the late
+// its deadline answers failed (dps.CodeAssignmentTimedOut), and the late
 // run can no longer commit. A device registering again while its
 // operation is assigning joins it (same request) or is throttled
 // (ErrThrottled). Wait lets a graceful shutdown finish the runs. See

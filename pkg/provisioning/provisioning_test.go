@@ -22,6 +22,7 @@ import (
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/testbackend"
 	"github.com/zdps/zdps/pkg/ca"
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/provisioning/caissuer"
@@ -259,7 +260,7 @@ func TestRegisterAllocation(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.wantFail {
-				if op.Status != enrollment.RegistrationFailed || op.ErrorCode != provisioning.ErrorCodeAllocationFailed || op.ErrorMessage == "" {
+				if op.Status != enrollment.RegistrationFailed || op.ErrorCode != dps.CodeAllocationFailed || op.ErrorMessage == "" {
 					t.Fatalf("op = %+v, want failed", op)
 				}
 				if n := count(t, e.st.Backend, store.BucketRegistrations); n != 0 {

@@ -22,11 +22,6 @@ import (
 // room for a device that lost power mid-registration.
 const DefaultOperationTTL = 24 * time.Hour
 
-// ErrorCodeAllocationFailed is the DPS errorCode of a registration whose
-// allocation failed (Azure answers 400209 when a custom allocation fails;
-// zdps uses it for every allocation failure).
-const ErrorCodeAllocationFailed = 400209
-
 // Config configures the pipeline. Store, Attestors, Allocator and Logger
 // are required.
 type Config struct {

@@ -15,7 +15,7 @@ import (
 // unexpired, else ErrNotFound: an operation ID of another device gets the
 // same answer as one that never existed. An operation still assigning
 // after its deadline is answered, and stored, as failed with
-// ErrorCodeAssignmentTimedOut.
+// dps.CodeAssignmentTimedOut.
 func (s *Service) OperationStatus(ctx context.Context, req *Request, operationID string) (op *enrollment.Operation, err error) {
 	log := s.log
 	if req != nil {

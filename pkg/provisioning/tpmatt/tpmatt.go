@@ -19,6 +19,7 @@ import (
 
 	"github.com/zdps/zdps/attestation/tpm"
 	"github.com/zdps/zdps/internal/sweep"
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/sas"
@@ -339,7 +340,7 @@ func (a *Attestor) verify(ctx context.Context, req *provisioning.Request, e *enr
 	if err != nil {
 		return nil, refuse("malformed SAS token")
 	}
-	if !strings.EqualFold(res, req.IDScope+"/registrations/"+req.RegistrationID) {
+	if !strings.EqualFold(res, dps.RegistrationResource(req.IDScope, req.RegistrationID)) {
 		return nil, refuse("SAS token is for another resource")
 	}
 	now := a.cfg.Now().UTC()

@@ -19,6 +19,7 @@ import (
 	"github.com/zdps/zdps/attestation/dice/dicesim"
 	x509v "github.com/zdps/zdps/attestation/x509"
 	"github.com/zdps/zdps/internal/testbackend"
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/provisioning/x509att"
@@ -146,8 +147,8 @@ func TestDICEVectors(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if op.Status != enrollment.RegistrationFailed || op.ErrorCode != provisioning.ErrorCodeFirmwarePolicy || !strings.Contains(op.ErrorMessage, v.Reason) {
-					t.Fatalf("want failed %d containing %q, got %s %d %q", provisioning.ErrorCodeFirmwarePolicy, v.Reason, op.Status, op.ErrorCode, op.ErrorMessage)
+				if op.Status != enrollment.RegistrationFailed || op.ErrorCode != dps.CodeFirmwarePolicy || !strings.Contains(op.ErrorMessage, v.Reason) {
+					t.Fatalf("want failed %d containing %q, got %s %d %q", dps.CodeFirmwarePolicy, v.Reason, op.Status, op.ErrorCode, op.ErrorMessage)
 				}
 				if _, err := e.st.Registrations.Get(ctx, regID); !errors.Is(err, store.ErrNotFound) {
 					t.Fatalf("a refused device has a record (%v)", err)

@@ -1,4 +1,4 @@
-package deviceapi_test
+package dps_test
 
 import (
 	"bytes"
@@ -7,7 +7,7 @@ import (
 	"reflect"
 	"testing"
 
-	"github.com/zdps/zdps/pkg/deviceapi"
+	"github.com/zdps/zdps/pkg/dps"
 )
 
 // FuzzDecodeDeviceRegistration: the decoder never panics, refuses with
@@ -27,9 +27,9 @@ func FuzzDecodeDeviceRegistration(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
-		dr, err := deviceapi.DecodeDeviceRegistration(body)
+		dr, err := dps.DecodeDeviceRegistration(body)
 		if err != nil {
-			if !errors.Is(err, deviceapi.ErrBadRequest) {
+			if !errors.Is(err, dps.ErrBadRequest) {
 				t.Fatalf("error %v does not wrap ErrBadRequest", err)
 			}
 			if dr != nil {
@@ -44,12 +44,12 @@ func FuzzDecodeDeviceRegistration(f *testing.F) {
 		if err != nil {
 			t.Fatalf("accepted value does not encode: %v", err)
 		}
-		again, err := deviceapi.DecodeDeviceRegistration(b)
+		again, err := dps.DecodeDeviceRegistration(b)
 		if err != nil {
 			t.Fatalf("own encoding %s refused: %v", b, err)
 		}
 		// encoding/json compacts RawMessage on output; compare compacted.
-		norm := func(d *deviceapi.DeviceRegistration) {
+		norm := func(d *dps.DeviceRegistration) {
 			if d.Payload != nil {
 				var c bytes.Buffer
 				if err := json.Compact(&c, d.Payload); err != nil {
