@@ -38,7 +38,9 @@ const (
 )
 
 // Provisioner is the pipeline the device API serves
-// (*provisioning.Service).
+// (*provisioning.Service). OperationStatus may return an assigning
+// operation together with an error (a *provisioning.ThrottledError): the
+// answer is then 202 with that error's Retry-After.
 type Provisioner interface {
 	Register(ctx context.Context, req *provisioning.Request) (*enrollment.Operation, error)
 	OperationStatus(ctx context.Context, req *provisioning.Request, operationID string) (*enrollment.Operation, error)
@@ -147,7 +149,7 @@ func New(cfg Config) (*API, error) {
 		log:        cfg.Logger,
 		now:        cfg.Now,
 		rand:       cfg.Rand,
-		retryAfter: strconv.Itoa(int(math.Ceil(cfg.RetryAfter.Seconds()))),
+		retryAfter: retryAfterSeconds(cfg.RetryAfter, 0),
 		bodyLog:    ratelog.New(cfg.Logger, bodyLogLines, bodyLogInterval),
 	}, nil
 }
@@ -270,6 +272,13 @@ func (a *API) operation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	op, err := a.svc.OperationStatus(r.Context(), req, opID)
+	if err != nil && op != nil && op.Status == enrollment.RegistrationAssigning {
+		// A throttled poll of an operation still assigning: the usual
+		// 202, told to come back when the poll limit admits it.
+		w.Header().Set("Retry-After", retryAfterSeconds(provisioning.RetryAfterOf(err), MaxRetryAfter))
+		a.writeJSON(w, r, http.StatusAccepted, operationStatus(op))
+		return
+	}
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -338,7 +347,10 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case status >= 500:
 		a.log.ErrorContext(r.Context(), "device request failed", "tracking_id", id, "status", status, "error", err)
 	}
-	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+	switch d := provisioning.RetryAfterOf(err); {
+	case status == http.StatusTooManyRequests && d > 0:
+		w.Header().Set("Retry-After", retryAfterSeconds(d, 0))
+	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", a.retryAfter)
 	}
 	w.Header().Set("x-ms-error-code", strconv.Itoa(code))
@@ -349,6 +361,15 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		Info:         map[string]any{},
 		TimestampUTC: a.now().UTC().Format(time.RFC3339Nano),
 	})
+}
+
+// retryAfterSeconds is d in whole seconds, rounded up, at least 1 and,
+// when limit is set, at most limit.
+func retryAfterSeconds(d, limit time.Duration) string {
+	if limit > 0 {
+		d = min(d, limit)
+	}
+	return strconv.FormatInt(max(1, int64(math.Ceil(d.Seconds()))), 10)
 }
 
 // writeJSON answers with the content type the Node SDK needs to parse a

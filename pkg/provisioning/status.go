@@ -16,6 +16,13 @@ import (
 // same answer as one that never existed. An operation still assigning
 // after its deadline is answered, and stored, as failed with
 // dps.CodeAssignmentTimedOut.
+//
+// Polls count against Config.Limits.Poll once the device authenticated.
+// A throttled poll returns a *ThrottledError; when the operation is still
+// assigning, it returns the operation too, and the transport answers the
+// usual 202 with Retry-After set to the error's interval instead of 429:
+// the Node.js SDK over HTTPS gives up on a 429 poll, and a device that
+// waits as told loses nothing.
 func (s *Service) OperationStatus(ctx context.Context, req *Request, operationID string) (op *enrollment.Operation, err error) {
 	log := s.log
 	if req != nil {
@@ -30,18 +37,16 @@ func (s *Service) OperationStatus(ctx context.Context, req *Request, operationID
 	if err != nil {
 		return nil, err
 	}
-	if operationID == "" || len(operationID) > 128 {
-		return nil, fmt.Errorf("%w: operation", ErrNotFound)
+	throttled := s.checkPoll(id.RegistrationID)
+	op, err = s.operationOf(ctx, id, operationID)
+	if throttled != nil {
+		if err == nil && op.Status == enrollment.RegistrationAssigning && !s.pastDeadline(op) {
+			return op, throttled
+		}
+		return nil, throttled
 	}
-	op, err = s.ops.Get(ctx, operationID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return nil, fmt.Errorf("%w: operation", ErrNotFound)
-	case err != nil:
-		return nil, fmt.Errorf("provisioning: read operation: %w", err)
-	}
-	if enrollment.Key(op.RegistrationID) != enrollment.Key(id.RegistrationID) || !s.now().Before(op.ExpiresAt) {
-		return nil, fmt.Errorf("%w: operation", ErrNotFound)
+	if err != nil {
+		return nil, err
 	}
 	if s.pastDeadline(op) {
 		// The replica running it died or it ran out of time: close it as
@@ -51,11 +56,31 @@ func (s *Service) OperationStatus(ctx context.Context, req *Request, operationID
 	return op, nil
 }
 
+// operationOf reads the unexpired operation operationID of the attested
+// device, else ErrNotFound.
+func (s *Service) operationOf(ctx context.Context, id *Identity, operationID string) (*enrollment.Operation, error) {
+	if operationID == "" || len(operationID) > 128 {
+		return nil, fmt.Errorf("%w: operation", ErrNotFound)
+	}
+	op, err := s.ops.Get(ctx, operationID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return nil, fmt.Errorf("%w: operation", ErrNotFound)
+	case err != nil:
+		return nil, fmt.Errorf("provisioning: read operation: %w", err)
+	}
+	if enrollment.Key(op.RegistrationID) != enrollment.Key(id.RegistrationID) || !s.now().Before(op.ExpiresAt) {
+		return nil, fmt.Errorf("%w: operation", ErrNotFound)
+	}
+	return op, nil
+}
+
 // Status answers the device's status lookup (POST
 // /{idScope}/registrations/{registrationId}): the device authenticates as
 // for register and gets its registration record, or ErrNotFound when it
 // has none. The record never carries certificates (only their serials,
-// which the transport does not answer).
+// which the transport does not answer). Lookups count against
+// Config.Limits.Poll, as polls do.
 func (s *Service) Status(ctx context.Context, req *Request) (rec *enrollment.Registration, err error) {
 	log := s.log
 	if req != nil {
@@ -68,6 +93,9 @@ func (s *Service) Status(ctx context.Context, req *Request) (rec *enrollment.Reg
 	}()
 	id, err := s.attest(ctx, req)
 	if err != nil {
+		return nil, err
+	}
+	if err := s.checkPoll(id.RegistrationID); err != nil {
 		return nil, err
 	}
 	rec, err = s.st.Registrations.Get(ctx, id.RegistrationID)
