@@ -38,9 +38,8 @@ const (
 )
 
 // Provisioner is the pipeline the device API serves
-// (*provisioning.Service). OperationStatus may return an assigning
-// operation together with an error (a *provisioning.ThrottledError): the
-// answer is then 202 with that error's Retry-After.
+// (*provisioning.Service). The RetryAfter of an assigning operation
+// OperationStatus returns raises the 202's Retry-After.
 type Provisioner interface {
 	Register(ctx context.Context, req *provisioning.Request) (*enrollment.Operation, error)
 	OperationStatus(ctx context.Context, req *provisioning.Request, operationID string) (*enrollment.Operation, error)
@@ -272,19 +271,17 @@ func (a *API) operation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	op, err := a.svc.OperationStatus(r.Context(), req, opID)
-	if err != nil && op != nil && op.Status == enrollment.RegistrationAssigning {
-		// A throttled poll of an operation still assigning: the usual
-		// 202, told to come back when the poll limit admits it.
-		w.Header().Set("Retry-After", retryAfterSeconds(provisioning.RetryAfterOf(err), MaxRetryAfter))
-		a.writeJSON(w, r, http.StatusAccepted, operationStatus(op))
-		return
-	}
 	if err != nil {
 		a.writeError(w, r, err)
 		return
 	}
 	if op.Status == enrollment.RegistrationAssigning {
-		w.Header().Set("Retry-After", a.retryAfter)
+		// Not before the poll limit admits the next poll (op.RetryAfter).
+		ra := a.retryAfter
+		if op.RetryAfter > a.cfg.RetryAfter {
+			ra = retryAfterSeconds(op.RetryAfter, MaxRetryAfter)
+		}
+		w.Header().Set("Retry-After", ra)
 		a.writeJSON(w, r, http.StatusAccepted, operationStatus(op))
 		return
 	}

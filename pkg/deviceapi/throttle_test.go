@@ -13,7 +13,8 @@ import (
 // TestThrottledAnswers: a throttled request is 429, errorCode 429001, the
 // DPS error body and an integer Retry-After from the limit (whole seconds,
 // rounded up, at least 1), except a throttled poll of an operation still
-// assigning, which is the usual 202 with that Retry-After.
+// assigning, which is the usual 202 with that Retry-After (and so is the
+// admitted poll before it).
 func TestThrottledAnswers(t *testing.T) {
 	auth := token(t, key(t, primaryKey), "dev-1", time.Now().Add(time.Hour))
 	body := map[string]any{"registrationId": "dev-1"}
@@ -57,8 +58,14 @@ func TestThrottledAnswers(t *testing.T) {
 				send = func() answer { return s.do(t, http.MethodGet, loc, auth, nil, nil) }
 			}
 			for i := range tc.admitted {
-				if a := send(); a.status >= 300 {
+				a := send()
+				if a.status >= 300 {
 					t.Fatalf("request %d: %d %s", i, a.status, a.body)
+				}
+				// The last admitted poll of an assigning operation already
+				// says when the next one is admitted.
+				if tc.kind == "poll-assigning" && i == tc.admitted-1 && a.header.Get("Retry-After") != tc.wantRetry {
+					t.Fatalf("admitted poll %d: Retry-After %q, want %q", i, a.header.Get("Retry-After"), tc.wantRetry)
 				}
 			}
 			a := send()

@@ -17,12 +17,14 @@ import (
 // after its deadline is answered, and stored, as failed with
 // dps.CodeAssignmentTimedOut.
 //
-// Polls count against Config.Limits.Poll once the device authenticated.
-// A throttled poll returns a *ThrottledError; when the operation is still
-// assigning, it returns the operation too, and the transport answers the
-// usual 202 with Retry-After set to the error's interval instead of 429:
-// the Node.js SDK over HTTPS gives up on a 429 poll, and a device that
-// waits as told loses nothing.
+// Polls count against Config.Limits.Poll once the device authenticated;
+// a throttled poll returns a *ThrottledError (429). A poll of an
+// operation still assigning is never refused: a throttled one answers
+// the operation as usual, and every answer of an assigning operation
+// carries in RetryAfter when the device's next poll is admitted, so that
+// the transport's 202 tells a device that waits as told never to come
+// back too early. The Node.js SDK over HTTPS gives up on a 429 poll,
+// also on the one that would find the operation just finished.
 func (s *Service) OperationStatus(ctx context.Context, req *Request, operationID string) (op *enrollment.Operation, err error) {
 	log := s.log
 	if req != nil {
@@ -40,10 +42,12 @@ func (s *Service) OperationStatus(ctx context.Context, req *Request, operationID
 	throttled := s.checkPoll(id.RegistrationID)
 	op, err = s.operationOf(ctx, id, operationID)
 	if throttled != nil {
-		if err == nil && op.Status == enrollment.RegistrationAssigning && !s.pastDeadline(op) {
-			return op, throttled
+		if err != nil || op.Status != enrollment.RegistrationAssigning || s.pastDeadline(op) {
+			return nil, throttled
 		}
-		return nil, throttled
+		var te *ThrottledError
+		errors.As(throttled, &te)
+		s.logThrottled(ctx, log, "operation status", te)
 	}
 	if err != nil {
 		return nil, err
@@ -52,6 +56,9 @@ func (s *Service) OperationStatus(ctx context.Context, req *Request, operationID
 		// The replica running it died or it ran out of time: close it as
 		// failed (async.go), so that the run can no longer commit.
 		return s.expire(ctx, op)
+	}
+	if op.Status == enrollment.RegistrationAssigning {
+		op.RetryAfter = s.lim.poll.Wait(enrollment.Key(id.RegistrationID), s.now())
 	}
 	return op, nil
 }

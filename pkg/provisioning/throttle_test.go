@@ -226,9 +226,10 @@ func TestThrottle(t *testing.T) {
 	}
 }
 
-// A throttled poll of an operation still assigning answers the operation
-// with the ThrottledError (the transport's 202 + Retry-After); once it is
-// final, a throttled poll is only the error (429).
+// A poll of an operation still assigning answers it with RetryAfter set
+// to when the next poll is admitted (the transport's 202 Retry-After), and
+// a throttled one too, instead of an error; once the operation is final, a
+// throttled poll is a ThrottledError (429).
 func TestThrottledPollOfAssigningOperation(t *testing.T) {
 	ctx := context.Background()
 	e := asyncEnv(t, "memory")
@@ -241,22 +242,23 @@ func TestThrottledPollOfAssigningOperation(t *testing.T) {
 	if err != nil || op.Status != enrollment.RegistrationAssigning {
 		t.Fatalf("register: %+v %v, want assigning", op, err)
 	}
-	for i := range 2 {
-		if got := poll(t, svc, req, op.OperationID); got.Status != enrollment.RegistrationAssigning {
-			t.Fatalf("poll %d: %s", i, got.Status)
+	// Burst of 2, then one per 5 s.
+	for i, want := range []time.Duration{0, 5 * time.Second, 5 * time.Second, 4 * time.Second} {
+		if i == 3 {
+			e.advance(time.Second)
 		}
-	}
-	got, err := svc.OperationStatus(ctx, req, op.OperationID)
-	if got == nil || got.Status != enrollment.RegistrationAssigning || provisioning.RetryAfterOf(err) != 5*time.Second {
-		t.Fatalf("throttled poll while assigning: %+v, %v; want the assigning operation and a ThrottledError of 5s", got, err)
+		got := poll(t, svc, req, op.OperationID)
+		if got.Status != enrollment.RegistrationAssigning || got.RetryAfter != want {
+			t.Fatalf("poll %d while assigning: %s, RetryAfter %s; want assigning, %s", i, got.Status, got.RetryAfter, want)
+		}
 	}
 	gate.open()
 	wait(t, svc)
-	e.advance(5 * time.Second)
-	if got := poll(t, svc, req, op.OperationID); got.Status != enrollment.RegistrationAssigned {
-		t.Fatalf("poll after the interval: %s, want assigned", got.Status)
+	e.advance(4 * time.Second)
+	if got := poll(t, svc, req, op.OperationID); got.Status != enrollment.RegistrationAssigned || got.RetryAfter != 0 {
+		t.Fatalf("poll after the interval: %s, RetryAfter %s; want assigned", got.Status, got.RetryAfter)
 	}
-	got, err = svc.OperationStatus(ctx, req, op.OperationID)
+	got, err := svc.OperationStatus(ctx, req, op.OperationID)
 	if got != nil || !errors.Is(err, provisioning.ErrThrottled) {
 		t.Fatalf("throttled poll of a final operation: %+v, %v; want only ErrThrottled", got, err)
 	}

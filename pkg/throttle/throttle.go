@@ -170,6 +170,22 @@ func (l *Limiter) Allow(key string, now time.Time) (ok bool, retryAfter time.Dur
 	return true, 0
 }
 
+// Wait is how long key must wait from now for its next request to be
+// admitted, without counting one: 0 when it would be admitted now.
+func (l *Limiter) Wait(key string, now time.Time) time.Duration {
+	if l == nil {
+		return 0
+	}
+	t := now.UnixNano()
+	s := &l.shard[maphash.String(l.seed, key)&(shards-1)]
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if tat, ok := s.tat[key]; ok && tat-l.tau > t {
+		return time.Duration(tat - l.tau - t)
+	}
+	return 0
+}
+
 // sweep drops the keys whose TAT is past.
 func (s *shard) sweep(now int64) {
 	s.lastSweep = now

@@ -234,3 +234,31 @@ func BenchmarkAllow(b *testing.B) {
 		}
 	})
 }
+
+func TestWaitPeeksWithoutCounting(t *testing.T) {
+	t0 := time.Unix(1e9, 0)
+	l := New(Rate{2, 10 * time.Second}, 0)
+	for i, s := range []struct {
+		allow bool // Allow before Wait
+		at    time.Duration
+		want  time.Duration
+	}{
+		{false, 0, 0}, // unknown key
+		{true, 0, 0},  // one of the burst of 2 left
+		{true, 0, 5 * time.Second},
+		{false, 0, 5 * time.Second}, // Wait counted nothing
+		{false, 4 * time.Second, time.Second},
+		{false, 5 * time.Second, 0},
+	} {
+		if s.allow {
+			l.Allow("a", t0.Add(s.at))
+		}
+		if got := l.Wait("a", t0.Add(s.at)); got != s.want {
+			t.Fatalf("step %d: Wait = %s, want %s", i, got, s.want)
+		}
+	}
+	var off *Limiter
+	if off.Wait("a", t0) != 0 {
+		t.Fatal("nil limiter waits")
+	}
+}
