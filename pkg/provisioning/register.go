@@ -38,7 +38,8 @@ const (
 // take longer than that, assigning: the registration then completes in the
 // background under the same operation ID, which polls read (async.go).
 // ErrThrottled: another registration of the device is still assigning,
-// or a *ThrottledError: one of Config.Limits refused it. Request faults return an error wrapping ErrUnauthorized or ErrInvalid and store
+// or a *ThrottledError: one of Config.Limits refused it. Request faults
+// return an error wrapping ErrUnauthorized or ErrInvalid and store
 // nothing; any other error is a server fault, and then nothing was stored
 // either (a certificate whose write failed is never returned).
 func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Operation, err error) {
