@@ -95,6 +95,10 @@ type API struct {
 	retryAfter string
 	// bodyLog logs refused bodies, which anyone can send at will.
 	bodyLog *ratelog.Logger
+	// maxWait caps a Retry-After set by a throttle limit: MaxRetryAfter
+	// (the C SDK takes anything larger for 1 s) and shorter than the
+	// server's IdleTimeout (it keeps its connection while it waits).
+	maxWait time.Duration
 }
 
 // New validates cfg and builds the API.
@@ -150,6 +154,7 @@ func New(cfg Config) (*API, error) {
 		rand:       cfg.Rand,
 		retryAfter: retryAfterSeconds(cfg.RetryAfter, 0),
 		bodyLog:    ratelog.New(cfg.Logger, bodyLogLines, bodyLogInterval),
+		maxWait:    maxWait(cfg.IdleTimeout),
 	}, nil
 }
 
@@ -279,7 +284,7 @@ func (a *API) operation(w http.ResponseWriter, r *http.Request) {
 		// Not before the poll limit admits the next poll (op.RetryAfter).
 		ra := a.retryAfter
 		if op.RetryAfter > a.cfg.RetryAfter {
-			ra = retryAfterSeconds(op.RetryAfter, MaxRetryAfter)
+			ra = retryAfterSeconds(op.RetryAfter, a.maxWait)
 		}
 		w.Header().Set("Retry-After", ra)
 		a.writeJSON(w, r, http.StatusAccepted, operationStatus(op))
@@ -346,7 +351,7 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	}
 	switch d := provisioning.RetryAfterOf(err); {
 	case status == http.StatusTooManyRequests && d > 0:
-		w.Header().Set("Retry-After", retryAfterSeconds(d, 0))
+		w.Header().Set("Retry-After", retryAfterSeconds(d, a.maxWait))
 	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", a.retryAfter)
 	}
@@ -358,6 +363,13 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		Info:         map[string]any{},
 		TimestampUTC: a.now().UTC().Format(time.RFC3339Nano),
 	})
+}
+
+func maxWait(idle time.Duration) time.Duration {
+	if idle > 0 && idle-time.Second < MaxRetryAfter {
+		return idle - time.Second // rounded up, still shorter than idle
+	}
+	return MaxRetryAfter
 }
 
 // retryAfterSeconds is d in whole seconds, rounded up, at least 1 and,

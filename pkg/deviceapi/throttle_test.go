@@ -12,7 +12,8 @@ import (
 
 // TestThrottledAnswers: a throttled request is 429, errorCode 429001, the
 // DPS error body and an integer Retry-After from the limit (whole seconds,
-// rounded up, at least 1), except a throttled poll of an operation still
+// rounded up, at least 1, at most 300 and below the server's idle
+// timeout), except a throttled poll of an operation still
 // assigning, which is the usual 202 with that Retry-After (and so is the
 // admitted poll before it).
 func TestThrottledAnswers(t *testing.T) {
@@ -28,6 +29,9 @@ func TestThrottledAnswers(t *testing.T) {
 		wantRetry  string
 	}{
 		{"register flood", provisioning.Limits{Register: throttle.Rate{Count: 10, Per: time.Minute}}, 10, "register", http.StatusTooManyRequests, "6"},
+		// The C SDK takes a Retry-After above 300 for 1 s, and keeps its
+		// connection while it waits: below the server's IdleTimeout (2m).
+		{"long interval capped below the idle timeout", provisioning.Limits{Register: throttle.Rate{Count: 1, Per: time.Hour}}, 1, "register", http.StatusTooManyRequests, "119"},
 		{"sub-second interval rounds up to 1", provisioning.Limits{Register: throttle.Rate{Count: 20, Per: time.Second}}, 20, "register", http.StatusTooManyRequests, "1"},
 		{"poll flood of a final operation", provisioning.Limits{Poll: throttle.Rate{Count: 5, Per: 10 * time.Second}}, 5, "poll", http.StatusTooManyRequests, "2"},
 		{"poll of an assigning operation", provisioning.Limits{Poll: throttle.Rate{Count: 2, Per: 10 * time.Second}}, 2, "poll-assigning", http.StatusAccepted, "5"},
