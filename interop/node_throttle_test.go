@@ -28,8 +28,8 @@ func TestNodeSDKThrottledPolls(t *testing.T) {
 	addHubs(t, srv, "hub-a.example.net", "hub-slow.example.net")
 	hook := slowHook(hookDelay, func(string) {})
 	defer hook.Close()
-	key := groupKey(t, srv, &enrollment.EnrollmentGroup{EnrollmentGroupID: "throttle-custom", AllocationPolicy: enrollment.PolicyCustom,
-		CustomAllocationDefinition: &enrollment.CustomAllocationDefinition{WebhookURL: hook.URL + "/allocate", APIVersion: "2019-03-31"}})
+	key := groupKey(t, srv, &enrollment.EnrollmentGroup{EnrollmentGroupID: "throttle-custom", Spec: enrollment.Spec{AllocationPolicy: enrollment.PolicyCustom,
+		CustomAllocationDefinition: &enrollment.CustomAllocationDefinition{WebhookURL: hook.URL + "/allocate", APIVersion: "2019-03-31"}}})
 
 	start := time.Now()
 	res := nodeDevice(t, srv, srv.IDScope(), "node-throttle-1", deviceKey(key, "node-throttle-1"))

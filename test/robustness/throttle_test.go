@@ -52,7 +52,7 @@ func throttleIndividual(t *testing.T, srv *zdpstest.Server, regID string) *throt
 	c := srv.Client()
 	if _, err := c.PutEnrollment(t.Context(), &enrollment.IndividualEnrollment{
 		RegistrationID: regID,
-		Attestation:    &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
+		Spec:           enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}}},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -275,7 +275,7 @@ func TestThrottleGroupAndInstance(t *testing.T) {
 	c := srv.Client()
 	if _, err := c.PutGroup(t.Context(), &enrollment.EnrollmentGroup{
 		EnrollmentGroupID: "throttle-group",
-		Attestation:       &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}},
+		Spec:              enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}}},
 	}, ""); err != nil {
 		t.Fatal(err)
 	}
