@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zdps/zdps/pkg/deviceapi"
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/provisioning"
 	"github.com/zdps/zdps/pkg/throttle"
 )
@@ -74,7 +74,7 @@ func TestThrottledAnswers(t *testing.T) {
 			}
 			a := send()
 			if tc.wantStatus == http.StatusTooManyRequests {
-				checkError(t, a, http.StatusTooManyRequests, deviceapi.CodeThrottled)
+				checkError(t, a, http.StatusTooManyRequests, dps.CodeThrottled)
 			} else if op := decodeOp(t, a); a.status != tc.wantStatus || op.Status != "assigning" {
 				t.Fatalf("%d %s, want %d assigning", a.status, a.body, tc.wantStatus)
 			}
