@@ -28,25 +28,11 @@ func TestSlowWebhook(t *testing.T) {
 
 	var mu sync.Mutex
 	calls := map[string]int{}
-	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		var req struct {
-			DeviceRuntimeContext struct {
-				RegistrationID string `json:"registrationId"`
-			} `json:"deviceRuntimeContext"`
-		}
-		b, _ := io.ReadAll(r.Body)
-		_ = json.Unmarshal(b, &req)
+	hook := slowHook(hookDelay, func(regID string) {
 		mu.Lock()
-		calls[req.DeviceRuntimeContext.RegistrationID]++
+		calls[regID]++
 		mu.Unlock()
-		select {
-		case <-time.After(hookDelay):
-		case <-r.Context().Done():
-			return
-		}
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = io.WriteString(w, `{"iotHubHostName":"hub-slow.example.net"}`)
-	}))
+	})
 	defer hook.Close()
 	key := groupKey(t, srv, &enrollment.EnrollmentGroup{EnrollmentGroupID: "slow-custom", Spec: enrollment.Spec{AllocationPolicy: enrollment.PolicyCustom,
 		CustomAllocationDefinition: &enrollment.CustomAllocationDefinition{WebhookURL: hook.URL + "/allocate", APIVersion: "2019-03-31"}}})
@@ -99,6 +85,28 @@ func TestSlowWebhook(t *testing.T) {
 			t.Fatalf("%s: record %+v %v", id, rec, err)
 		}
 	}
+}
+
+// slowHook is a custom allocation webhook that answers hub-slow.example.net
+// after delay, calling onCall with the registration ID of each call first.
+func slowHook(delay time.Duration, onCall func(regID string)) *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var req struct {
+			DeviceRuntimeContext struct {
+				RegistrationID string `json:"registrationId"`
+			} `json:"deviceRuntimeContext"`
+		}
+		b, _ := io.ReadAll(r.Body)
+		_ = json.Unmarshal(b, &req)
+		onCall(req.DeviceRuntimeContext.RegistrationID)
+		select {
+		case <-time.After(delay):
+		case <-r.Context().Done():
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = io.WriteString(w, `{"iotHubHostName":"hub-slow.example.net"}`)
+	}))
 }
 
 // backgroundLogged reports whether the JSON log says the registration of

@@ -91,6 +91,8 @@ type serveConfig struct {
 	// (deviceapi.Config).
 	MaxPayloadBytes   int64
 	DeviceBodyTimeout time.Duration
+	// Limits are the device request rates (--throttle-*).
+	Limits provisioning.Limits
 }
 
 // Files the server keeps in its data directory.
@@ -156,6 +158,11 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.DurationVar(&cfg.CRLValidity, "crl-validity", 24*time.Hour, "nextUpdate distance of the served CRL; it is re-signed when a quarter of it is left or the revoked set changes")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "keep-alive idle timeout; must exceed any Retry-After sent (the C SDK keeps one connection)")
 	cfg.Allocation.register(f)
+	cfg.Limits = provisioning.DefaultLimits()
+	f.Var(&cfg.Limits.Poll, "throttle-poll", "operation polls and status lookups admitted per device, COUNT/DURATION or off (Azure: 5/10s); a throttled poll of a registration still assigning answers 202 with a later Retry-After, otherwise 429")
+	f.Var(&cfg.Limits.Register, "throttle-register", "register requests admitted per device, COUNT/DURATION or off; counted only after the device authenticated")
+	f.Var(&cfg.Limits.GroupRegister, "throttle-group-register", "register requests admitted per enrollment group, over all its devices, COUNT/DURATION or off")
+	f.Var(&cfg.Limits.InstanceRegister, "throttle-instance-register", "register requests admitted by this replica, COUNT/DURATION or off (counters are per replica)")
 	f.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the server to this file until it stops (for go tool pprof)")
 	f.DurationVar(&cfg.PruneInterval, "prune-interval", provisioning.DefaultPruneInterval, "how often expired register operations, TPM challenges and certificates (one --crl-validity after they expired) are deleted from the store (every replica may; 0 never deletes them)")
 	f.StringVar(&cfg.TPMEKRoots, "tpm-ek-roots", "", "PEM file of TPM manufacturer root (and intermediate) certificates that EK certificates must chain to (the device's payload tpmEkCertificate, base64 DER, else the enrollment's endorsementKeyCertificate)")
@@ -505,6 +512,7 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 		CertificateValidity: cfg.CertValidity,
 		AssignWait:          cfg.AssignWait,
 		AssignTimeout:       budget + assignMargin,
+		Limits:              cfg.Limits,
 	})
 	if err != nil {
 		return nil, nil, err

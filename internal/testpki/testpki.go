@@ -77,3 +77,17 @@ func Issue(t testing.TB, cn string, ca bool, parent *Cert, mod ...func(*x509.Cer
 	}
 	return &Cert{Cert: c, Key: key}
 }
+
+// CSR is a DER PKCS#10 request for CN cn under a fresh P-256 key.
+func CSR(t testing.TB, cn string) []byte {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{Subject: pkix.Name{CommonName: cn}}, k)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return der
+}

@@ -38,7 +38,8 @@ const (
 )
 
 // Provisioner is the pipeline the device API serves
-// (*provisioning.Service).
+// (*provisioning.Service). The RetryAfter of an assigning operation
+// OperationStatus returns raises the 202's Retry-After.
 type Provisioner interface {
 	Register(ctx context.Context, req *provisioning.Request) (*enrollment.Operation, error)
 	OperationStatus(ctx context.Context, req *provisioning.Request, operationID string) (*enrollment.Operation, error)
@@ -94,6 +95,10 @@ type API struct {
 	retryAfter string
 	// bodyLog logs refused bodies, which anyone can send at will.
 	bodyLog *ratelog.Logger
+	// maxWait caps a Retry-After set by a throttle limit: MaxRetryAfter
+	// (the C SDK takes anything larger for 1 s) and shorter than the
+	// server's IdleTimeout (it keeps its connection while it waits).
+	maxWait time.Duration
 }
 
 // New validates cfg and builds the API.
@@ -147,8 +152,9 @@ func New(cfg Config) (*API, error) {
 		log:        cfg.Logger,
 		now:        cfg.Now,
 		rand:       cfg.Rand,
-		retryAfter: strconv.Itoa(int(math.Ceil(cfg.RetryAfter.Seconds()))),
+		retryAfter: retryAfterSeconds(cfg.RetryAfter, 0),
 		bodyLog:    ratelog.New(cfg.Logger, bodyLogLines, bodyLogInterval),
+		maxWait:    maxWait(cfg.IdleTimeout),
 	}, nil
 }
 
@@ -275,7 +281,12 @@ func (a *API) operation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if op.Status == enrollment.RegistrationAssigning {
-		w.Header().Set("Retry-After", a.retryAfter)
+		// Not before the poll limit admits the next poll (op.RetryAfter).
+		ra := a.retryAfter
+		if op.RetryAfter > a.cfg.RetryAfter {
+			ra = retryAfterSeconds(op.RetryAfter, a.maxWait)
+		}
+		w.Header().Set("Retry-After", ra)
 		a.writeJSON(w, r, http.StatusAccepted, operationStatus(op))
 		return
 	}
@@ -338,7 +349,10 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case status >= 500:
 		a.log.ErrorContext(r.Context(), "device request failed", "tracking_id", id, "status", status, "error", err)
 	}
-	if status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable {
+	switch d := provisioning.RetryAfterOf(err); {
+	case status == http.StatusTooManyRequests && d > 0:
+		w.Header().Set("Retry-After", retryAfterSeconds(d, a.maxWait))
+	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", a.retryAfter)
 	}
 	w.Header().Set("x-ms-error-code", strconv.Itoa(code))
@@ -349,6 +363,22 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		Info:         map[string]any{},
 		TimestampUTC: a.now().UTC().Format(time.RFC3339Nano),
 	})
+}
+
+func maxWait(idle time.Duration) time.Duration {
+	if idle > 0 && idle-time.Second < MaxRetryAfter {
+		return idle - time.Second // rounded up, still shorter than idle
+	}
+	return MaxRetryAfter
+}
+
+// retryAfterSeconds is d in whole seconds, rounded up, at least 1 and,
+// when limit is set, at most limit.
+func retryAfterSeconds(d, limit time.Duration) string {
+	if limit > 0 {
+		d = min(d, limit)
+	}
+	return strconv.FormatInt(max(1, int64(math.Ceil(d.Seconds()))), 10)
 }
 
 // writeJSON answers with the content type the Node SDK needs to parse a

@@ -101,6 +101,7 @@ type options struct {
 	alloc      allocation.Policy
 	assignWait time.Duration
 	now        func() time.Time
+	limits     provisioning.Limits
 }
 
 func newServer(t *testing.T, o options) *server {
@@ -134,6 +135,7 @@ func newServer(t *testing.T, o options) *server {
 		Logger:     logger,
 		Now:        o.now,
 		AssignWait: o.assignWait,
+		Limits:     o.limits,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -40,6 +40,10 @@ type Operation struct {
 	// same request repeated while it is still assigning joins it instead
 	// of starting a second run.
 	RequestHash string `json:"requestHash,omitempty"`
+	// RetryAfter is never stored: OperationStatus sets it on an assigning
+	// operation to when the device's next poll is admitted by the poll
+	// limit, for the transport's Retry-After (0: its default).
+	RetryAfter time.Duration `json:"-"`
 }
 
 // StoreKey is the operation ID as issued: operation IDs are random and

@@ -66,11 +66,17 @@ const (
 // for background runs before the store closes.
 func (e *env) replica(t testing.TB, alloc allocation.Policy) *provisioning.Service {
 	t.Helper()
+	return e.serviceWith(t, alloc, func(*provisioning.Config) {})
+}
+
+// serviceWith is replica with the Config changed by edit first.
+func (e *env) serviceWith(t testing.TB, alloc allocation.Policy, edit func(*provisioning.Config)) *provisioning.Service {
+	t.Helper()
 	iss, err := caissuer.New(e.ca)
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := provisioning.New(provisioning.Config{
+	cfg := provisioning.Config{
 		Store:         e.st,
 		Attestors:     map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{e.st}},
 		Allocator:     alloc,
@@ -79,7 +85,9 @@ func (e *env) replica(t testing.TB, alloc allocation.Policy) *provisioning.Servi
 		Now:           e.clock,
 		AssignWait:    testAssignWait,
 		AssignTimeout: testAssignTimeout,
-	})
+	}
+	edit(&cfg)
+	svc, err := provisioning.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,7 +18,9 @@ var (
 	// valid, a CSR that is malformed, weak or names another subject).
 	// Nothing is stored.
 	ErrInvalid = errors.New("provisioning: invalid request")
-	// ErrThrottled: a rate limit was hit; the transport answers 429 with
-	// Retry-After. Reserved for the limits that follow.
+	// ErrThrottled: a rate limit was hit (a *ThrottledError of
+	// Config.Limits, or another registration of the device is still
+	// assigning); the transport answers 429 with Retry-After. Nothing is
+	// stored.
 	ErrThrottled = errors.New("provisioning: throttled")
 )

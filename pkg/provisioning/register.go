@@ -37,9 +37,9 @@ const (
 // when Config.AssignWait is set and allocation, issuance and persisting
 // take longer than that, assigning: the registration then completes in the
 // background under the same operation ID, which polls read (async.go).
-// ErrThrottled: another registration of the device is still assigning.
-// Request
-// faults return an error wrapping ErrUnauthorized or ErrInvalid and store
+// ErrThrottled: another registration of the device is still assigning,
+// or a *ThrottledError: one of Config.Limits refused it. Request faults
+// return an error wrapping ErrUnauthorized or ErrInvalid and store
 // nothing; any other error is a server fault, and then nothing was stored
 // either (a certificate whose write failed is never returned).
 func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Operation, err error) {
@@ -69,6 +69,11 @@ func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Op
 		return nil, err
 	}
 	log = log.With("enrollment", t.name)
+	// Counted only now that the device proved who it is, and before
+	// anything is stored (a disabled answer stores an operation too).
+	if err := s.checkRegister(id.RegistrationID, t); err != nil {
+		return nil, err
+	}
 	opID, err := s.newOperationID()
 	if err != nil {
 		return nil, err
@@ -362,6 +367,11 @@ func (s *Service) saveOperation(ctx context.Context, op *enrollment.Operation) e
 // code, never by message: attestor and issuer messages may quote parts of
 // what the device sent.
 func (s *Service) logFailure(ctx context.Context, log *slog.Logger, what string, err error) {
+	var te *ThrottledError
+	if errors.As(err, &te) {
+		s.logThrottled(ctx, log, what, te)
+		return
+	}
 	var reason []any
 	if r := ReasonOf(err); r != "" {
 		reason = []any{"reason", r}

@@ -15,6 +15,7 @@ import (
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/store"
+	"github.com/zdps/zdps/pkg/throttle"
 )
 
 // DefaultOperationTTL is how long a poll can find an operation when
@@ -64,6 +65,10 @@ type Config struct {
 	// × attempts plus backoff) with room for issuing and the store write;
 	// DefaultAssignTimeout when zero. Used only when AssignWait is set.
 	AssignTimeout time.Duration
+	// Limits are the request rates admitted per device, per group and
+	// instance-wide (throttle.go); the zero value is off. DefaultLimits
+	// are Azure's.
+	Limits Limits
 }
 
 // DefaultAssignTimeout is Config.AssignTimeout when zero.
@@ -82,6 +87,7 @@ type Service struct {
 	randM sync.Mutex
 	rand  io.Reader
 	bg    background
+	lim   limiters
 	// testHookDetached runs after Register stopped waiting for a run and
 	// before it stores the assigning state (export_test.go).
 	testHookDetached func()
@@ -115,6 +121,11 @@ func New(cfg Config) (*Service, error) {
 	if cfg.CertificateValidity < 0 || cfg.OperationTTL < 0 || cfg.AssignWait < 0 || cfg.AssignTimeout < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
 	}
+	for name, r := range map[string]throttle.Rate{"Poll": cfg.Limits.Poll, "Register": cfg.Limits.Register, "GroupRegister": cfg.Limits.GroupRegister, "InstanceRegister": cfg.Limits.InstanceRegister} {
+		if !r.Off() && r.Interval() <= 0 {
+			errs = append(errs, fmt.Errorf("Limits.%s %d/%s: more than one request per nanosecond", name, r.Count, r.Per))
+		}
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("provisioning: invalid config: %w", errors.Join(errs...))
 	}
@@ -141,6 +152,7 @@ func New(cfg Config) (*Service, error) {
 		log:   cfg.Logger,
 		now:   cfg.Now,
 		rand:  cfg.Rand,
+		lim:   newLimiters(cfg.Limits),
 	}, nil
 }
 

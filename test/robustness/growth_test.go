@@ -22,7 +22,7 @@ import (
 // growthExtraArgs are added to `zdps serve` by TestGrowthReregistration:
 // a per-device register throttle would refuse most of a tight loop, and
 // this test is about what the registrations that are accepted store.
-var growthExtraArgs []string
+var growthExtraArgs = []string{"--throttle-register", "off"}
 
 const (
 	growthRegistrations = 300

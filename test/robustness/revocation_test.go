@@ -21,7 +21,7 @@ import (
 
 // revocationExtraArgs are added to `zdps serve` by TestRevocationRace: its
 // devices re-register in a tight loop on purpose.
-var revocationExtraArgs []string
+var revocationExtraArgs = []string{"--throttle-register", "off"}
 
 // revocationRuns is how many times each case runs per backend, each with
 // the change at another moment of the load.
