@@ -211,17 +211,12 @@ func (s *Service) checkCapacity(ctx context.Context, tx store.Tx, hub string, cu
 
 // failAllocation stores and answers the failed operation of an allocation
 // failure.
-func (s *Service) failAllocation(ctx context.Context, log interface {
-	WarnContext(context.Context, string, ...any)
-}, opID string, req *Request, cause error) (*enrollment.Operation, error) {
-	op := s.newOperation(opID, req.RegistrationID, enrollment.RegistrationFailed)
-	op.ErrorCode = dps.CodeAllocationFailed
-	op.ErrorMessage = allocationMessage(cause)
-	op.Registration = &enrollment.Registration{RegistrationID: req.RegistrationID, Status: enrollment.RegistrationFailed, ErrorCode: op.ErrorCode, ErrorMessage: op.ErrorMessage}
+func (s *Service) failAllocation(ctx context.Context, r *registration, cause error) (*enrollment.Operation, error) {
+	op := s.failedOperation(r.opID, r.req.RegistrationID, dps.CodeAllocationFailed, allocationMessage(cause))
 	if err := s.finalOperation(ctx, op); err != nil {
 		return nil, err
 	}
-	log.WarnContext(ctx, "registration failed", "outcome", OutcomeFailed, "reason", op.ErrorMessage)
+	r.log.WarnContext(ctx, "registration failed", "outcome", OutcomeFailed, "reason", op.ErrorMessage)
 	return op, nil
 }
 

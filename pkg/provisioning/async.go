@@ -171,12 +171,14 @@ func (h *handoff) detach() bool {
 
 // assignAsync runs assign on a detached context and waits up to
 // AssignWait for it.
-func (s *Service) assignAsync(ctx context.Context, log *slog.Logger, opID string, req *Request, id *Identity, t *target, cur *enrollment.Registration) (*enrollment.Operation, error) {
-	hash := requestHash(id, req)
+func (s *Service) assignAsync(ctx context.Context, r *registration) (*enrollment.Operation, error) {
+	log, opID, req := r.log, r.opID, r.req
+	hash := requestHash(r.id, req)
 	if op, err := s.inflight(ctx, log, req.RegistrationID, hash); op != nil || err != nil {
 		return op, err
 	}
 	deadline := s.now().UTC().Add(s.cfg.AssignTimeout)
+	r.deadline = deadline
 	// The run keeps the request's values (request ID) but not its
 	// cancellation; the clock of its context is the real one, the
 	// deadline persist checks is s.now's.
@@ -186,7 +188,7 @@ func (s *Service) assignAsync(ctx context.Context, log *slog.Logger, opID string
 	go func() {
 		defer s.bg.done()
 		defer cancel()
-		op, err := s.assign(bctx, log, opID, req, id, t, cur, deadline)
+		op, err := s.assign(bctx, r)
 		if h.finish(op, err) {
 			return
 		}

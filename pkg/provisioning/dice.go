@@ -3,7 +3,6 @@ package provisioning
 import (
 	"context"
 	"fmt"
-	"log/slog"
 
 	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -29,22 +28,16 @@ import (
 // refuseFirmware answers a registration whose firmware the enrollment's
 // policy refuses: a stored failed operation. It returns nil, nil when the
 // identity carries no violation.
-func (s *Service) refuseFirmware(ctx context.Context, log *slog.Logger, opID string, req *Request, id *Identity) (*enrollment.Operation, error) {
-	if id.FirmwareViolation == "" {
-		return nil, nil
-	}
-	op := s.newOperation(opID, req.RegistrationID, enrollment.RegistrationFailed)
-	op.ErrorCode = dps.CodeFirmwarePolicy
-	op.ErrorMessage = id.FirmwareViolation
-	op.Registration = &enrollment.Registration{RegistrationID: req.RegistrationID, Status: enrollment.RegistrationFailed, ErrorCode: op.ErrorCode, ErrorMessage: op.ErrorMessage}
-	if err := s.saveOperation(ctx, op); err != nil {
+func (s *Service) refuseFirmware(ctx context.Context, r *registration) (*enrollment.Operation, error) {
+	op := s.failedOperation(r.opID, r.req.RegistrationID, dps.CodeFirmwarePolicy, r.id.FirmwareViolation)
+	if err := s.finalOperation(ctx, op); err != nil {
 		return nil, err
 	}
 	// The violation quotes measurements from the verified chain: digests,
 	// numbers, and vendor strings quoted and shortened by
 	// enrollment.Quote, safe for a log line.
-	log.WarnContext(ctx, "registration failed", "outcome", OutcomeFailed, "reason", "firmware policy",
-		"firmware_violation", id.FirmwareViolation, "measurements", id.DICE.Summary())
+	r.log.WarnContext(ctx, "registration failed", "outcome", OutcomeFailed, "reason", "firmware policy",
+		"firmware_violation", r.id.FirmwareViolation, "measurements", r.id.DICE.Summary())
 	return op, nil
 }
 

@@ -27,135 +27,197 @@ const (
 	OutcomeThrottled    = "throttled"
 )
 
-// Register runs the pipeline for one register request: attest, resolve the
-// enrollment, allocate a hub, issue a certificate when the request carries
-// a CSR, and persist the registration record, the certificate and the
-// operation in one transaction.
+// registration is one register request on its way through the pipeline:
+// what each step learned, passed to the next (pipeline order in Register
+// and assign).
+type registration struct {
+	req *Request
+	log *slog.Logger
+	// opID is the operation every answer of this request names.
+	opID string
+	// id is what attestation proved, t the enrollment it resolved to and
+	// cur the device's record before this registration (nil at first
+	// registration; a snapshot for the allocator, persist reads it again).
+	id  *Identity
+	t   *target
+	cur *enrollment.Registration
+	// deadline, when not zero, is that of a run that may have been handed
+	// to the background (async.go): persist refuses to commit after it.
+	deadline time.Time
+	// dec is the allocation, issued the certificate (nil without a CSR).
+	dec    allocation.Decision
+	issued *Issued
+}
+
+// Register runs the pipeline for one register request:
+//
+//	attest → resolve → refuse (disabled, firmware) → allocate → issue → persist → answer
 //
 // It returns the stored operation, whose Status is assigned, failed (an
-// allocation failure, with ErrorCode and ErrorMessage) or disabled; or,
-// when Config.AssignWait is set and allocation, issuance and persisting
-// take longer than that, assigning: the registration then completes in the
-// background under the same operation ID, which polls read (async.go).
-// ErrThrottled: another registration of the device is still assigning,
-// or a *ThrottledError: one of Config.Limits refused it. Request faults
-// return an error wrapping ErrUnauthorized or ErrInvalid and store
-// nothing; any other error is a server fault, and then nothing was stored
-// either (a certificate whose write failed is never returned).
+// allocation failure or a firmware refusal, with ErrorCode and
+// ErrorMessage) or disabled; or, when Config.AssignWait is set and
+// allocation, issuance and persisting take longer than that, assigning:
+// the registration then completes in the background under the same
+// operation ID, which polls read (async.go). ErrThrottled: another
+// registration of the device is still assigning, or a *ThrottledError:
+// one of Config.Limits refused it. Request faults return an error
+// wrapping ErrUnauthorized or ErrInvalid and store nothing; any other
+// error is a server fault, and then nothing was stored either (a
+// certificate whose write failed is never returned).
 func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Operation, err error) {
-	log := s.log
+	r := &registration{req: req, log: s.log}
 	if req != nil {
-		log = log.With("registration_id", req.RegistrationID)
+		r.log = r.log.With("registration_id", req.RegistrationID)
 	}
 	defer func() {
 		if err != nil {
-			s.logFailure(ctx, log, "register", err)
+			s.logFailure(ctx, r.log, "register", err)
 		}
 	}()
-
-	id, err := s.attest(ctx, req)
-	if err != nil {
+	if err := s.attestStep(ctx, r); err != nil {
 		return nil, err
 	}
-	log = log.With("attestation", id.Type)
-	if err := freshTPM(id); err != nil {
+	if err := s.resolveStep(ctx, r); err != nil {
 		return nil, err
 	}
-	if id.Renewal != nil {
-		log = log.With("renewal_of", id.Renewal.Serial)
-	}
-	t, err := s.resolve(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	log = log.With("enrollment", t.name)
-	// Counted only now that the device proved who it is, and before
-	// anything is stored (a disabled answer stores an operation too).
-	if err := s.checkRegister(id.RegistrationID, t); err != nil {
-		return nil, err
-	}
-	opID, err := s.newOperationID()
-	if err != nil {
-		return nil, err
-	}
-	if t.disabled {
-		op := s.disabledOperation(opID, req.RegistrationID)
-		if err := s.saveOperation(ctx, op); err != nil {
-			return nil, err
-		}
-		log.InfoContext(ctx, "registration refused", "outcome", OutcomeDisabled)
-		return op, nil
-	}
-	if op, err := s.refuseFirmware(ctx, log, opID, req, id); op != nil || err != nil {
+	if op, err := s.refuse(ctx, r); op != nil || err != nil {
 		return op, err
 	}
-	if len(req.CSR) > 0 && s.cfg.Issuer == nil {
-		return nil, Refuse("certificate issuance not enabled", fmt.Errorf("%w: certificate issuance is not enabled on this instance", ErrInvalid))
+	if s.cfg.AssignWait > 0 {
+		return s.assignAsync(ctx, r)
 	}
-	// The current record: a snapshot for the allocator (the transaction
-	// reads it again).
-	cur, err := s.st.Registrations.Get(ctx, req.RegistrationID)
-	if errors.Is(err, store.ErrNotFound) {
-		cur, err = nil, nil
-	}
+	return s.assign(ctx, r)
+}
+
+// attestStep proves who the device is (the mechanism's attestor) and that
+// a TPM's proof is fresh.
+func (s *Service) attestStep(ctx context.Context, r *registration) error {
+	id, err := s.attest(ctx, r.req)
 	if err != nil {
-		return nil, fmt.Errorf("provisioning: read registration: %w", err)
+		return err
 	}
+	r.id, r.log = id, r.log.With("attestation", id.Type)
 	if id.Renewal != nil {
-		if err := renewing(req, id, t, cur); err != nil {
+		r.log = r.log.With("renewal_of", id.Renewal.Serial)
+	}
+	return freshTPM(id)
+}
+
+// resolveStep finds the enrollment that applies, applies the register
+// limits (throttle.go), names the operation, and reads the device's
+// current record.
+func (s *Service) resolveStep(ctx context.Context, r *registration) error {
+	t, err := s.resolve(ctx, r.id)
+	if err != nil {
+		return err
+	}
+	r.t, r.log = t, r.log.With("enrollment", t.name)
+	// Counted only now that the device proved who it is, and before
+	// anything is stored (a disabled answer stores an operation too).
+	if err := s.checkRegister(r.id.RegistrationID, t); err != nil {
+		return err
+	}
+	if r.opID, err = s.newOperationID(); err != nil {
+		return err
+	}
+	cur, err := s.st.Registrations.Get(ctx, r.req.RegistrationID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("provisioning: read registration: %w", err)
+	default:
+		r.cur = cur
+	}
+	return nil
+}
+
+// refuse answers, with a final operation and no record, a device whose
+// enrollment is disabled or whose firmware the enrollment refuses; it
+// refuses a CSR when this instance issues no certificates, and checks a
+// renewal's preconditions (a renewal keeps its hub and device ID). It
+// returns a nil operation when the registration goes on.
+func (s *Service) refuse(ctx context.Context, r *registration) (*enrollment.Operation, error) {
+	switch {
+	case r.t.disabled:
+		op := s.disabledOperation(r.opID, r.req.RegistrationID)
+		if err := s.finalOperation(ctx, op); err != nil {
 			return nil, err
 		}
+		r.log.InfoContext(ctx, "registration refused", "outcome", OutcomeDisabled)
+		return op, nil
+	case r.id.FirmwareViolation != "":
+		return s.refuseFirmware(ctx, r)
+	case len(r.req.CSR) > 0 && s.cfg.Issuer == nil:
+		return nil, Refuse("certificate issuance not enabled", fmt.Errorf("%w: certificate issuance is not enabled on this instance", ErrInvalid))
+	case r.id.Renewal != nil:
+		return nil, renewing(r.req, r.id, r.t, r.cur)
 	}
-	if s.cfg.AssignWait > 0 {
-		return s.assignAsync(ctx, log, opID, req, id, t, cur)
-	}
-	return s.assign(ctx, log, opID, req, id, t, cur, time.Time{})
+	return nil, nil
 }
 
 // assign is the part of Register that may be slow, outside any
-// transaction: allocate (a custom webhook may take seconds), issue, then
-// persist. deadline, when not zero, is that of a registration that may
-// have been handed to the background (async.go): persist refuses to
-// commit after it.
-func (s *Service) assign(ctx context.Context, log *slog.Logger, opID string, req *Request, id *Identity, t *target, cur *enrollment.Registration, deadline time.Time) (*enrollment.Operation, error) {
-	dec, err := s.allocate(ctx, t, req, id, cur)
+// transaction: allocate (a custom webhook may take seconds), issue,
+// persist, answer.
+func (s *Service) assign(ctx context.Context, r *registration) (*enrollment.Operation, error) {
+	err := s.allocateStep(ctx, r)
 	if allocation.IsFailure(err) {
-		return s.failAllocation(ctx, log, opID, req, err)
+		return s.failAllocation(ctx, r, err)
 	}
 	if err != nil {
 		return nil, err
 	}
-	var issued *Issued
-	if len(req.CSR) > 0 {
-		if s.cfg.Issuer == nil {
-			return nil, Refuse("certificate issuance not enabled", fmt.Errorf("%w: certificate issuance is not enabled on this instance", ErrInvalid))
-		}
-		issued, err = s.cfg.Issuer.Issue(ctx, req.CSR, LeafPolicy{RegistrationID: req.RegistrationID, DeviceID: t.deviceID, Validity: s.cfg.CertificateValidity})
-		if err != nil {
-			return nil, err
-		}
-		if issued == nil || issued.Serial == "" || len(issued.Chain) == 0 {
-			return nil, errors.New("provisioning: issuer returned no certificate")
-		}
+	if err := s.issue(ctx, r); err != nil {
+		return nil, err
 	}
-
-	op, err := s.persist(ctx, opID, deadline, req, id, t, dec, issued)
+	op, err := s.persist(ctx, r)
 	if errors.Is(err, errHubFull) {
-		return s.failAllocation(ctx, log, opID, req, err)
+		return s.failAllocation(ctx, r, err)
 	}
 	if err != nil {
 		return nil, err
 	}
+	return s.answer(ctx, r, op), nil
+}
+
+// allocateStep asks the allocation policy for a hub.
+func (s *Service) allocateStep(ctx context.Context, r *registration) (err error) {
+	r.dec, err = s.allocate(ctx, r.t, r.req, r.id, r.cur)
+	return err
+}
+
+// issue signs the operational certificate when the request carries a CSR.
+func (s *Service) issue(ctx context.Context, r *registration) error {
+	if len(r.req.CSR) == 0 {
+		return nil
+	}
+	if s.cfg.Issuer == nil {
+		return Refuse("certificate issuance not enabled", fmt.Errorf("%w: certificate issuance is not enabled on this instance", ErrInvalid))
+	}
+	issued, err := s.cfg.Issuer.Issue(ctx, r.req.CSR, LeafPolicy{RegistrationID: r.req.RegistrationID, DeviceID: r.t.deviceID, Validity: s.cfg.CertificateValidity})
+	if err != nil {
+		return err
+	}
+	if issued == nil || issued.Serial == "" || len(issued.Chain) == 0 {
+		return errors.New("provisioning: issuer returned no certificate")
+	}
+	r.issued = issued
+	return nil
+}
+
+// answer logs the outcome of a persisted registration and returns its
+// operation: assigned, or disabled when the enrollment was disabled
+// after it resolved (revocation_guard.go).
+func (s *Service) answer(ctx context.Context, r *registration, op *enrollment.Operation) *enrollment.Operation {
 	if op.Status == enrollment.RegistrationDisabled {
-		log.InfoContext(ctx, "registration refused", "outcome", OutcomeDisabled, "reason", "enrollment disabled during registration")
-		return op, nil
+		r.log.InfoContext(ctx, "registration refused", "outcome", OutcomeDisabled, "reason", "enrollment disabled during registration")
+		return op
 	}
 	attrs := []any{"outcome", OutcomeAssigned, "hub", op.Registration.AssignedHub, "substatus", op.Registration.Substatus, "operation_id", op.OperationID}
-	if issued != nil {
-		attrs = append(attrs, "certificate_serial", issued.Serial)
+	if r.issued != nil {
+		attrs = append(attrs, "certificate_serial", r.issued.Serial)
 	}
-	log.InfoContext(ctx, "registration assigned", attrs...)
-	return op, nil
+	r.log.InfoContext(ctx, "registration assigned", attrs...)
+	return op
 }
 
 func assigned(r *enrollment.Registration) bool {
@@ -195,7 +257,8 @@ func nextState(cur *enrollment.Registration, proposed string, p enrollment.Repro
 // persist writes the record, the certificate and the operation in one
 // Update. The function may run more than once (batching): it builds every
 // value afresh from what it reads through tx.
-func (s *Service) persist(ctx context.Context, opID string, deadline time.Time, req *Request, id *Identity, t *target, dec allocation.Decision, issued *Issued) (*enrollment.Operation, error) {
+func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Operation, error) {
+	opID, deadline, req, id, t, dec, issued := r.opID, r.deadline, r.req, r.id, r.t, r.dec, r.issued
 	// The device is answered only a custom allocation webhook's payload, as
 	// on Azure; its own payload is allocation input, never echoed (the C
 	// SDK would hand it to the application as if the service sent it).
@@ -354,12 +417,6 @@ func (s *Service) disabledOperation(opID, registrationID string) *enrollment.Ope
 	op := s.newOperation(opID, registrationID, enrollment.RegistrationDisabled)
 	op.Registration = &enrollment.Registration{RegistrationID: registrationID, Status: enrollment.RegistrationDisabled}
 	return op
-}
-
-// saveOperation stores a final operation that comes without a record
-// (disabled, refused firmware), replacing the device's previous one.
-func (s *Service) saveOperation(ctx context.Context, op *enrollment.Operation) error {
-	return s.finalOperation(ctx, op)
 }
 
 // logFailure logs a refused or failed request. Refusals of device input
