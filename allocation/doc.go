@@ -9,7 +9,7 @@
 // init side effects.
 //
 // Contract for every Policy: it chooses only among Input.EligibleHubs (the
-// caller, pkg/provisioning, has already applied the enrollment's iotHubs
+// caller, internal/provisioning, has already applied the enrollment's iotHubs
 // list and removed hubs with applyAllocationPolicy=false, unhealthy or
 // draining hubs, and hubs at capacity), it is safe for concurrent use, it
 // never logs the payload, and it returns an error wrapping ErrNoHub,

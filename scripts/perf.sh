@@ -58,6 +58,6 @@ echo
 echo "== pipeline steps and primitives (go test -bench, $BENCHTIME each)"
 go test -run '^$' -benchmem -benchtime "$BENCHTIME" \
 	-bench 'TLSHandshake|ECDSAP256|FsyncWrite|VerifyIndividual|VerifyGroup|Hashed50Hubs|SignCSR|PutSerial|PutParallel|RegisterSymmetric' \
-	./pkg/bench ./attestation/symmetric ./attestation/x509 ./allocation/hashed ./pkg/ca ./pkg/store/bolt ./pkg/provisioning/symkey |
+	./internal/bench ./attestation/symmetric ./attestation/x509 ./allocation/hashed ./internal/ca ./internal/store/bolt ./internal/provisioning/symkey |
 	grep -E '^(Benchmark|ok|FAIL|pkg:)'
 echo "load average now: $(cut -d' ' -f1-3 /proc/loadavg)"

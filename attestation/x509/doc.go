@@ -48,6 +48,6 @@
 // (crypto/tls checks the CertificateVerify message even with
 // tls.RequestClientCert); refuse disabled matches; and refuse a group match
 // when a disabled individual enrollment exists for the registration ID
-// (pkg/provisioning does both). Verify never logs, and reads only
+// (internal/provisioning does both). Verify never logs, and reads only
 // certificates, enrollments and CA records.
 package x509

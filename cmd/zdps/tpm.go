@@ -6,8 +6,8 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/zdps/zdps/pkg/provisioning/tpmatt"
-	"github.com/zdps/zdps/pkg/store"
+	"github.com/zdps/zdps/internal/provisioning/tpmatt"
+	"github.com/zdps/zdps/internal/store"
 )
 
 // newTPMAttestor builds the TPM attestor; with --tpm-ek-roots EK

@@ -45,15 +45,15 @@ type exception struct {
 }
 
 var (
-	transports = []string{"pkg/api", "pkg/deviceapi"}
-	pipeline   = []string{"pkg/provisioning/..."}
-	stores     = []string{"pkg/store/..."}
+	transports = []string{"internal/api", "internal/deviceapi"}
+	pipeline   = []string{"internal/provisioning/..."}
+	stores     = []string{"internal/store/..."}
 	// server is every package that only a zdps server needs; the device
 	// SDK and the service client must not pull any of it into a device
 	// or a third party's program.
 	server = []string{
-		"pkg/api", "pkg/deviceapi", "pkg/provisioning/...", "pkg/store/...",
-		"pkg/ca", "pkg/instance", "attestation/...", "allocation/...",
+		"internal/api", "internal/deviceapi", "internal/provisioning/...", "internal/store/...",
+		"internal/ca", "internal/instance", "attestation/...", "allocation/...",
 		"internal/sweep", "internal/revocation", "internal/manage", "cmd/...",
 	}
 )
@@ -87,36 +87,36 @@ var rules = []rule{
 	},
 	{
 		name:   "transports do not import each other",
-		from:   []string{"pkg/api"},
-		forbid: []string{"pkg/deviceapi"},
+		from:   []string{"internal/api"},
+		forbid: []string{"internal/deviceapi"},
 	},
 	{
 		name:   "transports do not import each other",
-		from:   []string{"pkg/deviceapi"},
-		forbid: []string{"pkg/api"},
+		from:   []string{"internal/deviceapi"},
+		forbid: []string{"internal/api"},
 	},
 	{
 		name: "the pipeline depends on ports: no transport, store backend, concrete policy, verifier or CA",
-		from: []string{"pkg/provisioning"},
+		from: []string{"internal/provisioning"},
 		forbid: concat(transports,
-			[]string{"pkg/store/bolt", "pkg/store/postgres", "pkg/store/memory"},
+			[]string{"internal/store/bolt", "internal/store/postgres", "internal/store/memory"},
 			[]string{"allocation/hashed", "allocation/static", "allocation/geolatency", "allocation/custom"},
-			[]string{"attestation/...", "pkg/ca"}),
+			[]string{"attestation/...", "internal/ca"}),
 	},
 	{
 		name:   "management use cases know no transport, pipeline, verifier, policy or CA",
 		from:   []string{"internal/manage"},
-		forbid: concat(transports, pipeline, []string{"pkg/ca", "attestation/...", "allocation/..."}),
+		forbid: concat(transports, pipeline, []string{"internal/ca", "attestation/...", "allocation/..."}),
 	},
 	{
 		name:   "revocation needs the CA only through its CRLSigner port, and nothing above it",
 		from:   []string{"internal/revocation"},
-		forbid: concat(transports, pipeline, []string{"pkg/ca", "attestation/...", "allocation/..."}),
+		forbid: concat(transports, pipeline, []string{"internal/ca", "attestation/...", "allocation/..."}),
 	},
 	{
 		name:   "store backends know nothing above them",
 		from:   stores,
-		forbid: concat(transports, pipeline, []string{"attestation/...", "allocation/...", "pkg/ca"}),
+		forbid: concat(transports, pipeline, []string{"attestation/...", "allocation/...", "internal/ca"}),
 	},
 	{
 		name:       "the DPS wire contract is standard library only",
@@ -204,9 +204,9 @@ func TestRulesCatchViolations(t *testing.T) {
 	}
 	graph := []*pkg{
 		p(module+"/allocation/hashed", false, module+"/pkg/enrollment", "fmt"),
-		p(module+"/pkg/enrollment", false, module+"/pkg/provisioning"),
-		p(module+"/pkg/provisioning", false, module+"/pkg/store"),
-		p(module+"/pkg/store", false),
+		p(module+"/pkg/enrollment", false, module+"/internal/provisioning"),
+		p(module+"/internal/provisioning", false, module+"/internal/store"),
+		p(module+"/internal/store", false),
 		p(module+"/pkg/dps", false, "example.com/other"),
 		p("example.com/other", false),
 		p("fmt", true),
@@ -218,11 +218,11 @@ func TestRulesCatchViolations(t *testing.T) {
 	fillDeps(all)
 	got := check(graph, all, rules)
 	want := map[string]bool{
-		"allocation/hashed -> pkg/provisioning": false, // through pkg/enrollment
-		"allocation/hashed -> pkg/store":        false,
-		"pkg/enrollment -> pkg/provisioning":    false,
-		"pkg/enrollment -> pkg/store":           false,
-		"pkg/dps -> example.com/other":          false,
+		"allocation/hashed -> internal/provisioning": false, // through pkg/enrollment
+		"allocation/hashed -> internal/store":        false,
+		"pkg/enrollment -> internal/provisioning":    false,
+		"pkg/enrollment -> internal/store":           false,
+		"pkg/dps -> example.com/other":               false,
 	}
 	for _, v := range got {
 		key := v.from + " -> " + v.to
@@ -237,7 +237,7 @@ func TestRulesCatchViolations(t *testing.T) {
 		}
 	}
 	for _, v := range got {
-		if v.from == "allocation/hashed" && v.to == "pkg/store" && v.chain != "allocation/hashed -> pkg/enrollment -> pkg/provisioning -> pkg/store" {
+		if v.from == "allocation/hashed" && v.to == "internal/store" && v.chain != "allocation/hashed -> pkg/enrollment -> internal/provisioning -> internal/store" {
 			t.Errorf("chain %q", v.chain)
 		}
 	}

@@ -6,8 +6,8 @@ import (
 	"fmt"
 
 	"github.com/zdps/zdps/internal/revocation"
+	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/store"
 )
 
 // bulkChunk is how many items of a bulk call share one transaction: few

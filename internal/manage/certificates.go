@@ -10,8 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/store"
 )
 
 // VerificationCodeTTL is how long a proof-of-possession verification code

@@ -5,8 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/store"
 )
 
 // checkWrite refuses, when an enrollment is written, what could never

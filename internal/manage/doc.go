@@ -6,7 +6,7 @@
 // and stores the revocation its change causes (internal/revocation), which
 // it then runs, bounded, before returning.
 //
-// It knows nothing of HTTP: pkg/api decodes requests, authorizes them,
+// It knows nothing of HTTP: internal/api decodes requests, authorizes them,
 // calls a use case, maps its errors (store and enrollment sentinels) to
 // the DPS error format and writes the audit event.
 package manage

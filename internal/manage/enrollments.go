@@ -6,8 +6,8 @@ import (
 	"io"
 
 	"github.com/zdps/zdps/internal/revocation"
+	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/store"
 )
 
 // Kind is what differs between individual enrollments and enrollment

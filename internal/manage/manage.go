@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/internal/revocation"
+	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/store"
 )
 
 // Config configures New. Store is required.

@@ -8,9 +8,9 @@ import (
 
 	"github.com/zdps/zdps/internal/manage"
 	"github.com/zdps/zdps/internal/revocation"
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/internal/store/memory"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/memory"
 )
 
 func newService(t *testing.T) (*manage.Service, *store.Store, *revocation.Revocations) {

@@ -5,8 +5,8 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/store"
 )
 
 // This file holds the use cases of zdps's own resources: registration

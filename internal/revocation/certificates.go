@@ -7,9 +7,9 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/sweep"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/store"
 )
 
 // Buckets of the issued certificates.

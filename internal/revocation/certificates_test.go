@@ -8,9 +8,9 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/internal/revocation"
+	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/testbackend"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/store"
 )
 
 // TestCertificatePruner: certificates that expired more than the

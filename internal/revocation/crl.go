@@ -9,8 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/store"
 )
 
 // Entry is one revoked certificate as a CRL lists it.

@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/store"
 )
 
 // Revocation jobs. Deleting or disabling an enrollment or a group stores

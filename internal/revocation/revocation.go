@@ -8,8 +8,8 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/store"
 )
 
 // RFC 5280 CRLReason codes zdps records. A deleted enrollment or record

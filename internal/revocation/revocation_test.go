@@ -10,11 +10,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/ca"
 	"github.com/zdps/zdps/internal/revocation"
-	"github.com/zdps/zdps/pkg/ca"
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/internal/store/memory"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/memory"
 )
 
 // clock is a settable test clock.

@@ -4,7 +4,7 @@
 //
 // A Box derives its own AES-256 key from the KEK with HKDF-SHA256 and the
 // info string "zdps secrets v1 aes-256-gcm", so it never shares a key with
-// the CA's sealed private keys (pkg/ca), which derive theirs under another
+// the CA's sealed private keys (internal/ca), which derive theirs under another
 // info string from the same KEK. Every Seal draws a fresh random 96-bit
 // nonce.
 //

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/zdps/zdps/pkg/store"
+	"github.com/zdps/zdps/internal/store"
 )
 
 // Expired walks bucket in key order, batch keys at a time, and deletes the

@@ -10,10 +10,10 @@ import (
 	"testing"
 
 	"github.com/zdps/zdps/internal/pgtest"
-	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/bolt"
-	"github.com/zdps/zdps/pkg/store/memory"
-	"github.com/zdps/zdps/pkg/store/postgres"
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/internal/store/bolt"
+	"github.com/zdps/zdps/internal/store/memory"
+	"github.com/zdps/zdps/internal/store/postgres"
 )
 
 // Backend names a backend and opens a fresh, empty one that is closed when

@@ -13,11 +13,11 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/internal/revocation"
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/internal/store/bolt"
 	"github.com/zdps/zdps/internal/zdpstest"
 	"github.com/zdps/zdps/pkg/device"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/bolt"
 )
 
 // firstCertificate registers regID with its symmetric key and a generated

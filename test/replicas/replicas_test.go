@@ -24,14 +24,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/ca"
 	"github.com/zdps/zdps/internal/pgtest"
 	"github.com/zdps/zdps/internal/revocation"
+	"github.com/zdps/zdps/internal/store/postgres"
 	"github.com/zdps/zdps/internal/zdpstest"
-	"github.com/zdps/zdps/pkg/ca"
 	"github.com/zdps/zdps/pkg/client"
 	"github.com/zdps/zdps/pkg/device"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/store/postgres"
 )
 
 // cluster is replicas on one database schema with one KEK.

@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/api"
 	"github.com/zdps/zdps/internal/zdpstest"
-	"github.com/zdps/zdps/pkg/api"
 	"github.com/zdps/zdps/pkg/client"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/sas"

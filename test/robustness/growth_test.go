@@ -10,13 +10,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/revocation"
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/internal/store/bolt"
 	"github.com/zdps/zdps/internal/zdpstest"
 	"github.com/zdps/zdps/pkg/device"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/provisioning"
-	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/bolt"
 )
 
 // growthExtraArgs are added to `zdps serve` by TestGrowthReregistration:

@@ -17,10 +17,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/internal/store/bolt"
 	"github.com/zdps/zdps/internal/zdpstest"
 	"github.com/zdps/zdps/pkg/client"
-	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/bolt"
 )
 
 // The kill -9 tests: a process is SIGKILLed in the middle of its writes and

@@ -14,11 +14,11 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/internal/pgtest"
+	"github.com/zdps/zdps/internal/store/bolt"
 	"github.com/zdps/zdps/internal/zdpstest"
 	"github.com/zdps/zdps/pkg/client"
 	"github.com/zdps/zdps/pkg/device"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/store/bolt"
 )
 
 // TestRestoreUnderLoad proves that `zdps backup` of a server under

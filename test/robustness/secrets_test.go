@@ -18,18 +18,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/ca"
+	"github.com/zdps/zdps/internal/instance"
 	"github.com/zdps/zdps/internal/pgtest"
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/internal/store/bolt"
+	"github.com/zdps/zdps/internal/store/postgres"
 	"github.com/zdps/zdps/internal/testpki"
 	"github.com/zdps/zdps/internal/zdpstest"
-	"github.com/zdps/zdps/pkg/ca"
 	"github.com/zdps/zdps/pkg/client"
 	"github.com/zdps/zdps/pkg/device"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/instance"
 	"github.com/zdps/zdps/pkg/sas"
-	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/bolt"
-	"github.com/zdps/zdps/pkg/store/postgres"
 )
 
 // What a thief of the store gets. Enrollment keys, group keys, policy keys

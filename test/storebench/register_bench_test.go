@@ -28,16 +28,16 @@ import (
 
 	"github.com/zdps/zdps/allocation/hashed"
 	"github.com/zdps/zdps/attestation/symmetric"
+	"github.com/zdps/zdps/internal/ca"
 	"github.com/zdps/zdps/internal/pgtest"
-	"github.com/zdps/zdps/pkg/ca"
+	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/caissuer"
+	"github.com/zdps/zdps/internal/provisioning/symkey"
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/internal/store/bolt"
+	"github.com/zdps/zdps/internal/store/postgres"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/provisioning"
-	"github.com/zdps/zdps/pkg/provisioning/caissuer"
-	"github.com/zdps/zdps/pkg/provisioning/symkey"
 	"github.com/zdps/zdps/pkg/sas"
-	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/bolt"
-	"github.com/zdps/zdps/pkg/store/postgres"
 )
 
 const scope = "0ne00000001"

@@ -6,12 +6,12 @@ import (
 
 	"github.com/zdps/zdps/allocation/hashed"
 	"github.com/zdps/zdps/attestation/symmetric"
+	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/symkey"
 	"github.com/zdps/zdps/internal/sealed"
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/internal/store/memory"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/provisioning"
-	"github.com/zdps/zdps/pkg/provisioning/symkey"
-	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/memory"
 )
 
 // BenchmarkRegisterSealing is what sealing keys at rest costs a

@@ -1,4 +1,4 @@
-// Package clienttest runs the real zdps service API (pkg/api on an
+// Package clienttest runs the real zdps service API (internal/api on an
 // in-memory store, bootstrapped like a first start) over TLS on 127.0.0.1,
 // for tests of code built on package client (the CLI, the importer).
 //

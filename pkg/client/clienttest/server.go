@@ -19,11 +19,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zdps/zdps/pkg/api"
+	"github.com/zdps/zdps/internal/api"
+	"github.com/zdps/zdps/internal/instance"
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/internal/store/memory"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/instance"
-	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/memory"
 )
 
 // APIVersion is the api-version the client sends.

@@ -14,7 +14,7 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
 
-	"github.com/zdps/zdps/pkg/bench"
+	"github.com/zdps/zdps/internal/bench"
 )
 
 // benchConfig is the configuration of `zdps bench`.

@@ -16,8 +16,8 @@ import (
 	"github.com/vbauerster/mpb/v8/decor"
 	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
 
+	"github.com/zdps/zdps/internal/store/bolt"
 	"github.com/zdps/zdps/pkg/client"
-	"github.com/zdps/zdps/pkg/store/bolt"
 )
 
 // pgDumpHint is how a PostgreSQL store is backed up and restored instead.

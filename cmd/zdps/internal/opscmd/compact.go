@@ -12,7 +12,7 @@ import (
 	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
 
 	"github.com/zdps/zdps/cmd/zdps/internal/storespec"
-	"github.com/zdps/zdps/pkg/store/bolt"
+	"github.com/zdps/zdps/internal/store/bolt"
 )
 
 type compactConfig struct {

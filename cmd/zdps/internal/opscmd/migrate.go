@@ -11,8 +11,8 @@ import (
 	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
 
 	"github.com/zdps/zdps/cmd/zdps/internal/storespec"
-	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/storecopy"
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/internal/store/storecopy"
 )
 
 type migrateConfig struct {

@@ -9,9 +9,9 @@ import (
 
 	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil/cmdtest"
 	"github.com/zdps/zdps/internal/pgtest"
+	"github.com/zdps/zdps/internal/store/bolt"
 	"github.com/zdps/zdps/internal/zdpstest"
 	"github.com/zdps/zdps/pkg/enrollment"
-	"github.com/zdps/zdps/pkg/store/bolt"
 )
 
 // runZdps runs `zdps migrate ...` in-process.

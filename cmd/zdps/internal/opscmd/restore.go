@@ -14,8 +14,8 @@ import (
 	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
 
 	"github.com/zdps/zdps/cmd/zdps/internal/storespec"
-	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/bolt"
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/internal/store/bolt"
 )
 
 // NewRestoreCmd is `zdps restore`.

@@ -18,9 +18,9 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/zdps/zdps/pkg/store"
-	"github.com/zdps/zdps/pkg/store/bolt"
-	"github.com/zdps/zdps/pkg/store/postgres"
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/internal/store/bolt"
+	"github.com/zdps/zdps/internal/store/postgres"
 )
 
 // DBFile is the bbolt file's name in a data directory.

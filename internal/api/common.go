@@ -1,0 +1,148 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/pkg/enrollment"
+)
+
+// ifMatch is the request's If-Match ETag, unquoted: the Node SDK sends the
+// body's etag bare, RFC 9110 clients quote it, and a weak prefix carries no
+// meaning for a compare-and-swap on whole documents.
+func ifMatch(r *http.Request) string {
+	v := strings.TrimSpace(r.Header.Get("If-Match"))
+	v = strings.TrimPrefix(v, "W/")
+	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
+		v = v[1 : len(v)-1]
+	}
+	return v
+}
+
+// writeCondition is the condition of a PUT: If-Match (see ifMatch), and
+// If-None-Match: * for a create that must not replace an existing document
+// (409 when it exists), for every resource. Other If-None-Match values are
+// refused: zdps compares whole documents, so only "*" has a meaning here.
+func writeCondition(r *http.Request) (store.Condition, error) {
+	cond := store.Condition{IfMatch: ifMatch(r)}
+	switch v := strings.TrimSpace(r.Header.Get("If-None-Match")); v {
+	case "":
+	case "*":
+		cond.IfNoneMatch = true
+	default:
+		return cond, fmt.Errorf("%w: If-None-Match supports only * (create only), not %q", errBadRequest, v)
+	}
+	return cond, nil
+}
+
+// audit records a management change (or a read of secrets) with the policy
+// that made it.
+func (a *API) audit(r *http.Request, action, resource, id string) {
+	a.log.InfoContext(r.Context(), "audit",
+		"action", action,
+		"resource", resource,
+		"id", id,
+		"policy", policyName(r.Context()),
+		"request_id", RequestID(r.Context()))
+}
+
+func createdOrUpdated(created bool) string {
+	if created {
+		return "create"
+	}
+	return "update"
+}
+
+// querySpec is the body of the query calls.
+type querySpec struct {
+	Query string `json:"query"`
+}
+
+// readQuery accepts the one query zdps answers, "*" (every item), as the
+// Azure SDKs send it. An empty body means the same, for scripts that send
+// none on the registration queries.
+func readQuery(r *http.Request) error {
+	b, err := readBody(r)
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return nil
+	}
+	var q querySpec
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&q); err != nil {
+		return fmt.Errorf("%w: query body: %w", errBadRequest, err)
+	}
+	if dec.More() {
+		return fmt.Errorf("%w: query body: unexpected data after the JSON value", errBadRequest)
+	}
+	if strings.TrimSpace(q.Query) != "*" {
+		return fmt.Errorf(`%w: unsupported query %q: zdps answers only {"query":"*"}, paged with x-ms-max-item-count and x-ms-continuation`, errBadRequest, q.Query)
+	}
+	return nil
+}
+
+// pageParams reads x-ms-max-item-count (capped to MaxPageSize; absent or 0
+// means MaxPageSize) and x-ms-continuation.
+func (a *API) pageParams(r *http.Request) (limit int, continuation string, err error) {
+	limit = a.cfg.MaxPageSize
+	if v := strings.TrimSpace(r.Header.Get("x-ms-max-item-count")); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 0 {
+			return 0, "", fmt.Errorf("%w: x-ms-max-item-count must be a non-negative integer", errBadRequest)
+		}
+		if n > 0 && n < limit {
+			limit = n
+		}
+	}
+	return limit, strings.TrimSpace(r.Header.Get("x-ms-continuation")), nil
+}
+
+// writePage answers one page as a JSON array. The continuation header is
+// set only when another page follows: the Node SDK keeps asking for as
+// long as the header is present, even empty (docs/protocol.md#queries-and-paging).
+func writePage[T any](a *API, w http.ResponseWriter, items []T, next string, limit int, itemType string) {
+	if items == nil {
+		items = []T{}
+	}
+	if next != "" {
+		w.Header().Set("x-ms-continuation", next)
+	}
+	w.Header().Set("x-ms-max-item-count", strconv.Itoa(limit))
+	w.Header().Set("x-ms-item-type", itemType)
+	a.writeJSON(w, http.StatusOK, items)
+}
+
+// putRequest reads what every PUT of a named document needs: the name in
+// the path, the strictly decoded body (whose own name, in field, must be
+// the path's), and the write condition of If-Match / If-None-Match. Its
+// errors are ready for writeError.
+func putRequest[T any](r *http.Request, pathName func(*http.Request) (string, error), decode func([]byte) (T, error), nameOf func(T) string, field string) (name string, v T, cond store.Condition, err error) {
+	if name, err = pathName(r); err != nil {
+		return name, v, cond, err
+	}
+	b, err := requireBody(r)
+	if err != nil {
+		return name, v, cond, err
+	}
+	if v, err = decode(b); err != nil {
+		return name, v, cond, badRequest(err)
+	}
+	if !strings.EqualFold(nameOf(v), name) {
+		return name, v, cond, mismatch(field, nameOf(v), name)
+	}
+	cond, err = writeCondition(r)
+	return name, v, cond, err
+}
+
+// mismatch is the error of a body whose ID differs from the path's.
+func mismatch(field, body, path string) error {
+	return &enrollment.ValidationError{Field: field, Reason: fmt.Sprintf("%q does not match %q in the path", body, path)}
+}

@@ -1,0 +1,206 @@
+package api
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/zdps/zdps/internal/manage"
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/pkg/enrollment"
+)
+
+// enrollmentKind is the transport's half of what differs between
+// individual enrollments and enrollment groups (the use case's half is
+// manage.Kind), so that one handler serves both: they share every
+// operation of docs/protocol.md#service-api.
+type enrollmentKind[T store.Document] struct {
+	m          *manage.Kind[T]
+	resource   string // audit resource name
+	param      string // chi URL parameter of the ID
+	idField    string // JSON field of the ID
+	itemType   string // x-ms-item-type of query answers
+	validateID func(string) error
+	decode     func([]byte) (T, error)
+	id         func(T) string
+	att        func(T) *enrollment.AttestationMechanism
+	redacted   func(T) T
+	// decodeBulk returns the mode and the items of a bulk body.
+	decodeBulk func([]byte) (string, []T, error)
+	// bulkResult builds the DPS answer of a bulk call from its failures.
+	bulkResult func([]bulkFailure) any
+	// withState, when set, adds the read-only registrationState to a GET
+	// answer.
+	withState func(ctx context.Context, m *manage.Service, v T) error
+}
+
+var enrollments = enrollmentKind[*enrollment.IndividualEnrollment]{
+	m:          manage.Enrollments,
+	resource:   "enrollment",
+	param:      "registrationId",
+	idField:    "registrationId",
+	itemType:   "Enrollment",
+	validateID: enrollment.ValidateRegistrationID,
+	decode:     enrollment.DecodeIndividualEnrollment,
+	id:         func(e *enrollment.IndividualEnrollment) string { return e.RegistrationID },
+	att:        func(e *enrollment.IndividualEnrollment) *enrollment.AttestationMechanism { return e.Attestation },
+	redacted:   (*enrollment.IndividualEnrollment).Redacted,
+	decodeBulk: func(b []byte) (string, []*enrollment.IndividualEnrollment, error) {
+		op, err := enrollment.DecodeBulkEnrollments(b)
+		if err != nil {
+			return "", nil, err
+		}
+		return op.Mode, op.Enrollments, nil
+	},
+	withState: func(ctx context.Context, m *manage.Service, e *enrollment.IndividualEnrollment) error {
+		st, err := m.EnrollmentState(ctx, e.RegistrationID)
+		e.RegistrationState = st
+		return err
+	},
+	bulkResult: func(fs []bulkFailure) any {
+		res := enrollment.BulkOperationResult{IsSuccessful: len(fs) == 0, Errors: []enrollment.BulkOperationError{}}
+		for _, f := range fs {
+			res.Errors = append(res.Errors, enrollment.BulkOperationError{RegistrationID: f.id, ErrorCode: f.code, ErrorStatus: f.message})
+		}
+		return res
+	},
+}
+
+var groups = enrollmentKind[*enrollment.EnrollmentGroup]{
+	m:          manage.Groups,
+	resource:   "enrollmentGroup",
+	param:      "enrollmentGroupId",
+	idField:    "enrollmentGroupId",
+	itemType:   "EnrollmentGroup",
+	validateID: enrollment.ValidateGroupID,
+	decode:     enrollment.DecodeEnrollmentGroup,
+	id:         func(g *enrollment.EnrollmentGroup) string { return g.EnrollmentGroupID },
+	att:        func(g *enrollment.EnrollmentGroup) *enrollment.AttestationMechanism { return g.Attestation },
+	redacted:   (*enrollment.EnrollmentGroup).Redacted,
+	decodeBulk: func(b []byte) (string, []*enrollment.EnrollmentGroup, error) {
+		op, err := enrollment.DecodeBulkEnrollmentGroups(b)
+		if err != nil {
+			return "", nil, err
+		}
+		return op.Mode, op.EnrollmentGroups, nil
+	},
+	bulkResult: func(fs []bulkFailure) any {
+		res := enrollment.BulkEnrollmentGroupOperationResult{IsSuccessful: len(fs) == 0, Errors: []enrollment.BulkEnrollmentGroupOperationError{}}
+		for _, f := range fs {
+			res.Errors = append(res.Errors, enrollment.BulkEnrollmentGroupOperationError{EnrollmentGroupID: f.id, ErrorCode: f.code, ErrorStatus: f.message})
+		}
+		return res
+	},
+}
+
+// pathID reads and validates the ID in the path.
+func (k *enrollmentKind[T]) pathID(r *http.Request) (string, error) {
+	id := chi.URLParam(r, k.param)
+	if err := k.validateID(id); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+func getDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := k.pathID(r)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		v, err := manage.Get(r.Context(), a.m, k.m, id)
+		if err != nil {
+			a.writeError(w, r, about(k.resource, id, err))
+			return
+		}
+		out := k.redacted(v)
+		if k.withState != nil {
+			if err := k.withState(r.Context(), a.m, out); err != nil {
+				a.writeError(w, r, err)
+				return
+			}
+		}
+		a.writeJSON(w, http.StatusOK, out)
+	}
+}
+
+// putDoc creates or replaces a document (manage.Put: keys the request
+// leaves empty are kept or generated, in the write's transaction).
+func putDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, v, cond, err := putRequest(r, k.pathID, k.decode, k.id, k.idField)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		created, err := manage.Put(r.Context(), a.m, k.m, v, cond)
+		if err != nil {
+			a.writeError(w, r, about(k.resource, id, err))
+			return
+		}
+		a.audit(r, createdOrUpdated(created), k.resource, k.id(v))
+		// DPS answers 200 for a create as for an update.
+		a.writeJSON(w, http.StatusOK, k.redacted(v))
+	}
+}
+
+func deleteDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := k.pathID(r)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		if err := manage.Delete(r.Context(), a.m, k.m, id, ifMatch(r)); err != nil {
+			a.writeError(w, r, about(k.resource, id, err))
+			return
+		}
+		a.audit(r, "delete", k.resource, id)
+		w.WriteHeader(http.StatusNoContent)
+	}
+}
+
+// docKeys answers the attestation mechanism with its keys. It is the only
+// read that returns keys, and it is audited like a change.
+func docKeys[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		id, err := k.pathID(r)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		v, err := manage.Get(r.Context(), a.m, k.m, id)
+		if err != nil {
+			a.writeError(w, r, about(k.resource, id, err))
+			return
+		}
+		a.audit(r, "read-keys", k.resource, k.id(v))
+		a.writeJSON(w, http.StatusOK, k.att(v))
+	}
+}
+
+func queryDocs[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if err := readQuery(r); err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		limit, cont, err := a.pageParams(r)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		items, next, err := manage.List(r.Context(), a.m, k.m, cont, limit)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		out := make([]T, len(items))
+		for i, v := range items {
+			out[i] = k.redacted(v)
+		}
+		writePage(a, w, out, next, limit, k.itemType)
+	}
+}

@@ -1,0 +1,211 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/zdps/zdps/pkg/enrollment"
+)
+
+// rightPublic marks the routes that need no authentication.
+const rightPublic = "public"
+
+// routeRights is the right each route requires, keyed by "METHOD pattern"
+// exactly as chi reports the route. It is the single place where access is
+// decided: router() refuses to register a route missing here, and a test
+// walks the router and fails on any route without a right or any right
+// without a route.
+//
+// Reading an enrollment's keys (POST .../attestationmechanism) requires
+// EnrollmentWrite, not EnrollmentRead: the keys let their holder register
+// as the device (or, for a group, as any device of the group), which is
+// more than a reader of enrollments may do.
+var routeRights = map[string]string{
+	"GET /healthz": rightPublic,
+	// CRLs are public: relying parties fetch them without credentials and
+	// the signature protects them.
+	"GET /crl": rightPublic,
+
+	"GET /enrollments/{registrationId}":                               enrollment.RightEnrollmentRead,
+	"PUT /enrollments/{registrationId}":                               enrollment.RightEnrollmentWrite,
+	"DELETE /enrollments/{registrationId}":                            enrollment.RightEnrollmentWrite,
+	"POST /enrollments/{registrationId}/attestationmechanism":         enrollment.RightEnrollmentWrite,
+	"POST /enrollments/query":                                         enrollment.RightEnrollmentRead,
+	"POST /enrollments":                                               enrollment.RightEnrollmentWrite,
+	"GET /enrollmentGroups/{enrollmentGroupId}":                       enrollment.RightEnrollmentRead,
+	"PUT /enrollmentGroups/{enrollmentGroupId}":                       enrollment.RightEnrollmentWrite,
+	"DELETE /enrollmentGroups/{enrollmentGroupId}":                    enrollment.RightEnrollmentWrite,
+	"POST /enrollmentGroups/{enrollmentGroupId}/attestationmechanism": enrollment.RightEnrollmentWrite,
+	"POST /enrollmentGroups/query":                                    enrollment.RightEnrollmentRead,
+	"POST /enrollmentGroups":                                          enrollment.RightEnrollmentWrite,
+
+	"GET /registrations/{registrationId}":           enrollment.RightRegistrationStatusRead,
+	"DELETE /registrations/{registrationId}":        enrollment.RightRegistrationStatusWrite,
+	"POST /registrations/{enrollmentGroupId}/query": enrollment.RightRegistrationStatusRead,
+	"POST /registrations/query":                     enrollment.RightRegistrationStatusRead,
+
+	"GET /hubs":           enrollment.RightServiceConfig,
+	"GET /hubs/{name}":    enrollment.RightServiceConfig,
+	"PUT /hubs/{name}":    enrollment.RightServiceConfig,
+	"DELETE /hubs/{name}": enrollment.RightServiceConfig,
+
+	"GET /policies":                 enrollment.RightServiceConfig,
+	"GET /policies/{keyName}":       enrollment.RightServiceConfig,
+	"PUT /policies/{keyName}":       enrollment.RightServiceConfig,
+	"DELETE /policies/{keyName}":    enrollment.RightServiceConfig,
+	"POST /policies/{keyName}/keys": enrollment.RightServiceConfig,
+
+	"GET /settings": enrollment.RightServiceConfig,
+	"PUT /settings": enrollment.RightServiceConfig,
+
+	"POST /allocation/explain": enrollment.RightServiceConfig,
+
+	"GET /certificates":                          enrollment.RightServiceConfig,
+	"GET /certificates/{name}":                   enrollment.RightServiceConfig,
+	"PUT /certificates/{name}":                   enrollment.RightServiceConfig,
+	"DELETE /certificates/{name}":                enrollment.RightServiceConfig,
+	"POST /certificates/{name}/verificationCode": enrollment.RightServiceConfig,
+	"POST /certificates/{name}/verify":           enrollment.RightServiceConfig,
+
+	"GET /ca":        enrollment.RightServiceConfig,
+	"GET /ca/bundle": enrollment.RightServiceConfig,
+
+	// A backup holds every key of the store, policies' included: only a
+	// holder of ServiceConfig, who can read those anyway, may take one.
+	"GET /backup": enrollment.RightServiceConfig,
+}
+
+// Route is one route of the service API and the right it requires.
+type Route struct {
+	Method  string
+	Pattern string // as chi matches it, e.g. /enrollments/{registrationId}
+	// Right is the policy right a caller needs (enrollment.Right*), ""
+	// for a public route.
+	Right string
+}
+
+// Routes is the service API's route table, sorted by pattern and method:
+// what a test of the authorization matrix iterates over. The device API's
+// routes (mounted by internal/deviceapi) authenticate devices, not policies, and
+// are not in it.
+func Routes() []Route {
+	out := make([]Route, 0, len(routeRights))
+	for k, right := range routeRights {
+		method, pattern, _ := strings.Cut(k, " ")
+		if right == rightPublic {
+			right = ""
+		}
+		out = append(out, Route{Method: method, Pattern: pattern, Right: right})
+	}
+	slices.SortFunc(out, func(a, b Route) int {
+		if c := strings.Compare(a.Pattern, b.Pattern); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Method, b.Method)
+	})
+	return out
+}
+
+// router builds the chi router. Trailing slashes are removed before
+// routing (canonicalPath), so "POST /enrollments/" (the Node service SDK's
+// bulk call) reaches "POST /enrollments".
+func (a *API) router() (*chi.Mux, error) {
+	r := chi.NewRouter()
+	r.Use(a.requestID, a.accessLog, a.recoverer, canonicalPath, a.limitBody)
+	r.NotFound(func(w http.ResponseWriter, req *http.Request) { a.writeError(w, req, errRouteNotFound) })
+	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) { a.writeError(w, req, errMethodNotAllowed) })
+
+	var missing []string
+	route := func(method, pattern string, h http.HandlerFunc) {
+		key := method + " " + pattern
+		right, ok := routeRights[key]
+		if !ok {
+			missing = append(missing, key)
+			return
+		}
+		if right == rightPublic {
+			r.Method(method, pattern, h)
+			return
+		}
+		r.Method(method, pattern, a.authorize(right, a.requireAPIVersion(h)))
+	}
+
+	route(http.MethodGet, "/healthz", a.healthz)
+
+	route(http.MethodGet, "/enrollments/{registrationId}", getDoc(a, &enrollments))
+	route(http.MethodPut, "/enrollments/{registrationId}", putDoc(a, &enrollments))
+	route(http.MethodDelete, "/enrollments/{registrationId}", deleteDoc(a, &enrollments))
+	route(http.MethodPost, "/enrollments/{registrationId}/attestationmechanism", docKeys(a, &enrollments))
+	route(http.MethodPost, "/enrollments/query", queryDocs(a, &enrollments))
+	route(http.MethodPost, "/enrollments", bulkDocs(a, &enrollments))
+
+	route(http.MethodGet, "/enrollmentGroups/{enrollmentGroupId}", getDoc(a, &groups))
+	route(http.MethodPut, "/enrollmentGroups/{enrollmentGroupId}", putDoc(a, &groups))
+	route(http.MethodDelete, "/enrollmentGroups/{enrollmentGroupId}", deleteDoc(a, &groups))
+	route(http.MethodPost, "/enrollmentGroups/{enrollmentGroupId}/attestationmechanism", docKeys(a, &groups))
+	route(http.MethodPost, "/enrollmentGroups/query", queryDocs(a, &groups))
+	route(http.MethodPost, "/enrollmentGroups", bulkDocs(a, &groups))
+
+	route(http.MethodGet, "/registrations/{registrationId}", a.getRegistration)
+	route(http.MethodDelete, "/registrations/{registrationId}", a.deleteRegistration)
+	route(http.MethodPost, "/registrations/{enrollmentGroupId}/query", a.queryGroupRegistrations)
+	route(http.MethodPost, "/registrations/query", a.queryRegistrations)
+
+	route(http.MethodGet, "/hubs", a.listHubs)
+	route(http.MethodGet, "/hubs/{name}", a.getHub)
+	route(http.MethodPut, "/hubs/{name}", a.putHub)
+	route(http.MethodDelete, "/hubs/{name}", a.deleteHub)
+
+	route(http.MethodGet, "/policies", a.listPolicies)
+	route(http.MethodGet, "/policies/{keyName}", a.getPolicy)
+	route(http.MethodPut, "/policies/{keyName}", a.putPolicy)
+	route(http.MethodDelete, "/policies/{keyName}", a.deletePolicy)
+	route(http.MethodPost, "/policies/{keyName}/keys", a.policyKeys)
+
+	route(http.MethodGet, "/settings", a.getSettings)
+	route(http.MethodPut, "/settings", a.putSettings)
+
+	route(http.MethodPost, "/allocation/explain", a.explainAllocation)
+
+	route(http.MethodGet, "/certificates", a.listCertificates)
+	route(http.MethodGet, "/certificates/{name}", a.getCertificate)
+	route(http.MethodPut, "/certificates/{name}", a.putCertificate)
+	route(http.MethodDelete, "/certificates/{name}", a.deleteCertificate)
+	route(http.MethodPost, "/certificates/{name}/verificationCode", a.certificateVerificationCode)
+	route(http.MethodPost, "/certificates/{name}/verify", a.verifyCertificate)
+
+	route(http.MethodGet, "/ca", a.getCA)
+	route(http.MethodGet, "/ca/bundle", a.getCABundle)
+	route(http.MethodGet, "/crl", a.getCRL)
+
+	route(http.MethodGet, "/backup", a.getBackup)
+
+	if len(missing) > 0 {
+		return nil, fmt.Errorf("api: routes without a declared right: %v", missing)
+	}
+	return r, nil
+}
+
+// literals are the fixed path segments of every route zdps serves (service
+// and device API), by their lower-case form. canonicalPath maps each
+// segment that matches one case-insensitively to its canonical spelling,
+// so that routing, which is case-sensitive in chi, ignores case. An ID
+// segment that happens to equal a literal is rewritten too; that is
+// harmless because IDs are case-insensitive.
+var literals = func() map[string]string {
+	m := map[string]string{}
+	for _, s := range []string{
+		"healthz", "enrollments", "enrollmentGroups", "registrations", "query",
+		"attestationmechanism", "hubs", "policies", "keys", "settings",
+		"certificates", "verificationCode", "verify", "allocation", "explain", "ca", "bundle", "crl", "backup",
+		// device API
+		"register", "operations",
+	} {
+		m[strings.ToLower(s)] = s
+	}
+	return m
+}()

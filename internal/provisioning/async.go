@@ -1,0 +1,421 @@
+package provisioning
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/pkg/dps"
+	"github.com/zdps/zdps/pkg/enrollment"
+)
+
+// This file lets a registration outlive its register request
+// (Config.AssignWait). Attestation, enrollment resolution and the disabled
+// and firmware checks always run within the request, so a refused device
+// still gets its 401/400 and nothing is stored. The rest (allocate, issue,
+// persist) runs on a context detached from the request, bounded by
+// Config.AssignTimeout. Register waits for it up to AssignWait; when it is
+// not done by then, Register stores an assigning operation and returns it
+// (the transport answers 202 + Retry-After), and the run writes the final
+// operation (with the record and the certificate, in one transaction, as
+// always) under the same operation ID.
+//
+// Ordering. The run may finish before or after the assigning write, and
+// the final state must win:
+//
+//   - the assigning write is create-only: a conflict means the final state
+//     landed first, and Register returns that instead;
+//   - the final write (closeOperation) creates the operation, or replaces
+//     the assigning state with a compare-and-swap on its ETag inside the
+//     transaction that also writes the record and the certificate; when it
+//     finds a final state already (a poll declared the run dead), the
+//     whole transaction is rolled back, so the record never disagrees with
+//     what the device was told.
+//
+// Faults found after Register stopped waiting cannot be answered as HTTP
+// errors any more: they end the operation as failed, with errorCode 400004
+// and the fixed reason of the refusal (a CSR the CA refuses), 401002, or
+// 500000 (a server fault); the device registers again.
+//
+// Replicas. Everything a poll needs is in the store: any replica answers
+// it. If the replica doing the work dies, the operation stays assigning
+// until its Deadline; the first poll (or register of the same device)
+// after it replaces it by failed (errorCode dps.CodeAssignmentTimedOut)
+// with a compare-and-swap, and a later register starts over. The run
+// itself refuses to commit after the deadline.
+//
+// Abuse. A device that registers again while an operation of its own is
+// still assigning does not start a second run: the same request (same
+// mechanism, CSR and payload: a client retrying a PUT it lost the answer
+// to) joins the running operation and gets its operation ID again; a
+// different request is refused with ErrThrottled (429 + Retry-After) until
+// the running one ends or its deadline passes. Joining a different request
+// would hand the device a certificate for a key it may no longer hold.
+// Runs still within their AssignWait are not visible to this check: they
+// hold their request, so a device can only have as many as it has open
+// requests.
+
+// Operations that fail in the background end with the errorCode the
+// device API answers for the same fault within a request (pkg/dps):
+// CodeUnauthorized, CodeBadArgument, CodeInternal, CodeUnavailable,
+// CodeThrottled, or CodeAssignmentTimedOut when the run did not complete
+// before its deadline (the replica running it died or the allocation took
+// longer than AssignTimeout): the device should register again.
+
+// OutcomeAssigning is logged when a registration continues in the
+// background.
+const OutcomeAssigning = "assigning"
+
+// MessageAssignmentTimedOut is the errorMessage of dps.CodeAssignmentTimedOut.
+const MessageAssignmentTimedOut = "assignment did not complete in time; register again"
+
+var (
+	// errAssignTimeout: the run reached its deadline before committing.
+	errAssignTimeout = errors.New("provisioning: assignment did not complete before its deadline")
+	// errOperationClosed: the operation already holds a final state.
+	errOperationClosed = errors.New("provisioning: operation already final")
+)
+
+// settleTimeout bounds the write of a background run's failure.
+const settleTimeout = 10 * time.Second
+
+// background counts the runs that continue after their request.
+type background struct {
+	mu   sync.Mutex
+	n    int
+	idle chan struct{} // closed when n drops to 0
+}
+
+func (b *background) add() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.n == 0 {
+		b.idle = make(chan struct{})
+	}
+	b.n++
+}
+
+func (b *background) done() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.n--; b.n == 0 {
+		close(b.idle)
+	}
+}
+
+func (b *background) wait() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.n == 0 {
+		c := make(chan struct{})
+		close(c)
+		return c
+	}
+	return b.idle
+}
+
+// Wait blocks until every registration running in the background has
+// stored its outcome, or ctx ends (graceful shutdown: stop accepting
+// requests first). A run abandoned by an early return answers failed
+// after its deadline.
+func (s *Service) Wait(ctx context.Context) error {
+	select {
+	case <-s.bg.wait():
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("provisioning: registrations still running in the background: %w", ctx.Err())
+	}
+}
+
+// handoff passes a run's outcome to the request waiting for it, unless the
+// request stopped waiting (detached) first.
+type handoff struct {
+	mu       sync.Mutex
+	done     chan struct{}
+	detached bool
+	finished bool
+	op       *enrollment.Operation
+	err      error
+}
+
+// finish records the outcome; false when the request no longer waits and
+// the run must settle it itself.
+func (h *handoff) finish(op *enrollment.Operation, err error) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.detached {
+		return false
+	}
+	h.op, h.err, h.finished = op, err, true
+	close(h.done)
+	return true
+}
+
+// detach stops waiting; false when the run finished already (h.op, h.err
+// hold its outcome).
+func (h *handoff) detach() bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.finished {
+		return false
+	}
+	h.detached = true
+	return true
+}
+
+// assignAsync runs assign on a detached context and waits up to
+// AssignWait for it.
+func (s *Service) assignAsync(ctx context.Context, r *registration) (*enrollment.Operation, error) {
+	log, opID, req := r.log, r.opID, r.req
+	hash := requestHash(r.id, req)
+	if op, err := s.inflight(ctx, log, req.RegistrationID, hash); op != nil || err != nil {
+		return op, err
+	}
+	deadline := s.now().UTC().Add(s.cfg.AssignTimeout)
+	r.deadline = deadline
+	// The run keeps the request's values (request ID) but not its
+	// cancellation; the clock of its context is the real one, the
+	// deadline persist checks is s.now's.
+	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.AssignTimeout)
+	h := &handoff{done: make(chan struct{})}
+	s.bg.add()
+	go func() {
+		defer s.bg.done()
+		defer cancel()
+		op, err := s.assign(bctx, r)
+		if h.finish(op, err) {
+			return
+		}
+		if err != nil {
+			s.settle(bctx, log, opID, req, err)
+		}
+	}()
+
+	timer := time.NewTimer(s.cfg.AssignWait)
+	defer timer.Stop()
+	select {
+	case <-h.done:
+		return h.op, h.err
+	case <-timer.C:
+	case <-ctx.Done():
+	}
+	if !h.detach() {
+		return h.op, h.err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // the device went away; the run stores its outcome anyway
+	}
+	if s.testHookDetached != nil {
+		s.testHookDetached()
+	}
+	a := s.newOperation(opID, req.RegistrationID, enrollment.RegistrationAssigning)
+	a.Deadline = deadline
+	a.RequestHash = hash
+	_, err := s.ops.Put(ctx, a, store.Condition{IfNoneMatch: true})
+	if errors.Is(err, store.ErrConflict) {
+		// The run stored its final state first: answer it.
+		op, err := s.ops.Get(ctx, opID)
+		if err != nil {
+			return nil, fmt.Errorf("provisioning: read operation: %w", err)
+		}
+		return op, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("provisioning: store operation: %w", err)
+	}
+	log.InfoContext(ctx, "registration continues in the background", "outcome", OutcomeAssigning, "operation_id", opID, "deadline", deadline)
+	return a, nil
+}
+
+// inflight looks for an assigning operation of the registration ID: the
+// same request joins it, another is throttled; operations past their
+// deadline are closed as failed on the way.
+func (s *Service) inflight(ctx context.Context, log *slog.Logger, regID, hash string) (*enrollment.Operation, error) {
+	ops, _, err := s.ops.ListBy(ctx, IndexOperationsAssigning, regID, "", 16)
+	if err != nil {
+		return nil, fmt.Errorf("provisioning: read operations: %w", err)
+	}
+	for _, op := range ops {
+		if op.Status != enrollment.RegistrationAssigning || enrollment.Key(op.RegistrationID) != enrollment.Key(regID) {
+			continue
+		}
+		if s.pastDeadline(op) {
+			if _, err := s.expire(ctx, op); err != nil {
+				return nil, err
+			}
+			continue
+		}
+		if op.RequestHash == hash {
+			log.InfoContext(ctx, "registration joins the one still assigning", "outcome", OutcomeAssigning, "operation_id", op.OperationID)
+			return op, nil
+		}
+		return nil, Refuse("another registration of the device is still assigning",
+			fmt.Errorf("%w: a registration of this device is still assigning; retry later", ErrThrottled))
+	}
+	return nil, nil
+}
+
+// requestHash identifies what a register request asks for, beyond who
+// the device is (attestation already proved that).
+func requestHash(id *Identity, req *Request) string {
+	h := sha256.New()
+	write := func(b []byte) {
+		var n [8]byte
+		for i, l := 0, uint64(len(b)); i < 8; i++ {
+			n[i] = byte(l >> (8 * i))
+		}
+		h.Write(n[:])
+		h.Write(b)
+	}
+	write([]byte(id.Type))
+	write(req.CSR)
+	write(req.Payload)
+	if id.Renewal != nil {
+		write([]byte(id.Renewal.Serial))
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+func (s *Service) pastDeadline(op *enrollment.Operation) bool {
+	return op.Status == enrollment.RegistrationAssigning && !op.Deadline.IsZero() && !s.now().Before(op.Deadline)
+}
+
+// expire replaces an assigning operation whose deadline passed by failed,
+// unless a final state replaced it meanwhile, and returns what is stored
+// now.
+func (s *Service) expire(ctx context.Context, op *enrollment.Operation) (*enrollment.Operation, error) {
+	var out *enrollment.Operation
+	err := s.st.Backend.Update(ctx, func(tx store.Tx) error {
+		ops := s.ops.In(tx)
+		cur, err := ops.Get(ctx, op.OperationID)
+		if err != nil {
+			return err
+		}
+		if !s.pastDeadline(cur) {
+			out = cur
+			return nil
+		}
+		f := s.failedOperation(cur.OperationID, cur.RegistrationID, dps.CodeAssignmentTimedOut, MessageAssignmentTimedOut)
+		f.ExpiresAt = cur.ExpiresAt
+		if _, err := ops.Put(ctx, f, store.Condition{IfMatch: cur.ETag}); err != nil {
+			return err
+		}
+		out = f
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("provisioning: close expired operation: %w", err)
+	}
+	if out.Status == enrollment.RegistrationFailed && out.ErrorCode == dps.CodeAssignmentTimedOut {
+		s.log.WarnContext(ctx, "registration failed", "registration_id", out.RegistrationID, "operation_id", out.OperationID,
+			"outcome", OutcomeFailed, "reason", MessageAssignmentTimedOut)
+	}
+	return out, nil
+}
+
+func (s *Service) failedOperation(opID, regID string, code int, msg string) *enrollment.Operation {
+	op := s.newOperation(opID, regID, enrollment.RegistrationFailed)
+	op.ErrorCode, op.ErrorMessage = code, msg
+	op.Registration = &enrollment.Registration{RegistrationID: regID, Status: enrollment.RegistrationFailed, ErrorCode: code, ErrorMessage: msg}
+	return op
+}
+
+// closeOperation writes the final state o of an operation in tx: it
+// creates it when no assigning state was written (yet), replaces the
+// assigning state by compare-and-swap, and returns errOperationClosed when
+// a final state is there already, which must roll the transaction back.
+func (s *Service) closeOperation(ctx context.Context, tx store.Tx, o *enrollment.Operation) error {
+	ops := s.ops.In(tx)
+	cur, err := ops.Get(ctx, o.OperationID)
+	cond := store.Condition{IfNoneMatch: true}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("provisioning: read operation: %w", err)
+	case cur.Status != enrollment.RegistrationAssigning || enrollment.Key(cur.RegistrationID) != enrollment.Key(o.RegistrationID):
+		return errOperationClosed
+	default:
+		cond = store.Condition{IfMatch: cur.ETag}
+	}
+	if _, err := ops.Put(ctx, o, cond); err != nil {
+		return fmt.Errorf("provisioning: store operation: %w", err)
+	}
+	return s.replacePrevious(ctx, tx, o)
+}
+
+// replacePrevious makes o, in tx, the device's current final operation
+// and deletes the one that was current before: a device polls the
+// operation its last register answered, so the one before is of no use,
+// and a device registering in a loop keeps one operation instead of one
+// per request for OperationTTL. A poll of the deleted one answers not
+// found (404), as Azure answers an unknown operation. Only final
+// operations are ever current: an assigning one is never deleted here, its
+// run may still commit and a device registering again must still find it
+// (inflight). Point reads and writes only, so concurrent registrations of
+// other devices never conflict on it.
+func (s *Service) replacePrevious(ctx context.Context, tx store.Tx, o *enrollment.Operation) error {
+	regKey, opKey := enrollment.Key(o.RegistrationID), o.StoreKey()
+	it, err := tx.Get(ctx, BucketOperationsCurrent, regKey)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("provisioning: read current operation: %w", err)
+	case string(it.Value) != opKey:
+		err := s.ops.In(tx).Delete(ctx, string(it.Value), store.Condition{})
+		if err != nil && !errors.Is(err, store.ErrNotFound) { // pruned already
+			return fmt.Errorf("provisioning: delete replaced operation: %w", err)
+		}
+	}
+	if _, err := tx.Put(ctx, BucketOperationsCurrent, regKey, []byte(opKey), store.Condition{}); err != nil {
+		return fmt.Errorf("provisioning: store current operation: %w", err)
+	}
+	return nil
+}
+
+// finalOperation stores a final state that comes without a record
+// (failed), in its own transaction.
+func (s *Service) finalOperation(ctx context.Context, o *enrollment.Operation) error {
+	return s.st.Backend.Update(ctx, func(tx store.Tx) error { return s.closeOperation(ctx, tx, o) })
+}
+
+// settle stores the failure of a run whose request no longer waits: the
+// device learns it by polling.
+func (s *Service) settle(ctx context.Context, log *slog.Logger, opID string, req *Request, err error) {
+	code, msg := dps.CodeInternal, "internal error while assigning; register again"
+	switch {
+	case errors.Is(err, errAssignTimeout), errors.Is(err, context.DeadlineExceeded):
+		code, msg = dps.CodeAssignmentTimedOut, MessageAssignmentTimedOut
+	case errors.Is(err, ErrUnauthorized):
+		code, msg = dps.CodeUnauthorized, "registration refused: unauthorized"
+	case errors.Is(err, ErrInvalid):
+		// Refusal reasons are constants chosen by code, safe to answer.
+		code, msg = dps.CodeBadArgument, "registration refused: invalid request"
+		if r := ReasonOf(err); r != "" {
+			msg = "registration refused: " + r
+		}
+	case errors.Is(err, ErrThrottled):
+		code, msg = dps.CodeThrottled, "registration refused for now; register again later"
+	case errors.Is(err, store.ErrBusy):
+		code, msg = dps.CodeUnavailable, "service busy; register again"
+	case errors.Is(err, errOperationClosed):
+		return // a poll closed it after its deadline
+	}
+	s.logFailure(ctx, log, "background registration", err)
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
+	werr := s.finalOperation(wctx, s.failedOperation(opID, req.RegistrationID, code, msg))
+	switch {
+	case errors.Is(werr, errOperationClosed):
+	case werr != nil:
+		// Polls answer failed once the deadline passes.
+		log.ErrorContext(ctx, "store the outcome of a background registration", "operation_id", opID, "outcome", OutcomeError, "error", werr)
+	default:
+		log.WarnContext(ctx, "registration failed", "operation_id", opID, "outcome", OutcomeFailed, "reason", msg)
+	}
+}

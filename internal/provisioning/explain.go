@@ -1,0 +1,175 @@
+package provisioning
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/zdps/zdps/allocation"
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/pkg/enrollment"
+)
+
+// ExplainRequest asks which hub each policy would choose for a device.
+type ExplainRequest struct {
+	// RegistrationID of the device.
+	RegistrationID string `json:"registrationId"`
+	// EnrollmentGroupID names the group when the device has no individual
+	// enrollment and no registration record yet (a group device is only
+	// known by its credential otherwise).
+	EnrollmentGroupID string `json:"enrollmentGroupId,omitempty"`
+	// Payload is the registration payload to assume (geoLatency, custom).
+	Payload json.RawMessage `json:"payload,omitempty"`
+	// SourceAddr is the device address to assume (geoLatency networks).
+	SourceAddr string `json:"sourceAddress,omitempty"`
+	// SourceRTT is the measured round trip to assume (geoLatency).
+	SourceRTT time.Duration `json:"-"`
+}
+
+// PolicyDecision is one policy's would-be decision.
+type PolicyDecision struct {
+	Policy string `json:"policy"`
+	// Effective marks the policy the device's registration would use.
+	Effective bool   `json:"effective"`
+	Hub       string `json:"hub,omitempty"`
+	Reason    string `json:"reason,omitempty"`
+	Error     string `json:"error,omitempty"`
+}
+
+// Explanation is the answer of Explain.
+type Explanation struct {
+	RegistrationID    string                       `json:"registrationId"`
+	EnrollmentKind    string                       `json:"enrollmentKind"` // individualEnrollment or enrollmentGroup
+	EnrollmentID      string                       `json:"enrollmentId"`
+	EffectivePolicy   string                       `json:"effectivePolicy"`
+	PinnedHub         string                       `json:"iotHubHostName,omitempty"`
+	CurrentHub        string                       `json:"currentHub,omitempty"`
+	ReprovisionPolicy enrollment.ReprovisionPolicy `json:"reprovisionPolicy"`
+	Hubs              []HubEligibility             `json:"hubs"`
+	Decisions         []PolicyDecision             `json:"decisions"`
+}
+
+// PolicySet is the optional capability of an Allocator that offers several
+// named policies (allocation.Registry); Explain runs each of them.
+type PolicySet interface {
+	Names() []string
+	Policy(name string) allocation.Policy
+}
+
+// Explain says, for a registration ID, which hub each policy would choose
+// and why, without registering anything. It resolves the enrollment as
+// registration does (the individual enrollment first, else the group
+// named in the request, else the group of the device's registration
+// record); ErrNotFound when none applies, ErrInvalid for a bad ID.
+//
+// Explaining the custom policy calls the enrollment's webhook, as a
+// registration would; it is skipped (with a reason) when the enrollment
+// has no webhook.
+func (s *Service) Explain(ctx context.Context, req ExplainRequest) (*Explanation, error) {
+	if err := enrollment.ValidateRegistrationID(req.RegistrationID); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	cur, err := s.st.Registrations.Get(ctx, req.RegistrationID)
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		cur = nil
+	case err != nil:
+		return nil, fmt.Errorf("provisioning: read registration: %w", err)
+	}
+	id := &Identity{RegistrationID: req.RegistrationID}
+	e, err := s.st.Enrollments.Get(ctx, req.RegistrationID)
+	switch {
+	case err == nil:
+		id.Enrollment = e
+	case !errors.Is(err, store.ErrNotFound):
+		return nil, fmt.Errorf("provisioning: read enrollment: %w", err)
+	default:
+		gid := req.EnrollmentGroupID
+		if gid == "" && cur != nil {
+			gid = cur.EnrollmentGroupID
+		}
+		if gid == "" {
+			return nil, fmt.Errorf("%w: no individual enrollment for %q and no registration record naming its group; give enrollmentGroupId", ErrNotFound, req.RegistrationID)
+		}
+		g, err := s.st.Groups.Get(ctx, gid)
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, fmt.Errorf("%w: enrollment group %q", ErrNotFound, gid)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("provisioning: read group: %w", err)
+		}
+		id.Group = g
+	}
+	t, err := s.resolve(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	policy, err := s.effectivePolicy(ctx, t)
+	if err != nil {
+		return nil, err
+	}
+	linked, err := s.hubs(ctx)
+	if err != nil {
+		return nil, err
+	}
+	x := &Explanation{
+		RegistrationID:    req.RegistrationID,
+		EnrollmentKind:    "individualEnrollment",
+		EnrollmentID:      t.name,
+		EffectivePolicy:   policy,
+		PinnedHub:         t.hostName,
+		ReprovisionPolicy: t.reprov,
+		Decisions:         []PolicyDecision{},
+	}
+	if t.group != nil {
+		x.EnrollmentKind = "enrollmentGroup"
+	}
+	in := allocation.Input{
+		Enrollment:     t.individual,
+		Group:          t.group,
+		RegistrationID: req.RegistrationID,
+		Payload:        req.Payload,
+		SourceAddr:     req.SourceAddr,
+		SourceRTT:      req.SourceRTT,
+	}
+	if assigned(cur) {
+		x.CurrentHub = cur.AssignedHub
+		in.CurrentHub, in.CurrentDeviceID = cur.AssignedHub, cur.DeviceID
+		in.AttestationType = cur.AttestationType
+	}
+	if x.Hubs, _, err = s.eligibility(ctx, linked, t.iotHubs, in.CurrentHub, false); err != nil {
+		return nil, err
+	}
+	names := []string{policy}
+	if set, ok := s.cfg.Allocator.(PolicySet); ok {
+		names = set.Names()
+	}
+	for _, name := range names {
+		d := PolicyDecision{Policy: name, Effective: name == policy}
+		switch {
+		case name == enrollment.PolicyCustom && customDefinition(t) == nil:
+			d.Error = "the enrollment has no customAllocationDefinition; the webhook was not called"
+		default:
+			dec, err := s.decide(ctx, t, in, linked, name)
+			switch {
+			case err == nil:
+				d.Hub, d.Reason = dec.Hub, dec.Reason
+			case allocation.IsFailure(err):
+				d.Error = allocationMessage(err)
+			default:
+				return nil, err
+			}
+		}
+		if d.Effective && x.CurrentHub != "" && !t.reprov.UpdateHubAssignment {
+			d.Hub, d.Reason, d.Error = x.CurrentHub, "reprovision policy updateHubAssignment=false keeps the device on its current hub", ""
+		}
+		x.Decisions = append(x.Decisions, d)
+	}
+	return x, nil
+}
+
+func customDefinition(t *target) *enrollment.CustomAllocationDefinition {
+	return t.spec.CustomAllocationDefinition
+}

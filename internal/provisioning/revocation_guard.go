@@ -1,0 +1,72 @@
+package provisioning
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/zdps/zdps/internal/revocation"
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/pkg/enrollment"
+)
+
+// Revocation without races. A registration is attested and resolved
+// outside any transaction, then persisted in one; an operator may delete
+// or disable its enrollment or group in between. Whatever the
+// interleaving, either the registration fails or its certificate is
+// revoked once the delete or disable has answered:
+//
+//   - persist reads the enrollment (or group) again inside its own
+//     transaction (enrollmentGone): gone, it refuses as an unknown
+//     enrollment is refused (401); disabled, it answers disabled and
+//     stores no certificate. The delete or disable writes that same key
+//     and, in the same transaction, a revocation job (internal/revocation),
+//     so the two transactions are ordered: bbolt runs one writer at a
+//     time, and PostgreSQL at SERIALIZABLE aborts one of two transactions
+//     where one reads what the other writes and the other way round.
+//   - while a revocation job covering the device is stored (its
+//     registration's, its group's, or that of the group its current record
+//     was made through), persist refuses it with ErrThrottled (429 +
+//     Retry-After). So every certificate a job can find was stored before
+//     the job, and the job revokes all of them with no cutoff by time:
+//     clocks of replicas are not trusted to order transactions. A device
+//     of an enrollment enabled again registers once the job is done
+//     (before the change answers, unless the group is large).
+
+// enrollmentGone re-reads, in tx, the enrollment or group the request was
+// resolved to and reports whether it is disabled now. It returns an error
+// wrapping ErrUnauthorized if it was deleted, ErrThrottled while a
+// revocation job covers the device.
+func (s *Service) enrollmentGone(ctx context.Context, tx store.Tx, regID string, t *target, cur *enrollment.Registration) (disabled bool, err error) {
+	groups := []string{t.groupID()}
+	if cur != nil && enrollment.Key(cur.EnrollmentGroupID) != enrollment.Key(t.groupID()) {
+		groups = append(groups, cur.EnrollmentGroupID) // the sweep may not have reached its record yet
+	}
+	if err := revocation.Pending(ctx, tx, regID, groups...); errors.Is(err, revocation.ErrPending) {
+		return false, Refuse("revocation pending", fmt.Errorf("%w: %w; retry later", ErrThrottled, err))
+	} else if err != nil {
+		return false, err
+	}
+	var status string
+	switch {
+	case t.individual != nil:
+		e, err := s.st.Enrollments.In(tx).Get(ctx, t.individual.RegistrationID)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, Refuse("enrollment deleted during registration", fmt.Errorf("%w: no enrollment", ErrUnauthorized))
+		}
+		if err != nil {
+			return false, fmt.Errorf("provisioning: re-read enrollment: %w", err)
+		}
+		status = e.ProvisioningStatus
+	case t.group != nil:
+		g, err := s.st.Groups.In(tx).Get(ctx, t.group.EnrollmentGroupID)
+		if errors.Is(err, store.ErrNotFound) {
+			return false, Refuse("enrollment group deleted during registration", fmt.Errorf("%w: no enrollment", ErrUnauthorized))
+		}
+		if err != nil {
+			return false, fmt.Errorf("provisioning: re-read enrollment group: %w", err)
+		}
+		status = g.ProvisioningStatus
+	}
+	return status == enrollment.StatusDisabled, nil
+}

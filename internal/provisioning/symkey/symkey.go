@@ -1,0 +1,114 @@
+// Package symkey plugs symmetric-key attestation (attestation/symmetric)
+// into the provisioning pipeline: an Attestor over a *symmetric.Verifier,
+// and the verifier's Lookup over the store.
+//
+// Security contract: every refusal of the verifier (bad or missing
+// signature, expired token, malformed Authorization, token for another
+// resource, no matching enrollment) becomes provisioning.ErrUnauthorized,
+// keeping the verifier's sentinel in the chain; a lookup failure stays a
+// server fault. Nothing here logs.
+package symkey
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/zdps/zdps/attestation/symmetric"
+	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/pkg/enrollment"
+)
+
+// Verifier is the part of *symmetric.Verifier the attestor uses.
+type Verifier interface {
+	Verify(ctx context.Context, idScope, registrationID, authorization string) (*symmetric.Result, error)
+}
+
+// Attestor is the symmetric-key provisioning.Attestor.
+type Attestor struct{ v Verifier }
+
+var _ provisioning.Attestor = (*Attestor)(nil)
+
+// New wraps v.
+func New(v Verifier) (*Attestor, error) {
+	if v == nil {
+		return nil, errors.New("symkey: Verifier is required")
+	}
+	return &Attestor{v: v}, nil
+}
+
+// Attest verifies the request's SAS for its ID scope and registration ID.
+func (a *Attestor) Attest(ctx context.Context, req *provisioning.Request) (*provisioning.Identity, error) {
+	res, err := a.v.Verify(ctx, req.IDScope, req.RegistrationID, req.Authorization)
+	switch {
+	case errors.Is(err, symmetric.ErrExpired):
+		return nil, provisioning.Refuse("SAS token expired", fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err))
+	case errors.Is(err, symmetric.ErrMalformed):
+		return nil, provisioning.Refuse("malformed SAS token", fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err))
+	case errors.Is(err, symmetric.ErrUnauthorized):
+		return nil, provisioning.Refuse("SAS signature or resource does not match an enrollment", fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err))
+	case err != nil:
+		return nil, err
+	case res == nil || (res.Enrollment == nil && res.Group == nil):
+		return nil, provisioning.Refuse("no enrollment", fmt.Errorf("%w: no enrollment", provisioning.ErrUnauthorized))
+	}
+	return &provisioning.Identity{
+		Type:           enrollment.AttestationSymmetricKey,
+		RegistrationID: req.RegistrationID,
+		Enrollment:     res.Enrollment,
+		Group:          res.Group,
+	}, nil
+}
+
+// Lookup is symmetric.Lookup over the store.
+type Lookup struct{ st *store.Store }
+
+var _ symmetric.Lookup = Lookup{}
+
+// NewLookup reads enrollments and groups from st.
+func NewLookup(st *store.Store) Lookup { return Lookup{st: st} }
+
+// IndividualEnrollment returns the enrollment for the registration ID, or
+// nil, nil.
+func (l Lookup) IndividualEnrollment(ctx context.Context, registrationID string) (*enrollment.IndividualEnrollment, error) {
+	e, err := l.st.Enrollments.Get(ctx, registrationID)
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, nil
+	}
+	return e, err
+}
+
+// SymmetricKeyGroups returns every symmetric-key group in key order.
+func (l Lookup) SymmetricKeyGroups(ctx context.Context) ([]*enrollment.EnrollmentGroup, error) {
+	var out []*enrollment.EnrollmentGroup
+	next := ""
+	for {
+		page, n, err := l.st.Groups.List(ctx, next, 1000)
+		if err != nil {
+			return nil, err
+		}
+		for _, g := range page {
+			if g.Attestation != nil && g.Attestation.Type == enrollment.AttestationSymmetricKey {
+				out = append(out, g)
+			}
+		}
+		if n == "" {
+			return out, nil
+		}
+		next = n
+	}
+}
+
+// NewAttestor builds the verifier over the store and wraps it: what
+// cmd/zdps wires for symmetric keys.
+func NewAttestor(st *store.Store, cfg symmetric.Config) (*Attestor, error) {
+	if cfg.Lookup == nil {
+		cfg.Lookup = NewLookup(st)
+	}
+	v, err := symmetric.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	return New(v)
+}

@@ -1,0 +1,96 @@
+package provisioning
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/pkg/enrollment"
+)
+
+// TPM attestation runs in two rounds (docs/protocol.md#tpm-challenge): the first register
+// carries the EK and SRK and no Authorization, and the attestor answers it
+// with a *TPMChallenge; the second carries a SAS signed with the key of
+// the challenge, and the attestor returns an Identity whose TPM proof the
+// pipeline honours here.
+
+// TPMChallenge is the refusal of a TPM device's first round: it wraps
+// ErrUnauthorized and carries the authenticationKey blob the transport
+// answers (401 {"authenticationKey", "keyName", "message"}). The blob is
+// encrypted to the device's TPM; it is not a secret, but it is no use to
+// log either.
+type TPMChallenge struct {
+	// AuthenticationKey is the base64 activation blob.
+	AuthenticationKey string
+}
+
+func (c *TPMChallenge) Error() string { return "provisioning: TPM challenge issued" }
+
+// Unwrap makes a challenge an ErrUnauthorized for everyone who does not
+// know about TPM.
+func (c *TPMChallenge) Unwrap() error { return ErrUnauthorized }
+
+// TPMProof is what a TPM attestor adds to an Identity when the device
+// answered a challenge.
+type TPMProof struct {
+	// Spent says the challenge was already used by a registration. Register
+	// refuses such a proof (a replay); polls and status lookups accept it
+	// for the short window the attestor allows, because the SDKs reuse the
+	// SAS of the second round for them.
+	Spent bool
+	// Claim marks the challenge used. Register runs it inside the
+	// transaction that persists the registration, so at most one
+	// registration ever commits per challenge; it returns an error
+	// wrapping ErrUnauthorized when another one did first. It reads and
+	// writes only through tx (it may run twice under batching).
+	Claim func(ctx context.Context, tx store.Tx) error
+	// AuthenticationKey is the base64 activation blob for
+	// registrationState.tpm.authenticationKey of the assigned answer; ""
+	// when the request carried no tpm object (a poll).
+	AuthenticationKey string
+}
+
+// freshTPM refuses a Register whose TPM proof was spent.
+func freshTPM(id *Identity) error {
+	if id != nil && id.TPM != nil && id.TPM.Spent {
+		return Refuse("TPM challenge already used", fmt.Errorf("%w: the TPM challenge was already used", ErrUnauthorized))
+	}
+	return nil
+}
+
+// claimTPM runs the proof's Claim inside the persisting transaction.
+func claimTPM(ctx context.Context, tx store.Tx, id *Identity) error {
+	if id == nil || id.TPM == nil {
+		return nil
+	}
+	if id.TPM.Claim == nil {
+		return errors.New("provisioning: TPM proof without Claim")
+	}
+	return id.TPM.Claim(ctx, tx)
+}
+
+// tpmAuthenticationKey is the blob for the operation, "" without one.
+func tpmAuthenticationKey(id *Identity) string {
+	if id == nil || id.TPM == nil {
+		return ""
+	}
+	return id.TPM.AuthenticationKey
+}
+
+// mechanism is Mechanism, except that a SAS without a tpm object belongs
+// to the TPM attestor when the registration ID's individual enrollment uses
+// TPM: the SDKs poll (and look up status) with the SAS of the second round
+// and no body. A failed lookup leaves the choice to Mechanism (the
+// symmetric-key verifier reads the enrollment again and reports it).
+func (s *Service) mechanism(ctx context.Context, req *Request) string {
+	mech := Mechanism(req)
+	if mech != enrollment.AttestationSymmetricKey || s.cfg.Attestors[enrollment.AttestationTPM] == nil {
+		return mech
+	}
+	e, err := s.st.Enrollments.Get(ctx, req.RegistrationID)
+	if err == nil && e.Attestation != nil && e.Attestation.Type == enrollment.AttestationTPM {
+		return enrollment.AttestationTPM
+	}
+	return mech
+}

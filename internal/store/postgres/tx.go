@@ -1,0 +1,323 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/zdps/zdps/internal/store"
+)
+
+// queries are the statements on one schema, built once by Open.
+type queries struct {
+	get, getETag, insertNew, upsert, updateAny, updateIf, deleteAny, deleteIf string
+	scan, scanBounded, buckets, putRaw                                        string
+}
+
+func newQueries(schema string) queries {
+	kv := pgx.Identifier{schema, "kv"}.Sanitize()
+	return queries{
+		get:     `SELECT value, etag FROM ` + kv + ` WHERE bucket = $1 AND key = $2`,
+		getETag: `SELECT etag FROM ` + kv + ` WHERE bucket = $1 AND key = $2`,
+		// IfNoneMatch: a create; nothing inserted means the key is taken.
+		insertNew: `INSERT INTO ` + kv + ` (bucket, key, value, etag) VALUES ($1, $2, $3, $4) ON CONFLICT (bucket, key) DO NOTHING`,
+		// Unconditional; the WHERE keeps a (2^-64) colliding new ETag
+		// from replacing an equal old one, which the caller then retries.
+		upsert: `INSERT INTO ` + kv + ` AS t (bucket, key, value, etag) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (bucket, key) DO UPDATE SET value = excluded.value, etag = excluded.etag WHERE t.etag <> excluded.etag`,
+		// If-Match "*" (and, with deleteAny, the unconditional delete).
+		updateAny: `UPDATE ` + kv + ` SET value = $3, etag = $4 WHERE bucket = $1 AND key = $2 AND etag <> $4`,
+		// If-Match with an ETag: the compare-and-swap itself.
+		updateIf:  `UPDATE ` + kv + ` SET value = $3, etag = $4 WHERE bucket = $1 AND key = $2 AND etag = $5`,
+		deleteAny: `DELETE FROM ` + kv + ` WHERE bucket = $1 AND key = $2`,
+		deleteIf:  `DELETE FROM ` + kv + ` WHERE bucket = $1 AND key = $2 AND etag = $3`,
+		// Keyset pagination: the index range starts at the later of the
+		// prefix and the continuation and, when the prefix has a
+		// successor, stops before it. LIMIT NULL is no limit.
+		scan: `SELECT key, value, etag FROM ` + kv + ` WHERE bucket = $1 AND key >= $2 AND key > $3
+			ORDER BY key LIMIT $4`,
+		scanBounded: `SELECT key, value, etag FROM ` + kv + ` WHERE bucket = $1 AND key >= $2 AND key > $3 AND key < $5
+			ORDER BY key LIMIT $4`,
+		// Distinct buckets by skipping through the primary key, one
+		// index probe per bucket instead of a scan of every row.
+		buckets: `WITH RECURSIVE b(bucket) AS (
+				(SELECT bucket FROM ` + kv + ` ORDER BY bucket LIMIT 1)
+				UNION ALL
+				SELECT (SELECT bucket FROM ` + kv + ` WHERE bucket > b.bucket ORDER BY bucket LIMIT 1) FROM b WHERE b.bucket IS NOT NULL
+			) SELECT bucket FROM b WHERE bucket IS NOT NULL`,
+		putRaw: `INSERT INTO ` + kv + ` (bucket, key, value, etag) VALUES ($1, $2, $3, $4)
+			ON CONFLICT (bucket, key) DO UPDATE SET value = excluded.value, etag = excluded.etag`,
+	}
+}
+
+type tx struct {
+	b        *Backend
+	tx       pgx.Tx
+	writable bool
+	// retryErr is the first serialization failure or deadlock a statement
+	// hit; the transaction is aborted from then on.
+	retryErr error
+}
+
+var (
+	_ store.BucketLister = (*tx)(nil)
+	_ store.RawWriter    = (*tx)(nil)
+)
+
+var (
+	errReadOnly = errors.New("postgres: write in a read-only transaction")
+	errEmptyKey = errors.New("postgres: empty key")
+)
+
+// note records err if it aborted the transaction for a retryable reason,
+// and returns it wrapped with what was being done.
+func (t *tx) note(err error, format string, args ...any) error {
+	if isRetryable(err) && t.retryErr == nil {
+		t.retryErr = err
+	}
+	return fmt.Errorf("postgres: "+format+": %w", append(args, err)...)
+}
+
+// exec runs one statement under the query deadline and returns the rows it
+// touched.
+func (t *tx) exec(ctx context.Context, sql string, args ...any) (int64, error) {
+	qctx, cancel := context.WithTimeout(ctx, t.b.queryTimeout)
+	defer cancel()
+	tag, err := t.tx.Exec(qctx, sql, args...)
+	return tag.RowsAffected(), err
+}
+
+// current returns whether key exists and its ETag.
+func (t *tx) current(ctx context.Context, b store.Bucket, key string) (bool, string, error) {
+	qctx, cancel := context.WithTimeout(ctx, t.b.queryTimeout)
+	defer cancel()
+	var etag string
+	err := t.tx.QueryRow(qctx, t.b.q.getETag, string(b), []byte(key)).Scan(&etag)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, "", nil
+	}
+	if err != nil {
+		return false, "", t.note(err, "read %s/%q", b, key)
+	}
+	return true, etag, nil
+}
+
+func (t *tx) Get(ctx context.Context, b store.Bucket, key string) (store.Item, error) {
+	if err := ctx.Err(); err != nil {
+		return store.Item{}, err
+	}
+	qctx, cancel := context.WithTimeout(ctx, t.b.queryTimeout)
+	defer cancel()
+	it := store.Item{Key: key}
+	err := t.tx.QueryRow(qctx, t.b.q.get, string(b), []byte(key)).Scan(&it.Value, &it.ETag)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return store.Item{}, store.ErrNotFound
+	}
+	if err != nil {
+		return store.Item{}, t.note(err, "get %s/%q", b, key)
+	}
+	return it, nil
+}
+
+func (t *tx) writeCheck(ctx context.Context, key string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !t.writable {
+		return errReadOnly
+	}
+	if key == "" {
+		return errEmptyKey
+	}
+	return nil
+}
+
+func (t *tx) Put(ctx context.Context, b store.Bucket, key string, value []byte, cond store.Condition) (string, error) {
+	if err := t.writeCheck(ctx, key); err != nil {
+		return "", err
+	}
+	if value == nil {
+		value = []byte{} // the column is NOT NULL; nil and empty read back alike
+	}
+	k := []byte(key)
+	// Each case is one statement that checks the condition and writes
+	// atomically; only when it touched nothing does a read tell why.
+	for {
+		etag := newETag(cond.IfMatch)
+		var n int64
+		var err error
+		switch {
+		case cond.IfNoneMatch && cond.IfMatch != "":
+			// Contradictory; CheckCondition gives the answer.
+			n, err = 0, nil
+		case cond.IfNoneMatch:
+			n, err = t.exec(ctx, t.b.q.insertNew, string(b), k, value, etag)
+		case cond.IfMatch == "":
+			n, err = t.exec(ctx, t.b.q.upsert, string(b), k, value, etag)
+		case cond.IfMatch == "*":
+			n, err = t.exec(ctx, t.b.q.updateAny, string(b), k, value, etag)
+		default:
+			n, err = t.exec(ctx, t.b.q.updateIf, string(b), k, value, etag, cond.IfMatch)
+		}
+		if err != nil {
+			return "", t.note(err, "put %s/%q", b, key)
+		}
+		if n == 1 {
+			return etag, nil
+		}
+		exists, old, err := t.current(ctx, b, key)
+		if err != nil {
+			return "", err
+		}
+		if err := store.CheckCondition(exists, old, cond); err != nil {
+			return "", err
+		}
+		if old != etag {
+			return "", fmt.Errorf("postgres: put %s/%q: condition holds but nothing was written", b, key)
+		}
+		// The new ETag collided with the stored one: draw another.
+	}
+}
+
+func (t *tx) Delete(ctx context.Context, b store.Bucket, key string, cond store.Condition) error {
+	if err := t.writeCheck(ctx, key); err != nil {
+		return err
+	}
+	k := []byte(key)
+	var n int64
+	var err error
+	switch {
+	case cond.IfNoneMatch:
+		// Never deletes: Conflict when present, NotFound when absent.
+	case cond.IfMatch == "" || cond.IfMatch == "*":
+		n, err = t.exec(ctx, t.b.q.deleteAny, string(b), k)
+	default:
+		n, err = t.exec(ctx, t.b.q.deleteIf, string(b), k, cond.IfMatch)
+	}
+	if err != nil {
+		return t.note(err, "delete %s/%q", b, key)
+	}
+	if n == 1 {
+		return nil
+	}
+	exists, old, err := t.current(ctx, b, key)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		return store.ErrNotFound
+	}
+	if err := store.CheckCondition(exists, old, cond); err != nil {
+		return err
+	}
+	return fmt.Errorf("postgres: delete %s/%q: condition holds but nothing was deleted", b, key)
+}
+
+func (t *tx) Scan(ctx context.Context, b store.Bucket, prefix, after string, limit int) ([]store.Item, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var lim *int64
+	if limit > 0 {
+		l := int64(limit)
+		lim = &l
+	}
+	sql, args := t.b.q.scan, []any{string(b), []byte(prefix), []byte(after), lim}
+	if hi := successor([]byte(prefix)); hi != nil {
+		sql, args = t.b.q.scanBounded, append(args, hi)
+	}
+	qctx, cancel := context.WithTimeout(ctx, t.b.queryTimeout)
+	defer cancel()
+	rows, err := t.tx.Query(qctx, sql, args...)
+	if err != nil {
+		return nil, t.note(err, "scan %s", b)
+	}
+	var out []store.Item
+	for rows.Next() {
+		var k []byte
+		var it store.Item
+		if err := rows.Scan(&k, &it.Value, &it.ETag); err != nil {
+			rows.Close()
+			return nil, t.note(err, "scan %s", b)
+		}
+		it.Key = string(k)
+		if it.Value == nil {
+			it.Value = []byte{}
+		}
+		out = append(out, it)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, t.note(err, "scan %s", b)
+	}
+	return out, nil
+}
+
+// successor is the smallest byte string greater than every string that
+// starts with p, or nil when there is none (p empty or all 0xff).
+func successor(p []byte) []byte {
+	q := bytes.Clone(p)
+	for len(q) > 0 {
+		if last := len(q) - 1; q[last] < 0xff {
+			q[last]++
+			return q
+		}
+		q = q[:len(q)-1]
+	}
+	return nil
+}
+
+// Buckets lists the buckets holding at least one key.
+func (t *tx) Buckets(ctx context.Context) ([]store.Bucket, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	qctx, cancel := context.WithTimeout(ctx, t.b.queryTimeout)
+	defer cancel()
+	rows, err := t.tx.Query(qctx, t.b.q.buckets)
+	if err != nil {
+		return nil, t.note(err, "list buckets")
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, t.note(err, "list buckets")
+	}
+	out := make([]store.Bucket, len(names))
+	for i, n := range names {
+		out[i] = store.Bucket(n)
+	}
+	return out, nil
+}
+
+// PutRaw stores value with the given ETag, unconditionally.
+func (t *tx) PutRaw(ctx context.Context, b store.Bucket, key string, value []byte, etag string) error {
+	if err := t.writeCheck(ctx, key); err != nil {
+		return err
+	}
+	if etag == "" || len(etag) > 255 {
+		return errors.New("postgres: PutRaw: ETag must have 1 to 255 bytes")
+	}
+	if value == nil {
+		value = []byte{}
+	}
+	if _, err := t.exec(ctx, t.b.q.putRaw, string(b), []byte(key), value, etag); err != nil {
+		return t.note(err, "put %s/%q", b, key)
+	}
+	return nil
+}
+
+// newETag returns a random 64-bit hex ETag different from not (the ETag
+// an If-Match names, which the write must replace).
+func newETag(not string) string {
+	for {
+		var rb [8]byte
+		_, _ = rand.Read(rb[:]) // never fails (crypto/rand, Go 1.24+)
+		if e := hex.EncodeToString(rb[:]); e != not {
+			return e
+		}
+	}
+}
