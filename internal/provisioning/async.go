@@ -276,8 +276,8 @@ func requestHash(id *Identity, req *Request) string {
 	write([]byte(id.Type))
 	write(req.CSR)
 	write(req.Payload)
-	if id.Renewal != nil {
-		write([]byte(id.Renewal.Serial))
+	if serial := id.evidence().RenewalOf(); serial != "" {
+		write([]byte(serial))
 	}
 	return hex.EncodeToString(h.Sum(nil))
 }

@@ -2,63 +2,21 @@ package provisioning
 
 import (
 	"context"
-	"fmt"
 
-	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
-// DICE handling in the pipeline (the X.509 attestor fills
-// Identity.DICE and Identity.FirmwareViolation from the verified chain):
-//
-//   - a firmware policy violation ends the registration with status
-//     failed, dps.CodeFirmwarePolicy and the violation as errorMessage;
-//     like every failed outcome it stores only its operation, so the
-//     device's earlier record (hub, measurements) is untouched;
-//   - the record keeps the DICE state of the last successful
-//     registration (Registration.DICE); a renewal, which presents no DICE
-//     chain, keeps the one it had;
-//   - the DeviceID key is the device's identity: when the record holds a
-//     DeviceID key and the device presents a different one, the request
-//     is unauthorized (another device claims the registration ID);
-//     deleting the registration record lets a replacement device register;
-//   - when the measurements change (a firmware update), the pipeline logs
-//     an audit event with the old and the new measurements.
-
-// refuseFirmware answers a registration whose firmware the enrollment's
-// policy refuses: a stored failed operation. It returns nil, nil when the
-// identity carries no violation.
-func (s *Service) refuseFirmware(ctx context.Context, r *registration) (*enrollment.Operation, error) {
-	op := s.failedOperation(r.opID, r.req.RegistrationID, dps.CodeFirmwarePolicy, r.id.FirmwareViolation)
+// refuseVerdict answers a registration its mechanism's evidence refuses
+// (a DICE firmware policy violation, x509att): a stored failed operation
+// and no record, so the device's earlier record (hub, measurements) is
+// untouched.
+func (s *Service) refuseVerdict(ctx context.Context, r *registration, v *Verdict) (*enrollment.Operation, error) {
+	op := s.failedOperation(r.opID, r.req.RegistrationID, v.Code, v.Message)
 	if err := s.finalOperation(ctx, op); err != nil {
 		return nil, err
 	}
-	// The violation quotes measurements from the verified chain: digests,
-	// numbers, and vendor strings quoted and shortened by
-	// enrollment.Quote, safe for a log line.
-	r.log.WarnContext(ctx, "registration failed", "outcome", OutcomeFailed, "reason", "firmware policy",
-		"firmware_violation", r.id.FirmwareViolation, "measurements", r.id.DICE.Summary())
+	r.log.WarnContext(ctx, "registration failed", append([]any{"outcome", OutcomeFailed, "reason", v.Reason}, v.Attrs...)...)
 	return op, nil
-}
-
-// diceRecord returns the DICE state the new record keeps, or an error
-// wrapping ErrUnauthorized when the device presents another DeviceID key
-// than the record's. It runs inside the persist transaction.
-func diceRecord(id *Identity, cur *enrollment.Registration) (*enrollment.DICEState, error) {
-	var old *enrollment.DICEState
-	if cur != nil {
-		old = cur.DICE
-	}
-	if id.DICE == nil {
-		if id.Renewal != nil {
-			return old.Clone(), nil
-		}
-		return nil, nil
-	}
-	if old != nil && old.DeviceIDKey != "" && old.DeviceIDKey != id.DICE.DeviceIDKey {
-		return nil, Refuse("DICE DeviceID key differs from the registration's", fmt.Errorf("%w: the DICE DeviceID key is not the one this registration ID was provisioned with", ErrUnauthorized))
-	}
-	return id.DICE.Clone(), nil
 }
 
 // auditFirmware logs the audit event of a firmware change: the device

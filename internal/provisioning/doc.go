@@ -111,7 +111,7 @@
 // # Renewal
 //
 // A device renews its operational certificate by registering over mutual
-// TLS with it (Identity.Renewal set by the attestor). The request must
+// TLS with it (its Evidence names the serial: Evidence.RenewalOf). The request must
 // carry a CSR (else ErrInvalid wrapping ErrRenewalNeedsCSR). A renewal is
 // a pure renewal: device ID and hub stay those of the current record, the
 // allocator is not asked, the substatus is unchanged, and the payload

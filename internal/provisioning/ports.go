@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"time"
 
+	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
@@ -41,7 +42,9 @@ type Request struct {
 	RTT time.Duration
 }
 
-// Identity is what an attestor proved.
+// Identity is what an attestor proved: what every mechanism has. What
+// one mechanism learned beyond it (a TPM proof, the X.509 chain and its
+// DICE measurements, a renewal) is that mechanism's Evidence.
 type Identity struct {
 	// Type is the mechanism: enrollment.AttestationSymmetricKey,
 	// AttestationX509 or AttestationTPM.
@@ -55,35 +58,87 @@ type Identity struct {
 	// Group is the enrollment group whose credential the device proved
 	// (only when Enrollment is nil), or nil.
 	Group *enrollment.EnrollmentGroup
-	// TPM is the proof of a TPM device that answered its challenge
-	// (tpm.go), nil for other mechanisms.
-	TPM *TPMProof
-	// Certificate is the leaf the device presented (X.509), nil for other
-	// mechanisms. The record keeps its summary (registrationState.x509).
-	Certificate *x509.Certificate
-	// SigningCertificate is the certificate the chain was verified to, nil
-	// when there is none (an individual enrollment listing the leaf).
-	SigningCertificate *x509.Certificate
-	// Renewal is set when the device authenticated with an operational
-	// certificate that zdps issued to this registration: the pipeline then
-	// requires a CSR, keeps device ID and hub, and issues a new
-	// certificate (see Register).
-	Renewal *Renewal
-	// DICE is the DeviceID key and firmware measurements of a DICE chain
-	// (X.509), nil otherwise; the record keeps it (dice.go).
-	DICE *enrollment.DICEState
-	// FirmwareViolation, when not "", is why the enrollment's DICE
-	// firmware policy refuses the device: Register answers status failed
-	// with it as errorMessage (dice.go). It names a layer and a
-	// measurement, never a secret.
-	FirmwareViolation string
+	// Evidence is the mechanism's own result, nil when it has none (a
+	// symmetric key proves nothing beyond the identity).
+	Evidence Evidence
 }
 
-// Renewal says which operational certificate a renewing device presented.
-type Renewal struct {
-	// Serial of the presented certificate, as stored (lower-case hex). The
-	// registration record must still list it when the renewal commits.
-	Serial string
+// Evidence is what a mechanism learned beyond the Identity. The pipeline
+// calls it at fixed points of Register and knows nothing of the
+// mechanism; a mechanism embeds NoEvidence and implements what it needs.
+type Evidence interface {
+	// Check refuses, before anything is stored, evidence that cannot
+	// register (a TPM challenge already spent), with an error wrapping
+	// ErrUnauthorized.
+	Check() error
+	// Verdict, when not nil, ends the registration with a stored failed
+	// operation (a DICE firmware policy violation): the device proved who
+	// it is, and is told what refused it.
+	Verdict() *Verdict
+	// RenewalOf is the serial (lower-case hex) of the operational
+	// certificate a renewing device authenticated with, "" when this is
+	// no renewal. A renewal needs a CSR and keeps the record's device ID,
+	// hub and substatus; the record must still list the serial when it
+	// commits.
+	RenewalOf() string
+	// Claim runs inside the persisting transaction: single-use evidence
+	// is consumed there, so at most one registration commits per proof
+	// (an error wrapping ErrUnauthorized when another did). It reads and
+	// writes only through tx (it may run twice under batching).
+	Claim(ctx context.Context, tx store.Tx) error
+	// Record sets, on the record about to be written, what it keeps of
+	// this mechanism (the X.509 summary, the DICE state), given the
+	// current record (nil at first registration). An error refuses the
+	// registration and must wrap ErrUnauthorized or ErrInvalid.
+	Record(rec, cur *enrollment.Registration) error
+	// Answer adds to the assigned operation what only the device gets
+	// (the TPM authentication key).
+	Answer(op *enrollment.Operation)
+}
+
+// Verdict is a refusal that ends a registration with status failed.
+type Verdict struct {
+	// Code and Message are the operation's errorCode and errorMessage
+	// (a Message names what refused, never a secret).
+	Code    int
+	Message string
+	// Reason is the constant logged under "reason"; Attrs are more log
+	// attributes (measurements, never secrets).
+	Reason string
+	Attrs  []any
+}
+
+// NoEvidence is the Evidence of a mechanism that learned nothing more;
+// mechanisms embed it.
+type NoEvidence struct{}
+
+func (NoEvidence) Check() error                                   { return nil }
+func (NoEvidence) Verdict() *Verdict                              { return nil }
+func (NoEvidence) RenewalOf() string                              { return "" }
+func (NoEvidence) Claim(context.Context, store.Tx) error          { return nil }
+func (NoEvidence) Record(rec, cur *enrollment.Registration) error { return nil }
+func (NoEvidence) Answer(*enrollment.Operation)                   {}
+
+// evidence is id's Evidence, NoEvidence when it has none.
+func (id *Identity) evidence() Evidence {
+	if id.Evidence == nil {
+		return NoEvidence{}
+	}
+	return id.Evidence
+}
+
+// X509Summary is what a record keeps of an X.509 attestation: the
+// presented leaf and, when the chain was verified to one, the signing
+// certificate. Nil without a leaf.
+func X509Summary(leaf, signing *x509.Certificate) *enrollment.RegistrationX509 {
+	if leaf == nil {
+		return nil
+	}
+	out := &enrollment.RegistrationX509{CertificateInfo: enrollment.CertificateInfo(leaf)}
+	if signing != nil {
+		out.SigningCertificateInfo = enrollment.CertificateInfo(signing)
+	}
+	return out
 }
 
 // Attestor verifies one attestation mechanism.

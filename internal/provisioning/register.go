@@ -97,10 +97,10 @@ func (s *Service) attestStep(ctx context.Context, r *registration) error {
 		return err
 	}
 	r.id, r.log = id, r.log.With("attestation", id.Type)
-	if id.Renewal != nil {
-		r.log = r.log.With("renewal_of", id.Renewal.Serial)
+	if serial := id.evidence().RenewalOf(); serial != "" {
+		r.log = r.log.With("renewal_of", serial)
 	}
-	return freshTPM(id)
+	return id.evidence().Check()
 }
 
 // resolveStep finds the enrollment that applies, applies the register
@@ -137,6 +137,7 @@ func (s *Service) resolveStep(ctx context.Context, r *registration) error {
 // renewal's preconditions (a renewal keeps its hub and device ID). It
 // returns a nil operation when the registration goes on.
 func (s *Service) refuse(ctx context.Context, r *registration) (*enrollment.Operation, error) {
+	verdict := r.id.evidence().Verdict()
 	switch {
 	case r.t.disabled:
 		op := s.disabledOperation(r.opID, r.req.RegistrationID)
@@ -145,12 +146,12 @@ func (s *Service) refuse(ctx context.Context, r *registration) (*enrollment.Oper
 		}
 		r.log.InfoContext(ctx, "registration refused", "outcome", OutcomeDisabled)
 		return op, nil
-	case r.id.FirmwareViolation != "":
-		return s.refuseFirmware(ctx, r)
+	case verdict != nil:
+		return s.refuseVerdict(ctx, r, verdict)
 	case len(r.req.CSR) > 0 && s.cfg.Issuer == nil:
 		return nil, Refuse("certificate issuance not enabled", fmt.Errorf("%w: certificate issuance is not enabled on this instance", ErrInvalid))
-	case r.id.Renewal != nil:
-		return nil, renewing(r.req, r.id, r.t, r.cur)
+	case r.id.evidence().RenewalOf() != "":
+		return nil, renewing(r.req, r.id.evidence().RenewalOf(), r.t, r.cur)
 	}
 	return nil, nil
 }
@@ -291,23 +292,17 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 			op = o
 			return nil
 		}
-		if err := claimTPM(ctx, tx, id); err != nil {
+		ev := id.evidence()
+		if err := ev.Claim(ctx, tx); err != nil {
 			return err
 		}
-		if err := checkRenewal(id, cur); err != nil {
-			return err
-		}
-		diceState, err := diceRecord(id, cur)
-		if err != nil {
+		if err := checkRenewal(ev.RenewalOf(), cur); err != nil {
 			return err
 		}
 		if oldDICE = nil; cur != nil {
 			oldDICE = cur.DICE
 		}
 		hub, sub := nextState(cur, dec.Hub, t.reprov)
-		if err := s.checkCapacity(ctx, tx, hub, cur); err != nil {
-			return err
-		}
 		rec := &enrollment.Registration{
 			RegistrationID:    req.RegistrationID,
 			DeviceID:          t.deviceID,
@@ -318,11 +313,17 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 			AttestationType:   id.Type,
 			EnrollmentGroupID: t.groupID(),
 			Payload:           cloneRaw(payload),
-			X509:              x509Summary(id),
-			DICE:              diceState,
 			InitialTwin:       initialTwin(t, dec),
 		}
-		if id.Renewal != nil && len(payload) == 0 {
+		// What the mechanism keeps (X.509 summary, DICE state); it may
+		// refuse (another DICE DeviceID key).
+		if err := ev.Record(rec, cur); err != nil {
+			return err
+		}
+		if err := s.checkCapacity(ctx, tx, hub, cur); err != nil {
+			return err
+		}
+		if ev.RenewalOf() != "" && len(payload) == 0 {
 			rec.Payload = cloneRaw(cur.Payload) // a renewal asks no webhook: it keeps the last webhook payload
 		}
 		cond := store.Condition{IfNoneMatch: true}
@@ -362,7 +363,7 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 		if issued != nil {
 			o.IssuedCertificateChain = issued.Chain
 		}
-		o.TPMAuthenticationKey = tpmAuthenticationKey(id)
+		ev.Answer(o)
 		if err := s.closeOperation(ctx, tx, o); err != nil {
 			return err
 		}

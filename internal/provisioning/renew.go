@@ -23,11 +23,11 @@ var errRenewalStale = errors.New("the registration record no longer lists the pr
 // renewing adapts the target of a renewal: a pure renewal keeps the
 // device ID and the hub of the current record (no reallocation, substatus
 // unchanged) and needs a CSR. cur is the record read before allocation.
-func renewing(req *Request, id *Identity, t *target, cur *enrollment.Registration) error {
+func renewing(req *Request, serial string, t *target, cur *enrollment.Registration) error {
 	if len(req.CSR) == 0 {
 		return Refuse("renewal without a CSR", fmt.Errorf("%w: %w", ErrInvalid, ErrRenewalNeedsCSR))
 	}
-	if err := checkRenewal(id, cur); err != nil {
+	if err := checkRenewal(serial, cur); err != nil {
 		return err
 	}
 	t.deviceID = cur.DeviceID
@@ -39,12 +39,13 @@ func renewing(req *Request, id *Identity, t *target, cur *enrollment.Registratio
 // checkRenewal holds inside the persisting transaction too, so that a
 // registration deleted or re-created between attestation and commit is
 // never resurrected by a renewal.
-func checkRenewal(id *Identity, cur *enrollment.Registration) error {
-	if id.Renewal == nil {
+// serial is the renewing certificate's, "" when this is no renewal.
+func checkRenewal(serial string, cur *enrollment.Registration) error {
+	if serial == "" {
 		return nil
 	}
 	if !assigned(cur) || cur.DeviceID == "" || !slices.ContainsFunc(cur.CertificateSerials, func(s string) bool {
-		return enrollment.Key(s) == enrollment.Key(id.Renewal.Serial)
+		return enrollment.Key(s) == enrollment.Key(serial)
 	}) {
 		return Refuse("registration record no longer lists the certificate", fmt.Errorf("%w: %w", ErrUnauthorized, errRenewalStale))
 	}
@@ -100,16 +101,4 @@ func (s *Service) renewableSerials(ctx context.Context, tx store.Tx, cur *enroll
 	}
 	slices.Reverse(kept)
 	return append(kept, newest), exp, nil
-}
-
-// x509Summary is what the record keeps of an X.509 attestation.
-func x509Summary(id *Identity) *enrollment.RegistrationX509 {
-	if id.Certificate == nil {
-		return nil
-	}
-	out := &enrollment.RegistrationX509{CertificateInfo: enrollment.CertificateInfo(id.Certificate)}
-	if id.SigningCertificate != nil {
-		out.SigningCertificateInfo = enrollment.CertificateInfo(id.SigningCertificate)
-	}
-	return out
 }

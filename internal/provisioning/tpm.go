@@ -31,52 +31,42 @@ func (c *TPMChallenge) Error() string { return "provisioning: TPM challenge issu
 // know about TPM.
 func (c *TPMChallenge) Unwrap() error { return ErrUnauthorized }
 
-// TPMProof is what a TPM attestor adds to an Identity when the device
-// answered a challenge.
+// TPMProof is the Evidence of a TPM device that answered its challenge.
 type TPMProof struct {
+	NoEvidence
 	// Spent says the challenge was already used by a registration. Register
 	// refuses such a proof (a replay); polls and status lookups accept it
 	// for the short window the attestor allows, because the SDKs reuse the
 	// SAS of the second round for them.
 	Spent bool
-	// Claim marks the challenge used. Register runs it inside the
-	// transaction that persists the registration, so at most one
-	// registration ever commits per challenge; it returns an error
-	// wrapping ErrUnauthorized when another one did first. It reads and
-	// writes only through tx (it may run twice under batching).
-	Claim func(ctx context.Context, tx store.Tx) error
+	// ClaimFunc marks the challenge used (Claim).
+	ClaimFunc func(ctx context.Context, tx store.Tx) error
 	// AuthenticationKey is the base64 activation blob for
 	// registrationState.tpm.authenticationKey of the assigned answer; ""
 	// when the request carried no tpm object (a poll).
 	AuthenticationKey string
 }
 
-// freshTPM refuses a Register whose TPM proof was spent.
-func freshTPM(id *Identity) error {
-	if id != nil && id.TPM != nil && id.TPM.Spent {
+// Check refuses a Register whose TPM proof was spent.
+func (p *TPMProof) Check() error {
+	if p.Spent {
 		return Refuse("TPM challenge already used", fmt.Errorf("%w: the TPM challenge was already used", ErrUnauthorized))
 	}
 	return nil
 }
 
-// claimTPM runs the proof's Claim inside the persisting transaction.
-func claimTPM(ctx context.Context, tx store.Tx, id *Identity) error {
-	if id == nil || id.TPM == nil {
-		return nil
-	}
-	if id.TPM.Claim == nil {
+// Claim marks the challenge used inside the persisting transaction, so
+// at most one registration ever commits per challenge; it returns an
+// error wrapping ErrUnauthorized when another one did first.
+func (p *TPMProof) Claim(ctx context.Context, tx store.Tx) error {
+	if p.ClaimFunc == nil {
 		return errors.New("provisioning: TPM proof without Claim")
 	}
-	return id.TPM.Claim(ctx, tx)
+	return p.ClaimFunc(ctx, tx)
 }
 
-// tpmAuthenticationKey is the blob for the operation, "" without one.
-func tpmAuthenticationKey(id *Identity) string {
-	if id == nil || id.TPM == nil {
-		return ""
-	}
-	return id.TPM.AuthenticationKey
-}
+// Answer hands the device its authentication key.
+func (p *TPMProof) Answer(op *enrollment.Operation) { op.TPMAuthenticationKey = p.AuthenticationKey }
 
 // mechanism is Mechanism, except that a SAS without a tpm object belongs
 // to the TPM attestor when the registration ID's individual enrollment uses

@@ -196,11 +196,9 @@ func (a *Attestor) renew(ctx context.Context, registrationID string, leaf, inter
 	}
 
 	id := &provisioning.Identity{
-		Type:               enrollment.AttestationX509,
-		RegistrationID:     registrationID,
-		Certificate:        leaf,
-		SigningCertificate: inter,
-		Renewal:            &provisioning.Renewal{Serial: serial},
+		Type:           enrollment.AttestationX509,
+		RegistrationID: registrationID,
+		Evidence:       &evidence{serial: serial, leaf: leaf, signing: inter},
 	}
 	if reg.EnrollmentGroupID != "" {
 		g, err := a.cfg.Store.Groups.Get(ctx, reg.EnrollmentGroupID)
@@ -222,4 +220,24 @@ func (a *Attestor) renew(ctx context.Context, registrationID string, leaf, inter
 	}
 	id.Enrollment = e
 	return id, nil
+}
+
+// evidence is what a renewal proves beyond the identity: the operational
+// certificate it authenticated with.
+type evidence struct {
+	provisioning.NoEvidence
+	serial        string
+	leaf, signing *x509.Certificate
+}
+
+func (e *evidence) RenewalOf() string { return e.serial }
+
+// Record keeps the new certificate's summary and the DICE state the record
+// had: a renewal presents no DICE chain.
+func (e *evidence) Record(rec, cur *enrollment.Registration) error {
+	rec.X509 = provisioning.X509Summary(e.leaf, e.signing)
+	if cur != nil {
+		rec.DICE = cur.DICE.Clone()
+	}
+	return nil
 }

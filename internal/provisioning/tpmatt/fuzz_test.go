@@ -66,7 +66,7 @@ func FuzzAttest(f *testing.F) {
 			}
 			return
 		}
-		if auth == "" || id.TPM == nil || id.Enrollment == nil {
+		if _, isTPM := id.Evidence.(*provisioning.TPMProof); auth == "" || !isTPM || id.Enrollment == nil {
 			t.Fatalf("identity without a SAS: %+v", id)
 		}
 		tok, perr := sas.Parse(auth)

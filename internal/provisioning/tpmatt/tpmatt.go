@@ -367,7 +367,7 @@ func (a *Attestor) verify(ctx context.Context, req *provisioning.Request, e *enr
 	if match == nil {
 		return nil, refuse("SAS signature does not match a usable TPM challenge")
 	}
-	proof := &provisioning.TPMProof{Spent: match.SpentAt != nil, Claim: a.claim(req.RegistrationID, match.ID)}
+	proof := &provisioning.TPMProof{Spent: match.SpentAt != nil, ClaimFunc: a.claim(req.RegistrationID, match.ID)}
 	if srk != nil && !proof.Spent {
 		key, err := a.random(tpm.KeySize)
 		if err != nil {
@@ -382,7 +382,7 @@ func (a *Attestor) verify(ctx context.Context, req *provisioning.Request, e *enr
 		Type:           enrollment.AttestationTPM,
 		RegistrationID: req.RegistrationID,
 		Enrollment:     e,
-		TPM:            proof,
+		Evidence:       proof,
 	}, nil
 }
 

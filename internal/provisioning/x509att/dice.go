@@ -1,14 +1,17 @@
 package x509att
 
 import (
-	x509v "github.com/zdps/zdps/attestation/x509"
+	"crypto/x509"
+	"fmt"
 
 	"github.com/zdps/zdps/attestation/dice"
+	x509v "github.com/zdps/zdps/attestation/x509"
 	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
-// applyDICE reads the DICE evidence of the verified path into id and
+// applyDICE reads the DICE evidence of the verified path into ev and
 // evaluates the firmware policy of the enrollment that admitted the chain
 // (the individual enrollment, else the group: the one the pipeline
 // resolves to unless that is disabled, and a disabled enrollment refuses
@@ -19,7 +22,7 @@ import (
 // measurements. A DICE extension that does not parse (it can only be
 // non-critical here: a critical one fails verification) violates any
 // firmware policy and is otherwise ignored, as Azure DPS would ignore it.
-func applyDICE(res *x509v.Result, id *provisioning.Identity) {
+func applyDICE(res *x509v.Result, ev *evidence) {
 	var policy *enrollment.FirmwarePolicy
 	switch {
 	case res.Enrollment != nil:
@@ -30,12 +33,58 @@ func applyDICE(res *x509v.Result, id *provisioning.Identity) {
 	st, err := dice.State(res.Chain)
 	if err != nil {
 		if policy != nil {
-			id.FirmwareViolation = "firmware policy: " + err.Error()
+			ev.violation = "firmware policy: " + err.Error()
 		}
 		return
 	}
-	id.DICE = st
+	ev.dice = st
 	if err := dice.Evaluate(policy, st); err != nil {
-		id.FirmwareViolation = err.Error()
+		ev.violation = err.Error()
 	}
+}
+
+// evidence is what an X.509 chain proves beyond the identity: the leaf and
+// signing certificate, and, for a DICE chain, the DeviceID key and
+// firmware measurements with the firmware policy's verdict.
+//
+//   - a firmware policy violation ends the registration with status
+//     failed, dps.CodeFirmwarePolicy and the violation as errorMessage;
+//   - the record keeps the DICE state of the last successful
+//     registration; the DeviceID key is the device's identity: when the
+//     record holds one and the device presents another, the request is
+//     unauthorized (another device claims the registration ID); deleting
+//     the registration record lets a replacement device register;
+//   - when the measurements change (a firmware update), the pipeline logs
+//     an audit event with the old and the new measurements.
+type evidence struct {
+	provisioning.NoEvidence
+	leaf, signing *x509.Certificate
+	dice          *enrollment.DICEState
+	violation     string
+}
+
+// Verdict refuses a device whose firmware the enrollment's policy refuses.
+// The violation quotes measurements from the verified chain: digests,
+// numbers, and vendor strings quoted and shortened by enrollment.Quote,
+// safe for a log line.
+func (e *evidence) Verdict() *provisioning.Verdict {
+	if e.violation == "" {
+		return nil
+	}
+	return &provisioning.Verdict{Code: dps.CodeFirmwarePolicy, Message: e.violation, Reason: "firmware policy",
+		Attrs: []any{"firmware_violation", e.violation, "measurements", e.dice.Summary()}}
+}
+
+// Record keeps the certificate summary and the DICE state.
+func (e *evidence) Record(rec, cur *enrollment.Registration) error {
+	rec.X509 = provisioning.X509Summary(e.leaf, e.signing)
+	rec.DICE = nil
+	if e.dice == nil {
+		return nil
+	}
+	if cur != nil && cur.DICE != nil && cur.DICE.DeviceIDKey != "" && cur.DICE.DeviceIDKey != e.dice.DeviceIDKey {
+		return provisioning.Refuse("DICE DeviceID key differs from the registration's", fmt.Errorf("%w: the DICE DeviceID key is not the one this registration ID was provisioned with", provisioning.ErrUnauthorized))
+	}
+	rec.DICE = e.dice.Clone()
+	return nil
 }

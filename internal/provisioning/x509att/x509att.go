@@ -72,16 +72,15 @@ func (a *Attestor) Attest(ctx context.Context, req *provisioning.Request) (*prov
 	if res == nil || (res.Enrollment == nil && res.Group == nil) {
 		return nil, provisioning.Refuse("no enrollment admits the certificate", fmt.Errorf("%w: no enrollment", provisioning.ErrUnauthorized))
 	}
-	id := &provisioning.Identity{
-		Type:               enrollment.AttestationX509,
-		RegistrationID:     req.RegistrationID,
-		Enrollment:         res.Enrollment,
-		Group:              res.Group,
-		Certificate:        res.Leaf,
-		SigningCertificate: res.Anchor,
-	}
-	applyDICE(res, id) // dice.go
-	return id, nil
+	ev := &evidence{leaf: res.Leaf, signing: res.Anchor}
+	applyDICE(res, ev) // dice.go
+	return &provisioning.Identity{
+		Type:           enrollment.AttestationX509,
+		RegistrationID: req.RegistrationID,
+		Enrollment:     res.Enrollment,
+		Group:          res.Group,
+		Evidence:       ev,
+	}, nil
 }
 
 // Lookup is x509v.Lookup over the store.
