@@ -26,7 +26,7 @@ import (
 // the job, and reads nothing a registration writes), so on PostgreSQL a
 // device registering in a loop cannot make it fail for contention. While
 // a job is stored, the pipeline refuses the devices it covers with 429
-// (revocation_guard.go), so a job revokes every certificate it finds.
+// (Pending; the pipeline's revocation_guard.go), so a job revokes every certificate it finds.
 //
 // The request that made the change runs its jobs before it answers
 // (Finish, bounded: a small group is finished, a large one continues in

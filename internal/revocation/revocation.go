@@ -136,7 +136,7 @@ func (r *Revocations) RevokeRegistrationTx(ctx context.Context, tx store.Tx, reg
 // revokeRegistration revokes every certificate of one registration. No
 // cutoff by time: what the transaction sees was stored before it, and
 // while a group sweep is pending no registration of the group is stored
-// (revocation_guard.go).
+// (Pending; the pipeline's revocation_guard.go).
 func (r *Revocations) revokeRegistration(ctx context.Context, tx store.Tx, registrationID string, reason int) (int, error) {
 	certs := r.certs.In(tx)
 	n, cont := 0, ""

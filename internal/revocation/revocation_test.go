@@ -138,7 +138,7 @@ func TestGroupSweep(t *testing.T) {
 	}
 	e.clk.add(time.Second)
 	// Stored after the job began (the pipeline refuses this while the job
-	// is pending: revocation_guard.go): the sweep has no time cutoff, so it
+	// is pending: Pending): the sweep has no time cutoff, so it
 	// is revoked too.
 	inGroup = append(inGroup, e.register(t, "g-dev-late", "group-1"))
 
