@@ -1,7 +1,6 @@
 package api
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 
@@ -44,7 +43,7 @@ func bulkDocs[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 				continue
 			}
 			err := res.Err
-			if isItemError(err) {
+			if manage.IsItemError(err) {
 				err = about(k.resource, res.ID, err)
 			}
 			_, code, msg := classify(err)
@@ -52,11 +51,6 @@ func bulkDocs[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 		}
 		a.writeJSON(w, http.StatusOK, k.bulkResult(failures))
 	}
-}
-
-// isItemError reports whether err is about one item rather than the store.
-func isItemError(err error) bool {
-	return errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrPreconditionFailed)
 }
 
 func bulkAction(mode string) string {

@@ -147,7 +147,7 @@ func runBulkChunk[T store.Document](ctx context.Context, s *Service, k *Kind[T],
 				_, err = c.Put(ctx, it.v, it.cond)
 				err = preconditionOnMissing(err, it.cond)
 			}
-			if err != nil && !isItemError(err) {
+			if err != nil && !IsItemError(err) {
 				return err
 			}
 			errs[i] = err
@@ -176,7 +176,8 @@ func runBulkChunk[T store.Document](ctx context.Context, s *Service, k *Kind[T],
 	return jobs, nil
 }
 
-// isItemError reports whether err is about one item rather than the store.
-func isItemError(err error) bool {
+// IsItemError reports whether a bulk item's error is about that item (it
+// exists, is missing, or its ETag does not match) rather than the store.
+func IsItemError(err error) bool {
 	return errors.Is(err, store.ErrNotFound) || errors.Is(err, store.ErrConflict) || errors.Is(err, store.ErrPreconditionFailed)
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"time"
 
 	"github.com/zdps/zdps/internal/revocation"
@@ -25,8 +24,8 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
-	// Rand is the source of generated keys; crypto/rand when nil. It is
-	// used under a lock, so it need not be safe for concurrent use.
+	// Rand is the source of generated keys; crypto/rand when nil. It must
+	// be safe for concurrent use (the service API passes its locked one).
 	Rand io.Reader
 	// CheckWebhookURL, when set, checks the webhook URL of an enrollment or
 	// group with the custom allocation policy when it is written; an error
@@ -67,7 +66,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	return &Service{cfg: cfg, st: cfg.Store, rev: cfg.Revocations, log: cfg.Logger, rand: &lockedReader{r: cfg.Rand}, now: cfg.Now}, nil
+	return &Service{cfg: cfg, st: cfg.Store, rev: cfg.Revocations, log: cfg.Logger, rand: cfg.Rand, now: cfg.Now}, nil
 }
 
 // Store is the store the service manages, for reads that are no use case
@@ -111,17 +110,3 @@ func preconditionOnMissing(err error, cond store.Condition) error {
 }
 
 func isNotFound(err error) bool { return errors.Is(err, store.ErrNotFound) }
-
-// lockedReader serialises reads so that an injected reader that is not
-// safe for concurrent use (a deterministic test source) serves concurrent
-// requests.
-type lockedReader struct {
-	mu sync.Mutex
-	r  io.Reader
-}
-
-func (l *lockedReader) Read(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.r.Read(p)
-}

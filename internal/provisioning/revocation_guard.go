@@ -47,26 +47,27 @@ func (s *Service) enrollmentGone(ctx context.Context, tx store.Tx, regID string,
 	} else if err != nil {
 		return false, err
 	}
-	var status string
+	// The version resolve read is usually still the stored one: then
+	// nothing is decoded or unsealed on this hot path.
+	spec, changed, what := t.spec, false, "enrollment"
 	switch {
 	case t.individual != nil:
-		e, err := s.st.Enrollments.In(tx).Get(ctx, t.individual.RegistrationID)
-		if errors.Is(err, store.ErrNotFound) {
-			return false, Refuse("enrollment deleted during registration", fmt.Errorf("%w: no enrollment", ErrUnauthorized))
+		var e *enrollment.IndividualEnrollment
+		if e, changed, err = s.st.Enrollments.In(tx).GetIfChanged(ctx, t.individual.RegistrationID, t.individual.ETag); changed {
+			spec = &e.Spec
 		}
-		if err != nil {
-			return false, fmt.Errorf("provisioning: re-read enrollment: %w", err)
-		}
-		status = e.ProvisioningStatus
 	case t.group != nil:
-		g, err := s.st.Groups.In(tx).Get(ctx, t.group.EnrollmentGroupID)
-		if errors.Is(err, store.ErrNotFound) {
-			return false, Refuse("enrollment group deleted during registration", fmt.Errorf("%w: no enrollment", ErrUnauthorized))
+		what = "enrollment group"
+		var g *enrollment.EnrollmentGroup
+		if g, changed, err = s.st.Groups.In(tx).GetIfChanged(ctx, t.group.EnrollmentGroupID, t.group.ETag); changed {
+			spec = &g.Spec
 		}
-		if err != nil {
-			return false, fmt.Errorf("provisioning: re-read enrollment group: %w", err)
-		}
-		status = g.ProvisioningStatus
 	}
-	return status == enrollment.StatusDisabled, nil
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return false, Refuse(what+" deleted during registration", fmt.Errorf("%w: no enrollment", ErrUnauthorized))
+	case err != nil:
+		return false, fmt.Errorf("provisioning: re-read %s: %w", what, err)
+	}
+	return !spec.Enabled(), nil
 }

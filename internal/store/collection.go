@@ -112,6 +112,23 @@ func (t TxCollection[T]) Get(ctx context.Context, id string) (T, error) {
 	return t.decode(it)
 }
 
+// GetIfChanged reads the document like Get unless its stored ETag is
+// etag: then it returns changed false and decodes (and unseals) nothing,
+// for a caller that already holds that version and only needs to know
+// whether it still stands. The read is a read of the key all the same,
+// for the backend's conflict detection.
+func (t TxCollection[T]) GetIfChanged(ctx context.Context, id, etag string) (v T, changed bool, err error) {
+	it, err := t.tx.Get(ctx, t.c.bucket, enrollment.Key(id))
+	if err != nil {
+		return v, false, err
+	}
+	if etag != "" && it.ETag == etag {
+		return v, false, nil
+	}
+	v, err = t.decode(it)
+	return v, err == nil, err
+}
+
 func (t TxCollection[T]) decode(it Item) (T, error) {
 	v := t.c.newT()
 	if err := json.Unmarshal(it.Value, v); err != nil {
