@@ -39,7 +39,7 @@ func caPathName(r *http.Request) (string, error) {
 
 func (a *API) listCertificates(w http.ResponseWriter, r *http.Request) {
 	listPage(a, w, r, "CACertificate", func(cont string, limit int) ([]*enrollment.CACertificate, string, error) {
-		return a.m.CACertificates(r.Context(), cont, limit)
+		return a.uc.Certificates.CACertificates(r.Context(), cont, limit)
 	}, (*enrollment.CACertificate).Redacted)
 }
 
@@ -49,7 +49,7 @@ func (a *API) getCertificate(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	c, err := a.m.CACertificate(r.Context(), name)
+	c, err := a.uc.Certificates.CACertificate(r.Context(), name)
 	if err != nil {
 		a.writeError(w, r, about("certificate", name, err))
 		return
@@ -66,7 +66,7 @@ func (a *API) putCertificate(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	created, err := a.m.PutCACertificate(r.Context(), c, cond)
+	created, err := a.uc.Certificates.PutCACertificate(r.Context(), c, cond)
 	if err != nil {
 		a.writeError(w, r, about("certificate", name, err))
 		return
@@ -81,7 +81,7 @@ func (a *API) deleteCertificate(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	if err := a.m.DeleteCACertificate(r.Context(), name, ifMatch(r)); err != nil {
+	if err := a.uc.Certificates.DeleteCACertificate(r.Context(), name, ifMatch(r)); err != nil {
 		a.writeError(w, r, about("certificate", name, err))
 		return
 	}
@@ -97,7 +97,7 @@ func (a *API) certificateVerificationCode(w http.ResponseWriter, r *http.Request
 		a.writeError(w, r, err)
 		return
 	}
-	c, err := a.m.VerificationCode(r.Context(), name)
+	c, err := a.uc.Certificates.VerificationCode(r.Context(), name)
 	if err != nil {
 		a.writeError(w, r, about("certificate", name, err))
 		return
@@ -133,7 +133,7 @@ func (a *API) verifyCertificate(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, &enrollment.ValidationError{Field: "certificate", Reason: err.Error()})
 		return
 	}
-	c, err := a.m.VerifyCACertificate(r.Context(), name, proof)
+	c, err := a.uc.Certificates.VerifyCACertificate(r.Context(), name, proof)
 	if err != nil {
 		a.writeError(w, r, about("certificate", name, err))
 		return

@@ -44,7 +44,7 @@ func listPage[T, U any](a *API, w http.ResponseWriter, r *http.Request, itemType
 // listHubs answers the hubs with how many devices each holds.
 func (a *API) listHubs(w http.ResponseWriter, r *http.Request) {
 	listPage(a, w, r, "Hub", func(cont string, limit int) ([]*enrollment.Hub, string, error) {
-		return a.m.Hubs(r.Context(), cont, limit)
+		return a.uc.Resources.Hubs(r.Context(), cont, limit)
 	}, func(h *enrollment.Hub) *enrollment.Hub { return h })
 }
 
@@ -60,7 +60,7 @@ func (a *API) getHub(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	h, err := a.m.Hub(r.Context(), name)
+	h, err := a.uc.Resources.Hub(r.Context(), name)
 	if err != nil {
 		a.writeError(w, r, about("hub", name, err))
 		return
@@ -74,7 +74,7 @@ func (a *API) putHub(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	created, err := a.m.PutHub(r.Context(), h, cond)
+	created, err := a.uc.Resources.PutHub(r.Context(), h, cond)
 	if err != nil {
 		a.writeError(w, r, about("hub", name, err))
 		return
@@ -89,7 +89,7 @@ func (a *API) deleteHub(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	if err := a.m.DeleteHub(r.Context(), name, ifMatch(r)); err != nil {
+	if err := a.uc.Resources.DeleteHub(r.Context(), name, ifMatch(r)); err != nil {
 		a.writeError(w, r, about("hub", name, err))
 		return
 	}
@@ -99,7 +99,7 @@ func (a *API) deleteHub(w http.ResponseWriter, r *http.Request) {
 
 func (a *API) listPolicies(w http.ResponseWriter, r *http.Request) {
 	listPage(a, w, r, "SharedAccessPolicy", func(cont string, limit int) ([]*enrollment.SharedAccessPolicy, string, error) {
-		return a.m.Policies(r.Context(), cont, limit)
+		return a.uc.Resources.Policies(r.Context(), cont, limit)
 	}, (*enrollment.SharedAccessPolicy).Redacted)
 }
 
@@ -115,7 +115,7 @@ func (a *API) getPolicy(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	p, err := a.m.Policy(r.Context(), name)
+	p, err := a.uc.Resources.Policy(r.Context(), name)
 	if err != nil {
 		a.writeError(w, r, about("policy", name, err))
 		return
@@ -133,7 +133,7 @@ func (a *API) putPolicy(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	created, err := a.m.PutPolicy(r.Context(), p, cond)
+	created, err := a.uc.Resources.PutPolicy(r.Context(), p, cond)
 	if err != nil {
 		a.writeError(w, r, about("policy", name, err))
 		return
@@ -148,7 +148,7 @@ func (a *API) deletePolicy(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	if err := a.m.DeletePolicy(r.Context(), name, ifMatch(r)); err != nil {
+	if err := a.uc.Resources.DeletePolicy(r.Context(), name, ifMatch(r)); err != nil {
 		a.writeError(w, r, about("policy", name, err))
 		return
 	}
@@ -163,7 +163,7 @@ func (a *API) policyKeys(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	p, err := a.m.Policy(r.Context(), name)
+	p, err := a.uc.Resources.Policy(r.Context(), name)
 	if err != nil {
 		a.writeError(w, r, about("policy", name, err))
 		return
@@ -173,7 +173,7 @@ func (a *API) policyKeys(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) getSettings(w http.ResponseWriter, r *http.Request) {
-	s, err := a.m.Settings(r.Context())
+	s, err := a.uc.Resources.Settings(r.Context())
 	if err != nil {
 		a.writeError(w, r, about("settings", "", err))
 		return
@@ -199,7 +199,7 @@ func (a *API) putSettings(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	err = a.m.PutSettings(r.Context(), s, cond)
+	err = a.uc.Resources.PutSettings(r.Context(), s, cond)
 	if err != nil {
 		a.writeError(w, r, about("settings", "", err))
 		return

@@ -6,7 +6,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/zdps/zdps/internal/manage"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -16,7 +15,8 @@ import (
 // manage.Kind), so that one handler serves both: they share every
 // operation of docs/protocol.md#service-api.
 type enrollmentKind[T store.Document] struct {
-	m          *manage.Kind[T]
+	// docs picks the kind's use cases.
+	docs       func(UseCases) Documents[T]
 	resource   string // audit resource name
 	param      string // chi URL parameter of the ID
 	idField    string // JSON field of the ID
@@ -32,11 +32,11 @@ type enrollmentKind[T store.Document] struct {
 	bulkResult func([]bulkFailure) any
 	// withState, when set, adds the read-only registrationState to a GET
 	// answer.
-	withState func(ctx context.Context, m *manage.Service, v T) error
+	withState func(ctx context.Context, r RegistrationRecords, v T) error
 }
 
 var enrollments = enrollmentKind[*enrollment.IndividualEnrollment]{
-	m:          manage.Enrollments,
+	docs:       func(u UseCases) Documents[*enrollment.IndividualEnrollment] { return u.Enrollments },
 	resource:   "enrollment",
 	param:      "registrationId",
 	idField:    "registrationId",
@@ -53,8 +53,8 @@ var enrollments = enrollmentKind[*enrollment.IndividualEnrollment]{
 		}
 		return op.Mode, op.Enrollments, nil
 	},
-	withState: func(ctx context.Context, m *manage.Service, e *enrollment.IndividualEnrollment) error {
-		st, err := m.EnrollmentState(ctx, e.RegistrationID)
+	withState: func(ctx context.Context, r RegistrationRecords, e *enrollment.IndividualEnrollment) error {
+		st, err := r.EnrollmentState(ctx, e.RegistrationID)
 		e.RegistrationState = st
 		return err
 	},
@@ -68,7 +68,7 @@ var enrollments = enrollmentKind[*enrollment.IndividualEnrollment]{
 }
 
 var groups = enrollmentKind[*enrollment.EnrollmentGroup]{
-	m:          manage.Groups,
+	docs:       func(u UseCases) Documents[*enrollment.EnrollmentGroup] { return u.Groups },
 	resource:   "enrollmentGroup",
 	param:      "enrollmentGroupId",
 	idField:    "enrollmentGroupId",
@@ -110,14 +110,14 @@ func getDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 			a.writeError(w, r, err)
 			return
 		}
-		v, err := manage.Get(r.Context(), a.m, k.m, id)
+		v, err := k.docs(a.uc).Get(r.Context(), id)
 		if err != nil {
 			a.writeError(w, r, about(k.resource, id, err))
 			return
 		}
 		out := k.redacted(v)
 		if k.withState != nil {
-			if err := k.withState(r.Context(), a.m, out); err != nil {
+			if err := k.withState(r.Context(), a.uc.Registrations, out); err != nil {
 				a.writeError(w, r, err)
 				return
 			}
@@ -135,7 +135,7 @@ func putDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 			a.writeError(w, r, err)
 			return
 		}
-		created, err := manage.Put(r.Context(), a.m, k.m, v, cond)
+		created, err := k.docs(a.uc).Put(r.Context(), v, cond)
 		if err != nil {
 			a.writeError(w, r, about(k.resource, id, err))
 			return
@@ -153,7 +153,7 @@ func deleteDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc 
 			a.writeError(w, r, err)
 			return
 		}
-		if err := manage.Delete(r.Context(), a.m, k.m, id, ifMatch(r)); err != nil {
+		if err := k.docs(a.uc).Delete(r.Context(), id, ifMatch(r)); err != nil {
 			a.writeError(w, r, about(k.resource, id, err))
 			return
 		}
@@ -171,7 +171,7 @@ func docKeys[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 			a.writeError(w, r, err)
 			return
 		}
-		v, err := manage.Get(r.Context(), a.m, k.m, id)
+		v, err := k.docs(a.uc).Get(r.Context(), id)
 		if err != nil {
 			a.writeError(w, r, about(k.resource, id, err))
 			return
@@ -192,7 +192,7 @@ func queryDocs[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc 
 			a.writeError(w, r, err)
 			return
 		}
-		items, next, err := manage.List(r.Context(), a.m, k.m, cont, limit)
+		items, next, err := k.docs(a.uc).List(r.Context(), cont, limit)
 		if err != nil {
 			a.writeError(w, r, err)
 			return

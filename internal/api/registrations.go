@@ -16,7 +16,7 @@ func (a *API) getRegistration(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	rec, err := a.m.Registration(r.Context(), id)
+	rec, err := a.uc.Registrations.Registration(r.Context(), id)
 	if err != nil {
 		a.writeError(w, r, about("registration", id, err))
 		return
@@ -33,7 +33,7 @@ func (a *API) deleteRegistration(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	if err := a.m.DeleteRegistration(r.Context(), id, ifMatch(r)); err != nil {
+	if err := a.uc.Registrations.DeleteRegistration(r.Context(), id, ifMatch(r)); err != nil {
 		a.writeError(w, r, about("registration", id, err))
 		return
 	}
@@ -70,7 +70,7 @@ func (a *API) queryRegistrationsBy(w http.ResponseWriter, r *http.Request, group
 		a.writeError(w, r, err)
 		return
 	}
-	recs, next, err := a.m.Registrations(r.Context(), group, cont, limit)
+	recs, next, err := a.uc.Registrations.Registrations(r.Context(), group, cont, limit)
 	if err != nil {
 		a.writeError(w, r, err)
 		return

@@ -16,7 +16,7 @@ const rightPublic = "public"
 
 // routeRights is the right each route requires, keyed by "METHOD pattern"
 // exactly as chi reports the route. It is the single place where access is
-// decided: router() refuses to register a route missing here, and a test
+// decided: routes() refuses to register a route missing here, and a test
 // walks the router and fails on any route without a right or any right
 // without a route.
 //
@@ -110,15 +110,33 @@ func Routes() []Route {
 	return out
 }
 
-// router builds the chi router. Trailing slashes are removed before
-// routing (canonicalPath), so "POST /enrollments/" (the Node service SDK's
-// bulk call) reaches "POST /enrollments".
-func (a *API) router() (*chi.Mux, error) {
+// NewRouter is a router with the middleware every route zdps serves runs
+// under (request ID, access log, panic recovery, case-insensitive paths
+// with decoded IDs, body limit) and DPS-format 404 and 405 answers: the
+// root router cmd/zdps mounts each API's routes on. Trailing slashes are
+// removed before routing (canonicalPath), so "POST /enrollments/" (the
+// Node service SDK's bulk call) reaches "POST /enrollments".
+func (a *API) NewRouter() *chi.Mux {
 	r := chi.NewRouter()
 	r.Use(a.requestID, a.accessLog, a.recoverer, canonicalPath, a.limitBody)
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) { a.writeError(w, req, errRouteNotFound) })
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) { a.writeError(w, req, errMethodNotAllowed) })
+	return r
+}
 
+// Routes adds the service API's routes (with /healthz, /ca and /crl) to r,
+// each under the right routeRights declares. Another API's routes (the
+// device API: /{idScope}/registrations/...) go on the same router without
+// service auth, which they replace with their own; the literal segments
+// they use must be in literals, or they are matched case-sensitively.
+func (a *API) Routes(r chi.Router) {
+	// New built its own router with the same routes, so none lacks a right.
+	_ = a.routes(r)
+}
+
+// routes adds the service API's routes to r, refusing any route without a
+// declared right.
+func (a *API) routes(r chi.Router) error {
 	var missing []string
 	route := func(method, pattern string, h http.HandlerFunc) {
 		key := method + " " + pattern
@@ -185,9 +203,9 @@ func (a *API) router() (*chi.Mux, error) {
 	route(http.MethodGet, "/backup", a.getBackup)
 
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("api: routes without a declared right: %v", missing)
+		return fmt.Errorf("api: routes without a declared right: %v", missing)
 	}
-	return r, nil
+	return nil
 }
 
 // literals are the fixed path segments of every route zdps serves (service
