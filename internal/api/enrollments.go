@@ -103,82 +103,35 @@ func (k *enrollmentKind[T]) pathID(r *http.Request) (string, error) {
 	return id, nil
 }
 
+// res is the kind as a resource of the service API.
+func (k *enrollmentKind[T]) res() resource { return resource{k.resource, k.pathID} }
+
+// getDoc answers a document without its keys, an individual enrollment
+// with its registrationState.
 func getDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := k.pathID(r)
-		if err != nil {
-			a.writeError(w, r, err)
-			return
-		}
-		v, err := k.docs(a.uc).Get(r.Context(), id)
-		if err != nil {
-			a.writeError(w, r, about(k.resource, id, err))
-			return
-		}
+	return getOne(a, k.res(), k.docs(a.uc).Get, func(r *http.Request, v T) (T, error) {
 		out := k.redacted(v)
-		if k.withState != nil {
-			if err := k.withState(r.Context(), a.uc.Registrations, out); err != nil {
-				a.writeError(w, r, err)
-				return
-			}
+		if k.withState == nil {
+			return out, nil
 		}
-		a.writeJSON(w, http.StatusOK, out)
-	}
+		return out, k.withState(r.Context(), a.uc.Registrations, out)
+	}, "", nil)
 }
 
 // putDoc creates or replaces a document (manage.Put: keys the request
 // leaves empty are kept or generated, in the write's transaction).
 func putDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id, v, cond, err := putRequest(r, k.pathID, k.decode, k.id, k.idField)
-		if err != nil {
-			a.writeError(w, r, err)
-			return
-		}
-		created, err := k.docs(a.uc).Put(r.Context(), v, cond)
-		if err != nil {
-			a.writeError(w, r, about(k.resource, id, err))
-			return
-		}
-		a.audit(r, createdOrUpdated(created), k.resource, k.id(v))
-		// DPS answers 200 for a create as for an update.
-		a.writeJSON(w, http.StatusOK, k.redacted(v))
-	}
+	return putOne(a, k.res(), k.decode, k.id, k.idField, k.docs(a.uc).Put, k.redacted)
 }
 
 func deleteDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := k.pathID(r)
-		if err != nil {
-			a.writeError(w, r, err)
-			return
-		}
-		if err := k.docs(a.uc).Delete(r.Context(), id, ifMatch(r)); err != nil {
-			a.writeError(w, r, about(k.resource, id, err))
-			return
-		}
-		a.audit(r, "delete", k.resource, id)
-		w.WriteHeader(http.StatusNoContent)
-	}
+	return deleteOne(a, k.res(), k.docs(a.uc).Delete)
 }
 
 // docKeys answers the attestation mechanism with its keys. It is the only
 // read that returns keys, and it is audited like a change.
 func docKeys[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := k.pathID(r)
-		if err != nil {
-			a.writeError(w, r, err)
-			return
-		}
-		v, err := k.docs(a.uc).Get(r.Context(), id)
-		if err != nil {
-			a.writeError(w, r, about(k.resource, id, err))
-			return
-		}
-		a.audit(r, "read-keys", k.resource, k.id(v))
-		a.writeJSON(w, http.StatusOK, k.att(v))
-	}
+	return getOne(a, k.res(), k.docs(a.uc).Get, as(k.att), "read-keys", k.id)
 }
 
 func queryDocs[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {

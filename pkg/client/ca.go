@@ -22,11 +22,7 @@ type CAInfo = dps.CAInfo
 
 // GetCA describes the instance's embedded CA (GET /ca, ServiceConfig).
 func (c *Client) GetCA(ctx context.Context) (*CAInfo, error) {
-	var out CAInfo
-	if err := c.do(ctx, request{method: http.MethodGet, path: "/ca", out: &out}); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[CAInfo](ctx, c, request{method: http.MethodGet, path: "/ca"})
 }
 
 // CABundle returns the intermediate then the root, PEM-encoded (GET
