@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	"github.com/zdps/zdps/internal/manage"
 	"github.com/zdps/zdps/internal/ratelog"
 	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/internal/syncio"
 )
 
 // Defaults of the limits in Config.
@@ -124,7 +124,7 @@ func New(cfg Config) (*API, error) {
 		store: cfg.Store,
 		log:   cfg.Logger,
 		now:   cfg.Now,
-		rand:  &lockedReader{r: cfg.Rand},
+		rand:  syncio.Reader(cfg.Rand),
 
 		faultLog: ratelog.New(cfg.Logger, faultLogLines, faultLogInterval),
 	}
@@ -154,17 +154,3 @@ func (a *API) Handler() http.Handler { return a.mux }
 // after routes), and should wrap them in RequireAPIVersion; WriteError
 // answers in the DPS error format.
 func (a *API) Mount(fn func(r chi.Router)) { fn(a.mux) }
-
-// lockedReader serialises reads so that an injected reader that is not
-// safe for concurrent use (a deterministic test source) can serve
-// concurrent requests.
-type lockedReader struct {
-	mu sync.Mutex
-	r  io.Reader
-}
-
-func (l *lockedReader) Read(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.r.Read(p)
-}
