@@ -5,9 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"log/slog"
-	"maps"
-	"slices"
 	"time"
 
 	"github.com/zdps/zdps/internal/store"
@@ -23,7 +20,7 @@ import (
 // store holds about one operation per device registered within that time.
 //
 // A sweep reads every operation (in pages, read-only) and deletes the
-// expired ones PruneBatch at a time, each batch in one transaction that
+// expired ones sweep.Batch at a time, each batch in one transaction that
 // reads the operation again and deletes it through the typed collection,
 // so its assigning-index entry goes with it. It keeps no cursor: it starts
 // from the first key each time, and one cut short is done again by the
@@ -37,16 +34,13 @@ import (
 // sweep anyway for the operations written before it existed; add it when
 // the read becomes the cost that matters.
 
-// PruneBatch is how many records one prune transaction deletes at most.
-const PruneBatch = 500
-
 // PruneExpired deletes the operations whose ExpiresAt is not after now,
 // with their index entries, and returns how many it deleted. An operation
 // still assigning is kept until its Deadline plus OperationTTL as well,
 // however old its ExpiresAt: its background run may still be about to
 // commit, and a device registering again must still find it (async.go).
 func (s *Service) PruneExpired(ctx context.Context, now time.Time) (deleted int, err error) {
-	n, err := sweep.Expired(ctx, s.st.Backend, BucketOperations, PruneBatch,
+	n, err := sweep.Expired(ctx, s.st.Backend, BucketOperations, sweep.Batch,
 		func(it store.Item) bool {
 			var op enrollment.Operation
 			// One that does not decode is left alone (and to the reads,
@@ -101,50 +95,4 @@ func (s *Service) operationExpired(op *enrollment.Operation, now time.Time) bool
 		return false
 	}
 	return true
-}
-
-// Pruner deletes stored records whose retention ended by now and reports
-// how many it deleted. It must be safe to run on several replicas at once.
-type Pruner interface {
-	PruneExpired(ctx context.Context, now time.Time) (deleted int, err error)
-}
-
-// DefaultPruneInterval is how often `zdps serve` prunes by default.
-const DefaultPruneInterval = time.Hour
-
-// RunPruners runs every pruner once at start and then every interval until
-// ctx ends, and returns ctx's error. pruners are named by what they delete
-// (the log says "records"); a failed prune is logged and tried again at the
-// next tick. Logs carry counts only.
-func RunPruners(ctx context.Context, log *slog.Logger, interval time.Duration, now func() time.Time, pruners map[string]Pruner) error {
-	if interval <= 0 {
-		return fmt.Errorf("provisioning: prune interval %v must be positive", interval)
-	}
-	if now == nil {
-		now = time.Now
-	}
-	names := slices.Sorted(maps.Keys(pruners))
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		for _, name := range names {
-			start := now()
-			n, err := pruners[name].PruneExpired(ctx, start)
-			switch {
-			case ctx.Err() != nil:
-				return ctx.Err()
-			case err != nil:
-				log.ErrorContext(ctx, "prune failed; retrying later", "records", name, "count", n, "error", err)
-			case n > 0:
-				log.InfoContext(ctx, "expired records pruned", "records", name, "count", n, "duration", now().Sub(start))
-			default:
-				log.DebugContext(ctx, "no expired records to prune", "records", name)
-			}
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
 }
