@@ -202,8 +202,8 @@ func (s *Service) checkCapacity(ctx context.Context, tx store.Tx, hub string, cu
 // failAllocation stores and answers the failed operation of an allocation
 // failure.
 func (s *Service) failAllocation(ctx context.Context, r *registration, cause error) (*enrollment.Operation, error) {
-	op := s.failedOperation(r.opID, r.req.RegistrationID, dps.CodeAllocationFailed, allocationMessage(cause))
-	if err := s.finalOperation(ctx, op); err != nil {
+	op := s.book.Failed(r.opID, r.req.RegistrationID, dps.CodeAllocationFailed, allocationMessage(cause))
+	if err := s.book.Final(ctx, op); err != nil {
 		return nil, err
 	}
 	r.log.WarnContext(ctx, "registration failed", "outcome", OutcomeFailed, "reason", op.ErrorMessage)

@@ -11,8 +11,8 @@ import (
 // and no record, so the device's earlier record (hub, measurements) is
 // untouched.
 func (s *Service) refuseVerdict(ctx context.Context, r *registration, v *Verdict) (*enrollment.Operation, error) {
-	op := s.failedOperation(r.opID, r.req.RegistrationID, v.Code, v.Message)
-	if err := s.finalOperation(ctx, op); err != nil {
+	op := s.book.Failed(r.opID, r.req.RegistrationID, v.Code, v.Message)
+	if err := s.book.Final(ctx, op); err != nil {
 		return nil, err
 	}
 	r.log.WarnContext(ctx, "registration failed", append([]any{"outcome", OutcomeFailed, "reason", v.Reason}, v.Attrs...)...)

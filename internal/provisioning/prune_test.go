@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/operations"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/sweep"
@@ -21,7 +22,7 @@ import (
 // putOperations stores ops in one transaction, as they are.
 func putOperations(t testing.TB, e *env, ops []*enrollment.Operation) {
 	t.Helper()
-	col := provisioning.Operations(e.st.Backend, e.clock)
+	col := operations.Collection(e.st.Backend, e.clock)
 	err := e.st.Backend.Update(context.Background(), func(tx store.Tx) error {
 		for _, op := range ops {
 			if _, err := col.In(tx).Put(context.Background(), op, store.Condition{}); err != nil {
@@ -87,7 +88,7 @@ func TestPruneExpired(t *testing.T) {
 				}
 			}
 			putOperations(t, e, ops)
-			if n := count(t, e.st.Backend, provisioning.IndexOperationsAssigning); n != 3 {
+			if n := count(t, e.st.Backend, operations.IndexAssigning); n != 3 {
 				t.Fatalf("%d assigning index entries before pruning, want 3", n)
 			}
 
@@ -104,7 +105,7 @@ func TestPruneExpired(t *testing.T) {
 					t.Errorf("%s: pruned = %v, want %v", tc.name, !tc.pruned, tc.pruned)
 				}
 			}
-			if got := keys(t, e.st.Backend, provisioning.IndexOperationsAssigning); !slices.Equal(got, wantIndex) {
+			if got := keys(t, e.st.Backend, operations.IndexAssigning); !slices.Equal(got, wantIndex) {
 				t.Errorf("assigning index = %q, want %q", got, wantIndex)
 			}
 			if n, err := e.svc.PruneExpired(ctx, now); err != nil || n != 0 {
@@ -155,7 +156,7 @@ func TestPruneBatches(t *testing.T) {
 				if n := count(t, e.st.Backend, provisioning.BucketOperations); n != fresh {
 					t.Errorf("%d operations left, want %d", n, fresh)
 				}
-				if n := count(t, e.st.Backend, provisioning.IndexOperationsAssigning); n != 0 {
+				if n := count(t, e.st.Backend, operations.IndexAssigning); n != 0 {
 					t.Errorf("%d assigning index entries left, want 0", n)
 				}
 			})
