@@ -129,6 +129,11 @@ var rules = []rule{
 		forbid: concat(transports, pipeline, []string{"attestation/...", "allocation/...", "internal/ca"}),
 	},
 	{
+		name:       "the firmware policy and DICE measurements are standard library only",
+		from:       []string{"pkg/enrollment/firmware"},
+		stdlibOnly: true,
+	},
+	{
 		name:       "the DPS wire contract is standard library only",
 		from:       []string{"pkg/dps/..."},
 		stdlibOnly: true,

@@ -13,6 +13,7 @@ import (
 	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/enrollment/firmware"
 )
 
 // Outcomes logged under the key "outcome".
@@ -265,7 +266,7 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 	// SDK would hand it to the application as if the service sent it).
 	payload := dec.Payload
 	var op *enrollment.Operation
-	var oldDICE *enrollment.DICEState
+	var oldDICE *firmware.DICEState
 	err := s.st.Backend.Update(ctx, func(tx store.Tx) error {
 		if !deadline.IsZero() && !s.now().Before(deadline) {
 			return errAssignTimeout // a poll may have answered failed already
