@@ -2,7 +2,6 @@ package operations
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -40,29 +39,8 @@ import (
 // however old its ExpiresAt: its background run may still be about to
 // commit, and a device registering again must still find it (internal/provisioning, async.go).
 func (k *Book) PruneExpired(ctx context.Context, now time.Time) (deleted int, err error) {
-	n, err := sweep.Expired(ctx, k.b, Bucket, sweep.Batch,
-		func(it store.Item) bool {
-			var op enrollment.Operation
-			// One that does not decode is left alone (and to the reads,
-			// which report it).
-			return json.Unmarshal(it.Value, &op) == nil && k.expired(&op, now)
-		},
-		func(ctx context.Context, tx store.Tx, key string) (bool, error) {
-			ops := k.ops.In(tx)
-			op, err := ops.Get(ctx, key)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				return false, nil // another replica pruned it
-			case err != nil:
-				return false, err
-			case !k.expired(op, now):
-				return false, nil // replaced meanwhile
-			}
-			if err := ops.Delete(ctx, key, store.Condition{IfMatch: op.ETag}); err != nil {
-				return false, err
-			}
-			return true, forgetCurrent(ctx, tx, op)
-		})
+	n, err := sweep.Documents(ctx, k.b, k.ops, Bucket, sweep.Batch,
+		func(op *enrollment.Operation) bool { return k.expired(op, now) }, forgetCurrent)
 	if err != nil {
 		return n, fmt.Errorf("operations: prune: %w", err)
 	}

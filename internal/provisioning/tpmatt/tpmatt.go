@@ -8,7 +8,6 @@ import (
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -493,27 +492,8 @@ func FromPayload(_ *enrollment.IndividualEnrollment, req *provisioning.Request) 
 // for its registration ID drops its unusable keys. Safe on several
 // replicas at once (see sweep.Batch for the batch size).
 func (a *Attestor) PruneExpired(ctx context.Context, now time.Time) (int, error) {
-	n, err := sweep.Expired(ctx, a.st.Backend, BucketChallenges, sweep.Batch,
-		func(it store.Item) bool {
-			var c Challenge
-			return json.Unmarshal(it.Value, &c) == nil && !a.anyUsable(&c, now)
-		},
-		func(ctx context.Context, tx store.Tx, key string) (bool, error) {
-			col := a.chals.In(tx)
-			c, err := col.Get(ctx, key)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				return false, nil // another replica pruned it
-			case err != nil:
-				return false, err
-			case a.anyUsable(c, now):
-				return false, nil // a new challenge was issued meanwhile
-			}
-			if err := col.Delete(ctx, key, store.Condition{IfMatch: c.ETag}); err != nil {
-				return false, err
-			}
-			return true, nil
-		})
+	n, err := sweep.Documents(ctx, a.st.Backend, a.chals, BucketChallenges, sweep.Batch,
+		func(c *Challenge) bool { return !a.anyUsable(c, now) }, nil)
 	if err != nil {
 		return n, fmt.Errorf("tpmatt: prune challenges: %w", err)
 	}
