@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -107,18 +108,10 @@ func New(cfg Config) (*API, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
-	if cfg.MaxBodyBytes == 0 {
-		cfg.MaxBodyBytes = DefaultMaxBodyBytes
-	}
-	if cfg.MaxBulkItems == 0 {
-		cfg.MaxBulkItems = DefaultMaxBulkItems
-	}
-	if cfg.MaxPageSize == 0 {
-		cfg.MaxPageSize = DefaultMaxPageSize
-	}
-	if cfg.TokenSkew == 0 {
-		cfg.TokenSkew = DefaultTokenSkew
-	}
+	cfg.MaxBodyBytes = cmp.Or(cfg.MaxBodyBytes, DefaultMaxBodyBytes)
+	cfg.MaxBulkItems = cmp.Or(cfg.MaxBulkItems, DefaultMaxBulkItems)
+	cfg.MaxPageSize = cmp.Or(cfg.MaxPageSize, DefaultMaxPageSize)
+	cfg.TokenSkew = cmp.Or(cfg.TokenSkew, DefaultTokenSkew)
 	a := &API{
 		cfg:   cfg,
 		store: cfg.Store,

@@ -1,6 +1,7 @@
 package provisioning
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -138,12 +139,8 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
-	if cfg.OperationTTL == 0 {
-		cfg.OperationTTL = DefaultOperationTTL
-	}
-	if cfg.AssignTimeout == 0 {
-		cfg.AssignTimeout = DefaultAssignTimeout
-	}
+	cfg.OperationTTL = cmp.Or(cfg.OperationTTL, DefaultOperationTTL)
+	cfg.AssignTimeout = cmp.Or(cfg.AssignTimeout, DefaultAssignTimeout)
 	if cfg.AssignWait > 0 && cfg.AssignTimeout >= cfg.OperationTTL {
 		return nil, fmt.Errorf("provisioning: invalid config: AssignTimeout %s must be shorter than OperationTTL %s", cfg.AssignTimeout, cfg.OperationTTL)
 	}

@@ -2,6 +2,7 @@ package tpmatt
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -152,18 +153,10 @@ func New(cfg Config) (*Attestor, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
-	if cfg.ChallengeTTL == 0 {
-		cfg.ChallengeTTL = DefaultChallengeTTL
-	}
-	if cfg.PollWindow == 0 {
-		cfg.PollWindow = DefaultPollWindow
-	}
-	if cfg.Skew == 0 {
-		cfg.Skew = DefaultSkew
-	}
-	if cfg.MaxPending == 0 {
-		cfg.MaxPending = DefaultMaxPending
-	}
+	cfg.ChallengeTTL = cmp.Or(cfg.ChallengeTTL, DefaultChallengeTTL)
+	cfg.PollWindow = cmp.Or(cfg.PollWindow, DefaultPollWindow)
+	cfg.Skew = cmp.Or(cfg.Skew, DefaultSkew)
+	cfg.MaxPending = cmp.Or(cfg.MaxPending, DefaultMaxPending)
 	return &Attestor{cfg: cfg, st: cfg.Store, chals: Challenges(cfg.Store.Backend, cfg.Now).Sealed(cfg.Store.Sealer())}, nil
 }
 
