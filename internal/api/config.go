@@ -20,7 +20,8 @@ func (a *API) healthz(w http.ResponseWriter, r *http.Request) {
 	a.writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// listPage answers a GET list with the query calls' paging headers.
+// listPage answers one page of a list (GET) or query (POST .../query) with
+// the paging headers, each item in the form conv gives it.
 func listPage[T, U any](a *API, w http.ResponseWriter, r *http.Request, itemType string, list func(cont string, limit int) ([]T, string, error), conv func(T) U) {
 	limit, cont, err := a.pageParams(r)
 	if err != nil {

@@ -140,20 +140,8 @@ func queryDocs[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc 
 			a.writeError(w, r, err)
 			return
 		}
-		limit, cont, err := a.pageParams(r)
-		if err != nil {
-			a.writeError(w, r, err)
-			return
-		}
-		items, next, err := k.docs(a.uc).List(r.Context(), cont, limit)
-		if err != nil {
-			a.writeError(w, r, err)
-			return
-		}
-		out := make([]T, len(items))
-		for i, v := range items {
-			out[i] = k.redacted(v)
-		}
-		writePage(a, w, out, next, limit, k.itemType)
+		listPage(a, w, r, k.itemType, func(cont string, limit int) ([]T, string, error) {
+			return k.docs(a.uc).List(r.Context(), cont, limit)
+		}, k.redacted)
 	}
 }

@@ -32,19 +32,7 @@ func (a *API) queryRegistrationsBy(w http.ResponseWriter, r *http.Request, group
 		a.writeError(w, r, err)
 		return
 	}
-	limit, cont, err := a.pageParams(r)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	recs, next, err := a.uc.Registrations.Registrations(r.Context(), group, cont, limit)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	out := make([]*enrollment.RegistrationState, len(recs))
-	for i, rec := range recs {
-		out[i] = rec.ServiceState()
-	}
-	writePage(a, w, out, next, limit, "DeviceRegistration")
+	listPage(a, w, r, "DeviceRegistration", func(cont string, limit int) ([]*enrollment.Registration, string, error) {
+		return a.uc.Registrations.Registrations(r.Context(), group, cont, limit)
+	}, (*enrollment.Registration).ServiceState)
 }
