@@ -30,7 +30,9 @@ const (
 
 // Config configures the API. Store, HostName and Logger are required.
 type Config struct {
-	// Store holds enrollments, registrations, hubs, policies and settings.
+	// Store is what the API reads itself: the policies that authenticate
+	// requests, the health check and GET /backup. Everything else goes
+	// through UseCases.
 	Store *store.Store
 	// HostName is the host clients address, e.g. "dps.example.com" or
 	// "localhost:8443". A service SAS must name it in sr (compared
