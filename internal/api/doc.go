@@ -1,7 +1,9 @@
 // Package api serves zdps over HTTPS: the service (management) API of the
 // Azure IoT Hub DPS, with zdps's own resources (linked hubs, shared access
-// policies, instance settings), on one chi router that the device API is
-// mounted on too (API.Mount).
+// policies, instance settings). Its routes (Routes) and the middleware
+// every route runs under (NewRouter) are composed with the device API's
+// on one root router by cmd/zdps; it is handed the management use cases
+// it translates (UseCases), the CA and the CRL, and builds none of them.
 //
 // What it owns: routing (paths matched case-insensitively, percent-encoded
 // IDs decoded, api-version checked), authentication and authorisation of

@@ -104,6 +104,16 @@ var rules = []rule{
 			[]string{"attestation/...", "internal/ca"}),
 	},
 	{
+		name:   "the service API is handed the CA and its use cases (cmd/zdps wires them): it never reaches the CA itself",
+		from:   []string{"internal/api"},
+		forbid: []string{"internal/ca", "attestation/...", "allocation/custom"},
+	},
+	{
+		name:   "the operations book keeps records for the pipeline and knows nothing above the store",
+		from:   []string{"internal/provisioning/operations"},
+		forbid: concat(transports, []string{"internal/provisioning", "internal/ca", "attestation/...", "allocation/..."}),
+	},
+	{
 		name:   "management use cases know no transport, pipeline, verifier, policy or CA",
 		from:   []string{"internal/manage"},
 		forbid: concat(transports, pipeline, []string{"internal/ca", "attestation/...", "allocation/..."}),
@@ -117,6 +127,11 @@ var rules = []rule{
 		name:   "store backends know nothing above them",
 		from:   stores,
 		forbid: concat(transports, pipeline, []string{"attestation/...", "allocation/...", "internal/ca"}),
+	},
+	{
+		name:       "the firmware policy and DICE measurements are standard library only",
+		from:       []string{"pkg/enrollment/firmware"},
+		stdlibOnly: true,
 	},
 	{
 		name:       "the DPS wire contract is standard library only",

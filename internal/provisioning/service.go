@@ -1,6 +1,7 @@
 package provisioning
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/allocation"
+	"github.com/zdps/zdps/internal/provisioning/operations"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/throttle"
@@ -82,6 +84,8 @@ type Service struct {
 	st    *store.Store
 	certs *store.Collection[*enrollment.Certificate]
 	ops   *store.Collection[*enrollment.Operation]
+	// book keeps the operations ops holds.
+	book  *operations.Book
 	log   *slog.Logger
 	now   func() time.Time
 	randM sync.Mutex
@@ -135,20 +139,18 @@ func New(cfg Config) (*Service, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
-	if cfg.OperationTTL == 0 {
-		cfg.OperationTTL = DefaultOperationTTL
-	}
-	if cfg.AssignTimeout == 0 {
-		cfg.AssignTimeout = DefaultAssignTimeout
-	}
+	cfg.OperationTTL = cmp.Or(cfg.OperationTTL, DefaultOperationTTL)
+	cfg.AssignTimeout = cmp.Or(cfg.AssignTimeout, DefaultAssignTimeout)
 	if cfg.AssignWait > 0 && cfg.AssignTimeout >= cfg.OperationTTL {
 		return nil, fmt.Errorf("provisioning: invalid config: AssignTimeout %s must be shorter than OperationTTL %s", cfg.AssignTimeout, cfg.OperationTTL)
 	}
+	book := operations.New(cfg.Store.Backend, cfg.Now, cfg.OperationTTL)
 	return &Service{
 		cfg:   cfg,
 		st:    cfg.Store,
 		certs: revocation.Certificates(cfg.Store.Backend, cfg.Now),
-		ops:   Operations(cfg.Store.Backend, cfg.Now),
+		ops:   book.Operations(),
+		book:  book,
 		log:   cfg.Logger,
 		now:   cfg.Now,
 		rand:  cfg.Rand,
@@ -294,19 +296,11 @@ func (s *Service) newOperationID() (string, error) {
 
 // hubs lists the linked hubs.
 func (s *Service) hubs(ctx context.Context) ([]*enrollment.Hub, error) {
-	var all []*enrollment.Hub
-	next := ""
-	for {
-		page, n, err := s.st.Hubs.List(ctx, next, 1000)
-		if err != nil {
-			return nil, fmt.Errorf("provisioning: list hubs: %w", err)
-		}
-		all = append(all, page...)
-		if n == "" {
-			return all, nil
-		}
-		next = n
+	all, err := s.st.Hubs.All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("provisioning: list hubs: %w", err)
 	}
+	return all, nil
 }
 
 // effectivePolicy is the enrollment's policy, else the instance default,

@@ -2,7 +2,6 @@ package revocation
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -71,27 +70,8 @@ func NewCertificatePruner(b store.Backend, keep time.Duration) (*CertificatePrun
 // revoked set's), PruneBatch per transaction, and returns how many it
 // deleted. Safe on several replicas at once.
 func (p *CertificatePruner) PruneExpired(ctx context.Context, now time.Time) (int, error) {
-	n, err := sweep.Expired(ctx, p.backend, BucketCertificates, PruneBatch,
-		func(it store.Item) bool {
-			var c enrollment.Certificate
-			return json.Unmarshal(it.Value, &c) == nil && p.expired(&c, now)
-		},
-		func(ctx context.Context, tx store.Tx, key string) (bool, error) {
-			certs := p.certs.In(tx)
-			c, err := certs.Get(ctx, key)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				return false, nil // another replica pruned it
-			case err != nil:
-				return false, err
-			case !p.expired(c, now):
-				return false, nil
-			}
-			if err := certs.Delete(ctx, key, store.Condition{IfMatch: c.ETag}); err != nil {
-				return false, err
-			}
-			return true, nil
-		})
+	n, err := sweep.Documents(ctx, p.backend, p.certs, BucketCertificates, PruneBatch,
+		func(c *enrollment.Certificate) bool { return p.expired(c, now) }, nil)
 	if err != nil {
 		return n, fmt.Errorf("revocation: prune certificates: %w", err)
 	}

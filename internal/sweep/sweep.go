@@ -2,6 +2,8 @@ package sweep
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/zdps/zdps/internal/store"
@@ -80,4 +82,43 @@ func Expired(ctx context.Context, b store.Backend, bucket store.Bucket, batch in
 		}
 		after = last
 	}
+}
+
+// Documents is Expired over the bucket of a typed collection: expired
+// decides on the document as scanned (one that does not decode is left
+// alone, and to the reads, which report it) and again on the one read
+// inside the deleting transaction, which deletes it under its ETag through
+// the collection, so that its index entries go with it. also, when set,
+// runs in that transaction after each delete. A document another replica
+// deleted first, or that no longer expires, is skipped.
+func Documents[E any, P interface {
+	*E
+	store.Document
+}](ctx context.Context, b store.Backend, c *store.Collection[P], bucket store.Bucket, batch int,
+	expired func(P) bool, also func(ctx context.Context, tx store.Tx, v P) error,
+) (deleted int, err error) {
+	return Expired(ctx, b, bucket, batch,
+		func(it store.Item) bool {
+			var v E
+			return json.Unmarshal(it.Value, &v) == nil && expired(&v)
+		},
+		func(ctx context.Context, tx store.Tx, key string) (bool, error) {
+			col := c.In(tx)
+			v, err := col.Get(ctx, key)
+			switch {
+			case errors.Is(err, store.ErrNotFound):
+				return false, nil // another replica pruned it
+			case err != nil:
+				return false, err
+			case !expired(v):
+				return false, nil // replaced meanwhile
+			}
+			if err := col.Delete(ctx, key, store.Condition{IfMatch: v.Version().ETag}); err != nil {
+				return false, err
+			}
+			if also == nil {
+				return true, nil
+			}
+			return true, also(ctx, tx, v)
+		})
 }

@@ -2,13 +2,13 @@ package tpmatt
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -153,18 +153,10 @@ func New(cfg Config) (*Attestor, error) {
 	if cfg.Rand == nil {
 		cfg.Rand = rand.Reader
 	}
-	if cfg.ChallengeTTL == 0 {
-		cfg.ChallengeTTL = DefaultChallengeTTL
-	}
-	if cfg.PollWindow == 0 {
-		cfg.PollWindow = DefaultPollWindow
-	}
-	if cfg.Skew == 0 {
-		cfg.Skew = DefaultSkew
-	}
-	if cfg.MaxPending == 0 {
-		cfg.MaxPending = DefaultMaxPending
-	}
+	cfg.ChallengeTTL = cmp.Or(cfg.ChallengeTTL, DefaultChallengeTTL)
+	cfg.PollWindow = cmp.Or(cfg.PollWindow, DefaultPollWindow)
+	cfg.Skew = cmp.Or(cfg.Skew, DefaultSkew)
+	cfg.MaxPending = cmp.Or(cfg.MaxPending, DefaultMaxPending)
 	return &Attestor{cfg: cfg, st: cfg.Store, chals: Challenges(cfg.Store.Backend, cfg.Now).Sealed(cfg.Store.Sealer())}, nil
 }
 
@@ -491,29 +483,10 @@ func FromPayload(_ *enrollment.IndividualEnrollment, req *provisioning.Request) 
 // use for devices that never come back, and returns how many it deleted.
 // A document with a usable key is kept whole; the next challenge issued
 // for its registration ID drops its unusable keys. Safe on several
-// replicas at once (see provisioning.PruneBatch for the batch size).
+// replicas at once (see sweep.Batch for the batch size).
 func (a *Attestor) PruneExpired(ctx context.Context, now time.Time) (int, error) {
-	n, err := sweep.Expired(ctx, a.st.Backend, BucketChallenges, provisioning.PruneBatch,
-		func(it store.Item) bool {
-			var c Challenge
-			return json.Unmarshal(it.Value, &c) == nil && !a.anyUsable(&c, now)
-		},
-		func(ctx context.Context, tx store.Tx, key string) (bool, error) {
-			col := a.chals.In(tx)
-			c, err := col.Get(ctx, key)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				return false, nil // another replica pruned it
-			case err != nil:
-				return false, err
-			case a.anyUsable(c, now):
-				return false, nil // a new challenge was issued meanwhile
-			}
-			if err := col.Delete(ctx, key, store.Condition{IfMatch: c.ETag}); err != nil {
-				return false, err
-			}
-			return true, nil
-		})
+	n, err := sweep.Documents(ctx, a.st.Backend, a.chals, BucketChallenges, sweep.Batch,
+		func(c *Challenge) bool { return !a.anyUsable(c, now) }, nil)
 	if err != nil {
 		return n, fmt.Errorf("tpmatt: prune challenges: %w", err)
 	}
