@@ -99,7 +99,6 @@ var rules = []rule{
 		name:   "transports do not import each other",
 		from:   []string{"internal/mqttapi"},
 		forbid: []string{"internal/api", "internal/deviceapi"},
-		future: true,
 	},
 	{
 		name:   "the device answers shared by the transports know no transport",
