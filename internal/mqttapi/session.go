@@ -337,7 +337,8 @@ func (s *Server) answer(ctx context.Context, ss *session, t RequestTopic, payloa
 	case kindRegister:
 		// Older SDKs send an empty or blank body: the CONNECT named the
 		// registration ID.
-		if _, err := devicewire.DecodeRegister(payload, &req, s.cfg.MaxPayloadBytes, false); err != nil {
+		dr, err := devicewire.DecodeRegister(payload, &req, s.cfg.MaxPayloadBytes, false)
+		if err != nil {
 			return s.refusal(ctx, ss, err)
 		}
 		op, err := s.cfg.Provisioner.Register(ctx, &req)
@@ -347,7 +348,7 @@ func (s *Server) answer(ctx context.Context, ss *session, t RequestTopic, payloa
 		if s.cfg.AzureCompatible202 || op.Status == enrollment.RegistrationAssigning {
 			return http.StatusAccepted, s.retryAfter, mustJSON(&devicewire.RegistrationOperationStatus{OperationID: op.OperationID, Status: enrollment.RegistrationAssigning})
 		}
-		return http.StatusOK, "", mustJSON(devicewire.OperationStatus(op))
+		return http.StatusOK, "", mustJSON(devicewire.OperationStatusIn(op, dr.CSRForm()))
 	default:
 		// The Node SDK sends {} with a poll, others nothing: ignored.
 		op, err := s.cfg.Provisioner.OperationStatus(ctx, &req, t.OperationID)
