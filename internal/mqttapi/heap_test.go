@@ -165,4 +165,19 @@ func TestIdleConnectionsHeap(t *testing.T) {
 	if perConn > 128 {
 		t.Errorf("%.1f KiB of heap per idle connection", perConn)
 	}
+	// Every connection the devices close is forgotten: counted and tracked.
+	for _, c := range conns {
+		c.Close()
+	}
+	for deadline := time.Now().Add(20 * time.Second); ; runtime.Gosched() {
+		srv.mu.Lock()
+		n, tracked, ips := srv.total, len(srv.conns), len(srv.perIP)
+		srv.mu.Unlock()
+		if n == 0 && tracked == 0 && ips == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("after the devices left: %d counted, %d tracked, %d addresses", n, tracked, ips)
+		}
+	}
 }

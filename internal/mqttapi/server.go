@@ -206,9 +206,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer s.release(c)
 			tc := tls.Server(c, s.cfg.TLS)
 			s.track(c, tc)
+			defer s.releaseFrom(tc, c.RemoteAddr().String())
 			hctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
 			err := tc.HandshakeContext(hctx)
 			cancel()
@@ -253,8 +253,6 @@ func (s *Server) track(raw, c net.Conn) {
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 }
-
-func (s *Server) release(c net.Conn) { s.releaseFrom(c, c.RemoteAddr().String()) }
 
 func (s *Server) releaseFrom(c net.Conn, remote string) {
 	ip := hostOf(remote)
