@@ -134,6 +134,9 @@ func New(cfg Config) (*Server, error) {
 	setDefault(&cfg.MaxConnectionsPerIP, DefaultMaxConnectionsPerIP)
 	setDefault(&cfg.MaxInFlight, DefaultMaxInFlight)
 	setDefault(&cfg.RetryAfter, devicewire.DefaultRetryAfter)
+	if int64(cfg.MaxPacketBytes) < cfg.MaxPayloadBytes+devicewire.BodyRoom {
+		errs = append(errs, fmt.Errorf("MaxPacketBytes %d must be at least MaxPayloadBytes %d + %d for a CSR and the rest of the body", cfg.MaxPacketBytes, cfg.MaxPayloadBytes, devicewire.BodyRoom))
+	}
 	if cfg.MaxPacketBytes > 1<<28-1 {
 		errs = append(errs, fmt.Errorf("MaxPacketBytes %d is above MQTT's 256 MB", cfg.MaxPacketBytes))
 	}
