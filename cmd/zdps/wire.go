@@ -13,6 +13,7 @@ import (
 	"github.com/zdps/zdps/internal/ca"
 	"github.com/zdps/zdps/internal/deviceapi"
 	"github.com/zdps/zdps/internal/manage"
+	"github.com/zdps/zdps/internal/mqttapi"
 	"github.com/zdps/zdps/internal/provisioning/tpmatt"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
@@ -20,7 +21,7 @@ import (
 
 // rootRouter is every route zdps serves, composed in one place: the
 // common middleware (internal/api.NewRouter), then each API's routes.
-func rootRouter(service *api.API, dev *deviceapi.API) http.Handler {
+func rootRouter(service *api.API, dev *deviceapi.API, mq *mqttapi.Server) http.Handler {
 	r := service.NewRouter()
 	for _, mount := range []func(chi.Router){
 		service.Routes, // service API with /healthz, /ca, /ca/bundle and /crl
@@ -28,7 +29,15 @@ func rootRouter(service *api.API, dev *deviceapi.API) http.Handler {
 	} {
 		mount(r)
 	}
-	return r
+	// MQTT over WebSockets takes the connection over: it bypasses the
+	// router's middleware (body limits, access log of one request).
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if req.URL.Path == mqttapi.WebSocketPath {
+			mq.ServeHTTP(w, req)
+			return
+		}
+		r.ServeHTTP(w, req)
+	})
 }
 
 // newServiceAPI builds the service API and the parts it serves: the
