@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,6 +49,7 @@ func newMQTTTransport(c *Client, cfg Config) *mqttTransport {
 	t := &mqttTransport{c: c, pending: map[string]chan mqttMessage{}}
 	host := c.endpoint
 	if _, _, err := net.SplitHostPort(host); err != nil {
+		host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
 		port := "8883"
 		if cfg.Transport == TransportMQTTWS {
 			port = "443"
@@ -139,9 +141,11 @@ func (t *mqttTransport) connect(ctx context.Context) (mqtt.Client, chan struct{}
 		SetConnectionLostHandler(func(mqtt.Client, error) { t.dropped(conn, lost) })
 	conn = mqtt.NewClient(opts)
 	tok := conn.Connect()
-	if err := waitToken(ctx, tok); err != nil {
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
 		go func() { tok.Wait(); conn.Disconnect(0) }() // a CONNECT still under way
-		return nil, nil, fmt.Errorf("device: MQTT connect: %w", err)
+		return nil, nil, fmt.Errorf("device: MQTT connect: %w", ctx.Err())
 	}
 	if err := connectError(tok.(*mqtt.ConnectToken)); err != nil {
 		conn.Disconnect(0)
@@ -240,4 +244,3 @@ func (t *mqttTransport) close() {
 		conn.Disconnect(uint(mqttDisconnectWait / time.Millisecond))
 	}
 }
-
