@@ -94,7 +94,7 @@ func TestReportJSON(t *testing.T) {
 	sort.Strings(keys)
 	want := []string{"attestation", "cleanupSeconds", "concurrency", "cpu", "csr", "csrPregenerated", "devices", "elapsedSeconds",
 		"errorSamples", "errors", "failed", "keepAlive", "keyExchange", "latencyMs", "loadAverage", "prepareSeconds",
-		"registrationsPerSecond", "setupSeconds", "succeeded", "tlsHandshakes", "tlsResumption"}
+		"registrationsPerSecond", "setupSeconds", "succeeded", "tlsHandshakes", "tlsResumption", "transport"}
 	// cleanupSeconds and setupSeconds are omitted when zero.
 	want = slices.DeleteFunc(want, func(k string) bool { return k == "cleanupSeconds" || k == "setupSeconds" })
 	if !slices.Equal(keys, want) {
