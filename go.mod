@@ -3,6 +3,7 @@ module github.com/zdps/zdps
 go 1.26.8
 
 require (
+	github.com/coder/websocket v1.8.15
 	github.com/eclipse/paho.mqtt.golang v1.5.1
 	github.com/go-chi/chi/v5 v5.5.0
 	github.com/google/go-attestation v0.6.4

@@ -28,7 +28,7 @@ echo "reports: $OUT"
 
 run() { # attestation run-number
 	local att=$1 n=$2 dir="$work/data-$1-$2" pid
-	"$bin" serve --data-dir "$dir" --listen "127.0.0.1:$PORT" --log-level warn >"$dir.log" 2>&1 &
+	"$bin" serve --mqtt-listen off --data-dir "$dir" --listen "127.0.0.1:$PORT" --log-level warn >"$dir.log" 2>&1 &
 	pid=$!
 	for _ in $(seq 100); do
 		[ -f "$dir/ca-bundle.pem" ] && "$bin" --data-dir "$dir" hub list >/dev/null 2>&1 && break

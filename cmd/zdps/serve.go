@@ -32,6 +32,7 @@ import (
 	"github.com/zdps/zdps/internal/ca"
 	"github.com/zdps/zdps/internal/deviceapi"
 	"github.com/zdps/zdps/internal/instance"
+	"github.com/zdps/zdps/internal/mqttapi"
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/provisioning/caissuer"
 	"github.com/zdps/zdps/internal/provisioning/renewal"
@@ -93,6 +94,10 @@ type serveConfig struct {
 	DeviceBodyTimeout time.Duration
 	// Limits are the device request rates (--throttle-*).
 	Limits provisioning.Limits
+	// MQTTListen is the MQTT/TLS listen address, "off" for none; MQTT
+	// bounds its connections (mqttapi.Config).
+	MQTTListen string
+	MQTT       mqttapi.Config
 }
 
 // Files the server keeps in its data directory.
@@ -157,6 +162,13 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.StringVar(&cfg.CRLURL, "crl-url", "", "absolute http(s) URL of this instance's GET /crl, written as CRL distribution point into issued certificates (default: none)")
 	f.DurationVar(&cfg.CRLValidity, "crl-validity", 24*time.Hour, "nextUpdate distance of the served CRL; it is re-signed when a quarter of it is left or the revoked set changes")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "keep-alive idle timeout; must exceed any Retry-After sent (the C SDK keeps one connection)")
+	f.StringVar(&cfg.MQTTListen, "mqtt-listen", ":8883", "MQTT 3.1.1 over TLS listen address for devices (same certificate as HTTPS), or off; MQTT over WebSockets is served on the HTTPS listener at "+mqttapi.WebSocketPath+" either way")
+	f.IntVar(&cfg.MQTT.MaxPacketBytes, "mqtt-max-packet-bytes", mqttapi.DefaultMaxPacketBytes, "largest MQTT packet a device may send (Azure: 96 KB); a larger one closes the connection before it is read")
+	f.IntVar(&cfg.MQTT.MaxConnections, "mqtt-max-connections", mqttapi.DefaultMaxConnections, "most open MQTT device connections (TLS and WebSocket together)")
+	f.IntVar(&cfg.MQTT.MaxConnectionsPerIP, "mqtt-max-connections-per-ip", mqttapi.DefaultMaxConnectionsPerIP, "most open MQTT device connections from one source address")
+	f.IntVar(&cfg.MQTT.MaxInFlight, "mqtt-max-in-flight", mqttapi.DefaultMaxInFlight, "requests of one MQTT connection running at once; its next packet is read when one ends")
+	f.DurationVar(&cfg.MQTT.ConnectTimeout, "mqtt-connect-timeout", mqttapi.DefaultConnectTimeout, "time a device has for the TLS handshake and its CONNECT")
+	f.DurationVar(&cfg.MQTT.IdleTimeout, "mqtt-idle-timeout", mqttapi.DefaultIdleTimeout, "an MQTT connection with no request running is closed this long after its last answer; must exceed --retry-after")
 	cfg.Allocation.register(f)
 	cfg.Limits = provisioning.DefaultLimits()
 	f.Var(&cfg.Limits.Poll, "throttle-poll", "operation polls and status lookups admitted per device, COUNT/DURATION or off (Azure: 5/10s); a throttled poll of a registration still assigning answers 202 with a later Retry-After, otherwise 429")
@@ -294,12 +306,38 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		go func() { _ = provisioning.RunPruners(ctx, log, cfg.PruneInterval, nil, pruners) }()
 	}
 
+	tlsConfig := &tls.Config{
+		MinVersion:     tls.VersionTLS12,
+		GetCertificate: certs.get,
+		// Devices authenticating with X.509 present a client certificate;
+		// it is verified in application code against enrollments.
+		ClientAuth: tls.RequestClientCert,
+	}
+	mq, err := newMQTT(cfg, prov, inst.Settings.IDScope, tlsConfig, log)
+	if err != nil {
+		return err
+	}
+	var mqttLn net.Listener
+	mqttAddr := "off"
+	if cfg.MQTTListen != "off" {
+		if mqttLn, err = net.Listen("tcp", cfg.MQTTListen); err != nil {
+			return fmt.Errorf("--mqtt-listen: %w", err)
+		}
+		mqttAddr = mqttLn.Addr().String()
+	}
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return err
 	}
+	handler := service.Handler()
 	srv := &http.Server{
-		Handler:           service.Handler(),
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == mqttapi.WebSocketPath {
+				mq.ServeHTTP(w, r)
+				return
+			}
+			handler.ServeHTTP(w, r)
+		}),
 		ConnContext:       deviceapi.ConnContext, // the device's measured round trip (geoLatency)
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
@@ -307,20 +345,17 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		IdleTimeout:       cfg.IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		TLSConfig: &tls.Config{
-			MinVersion:     tls.VersionTLS12,
-			GetCertificate: certs.get,
-			// Devices authenticating with X.509 present a client certificate;
-			// it is verified in application code against enrollments.
-			ClientAuth: tls.RequestClientCert,
-		},
+		TLSConfig:         tlsConfig,
 	}
-	log.Info("zdps listening", "addr", ln.Addr().String(), "hostname", cfg.HostName,
+	log.Info("zdps listening", "addr", ln.Addr().String(), "mqtt_addr", mqttAddr, "hostname", cfg.HostName,
 		"id_scope", inst.Settings.IDScope, "data_dir", cfg.DataDir,
 		"connection_string_file", filepath.Join(cfg.DataDir, instance.ConnectionStringFile))
 
-	errc := make(chan error, 1)
+	errc := make(chan error, 2)
 	go func() { errc <- srv.ServeTLS(ln, "", "") }()
+	if mqttLn != nil {
+		go func() { errc <- mq.Serve(ctx, mqttLn) }()
+	}
 	select {
 	case err := <-errc:
 		return err
@@ -330,6 +365,11 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.Shutdown)
 	defer cancel()
 	shutdownErr := srv.Shutdown(sctx)
+	// MQTT connections (WebSocket ones too: Shutdown leaves hijacked
+	// connections alone) end now; a device reconnects elsewhere.
+	if err := mq.Close(sctx); err != nil {
+		log.Warn("MQTT connections still open at shutdown", "error", err)
+	}
 	if shutdownErr != nil {
 		// Past the deadline, cut what is left (a backup still streaming
 		// to a slow client holds a read transaction that would keep
@@ -551,6 +591,20 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 		return nil, nil, err
 	}
 	return prov, map[string]provisioning.Pruner{"operations": prov, "tpm-challenges": tpmAtt, "certificates": certPruner}, nil
+}
+
+// newMQTT builds the MQTT device endpoint on the pipeline, with the
+// device API's answer settings.
+func newMQTT(cfg serveConfig, prov *provisioning.Service, idScope string, tlsConfig *tls.Config, log *slog.Logger) (*mqttapi.Server, error) {
+	mc := cfg.MQTT
+	mc.Provisioner = prov
+	mc.IDScope = idScope
+	mc.Logger = log
+	mc.TLS = tlsConfig
+	mc.MaxPayloadBytes = cfg.MaxPayloadBytes
+	mc.AzureCompatible202 = cfg.Azure202
+	mc.RetryAfter = cfg.RetryAfter
+	return mqttapi.New(mc)
 }
 
 // assignMargin is what a registration running in the background may take

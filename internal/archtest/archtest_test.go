@@ -45,14 +45,14 @@ type exception struct {
 }
 
 var (
-	transports = []string{"internal/api", "internal/deviceapi"}
+	transports = []string{"internal/api", "internal/deviceapi", "internal/devicewire", "internal/mqttapi"}
 	pipeline   = []string{"internal/provisioning/..."}
 	stores     = []string{"internal/store/..."}
 	// server is every package that only a zdps server needs; the device
 	// SDK and the service client must not pull any of it into a device
 	// or a third party's program.
 	server = []string{
-		"internal/api", "internal/deviceapi", "internal/provisioning/...", "internal/store/...",
+		"internal/api", "internal/deviceapi", "internal/devicewire", "internal/mqttapi", "internal/provisioning/...", "internal/store/...",
 		"internal/ca", "internal/instance", "attestation/...", "allocation/...",
 		"internal/sweep", "internal/revocation", "internal/manage", "cmd/...",
 	}
@@ -93,7 +93,17 @@ var rules = []rule{
 	{
 		name:   "transports do not import each other",
 		from:   []string{"internal/deviceapi"},
-		forbid: []string{"internal/api"},
+		forbid: []string{"internal/api", "internal/mqttapi"},
+	},
+	{
+		name:   "transports do not import each other",
+		from:   []string{"internal/mqttapi"},
+		forbid: []string{"internal/api", "internal/deviceapi"},
+	},
+	{
+		name:   "the device answers shared by the transports know no transport",
+		from:   []string{"internal/devicewire"},
+		forbid: []string{"internal/api", "internal/deviceapi", "internal/mqttapi"},
 	},
 	{
 		name: "the pipeline depends on ports: no transport, store backend, concrete policy, verifier or CA",

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -19,6 +18,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/zdps/zdps/internal/devicewire"
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/ratelog"
 	"github.com/zdps/zdps/internal/store"
@@ -30,11 +30,11 @@ import (
 const (
 	// DefaultMaxBodyBytes is Azure's device message limit (96 KB). It
 	// leaves BodyRoom beside a payload of DefaultMaxPayloadBytes.
-	DefaultMaxBodyBytes = 96 << 10
+	DefaultMaxBodyBytes = devicewire.DefaultMaxBodyBytes
 	// DefaultRetryAfter is the Retry-After of 202 answers.
-	DefaultRetryAfter = time.Second
+	DefaultRetryAfter = devicewire.DefaultRetryAfter
 	// MaxRetryAfter is the largest Retry-After the C SDK honours.
-	MaxRetryAfter = 300 * time.Second
+	MaxRetryAfter = devicewire.MaxRetryAfter
 )
 
 // Provisioner is the pipeline the device API serves
@@ -153,7 +153,7 @@ func New(cfg Config) (*API, error) {
 		now:        cfg.Now,
 		rand:       cfg.Rand,
 		retryAfter: retryAfterSeconds(cfg.RetryAfter, 0),
-		bodyLog:    ratelog.New(cfg.Logger, bodyLogLines, bodyLogInterval),
+		bodyLog:    ratelog.New(cfg.Logger, devicewire.FaultLogLines, devicewire.FaultLogInterval),
 		maxWait:    maxWait(cfg.IdleTimeout),
 	}, nil
 }
@@ -356,30 +356,13 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", a.retryAfter)
 	}
 	w.Header().Set("x-ms-error-code", strconv.Itoa(code))
-	a.writeJSON(w, r, status, dps.ErrorBody{
-		ErrorCode:    code,
-		TrackingID:   id,
-		Message:      msg,
-		Info:         map[string]any{},
-		TimestampUTC: a.now().UTC().Format(time.RFC3339Nano),
-	})
+	a.writeJSON(w, r, status, devicewire.ErrorBody(code, id, msg, a.now()))
 }
 
-func maxWait(idle time.Duration) time.Duration {
-	if idle > 0 && idle-time.Second < MaxRetryAfter {
-		return idle - time.Second // rounded up, still shorter than idle
-	}
-	return MaxRetryAfter
-}
-
-// retryAfterSeconds is d in whole seconds, rounded up, at least 1 and,
-// when limit is set, at most limit.
-func retryAfterSeconds(d, limit time.Duration) string {
-	if limit > 0 {
-		d = min(d, limit)
-	}
-	return strconv.FormatInt(max(1, int64(math.Ceil(d.Seconds()))), 10)
-}
+var (
+	maxWait           = devicewire.MaxWait
+	retryAfterSeconds = devicewire.RetryAfterSeconds
+)
 
 // writeJSON answers with the content type the Node SDK needs to parse a
 // body at all.

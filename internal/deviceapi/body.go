@@ -7,68 +7,39 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
 	"time"
 
+	"github.com/zdps/zdps/internal/devicewire"
 	"github.com/zdps/zdps/internal/provisioning"
-	"github.com/zdps/zdps/pkg/dps"
-	"github.com/zdps/zdps/pkg/enrollment"
 )
 
 // Body limits (Config.MaxPayloadBytes, Config.BodyTimeout).
 const (
-	// DefaultMaxPayloadBytes bounds the register body's payload, the
-	// device's custom JSON for allocation. Azure limits the whole device
-	// message to 96 KB; 80 KiB leaves the rest of DefaultMaxBodyBytes for
-	// BodyRoom.
-	DefaultMaxPayloadBytes = 80 << 10
-	// BodyRoom is what a register body needs beside its payload: a CSR
-	// (base64; an RSA-4096 one is about 2.3 KiB), TPM keys, the
-	// registration ID and the JSON around them. MaxBodyBytes must leave
-	// it above MaxPayloadBytes.
-	BodyRoom = 16 << 10
+	// DefaultMaxPayloadBytes bounds the register body's payload
+	// (devicewire.DefaultMaxPayloadBytes).
+	DefaultMaxPayloadBytes = devicewire.DefaultMaxPayloadBytes
+	// BodyRoom is what a register body needs beside its payload
+	// (devicewire.BodyRoom).
+	BodyRoom = devicewire.BodyRoom
 	// DefaultBodyTimeout is how long a device may take to send its body
 	// once the headers are in.
 	DefaultBodyTimeout = 10 * time.Second
 )
 
-// Body fault logging: a device (or anyone) can cause these at will, so
-// they go through ratelog at INFO, at most bodyLogLines per kind and
-// interval.
-const (
-	bodyLogLines    = 10
-	bodyLogInterval = time.Minute
-)
-
-// bodyError is a device body the API refuses: cut short, unreadable,
-// stalled, malformed, or with a payload over the limit. All are the
-// device's fault: 400/400004 (it wraps ErrBadRequest), logged at INFO
-// through the rate-limited logger, never as a server fault.
-type bodyError struct {
-	// kind is fixed words, the rate limiter's key.
-	kind string
-	// msg is what the device reads.
-	msg string
-	// cause is for the log only (it may hold addresses).
-	cause error
-	// framingLost: the rest of the connection cannot be parsed as the
-	// next request; the answer carries Connection: close.
-	framingLost bool
-}
-
-func (e *bodyError) Error() string { return ErrBadRequest.Error() + ": " + e.msg }
-func (e *bodyError) Unwrap() error { return ErrBadRequest }
+// bodyError is a device body the API refuses (devicewire.Fault); one
+// whose FramingLost is set answers with Connection: close.
+type bodyError = devicewire.Fault
 
 // readFault classifies a failed body read.
 func (a *API) readFault(err error) *bodyError {
 	var ne net.Error
 	switch {
 	case errors.As(err, &ne) && ne.Timeout():
-		return &bodyError{kind: "body stalled", msg: fmt.Sprintf("the request body did not arrive within %s", a.cfg.BodyTimeout), cause: err, framingLost: true}
+		return &bodyError{Kind: "body stalled", Msg: fmt.Sprintf("the request body did not arrive within %s", a.cfg.BodyTimeout), Cause: err, FramingLost: true}
 	case errors.Is(err, io.ErrUnexpectedEOF):
-		return &bodyError{kind: "body truncated", msg: "the request body ended before its Content-Length (or last chunk)", cause: err, framingLost: true}
+		return &bodyError{Kind: "body truncated", Msg: "the request body ended before its Content-Length (or last chunk)", Cause: err, FramingLost: true}
 	}
-	return &bodyError{kind: "body unreadable", msg: "the request body could not be read", cause: err, framingLost: true}
+	return &bodyError{Kind: "body unreadable", Msg: "the request body could not be read", Cause: err, FramingLost: true}
 }
 
 // clientGone: the device closed its side of the connection (a
@@ -76,7 +47,7 @@ func (a *API) readFault(err error) *bodyError {
 // answer; the pipeline's work was cancelled or continues in the
 // background.
 func clientGone(err error) *bodyError {
-	return &bodyError{kind: "client gone", msg: "the connection was closed by the device before the answer", cause: err, framingLost: true}
+	return &bodyError{Kind: "client gone", Msg: "the connection was closed by the device before the answer", Cause: err, FramingLost: true}
 }
 
 // readBody reads at most MaxBodyBytes within BodyTimeout. The content
@@ -117,25 +88,8 @@ func (a *API) withBody(w http.ResponseWriter, r *http.Request, req *provisioning
 	if err != nil {
 		return err
 	}
-	if !required && len(strings.TrimSpace(string(body))) == 0 {
-		return nil
-	}
-	dr, err := dps.DecodeDeviceRegistration(body)
-	if err != nil {
-		return &bodyError{kind: "body malformed", msg: strings.TrimPrefix(err.Error(), ErrBadRequest.Error()+": "), cause: err}
-	}
-	if n := int64(len(dr.Payload)); n > a.cfg.MaxPayloadBytes {
-		return &bodyError{kind: "payload too large", msg: fmt.Sprintf("payload is %d bytes of JSON; the limit is %d bytes", n, a.cfg.MaxPayloadBytes)}
-	}
-	if !strings.EqualFold(dr.RegistrationID, req.RegistrationID) {
-		return badRequest("registrationId of the body differs from the path's")
-	}
-	if dr.TPM != nil {
-		req.TPM = &enrollment.TPMAttestation{EndorsementKey: dr.TPM.EndorsementKey, StorageRootKey: dr.TPM.StorageRootKey}
-	}
-	req.Payload = dr.Payload
-	req.CSR = dr.CSRDER()
-	return nil
+	_, err = devicewire.DecodeRegister(body, req, a.cfg.MaxPayloadBytes, required)
+	return err
 }
 
 // asBodyFault returns err as a *bodyError when it is one, or when the
@@ -158,12 +112,12 @@ func asBodyFault(r *http.Request, err error) *bodyError {
 // logBodyFault logs a refused body at INFO, rate-limited per kind, and
 // closes the connection after the answer when its framing is lost.
 func (a *API) logBodyFault(w http.ResponseWriter, r *http.Request, be *bodyError, trackingID string) {
-	if be.framingLost {
+	if be.FramingLost {
 		w.Header().Set("Connection", "close")
 	}
-	args := []any{"tracking_id", trackingID, "kind", be.kind, "remote_addr", r.RemoteAddr, "reason", be.msg}
-	if be.cause != nil {
-		args = append(args, "error", be.cause)
+	args := []any{"tracking_id", trackingID, "kind", be.Kind, "remote_addr", r.RemoteAddr, "reason", be.Msg}
+	if be.Cause != nil {
+		args = append(args, "error", be.Cause)
 	}
-	a.bodyLog.Log(r.Context(), slog.LevelInfo, be.kind, "device body refused", args...)
+	a.bodyLog.Log(r.Context(), slog.LevelInfo, be.Kind, "device body refused", args...)
 }

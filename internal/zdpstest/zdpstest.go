@@ -7,6 +7,7 @@ package zdpstest
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
 	"fmt"
@@ -94,7 +95,7 @@ func freePort(t testing.TB) string {
 
 func (s *Server) start() {
 	s.t.Helper()
-	args := append([]string{"serve", "--data-dir", s.DataDir, "--listen", "127.0.0.1:" + s.Port,
+	args := append([]string{"serve", "--data-dir", s.DataDir, "--listen", "127.0.0.1:" + s.Port, "--mqtt-listen", "127.0.0.1:0",
 		"--hostname", "127.0.0.1:" + s.Port, "--log-format", "json"}, s.Args...)
 	s.cmd = exec.Command(Binary(s.t), args...)
 	s.logs = &syncBuffer{}
@@ -261,3 +262,20 @@ func (b *syncBuffer) String() string {
 	defer b.mu.Unlock()
 	return b.b.String()
 }
+
+// MQTTAddr is host:port of the MQTT/TLS listener, from the startup log
+// line (zdps serve listens on 127.0.0.1:0 here).
+func (s *Server) MQTTAddr() string {
+	s.t.Helper()
+	const key = `"mqtt_addr":"`
+	logs := s.logs.String()
+	i := strings.LastIndex(logs, key)
+	if i < 0 {
+		s.t.Fatalf("no mqtt_addr in the log:\n%s", logs)
+	}
+	rest := logs[i+len(key):]
+	return rest[:strings.IndexByte(rest, '"')]
+}
+
+// TLSConfig trusts the server's CA.
+func (s *Server) TLSConfig() *tls.Config { return tlsConfig(s.RootCAs()) }

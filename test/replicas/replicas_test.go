@@ -129,7 +129,7 @@ func TestReplicaWithOtherKEKRefuses(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, zdpstest.Binary(t), "serve", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0",
+	cmd := exec.CommandContext(ctx, zdpstest.Binary(t), "serve", "--mqtt-listen", "off", "--data-dir", t.TempDir(), "--listen", "127.0.0.1:0",
 		"--store", c.storeURL, "--kek-file", writeKEK(t))
 	out, err := cmd.CombinedOutput()
 	var exit *exec.ExitError

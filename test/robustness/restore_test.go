@@ -114,7 +114,7 @@ func TestRestoreUnderLoad(t *testing.T) {
 	other := restoreWriteKEK(t)
 	ctx2, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	wrong, err := exec.CommandContext(ctx2, zdpstest.Binary(t), "serve", "--data-dir", dir, "--listen", "127.0.0.1:0", "--kek-file", other).CombinedOutput()
+	wrong, err := exec.CommandContext(ctx2, zdpstest.Binary(t), "serve", "--mqtt-listen", "off", "--data-dir", dir, "--listen", "127.0.0.1:0", "--kek-file", other).CombinedOutput()
 	if err == nil || !strings.Contains(string(wrong), "key-encryption key") {
 		t.Fatalf("zdps serve on the restored store with another KEK: %v\n%s", err, wrong)
 	}

@@ -472,7 +472,7 @@ func TestSecretsMigrationSurvivesKill(t *testing.T) {
 	// Run serve by hand: zdpstest.Start waits for a healthy server, which
 	// is after the migration.
 	dataDir := t.TempDir()
-	cmd := exec.Command(zdpstest.Binary(t), "serve", "--data-dir", dataDir, "--listen", "127.0.0.1:0",
+	cmd := exec.Command(zdpstest.Binary(t), "serve", "--mqtt-listen", "off", "--data-dir", dataDir, "--listen", "127.0.0.1:0",
 		"--log-format", "json", "--store", env.storeArg, "--kek-file", env.kekFile)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
