@@ -20,17 +20,15 @@ import (
 // registrationId and payload only), so no certificate is issued here; the
 // Go SDK's MQTT tests cover the CSR.
 
-// startMQTTServer is `zdps serve` with its MQTT listener on a free
-// 127.0.0.1 port, and that port.
+// startMQTTServer is `zdps serve` and its MQTT listener's port.
 func startMQTTServer(t *testing.T, extra ...string) (*zdpstest.Server, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	srv := zdpstest.Start(t, extra...)
+	_, port, err := net.SplitHostPort(srv.MQTTAddr())
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, port, _ := net.SplitHostPort(ln.Addr().String())
-	ln.Close()
-	return zdpstest.Start(t, append([]string{"--mqtt-listen", "127.0.0.1:" + port}, extra...)...), port
+	return srv, port
 }
 
 // nodeTransports are the SDK's two MQTT transports and the port each

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"net"
 	"testing"
 	"time"
 
@@ -15,17 +14,11 @@ import (
 	"github.com/zdps/zdps/pkg/sas"
 )
 
-// startMQTT is a real `zdps serve` with its MQTT listener on a free
-// 127.0.0.1 port, and that listener's address.
+// startMQTT is a real `zdps serve` and its MQTT listener's address.
 func startMQTT(t *testing.T, extra ...string) (*zdpstest.Server, string) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return zdpstest.Start(t, append([]string{"--mqtt-listen", addr}, extra...)...), addr
+	srv := zdpstest.Start(t, extra...)
+	return srv, srv.MQTTAddr()
 }
 
 func TestRealServerMQTT(t *testing.T) {
@@ -102,15 +95,15 @@ func TestRealServerMQTT(t *testing.T) {
 			})
 		}
 	}
-	// The group-derived key is what sas.DeriveDeviceKey says on every
-	// transport; HTTPS then finds the record MQTT made.
+	// A device registered over MQTT registers again over HTTPS: the
+	// same device ID and hub, from the record MQTT made.
 	t.Run("HTTPS sees the MQTT registration", func(t *testing.T) {
 		res, err := device.Register(ctx, device.Config{Endpoint: srv.Addr(), IDScope: srv.IDScope(), RegistrationID: "mqtt-grp-" + device.TransportMQTT,
 			SymmetricKey: sas.DeriveDeviceKey(groupKey, "mqtt-grp-"+device.TransportMQTT), RootCAs: srv.RootCAs(), MaxWait: time.Minute})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if res.Substatus != "initialAssignment" && res.Substatus != "reprovisionedToInitialAssignment" && res.DeviceID != "mqtt-grp-"+device.TransportMQTT {
+		if res.DeviceID != "mqtt-grp-"+device.TransportMQTT || res.AssignedHub != "hub-m.example.net" || res.Substatus == "" {
 			t.Errorf("re-registration over HTTPS: %+v", res)
 		}
 	})
