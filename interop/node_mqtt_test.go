@@ -102,8 +102,9 @@ func TestNodeSDKMQTT(t *testing.T) {
 			if res.OK {
 				t.Fatalf("a wrong key registered: %+v", res)
 			}
-			if res.Name == "TimeoutError" {
-				t.Fatalf("the refusal did not reach the SDK: %+v", res)
+			// CONNACK 5, which mqtt.js reports as is.
+			if !strings.Contains(res.Error, "Not authorized") {
+				t.Fatalf("want the CONNECT refused as not authorized, got %+v", res)
 			}
 		})
 	}
@@ -130,8 +131,9 @@ func TestNodeSDKMQTTThrottled(t *testing.T) {
 			if !res.OK || res.Status != "assigned" {
 				t.Fatalf("throttled registration did not end assigned: %+v\n%s", res, srv.Logs())
 			}
-			// Unthrottled, a registration takes well under a second here.
-			if elapsed < time.Second {
+			// Unthrottled, a registration takes well under a second here;
+			// throttled, it waits most of the 3 s window.
+			if elapsed < 2*time.Second {
 				t.Errorf("the second registration took %s: it was not throttled", elapsed)
 			}
 			t.Logf("%s: throttled re-registration assigned after %s", tr.name, elapsed.Round(100*time.Millisecond))
