@@ -230,8 +230,9 @@ func (a *API) common(r *http.Request) (*provisioning.Request, error) {
 
 func (a *API) register(w http.ResponseWriter, r *http.Request) {
 	req, err := a.common(r)
+	var form string
 	if err == nil {
-		err = a.withBody(w, r, req, true)
+		form, err = a.withBody(w, r, req, true)
 	}
 	if err != nil {
 		a.writeError(w, r, err)
@@ -246,7 +247,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 		a.accepted(w, r, req, op.OperationID)
 		return
 	}
-	a.writeJSON(w, r, http.StatusOK, operationStatus(op))
+	a.writeJSON(w, r, http.StatusOK, devicewire.OperationStatusIn(op, form))
 }
 
 // accepted answers 202 {operationId, status: assigning} with Retry-After
@@ -296,7 +297,7 @@ func (a *API) operation(w http.ResponseWriter, r *http.Request) {
 func (a *API) status(w http.ResponseWriter, r *http.Request) {
 	req, err := a.common(r)
 	if err == nil {
-		err = a.withBody(w, r, req, false)
+		_, err = a.withBody(w, r, req, false)
 	}
 	if err != nil {
 		a.writeError(w, r, err)

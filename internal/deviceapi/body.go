@@ -82,14 +82,15 @@ func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 }
 
 // withBody decodes the DeviceRegistration into req; the body's
-// registrationId must name the path's (case-insensitively).
-func (a *API) withBody(w http.ResponseWriter, r *http.Request, req *provisioning.Request, required bool) error {
+// registrationId must name the path's (case-insensitively). It returns
+// the form of the body's CSR (dps.CSRForm*), which the answer follows.
+func (a *API) withBody(w http.ResponseWriter, r *http.Request, req *provisioning.Request, required bool) (string, error) {
 	body, err := a.readBody(w, r)
 	if err != nil {
-		return err
+		return "", err
 	}
-	_, err = devicewire.DecodeRegister(body, req, a.cfg.MaxPayloadBytes, required)
-	return err
+	dr, err := devicewire.DecodeRegister(body, req, a.cfg.MaxPayloadBytes, required)
+	return dr.CSRForm(), err
 }
 
 // asBodyFault returns err as a *bodyError when it is one, or when the

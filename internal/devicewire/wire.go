@@ -3,6 +3,7 @@ package devicewire
 import (
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 
 	"github.com/zdps/zdps/pkg/dps"
@@ -104,6 +105,34 @@ func OperationStatus(op *enrollment.Operation) *RegistrationOperationStatus {
 	out.RegistrationState = ResultOf(rec, op.IssuedCertificateChain)
 	if op.TPMAuthenticationKey != "" {
 		out.RegistrationState.TPM = &TPMRegistrationResult{AuthenticationKey: op.TPMAuthenticationKey}
+	}
+	return out
+}
+
+// OperationStatusIn renders a stored operation for a register body whose
+// CSR came in form (dps.CSRForm*): a clientCertificateCsr is answered with
+// issuedClientCertificate (the leaf, PEM or base64 DER as the CSR was) and
+// trustBundle (the rest of the chain, PEM), a csr with
+// issuedCertificateChain (OperationStatus).
+func OperationStatusIn(op *enrollment.Operation, form string) *RegistrationOperationStatus {
+	out := OperationStatus(op)
+	if form != dps.CSRFormPEM && form != dps.CSRFormDER {
+		return out
+	}
+	rs := out.RegistrationState
+	if rs == nil || len(op.IssuedCertificateChain) == 0 {
+		return out
+	}
+	rs.IssuedCertificateChain = nil
+	leaf := op.IssuedCertificateChain[0]
+	if form == dps.CSRFormPEM {
+		rs.IssuedClientCertificate = string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leaf}))
+	} else {
+		rs.IssuedClientCertificate = base64.StdEncoding.EncodeToString(leaf)
+	}
+	rs.TrustBundle = &TrustBundle{Certificates: []TrustBundleCertificate{}}
+	for _, c := range op.IssuedCertificateChain[1:] {
+		rs.TrustBundle.Certificates = append(rs.TrustBundle.Certificates, TrustBundleCertificate{Certificate: string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c}))})
 	}
 	return out
 }

@@ -68,8 +68,8 @@ func connect(t *testing.T, o dialOpts) (*device, error) {
 			a.Status, _ = strconv.Atoi(g[1])
 			q, _ := url.ParseQuery(g[2])
 			a.RID, a.RetryAfter = q.Get("$rid"), q.Get("retry-after")
-			if !strings.HasPrefix(g[2], "$rid=") {
-				a.RID = "not first: " + g[2]
+			if !strings.HasPrefix(g[2], "$rid=") || (a.RetryAfter != "" && !strings.HasSuffix(g[2], "&retry-after="+a.RetryAfter)) {
+				a.RID = "$rid not first or retry-after not last: " + g[2]
 			}
 		}
 		_ = json.Unmarshal(m.Payload(), &a.Body)

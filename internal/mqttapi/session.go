@@ -54,6 +54,32 @@ type session struct {
 	lastAnswer time.Time
 	sem        chan struct{}
 	reqs       sync.WaitGroup
+	// forms remembers the CSR form of operations this connection started
+	// and got 202 for, so that its polls answer the certificate as the
+	// register asked (the stored operation does not know). A poll on
+	// another connection (or HTTPS) answers issuedCertificateChain.
+	forms map[string]string
+}
+
+// maxForms bounds session.forms: a device has one registration running.
+const maxForms = 8
+
+func (ss *session) rememberForm(opID, form string) {
+	if form != dps.CSRFormPEM && form != dps.CSRFormDER {
+		return
+	}
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	if ss.forms == nil || len(ss.forms) >= maxForms {
+		ss.forms = map[string]string{}
+	}
+	ss.forms[opID] = form
+}
+
+func (ss *session) formOf(opID string) string {
+	ss.mu.Lock()
+	defer ss.mu.Unlock()
+	return ss.forms[opID]
 }
 
 // serveConn runs one connection: CONNECT, then packets until the device
@@ -337,7 +363,8 @@ func (s *Server) answer(ctx context.Context, ss *session, t RequestTopic, payloa
 	case kindRegister:
 		// Older SDKs send an empty or blank body: the CONNECT named the
 		// registration ID.
-		if _, err := devicewire.DecodeRegister(payload, &req, s.cfg.MaxPayloadBytes, false); err != nil {
+		dr, err := devicewire.DecodeRegister(payload, &req, s.cfg.MaxPayloadBytes, false)
+		if err != nil {
 			return s.refusal(ctx, ss, err)
 		}
 		op, err := s.cfg.Provisioner.Register(ctx, &req)
@@ -345,9 +372,10 @@ func (s *Server) answer(ctx context.Context, ss *session, t RequestTopic, payloa
 			return s.refusal(ctx, ss, err)
 		}
 		if s.cfg.AzureCompatible202 || op.Status == enrollment.RegistrationAssigning {
+			ss.rememberForm(op.OperationID, dr.CSRForm())
 			return http.StatusAccepted, s.retryAfter, mustJSON(&devicewire.RegistrationOperationStatus{OperationID: op.OperationID, Status: enrollment.RegistrationAssigning})
 		}
-		return http.StatusOK, "", mustJSON(devicewire.OperationStatus(op))
+		return http.StatusOK, "", mustJSON(devicewire.OperationStatusIn(op, dr.CSRForm()))
 	default:
 		// The Node SDK sends {} with a poll, others nothing: ignored.
 		op, err := s.cfg.Provisioner.OperationStatus(ctx, &req, t.OperationID)
@@ -361,7 +389,7 @@ func (s *Server) answer(ctx context.Context, ss *session, t RequestTopic, payloa
 			}
 			return http.StatusAccepted, ra, mustJSON(devicewire.OperationStatus(op))
 		}
-		return http.StatusOK, "", mustJSON(devicewire.OperationStatus(op))
+		return http.StatusOK, "", mustJSON(devicewire.OperationStatusIn(op, ss.formOf(op.OperationID)))
 	}
 }
 

@@ -279,3 +279,6 @@ func (s *Server) MQTTAddr() string {
 
 // TLSConfig trusts the server's CA.
 func (s *Server) TLSConfig() *tls.Config { return tlsConfig(s.RootCAs()) }
+
+// PID is the server process's ID (for /proc measurements).
+func (s *Server) PID() int { return s.cmd.Process.Pid }

@@ -23,6 +23,9 @@ func FuzzDecodeDeviceRegistration(f *testing.F) {
 		`{"registrationId":1}`,
 		`{"registrationId":"dev-1","etag":"x"}`,
 		``, `null`, `[]`, `{"registrationId":"dev-1","csr":"!!"}`,
+		`{"registrationId":"dev-1","clientCertificateCsr":"MIIB"}`,
+		`{"registrationId":"dev-1","clientCertificateCsr":"-----BEGIN CERTIFICATE REQUEST-----\nMIIB\n-----END CERTIFICATE REQUEST-----\n"}`,
+		`{"registrationId":"dev-1","csr":"MIIB","clientCertificateCsr":"MIIB"}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -37,7 +40,7 @@ func FuzzDecodeDeviceRegistration(f *testing.F) {
 			}
 			return
 		}
-		if dr.CSR != "" && dr.CSRDER() == nil {
+		if (dr.CSR != "" || dr.ClientCertificateCSR != "") && dr.CSRDER() == nil {
 			t.Fatal("accepted a csr that does not decode")
 		}
 		b, err := json.Marshal(dr)
