@@ -56,6 +56,9 @@ kind.
 endpoint's host on port 8883), --transport mqtt-ws over MQTT on a WebSocket at
 /$iothub/websocket of the HTTPS endpoint: each device opens its own connection,
 CONNECTs, SUBSCRIBEs, PUBLISHes its registration, reads the answer and DISCONNECTs.
+All simulated devices come from one address: start serve with
+--mqtt-max-connections-per-ip above --concurrency (the default, 100, turns the
+excess away, and those devices retry after a backoff that the latency shows).
 
 Each device opens its own TLS connection with a full handshake, as real devices do
 (--keep-alive shares connections; --tls-resumption allows session resumption).
