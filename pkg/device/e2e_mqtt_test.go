@@ -125,3 +125,34 @@ func TestRealServerMQTTPolling(t *testing.T) {
 	}
 	verifyIssued(t, srv, res)
 }
+
+// A certificate issued over MQTT renews over MQTT: the operational
+// certificate is the TLS client certificate of the next CONNECT.
+func TestRealServerMQTTRenewal(t *testing.T) {
+	srv, mqttAddr := startMQTT(t)
+	ctx := context.Background()
+	addHubs(t, srv, "hub-r.example.net")
+	key := symmetricEnrollment(t, srv, "mqtt-ren-1", "mqtt-ren-device")
+	base := device.Config{Endpoint: mqttAddr, Transport: device.TransportMQTT, IDScope: srv.IDScope(), RegistrationID: "mqtt-ren-1",
+		RootCAs: srv.RootCAs(), MaxWait: time.Minute}
+	first := base
+	first.SymmetricKey, first.GenerateKey = key, true
+	res, err := device.Register(ctx, first)
+	if err != nil {
+		t.Fatalf("%v\n%s", err, srv.Logs())
+	}
+	tc, err := res.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	renew := base
+	renew.Certificate = &tc
+	renewed, err := device.Renew(ctx, renew)
+	if err != nil {
+		t.Fatalf("renewal over MQTT: %v\n%s", err, srv.Logs())
+	}
+	verifyIssued(t, srv, renewed)
+	if renewed.DeviceID != res.DeviceID || renewed.IssuedCertificateChain[0].SerialNumber.Cmp(res.IssuedCertificateChain[0].SerialNumber) == 0 {
+		t.Fatalf("renewed %s as %q, first %q: want the same device and a new serial", renewed.IssuedCertificateChain[0].SerialNumber, renewed.DeviceID, res.DeviceID)
+	}
+}
