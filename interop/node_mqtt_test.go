@@ -140,3 +140,21 @@ func TestNodeSDKMQTTThrottled(t *testing.T) {
 		})
 	}
 }
+
+// TestNodeSDKMQTTPolling: with --azure-202 every register is answered 202
+// with an operationId, so the SDK polls on the operation status topic
+// until assigned, over both MQTT transports.
+func TestNodeSDKMQTTPolling(t *testing.T) {
+	srv, mqttPort := startMQTTServer(t, "--azure-202")
+	addHubs(t, srv, "hub-poll.example.net")
+	gkey := groupKey(t, srv, &enrollment.EnrollmentGroup{EnrollmentGroupID: "node-mqtt-poll"})
+	for _, tr := range nodeTransports(srv, mqttPort) {
+		t.Run(tr.name, func(t *testing.T) {
+			regID := "node-mqtt-poll-" + strings.ToLower(tr.name)
+			res := nodeDevice(t, srv, srv.IDScope(), regID, "TRANSPORT="+tr.name, "PORT="+tr.port, deviceKey(gkey, regID), `PAYLOAD={"model":"m1"}`)
+			if !res.OK || res.Status != "assigned" || res.AssignedHub != "hub-poll.example.net" || res.DeviceID != regID {
+				t.Fatalf("polled registration did not end assigned: %+v\n%s", res, srv.Logs())
+			}
+		})
+	}
+}
