@@ -233,3 +233,9 @@ func (c *rawConn) closed(t *testing.T) {
 		t.Fatal("connection still open after 10s")
 	}
 }
+
+func tlsDialErr(srv *zdpstest.Server) (net.Conn, error) {
+	return tls.Dial("tcp", srv.MQTTAddr(), srv.TLSConfig())
+}
+
+func bufioReader(c net.Conn) *bufio.Reader { return bufio.NewReader(c) }

@@ -44,6 +44,10 @@ func ReadPacket(r *bufio.Reader, max int) (packets.ControlPacket, error) {
 	if fh.MessageType == 0 || fh.MessageType > packets.Disconnect {
 		return nil, fmt.Errorf("%w: packet type %d", ErrMalformed, fh.MessageType)
 	}
+	// Only PUBLISH has free flags; the others have fixed ones (§2.2.2).
+	if want := fixedFlags(fh.MessageType); fh.MessageType != packets.Publish && first&0x0f != want {
+		return nil, fmt.Errorf("%w: flags 0x%x of packet type %d", ErrMalformed, first&0x0f, fh.MessageType)
+	}
 	cp, err := packets.NewControlPacketWithHeader(fh)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrMalformed, err)
@@ -80,6 +84,14 @@ func unpack(cp packets.ControlPacket, body []byte) (err error) {
 		return fmt.Errorf("%w: %d bytes after the packet", ErrMalformed, rd.Len())
 	}
 	return nil
+}
+
+func fixedFlags(t byte) byte {
+	switch t {
+	case packets.Pubrel, packets.Subscribe, packets.Unsubscribe:
+		return 0x02
+	}
+	return 0
 }
 
 // remainingLength decodes the fixed header's variable-length integer: at
