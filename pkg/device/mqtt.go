@@ -105,6 +105,7 @@ func (t *mqttTransport) do(ctx context.Context, q request) (*reply, error) {
 			}
 			published = nil
 		case <-lost:
+			t.dropped(conn, lost)
 			return nil, fmt.Errorf("device: MQTT %s: the connection was lost before the answer", q)
 		case <-ctx.Done():
 			return nil, fmt.Errorf("device: MQTT %s: no answer: %w", q, ctx.Err())
@@ -117,7 +118,16 @@ func (t *mqttTransport) connect(ctx context.Context) (mqtt.Client, chan struct{}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.conn != nil {
-		return t.conn, t.lost, nil
+		select {
+		case <-t.lost:
+			// Lost while the handler waited for the lock.
+		default:
+			if t.conn.IsConnectionOpen() {
+				return t.conn, t.lost, nil
+			}
+		}
+		t.conn.Disconnect(0)
+		t.conn, t.lost = nil, nil
 	}
 	c := t.c
 	lost := make(chan struct{})
@@ -220,7 +230,8 @@ func (t *mqttTransport) route(_ mqtt.Client, m mqtt.Message) {
 	}
 }
 
-// dropped forgets a lost connection and wakes its waiters.
+// dropped forgets a lost connection and wakes its waiters; it may run
+// more than once for one connection.
 func (t *mqttTransport) dropped(conn mqtt.Client, lost chan struct{}) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
