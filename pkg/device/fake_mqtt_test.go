@@ -20,8 +20,9 @@ type mqttStep struct {
 	status     int
 	retryAfter int
 	body       string
-	// drop closes the connection instead of answering.
-	drop bool
+	// drop closes the connection instead of answering; hangUp closes it
+	// after the answer.
+	drop, hangUp bool
 }
 
 // mqttSeen is one request the fake MQTT service received, with the
@@ -150,7 +151,9 @@ func (f *fakeMQTT) serve(c *tls.Conn) {
 				ans.TopicName += "&retry-after=" + strconv.Itoa(st.retryAfter)
 			}
 			ans.Payload = []byte(st.body)
-			_ = ans.Write(c)
+			if ans.Write(c) != nil || st.hangUp {
+				return
+			}
 		}
 	}
 }

@@ -259,6 +259,22 @@ func TestMQTTLostConnectionReconnects(t *testing.T) {
 	}
 }
 
+// The service may close an idle connection after an answer (zdps does
+// after its idle timeout): the next poll connects again.
+func TestMQTTPollAfterHangUpReconnects(t *testing.T) {
+	f := newFakeMQTT(t, tls.NoClientCert, packets.Accepted,
+		mqttStep{status: 202, retryAfter: 2, body: assigningBody, hangUp: true},
+		mqttStep{status: 200, body: assigned("")})
+	res, err := Register(context.Background(), mqttConfig(f, newClock()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reqs := f.requests()
+	if res.DeviceID != "dev-1" || f.connections() != 2 || len(reqs) != 2 || reqs[1].conn != 2 || !strings.Contains(reqs[1].topic, "operationId=op-1") {
+		t.Fatalf("result %+v; %d connections, requests %+v", res, f.connections(), reqs)
+	}
+}
+
 func TestMQTTTrustFailureIsFinal(t *testing.T) {
 	f := newFakeMQTT(t, tls.NoClientCert, packets.Accepted)
 	cfg := mqttConfig(f, newClock())
