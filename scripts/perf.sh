@@ -47,7 +47,7 @@ report() { # json-file
 import json, sys
 r = json.load(open(sys.argv[1])); l = r["latencyMs"]; c = r["cpu"]
 name = r["attestation"] if r.get("transport", "https") == "https" else r["attestation"] + " " + r["transport"]
-print("%-27s %6.0f reg/s  p50 %4.0f  p90 %4.0f  p99 %4.0f  max %4.0f ms  server %.2f ms/reg  simulator %.2f ms/reg  load %.2f→%.2f  errors %s" % (
+print("%-28s %6.0f reg/s  p50 %4.0f  p90 %4.0f  p99 %4.0f  max %4.0f ms  server %.2f ms/reg  simulator %.2f ms/reg  load %.2f→%.2f  errors %s" % (
     name, r["registrationsPerSecond"], l["p50"], l["p90"], l["p99"], l["max"],
     c.get("serverMsPerRegistration", 0), c["clientMsPerRegistration"], r["loadAverage"][0], r["loadAverage"][1], r["errors"] or "none"))
 PY
