@@ -217,7 +217,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 				return
 			}
 			st := tc.ConnectionState()
-			s.serveConn(ctx, tc, c.RemoteAddr().String(), st.PeerCertificates, false)
+			s.serveConn(ctx, tc, c.RemoteAddr().String(), st.PeerCertificates)
 		}()
 	}
 }

@@ -83,8 +83,8 @@ func (ss *session) formOf(opID string) string {
 }
 
 // serveConn runs one connection: CONNECT, then packets until the device
-// leaves, breaks a rule or idles. ws marks MQTT over WebSockets.
-func (s *Server) serveConn(ctx context.Context, c net.Conn, remote string, certs []*x509.Certificate, ws bool) {
+// leaves, breaks a rule or idles.
+func (s *Server) serveConn(ctx context.Context, c net.Conn, remote string, certs []*x509.Certificate) {
 	ss := &session{s: s, conn: c, remote: remote, r: bufio.NewReaderSize(c, 4<<10), sem: make(chan struct{}, s.cfg.MaxInFlight)}
 	ctx, cancel := context.WithCancel(ctx)
 	defer func() {

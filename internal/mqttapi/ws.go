@@ -2,6 +2,7 @@ package mqttapi
 
 import (
 	"context"
+	"crypto/x509"
 	"net/http"
 	"strings"
 	"time"
@@ -25,8 +26,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// The HTTP server's read and write timeouts stay on a hijacked
 	// connection: the session sets its own.
 	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(timeZero)
-	_ = rc.SetWriteDeadline(timeZero)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
 	wc, err := websocket.Accept(w, r, &websocket.AcceptOptions{Subprotocols: []string{"mqtt"}, CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		s.fault(r.Context(), "websocket upgrade", r.RemoteAddr, err)
@@ -43,12 +44,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.wg.Add(1)
 	defer s.wg.Done()
 	defer s.releaseFrom(c, r.RemoteAddr)
-	var certs = r.TLS
-	if certs == nil {
-		s.serveConn(ctx, c, r.RemoteAddr, nil, true)
-		return
+	var certs []*x509.Certificate
+	if r.TLS != nil {
+		certs = r.TLS.PeerCertificates
 	}
-	s.serveConn(ctx, c, r.RemoteAddr, certs.PeerCertificates, true)
+	s.serveConn(ctx, c, r.RemoteAddr, certs)
 }
 
 func wantsMQTT(r *http.Request) bool {
@@ -61,5 +61,3 @@ func wantsMQTT(r *http.Request) bool {
 	}
 	return false
 }
-
-var timeZero = time.Time{}
