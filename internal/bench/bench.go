@@ -47,6 +47,14 @@ const DefaultTimeout = 2 * time.Minute
 type Config struct {
 	// Endpoint is the device API's host:port.
 	Endpoint string
+	// Transport the devices register over: device.TransportHTTPS (the
+	// default when empty), device.TransportMQTT or device.TransportMQTTWS.
+	// Over MQTT every device opens its own TLS connection: CONNECT,
+	// SUBSCRIBE, the register PUBLISH, its answer, DISCONNECT.
+	Transport string
+	// MQTTEndpoint is the MQTT listener's host:port, for TransportMQTT;
+	// Endpoint's host and port 8883 when empty.
+	MQTTEndpoint string
 	// IDScope of the instance.
 	IDScope string
 	// RootCAs the server's TLS certificate chains to; the system roots
@@ -143,6 +151,28 @@ func (c *Config) validate() error {
 	case c.Devices > 10_000_000:
 		return fmt.Errorf("%w: at most 10,000,000 devices", ErrInvalidConfig)
 	}
+	switch c.Transport {
+	case "":
+		c.Transport = device.TransportHTTPS
+	case device.TransportHTTPS, device.TransportMQTT, device.TransportMQTTWS:
+	default:
+		return fmt.Errorf("%w: transport %q (want %s, %s or %s)", ErrInvalidConfig, c.Transport, device.TransportHTTPS, device.TransportMQTT, device.TransportMQTTWS)
+	}
+	if c.Transport != device.TransportHTTPS {
+		switch {
+		case c.Attestation == TPM:
+			return fmt.Errorf("%w: TPM attestation is offered over HTTPS only", ErrInvalidConfig)
+		case c.KeepAlive:
+			return fmt.Errorf("%w: keep-alive connections are for HTTPS; over MQTT each device has its own connection", ErrInvalidConfig)
+		}
+	}
+	if c.Transport == device.TransportMQTT && c.MQTTEndpoint == "" {
+		host, _, err := net.SplitHostPort(strings.TrimPrefix(c.Endpoint, "https://"))
+		if err != nil {
+			host = c.Endpoint
+		}
+		c.MQTTEndpoint = net.JoinHostPort(strings.Trim(host, "[]"), "8883")
+	}
 	switch c.KeyExchange {
 	case "":
 		c.KeyExchange = KeyExchangeX25519
@@ -190,7 +220,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		r.devices[i].regID = fmt.Sprintf("%s-%07d", cfg.Prefix, i)
 	}
 	rep := &Report{
-		Attestation: cfg.Attestation, Devices: cfg.Devices, Concurrency: cfg.Concurrency, Rate: cfg.Rate,
+		Attestation: cfg.Attestation, Transport: cfg.Transport, Devices: cfg.Devices, Concurrency: cfg.Concurrency, Rate: cfg.Rate,
 		CSR: cfg.CSR, CSRPregenerated: cfg.CSR && !cfg.GenerateInline, KeepAlive: cfg.KeepAlive, TLSResumption: cfg.TLSResumption, KeyExchange: cfg.KeyExchange,
 		Errors: map[string]int{},
 	}
@@ -426,6 +456,9 @@ func newTransport(tc *tls.Config, idle int) *http.Transport {
 func (r *runner) registerOne(ctx context.Context, d *simDevice, base *tls.Config, shared *http.Transport) (time.Duration, error) {
 	cfg := r.cfg
 	start := time.Now()
+	if cfg.Transport != device.TransportHTTPS {
+		return r.registerMQTT(ctx, d, base, start)
+	}
 	tr := shared
 	if tr == nil {
 		tc := base
@@ -451,16 +484,6 @@ func (r *runner) registerOne(ctx context.Context, d *simDevice, base *tls.Config
 		MaxWait:   cfg.Timeout,
 		UserAgent: "zdps-bench",
 	}
-	switch {
-	case d.cert != nil:
-		dc.Certificate = d.cert
-	case d.tpm != nil:
-		dc.TPM = d.tpm
-	case cfg.Attestation == SymmetricGroup:
-		dc.GroupKey = r.groupKey
-	default:
-		dc.SymmetricKey = d.key
-	}
 	if shared != nil && d.cert != nil {
 		// One shared pool cannot present a different certificate per
 		// device: X.509 devices keep a transport of their own.
@@ -471,11 +494,50 @@ func (r *runner) registerOne(ctx context.Context, d *simDevice, base *tls.Config
 		defer own.CloseIdleConnections()
 		dc.HTTPClient.Transport = own
 	}
-	c, err := device.New(dc)
-	if err != nil {
-		return 0, err
+	r.credential(&dc, d)
+	return registerTimed(ctx, dc, start)
+}
+
+// registerMQTT registers one device over its own MQTT connection.
+func (r *runner) registerMQTT(ctx context.Context, d *simDevice, base *tls.Config, start time.Time) (time.Duration, error) {
+	cfg := r.cfg
+	dc := device.Config{
+		Endpoint:       cfg.Endpoint,
+		Transport:      cfg.Transport,
+		IDScope:        cfg.IDScope,
+		RegistrationID: d.regID,
+		CSR:            d.csr,
+		GenerateKey:    cfg.CSR && cfg.GenerateInline,
+		// The device presents Certificate on top of the shared settings.
+		TLSConfig: base,
+		MaxWait:   cfg.Timeout,
+		UserAgent: "zdps-bench",
 	}
-	if _, err := c.Register(ctx); err != nil {
+	if cfg.Transport == device.TransportMQTT {
+		dc.Endpoint = cfg.MQTTEndpoint
+	}
+	r.credential(&dc, d)
+	return registerTimed(ctx, dc, start)
+}
+
+// credential sets the device's attestation in dc.
+func (r *runner) credential(dc *device.Config, d *simDevice) {
+	switch {
+	case d.cert != nil:
+		dc.Certificate = d.cert
+	case d.tpm != nil:
+		dc.TPM = d.tpm
+	case r.cfg.Attestation == SymmetricGroup:
+		dc.GroupKey = r.groupKey
+	default:
+		dc.SymmetricKey = d.key
+	}
+}
+
+// registerTimed registers with dc, closes the connection, and returns the
+// time since start.
+func registerTimed(ctx context.Context, dc device.Config, start time.Time) (time.Duration, error) {
+	if _, err := device.Register(ctx, dc); err != nil {
 		return 0, err
 	}
 	return time.Since(start), nil

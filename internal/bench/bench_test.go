@@ -8,10 +8,12 @@ import (
 	"net"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/pkg/client"
 	"github.com/zdps/zdps/pkg/device"
 )
 
@@ -94,7 +96,7 @@ func TestReportJSON(t *testing.T) {
 	sort.Strings(keys)
 	want := []string{"attestation", "cleanupSeconds", "concurrency", "cpu", "csr", "csrPregenerated", "devices", "elapsedSeconds",
 		"errorSamples", "errors", "failed", "keepAlive", "keyExchange", "latencyMs", "loadAverage", "prepareSeconds",
-		"registrationsPerSecond", "setupSeconds", "succeeded", "tlsHandshakes", "tlsResumption"}
+		"registrationsPerSecond", "setupSeconds", "succeeded", "tlsHandshakes", "tlsResumption", "transport"}
 	// cleanupSeconds and setupSeconds are omitted when zero.
 	want = slices.DeleteFunc(want, func(k string) bool { return k == "cleanupSeconds" || k == "setupSeconds" })
 	if !slices.Equal(keys, want) {
@@ -243,6 +245,38 @@ func TestConfigValidate(t *testing.T) {
 			tc.mod(&c)
 			if _, err := Run(context.Background(), c); !errors.Is(err, tc.want) {
 				t.Errorf("Run = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestConfigValidateTransport(t *testing.T) {
+	cases := []struct {
+		name      string
+		mod       func(*Config)
+		wantErr   string
+		wantMQTTE string
+	}{
+		{"https by default", func(c *Config) {}, "", ""},
+		{"mqtt endpoint defaults to port 8883", func(c *Config) { c.Transport = device.TransportMQTT }, "", "127.0.0.1:8883"},
+		{"mqtt endpoint given", func(c *Config) { c.Transport, c.MQTTEndpoint = device.TransportMQTT, "127.0.0.1:9" }, "", "127.0.0.1:9"},
+		{"unknown transport", func(c *Config) { c.Transport = "amqp" }, `transport "amqp"`, ""},
+		{"TPM over MQTT", func(c *Config) { c.Transport, c.Attestation = device.TransportMQTT, TPM }, "HTTPS only", ""},
+		{"keep-alive over MQTT-WS", func(c *Config) { c.Transport, c.KeepAlive = device.TransportMQTTWS, true }, "keep-alive", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			c := Config{Endpoint: "127.0.0.1:1", IDScope: "0ne00000001", Client: &client.Client{}, Attestation: SymmetricIndividual, Devices: 1, Concurrency: 1}
+			tc.mod(&c)
+			err := c.validate()
+			if tc.wantErr == "" {
+				if err != nil || c.MQTTEndpoint != tc.wantMQTTE || c.Transport == "" {
+					t.Fatalf("validate = %v, transport %q, MQTT endpoint %q (want %q)", err, c.Transport, c.MQTTEndpoint, tc.wantMQTTE)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalidConfig) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("validate = %v, want ErrInvalidConfig naming %q", err, tc.wantErr)
 			}
 		})
 	}

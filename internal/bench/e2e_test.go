@@ -47,10 +47,19 @@ func TestZdpsBench(t *testing.T) {
 		// a fifth of the requests did. Half the devices is the bound that
 		// still proves reuse without counting on the scheduler.
 		{"symmetric group keep-alive", bench.SymmetricGroup, 300, []string{"--keep-alive", "--pregenerate=false"}, func(n int) bool { return n >= 1 && n < 150 }},
+		// One MQTT connection, so one handshake, per device.
+		{"symmetric individual over mqtt", bench.SymmetricIndividual, 200, []string{"--transport", "mqtt", "--mqtt-endpoint", srv.MQTTAddr()}, func(n int) bool { return n == 200 }},
+		{"x509 over mqtt-ws", bench.X509, 100, []string{"--transport", "mqtt-ws"}, func(n int) bool { return n == 100 }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			prefix := "e2e-" + strings.ReplaceAll(tc.attestation, "symmetric-", "s")
+			transport := "https"
+			for i, a := range tc.extra {
+				if a == "--transport" {
+					transport = tc.extra[i+1]
+				}
+			}
+			prefix := "e2e-" + strings.ReplaceAll(tc.attestation, "symmetric-", "s") + "-" + transport
 			args := append([]string{"bench", "--data-dir", srv.DataDir, "--attestation", tc.attestation,
 				"--devices", strconv.Itoa(tc.devices), "--concurrency", "32", "--setup", "--cleanup", "--prefix", prefix, "-o", "json"}, tc.extra...)
 			cmd := exec.Command(bin, args...)
@@ -68,7 +77,7 @@ func TestZdpsBench(t *testing.T) {
 			}
 			l := r.LatencyMs
 			switch {
-			case r.Attestation != tc.attestation || r.Devices != tc.devices || r.Concurrency != 32 || !r.CSR:
+			case r.Attestation != tc.attestation || r.Transport != transport || r.Devices != tc.devices || r.Concurrency != 32 || !r.CSR:
 				t.Errorf("report echoes the run wrongly: %+v", r)
 			case r.Succeeded != tc.devices || r.Failed != 0 || len(r.Errors) != 0:
 				t.Errorf("succeeded %d, failed %d, errors %v %v", r.Succeeded, r.Failed, r.Errors, r.ErrorSamples)

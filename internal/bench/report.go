@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -19,6 +20,8 @@ import (
 // json` prints.
 type Report struct {
 	Attestation string `json:"attestation"`
+	// Transport is https, mqtt or mqtt-ws.
+	Transport   string `json:"transport"`
 	Devices     int    `json:"devices"`
 	Concurrency int    `json:"concurrency"`
 	// Rate is the requested pace in registrations/s, 0 when unpaced.
@@ -204,6 +207,10 @@ func (r *Report) String() string {
 			csr = "CSR generated in the timed phase"
 		}
 	}
+	if r.Transport != "" && r.Transport != device.TransportHTTPS {
+		mode = strings.Replace(mode, "new TLS connection", "new MQTT connection", 1)
+	}
+	fmt.Fprintf(&b, "transport          %s\n", cmp.Or(r.Transport, device.TransportHTTPS))
 	fmt.Fprintf(&b, "attestation        %s (%s; %s)\n", r.Attestation, csr, mode)
 	fmt.Fprintf(&b, "devices            %d (concurrency %d", r.Devices, r.Concurrency)
 	if r.Rate > 0 {

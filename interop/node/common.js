@@ -17,6 +17,27 @@ function makeTransport(port) {
   return { transport: new ProvisioningHttp(httpBase), agent };
 }
 
+// makeMqttTransport is the SDK's MQTT transport (name "Mqtt", default
+// port 8883) or MQTT-over-WebSocket transport ("MqttWs", default port 443,
+// path /$iothub/websocket). Neither has a port option either: at a port
+// other than the default the hook overrides the one method that builds the
+// broker URI, nothing else.
+function makeMqttTransport(name, port) {
+  const { Mqtt, MqttWs } = require('azure-iot-provisioning-device-mqtt');
+  if (name === 'Mqtt') {
+    if (port === 8883) return new Mqtt();
+    class PortMqtt extends Mqtt {
+      _getConnectionUri(request) { return 'mqtts://' + request.provisioningHost + ':' + port; }
+    }
+    return new PortMqtt();
+  }
+  if (port === 443) return new MqttWs();
+  class PortMqttWs extends MqttWs {
+    _getConnectionUri(request) { return 'wss://' + request.provisioningHost + ':' + port + '/$iothub/websocket'; }
+  }
+  return new PortMqttWs();
+}
+
 function errorReport(err) {
   const response = err && (err.response || err.transportObject);
   let responseBody = err && err.responseBody !== undefined ? err.responseBody : null;
@@ -43,4 +64,4 @@ function finish(report, agent) {
   process.stdout.write(JSON.stringify(report) + '\n', () => process.exit(report.ok ? 0 : 1));
 }
 
-module.exports = { makeTransport, errorReport, finish };
+module.exports = { makeTransport, makeMqttTransport, errorReport, finish };

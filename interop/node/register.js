@@ -8,11 +8,16 @@
 //
 // Contract (see README.md): configuration comes from the environment or from --flags of the
 // same name (flags win): --host, --port, --id-scope, --registration-id, --symmetric-key,
-// --cert-file, --key-file, --payload, --timeout-ms (e.g. `--id-scope=0ne123` or `--id-scope 0ne123`).
+// --cert-file, --key-file, --payload, --timeout-ms, --transport (e.g. `--id-scope=0ne123` or
+// `--id-scope 0ne123`).
 //
+//   TRANSPORT         Http (default: azure-iot-provisioning-device-http), Mqtt or MqttWs
+//                     (azure-iot-provisioning-device-mqtt: MQTT over TLS, MQTT over a WebSocket
+//                     at /$iothub/websocket).
 //   HOST              server host name or IP (default 127.0.0.1). Also the TLS name checked
 //                     against the server certificate (SAN DNS or IP).
-//   PORT              HTTPS port (default 443; when 443 the SDK runs completely untouched).
+//   PORT              the transport's port (default 443 for Http and MqttWs, 8883 for Mqtt; at
+//                     the default the SDK runs completely untouched).
 //   ID_SCOPE          required.
 //   REGISTRATION_ID   required (for X.509 it must equal the leaf CN; the SDK does not check).
 //   SYMMETRIC_KEY     base64 device key (individual key, or the key derived from a group key)
@@ -37,12 +42,12 @@ const fs = require('fs');
 const { ProvisioningDeviceClient } = require('azure-iot-provisioning-device');
 // The port hook, error report and result line are shared with register-tpm.js (common.js);
 // the hook uses azure-iot-http-base, pinned in package.json to the version -http depends on.
-const { makeTransport, errorReport, finish } = require('./common');
+const { makeTransport, makeMqttTransport, errorReport, finish } = require('./common');
 const { SymmetricKeySecurityClient } = require('azure-iot-security-symmetric-key');
 const { X509Security } = require('azure-iot-security-x509');
 
 const FLAGS = ['host', 'port', 'id-scope', 'registration-id', 'symmetric-key', 'cert-file',
-  'key-file', 'payload', 'timeout-ms'];
+  'key-file', 'payload', 'timeout-ms', 'transport'];
 
 function readConfig(argv, env) {
   const cfg = {};
@@ -88,7 +93,9 @@ function main() {
   try {
     cfg = readConfig(process.argv.slice(2), process.env);
     const host = cfg.HOST || '127.0.0.1';
-    const port = cfg.PORT === undefined ? 443 : Number(cfg.PORT);
+    const transportName = cfg.TRANSPORT || 'Http';
+    if (!['Http', 'Mqtt', 'MqttWs'].includes(transportName)) throw usageError('TRANSPORT must be Http, Mqtt or MqttWs, not ' + JSON.stringify(transportName));
+    const port = cfg.PORT === undefined ? (transportName === 'Mqtt' ? 8883 : 443) : Number(cfg.PORT);
     if (!Number.isInteger(port) || port < 1 || port > 65535) throw usageError('bad PORT ' + JSON.stringify(cfg.PORT));
     if (!cfg.ID_SCOPE) throw usageError('ID_SCOPE is required');
     if (!cfg.REGISTRATION_ID) throw usageError('REGISTRATION_ID is required');
@@ -100,7 +107,12 @@ function main() {
     }
 
     const securityClient = makeSecurityClient(cfg);
-    const t = makeTransport(port);
+    let t;
+    if (transportName === 'Http') {
+      t = makeTransport(port);
+    } else {
+      t = { transport: makeMqttTransport(transportName, port), agent: null };
+    }
     agent = t.agent;
     const client = ProvisioningDeviceClient.create(host, cfg.ID_SCOPE, t.transport, securityClient);
     // The SDK only sends `payload` when it is truthy.

@@ -10,7 +10,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
@@ -49,8 +48,7 @@ type Client struct {
 	// signed in that form.
 	resource string
 	csrPub   crypto.PublicKey
-	hc       *http.Client
-	own      *http.Transport
+	tr       carrier
 	log      *slog.Logger
 	// tpmToken is the TPM-signed SAS of a TPM registration, set after
 	// its challenge (tpm_register.go).
@@ -72,8 +70,19 @@ func Register(ctx context.Context, cfg Config) (*Result, error) {
 func New(cfg Config) (*Client, error) {
 	c := &Client{}
 	var err error
+	if cfg.Transport, err = normalizeTransport(cfg.Transport); err != nil {
+		return nil, err
+	}
 	if c.endpoint, err = normalizeEndpoint(cfg.Endpoint); err != nil {
 		return nil, err
+	}
+	if cfg.Transport != TransportHTTPS {
+		switch {
+		case cfg.TPM != nil:
+			return nil, invalidConfig("TPM attestation is offered over HTTPS only, not over Transport %q", cfg.Transport)
+		case cfg.HTTPClient != nil:
+			return nil, invalidConfig("HTTPClient is for HTTPS; Transport %q uses TLSConfig", cfg.Transport)
+		}
 	}
 	if strings.TrimSpace(cfg.IDScope) == "" || strings.ContainsAny(cfg.IDScope, "/?#% \t") {
 		return nil, invalidConfig("IDScope %q is not a valid ID scope", cfg.IDScope)
@@ -170,27 +179,33 @@ func New(cfg Config) (*Client, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
-	c.hc = cfg.HTTPClient
-	if c.hc == nil {
-		c.own = newTransport(cfg.RootCAs, cfg.Certificate)
-		c.hc = &http.Client{
-			Transport: c.own,
-			// DPS never redirects; a 3xx is a final answer.
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		}
-	}
 	c.cfg = cfg
+	if cfg.Transport == TransportHTTPS {
+		c.tr = newHTTPSTransport(c, cfg)
+	} else {
+		c.tr = newMQTTTransport(c, cfg)
+	}
 	return c, nil
 }
 
 // RegistrationID is the registration ID the client registers.
 func (c *Client) RegistrationID() string { return c.regID }
 
-// Close closes the idle connection of the client's own transport.
-func (c *Client) Close() {
-	if c.own != nil {
-		c.own.CloseIdleConnections()
+// Close closes the client's connection: the idle HTTPS connection of
+// its own transport, or the MQTT connection (DISCONNECT).
+func (c *Client) Close() { c.tr.close() }
+
+// authorization is the SAS of the next request (the Authorization
+// header, the MQTT password), empty with X.509 and before a TPM
+// challenge.
+func (c *Client) authorization() string {
+	switch {
+	case c.tpmToken != "":
+		return c.tpmToken
+	case c.key != nil:
+		return sas.Build(c.key, c.resource, "registration", c.cfg.Now().Add(c.cfg.TokenTTL))
 	}
+	return ""
 }
 
 func leafOf(cert *tls.Certificate) (*x509.Certificate, error) {
@@ -205,23 +220,6 @@ func leafOf(cert *tls.Certificate) (*x509.Certificate, error) {
 		return nil, invalidConfig("Certificate leaf does not parse: %v", err)
 	}
 	return leaf, nil
-}
-
-// newTransport keeps a single connection alive across polls: the idle
-// timeout exceeds the largest Retry-After, and one connection per host.
-func newTransport(roots *x509.CertPool, cert *tls.Certificate) *http.Transport {
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}
-	if cert != nil {
-		// Certificates would be skipped when the server's list of
-		// acceptable CAs does not name the issuer; the device has one
-		// identity, so present it whenever asked.
-		tr.TLSClientConfig.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return cert, nil }
-	}
-	tr.MaxConnsPerHost = 1
-	tr.MaxIdleConnsPerHost = 1
-	tr.IdleConnTimeout = MaxRetryAfter + 30*time.Second
-	return tr
 }
 
 func sleep(ctx context.Context, d time.Duration) error {
@@ -300,7 +298,7 @@ func (c *Client) Register(ctx context.Context) (*Result, error) {
 	if err := c.tpmChallenge(ctx, r, b); err != nil {
 		return nil, err
 	}
-	ans, err := r.exchange(ctx, http.MethodPut, c.path("register"), b)
+	ans, err := r.exchange(ctx, request{body: b})
 	for err == nil {
 		st := ans.op
 		switch strings.ToLower(st.Status) {
@@ -314,14 +312,14 @@ func (c *Client) Register(ctx context.Context) (*Result, error) {
 				return nil, malformed("status %q without an operationId", st.Status)
 			}
 			wait := DefaultPollInterval
-			if d, ok := parseRetryAfter(ans.header); ok {
+			if d, ok := parseRetryAfter(ans.retryAfter); ok {
 				wait = d
 			}
 			r.last = fmt.Errorf("the registration is still assigning (operation %s)", st.OperationID)
 			if err := r.wait(ctx, wait); err != nil {
 				return nil, err
 			}
-			ans, err = r.exchange(ctx, http.MethodGet, c.path("operations", st.OperationID), nil)
+			ans, err = r.exchange(ctx, request{op: st.OperationID})
 		case statusFailed, statusDisabled:
 			return nil, finalError(ans)
 		default:
@@ -331,43 +329,12 @@ func (c *Client) Register(ctx context.Context) (*Result, error) {
 	return nil, err
 }
 
-// path is /{idScope}/registrations/{regID}/{rest...}?api-version=V with
-// every segment percent-encoded.
-func (c *Client) path(rest ...string) string {
-	var b strings.Builder
-	b.WriteString("/" + escapeSegment(c.cfg.IDScope) + "/registrations/" + escapeSegment(c.regID))
-	for _, s := range rest {
-		b.WriteString("/" + escapeSegment(s))
-	}
-	b.WriteString("?api-version=" + url.QueryEscape(c.cfg.APIVersion))
-	return b.String()
-}
-
-// escapeSegment percent-encodes everything but RFC 3986 unreserved
-// characters (so ':' becomes %3A, as the C SDK sends it; url.PathEscape
-// would keep it).
-func escapeSegment(s string) string {
-	const hex = "0123456789ABCDEF"
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		ch := s[i]
-		if 'a' <= ch && ch <= 'z' || 'A' <= ch && ch <= 'Z' || '0' <= ch && ch <= '9' || ch == '-' || ch == '.' || ch == '_' || ch == '~' {
-			b.WriteByte(ch)
-			continue
-		}
-		b.WriteByte('%')
-		b.WriteByte(hex[ch>>4])
-		b.WriteByte(hex[ch&15])
-	}
-	return b.String()
-}
-
 // answer is one 2xx RegistrationOperationStatus.
 type answer struct {
-	code   int
-	header http.Header
-	op     operationStatus
-	raw    []byte
+	code       int
+	retryAfter string
+	op         operationStatus
+	raw        []byte
 }
 
 // run is the state of one registration: its deadline, attempt count and
@@ -394,10 +361,10 @@ func (r *run) wait(ctx context.Context, d time.Duration) error {
 
 // exchange sends one request, retrying transient failures, and returns
 // the decoded 2xx answer.
-func (r *run) exchange(ctx context.Context, method, path string, body []byte) (*answer, error) {
+func (r *run) exchange(ctx context.Context, q request) (*answer, error) {
 	c := r.c
 	for attempt := 0; ; attempt++ {
-		ans, retryAfter, err := r.once(ctx, method, path, body)
+		ans, retryAfter, err := r.once(ctx, q)
 		if err == nil {
 			return ans, nil
 		}
@@ -434,76 +401,57 @@ func (c *Client) backoff(n int) time.Duration {
 
 // once sends one request. A transient failure returns retryAfter >= 0
 // (0: use the backoff); a final one returns -1.
-func (r *run) once(ctx context.Context, method, path string, body []byte) (*answer, time.Duration, error) {
+func (r *run) once(ctx context.Context, q request) (*answer, time.Duration, error) {
 	c := r.c
 	rctx, cancel := context.WithTimeout(ctx, c.cfg.RequestTimeout)
 	defer cancel()
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequestWithContext(rctx, method, "https://"+c.endpoint+path, rd)
-	if err != nil {
-		return nil, -1, invalidConfig("build request: %v", err)
-	}
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json; charset=utf-8")
-	}
-	req.Header.Set("Accept", "application/json")
-	req.Header.Set("User-Agent", c.cfg.UserAgent)
-	if c.key != nil {
-		req.Header.Set("Authorization", sas.Build(c.key, c.resource, "registration", c.cfg.Now().Add(c.cfg.TokenTTL)))
-	}
-	if c.tpmToken != "" {
-		req.Header.Set("Authorization", c.tpmToken)
-	}
 	r.requests++
-	resp, err := c.hc.Do(req)
+	rep, err := c.tr.do(rctx, q)
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil, -1, fmt.Errorf("device: %s %s: %w", method, redactQuery(path), ctx.Err())
-		}
-		err = fmt.Errorf("device: %s %s: %w", method, redactQuery(path), unwrapURLError(err))
-		if permanentTransportError(err) {
+		var refused *Error
+		switch {
+		case ctx.Err() != nil:
+			return nil, -1, fmt.Errorf("device: %s: %w", q, ctx.Err())
+		case errors.As(err, &refused):
+			// A refused MQTT CONNECT: transient as an HTTP answer with
+			// its status would be.
+			if refused.StatusCode == http.StatusTooManyRequests || refused.StatusCode >= 500 {
+				return nil, 0, err
+			}
+			return nil, -1, err
+		case errors.Is(err, ErrInvalidConfig), permanentTransportError(err):
 			return nil, -1, err
 		}
 		return nil, 0, err
 	}
-	defer resp.Body.Close()
-	raw, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes+1))
-	c.log.DebugContext(ctx, "device: answer", "registration_id", c.regID, "method", method, "status", resp.StatusCode)
-	switch {
-	case err != nil && ctx.Err() != nil:
-		return nil, -1, fmt.Errorf("device: reading the answer: %w", ctx.Err())
-	case err != nil:
-		return nil, 0, fmt.Errorf("device: reading the answer (HTTP %d): %w", resp.StatusCode, err)
-	case len(raw) > maxResponseBytes:
+	c.log.DebugContext(ctx, "device: answer", "registration_id", c.regID, "request", q.String(), "status", rep.code)
+	if len(rep.raw) > maxResponseBytes {
 		return nil, -1, malformed("answer larger than %d bytes", maxResponseBytes)
 	}
-	code := resp.StatusCode
+	code := rep.code
 	switch {
 	case code >= 200 && code < 300:
 		var op operationStatus
-		if err := json.Unmarshal(raw, &op); err != nil {
-			return nil, -1, malformed("HTTP %d answer is not a RegistrationOperationStatus (Content-Type %q): %v", code, resp.Header.Get("Content-Type"), err)
+		if err := json.Unmarshal(rep.raw, &op); err != nil {
+			return nil, -1, malformed("HTTP %d answer is not a RegistrationOperationStatus (Content-Type %q): %v", code, rep.contentType, err)
 		}
-		return &answer{code: code, header: resp.Header, op: op, raw: raw}, 0, nil
-	case c.asTPMChallenge(code, raw) != nil:
-		return nil, -1, c.asTPMChallenge(code, raw)
+		return &answer{code: code, retryAfter: rep.retryAfter, op: op, raw: rep.raw}, 0, nil
+	case c.asTPMChallenge(code, rep.raw) != nil:
+		return nil, -1, c.asTPMChallenge(code, rep.raw)
 	case code == http.StatusTooManyRequests || code >= 500:
 		// Clients treat every status >= 429 as transient (docs/protocol.md#status-codes-and-retries).
-		d, _ := parseRetryAfter(resp.Header)
-		return nil, d, httpError(resp, raw)
+		d, _ := parseRetryAfter(rep.retryAfter)
+		return nil, d, replyError(rep)
 	}
-	return nil, -1, httpError(resp, raw)
+	return nil, -1, replyError(rep)
 }
 
-// httpError builds *Error from a refusal; a body that is not the DPS
+// replyError builds *Error from a refusal; a body that is not the DPS
 // error format leaves ErrorCode and Message to the headers and status.
-func httpError(resp *http.Response, raw []byte) *Error {
-	e := &Error{StatusCode: resp.StatusCode, TrackingID: resp.Header.Get("x-ms-request-id")}
+func replyError(rep *reply) *Error {
+	e := &Error{StatusCode: rep.code, TrackingID: rep.trackingID}
 	var eb errorBody
-	if json.Unmarshal(raw, &eb) == nil {
+	if json.Unmarshal(rep.raw, &eb) == nil {
 		e.ErrorCode = parseCode(eb.ErrorCode)
 		e.Message = eb.Message
 		if eb.TrackingID != "" {
@@ -511,7 +459,7 @@ func httpError(resp *http.Response, raw []byte) *Error {
 		}
 	}
 	if e.ErrorCode == 0 {
-		e.ErrorCode, _ = strconv.Atoi(resp.Header.Get("x-ms-error-code"))
+		e.ErrorCode, _ = strconv.Atoi(rep.errorCode)
 	}
 	return e
 }
@@ -542,10 +490,11 @@ func parseCode(raw json.RawMessage) int {
 	return n
 }
 
-// parseRetryAfter reads Retry-After as whole seconds from 1 to 300; 0, a
-// date, a missing header or more than 300 are not usable (ok false).
-func parseRetryAfter(h http.Header) (time.Duration, bool) {
-	n, err := strconv.Atoi(strings.TrimSpace(h.Get("Retry-After")))
+// parseRetryAfter reads Retry-After (or MQTT's retry-after) as whole
+// seconds from 1 to 300; 0, a date, a missing value or more than 300 are
+// not usable (ok false).
+func parseRetryAfter(v string) (time.Duration, bool) {
+	n, err := strconv.Atoi(strings.TrimSpace(v))
 	if err != nil || n < 1 || time.Duration(n)*time.Second > MaxRetryAfter {
 		return 0, false
 	}

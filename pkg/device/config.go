@@ -47,9 +47,12 @@ const (
 // Config configures a registration. Endpoint, IDScope and exactly one of
 // SymmetricKey, GroupKey, Certificate or TPM are required.
 type Config struct {
-	// Endpoint is the service's host[:port] (port 443 when absent); an
-	// https:// prefix is accepted.
+	// Endpoint is the service's host[:port]; the port is 443 when absent,
+	// 8883 with TransportMQTT. An https:// prefix is accepted.
 	Endpoint string
+	// Transport is TransportHTTPS (the default when empty), TransportMQTT
+	// or TransportMQTTWS. TPM is offered over HTTPS only, as by Azure.
+	Transport string
 	// IDScope of the provisioning service instance.
 	IDScope string
 	// RegistrationID of the device. With Certificate it defaults to the
@@ -102,6 +105,11 @@ type Config struct {
 	// client of its own that keeps one connection for the whole
 	// registration and does not follow redirects.
 	HTTPClient *http.Client
+	// TLSConfig, when set, is cloned for the MQTT connections (HTTPS
+	// uses HTTPClient instead): it must trust the service; RootCAs is
+	// then not applied, and Certificate is presented only when TLSConfig
+	// has no client certificate of its own.
+	TLSConfig *tls.Config
 	// TokenTTL is the lifetime of the SAS tokens; DefaultTokenTTL when 0.
 	TokenTTL time.Duration
 	// RequestTimeout bounds each HTTP exchange; DefaultRequestTimeout

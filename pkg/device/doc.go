@@ -1,5 +1,6 @@
 // Package device is the device side of zdps (and Azure IoT Hub DPS)
-// provisioning over HTTPS (docs/protocol.md#device-api-over-https): a device registers with its
+// provisioning over HTTPS (docs/protocol.md#device-api-over-https) or MQTT
+// (docs/protocol.md#device-api-over-mqtt): a device registers with its
 // ID scope and registration ID, proves its identity with a symmetric key
 // (its own, or one derived from a group key) or an X.509 client
 // certificate, optionally sends a CSR, and learns its hub, device ID and
@@ -12,6 +13,11 @@
 //		SymmetricKey:   key,
 //		GenerateKey:    true,
 //	})
+//
+// Config.Transport picks the carrier: TransportHTTPS (the default),
+// TransportMQTT (MQTT 3.1.1 over TLS, port 8883) or TransportMQTTWS (MQTT
+// over a WebSocket, port 443). Both run the same registration: the same
+// body, answers, polling, retries, Result and errors.
 //
 // # Protocol
 //
@@ -48,6 +54,29 @@
 //     registration (the C SDK does the same; zdps keeps it open longer
 //     than any Retry-After).
 //
+// # MQTT
+//
+//   - One connection per registration, on ssl://host:8883 or
+//     wss://host:443/$iothub/websocket (subprotocol mqtt), closed with
+//     DISCONNECT by Close. CONNECT: MQTT 3.1.1, clean session, client ID
+//     the registration ID, user name
+//     {idScope}/registrations/{id}/api-version=V&ClientVersion={UserAgent},
+//     password the same SAS as the HTTPS Authorization (none with X.509:
+//     the certificate is presented in the TLS handshake). TPM is refused
+//     with ErrInvalidConfig, as Azure offers it over HTTPS only.
+//   - SUBSCRIBE $dps/registrations/res/# at QoS 1; register with a QoS 1
+//     PUBLISH to $dps/registrations/PUT/iotdps-register/?$rid={n} carrying
+//     the same body as the PUT; poll with
+//     $dps/registrations/GET/iotdps-get-operationstatus/?$rid={n}&operationId={op}.
+//     $rid counts 1, 2, ... per connection; the answer comes on
+//     $dps/registrations/res/{status}/?$rid={n}&retry-after={s} and is read
+//     as an HTTP answer with that status and Retry-After.
+//   - A refused CONNECT is an *Error as the HTTP status would be: CONNACK
+//     4 and 5 are 401 (ErrUnauthorized), 1 and 2 are 400, 3 is 503 and
+//     retried. A connection lost before the answer is a network error:
+//     retried on a new connection. Each request waits at most
+//     Config.RequestTimeout for its answer.
+//
 // # Security contract
 //
 //   - Keys, tokens and private keys are never logged or put in errors.
@@ -59,7 +88,8 @@
 //     the trust anchor it expects (for zdps, the instance's CA bundle)
 //     before relying on it.
 //
-// The package depends on the standard library, pkg/dps (the wire
+// The package depends on the standard library, paho.mqtt.golang (the MQTT
+// client), pkg/dps (the wire
 // contract: the register body, API versions, the TPM registration ID and
 // activation-blob framing), pkg/enrollment (status names, registration ID
 // rules), pkg/sas, and for TPM on go-tpm: no server code.

@@ -101,3 +101,21 @@ func exampleCertificate() (*tls.Certificate, error) {
 	}
 	return &tls.Certificate{Certificate: [][]byte{der}, PrivateKey: k}, nil
 }
+
+// The same registration over MQTT (port 8883), as a microcontroller's SDK
+// would run it; device.TransportMQTTWS runs it over a WebSocket on 443.
+func ExampleConfig_mqtt() {
+	res, err := device.Register(context.Background(), device.Config{
+		Endpoint:       "dps.example.net",
+		Transport:      device.TransportMQTT,
+		IDScope:        "0ne00000001",
+		RegistrationID: "sensor-17",
+		SymmetricKey:   []byte("the device key, base64-decoded.."),
+		GenerateKey:    true, // a CSR: the result carries the operational certificate
+	})
+	if err != nil {
+		fmt.Println("registration failed:", err)
+		return
+	}
+	fmt.Println(res.AssignedHub, res.DeviceID, len(res.IssuedCertificateChain))
+}

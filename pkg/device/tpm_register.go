@@ -67,7 +67,7 @@ func (c *Client) tpmChallenge(ctx context.Context, r *run, body []byte) error {
 		return nil
 	}
 	c.tpmToken = ""
-	_, err := r.exchange(ctx, http.MethodPut, c.path("register"), body)
+	_, err := r.exchange(ctx, request{body: body})
 	var ch *tpmChallengeError
 	switch {
 	case errors.As(err, &ch):

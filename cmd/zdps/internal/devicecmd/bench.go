@@ -20,6 +20,8 @@ import (
 // benchConfig is the configuration of `zdps bench`.
 type benchConfig struct {
 	Endpoint      string
+	MQTTEndpoint  string
+	Transport     string
 	IDScope       string
 	Devices       int
 	Concurrency   int
@@ -50,6 +52,14 @@ device API (HTTPS, the DPS wire format), --concurrency at a time, and report
 registrations per second, latency percentiles (p50, p90, p99, max) and errors by
 kind.
 
+--transport mqtt registers over MQTT 3.1.1 on TLS (--mqtt-endpoint, by default the
+endpoint's host on port 8883), --transport mqtt-ws over MQTT on a WebSocket at
+/$iothub/websocket of the HTTPS endpoint: each device opens its own connection,
+CONNECTs, SUBSCRIBEs, PUBLISHes its registration, reads the answer and DISCONNECTs.
+All simulated devices come from one address: start serve with
+--mqtt-max-connections-per-ip above --concurrency (the default, 100, turns the
+excess away, and those devices retry after a backoff that the latency shows).
+
 Each device opens its own TLS connection with a full handshake, as real devices do
 (--keep-alive shares connections; --tls-resumption allows session resumption).
 The devices offer the X25519 key exchange of device TLS stacks (--tls-key-exchange
@@ -73,12 +83,15 @@ Without --setup, --prefix must name enrollments (PREFIX-0000000, ...) or a group
 server must run on this machine). The exit status is 1 when any device failed.`,
 		Example: `  zdps bench --devices 20000 --concurrency 256 --setup --cleanup
   zdps bench --attestation x509 --devices 5000 --setup --cleanup -o json
+  zdps bench --transport mqtt --devices 3000 --concurrency 256 --setup --cleanup
   zdps bench --attestation symmetric-group --rate 500 --devices 10000 --setup --cleanup`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd, g, cfg) },
 	}
 	f := cmd.Flags()
 	f.StringVar(&cfg.Endpoint, "endpoint", "", "host[:port] of the device API (default: the connection string's HostName)")
+	f.StringVar(&cfg.Transport, "transport", "https", "https, mqtt (MQTT 3.1.1 over TLS) or mqtt-ws (MQTT over a WebSocket on the HTTPS endpoint)")
+	f.StringVar(&cfg.MQTTEndpoint, "mqtt-endpoint", "", "with --transport mqtt: host:port of the MQTT listener (default: the endpoint's host, port 8883)")
 	f.StringVar(&cfg.IDScope, "id-scope", "", "ID scope (default: read from the service with the connection string)")
 	f.IntVar(&cfg.Devices, "devices", 1000, "how many devices register")
 	f.IntVar(&cfg.Concurrency, "concurrency", 64, "how many devices register at once")
@@ -119,7 +132,7 @@ func runBench(cmd *cobra.Command, g *cmdutil.Globals, cfg benchConfig) error {
 		return err
 	}
 	bc := bench.Config{
-		Endpoint: endpoint, IDScope: scope, RootCAs: roots, Client: c,
+		Endpoint: endpoint, Transport: cfg.Transport, MQTTEndpoint: cfg.MQTTEndpoint, IDScope: scope, RootCAs: roots, Client: c,
 		Attestation: cfg.Attestation, Devices: cfg.Devices, Concurrency: cfg.Concurrency, Rate: cfg.Rate,
 		CSR: cfg.CSR, GenerateInline: !cfg.Pregenerate, KeepAlive: cfg.KeepAlive, TLSResumption: cfg.TLSResumption, KeyExchange: cfg.KeyExchange,
 		Setup: cfg.Setup, Cleanup: cfg.Cleanup, Prefix: cfg.Prefix, ServerPID: cfg.ServerPID, Timeout: cfg.Timeout,

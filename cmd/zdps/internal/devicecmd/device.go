@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -48,15 +49,20 @@ type deviceRegisterConfig struct {
 	TPM string
 	// EKCert is a PEM or DER file of the TPM's EK certificate.
 	EKCert string
+	// Transport is https, mqtt or mqtt-ws.
+	Transport string
 }
 
 func newDeviceRegisterCmd(g *cmdutil.Globals) *cobra.Command {
 	var cfg deviceRegisterConfig
 	cmd := &cobra.Command{
 		Use:   "register --registration-id ID (--key B64 | --group-key B64 | --cert FILE --key-file FILE | --tpm [DEVICE]) [flags]",
-		Short: "Register as a device over HTTPS and save the issued certificate",
-		Long: `Register as a device, exactly as a device at first boot would (DPS device API over
-HTTPS), and print the assignment: hub, device ID, substatus.
+		Short: "Register as a device over HTTPS or MQTT and save the issued certificate",
+		Long: `Register as a device, exactly as a device at first boot would (the DPS device API
+over HTTPS, or with --transport mqtt over MQTT 3.1.1 on TLS, port 8883 unless
+--endpoint names one, or with --transport mqtt-ws over MQTT on a WebSocket at
+/$iothub/websocket on the HTTPS port), and print the assignment: hub, device ID,
+substatus. TPM attestation is offered over HTTPS only.
 
 The device proves its identity with its symmetric key (--key), with a key derived
 from an enrollment group's key (--group-key), or with an X.509 certificate and its
@@ -74,6 +80,8 @@ until --timeout.`,
 		Example: `  zdps device register --endpoint dps.example.net --id-scope 0ne00000001 \
       --registration-id sensor-17 --key "$DEVICE_KEY"
   zdps device register --registration-id sensor-18 --group-key "$GROUP_KEY" -o json
+  zdps device register --transport mqtt --endpoint dps.example.net --id-scope 0ne00000001 \
+      --registration-id sensor-20 --key "$DEVICE_KEY"
   zdps device register --endpoint dps.example.net --id-scope 0ne00000001 \
       --cert sensor-19-chain.pem --key-file sensor-19.key --no-csr`,
 		Args: func(cmd *cobra.Command, args []string) error {
@@ -105,6 +113,7 @@ until --timeout.`,
 	f.StringVar(&cfg.TPM, "tpm", "", tpmFlagHelp)
 	f.Lookup("tpm").NoOptDefVal = device.DefaultTPMPath
 	f.StringVar(&cfg.EKCert, "ek-certificate", "", "with --tpm: the TPM's EK certificate, sent for zdps to check against its TPM manufacturer roots: a PEM or DER file, or \""+ekCertFromTPM+"\" to read it from the TPM's NV memory")
+	f.StringVar(&cfg.Transport, "transport", device.TransportHTTPS, "https, mqtt (MQTT 3.1.1 over TLS, port 8883 by default) or mqtt-ws (MQTT over a WebSocket on the HTTPS port)")
 	f.DurationVar(&cfg.Timeout, "timeout", 5*time.Minute, "give up the registration after this long, retries and polling included")
 	return cmd
 }
@@ -119,6 +128,11 @@ func runDeviceRegister(cmd *cobra.Command, g *cmdutil.Globals, cfg deviceRegiste
 	}
 	if dc.Endpoint, dc.IDScope, err = g.DeviceService(cmd.Context(), cfg.Endpoint, cfg.IDScope); err != nil {
 		return err
+	}
+	if dc.Transport == device.TransportMQTT && cfg.Endpoint == "" {
+		// The connection string names the HTTPS listener; MQTT has its own
+		// port.
+		dc.Endpoint = mqttEndpoint(dc.Endpoint)
 	}
 	if dc.RootCAs, err = g.RootCAs(); err != nil {
 		return err
@@ -219,7 +233,15 @@ const ekCertFromTPM = "tpm"
 // deviceConfig checks the flags that need no service and builds the SDK
 // configuration from them. Key values never appear in messages.
 func (cfg deviceRegisterConfig) deviceConfig() (device.Config, error) {
-	dc := device.Config{RegistrationID: cfg.RegistrationID, GenerateKey: !cfg.NoCSR, MaxWait: cfg.Timeout}
+	dc := device.Config{RegistrationID: cfg.RegistrationID, GenerateKey: !cfg.NoCSR, MaxWait: cfg.Timeout, Transport: strings.ToLower(cfg.Transport)}
+	switch dc.Transport {
+	case device.TransportHTTPS, device.TransportMQTT, device.TransportMQTTWS:
+	default:
+		return dc, cmdutil.Errorf(nil, "--transport %q: want https, mqtt or mqtt-ws", cfg.Transport)
+	}
+	if cfg.TPM != "" && dc.Transport != device.TransportHTTPS {
+		return dc, cmdutil.Errorf(nil, "--tpm registers over HTTPS only (DPS offers no TPM attestation over MQTT): drop --transport %s", cfg.Transport)
+	}
 	n := 0
 	for _, set := range []bool{cfg.Key != "", cfg.GroupKey != "", cfg.CertFile != "" || cfg.KeyFile != "", cfg.TPM != ""} {
 		if set {
@@ -296,6 +318,15 @@ func (cfg deviceRegisterConfig) deviceConfig() (device.Config, error) {
 		return dc, cmdutil.Errorf(nil, "--out-cert and --out-key need a CSR: drop --no-csr")
 	}
 	return dc, nil
+}
+
+// mqttEndpoint is host:8883 for the host of an HTTPS endpoint.
+func mqttEndpoint(httpsEndpoint string) string {
+	host := strings.TrimSuffix(strings.TrimPrefix(httpsEndpoint, "https://"), "/")
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return net.JoinHostPort(strings.Trim(host, "[]"), "8883")
 }
 
 func decodeKeyFlag(flag, v string) ([]byte, error) {

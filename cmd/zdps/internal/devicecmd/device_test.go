@@ -252,3 +252,79 @@ func TestDeviceRegisterCommand(t *testing.T) {
 		})
 	}
 }
+
+func TestDeviceRegisterCommandMQTT(t *testing.T) {
+	srv := zdpstest.Start(t)
+	ctx := context.Background()
+	c := srv.Client()
+	if _, err := c.PutHub(ctx, &enrollment.Hub{Name: "hub-m.example.net", AllocationWeight: 1}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.PutEnrollment(ctx, &enrollment.IndividualEnrollment{
+		RegistrationID: "cli-mqtt-1", DeviceID: "cli-mqtt-device", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}}},
+	}, ""); err != nil {
+		t.Fatal(err)
+	}
+	keys, err := c.EnrollmentKeys(ctx, "cli-mqtt-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := keys.SymmetricKey.PrimaryKey
+	wrongKey := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32))
+	for _, tc := range []struct{ transport, endpoint string }{{"mqtt", srv.MQTTAddr()}, {"mqtt-ws", srv.Addr()}} {
+		args := []string{"device", "register", "--transport", tc.transport, "--endpoint", tc.endpoint, "--id-scope", srv.IDScope(), "--ca-file", srv.CAFile(), "--registration-id", "cli-mqtt-1"}
+		t.Run(tc.transport, func(t *testing.T) {
+			dir := t.TempDir()
+			certPath, keyPath := filepath.Join(dir, "dev.pem"), filepath.Join(dir, "dev.key")
+			code, out, errOut := runZdps(t, append(args, "--key", key, "--out-cert", certPath, "--out-key", keyPath, "-o", "json")...)
+			if code != 0 {
+				t.Fatalf("exit %d: %s\n%s", code, errOut, srv.Logs())
+			}
+			var got deviceRegisterOutput
+			if err := json.Unmarshal([]byte(out), &got); err != nil {
+				t.Fatalf("output is not JSON: %v\n%s", err, out)
+			}
+			if got.Status != "assigned" || got.DeviceID != "cli-mqtt-device" || got.AssignedHub != "hub-m.example.net" {
+				t.Fatalf("output %+v", got)
+			}
+			checkIssued(t, srv, certPath, keyPath, "cli-mqtt-device")
+		})
+		t.Run(tc.transport+" wrong key", func(t *testing.T) {
+			code, _, errOut := runZdps(t, append(args, "--key", wrongKey, "--no-csr")...)
+			if want := `register device "cli-mqtt-1" at ` + tc.endpoint + `: unauthorized`; code == 0 || !strings.Contains(errOut, want) {
+				t.Fatalf("exit %d, stderr %q lacks %q", code, errOut, want)
+			}
+		})
+	}
+	failures := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"unknown transport", []string{"--transport", "amqp", "--key", key}, `--transport "amqp": want https, mqtt or mqtt-ws`},
+		{"TPM over MQTT", []string{"--transport", "mqtt", "--tpm", "unix:/nonexistent"}, "--tpm registers over HTTPS only"},
+	}
+	for _, tc := range failures {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"device", "register", "--endpoint", srv.Addr(), "--id-scope", srv.IDScope(), "--ca-file", srv.CAFile(), "--registration-id", "cli-mqtt-1"}, tc.args...)
+			code, _, errOut := runZdps(t, args...)
+			if code == 0 || !strings.Contains(errOut, tc.want) {
+				t.Fatalf("exit %d, stderr %q lacks %q", code, errOut, tc.want)
+			}
+		})
+	}
+}
+
+func TestMQTTEndpoint(t *testing.T) {
+	cases := map[string]string{
+		"dps.example.net:443":     "dps.example.net:8883",
+		"dps.example.net":         "dps.example.net:8883",
+		"https://127.0.0.1:8443/": "127.0.0.1:8883",
+		"[::1]:443":               "[::1]:8883",
+	}
+	for in, want := range cases {
+		if got := mqttEndpoint(in); got != want {
+			t.Errorf("mqttEndpoint(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
