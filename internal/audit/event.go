@@ -1,0 +1,100 @@
+package audit
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Actions of provisioning decisions and management changes. A management
+// change is "{resource}.{verb}" (enrollment.create, group.delete, ...).
+const (
+	ActionRegistrationAssigned = "registration.assigned"
+	ActionRegistrationRefused  = "registration.refused"
+	ActionRegistrationRenewed  = "registration.renewed"
+	ActionFirmwareChanged      = "firmware.changed"
+	ActionAlert                = "alert"
+	ActionCheckpoint           = "audit.checkpoint"
+)
+
+// Outcomes of an event.
+const (
+	OutcomeSuccess = "success"
+	OutcomeRefused = "refused"
+	OutcomeFailed  = "failed"
+)
+
+// Event is one audit record. Its JSON form is what the chain hashes and
+// what `zdps audit list -o json` and the SIEM sinks print.
+type Event struct {
+	// ID is unique and sorts by time of Record (NewID).
+	ID   string    `json:"id"`
+	Time time.Time `json:"time"`
+	// Action says what happened (the Action constants, or
+	// "{resource}.{verb}" for management changes).
+	Action string `json:"action"`
+	// Outcome is OutcomeSuccess, OutcomeRefused or OutcomeFailed.
+	Outcome string `json:"outcome"`
+	// Reason is a class (unauthorized, throttled, disabled, ...), never
+	// a message a device could fill.
+	Reason string `json:"reason,omitempty"`
+	// Actor is who acted: "device", a shared access policy's name or a
+	// signed-in user.
+	Actor string `json:"actor"`
+	// Resource is the changed resource, e.g. "enrollments/dev-1".
+	Resource       string `json:"resource,omitempty"`
+	RegistrationID string `json:"registrationId,omitempty"`
+	// ETagBefore and ETagAfter are the resource's ETags around the change
+	// ("" when it did not exist before, or no longer exists after).
+	ETagBefore string `json:"etagBefore,omitempty"`
+	ETagAfter  string `json:"etagAfter,omitempty"`
+	// Source is the client's network address, Transport "https", "mqtt",
+	// "mqtt-ws" or "service".
+	Source    string `json:"source,omitempty"`
+	Transport string `json:"transport,omitempty"`
+	// Details are further facts (hub, device ID, serial, measurements),
+	// bounded in number and size; never secrets.
+	Details map[string]string `json:"details,omitempty"`
+}
+
+// Bounds of an event, so that what a device controls cannot grow the
+// trail without limit.
+const (
+	maxField   = 1024
+	maxDetails = 32
+)
+
+// ErrInvalid wraps every refusal of an event.
+var ErrInvalid = errors.New("audit: invalid event")
+
+func (e *Event) validate() error {
+	if e.Action == "" || e.Outcome == "" || e.Actor == "" {
+		return fmt.Errorf("%w: action, outcome and actor are required", ErrInvalid)
+	}
+	if len(e.Details) > maxDetails {
+		return fmt.Errorf("%w: %d details (at most %d)", ErrInvalid, len(e.Details), maxDetails)
+	}
+	for _, s := range []string{e.Action, e.Outcome, e.Reason, e.Actor, e.Resource, e.RegistrationID, e.ETagBefore, e.ETagAfter, e.Source, e.Transport} {
+		if len(s) > maxField {
+			return fmt.Errorf("%w: a field over %d bytes", ErrInvalid, maxField)
+		}
+	}
+	for k, v := range e.Details {
+		if len(k) > 64 || len(v) > maxField {
+			return fmt.Errorf("%w: detail %.64q too long", ErrInvalid, k)
+		}
+	}
+	return nil
+}
+
+// NewID is a 32-hex-digit ID: the time in nanoseconds, then 64 random
+// bits, so IDs sort by time and never collide across replicas.
+func NewID(t time.Time) string {
+	var b [16]byte
+	binary.BigEndian.PutUint64(b[:8], uint64(t.UnixNano()))
+	_, _ = rand.Read(b[8:]) // crypto/rand never fails on Linux
+	return hex.EncodeToString(b[:])
+}

@@ -1,0 +1,166 @@
+package audit
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+
+	"github.com/zdps/zdps/internal/store"
+)
+
+// Problem kinds Verify reports.
+const (
+	ProblemEdited    = "edited"    // an entry's hash or link does not match its content
+	ProblemDeleted   = "deleted"   // a sequence number is missing
+	ProblemInserted  = "inserted"  // an entry that no sealer wrote (a foreign key, a sequence out of place, past the head)
+	ProblemHead      = "head"      // the head's signature does not verify, or it does not match the chain's end
+	ProblemTruncated = "truncated" // the chain ends before the signed head
+)
+
+// ErrTampered is returned by Verify when it found a problem.
+var ErrTampered = errors.New("audit: the trail does not verify")
+
+// Problem is the first place where the trail does not verify.
+type Problem struct {
+	Kind string `json:"kind"`
+	// Seq is the sequence where the problem is; EventID the event there,
+	// when one could be read.
+	Seq     uint64 `json:"seq"`
+	EventID string `json:"eventId,omitempty"`
+	Detail  string `json:"detail"`
+}
+
+func (p *Problem) Error() string {
+	s := fmt.Sprintf("audit: %s at sequence %d", p.Kind, p.Seq)
+	if p.EventID != "" {
+		s += " (event " + p.EventID + ")"
+	}
+	return s + ": " + p.Detail
+}
+
+func (p *Problem) Unwrap() error { return ErrTampered }
+
+// Report is what Verify found.
+type Report struct {
+	// From is the first sequence checked (after the checkpoint), To the
+	// signed head's.
+	From    uint64 `json:"from"`
+	To      uint64 `json:"to"`
+	Entries int    `json:"entries"`
+	// Pending are recorded events not yet chained (not covered).
+	Pending int `json:"pending"`
+	// Problem is nil when the trail verifies.
+	Problem *Problem `json:"problem,omitempty"`
+}
+
+// verifyPage bounds one read transaction of Verify.
+const verifyPage = 2000
+
+// Verify walks the chain from the checkpoint to the signed head. It
+// returns the report, and the report's Problem as the error when there is
+// one (errors.Is ErrTampered).
+func (l *Log) Verify(ctx context.Context) (*Report, error) {
+	var head, cp signedPoint
+	var hasHead, hasCP bool
+	rep := &Report{}
+	err := l.b.View(ctx, func(tx store.Tx) error {
+		var err error
+		if hasHead, err = getJSON(ctx, tx, BucketState, keyHead, &head); err != nil {
+			return err
+		}
+		if hasCP, err = getJSON(ctx, tx, BucketState, keyCheckpoint, &cp); err != nil {
+			return err
+		}
+		pend, err := tx.Scan(ctx, BucketPending, "", "", 0)
+		rep.Pending = len(pend)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	prevSeq, prevHash := uint64(0), zeroHash
+	if hasCP {
+		if err := l.signer.Verify(pointMessage("checkpoint", &cp), cp.Sig); err != nil {
+			return l.fail(rep, &Problem{Kind: ProblemHead, Seq: cp.Seq, Detail: "the checkpoint's signature does not verify"})
+		}
+		prevSeq, prevHash = cp.Seq, cp.Hash
+	}
+	rep.From = prevSeq + 1
+	if hasHead {
+		if err := l.signer.Verify(pointMessage("head", &head), head.Sig); err != nil {
+			return l.fail(rep, &Problem{Kind: ProblemHead, Seq: head.Seq, Detail: "the head's signature does not verify"})
+		}
+		rep.To = head.Seq
+	} else {
+		head = signedPoint{Seq: prevSeq, Hash: prevHash}
+	}
+	after := ""
+	for {
+		var page []store.Item
+		if err := l.b.View(ctx, func(tx store.Tx) error {
+			var err error
+			page, err = tx.Scan(ctx, BucketChain, "", after, verifyPage)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+		for _, it := range page {
+			seq, err := strconv.ParseUint(it.Key, 10, 64)
+			if err != nil || seqKey(seq) != it.Key {
+				return l.fail(rep, &Problem{Kind: ProblemInserted, Seq: prevSeq + 1, Detail: fmt.Sprintf("key %.40q is no sequence number", it.Key)})
+			}
+			if seq <= prevSeq {
+				return l.fail(rep, &Problem{Kind: ProblemInserted, Seq: seq, Detail: "an entry before the checkpoint"})
+			}
+			if seq > head.Seq {
+				return l.fail(rep, &Problem{Kind: ProblemInserted, Seq: seq, Detail: fmt.Sprintf("an entry past the signed head (%d)", head.Seq)})
+			}
+			var e Entry
+			if err := json.Unmarshal(it.Value, &e); err != nil {
+				return l.fail(rep, &Problem{Kind: ProblemEdited, Seq: seq, Detail: "the entry is not valid JSON"})
+			}
+			id := eventID(e.Event)
+			if seq != prevSeq+1 {
+				return l.fail(rep, &Problem{Kind: ProblemDeleted, Seq: prevSeq + 1, Detail: fmt.Sprintf("sequences %d to %d are missing", prevSeq+1, seq-1)})
+			}
+			switch {
+			case e.Seq != seq:
+				return l.fail(rep, &Problem{Kind: ProblemEdited, Seq: seq, EventID: id, Detail: "the entry's sequence differs from its key"})
+			case e.Hash != entryHash(seq, e.Prev, e.Event):
+				return l.fail(rep, &Problem{Kind: ProblemEdited, Seq: seq, EventID: id, Detail: "the event does not match its hash"})
+			case e.Prev != prevHash:
+				return l.fail(rep, &Problem{Kind: ProblemEdited, Seq: seq, EventID: id, Detail: "the entry does not link to its predecessor (an entry was replaced or inserted here)"})
+			}
+			prevSeq, prevHash = seq, e.Hash
+			rep.Entries++
+		}
+		if len(page) < verifyPage {
+			break
+		}
+		after = page[len(page)-1].Key
+	}
+	if prevSeq != head.Seq {
+		return l.fail(rep, &Problem{Kind: ProblemTruncated, Seq: prevSeq + 1, Detail: fmt.Sprintf("the chain ends at %d, the signed head is %d", prevSeq, head.Seq)})
+	}
+	if prevHash != head.Hash {
+		return l.fail(rep, &Problem{Kind: ProblemHead, Seq: head.Seq, Detail: "the last entry's hash differs from the signed head's"})
+	}
+	return rep, nil
+}
+
+func (l *Log) fail(rep *Report, p *Problem) (*Report, error) {
+	rep.Problem = p
+	return rep, p
+}
+
+func eventID(raw json.RawMessage) string {
+	var e struct {
+		ID string `json:"id"`
+	}
+	if json.Unmarshal(raw, &e) != nil || len(e.ID) > 64 {
+		return ""
+	}
+	return e.ID
+}
