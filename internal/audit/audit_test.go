@@ -400,3 +400,43 @@ func TestRecordRefusesUnboundedEvents(t *testing.T) {
 		}
 	}
 }
+
+func TestBufferBoundsAndSaysWhatItDropped(t *testing.T) {
+	b := memory.New()
+	l := newLog(t, b, newSigner(t), "")
+	buf := l.NewBuffer(100)
+	for i := range 150 {
+		buf.Add(audit.Event{Action: audit.ActionRegistrationRefused, Outcome: audit.OutcomeRefused, Reason: "unauthorized", Actor: "device", RegistrationID: fmt.Sprint(i)})
+	}
+	if err := buf.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	sealAll(t, l)
+	evs, _, _ := l.List(t.Context(), audit.Filter{}, 0, 0, 0)
+	if len(evs) != 101 {
+		t.Fatalf("%d events, want 100 and one audit.dropped", len(evs))
+	}
+	last := evs[100]
+	if last.Action != audit.ActionDropped || last.Details["dropped"] != "50" {
+		t.Fatalf("last event %+v", last)
+	}
+	if err := buf.Flush(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	sealAll(t, l)
+	if evs, _, _ := l.List(t.Context(), audit.Filter{}, 0, 0, 0); len(evs) != 101 {
+		t.Fatalf("a second flush wrote %d more", len(evs)-101)
+	}
+}
+
+func TestUnsignedHeadIsRefused(t *testing.T) {
+	b := memory.New()
+	l := newLog(t, b, newSigner(t), "")
+	record(t, b, l, 3)
+	sealAll(t, l)
+	e := readEntry(t, b, 3)
+	txWriter{b}.put(t, audit.BucketState, "head", []byte(fmt.Sprintf(`{"seq":3,"hash":%q,"time":"2026-01-01T00:00:00Z"}`, e.Hash)))
+	if _, err := l.Verify(t.Context()); !errors.Is(err, audit.ErrTampered) {
+		t.Fatalf("unsigned head: %v", err)
+	}
+}

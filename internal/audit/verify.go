@@ -62,14 +62,11 @@ const verifyPage = 2000
 // returns the report, and the report's Problem as the error when there is
 // one (errors.Is ErrTampered).
 func (l *Log) Verify(ctx context.Context) (*Report, error) {
-	var head, cp signedPoint
-	var hasHead, hasCP bool
+	var cp signedPoint
+	var hasCP bool
 	rep := &Report{}
 	err := l.b.View(ctx, func(tx store.Tx) error {
 		var err error
-		if hasHead, err = getJSON(ctx, tx, BucketState, keyHead, &head); err != nil {
-			return err
-		}
 		if hasCP, err = getJSON(ctx, tx, BucketState, keyCheckpoint, &cp); err != nil {
 			return err
 		}
@@ -88,24 +85,41 @@ func (l *Log) Verify(ctx context.Context) (*Report, error) {
 		prevSeq, prevHash = cp.Seq, cp.Hash
 	}
 	rep.From = prevSeq + 1
-	if hasHead {
-		if err := l.signer.Verify(pointMessage("head", &head), head.Sig); err != nil {
-			return l.fail(rep, &Problem{Kind: ProblemHead, Seq: head.Seq, Detail: "the head's signature does not verify"})
-		}
-		rep.To = head.Seq
-	} else {
-		head = signedPoint{Seq: prevSeq, Hash: prevHash}
+	// Each page is read with the head of its own snapshot: sealing writes
+	// entries and head together, so within one snapshot no entry lies
+	// past the head, however the trail grows while Verify walks it.
+	head := signedPoint{Seq: prevSeq, Hash: prevHash}
+	var headSig []byte
+	headStored := false
+	readPage := func(after string) ([]store.Item, error) {
+		var page []store.Item
+		err := l.b.View(ctx, func(tx store.Tx) error {
+			var h signedPoint
+			ok, err := getJSON(ctx, tx, BucketState, keyHead, &h)
+			if err != nil {
+				return err
+			}
+			if ok {
+				head, headStored = h, true
+			}
+			page, err = tx.Scan(ctx, BucketChain, "", after, verifyPage)
+			return err
+		})
+		return page, err
 	}
 	after := ""
 	for {
-		var page []store.Item
-		if err := l.b.View(ctx, func(tx store.Tx) error {
-			var err error
-			page, err = tx.Scan(ctx, BucketChain, "", after, verifyPage)
-			return err
-		}); err != nil {
+		page, err := readPage(after)
+		if err != nil {
 			return nil, err
 		}
+		if headStored && (headSig == nil || string(head.Sig) != string(headSig)) {
+			if err := l.signer.Verify(pointMessage("head", &head), head.Sig); err != nil {
+				return l.fail(rep, &Problem{Kind: ProblemHead, Seq: head.Seq, Detail: "the head's signature does not verify"})
+			}
+			headSig = head.Sig
+		}
+		rep.To = head.Seq
 		for _, it := range page {
 			seq, err := strconv.ParseUint(it.Key, 10, 64)
 			if err != nil || seqKey(seq) != it.Key {
