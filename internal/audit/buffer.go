@@ -128,4 +128,3 @@ func (b *Buffer) Run(ctx context.Context, interval time.Duration) {
 		}
 	}
 }
-
