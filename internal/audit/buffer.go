@@ -128,3 +128,17 @@ func (b *Buffer) Run(ctx context.Context, interval time.Duration) {
 		}
 	}
 }
+
+// Trail is what the pipeline and the management use cases record
+// through: events of a transaction with Record, events without one with
+// Add (through the Buffer).
+type Trail struct {
+	Log    *Log
+	Buffer *Buffer
+}
+
+// Record writes e in tx.
+func (t *Trail) Record(ctx context.Context, tx store.Tx, e Event) error { return t.Log.Record(ctx, tx, e) }
+
+// Add queues e.
+func (t *Trail) Add(e Event) { t.Buffer.Add(e) }

@@ -15,6 +15,7 @@ const (
 	ActionRegistrationAssigned = "registration.assigned"
 	ActionRegistrationRefused  = "registration.refused"
 	ActionRegistrationRenewed  = "registration.renewed"
+	ActionRegistrationFailed   = "registration.failed"
 	ActionFirmwareChanged      = "firmware.changed"
 	ActionAlert                = "alert"
 	ActionCheckpoint           = "audit.checkpoint"

@@ -11,6 +11,7 @@ import (
 // and no record, so the device's earlier record (hub, measurements) is
 // untouched.
 func (s *Service) refuseVerdict(ctx context.Context, r *registration, v *Verdict) (*enrollment.Operation, error) {
+	r.verdict = v.Reason
 	op := s.failedOperation(r.opID, r.req.RegistrationID, v.Code, v.Message)
 	if err := s.finalOperation(ctx, op); err != nil {
 		return nil, err

@@ -47,6 +47,9 @@ type registration struct {
 	// dec is the allocation, issued the certificate (nil without a CSR).
 	dec    allocation.Decision
 	issued *Issued
+	// verdict is the reason of a mechanism's verdict that failed the
+	// registration (audit.go classifies it).
+	verdict string
 }
 
 // Register runs the pipeline for one register request:
@@ -69,10 +72,12 @@ func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Op
 	if req != nil {
 		r.log = r.log.With("registration_id", req.RegistrationID)
 	}
+	start := time.Now()
 	defer func() {
 		if err != nil {
 			s.logFailure(ctx, r.log, "register", err)
 		}
+		s.decided(r, op, err, start)
 	}()
 	if err := s.attestStep(ctx, r); err != nil {
 		return nil, err
@@ -356,6 +361,9 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 		}
 		if _, err := regs.Put(ctx, rec, cond); err != nil {
 			return fmt.Errorf("provisioning: store registration: %w", err)
+		}
+		if err := s.recordAssigned(ctx, tx, r, rec, cur); err != nil {
+			return err
 		}
 		o := s.newOperation(opID, rec.RegistrationID, enrollment.RegistrationAssigned)
 		snap := *rec

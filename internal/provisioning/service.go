@@ -69,6 +69,10 @@ type Config struct {
 	// instance-wide (throttle.go); the zero value is off. DefaultLimits
 	// are Azure's.
 	Limits Limits
+	// Audit, when set, records every decision (audit.go).
+	Audit Auditor
+	// Observer, when set, counts every decision (metrics).
+	Observer Observer
 }
 
 // DefaultAssignTimeout is Config.AssignTimeout when zero.
