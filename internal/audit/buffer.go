@@ -138,7 +138,9 @@ type Trail struct {
 }
 
 // Record writes e in tx.
-func (t *Trail) Record(ctx context.Context, tx store.Tx, e Event) error { return t.Log.Record(ctx, tx, e) }
+func (t *Trail) Record(ctx context.Context, tx store.Tx, e Event) error {
+	return t.Log.Record(ctx, tx, e)
+}
 
 // Add queues e.
 func (t *Trail) Add(e Event) { t.Buffer.Add(e) }

@@ -31,8 +31,12 @@ func (o *observer) Registration(att, transport, outcome, class string, _ time.Du
 	defer o.mu.Unlock()
 	o.regs = append(o.regs, fmt.Sprintf("%s/%s/%s/%s", att, transport, outcome, class))
 }
-func (o *observer) Certificate(ev string, n int) { o.mu.Lock(); o.cert = append(o.cert, ev); o.mu.Unlock() }
-func (o *observer) Throttled(string)             {}
+func (o *observer) Certificate(ev string, n int) {
+	o.mu.Lock()
+	o.cert = append(o.cert, ev)
+	o.mu.Unlock()
+}
+func (o *observer) Throttled(string) {}
 
 // Every decision of the pipeline is in the trail: an assignment in the
 // registration's own transaction (the event exists exactly when the
