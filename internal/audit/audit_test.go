@@ -440,3 +440,59 @@ func TestUnsignedHeadIsRefused(t *testing.T) {
 		t.Fatalf("unsigned head: %v", err)
 	}
 }
+
+// Management writes are audited in their own transaction; a failed
+// write records nothing; writes without an actor pass through.
+func TestChangesRecordsManagementWrites(t *testing.T) {
+	for _, bc := range backends() {
+		t.Run(bc.name, func(t *testing.T) {
+			t.Parallel()
+			b, _ := bc.open(t)
+			l := newLog(t, b, newSigner(t), "")
+			cb := audit.Changes(b, l)
+			admin := audit.WithActor(t.Context(), "admin")
+			var first string
+			steps := []func(tx store.Tx) error{
+				func(tx store.Tx) error {
+					var err error
+					first, err = tx.Put(admin, store.BucketHubs, "hub-a", []byte(`{}`), store.Condition{IfNoneMatch: true})
+					return err
+				},
+				func(tx store.Tx) error { _, err := tx.Put(admin, store.BucketHubs, "hub-a", []byte(`{"x":1}`), store.Condition{}); return err },
+				func(tx store.Tx) error { _, err := tx.Put(admin, "certificates", "01", []byte(`{}`), store.Condition{}); return err },
+				func(tx store.Tx) error { return tx.Delete(admin, store.BucketHubs, "hub-a", store.Condition{}) },
+			}
+			for _, s := range steps {
+				if err := cb.Update(admin, s); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// Refused by its condition: no event.
+			if err := cb.Update(admin, func(tx store.Tx) error {
+				_, err := tx.Put(admin, store.BucketHubs, "hub-b", []byte(`{}`), store.Condition{IfMatch: "nope"})
+				return err
+			}); err == nil {
+				t.Fatal("conditional put succeeded")
+			}
+			// The pipeline writes without an actor.
+			if err := cb.Update(t.Context(), func(tx store.Tx) error {
+				_, err := tx.Put(t.Context(), store.BucketRegistrations, "dev-1", []byte(`{}`), store.Condition{})
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			sealAll(t, l)
+			evs, _, _ := l.List(t.Context(), audit.Filter{}, 0, 0, 0)
+			var got []string
+			for _, e := range evs {
+				got = append(got, e.Action+" "+e.Resource+" "+e.Actor)
+			}
+			if fmt.Sprint(got) != "[hub.create hub/hub-a admin hub.update hub/hub-a admin hub.delete hub/hub-a admin]" {
+				t.Fatalf("events %v", got)
+			}
+			if evs[0].ETagBefore != "" || evs[0].ETagAfter != first || evs[1].ETagBefore != first || evs[2].ETagAfter != "" || evs[2].ETagBefore != evs[1].ETagAfter {
+				t.Fatalf("etags %+v", evs)
+			}
+		})
+	}
+}
