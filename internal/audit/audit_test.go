@@ -458,8 +458,14 @@ func TestChangesRecordsManagementWrites(t *testing.T) {
 					first, err = tx.Put(admin, store.BucketHubs, "hub-a", []byte(`{}`), store.Condition{IfNoneMatch: true})
 					return err
 				},
-				func(tx store.Tx) error { _, err := tx.Put(admin, store.BucketHubs, "hub-a", []byte(`{"x":1}`), store.Condition{}); return err },
-				func(tx store.Tx) error { _, err := tx.Put(admin, "certificates", "01", []byte(`{}`), store.Condition{}); return err },
+				func(tx store.Tx) error {
+					_, err := tx.Put(admin, store.BucketHubs, "hub-a", []byte(`{"x":1}`), store.Condition{})
+					return err
+				},
+				func(tx store.Tx) error {
+					_, err := tx.Put(admin, "certificates", "01", []byte(`{}`), store.Condition{})
+					return err
+				},
 				func(tx store.Tx) error { return tx.Delete(admin, store.BucketHubs, "hub-a", store.Condition{}) },
 			}
 			for _, s := range steps {
