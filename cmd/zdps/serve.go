@@ -264,27 +264,14 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	service, err := api.New(api.Config{
-		Store:        st,
-		HostName:     cfg.HostName,
-		Logger:       log,
-		MaxBodyBytes: cfg.MaxBodyBytes,
-		MaxBulkItems: cfg.MaxBulkItems,
-		MaxPageSize:  cfg.MaxPageSize,
-
-		CA:                        authority,
-		CRLValidity:               cfg.CRLValidity,
-		KeepCertificatesOnDisable: !cfg.RevokeOnDisable,
-		CheckWebhookURL:           webhooks.CheckURL,
-		CheckTPMEnrollment:        tpmAtt.CheckEnrollment,
-	})
+	service, rev, err := newServiceAPI(cfg, st, authority, webhooks, tpmAtt, log)
 	if err != nil {
 		return err
 	}
 	// Finishes revocation sweeps of large groups (and any a previous
 	// process left); it stops with ctx at shutdown.
-	go func() { _ = service.Run(ctx) }()
-	prov, pruners, err := mountDeviceAPI(service, st, authority, inst, allocator, tpmAtt, cfg, log)
+	go func() { _ = rev.Run(ctx, 0) }()
+	prov, dev, pruners, err := mountDeviceAPI(service, st, authority, inst, allocator, tpmAtt, cfg, log)
 	if err != nil {
 		return err
 	}
@@ -299,7 +286,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           service.Handler(),
+		Handler:           rootRouter(service, dev),
 		ConnContext:       deviceapi.ConnContext, // the device's measured round trip (geoLatency)
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
@@ -467,37 +454,38 @@ func loadOrCreateKEK(file, dataDir string) ([]byte, error) {
 }
 
 // mountDeviceAPI wires the registration pipeline (attestors, allocation
-// policy, CA) and mounts the device API beside the service API. It returns
-// the pipeline and what prunes its expired records, by record kind.
-func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *instance.Instance, allocator *allocation.Registry, tpmAtt *tpmatt.Attestor, cfg serveConfig, log *slog.Logger) (*provisioning.Service, map[string]provisioning.Pruner, error) {
+// policy, CA) and the device API for rootRouter, and lets the service API
+// explain allocations with the pipeline. It returns the pipeline, the
+// device API and what prunes expired records, by record kind.
+func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *instance.Instance, allocator *allocation.Registry, tpmAtt *tpmatt.Attestor, cfg serveConfig, log *slog.Logger) (*provisioning.Service, *deviceapi.API, map[string]provisioning.Pruner, error) {
 	issuer, err := caissuer.New(authority)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	symAtt, err := symkey.NewAttestor(st, symmetric.Config{})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// X.509: the listener requests (never verifies) client certificates;
 	// the chain reaches the attestor through Request.ClientCertificates.
 	walk, err := x509att.NewAttestor(st, x509v.Config{})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// A leaf issued by zdps's own CA is a renewal (the enrollment is its
 	// registration record); any other chain walks the X.509 enrollments.
 	x509Att, err := renewal.New(renewal.Config{Store: st, CA: authority, Walk: walk})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// The webhook's worst case bounds a registration: within the register
 	// request when --assign-wait is 0, else in the background.
 	budget := cfg.Allocation.webhookBudget()
 	switch {
 	case cfg.AssignWait < 0 || cfg.AssignWait > maxWebhookBudget:
-		return nil, nil, fmt.Errorf("--assign-wait %v: 0 to %v, the time a register request may take", cfg.AssignWait, maxWebhookBudget)
+		return nil, nil, nil, fmt.Errorf("--assign-wait %v: 0 to %v, the time a register request may take", cfg.AssignWait, maxWebhookBudget)
 	case cfg.AssignWait == 0 && budget > maxWebhookBudget:
-		return nil, nil, fmt.Errorf("--allocation-webhook-timeout × (retries+1) plus backoff is %v; with --assign-wait 0 keep it under %v, the time a register request may take", budget, maxWebhookBudget)
+		return nil, nil, nil, fmt.Errorf("--allocation-webhook-timeout × (retries+1) plus backoff is %v; with --assign-wait 0 keep it under %v, the time a register request may take", budget, maxWebhookBudget)
 	}
 	prov, err := provisioning.New(provisioning.Config{
 		Store: st,
@@ -515,10 +503,10 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 		Limits:              cfg.Limits,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if cfg.MaxPayloadBytes <= 0 || cfg.DeviceBodyTimeout <= 0 {
-		return nil, nil, fmt.Errorf("--max-payload-bytes %d and --device-body-timeout %v must be positive", cfg.MaxPayloadBytes, cfg.DeviceBodyTimeout)
+		return nil, nil, nil, fmt.Errorf("--max-payload-bytes %d and --device-body-timeout %v must be positive", cfg.MaxPayloadBytes, cfg.DeviceBodyTimeout)
 	}
 	dev, err := deviceapi.New(deviceapi.Config{
 		Provisioner:        prov,
@@ -531,26 +519,21 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 		BodyTimeout:        cfg.DeviceBodyTimeout,
 	})
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	// The service API's limit applies first: it must not refuse a device
 	// body the device API accepts.
 	if cfg.MaxBodyBytes < dev.MaxBodyBytes() {
-		return nil, nil, fmt.Errorf("--max-body-bytes %d is below the device body limit %d (--max-payload-bytes %d plus %d for a CSR)", cfg.MaxBodyBytes, dev.MaxBodyBytes(), cfg.MaxPayloadBytes, deviceapi.BodyRoom)
+		return nil, nil, nil, fmt.Errorf("--max-body-bytes %d is below the device body limit %d (--max-payload-bytes %d plus %d for a CSR)", cfg.MaxBodyBytes, dev.MaxBodyBytes(), cfg.MaxPayloadBytes, deviceapi.BodyRoom)
 	}
-	service.Mount(dev.Routes)
 	service.SetExplainer(prov)
 	// An expired certificate's record stays one CRL validity, so that a
 	// revoked one appears on a CRL signed after it expired.
-	crlValidity := cfg.CRLValidity
-	if crlValidity == 0 {
-		crlValidity = ca.DefaultCRLValidity
-	}
-	certPruner, err := revocation.NewCertificatePruner(st.Backend, crlValidity)
+	certPruner, err := revocation.NewCertificatePruner(st.Backend, crlValidity(cfg))
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
-	return prov, map[string]provisioning.Pruner{"operations": prov, "tpm-challenges": tpmAtt, "certificates": certPruner}, nil
+	return prov, dev, map[string]provisioning.Pruner{"operations": prov, "tpm-challenges": tpmAtt, "certificates": certPruner}, nil
 }
 
 // assignMargin is what a registration running in the background may take

@@ -163,7 +163,7 @@ func TestCustomWebhookURLCheckedOnWrite(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, func(c *Config) { c.CheckWebhookURL = webhooks.CheckURL })
+	e := newEnv(t, func(c *testConfig) { c.CheckWebhookURL = webhooks.CheckURL })
 	k := newKey(t)
 	withWebhook := func(id, url string) map[string]any {
 		m := symEnrollment(id, k)

@@ -8,17 +8,15 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/zdps/zdps/internal/ca"
 	"github.com/zdps/zdps/internal/manage"
 	"github.com/zdps/zdps/internal/ratelog"
 	"github.com/zdps/zdps/internal/store"
-	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/internal/syncio"
 )
 
 // Defaults of the limits in Config.
@@ -56,25 +54,17 @@ type Config struct {
 	// TokenSkew is the clock skew allowed on SAS expiry; DefaultTokenSkew
 	// when 0.
 	TokenSkew time.Duration
-	// CA is the embedded CA: GET /ca and /ca/bundle describe it and it
-	// signs the CRL of GET /crl. Those routes answer 404 when it is nil.
-	CA *ca.CA
-	// CRLValidity is how far the served CRL's nextUpdate lies;
-	// ca.DefaultCRLValidity when 0.
-	CRLValidity time.Duration
-	// KeepCertificatesOnDisable turns off the revocation of operational
-	// certificates when a registration record, an enrollment or a group is
-	// deleted, or an enrollment or group is disabled. The zero value
-	// revokes, the safe default (docs/architecture.md#the-ca-and-revocation).
-	KeepCertificatesOnDisable bool
-	// CheckWebhookURL, when set, checks the webhook URL of an enrollment or
-	// group with the custom allocation policy when it is written (the
-	// custom policy's refused addresses); an error refuses the write.
-	CheckWebhookURL func(url string) error
-	// CheckTPMEnrollment, when set, checks a TPM individual enrollment
-	// when it is written (the EK certificate it carries); an error
-	// refuses the write.
-	CheckTPMEnrollment func(e *enrollment.IndividualEnrollment) error
+	// UseCases run what the handlers translate (internal/manage, built
+	// by cmd/zdps with its revocation and write checks). When they are
+	// not all set, New builds a plain manage.Service over Store without
+	// revocation or write checks: what a test of routes mounted on this
+	// router needs.
+	UseCases UseCases
+	// CA is the embedded CA GET /ca and /ca/bundle describe; those routes
+	// answer 404 when it is nil.
+	CA CAView
+	// CRL is the CRL GET /crl answers; 404 when it is nil.
+	CRL CRLSource
 }
 
 // API is the service API. It is safe for concurrent use.
@@ -85,9 +75,8 @@ type API struct {
 	now   func() time.Time
 	rand  io.Reader
 	mux   *chi.Mux
-	rv    *revoker
-	// m runs the management use cases the handlers translate.
-	m *manage.Service
+	// uc runs the management use cases the handlers translate.
+	uc UseCases
 	// explainer answers POST /allocation/explain (SetExplainer).
 	explainer atomic.Pointer[explainerBox]
 	// faultLog logs connection faults, which anyone can cause.
@@ -106,7 +95,7 @@ func New(cfg Config) (*API, error) {
 	if cfg.Logger == nil {
 		errs = append(errs, errors.New("Logger is required"))
 	}
-	if cfg.MaxBodyBytes < 0 || cfg.MaxBulkItems < 0 || cfg.MaxPageSize < 0 || cfg.TokenSkew < 0 || cfg.CRLValidity < 0 {
+	if cfg.MaxBodyBytes < 0 || cfg.MaxBulkItems < 0 || cfg.MaxPageSize < 0 || cfg.TokenSkew < 0 {
 		errs = append(errs, errors.New("limits must not be negative"))
 	}
 	if len(errs) > 0 {
@@ -135,58 +124,33 @@ func New(cfg Config) (*API, error) {
 		store: cfg.Store,
 		log:   cfg.Logger,
 		now:   cfg.Now,
-		rand:  &lockedReader{r: cfg.Rand},
+		rand:  syncio.Reader(cfg.Rand),
 
 		faultLog: ratelog.New(cfg.Logger, faultLogLines, faultLogInterval),
 	}
-	rv, err := newRevocation(cfg)
-	if err != nil {
+	if !cfg.UseCases.complete() {
+		m, err := manage.New(manage.Config{Store: cfg.Store, Logger: cfg.Logger, Rand: a.rand, Now: cfg.Now})
+		if err != nil {
+			return nil, err
+		}
+		a.cfg.UseCases = UseCasesOf(m)
+	}
+	a.uc = a.cfg.UseCases
+	a.mux = a.NewRouter()
+	if err := a.routes(a.mux); err != nil {
 		return nil, err
 	}
-	a.rv = rv
-	mcfg := manage.Config{
-		Store: cfg.Store, Logger: cfg.Logger, Rand: a.rand, Now: cfg.Now,
-		CheckWebhookURL: cfg.CheckWebhookURL, CheckTPMEnrollment: cfg.CheckTPMEnrollment,
-	}
-	if !cfg.KeepCertificatesOnDisable {
-		mcfg.Revocations = rv.rev
-	}
-	if a.m, err = manage.New(mcfg); err != nil {
-		return nil, err
-	}
-	mux, err := a.router()
-	if err != nil {
-		return nil, err
-	}
-	a.mux = mux
 	return a, nil
 }
 
-// Handler is the whole API: the service routes, /healthz and whatever was
-// mounted.
+// Handler is the service API alone on a router of its own (NewRouter and
+// Routes), with whatever Mount added: for tests and embedding. zdps serve
+// composes its root router in cmd/zdps instead.
 func (a *API) Handler() http.Handler { return a.mux }
 
-// Mount lets another API (the device API: /{idScope}/registrations/...)
-// add its routes to the same router, after New and before serving. They
-// run under the common middleware (request ID, access log, panic recovery,
-// case-insensitive paths with decoded IDs, body limit) but without service
-// auth, which they replace with their own. fn must add routes with
+// Mount adds another API's routes to Handler's router, after New and
+// before serving, as a root router would (Routes). fn must add routes with
 // Get/Put/Post/Method/With/Group/Route, never Use (chi refuses middleware
 // after routes), and should wrap them in RequireAPIVersion; WriteError
-// answers in the DPS error format. The literal segments it uses must be in
-// literals, or they will be matched case-sensitively.
+// answers in the DPS error format.
 func (a *API) Mount(fn func(r chi.Router)) { fn(a.mux) }
-
-// lockedReader serialises reads so that an injected reader that is not
-// safe for concurrent use (a deterministic test source) can serve
-// concurrent requests.
-type lockedReader struct {
-	mu sync.Mutex
-	r  io.Reader
-}
-
-func (l *lockedReader) Read(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.r.Read(p)
-}

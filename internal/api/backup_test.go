@@ -73,7 +73,7 @@ func TestBackup(t *testing.T) {
 type noSnapshot struct{ store.Backend }
 
 func TestBackupUnsupported(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.Store = store.New(noSnapshot{c.Store.Backend}, c.Now) })
+	e := newEnv(t, func(c *testConfig) { c.Store = store.New(noSnapshot{c.Store.Backend}, c.Now) })
 	resp, body := e.getBackup()
 	r := reply{status: resp.StatusCode, header: resp.Header, body: body}
 	if r.status != http.StatusBadRequest {

@@ -37,7 +37,7 @@ func bulkDocs[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 			return
 		}
 		var failures []bulkFailure
-		for _, res := range manage.Bulk(r.Context(), a.m, k.m, mode, vs) {
+		for _, res := range k.docs(a.uc).Bulk(r.Context(), mode, vs) {
 			if res.Err == nil {
 				a.audit(r, bulkAction(mode), k.resource, res.ID)
 				continue

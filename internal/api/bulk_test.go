@@ -161,7 +161,7 @@ func TestBulkEnrollments(t *testing.T) {
 }
 
 func TestBulkGroups(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.MaxBulkItems = 50 })
+	e := newEnv(t, func(c *testConfig) { c.MaxBulkItems = 50 })
 	var list []any
 	for i := range 20 {
 		list = append(list, symGroup(fmt.Sprintf("grp-%02d", i)))

@@ -7,8 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/zdps/zdps/internal/manage"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -32,88 +30,26 @@ type verifyRequest struct {
 	Certificate string `json:"certificate"`
 }
 
-func caPathName(r *http.Request) (string, error) {
-	name := chi.URLParam(r, "name")
-	return name, enrollment.ValidateCACertificateName(name)
-}
-
 func (a *API) listCertificates(w http.ResponseWriter, r *http.Request) {
 	listPage(a, w, r, "CACertificate", func(cont string, limit int) ([]*enrollment.CACertificate, string, error) {
-		return a.m.CACertificates(r.Context(), cont, limit)
+		return a.uc.Certificates.CACertificates(r.Context(), cont, limit)
 	}, (*enrollment.CACertificate).Redacted)
 }
 
-func (a *API) getCertificate(w http.ResponseWriter, r *http.Request) {
-	name, err := caPathName(r)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	c, err := a.m.CACertificate(r.Context(), name)
-	if err != nil {
-		a.writeError(w, r, about("certificate", name, err))
-		return
-	}
-	a.writeJSON(w, http.StatusOK, c.Redacted())
-}
-
-// putCertificate registers or replaces a CA certificate. Replacing it with
-// another certificate clears the verification (a proof is about one key);
-// writing the same certificate again keeps it.
-func (a *API) putCertificate(w http.ResponseWriter, r *http.Request) {
-	name, c, cond, err := putRequest(r, caPathName, enrollment.DecodeCACertificate, func(c *enrollment.CACertificate) string { return c.Name }, "name")
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	created, err := a.m.PutCACertificate(r.Context(), c, cond)
-	if err != nil {
-		a.writeError(w, r, about("certificate", name, err))
-		return
-	}
-	a.audit(r, createdOrUpdated(created), "certificate", c.Name)
-	a.writeJSON(w, http.StatusOK, c.Redacted())
-}
-
-func (a *API) deleteCertificate(w http.ResponseWriter, r *http.Request) {
-	name, err := caPathName(r)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	if err := a.m.DeleteCACertificate(r.Context(), name, ifMatch(r)); err != nil {
-		a.writeError(w, r, about("certificate", name, err))
-		return
-	}
-	a.audit(r, "delete", "certificate", name)
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// certificateVerificationCode issues a fresh one-time code, replacing any
-// outstanding one.
-func (a *API) certificateVerificationCode(w http.ResponseWriter, r *http.Request) {
-	name, err := caPathName(r)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	c, err := a.m.VerificationCode(r.Context(), name)
-	if err != nil {
-		a.writeError(w, r, about("certificate", name, err))
-		return
-	}
-	a.audit(r, "verification-code", "certificate", c.Name)
-	a.writeJSON(w, http.StatusOK, verificationCodeAnswer{
+// verificationCode is the answer of POST .../verificationCode, which
+// issues a fresh one-time code, replacing any outstanding one.
+func verificationCode(c *enrollment.CACertificate) verificationCodeAnswer {
+	return verificationCodeAnswer{
 		Name: c.Name, VerificationCode: c.VerificationCode, VerificationCodeExpiry: *c.VerificationCodeExpiry,
 		Info: c.Info, IsVerified: c.IsVerified, ETag: c.ETag,
-	})
+	}
 }
 
 // verifyCertificate checks the proof of possession: a currently valid
 // certificate whose subject CN is the outstanding code, signed by the
 // registered CA's key. Success marks the CA verified and consumes the code.
 func (a *API) verifyCertificate(w http.ResponseWriter, r *http.Request) {
-	name, err := caPathName(r)
+	name, err := caCerts.pathID(r)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -133,7 +69,7 @@ func (a *API) verifyCertificate(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, &enrollment.ValidationError{Field: "certificate", Reason: err.Error()})
 		return
 	}
-	c, err := a.m.VerifyCACertificate(r.Context(), name, proof)
+	c, err := a.uc.Certificates.VerifyCACertificate(r.Context(), name, proof)
 	if err != nil {
 		a.writeError(w, r, about("certificate", name, err))
 		return

@@ -67,7 +67,7 @@ func TestCertificateProofOfPossession(t *testing.T) {
 	var clock atomic.Pointer[time.Time]
 	now := testNow
 	clock.Store(&now)
-	e := newEnv(t, func(c *Config) { c.Now = func() time.Time { return *clock.Load() } })
+	e := newEnv(t, func(c *testConfig) { c.Now = func() time.Time { return *clock.Load() } })
 	e.ownerTok = e.token(e.owner, e.host, 24*time.Hour)
 	advance := func(d time.Duration) { n := clock.Load().Add(d); clock.Store(&n) }
 

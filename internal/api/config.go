@@ -3,8 +3,6 @@ package api
 import (
 	"net/http"
 
-	"github.com/go-chi/chi/v5"
-
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -44,136 +42,18 @@ func listPage[T, U any](a *API, w http.ResponseWriter, r *http.Request, itemType
 // listHubs answers the hubs with how many devices each holds.
 func (a *API) listHubs(w http.ResponseWriter, r *http.Request) {
 	listPage(a, w, r, "Hub", func(cont string, limit int) ([]*enrollment.Hub, string, error) {
-		return a.m.Hubs(r.Context(), cont, limit)
+		return a.uc.Resources.Hubs(r.Context(), cont, limit)
 	}, func(h *enrollment.Hub) *enrollment.Hub { return h })
-}
-
-// hubPathName reads and validates the hub name in the path.
-func hubPathName(r *http.Request) (string, error) {
-	name := chi.URLParam(r, "name")
-	return name, enrollment.ValidateHostName(name)
-}
-
-func (a *API) getHub(w http.ResponseWriter, r *http.Request) {
-	name, err := hubPathName(r)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	h, err := a.m.Hub(r.Context(), name)
-	if err != nil {
-		a.writeError(w, r, about("hub", name, err))
-		return
-	}
-	a.writeJSON(w, http.StatusOK, h)
-}
-
-func (a *API) putHub(w http.ResponseWriter, r *http.Request) {
-	name, h, cond, err := putRequest(r, hubPathName, enrollment.DecodeHub, func(h *enrollment.Hub) string { return h.Name }, "name")
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	created, err := a.m.PutHub(r.Context(), h, cond)
-	if err != nil {
-		a.writeError(w, r, about("hub", name, err))
-		return
-	}
-	a.audit(r, createdOrUpdated(created), "hub", h.Name)
-	a.writeJSON(w, http.StatusOK, h)
-}
-
-func (a *API) deleteHub(w http.ResponseWriter, r *http.Request) {
-	name, err := hubPathName(r)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	if err := a.m.DeleteHub(r.Context(), name, ifMatch(r)); err != nil {
-		a.writeError(w, r, about("hub", name, err))
-		return
-	}
-	a.audit(r, "delete", "hub", name)
-	w.WriteHeader(http.StatusNoContent)
 }
 
 func (a *API) listPolicies(w http.ResponseWriter, r *http.Request) {
 	listPage(a, w, r, "SharedAccessPolicy", func(cont string, limit int) ([]*enrollment.SharedAccessPolicy, string, error) {
-		return a.m.Policies(r.Context(), cont, limit)
+		return a.uc.Resources.Policies(r.Context(), cont, limit)
 	}, (*enrollment.SharedAccessPolicy).Redacted)
 }
 
-// policyPathName reads and validates the policy name in the path.
-func policyPathName(r *http.Request) (string, error) {
-	name := chi.URLParam(r, "keyName")
-	return name, enrollment.ValidatePolicyName(name)
-}
-
-func (a *API) getPolicy(w http.ResponseWriter, r *http.Request) {
-	name, err := policyPathName(r)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	p, err := a.m.Policy(r.Context(), name)
-	if err != nil {
-		a.writeError(w, r, about("policy", name, err))
-		return
-	}
-	a.writeJSON(w, http.StatusOK, p.Redacted())
-}
-
-// putPolicy creates or replaces a policy. Empty keys keep the stored keys
-// or are generated; the answer has no keys (POST .../keys returns them).
-// The owner policy must keep ServiceConfig, so that the instance always
-// has a policy able to manage policies.
-func (a *API) putPolicy(w http.ResponseWriter, r *http.Request) {
-	name, p, cond, err := putRequest(r, policyPathName, enrollment.DecodeSharedAccessPolicy, func(p *enrollment.SharedAccessPolicy) string { return p.KeyName }, "keyName")
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	created, err := a.m.PutPolicy(r.Context(), p, cond)
-	if err != nil {
-		a.writeError(w, r, about("policy", name, err))
-		return
-	}
-	a.audit(r, createdOrUpdated(created), "policy", p.KeyName)
-	a.writeJSON(w, http.StatusOK, p.Redacted())
-}
-
-func (a *API) deletePolicy(w http.ResponseWriter, r *http.Request) {
-	name, err := policyPathName(r)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	if err := a.m.DeletePolicy(r.Context(), name, ifMatch(r)); err != nil {
-		a.writeError(w, r, about("policy", name, err))
-		return
-	}
-	a.audit(r, "delete", "policy", name)
-	w.WriteHeader(http.StatusNoContent)
-}
-
-// policyKeys answers the policy with its keys; audited like a change.
-func (a *API) policyKeys(w http.ResponseWriter, r *http.Request) {
-	name, err := policyPathName(r)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	p, err := a.m.Policy(r.Context(), name)
-	if err != nil {
-		a.writeError(w, r, about("policy", name, err))
-		return
-	}
-	a.audit(r, "read-keys", "policy", p.KeyName)
-	a.writeJSON(w, http.StatusOK, p)
-}
-
 func (a *API) getSettings(w http.ResponseWriter, r *http.Request) {
-	s, err := a.m.Settings(r.Context())
+	s, err := a.uc.Resources.Settings(r.Context())
 	if err != nil {
 		a.writeError(w, r, about("settings", "", err))
 		return
@@ -199,7 +79,7 @@ func (a *API) putSettings(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	err = a.m.PutSettings(r.Context(), s, cond)
+	err = a.uc.Resources.PutSettings(r.Context(), s, cond)
 	if err != nil {
 		a.writeError(w, r, about("settings", "", err))
 		return

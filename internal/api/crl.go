@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -10,17 +11,23 @@ import (
 // describe and no CRL.
 var errNoCA = fmt.Errorf("%w: this instance has no embedded CA", errRouteNotFound)
 
+// CRLSource signs and caches the CRL GET /crl answers
+// (internal/revocation.CRLPublisher is one).
+type CRLSource interface {
+	CRL(ctx context.Context) ([]byte, error)
+}
+
 // getCRL answers the current CRL, DER-encoded and signed by the issuing
 // intermediate. It needs no authentication: relying parties (hubs,
 // gateways, OpenSSL) fetch CRLs anonymously and the CRL's signature is
 // its integrity. The CRL is signed only when the revoked set changed or
 // it ages (revocation.CRLPublisher), never per request.
 func (a *API) getCRL(w http.ResponseWriter, r *http.Request) {
-	if a.rv.crl == nil {
+	if a.cfg.CRL == nil {
 		a.writeError(w, r, errNoCA)
 		return
 	}
-	der, err := a.rv.crl.CRL(r.Context())
+	der, err := a.cfg.CRL.CRL(r.Context())
 	if err != nil {
 		a.writeError(w, r, err)
 		return

@@ -1,46 +1,19 @@
 package api
 
 import (
-	"crypto/sha256"
 	"crypto/x509"
-	"encoding/hex"
-	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
-	"time"
+
+	"github.com/zdps/zdps/pkg/dps"
 )
 
-// CACertificateInfo describes one certificate of the embedded CA, as
-// GET /ca answers it.
-type CACertificateInfo struct {
-	Subject   string    `json:"subject"`
-	Issuer    string    `json:"issuer"`
-	Serial    string    `json:"serialNumber"`
-	NotBefore time.Time `json:"notBefore"`
-	NotAfter  time.Time `json:"notAfter"`
-	// SHA256Thumbprint is the upper-case hex SHA-256 of the DER
-	// certificate, as `openssl x509 -fingerprint -sha256` prints it
-	// without colons.
-	SHA256Thumbprint string `json:"sha256Thumbprint"`
-}
-
-// CAInfo is the answer of GET /ca.
-type CAInfo struct {
-	Root         CACertificateInfo `json:"root"`
-	Intermediate CACertificateInfo `json:"intermediate"`
-}
-
-func certInfo(c *x509.Certificate) CACertificateInfo {
-	sum := sha256.Sum256(c.Raw)
-	return CACertificateInfo{
-		Subject:          c.Subject.String(),
-		Issuer:           c.Issuer.String(),
-		Serial:           fmt.Sprintf("%x", c.SerialNumber),
-		NotBefore:        c.NotBefore.UTC(),
-		NotAfter:         c.NotAfter.UTC(),
-		SHA256Thumbprint: strings.ToUpper(hex.EncodeToString(sum[:])),
-	}
+// CAView is what GET /ca and /ca/bundle describe of the embedded CA
+// (internal/ca.CA has it).
+type CAView interface {
+	Root() *x509.Certificate
+	Intermediate() *x509.Certificate
+	BundlePEM() []byte
 }
 
 // getCA describes the embedded CA's root and issuing intermediate (no key
@@ -50,7 +23,10 @@ func (a *API) getCA(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, errNoCA)
 		return
 	}
-	a.writeJSON(w, http.StatusOK, CAInfo{Root: certInfo(a.cfg.CA.Root()), Intermediate: certInfo(a.cfg.CA.Intermediate())})
+	a.writeJSON(w, http.StatusOK, dps.CAInfo{
+		Root:         dps.NewCACertificateInfo(a.cfg.CA.Root()),
+		Intermediate: dps.NewCACertificateInfo(a.cfg.CA.Intermediate()),
+	})
 }
 
 // getCABundle answers the intermediate then the root as PEM: the file for

@@ -6,7 +6,6 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/zdps/zdps/internal/manage"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -16,7 +15,8 @@ import (
 // manage.Kind), so that one handler serves both: they share every
 // operation of docs/protocol.md#service-api.
 type enrollmentKind[T store.Document] struct {
-	m          *manage.Kind[T]
+	// docs picks the kind's use cases.
+	docs       func(UseCases) Documents[T]
 	resource   string // audit resource name
 	param      string // chi URL parameter of the ID
 	idField    string // JSON field of the ID
@@ -32,11 +32,11 @@ type enrollmentKind[T store.Document] struct {
 	bulkResult func([]bulkFailure) any
 	// withState, when set, adds the read-only registrationState to a GET
 	// answer.
-	withState func(ctx context.Context, m *manage.Service, v T) error
+	withState func(ctx context.Context, r RegistrationRecords, v T) error
 }
 
 var enrollments = enrollmentKind[*enrollment.IndividualEnrollment]{
-	m:          manage.Enrollments,
+	docs:       func(u UseCases) Documents[*enrollment.IndividualEnrollment] { return u.Enrollments },
 	resource:   "enrollment",
 	param:      "registrationId",
 	idField:    "registrationId",
@@ -53,8 +53,8 @@ var enrollments = enrollmentKind[*enrollment.IndividualEnrollment]{
 		}
 		return op.Mode, op.Enrollments, nil
 	},
-	withState: func(ctx context.Context, m *manage.Service, e *enrollment.IndividualEnrollment) error {
-		st, err := m.EnrollmentState(ctx, e.RegistrationID)
+	withState: func(ctx context.Context, r RegistrationRecords, e *enrollment.IndividualEnrollment) error {
+		st, err := r.EnrollmentState(ctx, e.RegistrationID)
 		e.RegistrationState = st
 		return err
 	},
@@ -68,7 +68,7 @@ var enrollments = enrollmentKind[*enrollment.IndividualEnrollment]{
 }
 
 var groups = enrollmentKind[*enrollment.EnrollmentGroup]{
-	m:          manage.Groups,
+	docs:       func(u UseCases) Documents[*enrollment.EnrollmentGroup] { return u.Groups },
 	resource:   "enrollmentGroup",
 	param:      "enrollmentGroupId",
 	idField:    "enrollmentGroupId",
@@ -103,82 +103,35 @@ func (k *enrollmentKind[T]) pathID(r *http.Request) (string, error) {
 	return id, nil
 }
 
+// res is the kind as a resource of the service API.
+func (k *enrollmentKind[T]) res() resource { return resource{k.resource, k.pathID} }
+
+// getDoc answers a document without its keys, an individual enrollment
+// with its registrationState.
 func getDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := k.pathID(r)
-		if err != nil {
-			a.writeError(w, r, err)
-			return
-		}
-		v, err := manage.Get(r.Context(), a.m, k.m, id)
-		if err != nil {
-			a.writeError(w, r, about(k.resource, id, err))
-			return
-		}
+	return getOne(a, k.res(), k.docs(a.uc).Get, func(r *http.Request, v T) (T, error) {
 		out := k.redacted(v)
-		if k.withState != nil {
-			if err := k.withState(r.Context(), a.m, out); err != nil {
-				a.writeError(w, r, err)
-				return
-			}
+		if k.withState == nil {
+			return out, nil
 		}
-		a.writeJSON(w, http.StatusOK, out)
-	}
+		return out, k.withState(r.Context(), a.uc.Registrations, out)
+	}, "", nil)
 }
 
 // putDoc creates or replaces a document (manage.Put: keys the request
 // leaves empty are kept or generated, in the write's transaction).
 func putDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id, v, cond, err := putRequest(r, k.pathID, k.decode, k.id, k.idField)
-		if err != nil {
-			a.writeError(w, r, err)
-			return
-		}
-		created, err := manage.Put(r.Context(), a.m, k.m, v, cond)
-		if err != nil {
-			a.writeError(w, r, about(k.resource, id, err))
-			return
-		}
-		a.audit(r, createdOrUpdated(created), k.resource, k.id(v))
-		// DPS answers 200 for a create as for an update.
-		a.writeJSON(w, http.StatusOK, k.redacted(v))
-	}
+	return putOne(a, k.res(), k.decode, k.id, k.idField, k.docs(a.uc).Put, k.redacted)
 }
 
 func deleteDoc[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := k.pathID(r)
-		if err != nil {
-			a.writeError(w, r, err)
-			return
-		}
-		if err := manage.Delete(r.Context(), a.m, k.m, id, ifMatch(r)); err != nil {
-			a.writeError(w, r, about(k.resource, id, err))
-			return
-		}
-		a.audit(r, "delete", k.resource, id)
-		w.WriteHeader(http.StatusNoContent)
-	}
+	return deleteOne(a, k.res(), k.docs(a.uc).Delete)
 }
 
 // docKeys answers the attestation mechanism with its keys. It is the only
 // read that returns keys, and it is audited like a change.
 func docKeys[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		id, err := k.pathID(r)
-		if err != nil {
-			a.writeError(w, r, err)
-			return
-		}
-		v, err := manage.Get(r.Context(), a.m, k.m, id)
-		if err != nil {
-			a.writeError(w, r, about(k.resource, id, err))
-			return
-		}
-		a.audit(r, "read-keys", k.resource, k.id(v))
-		a.writeJSON(w, http.StatusOK, k.att(v))
-	}
+	return getOne(a, k.res(), k.docs(a.uc).Get, as(k.att), "read-keys", k.id)
 }
 
 func queryDocs[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
@@ -192,7 +145,7 @@ func queryDocs[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc 
 			a.writeError(w, r, err)
 			return
 		}
-		items, next, err := manage.List(r.Context(), a.m, k.m, cont, limit)
+		items, next, err := k.docs(a.uc).List(r.Context(), cont, limit)
 		if err != nil {
 			a.writeError(w, r, err)
 			return

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/big"
 	"net/http"
 	"net/http/httptest"
 	"sort"
@@ -17,6 +18,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/ca"
+	"github.com/zdps/zdps/internal/manage"
+	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/testbackend"
 	"github.com/zdps/zdps/pkg/dps"
@@ -54,6 +58,7 @@ type env struct {
 	t        *testing.T
 	srv      *httptest.Server
 	api      *API
+	rev      *revocation.Revocations
 	st       *store.Store
 	host     string
 	logs     *syncBuffer
@@ -62,7 +67,17 @@ type env struct {
 	ownerTok string
 }
 
-func newEnv(t *testing.T, tweak ...func(*Config)) *env {
+// testConfig is the API's Config and what cmd/zdps wires around it (the
+// management use cases, revocation, the CRL), so that one tweak of a test
+// sets either.
+type testConfig struct {
+	Config
+	CA                        *ca.CA
+	KeepCertificatesOnDisable bool
+	CheckWebhookURL           func(url string) error
+}
+
+func newEnv(t *testing.T, tweak ...func(*testConfig)) *env {
 	t.Helper()
 	b := testbackend.Bolt(t)
 	st := store.New(b, func() time.Time { return testNow })
@@ -72,25 +87,63 @@ func newEnv(t *testing.T, tweak ...func(*Config)) *env {
 
 	e.srv = httptest.NewUnstartedServer(nil)
 	e.host = e.srv.Listener.Addr().String()
-	cfg := Config{
+	cfg := testConfig{Config: Config{
 		Store:    st,
 		HostName: e.host,
 		Logger:   slog.New(slog.NewJSONHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:      func() time.Time { return testNow },
-	}
+	}}
 	for _, f := range tweak {
 		f(&cfg)
 	}
-	var err error
-	e.api, err = New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e.api, e.rev = wire(t, cfg)
 	e.srv.Config.Handler = e.api.Handler()
 	e.srv.StartTLS()
 	t.Cleanup(e.srv.Close)
 	e.ownerTok = e.token(e.owner, e.host, time.Hour)
 	return e
+}
+
+// wire builds the API with its use cases, revocation and CRL as cmd/zdps
+// does.
+func wire(t *testing.T, tc testConfig) (*API, *revocation.Revocations) {
+	t.Helper()
+	cfg := tc.Config
+	rev, err := revocation.NewRevocations(cfg.Store, revocation.RevocationConfig{Now: cfg.Now, Logger: cfg.Logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mcfg := manage.Config{Store: cfg.Store, Logger: cfg.Logger, Now: cfg.Now, CheckWebhookURL: tc.CheckWebhookURL}
+	if !tc.KeepCertificatesOnDisable {
+		mcfg.Revocations = rev
+	}
+	m, err := manage.New(mcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.UseCases = UseCasesOf(m)
+	if tc.CA != nil {
+		cfg.CA = tc.CA
+		if cfg.CRL, err = revocation.NewCRLPublisher(rev, testCRLSigner{tc.CA}, ca.DefaultCRLValidity); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a, rev
+}
+
+// testCRLSigner adapts the CA to the CRL publisher, as cmd/zdps does.
+type testCRLSigner struct{ ca *ca.CA }
+
+func (s testCRLSigner) CRL(entries []revocation.Entry, number *big.Int, nextUpdate time.Duration) ([]byte, error) {
+	revoked := make([]ca.Revoked, len(entries))
+	for i, e := range entries {
+		revoked[i] = ca.Revoked{Serial: e.Serial, RevokedAt: e.RevokedAt, Reason: e.Reason}
+	}
+	return s.ca.CRL(revoked, number, nextUpdate)
 }
 
 func (e *env) seedPolicy(name, rights string) *enrollment.SharedAccessPolicy {

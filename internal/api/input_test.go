@@ -11,7 +11,7 @@ import (
 // TestBadInput: every malformed request gets a clear 4xx in the DPS format
 // and changes nothing in the store.
 func TestBadInput(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.MaxBodyBytes = 4096 })
+	e := newEnv(t, func(c *testConfig) { c.MaxBodyBytes = 4096 })
 	e.must(req{method: http.MethodPut, path: "/enrollments/dev-1", body: symEnrollment("dev-1")}, http.StatusOK)
 	e.must(req{method: http.MethodPut, path: "/enrollmentGroups/grp-1", body: symGroup("grp-1")}, http.StatusOK)
 	before := e.dump()

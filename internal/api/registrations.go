@@ -8,39 +8,6 @@ import (
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
-// getRegistration answers a device's registration record in its DPS form
-// (DeviceRegistrationState).
-func (a *API) getRegistration(w http.ResponseWriter, r *http.Request) {
-	id := chi.URLParam(r, "registrationId")
-	if err := enrollment.ValidateRegistrationID(id); err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	rec, err := a.m.Registration(r.Context(), id)
-	if err != nil {
-		a.writeError(w, r, about("registration", id, err))
-		return
-	}
-	a.writeJSON(w, http.StatusOK, rec.ServiceState())
-}
-
-// deleteRegistration forgets a device's registration: its next register
-// call is a first assignment. The certificates issued to it are revoked
-// in the same transaction (unless Config.KeepCertificatesOnDisable).
-func (a *API) deleteRegistration(w http.ResponseWriter, r *http.Request) {
-	id := chi.URLParam(r, "registrationId")
-	if err := enrollment.ValidateRegistrationID(id); err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	if err := a.m.DeleteRegistration(r.Context(), id, ifMatch(r)); err != nil {
-		a.writeError(w, r, about("registration", id, err))
-		return
-	}
-	a.audit(r, "delete", "registration", id)
-	w.WriteHeader(http.StatusNoContent)
-}
-
 // queryGroupRegistrations lists the records of the devices registered
 // through one enrollment group.
 func (a *API) queryGroupRegistrations(w http.ResponseWriter, r *http.Request) {
@@ -70,7 +37,7 @@ func (a *API) queryRegistrationsBy(w http.ResponseWriter, r *http.Request, group
 		a.writeError(w, r, err)
 		return
 	}
-	recs, next, err := a.m.Registrations(r.Context(), group, cont, limit)
+	recs, next, err := a.uc.Registrations.Registrations(r.Context(), group, cont, limit)
 	if err != nil {
 		a.writeError(w, r, err)
 		return

@@ -228,7 +228,7 @@ func queryAll(t *testing.T, e *env, path string, pageSize int, ids func(reply) [
 }
 
 func TestQueryPaging(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.MaxPageSize = 10 })
+	e := newEnv(t, func(c *testConfig) { c.MaxPageSize = 10 })
 	for i := range 25 {
 		e.must(req{method: http.MethodPut, path: "/enrollments/dev-" + strconv.Itoa(100+i), body: symEnrollment("dev-" + strconv.Itoa(100+i))}, http.StatusOK)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/store/memory"
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
@@ -170,7 +171,7 @@ func TestRevocationOnChange(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, func(c *Config) { c.CA = testCA(t); c.KeepCertificatesOnDisable = tc.keep })
+			e := newEnv(t, func(c *testConfig) { c.CA = testCA(t); c.KeepCertificatesOnDisable = tc.keep })
 			bystander := e.seedIssued("bystander", "other-group", 1000)
 			var serials []string
 			for i, d := range tc.devices {
@@ -188,7 +189,7 @@ func TestRevocationOnChange(t *testing.T) {
 				if ok != tc.revoked || (ok && reason != tc.reason) {
 					t.Errorf("serial %s: listed %v reason %d, want listed %v reason %d", s, ok, reason, tc.revoked, tc.reason)
 				}
-				if r, err := e.api.Revocations().IsRevoked(context.Background(), s); err != nil || r != tc.revoked {
+				if r, err := e.rev.IsRevoked(context.Background(), s); err != nil || r != tc.revoked {
 					t.Errorf("IsRevoked(%s) = %v, %v", s, r, err)
 				}
 			}
@@ -206,9 +207,9 @@ func TestCARoutes(t *testing.T) {
 			e.must(req{method: http.MethodGet, path: p}, http.StatusNotFound).errBody(t)
 		}
 	})
-	e := newEnv(t, func(c *Config) { c.CA = testCA(t) })
+	e := newEnv(t, func(c *testConfig) { c.CA = testCA(t) })
 	t.Run("info", func(t *testing.T) {
-		var info CAInfo
+		var info dps.CAInfo
 		e.must(req{method: http.MethodGet, path: "/CA"}, http.StatusOK).decode(t, &info)
 		inter := e.api.cfg.CA.Intermediate()
 		if info.Intermediate.Serial != fmt.Sprintf("%x", inter.SerialNumber) || info.Intermediate.Subject != inter.Subject.String() ||

@@ -16,7 +16,7 @@ const rightPublic = "public"
 
 // routeRights is the right each route requires, keyed by "METHOD pattern"
 // exactly as chi reports the route. It is the single place where access is
-// decided: router() refuses to register a route missing here, and a test
+// decided: routes() refuses to register a route missing here, and a test
 // walks the router and fails on any route without a right or any right
 // without a route.
 //
@@ -110,15 +110,33 @@ func Routes() []Route {
 	return out
 }
 
-// router builds the chi router. Trailing slashes are removed before
-// routing (canonicalPath), so "POST /enrollments/" (the Node service SDK's
-// bulk call) reaches "POST /enrollments".
-func (a *API) router() (*chi.Mux, error) {
+// NewRouter is a router with the middleware every route zdps serves runs
+// under (request ID, access log, panic recovery, case-insensitive paths
+// with decoded IDs, body limit) and DPS-format 404 and 405 answers: the
+// root router cmd/zdps mounts each API's routes on. Trailing slashes are
+// removed before routing (canonicalPath), so "POST /enrollments/" (the
+// Node service SDK's bulk call) reaches "POST /enrollments".
+func (a *API) NewRouter() *chi.Mux {
 	r := chi.NewRouter()
 	r.Use(a.requestID, a.accessLog, a.recoverer, canonicalPath, a.limitBody)
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) { a.writeError(w, req, errRouteNotFound) })
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) { a.writeError(w, req, errMethodNotAllowed) })
+	return r
+}
 
+// Routes adds the service API's routes (with /healthz, /ca and /crl) to r,
+// each under the right routeRights declares. Another API's routes (the
+// device API: /{idScope}/registrations/...) go on the same router without
+// service auth, which they replace with their own; the literal segments
+// they use must be in literals, or they are matched case-sensitively.
+func (a *API) Routes(r chi.Router) {
+	// New built its own router with the same routes, so none lacks a right.
+	_ = a.routes(r)
+}
+
+// routes adds the service API's routes to r, refusing any route without a
+// declared right.
+func (a *API) routes(r chi.Router) error {
 	var missing []string
 	route := func(method, pattern string, h http.HandlerFunc) {
 		key := method + " " + pattern
@@ -150,21 +168,21 @@ func (a *API) router() (*chi.Mux, error) {
 	route(http.MethodPost, "/enrollmentGroups/query", queryDocs(a, &groups))
 	route(http.MethodPost, "/enrollmentGroups", bulkDocs(a, &groups))
 
-	route(http.MethodGet, "/registrations/{registrationId}", a.getRegistration)
-	route(http.MethodDelete, "/registrations/{registrationId}", a.deleteRegistration)
+	route(http.MethodGet, "/registrations/{registrationId}", getOne(a, registrations, a.uc.Registrations.Registration, as((*enrollment.Registration).ServiceState), "", nil))
+	route(http.MethodDelete, "/registrations/{registrationId}", deleteOne(a, registrations, a.uc.Registrations.DeleteRegistration))
 	route(http.MethodPost, "/registrations/{enrollmentGroupId}/query", a.queryGroupRegistrations)
 	route(http.MethodPost, "/registrations/query", a.queryRegistrations)
 
 	route(http.MethodGet, "/hubs", a.listHubs)
-	route(http.MethodGet, "/hubs/{name}", a.getHub)
-	route(http.MethodPut, "/hubs/{name}", a.putHub)
-	route(http.MethodDelete, "/hubs/{name}", a.deleteHub)
+	route(http.MethodGet, "/hubs/{name}", getOne(a, hubs, a.uc.Resources.Hub, as(same[*enrollment.Hub]), "", nil))
+	route(http.MethodPut, "/hubs/{name}", putOne(a, hubs, enrollment.DecodeHub, hubName, "name", a.uc.Resources.PutHub, same))
+	route(http.MethodDelete, "/hubs/{name}", deleteOne(a, hubs, a.uc.Resources.DeleteHub))
 
 	route(http.MethodGet, "/policies", a.listPolicies)
-	route(http.MethodGet, "/policies/{keyName}", a.getPolicy)
-	route(http.MethodPut, "/policies/{keyName}", a.putPolicy)
-	route(http.MethodDelete, "/policies/{keyName}", a.deletePolicy)
-	route(http.MethodPost, "/policies/{keyName}/keys", a.policyKeys)
+	route(http.MethodGet, "/policies/{keyName}", getOne(a, policies, a.uc.Resources.Policy, as((*enrollment.SharedAccessPolicy).Redacted), "", nil))
+	route(http.MethodPut, "/policies/{keyName}", putOne(a, policies, enrollment.DecodeSharedAccessPolicy, policyKeyName, "keyName", a.uc.Resources.PutPolicy, (*enrollment.SharedAccessPolicy).Redacted))
+	route(http.MethodDelete, "/policies/{keyName}", deleteOne(a, policies, a.uc.Resources.DeletePolicy))
+	route(http.MethodPost, "/policies/{keyName}/keys", getOne(a, policies, a.uc.Resources.Policy, as(same[*enrollment.SharedAccessPolicy]), "read-keys", policyKeyName))
 
 	route(http.MethodGet, "/settings", a.getSettings)
 	route(http.MethodPut, "/settings", a.putSettings)
@@ -172,10 +190,10 @@ func (a *API) router() (*chi.Mux, error) {
 	route(http.MethodPost, "/allocation/explain", a.explainAllocation)
 
 	route(http.MethodGet, "/certificates", a.listCertificates)
-	route(http.MethodGet, "/certificates/{name}", a.getCertificate)
-	route(http.MethodPut, "/certificates/{name}", a.putCertificate)
-	route(http.MethodDelete, "/certificates/{name}", a.deleteCertificate)
-	route(http.MethodPost, "/certificates/{name}/verificationCode", a.certificateVerificationCode)
+	route(http.MethodGet, "/certificates/{name}", getOne(a, caCerts, a.uc.Certificates.CACertificate, as((*enrollment.CACertificate).Redacted), "", nil))
+	route(http.MethodPut, "/certificates/{name}", putOne(a, caCerts, enrollment.DecodeCACertificate, caName, "name", a.uc.Certificates.PutCACertificate, (*enrollment.CACertificate).Redacted))
+	route(http.MethodDelete, "/certificates/{name}", deleteOne(a, caCerts, a.uc.Certificates.DeleteCACertificate))
+	route(http.MethodPost, "/certificates/{name}/verificationCode", getOne(a, caCerts, a.uc.Certificates.VerificationCode, as(verificationCode), "verification-code", caName))
 	route(http.MethodPost, "/certificates/{name}/verify", a.verifyCertificate)
 
 	route(http.MethodGet, "/ca", a.getCA)
@@ -185,9 +203,9 @@ func (a *API) router() (*chi.Mux, error) {
 	route(http.MethodGet, "/backup", a.getBackup)
 
 	if len(missing) > 0 {
-		return nil, fmt.Errorf("api: routes without a declared right: %v", missing)
+		return fmt.Errorf("api: routes without a declared right: %v", missing)
 	}
-	return r, nil
+	return nil
 }
 
 // literals are the fixed path segments of every route zdps serves (service

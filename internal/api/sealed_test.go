@@ -20,7 +20,7 @@ func TestGoldenWithSealedStore(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e := newEnv(t, func(c *Config) {
+	e := newEnv(t, func(c *testConfig) {
 		c.Store = store.New(c.Store.Backend, func() time.Time { return testNow }, store.WithSealer(box))
 	})
 	key := strings.Repeat("A", 43) + "="

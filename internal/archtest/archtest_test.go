@@ -104,6 +104,11 @@ var rules = []rule{
 			[]string{"attestation/...", "internal/ca"}),
 	},
 	{
+		name:   "the service API is handed the CA and its use cases (cmd/zdps wires them): it never reaches the CA itself",
+		from:   []string{"internal/api"},
+		forbid: []string{"internal/ca", "attestation/...", "allocation/custom"},
+	},
+	{
 		name:   "management use cases know no transport, pipeline, verifier, policy or CA",
 		from:   []string{"internal/manage"},
 		forbid: concat(transports, pipeline, []string{"internal/ca", "attestation/...", "allocation/..."}),

@@ -6,10 +6,11 @@ import (
 	"io"
 	"log/slog"
 	"net/url"
-	"sync"
 	"time"
 
 	"golang.org/x/crypto/argon2"
+
+	"github.com/zdps/zdps/internal/syncio"
 )
 
 // KeyType is the key algorithm of a CA that New creates.
@@ -118,23 +119,12 @@ func (c Config) withDefaults() (Config, error) {
 	} else {
 		// An injected reader (a deterministic one in tests) need not be safe
 		// for concurrent use, and SignCSR is called concurrently.
-		c.Rand = &lockedReader{r: c.Rand}
+		c.Rand = syncio.Reader(c.Rand)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
 	return c, nil
-}
-
-type lockedReader struct {
-	mu sync.Mutex
-	r  io.Reader
-}
-
-func (l *lockedReader) Read(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.r.Read(p)
 }
 
 // Argon2id parameters of KEKFromPassphrase: the second recommended option of

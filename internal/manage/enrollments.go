@@ -163,3 +163,43 @@ func (s *Service) EnrollmentState(ctx context.Context, registrationID string) (*
 	}
 	return rec.ServiceState(), nil
 }
+
+// Docs are the use cases of one kind of enrollment document bound to a
+// service: what a transport calls, behind an interface of its own.
+type Docs[T store.Document] struct {
+	s *Service
+	k *Kind[T]
+}
+
+// IndividualEnrollments are the use cases of individual enrollments.
+func (s *Service) IndividualEnrollments() Docs[*enrollment.IndividualEnrollment] {
+	return Docs[*enrollment.IndividualEnrollment]{s, Enrollments}
+}
+
+// EnrollmentGroups are the use cases of enrollment groups.
+func (s *Service) EnrollmentGroups() Docs[*enrollment.EnrollmentGroup] {
+	return Docs[*enrollment.EnrollmentGroup]{s, Groups}
+}
+
+// Get is [Get] of the kind.
+func (d Docs[T]) Get(ctx context.Context, id string) (T, error) { return Get(ctx, d.s, d.k, id) }
+
+// List is [List] of the kind.
+func (d Docs[T]) List(ctx context.Context, cont string, limit int) ([]T, string, error) {
+	return List(ctx, d.s, d.k, cont, limit)
+}
+
+// Put is [Put] of the kind.
+func (d Docs[T]) Put(ctx context.Context, v T, cond store.Condition) (bool, error) {
+	return Put(ctx, d.s, d.k, v, cond)
+}
+
+// Delete is [Delete] of the kind.
+func (d Docs[T]) Delete(ctx context.Context, id, ifMatch string) error {
+	return Delete(ctx, d.s, d.k, id, ifMatch)
+}
+
+// Bulk is [Bulk] of the kind.
+func (d Docs[T]) Bulk(ctx context.Context, mode string, vs []T) []BulkResult {
+	return Bulk(ctx, d.s, d.k, mode, vs)
+}

@@ -298,19 +298,11 @@ func (s *Service) newOperationID() (string, error) {
 
 // hubs lists the linked hubs.
 func (s *Service) hubs(ctx context.Context) ([]*enrollment.Hub, error) {
-	var all []*enrollment.Hub
-	next := ""
-	for {
-		page, n, err := s.st.Hubs.List(ctx, next, 1000)
-		if err != nil {
-			return nil, fmt.Errorf("provisioning: list hubs: %w", err)
-		}
-		all = append(all, page...)
-		if n == "" {
-			return all, nil
-		}
-		next = n
+	all, err := s.st.Hubs.All(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("provisioning: list hubs: %w", err)
 	}
+	return all, nil
 }
 
 // effectivePolicy is the enrollment's policy, else the instance default,

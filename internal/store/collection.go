@@ -92,6 +92,49 @@ func (c *Collection[T]) ListBy(ctx context.Context, index Bucket, value string, 
 	return out, next, err
 }
 
+// Find is Get for a lookup in which absence is an answer: a missing
+// document is the zero value and no error.
+func (c *Collection[T]) Find(ctx context.Context, id string) (T, error) {
+	v, err := c.Get(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		var zero T
+		return zero, nil
+	}
+	return v, err
+}
+
+// All reads every document, a page (one read transaction) at a time, so
+// that no read holds the store long.
+func (c *Collection[T]) All(ctx context.Context) ([]T, error) {
+	return drain(func(next string) ([]T, string, error) { return c.List(ctx, next, drainPage) })
+}
+
+// AllBy reads every document whose index value equals value, a page at a
+// time like All.
+func (c *Collection[T]) AllBy(ctx context.Context, index Bucket, value string) ([]T, error) {
+	return drain(func(next string) ([]T, string, error) { return c.ListBy(ctx, index, value, next, drainPage) })
+}
+
+// drainPage is the page size of All and AllBy.
+const drainPage = 1000
+
+// drain reads pages until the last.
+func drain[T any](page func(next string) ([]T, string, error)) ([]T, error) {
+	var out []T
+	next := ""
+	for {
+		items, n, err := page(next)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, items...)
+		if n == "" {
+			return out, nil
+		}
+		next = n
+	}
+}
+
 // In binds the collection to a transaction, so that several writes (of
 // several collections) commit together.
 func (c *Collection[T]) In(tx Tx) TxCollection[T] { return TxCollection[T]{c: c, tx: tx} }

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 
 	"github.com/zdps/zdps/internal/store"
@@ -50,5 +51,39 @@ func TestGetIfChanged(t *testing.T) {
 				t.Fatal(err)
 			}
 		})
+	}
+}
+
+// TestFindAndAll: Find answers a missing document as nil without error;
+// All and AllBy read past the first page.
+func TestFindAndAll(t *testing.T) {
+	ctx := context.Background()
+	s := store.New(memory.New(), nil)
+	const n = 2500 // more than two of All's pages
+	for i := range n {
+		h := &enrollment.Hub{Name: fmt.Sprintf("hub-%04d.example.net", i), AllocationWeight: 1}
+		if _, err := s.Hubs.Put(ctx, h, store.Condition{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tc := range []struct {
+		id   string
+		want bool
+	}{{"hub-0007.example.net", true}, {"missing.example.net", false}} {
+		h, err := s.Hubs.Find(ctx, tc.id)
+		if err != nil || (h != nil) != tc.want {
+			t.Errorf("Find(%s) = %v, %v; want found %v", tc.id, h, err, tc.want)
+		}
+	}
+	all, err := s.Hubs.All(ctx)
+	if err != nil || len(all) != n {
+		t.Fatalf("All: %d hubs, %v; want %d", len(all), err, n)
+	}
+	seen := map[string]bool{}
+	for _, h := range all {
+		seen[h.Name] = true
+	}
+	if len(seen) != n {
+		t.Errorf("All answered %d distinct hubs of %d", len(seen), n)
 	}
 }

@@ -63,9 +63,5 @@ func (c *Client) ExplainAllocation(ctx context.Context, req ExplainRequest) (*Ex
 	if req.RegistrationID == "" {
 		return nil, fmt.Errorf("client: explain without registrationId")
 	}
-	var out Explanation
-	if err := c.do(ctx, request{method: http.MethodPost, path: "/allocation/explain", body: req, out: &out}); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[Explanation](ctx, c, request{method: http.MethodPost, path: "/allocation/explain", body: req})
 }

@@ -6,7 +6,8 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"time"
+
+	"github.com/zdps/zdps/pkg/dps"
 )
 
 // maxRawAnswer bounds the CA bundle and CRL the client reads. A CRL of a
@@ -14,29 +15,14 @@ import (
 const maxRawAnswer = 64 << 20
 
 // CACertificateInfo describes one certificate of the embedded CA.
-type CACertificateInfo struct {
-	Subject   string    `json:"subject"`
-	Issuer    string    `json:"issuer"`
-	Serial    string    `json:"serialNumber"`
-	NotBefore time.Time `json:"notBefore"`
-	NotAfter  time.Time `json:"notAfter"`
-	// SHA256Thumbprint is the upper-case hex SHA-256 of the DER certificate.
-	SHA256Thumbprint string `json:"sha256Thumbprint"`
-}
+type CACertificateInfo = dps.CACertificateInfo
 
 // CAInfo is the embedded CA: the root and the issuing intermediate.
-type CAInfo struct {
-	Root         CACertificateInfo `json:"root"`
-	Intermediate CACertificateInfo `json:"intermediate"`
-}
+type CAInfo = dps.CAInfo
 
 // GetCA describes the instance's embedded CA (GET /ca, ServiceConfig).
 func (c *Client) GetCA(ctx context.Context) (*CAInfo, error) {
-	var out CAInfo
-	if err := c.do(ctx, request{method: http.MethodGet, path: "/ca", out: &out}); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[CAInfo](ctx, c, request{method: http.MethodGet, path: "/ca"})
 }
 
 // CABundle returns the intermediate then the root, PEM-encoded (GET

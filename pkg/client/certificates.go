@@ -33,11 +33,7 @@ func (c *Client) Certificates(ctx context.Context, pageSize int) iter.Seq2[*enro
 
 // GetCertificate returns the registered CA certificate name.
 func (c *Client) GetCertificate(ctx context.Context, name string) (*enrollment.CACertificate, error) {
-	var out enrollment.CACertificate
-	if err := c.do(ctx, request{method: http.MethodGet, path: "/certificates/" + escape(name), out: &out}); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[enrollment.CACertificate](ctx, c, request{method: http.MethodGet, path: "/certificates/" + escape(name)})
 }
 
 // PutCertificate registers (or replaces) the CA certificate name, given as
@@ -48,11 +44,7 @@ func (c *Client) PutCertificate(ctx context.Context, name, certificate, ifMatchE
 		return nil, fmt.Errorf("client: certificate without name")
 	}
 	body := map[string]string{"name": name, "certificate": certificate}
-	var out enrollment.CACertificate
-	if err := c.do(ctx, request{method: http.MethodPut, path: "/certificates/" + escape(name), body: body, header: ifMatch(ifMatchETag), out: &out}); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[enrollment.CACertificate](ctx, c, request{method: http.MethodPut, path: "/certificates/" + escape(name), body: body, header: ifMatch(ifMatchETag)})
 }
 
 // DeleteCertificate removes the CA certificate name, conditionally on
@@ -64,21 +56,13 @@ func (c *Client) DeleteCertificate(ctx context.Context, name, ifMatchETag string
 // CertificateVerificationCode issues a fresh verification code for the CA
 // certificate name, replacing any outstanding one.
 func (c *Client) CertificateVerificationCode(ctx context.Context, name string) (*VerificationCode, error) {
-	var out VerificationCode
-	if err := c.do(ctx, request{method: http.MethodPost, path: "/certificates/" + escape(name) + "/verificationCode", out: &out}); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[VerificationCode](ctx, c, request{method: http.MethodPost, path: "/certificates/" + escape(name) + "/verificationCode"})
 }
 
 // VerifyCertificate presents the proof of possession for the CA
 // certificate name: a certificate (PEM or base64 DER) whose subject CN is
 // the current verification code, signed by the CA's key.
 func (c *Client) VerifyCertificate(ctx context.Context, name, certificate string) (*enrollment.CACertificate, error) {
-	var out enrollment.CACertificate
 	body := map[string]string{"certificate": certificate}
-	if err := c.do(ctx, request{method: http.MethodPost, path: "/certificates/" + escape(name) + "/verify", body: body, out: &out}); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[enrollment.CACertificate](ctx, c, request{method: http.MethodPost, path: "/certificates/" + escape(name) + "/verify", body: body})
 }

@@ -162,6 +162,16 @@ type request struct {
 // escape percent-encodes one path segment (an ID).
 func escape(id string) string { return url.PathEscape(id) }
 
+// call runs req and decodes its answer into a new T.
+func call[T any](ctx context.Context, c *Client, req request) (*T, error) {
+	var out T
+	req.out = &out
+	if err := c.do(ctx, req); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
 func (c *Client) do(ctx context.Context, r request) error {
 	var body io.Reader
 	if r.body != nil {

@@ -11,11 +11,7 @@ import (
 
 // GetEnrollment returns the individual enrollment id (without keys).
 func (c *Client) GetEnrollment(ctx context.Context, id string) (*enrollment.IndividualEnrollment, error) {
-	var e enrollment.IndividualEnrollment
-	if err := c.do(ctx, request{method: http.MethodGet, path: "/enrollments/" + escape(id), out: &e}); err != nil {
-		return nil, err
-	}
-	return &e, nil
+	return call[enrollment.IndividualEnrollment](ctx, c, request{method: http.MethodGet, path: "/enrollments/" + escape(id)})
 }
 
 // PutEnrollment creates or replaces e. A non-empty ifMatch makes the write
@@ -24,12 +20,7 @@ func (c *Client) PutEnrollment(ctx context.Context, e *enrollment.IndividualEnro
 	if e == nil || e.RegistrationID == "" {
 		return nil, fmt.Errorf("client: enrollment without registrationId")
 	}
-	var out enrollment.IndividualEnrollment
-	err := c.do(ctx, request{method: http.MethodPut, path: "/enrollments/" + escape(e.RegistrationID), body: e, header: ifMatch(ifMatchETag), out: &out})
-	if err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[enrollment.IndividualEnrollment](ctx, c, request{method: http.MethodPut, path: "/enrollments/" + escape(e.RegistrationID), body: e, header: ifMatch(ifMatchETag)})
 }
 
 // DeleteEnrollment deletes the enrollment id, only if its ETag is
@@ -40,11 +31,7 @@ func (c *Client) DeleteEnrollment(ctx context.Context, id, ifMatchETag string) e
 
 // EnrollmentKeys returns the attestation mechanism of id with its keys.
 func (c *Client) EnrollmentKeys(ctx context.Context, id string) (*enrollment.AttestationMechanism, error) {
-	var m enrollment.AttestationMechanism
-	if err := c.do(ctx, request{method: http.MethodPost, path: "/enrollments/" + escape(id) + "/attestationmechanism", out: &m}); err != nil {
-		return nil, err
-	}
-	return &m, nil
+	return call[enrollment.AttestationMechanism](ctx, c, request{method: http.MethodPost, path: "/enrollments/" + escape(id) + "/attestationmechanism"})
 }
 
 // QueryEnrollments returns one page of individual enrollments and the
@@ -63,10 +50,6 @@ func (c *Client) Enrollments(ctx context.Context, pageSize int) iter.Seq2[*enrol
 // service applies it item by item: per-item failures are in the result's
 // Errors, and a non-nil error means the call as a whole failed.
 func (c *Client) BulkEnrollments(ctx context.Context, mode string, items []*enrollment.IndividualEnrollment) (*enrollment.BulkOperationResult, error) {
-	var out enrollment.BulkOperationResult
 	body := enrollment.BulkEnrollmentOperation{Mode: mode, Enrollments: items}
-	if err := c.do(ctx, request{method: http.MethodPost, path: "/enrollments", body: body, out: &out}); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[enrollment.BulkOperationResult](ctx, c, request{method: http.MethodPost, path: "/enrollments", body: body})
 }

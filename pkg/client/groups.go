@@ -11,11 +11,7 @@ import (
 
 // GetGroup returns the enrollment group id (without keys).
 func (c *Client) GetGroup(ctx context.Context, id string) (*enrollment.EnrollmentGroup, error) {
-	var g enrollment.EnrollmentGroup
-	if err := c.do(ctx, request{method: http.MethodGet, path: "/enrollmentGroups/" + escape(id), out: &g}); err != nil {
-		return nil, err
-	}
-	return &g, nil
+	return call[enrollment.EnrollmentGroup](ctx, c, request{method: http.MethodGet, path: "/enrollmentGroups/" + escape(id)})
 }
 
 // PutGroup creates or replaces g, conditionally on ifMatchETag when set.
@@ -23,12 +19,7 @@ func (c *Client) PutGroup(ctx context.Context, g *enrollment.EnrollmentGroup, if
 	if g == nil || g.EnrollmentGroupID == "" {
 		return nil, fmt.Errorf("client: enrollment group without enrollmentGroupId")
 	}
-	var out enrollment.EnrollmentGroup
-	err := c.do(ctx, request{method: http.MethodPut, path: "/enrollmentGroups/" + escape(g.EnrollmentGroupID), body: g, header: ifMatch(ifMatchETag), out: &out})
-	if err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[enrollment.EnrollmentGroup](ctx, c, request{method: http.MethodPut, path: "/enrollmentGroups/" + escape(g.EnrollmentGroupID), body: g, header: ifMatch(ifMatchETag)})
 }
 
 // DeleteGroup deletes the group id, conditionally on ifMatchETag when set.
@@ -38,11 +29,7 @@ func (c *Client) DeleteGroup(ctx context.Context, id, ifMatchETag string) error 
 
 // GroupKeys returns the attestation mechanism of group id with its keys.
 func (c *Client) GroupKeys(ctx context.Context, id string) (*enrollment.AttestationMechanism, error) {
-	var m enrollment.AttestationMechanism
-	if err := c.do(ctx, request{method: http.MethodPost, path: "/enrollmentGroups/" + escape(id) + "/attestationmechanism", out: &m}); err != nil {
-		return nil, err
-	}
-	return &m, nil
+	return call[enrollment.AttestationMechanism](ctx, c, request{method: http.MethodPost, path: "/enrollmentGroups/" + escape(id) + "/attestationmechanism"})
 }
 
 // QueryGroups returns one page of enrollment groups and the next
@@ -58,10 +45,6 @@ func (c *Client) Groups(ctx context.Context, pageSize int) iter.Seq2[*enrollment
 
 // BulkGroups runs one bulk operation on enrollment groups.
 func (c *Client) BulkGroups(ctx context.Context, mode string, items []*enrollment.EnrollmentGroup) (*enrollment.BulkEnrollmentGroupOperationResult, error) {
-	var out enrollment.BulkEnrollmentGroupOperationResult
 	body := enrollment.BulkEnrollmentGroupOperation{Mode: mode, EnrollmentGroups: items}
-	if err := c.do(ctx, request{method: http.MethodPost, path: "/enrollmentGroups", body: body, out: &out}); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[enrollment.BulkEnrollmentGroupOperationResult](ctx, c, request{method: http.MethodPost, path: "/enrollmentGroups", body: body})
 }

@@ -21,11 +21,7 @@ func (c *Client) Hubs(ctx context.Context, pageSize int) iter.Seq2[*enrollment.H
 
 // GetHub returns the linked hub name.
 func (c *Client) GetHub(ctx context.Context, name string) (*enrollment.Hub, error) {
-	var h enrollment.Hub
-	if err := c.do(ctx, request{method: http.MethodGet, path: "/hubs/" + escape(name), out: &h}); err != nil {
-		return nil, err
-	}
-	return &h, nil
+	return call[enrollment.Hub](ctx, c, request{method: http.MethodGet, path: "/hubs/" + escape(name)})
 }
 
 // PutHub creates or replaces h, conditionally on ifMatchETag when set.
@@ -33,11 +29,7 @@ func (c *Client) PutHub(ctx context.Context, h *enrollment.Hub, ifMatchETag stri
 	if h == nil || h.Name == "" {
 		return nil, fmt.Errorf("client: hub without name")
 	}
-	var out enrollment.Hub
-	if err := c.do(ctx, request{method: http.MethodPut, path: "/hubs/" + escape(h.Name), body: h, header: ifMatch(ifMatchETag), out: &out}); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[enrollment.Hub](ctx, c, request{method: http.MethodPut, path: "/hubs/" + escape(h.Name), body: h, header: ifMatch(ifMatchETag)})
 }
 
 // DeleteHub unlinks the hub name, conditionally on ifMatchETag when set.
@@ -52,9 +44,5 @@ func (c *Client) CreateHub(ctx context.Context, h *enrollment.Hub) (*enrollment.
 	if h == nil || h.Name == "" {
 		return nil, fmt.Errorf("client: hub without name")
 	}
-	var out enrollment.Hub
-	if err := c.do(ctx, request{method: http.MethodPut, path: "/hubs/" + escape(h.Name), body: h, header: createOnly(), out: &out}); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[enrollment.Hub](ctx, c, request{method: http.MethodPut, path: "/hubs/" + escape(h.Name), body: h, header: createOnly()})
 }

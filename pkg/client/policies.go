@@ -19,11 +19,7 @@ func (c *Client) ListPolicies(ctx context.Context) ([]*enrollment.SharedAccessPo
 
 // GetPolicy returns the policy keyName (without keys).
 func (c *Client) GetPolicy(ctx context.Context, keyName string) (*enrollment.SharedAccessPolicy, error) {
-	var p enrollment.SharedAccessPolicy
-	if err := c.do(ctx, request{method: http.MethodGet, path: "/policies/" + escape(keyName), out: &p}); err != nil {
-		return nil, err
-	}
-	return &p, nil
+	return call[enrollment.SharedAccessPolicy](ctx, c, request{method: http.MethodGet, path: "/policies/" + escape(keyName)})
 }
 
 // PutPolicy creates or replaces p, conditionally on ifMatchETag when set.
@@ -33,11 +29,7 @@ func (c *Client) PutPolicy(ctx context.Context, p *enrollment.SharedAccessPolicy
 	if p == nil || p.KeyName == "" {
 		return nil, fmt.Errorf("client: policy without keyName")
 	}
-	var out enrollment.SharedAccessPolicy
-	if err := c.do(ctx, request{method: http.MethodPut, path: "/policies/" + escape(p.KeyName), body: p, header: ifMatch(ifMatchETag), out: &out}); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[enrollment.SharedAccessPolicy](ctx, c, request{method: http.MethodPut, path: "/policies/" + escape(p.KeyName), body: p, header: ifMatch(ifMatchETag)})
 }
 
 // DeletePolicy deletes the policy keyName, conditionally on ifMatchETag.
@@ -47,11 +39,7 @@ func (c *Client) DeletePolicy(ctx context.Context, keyName, ifMatchETag string) 
 
 // PolicyKeys returns the policy keyName with its keys.
 func (c *Client) PolicyKeys(ctx context.Context, keyName string) (*enrollment.SharedAccessPolicy, error) {
-	var p enrollment.SharedAccessPolicy
-	if err := c.do(ctx, request{method: http.MethodPost, path: "/policies/" + escape(keyName) + "/keys", out: &p}); err != nil {
-		return nil, err
-	}
-	return &p, nil
+	return call[enrollment.SharedAccessPolicy](ctx, c, request{method: http.MethodPost, path: "/policies/" + escape(keyName) + "/keys"})
 }
 
 // CreatePolicy creates p only if no policy of that name exists
@@ -61,9 +49,5 @@ func (c *Client) CreatePolicy(ctx context.Context, p *enrollment.SharedAccessPol
 	if p == nil || p.KeyName == "" {
 		return nil, fmt.Errorf("client: policy without keyName")
 	}
-	var out enrollment.SharedAccessPolicy
-	if err := c.do(ctx, request{method: http.MethodPut, path: "/policies/" + escape(p.KeyName), body: p, header: createOnly(), out: &out}); err != nil {
-		return nil, err
-	}
-	return &out, nil
+	return call[enrollment.SharedAccessPolicy](ctx, c, request{method: http.MethodPut, path: "/policies/" + escape(p.KeyName), body: p, header: createOnly()})
 }

@@ -10,11 +10,7 @@ import (
 
 // GetRegistration returns the registration state of device id.
 func (c *Client) GetRegistration(ctx context.Context, id string) (*enrollment.RegistrationState, error) {
-	var r enrollment.RegistrationState
-	if err := c.do(ctx, request{method: http.MethodGet, path: "/registrations/" + escape(id), out: &r}); err != nil {
-		return nil, err
-	}
-	return &r, nil
+	return call[enrollment.RegistrationState](ctx, c, request{method: http.MethodGet, path: "/registrations/" + escape(id)})
 }
 
 // DeleteRegistration deletes the registration record of id, conditionally

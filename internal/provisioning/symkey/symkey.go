@@ -72,32 +72,22 @@ func NewLookup(st *store.Store) Lookup { return Lookup{st: st} }
 // IndividualEnrollment returns the enrollment for the registration ID, or
 // nil, nil.
 func (l Lookup) IndividualEnrollment(ctx context.Context, registrationID string) (*enrollment.IndividualEnrollment, error) {
-	e, err := l.st.Enrollments.Get(ctx, registrationID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
-	}
-	return e, err
+	return l.st.Enrollments.Find(ctx, registrationID)
 }
 
 // SymmetricKeyGroups returns every symmetric-key group in key order.
 func (l Lookup) SymmetricKeyGroups(ctx context.Context) ([]*enrollment.EnrollmentGroup, error) {
-	var out []*enrollment.EnrollmentGroup
-	next := ""
-	for {
-		page, n, err := l.st.Groups.List(ctx, next, 1000)
-		if err != nil {
-			return nil, err
-		}
-		for _, g := range page {
-			if g.Attestation != nil && g.Attestation.Type == enrollment.AttestationSymmetricKey {
-				out = append(out, g)
-			}
-		}
-		if n == "" {
-			return out, nil
-		}
-		next = n
+	all, err := l.st.Groups.All(ctx)
+	if err != nil {
+		return nil, err
 	}
+	var out []*enrollment.EnrollmentGroup
+	for _, g := range all {
+		if g.Attestation != nil && g.Attestation.Type == enrollment.AttestationSymmetricKey {
+			out = append(out, g)
+		}
+	}
+	return out, nil
 }
 
 // NewAttestor builds the verifier over the store and wraps it: what

@@ -94,46 +94,22 @@ func NewLookup(st *store.Store) Lookup { return Lookup{st: st} }
 // IndividualEnrollment returns the enrollment for the registration ID, or
 // nil, nil.
 func (l Lookup) IndividualEnrollment(ctx context.Context, registrationID string) (*enrollment.IndividualEnrollment, error) {
-	e, err := l.st.Enrollments.Get(ctx, registrationID)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
-	}
-	return e, err
+	return l.st.Enrollments.Find(ctx, registrationID)
 }
 
 // CACertificate returns the registered CA certificate, or nil, nil.
 func (l Lookup) CACertificate(ctx context.Context, name string) (*enrollment.CACertificate, error) {
-	c, err := l.st.CACertificates.Get(ctx, name)
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, nil
-	}
-	return c, err
+	return l.st.CACertificates.Find(ctx, name)
 }
 
 // GroupsByKey lists the groups with the X.509 index value key.
 func (l Lookup) GroupsByKey(ctx context.Context, key string) ([]*enrollment.EnrollmentGroup, error) {
-	return listAll(ctx, l.st.Groups, store.IndexGroupsByX509, key)
+	return l.st.Groups.AllBy(ctx, store.IndexGroupsByX509, key)
 }
 
 // CACertificatesByKey lists the CA certificates with the index value key.
 func (l Lookup) CACertificatesByKey(ctx context.Context, key string) ([]*enrollment.CACertificate, error) {
-	return listAll(ctx, l.st.CACertificates, store.IndexCACertificatesByX509, key)
-}
-
-func listAll[T store.Document](ctx context.Context, c *store.Collection[T], index store.Bucket, key string) ([]T, error) {
-	var out []T
-	next := ""
-	for {
-		page, n, err := c.ListBy(ctx, index, key, next, 1000)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, page...)
-		if n == "" {
-			return out, nil
-		}
-		next = n
-	}
+	return l.st.CACertificates.AllBy(ctx, store.IndexCACertificatesByX509, key)
 }
 
 // NewAttestor builds the verifier over the store and wraps it: what

@@ -21,6 +21,7 @@ import (
 
 	"github.com/zdps/zdps/internal/api"
 	"github.com/zdps/zdps/internal/instance"
+	"github.com/zdps/zdps/internal/manage"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/store/memory"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -78,7 +79,13 @@ func start() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	a, err := api.New(api.Config{Store: st, HostName: host, Logger: slog.New(slog.DiscardHandler), MaxPageSize: DefaultPageSize})
+	// The service API with its use cases, as cmd/zdps wires it; no CA,
+	// so no revocation either.
+	m, err := manage.New(manage.Config{Store: st})
+	if err != nil {
+		return nil, err
+	}
+	a, err := api.New(api.Config{Store: st, HostName: host, Logger: slog.New(slog.DiscardHandler), MaxPageSize: DefaultPageSize, UseCases: api.UseCasesOf(m)})
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,89 @@
+package main
+
+import (
+	"log/slog"
+	"math/big"
+	"net/http"
+	"time"
+
+	"github.com/go-chi/chi/v5"
+
+	"github.com/zdps/zdps/allocation/custom"
+	"github.com/zdps/zdps/internal/api"
+	"github.com/zdps/zdps/internal/ca"
+	"github.com/zdps/zdps/internal/deviceapi"
+	"github.com/zdps/zdps/internal/manage"
+	"github.com/zdps/zdps/internal/provisioning/tpmatt"
+	"github.com/zdps/zdps/internal/revocation"
+	"github.com/zdps/zdps/internal/store"
+)
+
+// rootRouter is every route zdps serves, composed in one place: the
+// common middleware (internal/api.NewRouter), then each API's routes.
+func rootRouter(service *api.API, dev *deviceapi.API) http.Handler {
+	r := service.NewRouter()
+	for _, mount := range []func(chi.Router){
+		service.Routes, // service API with /healthz, /ca, /ca/bundle and /crl
+		dev.Routes,     // device API: /{idScope}/registrations/...
+	} {
+		mount(r)
+	}
+	return r
+}
+
+// newServiceAPI builds the service API and the parts it serves: the
+// management use cases with their write checks, revocation (the returned
+// service, whose Run finishes large sweeps) and the CRL publisher signed
+// by authority.
+func newServiceAPI(cfg serveConfig, st *store.Store, authority *ca.CA, webhooks *custom.Policy, tpmAtt *tpmatt.Attestor, log *slog.Logger) (*api.API, *revocation.Revocations, error) {
+	rev, err := revocation.NewRevocations(st, revocation.RevocationConfig{Logger: log})
+	if err != nil {
+		return nil, nil, err
+	}
+	crl, err := revocation.NewCRLPublisher(rev, crlSigner{authority}, crlValidity(cfg))
+	if err != nil {
+		return nil, nil, err
+	}
+	mcfg := manage.Config{
+		Store: st, Logger: log,
+		CheckWebhookURL: webhooks.CheckURL, CheckTPMEnrollment: tpmAtt.CheckEnrollment,
+	}
+	if cfg.RevokeOnDisable {
+		mcfg.Revocations = rev
+	}
+	m, err := manage.New(mcfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	service, err := api.New(api.Config{
+		Store:        st,
+		HostName:     cfg.HostName,
+		Logger:       log,
+		MaxBodyBytes: cfg.MaxBodyBytes,
+		MaxBulkItems: cfg.MaxBulkItems,
+		MaxPageSize:  cfg.MaxPageSize,
+		UseCases:     api.UseCasesOf(m),
+		CA:           authority,
+		CRL:          crl,
+	})
+	return service, rev, err
+}
+
+// crlValidity is how far the served CRL's nextUpdate lies.
+func crlValidity(cfg serveConfig) time.Duration {
+	if cfg.CRLValidity == 0 {
+		return ca.DefaultCRLValidity
+	}
+	return cfg.CRLValidity
+}
+
+// crlSigner adapts the CA to the signer the CRL publisher asks for.
+type crlSigner struct{ ca *ca.CA }
+
+func (s crlSigner) CRL(entries []revocation.Entry, number *big.Int, nextUpdate time.Duration) ([]byte, error) {
+	revoked := make([]ca.Revoked, len(entries))
+	for i, e := range entries {
+		revoked[i] = ca.Revoked{Serial: e.Serial, RevokedAt: e.RevokedAt, Reason: e.Reason}
+	}
+	return s.ca.CRL(revoked, number, nextUpdate)
+}
