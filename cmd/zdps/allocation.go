@@ -121,3 +121,6 @@ func newAllocator(c allocationConfig, log *slog.Logger) (*allocation.Registry, *
 	})
 	return reg, cp, err
 }
+
+// hasSecret: custom allocation webhooks are signed.
+func (c allocationConfig) hasSecret() bool { return c.WebhookSecret != "" || c.WebhookSecretFile != "" }

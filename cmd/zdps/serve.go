@@ -29,9 +29,11 @@ import (
 	x509v "github.com/zdps/zdps/attestation/x509"
 	"github.com/zdps/zdps/cmd/zdps/internal/storespec"
 	"github.com/zdps/zdps/internal/api"
+	"github.com/zdps/zdps/internal/audit"
 	"github.com/zdps/zdps/internal/ca"
 	"github.com/zdps/zdps/internal/deviceapi"
 	"github.com/zdps/zdps/internal/instance"
+	"github.com/zdps/zdps/internal/posture"
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/provisioning/caissuer"
 	"github.com/zdps/zdps/internal/provisioning/renewal"
@@ -93,6 +95,9 @@ type serveConfig struct {
 	DeviceBodyTimeout time.Duration
 	// Limits are the device request rates (--throttle-*).
 	Limits provisioning.Limits
+	// Secops configures metrics, audit retention and export, and alert
+	// responses (secops.go).
+	Secops secopsConfig
 }
 
 // Files the server keeps in its data directory.
@@ -158,6 +163,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.DurationVar(&cfg.CRLValidity, "crl-validity", 24*time.Hour, "nextUpdate distance of the served CRL; it is re-signed when a quarter of it is left or the revoked set changes")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "keep-alive idle timeout; must exceed any Retry-After sent (the C SDK keeps one connection)")
 	cfg.Allocation.register(f)
+	cfg.Secops.register(f)
 	cfg.Limits = provisioning.DefaultLimits()
 	f.Var(&cfg.Limits.Poll, "throttle-poll", "operation polls and status lookups admitted per device, COUNT/DURATION or off (Azure: 5/10s); a throttled poll of a registration still assigning answers 202 with a later Retry-After, otherwise 429")
 	f.Var(&cfg.Limits.Register, "throttle-register", "register requests admitted per device, COUNT/DURATION or off; counted only after the device authenticated")
@@ -239,7 +245,12 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st := store.New(backend, nil, store.WithSealer(secrets))
+	so, err := newSecops(cfg.Secops, backend, kek, log)
+	if err != nil {
+		return err
+	}
+	st := store.New(so.metrics.Backend(backend), nil, store.WithSealer(secrets))
+	audited := store.New(audit.Changes(st.Backend, so.trail), nil, store.WithSealer(secrets))
 	if err := st.SealSecrets(ctx, log, 0); err != nil {
 		return err
 	}
@@ -264,15 +275,23 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	service, rev, err := newServiceAPI(cfg, st, authority, webhooks, tpmAtt, log)
+	service, rev, err := newServiceAPI(cfg, st, audited, authority, webhooks, tpmAtt, so, log)
 	if err != nil {
 		return err
 	}
 	// Finishes revocation sweeps of large groups (and any a previous
 	// process left); it stops with ctx at shutdown.
 	go func() { _ = rev.Run(ctx, 0) }()
-	prov, dev, pruners, err := mountDeviceAPI(service, st, authority, inst, allocator, tpmAtt, cfg, log)
+	prov, dev, pruners, err := mountDeviceAPI(service, st, authority, inst, allocator, tpmAtt, so, cfg, log)
 	if err != nil {
+		return err
+	}
+	ops, err := so.opsAPI(service, st, authority, posture.Settings{RevokeOnDisable: cfg.RevokeOnDisable,
+		WebhookSecret: cfg.Allocation.hasSecret(), MetricsOpen: false, KEKBesideStore: cfg.KEKPassphrase == "" && cfg.KEKFile == ""})
+	if err != nil {
+		return err
+	}
+	if err := so.start(ctx, authority); err != nil {
 		return err
 	}
 	// Deletes operations and TPM challenges nobody can read any more; it
@@ -286,7 +305,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           rootRouter(service, dev),
+		Handler:           rootRouter(service, dev, ops),
 		ConnContext:       deviceapi.ConnContext, // the device's measured round trip (geoLatency)
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
@@ -457,7 +476,7 @@ func loadOrCreateKEK(file, dataDir string) ([]byte, error) {
 // policy, CA) and the device API for rootRouter, and lets the service API
 // explain allocations with the pipeline. It returns the pipeline, the
 // device API and what prunes expired records, by record kind.
-func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *instance.Instance, allocator *allocation.Registry, tpmAtt *tpmatt.Attestor, cfg serveConfig, log *slog.Logger) (*provisioning.Service, *deviceapi.API, map[string]provisioning.Pruner, error) {
+func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *instance.Instance, allocator *allocation.Registry, tpmAtt *tpmatt.Attestor, so *secops, cfg serveConfig, log *slog.Logger) (*provisioning.Service, *deviceapi.API, map[string]provisioning.Pruner, error) {
 	issuer, err := caissuer.New(authority)
 	if err != nil {
 		return nil, nil, nil, err
@@ -501,6 +520,9 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 		AssignWait:          cfg.AssignWait,
 		AssignTimeout:       budget + assignMargin,
 		Limits:              cfg.Limits,
+		Audit:               so.trail,
+		Observer:            so.metrics,
+		SourceBlocked:       so.blocks.Blocked,
 	})
 	if err != nil {
 		return nil, nil, nil, err

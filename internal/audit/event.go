@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/zdps/zdps/pkg/dps"
 	"time"
 )
 
@@ -28,38 +29,8 @@ const (
 	OutcomeFailed  = "failed"
 )
 
-// Event is one audit record. Its JSON form is what the chain hashes and
-// what `zdps audit list -o json` and the SIEM sinks print.
-type Event struct {
-	// ID is unique and sorts by time of Record (NewID).
-	ID   string    `json:"id"`
-	Time time.Time `json:"time"`
-	// Action says what happened (the Action constants, or
-	// "{resource}.{verb}" for management changes).
-	Action string `json:"action"`
-	// Outcome is OutcomeSuccess, OutcomeRefused or OutcomeFailed.
-	Outcome string `json:"outcome"`
-	// Reason is a class (unauthorized, throttled, disabled, ...), never
-	// a message a device could fill.
-	Reason string `json:"reason,omitempty"`
-	// Actor is who acted: "device", a shared access policy's name or a
-	// signed-in user.
-	Actor string `json:"actor"`
-	// Resource is the changed resource, e.g. "enrollments/dev-1".
-	Resource       string `json:"resource,omitempty"`
-	RegistrationID string `json:"registrationId,omitempty"`
-	// ETagBefore and ETagAfter are the resource's ETags around the change
-	// ("" when it did not exist before, or no longer exists after).
-	ETagBefore string `json:"etagBefore,omitempty"`
-	ETagAfter  string `json:"etagAfter,omitempty"`
-	// Source is the client's network address, Transport "https", "mqtt",
-	// "mqtt-ws" or "service".
-	Source    string `json:"source,omitempty"`
-	Transport string `json:"transport,omitempty"`
-	// Details are further facts (hub, device ID, serial, measurements),
-	// bounded in number and size; never secrets.
-	Details map[string]string `json:"details,omitempty"`
-}
+// Event is one audit record (its wire form, docs/audit.md).
+type Event = dps.AuditEvent
 
 // Bounds of an event, so that what a device controls cannot grow the
 // trail without limit.
@@ -71,7 +42,7 @@ const (
 // ErrInvalid wraps every refusal of an event.
 var ErrInvalid = errors.New("audit: invalid event")
 
-func (e *Event) validate() error {
+func validate(e *Event) error {
 	if e.Action == "" || e.Outcome == "" || e.Actor == "" {
 		return fmt.Errorf("%w: action, outcome and actor are required", ErrInvalid)
 	}

@@ -92,7 +92,7 @@ func (l *Log) Record(ctx context.Context, tx store.Tx, e Event) error {
 	if e.ID == "" {
 		e.ID = NewID(e.Time)
 	}
-	if err := e.validate(); err != nil {
+	if err := validate(&e); err != nil {
 		return err
 	}
 	b, err := json.Marshal(&e)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/zdps/zdps/pkg/dps"
 	"strconv"
 	"strings"
 	"time"
@@ -38,10 +39,7 @@ func (f *Filter) match(e *Event) bool {
 }
 
 // Sealed is a chained event with its sequence number.
-type Sealed struct {
-	Seq uint64 `json:"seq"`
-	Event
-}
+type Sealed = dps.SealedAuditEvent
 
 // listScan bounds one read transaction of List.
 const listScan = 1000
@@ -76,7 +74,7 @@ func (l *Log) List(ctx context.Context, f Filter, after uint64, limit, maxScan i
 			next = seq
 			scanned++
 			if f.match(&ev) {
-				out = append(out, Sealed{Seq: seq, Event: ev})
+				out = append(out, Sealed{Seq: seq, AuditEvent: ev})
 				if limit > 0 && len(out) == limit {
 					return out, next, nil
 				}

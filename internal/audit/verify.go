@@ -3,8 +3,8 @@ package audit
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
+	"github.com/zdps/zdps/pkg/dps"
 	"strconv"
 
 	"github.com/zdps/zdps/internal/store"
@@ -20,40 +20,13 @@ const (
 )
 
 // ErrTampered is returned by Verify when it found a problem.
-var ErrTampered = errors.New("audit: the trail does not verify")
+var ErrTampered = dps.ErrAuditTampered
 
 // Problem is the first place where the trail does not verify.
-type Problem struct {
-	Kind string `json:"kind"`
-	// Seq is the sequence where the problem is; EventID the event there,
-	// when one could be read.
-	Seq     uint64 `json:"seq"`
-	EventID string `json:"eventId,omitempty"`
-	Detail  string `json:"detail"`
-}
-
-func (p *Problem) Error() string {
-	s := fmt.Sprintf("audit: %s at sequence %d", p.Kind, p.Seq)
-	if p.EventID != "" {
-		s += " (event " + p.EventID + ")"
-	}
-	return s + ": " + p.Detail
-}
-
-func (p *Problem) Unwrap() error { return ErrTampered }
+type Problem = dps.AuditProblem
 
 // Report is what Verify found.
-type Report struct {
-	// From is the first sequence checked (after the checkpoint), To the
-	// signed head's.
-	From    uint64 `json:"from"`
-	To      uint64 `json:"to"`
-	Entries int    `json:"entries"`
-	// Pending are recorded events not yet chained (not covered).
-	Pending int `json:"pending"`
-	// Problem is nil when the trail verifies.
-	Problem *Problem `json:"problem,omitempty"`
-}
+type Report = dps.AuditReport
 
 // verifyPage bounds one read transaction of Verify.
 const verifyPage = 2000

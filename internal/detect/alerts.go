@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/zdps/zdps/pkg/dps"
 	"log/slog"
 	"maps"
 	"strings"
@@ -33,24 +34,8 @@ const (
 // ErrNotFound: no alert with that ID.
 var ErrNotFound = errors.New("detect: alert not found")
 
-// Record is a stored alert.
-type Record struct {
-	ID             string            `json:"id"`
-	Rule           string            `json:"rule"`
-	Severity       string            `json:"severity"`
-	Key            string            `json:"key"`
-	RegistrationID string            `json:"registrationId,omitempty"`
-	Group          string            `json:"group,omitempty"`
-	Time           time.Time         `json:"time"`
-	Evidence       map[string]string `json:"evidence"`
-	EventIDs       []string          `json:"eventIds"`
-	Status         string            `json:"status"`
-	// Response is what was done automatically ("" when nothing).
-	Response       string    `json:"response,omitempty"`
-	AcknowledgedBy string    `json:"acknowledgedBy,omitempty"`
-	AcknowledgedAt time.Time `json:"acknowledgedAt,omitzero"`
-	ETag           string    `json:"etag,omitempty"`
-}
+// Record is a stored alert (its wire form).
+type Record = dps.Alert
 
 // Responder carries out automatic responses; nil disables them.
 type Responder interface {
@@ -115,7 +100,7 @@ func NewWatch(cfg WatchConfig) (*Watch, error) {
 func (w *Watch) Deliver(ctx context.Context, evs []audit.Sealed) error {
 	var recs []*Record
 	for i := range evs {
-		for _, a := range w.cfg.Detector.Observe(&evs[i].Event) {
+		for _, a := range w.cfg.Detector.Observe(&evs[i].AuditEvent) {
 			recs = append(recs, &Record{ID: audit.NewID(a.Time), Rule: a.Rule, Severity: a.Severity, Key: a.Key, RegistrationID: a.RegistrationID,
 				Group: a.Group, Time: a.Time, Evidence: a.Evidence, EventIDs: a.EventIDs, Status: StatusOpen, Response: w.cfg.Responses[a.Rule]})
 		}

@@ -218,7 +218,7 @@ func (e *Exporter) Run(ctx context.Context) {
 
 // line is one event's JSON: its fields plus seq.
 func line(s *audit.Sealed) ([]byte, error) {
-	raw, err := json.Marshal(&s.Event)
+	raw, err := json.Marshal(&s.AuditEvent)
 	if err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/x509"
 	"fmt"
+	"github.com/zdps/zdps/pkg/dps"
 	"sort"
 	"strings"
 	"time"
@@ -21,23 +22,10 @@ const (
 var weight = map[string]int{SeverityHigh: 15, SeverityMedium: 6, SeverityLow: 2}
 
 // Finding is one thing to fix.
-type Finding struct {
-	ID       string `json:"id"`
-	Severity string `json:"severity"`
-	Title    string `json:"title"`
-	// Count is how many things it affects; Example names one.
-	Count   int    `json:"count"`
-	Example string `json:"example,omitempty"`
-	// Remedy is the command (or flag) that fixes it.
-	Remedy string `json:"remedy"`
-}
+type Finding = dps.PostureFinding
 
 // Report is the posture at a time.
-type Report struct {
-	Time     time.Time `json:"time"`
-	Score    int       `json:"score"`
-	Findings []Finding `json:"findings"`
-}
+type Report = dps.PostureReport
 
 // Source is the store as posture reads it: each call walks one collection
 // and calls fn per item, stopping at fn's error.

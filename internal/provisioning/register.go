@@ -79,6 +79,9 @@ func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Op
 		}
 		s.decided(r, op, err, start)
 	}()
+	if err := s.checkSource(ctx, req); err != nil {
+		return nil, err
+	}
 	if err := s.attestStep(ctx, r); err != nil {
 		return nil, err
 	}

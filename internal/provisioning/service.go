@@ -73,6 +73,9 @@ type Config struct {
 	Audit Auditor
 	// Observer, when set, counts every decision (metrics).
 	Observer Observer
+	// SourceBlocked, when set, refuses (429) register requests from a
+	// source an alert response blocked, before any attestation work.
+	SourceBlocked func(ctx context.Context, remoteAddr string) (time.Duration, bool)
 }
 
 // DefaultAssignTimeout is Config.AssignTimeout when zero.
