@@ -289,3 +289,17 @@ func (r *responder) DisableEnrollment(ctx context.Context, registrationID, group
 	_, err = manage.Put(ctx, r.m, manage.Groups, g, store.Condition{IfMatch: g.ETag})
 	return err
 }
+
+// metricsOpen: the metrics listener answers beyond the loopback
+// interface without authentication.
+func (c secopsConfig) metricsOpen() bool {
+	if c.MetricsListen == "" || c.MetricsListen == "off" {
+		return false
+	}
+	host, _, err := net.SplitHostPort(c.MetricsListen)
+	if err != nil {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return host != "localhost" && (ip == nil || !ip.IsLoopback())
+}

@@ -287,7 +287,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		return err
 	}
 	ops, err := so.opsAPI(service, st, authority, posture.Settings{RevokeOnDisable: cfg.RevokeOnDisable,
-		WebhookSecret: cfg.Allocation.hasSecret(), MetricsOpen: false, KEKBesideStore: cfg.KEKPassphrase == "" && cfg.KEKFile == ""})
+		WebhookSecret: cfg.Allocation.hasSecret(), MetricsOpen: cfg.Secops.metricsOpen(), KEKBesideStore: cfg.KEKPassphrase == "" && cfg.KEKFile == ""})
 	if err != nil {
 		return err
 	}
