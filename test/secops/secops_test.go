@@ -290,4 +290,3 @@ func dupes(m map[string]int) int {
 	}
 	return n
 }
-
