@@ -16,6 +16,7 @@ import (
 	"github.com/zdps/zdps/attestation/dice/dicesim"
 	"github.com/zdps/zdps/internal/zdpstest"
 	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/enrollment/firmware"
 )
 
 // diceDevice builds a simulated DICE device's chain under root and writes
@@ -84,15 +85,15 @@ func TestNodeSDKDICE(t *testing.T) {
 		t.Fatal(err)
 	}
 	fwV3, fwV4, fwEvil := []byte("acme firmware v3"), []byte("acme firmware v4"), []byte("tampered firmware")
-	digest := func(fw []byte) enrollment.FirmwareDigest {
-		return enrollment.FirmwareDigest{HashAlg: "sha256", Digest: hex.EncodeToString(dicesim.Measure(fw).Digest)}
+	digest := func(fw []byte) firmware.Digest {
+		return firmware.Digest{HashAlg: "sha256", Digest: hex.EncodeToString(dicesim.Measure(fw).Digest)}
 	}
 	minSVN := int64(3)
 	if _, err := c.PutGroup(ctx, &enrollment.EnrollmentGroup{
 		EnrollmentGroupID: "node-dice", Spec: enrollment.Spec{Attestation: x509Mechanism(&enrollment.X509Attestation{SigningCertificates: &enrollment.X509Certificates{Primary: &enrollment.X509CertificateWithInfo{Certificate: string(root.PEM())}}}),
-			FirmwarePolicy: &enrollment.FirmwarePolicy{
+			FirmwarePolicy: &firmware.Policy{
 				Vendor: "acme", Model: "node-board", ForbiddenFlags: []string{"debug"},
-				Layers: []enrollment.FirmwareLayerPolicy{{Layer: 1, MinSVN: &minSVN, AllowedFWIDs: []enrollment.FirmwareDigest{digest(fwV3), digest(fwV4)}}},
+				Layers: []firmware.LayerPolicy{{Layer: 1, MinSVN: &minSVN, AllowedFWIDs: []firmware.Digest{digest(fwV3), digest(fwV4)}}},
 			}},
 	}, ""); err != nil {
 		t.Fatal(err)

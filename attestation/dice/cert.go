@@ -9,7 +9,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/enrollment/firmware"
 )
 
 // Extensions are the DICE extensions of one certificate.
@@ -135,17 +135,17 @@ func KeyID(spki []byte) string {
 // Security contract: pass only a path that crypto/x509 verified to the
 // certificate the matching enrollment names; nothing here checks a
 // signature.
-func State(path []*x509.Certificate) (*enrollment.DICEState, error) {
+func State(path []*x509.Certificate) (*firmware.DICEState, error) {
 	if len(path) == 0 {
 		return nil, nil
 	}
-	st := &enrollment.DICEState{}
+	st := &firmware.DICEState{}
 	anyExt := false
 	deviceID := -1
 	for i, c := range path {
 		ext, err := ParseExtensions(c)
 		if err != nil {
-			return nil, fmt.Errorf("certificate %d of the chain (%s): %w", i, enrollment.Quote(c.Subject.CommonName), err)
+			return nil, fmt.Errorf("certificate %d of the chain (%s): %w", i, firmware.Quote(c.Subject.CommonName), err)
 		}
 		if !ext.Any() {
 			continue
@@ -179,13 +179,13 @@ func State(path []*x509.Certificate) (*enrollment.DICEState, error) {
 }
 
 // Measurement converts a TcbInfo into the recorded form.
-func Measurement(t *TcbInfo) enrollment.FirmwareMeasurement {
-	m := enrollment.FirmwareMeasurement{
+func Measurement(t *TcbInfo) firmware.Measurement {
+	m := firmware.Measurement{
 		Layer: clone(t.Layer), Index: clone(t.Index), SVN: clone(t.SVN),
 		Vendor: t.Vendor, Model: t.Model, Version: t.Version,
 	}
 	for _, f := range t.FWIDs {
-		m.FWIDs = append(m.FWIDs, enrollment.FirmwareDigest{HashAlg: enrollment.HashAlgName(f.HashAlg.String()), Digest: hex.EncodeToString(f.Digest)})
+		m.FWIDs = append(m.FWIDs, firmware.Digest{HashAlg: firmware.HashAlgName(f.HashAlg.String()), Digest: hex.EncodeToString(f.Digest)})
 	}
 	for bit, name := range FlagNames {
 		if t.Flag(bit) {

@@ -1,6 +1,6 @@
 // Package dice reads the TCG DICE certificate extensions of a device's
 // X.509 chain (docs/protocol.md#dice-measurements) and evaluates an enrollment's firmware
-// policy (enrollment.FirmwarePolicy) against them.
+// policy (firmware.Policy) against them.
 //
 //   - ParseTcbInfo, ParseMultiTcbInfo, ParseUeid: the values of the
 //     DiceTcbInfo (2.23.133.5.4.1), DiceMultiTcbInfo (2.23.133.5.4.5) and
@@ -11,7 +11,7 @@
 //     no longer counts them as unhandled, so crypto/x509's Verify accepts
 //     them; attestation/x509 applies it to every certificate it verifies.
 //   - State: the DeviceID key and the measurements of a verified path, in
-//     the form the registration record keeps (enrollment.DICEState).
+//     the form the registration record keeps (firmware.DICEState).
 //   - Evaluate: the firmware policy decision, with a message naming the
 //     layer and the measurement.
 //

@@ -5,7 +5,7 @@ import (
 
 	"github.com/zdps/zdps/attestation/dice"
 	"github.com/zdps/zdps/attestation/dice/dicesim"
-	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/enrollment/firmware"
 )
 
 // The device side states its measurements in a TcbInfo; the verifier side
@@ -22,9 +22,9 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	st := &enrollment.DICEState{Measurements: []enrollment.FirmwareMeasurement{dice.Measurement(t)}}
+	st := &firmware.DICEState{Measurements: []firmware.Measurement{dice.Measurement(t)}}
 	minSVN := int64(3)
-	policy := &enrollment.FirmwarePolicy{Vendor: "acme", Layers: []enrollment.FirmwareLayerPolicy{{Layer: 1, MinSVN: &minSVN}}}
+	policy := &firmware.Policy{Vendor: "acme", Layers: []firmware.LayerPolicy{{Layer: 1, MinSVN: &minSVN}}}
 	fmt.Println(dice.Evaluate(policy, st))
 	// Output: firmware policy: layer 1: svn 2 is below the minimum 3 (rolled-back firmware)
 }

@@ -6,7 +6,7 @@ import (
 	"slices"
 	"strconv"
 
-	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/enrollment/firmware"
 )
 
 // ErrPolicy is wrapped by every *PolicyError: the device's measurements
@@ -47,16 +47,16 @@ func violation(layer *int64, format string, args ...any) *PolicyError {
 }
 
 // Evaluate checks the recorded DICE state of a device (State; nil for a
-// chain without DICE extensions) against p (see enrollment.FirmwarePolicy
+// chain without DICE extensions) against p (see firmware.Policy
 // for the rules). A nil policy admits everything. The first violation is
 // returned as a *PolicyError; the checks run in a fixed order (each
 // measurement's vendor, model and flags, leaf first; then each layer rule
 // by ascending layer), so the same chain always gets the same message.
-func Evaluate(p *enrollment.FirmwarePolicy, st *enrollment.DICEState) error {
+func Evaluate(p *firmware.Policy, st *firmware.DICEState) error {
 	if p == nil {
 		return nil
 	}
-	var ms []enrollment.FirmwareMeasurement
+	var ms []firmware.Measurement
 	if st != nil {
 		ms = st.Measurements
 	}
@@ -71,8 +71,8 @@ func Evaluate(p *enrollment.FirmwarePolicy, st *enrollment.DICEState) error {
 		return &PolicyError{Reason: reason}
 	}
 	rules := slices.Clone(p.Layers)
-	slices.SortFunc(rules, func(a, b enrollment.FirmwareLayerPolicy) int { return cmpInt(a.Layer, b.Layer) })
-	ruleFor := func(m enrollment.FirmwareMeasurement) *enrollment.FirmwareLayerPolicy {
+	slices.SortFunc(rules, func(a, b firmware.LayerPolicy) int { return cmpInt(a.Layer, b.Layer) })
+	ruleFor := func(m firmware.Measurement) *firmware.LayerPolicy {
 		if m.Layer == nil {
 			return nil
 		}
@@ -127,17 +127,17 @@ func Evaluate(p *enrollment.FirmwarePolicy, st *enrollment.DICEState) error {
 	return nil
 }
 
-func match(m enrollment.FirmwareMeasurement, field, got, want string) error {
+func match(m firmware.Measurement, field, got, want string) error {
 	switch {
 	case want == "" || got == want:
 		return nil
 	case got == "":
-		return violation(m.Layer, "the TcbInfo states no %s, the policy requires %s", field, enrollment.Quote(want))
+		return violation(m.Layer, "the TcbInfo states no %s, the policy requires %s", field, firmware.Quote(want))
 	}
-	return violation(m.Layer, "%s %s is not %s", field, enrollment.Quote(got), enrollment.Quote(want))
+	return violation(m.Layer, "%s %s is not %s", field, firmware.Quote(got), firmware.Quote(want))
 }
 
-func checkLayer(r enrollment.FirmwareLayerPolicy, m enrollment.FirmwareMeasurement) error {
+func checkLayer(r firmware.LayerPolicy, m firmware.Measurement) error {
 	if r.MinSVN != nil {
 		switch {
 		case m.SVN == nil:

@@ -43,6 +43,7 @@ import (
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/sealed"
 	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/internal/sweep"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
@@ -170,7 +171,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.Var(&cfg.Limits.GroupRegister, "throttle-group-register", "register requests admitted per enrollment group, over all its devices, COUNT/DURATION or off")
 	f.Var(&cfg.Limits.InstanceRegister, "throttle-instance-register", "register requests admitted by this replica, COUNT/DURATION or off (counters are per replica)")
 	f.StringVar(&cfg.CPUProfile, "cpuprofile", "", "write a CPU profile of the server to this file until it stops (for go tool pprof)")
-	f.DurationVar(&cfg.PruneInterval, "prune-interval", provisioning.DefaultPruneInterval, "how often expired register operations, TPM challenges and certificates (one --crl-validity after they expired) are deleted from the store (every replica may; 0 never deletes them)")
+	f.DurationVar(&cfg.PruneInterval, "prune-interval", sweep.DefaultInterval, "how often expired register operations, TPM challenges and certificates (one --crl-validity after they expired) are deleted from the store (every replica may; 0 never deletes them)")
 	f.StringVar(&cfg.TPMEKRoots, "tpm-ek-roots", "", "PEM file of TPM manufacturer root (and intermediate) certificates that EK certificates must chain to (the device's payload tpmEkCertificate, base64 DER, else the enrollment's endorsementKeyCertificate)")
 	f.BoolVar(&cfg.TPMEKRequired, "tpm-ek-required", true, "with --tpm-ek-roots: every TPM device needs an EK certificate; false checks only the certificates supplied and the enrollments with requireEndorsementKeyCertificate")
 	return cmd
@@ -297,7 +298,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	// Deletes operations and TPM challenges nobody can read any more; it
 	// stops with ctx at shutdown.
 	if cfg.PruneInterval > 0 {
-		go func() { _ = provisioning.RunPruners(ctx, log, cfg.PruneInterval, nil, pruners) }()
+		go func() { _ = sweep.Run(ctx, log, cfg.PruneInterval, nil, pruners) }()
 	}
 
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -476,7 +477,7 @@ func loadOrCreateKEK(file, dataDir string) ([]byte, error) {
 // policy, CA) and the device API for rootRouter, and lets the service API
 // explain allocations with the pipeline. It returns the pipeline, the
 // device API and what prunes expired records, by record kind.
-func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *instance.Instance, allocator *allocation.Registry, tpmAtt *tpmatt.Attestor, so *secops, cfg serveConfig, log *slog.Logger) (*provisioning.Service, *deviceapi.API, map[string]provisioning.Pruner, error) {
+func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *instance.Instance, allocator *allocation.Registry, tpmAtt *tpmatt.Attestor, so *secops, cfg serveConfig, log *slog.Logger) (*provisioning.Service, *deviceapi.API, map[string]sweep.Pruner, error) {
 	issuer, err := caissuer.New(authority)
 	if err != nil {
 		return nil, nil, nil, err
@@ -555,7 +556,7 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	return prov, dev, map[string]provisioning.Pruner{"operations": prov, "tpm-challenges": tpmAtt, "certificates": certPruner}, nil
+	return prov, dev, map[string]sweep.Pruner{"operations": prov, "tpm-challenges": tpmAtt, "certificates": certPruner}, nil
 }
 
 // assignMargin is what a registration running in the background may take

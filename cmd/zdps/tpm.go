@@ -2,10 +2,11 @@ package main
 
 import (
 	"crypto/x509"
-	"encoding/pem"
+	"errors"
 	"fmt"
 	"os"
 
+	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
 	"github.com/zdps/zdps/internal/provisioning/tpmatt"
 	"github.com/zdps/zdps/internal/store"
 )
@@ -33,30 +34,20 @@ func loadEKRoots(file string) (roots, inter *x509.CertPool, err error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("--tpm-ek-roots: %w", err)
 	}
+	certs, err := cmdutil.ParsePEMCertificates(b)
+	switch {
+	case errors.Is(err, cmdutil.ErrNoPEMCertificate):
+		return nil, nil, fmt.Errorf("--tpm-ek-roots: %s holds no PEM certificate", file)
+	case err != nil:
+		return nil, nil, fmt.Errorf("--tpm-ek-roots: %w", err)
+	}
 	roots, inter = x509.NewCertPool(), x509.NewCertPool()
-	n := 0
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, nil, fmt.Errorf("--tpm-ek-roots: certificate %d: %w", n+1, err)
-		}
-		n++
+	for _, c := range certs {
 		if c.CheckSignatureFrom(c) == nil {
 			roots.AddCert(c)
 		} else {
 			inter.AddCert(c)
 		}
-	}
-	if n == 0 {
-		return nil, nil, fmt.Errorf("--tpm-ek-roots: %s holds no PEM certificate", file)
 	}
 	return roots, inter, nil
 }

@@ -1,9 +1,7 @@
 package api
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -11,6 +9,7 @@ import (
 
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/pkg/dps"
 )
 
 // This file serves the allocation side of the service API: device counts
@@ -20,7 +19,7 @@ import (
 // Explainer answers which hub each allocation policy would choose for a
 // device (provisioning.Service).
 type Explainer interface {
-	Explain(ctx context.Context, req provisioning.ExplainRequest) (*provisioning.Explanation, error)
+	Explain(ctx context.Context, req provisioning.ExplainRequest) (*dps.Explanation, error)
 }
 
 type explainerBox struct{ e Explainer }
@@ -28,16 +27,6 @@ type explainerBox struct{ e Explainer }
 // SetExplainer makes POST /allocation/explain answer with e. Until it is
 // called the route answers 503.
 func (a *API) SetExplainer(e Explainer) { a.explainer.Store(&explainerBox{e}) }
-
-// explainBody is the request of POST /allocation/explain.
-type explainBody struct {
-	RegistrationID    string          `json:"registrationId"`
-	EnrollmentGroupID string          `json:"enrollmentGroupId,omitempty"`
-	Payload           json.RawMessage `json:"payload,omitempty"`
-	SourceAddress     string          `json:"sourceAddress,omitempty"`
-	// SourceRTTMs is the measured round trip to assume, in milliseconds.
-	SourceRTTMs float64 `json:"sourceRttMs,omitempty"`
-}
 
 var errNoExplainer = errors.New("allocation explain is not available: the device pipeline is not running on this instance")
 
@@ -52,8 +41,8 @@ func (a *API) explainAllocation(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	var req explainBody
-	if err := decodeStrict(b, &req); err != nil {
+	var req dps.ExplainRequest
+	if err := strictJSON(b, &req); err != nil {
 		a.writeError(w, r, err)
 		return
 	}
@@ -76,17 +65,4 @@ func (a *API) explainAllocation(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	a.writeJSON(w, http.StatusOK, x)
-}
-
-// decodeStrict decodes one JSON object refusing unknown fields.
-func decodeStrict(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return fmt.Errorf("%w: %w", errBadRequest, err)
-	}
-	if dec.More() {
-		return fmt.Errorf("%w: unexpected data after the JSON value", errBadRequest)
-	}
-	return nil
 }

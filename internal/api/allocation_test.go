@@ -113,15 +113,15 @@ func TestHubDeviceCounts(t *testing.T) {
 
 type fakeExplainer struct{}
 
-func (fakeExplainer) Explain(_ context.Context, r provisioning.ExplainRequest) (*provisioning.Explanation, error) {
+func (fakeExplainer) Explain(_ context.Context, r provisioning.ExplainRequest) (*dps.Explanation, error) {
 	switch r.RegistrationID {
 	case "unknown":
 		return nil, fmt.Errorf("%w: no enrollment", provisioning.ErrNotFound)
 	case "bad id":
 		return nil, fmt.Errorf("%w: bad", provisioning.ErrInvalid)
 	}
-	return &provisioning.Explanation{RegistrationID: r.RegistrationID, EffectivePolicy: "hashed",
-		Decisions: []provisioning.PolicyDecision{{Policy: "hashed", Effective: true, Hub: "a.example.com", Reason: string(r.Payload)}}}, nil
+	return &dps.Explanation{RegistrationID: r.RegistrationID, EffectivePolicy: "hashed",
+		Decisions: []dps.PolicyDecision{{Policy: "hashed", Effective: true, Hub: "a.example.com", Reason: string(r.Payload)}}}, nil
 }
 
 func TestExplainRoute(t *testing.T) {
@@ -142,7 +142,7 @@ func TestExplainRoute(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			r := e.must(req{method: http.MethodPost, path: "/allocation/explain", body: tc.body}, tc.status)
 			if tc.status == http.StatusOK {
-				var x provisioning.Explanation
+				var x dps.Explanation
 				r.decode(t, &x)
 				if x.Decisions[0].Reason != `{"region":"eu"}` {
 					t.Fatalf("%+v", x)

@@ -8,7 +8,6 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"net/url"
 	"runtime/debug"
 	"strings"
 
@@ -119,48 +118,6 @@ func (a *API) limitBody(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// canonicalPath routes on the decoded path with its literal segments in
-// canonical case and without a trailing slash. The Node service SDK sends
-// /enrollmentgroups/ and a trailing slash on the bulk call; the C SDK
-// percent-encodes IDs with lower-case hex (docs/protocol.md#conventions). chi then
-// hands handlers decoded IDs through URLParam.
-func canonicalPath(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if rctx := chi.RouteContext(r.Context()); rctx != nil {
-			p, ok := canonical(r.URL.EscapedPath())
-			if !ok {
-				// Not an error page of our own: an undecodable path or an
-				// ID with a slash matches no route.
-				p = "/\x00invalid"
-			}
-			rctx.RoutePath = p
-		}
-		next.ServeHTTP(w, r)
-	})
-}
-
-func canonical(escaped string) (string, bool) {
-	segs := strings.Split(escaped, "/")
-	for i, s := range segs {
-		d, err := url.PathUnescape(s)
-		if err != nil || strings.Contains(d, "/") {
-			return "", false
-		}
-		if c, ok := literals[strings.ToLower(d)]; ok {
-			d = c
-		}
-		segs[i] = d
-	}
-	p := strings.Join(segs, "/")
-	if len(p) > 1 {
-		p = strings.TrimRight(p, "/")
-	}
-	if p == "" {
-		p = "/"
-	}
-	return p, true
 }
 
 // RequireAPIVersion refuses requests whose api-version query parameter is

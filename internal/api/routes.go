@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/zdps/zdps/internal/pathcase"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
@@ -114,11 +115,11 @@ func Routes() []Route {
 // under (request ID, access log, panic recovery, case-insensitive paths
 // with decoded IDs, body limit) and DPS-format 404 and 405 answers: the
 // root router cmd/zdps mounts each API's routes on. Trailing slashes are
-// removed before routing (canonicalPath), so "POST /enrollments/" (the
+// removed before routing (pathcase), so "POST /enrollments/" (the
 // Node service SDK's bulk call) reaches "POST /enrollments".
 func (a *API) NewRouter() *chi.Mux {
 	r := chi.NewRouter()
-	r.Use(a.requestID, a.accessLog, a.recoverer, canonicalPath, a.limitBody)
+	r.Use(a.requestID, a.accessLog, a.recoverer, literals.Middleware, a.limitBody)
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) { a.writeError(w, req, errRouteNotFound) })
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) { a.writeError(w, req, errMethodNotAllowed) })
 	return r
@@ -208,22 +209,14 @@ func (a *API) routes(r chi.Router) error {
 	return nil
 }
 
-// literals are the fixed path segments of every route zdps serves (service
-// and device API), by their lower-case form. canonicalPath maps each
-// segment that matches one case-insensitively to its canonical spelling,
-// so that routing, which is case-sensitive in chi, ignores case. An ID
-// segment that happens to equal a literal is rewritten too; that is
-// harmless because IDs are case-insensitive.
-var literals = func() map[string]string {
-	m := map[string]string{}
-	for _, s := range []string{
-		"healthz", "enrollments", "enrollmentGroups", "registrations", "query",
-		"attestationmechanism", "hubs", "policies", "keys", "settings",
-		"certificates", "verificationCode", "verify", "allocation", "explain", "ca", "bundle", "crl", "backup",
-		// device API
-		"register", "operations",
-	} {
-		m[strings.ToLower(s)] = s
-	}
-	return m
-}()
+// literals are the fixed path segments of every route zdps serves
+// (service and device API). Routing ignores their case (pathcase); a
+// segment a mounted API uses must be here, or it is matched
+// case-sensitively.
+var literals = pathcase.New(
+	"healthz", "enrollments", "enrollmentGroups", "registrations", "query",
+	"attestationmechanism", "hubs", "policies", "keys", "settings",
+	"certificates", "verificationCode", "verify", "allocation", "explain", "ca", "bundle", "crl", "backup",
+	// device API
+	"register", "operations",
+)

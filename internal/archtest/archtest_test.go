@@ -109,6 +109,11 @@ var rules = []rule{
 		forbid: []string{"internal/ca", "attestation/...", "allocation/custom"},
 	},
 	{
+		name:   "the operations book keeps records for the pipeline and knows nothing above the store",
+		from:   []string{"internal/provisioning/operations"},
+		forbid: concat(transports, []string{"internal/provisioning", "internal/ca", "attestation/...", "allocation/..."}),
+	},
+	{
 		name:   "management use cases know no transport, pipeline, verifier, policy or CA",
 		from:   []string{"internal/manage"},
 		forbid: concat(transports, pipeline, []string{"internal/ca", "attestation/...", "allocation/..."}),
@@ -122,6 +127,11 @@ var rules = []rule{
 		name:   "store backends know nothing above them",
 		from:   stores,
 		forbid: concat(transports, pipeline, []string{"attestation/...", "allocation/...", "internal/ca"}),
+	},
+	{
+		name:       "the firmware policy and DICE measurements are standard library only",
+		from:       []string{"pkg/enrollment/firmware"},
+		stdlibOnly: true,
 	},
 	{
 		name:       "the DPS wire contract is standard library only",

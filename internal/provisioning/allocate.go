@@ -34,25 +34,15 @@ import (
 // the transaction.
 var errHubFull = fmt.Errorf("%w: the hub reached its capacity while the device was being assigned; register again", allocation.ErrNoHub)
 
-// HubEligibility says whether one linked hub may receive the device, and
-// why not.
-type HubEligibility struct {
-	Hub         string `json:"hub"`
-	Eligible    bool   `json:"eligible"`
-	Reason      string `json:"reason,omitempty"`
-	DeviceCount int    `json:"deviceCount"`
-	Capacity    int    `json:"capacity,omitempty"`
-}
-
 // eligibility evaluates every linked hub for a target and policy. current
 // is the device's current hub ("" when none); explicit means the policy
 // names its hub itself (static, iotHubHostName), so applyAllocationPolicy
 // does not apply.
-func (s *Service) eligibility(ctx context.Context, linked []*enrollment.Hub, iotHubs []string, current string, explicit bool) ([]HubEligibility, []*enrollment.Hub, error) {
-	out := make([]HubEligibility, 0, len(linked))
+func (s *Service) eligibility(ctx context.Context, linked []*enrollment.Hub, iotHubs []string, current string, explicit bool) ([]dps.HubEligibility, []*enrollment.Hub, error) {
+	out := make([]dps.HubEligibility, 0, len(linked))
 	var ok []*enrollment.Hub
 	for _, h := range linked {
-		e := HubEligibility{Hub: h.Name, Capacity: h.Capacity}
+		e := dps.HubEligibility{Hub: h.Name, Capacity: h.Capacity}
 		if h.Capacity > 0 {
 			n, err := s.st.Registrations.CountBy(ctx, store.IndexRegistrationsByHub, h.Name)
 			if err != nil {
@@ -89,7 +79,7 @@ func holds(current string, h *enrollment.Hub) int {
 }
 
 // noHub explains an empty eligible set.
-func noHub(what string, hubs []HubEligibility) error {
+func noHub(what string, hubs []dps.HubEligibility) error {
 	if len(hubs) == 0 {
 		return fmt.Errorf("%w: no hub is linked", allocation.ErrNoHub)
 	}
@@ -212,8 +202,8 @@ func (s *Service) checkCapacity(ctx context.Context, tx store.Tx, hub string, cu
 // failAllocation stores and answers the failed operation of an allocation
 // failure.
 func (s *Service) failAllocation(ctx context.Context, r *registration, cause error) (*enrollment.Operation, error) {
-	op := s.failedOperation(r.opID, r.req.RegistrationID, dps.CodeAllocationFailed, allocationMessage(cause))
-	if err := s.finalOperation(ctx, op); err != nil {
+	op := s.book.Failed(r.opID, r.req.RegistrationID, dps.CodeAllocationFailed, allocationMessage(cause))
+	if err := s.book.Final(ctx, op); err != nil {
 		return nil, err
 	}
 	r.log.WarnContext(ctx, "registration failed", "outcome", OutcomeFailed, "reason", op.ErrorMessage)

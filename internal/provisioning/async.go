@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/zdps/zdps/internal/provisioning/operations"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -73,14 +74,10 @@ import (
 const OutcomeAssigning = "assigning"
 
 // MessageAssignmentTimedOut is the errorMessage of dps.CodeAssignmentTimedOut.
-const MessageAssignmentTimedOut = "assignment did not complete in time; register again"
+const MessageAssignmentTimedOut = operations.MessageTimedOut
 
-var (
-	// errAssignTimeout: the run reached its deadline before committing.
-	errAssignTimeout = errors.New("provisioning: assignment did not complete before its deadline")
-	// errOperationClosed: the operation already holds a final state.
-	errOperationClosed = errors.New("provisioning: operation already final")
-)
+// errAssignTimeout: the run reached its deadline before committing.
+var errAssignTimeout = errors.New("provisioning: assignment did not complete before its deadline")
 
 // settleTimeout bounds the write of a background run's failure.
 const settleTimeout = 10 * time.Second
@@ -214,7 +211,7 @@ func (s *Service) assignAsync(ctx context.Context, r *registration) (*enrollment
 	if s.testHookDetached != nil {
 		s.testHookDetached()
 	}
-	a := s.newOperation(opID, req.RegistrationID, enrollment.RegistrationAssigning)
+	a := s.book.New(opID, req.RegistrationID, enrollment.RegistrationAssigning)
 	a.Deadline = deadline
 	a.RequestHash = hash
 	_, err := s.ops.Put(ctx, a, store.Condition{IfNoneMatch: true})
@@ -237,7 +234,7 @@ func (s *Service) assignAsync(ctx context.Context, r *registration) (*enrollment
 // same request joins it, another is throttled; operations past their
 // deadline are closed as failed on the way.
 func (s *Service) inflight(ctx context.Context, log *slog.Logger, regID, hash string) (*enrollment.Operation, error) {
-	ops, _, err := s.ops.ListBy(ctx, IndexOperationsAssigning, regID, "", 16)
+	ops, _, err := s.ops.ListBy(ctx, operations.IndexAssigning, regID, "", 16)
 	if err != nil {
 		return nil, fmt.Errorf("provisioning: read operations: %w", err)
 	}
@@ -245,7 +242,7 @@ func (s *Service) inflight(ctx context.Context, log *slog.Logger, regID, hash st
 		if op.Status != enrollment.RegistrationAssigning || enrollment.Key(op.RegistrationID) != enrollment.Key(regID) {
 			continue
 		}
-		if s.pastDeadline(op) {
+		if s.book.PastDeadline(op) {
 			if _, err := s.expire(ctx, op); err != nil {
 				return nil, err
 			}
@@ -282,106 +279,19 @@ func requestHash(id *Identity, req *Request) string {
 	return hex.EncodeToString(h.Sum(nil))
 }
 
-func (s *Service) pastDeadline(op *enrollment.Operation) bool {
-	return op.Status == enrollment.RegistrationAssigning && !op.Deadline.IsZero() && !s.now().Before(op.Deadline)
-}
-
-// expire replaces an assigning operation whose deadline passed by failed,
-// unless a final state replaced it meanwhile, and returns what is stored
-// now.
+// expire closes an assigning operation past its deadline as failed
+// (operations.Book.Expire) and logs the failure, and returns what is
+// stored now.
 func (s *Service) expire(ctx context.Context, op *enrollment.Operation) (*enrollment.Operation, error) {
-	var out *enrollment.Operation
-	err := s.st.Backend.Update(ctx, func(tx store.Tx) error {
-		ops := s.ops.In(tx)
-		cur, err := ops.Get(ctx, op.OperationID)
-		if err != nil {
-			return err
-		}
-		if !s.pastDeadline(cur) {
-			out = cur
-			return nil
-		}
-		f := s.failedOperation(cur.OperationID, cur.RegistrationID, dps.CodeAssignmentTimedOut, MessageAssignmentTimedOut)
-		f.ExpiresAt = cur.ExpiresAt
-		if _, err := ops.Put(ctx, f, store.Condition{IfMatch: cur.ETag}); err != nil {
-			return err
-		}
-		out = f
-		return nil
-	})
+	out, err := s.book.Expire(ctx, op)
 	if err != nil {
-		return nil, fmt.Errorf("provisioning: close expired operation: %w", err)
+		return nil, fmt.Errorf("provisioning: %w", err)
 	}
 	if out.Status == enrollment.RegistrationFailed && out.ErrorCode == dps.CodeAssignmentTimedOut {
 		s.log.WarnContext(ctx, "registration failed", "registration_id", out.RegistrationID, "operation_id", out.OperationID,
 			"outcome", OutcomeFailed, "reason", MessageAssignmentTimedOut)
 	}
 	return out, nil
-}
-
-func (s *Service) failedOperation(opID, regID string, code int, msg string) *enrollment.Operation {
-	op := s.newOperation(opID, regID, enrollment.RegistrationFailed)
-	op.ErrorCode, op.ErrorMessage = code, msg
-	op.Registration = &enrollment.Registration{RegistrationID: regID, Status: enrollment.RegistrationFailed, ErrorCode: code, ErrorMessage: msg}
-	return op
-}
-
-// closeOperation writes the final state o of an operation in tx: it
-// creates it when no assigning state was written (yet), replaces the
-// assigning state by compare-and-swap, and returns errOperationClosed when
-// a final state is there already, which must roll the transaction back.
-func (s *Service) closeOperation(ctx context.Context, tx store.Tx, o *enrollment.Operation) error {
-	ops := s.ops.In(tx)
-	cur, err := ops.Get(ctx, o.OperationID)
-	cond := store.Condition{IfNoneMatch: true}
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-	case err != nil:
-		return fmt.Errorf("provisioning: read operation: %w", err)
-	case cur.Status != enrollment.RegistrationAssigning || enrollment.Key(cur.RegistrationID) != enrollment.Key(o.RegistrationID):
-		return errOperationClosed
-	default:
-		cond = store.Condition{IfMatch: cur.ETag}
-	}
-	if _, err := ops.Put(ctx, o, cond); err != nil {
-		return fmt.Errorf("provisioning: store operation: %w", err)
-	}
-	return s.replacePrevious(ctx, tx, o)
-}
-
-// replacePrevious makes o, in tx, the device's current final operation
-// and deletes the one that was current before: a device polls the
-// operation its last register answered, so the one before is of no use,
-// and a device registering in a loop keeps one operation instead of one
-// per request for OperationTTL. A poll of the deleted one answers not
-// found (404), as Azure answers an unknown operation. Only final
-// operations are ever current: an assigning one is never deleted here, its
-// run may still commit and a device registering again must still find it
-// (inflight). Point reads and writes only, so concurrent registrations of
-// other devices never conflict on it.
-func (s *Service) replacePrevious(ctx context.Context, tx store.Tx, o *enrollment.Operation) error {
-	regKey, opKey := enrollment.Key(o.RegistrationID), o.StoreKey()
-	it, err := tx.Get(ctx, BucketOperationsCurrent, regKey)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-	case err != nil:
-		return fmt.Errorf("provisioning: read current operation: %w", err)
-	case string(it.Value) != opKey:
-		err := s.ops.In(tx).Delete(ctx, string(it.Value), store.Condition{})
-		if err != nil && !errors.Is(err, store.ErrNotFound) { // pruned already
-			return fmt.Errorf("provisioning: delete replaced operation: %w", err)
-		}
-	}
-	if _, err := tx.Put(ctx, BucketOperationsCurrent, regKey, []byte(opKey), store.Condition{}); err != nil {
-		return fmt.Errorf("provisioning: store current operation: %w", err)
-	}
-	return nil
-}
-
-// finalOperation stores a final state that comes without a record
-// (failed), in its own transaction.
-func (s *Service) finalOperation(ctx context.Context, o *enrollment.Operation) error {
-	return s.st.Backend.Update(ctx, func(tx store.Tx) error { return s.closeOperation(ctx, tx, o) })
 }
 
 // settle stores the failure of a run whose request no longer waits: the
@@ -403,15 +313,15 @@ func (s *Service) settle(ctx context.Context, log *slog.Logger, opID string, req
 		code, msg = dps.CodeThrottled, "registration refused for now; register again later"
 	case errors.Is(err, store.ErrBusy):
 		code, msg = dps.CodeUnavailable, "service busy; register again"
-	case errors.Is(err, errOperationClosed):
+	case errors.Is(err, operations.ErrClosed):
 		return // a poll closed it after its deadline
 	}
 	s.logFailure(ctx, log, "background registration", err)
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
 	defer cancel()
-	werr := s.finalOperation(wctx, s.failedOperation(opID, req.RegistrationID, code, msg))
+	werr := s.book.Final(wctx, s.book.Failed(opID, req.RegistrationID, code, msg))
 	switch {
-	case errors.Is(werr, errOperationClosed):
+	case errors.Is(werr, operations.ErrClosed):
 	case werr != nil:
 		// Polls answer failed once the deadline passes.
 		log.ErrorContext(ctx, "store the outcome of a background registration", "operation_id", opID, "outcome", OutcomeError, "error", werr)

@@ -17,6 +17,7 @@ import (
 	"github.com/zdps/zdps/allocation/hashed"
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/provisioning/caissuer"
+	"github.com/zdps/zdps/internal/provisioning/operations"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/store/memory"
@@ -199,7 +200,7 @@ func TestRegisterAsync(t *testing.T) {
 			if c, err := a.Certificates().Get(ctx, serial); err != nil || c.OperationID != op.OperationID {
 				t.Fatalf("certificate %s: %+v %v", serial, c, err)
 			}
-			if n := count(t, e.st.Backend, provisioning.IndexOperationsAssigning); n != 0 {
+			if n := count(t, e.st.Backend, operations.IndexAssigning); n != 0 {
 				t.Fatalf("%d entries left in the assigning index", n)
 			}
 			if gate.calls.Load() != 1 {
@@ -259,7 +260,7 @@ func TestRegisterAsyncFinalFirst(t *testing.T) {
 	if got := poll(t, a, req, op.OperationID); got.Status != enrollment.RegistrationAssigned {
 		t.Fatalf("stored operation %s: the assigning write overwrote the final state", got.Status)
 	}
-	if n := count(t, e.st.Backend, provisioning.IndexOperationsAssigning); n != 0 {
+	if n := count(t, e.st.Backend, operations.IndexAssigning); n != 0 {
 		t.Fatalf("%d entries in the assigning index", n)
 	}
 }
@@ -309,7 +310,7 @@ func TestRegisterAsyncDeadline(t *testing.T) {
 				t.Fatalf("operation after the late run: %+v", got)
 			}
 			if again == nil {
-				for _, b := range []store.Bucket{store.BucketRegistrations, revocation.BucketCertificates, provisioning.IndexOperationsAssigning} {
+				for _, b := range []store.Bucket{store.BucketRegistrations, revocation.BucketCertificates, operations.IndexAssigning} {
 					if n := count(t, e.st.Backend, b); n != 0 {
 						t.Fatalf("%d items in %s after a registration that timed out", n, b)
 					}
@@ -417,7 +418,7 @@ func TestRegisterAsyncFailures(t *testing.T) {
 			if got.Status != enrollment.RegistrationFailed || got.ErrorCode != tc.wantCode || got.ErrorMessage == "" {
 				t.Fatalf("operation %+v, want failed with %d", got, tc.wantCode)
 			}
-			for _, b := range []store.Bucket{store.BucketRegistrations, revocation.BucketCertificates, provisioning.IndexOperationsAssigning} {
+			for _, b := range []store.Bucket{store.BucketRegistrations, revocation.BucketCertificates, operations.IndexAssigning} {
 				if n := count(t, e.st.Backend, b); n != 0 {
 					t.Fatalf("%d items in %s", n, b)
 				}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/operations"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/testbackend"
@@ -218,7 +219,7 @@ func TestOperationReplaced(t *testing.T) {
 			if got := keys(t, e.st.Backend, provisioning.BucketOperations); !slices.Equal(got, want) {
 				t.Fatalf("after the disabled one: operations %q, want %q", got, want)
 			}
-			if got := keys(t, e.st.Backend, provisioning.BucketOperationsCurrent); !slices.Equal(got, []string{"dev-1"}) {
+			if got := keys(t, e.st.Backend, operations.BucketCurrent); !slices.Equal(got, []string{"dev-1"}) {
 				t.Fatalf("current operations of %q, want dev-1's only (dev-2's was stored directly)", got)
 			}
 
@@ -226,7 +227,7 @@ func TestOperationReplaced(t *testing.T) {
 			if _, err := e.svc.PruneExpired(ctx, now.Add(2*time.Hour+provisioning.DefaultOperationTTL)); err != nil {
 				t.Fatal(err)
 			}
-			for _, b := range []store.Bucket{provisioning.BucketOperations, provisioning.BucketOperationsCurrent, provisioning.IndexOperationsAssigning} {
+			for _, b := range []store.Bucket{provisioning.BucketOperations, operations.BucketCurrent, operations.IndexAssigning} {
 				if n := count(t, e.st.Backend, b); n != 0 {
 					t.Errorf("%d entries left in %s after pruning", n, b)
 				}

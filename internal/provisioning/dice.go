@@ -4,6 +4,7 @@ import (
 	"context"
 
 	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/enrollment/firmware"
 )
 
 // refuseVerdict answers a registration its mechanism's evidence refuses
@@ -12,8 +13,8 @@ import (
 // untouched.
 func (s *Service) refuseVerdict(ctx context.Context, r *registration, v *Verdict) (*enrollment.Operation, error) {
 	r.verdict = v.Reason
-	op := s.failedOperation(r.opID, r.req.RegistrationID, v.Code, v.Message)
-	if err := s.finalOperation(ctx, op); err != nil {
+	op := s.book.Failed(r.opID, r.req.RegistrationID, v.Code, v.Message)
+	if err := s.book.Final(ctx, op); err != nil {
 		return nil, err
 	}
 	r.log.WarnContext(ctx, "registration failed", append([]any{"outcome", OutcomeFailed, "reason", v.Reason}, v.Attrs...)...)
@@ -22,7 +23,7 @@ func (s *Service) refuseVerdict(ctx context.Context, r *registration, v *Verdict
 
 // auditFirmware logs the audit event of a firmware change: the device
 // registered before with other measurements.
-func (s *Service) auditFirmware(ctx context.Context, rec *enrollment.Registration, old *enrollment.DICEState) {
+func (s *Service) auditFirmware(ctx context.Context, rec *enrollment.Registration, old *firmware.DICEState) {
 	if rec == nil || rec.DICE == nil || old == nil || old.Equal(rec.DICE) {
 		return
 	}

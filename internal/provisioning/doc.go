@@ -60,7 +60,7 @@
 //
 // Nothing a device does grows the store without bound. Polls find an
 // operation for Config.OperationTTL; PruneExpired deletes it after that
-// (prune.go), and RunPruners runs it on a timer. A device's new final
+// (prune.go), and sweep.Run runs it on a timer. A device's new final
 // operation deletes its previous one in the same transaction (async.go,
 // replacePrevious), so a device registering in a loop keeps one. Its
 // record lists only the certificates that may renew, the newest unexpired

@@ -9,6 +9,7 @@ import (
 
 	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
@@ -28,29 +29,6 @@ type ExplainRequest struct {
 	SourceRTT time.Duration `json:"-"`
 }
 
-// PolicyDecision is one policy's would-be decision.
-type PolicyDecision struct {
-	Policy string `json:"policy"`
-	// Effective marks the policy the device's registration would use.
-	Effective bool   `json:"effective"`
-	Hub       string `json:"hub,omitempty"`
-	Reason    string `json:"reason,omitempty"`
-	Error     string `json:"error,omitempty"`
-}
-
-// Explanation is the answer of Explain.
-type Explanation struct {
-	RegistrationID    string                       `json:"registrationId"`
-	EnrollmentKind    string                       `json:"enrollmentKind"` // individualEnrollment or enrollmentGroup
-	EnrollmentID      string                       `json:"enrollmentId"`
-	EffectivePolicy   string                       `json:"effectivePolicy"`
-	PinnedHub         string                       `json:"iotHubHostName,omitempty"`
-	CurrentHub        string                       `json:"currentHub,omitempty"`
-	ReprovisionPolicy enrollment.ReprovisionPolicy `json:"reprovisionPolicy"`
-	Hubs              []HubEligibility             `json:"hubs"`
-	Decisions         []PolicyDecision             `json:"decisions"`
-}
-
 // PolicySet is the optional capability of an Allocator that offers several
 // named policies (allocation.Registry); Explain runs each of them.
 type PolicySet interface {
@@ -67,7 +45,7 @@ type PolicySet interface {
 // Explaining the custom policy calls the enrollment's webhook, as a
 // registration would; it is skipped (with a reason) when the enrollment
 // has no webhook.
-func (s *Service) Explain(ctx context.Context, req ExplainRequest) (*Explanation, error) {
+func (s *Service) Explain(ctx context.Context, req ExplainRequest) (*dps.Explanation, error) {
 	if err := enrollment.ValidateRegistrationID(req.RegistrationID); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
@@ -114,14 +92,14 @@ func (s *Service) Explain(ctx context.Context, req ExplainRequest) (*Explanation
 	if err != nil {
 		return nil, err
 	}
-	x := &Explanation{
+	x := &dps.Explanation{
 		RegistrationID:    req.RegistrationID,
 		EnrollmentKind:    "individualEnrollment",
 		EnrollmentID:      t.name,
 		EffectivePolicy:   policy,
 		PinnedHub:         t.hostName,
-		ReprovisionPolicy: t.reprov,
-		Decisions:         []PolicyDecision{},
+		ReprovisionPolicy: dps.ReprovisionPolicy(t.reprov),
+		Decisions:         []dps.PolicyDecision{},
 	}
 	if t.group != nil {
 		x.EnrollmentKind = "enrollmentGroup"
@@ -147,7 +125,7 @@ func (s *Service) Explain(ctx context.Context, req ExplainRequest) (*Explanation
 		names = set.Names()
 	}
 	for _, name := range names {
-		d := PolicyDecision{Policy: name, Effective: name == policy}
+		d := dps.PolicyDecision{Policy: name, Effective: name == policy}
 		switch {
 		case name == enrollment.PolicyCustom && customDefinition(t) == nil:
 			d.Error = "the enrollment has no customAllocationDefinition; the webhook was not called"

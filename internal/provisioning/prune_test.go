@@ -1,21 +1,20 @@
 package provisioning_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/operations"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/internal/sweep"
 	"github.com/zdps/zdps/internal/testbackend"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -23,7 +22,7 @@ import (
 // putOperations stores ops in one transaction, as they are.
 func putOperations(t testing.TB, e *env, ops []*enrollment.Operation) {
 	t.Helper()
-	col := provisioning.Operations(e.st.Backend, e.clock)
+	col := operations.Collection(e.st.Backend, e.clock)
 	err := e.st.Backend.Update(context.Background(), func(tx store.Tx) error {
 		for _, op := range ops {
 			if _, err := col.In(tx).Put(context.Background(), op, store.Condition{}); err != nil {
@@ -89,7 +88,7 @@ func TestPruneExpired(t *testing.T) {
 				}
 			}
 			putOperations(t, e, ops)
-			if n := count(t, e.st.Backend, provisioning.IndexOperationsAssigning); n != 3 {
+			if n := count(t, e.st.Backend, operations.IndexAssigning); n != 3 {
 				t.Fatalf("%d assigning index entries before pruning, want 3", n)
 			}
 
@@ -106,7 +105,7 @@ func TestPruneExpired(t *testing.T) {
 					t.Errorf("%s: pruned = %v, want %v", tc.name, !tc.pruned, tc.pruned)
 				}
 			}
-			if got := keys(t, e.st.Backend, provisioning.IndexOperationsAssigning); !slices.Equal(got, wantIndex) {
+			if got := keys(t, e.st.Backend, operations.IndexAssigning); !slices.Equal(got, wantIndex) {
 				t.Errorf("assigning index = %q, want %q", got, wantIndex)
 			}
 			if n, err := e.svc.PruneExpired(ctx, now); err != nil || n != 0 {
@@ -119,7 +118,7 @@ func TestPruneExpired(t *testing.T) {
 // TestPruneBatches: more than one batch, and two prunes at once on one
 // store (two replicas) delete each operation once between them.
 func TestPruneBatches(t *testing.T) {
-	const expired, fresh = 2*provisioning.PruneBatch + 7, 150
+	const expired, fresh = 2*sweep.Batch + 7, 150
 	for _, be := range testbackend.All {
 		for _, concurrent := range []int{1, 2} {
 			t.Run(fmt.Sprintf("%s/%d", be.Name, concurrent), func(t *testing.T) {
@@ -157,7 +156,7 @@ func TestPruneBatches(t *testing.T) {
 				if n := count(t, e.st.Backend, provisioning.BucketOperations); n != fresh {
 					t.Errorf("%d operations left, want %d", n, fresh)
 				}
-				if n := count(t, e.st.Backend, provisioning.IndexOperationsAssigning); n != 0 {
+				if n := count(t, e.st.Backend, operations.IndexAssigning); n != 0 {
 					t.Errorf("%d assigning index entries left, want 0", n)
 				}
 			})
@@ -192,62 +191,4 @@ func TestPruneRegistration(t *testing.T) {
 	if n := count(t, e.st.Backend, revocation.BucketCertificates); n != 1 {
 		t.Fatalf("%d certificates, want 1", n)
 	}
-}
-
-type countingPruner struct {
-	calls atomic.Int64
-	err   error
-}
-
-func (p *countingPruner) PruneExpired(context.Context, time.Time) (int, error) {
-	p.calls.Add(1)
-	return 3, p.err
-}
-
-func TestRunPruners(t *testing.T) {
-	logs := &syncBuffer{}
-	log := slog.New(slog.NewTextHandler(logs, nil))
-	ok, failing := &countingPruner{}, &countingPruner{err: errors.New("store down")}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() {
-		done <- provisioning.RunPruners(ctx, log, time.Millisecond, nil, map[string]provisioning.Pruner{"ok": ok, "failing": failing})
-	}()
-	deadline := time.Now().Add(10 * time.Second)
-	for ok.calls.Load() < 3 || failing.calls.Load() < 3 {
-		if time.Now().After(deadline) {
-			t.Fatal("pruners not run on every tick")
-		}
-		time.Sleep(time.Millisecond)
-	}
-	cancel()
-	if err := <-done; !errors.Is(err, context.Canceled) {
-		t.Fatalf("RunPruners = %v, want context.Canceled", err)
-	}
-	out := logs.String()
-	for _, want := range []string{"records=ok count=3", "prune failed", "records=failing"} {
-		if !strings.Contains(out, want) {
-			t.Errorf("logs lack %q:\n%s", want, out)
-		}
-	}
-	if err := provisioning.RunPruners(context.Background(), log, 0, nil, nil); err == nil {
-		t.Error("RunPruners with interval 0: nil error")
-	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

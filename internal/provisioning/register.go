@@ -13,6 +13,7 @@ import (
 	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/enrollment/firmware"
 )
 
 // Outcomes logged under the key "outcome".
@@ -149,7 +150,7 @@ func (s *Service) refuse(ctx context.Context, r *registration) (*enrollment.Oper
 	switch {
 	case r.t.disabled:
 		op := s.disabledOperation(r.opID, r.req.RegistrationID)
-		if err := s.finalOperation(ctx, op); err != nil {
+		if err := s.book.Final(ctx, op); err != nil {
 			return nil, err
 		}
 		r.log.InfoContext(ctx, "registration refused", "outcome", OutcomeDisabled)
@@ -273,7 +274,7 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 	// SDK would hand it to the application as if the service sent it).
 	payload := dec.Payload
 	var op *enrollment.Operation
-	var oldDICE *enrollment.DICEState
+	var oldDICE *firmware.DICEState
 	err := s.st.Backend.Update(ctx, func(tx store.Tx) error {
 		if !deadline.IsZero() && !s.now().Before(deadline) {
 			return errAssignTimeout // a poll may have answered failed already
@@ -294,7 +295,7 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 		}
 		if disabled {
 			o := s.disabledOperation(opID, req.RegistrationID)
-			if err := s.closeOperation(ctx, tx, o); err != nil {
+			if err := s.book.Close(ctx, tx, o); err != nil {
 				return err
 			}
 			op = o
@@ -368,14 +369,14 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 		if err := s.recordAssigned(ctx, tx, r, rec, cur); err != nil {
 			return err
 		}
-		o := s.newOperation(opID, rec.RegistrationID, enrollment.RegistrationAssigned)
+		o := s.book.New(opID, rec.RegistrationID, enrollment.RegistrationAssigned)
 		snap := *rec
 		o.Registration = &snap
 		if issued != nil {
 			o.IssuedCertificateChain = issued.Chain
 		}
 		ev.Answer(o)
-		if err := s.closeOperation(ctx, tx, o); err != nil {
+		if err := s.book.Close(ctx, tx, o); err != nil {
 			return err
 		}
 		op = o
@@ -414,19 +415,10 @@ func cloneRaw(m json.RawMessage) json.RawMessage {
 	return slices.Clone(m)
 }
 
-func (s *Service) newOperation(opID, registrationID, status string) *enrollment.Operation {
-	return &enrollment.Operation{
-		OperationID:    opID,
-		RegistrationID: registrationID,
-		Status:         status,
-		ExpiresAt:      s.now().UTC().Add(s.cfg.OperationTTL),
-	}
-}
-
 // disabledOperation is the final operation of a device whose enrollment
 // or group is disabled: no record, no certificate.
 func (s *Service) disabledOperation(opID, registrationID string) *enrollment.Operation {
-	op := s.newOperation(opID, registrationID, enrollment.RegistrationDisabled)
+	op := s.book.New(opID, registrationID, enrollment.RegistrationDisabled)
 	op.Registration = &enrollment.Registration{RegistrationID: registrationID, Status: enrollment.RegistrationDisabled}
 	return op
 }

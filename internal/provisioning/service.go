@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/allocation"
+	"github.com/zdps/zdps/internal/provisioning/operations"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/throttle"
@@ -89,6 +90,8 @@ type Service struct {
 	st    *store.Store
 	certs *store.Collection[*enrollment.Certificate]
 	ops   *store.Collection[*enrollment.Operation]
+	// book keeps the operations ops holds.
+	book  *operations.Book
 	log   *slog.Logger
 	now   func() time.Time
 	randM sync.Mutex
@@ -151,11 +154,13 @@ func New(cfg Config) (*Service, error) {
 	if cfg.AssignWait > 0 && cfg.AssignTimeout >= cfg.OperationTTL {
 		return nil, fmt.Errorf("provisioning: invalid config: AssignTimeout %s must be shorter than OperationTTL %s", cfg.AssignTimeout, cfg.OperationTTL)
 	}
+	book := operations.New(cfg.Store.Backend, cfg.Now, cfg.OperationTTL)
 	return &Service{
 		cfg:   cfg,
 		st:    cfg.Store,
 		certs: revocation.Certificates(cfg.Store.Backend, cfg.Now),
-		ops:   Operations(cfg.Store.Backend, cfg.Now),
+		ops:   book.Operations(),
+		book:  book,
 		log:   cfg.Logger,
 		now:   cfg.Now,
 		rand:  cfg.Rand,

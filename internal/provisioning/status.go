@@ -42,7 +42,7 @@ func (s *Service) OperationStatus(ctx context.Context, req *Request, operationID
 	throttled := s.checkPoll(id.RegistrationID)
 	op, err = s.operationOf(ctx, id, operationID)
 	if throttled != nil {
-		if err != nil || op.Status != enrollment.RegistrationAssigning || s.pastDeadline(op) {
+		if err != nil || op.Status != enrollment.RegistrationAssigning || s.book.PastDeadline(op) {
 			return nil, throttled
 		}
 		var te *ThrottledError
@@ -52,7 +52,7 @@ func (s *Service) OperationStatus(ctx context.Context, req *Request, operationID
 	if err != nil {
 		return nil, err
 	}
-	if s.pastDeadline(op) {
+	if s.book.PastDeadline(op) {
 		// The replica running it died or it ran out of time: close it as
 		// failed (async.go), so that the run can no longer commit.
 		return s.expire(ctx, op)

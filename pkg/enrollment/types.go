@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"strings"
 	"time"
+
+	"github.com/zdps/zdps/pkg/enrollment/firmware"
 )
 
 // Attestation types (AttestationMechanism.Type).
@@ -171,7 +173,7 @@ type RegistrationState struct {
 	LastUpdatedDateTimeUTC *time.Time `json:"lastUpdatedDateTimeUtc,omitempty"`
 	ETag                   string     `json:"etag,omitempty"`
 	// DICE is a zdps extension: see Registration.DICE.
-	DICE *DICEState `json:"dice,omitempty"`
+	DICE *firmware.DICEState `json:"dice,omitempty"`
 	// InitialTwin is a zdps extension of the service API only (never in a
 	// device answer): see Registration.InitialTwin.
 	InitialTwin json.RawMessage `json:"initialTwin,omitempty"`
@@ -193,7 +195,7 @@ type Spec struct {
 	CustomAllocationDefinition *CustomAllocationDefinition `json:"customAllocationDefinition,omitempty"`
 	// FirmwarePolicy is a zdps extension (ignored by Azure tools): the
 	// DICE firmware every device of the enrollment must run (firmware.go).
-	FirmwarePolicy *FirmwarePolicy `json:"firmwarePolicy,omitempty"`
+	FirmwarePolicy *firmware.Policy `json:"firmwarePolicy,omitempty"`
 }
 
 // IndividualEnrollment enrolls one device.
@@ -234,7 +236,7 @@ type Registration struct {
 	X509 *RegistrationX509 `json:"x509,omitempty"`
 	// DICE is a zdps extension: the DeviceID key and the firmware
 	// measurements of the last registration with a DICE chain.
-	DICE *DICEState `json:"dice,omitempty"`
+	DICE *firmware.DICEState `json:"dice,omitempty"`
 	// InitialTwin is a zdps extension: the twin the assigned hub should
 	// give the device, as of the last assignment: the custom allocation
 	// webhook's initialTwin, else the enrollment's (individual, else

@@ -12,7 +12,7 @@ import (
 	"strings"
 
 	"github.com/zdps/zdps/attestation/dice"
-	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/enrollment/firmware"
 )
 
 // Vector is one test vector of testdata/dice: a device, what its chain
@@ -59,15 +59,15 @@ func tcb(layer, svn int64, vendor string, fw dice.FWID) dice.TcbInfo {
 // VectorPolicy is the firmware policy of the vector group: vendor and
 // model, debug forbidden, layer 0 the known DICE engine, layer 1 firmware
 // v3 or v4 with an SVN of at least 2.
-func VectorPolicy() *enrollment.FirmwarePolicy {
-	d := func(f dice.FWID) enrollment.FirmwareDigest {
-		return enrollment.FirmwareDigest{HashAlg: "sha256", Digest: hex.EncodeToString(f.Digest)}
+func VectorPolicy() *firmware.Policy {
+	d := func(f dice.FWID) firmware.Digest {
+		return firmware.Digest{HashAlg: "sha256", Digest: hex.EncodeToString(f.Digest)}
 	}
-	return &enrollment.FirmwarePolicy{
+	return &firmware.Policy{
 		Vendor: VectorVendor, Model: VectorModel, ForbiddenFlags: []string{"debug"},
-		Layers: []enrollment.FirmwareLayerPolicy{
-			{Layer: 0, AllowedFWIDs: []enrollment.FirmwareDigest{d(fwL0)}},
-			{Layer: 1, MinSVN: i64(2), AllowedFWIDs: []enrollment.FirmwareDigest{d(fwL1v3), d(fwL1v4)}},
+		Layers: []firmware.LayerPolicy{
+			{Layer: 0, AllowedFWIDs: []firmware.Digest{d(fwL0)}},
+			{Layer: 1, MinSVN: i64(2), AllowedFWIDs: []firmware.Digest{d(fwL1v3), d(fwL1v4)}},
 		},
 	}
 }

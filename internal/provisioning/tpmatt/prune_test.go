@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/provisioning/tpmatt"
 	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/internal/sweep"
 	"github.com/zdps/zdps/internal/testbackend"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -88,7 +88,7 @@ func TestPruneExpiredChallenges(t *testing.T) {
 // TestPruneChallengesConcurrent: more than one batch, pruned by two
 // replicas at once.
 func TestPruneChallengesConcurrent(t *testing.T) {
-	const expired, fresh = provisioning.PruneBatch + 30, 40
+	const expired, fresh = sweep.Batch + 30, 40
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for _, be := range testbackend.All {
 		t.Run(be.Name, func(t *testing.T) {

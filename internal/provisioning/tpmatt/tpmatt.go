@@ -491,9 +491,9 @@ func FromPayload(_ *enrollment.IndividualEnrollment, req *provisioning.Request) 
 // use for devices that never come back, and returns how many it deleted.
 // A document with a usable key is kept whole; the next challenge issued
 // for its registration ID drops its unusable keys. Safe on several
-// replicas at once (see provisioning.PruneBatch for the batch size).
+// replicas at once (see sweep.Batch for the batch size).
 func (a *Attestor) PruneExpired(ctx context.Context, now time.Time) (int, error) {
-	n, err := sweep.Expired(ctx, a.st.Backend, BucketChallenges, provisioning.PruneBatch,
+	n, err := sweep.Expired(ctx, a.st.Backend, BucketChallenges, sweep.Batch,
 		func(it store.Item) bool {
 			var c Challenge
 			return json.Unmarshal(it.Value, &c) == nil && !a.anyUsable(&c, now)

@@ -10,6 +10,7 @@ import (
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/enrollment/firmware"
 )
 
 // applyDICE reads the DICE evidence of the verified path into ev and
@@ -24,7 +25,7 @@ import (
 // non-critical here: a critical one fails verification) violates any
 // firmware policy and is otherwise ignored, as Azure DPS would ignore it.
 func applyDICE(res *x509v.Result, ev *evidence) {
-	var policy *enrollment.FirmwarePolicy
+	var policy *firmware.Policy
 	switch {
 	case res.Enrollment != nil:
 		policy = res.Enrollment.FirmwarePolicy
@@ -62,14 +63,14 @@ func applyDICE(res *x509v.Result, ev *evidence) {
 type evidence struct {
 	provisioning.NoEvidence
 	leaf, signing *x509.Certificate
-	dice          *enrollment.DICEState
+	dice          *firmware.DICEState
 	violation     string
 	rollback      bool
 }
 
 // Verdict refuses a device whose firmware the enrollment's policy refuses.
 // The violation quotes measurements from the verified chain: digests,
-// numbers, and vendor strings quoted and shortened by enrollment.Quote,
+// numbers, and vendor strings quoted and shortened by firmware.Quote,
 // safe for a log line.
 func (e *evidence) Verdict() *provisioning.Verdict {
 	if e.violation == "" {

@@ -24,6 +24,7 @@ import (
 	"github.com/zdps/zdps/internal/testbackend"
 	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/enrollment/firmware"
 )
 
 var update = flag.Bool("update", false, "regenerate the DICE test vectors in testdata/dice")
@@ -80,13 +81,13 @@ func newDICEEnv(t *testing.T) *diceEnv {
 	return e
 }
 
-func vectorPolicy(t *testing.T) *enrollment.FirmwarePolicy {
+func vectorPolicy(t *testing.T) *firmware.Policy {
 	t.Helper()
 	b, err := os.ReadFile(filepath.Join(vectorDir, "policy.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var p enrollment.FirmwarePolicy
+	var p firmware.Policy
 	if err := json.Unmarshal(b, &p); err != nil {
 		t.Fatal(err)
 	}

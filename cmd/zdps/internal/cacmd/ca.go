@@ -94,7 +94,7 @@ func newCAExportCmd(g *cmdutil.Globals) *cobra.Command {
 			if err != nil {
 				return cmdutil.Fail(err, "CA", "embedded", "export")
 			}
-			if _, err := parsePEMCertificates(b); err != nil {
+			if _, err := cmdutil.ParsePEMCertificates(b); err != nil {
 				return cmdutil.Errorf(err, "the service answered a CA bundle that does not parse: %v", err)
 			}
 			return writeOut(cmd.OutOrStdout(), out, b)
@@ -102,30 +102,6 @@ func newCAExportCmd(g *cmdutil.Globals) *cobra.Command {
 	}
 	cmd.Flags().StringVar(&out, "out", "", "file to write (default: standard output)")
 	return cmd
-}
-
-// parsePEMCertificates parses every CERTIFICATE block of b.
-func parsePEMCertificates(b []byte) ([]*x509.Certificate, error) {
-	var out []*x509.Certificate
-	for {
-		var blk *pem.Block
-		blk, b = pem.Decode(b)
-		if blk == nil {
-			break
-		}
-		if blk.Type != "CERTIFICATE" {
-			continue
-		}
-		c, err := x509.ParseCertificate(blk.Bytes)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, c)
-	}
-	if len(out) == 0 {
-		return nil, errors.New("no PEM certificate")
-	}
-	return out, nil
 }
 
 // crlSummary is what `zdps ca crl` prints.
@@ -208,7 +184,7 @@ summary.`,
 			if err != nil {
 				return cmdutil.Fail(err, "CA bundle", "embedded", "fetch (to check the CRL's signature)")
 			}
-			certs, err := parsePEMCertificates(bundle)
+			certs, err := cmdutil.ParsePEMCertificates(bundle)
 			if err != nil {
 				return cmdutil.Errorf(err, "CA bundle: %v", err)
 			}

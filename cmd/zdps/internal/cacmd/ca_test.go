@@ -22,6 +22,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
 	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil/cmdtest"
 	"github.com/zdps/zdps/internal/testpki"
 
@@ -279,7 +280,7 @@ func TestCARevocationCRL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	certs, err := parsePEMCertificates(bundlePEM)
+	certs, err := cmdutil.ParsePEMCertificates(bundlePEM)
 	if err != nil || len(certs) != 2 {
 		t.Fatalf("bundle: %d certificates, %v", len(certs), err)
 	}

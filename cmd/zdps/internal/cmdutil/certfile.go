@@ -1,8 +1,11 @@
 package cmdutil
 
 import (
+	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
+	"errors"
+	"fmt"
 	"os"
 
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -24,4 +27,33 @@ func ReadCertificateText(path string) (string, error) {
 		return "", Errorf(err, "certificate %s: %v", path, err)
 	}
 	return s, nil
+}
+
+// ErrNoPEMCertificate: a PEM text holds no CERTIFICATE block.
+var ErrNoPEMCertificate = errors.New("no PEM certificate")
+
+// ParsePEMCertificates parses every CERTIFICATE block of b, in order,
+// skipping other blocks; a block that does not parse fails with its
+// number (from 1).
+func ParsePEMCertificates(b []byte) ([]*x509.Certificate, error) {
+	var out []*x509.Certificate
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			break
+		}
+		if blk.Type != "CERTIFICATE" {
+			continue
+		}
+		c, err := x509.ParseCertificate(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("certificate %d: %w", len(out)+1, err)
+		}
+		out = append(out, c)
+	}
+	if len(out) == 0 {
+		return nil, ErrNoPEMCertificate
+	}
+	return out, nil
 }

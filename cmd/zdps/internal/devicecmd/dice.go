@@ -21,6 +21,7 @@ import (
 	"github.com/zdps/zdps/attestation/dice/dicesim"
 	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
 	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/enrollment/firmware"
 )
 
 // NewDiceCmd is `zdps dice`.
@@ -241,9 +242,9 @@ func runDiceSimulate(cmd *cobra.Command, g *cmdutil.Globals, cfg diceSimulateCon
 	p := g.Printer(cmd.OutOrStdout())
 	if p.JSON {
 		return p.PrintJSON(struct {
-			RegistrationID string                `json:"registrationId"`
-			Files          []string              `json:"files"`
-			DICE           *enrollment.DICEState `json:"dice"`
+			RegistrationID string              `json:"registrationId"`
+			Files          []string            `json:"files"`
+			DICE           *firmware.DICEState `json:"dice"`
 		}{cfg.RegistrationID, files, st})
 	}
 	pairs := []string{

@@ -15,6 +15,7 @@ import (
 	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
 	"github.com/zdps/zdps/pkg/client"
 	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/enrollment/firmware"
 )
 
 // firmwarePolicyConfig is the configuration of `zdps group
@@ -86,7 +87,7 @@ func (k *kind[T]) setFirmwarePolicyCmd(g *cmdutil.Globals) *cobra.Command {
 // updateFirmwarePolicy reads the document, sets its policy and writes it
 // back under an If-Match of the etag read (or etag when given), with its
 // attestation restored; it returns the stored policy.
-func (k *kind[T]) updateFirmwarePolicy(ctx context.Context, c *client.Client, id, etag string, p *enrollment.FirmwarePolicy) (*enrollment.FirmwarePolicy, error) {
+func (k *kind[T]) updateFirmwarePolicy(ctx context.Context, c *client.Client, id, etag string, p *firmware.Policy) (*firmware.Policy, error) {
 	d, err := k.get(c, ctx, id)
 	if err != nil {
 		return nil, err
@@ -137,14 +138,14 @@ func (k *kind[T]) runSetFirmwarePolicy(cmd *cobra.Command, g *cmdutil.Globals, c
 	pr := g.Printer(cmd.OutOrStdout())
 	if pr.JSON {
 		return pr.PrintJSON(struct {
-			FirmwarePolicy *enrollment.FirmwarePolicy `json:"firmwarePolicy"`
+			FirmwarePolicy *firmware.Policy `json:"firmwarePolicy"`
 		}{got})
 	}
 	return pr.Details(describeFirmwarePolicy(k.noun, cfg.ID, got)...)
 }
 
 // build makes the policy from the flags or the file; nil with --clear.
-func (c *firmwarePolicyConfig) build(stdin io.Reader) (*enrollment.FirmwarePolicy, error) {
+func (c *firmwarePolicyConfig) build(stdin io.Reader) (*firmware.Policy, error) {
 	rules := c.AllowMissingTcbInfo || c.Vendor != "" || c.Model != "" || len(c.ForbidFlags) > 0 ||
 		len(c.AllowFWIDs) > 0 || len(c.MinSVNs) > 0 || len(c.LayerVendors) > 0 || len(c.LayerModels) > 0
 	switch {
@@ -159,16 +160,16 @@ func (c *firmwarePolicyConfig) build(stdin io.Reader) (*enrollment.FirmwarePolic
 	case !rules:
 		return nil, cmdutil.Errorf(nil, "no policy given: use rule flags (--vendor, --allow-fwid, --min-svn, ...), --file, or --clear (see --help)")
 	}
-	p := &enrollment.FirmwarePolicy{AllowMissingTcbInfo: c.AllowMissingTcbInfo, Vendor: c.Vendor, Model: c.Model, ForbiddenFlags: c.ForbidFlags}
-	layer := func(flag, spec string) (*enrollment.FirmwareLayerPolicy, string, error) {
+	p := &firmware.Policy{AllowMissingTcbInfo: c.AllowMissingTcbInfo, Vendor: c.Vendor, Model: c.Model, ForbiddenFlags: c.ForbidFlags}
+	layer := func(flag, spec string) (*firmware.LayerPolicy, string, error) {
 		l, v, ok := strings.Cut(spec, "=")
 		n, err := strconv.ParseInt(strings.TrimSpace(l), 10, 64)
 		if !ok || err != nil || v == "" {
 			return nil, "", cmdutil.Errorf(err, "--%s %q: want LAYER=VALUE with a numeric layer", flag, spec)
 		}
-		i := slices.IndexFunc(p.Layers, func(r enrollment.FirmwareLayerPolicy) bool { return r.Layer == n })
+		i := slices.IndexFunc(p.Layers, func(r firmware.LayerPolicy) bool { return r.Layer == n })
 		if i < 0 {
-			p.Layers = append(p.Layers, enrollment.FirmwareLayerPolicy{Layer: n})
+			p.Layers = append(p.Layers, firmware.LayerPolicy{Layer: n})
 			i = len(p.Layers) - 1
 		}
 		return &p.Layers[i], v, nil
@@ -182,7 +183,7 @@ func (c *firmwarePolicyConfig) build(stdin io.Reader) (*enrollment.FirmwarePolic
 		if !ok {
 			return nil, cmdutil.Errorf(nil, "--allow-fwid %q: want LAYER=ALG:HEX, e.g. 1=sha256:ab12...", s)
 		}
-		r.AllowedFWIDs = append(r.AllowedFWIDs, enrollment.FirmwareDigest{HashAlg: alg, Digest: dig})
+		r.AllowedFWIDs = append(r.AllowedFWIDs, firmware.Digest{HashAlg: alg, Digest: dig})
 	}
 	for _, s := range c.MinSVNs {
 		r, v, err := layer("min-svn", s)
@@ -215,7 +216,7 @@ func (c *firmwarePolicyConfig) build(stdin io.Reader) (*enrollment.FirmwarePolic
 	return p, nil
 }
 
-func readFirmwarePolicy(file string, stdin io.Reader) (*enrollment.FirmwarePolicy, error) {
+func readFirmwarePolicy(file string, stdin io.Reader) (*firmware.Policy, error) {
 	var b []byte
 	var err error
 	if file == "-" {
@@ -228,7 +229,7 @@ func readFirmwarePolicy(file string, stdin io.Reader) (*enrollment.FirmwarePolic
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	var p enrollment.FirmwarePolicy
+	var p firmware.Policy
 	if err := dec.Decode(&p); err != nil {
 		return nil, cmdutil.Errorf(err, "%s: not a firmware policy: %v", file, err)
 	}
@@ -239,7 +240,7 @@ func readFirmwarePolicy(file string, stdin io.Reader) (*enrollment.FirmwarePolic
 }
 
 // describeFirmwarePolicy renders a policy as detail pairs.
-func describeFirmwarePolicy(kind, id string, p *enrollment.FirmwarePolicy) []string {
+func describeFirmwarePolicy(kind, id string, p *firmware.Policy) []string {
 	out := []string{strings.ToUpper(kind[:1]) + kind[1:], id}
 	if p == nil {
 		return append(out, "Firmware policy", "(none: any firmware, DICE or not)")

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/enrollment/firmware"
 )
 
 // setAll writes a distinct value through every pointer of f, as create
@@ -19,7 +20,7 @@ func setAll(f fields) {
 	f.Spec.AllocationPolicy = enrollment.PolicyCustom
 	f.Spec.CustomAllocationDefinition = &enrollment.CustomAllocationDefinition{WebhookURL: "https://hook.example.net", APIVersion: "v1"}
 	f.Spec.ProvisioningStatus = enrollment.StatusDisabled
-	f.Spec.FirmwarePolicy = &enrollment.FirmwarePolicy{Vendor: "acme"}
+	f.Spec.FirmwarePolicy = &firmware.Policy{Vendor: "acme"}
 	*f.Meta = enrollment.Versioned{ETag: "e1", CreatedDateTimeUTC: &t}
 	if f.DeviceID != nil {
 		*f.DeviceID = "dev-1"
@@ -35,7 +36,7 @@ func TestKindFields(t *testing.T) {
 	created := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	att := &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey}
 	hook := &enrollment.CustomAllocationDefinition{WebhookURL: "https://hook.example.net", APIVersion: "v1"}
-	fw := &enrollment.FirmwarePolicy{Vendor: "acme"}
+	fw := &firmware.Policy{Vendor: "acme"}
 	meta := enrollment.Versioned{ETag: "e1", CreatedDateTimeUTC: &created}
 	tests := []struct {
 		name string
