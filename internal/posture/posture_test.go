@@ -11,6 +11,7 @@ import (
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/store/memory"
 	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/enrollment/firmware"
 )
 
 func put[T store.Document](t *testing.T, c *store.Collection[T], v T) {
@@ -33,7 +34,7 @@ func TestFindings(t *testing.T) {
 		CustomAllocationDefinition: &enrollment.CustomAllocationDefinition{WebhookURL: "https://alloc.example.net/"}}})
 	put(t, s.Groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "dice-line", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509}}})
 	put(t, s.Hubs, &enrollment.Hub{Name: "hub-a", Status: "draining"})
-	put(t, s.Registrations, &enrollment.Registration{RegistrationID: "dice-7", EnrollmentGroupID: "dice-line", AssignedHub: "hub-a", DICE: &enrollment.DICEState{DeviceIDKey: "sha256:00"}})
+	put(t, s.Registrations, &enrollment.Registration{RegistrationID: "dice-7", EnrollmentGroupID: "dice-line", AssignedHub: "hub-a", DICE: &firmware.DICEState{DeviceIDKey: "sha256:00"}})
 	put(t, s.Registrations, &enrollment.Registration{RegistrationID: "tpm-1", AssignedHub: "hub-b"})
 	put(t, s.CACertificates, &enrollment.CACertificate{Name: "vendor-ca"})
 	put(t, revocation.Certificates(s.Backend, nil), &enrollment.Certificate{Serial: "01", RegistrationID: "dice-7", NotAfter: now.Add(5 * 24 * time.Hour)})
