@@ -65,8 +65,7 @@ type secops struct {
 	token     string
 }
 
-func newSecops(cfg secopsConfig, backend store.Backend, kek []byte, log *slog.Logger) (*secops, error) {
-	m := metrics.New()
+func newSecops(cfg secopsConfig, backend store.Backend, kek []byte, m *metrics.Metrics, log *slog.Logger) (*secops, error) {
 	l, err := audit.New(audit.Config{Backend: backend, Signer: audit.NewHMACSigner(kek), Logger: log})
 	if err != nil {
 		return nil, err

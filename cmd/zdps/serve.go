@@ -33,6 +33,7 @@ import (
 	"github.com/zdps/zdps/internal/ca"
 	"github.com/zdps/zdps/internal/deviceapi"
 	"github.com/zdps/zdps/internal/instance"
+	"github.com/zdps/zdps/internal/metrics"
 	"github.com/zdps/zdps/internal/posture"
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/provisioning/caissuer"
@@ -210,7 +211,9 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if cfg.PruneInterval < 0 {
 		return fmt.Errorf("--prune-interval %v: must not be negative (0 disables pruning)", cfg.PruneInterval)
 	}
-	allocator, webhooks, err := newAllocator(cfg.Allocation, log)
+	// Metrics come first: the allocator and the store report to them.
+	m := metrics.New()
+	allocator, webhooks, err := newAllocator(cfg.Allocation, log, m.Webhook)
 	if err != nil {
 		return err
 	}
@@ -246,7 +249,11 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	so, err := newSecops(cfg.Secops, backend, kek, log)
+	if pg, ok := backend.(interface{ Retries() int64 }); ok {
+		m.StoreRetries(pg.Retries)
+	}
+	m.RevokedCertificates(func(ctx context.Context) (int, error) { return revocation.CountRevoked(ctx, backend) })
+	so, err := newSecops(cfg.Secops, backend, kek, m, log)
 	if err != nil {
 		return err
 	}

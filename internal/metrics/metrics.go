@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"runtime/debug"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -46,7 +47,6 @@ type Metrics struct {
 	webhookLatency prometheus.Histogram
 	webhookFails   prometheus.Counter
 	txLatency      *prometheus.HistogramVec
-	txRetries      prometheus.Counter
 	certExpiry     *prometheus.GaugeVec
 	alerts         *prometheus.CounterVec
 	auditEvents    prometheus.Counter
@@ -64,7 +64,7 @@ func New() *Metrics {
 		Help:    "Time from a register request to its answer.",
 		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"transport", "outcome"})
 	m.certificates = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zdps_certificates_total",
-		Help: "Operational certificates issued, renewed and revoked."}, []string{"event"})
+		Help: "Operational certificates issued and renewed."}, []string{"event"})
 	m.throttled = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zdps_throttled_requests_total",
 		Help: "Device requests refused by a rate limit, by limit."}, []string{"limit"})
 	m.allocations = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zdps_allocations_total",
@@ -75,8 +75,6 @@ func New() *Metrics {
 		Help: "Custom allocation webhook calls that failed."})
 	m.txLatency = prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "zdps_store_transaction_duration_seconds",
 		Help: "Store transactions, retries included.", Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1}}, []string{"kind"})
-	m.txRetries = prometheus.NewCounter(prometheus.CounterOpts{Name: "zdps_store_transaction_retries_total",
-		Help: "Store transactions run again after a serialization conflict."})
 	m.certExpiry = prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "zdps_certificate_expiry_timestamp_seconds",
 		Help: "Expiry of the CA certificates (root, intermediate) and the earliest-expiring issued one (issued)."}, []string{"certificate"})
 	m.alerts = prometheus.NewCounterVec(prometheus.CounterOpts{Name: "zdps_alerts_total",
@@ -86,7 +84,7 @@ func New() *Metrics {
 	m.mqttConns = prometheus.NewGauge(prometheus.GaugeOpts{Name: "zdps_mqtt_connections",
 		Help: "Open MQTT connections (TLS and WebSocket)."})
 	for _, c := range []prometheus.Collector{m.registrations, m.latency, m.certificates, m.throttled, m.allocations, m.webhookLatency, m.webhookFails,
-		m.txLatency, m.txRetries, m.certExpiry, m.alerts, m.auditEvents, m.mqttConns} {
+		m.txLatency, m.certExpiry, m.alerts, m.auditEvents, m.mqttConns} {
 		f(c)
 	}
 	f(collectors.NewGoCollector())
@@ -151,7 +149,7 @@ func (m *Metrics) Allocation(hub, policy string) {
 	if m == nil {
 		return
 	}
-	m.allocations.WithLabelValues(hub, bound(policy, []string{"hashed", "static", "geoLatency", "custom"})).Inc()
+	m.allocations.WithLabelValues(hub, bound(policy, []string{"hashed", "static", "geoLatency", "custom", "default"})).Inc()
 }
 
 // Webhook observes one custom allocation webhook call.
@@ -165,12 +163,38 @@ func (m *Metrics) Webhook(d time.Duration, err error) {
 	}
 }
 
-// Retry counts a store transaction that ran again.
-func (m *Metrics) Retry() {
-	if m == nil {
+// RevokedCertificates exports how many revoked certificates are on
+// record, read at most every 30 s (count reads an index); call it once.
+func (m *Metrics) RevokedCertificates(count func(context.Context) (int, error)) {
+	if m == nil || count == nil {
 		return
 	}
-	m.txRetries.Inc()
+	var mu sync.Mutex
+	var last float64
+	var at time.Time
+	m.reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "zdps_certificates_revoked",
+		Help: "Revoked operational certificates on record (the CRL's entries until they are pruned)."}, func() float64 {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(at) >= 30*time.Second {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if n, err := count(ctx); err == nil {
+				last, at = float64(n), time.Now()
+			}
+		}
+		return last
+	}))
+}
+
+// StoreRetries exports the backend's count of transactions run again
+// after a serialization conflict (PostgreSQL's Retries); call it once.
+func (m *Metrics) StoreRetries(count func() int64) {
+	if m == nil || count == nil {
+		return
+	}
+	m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "zdps_store_transaction_retries_total",
+		Help: "Store transactions run again after a serialization conflict."}, func() float64 { return float64(count()) }))
 }
 
 // CertificateExpiry sets the expiry of a CA certificate ("root",

@@ -26,6 +26,7 @@ type Observer interface {
 	Registration(attestation, transport, outcome, errorClass string, d time.Duration)
 	Certificate(event string, n int)
 	Throttled(limit string)
+	Allocation(hub, policy string)
 }
 
 // ReasonFirmwareRollback is the Verdict reason of a DICE device whose

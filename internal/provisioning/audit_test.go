@@ -36,7 +36,8 @@ func (o *observer) Certificate(ev string, n int) {
 	o.cert = append(o.cert, ev)
 	o.mu.Unlock()
 }
-func (o *observer) Throttled(string) {}
+func (o *observer) Throttled(string)          {}
+func (o *observer) Allocation(string, string) {}
 
 // Every decision of the pipeline is in the trail: an assignment in the
 // registration's own transaction (the event exists exactly when the

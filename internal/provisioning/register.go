@@ -192,6 +192,13 @@ func (s *Service) assign(ctx context.Context, r *registration) (*enrollment.Oper
 // allocateStep asks the allocation policy for a hub.
 func (s *Service) allocateStep(ctx context.Context, r *registration) (err error) {
 	r.dec, err = s.allocate(ctx, r.t, r.req, r.id, r.cur)
+	if err == nil && s.cfg.Observer != nil {
+		policy := r.t.spec.AllocationPolicy
+		if policy == "" {
+			policy = "default" // the instance's; not read again for a label
+		}
+		s.cfg.Observer.Allocation(r.dec.Hub, policy)
+	}
 	return err
 }
 
