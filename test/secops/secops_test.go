@@ -15,6 +15,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -54,8 +55,18 @@ func register(t *testing.T, s *zdpstest.Server, id string, key []byte) {
 	}
 }
 
-// serviceGet calls a service API route with the owner policy's SAS.
+// serviceGet calls a service API route with the owner policy's SAS and
+// decodes its JSON answer.
 func serviceGet(t *testing.T, s *zdpstest.Server, path string, out any) {
+	t.Helper()
+	var b string
+	serviceGetRaw(t, s, path, &b)
+	if err := json.Unmarshal([]byte(b), out); err != nil {
+		t.Fatalf("GET %s: %v: %s", path, err, b)
+	}
+}
+
+func serviceGetRaw(t *testing.T, s *zdpstest.Server, path string, out *string) {
 	t.Helper()
 	cs, err := client.ParseConnectionString(s.ConnectionString())
 	if err != nil {
@@ -76,9 +87,7 @@ func serviceGet(t *testing.T, s *zdpstest.Server, path string, out any) {
 	if resp.StatusCode != http.StatusOK {
 		t.Fatalf("GET %s: %s %s", path, resp.Status, b)
 	}
-	if err := json.Unmarshal(b, out); err != nil {
-		t.Fatalf("GET %s: %v: %s", path, err, b)
-	}
+	*out = string(b)
 }
 
 // A real Prometheus scrapes zdps's metrics listener, and a PromQL query
@@ -90,8 +99,33 @@ func TestPrometheusScrapesRegistrations(t *testing.T) {
 		t.Fatal("prometheus is not installed (make test-setup installs Debian's package)")
 	}
 	mport := freePort(t)
-	s := zdpstest.Start(t, "--metrics-listen", "127.0.0.1:"+mport)
+	tokenFile := filepath.Join(t.TempDir(), "scrape-token")
+	_ = os.WriteFile(tokenFile, []byte("scrape-token-0123456789\n"), 0o600)
+	s := zdpstest.Start(t, "--metrics-listen", "127.0.0.1:"+mport, "--metrics-token-file", tokenFile)
 	linkHub(t, s)
+	// On the main listener /metrics needs the scrape token or a SAS.
+	for _, tc := range []struct {
+		auth string
+		want int
+	}{{"", http.StatusUnauthorized}, {"Bearer wrong-token-0123456789", http.StatusUnauthorized}, {"Bearer scrape-token-0123456789", http.StatusOK}} {
+		req, _ := http.NewRequest(http.MethodGet, "https://"+s.Addr()+"/metrics", nil)
+		if tc.auth != "" {
+			req.Header.Set("Authorization", tc.auth)
+		}
+		resp, err := s.HTTPClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != tc.want {
+			t.Errorf("/metrics with %q: %s, want %d", tc.auth, resp.Status, tc.want)
+		}
+	}
+	var body string
+	serviceGetRaw(t, s, "/metrics", &body)
+	if !strings.Contains(body, "zdps_build_info") {
+		t.Errorf("/metrics with a SAS lacks zdps_build_info")
+	}
 	for i := range 3 {
 		id := fmt.Sprintf("prom-%d", i)
 		register(t, s, id, s.SymmetricKeyEnrollment(id))
@@ -289,4 +323,41 @@ func dupes(m map[string]int) int {
 		}
 	}
 	return n
+}
+
+// A benign fleet of 10,000 devices registering through `zdps bench`
+// raises no alert; a brute force afterwards raises exactly one, which
+// also proves the detector read the whole benign run (it reads the trail
+// in order).
+func TestBenignBenchRaisesNoAlert(t *testing.T) {
+	t.Parallel()
+	s := zdpstest.Start(t)
+	out, err := exec.Command(zdpstest.Binary(t), "bench", "--data-dir", s.DataDir, "--endpoint", s.Addr(), "--setup", "--attestation", "symmetric-group",
+		"--devices", "10000", "--concurrency", "32", "--csr=false", "--progress=false", "--prefix", "benign").CombinedOutput()
+	if err != nil {
+		t.Fatalf("zdps bench: %v\n%s", err, out)
+	}
+	key := s.SymmetricKeyEnrollment("victim")
+	key[0] ^= 0xff
+	for i := range 12 {
+		_, err := device.Register(context.Background(), device.Config{Endpoint: s.Addr(), IDScope: s.IDScope(), RegistrationID: "victim", SymmetricKey: key, RootCAs: s.RootCAs(), MaxRetries: 0})
+		if err == nil {
+			t.Fatalf("attempt %d with a wrong key registered", i)
+		}
+	}
+	var alerts []dps.Alert
+	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(250 * time.Millisecond) {
+		serviceGet(t, s, "/alerts", &alerts)
+		if len(alerts) > 0 || time.Now().After(deadline) {
+			break
+		}
+	}
+	if len(alerts) != 1 || alerts[0].Rule != "brute-force" || alerts[0].RegistrationID != "victim" {
+		t.Fatalf("alerts after a benign bench and one brute force: %+v\n%s", alerts, out)
+	}
+	var page dps.AuditPage
+	serviceGet(t, s, "/audit?action=registration.assigned&limit=1", &page)
+	if len(page.Events) == 0 {
+		t.Fatal("no registration in the trail")
+	}
 }
