@@ -24,6 +24,16 @@ if [ ${#tpm_pkgs[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${tpm_pkgs[@]}" >/dev/null
 fi
 
+# Security operations: a real Prometheus scrapes zdps in test/secops (the
+# test starts its own instance on a free port; the packaged service is
+# not used).
+if ! command -v prometheus >/dev/null 2>&1; then
+  echo "test-setup: installing prometheus" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus >/dev/null
+fi
+# The Debian package starts its own service on :9090; the tests need none.
+if command -v systemctl >/dev/null 2>&1; then systemctl stop prometheus >/dev/null 2>&1 || true; fi
+
 if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
   if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
     echo "test-setup: starting PostgreSQL" >&2

@@ -62,6 +62,9 @@ type Config struct {
 	Logger *slog.Logger
 	// Now is the clock (signature timestamps); time.Now when nil.
 	Now func() time.Time
+	// OnCall, when set, is told of every webhook attempt: how long it took
+	// and whether it failed (metrics).
+	OnCall func(d time.Duration, err error)
 }
 
 // Policy is the custom policy; safe for concurrent use.
@@ -380,7 +383,15 @@ func (p *Policy) Allocate(ctx context.Context, in allocation.Input) (allocation.
 		}
 		attempts++
 		var retry bool
+		start := time.Now()
 		raw, last, retry, err = p.attempt(ctx, url, body)
+		if p.cfg.OnCall != nil {
+			var failed error
+			if last != nil {
+				failed = last
+			}
+			p.cfg.OnCall(time.Since(start), failed)
+		}
 		if err != nil {
 			return allocation.Decision{}, err // the caller's context ended
 		}

@@ -23,6 +23,9 @@ type PolicyError struct {
 	Layer string
 	// Reason names the measurement and the rule.
 	Reason string
+	// Rollback: the measurement's SVN is below the policy's minimum, the
+	// signature of firmware rolled back to a vulnerable version.
+	Rollback bool
 }
 
 func (e *PolicyError) Error() string {
@@ -140,7 +143,9 @@ func checkLayer(r firmware.LayerPolicy, m firmware.Measurement) error {
 		case m.SVN == nil:
 			return violation(m.Layer, "the TcbInfo states no svn, the policy requires at least %d", *r.MinSVN)
 		case *m.SVN < *r.MinSVN:
-			return violation(m.Layer, "svn %d is below the minimum %d (rolled-back firmware)", *m.SVN, *r.MinSVN)
+			pe := violation(m.Layer, "svn %d is below the minimum %d (rolled-back firmware)", *m.SVN, *r.MinSVN)
+			pe.Rollback = true
+			return pe
 		}
 	}
 	if len(r.AllowedFWIDs) == 0 {

@@ -57,7 +57,7 @@ func (c allocationConfig) webhookBudget() time.Duration {
 // newAllocator builds the allocation engine with every policy, wired
 // explicitly, and returns the custom policy too: the service API checks
 // webhook URLs with it when enrollments are written.
-func newAllocator(c allocationConfig, log *slog.Logger) (*allocation.Registry, *custom.Policy, error) {
+func newAllocator(c allocationConfig, log *slog.Logger, onCall func(time.Duration, error)) (*allocation.Registry, *custom.Policy, error) {
 	if c.WebhookRetries < 0 || c.WebhookRetries > custom.MaxRetries {
 		return nil, nil, fmt.Errorf("--allocation-webhook-retries: 0 to %d, not %d", custom.MaxRetries, c.WebhookRetries)
 	}
@@ -87,7 +87,7 @@ func newAllocator(c allocationConfig, log *slog.Logger) (*allocation.Registry, *
 	if retries == 0 {
 		retries = -1 // custom.Config: negative means none
 	}
-	cp, err := custom.New(custom.Config{Timeout: c.WebhookTimeout, Retries: retries, Secret: []byte(secret), AllowNetworks: allow, Logger: log})
+	cp, err := custom.New(custom.Config{Timeout: c.WebhookTimeout, Retries: retries, Secret: []byte(secret), AllowNetworks: allow, Logger: log, OnCall: onCall})
 	if err != nil {
 		return nil, nil, err
 	}
@@ -121,3 +121,6 @@ func newAllocator(c allocationConfig, log *slog.Logger) (*allocation.Registry, *
 	})
 	return reg, cp, err
 }
+
+// hasSecret: custom allocation webhooks are signed.
+func (c allocationConfig) hasSecret() bool { return c.WebhookSecret != "" || c.WebhookSecretFile != "" }

@@ -29,10 +29,13 @@ import (
 	x509v "github.com/zdps/zdps/attestation/x509"
 	"github.com/zdps/zdps/cmd/zdps/internal/storespec"
 	"github.com/zdps/zdps/internal/api"
+	"github.com/zdps/zdps/internal/audit"
 	"github.com/zdps/zdps/internal/ca"
 	"github.com/zdps/zdps/internal/deviceapi"
 	"github.com/zdps/zdps/internal/instance"
+	"github.com/zdps/zdps/internal/metrics"
 	"github.com/zdps/zdps/internal/mqttapi"
+	"github.com/zdps/zdps/internal/posture"
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/provisioning/caissuer"
 	"github.com/zdps/zdps/internal/provisioning/renewal"
@@ -99,6 +102,9 @@ type serveConfig struct {
 	// bounds its connections (mqttapi.Config).
 	MQTTListen string
 	MQTT       mqttapi.Config
+	// Secops configures metrics, audit retention and export, and alert
+	// responses (secops.go).
+	Secops secopsConfig
 }
 
 // Files the server keeps in its data directory.
@@ -171,6 +177,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.DurationVar(&cfg.MQTT.ConnectTimeout, "mqtt-connect-timeout", mqttapi.DefaultConnectTimeout, "time a device has for the TLS handshake and its CONNECT")
 	f.DurationVar(&cfg.MQTT.IdleTimeout, "mqtt-idle-timeout", mqttapi.DefaultIdleTimeout, "an MQTT connection with no request running is closed this long after its last answer; must exceed --retry-after")
 	cfg.Allocation.register(f)
+	cfg.Secops.register(f)
 	cfg.Limits = provisioning.DefaultLimits()
 	f.Var(&cfg.Limits.Poll, "throttle-poll", "operation polls and status lookups admitted per device, COUNT/DURATION or off (Azure: 5/10s); a throttled poll of a registration still assigning answers 202 with a later Retry-After, otherwise 429")
 	f.Var(&cfg.Limits.Register, "throttle-register", "register requests admitted per device, COUNT/DURATION or off; counted only after the device authenticated")
@@ -216,7 +223,9 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if cfg.PruneInterval < 0 {
 		return fmt.Errorf("--prune-interval %v: must not be negative (0 disables pruning)", cfg.PruneInterval)
 	}
-	allocator, webhooks, err := newAllocator(cfg.Allocation, log)
+	// Metrics come first: the allocator and the store report to them.
+	m := metrics.New()
+	allocator, webhooks, err := newAllocator(cfg.Allocation, log, m.Webhook)
 	if err != nil {
 		return err
 	}
@@ -252,7 +261,16 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st := store.New(backend, nil, store.WithSealer(secrets))
+	if pg, ok := backend.(interface{ Retries() int64 }); ok {
+		m.StoreRetries(pg.Retries)
+	}
+	m.RevokedCertificates(func(ctx context.Context) (int, error) { return revocation.CountRevoked(ctx, backend) })
+	so, err := newSecops(cfg.Secops, backend, kek, m, log)
+	if err != nil {
+		return err
+	}
+	st := store.New(so.metrics.Backend(backend), nil, store.WithSealer(secrets))
+	audited := store.New(audit.Changes(st.Backend, so.trail), nil, store.WithSealer(secrets))
 	if err := st.SealSecrets(ctx, log, 0); err != nil {
 		return err
 	}
@@ -277,15 +295,23 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	service, rev, err := newServiceAPI(cfg, st, authority, webhooks, tpmAtt, log)
+	service, rev, err := newServiceAPI(cfg, st, audited, authority, webhooks, tpmAtt, so, log)
 	if err != nil {
 		return err
 	}
 	// Finishes revocation sweeps of large groups (and any a previous
 	// process left); it stops with ctx at shutdown.
 	go func() { _ = rev.Run(ctx, 0) }()
-	prov, dev, pruners, err := mountDeviceAPI(service, st, authority, inst, allocator, tpmAtt, cfg, log)
+	prov, dev, pruners, err := mountDeviceAPI(service, st, authority, inst, allocator, tpmAtt, so, cfg, log)
 	if err != nil {
+		return err
+	}
+	ops, err := so.opsAPI(service, st, authority, posture.Settings{RevokeOnDisable: cfg.RevokeOnDisable,
+		WebhookSecret: cfg.Allocation.hasSecret(), MetricsOpen: cfg.Secops.metricsOpen(), KEKBesideStore: cfg.KEKPassphrase == "" && cfg.KEKFile == ""})
+	if err != nil {
+		return err
+	}
+	if err := so.start(ctx, authority); err != nil {
 		return err
 	}
 	// Deletes operations and TPM challenges nobody can read any more; it
@@ -301,7 +327,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		// it is verified in application code against enrollments.
 		ClientAuth: tls.RequestClientCert,
 	}
-	mq, err := newMQTT(cfg, prov, inst.Settings.IDScope, tlsConfig, log)
+	mq, err := newMQTT(cfg, prov, inst.Settings.IDScope, tlsConfig, m.MQTTConnections, log)
 	if err != nil {
 		return err
 	}
@@ -318,7 +344,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           rootRouter(service, dev, mq),
+		Handler:           rootRouter(service, dev, mq, ops),
 		ConnContext:       deviceapi.ConnContext, // the device's measured round trip (geoLatency)
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
@@ -491,7 +517,7 @@ func loadOrCreateKEK(file, dataDir string) ([]byte, error) {
 // policy, CA) and the device API for rootRouter, and lets the service API
 // explain allocations with the pipeline. It returns the pipeline, the
 // device API and what prunes expired records, by record kind.
-func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *instance.Instance, allocator *allocation.Registry, tpmAtt *tpmatt.Attestor, cfg serveConfig, log *slog.Logger) (*provisioning.Service, *deviceapi.API, map[string]sweep.Pruner, error) {
+func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *instance.Instance, allocator *allocation.Registry, tpmAtt *tpmatt.Attestor, so *secops, cfg serveConfig, log *slog.Logger) (*provisioning.Service, *deviceapi.API, map[string]sweep.Pruner, error) {
 	issuer, err := caissuer.New(authority)
 	if err != nil {
 		return nil, nil, nil, err
@@ -535,6 +561,9 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 		AssignWait:          cfg.AssignWait,
 		AssignTimeout:       budget + assignMargin,
 		Limits:              cfg.Limits,
+		Audit:               so.trail,
+		Observer:            so.metrics,
+		SourceBlocked:       so.blocks.Blocked,
 	})
 	if err != nil {
 		return nil, nil, nil, err
@@ -572,7 +601,7 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 
 // newMQTT builds the MQTT device endpoint on the pipeline, with the
 // device API's answer settings.
-func newMQTT(cfg serveConfig, prov *provisioning.Service, idScope string, tlsConfig *tls.Config, log *slog.Logger) (*mqttapi.Server, error) {
+func newMQTT(cfg serveConfig, prov *provisioning.Service, idScope string, tlsConfig *tls.Config, onConn func(int), log *slog.Logger) (*mqttapi.Server, error) {
 	mc := cfg.MQTT
 	if mc.MaxPacketBytes == mqttapi.DefaultMaxPacketBytes {
 		// The default grows with --max-payload-bytes, as the HTTPS body
@@ -586,6 +615,7 @@ func newMQTT(cfg serveConfig, prov *provisioning.Service, idScope string, tlsCon
 	mc.MaxPayloadBytes = cfg.MaxPayloadBytes
 	mc.AzureCompatible202 = cfg.Azure202
 	mc.RetryAfter = cfg.RetryAfter
+	mc.OnConnection = onConn
 	return mqttapi.New(mc)
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/zdps/zdps/internal/deviceapi"
 	"github.com/zdps/zdps/internal/manage"
 	"github.com/zdps/zdps/internal/mqttapi"
+	"github.com/zdps/zdps/internal/opsapi"
 	"github.com/zdps/zdps/internal/provisioning/tpmatt"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
@@ -21,11 +22,12 @@ import (
 
 // rootRouter is every route zdps serves, composed in one place: the
 // common middleware (internal/api.NewRouter), then each API's routes.
-func rootRouter(service *api.API, dev *deviceapi.API, mq *mqttapi.Server) http.Handler {
+func rootRouter(service *api.API, dev *deviceapi.API, mq *mqttapi.Server, ops *opsapi.API) http.Handler {
 	r := service.NewRouter()
 	for _, mount := range []func(chi.Router){
 		service.Routes, // service API with /healthz, /ca, /ca/bundle and /crl
 		dev.Routes,     // device API: /{idScope}/registrations/...
+		ops.Routes,     // security operations: /audit, /alerts, /posture, /metrics
 	} {
 		mount(r)
 	}
@@ -44,7 +46,11 @@ func rootRouter(service *api.API, dev *deviceapi.API, mq *mqttapi.Server) http.H
 // management use cases with their write checks, revocation (the returned
 // service, whose Run finishes large sweeps) and the CRL publisher signed
 // by authority.
-func newServiceAPI(cfg serveConfig, st *store.Store, authority *ca.CA, webhooks *custom.Policy, tpmAtt *tpmatt.Attestor, log *slog.Logger) (*api.API, *revocation.Revocations, error) {
+//
+// The management use cases write through audited (st over an
+// audit.Changes backend), so every change they make is an audit event in
+// its own transaction; so's detector disables enrollments through them.
+func newServiceAPI(cfg serveConfig, st, audited *store.Store, authority *ca.CA, webhooks *custom.Policy, tpmAtt *tpmatt.Attestor, so *secops, log *slog.Logger) (*api.API, *revocation.Revocations, error) {
 	rev, err := revocation.NewRevocations(st, revocation.RevocationConfig{Logger: log})
 	if err != nil {
 		return nil, nil, err
@@ -54,7 +60,7 @@ func newServiceAPI(cfg serveConfig, st *store.Store, authority *ca.CA, webhooks 
 		return nil, nil, err
 	}
 	mcfg := manage.Config{
-		Store: st, Logger: log,
+		Store: audited, Logger: log,
 		CheckWebhookURL: webhooks.CheckURL, CheckTPMEnrollment: tpmAtt.CheckEnrollment,
 	}
 	if cfg.RevokeOnDisable {
@@ -62,6 +68,9 @@ func newServiceAPI(cfg serveConfig, st *store.Store, authority *ca.CA, webhooks 
 	}
 	m, err := manage.New(mcfg)
 	if err != nil {
+		return nil, nil, err
+	}
+	if err := so.watchAlerts(st.Backend, &responder{m: m, blocks: so.blocks}); err != nil {
 		return nil, nil, err
 	}
 	service, err := api.New(api.Config{

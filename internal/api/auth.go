@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/zdps/zdps/internal/audit"
 	"net"
 	"net/http"
 	"strings"
@@ -26,7 +27,10 @@ func (a *API) authorize(right string, next http.Handler) http.Handler {
 			a.writeError(w, r, fmt.Errorf("%w: policy %q does not grant the %s right this call needs", errForbidden, p.KeyName, right))
 			return
 		}
-		next.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), policyKey, p.KeyName)))
+		// The actor marks the request's writes for the audit trail
+		// (audit.Changes records them in their own transactions).
+		ctx := audit.WithActor(context.WithValue(r.Context(), policyKey, p.KeyName), "policy:"+p.KeyName)
+		next.ServeHTTP(w, r.WithContext(ctx))
 	})
 }
 
@@ -88,4 +92,10 @@ func splitHostPort(s string) (host, port string) {
 		return h, p
 	}
 	return strings.TrimSuffix(strings.TrimPrefix(s, "["), "]"), ""
+}
+
+// Authorize is authorize for routes served by other packages of the
+// service API (internal/opsapi): the same SAS check, rights and actor.
+func (a *API) Authorize(right string, next http.Handler) http.Handler {
+	return a.authorize(right, a.requireAPIVersion(next))
 }

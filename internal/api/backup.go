@@ -26,7 +26,7 @@ const BackupContentType = "application/vnd.zdps.bbolt"
 // it got everything. A failure after the first byte can only cut the
 // connection, which the client sees as a short body.
 func (a *API) getBackup(w http.ResponseWriter, r *http.Request) {
-	s, ok := a.store.Backend.(store.Snapshotter)
+	s, ok := store.Unwrap(a.store.Backend).(store.Snapshotter)
 	if !ok {
 		a.writeError(w, r, errBackupUnsupported)
 		return

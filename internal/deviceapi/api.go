@@ -221,7 +221,7 @@ func (a *API) common(r *http.Request) (*provisioning.Request, error) {
 	if err := enrollment.ValidateRegistrationID(regID); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
-	req := &provisioning.Request{IDScope: a.cfg.IDScope, RegistrationID: regID, Authorization: r.Header.Get("Authorization"), RemoteAddr: r.RemoteAddr, RTT: requestRTT(r.Context())}
+	req := &provisioning.Request{IDScope: a.cfg.IDScope, RegistrationID: regID, Authorization: r.Header.Get("Authorization"), RemoteAddr: r.RemoteAddr, RTT: requestRTT(r.Context()), Transport: "https"}
 	if r.TLS != nil {
 		req.ClientCertificates = r.TLS.PeerCertificates
 	}

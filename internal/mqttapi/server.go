@@ -66,6 +66,9 @@ type Config struct {
 	TLS *tls.Config
 	// Now is the clock of error timestamps; time.Now when nil.
 	Now func() time.Time
+	// OnConnection, when set, is told of every device connection that
+	// opens (+1) and closes (-1) (metrics).
+	OnConnection func(delta int)
 
 	// MaxPacketBytes bounds a packet's remaining length; a larger one
 	// closes the connection before anything of it is read.
@@ -220,7 +223,7 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 				return
 			}
 			st := tc.ConnectionState()
-			s.serveConn(ctx, tc, c.RemoteAddr().String(), st.PeerCertificates)
+			s.serveConn(ctx, tc, "mqtt", c.RemoteAddr().String(), st.PeerCertificates)
 		}()
 	}
 }

@@ -38,7 +38,9 @@ type session struct {
 	s      *Server
 	conn   net.Conn
 	remote string
-	r      *bufio.Reader
+	// transport is mqtt or mqtt-ws.
+	transport string
+	r         *bufio.Reader
 	// req is the request every PUBLISH builds on: the credentials of the
 	// CONNECT.
 	req provisioning.Request
@@ -95,10 +97,15 @@ func (ss *session) formOf(opID string) string {
 }
 
 // serveConn runs one connection: CONNECT, then packets until the device
-// leaves, breaks a rule or idles.
-func (s *Server) serveConn(ctx context.Context, c net.Conn, remote string, certs []*x509.Certificate) {
+// leaves, breaks a rule or idles. transport names it in the audit trail
+// and metrics: mqtt or mqtt-ws.
+func (s *Server) serveConn(ctx context.Context, c net.Conn, transport, remote string, certs []*x509.Certificate) {
+	if s.cfg.OnConnection != nil {
+		s.cfg.OnConnection(1)
+		defer s.cfg.OnConnection(-1)
+	}
 	ctx, cancel := context.WithCancel(ctx)
-	ss := &session{s: s, conn: c, remote: remote, r: bufio.NewReaderSize(c, 4<<10), sem: make(chan struct{}, s.cfg.MaxInFlight), done: ctx.Done()}
+	ss := &session{s: s, conn: c, remote: remote, transport: transport, r: bufio.NewReaderSize(c, 4<<10), sem: make(chan struct{}, s.cfg.MaxInFlight), done: ctx.Done()}
 	defer func() {
 		cancel()
 		_ = c.Close()
@@ -159,7 +166,7 @@ func (ss *session) connect(ctx context.Context, certs []*x509.Certificate) bool 
 	if pw != "" && !strings.HasPrefix(pw, "SharedAccessSignature ") {
 		return ss.refuse(ctx, connBadUserOrPassword, "password", errors.New("password is not a SharedAccessSignature"))
 	}
-	ss.req = provisioning.Request{IDScope: s.cfg.IDScope, RegistrationID: c.ClientIdentifier, Authorization: pw, ClientCertificates: certs, RemoteAddr: ss.remote}
+	ss.req = provisioning.Request{IDScope: s.cfg.IDScope, RegistrationID: c.ClientIdentifier, Authorization: pw, ClientCertificates: certs, RemoteAddr: ss.remote, Transport: ss.transport}
 	if pw == "" && len(certs) == 0 {
 		return ss.refuse(ctx, connNotAuthorized, "no credential", errors.New("neither a SAS password nor a client certificate"))
 	}

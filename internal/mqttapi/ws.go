@@ -48,7 +48,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.TLS != nil {
 		certs = r.TLS.PeerCertificates
 	}
-	s.serveConn(ctx, c, r.RemoteAddr, certs)
+	s.serveConn(ctx, c, "mqtt-ws", r.RemoteAddr, certs)
 }
 
 func wantsMQTT(r *http.Request) bool {

@@ -12,6 +12,7 @@ import (
 // and no record, so the device's earlier record (hub, measurements) is
 // untouched.
 func (s *Service) refuseVerdict(ctx context.Context, r *registration, v *Verdict) (*enrollment.Operation, error) {
+	r.verdict = v.Reason
 	op := s.book.Failed(r.opID, r.req.RegistrationID, v.Code, v.Message)
 	if err := s.book.Final(ctx, op); err != nil {
 		return nil, err

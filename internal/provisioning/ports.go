@@ -40,6 +40,9 @@ type Request struct {
 	// geoLatency policy may place a nearby device in this instance's
 	// region.
 	RTT time.Duration
+	// Transport is "https", "mqtt" or "mqtt-ws", for the audit trail and
+	// metrics; "" when unknown.
+	Transport string
 }
 
 // Identity is what an attestor proved: what every mechanism has. What

@@ -48,6 +48,9 @@ type registration struct {
 	// dec is the allocation, issued the certificate (nil without a CSR).
 	dec    allocation.Decision
 	issued *Issued
+	// verdict is the reason of a mechanism's verdict that failed the
+	// registration (audit.go classifies it).
+	verdict string
 }
 
 // Register runs the pipeline for one register request:
@@ -70,11 +73,16 @@ func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Op
 	if req != nil {
 		r.log = r.log.With("registration_id", req.RegistrationID)
 	}
+	start := time.Now()
 	defer func() {
 		if err != nil {
 			s.logFailure(ctx, r.log, "register", err)
 		}
+		s.decided(r, op, err, start)
 	}()
+	if err := s.checkSource(ctx, req); err != nil {
+		return nil, err
+	}
 	if err := s.attestStep(ctx, r); err != nil {
 		return nil, err
 	}
@@ -184,6 +192,13 @@ func (s *Service) assign(ctx context.Context, r *registration) (*enrollment.Oper
 // allocateStep asks the allocation policy for a hub.
 func (s *Service) allocateStep(ctx context.Context, r *registration) (err error) {
 	r.dec, err = s.allocate(ctx, r.t, r.req, r.id, r.cur)
+	if err == nil && s.cfg.Observer != nil {
+		policy := r.t.spec.AllocationPolicy
+		if policy == "" {
+			policy = "default" // the instance's; not read again for a label
+		}
+		s.cfg.Observer.Allocation(r.dec.Hub, policy)
+	}
 	return err
 }
 
@@ -357,6 +372,9 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 		}
 		if _, err := regs.Put(ctx, rec, cond); err != nil {
 			return fmt.Errorf("provisioning: store registration: %w", err)
+		}
+		if err := s.recordAssigned(ctx, tx, r, rec, cur); err != nil {
+			return err
 		}
 		o := s.book.New(opID, rec.RegistrationID, enrollment.RegistrationAssigned)
 		snap := *rec

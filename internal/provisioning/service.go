@@ -71,6 +71,13 @@ type Config struct {
 	// instance-wide (throttle.go); the zero value is off. DefaultLimits
 	// are Azure's.
 	Limits Limits
+	// Audit, when set, records every decision (audit.go).
+	Audit Auditor
+	// Observer, when set, counts every decision (metrics).
+	Observer Observer
+	// SourceBlocked, when set, refuses (429) register requests from a
+	// source an alert response blocked, before any attestation work.
+	SourceBlocked func(ctx context.Context, remoteAddr string) (time.Duration, bool)
 }
 
 // DefaultAssignTimeout is Config.AssignTimeout when zero.

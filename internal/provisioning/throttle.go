@@ -118,6 +118,17 @@ func (s *Service) checkRegister(regID string, t *target) error {
 	return s.check(s.lim.instance, LimitInstanceRegister, instanceKey)
 }
 
+// checkSource refuses a source an alert response blocked.
+func (s *Service) checkSource(ctx context.Context, req *Request) error {
+	if s.cfg.SourceBlocked == nil || req == nil {
+		return nil
+	}
+	if d, blocked := s.cfg.SourceBlocked(ctx, req.RemoteAddr); blocked {
+		return &ThrottledError{RetryAfter: d, Limit: "source", key: "source " + req.RemoteAddr}
+	}
+	return nil
+}
+
 // checkPoll applies the poll limit to an authenticated device.
 func (s *Service) checkPoll(regID string) error {
 	return s.check(s.lim.poll, LimitPoll, enrollment.Key(regID))

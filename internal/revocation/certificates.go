@@ -81,3 +81,9 @@ func (p *CertificatePruner) PruneExpired(ctx context.Context, now time.Time) (in
 func (p *CertificatePruner) expired(c *enrollment.Certificate, now time.Time) bool {
 	return !c.NotAfter.IsZero() && !now.Before(c.NotAfter.Add(p.keep))
 }
+
+// CountRevoked is how many revoked certificates are on record (those the
+// CRL lists, until they are pruned), read from the revoked index.
+func CountRevoked(ctx context.Context, b store.Backend) (int, error) {
+	return Certificates(b, nil).CountBy(ctx, IndexCertificatesRevoked, revokedIndexValue)
+}

@@ -41,3 +41,16 @@ type Snapshot interface {
 	// Close releases the view.
 	Close() error
 }
+
+// Unwrap returns the backend beneath wrappers (metrics timing, the audit
+// trail's change recorder) that implement Unwrap() Backend, so that
+// optional capabilities such as Snapshotter are found on the engine.
+func Unwrap(b Backend) Backend {
+	for {
+		u, ok := b.(interface{ Unwrap() Backend })
+		if !ok {
+			return b
+		}
+		b = u.Unwrap()
+	}
+}

@@ -2,6 +2,7 @@ package x509att
 
 import (
 	"crypto/x509"
+	"errors"
 	"fmt"
 
 	"github.com/zdps/zdps/attestation/dice"
@@ -41,6 +42,8 @@ func applyDICE(res *x509v.Result, ev *evidence) {
 	ev.dice = st
 	if err := dice.Evaluate(policy, st); err != nil {
 		ev.violation = err.Error()
+		var pe *dice.PolicyError
+		ev.rollback = errors.As(err, &pe) && pe.Rollback
 	}
 }
 
@@ -62,6 +65,7 @@ type evidence struct {
 	leaf, signing *x509.Certificate
 	dice          *firmware.DICEState
 	violation     string
+	rollback      bool
 }
 
 // Verdict refuses a device whose firmware the enrollment's policy refuses.
@@ -72,7 +76,11 @@ func (e *evidence) Verdict() *provisioning.Verdict {
 	if e.violation == "" {
 		return nil
 	}
-	return &provisioning.Verdict{Code: dps.CodeFirmwarePolicy, Message: e.violation, Reason: "firmware policy",
+	reason := "firmware policy"
+	if e.rollback {
+		reason = provisioning.ReasonFirmwareRollback
+	}
+	return &provisioning.Verdict{Code: dps.CodeFirmwarePolicy, Message: e.violation, Reason: reason,
 		Attrs: []any{"firmware_violation", e.violation, "measurements", e.dice.Summary()}}
 }
 

@@ -1,0 +1,304 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/pflag"
+
+	"github.com/zdps/zdps/internal/audit"
+	"github.com/zdps/zdps/internal/ca"
+	"github.com/zdps/zdps/internal/detect"
+	"github.com/zdps/zdps/internal/export"
+	"github.com/zdps/zdps/internal/manage"
+	"github.com/zdps/zdps/internal/metrics"
+	"github.com/zdps/zdps/internal/opsapi"
+	"github.com/zdps/zdps/internal/posture"
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/pkg/enrollment"
+)
+
+// secopsConfig configures security operations: metrics, the audit
+// trail's retention and export, and the anomaly rules' responses.
+type secopsConfig struct {
+	MetricsListen    string
+	MetricsTokenFile string
+	AuditRetention   time.Duration
+	AuditExport      []string
+	ExportSecretFile string
+	ExportCAFile     string
+	AlertResponses   []string
+}
+
+func (c *secopsConfig) register(f *pflag.FlagSet) {
+	f.StringVar(&c.MetricsListen, "metrics-listen", "off", "address of a plain-HTTP listener serving only /metrics for Prometheus (e.g. 127.0.0.1:9090), or off; /metrics on the main listener needs a ServiceConfig SAS or the scrape token")
+	f.StringVar(&c.MetricsTokenFile, "metrics-token-file", "", "file holding a bearer token that may scrape /metrics on the main listener")
+	f.DurationVar(&c.AuditRetention, "audit-retention", 0, "delete audit events older than this (a signed checkpoint keeps the rest verifiable); 0 keeps everything")
+	f.StringArrayVar(&c.AuditExport, "audit-export", nil, "stream every audit event and alert to a SIEM, at least once (repeatable): file:PATH (JSON Lines), syslog+tcp://HOST:PORT or syslog+tls://HOST:PORT (RFC 5424, octet-counted), or an https:// webhook URL")
+	f.StringVar(&c.ExportSecretFile, "audit-export-secret-file", "", "file holding the HMAC secret that signs audit webhook batches (X-Zdps-Signature)")
+	f.StringVar(&c.ExportCAFile, "audit-export-ca-file", "", "PEM CAs to trust for syslog+tls and https export receivers (default: the system roots)")
+	f.StringArrayVar(&c.AlertResponses, "alert-response", nil, "automatic response of an anomaly rule, RULE=none|throttle-source|disable-enrollment (repeatable); rules: "+strings.Join(detectRules, ", "))
+}
+
+var detectRules = []string{detect.RuleClonedCredential, detect.RuleBruteForce, detect.RuleEnumeration, detect.RuleBurst, detect.RuleFirmwareDowngrade, detect.RuleRenewalRevoked}
+
+// secops holds the security operations parts serve wires in.
+type secops struct {
+	cfg       secopsConfig
+	metrics   *metrics.Metrics
+	trail     *audit.Trail
+	alerts    *detect.Alerts
+	exporters []*export.Exporter
+	watch     *export.Exporter
+	blocks    *detect.Blocklist
+	log       *slog.Logger
+	token     string
+}
+
+func newSecops(cfg secopsConfig, backend store.Backend, kek []byte, m *metrics.Metrics, log *slog.Logger) (*secops, error) {
+	l, err := audit.New(audit.Config{Backend: backend, Signer: audit.NewHMACSigner(kek), Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	buf := l.NewBuffer(0)
+	buf.OnRecord = func(n int) {
+		for range n {
+			m.AuditEvent()
+		}
+	}
+	s := &secops{cfg: cfg, metrics: m, trail: &audit.Trail{Log: l, Buffer: buf}, log: log}
+	s.alerts = &detect.Alerts{Backend: backend, Recorder: l}
+	s.blocks = &detect.Blocklist{Backend: backend}
+	if cfg.MetricsTokenFile != "" {
+		b, err := os.ReadFile(cfg.MetricsTokenFile)
+		if err != nil {
+			return nil, fmt.Errorf("--metrics-token-file: %w", err)
+		}
+		if s.token = strings.TrimSpace(string(b)); len(s.token) < 16 {
+			return nil, errors.New("--metrics-token-file: the token must be at least 16 characters")
+		}
+	}
+	for i, spec := range cfg.AuditExport {
+		sink, err := s.sink(spec)
+		if err != nil {
+			return nil, fmt.Errorf("--audit-export %q: %w", spec, err)
+		}
+		e, err := export.New(export.Config{Backend: backend, Source: l, Sink: sink, Name: exportName(spec, i), Logger: log})
+		if err != nil {
+			return nil, err
+		}
+		s.exporters = append(s.exporters, e)
+	}
+	return s, nil
+}
+
+// exportName keys a sink's cursor by what it is, so reordering the flags
+// keeps each cursor.
+func exportName(spec string, _ int) string {
+	if u, err := url.Parse(spec); err == nil && u.User != nil {
+		u.User = nil
+		spec = u.String()
+	}
+	return spec
+}
+
+func (s *secops) sink(spec string) (export.Sink, error) {
+	var roots *x509.CertPool
+	if s.cfg.ExportCAFile != "" {
+		pem, err := os.ReadFile(s.cfg.ExportCAFile)
+		if err != nil {
+			return nil, err
+		}
+		roots = x509.NewCertPool()
+		if !roots.AppendCertsFromPEM(pem) {
+			return nil, errors.New("--audit-export-ca-file holds no PEM certificate")
+		}
+	}
+	switch {
+	case strings.HasPrefix(spec, "file:"):
+		return export.OpenFile(strings.TrimPrefix(spec, "file:"))
+	case strings.HasPrefix(spec, "syslog+tcp://"), strings.HasPrefix(spec, "syslog+tls://"):
+		u, err := url.Parse(spec)
+		if err != nil || u.Host == "" {
+			return nil, errors.New("want syslog+tcp://HOST:PORT or syslog+tls://HOST:PORT")
+		}
+		if _, _, err := net.SplitHostPort(u.Host); err != nil {
+			return nil, errors.New("the syslog address needs a port")
+		}
+		host, _ := os.Hostname()
+		sk := &export.SyslogSink{Addr: u.Host, Hostname: host}
+		if u.Scheme == "syslog+tls" {
+			sk.TLS = &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots, ServerName: u.Hostname()}
+		}
+		return sk, nil
+	case strings.HasPrefix(spec, "https://"):
+		var secret []byte
+		if s.cfg.ExportSecretFile != "" {
+			b, err := os.ReadFile(s.cfg.ExportSecretFile)
+			if err != nil {
+				return nil, err
+			}
+			secret = []byte(strings.TrimSpace(string(b)))
+		}
+		client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{MinVersion: tls.VersionTLS12, RootCAs: roots}}}
+		return &export.WebhookSink{URL: spec, Secret: secret, Client: client}, nil
+	}
+	return nil, errors.New("want file:PATH, syslog+tcp://HOST:PORT, syslog+tls://HOST:PORT or https://URL")
+}
+
+// responses parses --alert-response.
+func (s *secops) responses() (map[string]string, error) {
+	out := map[string]string{}
+	for _, kv := range s.cfg.AlertResponses {
+		rule, resp, ok := strings.Cut(kv, "=")
+		if !ok {
+			return nil, fmt.Errorf("--alert-response %q: want RULE=RESPONSE", kv)
+		}
+		known := false
+		for _, r := range detectRules {
+			known = known || r == rule
+		}
+		if !known {
+			return nil, fmt.Errorf("--alert-response %q: unknown rule (one of %s)", kv, strings.Join(detectRules, ", "))
+		}
+		out[rule] = resp
+	}
+	return out, nil
+}
+
+// watchAlerts builds the detector over the sealed trail.
+func (s *secops) watchAlerts(backend store.Backend, responder detect.Responder) error {
+	resp, err := s.responses()
+	if err != nil {
+		return err
+	}
+	w, err := detect.NewWatch(detect.WatchConfig{Backend: backend, Recorder: s.trail.Log, Detector: detect.New(detect.Config{}),
+		Responses: resp, Responder: responder, Logger: s.log,
+		OnAlert: func(r *detect.Record) { s.metrics.Alert(r.Rule, r.Severity) }})
+	if err != nil {
+		return fmt.Errorf("--alert-response: %w", err)
+	}
+	s.watch, err = export.New(export.Config{Backend: backend, Source: s.trail.Log, Sink: w, Name: "detector", Logger: s.log})
+	return err
+}
+
+// opsAPI builds the security operations routes.
+func (s *secops) opsAPI(host opsapi.Host, st *store.Store, authority *ca.CA, settings posture.Settings) (*opsapi.API, error) {
+	src := posture.NewStoreSource(st)
+	return opsapi.New(opsapi.Config{Host: host, Trail: s.trail.Log, Alerts: s.alerts, Metrics: s.metrics.Handler(), ScrapeToken: s.token,
+		Posture: func(ctx context.Context) (*posture.Report, error) {
+			return posture.Compute(ctx, src, posture.Options{CA: []*x509.Certificate{authority.Intermediate(), authority.Root()}, Settings: settings})
+		}})
+}
+
+// start runs the sealer, the buffer, the exporters, the detector, the
+// retention and the metrics listener until ctx ends.
+func (s *secops) start(ctx context.Context, authority *ca.CA) error {
+	s.metrics.CertificateExpiry("root", authority.Root().NotAfter)
+	s.metrics.CertificateExpiry("intermediate", authority.Intermediate().NotAfter)
+	go s.trail.Log.Run(ctx, audit.DefaultSealInterval)
+	go s.trail.Buffer.Run(ctx, 0)
+	for _, e := range s.exporters {
+		go e.Run(ctx)
+	}
+	if s.watch != nil {
+		go s.watch.Run(ctx)
+	}
+	if s.cfg.AuditRetention > 0 {
+		go func() {
+			t := time.NewTicker(time.Hour)
+			defer t.Stop()
+			for {
+				if n, err := s.trail.Log.Prune(ctx, time.Now().Add(-s.cfg.AuditRetention)); err != nil && ctx.Err() == nil {
+					s.log.Warn("audit retention failed", "error", err)
+				} else if n > 0 {
+					s.log.Info("audit events past retention deleted", "count", n)
+				}
+				select {
+				case <-ctx.Done():
+					return
+				case <-t.C:
+				}
+			}
+		}()
+	}
+	if s.cfg.MetricsListen == "" || s.cfg.MetricsListen == "off" {
+		return nil
+	}
+	ln, err := net.Listen("tcp", s.cfg.MetricsListen)
+	if err != nil {
+		return fmt.Errorf("--metrics-listen: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metrics.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
+	s.log.Info("metrics listening", "addr", ln.Addr().String())
+	go func() { _ = srv.Serve(ln) }()
+	go func() { <-ctx.Done(); _ = srv.Close() }()
+	return nil
+}
+
+// responder carries out alert responses: a blocked source through the
+// shared blocklist, a disabled enrollment through the management use
+// cases (so the change is audited, with the detector as its actor, and
+// revokes the devices' certificates like any disable).
+type responder struct {
+	m      *manage.Service
+	blocks *detect.Blocklist
+}
+
+func (r *responder) ThrottleSource(ctx context.Context, network string, d time.Duration) error {
+	return r.blocks.ThrottleSource(ctx, network, d)
+}
+
+func (r *responder) DisableEnrollment(ctx context.Context, registrationID, group string) error {
+	ctx = audit.WithActor(ctx, "detector")
+	if registrationID != "" {
+		e, err := manage.Get(ctx, r.m, manage.Enrollments, registrationID)
+		switch {
+		case err == nil:
+			if e.ProvisioningStatus == enrollment.StatusDisabled {
+				return nil
+			}
+			e.ProvisioningStatus = enrollment.StatusDisabled
+			_, err = manage.Put(ctx, r.m, manage.Enrollments, e, store.Condition{IfMatch: e.ETag})
+			return err
+		case !errors.Is(err, store.ErrNotFound):
+			return err
+		}
+	}
+	if group == "" {
+		return nil
+	}
+	g, err := manage.Get(ctx, r.m, manage.Groups, group)
+	if err != nil || g.ProvisioningStatus == enrollment.StatusDisabled {
+		return err
+	}
+	g.ProvisioningStatus = enrollment.StatusDisabled
+	_, err = manage.Put(ctx, r.m, manage.Groups, g, store.Condition{IfMatch: g.ETag})
+	return err
+}
+
+// metricsOpen: the metrics listener answers beyond the loopback
+// interface without authentication.
+func (c secopsConfig) metricsOpen() bool {
+	if c.MetricsListen == "" || c.MetricsListen == "off" {
+		return false
+	}
+	host, _, err := net.SplitHostPort(c.MetricsListen)
+	if err != nil {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return host != "localhost" && (ip == nil || !ip.IsLoopback())
+}
