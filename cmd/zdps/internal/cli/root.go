@@ -11,6 +11,7 @@ import (
 	"github.com/zdps/zdps/cmd/zdps/internal/enrollcmd"
 	"github.com/zdps/zdps/cmd/zdps/internal/hubcmd"
 	"github.com/zdps/zdps/cmd/zdps/internal/opscmd"
+	"github.com/zdps/zdps/cmd/zdps/internal/secopscmd"
 )
 
 // Options are the process-level inputs of the CLI, injected so that tests
@@ -53,6 +54,7 @@ that "zdps serve" writes into its data directory (--data-dir, $` + cmdutil.EnvDa
 	root.AddCommand(opscmd.NewMigrateCmd(g))
 	root.AddCommand(opscmd.NewBackupCmd(g), opscmd.NewRestoreCmd(g), opscmd.NewCompactCmd(g))
 	root.AddCommand(devicecmd.NewBenchCmd(g))
+	root.AddCommand(secopscmd.NewAuditCmd(g), secopscmd.NewAlertCmd(g), secopscmd.NewPostureCmd(g))
 	return root
 }
 
