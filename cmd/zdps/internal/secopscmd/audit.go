@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
@@ -91,23 +92,46 @@ func parseWhen(flag, s string, now time.Time) (time.Time, error) {
 }
 
 // eventWriter prints events as table rows or JSON Lines (one event per
-// line, the form of the file export), batch by batch.
+// line, the form of the file export), batch by batch. The table's column
+// widths only grow, so the batches of tail --follow stay aligned with
+// what was printed before.
 type eventWriter struct {
-	json  bool
-	w     io.Writer
-	enc   *json.Encoder
-	table *cmdutil.Table
+	json   bool
+	w      io.Writer
+	enc    *json.Encoder
+	widths []int
+	rows   [][]string
 }
 
+var eventHeader = []string{"SEQ", "TIME", "ACTION", "OUTCOME", "REASON", "ACTOR", "RESOURCE/REGISTRATION"}
+
 func newEventWriter(p cmdutil.Printer) *eventWriter {
-	ew := &eventWriter{json: p.JSON, w: p.W}
+	ew := &eventWriter{json: p.JSON, w: p.W, widths: make([]int, len(eventHeader))}
 	if p.JSON {
 		ew.enc = json.NewEncoder(p.W)
 	} else {
-		t := p.Table("SEQ", "TIME", "ACTION", "OUTCOME", "REASON", "ACTOR", "RESOURCE/REGISTRATION")
-		ew.table = &t
+		ew.row(eventHeader...)
 	}
 	return ew
+}
+
+// row queues one row; an empty cell shows as "-", and a tab or newline
+// a device could have put in a value cannot break the columns.
+func (ew *eventWriter) row(cells ...string) {
+	for i, c := range cells {
+		if c == "" {
+			c = "-"
+		}
+		c = strings.Map(func(r rune) rune {
+			if r < ' ' || r == 0x7f {
+				return ' '
+			}
+			return r
+		}, c)
+		cells[i] = c
+		ew.widths[i] = max(ew.widths[i], utf8.RuneCountInString(c))
+	}
+	ew.rows = append(ew.rows, cells)
 }
 
 func (ew *eventWriter) add(e *dps.SealedAuditEvent) error {
@@ -118,17 +142,29 @@ func (ew *eventWriter) add(e *dps.SealedAuditEvent) error {
 	if what == "" {
 		what = e.RegistrationID
 	}
-	ew.table.Row(strconv.FormatUint(e.Seq, 10), e.Time.UTC().Format(time.RFC3339), e.Action, e.Outcome, e.Reason, e.Actor, what)
+	ew.row(strconv.FormatUint(e.Seq, 10), e.Time.UTC().Format(time.RFC3339), e.Action, e.Outcome, e.Reason, e.Actor, what)
+	if len(ew.rows) >= pageLimit {
+		// A long listing is written as it comes, not held.
+		return ew.flush()
+	}
 	return nil
 }
 
-// flush writes the rows so far; a following batch starts its own
-// alignment.
+// flush writes the queued rows.
 func (ew *eventWriter) flush() error {
-	if ew.json {
-		return nil
+	var b strings.Builder
+	for _, r := range ew.rows {
+		for i, c := range r {
+			b.WriteString(c)
+			if i < len(r)-1 {
+				b.WriteString(strings.Repeat(" ", ew.widths[i]-utf8.RuneCountInString(c)+2))
+			}
+		}
+		b.WriteByte('\n')
 	}
-	return ew.table.Flush()
+	ew.rows = ew.rows[:0]
+	_, err := io.WriteString(ew.w, b.String())
+	return err
 }
 
 func newAuditListCmd(g *cmdutil.Globals) *cobra.Command {
