@@ -105,8 +105,16 @@ type eventWriter struct {
 
 var eventHeader = []string{"SEQ", "TIME", "ACTION", "OUTCOME", "REASON", "ACTOR", "RESOURCE/REGISTRATION"}
 
-func newEventWriter(p cmdutil.Printer) *eventWriter {
+// followWidths are the columns' least widths when following: the header
+// is printed before the rows that would widen it, so it is sized for the
+// common values (the longest registration action, the owner policy).
+var followWidths = []int{6, 20, 21, 7, 12, 31, 0}
+
+func newEventWriter(p cmdutil.Printer, follow bool) *eventWriter {
 	ew := &eventWriter{json: p.JSON, w: p.W, widths: make([]int, len(eventHeader))}
+	if follow {
+		copy(ew.widths, followWidths)
+	}
 	if p.JSON {
 		ew.enc = json.NewEncoder(p.W)
 	} else {
@@ -194,7 +202,7 @@ func newAuditListCmd(g *cmdutil.Globals) *cobra.Command {
 			if limit > 0 {
 				q.Limit = min(limit, pageLimit)
 			}
-			ew := newEventWriter(g.Printer(cmd.OutOrStdout()))
+			ew := newEventWriter(g.Printer(cmd.OutOrStdout()), false)
 			n := 0
 			for e, err := range c.AllAuditEvents(cmd.Context(), q) {
 				if err != nil {
@@ -243,7 +251,7 @@ interrupted (Ctrl-C).`,
 				return err
 			}
 			ctx := cmd.Context()
-			ew := newEventWriter(g.Printer(cmd.OutOrStdout()))
+			ew := newEventWriter(g.Printer(cmd.OutOrStdout()), follow)
 			next, err := printLast(ctx, c, q, last, ew)
 			if err != nil {
 				return err
