@@ -15,7 +15,8 @@ import (
 
 // AuditQuery selects audit events. Zero fields do not filter.
 type AuditQuery struct {
-	// Since and Until bound the events' time (inclusive).
+	// Since and Until bound the events' time: at or after Since, before
+	// Until.
 	Since, Until time.Time
 	// Action is an exact action, or a prefix ending in "." (e.g.
 	// "registration.").

@@ -42,7 +42,7 @@ type filterFlags struct {
 
 func (f *filterFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.since, "since", "", "only events at or after this time: RFC 3339 (2026-01-02T15:04:05Z) or a duration ago (90m, 24h, 7d)")
-	fs.StringVar(&f.until, "until", "", "only events at or before this time (same forms as --since)")
+	fs.StringVar(&f.until, "until", "", "only events before this time (same forms as --since)")
 	fs.StringVar(&f.action, "action", "", `only this action (registration.refused), or every action with a prefix ending in "." (registration.)`)
 	fs.StringVar(&f.id, "registration-id", "", "only events of this device")
 	fs.StringVar(&f.outcome, "outcome", "", "only events with this outcome: success, refused or failed")
