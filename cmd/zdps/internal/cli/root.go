@@ -54,7 +54,11 @@ that "zdps serve" writes into its data directory (--data-dir, $` + cmdutil.EnvDa
 	root.AddCommand(opscmd.NewMigrateCmd(g))
 	root.AddCommand(opscmd.NewBackupCmd(g), opscmd.NewRestoreCmd(g), opscmd.NewCompactCmd(g))
 	root.AddCommand(devicecmd.NewBenchCmd(g))
-	root.AddCommand(secopscmd.NewAuditCmd(g), secopscmd.NewAlertCmd(g), secopscmd.NewPostureCmd(g))
+	root.AddGroup(&cobra.Group{ID: "secops", Title: "Security operations commands:"})
+	for _, c := range []*cobra.Command{secopscmd.NewAuditCmd(g), secopscmd.NewAlertCmd(g), secopscmd.NewPostureCmd(g)} {
+		c.GroupID = "secops"
+		root.AddCommand(c)
+	}
 	return root
 }
 
