@@ -151,7 +151,8 @@ func (c *Client) authorization() string {
 type request struct {
 	method  string
 	path    string // already escaped
-	body    any    // JSON-encoded when non-nil
+	query   url.Values
+	body    any // JSON-encoded when non-nil
 	header  http.Header
 	out     any // JSON-decoded from a 2xx answer when non-nil
 	outHdr  *http.Header
@@ -182,6 +183,9 @@ func (c *Client) do(ctx context.Context, r request) error {
 		body = bytes.NewReader(b)
 	}
 	u := c.base + r.path + "?api-version=" + url.QueryEscape(c.apiVersion)
+	if len(r.query) > 0 {
+		u += "&" + r.query.Encode()
+	}
 	req, err := http.NewRequestWithContext(ctx, r.method, u, body)
 	if err != nil {
 		return fmt.Errorf("client: %s %s: %w", r.method, r.path, err)

@@ -11,6 +11,7 @@ import (
 	"github.com/zdps/zdps/cmd/zdps/internal/enrollcmd"
 	"github.com/zdps/zdps/cmd/zdps/internal/hubcmd"
 	"github.com/zdps/zdps/cmd/zdps/internal/opscmd"
+	"github.com/zdps/zdps/cmd/zdps/internal/secopscmd"
 )
 
 // Options are the process-level inputs of the CLI, injected so that tests
@@ -53,6 +54,11 @@ that "zdps serve" writes into its data directory (--data-dir, $` + cmdutil.EnvDa
 	root.AddCommand(opscmd.NewMigrateCmd(g))
 	root.AddCommand(opscmd.NewBackupCmd(g), opscmd.NewRestoreCmd(g), opscmd.NewCompactCmd(g))
 	root.AddCommand(devicecmd.NewBenchCmd(g))
+	root.AddGroup(&cobra.Group{ID: "secops", Title: "Security operations commands:"})
+	for _, c := range []*cobra.Command{secopscmd.NewAuditCmd(g), secopscmd.NewAlertCmd(g), secopscmd.NewPostureCmd(g)} {
+		c.GroupID = "secops"
+		root.AddCommand(c)
+	}
 	return root
 }
 
