@@ -4,12 +4,10 @@ import (
 	"bytes"
 	"cmp"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/zdps/zdps/pkg/webhooksig"
 	"io"
 	"log/slog"
 	"net"
@@ -38,8 +36,8 @@ const (
 
 // Header names of the request signature.
 const (
-	HeaderTimestamp = "X-Zdps-Timestamp"
-	HeaderSignature = "X-Zdps-Signature"
+	HeaderTimestamp = webhooksig.HeaderTimestamp
+	HeaderSignature = webhooksig.HeaderSignature
 )
 
 // Config configures the policy.
@@ -324,33 +322,17 @@ func webhookURL(in allocation.Input) string {
 	return ""
 }
 
-// Sign is the X-Zdps-Signature value for body sent at ts (unix seconds).
-func Sign(secret []byte, ts int64, body []byte) string {
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(strconv.FormatInt(ts, 10)))
-	m.Write([]byte{'.'})
-	m.Write(body)
-	return "v1=" + hex.EncodeToString(m.Sum(nil))
-}
+// Sign is the X-Zdps-Signature value for body sent at ts (unix seconds)
+// (pkg/webhooksig, which the audit export's webhook shares).
+func Sign(secret []byte, ts int64, body []byte) string { return webhooksig.Sign(secret, ts, body) }
 
 // ErrBadSignature is Verify's refusal.
-var ErrBadSignature = errors.New("custom: bad webhook signature")
+var ErrBadSignature = webhooksig.ErrBadSignature
 
 // Verify checks a request's signature headers against body, for webhooks
-// written in Go: the timestamp must be within tolerance of now and the
-// signature must match (constant-time).
+// written in Go (pkg/webhooksig).
 func Verify(secret []byte, h http.Header, body []byte, now time.Time, tolerance time.Duration) error {
-	ts, err := strconv.ParseInt(h.Get(HeaderTimestamp), 10, 64)
-	if err != nil {
-		return fmt.Errorf("%w: no or malformed %s", ErrBadSignature, HeaderTimestamp)
-	}
-	if d := now.Sub(time.Unix(ts, 0)); d > tolerance || d < -tolerance {
-		return fmt.Errorf("%w: timestamp outside the tolerance", ErrBadSignature)
-	}
-	if !hmac.Equal([]byte(h.Get(HeaderSignature)), []byte(Sign(secret, ts, body))) {
-		return fmt.Errorf("%w: signature mismatch", ErrBadSignature)
-	}
-	return nil
+	return webhooksig.Verify(secret, h, body, now, tolerance)
 }
 
 // Allocate calls the enrollment's webhook and validates its answer.

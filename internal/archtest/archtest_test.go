@@ -139,13 +139,23 @@ var rules = []rule{
 		forbid: concat(transports, pipeline, []string{"attestation/...", "allocation/...", "internal/ca"}),
 	},
 	{
+		name:   "the audit trail, its export, the detector and the posture sit on the store and know nothing above it",
+		from:   []string{"internal/audit", "internal/export", "internal/detect", "internal/posture", "internal/metrics"},
+		forbid: concat(transports, pipeline, []string{"internal/manage", "internal/ca", "attestation/...", "allocation/...", "internal/opsapi"}),
+	},
+	{
+		name:   "the security operations routes only translate",
+		from:   []string{"internal/opsapi"},
+		forbid: concat(transports, pipeline, []string{"internal/manage", "internal/ca", "attestation/...", "allocation/..."}),
+	},
+	{
 		name:       "the firmware policy and DICE measurements are standard library only",
 		from:       []string{"pkg/enrollment/firmware"},
 		stdlibOnly: true,
 	},
 	{
-		name:       "the DPS wire contract is standard library only",
-		from:       []string{"pkg/dps/..."},
+		name:       "the DPS wire contract and the webhook signature are standard library only",
+		from:       []string{"pkg/dps/...", "pkg/webhooksig"},
 		stdlibOnly: true,
 	},
 }

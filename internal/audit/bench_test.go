@@ -14,7 +14,7 @@ import (
 
 func benchEvent(i int) audit.Event {
 	return audit.Event{Action: audit.ActionRegistrationAssigned, Outcome: audit.OutcomeSuccess, Actor: "device",
-		RegistrationID: fmt.Sprintf("dev-%08d", i), Resource: "registrations/dev", ETagAfter: "0123456789abcdef", Source: "198.51.100.7:40000", Transport: "https",
+		RegistrationID: fmt.Sprintf("dev-%08d", i), Resource: "registration/dev", ETagAfter: "0123456789abcdef", Source: "198.51.100.7:40000", Transport: "https",
 		Details: map[string]string{"hub": "hub-1.example.net", "deviceId": "dev", "serial": "0123456789abcdef0123456789abcdef", "attestation": "symmetricKey", "group": "line-a", "operationId": "4.0123456789abcdef"}}
 }
 

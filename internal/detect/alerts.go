@@ -269,7 +269,7 @@ func (a *Alerts) Ack(ctx context.Context, id, by, ifMatch string) (*Record, erro
 			return err
 		}
 		return a.Recorder.Record(ctx, tx, audit.Event{Action: "alert.acknowledge", Outcome: audit.OutcomeSuccess, Actor: by,
-			Resource: "alerts/" + id, ETagBefore: before, ETagAfter: r.ETag, Details: map[string]string{"rule": r.Rule}})
+			Resource: "alert/" + id, ETagBefore: before, ETagAfter: r.ETag, Details: map[string]string{"rule": r.Rule}})
 	})
 	return r, err
 }

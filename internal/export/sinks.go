@@ -13,8 +13,8 @@ import (
 	"sync"
 	"time"
 
-	"github.com/zdps/zdps/allocation/custom"
 	"github.com/zdps/zdps/internal/audit"
+	"github.com/zdps/zdps/pkg/webhooksig"
 )
 
 // FileSink appends JSON Lines to a file and syncs it before confirming.
@@ -203,8 +203,8 @@ func (s *WebhookSink) Deliver(ctx context.Context, evs []audit.Sealed) error {
 			now = s.Now
 		}
 		ts := now().Unix()
-		req.Header.Set(custom.HeaderTimestamp, strconv.FormatInt(ts, 10))
-		req.Header.Set(custom.HeaderSignature, custom.Sign(s.Secret, ts, buf.Bytes()))
+		req.Header.Set(webhooksig.HeaderTimestamp, strconv.FormatInt(ts, 10))
+		req.Header.Set(webhooksig.HeaderSignature, webhooksig.Sign(s.Secret, ts, buf.Bytes()))
 	}
 	c := s.Client
 	if c == nil {

@@ -112,7 +112,7 @@ func (s *Service) event(r *registration) audit.Event {
 		e.Details["operationId"] = r.opID
 	}
 	if e.RegistrationID != "" {
-		e.Resource = "registrations/" + e.RegistrationID
+		e.Resource = "registration/" + e.RegistrationID
 	}
 	return e
 }

@@ -24,7 +24,7 @@ type AuditEvent struct {
 	// Outcome is success, refused or failed.
 	Outcome string `json:"outcome"`
 	// Reason is a class (unauthorized, throttled, disabled, ...), never
-	// a message a device could fill.
+	// a message a device could fill; for an alert, the rule that fired.
 	Reason string `json:"reason,omitempty"`
 	// Actor is who acted: "device", "policy:NAME", a signed-in user,
 	// "detector", "retention".
