@@ -139,7 +139,11 @@ func TestAtLeastOnceAcrossCrashAndOutage(t *testing.T) {
 	time.Sleep(20 * time.Millisecond) // some failed rounds, with backoff
 	sink.down.Store(false)
 	deadline := time.Now().Add(20 * time.Second)
-	for rcv.unique() < 1500 && time.Now().Before(deadline) {
+	// Delivered, and the cursor stored after it.
+	for time.Now().Before(deadline) {
+		if c, _ := exp.Cursor(t.Context()); c == 1500 && rcv.unique() == 1500 {
+			break
+		}
 		time.Sleep(5 * time.Millisecond)
 	}
 	cancel()

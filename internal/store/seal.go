@@ -288,7 +288,7 @@ func (s *Store) SealSecrets(ctx context.Context, log *slog.Logger, batch int) er
 	}
 	// Before the mark, so that a crash after the last batch still scrubs
 	// at the next start.
-	if sc, ok := s.Backend.(FreeSpaceScrubber); ok {
+	if sc, ok := Unwrap(s.Backend).(FreeSpaceScrubber); ok {
 		log.Info("overwriting the store's free space (once; a few seconds per GB of free space)")
 		pages, err := sc.ScrubFreeSpace(ctx)
 		if err != nil {
