@@ -111,18 +111,9 @@ func runBackup(cmd *cobra.Command, g *cmdutil.Globals, cfg backupConfig, file st
 	}
 	elapsed := time.Since(start)
 	keys := totalKeys(info)
-	p := g.Printer(cmd.OutOrStdout())
-	if p.JSON {
-		return p.PrintJSON(struct {
-			File           string  `json:"file"`
-			Bytes          int64   `json:"bytes"`
-			Keys           int     `json:"keys"`
-			ElapsedSeconds float64 `json:"elapsedSeconds"`
-		}{file, info.Size, keys, elapsed.Seconds()})
-	}
-	_, err = fmt.Fprintf(p.W, "backup of %s (%d keys in %d buckets, consistency check clean) written to %s in %s\n",
-		formatBytes(info.Size), keys, len(info.Keys), file, elapsed.Round(time.Millisecond))
-	return err
+	return g.Printer(cmd.OutOrStdout()).Value(storeFile{File: file, Bytes: info.Size, Keys: keys, ElapsedSeconds: elapsed.Seconds()},
+		fmt.Sprintf("backup of %s (%d keys in %d buckets, consistency check clean) written to %s in %s",
+			formatBytes(info.Size), keys, len(info.Keys), file, elapsed.Round(time.Millisecond)))
 }
 
 // writeFileAtomic writes path through path.tmp: write, fsync, close,
@@ -216,4 +207,15 @@ func formatBytes(n int64) string {
 		exp++
 	}
 	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
+}
+
+// storeFile is what backup and restore print as JSON: the store file
+// written, its size and keys, and how long it took.
+type storeFile struct {
+	File string `json:"file"`
+	// Store is where restore put it (backup: none).
+	Store          string  `json:"store,omitempty"`
+	Bytes          int64   `json:"bytes"`
+	Keys           int     `json:"keys"`
+	ElapsedSeconds float64 `json:"elapsedSeconds"`
 }

@@ -78,27 +78,17 @@ func runRestore(cmd *cobra.Command, g *cmdutil.Globals, file string) error {
 		return cmdutil.Errorf(err, "restore into %s: %v; the data directory holds no store", dir, err)
 	}
 	keys := totalKeys(info)
-	p := g.Printer(cmd.OutOrStdout())
-	if p.JSON {
-		return p.PrintJSON(struct {
-			File           string  `json:"file"`
-			Store          string  `json:"store"`
-			Bytes          int64   `json:"bytes"`
-			Keys           int     `json:"keys"`
-			ElapsedSeconds float64 `json:"elapsedSeconds"`
-		}{file, dst, info.Size, keys, time.Since(start).Seconds()})
-	}
-	_, err = fmt.Fprintf(p.W, `restored %s (%d keys, consistency check clean) into %s in %s
+	elapsed := time.Since(start)
+	return g.Printer(cmd.OutOrStdout()).Value(storeFile{File: file, Store: dst, Bytes: info.Size, Keys: keys, ElapsedSeconds: elapsed.Seconds()},
+		fmt.Sprintf(`restored %s (%d keys, consistency check clean) into %s in %s
 
 Start the server with the original's key-encryption key, which is not in the
 backup (on purpose):
   zdps serve --data-dir %s --kek-file /path/to/the/original/kek
 (the original's kek file is <its data directory>/kek unless it was started with
 --kek-file), or with the same --kek-passphrase as the original. The owner connection string
-is in the store: the server writes it to %s when it starts.
-`, formatBytes(info.Size), keys, dst, time.Since(start).Round(time.Millisecond),
-		dir, filepath.Join(dir, cmdutil.ConnectionStringFile))
-	return err
+is in the store: the server writes it to %s when it starts.`, formatBytes(info.Size), keys, dst, elapsed.Round(time.Millisecond),
+			dir, filepath.Join(dir, cmdutil.ConnectionStringFile)))
 }
 
 // checkEmptyDir accepts an absent or empty directory.
