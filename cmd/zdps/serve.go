@@ -163,7 +163,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.DurationVar(&cfg.CRLValidity, "crl-validity", 24*time.Hour, "nextUpdate distance of the served CRL; it is re-signed when a quarter of it is left or the revoked set changes")
 	f.DurationVar(&cfg.IdleTimeout, "idle-timeout", 5*time.Minute, "keep-alive idle timeout; must exceed any Retry-After sent (the C SDK keeps one connection)")
 	f.StringVar(&cfg.MQTTListen, "mqtt-listen", ":8883", "MQTT 3.1.1 over TLS listen address for devices (same certificate as HTTPS), or off; MQTT over WebSockets is served on the HTTPS listener at "+mqttapi.WebSocketPath+" either way")
-	f.IntVar(&cfg.MQTT.MaxPacketBytes, "mqtt-max-packet-bytes", mqttapi.DefaultMaxPacketBytes, "largest MQTT packet a device may send (Azure: 96 KB); a larger one closes the connection before it is read")
+	f.IntVar(&cfg.MQTT.MaxPacketBytes, "mqtt-max-packet-bytes", mqttapi.DefaultMaxPacketBytes, "largest MQTT packet a device may send (Azure: 96 KB); a larger one closes the connection before it is read; the default grows with --max-payload-bytes, a value given must be at least --max-payload-bytes plus 16 KiB")
 	f.IntVar(&cfg.MQTT.MaxConnections, "mqtt-max-connections", mqttapi.DefaultMaxConnections, "most open MQTT device connections (TLS and WebSocket together)")
 	f.IntVar(&cfg.MQTT.MaxConnectionsPerIP, "mqtt-max-connections-per-ip", mqttapi.DefaultMaxConnectionsPerIP, "most open MQTT device connections from one source address")
 	f.IntVar(&cfg.MQTT.MaxInFlight, "mqtt-max-in-flight", mqttapi.DefaultMaxInFlight, "requests of one MQTT connection running at once; its next packet is read when one ends")
@@ -597,6 +597,11 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 // device API's answer settings.
 func newMQTT(cfg serveConfig, prov *provisioning.Service, idScope string, tlsConfig *tls.Config, log *slog.Logger) (*mqttapi.Server, error) {
 	mc := cfg.MQTT
+	if mc.MaxPacketBytes == mqttapi.DefaultMaxPacketBytes {
+		// The default grows with --max-payload-bytes, as the HTTPS body
+		// limit does.
+		mc.MaxPacketBytes = 0
+	}
 	mc.Provisioner = prov
 	mc.IDScope = idScope
 	mc.Logger = log

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -114,6 +115,30 @@ func TestForbiddenPackets(t *testing.T) {
 		}
 		c.write(t, packets.NewControlPacket(packets.Disconnect))
 		c.closed(t)
+	})
+	t.Run("requests beyond the in-flight limit wait, none is lost", func(t *testing.T) {
+		c := connected(t)
+		const n = 10 // above DefaultMaxInFlight
+		for i := 0; i < n; i++ {
+			p := publish("$dps/registrations/GET/iotdps-get-operationstatus/?$rid=r"+strconv.Itoa(i)+"&operationId=nope", 0)
+			c.write(t, p)
+		}
+		seen := map[string]bool{}
+		for i := 0; i < n; i++ {
+			ans, ok := c.read(t).(*packets.PublishPacket)
+			// 404 (no such operation) until the poll throttle (5/10s) answers 429.
+			if !ok || !(strings.HasPrefix(ans.TopicName, "$dps/registrations/res/404/?$rid=r") || strings.HasPrefix(ans.TopicName, "$dps/registrations/res/429/?$rid=r")) {
+				t.Fatalf("answer %v", ans)
+			}
+			rid := ans.TopicName[strings.Index(ans.TopicName, "$rid=")+5:]
+			if i := strings.IndexByte(rid, '&'); i >= 0 {
+				rid = rid[:i]
+			}
+			seen[rid] = true
+		}
+		if len(seen) != n {
+			t.Fatalf("%d distinct answers of %d", len(seen), n)
+		}
 	})
 	for _, tc := range []struct {
 		name string

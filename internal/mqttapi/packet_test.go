@@ -5,8 +5,10 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"log/slog"
 	"runtime"
 	"testing"
+	"time"
 
 	"github.com/eclipse/paho.mqtt.golang/packets"
 )
@@ -86,3 +88,33 @@ func TestReadPacketAnnouncedLengthAllocatesNothing(t *testing.T) {
 		t.Fatalf("100 refused 256 MB headers allocated %d bytes", got)
 	}
 }
+
+func TestNewValidates(t *testing.T) {
+	base := func() Config {
+		return Config{Provisioner: nilProvisioner{}, IDScope: "0ne00000001", Logger: slog.New(slog.DiscardHandler)}
+	}
+	tests := []struct {
+		name string
+		mod  func(*Config)
+		ok   bool
+	}{
+		{"defaults", func(*Config) {}, true},
+		{"packet limit below payload limit + room", func(c *Config) { c.MaxPayloadBytes = 200 << 10; c.MaxPacketBytes = 100 << 10 }, false},
+		{"payload limit raises the default packet limit", func(c *Config) { c.MaxPayloadBytes = 200 << 10 }, true},
+		{"retry-after not below the idle timeout", func(c *Config) { c.IdleTimeout = time.Second }, false},
+		{"negative limit", func(c *Config) { c.MaxConnections = -1 }, false},
+		{"no scope", func(c *Config) { c.IDScope = "" }, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			c := base()
+			tc.mod(&c)
+			if _, err := New(c); (err == nil) != tc.ok {
+				t.Fatalf("New: %v, want ok=%v", err, tc.ok)
+			}
+		})
+	}
+}
+
+// nilProvisioner is never called: New only checks that one is set.
+type nilProvisioner struct{ Provisioner }

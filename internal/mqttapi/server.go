@@ -134,6 +134,9 @@ func New(cfg Config) (*Server, error) {
 	setDefault(&cfg.MaxConnectionsPerIP, DefaultMaxConnectionsPerIP)
 	setDefault(&cfg.MaxInFlight, DefaultMaxInFlight)
 	setDefault(&cfg.RetryAfter, devicewire.DefaultRetryAfter)
+	if int64(cfg.MaxPacketBytes) < cfg.MaxPayloadBytes+devicewire.BodyRoom {
+		errs = append(errs, fmt.Errorf("MaxPacketBytes %d must be at least MaxPayloadBytes %d + %d for a CSR and the rest of the body", cfg.MaxPacketBytes, cfg.MaxPayloadBytes, devicewire.BodyRoom))
+	}
 	if cfg.MaxPacketBytes > 1<<28-1 {
 		errs = append(errs, fmt.Errorf("MaxPacketBytes %d is above MQTT's 256 MB", cfg.MaxPacketBytes))
 	}
@@ -206,9 +209,9 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
-			defer s.release(c)
 			tc := tls.Server(c, s.cfg.TLS)
 			s.track(c, tc)
+			defer s.releaseFrom(tc, c.RemoteAddr().String())
 			hctx, cancel := context.WithTimeout(ctx, s.cfg.ConnectTimeout)
 			err := tc.HandshakeContext(hctx)
 			cancel()
@@ -253,8 +256,6 @@ func (s *Server) track(raw, c net.Conn) {
 	s.conns[c] = struct{}{}
 	s.mu.Unlock()
 }
-
-func (s *Server) release(c net.Conn) { s.releaseFrom(c, c.RemoteAddr().String()) }
 
 func (s *Server) releaseFrom(c net.Conn, remote string) {
 	ip := hostOf(remote)

@@ -54,11 +54,23 @@ type session struct {
 	lastAnswer time.Time
 	sem        chan struct{}
 	reqs       sync.WaitGroup
+	// done is closed when the connection ends.
+	done <-chan struct{}
 	// forms remembers the CSR form of operations this connection started
 	// and got 202 for, so that its polls answer the certificate as the
 	// register asked (the stored operation does not know). A poll on
 	// another connection (or HTTPS) answers issuedCertificateChain.
 	forms map[string]string
+}
+
+// gone reports whether the connection has ended.
+func (ss *session) gone() bool {
+	select {
+	case <-ss.done:
+		return true
+	default:
+		return false
+	}
 }
 
 // maxForms bounds session.forms: a device has one registration running.
@@ -85,8 +97,8 @@ func (ss *session) formOf(opID string) string {
 // serveConn runs one connection: CONNECT, then packets until the device
 // leaves, breaks a rule or idles.
 func (s *Server) serveConn(ctx context.Context, c net.Conn, remote string, certs []*x509.Certificate) {
-	ss := &session{s: s, conn: c, remote: remote, r: bufio.NewReaderSize(c, 4<<10), sem: make(chan struct{}, s.cfg.MaxInFlight)}
 	ctx, cancel := context.WithCancel(ctx)
+	ss := &session{s: s, conn: c, remote: remote, r: bufio.NewReaderSize(c, 4<<10), sem: make(chan struct{}, s.cfg.MaxInFlight), done: ctx.Done()}
 	defer func() {
 		cancel()
 		_ = c.Close()
@@ -405,6 +417,10 @@ func (s *Server) refusal(ctx context.Context, ss *session, err error) (int, stri
 	id := newTrackingID()
 	var fault *devicewire.Fault
 	switch {
+	case ss.gone():
+		// The device left (or the server stops) while its request ran:
+		// cancelled work is no server fault, and nobody reads the answer.
+		s.fault(ctx, "client gone", ss.remote, err, "tracking_id", id)
 	case errors.As(err, &fault):
 		s.fault(ctx, fault.Kind, ss.remote, fault.Cause, "tracking_id", id, "reason", fault.Msg)
 	case errors.Is(err, store.ErrBusy):
