@@ -471,18 +471,10 @@ func (r *runner) registerOne(ctx context.Context, d *simDevice, base *tls.Config
 		tr.MaxConnsPerHost = 1
 		defer tr.CloseIdleConnections()
 	}
-	dc := device.Config{
-		Endpoint:       cfg.Endpoint,
-		IDScope:        cfg.IDScope,
-		RegistrationID: d.regID,
-		CSR:            d.csr,
-		GenerateKey:    cfg.CSR && cfg.GenerateInline,
-		HTTPClient: &http.Client{
-			Transport:     tr,
-			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		},
-		MaxWait:   cfg.Timeout,
-		UserAgent: "zdps-bench",
+	dc := r.deviceConfig(d)
+	dc.HTTPClient = &http.Client{
+		Transport:     tr,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
 	if shared != nil && d.cert != nil {
 		// One shared pool cannot present a different certificate per
@@ -494,34 +486,34 @@ func (r *runner) registerOne(ctx context.Context, d *simDevice, base *tls.Config
 		defer own.CloseIdleConnections()
 		dc.HTTPClient.Transport = own
 	}
-	r.credential(&dc, d)
 	return registerTimed(ctx, dc, start)
 }
 
 // registerMQTT registers one device over its own MQTT connection.
 func (r *runner) registerMQTT(ctx context.Context, d *simDevice, base *tls.Config, start time.Time) (time.Duration, error) {
+	dc := r.deviceConfig(d)
+	dc.Transport = r.cfg.Transport
+	// The device presents Certificate on top of the shared settings.
+	dc.TLSConfig = base
+	if r.cfg.Transport == device.TransportMQTT {
+		dc.Endpoint = r.cfg.MQTTEndpoint
+	}
+	return registerTimed(ctx, dc, start)
+}
+
+// deviceConfig is what every transport sends for d: its ID, CSR and
+// attestation.
+func (r *runner) deviceConfig(d *simDevice) device.Config {
 	cfg := r.cfg
 	dc := device.Config{
 		Endpoint:       cfg.Endpoint,
-		Transport:      cfg.Transport,
 		IDScope:        cfg.IDScope,
 		RegistrationID: d.regID,
 		CSR:            d.csr,
 		GenerateKey:    cfg.CSR && cfg.GenerateInline,
-		// The device presents Certificate on top of the shared settings.
-		TLSConfig: base,
-		MaxWait:   cfg.Timeout,
-		UserAgent: "zdps-bench",
+		MaxWait:        cfg.Timeout,
+		UserAgent:      "zdps-bench",
 	}
-	if cfg.Transport == device.TransportMQTT {
-		dc.Endpoint = cfg.MQTTEndpoint
-	}
-	r.credential(&dc, d)
-	return registerTimed(ctx, dc, start)
-}
-
-// credential sets the device's attestation in dc.
-func (r *runner) credential(dc *device.Config, d *simDevice) {
 	switch {
 	case d.cert != nil:
 		dc.Certificate = d.cert
@@ -532,6 +524,7 @@ func (r *runner) credential(dc *device.Config, d *simDevice) {
 	default:
 		dc.SymmetricKey = d.key
 	}
+	return dc
 }
 
 // registerTimed registers with dc, closes the connection, and returns the
