@@ -24,6 +24,7 @@ import (
 	"github.com/zdps/zdps/internal/metrics"
 	"github.com/zdps/zdps/internal/opsapi"
 	"github.com/zdps/zdps/internal/posture"
+	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -61,6 +62,7 @@ type secops struct {
 	exporters []*export.Exporter
 	watch     *export.Exporter
 	blocks    *detect.Blocklist
+	backend   store.Backend
 	log       *slog.Logger
 	token     string
 }
@@ -76,7 +78,7 @@ func newSecops(cfg secopsConfig, backend store.Backend, kek []byte, m *metrics.M
 			m.AuditEvent()
 		}
 	}
-	s := &secops{cfg: cfg, metrics: m, trail: &audit.Trail{Log: l, Buffer: buf}, log: log}
+	s := &secops{cfg: cfg, metrics: m, trail: &audit.Trail{Log: l, Buffer: buf}, log: log, backend: backend}
 	s.alerts = &detect.Alerts{Backend: backend, Recorder: l}
 	s.blocks = &detect.Blocklist{Backend: backend}
 	if cfg.MetricsTokenFile != "" {
@@ -196,8 +198,8 @@ func (s *secops) watchAlerts(backend store.Backend, responder detect.Responder) 
 func (s *secops) opsAPI(host opsapi.Host, st *store.Store, authority *ca.CA, settings posture.Settings) (*opsapi.API, error) {
 	src := posture.NewStoreSource(st)
 	return opsapi.New(opsapi.Config{Host: host, Trail: s.trail.Log, Alerts: s.alerts, Metrics: s.metrics.Handler(), ScrapeToken: s.token,
-		Posture: func(ctx context.Context) (*posture.Report, error) {
-			return posture.Compute(ctx, src, posture.Options{CA: []*x509.Certificate{authority.Intermediate(), authority.Root()}, Settings: settings})
+		Posture: func(ctx context.Context, th posture.Thresholds) (*posture.Report, error) {
+			return posture.Compute(ctx, src, posture.Options{Thresholds: th, CA: []*x509.Certificate{authority.Intermediate(), authority.Root()}, Settings: settings})
 		}})
 }
 
@@ -206,6 +208,7 @@ func (s *secops) opsAPI(host opsapi.Host, st *store.Store, authority *ca.CA, set
 func (s *secops) start(ctx context.Context, authority *ca.CA) error {
 	s.metrics.CertificateExpiry("root", authority.Root().NotAfter)
 	s.metrics.CertificateExpiry("intermediate", authority.Intermediate().NotAfter)
+	go s.watchIssuedExpiry(ctx)
 	go s.trail.Log.Run(ctx, audit.DefaultSealInterval)
 	go s.trail.Buffer.Run(ctx, 0)
 	for _, e := range s.exporters {
@@ -301,4 +304,45 @@ func (c secopsConfig) metricsOpen() bool {
 	}
 	ip := net.ParseIP(host)
 	return host != "localhost" && (ip == nil || !ip.IsLoopback())
+}
+
+// issuedExpiryEvery is how often the earliest expiry of the unrevoked
+// operational certificates is read for the metric (a scan of the
+// certificate records, page by page).
+const issuedExpiryEvery = 10 * time.Minute
+
+// watchIssuedExpiry sets zdps_certificate_expiry_timestamp_seconds{certificate="issued"}
+// to the earliest NotAfter of the unexpired, unrevoked certificates.
+func (s *secops) watchIssuedExpiry(ctx context.Context) {
+	certs := revocation.Certificates(s.backend, nil)
+	t := time.NewTicker(issuedExpiryEvery)
+	defer t.Stop()
+	for {
+		var earliest time.Time
+		now := time.Now()
+		for cont := ""; ; {
+			page, next, err := certs.List(ctx, cont, 500)
+			if err != nil {
+				if ctx.Err() == nil {
+					s.log.Warn("issued certificate expiry: read failed", "error", err)
+				}
+				break
+			}
+			for _, c := range page {
+				if !c.Revoked() && c.NotAfter.After(now) && (earliest.IsZero() || c.NotAfter.Before(earliest)) {
+					earliest = c.NotAfter
+				}
+			}
+			if next == "" {
+				break
+			}
+			cont = next
+		}
+		s.metrics.CertificateExpiry("issued", earliest)
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

@@ -5,7 +5,7 @@
 //	GET  /alerts?status=&after=&limit=
 //	GET  /alerts/{id}
 //	POST /alerts/{id}/ack          (If-Match: the alert's etag, optional)
-//	GET  /posture
+//	GET  /posture?expiryDays=&keyAgeDays=&unusedDays=
 //	GET  /metrics                  (Prometheus text format)
 //
 // Every route needs a service SAS with the ServiceConfig right (checked by

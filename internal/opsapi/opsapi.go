@@ -46,8 +46,9 @@ type Config struct {
 	Host   Host
 	Trail  Trail
 	Alerts Alerts
-	// Posture computes the report.
-	Posture func(ctx context.Context) (*posture.Report, error)
+	// Posture computes the report with the thresholds of the request
+	// (their defaults when zero).
+	Posture func(ctx context.Context, t posture.Thresholds) (*posture.Report, error)
 	// Metrics serves /metrics; nil leaves the route out.
 	Metrics http.Handler
 	// ScrapeToken, when set, admits "Authorization: Bearer TOKEN" on
@@ -237,7 +238,21 @@ func (a *API) ackAlert(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) posture(w http.ResponseWriter, r *http.Request) {
-	rep, err := a.cfg.Posture(r.Context())
+	var th posture.Thresholds
+	for _, p := range []struct {
+		name string
+		to   *int
+	}{{"expiryDays", &th.ExpiryDays}, {"keyAgeDays", &th.KeyAgeDays}, {"unusedDays", &th.UnusedDays}} {
+		if v := r.URL.Query().Get(p.name); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 || n > 36500 {
+				a.cfg.Host.WriteError(w, r, badRequest("%s must be a whole number of days from 1 to 36500", p.name))
+				return
+			}
+			*p.to = n
+		}
+	}
+	rep, err := a.cfg.Posture(r.Context(), th)
 	if err != nil {
 		a.cfg.Host.WriteError(w, r, err)
 		return

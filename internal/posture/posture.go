@@ -50,15 +50,20 @@ type Settings struct {
 	KEKBesideStore bool
 }
 
-// Options tune the thresholds.
-type Options struct {
-	Now func() time.Time
+// Thresholds of the findings; zero takes the default.
+type Thresholds struct {
 	// ExpiryDays: certificates expiring within it are findings (30).
 	ExpiryDays int
 	// KeyAgeDays: symmetric keys older than it are findings (365).
 	KeyAgeDays int
 	// UnusedDays: enrollments older than it that never registered (30).
 	UnusedDays int
+}
+
+// Options configure Compute.
+type Options struct {
+	Now func() time.Time
+	Thresholds
 	// CA is the chain zdps issues from, leaf (intermediate) first.
 	CA []*x509.Certificate
 	Settings
