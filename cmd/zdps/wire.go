@@ -81,6 +81,7 @@ func newServiceAPI(cfg serveConfig, st, audited *store.Store, authority *ca.CA, 
 		MaxBulkItems: cfg.MaxBulkItems,
 		MaxPageSize:  cfg.MaxPageSize,
 		UseCases:     api.UseCasesOf(m),
+		Trail:        so.trail,
 		CA:           authority,
 		CRL:          crl,
 	})

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/zdps/zdps/internal/audit"
 	"io"
 	"log/slog"
 	"net/http"
@@ -40,6 +41,11 @@ type Config struct {
 	HostName string
 	// Logger receives the access log, the audit events and server faults.
 	Logger *slog.Logger
+	// Trail, when set, records in the audit trail what changes nothing
+	// and so has no transaction of its own: a read of keys, a backup.
+	// Changes are recorded in their own transactions by the store the
+	// use cases write through (internal/audit Changes).
+	Trail interface{ Add(e audit.Event) }
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 	// Rand is the source of generated keys and request IDs; crypto/rand

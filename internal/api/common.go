@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/zdps/zdps/internal/audit"
 	"net/http"
 	"strconv"
 	"strings"
@@ -49,6 +50,18 @@ func (a *API) audit(r *http.Request, action, resource, id string) {
 		"id", id,
 		"policy", policyName(r.Context()),
 		"request_id", RequestID(r.Context()))
+	if a.cfg.Trail != nil && (action == "read-keys" || action == "backup") {
+		// The trail's names of resources (audit.Changes writes the same).
+		if k, ok := map[string]string{"enrollmentGroup": "group", "certificate": "cacertificate"}[resource]; ok {
+			resource = k
+		}
+		res := resource
+		if id != "" {
+			res += "/" + id
+		}
+		a.cfg.Trail.Add(audit.Event{Action: resource + "." + action, Outcome: audit.OutcomeSuccess, Actor: audit.ActorFrom(r.Context()),
+			Resource: res, Source: r.RemoteAddr, Transport: "service"})
+	}
 }
 
 func createdOrUpdated(created bool) string {

@@ -61,8 +61,8 @@ func newSecopsServer(t *testing.T) *secopsServer {
 		t.Fatal(err)
 	}
 	ops, err := opsapi.New(opsapi.Config{Host: a, Trail: l, Alerts: &detect.Alerts{Backend: b, Recorder: l},
-		Posture: func(ctx context.Context) (*posture.Report, error) {
-			return posture.Compute(ctx, posture.NewStoreSource(st), posture.Options{})
+		Posture: func(ctx context.Context, th posture.Thresholds) (*posture.Report, error) {
+			return posture.Compute(ctx, posture.NewStoreSource(st), posture.Options{Thresholds: th})
 		}})
 	if err != nil {
 		t.Fatal(err)

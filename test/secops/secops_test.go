@@ -360,4 +360,9 @@ func TestBenignBenchRaisesNoAlert(t *testing.T) {
 	if len(page.Events) == 0 {
 		t.Fatal("no registration in the trail")
 	}
+	// Reading keys changes nothing, and is in the trail all the same.
+	serviceGet(t, s, "/audit?action=enrollment.read-keys", &page)
+	if len(page.Events) != 1 || page.Events[0].Resource != "enrollment/victim" || page.Events[0].Actor != "policy:provisioningserviceowner" {
+		t.Fatalf("read-keys events: %+v", page.Events)
+	}
 }
