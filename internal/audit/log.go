@@ -184,14 +184,17 @@ func putJSON(ctx context.Context, tx store.Tx, b store.Bucket, key string, v any
 // Seal chains up to one batch of pending events, if this replica holds
 // (or takes) the sealing lease, and returns how many it chained.
 func (l *Log) Seal(ctx context.Context, leaseFor time.Duration) (int, error) {
-	// Most rounds find nothing: look first, so an idle replica writes
-	// (and syncs) nothing.
-	var any bool
+	// The batch is found by a read-only scan, so that the writing
+	// transaction reads only the keys it moves (point reads): a range read
+	// there would, on PostgreSQL, conflict with every registration
+	// inserting its event meanwhile. Most rounds find nothing and write
+	// (and sync) nothing.
+	var batch []store.Item
 	if err := l.b.View(ctx, func(tx store.Tx) error {
-		items, err := tx.Scan(ctx, BucketPending, "", "", 1)
-		any = len(items) > 0
+		var err error
+		batch, err = tx.Scan(ctx, BucketPending, "", "", sealBatch)
 		return err
-	}); err != nil || !any {
+	}); err != nil || len(batch) == 0 {
 		return 0, err
 	}
 	var n int
@@ -204,21 +207,21 @@ func (l *Log) Seal(ctx context.Context, leaseFor time.Duration) (int, error) {
 		} else if ok && ls.Owner != l.owner && ls.Until.After(now) {
 			return nil
 		}
-		pending, err := tx.Scan(ctx, BucketPending, "", "", sealBatch)
-		if err != nil {
-			return err
-		}
 		if err := putJSON(ctx, tx, BucketState, keyLease, &lease{Owner: l.owner, Until: now.Add(leaseFor)}); err != nil {
 			return err
-		}
-		if len(pending) == 0 {
-			return nil
 		}
 		head, err := l.headIn(ctx, tx)
 		if err != nil {
 			return err
 		}
-		for _, it := range pending {
+		for _, b := range batch {
+			it, err := tx.Get(ctx, BucketPending, b.Key)
+			if errors.Is(err, store.ErrNotFound) {
+				continue // chained by a sealer whose lease had not lapsed yet
+			}
+			if err != nil {
+				return err
+			}
 			seq := head.Seq + 1
 			e := Entry{Seq: seq, Prev: head.Hash, Hash: entryHash(seq, head.Hash, it.Value), Event: it.Value}
 			if err := putJSON(ctx, tx, BucketChain, seqKey(seq), &e); err != nil {
@@ -228,14 +231,20 @@ func (l *Log) Seal(ctx context.Context, leaseFor time.Duration) (int, error) {
 				return err
 			}
 			head.Seq, head.Hash = seq, e.Hash
+			n++
+		}
+		if n == 0 {
+			return nil
 		}
 		head.Time = now
 		if err := l.sign("head", head); err != nil {
 			return err
 		}
-		n = len(pending)
 		return putJSON(ctx, tx, BucketState, keyHead, head)
 	})
+	if err != nil {
+		n = 0
+	}
 	return n, err
 }
 
