@@ -73,11 +73,7 @@ func newSecops(cfg secopsConfig, backend store.Backend, kek []byte, m *metrics.M
 		return nil, err
 	}
 	buf := l.NewBuffer(0)
-	buf.OnRecord = func(n int) {
-		for range n {
-			m.AuditEvent()
-		}
-	}
+	buf.OnRecord = m.AuditEvents
 	s := &secops{cfg: cfg, metrics: m, trail: &audit.Trail{Log: l, Buffer: buf}, log: log, backend: backend}
 	s.alerts = &detect.Alerts{Backend: backend, Recorder: l}
 	s.blocks = &detect.Blocklist{Backend: backend}
@@ -90,12 +86,12 @@ func newSecops(cfg secopsConfig, backend store.Backend, kek []byte, m *metrics.M
 			return nil, errors.New("--metrics-token-file: the token must be at least 16 characters")
 		}
 	}
-	for i, spec := range cfg.AuditExport {
+	for _, spec := range cfg.AuditExport {
 		sink, err := s.sink(spec)
 		if err != nil {
 			return nil, fmt.Errorf("--audit-export %q: %w", spec, err)
 		}
-		e, err := export.New(export.Config{Backend: backend, Source: l, Sink: sink, Name: exportName(spec, i), Logger: log})
+		e, err := export.New(export.Config{Backend: backend, Source: l, Sink: sink, Name: exportName(spec), Logger: log})
 		if err != nil {
 			return nil, err
 		}
@@ -106,7 +102,7 @@ func newSecops(cfg secopsConfig, backend store.Backend, kek []byte, m *metrics.M
 
 // exportName keys a sink's cursor by what it is, so reordering the flags
 // keeps each cursor.
-func exportName(spec string, _ int) string {
+func exportName(spec string) string {
 	if u, err := url.Parse(spec); err == nil && u.User != nil {
 		u.User = nil
 		spec = u.String()

@@ -57,13 +57,18 @@ func (b *Blocklist) Blocked(ctx context.Context, addr string) (time.Duration, bo
 		return 0, false
 	}
 	now := b.now()
-	b.mu.Lock()
-	defer b.mu.Unlock()
 	every := b.RefreshEvery
 	if every <= 0 {
 		every = 5 * time.Second
 	}
-	if now.Sub(b.loaded) >= every {
+	b.mu.Lock()
+	stale := now.Sub(b.loaded) >= every
+	if stale {
+		b.loaded = now // one caller reloads; the others use what is there
+	}
+	b.mu.Unlock()
+	if stale {
+		// Read outside the lock: registrations do not wait for the store.
 		entries := map[string]time.Time{}
 		err := b.Backend.View(ctx, func(tx store.Tx) error {
 			items, err := tx.Scan(ctx, BucketBlockedSources, "", "", 10_000)
@@ -75,11 +80,17 @@ func (b *Blocklist) Blocked(ctx context.Context, addr string) (time.Duration, bo
 			}
 			return err
 		})
+		b.mu.Lock()
 		if err == nil {
-			b.entries, b.loaded = entries, now
+			b.entries = entries
+		} else {
+			b.loaded = time.Time{} // try again at the next check
 		}
+		b.mu.Unlock()
 	}
+	b.mu.Lock()
 	until, ok := b.entries[n]
+	b.mu.Unlock()
 	if !ok || !until.After(now) {
 		return 0, false
 	}

@@ -214,12 +214,12 @@ func (m *Metrics) Alert(rule, severity string) {
 	m.alerts.WithLabelValues(rule, bound(severity, []string{"high", "medium", "low"})).Inc()
 }
 
-// AuditEvent counts a recorded audit event.
-func (m *Metrics) AuditEvent() {
-	if m == nil {
+// AuditEvents counts n recorded audit events.
+func (m *Metrics) AuditEvents(n int) {
+	if m == nil || n <= 0 {
 		return
 	}
-	m.auditEvents.Inc()
+	m.auditEvents.Add(float64(n))
 }
 
 // MQTTConnections moves the open MQTT connection gauge by delta.
