@@ -158,6 +158,11 @@ var rules = []rule{
 		from:       []string{"pkg/dps/...", "pkg/webhooksig"},
 		stdlibOnly: true,
 	},
+	{
+		name:       "who a management request comes from is standard library only",
+		from:       []string{"internal/principal"},
+		stdlibOnly: true,
+	},
 }
 
 var exceptions = []exception{}
