@@ -17,6 +17,12 @@
 //     certificate. The device is authenticated at CONNECT through the
 //     pipeline (Provisioner.Authenticate) and refused with CONNACK 2, 4, 5
 //     or 3 (store busy); no will, no stored session (session-present 0).
+//     The connection's first register reuses that attestation (the
+//     pipeline's Request.Attested: same credentials, within seconds, once);
+//     every later request is attested again.
+//   - The first request runs on the connection's goroutine, and a new one
+//     reads on; later ones run on goroutines of their own. Either way the
+//     reading goes on while requests run (pings, polls, DISCONNECT).
 //   - SUBSCRIBE only to ResponseFilter (QoS ≤ 1 granted); PUBLISH only to
 //     the register and poll topics (ParseRequestTopic). Anything else, QoS
 //     2 and retained publishes close the connection: 3.1.1 has no negative

@@ -56,8 +56,12 @@ type session struct {
 	lastAnswer time.Time
 	sem        chan struct{}
 	reqs       sync.WaitGroup
-	// done is closed when the connection ends.
-	done <-chan struct{}
+	// done is closed when the connection ends; cancel closes it.
+	done   <-chan struct{}
+	cancel context.CancelFunc
+	// handedOff is set (by the reading goroutine) once the first request
+	// took the connection's goroutine and another reads on.
+	handedOff bool
 	// forms remembers the CSR form of operations this connection started
 	// and got 202 for, so that its polls answer the certificate as the
 	// register asked (the stored operation does not know). A poll on
@@ -105,7 +109,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn, transport, remote st
 		defer s.cfg.OnConnection(-1)
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	ss := &session{s: s, conn: c, remote: remote, transport: transport, r: bufio.NewReaderSize(c, 4<<10), sem: make(chan struct{}, s.cfg.MaxInFlight), done: ctx.Done()}
+	ss := &session{s: s, conn: c, remote: remote, transport: transport, r: bufio.NewReaderSize(c, 4<<10), sem: make(chan struct{}, s.cfg.MaxInFlight), done: ctx.Done(), cancel: cancel}
 	defer func() {
 		cancel()
 		_ = c.Close()
@@ -287,9 +291,30 @@ func (ss *session) loop(ctx context.Context) {
 				return
 			}
 		case *packets.PublishPacket:
-			if !ss.publish(ctx, p) {
+			run, ok := ss.publish(ctx, p)
+			if !ok {
 				return
 			}
+			if !ss.handedOff {
+				// The first request runs on this goroutine, whose stack
+				// grew in the TLS handshake and the CONNECT, and a new
+				// goroutine reads on: a fresh goroutine per request would
+				// grow its stack through the pipeline again (~2% of the
+				// CPU of a registration). This one returns when the
+				// reading ends, as serveConn's callers expect.
+				ss.handedOff = true
+				read := make(chan struct{})
+				go func() {
+					defer close(read)
+					ss.armRead()
+					ss.loop(ctx)
+					ss.cancel() // the device left: cancel what still runs
+				}()
+				run()
+				<-read
+				return
+			}
+			go run()
 		case *packets.PubackPacket:
 			// Answers go out at QoS 0; a stray PUBACK is harmless.
 		default:
@@ -320,22 +345,23 @@ func (ss *session) subscribe(ctx context.Context, p *packets.SubscribePacket) bo
 	return ss.write(ack) == nil
 }
 
-// publish runs one request; false closes the connection.
-func (ss *session) publish(ctx context.Context, p *packets.PublishPacket) bool {
+// publish admits one request and returns its run (nil for none); false
+// closes the connection.
+func (ss *session) publish(ctx context.Context, p *packets.PublishPacket) (func(), bool) {
 	if p.Qos > 1 || p.Retain {
 		ss.s.fault(ctx, "publish qos or retain", ss.remote, nil, "qos", p.Qos)
-		return false
+		return nil, false
 	}
 	t, err := ParseRequestTopic(p.TopicName)
 	if err != nil {
 		ss.s.fault(ctx, "publish forbidden", ss.remote, err, "topic", truncate(p.TopicName))
-		return false
+		return nil, false
 	}
 	if p.Qos == 1 {
 		ack := packets.NewControlPacket(packets.Puback).(*packets.PubackPacket)
 		ack.MessageID = p.MessageID
 		if ss.write(ack) != nil {
-			return false
+			return nil, false
 		}
 	}
 	// At most MaxInFlight requests: the next packet is not read before one
@@ -348,10 +374,10 @@ func (ss *session) publish(ctx context.Context, p *packets.PublishPacket) bool {
 	select {
 	case ss.sem <- struct{}{}:
 	case <-ctx.Done():
-		return false
+		return nil, false
 	}
 	ss.reqs.Add(1)
-	go func() {
+	return func() {
 		defer ss.reqs.Done()
 		defer func() { <-ss.sem }()
 		rctx, cancel := context.WithTimeout(ctx, requestTimeout)
@@ -369,8 +395,7 @@ func (ss *session) publish(ctx context.Context, p *packets.PublishPacket) bool {
 		if err == nil {
 			ss.armRead()
 		}
-	}()
-	return true
+	}, true
 }
 
 // answer runs a request through the pipeline and renders the answer: the

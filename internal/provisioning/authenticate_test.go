@@ -3,7 +3,13 @@ package provisioning_test
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/zdps/zdps/allocation/hashed"
+	"github.com/zdps/zdps/internal/provisioning/caissuer"
 
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/store"
@@ -43,3 +49,101 @@ func TestAuthenticate(t *testing.T) {
 		t.Fatalf("Authenticate stored %d documents", n)
 	}
 }
+
+// countingAttestor counts the attestations it makes.
+type countingAttestor struct {
+	fakeAttestor
+	n *atomic.Int64
+}
+
+func (c countingAttestor) Attest(ctx context.Context, req *provisioning.Request) (*provisioning.Identity, error) {
+	c.n.Add(1)
+	return c.fakeAttestor.Attest(ctx, req)
+}
+
+// TestAuthenticateReuse: the first register after Authenticate with the
+// same credentials, within the reuse window, is not attested again; any
+// other request is, and a change to the enrollment since the CONNECT is
+// still seen at persist.
+func TestAuthenticateReuse(t *testing.T) {
+	ctx := context.Background()
+	tests := []struct {
+		name        string
+		change      func(e *env, req *provisioning.Request) // between Authenticate and Register
+		wantAttests int64                                   // by the register
+		wantStatus  string
+		wantErr     error
+	}{
+		{name: "same credentials", wantAttests: 0, wantStatus: enrollment.RegistrationAssigned},
+		{name: "another key", change: func(_ *env, r *provisioning.Request) { r.Authorization = "wrong" }, wantAttests: 1, wantErr: provisioning.ErrUnauthorized},
+		{name: "another registration ID", change: func(_ *env, r *provisioning.Request) { r.RegistrationID = "dev-2" }, wantAttests: 1, wantErr: provisioning.ErrUnauthorized},
+		{name: "after the window", change: func(e *env, _ *provisioning.Request) { e.advance(11 * time.Second) }, wantAttests: 1, wantStatus: enrollment.RegistrationAssigned},
+		{name: "used once", change: func(e *env, r *provisioning.Request) {
+			if _, err := e.svc.Register(ctx, cloneReq(r)); err != nil {
+				t.Fatal(err)
+			}
+		}, wantAttests: 1, wantStatus: enrollment.RegistrationAssigned},
+		{name: "disabled since", change: func(e *env, _ *provisioning.Request) {
+			en, err := e.st.Enrollments.Get(ctx, "dev-1")
+			if err != nil {
+				t.Fatal(err)
+			}
+			en.ProvisioningStatus = enrollment.StatusDisabled
+			if _, err := e.st.Enrollments.Put(ctx, en, store.Condition{}); err != nil {
+				t.Fatal(err)
+			}
+		}, wantAttests: 0, wantStatus: enrollment.RegistrationDisabled},
+		{name: "deleted since", change: func(e *env, _ *provisioning.Request) {
+			if err := e.st.Enrollments.Delete(ctx, "dev-1", store.Condition{}); err != nil {
+				t.Fatal(err)
+			}
+		}, wantAttests: 0, wantErr: provisioning.ErrUnauthorized},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, memory.New(), nil)
+			var n atomic.Int64
+			iss, err := caissuer.New(e.ca)
+			if err != nil {
+				t.Fatal(err)
+			}
+			svc, err := provisioning.New(provisioning.Config{Store: e.st, Attestors: map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: countingAttestor{fakeAttestor{e.st}, &n}}, Allocator: hashed.New(), Issuer: iss, Logger: slog.New(slog.DiscardHandler), Now: e.clock})
+			if err != nil {
+				t.Fatal(err)
+			}
+			e.svc = svc
+			e.hub(t, "a.example.net", 1, true)
+			e.individual(t, &enrollment.IndividualEnrollment{RegistrationID: "dev-1"})
+			conn := &provisioning.Request{RegistrationID: "dev-1", Authorization: "individual"}
+			if err := svc.Authenticate(ctx, conn); err != nil {
+				t.Fatal(err)
+			}
+			if conn.Attested == nil {
+				t.Fatal("Authenticate set no Attested")
+			}
+			req := cloneReq(conn) // what a PUBLISH builds on
+			if tc.change != nil {
+				tc.change(e, req)
+			}
+			before := n.Load()
+			op, err := svc.Register(ctx, req)
+			if got := n.Load() - before; got != tc.wantAttests {
+				t.Errorf("register attested %d times, want %d", got, tc.wantAttests)
+			}
+			if tc.wantErr != nil {
+				if !errors.Is(err, tc.wantErr) {
+					t.Fatalf("err %v, want %v", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if op.Status != tc.wantStatus {
+				t.Fatalf("status %q, want %q", op.Status, tc.wantStatus)
+			}
+		})
+	}
+}
+
+func cloneReq(r *provisioning.Request) *provisioning.Request { c := *r; return &c }

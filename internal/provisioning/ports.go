@@ -43,6 +43,9 @@ type Request struct {
 	// Transport is "https", "mqtt" or "mqtt-ws", for the audit trail and
 	// metrics; "" when unknown.
 	Transport string
+	// Attested is what Authenticate set on the connection's request, nil
+	// otherwise: the first register with the same credentials reuses it.
+	Attested *Attested
 }
 
 // Identity is what an attestor proved: what every mechanism has. What

@@ -64,8 +64,8 @@
 //     password the same SAS as the HTTPS Authorization (none with X.509:
 //     the certificate is presented in the TLS handshake). TPM is refused
 //     with ErrInvalidConfig, as Azure offers it over HTTPS only.
-//   - SUBSCRIBE $dps/registrations/res/# at QoS 1; register with a QoS 1
-//     PUBLISH to $dps/registrations/PUT/iotdps-register/?$rid={n} carrying
+//   - SUBSCRIBE $dps/registrations/res/# at QoS 1; register with a QoS 0
+//     PUBLISH (as Azure's C SDKs: the answer is the acknowledgement) to $dps/registrations/PUT/iotdps-register/?$rid={n} carrying
 //     the same body as the PUT; poll with
 //     $dps/registrations/GET/iotdps-get-operationstatus/?$rid={n}&operationId={op}.
 //     $rid counts 1, 2, ... per connection; the answer comes on

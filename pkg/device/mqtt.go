@@ -93,7 +93,10 @@ func (t *mqttTransport) do(ctx context.Context, q request) (*reply, error) {
 		// Polls carry no body; a space as the SDKs send.
 		body = []byte(" ")
 	}
-	pub := conn.Publish(mqttRequestTopic(q, rid), 1, false, body)
+	// QoS 0, as Azure's C SDKs publish: the answer acknowledges the
+	// request, and a lost connection fails it (retried on a new one), so a
+	// PUBACK would only add a packet each way.
+	pub := conn.Publish(mqttRequestTopic(q, rid), 0, false, body)
 	published := pub.Done()
 	for {
 		select {

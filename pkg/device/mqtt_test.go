@@ -165,7 +165,7 @@ func TestMQTTRegistration(t *testing.T) {
 	if err != nil || tok.Resource != url.QueryEscape(testScope+"/registrations/dev-1") || tok.KeyName != "registration" {
 		t.Errorf("password is not the registration SAS: %+v %v", tok, err)
 	}
-	if r.topic != "$dps/registrations/PUT/iotdps-register/?$rid=1" || r.qos != 1 {
+	if r.topic != "$dps/registrations/PUT/iotdps-register/?$rid=1" || r.qos != 0 { // QoS 0, as the C SDKs
 		t.Errorf("register on %q QoS %d", r.topic, r.qos)
 	}
 	if r.body != `{"registrationId":"dev-1","payload":{"model":"m1"}}` {
