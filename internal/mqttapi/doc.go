@@ -13,7 +13,7 @@
 //   - CONNECT within Config.ConnectTimeout (TLS handshake included);
 //     protocol level 4 only; client ID = registration ID; the user name
 //     {idScope}/registrations/{registrationId}/api-version={v}[&...]
-//     (ParseUserName); password = SAS, or none with a TLS client
+//     (dps.ParseMQTTUserName); password = SAS, or none with a TLS client
 //     certificate. The device is authenticated at CONNECT through the
 //     pipeline (Provisioner.Authenticate) and refused with CONNACK 2, 4, 5
 //     or 3 (store busy); no will, no stored session (session-present 0).
@@ -23,11 +23,11 @@
 //   - The first request runs on the connection's goroutine, and a new one
 //     reads on; later ones run on goroutines of their own. Either way the
 //     reading goes on while requests run (pings, polls, DISCONNECT).
-//   - SUBSCRIBE only to ResponseFilter (QoS ≤ 1 granted); PUBLISH only to
-//     the register and poll topics (ParseRequestTopic). Anything else, QoS
+//   - SUBSCRIBE only to dps.MQTTResponseFilter (QoS ≤ 1 granted); PUBLISH only to
+//     the register and poll topics (dps.ParseMQTTRequestTopic). Anything else, QoS
 //     2 and retained publishes close the connection: 3.1.1 has no negative
 //     PUBACK. QoS 1 requests are PUBACKed before their answer.
-//   - Answers are PUBLISHed at QoS 0 to ResponseTopic with the same JSON,
+//   - Answers are PUBLISHed at QoS 0 to their dps.MQTTResponse topic with the same JSON,
 //     statuses and Retry-After as HTTPS (internal/devicewire).
 //   - Limits: connections in all and per source address, requests in
 //     flight per connection (the next packet waits: TCP pushes back),

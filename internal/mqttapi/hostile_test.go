@@ -15,6 +15,7 @@ import (
 
 	"github.com/zdps/zdps/internal/mqttapi"
 	"github.com/zdps/zdps/internal/zdpstest"
+	"github.com/zdps/zdps/pkg/dps"
 )
 
 // TestConnectRefused: each bad CONNECT gets its CONNACK code and the
@@ -97,7 +98,7 @@ func TestForbiddenPackets(t *testing.T) {
 
 	t.Run("QoS 1 register is PUBACKed and answered at QoS 0", func(t *testing.T) {
 		c := connected(t)
-		c.write(t, subscribe(mqttapi.ResponseFilter))
+		c.write(t, subscribe(dps.MQTTResponseFilter))
 		if ack, ok := c.read(t).(*packets.SubackPacket); !ok || ack.MessageID != 3 || len(ack.ReturnCodes) != 1 || ack.ReturnCodes[0] != 1 {
 			t.Fatalf("SUBACK %v", ack)
 		}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eclipse/paho.mqtt.golang/packets"
+	"github.com/zdps/zdps/pkg/dps"
 )
 
 func TestReadPacket(t *testing.T) {
@@ -27,7 +28,7 @@ func TestReadPacket(t *testing.T) {
 	pub.Payload = []byte(`{"registrationId":"a"}`)
 	withBody := encode(pub)
 	sub := packets.NewControlPacket(packets.Subscribe).(*packets.SubscribePacket)
-	sub.MessageID, sub.Topics, sub.Qoss = 1, []string{ResponseFilter}, []byte{1}
+	sub.MessageID, sub.Topics, sub.Qoss = 1, []string{dps.MQTTResponseFilter}, []byte{1}
 	subBytes := encode(sub)
 	tests := []struct {
 		name    string

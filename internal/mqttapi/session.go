@@ -156,7 +156,7 @@ func (ss *session) connect(ctx context.Context, certs []*x509.Certificate) bool 
 	if !c.UsernameFlag {
 		return ss.refuse(ctx, connBadUserOrPassword, "user name", errors.New("no user name"))
 	}
-	u, err := ParseUserName(c.Username)
+	u, err := dps.ParseMQTTUserName(c.Username)
 	if err != nil {
 		return ss.refuse(ctx, connBadUserOrPassword, "user name", err)
 	}
@@ -336,7 +336,7 @@ func (ss *session) subscribe(ctx context.Context, p *packets.SubscribePacket) bo
 	ack := packets.NewControlPacket(packets.Suback).(*packets.SubackPacket)
 	ack.MessageID = p.MessageID
 	for i, t := range p.Topics {
-		if t != ResponseFilter || p.Qoss[i] > 2 {
+		if t != dps.MQTTResponseFilter || p.Qoss[i] > 2 {
 			ss.s.fault(ctx, "subscribe forbidden", ss.remote, nil, "filter", truncate(t))
 			return false
 		}
@@ -352,7 +352,7 @@ func (ss *session) publish(ctx context.Context, p *packets.PublishPacket) (func(
 		ss.s.fault(ctx, "publish qos or retain", ss.remote, nil, "qos", p.Qos)
 		return nil, false
 	}
-	t, err := ParseRequestTopic(p.TopicName)
+	t, err := dps.ParseMQTTRequestTopic(p.TopicName)
 	if err != nil {
 		ss.s.fault(ctx, "publish forbidden", ss.remote, err, "topic", truncate(p.TopicName))
 		return nil, false
@@ -384,7 +384,7 @@ func (ss *session) publish(ctx context.Context, p *packets.PublishPacket) (func(
 		status, retry, body := ss.s.answer(rctx, ss, t, p.Payload)
 		cancel()
 		out := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
-		out.TopicName = ResponseTopic(status, t.RID, retry)
+		out.TopicName = dps.MQTTResponse{Status: status, RID: t.RID, RetryAfter: retry}.Topic()
 		out.Payload = body
 		err := ss.write(out)
 		ss.mu.Lock()
@@ -401,10 +401,10 @@ func (ss *session) publish(ctx context.Context, p *packets.PublishPacket) (func(
 // answer runs a request through the pipeline and renders the answer: the
 // status of the response topic, its retry-after ("" for none) and the
 // same JSON body as HTTPS.
-func (s *Server) answer(ctx context.Context, ss *session, t RequestTopic, payload []byte) (int, string, []byte) {
+func (s *Server) answer(ctx context.Context, ss *session, t dps.MQTTRequest, payload []byte) (int, string, []byte) {
 	req := ss.req // a copy: the body's parts are per request
 	switch t.Kind {
-	case kindRegister:
+	case dps.MQTTRegister:
 		// Older SDKs send an empty or blank body: the CONNECT named the
 		// registration ID.
 		dr, err := devicewire.DecodeRegister(payload, &req, s.cfg.MaxPayloadBytes, false)

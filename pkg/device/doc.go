@@ -64,13 +64,11 @@
 //     password the same SAS as the HTTPS Authorization (none with X.509:
 //     the certificate is presented in the TLS handshake). TPM is refused
 //     with ErrInvalidConfig, as Azure offers it over HTTPS only.
-//   - SUBSCRIBE $dps/registrations/res/# at QoS 1; register with a QoS 0
-//     PUBLISH (as Azure's C SDKs: the answer is the acknowledgement) to $dps/registrations/PUT/iotdps-register/?$rid={n} carrying
-//     the same body as the PUT; poll with
-//     $dps/registrations/GET/iotdps-get-operationstatus/?$rid={n}&operationId={op}.
-//     $rid counts 1, 2, ... per connection; the answer comes on
-//     $dps/registrations/res/{status}/?$rid={n}&retry-after={s} and is read
-//     as an HTTP answer with that status and Retry-After.
+//   - SUBSCRIBE to dps.MQTTResponseFilter at QoS 1; each request is a
+//     QoS 0 PUBLISH (as Azure's C SDKs: the answer is the acknowledgement)
+//     to its dps.MQTTRequest topic with the same body as over HTTPS; $rid
+//     counts 1, 2, ... per connection, and the dps.MQTTResponse topic of
+//     the answer gives its HTTP status and Retry-After.
 //   - A refused CONNECT is an *Error as the HTTP status would be: CONNACK
 //     4 and 5 are 401 (ErrUnauthorized), 1 and 2 are 400, 3 is 503 and
 //     retried. A connection lost before the answer is a network error:

@@ -13,6 +13,7 @@ import (
 	"testing"
 
 	"github.com/eclipse/paho.mqtt.golang/packets"
+	"github.com/zdps/zdps/pkg/dps"
 )
 
 // mqttStep is one scripted answer of the fake MQTT service.
@@ -146,7 +147,7 @@ func (f *fakeMQTT) serve(c *tls.Conn) {
 			_, q, _ := strings.Cut(p.TopicName, "?")
 			rid, _, _ := strings.Cut(strings.TrimPrefix(q, "$rid="), "&")
 			ans := packets.NewControlPacket(packets.Publish).(*packets.PublishPacket)
-			ans.TopicName = mqttAnswerPrefix + strconv.Itoa(st.status) + "/?$rid=" + rid
+			ans.TopicName = dps.MQTTResponse{Status: st.status, RID: rid}.Topic()
 			if st.retryAfter > 0 {
 				ans.TopicName += "&retry-after=" + strconv.Itoa(st.retryAfter)
 			}

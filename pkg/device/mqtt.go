@@ -13,6 +13,7 @@ import (
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	"github.com/eclipse/paho.mqtt.golang/packets"
+	"github.com/zdps/zdps/pkg/dps"
 )
 
 // mqttKeepAlive is the keep-alive the client announces in CONNECT; a
@@ -41,7 +42,7 @@ type mqttTransport struct {
 }
 
 type mqttMessage struct {
-	ans     mqttAnswer
+	ans     dps.MQTTResponse
 	payload []byte
 }
 
@@ -96,12 +97,12 @@ func (t *mqttTransport) do(ctx context.Context, q request) (*reply, error) {
 	// QoS 0, as Azure's C SDKs publish: the answer acknowledges the
 	// request, and a lost connection fails it (retried on a new one), so a
 	// PUBACK would only add a packet each way.
-	pub := conn.Publish(mqttRequestTopic(q, rid), 0, false, body)
+	pub := conn.Publish(mqttRequest(q, rid).Topic(), 0, false, body)
 	published := pub.Done()
 	for {
 		select {
 		case m := <-ch:
-			return &reply{code: m.ans.status, retryAfter: m.ans.retryAfter, contentType: "application/json", raw: m.payload}, nil
+			return &reply{code: m.ans.Status, retryAfter: m.ans.RetryAfter, contentType: "application/json", raw: m.payload}, nil
 		case <-published:
 			if err := pub.Error(); err != nil {
 				return nil, fmt.Errorf("device: MQTT publish %s: %w", q, err)
@@ -114,6 +115,14 @@ func (t *mqttTransport) do(ctx context.Context, q request) (*reply, error) {
 			return nil, fmt.Errorf("device: MQTT %s: no answer: %w", q, ctx.Err())
 		}
 	}
+}
+
+// mqttRequest is the topic of q with request ID rid.
+func mqttRequest(q request, rid string) dps.MQTTRequest {
+	if q.op == "" {
+		return dps.MQTTRequest{Kind: dps.MQTTRegister, RID: rid}
+	}
+	return dps.MQTTRequest{Kind: dps.MQTTPoll, RID: rid, OperationID: q.op}
 }
 
 // connect returns the open connection, or connects and subscribes.
@@ -138,7 +147,7 @@ func (t *mqttTransport) connect(ctx context.Context) (mqtt.Client, chan struct{}
 	opts := mqtt.NewClientOptions().
 		AddBroker(t.broker).
 		SetClientID(c.regID).
-		SetUsername(mqttUserName(c.cfg.IDScope, c.regID, c.cfg.APIVersion, c.cfg.UserAgent)).
+		SetUsername(dps.MQTTUserName{IDScope: c.cfg.IDScope, RegistrationID: c.regID, APIVersion: c.cfg.APIVersion, ClientVersion: c.cfg.UserAgent}.String()).
 		SetPassword(c.authorization()).
 		SetTLSConfig(t.tls).
 		// 3.1.1 only: paho would fall back to 3.1 on a refusal.
@@ -164,11 +173,11 @@ func (t *mqttTransport) connect(ctx context.Context) (mqtt.Client, chan struct{}
 		conn.Disconnect(0)
 		return nil, nil, err
 	}
-	sub := conn.Subscribe(mqttAnswerFilter, 1, t.route)
+	sub := conn.Subscribe(dps.MQTTResponseFilter, 1, t.route)
 	err := waitToken(ctx, sub)
 	if err == nil {
-		if codes := sub.(*mqtt.SubscribeToken).Result(); codes[mqttAnswerFilter] > 1 {
-			err = fmt.Errorf("the service refused the subscription to %s", mqttAnswerFilter)
+		if codes := sub.(*mqtt.SubscribeToken).Result(); codes[dps.MQTTResponseFilter] > 1 {
+			err = fmt.Errorf("the service refused the subscription to %s", dps.MQTTResponseFilter)
 		}
 	}
 	if err != nil {
@@ -217,12 +226,12 @@ func connectError(tok *mqtt.ConnectToken) error {
 // no one (a late one after a timeout) are dropped. It must not block:
 // paho calls it from its reader.
 func (t *mqttTransport) route(_ mqtt.Client, m mqtt.Message) {
-	a, ok := parseMQTTAnswerTopic(m.Topic())
+	a, ok := dps.ParseMQTTResponseTopic(m.Topic())
 	if !ok {
 		return
 	}
 	t.mu.Lock()
-	ch := t.pending[a.rid]
+	ch := t.pending[a.RID]
 	t.mu.Unlock()
 	if ch == nil {
 		return

@@ -18,21 +18,7 @@ import (
 	"github.com/zdps/zdps/pkg/sas"
 )
 
-func TestMQTTUserName(t *testing.T) {
-	cases := []struct {
-		scope, id, version, ua, want string
-	}{
-		{"0ne00000001", "dev-1", "2019-03-31", "", "0ne00000001/registrations/dev-1/api-version=2019-03-31"},
-		{"0ne00000001", "dev-1", "2025-07-01-preview", "zdps-device-go/1 (linux)", "0ne00000001/registrations/dev-1/api-version=2025-07-01-preview&ClientVersion=zdps-device-go%2F1+%28linux%29"},
-	}
-	for _, tc := range cases {
-		if got := mqttUserName(tc.scope, tc.id, tc.version, tc.ua); got != tc.want {
-			t.Errorf("mqttUserName(%q, %q, %q, %q) = %q, want %q", tc.scope, tc.id, tc.version, tc.ua, got, tc.want)
-		}
-	}
-}
-
-func TestMQTTRequestTopic(t *testing.T) {
+func TestMQTTRequest(t *testing.T) {
 	cases := []struct {
 		q    request
 		rid  string
@@ -40,53 +26,12 @@ func TestMQTTRequestTopic(t *testing.T) {
 	}{
 		{request{body: []byte(`{}`)}, "1", "$dps/registrations/PUT/iotdps-register/?$rid=1"},
 		{request{op: "4.0123456789abcdef.0f1e2d3c"}, "7", "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=7&operationId=4.0123456789abcdef.0f1e2d3c"},
-		{request{op: "a&b=c"}, "2", "$dps/registrations/GET/iotdps-get-operationstatus/?$rid=2&operationId=a%26b%3Dc"},
 	}
 	for _, tc := range cases {
-		if got := mqttRequestTopic(tc.q, tc.rid); got != tc.want {
-			t.Errorf("mqttRequestTopic(%v, %q) = %q, want %q", tc.q, tc.rid, got, tc.want)
+		if got := mqttRequest(tc.q, tc.rid).Topic(); got != tc.want {
+			t.Errorf("mqttRequest(%v, %q) = %q, want %q", tc.q, tc.rid, got, tc.want)
 		}
 	}
-}
-
-func TestParseMQTTAnswerTopic(t *testing.T) {
-	cases := []struct {
-		topic string
-		want  mqttAnswer
-		ok    bool
-	}{
-		{"$dps/registrations/res/200/?$rid=1", mqttAnswer{status: 200, rid: "1"}, true},
-		{"$dps/registrations/res/202/?$rid=17&retry-after=3", mqttAnswer{status: 202, rid: "17", retryAfter: "3"}, true},
-		{"$dps/registrations/res/429/?$rid=0b3e0c8e-59a0-4d3a-9c1e-4f3c2a1b0d9e&retry-after=5", mqttAnswer{status: 429, rid: "0b3e0c8e-59a0-4d3a-9c1e-4f3c2a1b0d9e", retryAfter: "5"}, true},
-		{"$dps/registrations/res/401/?$rid=a+b%zz", mqttAnswer{status: 401, rid: "a+b%zz"}, true},
-		{"$dps/registrations/res/200/?retry-after=3", mqttAnswer{}, false},
-		{"$dps/registrations/res/20/?$rid=1", mqttAnswer{}, false},
-		{"$dps/registrations/res/abc/?$rid=1", mqttAnswer{}, false},
-		{"$dps/registrations/res/200?$rid=1", mqttAnswer{}, false},
-		{"$dps/registrations/PUT/iotdps-register/?$rid=1", mqttAnswer{}, false},
-		{"devices/dev-1/messages/devicebound/", mqttAnswer{}, false},
-		{"", mqttAnswer{}, false},
-	}
-	for _, tc := range cases {
-		got, ok := parseMQTTAnswerTopic(tc.topic)
-		if ok != tc.ok || got != tc.want {
-			t.Errorf("parseMQTTAnswerTopic(%q) = %+v, %v; want %+v, %v", tc.topic, got, ok, tc.want, tc.ok)
-		}
-	}
-}
-
-func FuzzParseMQTTAnswerTopic(f *testing.F) {
-	f.Add("$dps/registrations/res/202/?$rid=17&retry-after=3")
-	f.Add("$dps/registrations/res/429/?$rid=&retry-after=")
-	f.Fuzz(func(t *testing.T, topic string) {
-		a, ok := parseMQTTAnswerTopic(topic)
-		if !ok {
-			return
-		}
-		if a.status < 100 || a.status > 999 || a.rid == "" || !strings.HasPrefix(topic, mqttAnswerPrefix) {
-			t.Fatalf("accepted %q as %+v", topic, a)
-		}
-	})
 }
 
 func TestMQTTBrokerURL(t *testing.T) {
