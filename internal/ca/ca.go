@@ -28,7 +28,9 @@ type CA struct {
 	// has a SubjectKeyId, which Go copies into every AuthorityKeyId and
 	// requires for CRLs. An imported intermediate may lack one.
 	issuer    *x509.Certificate
-	signer    crypto.Signer // the intermediate's key, parsed once
+	signer    crypto.Signer // the intermediate's key, parsed once (or its KMS handle)
+	tlsSigner crypto.Signer // zdps's TLS server key in the KMS; nil: a fresh key per certificate
+	kms       string        // the KMS holding signer, "" when it is sealed in the state
 	pool      *x509.CertPool
 	bundlePEM []byte
 
@@ -66,14 +68,14 @@ func open(ctx context.Context, cfg Config) (*CA, error) {
 	case err != nil:
 		return nil, err
 	}
-	l, err := decodeState(z, blob)
+	l, err := decodeState(ctx, z, blob, cfg.KMS)
 	if err != nil {
 		return nil, err
 	}
 	c := build(cfg, l)
 	cfg.Logger.Info("ca loaded",
 		"root_subject", l.root.Subject.String(), "root_not_after", l.root.NotAfter,
-		"intermediate_not_after", l.inter.NotAfter, "imported", l.imported, "root_key_held", l.hasRootKey)
+		"intermediate_not_after", l.inter.NotAfter, "imported", l.imported, "root_key_held", l.hasRootKey, "kms", l.kms)
 	if now := cfg.Now(); now.After(l.inter.NotAfter) {
 		// Still loaded, so the CRL and bundle stay available while the
 		// operator rotates; SignCSR reports ErrCAExpired.
@@ -85,7 +87,8 @@ func open(ctx context.Context, cfg Config) (*CA, error) {
 // initialise creates a CA and stores it, or returns the state another
 // replica stored first.
 func initialise(ctx context.Context, cfg Config, z *sealer) ([]byte, error) {
-	blob, err := generate(cfg, z)
+	cfg.OfflineRoot = false // New seals the root key; only Create hands it out
+	blob, _, err := generate(ctx, cfg, z)
 	if err != nil {
 		return nil, err
 	}
@@ -101,26 +104,109 @@ func initialise(ctx context.Context, cfg Config, z *sealer) ([]byte, error) {
 	return blob, nil
 }
 
-func generate(cfg Config, z *sealer) ([]byte, error) {
-	crv := "P-256"
-	if cfg.KeyType == KeyECP384 {
-		crv = "P-384"
+// Create makes a new CA and stores it, failing with ErrStateExists when one
+// is stored (it never replaces a CA): `zdps ca init`. With cfg.OfflineRoot
+// the root's private key is returned (PKCS#8 PEM, for the operator to take
+// away) and not stored; otherwise rootKeyPEM is nil.
+func Create(ctx context.Context, cfg Config) (c *CA, rootKeyPEM []byte, err error) {
+	cfg, err = cfg.withDefaults()
+	if err != nil {
+		return nil, nil, err
 	}
+	if _, err := cfg.Storage.Load(ctx); err == nil {
+		return nil, nil, ErrStateExists
+	} else if !errors.Is(err, ErrNoState) {
+		return nil, nil, err
+	}
+	z, err := newSealer(cfg.KEK, cfg.Rand)
+	if err != nil {
+		return nil, nil, err
+	}
+	blob, rootKey, err := generate(ctx, cfg, z)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cfg.Storage.Create(ctx, blob); err != nil {
+		return nil, nil, err
+	}
+	cfg.Logger.Info("ca created", "key_type", string(cfg.KeyType), "offline_root", cfg.OfflineRoot, "kms", kmsType(cfg.KMS))
+	if c, err = open(ctx, cfg); err != nil {
+		return nil, nil, err
+	}
+	if cfg.OfflineRoot {
+		der, err := x509.MarshalPKCS8PrivateKey(rootKey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("ca: marshal root key: %w", err)
+		}
+		rootKeyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+		clear(der)
+	}
+	return c, rootKeyPEM, nil
+}
+
+func kmsType(k KeyStore) string {
+	if k == nil {
+		return ""
+	}
+	return k.Type()
+}
+
+// curveOf is the go.step.sm/crypto/keyutil curve name of a key type.
+func curveOf(kt KeyType) string {
+	if kt == KeyECP384 {
+		return "P-384"
+	}
+	return "P-256"
+}
+
+// generate makes a root and an intermediate and encodes them as a state. It
+// returns the root key too, for Create's offline root.
+func generate(ctx context.Context, cfg Config, z *sealer) ([]byte, crypto.Signer, error) {
+	crv := curveOf(cfg.KeyType)
 	rootKey, err := keyutil.GenerateSigner("EC", crv, 0)
 	if err != nil {
-		return nil, fmt.Errorf("ca: generate root key: %w", err)
+		return nil, nil, fmt.Errorf("ca: generate root key: %w", err)
 	}
-	interKey, err := keyutil.GenerateSigner("EC", crv, 0)
+	keys := stateKeys{root: rootKey}
+	if cfg.OfflineRoot {
+		keys.root = nil
+	}
+	var interKey crypto.Signer
+	if cfg.KMS != nil {
+		// Both keys are created inside the KMS: neither ever exists here.
+		keys.kms = cfg.KMS.Type()
+		if keys.interRef, interKey, err = cfg.KMS.CreateKey(ctx, cfg.KeyType, "zdps-ca-intermediate"); err != nil {
+			return nil, nil, fmt.Errorf("ca: create intermediate key in %s KMS: %w", keys.kms, err)
+		}
+		// TLS keys are always P-256: every client verifies it.
+		if keys.tlsRef, _, err = cfg.KMS.CreateKey(ctx, KeyECP256, "zdps-tls"); err != nil {
+			return nil, nil, fmt.Errorf("ca: create TLS key in %s KMS: %w", keys.kms, err)
+		}
+	} else if interKey, err = keyutil.GenerateSigner("EC", crv, 0); err != nil {
+		return nil, nil, fmt.Errorf("ca: generate intermediate key: %w", err)
+	}
+	keys.inter = interKey
+	root, inter, err := certify(cfg, rootKey, interKey.Public())
 	if err != nil {
-		return nil, fmt.Errorf("ca: generate intermediate key: %w", err)
+		return nil, nil, err
 	}
+	blob, err := encodeState(z, cfg.Now(), false, root, inter, keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	return blob, rootKey, nil
+}
+
+// certify makes the self-signed root of rootKey and the intermediate of
+// interPub under it.
+func certify(cfg Config, rootKey crypto.Signer, interPub crypto.PublicKey) (root, inter *x509.Certificate, err error) {
 	now := cfg.Now()
 	// A minute of back-dating absorbs clock skew between replicas and devices.
 	nb := now.Add(-time.Minute)
 
 	rootSerial, err := randomSerial(cfg.Rand)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rootTmpl := &x509.Certificate{
 		SerialNumber:          rootSerial,
@@ -134,16 +220,16 @@ func generate(cfg Config, z *sealer) ([]byte, error) {
 	}
 	rootDER, err := x509.CreateCertificate(cfg.Rand, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
 	if err != nil {
-		return nil, fmt.Errorf("ca: create root: %w", err)
+		return nil, nil, fmt.Errorf("ca: create root: %w", err)
 	}
-	root, err := x509.ParseCertificate(rootDER)
+	root, err = x509.ParseCertificate(rootDER)
 	if err != nil {
-		return nil, fmt.Errorf("ca: parse root: %w", err)
+		return nil, nil, fmt.Errorf("ca: parse root: %w", err)
 	}
 
 	interSerial, err := randomSerial(cfg.Rand)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	interTmpl := &x509.Certificate{
 		SerialNumber:          interSerial,
@@ -159,15 +245,15 @@ func generate(cfg Config, z *sealer) ([]byte, error) {
 		// intermediate to device and server TLS, whatever a leaf claims.
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
 	}
-	interDER, err := x509.CreateCertificate(cfg.Rand, interTmpl, root, interKey.Public(), rootKey)
+	interDER, err := x509.CreateCertificate(cfg.Rand, interTmpl, root, interPub, rootKey)
 	if err != nil {
-		return nil, fmt.Errorf("ca: create intermediate: %w", err)
+		return nil, nil, fmt.Errorf("ca: create intermediate: %w", err)
 	}
-	inter, err := x509.ParseCertificate(interDER)
+	inter, err = x509.ParseCertificate(interDER)
 	if err != nil {
-		return nil, fmt.Errorf("ca: parse intermediate: %w", err)
+		return nil, nil, fmt.Errorf("ca: parse intermediate: %w", err)
 	}
-	return encodeState(z, now, false, root, inter, rootKey, interKey)
+	return root, inter, nil
 }
 
 // Bundle is an existing CA for Import.
@@ -230,7 +316,7 @@ func Import(ctx context.Context, cfg Config, b Bundle) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	blob, err := encodeState(z, cfg.Now(), true, root, inter, nil, signer)
+	blob, err := encodeState(z, cfg.Now(), true, root, inter, stateKeys{inter: signer})
 	if err != nil {
 		return nil, err
 	}
@@ -281,11 +367,15 @@ func build(cfg Config, l *loaded) *CA {
 		issuer = &cp
 	}
 	return &CA{
-		root: l.root, inter: l.inter, issuer: issuer, signer: l.signer, pool: pool, bundlePEM: bundle.Bytes(),
+		root: l.root, inter: l.inter, issuer: issuer, signer: l.signer, tlsSigner: l.tlsSigner, kms: l.kms, pool: pool, bundlePEM: bundle.Bytes(),
 		leafValidity: cfg.DefaultLeafValidity, crlURL: cfg.CRLURL,
 		now: cfg.Now, rand: cfg.Rand, log: cfg.Logger,
 	}
 }
+
+// KMS returns the type of the KMS holding the intermediate's key ("pkcs11",
+// "tpmkms", ...), or "" when the key is sealed in the stored state.
+func (c *CA) KMS() string { return c.kms }
 
 // Root returns the root certificate. Callers must not modify it.
 func (c *CA) Root() *x509.Certificate { return c.root }

@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"context"
 	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
@@ -15,8 +16,13 @@ import (
 	"go.step.sm/crypto/keyutil"
 )
 
-// stateVersion changes when the layout or the sealing scheme does.
-const stateVersion = 1
+// stateVersion changes when the layout or the sealing scheme does. Version
+// 2 adds keys held in a KMS (IntermediateKeyRef, TLSKeyRef): a binary that
+// knows only version 1 refuses such a state instead of misreading it.
+const (
+	stateVersion    = 1
+	stateVersionKMS = 2
+)
 
 // state is the stored form of a CA. Certificates are public; keys are sealed.
 type state struct {
@@ -31,7 +37,17 @@ type state struct {
 	// RootKey is absent when the operator imported a CA whose root key
 	// stays offline.
 	RootKey         []byte `json:"rootKey,omitempty"`
-	IntermediateKey []byte `json:"intermediateKey"`
+	IntermediateKey []byte `json:"intermediateKey,omitempty"`
+	// KMS is the type of the KMS holding the keys below (for messages;
+	// the references themselves are sealed, so a store writer cannot point
+	// zdps at another key).
+	KMS string `json:"kms,omitempty"`
+	// IntermediateKeyRef, when set, is the sealed KMS reference of the
+	// intermediate's key, which never leaves the KMS; IntermediateKey is
+	// then absent.
+	IntermediateKeyRef []byte `json:"intermediateKeyRef,omitempty"`
+	// TLSKeyRef is the sealed KMS reference of zdps's own TLS server key.
+	TLSKeyRef []byte `json:"tlsKeyRef,omitempty"`
 }
 
 // Key roles, part of the additional data of each sealed value.
@@ -39,6 +55,8 @@ const (
 	roleCheck        = "kek-check"
 	roleRoot         = "root-key"
 	roleIntermediate = "intermediate-key"
+	roleInterRef     = "intermediate-key-ref"
+	roleTLSRef       = "tls-key-ref"
 )
 
 // sealer encrypts the state's secrets with AES-256-GCM.
@@ -94,15 +112,25 @@ func (z *sealer) open(role string, s *state, sealed []byte) ([]byte, error) {
 	return z.aead.Open(nil, sealed[:n], sealed[n:], ad(role, s))
 }
 
-// encodeState seals the keys and encodes the state. rootKey may be nil.
-func encodeState(z *sealer, now time.Time, imported bool, root, inter *x509.Certificate, rootKey, interKey crypto.Signer) ([]byte, error) {
+// stateKeys are the keys of a state to encode: a signer is sealed into it,
+// a KMS reference is sealed in its place.
+type stateKeys struct {
+	root     crypto.Signer // nil: the root key is offline or was never held
+	inter    crypto.Signer // sealed when interRef is empty
+	kms      string        // KMS type of the references
+	interRef string
+	tlsRef   string
+}
+
+// encodeState seals the keys and encodes the state.
+func encodeState(z *sealer, now time.Time, imported bool, root, inter *x509.Certificate, k stateKeys) ([]byte, error) {
 	s := &state{Version: stateVersion, CreatedAt: now.UTC(), Imported: imported, Root: root.Raw, Intermediate: inter.Raw}
 	var err error
 	if s.KEKCheck, err = z.seal(roleCheck, s, nil); err != nil {
 		return nil, err
 	}
-	if rootKey != nil {
-		der, err := x509.MarshalPKCS8PrivateKey(rootKey)
+	if k.root != nil {
+		der, err := x509.MarshalPKCS8PrivateKey(k.root)
 		if err != nil {
 			return nil, fmt.Errorf("ca: marshal root key: %w", err)
 		}
@@ -110,7 +138,19 @@ func encodeState(z *sealer, now time.Time, imported bool, root, inter *x509.Cert
 			return nil, err
 		}
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(interKey)
+	if k.interRef != "" {
+		s.Version, s.KMS = stateVersionKMS, k.kms
+		if s.IntermediateKeyRef, err = z.seal(roleInterRef, s, []byte(k.interRef)); err != nil {
+			return nil, err
+		}
+		if k.tlsRef != "" {
+			if s.TLSKeyRef, err = z.seal(roleTLSRef, s, []byte(k.tlsRef)); err != nil {
+				return nil, err
+			}
+		}
+		return json.Marshal(s)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k.inter)
 	if err != nil {
 		return nil, fmt.Errorf("ca: marshal intermediate key: %w", err)
 	}
@@ -124,18 +164,21 @@ func encodeState(z *sealer, now time.Time, imported bool, root, inter *x509.Cert
 type loaded struct {
 	root, inter *x509.Certificate
 	signer      crypto.Signer
+	tlsSigner   crypto.Signer // nil unless the TLS key is in the KMS
+	kms         string        // "" when the intermediate key is sealed in the state
 	imported    bool
 	hasRootKey  bool
 }
 
 // decodeState opens and checks a stored state: the KEK, the chain, and that
-// each key matches its certificate.
-func decodeState(z *sealer, blob []byte) (*loaded, error) {
+// each key matches its certificate. keys opens the keys a KMS holds; it may
+// be nil when the state has none.
+func decodeState(ctx context.Context, z *sealer, blob []byte, keys KeyStore) (*loaded, error) {
 	var s state
 	if err := json.Unmarshal(blob, &s); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
 	}
-	if s.Version != stateVersion {
+	if s.Version != stateVersion && s.Version != stateVersionKMS {
 		return nil, fmt.Errorf("%w: unknown state version %d", ErrCorruptState, s.Version)
 	}
 	if _, err := z.open(roleCheck, &s, s.KEKCheck); err != nil {
@@ -152,9 +195,18 @@ func decodeState(z *sealer, blob []byte) (*loaded, error) {
 	if err := checkChain(root, inter); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
 	}
-	interKey, err := openKey(z, roleIntermediate, &s, s.IntermediateKey, inter)
-	if err != nil {
-		return nil, err
+	l := &loaded{root: root, inter: inter, imported: s.Imported, hasRootKey: s.RootKey != nil}
+	if s.Version == stateVersionKMS {
+		if err := openKMSKeys(ctx, z, &s, keys, l); err != nil {
+			return nil, err
+		}
+	} else {
+		if keys != nil {
+			return nil, fmt.Errorf("%w: the intermediate key is sealed in the store, not in the %s KMS", ErrKMSMismatch, keys.Type())
+		}
+		if l.signer, err = openKey(z, roleIntermediate, &s, s.IntermediateKey, inter); err != nil {
+			return nil, err
+		}
 	}
 	if s.RootKey != nil {
 		// Checked now so that damage shows at start, not years later at
@@ -163,7 +215,39 @@ func decodeState(z *sealer, blob []byte) (*loaded, error) {
 			return nil, err
 		}
 	}
-	return &loaded{root: root, inter: inter, signer: interKey, imported: s.Imported, hasRootKey: s.RootKey != nil}, nil
+	return l, nil
+}
+
+// openKMSKeys opens the references of a version 2 state and the keys they
+// name, and checks the intermediate's key against its certificate.
+func openKMSKeys(ctx context.Context, z *sealer, s *state, keys KeyStore, l *loaded) error {
+	if keys == nil {
+		return fmt.Errorf("%w: the intermediate key is in a %s KMS; give its URI (zdps serve --ca-kms)", ErrKMSRequired, s.KMS)
+	}
+	if keys.Type() != s.KMS {
+		return fmt.Errorf("%w: the intermediate key is in a %s KMS, the one given is %s", ErrKMSMismatch, s.KMS, keys.Type())
+	}
+	ref, err := z.open(roleInterRef, s, s.IntermediateKeyRef)
+	if err != nil {
+		return fmt.Errorf("%w: %s does not open", ErrCorruptState, roleInterRef)
+	}
+	l.kms = s.KMS
+	if l.signer, err = keys.Signer(ctx, string(ref)); err != nil {
+		return fmt.Errorf("ca: intermediate key in %s KMS: %w", s.KMS, err)
+	}
+	if err := keyutil.VerifyPair(l.inter.PublicKey, l.signer); err != nil {
+		return fmt.Errorf("%w: the KMS key does not match the intermediate certificate", ErrKMSMismatch)
+	}
+	if s.TLSKeyRef != nil {
+		ref, err := z.open(roleTLSRef, s, s.TLSKeyRef)
+		if err != nil {
+			return fmt.Errorf("%w: %s does not open", ErrCorruptState, roleTLSRef)
+		}
+		if l.tlsSigner, err = keys.Signer(ctx, string(ref)); err != nil {
+			return fmt.Errorf("ca: TLS key in %s KMS: %w", s.KMS, err)
+		}
+	}
+	return nil
 }
 
 func openKey(z *sealer, role string, s *state, sealed []byte, cert *x509.Certificate) (crypto.Signer, error) {

@@ -1,0 +1,19 @@
+//go:build pkcs11
+
+package cakms_test
+
+import (
+	"testing"
+
+	"github.com/zdps/zdps/internal/ca"
+	"github.com/zdps/zdps/internal/cakms/cakmstest"
+)
+
+func TestPKCS11SoftHSM(t *testing.T) {
+	for _, kt := range []ca.KeyType{ca.KeyECP256, ca.KeyECP384} {
+		t.Run(string(kt), func(t *testing.T) {
+			uri, _ := cakmstest.SoftHSM(t)
+			checkBackend(t, uri, kt)
+		})
+	}
+}
