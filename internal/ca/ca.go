@@ -231,20 +231,9 @@ func certify(cfg Config, rootKey crypto.Signer, interPub crypto.PublicKey) (root
 	if err != nil {
 		return nil, nil, err
 	}
-	interTmpl := &x509.Certificate{
-		SerialNumber:          interSerial,
-		Subject:               pkix.Name{Organization: []string{cfg.Organization}, CommonName: cfg.Organization + " Intermediate CA"},
-		NotBefore:             nb,
-		NotAfter:              minTime(now.Add(cfg.IntermediateValidity), root.NotAfter),
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		MaxPathLen:            0,
-		MaxPathLenZero:        true,
-		// Verifiers (Go, OpenSSL) nest EKUs: this limits anything under the
-		// intermediate to device and server TLS, whatever a leaf claims.
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
-	}
+	interTmpl := intermediateTemplate(interSerial,
+		pkix.Name{Organization: []string{cfg.Organization}, CommonName: cfg.Organization + " Intermediate CA"},
+		nb, minTime(now.Add(cfg.IntermediateValidity), root.NotAfter))
 	interDER, err := x509.CreateCertificate(cfg.Rand, interTmpl, root, interPub, rootKey)
 	if err != nil {
 		return nil, nil, fmt.Errorf("ca: create intermediate: %w", err)
@@ -254,6 +243,25 @@ func certify(cfg Config, rootKey crypto.Signer, interPub crypto.PublicKey) (root
 		return nil, nil, fmt.Errorf("ca: parse intermediate: %w", err)
 	}
 	return root, inter, nil
+}
+
+// intermediateTemplate is every issuing intermediate zdps signs: created
+// with the CA, or later with an offline root (SignIntermediate).
+func intermediateTemplate(serial *big.Int, subject pkix.Name, notBefore, notAfter time.Time) *x509.Certificate {
+	return &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               subject,
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		MaxPathLen:            0,
+		MaxPathLenZero:        true,
+		// Verifiers (Go, OpenSSL) nest EKUs: this limits anything under the
+		// intermediate to device and server TLS, whatever a leaf claims.
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+	}
 }
 
 // Bundle is an existing CA for Import.

@@ -27,11 +27,13 @@ var (
 // buildHint says how to get a binary with a backend it lacks.
 var buildHint = map[apiv1.Type]string{
 	apiv1.PKCS11:    "build with the pkcs11 tag (make build, or CGO_ENABLED=1 go build -tags pkcs11 ./cmd/zdps: it needs cgo)",
-	apiv1.AzureKMS:  "build with the cloudkms tag (go build -tags cloudkms ./cmd/zdps)",
-	apiv1.AmazonKMS: "build with the cloudkms tag (go build -tags cloudkms ./cmd/zdps)",
-	apiv1.CloudKMS:  "build with the cloudkms tag (go build -tags cloudkms ./cmd/zdps)",
+	apiv1.AzureKMS:  cloudHint,
+	apiv1.AmazonKMS: cloudHint,
+	apiv1.CloudKMS:  cloudHint,
 	apiv1.TPMKMS:    "it is built unless the notpmkms tag is set",
 }
+
+const cloudHint = "zdps does not build the cloud KMSes yet: README, CA keys in an HSM, a KMS or a TPM, says why and how to add one"
 
 // Options tune Open.
 type Options struct {

@@ -17,3 +17,7 @@ func TestPKCS11SoftHSM(t *testing.T) {
 		})
 	}
 }
+
+func init() {
+	benchBackends = append(benchBackends, benchBackend{"pkcs11-softhsm2", func(t testing.TB) string { u, _ := cakmstest.SoftHSM(t); return u }})
+}
