@@ -14,15 +14,31 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	"sync/atomic"
 	"time"
 
 	"go.step.sm/crypto/keyutil"
 	"go.step.sm/crypto/pemutil"
 )
 
-// CA is a loaded certificate authority. It is immutable and safe for
-// concurrent use.
+// CA is a loaded certificate authority, safe for concurrent use. It follows
+// the stored state: Reload (and Watch, which polls it) switches it to a
+// rotated intermediate without a restart, so every replica on a shared
+// store moves together.
 type CA struct {
+	cur atomic.Pointer[gen]
+	cfg Config // to reload: storage, sealer key, KMS
+
+	leafValidity time.Duration
+	crlURL       string
+	now          func() time.Time
+	rand         io.Reader
+	log          *slog.Logger
+}
+
+// gen is one loaded state: what the CA signs with until the next rotation.
+type gen struct {
+	blob        []byte // the stored state it was decoded from
 	root, inter *x509.Certificate
 	// issuer is inter as the signing functions see it: a copy that always
 	// has a SubjectKeyId, which Go copies into every AuthorityKeyId and
@@ -33,12 +49,10 @@ type CA struct {
 	kms       string        // the KMS holding signer, "" when it is sealed in the state
 	pool      *x509.CertPool
 	bundlePEM []byte
-
-	leafValidity time.Duration
-	crlURL       string
-	now          func() time.Time
-	rand         io.Reader
-	log          *slog.Logger
+	// generation counts rotations; previous are the intermediates rotated
+	// out whose certificates may still be in use.
+	generation int
+	previous   []previousGen
 }
 
 // New loads the CA from cfg.Storage or, on first start, creates a root and an
@@ -363,45 +377,64 @@ func checkChain(root, inter *x509.Certificate) error {
 }
 
 func build(cfg Config, l *loaded) *CA {
+	c := &CA{
+		cfg: cfg, leafValidity: cfg.DefaultLeafValidity, crlURL: cfg.CRLURL,
+		now: cfg.Now, rand: cfg.Rand, log: cfg.Logger,
+	}
+	c.cur.Store(newGen(l))
+	return c
+}
+
+func newGen(l *loaded) *gen {
 	pool := x509.NewCertPool()
 	pool.AddCert(l.root)
 	var bundle bytes.Buffer
 	_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: l.inter.Raw})
+	// During an overlap the bundle carries the previous intermediates too,
+	// so that a verifier given only the bundle accepts certificates of
+	// either.
+	for _, p := range l.previous {
+		_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: p.inter.Raw})
+	}
 	_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: l.root.Raw})
-	issuer := l.inter
-	if len(issuer.SubjectKeyId) == 0 {
-		cp := *l.inter
-		cp.SubjectKeyId = keyID(l.inter.PublicKey)
-		issuer = &cp
+	return &gen{
+		blob: l.blob, root: l.root, inter: l.inter, issuer: withSKI(l.inter), signer: l.signer, tlsSigner: l.tlsSigner, kms: l.kms,
+		pool: pool, bundlePEM: bundle.Bytes(), generation: l.generation, previous: l.previous,
 	}
-	return &CA{
-		root: l.root, inter: l.inter, issuer: issuer, signer: l.signer, tlsSigner: l.tlsSigner, kms: l.kms, pool: pool, bundlePEM: bundle.Bytes(),
-		leafValidity: cfg.DefaultLeafValidity, crlURL: cfg.CRLURL,
-		now: cfg.Now, rand: cfg.Rand, log: cfg.Logger,
+}
+
+// withSKI is cert, or a copy of it with a SubjectKeyId when it has none.
+func withSKI(cert *x509.Certificate) *x509.Certificate {
+	if len(cert.SubjectKeyId) > 0 {
+		return cert
 	}
+	cp := *cert
+	cp.SubjectKeyId = keyID(cert.PublicKey)
+	return &cp
 }
 
 // KMS returns the type of the KMS holding the intermediate's key ("pkcs11",
 // "tpmkms", ...), or "" when the key is sealed in the stored state.
-func (c *CA) KMS() string { return c.kms }
+func (c *CA) KMS() string { return c.cur.Load().kms }
 
 // Root returns the root certificate. Callers must not modify it.
-func (c *CA) Root() *x509.Certificate { return c.root }
+func (c *CA) Root() *x509.Certificate { return c.cur.Load().root }
 
 // Intermediate returns the issuing certificate. Callers must not modify it.
-func (c *CA) Intermediate() *x509.Certificate { return c.inter }
+func (c *CA) Intermediate() *x509.Certificate { return c.cur.Load().inter }
 
 // Roots returns a new pool holding only the root, to verify what the CA
 // issued (device renewal over mTLS, clients of the server certificate).
-func (c *CA) Roots() *x509.CertPool { return c.pool.Clone() }
+func (c *CA) Roots() *x509.CertPool { return c.cur.Load().pool.Clone() }
 
 // BundlePEM returns the intermediate then the root, PEM-encoded: the file
 // for `openssl verify -CAfile`, NODE_EXTRA_CA_CERTS and `zdps ca export`.
-func (c *CA) BundlePEM() []byte { return bytes.Clone(c.bundlePEM) }
+func (c *CA) BundlePEM() []byte { return bytes.Clone(c.cur.Load().bundlePEM) }
 
 // ChainDER returns the intermediate and the root, DER-encoded, in that order.
 func (c *CA) ChainDER() [][]byte {
-	return [][]byte{bytes.Clone(c.inter.Raw), bytes.Clone(c.root.Raw)}
+	g := c.cur.Load()
+	return [][]byte{bytes.Clone(g.inter.Raw), bytes.Clone(g.root.Raw)}
 }
 
 // randomSerial returns a positive, non-zero 128-bit serial: far above the

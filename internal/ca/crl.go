@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"crypto"
 	"crypto/x509"
 	"fmt"
 	"math/big"
@@ -29,6 +30,25 @@ const DefaultCRLValidity = 24 * time.Hour
 // the current Unix time in seconds, which grows as long as replica clocks
 // agree. nextUpdate zero means DefaultCRLValidity.
 func (c *CA) CRL(revoked []Revoked, number *big.Int, nextUpdate time.Duration) ([]byte, error) {
+	g := c.cur.Load()
+	return c.crl(g.issuer, g.signer, revoked, number, nextUpdate)
+}
+
+// PreviousCRL is CRL signed by the i-th rotated-out intermediate of
+// Previous, for the certificates it issued, during its overlap.
+func (c *CA) PreviousCRL(i int, revoked []Revoked, number *big.Int, nextUpdate time.Duration) ([]byte, error) {
+	g := c.cur.Load()
+	if i < 0 || i >= len(g.previous) {
+		return nil, fmt.Errorf("%w: no previous intermediate %d", ErrInvalidRevocation, i)
+	}
+	p := g.previous[i]
+	if p.signer == nil {
+		return nil, fmt.Errorf("%w: the key of previous intermediate %d is in a %s KMS not given", ErrKMSRequired, i, p.kms)
+	}
+	return c.crl(p.issuer, p.signer, revoked, number, nextUpdate)
+}
+
+func (c *CA) crl(issuer *x509.Certificate, signer crypto.Signer, revoked []Revoked, number *big.Int, nextUpdate time.Duration) ([]byte, error) {
 	if nextUpdate < 0 {
 		return nil, fmt.Errorf("%w: negative nextUpdate", ErrInvalidRevocation)
 	}
@@ -63,7 +83,7 @@ func (c *CA) CRL(revoked []Revoked, number *big.Int, nextUpdate time.Duration) (
 		NextUpdate:                now.Add(nextUpdate),
 		RevokedCertificateEntries: entries,
 	}
-	der, err := x509.CreateRevocationList(c.rand, tmpl, c.issuer, c.signer)
+	der, err := x509.CreateRevocationList(c.rand, tmpl, issuer, signer)
 	if err != nil {
 		return nil, fmt.Errorf("ca: create CRL: %w", err)
 	}

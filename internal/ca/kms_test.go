@@ -142,14 +142,15 @@ func TestKMSRequiredAndMismatch(t *testing.T) {
 			}
 		})
 	}
-	// A KMS for a CA whose key is sealed in the store is refused too: the
-	// operator would otherwise believe the key is in the HSM.
+	// A KMS given for a CA whose key is sealed in the store loads it (the
+	// KMS is there for a rotation into it) and says where the key is.
 	sealed := &mapStorage{}
 	if _, err := New(t.Context(), Config{Storage: sealed, KEK: kek}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(t.Context(), Config{Storage: sealed, KEK: kek, KMS: newMemKMS("pkcs11")}); !errors.Is(err, ErrKMSMismatch) {
-		t.Fatalf("err = %v, want ErrKMSMismatch", err)
+	c, err := New(t.Context(), Config{Storage: sealed, KEK: kek, KMS: newMemKMS("pkcs11")})
+	if err != nil || c.KMS() != "" {
+		t.Fatalf("sealed CA with a KMS: kms %q, err %v", c.KMS(), err)
 	}
 }
 

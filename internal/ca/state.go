@@ -48,6 +48,26 @@ type state struct {
 	IntermediateKeyRef []byte `json:"intermediateKeyRef,omitempty"`
 	// TLSKeyRef is the sealed KMS reference of zdps's own TLS server key.
 	TLSKeyRef []byte `json:"tlsKeyRef,omitempty"`
+
+	// Generation counts rotations (zdps ca rotate); replicas reload the
+	// state when it changes.
+	Generation int `json:"generation,omitempty"`
+	// Previous are intermediates rotated out, kept (in the bundle, their
+	// keys to sign their CRL) until KeepUntil, when the last certificate
+	// they issued has expired.
+	Previous []previousState `json:"previous,omitempty"`
+}
+
+// previousState is a rotated-out intermediate. Its key is sealed (or its
+// KMS reference is) bound to the root and to its own certificate, so the
+// entry moves unchanged from one state to the next.
+type previousState struct {
+	Intermediate []byte    `json:"intermediate"`
+	Key          []byte    `json:"key,omitempty"`
+	KMS          string    `json:"kms,omitempty"`
+	KeyRef       []byte    `json:"keyRef,omitempty"`
+	RotatedAt    time.Time `json:"rotatedAt"`
+	KeepUntil    time.Time `json:"keepUntil"`
 }
 
 // Key roles, part of the additional data of each sealed value.
@@ -57,6 +77,8 @@ const (
 	roleIntermediate = "intermediate-key"
 	roleInterRef     = "intermediate-key-ref"
 	roleTLSRef       = "tls-key-ref"
+	rolePrevious     = "previous-key"
+	rolePreviousRef  = "previous-key-ref"
 )
 
 // sealer encrypts the state's secrets with AES-256-GCM.
@@ -89,27 +111,40 @@ func ad(role string, s *state) []byte {
 	if role == roleCheck {
 		return []byte("zdps/ca/v1\x00" + role)
 	}
-	r := sha256.Sum256(s.Root)
-	i := sha256.Sum256(s.Intermediate)
+	return adFor(role, s.Root, s.Intermediate)
+}
+
+// adFor binds a sealed value to a role, a root and one intermediate.
+func adFor(role string, rootDER, interDER []byte) []byte {
+	r := sha256.Sum256(rootDER)
+	i := sha256.Sum256(interDER)
 	out := []byte("zdps/ca/v1\x00" + role + "\x00")
 	out = append(out, r[:]...)
 	return append(out, i[:]...)
 }
 
 func (z *sealer) seal(role string, s *state, plaintext []byte) ([]byte, error) {
+	return z.sealAD(ad(role, s), plaintext)
+}
+
+func (z *sealer) sealAD(ad, plaintext []byte) ([]byte, error) {
 	nonce := make([]byte, z.aead.NonceSize(), z.aead.NonceSize()+len(plaintext)+z.aead.Overhead())
 	if _, err := io.ReadFull(z.rand, nonce); err != nil {
 		return nil, fmt.Errorf("ca: nonce: %w", err)
 	}
-	return z.aead.Seal(nonce, nonce, plaintext, ad(role, s)), nil
+	return z.aead.Seal(nonce, nonce, plaintext, ad), nil
 }
 
 func (z *sealer) open(role string, s *state, sealed []byte) ([]byte, error) {
+	return z.openAD(role, ad(role, s), sealed)
+}
+
+func (z *sealer) openAD(role string, ad, sealed []byte) ([]byte, error) {
 	n := z.aead.NonceSize()
 	if len(sealed) < n+z.aead.Overhead() {
 		return nil, fmt.Errorf("%w: sealed %s too short", ErrCorruptState, role)
 	}
-	return z.aead.Open(nil, sealed[:n], sealed[n:], ad(role, s))
+	return z.aead.Open(nil, sealed[:n], sealed[n:], ad)
 }
 
 // stateKeys are the keys of a state to encode: a signer is sealed into it,
@@ -120,11 +155,15 @@ type stateKeys struct {
 	kms      string        // KMS type of the references
 	interRef string
 	tlsRef   string
+	// generation and previous carry a rotation's history over.
+	generation int
+	previous   []previousState
 }
 
 // encodeState seals the keys and encodes the state.
 func encodeState(z *sealer, now time.Time, imported bool, root, inter *x509.Certificate, k stateKeys) ([]byte, error) {
-	s := &state{Version: stateVersion, CreatedAt: now.UTC(), Imported: imported, Root: root.Raw, Intermediate: inter.Raw}
+	s := &state{Version: stateVersion, CreatedAt: now.UTC(), Imported: imported, Root: root.Raw, Intermediate: inter.Raw,
+		Generation: k.generation, Previous: k.previous}
 	var err error
 	if s.KEKCheck, err = z.seal(roleCheck, s, nil); err != nil {
 		return nil, err
@@ -168,6 +207,23 @@ type loaded struct {
 	kms         string        // "" when the intermediate key is sealed in the state
 	imported    bool
 	hasRootKey  bool
+	// What Rotate needs to move this state on.
+	blob       []byte
+	interRef   string // the KMS reference of signer, "" when sealed
+	tlsRef     string
+	generation int
+	previous   []previousGen
+	prevState  []previousState
+}
+
+// previousGen is a rotated-out intermediate as loaded.
+type previousGen struct {
+	inter     *x509.Certificate
+	issuer    *x509.Certificate
+	signer    crypto.Signer // nil when its KMS is not the one given
+	kms       string
+	rotatedAt time.Time
+	keepUntil time.Time
 }
 
 // decodeState opens and checks a stored state: the KEK, the chain, and that
@@ -195,15 +251,14 @@ func decodeState(ctx context.Context, z *sealer, blob []byte, keys KeyStore) (*l
 	if err := checkChain(root, inter); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
 	}
-	l := &loaded{root: root, inter: inter, imported: s.Imported, hasRootKey: s.RootKey != nil}
+	l := &loaded{root: root, inter: inter, imported: s.Imported, hasRootKey: s.RootKey != nil, blob: blob, generation: s.Generation, prevState: s.Previous}
 	if s.Version == stateVersionKMS {
 		if err := openKMSKeys(ctx, z, &s, keys, l); err != nil {
 			return nil, err
 		}
 	} else {
-		if keys != nil {
-			return nil, fmt.Errorf("%w: the intermediate key is sealed in the store, not in the %s KMS", ErrKMSMismatch, keys.Type())
-		}
+		// A KMS given for a sealed CA is kept for a rotation into it
+		// (zdps ca rotate --kms); the log says where the key is.
 		if l.signer, err = openKey(z, roleIntermediate, &s, s.IntermediateKey, inter); err != nil {
 			return nil, err
 		}
@@ -215,7 +270,57 @@ func decodeState(ctx context.Context, z *sealer, blob []byte, keys KeyStore) (*l
 			return nil, err
 		}
 	}
+	for i, p := range s.Previous {
+		pg, err := openPrevious(ctx, z, root, p, keys)
+		if err != nil {
+			return nil, fmt.Errorf("previous intermediate %d: %w", i, err)
+		}
+		l.previous = append(l.previous, pg)
+	}
 	return l, nil
+}
+
+// openPrevious loads a rotated-out intermediate. Its key opens when it is
+// sealed or in the KMS given; otherwise its CRL cannot be signed here,
+// which is reported, not fatal: the current intermediate still issues.
+func openPrevious(ctx context.Context, z *sealer, root *x509.Certificate, p previousState, keys KeyStore) (previousGen, error) {
+	cert, err := x509.ParseCertificate(p.Intermediate)
+	if err != nil {
+		return previousGen{}, fmt.Errorf("%w: %w", ErrCorruptState, err)
+	}
+	if err := checkChain(root, cert); err != nil {
+		return previousGen{}, fmt.Errorf("%w: %w", ErrCorruptState, err)
+	}
+	pg := previousGen{inter: cert, issuer: withSKI(cert), kms: p.KMS, rotatedAt: p.RotatedAt, keepUntil: p.KeepUntil}
+	switch {
+	case p.KeyRef != nil:
+		ref, err := z.openAD(rolePreviousRef, adFor(rolePreviousRef, root.Raw, cert.Raw), p.KeyRef)
+		if err != nil {
+			return previousGen{}, fmt.Errorf("%w: %s does not open", ErrCorruptState, rolePreviousRef)
+		}
+		if keys != nil && keys.Type() == p.KMS {
+			if pg.signer, err = keys.Signer(ctx, string(ref)); err != nil {
+				return previousGen{}, err
+			}
+		}
+	default:
+		der, err := z.openAD(rolePrevious, adFor(rolePrevious, root.Raw, cert.Raw), p.Key)
+		if err != nil {
+			return previousGen{}, fmt.Errorf("%w: %s does not open", ErrCorruptState, rolePrevious)
+		}
+		k, err := x509.ParsePKCS8PrivateKey(der)
+		clear(der)
+		if err != nil {
+			return previousGen{}, fmt.Errorf("%w: %w", ErrCorruptState, err)
+		}
+		pg.signer, _ = k.(crypto.Signer)
+	}
+	if pg.signer != nil {
+		if err := keyutil.VerifyPair(cert.PublicKey, pg.signer); err != nil {
+			return previousGen{}, fmt.Errorf("%w: previous key does not match its certificate", ErrCorruptState)
+		}
+	}
+	return pg, nil
 }
 
 // openKMSKeys opens the references of a version 2 state and the keys they
@@ -231,7 +336,7 @@ func openKMSKeys(ctx context.Context, z *sealer, s *state, keys KeyStore, l *loa
 	if err != nil {
 		return fmt.Errorf("%w: %s does not open", ErrCorruptState, roleInterRef)
 	}
-	l.kms = s.KMS
+	l.kms, l.interRef = s.KMS, string(ref)
 	if l.signer, err = keys.Signer(ctx, string(ref)); err != nil {
 		return fmt.Errorf("ca: intermediate key in %s KMS: %w", s.KMS, err)
 	}
@@ -243,6 +348,7 @@ func openKMSKeys(ctx context.Context, z *sealer, s *state, keys KeyStore, l *loa
 		if err != nil {
 			return fmt.Errorf("%w: %s does not open", ErrCorruptState, roleTLSRef)
 		}
+		l.tlsRef = string(ref)
 		if l.tlsSigner, err = keys.Signer(ctx, string(ref)); err != nil {
 			return fmt.Errorf("ca: TLS key in %s KMS: %w", s.KMS, err)
 		}

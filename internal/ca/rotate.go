@@ -1,0 +1,283 @@
+package ca
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.step.sm/crypto/keyutil"
+
+	"github.com/zdps/zdps/internal/store"
+)
+
+// Swapper is the part of a Storage that rotation needs: replace the state
+// only if it is still old, atomically, running also in the same
+// transaction (the audit events of the change). BackendStorage has it.
+type Swapper interface {
+	Swap(ctx context.Context, old, new []byte, also func(store.Tx) error) error
+}
+
+// ErrStateChanged: the state changed under a rotation (another rotation
+// won); nothing was written.
+var ErrStateChanged = errors.New("ca: the stored state changed during the rotation; run it again")
+
+// RotateOptions tune Rotate.
+type RotateOptions struct {
+	// Overlap is how long the outgoing intermediate stays in the bundle,
+	// with its key to sign its CRL: the longest validity of the
+	// certificates it issued (zdps serve --cert-validity). Zero means
+	// Config.DefaultLeafValidity. Capped at that intermediate's NotAfter.
+	Overlap time.Duration
+	// Audit, when set, runs in the transaction that stores the rotation,
+	// with the steps taken ("ca.rotate", "ca.retire").
+	Audit func(ctx context.Context, tx store.Tx, steps []Step) error
+}
+
+// Step is one change a rotation made, for the audit trail and the CLI.
+type Step struct {
+	Action   string // "ca.rotate" or "ca.retire"
+	Resource string // "ca/intermediate/<serial hex>"
+	Detail   string
+}
+
+// Rotation is what Rotate did.
+type Rotation struct {
+	Old, New   *x509.Certificate
+	KeepUntil  time.Time // the old intermediate leaves the bundle then
+	Generation int
+	Steps      []Step
+}
+
+// Rotate replaces the issuing intermediate: a new key (in cfg.KMS when set,
+// else sealed in the state), a certificate for it signed by the root key
+// held in the state, and the outgoing intermediate kept in the bundle and
+// able to sign its CRL until opts.Overlap has passed. Intermediates whose
+// overlap ended are retired. Running CAs switch when they reload (Watch).
+// The root key must be in the state: with an offline root, sign the new
+// intermediate with `zdps ca sign-intermediate` (not automated yet).
+func Rotate(ctx context.Context, cfg Config, o RotateOptions) (*Rotation, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	sw, ok := cfg.Storage.(Swapper)
+	if !ok {
+		return nil, fmt.Errorf("%w: the storage cannot swap states", ErrInvalidConfig)
+	}
+	z, err := newSealer(cfg.KEK, cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	blob, err := cfg.Storage.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var s state
+	if err := json.Unmarshal(blob, &s); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
+	}
+	if s.KMS != "" && (cfg.KMS == nil || cfg.KMS.Type() != s.KMS) {
+		return nil, fmt.Errorf("%w: the current intermediate key is in a %s KMS: give it (--kms) to rotate", ErrKMSRequired, s.KMS)
+	}
+	l, err := decodeState(ctx, z, blob, cfg.KMS)
+	if err != nil {
+		return nil, err
+	}
+	if s.RootKey == nil {
+		return nil, fmt.Errorf("%w: the root key is offline; sign a new intermediate with zdps ca sign-intermediate", ErrInvalidCA)
+	}
+	rootKey, err := openKey(z, roleRoot, &s, s.RootKey, l.root)
+	if err != nil {
+		return nil, err
+	}
+	now := cfg.Now()
+	overlap := o.Overlap
+	if overlap <= 0 {
+		overlap = cfg.DefaultLeafValidity
+	}
+	r := &Rotation{Old: l.inter, KeepUntil: minTime(now.Add(overlap), l.inter.NotAfter), Generation: l.generation + 1}
+
+	// History: drop what has served its overlap, then add the outgoing one.
+	var prev []previousState
+	for _, p := range l.prevState {
+		if now.After(p.KeepUntil) {
+			r.Steps = append(r.Steps, Step{Action: "ca.retire", Resource: "ca/intermediate/" + serialOf(p.Intermediate), Detail: "overlap ended " + p.KeepUntil.UTC().Format(time.RFC3339)})
+			continue
+		}
+		prev = append(prev, p)
+	}
+	out := previousState{Intermediate: l.inter.Raw, KMS: l.kms, RotatedAt: now.UTC(), KeepUntil: r.KeepUntil.UTC()}
+	if l.interRef != "" {
+		if out.KeyRef, err = z.sealAD(adFor(rolePreviousRef, l.root.Raw, l.inter.Raw), []byte(l.interRef)); err != nil {
+			return nil, err
+		}
+	} else {
+		der, err := x509.MarshalPKCS8PrivateKey(l.signer)
+		if err != nil {
+			return nil, fmt.Errorf("ca: marshal intermediate key: %w", err)
+		}
+		out.Key, err = z.sealAD(adFor(rolePrevious, l.root.Raw, l.inter.Raw), der)
+		clear(der)
+		if err != nil {
+			return nil, err
+		}
+	}
+	prev = append(prev, out)
+
+	keys := stateKeys{root: rootKey, generation: r.Generation, previous: prev}
+	// The new key is of the outgoing one's size.
+	kt := KeyECP256
+	if k, ok := l.inter.PublicKey.(*ecdsa.PublicKey); ok && k.Curve == elliptic.P384() {
+		kt = KeyECP384
+	}
+	var interKey crypto.Signer
+	if cfg.KMS != nil {
+		keys.kms = cfg.KMS.Type()
+		if keys.interRef, interKey, err = cfg.KMS.CreateKey(ctx, kt, "zdps-ca-intermediate"); err != nil {
+			return nil, fmt.Errorf("ca: create intermediate key in %s KMS: %w", keys.kms, err)
+		}
+		keys.tlsRef = l.tlsRef
+		if keys.tlsRef == "" || l.kms != keys.kms {
+			if keys.tlsRef, _, err = cfg.KMS.CreateKey(ctx, KeyECP256, "zdps-tls"); err != nil {
+				return nil, fmt.Errorf("ca: create TLS key in %s KMS: %w", keys.kms, err)
+			}
+		}
+	} else if interKey, err = keyutil.GenerateSigner("EC", curveOf(kt), 0); err != nil {
+		return nil, fmt.Errorf("ca: generate intermediate key: %w", err)
+	}
+	keys.inter = interKey
+	serial, err := randomSerial(cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	subj := pkix.Name{Organization: l.inter.Subject.Organization, CommonName: fmt.Sprintf("%s Intermediate CA %d", orgOf(l.inter), r.Generation+1)}
+	tmpl := intermediateTemplate(serial, subj, now.Add(-time.Minute), minTime(now.Add(cfg.IntermediateValidity), l.root.NotAfter))
+	der, err := x509.CreateCertificate(cfg.Rand, tmpl, l.root, interKey.Public(), rootKey)
+	if err != nil {
+		return nil, fmt.Errorf("ca: create intermediate: %w", err)
+	}
+	if r.New, err = x509.ParseCertificate(der); err != nil {
+		return nil, err
+	}
+	newBlob, err := encodeState(z, now, l.imported, l.root, r.New, keys)
+	if err != nil {
+		return nil, err
+	}
+	where := "sealed in the store"
+	if keys.kms != "" {
+		where = "in the " + keys.kms + " KMS"
+	}
+	r.Steps = append(r.Steps, Step{Action: "ca.rotate", Resource: "ca/intermediate/" + serialOf(r.New.Raw),
+		Detail: fmt.Sprintf("generation %d, key %s; previous %s kept until %s", r.Generation, where, serialOf(l.inter.Raw), r.KeepUntil.UTC().Format(time.RFC3339))})
+	also := func(tx store.Tx) error {
+		if o.Audit == nil {
+			return nil
+		}
+		return o.Audit(ctx, tx, r.Steps)
+	}
+	if err := sw.Swap(ctx, blob, newBlob, also); err != nil {
+		return nil, err
+	}
+	cfg.Logger.Info("ca rotated", "generation", r.Generation, "old_serial", serialOf(l.inter.Raw), "new_serial", serialOf(r.New.Raw), "keep_until", r.KeepUntil, "kms", keys.kms)
+	return r, nil
+}
+
+func orgOf(c *x509.Certificate) string {
+	if len(c.Subject.Organization) > 0 {
+		return c.Subject.Organization[0]
+	}
+	return DefaultOrganization
+}
+
+// serialOf is the serial of a DER certificate in zdps's hex form.
+func serialOf(der []byte) string {
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return "?"
+	}
+	return fmt.Sprintf("%032x", c.SerialNumber)
+}
+
+// Reload loads the stored state and, when it changed (a rotation), switches
+// the CA to it. Certificates being signed finish with the generation they
+// started with.
+func (c *CA) Reload(ctx context.Context) (bool, error) {
+	blob, err := c.cfg.Storage.Load(ctx)
+	if err != nil {
+		return false, err
+	}
+	cur := c.cur.Load()
+	if bytes.Equal(blob, cur.blob) {
+		return false, nil
+	}
+	z, err := newSealer(c.cfg.KEK, c.cfg.Rand)
+	if err != nil {
+		return false, err
+	}
+	l, err := decodeState(ctx, z, blob, c.cfg.KMS)
+	if err != nil {
+		return false, err
+	}
+	if !l.root.Equal(cur.root) {
+		return false, fmt.Errorf("%w: the stored root changed; restart to take a new root", ErrCorruptState)
+	}
+	c.cur.Store(newGen(l))
+	c.log.Info("ca reloaded", "generation", l.generation, "intermediate_serial", serialOf(l.inter.Raw), "previous", len(l.previous))
+	return true, nil
+}
+
+// Watch reloads the CA every interval until ctx ends, calling changed after
+// each switch (to rewrite the bundle file). Errors are logged and retried:
+// the CA keeps signing with what it has.
+func (c *CA) Watch(ctx context.Context, interval time.Duration, changed func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ok, err := c.Reload(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.log.Warn("ca reload failed", "err", err)
+			}
+			continue
+		}
+		if ok && changed != nil {
+			changed()
+		}
+	}
+}
+
+// Generation is the number of rotations of the loaded state.
+func (c *CA) Generation() int { return c.cur.Load().generation }
+
+// Previous returns the rotated-out intermediates still in the bundle, oldest
+// first, and when each leaves it.
+func (c *CA) Previous() []PreviousIntermediate {
+	g := c.cur.Load()
+	out := make([]PreviousIntermediate, 0, len(g.previous))
+	for _, p := range g.previous {
+		out = append(out, PreviousIntermediate{Certificate: p.inter, RotatedAt: p.rotatedAt, KeepUntil: p.keepUntil, CanSignCRL: p.signer != nil})
+	}
+	return out
+}
+
+// PreviousIntermediate is a rotated-out intermediate during its overlap.
+type PreviousIntermediate struct {
+	Certificate *x509.Certificate
+	RotatedAt   time.Time
+	KeepUntil   time.Time
+	// CanSignCRL: its key opened here (sealed, or in the KMS given).
+	CanSignCRL bool
+}
