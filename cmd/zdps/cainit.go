@@ -43,7 +43,7 @@ type caInitConfig struct {
 func addCAInitCmd(root *cobra.Command) {
 	for _, c := range root.Commands() {
 		if c.Name() == "ca" {
-			c.AddCommand(newCAInitCmd(), newCASignIntermediateCmd())
+			c.AddCommand(newCAInitCmd(), newCASignIntermediateCmd(), newCARotateCmd())
 			return
 		}
 	}

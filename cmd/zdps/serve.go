@@ -297,6 +297,8 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err := instance.WriteSecretFile(cfg.DataDir, bundleFile, authority.BundlePEM()); err != nil {
 		return fmt.Errorf("write CA bundle: %w", err)
 	}
+	// zdps ca rotate rewrites the CA state: follow it (carotate.go).
+	go authority.Watch(ctx, caReloadInterval, func() { rewriteBundle(cfg.DataDir, authority, log) })
 
 	certs, err := newCertSource(cfg, authority, log)
 	if err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"log/slog"
 	"math/big"
 	"net/http"
@@ -18,6 +19,7 @@ import (
 	"github.com/zdps/zdps/internal/provisioning/tpmatt"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/pkg/dps"
 )
 
 // rootRouter is every route zdps serves, composed in one place: the
@@ -82,7 +84,7 @@ func newServiceAPI(cfg serveConfig, st, audited *store.Store, authority *ca.CA, 
 		MaxPageSize:  cfg.MaxPageSize,
 		UseCases:     api.UseCasesOf(m),
 		Trail:        so.trail,
-		CA:           authority,
+		CA:           caView{authority},
 		CRL:          crl,
 	})
 	return service, rev, err
@@ -104,5 +106,22 @@ func (s crlSigner) CRL(entries []revocation.Entry, number *big.Int, nextUpdate t
 	for i, e := range entries {
 		revoked[i] = ca.Revoked{Serial: e.Serial, RevokedAt: e.RevokedAt, Reason: e.Reason}
 	}
+	// A CRL is re-signed after a rotation (zdps ca rotate invalidates it):
+	// sign with the intermediate now stored, even if the CA's poll has not
+	// seen it yet, or a stale signer could publish the next CRL.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = s.ca.Reload(ctx)
 	return s.ca.CRL(revoked, number, nextUpdate)
+}
+
+// caView is the CA as GET /ca describes it, with its rotation history.
+type caView struct{ *ca.CA }
+
+func (v caView) CAHistory() (int, string, []dps.PreviousCAInfo) {
+	var prev []dps.PreviousCAInfo
+	for _, p := range v.Previous() {
+		prev = append(prev, dps.PreviousCAInfo{CACertificateInfo: dps.NewCACertificateInfo(p.Certificate), RotatedAt: p.RotatedAt.UTC(), KeepUntil: p.KeepUntil.UTC()})
+	}
+	return v.Generation(), v.KMS(), prev
 }

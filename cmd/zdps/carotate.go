@@ -1,0 +1,146 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
+	"github.com/zdps/zdps/cmd/zdps/internal/storespec"
+	"github.com/zdps/zdps/internal/audit"
+	"github.com/zdps/zdps/internal/ca"
+	"github.com/zdps/zdps/internal/instance"
+	"github.com/zdps/zdps/internal/revocation"
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/internal/store/bolt"
+)
+
+// caReloadInterval is how often zdps serve looks for a rotated CA state:
+// replicas switch within it of each other.
+const caReloadInterval = 2 * time.Second
+
+// caRotateConfig is `zdps ca rotate`.
+type caRotateConfig struct {
+	DataDir, Store         string
+	KEKFile, KEKPassphrase string
+	KMS                    string
+	Overlap                time.Duration
+}
+
+func newCARotateCmd() *cobra.Command {
+	var cfg caRotateConfig
+	cmd := &cobra.Command{
+		Use:   "rotate [--kms URI] [--overlap DURATION]",
+		Short: "Replace the CA's issuing intermediate without downtime; running servers switch within seconds",
+		Long: `Create a new issuing intermediate (its key in the KMS of --kms, else sealed in the
+store), signed by the root key held in the store, and make it the one that issues.
+Running servers on this store (every replica of a PostgreSQL store) reload the CA
+within ` + caReloadInterval.String() + ` and issue from the new one; no restart.
+
+The outgoing intermediate stays in the published bundle, with its key to sign its
+CRL, for --overlap: give the longest certificate validity the servers issue
+(zdps serve --cert-validity). The next rotation after that retires it. Each step is
+an event in the audit trail; "zdps ca show" lists the intermediates.
+
+With an offline root (zdps ca init --offline-root) rotation is not automated yet:
+the new intermediate must be signed with zdps ca sign-intermediate.`,
+		Example: `  zdps ca rotate --data-dir /var/lib/zdps
+  zdps ca rotate --store postgres://zdps@db/zdps --kek-file /etc/zdps/kek --kms 'pkcs11:token=zdps?pin-source=/etc/zdps/pin'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnvAndFile(cmd.Flags(), ""); err != nil {
+				return err
+			}
+			cfg.DataDir = dataDirOf(cmd)
+			return caRotate(cmd.Context(), cfg, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Store, "store", "", "the store of zdps serve: bolt (default), bolt:PATH or postgres://...")
+	f.StringVar(&cfg.KEKFile, "kek-file", "", "key-encryption key file of zdps serve (default <data-dir>/kek)")
+	f.StringVar(&cfg.KEKPassphrase, "kek-passphrase", "", "derive the key-encryption key from this passphrase, as zdps serve --kek-passphrase")
+	f.StringVar(&cfg.KMS, "kms", "", "KMS URI to create the new intermediate's key in (required when the current one is in a KMS; default: sealed in the store)")
+	f.DurationVar(&cfg.Overlap, "overlap", 365*24*time.Hour, "how long the outgoing intermediate stays in the bundle and signs its CRL: the longest validity of the certificates it issued")
+	return cmd
+}
+
+func caRotate(ctx context.Context, cfg caRotateConfig, out io.Writer) error {
+	if cfg.Overlap <= 0 {
+		return cmdutil.Errorf(nil, "--overlap must be positive")
+	}
+	if _, err := os.Stat(cfg.DataDir); err != nil && cfg.Store == "" {
+		return cmdutil.Errorf(err, "data directory %s: %v", cfg.DataDir, err)
+	}
+	spec, err := storespec.Parse(cfg.Store, cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("--store: %w", err)
+	}
+	backend, err := storespec.Open(ctx, spec, storespec.Options{})
+	if errors.Is(err, bolt.ErrLocked) {
+		return cmdutil.Errorf(err, "store %s is open in a running zdps serve: on the embedded store, rotate while the server is stopped (replicas on PostgreSQL rotate live)", spec)
+	}
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", spec, err)
+	}
+	defer backend.Close()
+	kek, err := loadKEK(ctx, serveConfig{DataDir: cfg.DataDir, KEKFile: cfg.KEKFile, KEKPassphrase: cfg.KEKPassphrase}, backend)
+	if err != nil {
+		return err
+	}
+	trail, err := audit.New(audit.Config{Backend: backend, Signer: audit.NewHMACSigner(kek), Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		return err
+	}
+	caCfg := ca.Config{Storage: ca.BackendStorage(backend), KEK: kek, Logger: slog.New(slog.DiscardHandler)}
+	if cfg.KMS != "" {
+		keys, err := openCAKMS(ctx, cfg.KMS, cfg.DataDir)
+		if err != nil {
+			return cmdutil.Errorf(err, "--kms: %v", err)
+		}
+		defer keys.Close()
+		caCfg.KMS = keys
+	}
+	actor := "zdps ca rotate"
+	if u := os.Getenv("USER"); u != "" {
+		actor += " (" + u + ")"
+	}
+	r, err := ca.Rotate(ctx, caCfg, ca.RotateOptions{Overlap: cfg.Overlap, Audit: func(ctx context.Context, tx store.Tx, steps []ca.Step) error {
+		// The published CRL is the outgoing intermediate's: re-sign.
+		if err := revocation.InvalidateCRLTx(ctx, tx); err != nil {
+			return err
+		}
+		for _, s := range steps {
+			if err := trail.Record(ctx, tx, audit.Event{Action: s.Action, Outcome: audit.OutcomeSuccess, Actor: actor, Resource: s.Resource, Reason: s.Detail}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}})
+	switch {
+	case errors.Is(err, ca.ErrNoState):
+		return cmdutil.Errorf(err, "store %s holds no CA (zdps ca init or zdps serve creates one)", spec)
+	case errors.Is(err, ca.ErrInvalidCA), errors.Is(err, ca.ErrKMSRequired), errors.Is(err, ca.ErrKMSMismatch), errors.Is(err, ca.ErrStateChanged), errors.Is(err, ca.ErrBadKEK):
+		return cmdutil.Errorf(err, "%v", err)
+	case err != nil:
+		return fmt.Errorf("rotate: %w", err)
+	}
+	for _, s := range r.Steps {
+		fmt.Fprintf(out, "%s %s: %s\n", s.Action, s.Resource, s.Detail)
+	}
+	fmt.Fprintf(out, "generation %d: %s issues now (servers switch within %s); %s stays in the bundle until %s\n",
+		r.Generation, r.New.Subject, caReloadInterval, r.Old.Subject, r.KeepUntil.UTC().Format(time.RFC3339))
+	return nil
+}
+
+// rewriteBundle writes the bundle of a rotated CA where zdps serve keeps it.
+func rewriteBundle(dataDir string, authority *ca.CA, log *slog.Logger) {
+	if err := instance.WriteSecretFile(dataDir, bundleFile, authority.BundlePEM()); err != nil {
+		log.Error("write CA bundle after rotation", "err", err)
+	}
+}

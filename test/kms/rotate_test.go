@@ -1,0 +1,185 @@
+package kms
+
+import (
+	"crypto/rand"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/pem"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zdps/zdps/internal/pgtest"
+	"github.com/zdps/zdps/internal/zdpstest"
+	"github.com/zdps/zdps/pkg/enrollment"
+)
+
+// TestRotateUnderLoad: two replicas on one PostgreSQL store register
+// devices from a group without pause while `zdps ca rotate` runs. Both
+// switch to the new intermediate without a restart, no registration
+// fails, every certificate issued before and after verifies against the
+// bundle published afterwards, the CRL is re-signed by the new
+// intermediate, and `zdps ca show` lists the outgoing one with its end.
+func TestRotateUnderLoad(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs two zdps serve on PostgreSQL")
+	}
+	url, schema := pgtest.Schema(t)
+	storeURL := pgtest.StoreURL(url, schema)
+	kek := make([]byte, 32)
+	_, _ = rand.Read(kek)
+	kekFile := filepath.Join(t.TempDir(), "kek")
+	if err := os.WriteFile(kekFile, []byte(hex.EncodeToString(kek)+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a := zdpstest.Start(t, "--store", storeURL, "--kek-file", kekFile)
+	b := zdpstest.Start(t, "--store", storeURL, "--kek-file", kekFile)
+	ctx := t.Context()
+	cl := a.Client()
+	if _, err := cl.PutHub(ctx, &enrollment.Hub{Name: "hub-1.example.net", AllocationWeight: 1}, ""); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.PutGroup(ctx, &enrollment.EnrollmentGroup{
+		EnrollmentGroupID: "fleet", Spec: enrollment.Spec{Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{}}},
+	}, ""); err != nil {
+		t.Fatal(err)
+	}
+	gk, err := cl.GroupKeys(ctx, "fleet")
+	if err != nil {
+		t.Fatal(err)
+	}
+	groupKey, err := base64.StdEncoding.DecodeString(gk.SymmetricKey.PrimaryKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	before, err := cl.GetCA(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	la := zdpstest.StartLoad(t, a, zdpstest.LoadConfig{Group: "fleet", GroupKey: groupKey, Prefix: "ra", Workers: 4})
+	lb := zdpstest.StartLoad(t, b, zdpstest.LoadConfig{Group: "fleet", GroupKey: groupKey, Prefix: "rb", Workers: 4})
+	la.WaitAcked(20, time.Minute)
+	lb.WaitAcked(20, time.Minute)
+
+	out, err := zdps(t, "ca", "rotate", "--data-dir", t.TempDir(), "--store", storeURL, "--kek-file", kekFile, "--overlap", "48h")
+	if err != nil {
+		t.Fatalf("zdps ca rotate: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "ca.rotate") {
+		t.Fatalf("zdps ca rotate says:\n%s", out)
+	}
+	// Both replicas switch, without a restart, within a few seconds.
+	for _, srv := range []*zdpstest.Server{a, b} {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			info, err := srv.Client().GetCA(ctx)
+			if err == nil && info.Intermediate.Serial != before.Intermediate.Serial {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("replica %s still on the old intermediate: %v", srv.Addr(), err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	// Keep registering on the new intermediate for a while.
+	na, nb := len(la.Acked()), len(lb.Acked())
+	la.WaitAcked(na+20, time.Minute)
+	lb.WaitAcked(nb+20, time.Minute)
+	ackedA, failedA := la.Stop()
+	ackedB, failedB := lb.Stop()
+	if failedA+failedB != 0 {
+		for _, srv := range []*zdpstest.Server{a, b} {
+			for _, line := range strings.Split(srv.Logs(), "\n") {
+				if strings.Contains(line, `"level":"ERROR"`) || strings.Contains(line, `"level":"WARN"`) {
+					t.Log(line)
+				}
+			}
+		}
+		t.Fatalf("%d of %d registrations failed during the rotation", failedA+failedB, ackedA+ackedB+failedA+failedB)
+	}
+
+	// Every certificate, before and after, verifies against the bundle
+	// published now; both intermediates issued some.
+	bundle, err := cl.CABundle(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	roots, inters := x509.NewCertPool(), x509.NewCertPool()
+	byIssuer := map[string]int{}
+	certs := parseBundle(t, bundle)
+	if len(certs) != 3 {
+		t.Fatalf("bundle during the overlap has %d certificates, want new, old, root", len(certs))
+	}
+	for _, c := range certs {
+		if c.IsCA && c.CheckSignatureFrom(c) == nil {
+			roots.AddCert(c)
+		} else {
+			inters.AddCert(c)
+		}
+	}
+	for _, ack := range append(la.Acked(), lb.Acked()...) {
+		if _, err := ack.Leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			t.Fatalf("%s: %v", ack.RegistrationID, err)
+		}
+		byIssuer[ack.Leaf.Issuer.CommonName]++
+	}
+	if len(byIssuer) != 2 {
+		t.Fatalf("certificates by issuer: %v, want both intermediates", byIssuer)
+	}
+	t.Logf("registrations acknowledged: %d (none failed); by issuer %v", ackedA+ackedB, byIssuer)
+
+	// The CRL is re-signed by the new intermediate (zdps ca crl checks it
+	// against the bundle's first certificate), on both replicas.
+	for _, srv := range []*zdpstest.Server{a, b} {
+		if out, err := zdps(t, "ca", "crl", "--data-dir", srv.DataDir); err != nil || !strings.Contains(out, "verified") {
+			t.Fatalf("zdps ca crl on %s: %v\n%s", srv.Addr(), err, out)
+		}
+	}
+	// zdps ca show lists the outgoing intermediate and when it leaves.
+	out, err = zdps(t, "ca", "show", "--data-dir", a.DataDir)
+	if err != nil || !strings.Contains(out, "previous") || !strings.Contains(out, before.Intermediate.Serial) {
+		t.Fatalf("zdps ca show: %v\n%s", err, out)
+	}
+	// The rotation is in the audit trail, once a replica sealed it.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err = zdps(t, "audit", "list", "--data-dir", a.DataDir, "--action", "ca.")
+		if err == nil && strings.Contains(out, "ca.rotate") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("zdps audit list: no ca.rotate event: %v\n%s", err, out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func parseBundle(t *testing.T, b []byte) []*x509.Certificate {
+	t.Helper()
+	var out []*x509.Certificate
+	for _, blk := range pemBlocks(b) {
+		c, err := x509.ParseCertificate(blk)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+func pemBlocks(b []byte) [][]byte {
+	var out [][]byte
+	for {
+		var blk *pem.Block
+		blk, b = pem.Decode(b)
+		if blk == nil {
+			return out
+		}
+		out = append(out, blk.Bytes)
+	}
+}
