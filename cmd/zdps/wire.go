@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
 	"log/slog"
 	"math/big"
 	"net/http"
@@ -85,7 +86,7 @@ func newServiceAPI(cfg serveConfig, st, audited *store.Store, authority *ca.CA, 
 		UseCases:     api.UseCasesOf(m),
 		Trail:        so.trail,
 		CA:           caView{authority},
-		CRL:          crl,
+		CRL:          crlSources{CRLPublisher: crl, previous: revocation.NewIssuerCRLs(crl), ca: authority},
 	})
 	return service, rev, err
 }
@@ -124,4 +125,40 @@ func (v caView) CAHistory() (int, string, []dps.PreviousCAInfo) {
 		prev = append(prev, dps.PreviousCAInfo{CACertificateInfo: dps.NewCACertificateInfo(p.Certificate), RotatedAt: p.RotatedAt.UTC(), KeepUntil: p.KeepUntil.UTC()})
 	}
 	return v.Generation(), v.KMS(), prev
+}
+
+// crlSources serves GET /crl (the current intermediate's CRL) and GET
+// /crl?issuer= (also the CRLs of intermediates rotated out, until their
+// overlap ends).
+type crlSources struct {
+	*revocation.CRLPublisher
+	previous *revocation.IssuerCRLs
+	ca       *ca.CA
+}
+
+func (s crlSources) IssuerCRL(ctx context.Context, thumbprint string) ([]byte, bool, error) {
+	if dps.NewCACertificateInfo(s.ca.Intermediate()).SHA256Thumbprint == thumbprint {
+		der, err := s.CRL(ctx)
+		return der, true, err
+	}
+	for _, p := range s.ca.Previous() {
+		if dps.NewCACertificateInfo(p.Certificate).SHA256Thumbprint == thumbprint {
+			der, err := s.previous.CRL(ctx, thumbprint, previousCRLSigner{s.ca, p.Certificate})
+			return der, true, err
+		}
+	}
+	return nil, false, nil
+}
+
+type previousCRLSigner struct {
+	ca    *ca.CA
+	inter *x509.Certificate
+}
+
+func (s previousCRLSigner) CRL(entries []revocation.Entry, number *big.Int, nextUpdate time.Duration) ([]byte, error) {
+	revoked := make([]ca.Revoked, len(entries))
+	for i, e := range entries {
+		revoked[i] = ca.Revoked{Serial: e.Serial, RevokedAt: e.RevokedAt, Reason: e.Reason}
+	}
+	return s.ca.PreviousCRL(s.inter, revoked, number, nextUpdate)
 }

@@ -34,18 +34,19 @@ func (c *CA) CRL(revoked []Revoked, number *big.Int, nextUpdate time.Duration) (
 	return c.crl(g.issuer, g.signer, revoked, number, nextUpdate)
 }
 
-// PreviousCRL is CRL signed by the i-th rotated-out intermediate of
-// Previous, for the certificates it issued, during its overlap.
-func (c *CA) PreviousCRL(i int, revoked []Revoked, number *big.Int, nextUpdate time.Duration) ([]byte, error) {
-	g := c.cur.Load()
-	if i < 0 || i >= len(g.previous) {
-		return nil, fmt.Errorf("%w: no previous intermediate %d", ErrInvalidRevocation, i)
+// PreviousCRL is CRL signed by inter, one of the rotated-out intermediates
+// of Previous, for the certificates it issued, during its overlap.
+func (c *CA) PreviousCRL(inter *x509.Certificate, revoked []Revoked, number *big.Int, nextUpdate time.Duration) ([]byte, error) {
+	for _, p := range c.cur.Load().previous {
+		if !p.inter.Equal(inter) {
+			continue
+		}
+		if p.signer == nil {
+			return nil, fmt.Errorf("%w: the key of previous intermediate %s is in a %s KMS not given", ErrKMSRequired, inter.Subject, p.kms)
+		}
+		return c.crl(p.issuer, p.signer, revoked, number, nextUpdate)
 	}
-	p := g.previous[i]
-	if p.signer == nil {
-		return nil, fmt.Errorf("%w: the key of previous intermediate %d is in a %s KMS not given", ErrKMSRequired, i, p.kms)
-	}
-	return c.crl(p.issuer, p.signer, revoked, number, nextUpdate)
+	return nil, fmt.Errorf("%w: %s is not a previous intermediate of this CA", ErrInvalidRevocation, inter.Subject)
 }
 
 func (c *CA) crl(issuer *x509.Certificate, signer crypto.Signer, revoked []Revoked, number *big.Int, nextUpdate time.Duration) ([]byte, error) {

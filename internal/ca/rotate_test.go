@@ -88,7 +88,7 @@ func TestRotate(t *testing.T) {
 				t.Fatalf("previous: %+v", prev)
 			}
 			// The old one's CRL is still signed, by the old key.
-			der, err := c.PreviousCRL(0, nil, nil, 0)
+			der, err := c.PreviousCRL(r.Old, nil, nil, 0)
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -6,6 +6,8 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -140,6 +142,45 @@ func TestRotateUnderLoad(t *testing.T) {
 			t.Fatalf("zdps ca crl on %s: %v\n%s", srv.Addr(), err, out)
 		}
 	}
+	// The outgoing intermediate's CRL is still served, signed by it
+	// (GET /crl?issuer=), and lists a certificate it issued that is
+	// revoked after the rotation.
+	var oldLeaf *zdpstest.Ack
+	for _, ack := range la.Acked() {
+		if ack.Leaf.Issuer.CommonName == "zdps Intermediate CA" {
+			oldLeaf = &ack
+			break
+		}
+	}
+	if err := cl.DeleteRegistration(ctx, oldLeaf.RegistrationID, ""); err != nil {
+		t.Fatal(err)
+	}
+	var oldInter *x509.Certificate
+	for _, c := range certs {
+		if c.Subject.CommonName == "zdps Intermediate CA" {
+			oldInter = c
+		}
+	}
+	for _, srv := range []*zdpstest.Server{a, b} {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			crl := fetchCRL(t, srv, "?issuer="+before.Intermediate.SHA256Thumbprint)
+			if err := crl.CheckSignatureFrom(oldInter); err != nil {
+				t.Fatalf("the old intermediate's CRL from %s: %v", srv.Addr(), err)
+			}
+			if listed(crl, oldLeaf.Leaf) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("the old intermediate's CRL from %s does not list the revoked certificate", srv.Addr())
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	if resp, err := a.HTTPClient().Get("https://" + a.Addr() + "/crl?issuer=00FF"); err != nil || resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("CRL of an unknown issuer: %v %v", resp, err)
+	}
+
 	// zdps ca show lists the outgoing intermediate and when it leaves.
 	out, err = zdps(t, "ca", "show", "--data-dir", a.DataDir)
 	if err != nil || !strings.Contains(out, "previous") || !strings.Contains(out, before.Intermediate.Serial) {
@@ -170,6 +211,33 @@ func parseBundle(t *testing.T, b []byte) []*x509.Certificate {
 		out = append(out, c)
 	}
 	return out
+}
+
+func fetchCRL(t *testing.T, srv *zdpstest.Server, query string) *x509.RevocationList {
+	t.Helper()
+	resp, err := srv.HTTPClient().Get("https://" + srv.Addr() + "/crl" + query)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	der, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /crl%s: %d %v %s", query, resp.StatusCode, err, der)
+	}
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return crl
+}
+
+func listed(crl *x509.RevocationList, leaf *x509.Certificate) bool {
+	for _, e := range crl.RevokedCertificateEntries {
+		if e.SerialNumber.Cmp(leaf.SerialNumber) == 0 {
+			return true
+		}
+	}
+	return false
 }
 
 func pemBlocks(b []byte) [][]byte {
