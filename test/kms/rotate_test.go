@@ -1,6 +1,8 @@
 package kms
 
 import (
+	"bytes"
+	"context"
 	"crypto/rand"
 	"crypto/x509"
 	"encoding/base64"
@@ -9,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -20,7 +23,8 @@ import (
 )
 
 // TestRotateUnderLoad: two replicas on one PostgreSQL store register
-// devices from a group without pause while `zdps ca rotate` runs. Both
+// devices from a group without pause (zdps bench on one, in-process loads
+// on both) while `zdps ca rotate` runs. Both
 // switch to the new intermediate without a restart, no registration
 // fails, every certificate issued before and after verifies against the
 // bundle published afterwards, the CRL is re-signed by the new
@@ -62,8 +66,22 @@ func TestRotateUnderLoad(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	la := zdpstest.StartLoad(t, a, zdpstest.LoadConfig{Group: "fleet", GroupKey: groupKey, Prefix: "ra", Workers: 4})
-	lb := zdpstest.StartLoad(t, b, zdpstest.LoadConfig{Group: "fleet", GroupKey: groupKey, Prefix: "rb", Workers: 4})
+	// zdps bench registers against replica b through the whole rotation
+	// (about 10 s at 40 registrations/s); it exits 1 if any device fails.
+	benchCtx, cancelBench := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancelBench()
+	bench := exec.CommandContext(benchCtx, zdpstest.Binary(t), "bench", "--data-dir", b.DataDir, "--endpoint", b.Addr(),
+		"--attestation", "symmetric-group", "--devices", "400", "--rate", "40", "--concurrency", "8", "--setup", "--cleanup", "--progress=false")
+	var benchOut bytes.Buffer
+	bench.Stdout, bench.Stderr = &benchOut, &benchOut
+	if err := bench.Start(); err != nil {
+		t.Fatal(err)
+	}
+	benchDone := make(chan error, 1)
+	go func() { benchDone <- bench.Wait() }()
+
+	la := zdpstest.StartLoad(t, a, zdpstest.LoadConfig{Group: "fleet", GroupKey: groupKey, Prefix: "ra", Workers: 2})
+	lb := zdpstest.StartLoad(t, b, zdpstest.LoadConfig{Group: "fleet", GroupKey: groupKey, Prefix: "rb", Workers: 2})
 	la.WaitAcked(20, time.Minute)
 	lb.WaitAcked(20, time.Minute)
 
@@ -92,6 +110,10 @@ func TestRotateUnderLoad(t *testing.T) {
 	na, nb := len(la.Acked()), len(lb.Acked())
 	la.WaitAcked(na+20, time.Minute)
 	lb.WaitAcked(nb+20, time.Minute)
+	if err := <-benchDone; err != nil {
+		t.Fatalf("zdps bench during the rotation: %v\n%s", err, benchOut.String())
+	}
+	t.Logf("zdps bench during the rotation:\n%s", benchOut.String())
 	ackedA, failedA := la.Stop()
 	ackedB, failedB := lb.Stop()
 	if failedA+failedB != 0 {
