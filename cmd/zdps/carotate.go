@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"crypto/x509"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -31,6 +33,7 @@ type caRotateConfig struct {
 	KEKFile, KEKPassphrase string
 	KMS                    string
 	Overlap                time.Duration
+	CSROut, Intermediate   string
 }
 
 func newCARotateCmd() *cobra.Command {
@@ -48,10 +51,15 @@ CRL, for --overlap: give the longest certificate validity the servers issue
 (zdps serve --cert-validity). The next rotation after that retires it. Each step is
 an event in the audit trail; "zdps ca show" lists the intermediates.
 
-With an offline root (zdps ca init --offline-root) rotation is not automated yet:
-the new intermediate must be signed with zdps ca sign-intermediate.`,
+With an offline root (zdps ca init --offline-root) it takes three steps: --csr-out
+makes the next key (in --kms, or sealed) and writes its CSR; "zdps ca sign-intermediate"
+signs it where the root key is; --intermediate-cert installs the certificate.`,
 		Example: `  zdps ca rotate --data-dir /var/lib/zdps
-  zdps ca rotate --store postgres://zdps@db/zdps --kek-file /etc/zdps/kek --kms 'pkcs11:token=zdps?pin-source=/etc/zdps/pin'`,
+  zdps ca rotate --store postgres://zdps@db/zdps --kek-file /etc/zdps/kek --kms 'pkcs11:token=zdps?pin-source=/etc/zdps/pin'
+  # offline root
+  zdps ca rotate --csr-out next.csr
+  zdps ca sign-intermediate --root-cert ca-bundle.pem --root-key /media/usb/zdps-root.key --csr next.csr --out next.pem
+  zdps ca rotate --intermediate-cert next.pem`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := applyEnvAndFile(cmd.Flags(), ""); err != nil {
@@ -66,6 +74,8 @@ the new intermediate must be signed with zdps ca sign-intermediate.`,
 	f.StringVar(&cfg.KEKFile, "kek-file", "", "key-encryption key file of zdps serve (default <data-dir>/kek)")
 	f.StringVar(&cfg.KEKPassphrase, "kek-passphrase", "", "derive the key-encryption key from this passphrase, as zdps serve --kek-passphrase")
 	f.StringVar(&cfg.KMS, "kms", "", "KMS URI to create the new intermediate's key in (required when the current one is in a KMS; default: sealed in the store)")
+	f.StringVar(&cfg.CSROut, "csr-out", "", "offline root, step 1: make the next intermediate's key and write its CSR (PEM) to this file")
+	f.StringVar(&cfg.Intermediate, "intermediate-cert", "", "offline root, step 3: install this certificate (PEM) signed by zdps ca sign-intermediate for the pending key")
 	f.DurationVar(&cfg.Overlap, "overlap", 365*24*time.Hour, "how long the outgoing intermediate stays in the bundle and signs its CRL: the longest validity of the certificates it issued")
 	return cmd
 }
@@ -106,11 +116,37 @@ func caRotate(ctx context.Context, cfg caRotateConfig, out io.Writer) error {
 		defer keys.Close()
 		caCfg.KMS = keys
 	}
+	if cfg.CSROut != "" {
+		if cfg.Intermediate != "" {
+			return cmdutil.Errorf(nil, "--csr-out and --intermediate-cert are two steps: run them one after the other")
+		}
+		csr, err := ca.PrepareRotation(ctx, caCfg)
+		if err != nil {
+			return rotateError(err, spec)
+		}
+		if err := os.WriteFile(cfg.CSROut, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csr}), 0o644); err != nil {
+			return cmdutil.Errorf(err, "--csr-out: %v", err)
+		}
+		fmt.Fprintf(out, "the next intermediate's key is pending; its CSR is in %s: sign it with zdps ca sign-intermediate, then zdps ca rotate --intermediate-cert\n", cfg.CSROut)
+		return nil
+	}
+	var next *x509.Certificate
+	if cfg.Intermediate != "" {
+		b, err := os.ReadFile(cfg.Intermediate)
+		if err != nil {
+			return cmdutil.Errorf(err, "--intermediate-cert: %v", err)
+		}
+		certs, err := cmdutil.ParsePEMCertificates(b)
+		if err != nil {
+			return cmdutil.Errorf(err, "--intermediate-cert %s: %v", cfg.Intermediate, err)
+		}
+		next = certs[0]
+	}
 	actor := "zdps ca rotate"
 	if u := os.Getenv("USER"); u != "" {
 		actor += " (" + u + ")"
 	}
-	r, err := ca.Rotate(ctx, caCfg, ca.RotateOptions{Overlap: cfg.Overlap, Audit: func(ctx context.Context, tx store.Tx, steps []ca.Step) error {
+	r, err := ca.Rotate(ctx, caCfg, ca.RotateOptions{Overlap: cfg.Overlap, Intermediate: next, Audit: func(ctx context.Context, tx store.Tx, steps []ca.Step) error {
 		// The published CRL is the outgoing intermediate's: re-sign.
 		if err := revocation.InvalidateCRLTx(ctx, tx); err != nil {
 			return err
@@ -122,13 +158,8 @@ func caRotate(ctx context.Context, cfg caRotateConfig, out io.Writer) error {
 		}
 		return nil
 	}})
-	switch {
-	case errors.Is(err, ca.ErrNoState):
-		return cmdutil.Errorf(err, "store %s holds no CA (zdps ca init or zdps serve creates one)", spec)
-	case errors.Is(err, ca.ErrInvalidCA), errors.Is(err, ca.ErrKMSRequired), errors.Is(err, ca.ErrKMSMismatch), errors.Is(err, ca.ErrStateChanged), errors.Is(err, ca.ErrBadKEK):
-		return cmdutil.Errorf(err, "%v", err)
-	case err != nil:
-		return fmt.Errorf("rotate: %w", err)
+	if err != nil {
+		return rotateError(err, spec)
 	}
 	for _, s := range r.Steps {
 		fmt.Fprintf(out, "%s %s: %s\n", s.Action, s.Resource, s.Detail)
@@ -136,6 +167,17 @@ func caRotate(ctx context.Context, cfg caRotateConfig, out io.Writer) error {
 	fmt.Fprintf(out, "generation %d: %s issues now (servers switch within %s); %s stays in the bundle until %s\n",
 		r.Generation, r.New.Subject, caReloadInterval, r.Old.Subject, r.KeepUntil.UTC().Format(time.RFC3339))
 	return nil
+}
+
+// rotateError is a rotation's failure as the CLI says it.
+func rotateError(err error, spec storespec.Spec) error {
+	switch {
+	case errors.Is(err, ca.ErrNoState):
+		return cmdutil.Errorf(err, "store %s holds no CA (zdps ca init or zdps serve creates one)", spec)
+	case errors.Is(err, ca.ErrInvalidCA), errors.Is(err, ca.ErrKMSRequired), errors.Is(err, ca.ErrKMSMismatch), errors.Is(err, ca.ErrStateChanged), errors.Is(err, ca.ErrBadKEK):
+		return cmdutil.Errorf(err, "%v", err)
+	}
+	return fmt.Errorf("rotate: %w", err)
 }
 
 // rewriteBundle writes the bundle of a rotated CA where zdps serve keeps it.

@@ -39,6 +39,11 @@ type RotateOptions struct {
 	// Audit, when set, runs in the transaction that stores the rotation,
 	// with the steps taken ("ca.rotate", "ca.retire").
 	Audit func(ctx context.Context, tx store.Tx, steps []Step) error
+	// Intermediate is the next intermediate's certificate, signed by an
+	// offline root (zdps ca sign-intermediate) for the key PrepareRotation
+	// made. Required when the root key is not in the state; ignored
+	// otherwise.
+	Intermediate *x509.Certificate
 }
 
 // Step is one change a rotation made, for the audit trail and the CLI.
@@ -91,12 +96,13 @@ func Rotate(ctx context.Context, cfg Config, o RotateOptions) (*Rotation, error)
 	if err != nil {
 		return nil, err
 	}
-	if s.RootKey == nil {
-		return nil, fmt.Errorf("%w: the root key is offline; sign a new intermediate with zdps ca sign-intermediate", ErrInvalidCA)
-	}
-	rootKey, err := openKey(z, roleRoot, &s, s.RootKey, l.root)
-	if err != nil {
-		return nil, err
+	var rootKey crypto.Signer
+	if s.RootKey != nil {
+		if rootKey, err = openKey(z, roleRoot, &s, s.RootKey, l.root); err != nil {
+			return nil, err
+		}
+	} else if o.Intermediate == nil {
+		return nil, fmt.Errorf("%w: the root key is offline: make the next key and its CSR (zdps ca rotate --csr-out), sign it with zdps ca sign-intermediate, then install it (zdps ca rotate --intermediate-cert)", ErrInvalidCA)
 	}
 	now := cfg.Now()
 	overlap := o.Overlap
@@ -139,7 +145,35 @@ func Rotate(ctx context.Context, cfg Config, o RotateOptions) (*Rotation, error)
 		kt = KeyECP384
 	}
 	var interKey crypto.Signer
-	if cfg.KMS != nil {
+	switch {
+	case rootKey == nil:
+		// Offline root: the key PrepareRotation made, the certificate the
+		// operator brought.
+		if s.Pending == nil {
+			return nil, fmt.Errorf("%w: no next key is pending: run zdps ca rotate --csr-out first", ErrInvalidCA)
+		}
+		var ref string
+		if interKey, ref, err = openPending(ctx, z, l.root, s.Pending, cfg.KMS); err != nil {
+			return nil, err
+		}
+		if err := checkChain(l.root, o.Intermediate); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidCA, err)
+		}
+		if err := keyutil.VerifyPair(o.Intermediate.PublicKey, interKey); err != nil {
+			return nil, fmt.Errorf("%w: the certificate is not for the pending key (its CSR)", ErrInvalidCA)
+		}
+		if now.Before(o.Intermediate.NotBefore) || !now.Before(o.Intermediate.NotAfter) {
+			return nil, fmt.Errorf("%w: the certificate is not valid now", ErrInvalidCA)
+		}
+		keys.kms, keys.interRef, r.New = s.Pending.KMS, ref, o.Intermediate
+		if keys.kms != "" {
+			if keys.tlsRef = l.tlsRef; keys.tlsRef == "" || l.kms != keys.kms {
+				if keys.tlsRef, _, err = cfg.KMS.CreateKey(ctx, KeyECP256, "zdps-tls"); err != nil {
+					return nil, fmt.Errorf("ca: create TLS key in %s KMS: %w", keys.kms, err)
+				}
+			}
+		}
+	case cfg.KMS != nil:
 		keys.kms = cfg.KMS.Type()
 		if keys.interRef, interKey, err = cfg.KMS.CreateKey(ctx, kt, "zdps-ca-intermediate"); err != nil {
 			return nil, fmt.Errorf("ca: create intermediate key in %s KMS: %w", keys.kms, err)
@@ -150,22 +184,26 @@ func Rotate(ctx context.Context, cfg Config, o RotateOptions) (*Rotation, error)
 				return nil, fmt.Errorf("ca: create TLS key in %s KMS: %w", keys.kms, err)
 			}
 		}
-	} else if interKey, err = keyutil.GenerateSigner("EC", curveOf(kt), 0); err != nil {
-		return nil, fmt.Errorf("ca: generate intermediate key: %w", err)
+	default:
+		if interKey, err = keyutil.GenerateSigner("EC", curveOf(kt), 0); err != nil {
+			return nil, fmt.Errorf("ca: generate intermediate key: %w", err)
+		}
 	}
 	keys.inter = interKey
-	serial, err := randomSerial(cfg.Rand)
-	if err != nil {
-		return nil, err
-	}
-	subj := pkix.Name{Organization: l.inter.Subject.Organization, CommonName: fmt.Sprintf("%s Intermediate CA %d", orgOf(l.inter), r.Generation+1)}
-	tmpl := intermediateTemplate(serial, subj, now.Add(-time.Minute), minTime(now.Add(cfg.IntermediateValidity), l.root.NotAfter))
-	der, err := x509.CreateCertificate(cfg.Rand, tmpl, l.root, interKey.Public(), rootKey)
-	if err != nil {
-		return nil, fmt.Errorf("ca: create intermediate: %w", err)
-	}
-	if r.New, err = x509.ParseCertificate(der); err != nil {
-		return nil, err
+	if r.New == nil {
+		serial, err := randomSerial(cfg.Rand)
+		if err != nil {
+			return nil, err
+		}
+		subj := nextSubject(l.inter, r.Generation)
+		tmpl := intermediateTemplate(serial, subj, now.Add(-time.Minute), minTime(now.Add(cfg.IntermediateValidity), l.root.NotAfter))
+		der, err := x509.CreateCertificate(cfg.Rand, tmpl, l.root, interKey.Public(), rootKey)
+		if err != nil {
+			return nil, fmt.Errorf("ca: create intermediate: %w", err)
+		}
+		if r.New, err = x509.ParseCertificate(der); err != nil {
+			return nil, err
+		}
 	}
 	newBlob, err := encodeState(z, now, l.imported, l.root, r.New, keys)
 	if err != nil {
@@ -188,6 +226,119 @@ func Rotate(ctx context.Context, cfg Config, o RotateOptions) (*Rotation, error)
 	}
 	cfg.Logger.Info("ca rotated", "generation", r.Generation, "old_serial", serialOf(l.inter.Raw), "new_serial", serialOf(r.New.Raw), "keep_until", r.KeepUntil, "kms", keys.kms)
 	return r, nil
+}
+
+// nextSubject names the intermediate of generation gen after cur.
+func nextSubject(cur *x509.Certificate, gen int) pkix.Name {
+	return pkix.Name{Organization: cur.Subject.Organization, CommonName: fmt.Sprintf("%s Intermediate CA %d", orgOf(cur), gen+1)}
+}
+
+// PrepareRotation makes the next intermediate's key (in cfg.KMS when set,
+// else sealed in the state) and returns its CSR, for an offline root to sign
+// (zdps ca sign-intermediate); Rotate with the certificate installs it. A
+// second call replaces the pending key.
+func PrepareRotation(ctx context.Context, cfg Config) ([]byte, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	sw, ok := cfg.Storage.(Swapper)
+	if !ok {
+		return nil, fmt.Errorf("%w: the storage cannot swap states", ErrInvalidConfig)
+	}
+	z, err := newSealer(cfg.KEK, cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	blob, err := cfg.Storage.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var s state
+	if err := json.Unmarshal(blob, &s); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
+	}
+	l, err := decodeState(ctx, z, blob, cfg.KMS)
+	if err != nil {
+		return nil, err
+	}
+	kt := KeyECP256
+	if k, ok := l.inter.PublicKey.(*ecdsa.PublicKey); ok && k.Curve == elliptic.P384() {
+		kt = KeyECP384
+	}
+	p := &pendingState{}
+	var key crypto.Signer
+	if cfg.KMS != nil {
+		var ref string
+		p.KMS = cfg.KMS.Type()
+		if ref, key, err = cfg.KMS.CreateKey(ctx, kt, "zdps-ca-intermediate"); err != nil {
+			return nil, fmt.Errorf("ca: create intermediate key in %s KMS: %w", p.KMS, err)
+		}
+		csr, err := x509.CreateCertificateRequest(cfg.Rand, &x509.CertificateRequest{Subject: nextSubject(l.inter, l.generation+1)}, key)
+		if err != nil {
+			return nil, fmt.Errorf("ca: CSR: %w", err)
+		}
+		p.CSR = csr
+		if p.KeyRef, err = z.sealAD(adFor(rolePendingRef, l.root.Raw, csr), []byte(ref)); err != nil {
+			return nil, err
+		}
+	} else {
+		if key, err = keyutil.GenerateSigner("EC", curveOf(kt), 0); err != nil {
+			return nil, err
+		}
+		csr, err := x509.CreateCertificateRequest(cfg.Rand, &x509.CertificateRequest{Subject: nextSubject(l.inter, l.generation+1)}, key)
+		if err != nil {
+			return nil, fmt.Errorf("ca: CSR: %w", err)
+		}
+		p.CSR = csr
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return nil, err
+		}
+		p.Key, err = z.sealAD(adFor(rolePending, l.root.Raw, csr), der)
+		clear(der)
+		if err != nil {
+			return nil, err
+		}
+	}
+	s.Pending = p
+	next, err := json.Marshal(&s)
+	if err != nil {
+		return nil, err
+	}
+	if err := sw.Swap(ctx, blob, next, func(store.Tx) error { return nil }); err != nil {
+		return nil, err
+	}
+	return p.CSR, nil
+}
+
+// openPending opens the pending key of an offline rotation.
+func openPending(ctx context.Context, z *sealer, root *x509.Certificate, p *pendingState, keys KeyStore) (crypto.Signer, string, error) {
+	if p.KeyRef != nil {
+		ref, err := z.openAD(rolePendingRef, adFor(rolePendingRef, root.Raw, p.CSR), p.KeyRef)
+		if err != nil {
+			return nil, "", fmt.Errorf("%w: %s does not open", ErrCorruptState, rolePendingRef)
+		}
+		if keys == nil || keys.Type() != p.KMS {
+			return nil, "", fmt.Errorf("%w: the pending key is in a %s KMS: give it (--kms)", ErrKMSRequired, p.KMS)
+		}
+		s, err := keys.Signer(ctx, string(ref))
+		return s, string(ref), err
+	}
+	der, err := z.openAD(rolePending, adFor(rolePending, root.Raw, p.CSR), p.Key)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %s does not open", ErrCorruptState, rolePending)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	clear(der)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %w", ErrCorruptState, err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, "", fmt.Errorf("%w: pending key", ErrCorruptState)
+	}
+	return s, "", nil
 }
 
 func orgOf(c *x509.Certificate) string {

@@ -2,7 +2,10 @@ package ca
 
 import (
 	"context"
+	"crypto"
 	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"sync"
 	"sync/atomic"
@@ -151,13 +154,68 @@ func TestRotateRaceLosesCleanly(t *testing.T) {
 	}
 }
 
-func TestRotateOfflineRootRefused(t *testing.T) {
-	cfg := Config{Storage: &mapStorage{}, KEK: testKEK(t), OfflineRoot: true}
-	if _, _, err := Create(t.Context(), cfg); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := Rotate(t.Context(), cfg, RotateOptions{}); !errors.Is(err, ErrInvalidCA) {
-		t.Fatalf("err = %v", err)
+func TestRotateWithOfflineRoot(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		kms  KeyStore
+	}{{"sealed", nil}, {"KMS", newMemKMS("pkcs11")}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{Storage: &mapStorage{}, KEK: testKEK(t), OfflineRoot: true, KMS: tc.kms}
+			c, rootPEM, err := Create(t.Context(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			blk, _ := pem.Decode(rootPEM)
+			k, _ := x509.ParsePKCS8PrivateKey(blk.Bytes)
+			rootKey := k.(crypto.Signer)
+			// Without the root key, a rotation needs the offline steps.
+			if _, err := Rotate(t.Context(), cfg, RotateOptions{}); !errors.Is(err, ErrInvalidCA) {
+				t.Fatalf("err = %v", err)
+			}
+			csr, err := PrepareRotation(t.Context(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The operator signs it away from the server.
+			next, err := SignIntermediate(c.Root(), rootKey, csr, 0, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A certificate for another key is refused.
+			otherCSR := makeCSR(t, testKey(t, "p256"), "x", nil)
+			other, err := SignIntermediate(c.Root(), rootKey, otherCSR, 0, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Rotate(t.Context(), cfg, RotateOptions{Intermediate: other}); !errors.Is(err, ErrInvalidCA) {
+				t.Fatalf("certificate for another key: %v", err)
+			}
+			r, err := Rotate(t.Context(), cfg, RotateOptions{Intermediate: next})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !r.New.Equal(next) {
+				t.Fatal("installed another certificate")
+			}
+			if _, err := c.Reload(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			leaf := issueTest(t, c, "dev-next")
+			if err := leaf.CheckSignatureFrom(next); err != nil {
+				t.Fatalf("not issued by the offline-signed intermediate: %v", err)
+			}
+			verifyWithBundle(t, c, leaf)
+			if c.KMS() != kmsType(tc.kms) {
+				t.Fatalf("kms %q", c.KMS())
+			}
+			// The state still holds no root key, and no pending key.
+			st := cfg.Storage.(*mapStorage).state
+			var s state
+			_ = json.Unmarshal(st, &s)
+			if s.RootKey != nil || s.Pending != nil {
+				t.Fatalf("root key %v, pending %v", s.RootKey != nil, s.Pending != nil)
+			}
+		})
 	}
 }
 

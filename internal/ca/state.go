@@ -56,6 +56,18 @@ type state struct {
 	// keys to sign their CRL) until KeepUntil, when the last certificate
 	// they issued has expired.
 	Previous []previousState `json:"previous,omitempty"`
+	// Pending is the key of the next intermediate while its certificate is
+	// signed offline (PrepareRotation, then Rotate with the certificate).
+	Pending *pendingState `json:"pending,omitempty"`
+}
+
+// pendingState is a next intermediate's key and CSR. Its key (or KMS
+// reference) is sealed bound to the root and the CSR.
+type pendingState struct {
+	CSR    []byte `json:"csr"`
+	Key    []byte `json:"key,omitempty"`
+	KMS    string `json:"kms,omitempty"`
+	KeyRef []byte `json:"keyRef,omitempty"`
 }
 
 // previousState is a rotated-out intermediate. Its key is sealed (or its
@@ -79,6 +91,8 @@ const (
 	roleTLSRef       = "tls-key-ref"
 	rolePrevious     = "previous-key"
 	rolePreviousRef  = "previous-key-ref"
+	rolePending      = "pending-key"
+	rolePendingRef   = "pending-key-ref"
 )
 
 // sealer encrypts the state's secrets with AES-256-GCM.

@@ -129,12 +129,12 @@ func kmsEndToEnd(t *testing.T, uri, wantKMS string) {
 		t.Fatalf("offline root key file: %v", err)
 	}
 
-	// The offline root signs a next intermediate, away from the server.
+	// Rotation with the offline root: the next key in the KMS, its CSR
+	// signed away from the server, the certificate installed.
 	dir := t.TempDir()
 	csrFile, interFile := filepath.Join(dir, "next.csr"), filepath.Join(dir, "next.pem")
-	if out, err := exec.Command("openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
-		"-keyout", filepath.Join(dir, "next.key"), "-subj", "/CN=zdps Intermediate CA 2", "-out", csrFile).CombinedOutput(); err != nil {
-		t.Fatalf("openssl req: %v\n%s", err, out)
+	if out, err := zdps(t, "ca", "rotate", "--data-dir", dataDir, "--kms", uri, "--csr-out", csrFile); err != nil {
+		t.Fatalf("zdps ca rotate --csr-out: %v\n%s", err, out)
 	}
 	if out, err := zdps(t, "ca", "sign-intermediate", "--root-cert", bundle, "--root-key", rootKeyFile, "--csr", csrFile, "--out", interFile); err != nil {
 		t.Fatalf("zdps ca sign-intermediate: %v\n%s", err, out)
@@ -142,8 +142,46 @@ func kmsEndToEnd(t *testing.T, uri, wantKMS string) {
 	if out, err := exec.Command("openssl", "verify", "-CAfile", bundle, interFile).CombinedOutput(); err != nil {
 		t.Fatalf("openssl verify of the new intermediate: %v\n%s", err, out)
 	}
-	if out, err := zdps(t, "ca", "sign-intermediate", "--root-cert", bundle, "--root-key", filepath.Join(dir, "next.key"), "--csr", csrFile); err == nil || !strings.Contains(out, "does not match the root") {
+	wrongKey := filepath.Join(dir, "wrong.key")
+	if out, err := exec.Command("openssl", "ecparam", "-name", "prime256v1", "-genkey", "-noout", "-out", wrongKey).CombinedOutput(); err != nil {
+		t.Fatalf("openssl ecparam: %v\n%s", err, out)
+	}
+	if out, err := zdps(t, "ca", "sign-intermediate", "--root-cert", bundle, "--root-key", wrongKey, "--csr", csrFile); err == nil || !strings.Contains(out, "does not match the root") {
 		t.Fatalf("sign-intermediate with another key: %v\n%s", err, out)
+	}
+	if out, err := zdps(t, "ca", "rotate", "--data-dir", dataDir, "--kms", uri, "--intermediate-cert", interFile); err != nil || !strings.Contains(out, "ca.rotate") {
+		t.Fatalf("zdps ca rotate --intermediate-cert: %v\n%s", err, out)
+	}
+	srv = zdpstest.StartIn(t, dataDir, "--ca-kms", uri)
+	regID2 := "kms-dev-2"
+	key2 := srv.SymmetricKeyEnrollment(regID2)
+	res2, err := device.Register(t.Context(), device.Config{
+		Endpoint: srv.Addr(), IDScope: srv.IDScope(), RegistrationID: regID2, SymmetricKey: key2,
+		GenerateKey: true, RootCAs: srv.RootCAs(),
+	})
+	if err != nil || res2.Status != "assigned" {
+		t.Fatalf("registration after the rotation: %v %+v", err, res2)
+	}
+	if got := res2.IssuedCertificateChain[0].Issuer.CommonName; got != "zdps Intermediate CA 2" {
+		t.Fatalf("issued by %q after the rotation", got)
+	}
+	if out, err := zdps(t, "ca", "export", "--data-dir", dataDir, "--out", bundle); err != nil {
+		t.Fatalf("zdps ca export: %v\n%s", err, out)
+	}
+	leaf2 := filepath.Join(dir, "leaf2.pem")
+	if err := os.WriteFile(leaf2, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: res2.IssuedCertificateChain[0].Raw}), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// Before and after: both verify against the bundle published now.
+	for _, f := range []string{leaf, leaf2} {
+		if out, err := exec.Command("openssl", "verify", "-purpose", "sslclient", "-CAfile", bundle, f).CombinedOutput(); err != nil {
+			t.Fatalf("openssl verify %s after the rotation: %v\n%s", f, err, out)
+		}
+	}
+	srv.Stop()
+	st = readState(t, filepath.Join(dataDir, "zdps.db"))
+	if _, ok := st["rootKey"]; ok || st["kms"] != wantKMS || st["previous"] == nil {
+		t.Fatalf("state after the offline rotation: root key %v, kms %v, previous %v", ok, st["kms"], st["previous"] != nil)
 	}
 
 	// Without the KMS the server does not start, and says why.
