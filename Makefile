@@ -29,7 +29,7 @@ test-setup:
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet $(PKGS)
-	$(GO) vet -tags '$(TAGS)' ./internal/cakms/... ./internal/zdpstest/... ./cmd/zdps
+	$(GO) vet -tags '$(TAGS)' ./internal/cakms/... ./internal/zdpstest/... ./cmd/zdps ./test/kms
 
 # Runs every fuzz target for FUZZTIME each (corpus in each package's testdata/fuzz).
 FUZZTIME ?= 30s

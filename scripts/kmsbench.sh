@@ -26,10 +26,9 @@ bin="$work/zdps"
 go build -tags pkcs11 -o "$bin" ./cmd/zdps
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-softhsm() { # dir: a fresh token; prints its URI
+softhsm() { # dir: a fresh token (SOFTHSM2_CONF points at its config); prints its URI
 	mkdir -p "$1/tokens"
 	printf 'directories.tokendir = %s\nobjectstore.backend = file\n' "$1/tokens" >"$1/softhsm2.conf"
-	export SOFTHSM2_CONF="$1/softhsm2.conf"
 	softhsm2-util --init-token --free --label zdps --pin 1234 --so-pin 5678 >/dev/null
 	echo "pkcs11:module-path=$(ls /usr/lib/softhsm/libsofthsm2.so /usr/lib/*/softhsm/libsofthsm2.so 2>/dev/null | head -n1);token=zdps?pin-value=1234"
 }
@@ -68,5 +67,6 @@ PY
 
 run softkms ""
 mkdir -p "$work/hsm" "$work/tpm"
+export SOFTHSM2_CONF="$work/hsm/softhsm2.conf" # for softhsm2-util and zdps alike
 run pkcs11-softhsm2 "$(softhsm "$work/hsm")"
 run tpmkms-swtpm "$(swtpm_start "$work/tpm")"
