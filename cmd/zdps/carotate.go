@@ -34,6 +34,8 @@ type caRotateConfig struct {
 	KMS                    string
 	Overlap                time.Duration
 	CSROut, Intermediate   string
+	Root                   bool
+	OfflineRoot            string
 }
 
 func newCARotateCmd() *cobra.Command {
@@ -76,6 +78,8 @@ signs it where the root key is; --intermediate-cert installs the certificate.`,
 	f.StringVar(&cfg.KMS, "kms", "", "KMS URI to create the new intermediate's key in (required when the current one is in a KMS; default: sealed in the store)")
 	f.StringVar(&cfg.CSROut, "csr-out", "", "offline root, step 1: make the next intermediate's key and write its CSR (PEM) to this file")
 	f.StringVar(&cfg.Intermediate, "intermediate-cert", "", "offline root, step 3: install this certificate (PEM) signed by zdps ca sign-intermediate for the pending key")
+	f.BoolVar(&cfg.Root, "root", false, "rotate the root too: a new root, a new intermediate under it cross-signed by the old root (which stays trusted for --overlap)")
+	f.StringVar(&cfg.OfflineRoot, "offline-root", "", "with --root: write the new root's key to this new file and keep it out of the store")
 	f.DurationVar(&cfg.Overlap, "overlap", 365*24*time.Hour, "how long the outgoing intermediate stays in the bundle and signs its CRL: the longest validity of the certificates it issued")
 	return cmd
 }
@@ -108,6 +112,23 @@ func caRotate(ctx context.Context, cfg caRotateConfig, out io.Writer) error {
 		return err
 	}
 	caCfg := ca.Config{Storage: ca.BackendStorage(backend), KEK: kek, Logger: slog.New(slog.DiscardHandler)}
+	actor := "zdps ca rotate"
+	if u := os.Getenv("USER"); u != "" {
+		actor += " (" + u + ")"
+	}
+	// Runs in the rotation's own transaction.
+	audited := func(ctx context.Context, tx store.Tx, steps []ca.Step) error {
+		// The published CRL is the outgoing intermediate's: re-sign.
+		if err := revocation.InvalidateCRLTx(ctx, tx); err != nil {
+			return err
+		}
+		for _, s := range steps {
+			if err := trail.Record(ctx, tx, audit.Event{Action: s.Action, Outcome: audit.OutcomeSuccess, Actor: actor, Resource: s.Resource, Reason: s.Detail}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
 	if cfg.KMS != "" {
 		keys, err := openCAKMS(ctx, cfg.KMS, cfg.DataDir)
 		if err != nil {
@@ -115,6 +136,9 @@ func caRotate(ctx context.Context, cfg caRotateConfig, out io.Writer) error {
 		}
 		defer keys.Close()
 		caCfg.KMS = keys
+	}
+	if cfg.Root {
+		return caRotateRoot(ctx, cfg, caCfg, spec, audited, out)
 	}
 	if cfg.CSROut != "" {
 		if cfg.Intermediate != "" {
@@ -142,22 +166,7 @@ func caRotate(ctx context.Context, cfg caRotateConfig, out io.Writer) error {
 		}
 		next = certs[0]
 	}
-	actor := "zdps ca rotate"
-	if u := os.Getenv("USER"); u != "" {
-		actor += " (" + u + ")"
-	}
-	r, err := ca.Rotate(ctx, caCfg, ca.RotateOptions{Overlap: cfg.Overlap, Intermediate: next, Audit: func(ctx context.Context, tx store.Tx, steps []ca.Step) error {
-		// The published CRL is the outgoing intermediate's: re-sign.
-		if err := revocation.InvalidateCRLTx(ctx, tx); err != nil {
-			return err
-		}
-		for _, s := range steps {
-			if err := trail.Record(ctx, tx, audit.Event{Action: s.Action, Outcome: audit.OutcomeSuccess, Actor: actor, Resource: s.Resource, Reason: s.Detail}); err != nil {
-				return err
-			}
-		}
-		return nil
-	}})
+	r, err := ca.Rotate(ctx, caCfg, ca.RotateOptions{Overlap: cfg.Overlap, Intermediate: next, Audit: audited})
 	if err != nil {
 		return rotateError(err, spec)
 	}
@@ -167,6 +176,57 @@ func caRotate(ctx context.Context, cfg caRotateConfig, out io.Writer) error {
 	fmt.Fprintf(out, "generation %d: %s issues now (servers switch within %s); %s stays in the bundle until %s\n",
 		r.Generation, r.New.Subject, caReloadInterval, r.Old.Subject, r.KeepUntil.UTC().Format(time.RFC3339))
 	return nil
+}
+
+// caRotateRoot is zdps ca rotate --root.
+func caRotateRoot(ctx context.Context, cfg caRotateConfig, caCfg ca.Config, spec storespec.Spec,
+	audited func(context.Context, store.Tx, []ca.Step) error, out io.Writer) error {
+	if cfg.CSROut != "" || cfg.Intermediate != "" {
+		return cmdutil.Errorf(nil, "--root makes its own intermediate: it takes neither --csr-out nor --intermediate-cert")
+	}
+	var rootFile *os.File
+	if cfg.OfflineRoot != "" {
+		if inside(cfg.OfflineRoot, cfg.DataDir) {
+			return cmdutil.Errorf(nil, "--offline-root %s is inside the data directory %s", cfg.OfflineRoot, cfg.DataDir)
+		}
+		f, err := os.OpenFile(cfg.OfflineRoot, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return cmdutil.Errorf(err, "--offline-root: %v", err)
+		}
+		rootFile = f
+		defer func() {
+			if rootFile != nil {
+				rootFile.Close()
+				os.Remove(cfg.OfflineRoot)
+			}
+		}()
+		caCfg.OfflineRoot = true
+	}
+	r, err := ca.RotateRoot(ctx, caCfg, ca.RotateOptions{Overlap: cfg.Overlap, Audit: audited})
+	if err != nil {
+		return rotateError(err, spec)
+	}
+	if rootFile != nil {
+		_, werr := rootFile.Write(r.NewRootKeyPEM)
+		clear(r.NewRootKeyPEM)
+		if werr == nil {
+			werr = rootFile.Sync()
+		}
+		if cerr := rootFile.Close(); werr == nil {
+			werr = cerr
+		}
+		rootFile = nil
+		if werr != nil {
+			return fmt.Errorf("the root was rotated but its key could not be written to %s (%w): that key is lost", cfg.OfflineRoot, werr)
+		}
+	}
+	for _, s := range r.Steps {
+		fmt.Fprintf(out, "%s %s: %s\n", s.Action, s.Resource, s.Detail)
+	}
+	fmt.Fprintf(out, "generation %d: root %s and intermediate %s issue now (servers switch within %s); %s stays trusted and in the bundle until %s: give hubs and devices the new root before then\n",
+		r.Generation, r.NewRoot.Subject, r.New.Subject, caReloadInterval, r.OldRoot.Subject, r.KeepUntil.UTC().Format(time.RFC3339))
+	_, err = out.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.NewRoot.Raw}))
+	return err
 }
 
 // rotateError is a rotation's failure as the CLI says it.

@@ -119,12 +119,18 @@ func (s crlSigner) CRL(entries []revocation.Entry, number *big.Int, nextUpdate t
 // caView is the CA as GET /ca describes it, with its rotation history.
 type caView struct{ *ca.CA }
 
-func (v caView) CAHistory() (int, string, []dps.PreviousCAInfo) {
-	var prev []dps.PreviousCAInfo
+func (v caView) CAHistory(info *dps.CAInfo) {
+	info.Generation, info.KeyStore = v.Generation(), v.KMS()
 	for _, p := range v.Previous() {
-		prev = append(prev, dps.PreviousCAInfo{CACertificateInfo: dps.NewCACertificateInfo(p.Certificate), RotatedAt: p.RotatedAt.UTC(), KeepUntil: p.KeepUntil.UTC()})
+		info.Previous = append(info.Previous, dps.PreviousCAInfo{CACertificateInfo: dps.NewCACertificateInfo(p.Certificate), RotatedAt: p.RotatedAt.UTC(), KeepUntil: p.KeepUntil.UTC()})
 	}
-	return v.Generation(), v.KMS(), prev
+	for _, r := range v.PreviousRoots() {
+		info.PreviousRoots = append(info.PreviousRoots, dps.PreviousCAInfo{CACertificateInfo: dps.NewCACertificateInfo(r.Certificate), KeepUntil: r.KeepUntil.UTC()})
+	}
+	if c := v.CrossRoot(); c != nil {
+		ci := dps.NewCACertificateInfo(c)
+		info.CrossSigned = &ci
+	}
 }
 
 // crlSources serves GET /crl (the current intermediate's CRL) and GET

@@ -28,15 +28,15 @@ func (a *API) getCA(w http.ResponseWriter, r *http.Request) {
 		Intermediate: dps.NewCACertificateInfo(a.cfg.CA.Intermediate()),
 	}
 	if h, ok := a.cfg.CA.(CAHistoryView); ok {
-		info.Generation, info.KeyStore, info.Previous = h.CAHistory()
+		h.CAHistory(&info)
 	}
 	a.writeJSON(w, http.StatusOK, info)
 }
 
 // CAHistoryView, when the CAView has it, adds the rotation generation, the
-// KMS of the key and the rotated-out intermediates to GET /ca.
+// KMS of the key, the rotated-out intermediates and roots to GET /ca.
 type CAHistoryView interface {
-	CAHistory() (generation int, keyStore string, previous []dps.PreviousCAInfo)
+	CAHistory(info *dps.CAInfo)
 }
 
 // getCABundle answers the intermediate then the root as PEM: the file for

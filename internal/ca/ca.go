@@ -53,6 +53,9 @@ type gen struct {
 	// out whose certificates may still be in use.
 	generation int
 	previous   []previousGen
+	cross      *x509.Certificate
+	oldRoots   []*x509.Certificate
+	rootsKept  []previousRoot
 }
 
 // New loads the CA from cfg.Storage or, on first start, creates a root and an
@@ -388,6 +391,11 @@ func build(cfg Config, l *loaded) *CA {
 func newGen(l *loaded) *gen {
 	pool := x509.NewCertPool()
 	pool.AddCert(l.root)
+	// A rotated-out root stays trusted (renewal of what it issued) during
+	// its overlap.
+	for _, r := range l.oldRoots {
+		pool.AddCert(r)
+	}
 	var bundle bytes.Buffer
 	_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: l.inter.Raw})
 	// During an overlap the bundle carries the previous intermediates too,
@@ -396,10 +404,19 @@ func newGen(l *loaded) *gen {
 	for _, p := range l.previous {
 		_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: p.inter.Raw})
 	}
+	// After a root rotation: the new intermediate issued by the old root
+	// too, so that trusting the old root alone is enough.
+	if l.cross != nil {
+		_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: l.cross.Raw})
+	}
 	_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: l.root.Raw})
+	for _, r := range l.oldRoots {
+		_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: r.Raw})
+	}
 	return &gen{
 		blob: l.blob, root: l.root, inter: l.inter, issuer: withSKI(l.inter), signer: l.signer, tlsSigner: l.tlsSigner, kms: l.kms,
 		pool: pool, bundlePEM: bundle.Bytes(), generation: l.generation, previous: l.previous,
+		cross: l.cross, oldRoots: l.oldRoots, rootsKept: l.rootsKept,
 	}
 }
 

@@ -120,28 +120,29 @@ func Rotate(ctx context.Context, cfg Config, o RotateOptions) (*Rotation, error)
 		}
 		prev = append(prev, p)
 	}
-	out := previousState{Intermediate: l.inter.Raw, KMS: l.kms, RotatedAt: now.UTC(), KeepUntil: r.KeepUntil.UTC()}
-	if l.interRef != "" {
-		if out.KeyRef, err = z.sealAD(adFor(rolePreviousRef, l.root.Raw, l.inter.Raw), []byte(l.interRef)); err != nil {
-			return nil, err
-		}
-	} else {
-		der, err := x509.MarshalPKCS8PrivateKey(l.signer)
-		if err != nil {
-			return nil, fmt.Errorf("ca: marshal intermediate key: %w", err)
-		}
-		out.Key, err = z.sealAD(adFor(rolePrevious, l.root.Raw, l.inter.Raw), der)
-		clear(der)
-		if err != nil {
-			return nil, err
-		}
+	out, err := outgoing(z, l, now, r.KeepUntil)
+	if err != nil {
+		return nil, err
 	}
 	prev = append(prev, out)
 
-	keys := stateKeys{root: rootKey, generation: r.Generation, previous: prev}
+	keys := stateKeys{root: rootKey, generation: r.Generation, previous: prev, crossRoot: s.CrossRoot}
+	keys.previousRoots, keys.previous, r.Steps = keepRoots(s.PreviousRoots, keys.previous, now, r.Steps)
+	if len(keys.previousRoots) < len(s.PreviousRoots) && l.cross != nil {
+		// The cross certificate goes with the root that issued it.
+		var kept []*x509.Certificate
+		for _, pr := range keys.previousRoots {
+			if c, err := x509.ParseCertificate(pr.Root); err == nil {
+				kept = append(kept, c)
+			}
+		}
+		if crossIssuer(l.cross, kept) == nil {
+			keys.crossRoot = nil
+		}
+	}
 	// The new key is of the outgoing one's size.
 	kt := KeyECP256
-	if k, ok := l.inter.PublicKey.(*ecdsa.PublicKey); ok && k.Curve == elliptic.P384() {
+	if isP384(l.inter.PublicKey) {
 		kt = KeyECP384
 	}
 	var interKey crypto.Signer
@@ -228,6 +229,34 @@ func Rotate(ctx context.Context, cfg Config, o RotateOptions) (*Rotation, error)
 	return r, nil
 }
 
+// keepRoots drops the previous roots whose overlap has ended, and the
+// previous intermediates under them, recording each retirement.
+func keepRoots(roots []previousRoot, prev []previousState, now time.Time, steps []Step) ([]previousRoot, []previousState, []Step) {
+	var kept []previousRoot
+	gone := map[string]bool{}
+	for _, r := range roots {
+		if now.After(r.KeepUntil) {
+			gone[string(r.Root)] = true
+			steps = append(steps, Step{Action: "ca.retire", Resource: "ca/root/" + serialOf(r.Root), Detail: "overlap ended " + r.KeepUntil.UTC().Format(time.RFC3339)})
+			continue
+		}
+		kept = append(kept, r)
+	}
+	var keptPrev []previousState
+	for _, p := range prev {
+		if p.Root != nil && gone[string(p.Root)] {
+			continue
+		}
+		keptPrev = append(keptPrev, p)
+	}
+	return kept, keptPrev, steps
+}
+
+func isP384(pub crypto.PublicKey) bool {
+	k, ok := pub.(*ecdsa.PublicKey)
+	return ok && k.Curve == elliptic.P384()
+}
+
 // nextSubject names the intermediate of generation gen after cur.
 func nextSubject(cur *x509.Certificate, gen int) pkix.Name {
 	return pkix.Name{Organization: cur.Subject.Organization, CommonName: fmt.Sprintf("%s Intermediate CA %d", orgOf(cur), gen+1)}
@@ -263,7 +292,7 @@ func PrepareRotation(ctx context.Context, cfg Config) ([]byte, error) {
 		return nil, err
 	}
 	kt := KeyECP256
-	if k, ok := l.inter.PublicKey.(*ecdsa.PublicKey); ok && k.Curve == elliptic.P384() {
+	if isP384(l.inter.PublicKey) {
 		kt = KeyECP384
 	}
 	p := &pendingState{}
@@ -377,8 +406,8 @@ func (c *CA) Reload(ctx context.Context) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	if !l.root.Equal(cur.root) {
-		return false, fmt.Errorf("%w: the stored root changed; restart to take a new root", ErrCorruptState)
+	if !l.root.Equal(cur.root) && !l.trustsOldRoot(cur.root) {
+		return false, fmt.Errorf("%w: the stored root changed without a root rotation; restart to take a new root", ErrCorruptState)
 	}
 	c.cur.Store(newGen(l))
 	c.log.Info("ca reloaded", "generation", l.generation, "intermediate_serial", serialOf(l.inter.Raw), "previous", len(l.previous))
@@ -420,6 +449,17 @@ func (c *CA) Previous() []PreviousIntermediate {
 	out := make([]PreviousIntermediate, 0, len(g.previous))
 	for _, p := range g.previous {
 		out = append(out, PreviousIntermediate{Certificate: p.inter, RotatedAt: p.rotatedAt, KeepUntil: p.keepUntil, CanSignCRL: p.signer != nil})
+	}
+	return out
+}
+
+// Intermediates is the issuing intermediate then the rotated-out ones still
+// in their overlap: what issued a certificate a device may present.
+func (c *CA) Intermediates() []*x509.Certificate {
+	g := c.cur.Load()
+	out := []*x509.Certificate{g.inter}
+	for _, p := range g.previous {
+		out = append(out, p.inter)
 	}
 	return out
 }

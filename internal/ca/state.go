@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"bytes"
 	"context"
 	"crypto"
 	"crypto/aes"
@@ -56,9 +57,38 @@ type state struct {
 	// keys to sign their CRL) until KeepUntil, when the last certificate
 	// they issued has expired.
 	Previous []previousState `json:"previous,omitempty"`
+	// CrossRoot is the intermediate a root rotation made, issued again by
+	// the previous root: with it in the bundle, a verifier that trusts only
+	// the previous root accepts what that intermediate issues.
+	CrossRoot []byte `json:"crossRoot,omitempty"`
+	// PreviousRoots are roots rotated out, still trusted (renewal, the
+	// bundle) until KeepUntil. PreviousRootsSeal binds the list to the KEK:
+	// a store writer cannot add a root of their own.
+	PreviousRoots     []previousRoot `json:"previousRoots,omitempty"`
+	PreviousRootsSeal []byte         `json:"previousRootsSeal,omitempty"`
 	// Pending is the key of the next intermediate while its certificate is
 	// signed offline (PrepareRotation, then Rotate with the certificate).
 	Pending *pendingState `json:"pending,omitempty"`
+}
+
+// previousRoot is a root rotated out.
+type previousRoot struct {
+	Root      []byte    `json:"root"`
+	KeepUntil time.Time `json:"keepUntil"`
+}
+
+// rootsDigest is what PreviousRootsSeal seals: every previous root and the
+// cross certificate, in order.
+func rootsDigest(s *state) []byte {
+	h := sha256.New()
+	for _, r := range s.PreviousRoots {
+		d := sha256.Sum256(r.Root)
+		h.Write(d[:])
+		h.Write([]byte(r.KeepUntil.UTC().Format(time.RFC3339Nano)))
+	}
+	d := sha256.Sum256(s.CrossRoot)
+	h.Write(d[:])
+	return h.Sum(nil)
 }
 
 // pendingState is a next intermediate's key and CSR. Its key (or KMS
@@ -80,6 +110,9 @@ type previousState struct {
 	KeyRef       []byte    `json:"keyRef,omitempty"`
 	RotatedAt    time.Time `json:"rotatedAt"`
 	KeepUntil    time.Time `json:"keepUntil"`
+	// Root is the root this intermediate chains to when a root rotation
+	// replaced it; empty: the state's root.
+	Root []byte `json:"root,omitempty"`
 }
 
 // Key roles, part of the additional data of each sealed value.
@@ -92,6 +125,7 @@ const (
 	rolePrevious     = "previous-key"
 	rolePreviousRef  = "previous-key-ref"
 	rolePending      = "pending-key"
+	roleRoots        = "previous-roots"
 	rolePendingRef   = "pending-key-ref"
 )
 
@@ -172,15 +206,23 @@ type stateKeys struct {
 	// generation and previous carry a rotation's history over.
 	generation int
 	previous   []previousState
+	// crossRoot and previousRoots carry a root rotation's.
+	crossRoot     []byte
+	previousRoots []previousRoot
 }
 
 // encodeState seals the keys and encodes the state.
 func encodeState(z *sealer, now time.Time, imported bool, root, inter *x509.Certificate, k stateKeys) ([]byte, error) {
 	s := &state{Version: stateVersion, CreatedAt: now.UTC(), Imported: imported, Root: root.Raw, Intermediate: inter.Raw,
-		Generation: k.generation, Previous: k.previous}
+		Generation: k.generation, Previous: k.previous, CrossRoot: k.crossRoot, PreviousRoots: k.previousRoots}
 	var err error
 	if s.KEKCheck, err = z.seal(roleCheck, s, nil); err != nil {
 		return nil, err
+	}
+	if len(s.PreviousRoots) > 0 || s.CrossRoot != nil {
+		if s.PreviousRootsSeal, err = z.seal(roleRoots, s, rootsDigest(s)); err != nil {
+			return nil, err
+		}
 	}
 	if k.root != nil {
 		der, err := x509.MarshalPKCS8PrivateKey(k.root)
@@ -228,6 +270,10 @@ type loaded struct {
 	generation int
 	previous   []previousGen
 	prevState  []previousState
+	// Root rotation: the cross-signed root and the previous roots.
+	cross     *x509.Certificate
+	oldRoots  []*x509.Certificate
+	rootsKept []previousRoot
 }
 
 // previousGen is a rotated-out intermediate as loaded.
@@ -284,14 +330,77 @@ func decodeState(ctx context.Context, z *sealer, blob []byte, keys KeyStore) (*l
 			return nil, err
 		}
 	}
+	if err := openRoots(z, &s, root, l); err != nil {
+		return nil, err
+	}
 	for i, p := range s.Previous {
-		pg, err := openPrevious(ctx, z, root, p, keys)
+		pr := root
+		if p.Root != nil {
+			if pr, err = x509.ParseCertificate(p.Root); err != nil {
+				return nil, fmt.Errorf("%w: previous intermediate %d's root: %w", ErrCorruptState, i, err)
+			}
+			if !l.trustsOldRoot(pr) {
+				return nil, fmt.Errorf("%w: previous intermediate %d chains to a root not among the previous roots", ErrCorruptState, i)
+			}
+		}
+		pg, err := openPrevious(ctx, z, pr, p, keys)
 		if err != nil {
 			return nil, fmt.Errorf("previous intermediate %d: %w", i, err)
 		}
 		l.previous = append(l.previous, pg)
 	}
 	return l, nil
+}
+
+// openRoots checks and loads a root rotation's previous roots and cross
+// certificate.
+func openRoots(z *sealer, s *state, root *x509.Certificate, l *loaded) error {
+	if len(s.PreviousRoots) == 0 && s.CrossRoot == nil {
+		return nil
+	}
+	got, err := z.open(roleRoots, s, s.PreviousRootsSeal)
+	if err != nil || !bytes.Equal(got, rootsDigest(s)) {
+		return fmt.Errorf("%w: the previous roots do not match their seal", ErrCorruptState)
+	}
+	for i, r := range s.PreviousRoots {
+		c, err := x509.ParseCertificate(r.Root)
+		if err != nil {
+			return fmt.Errorf("%w: previous root %d: %w", ErrCorruptState, i, err)
+		}
+		l.oldRoots = append(l.oldRoots, c)
+	}
+	l.rootsKept = s.PreviousRoots
+	if s.CrossRoot != nil {
+		if l.cross, err = x509.ParseCertificate(s.CrossRoot); err != nil {
+			return fmt.Errorf("%w: cross-signed root: %w", ErrCorruptState, err)
+		}
+		if !l.trustsOldRoot(crossIssuer(l.cross, l.oldRoots)) {
+			return fmt.Errorf("%w: the cross certificate is not issued by a previous root", ErrCorruptState)
+		}
+	}
+	return nil
+}
+
+// crossIssuer is the root among roots that signed cross, or nil.
+func crossIssuer(cross *x509.Certificate, roots []*x509.Certificate) *x509.Certificate {
+	for _, r := range roots {
+		if cross.CheckSignatureFrom(r) == nil {
+			return r
+		}
+	}
+	return nil
+}
+
+func (l *loaded) trustsOldRoot(c *x509.Certificate) bool {
+	if c == nil {
+		return false
+	}
+	for _, r := range l.oldRoots {
+		if r.Equal(c) {
+			return true
+		}
+	}
+	return false
 }
 
 // openPrevious loads a rotated-out intermediate. Its key opens when it is

@@ -165,6 +165,19 @@ func kmsEndToEnd(t *testing.T, uri, wantKMS string) {
 	if got := res2.IssuedCertificateChain[0].Issuer.CommonName; got != "zdps Intermediate CA 2" {
 		t.Fatalf("issued by %q after the rotation", got)
 	}
+	// The first device renews with the certificate the outgoing
+	// intermediate issued, and gets one from the new intermediate.
+	opCert, err := res.TLSCertificate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	renewed, err := device.Register(t.Context(), device.Config{
+		Endpoint: srv.Addr(), IDScope: srv.IDScope(), RegistrationID: regID, Certificate: &opCert,
+		GenerateKey: true, RootCAs: srv.RootCAs(),
+	})
+	if err != nil || renewed.Status != "assigned" || renewed.IssuedCertificateChain[0].Issuer.CommonName != "zdps Intermediate CA 2" {
+		t.Fatalf("renewal with a certificate of the outgoing intermediate: %v %+v", err, renewed)
+	}
 	if out, err := zdps(t, "ca", "export", "--data-dir", dataDir, "--out", bundle); err != nil {
 		t.Fatalf("zdps ca export: %v\n%s", err, out)
 	}

@@ -8,6 +8,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/pem"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -208,11 +209,83 @@ func TestRotateUnderLoad(t *testing.T) {
 	if err != nil || !strings.Contains(out, "previous") || !strings.Contains(out, before.Intermediate.Serial) {
 		t.Fatalf("zdps ca show: %v\n%s", err, out)
 	}
-	// The rotation is in the audit trail, once a replica sealed it.
+	// Root rotation under load: a new root and intermediate, the
+	// intermediate cross-signed by the old root. Devices and hubs that
+	// trust only the old root keep accepting what is issued.
+	beforeRoot, err := cl.GetCA(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lc := zdpstest.StartLoad(t, a, zdpstest.LoadConfig{Group: "fleet", GroupKey: groupKey, Prefix: "rc", Workers: 2})
+	ld := zdpstest.StartLoad(t, b, zdpstest.LoadConfig{Group: "fleet", GroupKey: groupKey, Prefix: "rd", Workers: 2})
+	lc.WaitAcked(10, time.Minute)
+	if out, err := zdps(t, "ca", "rotate", "--root", "--data-dir", t.TempDir(), "--store", storeURL, "--kek-file", kekFile, "--overlap", "48h"); err != nil || !strings.Contains(out, "ca.rotate-root") {
+		t.Fatalf("zdps ca rotate --root: %v\n%s", err, out)
+	}
+	for _, srv := range []*zdpstest.Server{a, b} {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			info, err := srv.Client().GetCA(ctx)
+			if err == nil && info.Root.Serial != beforeRoot.Root.Serial && info.CrossSigned != nil && len(info.PreviousRoots) == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("replica %s did not take the new root: %v", srv.Addr(), err)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+	nc, nd := len(lc.Acked()), len(ld.Acked())
+	lc.WaitAcked(nc+10, time.Minute)
+	ld.WaitAcked(nd+10, time.Minute)
+	if _, failed := lc.Stop(); failed != 0 {
+		t.Fatalf("%d registrations failed during the root rotation", failed)
+	}
+	if _, failed := ld.Stop(); failed != 0 {
+		t.Fatalf("%d registrations failed during the root rotation", failed)
+	}
+	bundle, err = cl.CABundle(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldRootOnly := x509.NewCertPool()
+	bundleInters := x509.NewCertPool()
+	var newRootSeen bool
+	for _, c := range parseBundle(t, bundle) {
+		switch {
+		case fmt.Sprintf("%x", c.SerialNumber) == beforeRoot.Root.Serial:
+			oldRootOnly.AddCert(c)
+		case c.IsCA && c.CheckSignatureFrom(c) == nil:
+			newRootSeen = true
+		default:
+			bundleInters.AddCert(c)
+		}
+	}
+	if !newRootSeen {
+		t.Fatal("the bundle lacks the new root")
+	}
+	newIssuer := 0
+	for _, ack := range append(lc.Acked(), ld.Acked()...) {
+		if _, err := ack.Leaf.Verify(x509.VerifyOptions{Roots: oldRootOnly, Intermediates: bundleInters, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			t.Fatalf("%s (issued by %s) does not verify against the old root alone: %v", ack.RegistrationID, ack.Leaf.Issuer.CommonName, err)
+		}
+		if ack.Leaf.Issuer.CommonName == "zdps Intermediate CA 3" {
+			newIssuer++
+		}
+	}
+	if newIssuer == 0 {
+		t.Fatal("no certificate from the new root's intermediate")
+	}
+	out, err = zdps(t, "ca", "show", "--data-dir", a.DataDir)
+	if err != nil || !strings.Contains(out, "cross-signed") || !strings.Contains(out, "previous root") {
+		t.Fatalf("zdps ca show after the root rotation: %v\n%s", err, out)
+	}
+
+	// The rotations are in the audit trail, once a replica sealed them.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		out, err = zdps(t, "audit", "list", "--data-dir", a.DataDir, "--action", "ca.")
-		if err == nil && strings.Contains(out, "ca.rotate") {
+		if err == nil && strings.Contains(out, "ca.rotate ") && strings.Contains(out, "ca.rotate-root") {
 			break
 		}
 		if time.Now().After(deadline) {

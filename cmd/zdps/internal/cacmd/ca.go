@@ -67,6 +67,12 @@ func newCAShowCmd(g *cmdutil.Globals) *cobra.Command {
 			for _, pr := range info.Previous {
 				rows = append(rows, row{"previous (until " + pr.KeepUntil.UTC().Format(time.RFC3339) + ")", pr.CACertificateInfo})
 			}
+			if info.CrossSigned != nil {
+				rows = append(rows, row{"intermediate cross-signed by the previous root", *info.CrossSigned})
+			}
+			for _, pr := range info.PreviousRoots {
+				rows = append(rows, row{"previous root (until " + pr.KeepUntil.UTC().Format(time.RFC3339) + ")", pr.CACertificateInfo})
+			}
 			for _, r := range rows {
 				t.Row(r.role, r.c.Subject, r.c.Serial, r.c.NotBefore.UTC().Format(time.RFC3339), r.c.NotAfter.UTC().Format(time.RFC3339), r.c.SHA256Thumbprint)
 			}
