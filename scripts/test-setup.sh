@@ -24,6 +24,14 @@ if [ ${#tpm_pkgs[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${tpm_pkgs[@]}" >/dev/null
 fi
 
+# CA keys in a KMS (test/kms, internal/cakms): SoftHSM2 is the PKCS#11 HSM
+# of the tests (each test makes its own token via SOFTHSM2_CONF); swtpm,
+# above, is the TPM of tpmkms.
+if ! command -v softhsm2-util >/dev/null 2>&1; then
+  echo "test-setup: installing softhsm2" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null
+fi
+
 # Security operations: a real Prometheus scrapes zdps in test/secops (the
 # test starts its own instance on a free port; the packaged service is
 # not used).

@@ -105,6 +105,9 @@ type serveConfig struct {
 	// Secops configures metrics, audit retention and export, and alert
 	// responses (secops.go).
 	Secops secopsConfig
+	// CAKMS is the KMS URI holding the CA's intermediate and TLS keys
+	// (cainit.go); "" when they are sealed in the store.
+	CAKMS string
 }
 
 // Files the server keeps in its data directory.
@@ -153,6 +156,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.StringSliceVar(&cfg.TLSSANs, "tls-san", nil, "extra DNS names or IPs for the issued TLS certificate")
 	f.StringVar(&cfg.KEKFile, "kek-file", "", "file with the key-encryption key that seals the CA key and the device and policy keys at rest (hex, 32 bytes; default <data-dir>/kek, created on first start; keep it off the data volume in production)")
 	f.StringVar(&cfg.KEKPassphrase, "kek-passphrase", "", "derive the key-encryption key from this passphrase (Argon2id, salt kept in the store) instead of a key file; prefer the environment variable")
+	f.StringVar(&cfg.CAKMS, "ca-kms", "", "KMS URI of the CA's intermediate key and the TLS server key, as given to zdps ca init --kms (pkcs11:..., tpmkms:...); default: keys sealed in the store")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&cfg.LogFormat, "log-format", "text", "text or json")
 	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 16<<20, "largest request body accepted")
@@ -247,7 +251,16 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	authority, err := ca.New(ctx, ca.Config{Storage: ca.BackendStorage(backend), KEK: kek, Logger: log, CRLURL: cfg.CRLURL})
+	caCfg := ca.Config{Storage: ca.BackendStorage(backend), KEK: kek, Logger: log, CRLURL: cfg.CRLURL}
+	if cfg.CAKMS != "" {
+		keys, err := openCAKMS(ctx, cfg.CAKMS, cfg.DataDir)
+		if err != nil {
+			return fmt.Errorf("--ca-kms: %w", err)
+		}
+		defer keys.Close()
+		caCfg.KMS = keys
+	}
+	authority, err := ca.New(ctx, caCfg)
 	if err != nil {
 		if errors.Is(err, ca.ErrBadKEK) {
 			// Replicas sharing a store share its CA: they need one KEK.
@@ -284,6 +297,8 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err := instance.WriteSecretFile(cfg.DataDir, bundleFile, authority.BundlePEM()); err != nil {
 		return fmt.Errorf("write CA bundle: %w", err)
 	}
+	// zdps ca rotate rewrites the CA state: follow it (carotate.go).
+	go authority.Watch(ctx, caReloadInterval, func() { rewriteBundle(cfg.DataDir, authority, log) })
 
 	certs, err := newCertSource(cfg, authority, log)
 	if err != nil {

@@ -53,7 +53,7 @@ var (
 	// or a third party's program.
 	server = []string{
 		"internal/api", "internal/deviceapi", "internal/devicewire", "internal/mqttapi", "internal/provisioning/...", "internal/store/...",
-		"internal/ca", "internal/instance", "attestation/...", "allocation/...",
+		"internal/ca", "internal/cakms/...", "internal/instance", "attestation/...", "allocation/...",
 		"internal/sweep", "internal/revocation", "internal/manage", "cmd/...",
 	}
 )

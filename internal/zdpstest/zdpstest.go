@@ -43,7 +43,7 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "zdps")
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/zdps/zdps/cmd/zdps")
+		cmd := exec.Command("go", "build", "-tags", buildTags, "-o", binPath, "github.com/zdps/zdps/cmd/zdps")
 		cmd.Dir = repoRoot()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
