@@ -40,8 +40,12 @@ func drawChart(counts []int, since time.Time) string {
 	}
 	// An hour mark on the time axis.
 	for i := 0; i <= len(counts); i += 60 {
+		anchor := "middle"
+		if i == len(counts) {
+			anchor = "end"
+		}
 		x := padL + float64(i)*w
-		fmt.Fprintf(&b, `<text class="label" x="%.1f" y="%.1f" text-anchor="middle">%s</text>`, x, chartH-6, since.Add(time.Duration(i)*time.Minute).Format("15:04"))
+		fmt.Fprintf(&b, `<text class="label" x="%.1f" y="%.1f" text-anchor="%s">%s</text>`, x, chartH-6, anchor, since.Add(time.Duration(i)*time.Minute).Format("15:04"))
 	}
 	b.WriteString(`</svg>`)
 	return b.String()

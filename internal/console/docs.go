@@ -139,6 +139,13 @@ func short(s string) string {
 	return s
 }
 
+func capital(s string) string {
+	if s == "" {
+		return s
+	}
+	return strings.ToUpper(s[:1]) + s[1:]
+}
+
 func orDefault(s, def string) string {
 	if s == "" {
 		return def
@@ -235,7 +242,7 @@ func (k *docKind[T]) renderDoc(c *Console, w http.ResponseWriter, r *http.Reques
 			}
 		}
 	}
-	c.render(w, r, status, "doc", &view{Title: k.Noun + " " + k.id(v), Nav: k.Plural, Error: errMsg, Data: data})
+	c.render(w, r, status, "doc", &view{Title: capital(k.Noun) + " " + k.id(v), Nav: k.Plural, Error: errMsg, Data: data})
 }
 
 // create builds a document from the form and creates it (If-None-Match:

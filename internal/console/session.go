@@ -33,7 +33,8 @@ const (
 const CookieName = "__Host-zdps-console"
 
 // touchEvery bounds how often a session's last use is written: each page
-// view need not be a store write.
+// view need not be a store write. A quarter of the idle timeout when that
+// is shorter, so an active session never looks idle.
 const touchEvery = time.Minute
 
 // session is what the store keeps under the hash of the cookie value.
@@ -127,7 +128,7 @@ func (c *Console) loadSession(r *http.Request) (string, *session, error) {
 		c.deleteSession(ctx, key)
 		return "", nil, errNoSession
 	}
-	if now.Sub(s.LastSeen) >= touchEvery {
+	if now.Sub(s.LastSeen) >= min(touchEvery, c.cfg.IdleTimeout/4) {
 		s.LastSeen = now
 		if b, err := json.Marshal(&s); err == nil {
 			if err := c.cfg.Backend.Update(ctx, func(tx store.Tx) error {
