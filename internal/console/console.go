@@ -37,10 +37,10 @@ type Registrations interface {
 	Registrations(ctx context.Context, group, cont string, limit int) ([]*enrollment.Registration, string, error)
 }
 
-// Hubs are the use cases of linked hubs.
+// Hubs are the use cases of linked hubs. The hubs page lists them from
+// the store, with device counts it caches (hubCounts).
 type Hubs interface {
 	Hub(ctx context.Context, name string) (*enrollment.Hub, error)
-	Hubs(ctx context.Context, cont string, limit int) ([]*enrollment.Hub, string, error)
 	PutHub(ctx context.Context, h *enrollment.Hub, cond store.Condition) (created bool, err error)
 }
 
@@ -147,6 +147,9 @@ type Console struct {
 	log   *slog.Logger
 	now   func() time.Time
 	pages pages
+
+	charts chartCache
+	counts hubCounts
 
 	postureMu      sync.Mutex
 	postureReport  *posture.Report

@@ -533,3 +533,63 @@ func regexpFind(s, expr string) string {
 	}
 	return m[1]
 }
+
+func TestDashboardCountsTheTrail(t *testing.T) {
+	e := newEnv(t, console.Config{})
+	ctx := context.Background()
+	b := e.signIn(ownerPolicy)
+	record := func(evs ...audit.Event) {
+		t.Helper()
+		if err := e.backend.Update(ctx, func(tx store.Tx) error {
+			for _, ev := range evs {
+				if err := e.trail.Log.Record(ctx, tx, ev); err != nil {
+					return err
+				}
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.trail.Log.Seal(ctx, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	now := e.clock.Now()
+	ev := func(action, att string, ago time.Duration) audit.Event {
+		return audit.Event{Time: now.Add(-ago), Action: action, Outcome: audit.OutcomeSuccess, Actor: "device", Details: map[string]string{"attestation": att}}
+	}
+	record(ev(audit.ActionRegistrationAssigned, "x509", time.Minute), ev(audit.ActionRegistrationAssigned, "x509", 2*time.Minute),
+		ev(audit.ActionRegistrationRefused, "tpm", time.Minute), ev(audit.ActionRegistrationAssigned, "tpm", 5*time.Hour))
+	_, page := b.get("/console")
+	if !strings.Contains(page, "2 registrations.") || !strings.Contains(page, "<td>x509</td><td>2</td><td>0</td><td>0</td>") ||
+		!strings.Contains(page, "<td>tpm</td><td>0</td><td>1</td><td>0</td>") {
+		t.Fatalf("dashboard counts:\n%s", page)
+	}
+	// A later view counts only what was chained since, once.
+	record(ev(audit.ActionRegistrationRenewed, "x509", 0))
+	_, page = b.get("/console")
+	if !strings.Contains(page, "3 registrations.") {
+		t.Fatalf("dashboard after one more event:\n%s", page)
+	}
+	// Three hours on, those minutes have left the chart.
+	e.clock.Add(4 * time.Hour)
+	b = e.signIn(ownerPolicy)
+	if _, page = b.get("/console"); !strings.Contains(page, "0 registrations.") {
+		t.Fatalf("dashboard four hours later:\n%s", page)
+	}
+	// The posture panel fills once its background computation is done.
+	for i := 0; ; i++ {
+		if _, page = b.get("/console"); strings.Contains(page, `id="score"`) {
+			break
+		}
+		if i == 100 {
+			t.Fatal("no posture score on the dashboard")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	// A viewer sees none of the security operations panels.
+	v := e.signIn(viewerPolicy)
+	if _, page = v.get("/console"); strings.Contains(page, "Registrations per minute") || strings.Contains(page, `id="score"`) {
+		t.Fatal("a viewer's dashboard shows security operations data")
+	}
+}

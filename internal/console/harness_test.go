@@ -46,7 +46,7 @@ func (c *clock) Add(d time.Duration) {
 // env is a console and the service API on one TLS router over a real
 // bbolt store, wired as zdps serve wires them.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	srv     *httptest.Server
 	host    string
 	st      *store.Store
@@ -65,13 +65,13 @@ const (
 
 var policyKey = base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
 
-func newEnv(t *testing.T, cfg console.Config) *env {
+func newEnv(t testing.TB, cfg console.Config) *env {
 	t.Helper()
 	b := testbackend.Bolt(t)
 	return newEnvOn(t, b, cfg)
 }
 
-func newEnvOn(t *testing.T, b store.Backend, cfg console.Config) *env {
+func newEnvOn(t testing.TB, b store.Backend, cfg console.Config) *env {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	clk := &clock{t: time.Now().UTC()}

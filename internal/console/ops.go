@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/zdps/zdps/internal/audit"
@@ -22,8 +23,9 @@ import (
 // long the trail is.
 const (
 	auditPageSize = 100
-	// auditScan bounds the entries one audit page reads for its matches.
-	auditScan = 20_000
+	// auditScan bounds the entries one audit page reads for its matches
+	// (its Older and Newer links go on from where it stopped).
+	auditScan = 1_000
 	// chartScan bounds the entries the dashboard reads for its chart: the
 	// newest ones, back from the head.
 	chartScan  = 20_000
@@ -155,8 +157,8 @@ type dashboardData struct {
 	PostureAge     string
 	PosturePending bool
 	Root, Inter    *caCertInfo
-	// Partial says the chart covers fewer hours than asked: the trail's
-	// newest entries held more than chartScan events.
+	// Partial says the chart may miss older minutes: the trail grew by
+	// more than chartScan entries since it was last read.
 	Partial     bool
 	TrailAbsent bool
 }
@@ -195,48 +197,98 @@ func (c *Console) dashboard(w http.ResponseWriter, r *http.Request) {
 	c.render(w, r, http.StatusOK, "dashboard", &view{Title: "Dashboard", Nav: "dashboard", Data: data})
 }
 
-// chart counts registrations per minute over the last chartHours from
-// the newest chartScan entries of the trail, and outcomes by attestation.
+// chartCounts are the registrations of one minute.
+type chartCounts struct {
+	regs int
+	// byAtt counts assigned, refused and failed by attestation.
+	byAtt map[string]*[3]int
+}
+
+// chartCache keeps the per-minute counts of the trail's registration
+// events up to a sequence number, so a dashboard view reads only the
+// events chained since the last one. It is derived from the shared trail,
+// so every replica's cache agrees with it.
+type chartCache struct {
+	mu      sync.Mutex
+	seq     uint64
+	minutes map[int64]*chartCounts
+}
+
+// chart counts registrations per minute over the last chartHours, and
+// outcomes by attestation, from the newest chartScan entries of the trail
+// at most.
 func (c *Console) chart(ctx context.Context, data *dashboardData) error {
 	head, err := c.cfg.Trail.Head(ctx)
 	if err != nil {
 		return err
 	}
-	after := uint64(0)
-	if head > chartScan {
-		after = head - chartScan
-	}
 	now := c.now().UTC().Truncate(time.Minute).Add(time.Minute)
 	since := now.Add(-chartHours * time.Hour)
-	evs, _, err := c.cfg.Trail.List(ctx, audit.Filter{Action: "registration.", Since: since}, after, 0, chartScan)
-	if err != nil {
-		return err
+	cc := &c.charts
+	cc.mu.Lock()
+	defer cc.mu.Unlock()
+	if cc.minutes == nil || head < cc.seq {
+		cc.minutes, cc.seq = map[int64]*chartCounts{}, 0
+	}
+	from, gap := cc.seq, false
+	if head > chartScan && head-chartScan > from {
+		from, gap = head-chartScan, true
+	}
+	if head > from {
+		evs, next, err := c.cfg.Trail.List(ctx, audit.Filter{Action: "registration.", Since: since}, from, 0, chartScan)
+		if err != nil {
+			return err
+		}
+		// Entries were skipped: the chart misses minutes when what it
+		// read does not reach back to its start.
+		data.Partial = gap && len(evs) > 0 && evs[0].Time.After(since.Add(time.Minute))
+		for _, e := range evs {
+			m := e.Time.UTC().Truncate(time.Minute).Unix()
+			mc := cc.minutes[m]
+			if mc == nil {
+				mc = &chartCounts{byAtt: map[string]*[3]int{}}
+				cc.minutes[m] = mc
+			}
+			att := orDefault(e.Details["attestation"], "unknown")
+			row := mc.byAtt[att]
+			if row == nil {
+				row = new([3]int)
+				mc.byAtt[att] = row
+			}
+			switch e.Action {
+			case audit.ActionRegistrationAssigned, audit.ActionRegistrationRenewed:
+				mc.regs++
+				row[0]++
+			case audit.ActionRegistrationRefused:
+				row[1]++
+			case audit.ActionRegistrationFailed:
+				row[2]++
+			}
+		}
+		cc.seq = max(next, from)
 	}
 	buckets := make([]int, chartHours*60)
 	byAtt := map[string]*outcomeRow{}
-	for _, e := range evs {
-		i := int(e.Time.Sub(since) / time.Minute)
-		if i < 0 || i >= len(buckets) {
+	for m, mc := range cc.minutes {
+		i := int(time.Unix(m, 0).Sub(since) / time.Minute)
+		if i < 0 {
+			delete(cc.minutes, m) // older than the chart: never shown again
 			continue
 		}
-		att := orDefault(e.Details["attestation"], "unknown")
-		row := byAtt[att]
-		if row == nil {
-			row = &outcomeRow{Attestation: att}
-			byAtt[att] = row
+		if i >= len(buckets) {
+			continue
 		}
-		switch e.Action {
-		case audit.ActionRegistrationAssigned, audit.ActionRegistrationRenewed:
-			buckets[i]++
-			data.Total++
-			row.Assigned++
-		case audit.ActionRegistrationRefused:
-			row.Refused++
-		case audit.ActionRegistrationFailed:
-			row.Failed++
+		buckets[i] += mc.regs
+		data.Total += mc.regs
+		for att, n := range mc.byAtt {
+			row := byAtt[att]
+			if row == nil {
+				row = &outcomeRow{Attestation: att}
+				byAtt[att] = row
+			}
+			row.Assigned, row.Refused, row.Failed = row.Assigned+n[0], row.Refused+n[1], row.Failed+n[2]
 		}
 	}
-	data.Partial = head > chartScan && len(evs) > 0 && evs[0].Time.After(since.Add(time.Minute))
 	for _, row := range byAtt {
 		data.Outcomes = append(data.Outcomes, *row)
 	}

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -10,6 +11,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/zdps/zdps/internal/store"
@@ -184,7 +186,14 @@ func (c *Console) renderHubs(w http.ResponseWriter, r *http.Request, status int,
 		data = &hubsPage{}
 	}
 	cont := r.URL.Query().Get("after")
-	hs, next, err := c.cfg.Hubs.Hubs(r.Context(), cont, c.cfg.PageSize)
+	hs, next, err := c.cfg.Store.Hubs.List(r.Context(), cont, c.cfg.PageSize)
+	if err == nil {
+		err = c.counts.fill(r.Context(), c, hs)
+	}
+	if errors.Is(err, store.ErrInvalidContinuation) {
+		c.fail(w, r, http.StatusBadRequest, "That page link is not valid any more; start from the first page.")
+		return
+	}
 	if err != nil {
 		c.storeFault(w, r, err)
 		return
@@ -400,4 +409,44 @@ func pretty(b []byte) string {
 	}
 	out, _ := json.MarshalIndent(v, "", "  ")
 	return string(out)
+}
+
+// hubCountsTTL is how long the hubs page reuses a hub's device count:
+// counting reads every index entry of the hub, too slow for each view of
+// hubs holding many devices.
+const hubCountsTTL = 15 * time.Second
+
+// hubCounts caches device counts by hub.
+type hubCounts struct {
+	mu sync.Mutex
+	m  map[string]hubCount
+}
+
+type hubCount struct {
+	n  int
+	at time.Time
+}
+
+func (hc *hubCounts) fill(ctx context.Context, c *Console, hs []*enrollment.Hub) error {
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	if hc.m == nil {
+		hc.m = map[string]hubCount{}
+	}
+	now := c.now()
+	for _, h := range hs {
+		k := enrollment.Key(h.Name)
+		e, ok := hc.m[k]
+		if !ok || now.Sub(e.at) >= hubCountsTTL || now.Before(e.at) {
+			n, err := c.cfg.Store.Registrations.CountBy(ctx, store.IndexRegistrationsByHub, h.Name)
+			if err != nil {
+				return err
+			}
+			e = hubCount{n: n, at: now}
+			hc.m[k] = e
+		}
+		n := e.n
+		h.DeviceCount = &n
+	}
+	return nil
 }
