@@ -320,6 +320,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		return err
 	}
 	pruners["console-sessions"] = cons
+	go func() { _ = cons.Warm(ctx) }()
 	if err := so.start(ctx, authority); err != nil {
 		return err
 	}

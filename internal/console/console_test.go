@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"html"
 	"net/http"
 	"net/url"
@@ -493,6 +494,24 @@ func TestOperationsPages(t *testing.T) {
 	}
 	if _, err := e.uc.Registrations.Registration(ctx, "dev-7"); err == nil {
 		t.Fatal("record still there after revoke")
+	}
+	// The hubs page shows its cached device count, then, once that is
+	// stale, the count a background run makes.
+	row := func(n int) string {
+		return fmt.Sprintf("<td>hub-a.example.com</td><td>5</td><td>100</td>\n<td>draining</td><td>%d</td>", n)
+	}
+	if _, page := b.get("/console/hubs"); !strings.Contains(page, row(1)) {
+		t.Fatalf("hubs page with the cached count:\n%s", page)
+	}
+	e.clock.Add(16 * time.Second)
+	for i := 0; ; i++ {
+		if _, page := b.get("/console/hubs"); strings.Contains(page, row(0)) {
+			break
+		}
+		if i == 100 {
+			t.Fatal("the hub's device count was never counted again")
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 
 	// CA certificates: a refused certificate is a 400 with the reason.

@@ -330,3 +330,29 @@ func (c *Console) refreshPosture() {
 	}
 	c.postureReport, c.postureAt = rep, c.now()
 }
+
+// Warm does at start what the first views would otherwise do: read the
+// trail's newest entries for the dashboard's chart, count every hub's
+// devices and compute the posture report. cmd/zdps runs it in the
+// background; an error only leaves the work to the first view.
+func (c *Console) Warm(ctx context.Context) error {
+	if c.cfg.Trail != nil {
+		if err := c.chart(ctx, &dashboardData{}); err != nil {
+			return err
+		}
+	}
+	c.posture()
+	for cont := ""; ; {
+		hs, next, err := c.cfg.Store.Hubs.List(ctx, cont, 1000)
+		if err != nil {
+			return err
+		}
+		if err := c.counts.fill(ctx, c, hs); err != nil {
+			return err
+		}
+		if next == "" {
+			return nil
+		}
+		cont = next
+	}
+}

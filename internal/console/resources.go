@@ -411,15 +411,18 @@ func pretty(b []byte) string {
 	return string(out)
 }
 
-// hubCountsTTL is how long the hubs page reuses a hub's device count:
-// counting reads every index entry of the hub, too slow for each view of
-// hubs holding many devices.
+// hubCountsTTL is how long the hubs page shows a hub's device count
+// before it is counted again: counting reads every index entry of the
+// hub, too slow for each view of hubs holding many devices. A stale count
+// is shown while a background run counts again; only a hub never counted
+// is counted during the view (Warm counts every hub at start).
 const hubCountsTTL = 15 * time.Second
 
 // hubCounts caches device counts by hub.
 type hubCounts struct {
-	mu sync.Mutex
-	m  map[string]hubCount
+	mu       sync.Mutex
+	m        map[string]hubCount
+	counting map[string]bool
 }
 
 type hubCount struct {
@@ -428,25 +431,46 @@ type hubCount struct {
 }
 
 func (hc *hubCounts) fill(ctx context.Context, c *Console, hs []*enrollment.Hub) error {
-	hc.mu.Lock()
-	defer hc.mu.Unlock()
-	if hc.m == nil {
-		hc.m = map[string]hubCount{}
-	}
 	now := c.now()
 	for _, h := range hs {
 		k := enrollment.Key(h.Name)
+		hc.mu.Lock()
+		if hc.m == nil {
+			hc.m, hc.counting = map[string]hubCount{}, map[string]bool{}
+		}
 		e, ok := hc.m[k]
-		if !ok || now.Sub(e.at) >= hubCountsTTL || now.Before(e.at) {
+		stale := ok && (now.Sub(e.at) >= hubCountsTTL || now.Before(e.at))
+		if stale && !hc.counting[k] {
+			hc.counting[k] = true
+			go hc.count(c, h.Name)
+		}
+		hc.mu.Unlock()
+		if !ok {
 			n, err := c.cfg.Store.Registrations.CountBy(ctx, store.IndexRegistrationsByHub, h.Name)
 			if err != nil {
 				return err
 			}
 			e = hubCount{n: n, at: now}
+			hc.mu.Lock()
 			hc.m[k] = e
+			hc.mu.Unlock()
 		}
 		n := e.n
 		h.DeviceCount = &n
 	}
 	return nil
+}
+
+func (hc *hubCounts) count(c *Console, name string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	n, err := c.cfg.Store.Registrations.CountBy(ctx, store.IndexRegistrationsByHub, name)
+	hc.mu.Lock()
+	defer hc.mu.Unlock()
+	delete(hc.counting, enrollment.Key(name))
+	if err != nil {
+		c.log.Warn("console: count a hub's devices", "hub", name, "error", err)
+		return
+	}
+	hc.m[enrollment.Key(name)] = hubCount{n: n, at: c.now()}
 }
