@@ -2,6 +2,7 @@ package console_test
 
 import (
 	"context"
+	"errors"
 	"encoding/json"
 	"fmt"
 	"html"
@@ -14,6 +15,7 @@ import (
 	"github.com/zdps/zdps/internal/audit"
 	"github.com/zdps/zdps/internal/console"
 	"github.com/zdps/zdps/internal/detect"
+	"github.com/zdps/zdps/internal/principal"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -610,5 +612,57 @@ func TestDashboardCountsTheTrail(t *testing.T) {
 	v := e.signIn(viewerPolicy)
 	if _, page = v.get("/console"); strings.Contains(page, "Registrations per minute") || strings.Contains(page, `id="score"`) {
 		t.Fatal("a viewer's dashboard shows security operations data")
+	}
+}
+
+// ssoProvider stands in for internal/oidcauth at the seam: Begin
+// redirects to the callback as a provider would after its sign-in, and
+// Finish admits only the state Begin issued.
+type ssoProvider struct{ state string }
+
+func (s *ssoProvider) Begin(w http.ResponseWriter, r *http.Request) {
+	s.state = "state-1"
+	http.Redirect(w, r, "/console/sso/callback?state="+s.state, http.StatusFound)
+}
+
+func (s *ssoProvider) Finish(_ http.ResponseWriter, r *http.Request) (principal.Principal, error) {
+	if r.URL.Query().Get("state") != s.state || s.state == "" {
+		return principal.Principal{}, errors.New("bad state")
+	}
+	return principal.Principal{Kind: principal.KindUser, Name: "ana@example.com", Rights: []string{enrollment.RightEnrollmentRead}}, nil
+}
+
+func TestSSOStartsASession(t *testing.T) {
+	e := newEnv(t, console.Config{SSO: &ssoProvider{}})
+	b := e.browser()
+	if _, page := b.get("/console/signin"); !strings.Contains(page, "Sign in with SSO") {
+		t.Fatal("no SSO button on the sign-in page")
+	}
+	if st, _ := b.get("/console/sso/callback?state=forged"); st != http.StatusUnauthorized {
+		t.Fatalf("callback without Begin: %d", st)
+	}
+	st, _ := b.get("/console/sso/login")
+	if st != http.StatusFound {
+		t.Fatalf("login: %d", st)
+	}
+	resp, err := b.c.Get(e.url("/console/sso/callback?state=state-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/console" {
+		t.Fatalf("callback: %d %s", resp.StatusCode, resp.Header.Get("Location"))
+	}
+	_, page := b.get("/console/enrollments")
+	if !strings.Contains(page, "user:ana@example.com") || strings.Contains(page, `id="create"`) {
+		t.Fatal("the SSO user's session is not the viewer it should be")
+	}
+	if a := b.post("/console/enrollments", url.Values{"id": {"x"}}); a.status != http.StatusForbidden {
+		t.Fatalf("SSO viewer's POST: %d", a.status)
+	}
+	// Without SSO the routes answer 404.
+	e2 := newEnv(t, console.Config{})
+	if st, _ := e2.browser().get("/console/sso/login"); st != http.StatusNotFound {
+		t.Fatalf("SSO login without SSO: %d", st)
 	}
 }
