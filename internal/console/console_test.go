@@ -17,6 +17,7 @@ import (
 	"github.com/zdps/zdps/internal/detect"
 	"github.com/zdps/zdps/internal/principal"
 	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/internal/testpki"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
@@ -664,5 +665,41 @@ func TestSSOStartsASession(t *testing.T) {
 	e2 := newEnv(t, console.Config{})
 	if st, _ := e2.browser().get("/console/sso/login"); st != http.StatusNotFound {
 		t.Fatalf("SSO login without SSO: %d", st)
+	}
+}
+
+func TestCAVerificationFlow(t *testing.T) {
+	e := newEnv(t, console.Config{})
+	b := e.signIn(ownerPolicy)
+	root := testpki.Issue(t, "Line 7 Root", true, nil)
+	if a := b.post("/console/ca/certificates", url.Values{"name": {"line7"}, "certificate": {root.PEM()}}); a.status != http.StatusSeeOther {
+		t.Fatalf("register: %d %s", a.status, a.body)
+	}
+	if a := b.post("/console/ca/certificates", url.Values{"name": {"line7"}, "certificate": {root.PEM()}}); a.status != http.StatusConflict {
+		t.Fatalf("register again: %d", a.status)
+	}
+	a := b.post("/console/ca/certificates/line7/code", url.Values{})
+	code := regexpFind(a.body, `Verification code for line7: <code>([^<]+)</code>`)
+	if a.status != http.StatusOK || code == "" {
+		t.Fatalf("verification code: %d %s", a.status, a.body)
+	}
+	// A proof not signed by the CA's key is refused; the right one verifies.
+	other := testpki.Issue(t, "Someone Else", true, nil)
+	if a := b.post("/console/ca/certificates/line7/verify", url.Values{"proof": {testpki.Issue(t, code, false, other).PEM()}}); a.status != http.StatusBadRequest {
+		t.Fatalf("a proof from another key: %d", a.status)
+	}
+	if a := b.post("/console/ca/certificates/line7/verify", url.Values{"proof": {testpki.Issue(t, code, false, root).PEM()}}); a.status != http.StatusSeeOther {
+		t.Fatalf("verify: %d %s", a.status, a.body)
+	}
+	c, err := e.uc.Certificates.CACertificate(context.Background(), "line7")
+	if err != nil || !c.IsVerified {
+		t.Fatalf("after verify: %+v %v", c, err)
+	}
+	_, page := b.get("/console/ca")
+	if a := b.post("/console/ca/certificates/line7/delete", url.Values{"etag": {etagOf(t, page)}}); a.status != http.StatusBadRequest {
+		t.Fatalf("delete without confirmation: %d", a.status)
+	}
+	if a := b.post("/console/ca/certificates/line7/delete", url.Values{"etag": {etagOf(t, page)}, "confirm": {"yes"}}); a.status != http.StatusSeeOther {
+		t.Fatalf("delete: %d %s", a.status, a.body)
 	}
 }

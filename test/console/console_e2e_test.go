@@ -264,6 +264,22 @@ func TestConsoleInChromium(t *testing.T) {
 	do(t, ctx, "reload enrollment", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("doc-id")))
 	screenshot(t, ctx, "enrollment.png")
 
+	// Reveal (htmx swaps the keys in without a reload) is an audit event.
+	do(t, ctx, "reveal keys", chromedp.Click(chromedp.ID("reveal")), chromedp.WaitVisible(chromedp.ID("primary-key")))
+	if shown := get(t, ctx, "revealed key", chromedp.Text(chromedp.ID("primary-key"))); shown != keys.SymmetricKey.PrimaryKey {
+		t.Fatalf("revealed %q", shown)
+	}
+	for i := 0; ; i++ {
+		do(t, ctx, "audit of the reveal", chromedp.Navigate(url(s, "/console/audit?action=enrollment.read-keys")), chromedp.WaitVisible(chromedp.ID("list")))
+		if strings.Contains(get(t, ctx, "audit rows", chromedp.Text(chromedp.ID("list"))), "policy:"+enrollment.OwnerPolicyName) {
+			break
+		}
+		if i == 100 {
+			t.Fatal("the reveal is not in the audit trail")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+
 	// A forged CSRF token is refused, and nothing is written.
 	do(t, ctx, "forged CSRF",
 		chromedp.Navigate(url(s, "/console/enrollments")),
