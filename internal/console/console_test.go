@@ -2,8 +2,8 @@ package console_test
 
 import (
 	"context"
-	"errors"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"html"
 	"net/http"
