@@ -440,6 +440,7 @@ func TestOperationsPages(t *testing.T) {
 		{"/console/registrations", "dev-7"},
 		{"/console/registrations?by=hub&q=hub-a.example.com", "dev-7"},
 		{"/console/registrations?by=device&q=dev-7", "dev-7"},
+		{"/console/registrations?by=group&q=g1", "dev-7"},
 		{"/console/registrations/dev-7", "CN=dev-7"},
 		{"/console/hubs", "hub-a.example.com"},
 		{"/console/ca", "Download the CRL"},
@@ -701,5 +702,35 @@ func TestCAVerificationFlow(t *testing.T) {
 	}
 	if a := b.post("/console/ca/certificates/line7/delete", url.Values{"etag": {etagOf(t, page)}, "confirm": {"yes"}}); a.status != http.StatusSeeOther {
 		t.Fatalf("delete: %d %s", a.status, a.body)
+	}
+}
+
+func TestCreateX509AndTPMEnrollments(t *testing.T) {
+	e := newEnv(t, console.Config{})
+	b := e.signIn(ownerPolicy)
+	ctx := context.Background()
+	root := testpki.Issue(t, "Fleet Root", true, nil)
+	leaf := testpki.Issue(t, "cam-1", false, root)
+	if a := b.post("/console/enrollments", url.Values{"id": {"cam-1"}, "attestation": {"x509"}, "certificate": {leaf.PEM()}}); a.status != http.StatusSeeOther {
+		t.Fatalf("X.509 enrollment: %d %s", a.status, a.body)
+	}
+	got, err := e.uc.Enrollments.Get(ctx, "cam-1")
+	if err != nil || got.Attestation.X509 == nil || got.Attestation.X509.ClientCertificates.Primary.Info.SubjectName != "CN=cam-1" {
+		t.Fatalf("X.509 enrollment: %+v %v", got, err)
+	}
+	if _, page := b.get("/console/enrollments/cam-1"); !strings.Contains(page, "CN=cam-1") || strings.Contains(page, `id="reveal"`) {
+		t.Fatal("X.509 enrollment page: no subject, or a reveal button without keys")
+	}
+	if a := b.post("/console/groups", url.Values{"id": {"fleet"}, "attestation": {"x509"}, "certificate": {root.PEM()}}); a.status != http.StatusSeeOther {
+		t.Fatalf("X.509 group: %d %s", a.status, a.body)
+	}
+	if a := b.post("/console/enrollments", url.Values{"id": {"cam-2"}, "attestation": {"x509"}, "certificate": {"garbage"}}); a.status != http.StatusBadRequest {
+		t.Fatalf("bad certificate: %d", a.status)
+	}
+	if a := b.post("/console/enrollments", url.Values{"id": {"tpm-1"}, "attestation": {"tpm"}, "endorsementKey": {"not base64!"}}); a.status != http.StatusBadRequest {
+		t.Fatalf("bad endorsement key: %d", a.status)
+	}
+	if a := b.post("/console/groups", url.Values{"id": {"tpm-group"}, "attestation": {"tpm"}}); a.status != http.StatusBadRequest {
+		t.Fatalf("TPM group: %d", a.status)
 	}
 }

@@ -53,6 +53,8 @@ func (c *Console) registrationsPage(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case q == "":
 		recs, data.Next, err = c.cfg.Registrations.Registrations(ctx, "", cont, c.cfg.PageSize)
+	case data.Field == "group":
+		recs, data.Next, err = c.cfg.Registrations.Registrations(ctx, q, cont, c.cfg.PageSize)
 	case data.Field == "hub":
 		recs, data.Next, err = c.cfg.Store.Registrations.ListBy(ctx, store.IndexRegistrationsByHub, q, cont, c.cfg.PageSize)
 	case data.Field == "device":
