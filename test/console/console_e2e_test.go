@@ -320,6 +320,17 @@ func TestConsoleInChromium(t *testing.T) {
 	}
 	screenshot(t, ctx, "audit.png")
 
+	// Allocation explain on the hubs page, through the pipeline.
+	do(t, ctx, "explain",
+		chromedp.Navigate(url(s, "/console/hubs")),
+		chromedp.WaitVisible(chromedp.ID("explain")),
+		chromedp.SetValue(chromedp.CSS(`#explain input[name=registrationId]`), "sensor-0042"),
+		chromedp.Click(chromedp.ID("explain-submit")),
+		chromedp.WaitVisible(chromedp.ID("explanation")))
+	if x := get(t, ctx, "explanation", chromedp.Text(chromedp.ID("explanation"))); !strings.Contains(x, "hashed") || !strings.Contains(x, "hub-a.example.com") {
+		t.Fatalf("explanation: %q", x)
+	}
+
 	// A read-only policy: no write button, and its POST is refused.
 	viewerKey := base64.StdEncoding.EncodeToString([]byte("viewer-key-0123456789abcdef01234"))
 	if _, err := api.CreatePolicy(bg, &enrollment.SharedAccessPolicy{KeyName: "viewer", PrimaryKey: viewerKey, SecondaryKey: viewerKey,
