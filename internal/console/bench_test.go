@@ -136,6 +136,8 @@ func BenchmarkPages(b *testing.B) {
 		"/console/groups/group-042",
 		"/console/registrations",
 		"/console/registrations?by=hub&q=hub-03.example.com",
+		"/console/registrations?by=device&q=device-004321",
+		"/console/registrations?by=group&q=group-042",
 		"/console/registrations/device-077777",
 		"/console/hubs",
 		"/console/ca",

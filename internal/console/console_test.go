@@ -490,10 +490,13 @@ func TestOperationsPages(t *testing.T) {
 
 	// Registration: revoke with the record's ETag.
 	_, page = b.get("/console/registrations/dev-7")
-	if a := b.post("/console/registrations/dev-7/revoke", url.Values{"etag": {"stale"}}); a.status != http.StatusConflict {
+	if a := b.post("/console/registrations/dev-7/revoke", url.Values{"etag": {etagOf(t, page)}}); a.status != http.StatusBadRequest {
+		t.Fatalf("revoke without confirmation: %d", a.status)
+	}
+	if a := b.post("/console/registrations/dev-7/revoke", url.Values{"etag": {"stale"}, "confirm": {"yes"}}); a.status != http.StatusConflict {
 		t.Fatalf("stale revoke: %d", a.status)
 	}
-	if a := b.post("/console/registrations/dev-7/revoke", url.Values{"etag": {etagOf(t, page)}}); a.status != http.StatusSeeOther {
+	if a := b.post("/console/registrations/dev-7/revoke", url.Values{"etag": {etagOf(t, page)}, "confirm": {"yes"}}); a.status != http.StatusSeeOther {
 		t.Fatalf("revoke: %d %s", a.status, a.body)
 	}
 	if _, err := e.uc.Registrations.Registration(ctx, "dev-7"); err == nil {

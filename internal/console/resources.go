@@ -22,7 +22,7 @@ import (
 // deviceScan bounds the records a search by device ID reads: records are
 // keyed by registration ID and have no device ID index, so that search
 // looks at the first pages only and says so.
-const deviceScan = 5000
+const deviceScan = 2000
 
 type regRow struct {
 	ID, DeviceID, Hub, Status, Attestation, Group, ETag string
@@ -155,6 +155,10 @@ func (c *Console) revokeRegistration(w http.ResponseWriter, r *http.Request) {
 	etag := r.PostForm.Get("etag")
 	if etag == "" {
 		c.fail(w, r, http.StatusBadRequest, "The form has no version (ETag); reload the page.")
+		return
+	}
+	if r.PostForm.Get("confirm") != "yes" {
+		c.renderRegistration(w, r, http.StatusBadRequest, "Tick the confirmation box to revoke a registration.")
 		return
 	}
 	err := c.cfg.Registrations.DeleteRegistration(r.Context(), pathParam(r, "id"), etag)
