@@ -22,7 +22,7 @@ import (
 // deviceScan bounds the records a search by device ID reads: records are
 // keyed by registration ID and have no device ID index, so that search
 // looks at the first pages only and says so.
-const deviceScan = 2000
+const deviceScan = 1000
 
 type regRow struct {
 	ID, DeviceID, Hub, Status, Attestation, Group, ETag string
