@@ -249,7 +249,7 @@ func (c *Console) chart(ctx context.Context, data *dashboardData) error {
 				mc = &chartCounts{byAtt: map[string]*[3]int{}}
 				cc.minutes[m] = mc
 			}
-			att := orDefault(e.Details["attestation"], "unknown")
+			att := orDefault(e.Details["attestation"], "not attested")
 			row := mc.byAtt[att]
 			if row == nil {
 				row = new([3]int)
