@@ -143,12 +143,33 @@ func (c *Collection[T]) In(tx Tx) TxCollection[T] { return TxCollection[T]{c: c,
 type TxCollection[T Document] struct {
 	c  *Collection[T]
 	tx Tx
+	// lock: Get and GetIfChanged lock what they read (0 no, 1 shared, 2
+	// exclusive; Locked).
+	lock int
+}
+
+// Locked returns the collection whose Get and GetIfChanged also lock the
+// document until the transaction ends (store.Locker; conditional.go):
+// shared, or exclusive when exclusive is set.
+func (t TxCollection[T]) Locked(exclusive bool) TxCollection[T] {
+	t.lock = 1
+	if exclusive {
+		t.lock = 2
+	}
+	return t
+}
+
+func (t TxCollection[T]) get(ctx context.Context, key string) (Item, error) {
+	if t.lock > 0 {
+		return GetLocked(ctx, t.tx, t.c.bucket, key, t.lock == 2)
+	}
+	return t.tx.Get(ctx, t.c.bucket, key)
 }
 
 // Get reads one document.
 func (t TxCollection[T]) Get(ctx context.Context, id string) (T, error) {
 	var zero T
-	it, err := t.tx.Get(ctx, t.c.bucket, enrollment.Key(id))
+	it, err := t.get(ctx, enrollment.Key(id))
 	if err != nil {
 		return zero, err
 	}
@@ -161,7 +182,7 @@ func (t TxCollection[T]) Get(ctx context.Context, id string) (T, error) {
 // whether it still stands. The read is a read of the key all the same,
 // for the backend's conflict detection.
 func (t TxCollection[T]) GetIfChanged(ctx context.Context, id, etag string) (v T, changed bool, err error) {
-	it, err := t.tx.Get(ctx, t.c.bucket, enrollment.Key(id))
+	it, err := t.get(ctx, enrollment.Key(id))
 	if err != nil {
 		return v, false, err
 	}

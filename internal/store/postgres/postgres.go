@@ -69,6 +69,8 @@ type Backend struct {
 	closed       atomic.Bool
 	q            queries
 	retries      atomic.Int64
+	conflicts    atomic.Int64
+	roundTrips   roundTrips
 }
 
 var _ store.Backend = (*Backend)(nil)
@@ -134,11 +136,13 @@ func Open(ctx context.Context, connString string, opts Options) (*Backend, error
 	if rp["idle_in_transaction_session_timeout"] == "" {
 		rp["idle_in_transaction_session_timeout"] = "60000"
 	}
+	b := &Backend{}
+	cfg.ConnConfig.Tracer = &b.roundTrips
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	b := &Backend{
+	*b = Backend{
 		pool:         pool,
 		schema:       opts.Schema,
 		queryTimeout: opts.QueryTimeout,
@@ -179,12 +183,20 @@ func (b *Backend) Update(ctx context.Context, fn func(store.Tx) error) error {
 		return store.ErrClosed
 	}
 	opts := pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadWrite}
+	conditional := store.IsConditional(ctx)
+	if conditional {
+		// read.go: the statements themselves guard what fn relies on.
+		opts.IsoLevel = pgx.ReadCommitted
+	}
 	for n := 1; ; n++ {
-		retry, err := b.attempt(ctx, opts, true, fn)
+		retry, err := b.attempt(ctx, opts, conditional, fn)
 		if !retry {
 			return err
 		}
 		b.retries.Add(1)
+		if errors.Is(err, errLostRace) {
+			b.conflicts.Add(1)
+		}
 		if n >= b.maxAttempts {
 			return fmt.Errorf("%w (%d attempts): %w", ErrContention, n, err)
 		}
@@ -213,7 +225,8 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // attempt runs fn once in a transaction and reports whether it failed in a
 // way that running it again may fix.
-func (b *Backend) attempt(ctx context.Context, opts pgx.TxOptions, writable bool, fn func(store.Tx) error) (retry bool, err error) {
+func (b *Backend) attempt(ctx context.Context, opts pgx.TxOptions, conditional bool, fn func(store.Tx) error) (retry bool, err error) {
+	writable := opts.AccessMode != pgx.ReadOnly
 	bctx, cancel := context.WithTimeout(ctx, b.queryTimeout)
 	ptx, err := b.pool.BeginTx(bctx, opts)
 	cancel()
@@ -223,7 +236,7 @@ func (b *Backend) attempt(ctx context.Context, opts pgx.TxOptions, writable bool
 		}
 		return isRetryable(err), fmt.Errorf("postgres: begin: %w", err)
 	}
-	t := &tx{b: b, tx: ptx, writable: writable}
+	t := &tx{b: b, tx: ptx, writable: writable, conditional: conditional}
 	defer func() {
 		if err != nil {
 			// Rollback with a fresh deadline: ctx may be what failed.
@@ -274,6 +287,15 @@ func (b *Backend) Close() error {
 // Retries counts Update attempts that were aborted by a serialization
 // failure or deadlock and ran again (or gave up), since Open.
 func (b *Backend) Retries() int64 { return b.retries.Load() }
+
+// Conflicts counts the retries of conditional Updates whose write found a
+// key changed since they read it (read.go), since Open; Retries includes
+// them.
+func (b *Backend) Conflicts() int64 { return b.conflicts.Load() }
+
+// RoundTrips counts the statements, batches, BEGINs and COMMITs sent to the
+// database since Open: each is one round trip.
+func (b *Backend) RoundTrips() int64 { return b.roundTrips.n.Load() }
 
 // Stat is the pool's state, for metrics and tests.
 func (b *Backend) Stat() *pgxpool.Stat { return b.pool.Stat() }

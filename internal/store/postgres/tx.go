@@ -16,13 +16,15 @@ import (
 // queries are the statements on one schema, built once by Open.
 type queries struct {
 	get, getETag, insertNew, upsert, updateAny, updateIf, deleteAny, deleteIf string
-	scan, scanBounded, buckets, putRaw                                        string
+	scan, scanBounded, buckets, putRaw, lockShare, lockExclusive              string
 }
 
 func newQueries(schema string) queries {
 	kv := pgx.Identifier{schema, "kv"}.Sanitize()
 	return queries{
-		get:     `SELECT value, etag FROM ` + kv + ` WHERE bucket = $1 AND key = $2`,
+		get:           `SELECT value, etag FROM ` + kv + ` WHERE bucket = $1 AND key = $2`,
+		lockShare:     `SELECT value, etag FROM ` + kv + ` WHERE bucket = $1 AND key = $2 FOR SHARE`,
+		lockExclusive: `SELECT value, etag FROM ` + kv + ` WHERE bucket = $1 AND key = $2 FOR UPDATE`,
 		getETag: `SELECT etag FROM ` + kv + ` WHERE bucket = $1 AND key = $2`,
 		// IfNoneMatch: a create; nothing inserted means the key is taken.
 		insertNew: `INSERT INTO ` + kv + ` (bucket, key, value, etag) VALUES ($1, $2, $3, $4) ON CONFLICT (bucket, key) DO NOTHING`,
@@ -62,6 +64,11 @@ type tx struct {
 	// retryErr is the first serialization failure or deadlock a statement
 	// hit; the transaction is aborted from then on.
 	retryErr error
+	// conditional: a READ COMMITTED transaction of store.Conditional.
+	// reads holds what it read of each key it has not written yet, so that
+	// a write of such a key is a compare-and-swap on that read (read.go).
+	conditional bool
+	reads       map[readKey]readState
 }
 
 var (
@@ -108,19 +115,37 @@ func (t *tx) current(ctx context.Context, b store.Bucket, key string) (bool, str
 }
 
 func (t *tx) Get(ctx context.Context, b store.Bucket, key string) (store.Item, error) {
+	return t.read(ctx, t.b.q.get, b, key)
+}
+
+// Lock reads key and locks its row until the transaction ends; in a
+// read-only transaction (where PostgreSQL refuses row locks) it reads.
+func (t *tx) Lock(ctx context.Context, b store.Bucket, key string, exclusive bool) (store.Item, error) {
+	switch {
+	case !t.writable:
+		return t.read(ctx, t.b.q.get, b, key)
+	case exclusive:
+		return t.read(ctx, t.b.q.lockExclusive, b, key)
+	}
+	return t.read(ctx, t.b.q.lockShare, b, key)
+}
+
+func (t *tx) read(ctx context.Context, sql string, b store.Bucket, key string) (store.Item, error) {
 	if err := ctx.Err(); err != nil {
 		return store.Item{}, err
 	}
 	qctx, cancel := context.WithTimeout(ctx, t.b.queryTimeout)
 	defer cancel()
 	it := store.Item{Key: key}
-	err := t.tx.QueryRow(qctx, t.b.q.get, string(b), []byte(key)).Scan(&it.Value, &it.ETag)
+	err := t.tx.QueryRow(qctx, sql, string(b), []byte(key)).Scan(&it.Value, &it.ETag)
 	if errors.Is(err, pgx.ErrNoRows) {
+		t.remember(b, key, false, "")
 		return store.Item{}, store.ErrNotFound
 	}
 	if err != nil {
 		return store.Item{}, t.note(err, "get %s/%q", b, key)
 	}
+	t.remember(b, key, true, it.ETag)
 	return it, nil
 }
 
@@ -145,6 +170,10 @@ func (t *tx) Put(ctx context.Context, b store.Bucket, key string, value []byte, 
 		value = []byte{} // the column is NOT NULL; nil and empty read back alike
 	}
 	k := []byte(key)
+	cond, guarded, err := t.guard(b, key, cond)
+	if err != nil {
+		return "", err
+	}
 	// Each case is one statement that checks the condition and writes
 	// atomically; only when it touched nothing does a read tell why.
 	for {
@@ -168,6 +197,7 @@ func (t *tx) Put(ctx context.Context, b store.Bucket, key string, value []byte, 
 			return "", t.note(err, "put %s/%q", b, key)
 		}
 		if n == 1 {
+			t.wrote(b, key)
 			return etag, nil
 		}
 		exists, old, err := t.current(ctx, b, key)
@@ -175,7 +205,7 @@ func (t *tx) Put(ctx context.Context, b store.Bucket, key string, value []byte, 
 			return "", err
 		}
 		if err := store.CheckCondition(exists, old, cond); err != nil {
-			return "", err
+			return "", t.lost(guarded, b, key, exists, old, err)
 		}
 		if old != etag {
 			return "", fmt.Errorf("postgres: put %s/%q: condition holds but nothing was written", b, key)
@@ -189,8 +219,13 @@ func (t *tx) Delete(ctx context.Context, b store.Bucket, key string, cond store.
 		return err
 	}
 	k := []byte(key)
+	guarded, err := false, error(nil)
+	if !cond.IfNoneMatch { // a delete If-None-Match never deletes: nothing to guard
+		if cond, guarded, err = t.guard(b, key, cond); err != nil {
+			return err
+		}
+	}
 	var n int64
-	var err error
 	switch {
 	case cond.IfNoneMatch:
 		// Never deletes: Conflict when present, NotFound when absent.
@@ -203,6 +238,7 @@ func (t *tx) Delete(ctx context.Context, b store.Bucket, key string, cond store.
 		return t.note(err, "delete %s/%q", b, key)
 	}
 	if n == 1 {
+		t.wrote(b, key)
 		return nil
 	}
 	exists, old, err := t.current(ctx, b, key)
@@ -210,10 +246,10 @@ func (t *tx) Delete(ctx context.Context, b store.Bucket, key string, cond store.
 		return err
 	}
 	if !exists {
-		return store.ErrNotFound
+		return t.lost(guarded, b, key, false, "", store.ErrNotFound)
 	}
 	if err := store.CheckCondition(exists, old, cond); err != nil {
-		return err
+		return t.lost(guarded, b, key, exists, old, err)
 	}
 	return fmt.Errorf("postgres: delete %s/%q: condition holds but nothing was deleted", b, key)
 }
