@@ -25,7 +25,7 @@ func newQueries(schema string) queries {
 		get:           `SELECT value, etag FROM ` + kv + ` WHERE bucket = $1 AND key = $2`,
 		lockShare:     `SELECT value, etag FROM ` + kv + ` WHERE bucket = $1 AND key = $2 FOR SHARE`,
 		lockExclusive: `SELECT value, etag FROM ` + kv + ` WHERE bucket = $1 AND key = $2 FOR UPDATE`,
-		getETag: `SELECT etag FROM ` + kv + ` WHERE bucket = $1 AND key = $2`,
+		getETag:       `SELECT etag FROM ` + kv + ` WHERE bucket = $1 AND key = $2`,
 		// IfNoneMatch: a create; nothing inserted means the key is taken.
 		insertNew: `INSERT INTO ` + kv + ` (bucket, key, value, etag) VALUES ($1, $2, $3, $4) ON CONFLICT (bucket, key) DO NOTHING`,
 		// Unconditional; the WHERE keeps a (2^-64) colliding new ETag
