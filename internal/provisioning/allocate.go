@@ -189,6 +189,18 @@ func (s *Service) checkCapacity(ctx context.Context, tx store.Tx, hub string, cu
 	case h.Capacity <= 0:
 		return nil
 	}
+	// Counted under the hub's exclusive lock, which every registration
+	// assigning a device to a capped hub takes: in a conditional
+	// transaction (persist) the count then sees every one that committed
+	// before, and none commits meanwhile. A hub without capacity is only
+	// read, so registrations to it never wait for each other.
+	if h, err = s.st.Hubs.In(tx).Locked(true).Get(ctx, hub); errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	} else if h.Capacity <= 0 {
+		return nil
+	}
 	n, err := s.st.Registrations.In(tx).CountBy(ctx, store.IndexRegistrationsByHub, hub)
 	if err != nil {
 		return err

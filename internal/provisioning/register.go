@@ -282,7 +282,15 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 	payload := dec.Payload
 	var op *enrollment.Operation
 	var oldDICE *firmware.DICEState
-	err := s.st.Backend.Update(ctx, func(tx store.Tx) error {
+	// A conditional transaction (store.Conditional): on PostgreSQL it runs
+	// at READ COMMITTED without predicate locks, so registrations of
+	// different devices never abort each other. What it relies on holds
+	// all the same: the record, the certificate, the TPM challenge and the
+	// operation are written by compare-and-swap on what it read; the
+	// enrollment or group is locked before the revocation jobs are read
+	// (revocation_guard.go); hub capacity is counted under the hub's
+	// exclusive lock (checkCapacity).
+	err := s.st.Backend.Update(store.Conditional(ctx), func(tx store.Tx) error {
 		if !deadline.IsZero() && !s.now().Before(deadline) {
 			return errAssignTimeout // a poll may have answered failed already
 		}
