@@ -114,6 +114,10 @@ type Config struct {
 	// ServerPIDs are more (the replicas), whose CPU time adds up.
 	ServerPID  int
 	ServerPIDs []int
+	// DatabasePIDs are processes of the database the servers use (the
+	// PostgreSQL backends of their connections), whose CPU time is reported
+	// apart; a process that ends during the run is left out.
+	DatabasePIDs []int
 	// StoreCounters, when set, reads the servers' store counters (their
 	// /metrics, summed); the report shows their growth over the timed
 	// phase, per registration.
@@ -363,6 +367,12 @@ func (r *runner) register(ctx context.Context, rep *Report) error {
 		server0 += t
 		serverOK = serverOK && err == nil
 	}
+	db0 := map[int]time.Duration{}
+	for _, pid := range cfg.DatabasePIDs {
+		if t, err := processCPU(pid); err == nil {
+			db0[pid] = t
+		}
+	}
 	begin := time.Now()
 	for range min(cfg.Concurrency, len(r.devices)) {
 		wg.Go(func() {
@@ -439,6 +449,16 @@ func (r *runner) register(ctx context.Context, rep *Report) error {
 			rep.CPU.ServerSeconds = (s1 - server0).Seconds()
 			rep.CPU.ServerMsPerRegistration = perReg(s1 - server0)
 		}
+	}
+	if len(db0) > 0 {
+		var db time.Duration
+		for pid, t0 := range db0 {
+			if t, err := processCPU(pid); err == nil {
+				db += t - t0
+			}
+		}
+		rep.CPU.DatabaseSeconds = db.Seconds()
+		rep.CPU.DatabaseMsPerRegistration = perReg(db)
 	}
 	if len(eps) > 1 {
 		rep.PerEndpoint = tally.figures(eps, elapsed)

@@ -96,6 +96,8 @@ type CPU struct {
 	ServerMsPerRegistration    float64 `json:"serverMsPerRegistration,omitempty"`
 	ServerPID                  int     `json:"serverPid,omitempty"`
 	ServerPIDs                 []int   `json:"serverPids,omitempty"`
+	DatabaseSeconds            float64 `json:"databaseSeconds,omitempty"`
+	DatabaseMsPerRegistration  float64 `json:"databaseMsPerRegistration,omitempty"`
 	MachineCPUs                int     `json:"machineCpus"`
 	MachineBusySeconds         float64 `json:"machineBusySeconds,omitempty"`
 	MachineBusyMsPerRegistered float64 `json:"machineBusyMsPerRegistration,omitempty"`
@@ -236,6 +238,9 @@ func (r *Report) String() string {
 			fmt.Fprintf(&b, ", %d", p)
 		}
 		b.WriteString(")\n")
+	}
+	if r.CPU.DatabaseSeconds > 0 {
+		fmt.Fprintf(&b, "database CPU       %.2f ms/registration\n", r.CPU.DatabaseMsPerRegistration)
 	}
 	for _, e := range r.PerEndpoint {
 		fmt.Fprintf(&b, "endpoint           %s: %d succeeded, %d failed, %.1f/s, p50 %.1f  p99 %.1f ms\n", e.Endpoint, e.Succeeded, e.Failed, e.RegistrationsPerSecond, e.LatencyMs.P50, e.LatencyMs.P99)

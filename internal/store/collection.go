@@ -49,7 +49,7 @@ func NewCollection[T Document](b Backend, bucket Bucket, now func() time.Time, n
 // Get reads one document by ID (case-insensitive).
 func (c *Collection[T]) Get(ctx context.Context, id string) (T, error) {
 	var v T
-	err := c.backend.View(ctx, func(tx Tx) error {
+	err := ViewOne(ctx, c.backend, func(tx Tx) error {
 		var err error
 		v, err = c.In(tx).Get(ctx, id)
 		return err
@@ -76,7 +76,7 @@ func (c *Collection[T]) Delete(ctx context.Context, id string, cond Condition) e
 // List returns up to limit documents after the continuation token, and the
 // token of the next page ("" on the last page).
 func (c *Collection[T]) List(ctx context.Context, continuation string, limit int) (out []T, next string, err error) {
-	err = c.backend.View(ctx, func(tx Tx) error {
+	err = ViewOne(ctx, c.backend, func(tx Tx) error {
 		out, next, err = c.In(tx).List(ctx, continuation, limit)
 		return err
 	})
@@ -208,15 +208,21 @@ func (t TxCollection[T]) decode(it Item) (T, error) {
 }
 
 // Put creates or replaces v under cond; see Collection.Put.
-func (t TxCollection[T]) Put(ctx context.Context, v T, cond Condition) (bool, error) {
+func (t TxCollection[T]) Put(ctx context.Context, v T, cond Condition) (created bool, err error) {
 	key := v.StoreKey()
 	if key == "" {
 		return false, fmt.Errorf("store: %s: empty key", t.c.bucket)
 	}
-	old, err := t.Get(ctx, key)
-	exists := err == nil
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return false, err
+	// A create needs no read first: it fails when the key is taken, and a
+	// new document has no old index entries.
+	var old T
+	exists := false
+	if !cond.IfNoneMatch {
+		old, err = t.Get(ctx, key)
+		exists = err == nil
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return false, err
+		}
 	}
 	// Check the condition here too, so that index entries are not touched
 	// when it fails; the backend checks it again atomically.

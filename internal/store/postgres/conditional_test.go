@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/store/postgres"
@@ -136,5 +138,135 @@ func TestConditionalAnswers(t *testing.T) {
 				t.Fatalf("%d retries, want none", n)
 			}
 		})
+	}
+}
+
+// TestPipelinedRoundTrips counts what a conditional transaction of a read
+// and three writes sends: the BEGIN with the read, the writes with the
+// COMMIT. A one-shot read is one round trip.
+func TestPipelinedRoundTrips(t *testing.T) {
+	b := openTest(t, postgres.Options{})
+	ctx := store.Conditional(t.Context())
+	before := b.RoundTrips()
+	if err := b.Update(ctx, func(tx store.Tx) error {
+		if _, err := tx.Get(ctx, "b", "k"); !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("get: %v", err)
+		}
+		for _, k := range []string{"k", "i1", "i2"} {
+			if _, err := tx.Put(ctx, "b", k, []byte(k), store.Condition{IfNoneMatch: k != "i2"}); err != nil {
+				return err
+			}
+		}
+		// Read-your-writes from what is pending, no round trip.
+		it, err := tx.Get(ctx, "b", "i1")
+		if err != nil || string(it.Value) != "i1" {
+			return fmt.Errorf("pending write read back as %q, %v", it.Value, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.RoundTrips() - before; n != 2 {
+		t.Errorf("%d round trips, want 2 (BEGIN+read, writes+COMMIT)", n)
+	}
+	before = b.RoundTrips()
+	if err := store.ViewOne(ctx, b, func(tx store.Tx) error {
+		_, err := tx.Get(ctx, "b", "k")
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.RoundTrips() - before; n != 1 {
+		t.Errorf("one-shot read: %d round trips, want 1", n)
+	}
+	if err := store.ViewOne(ctx, b, func(tx store.Tx) error {
+		_, _ = tx.Get(ctx, "b", "k")
+		_, err := tx.Get(ctx, "b", "i1")
+		return err
+	}); err == nil {
+		t.Error("a second statement in a one-shot read succeeded")
+	}
+}
+
+// TestDeferredCreateConflict: a create of a taken key that was not read
+// first fails the transaction with ErrConflict, and nothing of it commits.
+func TestDeferredCreateConflict(t *testing.T) {
+	b := openTest(t, postgres.Options{})
+	ctx := store.Conditional(t.Context())
+	if err := b.Update(ctx, func(tx store.Tx) error {
+		_, err := tx.Put(ctx, "b", "taken", []byte("first"), store.Condition{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	err := b.Update(ctx, func(tx store.Tx) error {
+		if _, err := tx.Put(ctx, "b", "other", []byte("x"), store.Condition{}); err != nil {
+			return err
+		}
+		_, err := tx.Put(ctx, "b", "taken", []byte("second"), store.Condition{IfNoneMatch: true})
+		return err
+	})
+	if !errors.Is(err, store.ErrConflict) {
+		t.Fatalf("got %v, want ErrConflict", err)
+	}
+	if err := b.View(ctx, func(tx store.Tx) error {
+		if _, err := tx.Get(ctx, "b", "other"); !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("the failed transaction's other write: %v", err)
+		}
+		it, err := tx.Get(ctx, "b", "taken")
+		if err != nil || string(it.Value) != "first" {
+			return fmt.Errorf("taken holds %q, %v", it.Value, err)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestLockHoldsAgainstWriters: a shared lock keeps a writer out until the
+// locking transaction ends.
+func TestLockHoldsAgainstWriters(t *testing.T) {
+	b := openTest(t, postgres.Options{})
+	ctx := store.Conditional(t.Context())
+	if err := b.Update(ctx, func(tx store.Tx) error {
+		_, err := tx.Put(ctx, "b", "g", []byte("enabled"), store.Condition{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	locked, release := make(chan struct{}), make(chan struct{})
+	var released atomic.Bool
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		_ = b.Update(ctx, func(tx store.Tx) error {
+			if _, err := store.GetLocked(ctx, tx, "b", "g", false); err != nil {
+				return err
+			}
+			close(locked)
+			<-release
+			return nil
+		})
+	}()
+	<-locked
+	done := make(chan bool, 1)
+	go func() {
+		err := b.Update(t.Context(), func(tx store.Tx) error {
+			_, err := tx.Put(ctx, "b", "g", []byte("disabled"), store.Condition{})
+			return err
+		})
+		done <- err == nil && released.Load()
+	}()
+	select {
+	case <-done:
+		t.Fatal("the writer finished while the lock was held")
+	case <-time.After(300 * time.Millisecond):
+	}
+	released.Store(true)
+	close(release)
+	wg.Wait()
+	if ok := <-done; !ok {
+		t.Fatal("the writer failed, or finished before the lock was released")
 	}
 }

@@ -227,24 +227,12 @@ func sleep(ctx context.Context, d time.Duration) error {
 // way that running it again may fix.
 func (b *Backend) attempt(ctx context.Context, opts pgx.TxOptions, conditional bool, fn func(store.Tx) error) (retry bool, err error) {
 	writable := opts.AccessMode != pgx.ReadOnly
-	bctx, cancel := context.WithTimeout(ctx, b.queryTimeout)
-	ptx, err := b.pool.BeginTx(bctx, opts)
-	cancel()
+	t, err := b.acquire(ctx)
 	if err != nil {
-		if b.closed.Load() {
-			return false, store.ErrClosed
-		}
-		return isRetryable(err), fmt.Errorf("postgres: begin: %w", err)
+		return false, err
 	}
-	t := &tx{b: b, tx: ptx, writable: writable, conditional: conditional}
-	defer func() {
-		if err != nil {
-			// Rollback with a fresh deadline: ctx may be what failed.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.queryTimeout)
-			_ = ptx.Rollback(rctx)
-			cancel()
-		}
-	}()
+	t.writable, t.conditional, t.begin = writable, conditional, beginSQL(opts)
+	defer t.release(ctx)
 	if err := fn(t); err != nil {
 		// An aborted transaction stays aborted whatever fn made of the
 		// error it got; retry it.
@@ -256,12 +244,67 @@ func (b *Backend) attempt(ctx context.Context, opts pgx.TxOptions, conditional b
 	if t.retryErr != nil {
 		return true, t.retryErr
 	}
-	cctx, cancel := context.WithTimeout(ctx, b.queryTimeout)
-	defer cancel()
-	if err := ptx.Commit(cctx); err != nil {
+	if err := t.commit(ctx); err != nil {
+		if t.retryErr != nil {
+			return true, t.retryErr
+		}
 		return isRetryable(err), fmt.Errorf("postgres: commit: %w", err)
 	}
 	return false, nil
+}
+
+// acquire takes a connection from the pool for one transaction.
+func (b *Backend) acquire(ctx context.Context) (*tx, error) {
+	actx, cancel := context.WithTimeout(ctx, b.queryTimeout)
+	conn, err := b.pool.Acquire(actx)
+	cancel()
+	if err != nil {
+		if b.closed.Load() {
+			return nil, store.ErrClosed
+		}
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	return &tx{b: b, conn: conn}, nil
+}
+
+// release rolls back whatever is still open (with a fresh deadline: ctx may
+// be what failed) and hands the connection back; the pool closes one it
+// cannot trust.
+func (t *tx) release(ctx context.Context) {
+	if st := t.conn.Conn().PgConn().TxStatus(); st != 'I' && st != 0 {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.b.queryTimeout)
+		_, _ = t.conn.Exec(rctx, "rollback")
+		cancel()
+	}
+	t.conn.Release()
+}
+
+// beginSQL is the BEGIN statement of opts.
+func beginSQL(opts pgx.TxOptions) string {
+	s := "begin isolation level " + string(opts.IsoLevel)
+	if opts.AccessMode == pgx.ReadOnly {
+		return s + " read only"
+	}
+	return s + " read write"
+}
+
+// ViewOne runs fn, which makes at most one statement, outside any
+// transaction (store.OneShotReader): one statement sees one snapshot by
+// itself, and the BEGIN and COMMIT round trips are saved.
+func (b *Backend) ViewOne(ctx context.Context, fn func(store.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if b.closed.Load() {
+		return store.ErrClosed
+	}
+	t, err := b.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	t.oneShot = true
+	defer t.release(ctx)
+	return fn(t)
 }
 
 // isRetryable reports a serialization failure or deadlock: the

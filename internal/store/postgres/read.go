@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 
@@ -15,8 +16,13 @@ import (
 // read (If-Match the ETag read, or If-None-Match when it read nothing), and
 // when that finds the key changed meanwhile the whole transaction runs
 // again, as after a serialization failure under SERIALIZABLE. A key the
-// transaction wrote is locked by its row until the end, so later writes of
-// it need no guard.
+// transaction wrote is locked by its row until the end (once the write is
+// sent: pipeline.go), so later writes of it need no guard.
+//
+// What it read or wrote is also what a later Get of the key answers,
+// without a round trip: the first read is the one every later write is
+// checked against, and a pending write is what the key holds for this
+// transaction.
 
 // errLostRace: a conditional transaction's write found a key changed since
 // the transaction read it; the attempt is rolled back and run again.
@@ -30,47 +36,90 @@ type readKey struct {
 type readState struct {
 	exists bool
 	etag   string
+	value  []byte
+	// own: this transaction wrote (or deleted) the key.
+	own bool
+	// locked: read with Lock.
+	locked bool
 }
 
-// remember records the first read of a key not yet written.
-func (t *tx) remember(b store.Bucket, key string, exists bool, etag string) {
-	if !t.conditional || !t.writable {
-		return
-	}
-	k := readKey{b, key}
-	if _, ok := t.reads[k]; ok {
-		return
-	}
+func (t *tx) tracking() bool { return t.conditional && t.writable }
+
+func (t *tx) entry(b store.Bucket, key string) (readState, bool) {
+	r, ok := t.reads[readKey{b, key}]
+	return r, ok
+}
+
+func (t *tx) set(b store.Bucket, key string, r readState) {
 	if t.reads == nil {
 		t.reads = map[readKey]readState{}
 	}
-	t.reads[k] = readState{exists: exists, etag: etag}
+	t.reads[readKey{b, key}] = r
 }
 
-// wrote marks key as written: its row is locked by this transaction now.
-func (t *tx) wrote(b store.Bucket, key string) {
-	if !t.conditional {
+// cached answers a Get (or, with lock, a Lock) from what the transaction
+// read or wrote, when it can.
+func (t *tx) cached(b store.Bucket, key string, lock bool) (store.Item, error, bool) {
+	if !t.tracking() {
+		return store.Item{}, nil, false
+	}
+	r, ok := t.entry(b, key)
+	if !ok || (lock && !r.locked && !r.own) {
+		return store.Item{}, nil, false
+	}
+	if !r.exists {
+		return store.Item{}, store.ErrNotFound, true
+	}
+	return store.Item{Key: key, Value: bytes.Clone(r.value), ETag: r.etag}, nil, true
+}
+
+// remember records a read. A lock that finds the key changed since an
+// earlier plain read of it means fn may have used a stale value: the
+// attempt runs again.
+func (t *tx) remember(b store.Bucket, key string, exists bool, etag string, value []byte, locked bool) {
+	if !t.tracking() {
 		return
 	}
-	if t.reads == nil {
-		t.reads = map[readKey]readState{}
+	if r, ok := t.entry(b, key); ok {
+		if locked && !r.own && (r.exists != exists || r.etag != etag) && t.retryErr == nil {
+			t.retryErr = fmt.Errorf("%w: %s/%q", errLostRace, b, key)
+		}
+		r.locked = r.locked || locked
+		t.set(b, key, r)
+		return
 	}
-	t.reads[readKey{b, key}] = readState{exists: true, etag: ownWrite}
+	t.set(b, key, readState{exists: exists, etag: etag, value: bytes.Clone(value), locked: locked})
 }
 
-// ownWrite marks a key this transaction wrote.
-const ownWrite = "\x00own"
+// wrote records a write of this transaction.
+func (t *tx) wrote(b store.Bucket, key, etag string, value []byte) {
+	if t.tracking() {
+		t.set(b, key, readState{exists: true, etag: etag, value: bytes.Clone(value), own: true})
+	}
+}
+
+// deleted records a delete of this transaction.
+func (t *tx) deleted(b store.Bucket, key string) {
+	if t.tracking() {
+		t.set(b, key, readState{own: true})
+	}
+}
+
+// forget drops what is known of a key (a raw write).
+func (t *tx) forget(b store.Bucket, key string) {
+	delete(t.reads, readKey{b, key})
+}
 
 // guard returns the condition a write of key must hold: cond itself, or,
 // in a conditional transaction that read the key and has not written it,
 // a compare-and-swap on that read. guarded reports the latter. A cond that
 // the read already refutes fails as it would have at the read.
 func (t *tx) guard(b store.Bucket, key string, cond store.Condition) (store.Condition, bool, error) {
-	if !t.conditional {
+	if !t.tracking() {
 		return cond, false, nil
 	}
-	r, ok := t.reads[readKey{b, key}]
-	if !ok || r.etag == ownWrite {
+	r, ok := t.entry(b, key)
+	if !ok || r.own {
 		return cond, false, nil
 	}
 	if err := store.CheckCondition(r.exists, r.etag, cond); err != nil {
@@ -93,7 +142,7 @@ func (t *tx) lost(guarded bool, b store.Bucket, key string, exists bool, etag st
 	if !guarded {
 		return err
 	}
-	if r := t.reads[readKey{b, key}]; r.exists == exists && (!exists || r.etag == etag) {
+	if r, _ := t.entry(b, key); r.exists == exists && (!exists || r.etag == etag) {
 		return err
 	}
 	e := fmt.Errorf("%w: %s/%q", errLostRace, b, key)

@@ -37,6 +37,7 @@ type benchConfig struct {
 	Cleanup       bool
 	Prefix        string
 	ServerPID     []int
+	DatabasePID   []int
 	Timeout       time.Duration
 	Progress      bool
 }
@@ -107,6 +108,7 @@ server must run on this machine). The exit status is 1 when any device failed.`,
 	f.BoolVar(&cfg.Cleanup, "cleanup", false, "with --setup: delete what setup made and the run's registration records afterwards")
 	f.StringVar(&cfg.Prefix, "prefix", "", "registration IDs are PREFIX-0000000...; the group is PREFIX (default: bench- and 6 random hex digits)")
 	f.IntSliceVar(&cfg.ServerPID, "server-pid", nil, "process ID of zdps serve on this machine, to report its CPU time per registration (repeat it or separate with commas for replicas: their CPU time adds up)")
+	f.IntSliceVar(&cfg.DatabasePID, "database-pid", nil, "process IDs of the database's processes serving the servers (PostgreSQL backends of their connections, on this machine), to report the database's CPU time per registration")
 	f.DurationVar(&cfg.Timeout, "timeout", bench.DefaultTimeout, "bound on one device's registration, retries included")
 	f.BoolVar(&cfg.Progress, "progress", false, "draw a progress bar on stderr even when it is not a terminal (--progress=false: never)")
 	return cmd
@@ -149,7 +151,7 @@ func runBench(cmd *cobra.Command, g *cmdutil.Globals, cfg benchConfig) error {
 		Attestation: cfg.Attestation, Devices: cfg.Devices, Concurrency: cfg.Concurrency, Rate: cfg.Rate,
 		CSR: cfg.CSR, GenerateInline: !cfg.Pregenerate, KeepAlive: cfg.KeepAlive, TLSResumption: cfg.TLSResumption, KeyExchange: cfg.KeyExchange,
 		Setup: cfg.Setup, Cleanup: cfg.Cleanup, Prefix: cfg.Prefix, ServerPID: pid, ServerPIDs: morePIDs, Timeout: cfg.Timeout,
-		Endpoints: more,
+		Endpoints: more, DatabasePIDs: cfg.DatabasePID,
 	}
 	cs, csErr := g.Connection()
 	bc.StoreCounters = storeCounters(cs, csErr == nil, roots, append([]string{endpoint}, more...))
