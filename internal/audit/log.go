@@ -198,7 +198,13 @@ func (l *Log) Seal(ctx context.Context, leaseFor time.Duration) (int, error) {
 		return 0, err
 	}
 	var n int
-	err := l.b.Update(ctx, func(tx store.Tx) error {
+	// A conditional transaction (store.Conditional): every key it writes
+	// it read first (the lease, the head, each pending event) or writes
+	// blindly (the chain entries), so a write is a compare-and-swap on the
+	// read, and two sealers racing see one of them run again; on
+	// PostgreSQL its writes then go out with the next read, one round trip
+	// per event instead of three.
+	err := l.b.Update(store.Conditional(ctx), func(tx store.Tx) error {
 		n = 0
 		now := l.now().UTC()
 		var ls lease

@@ -166,5 +166,8 @@ func (s *Service) PutSettings(ctx context.Context, set *enrollment.Settings, con
 		_, err = c.Put(ctx, set, cond)
 		return err
 	})
+	if err == nil {
+		store.Touch(store.BucketSettings) // the registration path's cache (store.Generation)
+	}
 	return preconditionOnMissing(err, cond)
 }

@@ -176,8 +176,13 @@ func (s *Service) decide(ctx context.Context, t *target, in allocation.Input, li
 // checkCapacity runs inside the persisting transaction: a device new to
 // hub must find a free slot there, counted in the same transaction, so
 // that concurrent registrations cannot overfill a hub.
-func (s *Service) checkCapacity(ctx context.Context, tx store.Tx, hub string, cur *enrollment.Registration) error {
-	if assigned(cur) && enrollment.Key(cur.AssignedHub) == enrollment.Key(hub) {
+//
+// uncapped: the hub had no capacity in the hub list allocation read
+// (cache.go); then it is not read again, and a capacity set meanwhile
+// applies from the next registration on, as if this one had committed
+// first.
+func (s *Service) checkCapacity(ctx context.Context, tx store.Tx, hub string, cur *enrollment.Registration, uncapped bool) error {
+	if uncapped || (assigned(cur) && enrollment.Key(cur.AssignedHub) == enrollment.Key(hub)) {
 		return nil
 	}
 	h, err := s.st.Hubs.In(tx).Get(ctx, hub)

@@ -234,6 +234,13 @@ func (s *Service) assignAsync(ctx context.Context, r *registration) (*enrollment
 // same request joins it, another is throttled; operations past their
 // deadline are closed as failed on the way.
 func (s *Service) inflight(ctx context.Context, log *slog.Logger, regID, hash string) (*enrollment.Operation, error) {
+	// Nearly always there is none: the index alone says so, in one read
+	// (store.ViewOne).
+	if n, err := s.ops.CountBy(ctx, operations.IndexAssigning, regID); err != nil {
+		return nil, fmt.Errorf("provisioning: read operations: %w", err)
+	} else if n == 0 {
+		return nil, nil
+	}
 	ops, _, err := s.ops.ListBy(ctx, operations.IndexAssigning, regID, "", 16)
 	if err != nil {
 		return nil, fmt.Errorf("provisioning: read operations: %w", err)

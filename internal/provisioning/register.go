@@ -282,6 +282,7 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 	payload := dec.Payload
 	var op *enrollment.Operation
 	var oldDICE *firmware.DICEState
+	uncapped := s.uncapped(ctx, dec.Hub)
 	// A conditional transaction (store.Conditional): on PostgreSQL it runs
 	// at READ COMMITTED without predicate locks, so registrations of
 	// different devices never abort each other. What it relies on holds
@@ -344,7 +345,7 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 		if err := ev.Record(rec, cur); err != nil {
 			return err
 		}
-		if err := s.checkCapacity(ctx, tx, hub, cur); err != nil {
+		if err := s.checkCapacity(ctx, tx, hub, cur, uncapped); err != nil {
 			return err
 		}
 		if ev.RenewalOf() != "" && len(payload) == 0 {

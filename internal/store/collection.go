@@ -65,12 +65,19 @@ func (c *Collection[T]) Put(ctx context.Context, v T, cond Condition) (created b
 		created, err = c.In(tx).Put(ctx, v, cond)
 		return err
 	})
+	if err == nil {
+		Touch(c.bucket)
+	}
 	return created, err
 }
 
 // Delete removes a document under cond.
 func (c *Collection[T]) Delete(ctx context.Context, id string, cond Condition) error {
-	return c.backend.Update(ctx, func(tx Tx) error { return c.In(tx).Delete(ctx, id, cond) })
+	err := c.backend.Update(ctx, func(tx Tx) error { return c.In(tx).Delete(ctx, id, cond) })
+	if err == nil {
+		Touch(c.bucket)
+	}
+	return err
 }
 
 // List returns up to limit documents after the continuation token, and the

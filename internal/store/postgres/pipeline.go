@@ -31,8 +31,10 @@ import (
 //     fn must therefore treat any error as final, which the Backend
 //     contract asks of every fn anyway.
 //
-// Other writes (If-Match "*", an If-Match ETag on a key not read, every
-// Delete) are sent at once, because their failure needs a read to explain.
+// A Delete of a key the transaction read is deferred the same way (its
+// failure: a retry). Other writes (If-Match "*", an If-Match ETag on a key
+// not read, a Delete of a key not read) are sent at once, because their
+// failure needs a read to explain.
 
 // pendingWrite is a deferred write.
 type pendingWrite struct {

@@ -23,7 +23,7 @@ type queries struct {
 	// they fail with division_by_zero when they write nothing, which aborts
 	// the transaction, so that a COMMIT pipelined after them never commits
 	// half of it.
-	insertNewOrFail, upsertOrFail, updateIfOrFail string
+	insertNewOrFail, upsertOrFail, updateIfOrFail, deleteIfOrFail string
 }
 
 func newQueries(schema string) queries {
@@ -66,6 +66,7 @@ func newQueries(schema string) queries {
 		return `WITH w AS (` + write + ` RETURNING 1) SELECT 1 / count(*) FROM w`
 	}
 	q.insertNewOrFail, q.upsertOrFail, q.updateIfOrFail = orFail(q.insertNew), orFail(q.upsert), orFail(q.updateIf)
+	q.deleteIfOrFail = orFail(q.deleteIf)
 	return q
 }
 
@@ -275,6 +276,17 @@ func (t *tx) Delete(ctx context.Context, b store.Bucket, key string, cond store.
 		if cond, guarded, err = t.guard(b, key, cond); err != nil {
 			return err
 		}
+	}
+	if guarded {
+		// A delete of what the transaction read: known absent, or a
+		// compare-and-swap on the read that waits for the next round trip
+		// (pipeline.go).
+		if cond.IfNoneMatch {
+			return store.ErrNotFound
+		}
+		t.pending = append(t.pending, pendingWrite{b: b, key: key, sql: t.b.q.deleteIfOrFail, args: []any{string(b), k, cond.IfMatch}})
+		t.deleted(b, key)
+		return nil
 	}
 	var n int64
 	switch {
