@@ -4,7 +4,7 @@ DATADIR ?= zdps-data
 BIN     ?= bin/zdps
 PKGS    := ./...
 
-.PHONY: build run test test-setup lint fuzz bench perf clean
+.PHONY: build run test test-setup lint fuzz bench perf perf-postgres clean
 
 build:
 	$(GO) build -o $(BIN) ./cmd/zdps
@@ -42,6 +42,13 @@ bench:
 # primitives, in one run. DEVICES, CONCURRENCY, RUNS tune it.
 perf:
 	bash scripts/perf.sh
+
+# PostgreSQL against bbolt (README, Scale-out on PostgreSQL): bbolt, one
+# replica and two replicas on one database, alternating, with round trips,
+# retries and PostgreSQL CPU per registration, and the ratios. Needs the
+# PostgreSQL of `make test-setup` (PGURL); DEVICES, CONCURRENCY, RUNS tune it.
+perf-postgres:
+	bash scripts/perf-postgres.sh
 
 clean:
 	rm -rf bin

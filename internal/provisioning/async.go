@@ -221,7 +221,7 @@ func (s *Service) assignAsync(ctx context.Context, r *registration) (*enrollment
 		if err != nil {
 			return nil, fmt.Errorf("provisioning: read operation: %w", err)
 		}
-		return op, nil
+		return s.withChain(ctx, op)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("provisioning: store operation: %w", err)
@@ -298,7 +298,7 @@ func (s *Service) expire(ctx context.Context, op *enrollment.Operation) (*enroll
 		s.log.WarnContext(ctx, "registration failed", "registration_id", out.RegistrationID, "operation_id", out.OperationID,
 			"outcome", OutcomeFailed, "reason", MessageAssignmentTimedOut)
 	}
-	return out, nil
+	return s.withChain(ctx, out) // a final state that replaced it meanwhile
 }
 
 // settle stores the failure of a run whose request no longer waits: the

@@ -389,11 +389,16 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 		snap := *rec
 		o.Registration = &snap
 		if issued != nil {
-			o.IssuedCertificateChain = issued.Chain
+			// The record keeps the serial; the chain (about 2.5 KB) is in
+			// the certificate record, where a poll reads it (status.go).
+			o.IssuedCertificateSerial = issued.Serial
 		}
 		ev.Answer(o)
 		if err := s.book.Close(ctx, tx, o); err != nil {
 			return err
+		}
+		if issued != nil {
+			o.IssuedCertificateChain = issued.Chain // the answer has it
 		}
 		op = o
 		return nil
