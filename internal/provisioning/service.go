@@ -212,7 +212,7 @@ func (s *Service) attest(ctx context.Context, req *Request) (*Identity, error) {
 	if err := enrollment.ValidateRegistrationID(req.RegistrationID); err != nil {
 		return nil, Refuse("invalid registrationId", fmt.Errorf("%w: %w", ErrInvalid, err))
 	}
-	mech := s.mechanism(ctx, req)
+	mech, ctx := s.mechanism(ctx, req)
 	a := s.cfg.Attestors[mech]
 	if a == nil {
 		if mech == "" {
