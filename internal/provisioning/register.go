@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/allocation"
+	"github.com/zdps/zdps/internal/provisioning/operations"
+	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/enrollment/firmware"
@@ -295,6 +297,13 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 		if !deadline.IsZero() && !s.now().Before(deadline) {
 			return errAssignTimeout // a poll may have answered failed already
 		}
+		// What the transaction reads, in one round trip where the backend
+		// can (PostgreSQL), in the order the steps below read it: the
+		// enrollment's lock comes before the revocation jobs
+		// (revocation_guard.go).
+		if err := store.Prefetch(ctx, tx, persistReads(req.RegistrationID, t, opID)...); err != nil {
+			return err
+		}
 		regs := s.st.Registrations.In(tx)
 		cur, err := regs.Get(ctx, req.RegistrationID)
 		switch {
@@ -410,6 +419,26 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 		s.auditFirmware(ctx, op.Registration, oldDICE)
 	}
 	return op, nil
+}
+
+// persistReads are the keys persist reads of a registration, for
+// store.Prefetch.
+func persistReads(regID string, t *target, opID string) []store.Read {
+	reads := []store.Read{{Bucket: store.BucketRegistrations, Key: enrollment.Key(regID)}}
+	switch {
+	case t.individual != nil:
+		reads = append(reads, store.Read{Bucket: store.BucketEnrollments, Key: enrollment.Key(t.individual.RegistrationID), Lock: true})
+	case t.group != nil:
+		reads = append(reads, store.Read{Bucket: store.BucketGroups, Key: enrollment.Key(t.group.EnrollmentGroupID), Lock: true})
+	}
+	reads = append(reads, store.Read{Bucket: revocation.BucketRevocationRegistrations, Key: enrollment.Key(regID)})
+	if g := t.groupID(); g != "" {
+		reads = append(reads, store.Read{Bucket: revocation.BucketRevocationSweeps, Key: enrollment.Key(g)})
+	}
+	return append(reads,
+		store.Read{Bucket: operations.Bucket, Key: (&enrollment.Operation{OperationID: opID}).StoreKey()},
+		store.Read{Bucket: operations.BucketCurrent, Key: enrollment.Key(regID)},
+	)
 }
 
 // initialTwin is the twin recorded for the hub: the custom webhook's,

@@ -57,3 +57,29 @@ func GetLocked(ctx context.Context, tx Tx, b Bucket, key string, exclusive bool)
 	}
 	return tx.Get(ctx, b, key)
 }
+
+// Read names a key to Prefetch, and whether to lock it (Lock, exclusive).
+type Read struct {
+	Bucket    Bucket
+	Key       string
+	Lock      bool
+	Exclusive bool
+}
+
+// Prefetcher is implemented by a Tx that can read several keys in one
+// round trip and answer later Gets (and Locks) of them from what it read
+// (PostgreSQL, in a conditional transaction).
+type Prefetcher interface {
+	// Prefetch reads (and locks) the keys in order, as that many Gets
+	// and Locks would.
+	Prefetch(ctx context.Context, reads []Read) error
+}
+
+// Prefetch reads keys through tx's Prefetcher when it has one; otherwise
+// it does nothing, and the Gets that follow read as usual.
+func Prefetch(ctx context.Context, tx Tx, reads ...Read) error {
+	if p, ok := tx.(Prefetcher); ok {
+		return p.Prefetch(ctx, reads)
+	}
+	return nil
+}

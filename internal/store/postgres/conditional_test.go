@@ -270,3 +270,36 @@ func TestLockHoldsAgainstWriters(t *testing.T) {
 		t.Fatal("the writer failed, or finished before the lock was released")
 	}
 }
+
+// TestPrefetch reads several keys (one locked) in one round trip; the Gets
+// and Locks after it are answered from what it read.
+func TestPrefetch(t *testing.T) {
+	b := openTest(t, postgres.Options{})
+	ctx := store.Conditional(t.Context())
+	if err := b.Update(ctx, func(tx store.Tx) error {
+		_, err := tx.Put(ctx, "b", "x", []byte("1"), store.Condition{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	before := b.RoundTrips()
+	if err := b.Update(ctx, func(tx store.Tx) error {
+		if err := store.Prefetch(ctx, tx, store.Read{Bucket: "b", Key: "x", Lock: true}, store.Read{Bucket: "b", Key: "absent"}); err != nil {
+			return err
+		}
+		if it, err := store.GetLocked(ctx, tx, "b", "x", false); err != nil || string(it.Value) != "1" {
+			return fmt.Errorf("locked x: %q %v", it.Value, err)
+		}
+		if _, err := tx.Get(ctx, "b", "absent"); !errors.Is(err, store.ErrNotFound) {
+			return fmt.Errorf("absent: %v", err)
+		}
+		// A write of a prefetched key is guarded by what was read.
+		_, err := tx.Put(ctx, "b", "absent", []byte("now"), store.Condition{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.RoundTrips() - before; n != 2 {
+		t.Errorf("%d round trips, want 2 (BEGIN+prefetch, write+COMMIT)", n)
+	}
+}

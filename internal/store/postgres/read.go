@@ -2,8 +2,11 @@ package postgres
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/zdps/zdps/internal/store"
 )
@@ -150,4 +153,54 @@ func (t *tx) lost(guarded bool, b store.Bucket, key string, exists bool, etag st
 		t.retryErr = e
 	}
 	return e
+}
+
+// Prefetch reads keys in one round trip (with the BEGIN and the pending
+// writes) and remembers them, so that the transaction's later Gets and
+// Locks of them are answered without one. The statements run in order, so
+// a read after a lock sees what committed before the lock was granted. It
+// does nothing outside a conditional transaction, where reads are not
+// remembered.
+func (t *tx) Prefetch(ctx context.Context, reads []store.Read) error {
+	if !t.tracking() || len(reads) == 0 {
+		return nil
+	}
+	type got struct {
+		item  store.Item
+		found bool
+	}
+	res := make([]got, len(reads))
+	err := t.send(ctx, func(q *pgx.Batch) {
+		for i, r := range reads {
+			sql := t.b.q.get
+			switch {
+			case r.Lock && r.Exclusive:
+				sql = t.b.q.lockExclusive
+			case r.Lock:
+				sql = t.b.q.lockShare
+			}
+			q.Queue(sql, string(r.Bucket), []byte(r.Key)).QueryRow(func(row pgx.Row) error {
+				err := row.Scan(&res[i].item.Value, &res[i].item.ETag)
+				if errors.Is(err, pgx.ErrNoRows) {
+					return nil
+				}
+				res[i].found = err == nil
+				return err
+			})
+		}
+	})
+	if err != nil {
+		return t.note(err, "prefetch")
+	}
+	for i, r := range reads {
+		if _, known := t.entry(r.Bucket, r.Key); known && !r.Lock {
+			continue
+		}
+		v := res[i].item.Value
+		if v == nil {
+			v = []byte{}
+		}
+		t.remember(r.Bucket, r.Key, res[i].found, res[i].item.ETag, v, r.Lock)
+	}
+	return t.retryErr
 }

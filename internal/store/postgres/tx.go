@@ -99,6 +99,7 @@ var (
 	_ store.BucketLister = (*tx)(nil)
 	_ store.RawWriter    = (*tx)(nil)
 	_ store.Locker       = (*tx)(nil)
+	_ store.Prefetcher   = (*tx)(nil)
 )
 
 var (
