@@ -172,9 +172,10 @@ func (b *Backend) View(ctx context.Context, fn func(store.Tx) error) error {
 	return err
 }
 
-// Update runs fn in a SERIALIZABLE transaction and returns once it is
-// committed. On a serialization failure or deadlock it runs fn again, up to
-// Options.MaxAttempts times, then fails with ErrContention.
+// Update runs fn in a SERIALIZABLE transaction (READ COMMITTED when ctx
+// asks for a conditional one: read.go) and returns once it is committed.
+// On a serialization failure, deadlock or lost compare-and-swap it runs fn
+// again, up to Options.MaxAttempts times, then fails with ErrContention.
 func (b *Backend) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
