@@ -9,7 +9,7 @@ PKGS    := ./...
 CC      ?= cc
 TAGS    ?= $(shell command -v $(CC) >/dev/null 2>&1 && echo pkcs11)
 
-.PHONY: build run test test-setup lint fuzz bench perf clean
+.PHONY: build run test test-setup lint fuzz bench perf perf-postgres clean
 
 build:
 	$(GO) build -tags '$(TAGS)' -o $(BIN) ./cmd/zdps
@@ -48,6 +48,13 @@ bench:
 # primitives, in one run. DEVICES, CONCURRENCY, RUNS tune it.
 perf:
 	bash scripts/perf.sh
+
+# PostgreSQL against bbolt (README, Scale-out on PostgreSQL): bbolt, one
+# replica and two replicas on one database, alternating, with round trips,
+# retries and PostgreSQL CPU per registration, and the ratios. Needs the
+# PostgreSQL of `make test-setup` (PGURL); DEVICES, CONCURRENCY, RUNS tune it.
+perf-postgres:
+	bash scripts/perf-postgres.sh
 
 clean:
 	rm -rf bin

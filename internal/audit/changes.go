@@ -76,6 +76,12 @@ type changesTx struct {
 	actor string
 }
 
+// Lock passes a row lock through (store.Locker), so that a conditional
+// transaction keeps its locks under the recorder.
+func (t *changesTx) Lock(ctx context.Context, b store.Bucket, key string, exclusive bool) (store.Item, error) {
+	return store.GetLocked(ctx, t.Tx, b, key, exclusive)
+}
+
 func (t *changesTx) before(ctx context.Context, b store.Bucket, key string) (string, error) {
 	it, err := t.Tx.Get(ctx, b, key)
 	switch {

@@ -198,8 +198,22 @@ func (l *Log) Seal(ctx context.Context, leaseFor time.Duration) (int, error) {
 		return 0, err
 	}
 	var n int
-	err := l.b.Update(ctx, func(tx store.Tx) error {
+	// A conditional transaction (store.Conditional): every key it writes
+	// it read first (the lease, the head, each pending event) or writes
+	// blindly (the chain entries), so a write is a compare-and-swap on the
+	// read, and two sealers racing see one of them run again; on
+	// PostgreSQL its writes then go out with the next read, one round trip
+	// per event instead of three.
+	reads := []store.Read{{Bucket: BucketState, Key: keyLease}, {Bucket: BucketState, Key: keyHead}}
+	for _, b := range batch {
+		reads = append(reads, store.Read{Bucket: BucketPending, Key: b.Key})
+	}
+	err := l.b.Update(store.Conditional(ctx), func(tx store.Tx) error {
 		n = 0
+		// Every key below in one round trip where the backend can.
+		if err := store.Prefetch(ctx, tx, reads...); err != nil {
+			return err
+		}
 		now := l.now().UTC()
 		var ls lease
 		if ok, err := getJSON(ctx, tx, BucketState, keyLease, &ls); err != nil {

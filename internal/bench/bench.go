@@ -47,6 +47,12 @@ const DefaultTimeout = 2 * time.Minute
 type Config struct {
 	// Endpoint is the device API's host:port.
 	Endpoint string
+	// Endpoints are the device APIs of further replicas of the same
+	// instance: device i registers at the (i mod n)-th of Endpoint and
+	// Endpoints (HTTPS and MQTT over WebSockets; TLS checks every one
+	// against Endpoint's host name), and the report has figures per
+	// endpoint.
+	Endpoints []string
 	// Transport the devices register over: device.TransportHTTPS (the
 	// default when empty), device.TransportMQTT or device.TransportMQTTWS.
 	// Over MQTT every device opens its own TLS connection: CONNECT,
@@ -104,8 +110,18 @@ type Config struct {
 	Prefix string
 
 	// ServerPID, when set, is the zdps serve process whose CPU time is
-	// measured (Linux /proc; the server must run on this machine).
-	ServerPID int
+	// measured (Linux /proc; the server must run on this machine);
+	// ServerPIDs are more (the replicas), whose CPU time adds up.
+	ServerPID  int
+	ServerPIDs []int
+	// DatabasePIDs are processes of the database the servers use (the
+	// PostgreSQL backends of their connections), whose CPU time is reported
+	// apart; a process that ends during the run is left out.
+	DatabasePIDs []int
+	// StoreCounters, when set, reads the servers' store counters (their
+	// /metrics, summed); the report shows their growth over the timed
+	// phase, per registration.
+	StoreCounters func(ctx context.Context) (StoreCounters, error)
 	// Timeout bounds each device's registration; DefaultTimeout when 0.
 	Timeout time.Duration
 	// Progress is called after each device, from the workers.
@@ -132,6 +148,17 @@ type runner struct {
 }
 
 func (r *runner) groupID() string { return r.cfg.Prefix }
+
+// serverPIDs is every server process to measure.
+func (c *Config) serverPIDs() []int {
+	var pids []int
+	for _, p := range append([]int{c.ServerPID}, c.ServerPIDs...) {
+		if p > 0 {
+			pids = append(pids, p)
+		}
+	}
+	return pids
+}
 
 func (c *Config) validate() error {
 	switch c.Attestation {
@@ -165,6 +192,14 @@ func (c *Config) validate() error {
 		case c.KeepAlive:
 			return fmt.Errorf("%w: keep-alive connections are for HTTPS; over MQTT each device has its own connection", ErrInvalidConfig)
 		}
+	}
+	for _, ep := range c.Endpoints {
+		if ep == "" {
+			return fmt.Errorf("%w: empty endpoint", ErrInvalidConfig)
+		}
+	}
+	if len(c.Endpoints) > 0 && c.Transport == device.TransportMQTT {
+		return fmt.Errorf("%w: several endpoints are for HTTPS and MQTT over WebSockets; MQTT has one --mqtt-endpoint", ErrInvalidConfig)
 	}
 	if c.Transport == device.TransportMQTT && c.MQTTEndpoint == "" {
 		host, _, err := net.SplitHostPort(strings.TrimPrefix(c.Endpoint, "https://"))
@@ -306,18 +341,37 @@ func (r *runner) register(ctx context.Context, rep *Report) error {
 		limiter = NewLimiter(cfg.Rate, nil, nil)
 	}
 
+	eps := cfg.endpoints()
+	for i := range r.devices {
+		r.devices[i].endpoint = eps[i%len(eps)]
+	}
+	tally := newPerEndpoint(len(eps))
 	var (
 		next    atomic.Int64
 		mu      sync.Mutex
 		samples = make([]time.Duration, 0, len(r.devices))
 		wg      sync.WaitGroup
 	)
+	var counters0 StoreCounters
+	countersOK := false
+	if cfg.StoreCounters != nil {
+		c, err := cfg.StoreCounters(ctx)
+		counters0, countersOK = c, err == nil && c.Found
+	}
 	load0, busy0, self0 := loadAverage(), machineBusy(), selfCPU()
+	pids := cfg.serverPIDs()
 	var server0 time.Duration
-	serverOK := false
-	if cfg.ServerPID > 0 {
-		server0, err = processCPU(cfg.ServerPID)
-		serverOK = err == nil
+	serverOK := len(pids) > 0
+	for _, pid := range pids {
+		t, err := processCPU(pid)
+		server0 += t
+		serverOK = serverOK && err == nil
+	}
+	db0 := map[int]time.Duration{}
+	for _, pid := range cfg.DatabasePIDs {
+		if t, err := processCPU(pid); err == nil {
+			db0[pid] = t
+		}
 	}
 	begin := time.Now()
 	for range min(cfg.Concurrency, len(r.devices)) {
@@ -332,11 +386,17 @@ func (r *runner) register(ctx context.Context, rep *Report) error {
 					break
 				}
 				d, err := r.registerOne(ctx, &r.devices[i], base, shared)
+				ep := i % len(eps)
 				if err == nil {
 					mine = append(mine, d)
+					mu.Lock()
+					tally.ok[ep]++
+					tally.samples[ep] = append(tally.samples[ep], d)
+					mu.Unlock()
 				} else {
 					kind := ErrorKind(err)
 					mu.Lock()
+					tally.failed[ep]++
 					rep.Errors[kind]++
 					if rep.ErrorSamples == nil {
 						rep.ErrorSamples = map[string]string{}
@@ -377,12 +437,33 @@ func (r *runner) register(ctx context.Context, rep *Report) error {
 	rep.CPU.ClientSeconds = self.Seconds()
 	rep.CPU.ClientMsPerRegistration = perReg(self)
 	if serverOK {
-		if s1, err := processCPU(cfg.ServerPID); err == nil {
-			rep.CPU.ServerPID = cfg.ServerPID
+		var s1 time.Duration
+		for _, pid := range pids {
+			t, err := processCPU(pid)
+			s1 += t
+			serverOK = serverOK && err == nil
+		}
+		if serverOK {
+			rep.CPU.ServerPID = pids[0]
+			rep.CPU.ServerPIDs = pids[1:]
 			rep.CPU.ServerSeconds = (s1 - server0).Seconds()
 			rep.CPU.ServerMsPerRegistration = perReg(s1 - server0)
 		}
 	}
+	if len(db0) > 0 {
+		var db time.Duration
+		for pid, t0 := range db0 {
+			if t, err := processCPU(pid); err == nil {
+				db += t - t0
+			}
+		}
+		rep.CPU.DatabaseSeconds = db.Seconds()
+		rep.CPU.DatabaseMsPerRegistration = perReg(db)
+	}
+	if len(eps) > 1 {
+		rep.PerEndpoint = tally.figures(eps, elapsed)
+	}
+	rep.Store = r.storeFigures(ctx, counters0, countersOK, rep.Succeeded)
 	if busy0 > 0 {
 		busy := machineBusy() - busy0
 		rep.CPU.MachineBusySeconds = busy.Seconds()
@@ -505,8 +586,12 @@ func (r *runner) registerMQTT(ctx context.Context, d *simDevice, base *tls.Confi
 // attestation.
 func (r *runner) deviceConfig(d *simDevice) device.Config {
 	cfg := r.cfg
+	endpoint := d.endpoint
+	if endpoint == "" {
+		endpoint = cfg.Endpoint
+	}
 	dc := device.Config{
-		Endpoint:       cfg.Endpoint,
+		Endpoint:       endpoint,
 		IDScope:        cfg.IDScope,
 		RegistrationID: d.regID,
 		CSR:            d.csr,

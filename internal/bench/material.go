@@ -33,6 +33,8 @@ type simDevice struct {
 	csr []byte
 	// tpm is the device's software TPM (TPM attestation).
 	tpm *softtpm.TPM
+	// endpoint is the device API it registers at (Config.Endpoints).
+	endpoint string
 }
 
 // TPMKeyPool is how many endorsement keys a TPM run generates (RSA 2048,

@@ -63,6 +63,12 @@ type Report struct {
 	// LoadAverage is the 1-minute load average before and after the timed
 	// phase (Linux), to judge how busy the machine was.
 	LoadAverage [2]float64 `json:"loadAverage"`
+	// PerEndpoint splits the run by endpoint when there were several
+	// (Config.Endpoints).
+	PerEndpoint []EndpointFigures `json:"perEndpoint,omitempty"`
+	// Store is what the store counted over the timed phase (retries,
+	// conflicts, round trips), when the servers export it.
+	Store *StoreFigures `json:"store,omitempty"`
 }
 
 // Latency percentiles in milliseconds.
@@ -89,6 +95,9 @@ type CPU struct {
 	ServerSeconds              float64 `json:"serverSeconds,omitempty"`
 	ServerMsPerRegistration    float64 `json:"serverMsPerRegistration,omitempty"`
 	ServerPID                  int     `json:"serverPid,omitempty"`
+	ServerPIDs                 []int   `json:"serverPids,omitempty"`
+	DatabaseSeconds            float64 `json:"databaseSeconds,omitempty"`
+	DatabaseMsPerRegistration  float64 `json:"databaseMsPerRegistration,omitempty"`
 	MachineCPUs                int     `json:"machineCpus"`
 	MachineBusySeconds         float64 `json:"machineBusySeconds,omitempty"`
 	MachineBusyMsPerRegistered float64 `json:"machineBusyMsPerRegistration,omitempty"`
@@ -224,7 +233,20 @@ func (r *Report) String() string {
 	fmt.Fprintf(&b, "TLS handshakes     %d full, %d resumed\n", r.TLSHandshakes.Full, r.TLSHandshakes.Resumed)
 	fmt.Fprintf(&b, "client CPU         %.2f ms/registration\n", r.CPU.ClientMsPerRegistration)
 	if r.CPU.ServerPID != 0 {
-		fmt.Fprintf(&b, "server CPU         %.2f ms/registration (pid %d)\n", r.CPU.ServerMsPerRegistration, r.CPU.ServerPID)
+		fmt.Fprintf(&b, "server CPU         %.2f ms/registration (pid %d", r.CPU.ServerMsPerRegistration, r.CPU.ServerPID)
+		for _, p := range r.CPU.ServerPIDs {
+			fmt.Fprintf(&b, ", %d", p)
+		}
+		b.WriteString(")\n")
+	}
+	if r.CPU.DatabaseSeconds > 0 {
+		fmt.Fprintf(&b, "database CPU       %.2f ms/registration\n", r.CPU.DatabaseMsPerRegistration)
+	}
+	for _, e := range r.PerEndpoint {
+		fmt.Fprintf(&b, "endpoint           %s: %d succeeded, %d failed, %.1f/s, p50 %.1f  p99 %.1f ms\n", e.Endpoint, e.Succeeded, e.Failed, e.RegistrationsPerSecond, e.LatencyMs.P50, e.LatencyMs.P99)
+	}
+	if s := r.Store; s != nil {
+		fmt.Fprintf(&b, "store              %.3f retries, %.3f conflicts, %.1f round trips per registration\n", s.RetriesPerRegistration, s.ConflictsPerRegistration, s.RoundTripsPerRegistration)
 	}
 	if r.CPU.MachineBusySeconds > 0 {
 		fmt.Fprintf(&b, "machine busy       %.2f ms/registration over %d CPUs\n", r.CPU.MachineBusyMsPerRegistered, r.CPU.MachineCPUs)

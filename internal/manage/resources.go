@@ -20,8 +20,15 @@ func (s *Service) Registration(ctx context.Context, id string) (*enrollment.Regi
 // DeleteRegistration forgets a device's registration (its next register
 // call is a first assignment) and revokes the certificates issued to it,
 // in one transaction (unless revocation is off).
+//
+// The transaction is conditional (store.Conditional): on PostgreSQL many
+// deletes at once then never abort each other on the pages of the
+// certificate index. The record is the point where it meets a registration
+// of the same device: each writes it by compare-and-swap on what it read,
+// so a registration that committed first is seen (its certificate revoked)
+// and one that comes later finds the record gone and starts afresh.
 func (s *Service) DeleteRegistration(ctx context.Context, id, ifMatch string) error {
-	return s.st.Backend.Update(ctx, func(tx store.Tx) error {
+	return s.st.Backend.Update(store.Conditional(ctx), func(tx store.Tx) error {
 		if err := s.st.Registrations.In(tx).Delete(ctx, id, store.Condition{IfMatch: ifMatch}); err != nil {
 			return err
 		}
@@ -159,5 +166,8 @@ func (s *Service) PutSettings(ctx context.Context, set *enrollment.Settings, con
 		_, err = c.Put(ctx, set, cond)
 		return err
 	})
+	if err == nil {
+		store.Touch(store.BucketSettings) // the registration path's cache (store.Generation)
+	}
 	return preconditionOnMissing(err, cond)
 }

@@ -197,6 +197,22 @@ func (m *Metrics) StoreRetries(count func() int64) {
 		Help: "Store transactions run again after a serialization conflict."}, func() float64 { return float64(count()) }))
 }
 
+// StoreCounters exports the PostgreSQL backend's round trips (statements,
+// batches, BEGINs and COMMITs) and the conflicts of its conditional
+// transactions (a compare-and-swap that found a key changed since the
+// transaction read it: counted among the retries too); call it once.
+func (m *Metrics) StoreCounters(roundTrips, conflicts func() int64) {
+	if m == nil || roundTrips == nil || conflicts == nil {
+		return
+	}
+	m.reg.MustRegister(
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "zdps_store_round_trips_total",
+			Help: "Statements, batches, BEGINs and COMMITs sent to the database."}, func() float64 { return float64(roundTrips()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "zdps_store_conflicts_total",
+			Help: "Store transactions run again because a key changed between their read and their write."}, func() float64 { return float64(conflicts()) }),
+	)
+}
+
 // CertificateExpiry sets the expiry of a CA certificate ("root",
 // "intermediate") or of the earliest issued one ("issued").
 func (m *Metrics) CertificateExpiry(which string, at time.Time) {

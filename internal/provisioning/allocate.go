@@ -176,8 +176,13 @@ func (s *Service) decide(ctx context.Context, t *target, in allocation.Input, li
 // checkCapacity runs inside the persisting transaction: a device new to
 // hub must find a free slot there, counted in the same transaction, so
 // that concurrent registrations cannot overfill a hub.
-func (s *Service) checkCapacity(ctx context.Context, tx store.Tx, hub string, cur *enrollment.Registration) error {
-	if assigned(cur) && enrollment.Key(cur.AssignedHub) == enrollment.Key(hub) {
+//
+// uncapped: the hub had no capacity in the hub list allocation read
+// (cache.go); then it is not read again, and a capacity set meanwhile
+// applies from the next registration on, as if this one had committed
+// first.
+func (s *Service) checkCapacity(ctx context.Context, tx store.Tx, hub string, cur *enrollment.Registration, uncapped bool) error {
+	if uncapped || (assigned(cur) && enrollment.Key(cur.AssignedHub) == enrollment.Key(hub)) {
 		return nil
 	}
 	h, err := s.st.Hubs.In(tx).Get(ctx, hub)
@@ -187,6 +192,18 @@ func (s *Service) checkCapacity(ctx context.Context, tx store.Tx, hub string, cu
 	case err != nil:
 		return err
 	case h.Capacity <= 0:
+		return nil
+	}
+	// Counted under the hub's exclusive lock, which every registration
+	// assigning a device to a capped hub takes: in a conditional
+	// transaction (persist) the count then sees every one that committed
+	// before, and none commits meanwhile. A hub without capacity is only
+	// read, so registrations to it never wait for each other.
+	if h, err = s.st.Hubs.In(tx).Locked(true).Get(ctx, hub); errors.Is(err, store.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	} else if h.Capacity <= 0 {
 		return nil
 	}
 	n, err := s.st.Registrations.In(tx).CountBy(ctx, store.IndexRegistrationsByHub, hub)

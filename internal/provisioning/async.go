@@ -221,7 +221,7 @@ func (s *Service) assignAsync(ctx context.Context, r *registration) (*enrollment
 		if err != nil {
 			return nil, fmt.Errorf("provisioning: read operation: %w", err)
 		}
-		return op, nil
+		return s.withChain(ctx, op)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("provisioning: store operation: %w", err)
@@ -234,6 +234,13 @@ func (s *Service) assignAsync(ctx context.Context, r *registration) (*enrollment
 // same request joins it, another is throttled; operations past their
 // deadline are closed as failed on the way.
 func (s *Service) inflight(ctx context.Context, log *slog.Logger, regID, hash string) (*enrollment.Operation, error) {
+	// Nearly always there is none: the index alone says so, in one read
+	// (store.ViewOne).
+	if n, err := s.ops.CountBy(ctx, operations.IndexAssigning, regID); err != nil {
+		return nil, fmt.Errorf("provisioning: read operations: %w", err)
+	} else if n == 0 {
+		return nil, nil
+	}
 	ops, _, err := s.ops.ListBy(ctx, operations.IndexAssigning, regID, "", 16)
 	if err != nil {
 		return nil, fmt.Errorf("provisioning: read operations: %w", err)
@@ -291,7 +298,7 @@ func (s *Service) expire(ctx context.Context, op *enrollment.Operation) (*enroll
 		s.log.WarnContext(ctx, "registration failed", "registration_id", out.RegistrationID, "operation_id", out.OperationID,
 			"outcome", OutcomeFailed, "reason", MessageAssignmentTimedOut)
 	}
-	return out, nil
+	return s.withChain(ctx, out) // a final state that replaced it meanwhile
 }
 
 // settle stores the failure of a run whose request no longer waits: the

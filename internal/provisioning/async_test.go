@@ -1,6 +1,7 @@
 package provisioning_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/elliptic"
 	"crypto/x509"
@@ -439,5 +440,43 @@ func TestWaitBounded(t *testing.T) {
 	defer cancel()
 	if err := a.Wait(ctx); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Wait = %v with a run blocked", err)
+	}
+}
+
+// TestOperationKeepsSerial: the stored operation holds the issued
+// certificate's serial, not its chain; the answer and a poll carry the
+// chain, read from the certificate record; an operation stored with the
+// chain itself (before) is answered as it is.
+func TestOperationKeepsSerial(t *testing.T) {
+	ctx := context.Background()
+	e := asyncEnv(t, "memory")
+	svc := e.replica(t, hashed.New())
+	req := devReq(t, "")
+	op, err := svc.Register(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if op.Status != enrollment.RegistrationAssigned || len(op.IssuedCertificateChain) != 3 {
+		t.Fatalf("answer %s with %d certificates", op.Status, len(op.IssuedCertificateChain))
+	}
+	ops := operations.Collection(e.st.Backend, nil)
+	stored, err := ops.Get(ctx, op.OperationID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stored.IssuedCertificateChain) != 0 || stored.IssuedCertificateSerial == "" {
+		t.Fatalf("stored operation: %d certificates, serial %q; want the serial alone", len(stored.IssuedCertificateChain), stored.IssuedCertificateSerial)
+	}
+	got := poll(t, svc, req, op.OperationID)
+	if len(got.IssuedCertificateChain) != 3 || !bytes.Equal(got.IssuedCertificateChain[0], op.IssuedCertificateChain[0]) {
+		t.Fatalf("poll: %d certificates", len(got.IssuedCertificateChain))
+	}
+	// A record of an older zdps: the chain in the operation.
+	stored.IssuedCertificateSerial, stored.IssuedCertificateChain = "", op.IssuedCertificateChain
+	if _, err := ops.Put(ctx, stored, store.Condition{IfMatch: stored.ETag}); err != nil {
+		t.Fatal(err)
+	}
+	if got := poll(t, svc, req, op.OperationID); len(got.IssuedCertificateChain) != 3 {
+		t.Fatalf("poll of an old record: %d certificates", len(got.IssuedCertificateChain))
 	}
 }

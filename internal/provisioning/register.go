@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/allocation"
+	"github.com/zdps/zdps/internal/provisioning/operations"
+	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/enrollment/firmware"
@@ -288,9 +290,25 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 	payload := dec.Payload
 	var op *enrollment.Operation
 	var oldDICE *firmware.DICEState
-	err := s.st.Backend.Update(ctx, func(tx store.Tx) error {
+	uncapped := s.uncapped(ctx, dec.Hub)
+	// A conditional transaction (store.Conditional): on PostgreSQL it runs
+	// at READ COMMITTED without predicate locks, so registrations of
+	// different devices never abort each other. What it relies on holds
+	// all the same: the record, the certificate, the TPM challenge and the
+	// operation are written by compare-and-swap on what it read; the
+	// enrollment or group is locked before the revocation jobs are read
+	// (revocation_guard.go); hub capacity is counted under the hub's
+	// exclusive lock (checkCapacity).
+	err := s.st.Backend.Update(store.Conditional(ctx), func(tx store.Tx) error {
 		if !deadline.IsZero() && !s.now().Before(deadline) {
 			return errAssignTimeout // a poll may have answered failed already
+		}
+		// What the transaction reads, in one round trip where the backend
+		// can (PostgreSQL), in the order the steps below read it: the
+		// enrollment's lock comes before the revocation jobs
+		// (revocation_guard.go).
+		if err := store.Prefetch(ctx, tx, persistReads(req.RegistrationID, t, opID)...); err != nil {
+			return err
 		}
 		regs := s.st.Registrations.In(tx)
 		cur, err := regs.Get(ctx, req.RegistrationID)
@@ -342,7 +360,7 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 		if err := ev.Record(rec, cur); err != nil {
 			return err
 		}
-		if err := s.checkCapacity(ctx, tx, hub, cur); err != nil {
+		if err := s.checkCapacity(ctx, tx, hub, cur, uncapped); err != nil {
 			return err
 		}
 		if ev.RenewalOf() != "" && len(payload) == 0 {
@@ -386,11 +404,16 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 		snap := *rec
 		o.Registration = &snap
 		if issued != nil {
-			o.IssuedCertificateChain = issued.Chain
+			// The record keeps the serial; the chain (about 2.5 KB) is in
+			// the certificate record, where a poll reads it (status.go).
+			o.IssuedCertificateSerial = issued.Serial
 		}
 		ev.Answer(o)
 		if err := s.book.Close(ctx, tx, o); err != nil {
 			return err
+		}
+		if issued != nil {
+			o.IssuedCertificateChain = issued.Chain // the answer has it
 		}
 		op = o
 		return nil
@@ -402,6 +425,26 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 		s.auditFirmware(ctx, op.Registration, oldDICE)
 	}
 	return op, nil
+}
+
+// persistReads are the keys persist reads of a registration, for
+// store.Prefetch.
+func persistReads(regID string, t *target, opID string) []store.Read {
+	reads := []store.Read{{Bucket: store.BucketRegistrations, Key: enrollment.Key(regID)}}
+	switch {
+	case t.individual != nil:
+		reads = append(reads, store.Read{Bucket: store.BucketEnrollments, Key: enrollment.Key(t.individual.RegistrationID), Lock: true})
+	case t.group != nil:
+		reads = append(reads, store.Read{Bucket: store.BucketGroups, Key: enrollment.Key(t.group.EnrollmentGroupID), Lock: true})
+	}
+	reads = append(reads, store.Read{Bucket: revocation.BucketRevocationRegistrations, Key: enrollment.Key(regID)})
+	if g := t.groupID(); g != "" {
+		reads = append(reads, store.Read{Bucket: revocation.BucketRevocationSweeps, Key: enrollment.Key(g)})
+	}
+	return append(reads,
+		store.Read{Bucket: operations.Bucket, Key: (&enrollment.Operation{OperationID: opID}).StoreKey()},
+		store.Read{Bucket: operations.BucketCurrent, Key: enrollment.Key(regID)},
+	)
 }
 
 // initialTwin is the twin recorded for the hub: the custom webhook's,

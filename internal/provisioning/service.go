@@ -49,6 +49,10 @@ type Config struct {
 	// Rand is the source of operation IDs; crypto/rand when nil. It is
 	// used under a lock.
 	Rand io.Reader
+	// ReadCacheTTL bounds how long the linked hubs and the instance
+	// settings read by registrations are kept (cache.go); zero means
+	// DefaultReadCacheTTL, negative reads them on every registration.
+	ReadCacheTTL time.Duration
 	// CertificateValidity of issued certificates; zero leaves it to the
 	// issuer's default.
 	CertificateValidity time.Duration
@@ -99,6 +103,10 @@ type Service struct {
 	rand  io.Reader
 	bg    background
 	lim   limiters
+	// hubCache and settingsCache keep what registrations read of the
+	// linked hubs and the settings (cache.go).
+	hubCache      readCache[[]*enrollment.Hub]
+	settingsCache readCache[*enrollment.Settings]
 	// testHookDetached runs after Register stopped waiting for a run and
 	// before it stores the assigning state (export_test.go).
 	testHookDetached func()
@@ -162,7 +170,18 @@ func New(cfg Config) (*Service, error) {
 		now:   cfg.Now,
 		rand:  cfg.Rand,
 		lim:   newLimiters(cfg.Limits),
+		// The caches age by the wall clock, not cfg.Now: a test clock that
+		// stands still must not keep a value forever.
+		hubCache:      readCache[[]*enrollment.Hub]{bucket: store.BucketHubs, ttl: cacheTTL(cfg.ReadCacheTTL), now: time.Now},
+		settingsCache: readCache[*enrollment.Settings]{bucket: store.BucketSettings, ttl: cacheTTL(cfg.ReadCacheTTL), now: time.Now},
 	}, nil
+}
+
+func cacheTTL(d time.Duration) time.Duration {
+	if d == 0 {
+		return DefaultReadCacheTTL
+	}
+	return d
 }
 
 // Certificates is the collection the service stores issued certificates in.
@@ -193,7 +212,7 @@ func (s *Service) attest(ctx context.Context, req *Request) (*Identity, error) {
 	if err := enrollment.ValidateRegistrationID(req.RegistrationID); err != nil {
 		return nil, Refuse("invalid registrationId", fmt.Errorf("%w: %w", ErrInvalid, err))
 	}
-	mech := s.mechanism(ctx, req)
+	mech, ctx := s.mechanism(ctx, req)
 	a := s.cfg.Attestors[mech]
 	if a == nil {
 		if mech == "" {
@@ -303,11 +322,32 @@ func (s *Service) newOperationID() (string, error) {
 
 // hubs lists the linked hubs.
 func (s *Service) hubs(ctx context.Context) ([]*enrollment.Hub, error) {
-	all, err := s.st.Hubs.All(ctx)
+	all, err := s.hubCache.get(ctx, s.st.Hubs.All)
 	if err != nil {
 		return nil, fmt.Errorf("provisioning: list hubs: %w", err)
 	}
-	return all, nil
+	// Shallow copies: the kept list is shared by concurrent registrations.
+	out := make([]*enrollment.Hub, len(all))
+	for i, h := range all {
+		c := *h
+		out[i] = &c
+	}
+	return out, nil
+}
+
+// uncapped reports whether hub had no capacity limit in the linked hubs
+// as last read (hubs): then persist need not read it again.
+func (s *Service) uncapped(ctx context.Context, hub string) bool {
+	all, err := s.hubs(ctx)
+	if err != nil {
+		return false
+	}
+	for _, h := range all {
+		if enrollment.Key(h.Name) == enrollment.Key(hub) {
+			return h.Capacity <= 0
+		}
+	}
+	return false
 }
 
 // effectivePolicy is the enrollment's policy, else the instance default,
@@ -316,7 +356,13 @@ func (s *Service) effectivePolicy(ctx context.Context, t *target) (string, error
 	if t.policy != "" {
 		return t.policy, nil
 	}
-	set, err := s.st.Settings.Get(ctx, (&enrollment.Settings{}).StoreKey())
+	set, err := s.settingsCache.get(ctx, func(ctx context.Context) (*enrollment.Settings, error) {
+		set, err := s.st.Settings.Get(ctx, (&enrollment.Settings{}).StoreKey())
+		if errors.Is(err, store.ErrNotFound) {
+			return &enrollment.Settings{}, nil
+		}
+		return set, err
+	})
 	switch {
 	case err == nil && set.DefaultAllocationPolicy != "":
 		return set.DefaultAllocationPolicy, nil

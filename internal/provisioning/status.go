@@ -79,6 +79,21 @@ func (s *Service) operationOf(ctx context.Context, id *Identity, operationID str
 	if enrollment.Key(op.RegistrationID) != enrollment.Key(id.RegistrationID) || !s.now().Before(op.ExpiresAt) {
 		return nil, fmt.Errorf("%w: operation", ErrNotFound)
 	}
+	return s.withChain(ctx, op)
+}
+
+// withChain fills in the chain of a stored operation that keeps only its
+// certificate's serial (register.go) from the certificate record; records
+// written before hold the chain themselves.
+func (s *Service) withChain(ctx context.Context, op *enrollment.Operation) (*enrollment.Operation, error) {
+	if len(op.IssuedCertificateChain) > 0 || op.IssuedCertificateSerial == "" {
+		return op, nil
+	}
+	c, err := s.certs.Get(ctx, op.IssuedCertificateSerial)
+	if err != nil {
+		return nil, fmt.Errorf("provisioning: read the certificate of operation %s: %w", op.OperationID, err)
+	}
+	op.IssuedCertificateChain = c.Chain
 	return op, nil
 }
 

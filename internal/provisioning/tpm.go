@@ -73,14 +73,43 @@ func (p *TPMProof) Answer(op *enrollment.Operation) { op.TPMAuthenticationKey = 
 // TPM: the SDKs poll (and look up status) with the SAS of the second round
 // and no body. A failed lookup leaves the choice to Mechanism (the
 // symmetric-key verifier reads the enrollment again and reports it).
-func (s *Service) mechanism(ctx context.Context, req *Request) string {
+//
+// What it read is handed on in the returned context (PrefetchedEnrollment),
+// so that the symmetric-key attestor does not read it again.
+func (s *Service) mechanism(ctx context.Context, req *Request) (string, context.Context) {
 	mech := Mechanism(req)
 	if mech != enrollment.AttestationSymmetricKey || s.cfg.Attestors[enrollment.AttestationTPM] == nil {
-		return mech
+		return mech, ctx
 	}
 	e, err := s.st.Enrollments.Get(ctx, req.RegistrationID)
-	if err == nil && e.Attestation != nil && e.Attestation.Type == enrollment.AttestationTPM {
-		return enrollment.AttestationTPM
+	switch {
+	case err == nil:
+		ctx = context.WithValue(ctx, prefetchKey{}, prefetched{regID: enrollment.Key(req.RegistrationID), e: e})
+	case errors.Is(err, store.ErrNotFound):
+		ctx = context.WithValue(ctx, prefetchKey{}, prefetched{regID: enrollment.Key(req.RegistrationID)})
 	}
-	return mech
+	if err == nil && e.Attestation != nil && e.Attestation.Type == enrollment.AttestationTPM {
+		return enrollment.AttestationTPM, ctx
+	}
+	return mech, ctx
+}
+
+type prefetchKey struct{}
+
+type prefetched struct {
+	regID string
+	e     *enrollment.IndividualEnrollment
+}
+
+// PrefetchedEnrollment returns the individual enrollment of registrationID
+// (nil when there is none) that this request has read already, for an
+// attestor's lookup; found is false when it has not read it. It was read
+// moments before, outside any transaction, as the attestor's own read
+// would be; persist reads it again in its transaction (revocation_guard.go).
+func PrefetchedEnrollment(ctx context.Context, registrationID string) (e *enrollment.IndividualEnrollment, found bool) {
+	p, ok := ctx.Value(prefetchKey{}).(prefetched)
+	if !ok || p.regID != enrollment.Key(registrationID) {
+		return nil, false
+	}
+	return p.e, true
 }

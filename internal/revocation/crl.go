@@ -94,18 +94,30 @@ func (p *CRLPublisher) CRL(ctx context.Context) ([]byte, error) {
 	return nil, errors.New("revocation: CRL: the published CRL kept changing; try again")
 }
 
+// state reads the revocation state and whether any change marker is left.
 func (p *CRLPublisher) state(ctx context.Context) (st revocationState, err error) {
+	st, _, err = p.stateAndMarkers(ctx, 1)
+	return st, err
+}
+
+// stateAndMarkers reads the revocation state and up to limit change
+// markers in one snapshot.
+func (p *CRLPublisher) stateAndMarkers(ctx context.Context, limit int) (st revocationState, seen []string, err error) {
 	err = p.rev.st.Backend.View(ctx, func(tx store.Tx) error {
-		st, err = readState(ctx, tx)
+		if st, err = readState(ctx, tx); err != nil {
+			return err
+		}
+		seen, err = markers(ctx, tx, limit)
+		st.changed = len(seen) > 0
 		return err
 	})
-	return st, err
+	return st, seen, err
 }
 
 // fresh reports whether the published CRL may still be served: it
 // includes the current revoked set and has a quarter of its validity left.
 func (p *CRLPublisher) fresh(st revocationState) bool {
-	if st.Number == 0 || st.SignedGeneration != st.Generation {
+	if st.Number == 0 || st.SignedGeneration != st.Generation || st.changed {
 		return false
 	}
 	return p.rev.now().Before(st.NextUpdate.Add(-p.validity / 4))
@@ -159,14 +171,17 @@ func (p *CRLPublisher) publish(ctx context.Context, st revocationState) ([]byte,
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	// Another request of this process may have published while we waited.
-	if cur, err := p.state(ctx); err != nil {
+	// The markers read here are of revocations that committed before the
+	// listing below starts, so the CRL covers them and may clear them.
+	cur, seen, err := p.stateAndMarkers(ctx, maxMarkers)
+	if err != nil {
 		return nil, err
 	} else if cur.Number != st.Number || cur.Generation != st.Generation {
 		return nil, errPublishedMeanwhile
 	}
 	now := p.rev.now()
 	var entries []Entry
-	err := p.rev.Revoked(ctx, func(c *enrollment.Certificate) error {
+	err = p.rev.Revoked(ctx, func(c *enrollment.Certificate) error {
 		if !onCRL(c, now, p.validity) {
 			return nil
 		}
@@ -189,8 +204,12 @@ func (p *CRLPublisher) publish(ctx context.Context, st revocationState) ([]byte,
 		if cur.Number != st.Number {
 			return errPublishedMeanwhile
 		}
-		// The generation read before listing: revocations that committed
-		// while we listed may be missing, and then the next call re-signs.
+		// The generation and markers read before listing: revocations that
+		// committed while we listed may be missing; their markers stay, and
+		// the next call re-signs.
+		if err := clearMarkers(ctx, tx, seen); err != nil {
+			return err
+		}
 		cur.Number, cur.SignedGeneration = number, st.Generation
 		cur.ThisUpdate, cur.NextUpdate = now.UTC(), now.Add(p.validity).UTC()
 		if _, err := tx.Put(ctx, BucketRevocation, crlKey, der, store.Condition{}); err != nil {

@@ -203,7 +203,7 @@ func (r *Revocations) sweepPage(ctx context.Context, j Job) (finished bool, err 
 			revoked += n
 		}
 		if revoked > 0 {
-			if err := bumpGeneration(ctx, tx); err != nil {
+			if err := markChanged(ctx, tx); err != nil {
 				return err
 			}
 		}

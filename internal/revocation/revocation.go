@@ -33,6 +33,9 @@ const (
 	// registration's certificates (an individual enrollment deleted or
 	// disabled) by registration ID.
 	BucketRevocationRegistrations store.Bucket = "revocation-registrations"
+	// BucketRevocationChanges holds one marker per transaction that revoked
+	// something since the published CRL was signed (changes.go).
+	BucketRevocationChanges store.Bucket = "revocation-changes"
 )
 
 // DefaultRevocationPageSize is how many certificates or registrations one
@@ -126,7 +129,7 @@ func (r *Revocations) RevokeRegistrationTx(ctx context.Context, tx store.Tx, reg
 		return 0, err
 	}
 	if n > 0 {
-		if err := bumpGeneration(ctx, tx); err != nil {
+		if err := markChanged(ctx, tx); err != nil {
 			return 0, err
 		}
 	}
@@ -165,8 +168,10 @@ func (r *Revocations) revokeRegistration(ctx context.Context, tx store.Tx, regis
 
 // revocationState is the record under stateKey.
 type revocationState struct {
-	// Generation grows with every transaction that revokes something: a
-	// CRL signed at an older generation is stale.
+	// Generation grew with every transaction that revoked something
+	// before the change markers (changes.go) replaced it; zdps still honours
+	// it so that a CRL stays correct while older replicas run beside newer
+	// ones during an upgrade, but no longer writes it on revocation.
 	Generation int64 `json:"generation"`
 	// Number is the CRL number of the last published CRL (0: none yet).
 	Number int64 `json:"number"`
@@ -174,6 +179,9 @@ type revocationState struct {
 	SignedGeneration int64     `json:"signedGeneration"`
 	ThisUpdate       time.Time `json:"thisUpdate,omitzero"`
 	NextUpdate       time.Time `json:"nextUpdate,omitzero"`
+	// changed: a change marker was left when the state was read (not
+	// stored; changes.go).
+	changed bool
 }
 
 // Keys in BucketRevocation.
@@ -206,17 +214,6 @@ func writeState(ctx context.Context, tx store.Tx, s revocationState) error {
 		return fmt.Errorf("revocation: write revocation state: %w", err)
 	}
 	return nil
-}
-
-// bumpGeneration marks the revoked set as changed, in the transaction
-// that changed it.
-func bumpGeneration(ctx context.Context, tx store.Tx) error {
-	s, err := readState(ctx, tx)
-	if err != nil {
-		return err
-	}
-	s.Generation++
-	return writeState(ctx, tx, s)
 }
 
 // Revoked calls fn with every revoked certificate, a page per read

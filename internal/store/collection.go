@@ -49,7 +49,7 @@ func NewCollection[T Document](b Backend, bucket Bucket, now func() time.Time, n
 // Get reads one document by ID (case-insensitive).
 func (c *Collection[T]) Get(ctx context.Context, id string) (T, error) {
 	var v T
-	err := c.backend.View(ctx, func(tx Tx) error {
+	err := ViewOne(ctx, c.backend, func(tx Tx) error {
 		var err error
 		v, err = c.In(tx).Get(ctx, id)
 		return err
@@ -65,18 +65,25 @@ func (c *Collection[T]) Put(ctx context.Context, v T, cond Condition) (created b
 		created, err = c.In(tx).Put(ctx, v, cond)
 		return err
 	})
+	if err == nil {
+		Touch(c.bucket)
+	}
 	return created, err
 }
 
 // Delete removes a document under cond.
 func (c *Collection[T]) Delete(ctx context.Context, id string, cond Condition) error {
-	return c.backend.Update(ctx, func(tx Tx) error { return c.In(tx).Delete(ctx, id, cond) })
+	err := c.backend.Update(ctx, func(tx Tx) error { return c.In(tx).Delete(ctx, id, cond) })
+	if err == nil {
+		Touch(c.bucket)
+	}
+	return err
 }
 
 // List returns up to limit documents after the continuation token, and the
 // token of the next page ("" on the last page).
 func (c *Collection[T]) List(ctx context.Context, continuation string, limit int) (out []T, next string, err error) {
-	err = c.backend.View(ctx, func(tx Tx) error {
+	err = ViewOne(ctx, c.backend, func(tx Tx) error {
 		out, next, err = c.In(tx).List(ctx, continuation, limit)
 		return err
 	})
@@ -143,12 +150,33 @@ func (c *Collection[T]) In(tx Tx) TxCollection[T] { return TxCollection[T]{c: c,
 type TxCollection[T Document] struct {
 	c  *Collection[T]
 	tx Tx
+	// lock: Get and GetIfChanged lock what they read (0 no, 1 shared, 2
+	// exclusive; Locked).
+	lock int
+}
+
+// Locked returns the collection whose Get and GetIfChanged also lock the
+// document until the transaction ends (store.Locker; conditional.go):
+// shared, or exclusive when exclusive is set.
+func (t TxCollection[T]) Locked(exclusive bool) TxCollection[T] {
+	t.lock = 1
+	if exclusive {
+		t.lock = 2
+	}
+	return t
+}
+
+func (t TxCollection[T]) get(ctx context.Context, key string) (Item, error) {
+	if t.lock > 0 {
+		return GetLocked(ctx, t.tx, t.c.bucket, key, t.lock == 2)
+	}
+	return t.tx.Get(ctx, t.c.bucket, key)
 }
 
 // Get reads one document.
 func (t TxCollection[T]) Get(ctx context.Context, id string) (T, error) {
 	var zero T
-	it, err := t.tx.Get(ctx, t.c.bucket, enrollment.Key(id))
+	it, err := t.get(ctx, enrollment.Key(id))
 	if err != nil {
 		return zero, err
 	}
@@ -161,7 +189,7 @@ func (t TxCollection[T]) Get(ctx context.Context, id string) (T, error) {
 // whether it still stands. The read is a read of the key all the same,
 // for the backend's conflict detection.
 func (t TxCollection[T]) GetIfChanged(ctx context.Context, id, etag string) (v T, changed bool, err error) {
-	it, err := t.tx.Get(ctx, t.c.bucket, enrollment.Key(id))
+	it, err := t.get(ctx, enrollment.Key(id))
 	if err != nil {
 		return v, false, err
 	}
@@ -187,15 +215,21 @@ func (t TxCollection[T]) decode(it Item) (T, error) {
 }
 
 // Put creates or replaces v under cond; see Collection.Put.
-func (t TxCollection[T]) Put(ctx context.Context, v T, cond Condition) (bool, error) {
+func (t TxCollection[T]) Put(ctx context.Context, v T, cond Condition) (created bool, err error) {
 	key := v.StoreKey()
 	if key == "" {
 		return false, fmt.Errorf("store: %s: empty key", t.c.bucket)
 	}
-	old, err := t.Get(ctx, key)
-	exists := err == nil
-	if err != nil && !errors.Is(err, ErrNotFound) {
-		return false, err
+	// A create needs no read first: it fails when the key is taken, and a
+	// new document has no old index entries.
+	var old T
+	exists := false
+	if !cond.IfNoneMatch {
+		old, err = t.Get(ctx, key)
+		exists = err == nil
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return false, err
+		}
 	}
 	// Check the condition here too, so that index entries are not touched
 	// when it fails; the backend checks it again atomically.

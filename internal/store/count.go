@@ -11,7 +11,7 @@ import (
 // how many devices a hub holds.
 func (c *Collection[T]) CountBy(ctx context.Context, index Bucket, value string) (int, error) {
 	var n int
-	err := c.backend.View(ctx, func(tx Tx) error {
+	err := ViewOne(ctx, c.backend, func(tx Tx) error {
 		var err error
 		n, err = c.In(tx).CountBy(ctx, index, value)
 		return err

@@ -65,7 +65,9 @@ type Backend interface {
 	// before returning. Transactions are serializable: the typed layer
 	// reads old documents to maintain indexes and ETags, so a backend with
 	// weaker isolation must retry (PostgreSQL: SERIALIZABLE and retry on
-	// serialization failure). fn's error rolls everything back. A backend may
+	// serialization failure), unless ctx asks for a conditional
+	// transaction (Conditional, conditional.go), whose weaker guarantee
+	// its caller has checked. fn's error rolls everything back. A backend may
 	// batch concurrent Updates and run fn more than once, so fn must
 	// depend only on what it reads through tx.
 	Update(ctx context.Context, fn func(Tx) error) error

@@ -173,3 +173,9 @@ func (c *Client) AckAlert(ctx context.Context, id, ifMatchETag string) (*dps.Ale
 func (c *Client) Posture(ctx context.Context) (*dps.PostureReport, error) {
 	return call[dps.PostureReport](ctx, c, request{method: http.MethodGet, path: "/posture"})
 }
+
+// Metrics returns the Prometheus text exposition of the instance's metrics
+// (GET /metrics, ServiceConfig unless the server serves it openly).
+func (c *Client) Metrics(ctx context.Context) ([]byte, error) {
+	return c.raw(ctx, "/metrics", false)
+}

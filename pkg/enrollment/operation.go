@@ -24,6 +24,11 @@ type Operation struct {
 	// certificates are public; the authoritative copy is the Certificate
 	// record.
 	IssuedCertificateChain [][]byte `json:"issuedCertificateChain,omitempty"`
+	// IssuedCertificateSerial is the serial (hex) of the certificate this
+	// operation issued. zdps stores it instead of the chain (the
+	// Certificate record holds the chain, which a poll reads from there);
+	// records written before hold the chain itself.
+	IssuedCertificateSerial string `json:"issuedCertificateSerial,omitempty"`
 	// TPMAuthenticationKey is the base64 activation blob of a TPM
 	// registration (registrationState.tpm.authenticationKey): a key
 	// encrypted to the device's TPM, useless to anyone else.

@@ -72,6 +72,9 @@ func NewLookup(st *store.Store) Lookup { return Lookup{st: st} }
 // IndividualEnrollment returns the enrollment for the registration ID, or
 // nil, nil.
 func (l Lookup) IndividualEnrollment(ctx context.Context, registrationID string) (*enrollment.IndividualEnrollment, error) {
+	if e, ok := provisioning.PrefetchedEnrollment(ctx, registrationID); ok {
+		return e, nil // the pipeline read it for this request already
+	}
 	return l.st.Enrollments.Find(ctx, registrationID)
 }
 

@@ -25,6 +25,19 @@
 // ErrContention. View runs at REPEATABLE READ, READ ONLY: one consistent
 // snapshot, never aborted.
 //
+// Conditional transactions (store.Conditional, for hot paths whose author
+// has said what they rely on) run at READ COMMITTED instead, with no
+// predicate locks: a write of a key the transaction read becomes a
+// compare-and-swap on that read and a lost one runs fn again (read.go),
+// and Lock holds a row with SELECT ... FOR SHARE / FOR UPDATE. Nothing
+// there depends on advisory locks or on SERIALIZABLE's predicate locking,
+// which distributed PostgreSQL-compatible engines implement differently
+// or not at all.
+//
+// Every statement, batch, BEGIN and COMMIT is counted (RoundTrips), as are
+// retries (Retries) and lost compare-and-swaps of conditional transactions
+// (Conflicts), for the metrics.
+//
 // Pitfalls it deals with:
 //
 //   - A transaction that saw a serialization failure is aborted even if fn

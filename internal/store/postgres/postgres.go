@@ -69,6 +69,8 @@ type Backend struct {
 	closed       atomic.Bool
 	q            queries
 	retries      atomic.Int64
+	conflicts    atomic.Int64
+	roundTrips   roundTrips
 }
 
 var _ store.Backend = (*Backend)(nil)
@@ -134,11 +136,13 @@ func Open(ctx context.Context, connString string, opts Options) (*Backend, error
 	if rp["idle_in_transaction_session_timeout"] == "" {
 		rp["idle_in_transaction_session_timeout"] = "60000"
 	}
+	b := &Backend{}
+	cfg.ConnConfig.Tracer = &b.roundTrips
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	b := &Backend{
+	*b = Backend{
 		pool:         pool,
 		schema:       opts.Schema,
 		queryTimeout: opts.QueryTimeout,
@@ -168,9 +172,10 @@ func (b *Backend) View(ctx context.Context, fn func(store.Tx) error) error {
 	return err
 }
 
-// Update runs fn in a SERIALIZABLE transaction and returns once it is
-// committed. On a serialization failure or deadlock it runs fn again, up to
-// Options.MaxAttempts times, then fails with ErrContention.
+// Update runs fn in a SERIALIZABLE transaction (READ COMMITTED when ctx
+// asks for a conditional one: read.go) and returns once it is committed.
+// On a serialization failure, deadlock or lost compare-and-swap it runs fn
+// again, up to Options.MaxAttempts times, then fails with ErrContention.
 func (b *Backend) Update(ctx context.Context, fn func(store.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -179,12 +184,20 @@ func (b *Backend) Update(ctx context.Context, fn func(store.Tx) error) error {
 		return store.ErrClosed
 	}
 	opts := pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadWrite}
+	conditional := store.IsConditional(ctx)
+	if conditional {
+		// read.go: the statements themselves guard what fn relies on.
+		opts.IsoLevel = pgx.ReadCommitted
+	}
 	for n := 1; ; n++ {
-		retry, err := b.attempt(ctx, opts, true, fn)
+		retry, err := b.attempt(ctx, opts, conditional, fn)
 		if !retry {
 			return err
 		}
 		b.retries.Add(1)
+		if errors.Is(err, errLostRace) {
+			b.conflicts.Add(1)
+		}
 		if n >= b.maxAttempts {
 			return fmt.Errorf("%w (%d attempts): %w", ErrContention, n, err)
 		}
@@ -213,25 +226,14 @@ func sleep(ctx context.Context, d time.Duration) error {
 
 // attempt runs fn once in a transaction and reports whether it failed in a
 // way that running it again may fix.
-func (b *Backend) attempt(ctx context.Context, opts pgx.TxOptions, writable bool, fn func(store.Tx) error) (retry bool, err error) {
-	bctx, cancel := context.WithTimeout(ctx, b.queryTimeout)
-	ptx, err := b.pool.BeginTx(bctx, opts)
-	cancel()
+func (b *Backend) attempt(ctx context.Context, opts pgx.TxOptions, conditional bool, fn func(store.Tx) error) (retry bool, err error) {
+	writable := opts.AccessMode != pgx.ReadOnly
+	t, err := b.acquire(ctx)
 	if err != nil {
-		if b.closed.Load() {
-			return false, store.ErrClosed
-		}
-		return isRetryable(err), fmt.Errorf("postgres: begin: %w", err)
+		return false, err
 	}
-	t := &tx{b: b, tx: ptx, writable: writable}
-	defer func() {
-		if err != nil {
-			// Rollback with a fresh deadline: ctx may be what failed.
-			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), b.queryTimeout)
-			_ = ptx.Rollback(rctx)
-			cancel()
-		}
-	}()
+	t.writable, t.conditional, t.begin = writable, conditional, beginSQL(opts)
+	defer t.release(ctx)
 	if err := fn(t); err != nil {
 		// An aborted transaction stays aborted whatever fn made of the
 		// error it got; retry it.
@@ -243,12 +245,67 @@ func (b *Backend) attempt(ctx context.Context, opts pgx.TxOptions, writable bool
 	if t.retryErr != nil {
 		return true, t.retryErr
 	}
-	cctx, cancel := context.WithTimeout(ctx, b.queryTimeout)
-	defer cancel()
-	if err := ptx.Commit(cctx); err != nil {
+	if err := t.commit(ctx); err != nil {
+		if t.retryErr != nil {
+			return true, t.retryErr
+		}
 		return isRetryable(err), fmt.Errorf("postgres: commit: %w", err)
 	}
 	return false, nil
+}
+
+// acquire takes a connection from the pool for one transaction.
+func (b *Backend) acquire(ctx context.Context) (*tx, error) {
+	actx, cancel := context.WithTimeout(ctx, b.queryTimeout)
+	conn, err := b.pool.Acquire(actx)
+	cancel()
+	if err != nil {
+		if b.closed.Load() {
+			return nil, store.ErrClosed
+		}
+		return nil, fmt.Errorf("postgres: connect: %w", err)
+	}
+	return &tx{b: b, conn: conn}, nil
+}
+
+// release rolls back whatever is still open (with a fresh deadline: ctx may
+// be what failed) and hands the connection back; the pool closes one it
+// cannot trust.
+func (t *tx) release(ctx context.Context) {
+	if st := t.conn.Conn().PgConn().TxStatus(); st != 'I' && st != 0 {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), t.b.queryTimeout)
+		_, _ = t.conn.Exec(rctx, "rollback")
+		cancel()
+	}
+	t.conn.Release()
+}
+
+// beginSQL is the BEGIN statement of opts.
+func beginSQL(opts pgx.TxOptions) string {
+	s := "begin isolation level " + string(opts.IsoLevel)
+	if opts.AccessMode == pgx.ReadOnly {
+		return s + " read only"
+	}
+	return s + " read write"
+}
+
+// ViewOne runs fn, which makes at most one statement, outside any
+// transaction (store.OneShotReader): one statement sees one snapshot by
+// itself, and the BEGIN and COMMIT round trips are saved.
+func (b *Backend) ViewOne(ctx context.Context, fn func(store.Tx) error) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if b.closed.Load() {
+		return store.ErrClosed
+	}
+	t, err := b.acquire(ctx)
+	if err != nil {
+		return err
+	}
+	t.oneShot = true
+	defer t.release(ctx)
+	return fn(t)
 }
 
 // isRetryable reports a serialization failure or deadlock: the
@@ -274,6 +331,15 @@ func (b *Backend) Close() error {
 // Retries counts Update attempts that were aborted by a serialization
 // failure or deadlock and ran again (or gave up), since Open.
 func (b *Backend) Retries() int64 { return b.retries.Load() }
+
+// Conflicts counts the retries of conditional Updates whose write found a
+// key changed since they read it (read.go), since Open; Retries includes
+// them.
+func (b *Backend) Conflicts() int64 { return b.conflicts.Load() }
+
+// RoundTrips counts the statements, batches, BEGINs and COMMITs sent to the
+// database since Open: each is one round trip.
+func (b *Backend) RoundTrips() int64 { return b.roundTrips.n.Load() }
 
 // Stat is the pool's state, for metrics and tests.
 func (b *Backend) Stat() *pgxpool.Stat { return b.pool.Stat() }

@@ -9,6 +9,8 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/zdps/zdps/internal/store"
 )
@@ -16,14 +18,21 @@ import (
 // queries are the statements on one schema, built once by Open.
 type queries struct {
 	get, getETag, insertNew, upsert, updateAny, updateIf, deleteAny, deleteIf string
-	scan, scanBounded, buckets, putRaw                                        string
+	scan, scanBounded, buckets, putRaw, lockShare, lockExclusive              string
+	// The deferred forms of insertNew, upsert and updateIf (pipeline.go):
+	// they fail with division_by_zero when they write nothing, which aborts
+	// the transaction, so that a COMMIT pipelined after them never commits
+	// half of it.
+	insertNewOrFail, upsertOrFail, updateIfOrFail, deleteIfOrFail string
 }
 
 func newQueries(schema string) queries {
 	kv := pgx.Identifier{schema, "kv"}.Sanitize()
-	return queries{
-		get:     `SELECT value, etag FROM ` + kv + ` WHERE bucket = $1 AND key = $2`,
-		getETag: `SELECT etag FROM ` + kv + ` WHERE bucket = $1 AND key = $2`,
+	q := queries{
+		get:           `SELECT value, etag FROM ` + kv + ` WHERE bucket = $1 AND key = $2`,
+		lockShare:     `SELECT value, etag FROM ` + kv + ` WHERE bucket = $1 AND key = $2 FOR SHARE`,
+		lockExclusive: `SELECT value, etag FROM ` + kv + ` WHERE bucket = $1 AND key = $2 FOR UPDATE`,
+		getETag:       `SELECT etag FROM ` + kv + ` WHERE bucket = $1 AND key = $2`,
 		// IfNoneMatch: a create; nothing inserted means the key is taken.
 		insertNew: `INSERT INTO ` + kv + ` (bucket, key, value, etag) VALUES ($1, $2, $3, $4) ON CONFLICT (bucket, key) DO NOTHING`,
 		// Unconditional; the WHERE keeps a (2^-64) colliding new ETag
@@ -53,25 +62,50 @@ func newQueries(schema string) queries {
 		putRaw: `INSERT INTO ` + kv + ` (bucket, key, value, etag) VALUES ($1, $2, $3, $4)
 			ON CONFLICT (bucket, key) DO UPDATE SET value = excluded.value, etag = excluded.etag`,
 	}
+	orFail := func(write string) string {
+		return `WITH w AS (` + write + ` RETURNING 1) SELECT 1 / count(*) FROM w`
+	}
+	q.insertNewOrFail, q.upsertOrFail, q.updateIfOrFail = orFail(q.insertNew), orFail(q.upsert), orFail(q.updateIf)
+	q.deleteIfOrFail = orFail(q.deleteIf)
+	return q
 }
 
 type tx struct {
 	b        *Backend
-	tx       pgx.Tx
+	conn     *pgxpool.Conn
 	writable bool
-	// retryErr is the first serialization failure or deadlock a statement
-	// hit; the transaction is aborted from then on.
+	// begin is the BEGIN statement until it is sent, pipelined with the
+	// transaction's first statement ("" after, and for a one-shot read).
+	begin string
+	// oneShot: a single statement outside any transaction (ViewOne).
+	oneShot bool
+	sent    int
+	// retryErr is the first serialization failure, deadlock or lost
+	// compare-and-swap a statement hit; the transaction is aborted from
+	// then on and runs again.
 	retryErr error
+	// failErr is a deferred write's failure that is the caller's answer
+	// (a create that found the key taken); the transaction is aborted.
+	failErr error
+	// conditional: a READ COMMITTED transaction of store.Conditional.
+	// reads holds what it read or wrote of each key (read.go); pending the
+	// writes not sent yet (pipeline.go).
+	conditional bool
+	reads       map[readKey]readState
+	pending     []pendingWrite
 }
 
 var (
 	_ store.BucketLister = (*tx)(nil)
 	_ store.RawWriter    = (*tx)(nil)
+	_ store.Locker       = (*tx)(nil)
+	_ store.Prefetcher   = (*tx)(nil)
 )
 
 var (
 	errReadOnly = errors.New("postgres: write in a read-only transaction")
 	errEmptyKey = errors.New("postgres: empty key")
+	errOneShot  = errors.New("postgres: a one-shot read ran more than one statement")
 )
 
 // note records err if it aborted the transaction for a retryable reason,
@@ -83,44 +117,85 @@ func (t *tx) note(err error, format string, args ...any) error {
 	return fmt.Errorf("postgres: "+format+": %w", append(args, err)...)
 }
 
-// exec runs one statement under the query deadline and returns the rows it
-// touched.
+// exec runs one statement (after the pending writes) and returns the rows
+// it touched.
 func (t *tx) exec(ctx context.Context, sql string, args ...any) (int64, error) {
-	qctx, cancel := context.WithTimeout(ctx, t.b.queryTimeout)
-	defer cancel()
-	tag, err := t.tx.Exec(qctx, sql, args...)
-	return tag.RowsAffected(), err
+	var n int64
+	err := t.send(ctx, func(b *pgx.Batch) {
+		b.Queue(sql, args...).Exec(func(ct pgconn.CommandTag) error { n = ct.RowsAffected(); return nil })
+	})
+	return n, err
 }
 
 // current returns whether key exists and its ETag.
 func (t *tx) current(ctx context.Context, b store.Bucket, key string) (bool, string, error) {
-	qctx, cancel := context.WithTimeout(ctx, t.b.queryTimeout)
-	defer cancel()
 	var etag string
-	err := t.tx.QueryRow(qctx, t.b.q.getETag, string(b), []byte(key)).Scan(&etag)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return false, "", nil
-	}
+	found := false
+	err := t.send(ctx, func(q *pgx.Batch) {
+		q.Queue(t.b.q.getETag, string(b), []byte(key)).QueryRow(func(row pgx.Row) error {
+			err := row.Scan(&etag)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			found = err == nil
+			return err
+		})
+	})
 	if err != nil {
 		return false, "", t.note(err, "read %s/%q", b, key)
 	}
-	return true, etag, nil
+	return found, etag, nil
 }
 
 func (t *tx) Get(ctx context.Context, b store.Bucket, key string) (store.Item, error) {
+	if it, err, ok := t.cached(b, key, false); ok {
+		return it, err
+	}
+	return t.read(ctx, t.b.q.get, b, key)
+}
+
+// Lock reads key and locks its row until the transaction ends; in a
+// read-only transaction (where PostgreSQL refuses row locks) it reads.
+func (t *tx) Lock(ctx context.Context, b store.Bucket, key string, exclusive bool) (store.Item, error) {
+	if it, err, ok := t.cached(b, key, true); ok {
+		return it, err
+	}
+	switch {
+	case !t.writable:
+		return t.read(ctx, t.b.q.get, b, key)
+	case exclusive:
+		return t.read(ctx, t.b.q.lockExclusive, b, key)
+	}
+	return t.read(ctx, t.b.q.lockShare, b, key)
+}
+
+func (t *tx) read(ctx context.Context, sql string, b store.Bucket, key string) (store.Item, error) {
 	if err := ctx.Err(); err != nil {
 		return store.Item{}, err
 	}
-	qctx, cancel := context.WithTimeout(ctx, t.b.queryTimeout)
-	defer cancel()
 	it := store.Item{Key: key}
-	err := t.tx.QueryRow(qctx, t.b.q.get, string(b), []byte(key)).Scan(&it.Value, &it.ETag)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return store.Item{}, store.ErrNotFound
-	}
+	found := false
+	err := t.send(ctx, func(q *pgx.Batch) {
+		q.Queue(sql, string(b), []byte(key)).QueryRow(func(row pgx.Row) error {
+			err := row.Scan(&it.Value, &it.ETag)
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil
+			}
+			found = err == nil
+			return err
+		})
+	})
 	if err != nil {
 		return store.Item{}, t.note(err, "get %s/%q", b, key)
 	}
+	if !found {
+		t.remember(b, key, false, "", nil, sql != t.b.q.get)
+		return store.Item{}, store.ErrNotFound
+	}
+	if it.Value == nil {
+		it.Value = []byte{}
+	}
+	t.remember(b, key, true, it.ETag, it.Value, sql != t.b.q.get)
 	return it, nil
 }
 
@@ -145,6 +220,13 @@ func (t *tx) Put(ctx context.Context, b store.Bucket, key string, value []byte, 
 		value = []byte{} // the column is NOT NULL; nil and empty read back alike
 	}
 	k := []byte(key)
+	cond, guarded, err := t.guard(b, key, cond)
+	if err != nil {
+		return "", err
+	}
+	if etag, ok, err := t.deferPut(b, key, value, cond, guarded); ok || err != nil {
+		return etag, err
+	}
 	// Each case is one statement that checks the condition and writes
 	// atomically; only when it touched nothing does a read tell why.
 	for {
@@ -168,6 +250,7 @@ func (t *tx) Put(ctx context.Context, b store.Bucket, key string, value []byte, 
 			return "", t.note(err, "put %s/%q", b, key)
 		}
 		if n == 1 {
+			t.wrote(b, key, etag, value)
 			return etag, nil
 		}
 		exists, old, err := t.current(ctx, b, key)
@@ -175,7 +258,7 @@ func (t *tx) Put(ctx context.Context, b store.Bucket, key string, value []byte, 
 			return "", err
 		}
 		if err := store.CheckCondition(exists, old, cond); err != nil {
-			return "", err
+			return "", t.lost(guarded, b, key, exists, old, err)
 		}
 		if old != etag {
 			return "", fmt.Errorf("postgres: put %s/%q: condition holds but nothing was written", b, key)
@@ -189,8 +272,24 @@ func (t *tx) Delete(ctx context.Context, b store.Bucket, key string, cond store.
 		return err
 	}
 	k := []byte(key)
+	guarded, err := false, error(nil)
+	if !cond.IfNoneMatch { // a delete If-None-Match never deletes: nothing to guard
+		if cond, guarded, err = t.guard(b, key, cond); err != nil {
+			return err
+		}
+	}
+	if guarded {
+		// A delete of what the transaction read: known absent, or a
+		// compare-and-swap on the read that waits for the next round trip
+		// (pipeline.go).
+		if cond.IfNoneMatch {
+			return store.ErrNotFound
+		}
+		t.pending = append(t.pending, pendingWrite{b: b, key: key, sql: t.b.q.deleteIfOrFail, args: []any{string(b), k, cond.IfMatch}})
+		t.deleted(b, key)
+		return nil
+	}
 	var n int64
-	var err error
 	switch {
 	case cond.IfNoneMatch:
 		// Never deletes: Conflict when present, NotFound when absent.
@@ -203,6 +302,7 @@ func (t *tx) Delete(ctx context.Context, b store.Bucket, key string, cond store.
 		return t.note(err, "delete %s/%q", b, key)
 	}
 	if n == 1 {
+		t.deleted(b, key)
 		return nil
 	}
 	exists, old, err := t.current(ctx, b, key)
@@ -210,10 +310,10 @@ func (t *tx) Delete(ctx context.Context, b store.Bucket, key string, cond store.
 		return err
 	}
 	if !exists {
-		return store.ErrNotFound
+		return t.lost(guarded, b, key, false, "", store.ErrNotFound)
 	}
 	if err := store.CheckCondition(exists, old, cond); err != nil {
-		return err
+		return t.lost(guarded, b, key, exists, old, err)
 	}
 	return fmt.Errorf("postgres: delete %s/%q: condition holds but nothing was deleted", b, key)
 }
@@ -231,27 +331,25 @@ func (t *tx) Scan(ctx context.Context, b store.Bucket, prefix, after string, lim
 	if hi := successor([]byte(prefix)); hi != nil {
 		sql, args = t.b.q.scanBounded, append(args, hi)
 	}
-	qctx, cancel := context.WithTimeout(ctx, t.b.queryTimeout)
-	defer cancel()
-	rows, err := t.tx.Query(qctx, sql, args...)
-	if err != nil {
-		return nil, t.note(err, "scan %s", b)
-	}
 	var out []store.Item
-	for rows.Next() {
-		var k []byte
-		var it store.Item
-		if err := rows.Scan(&k, &it.Value, &it.ETag); err != nil {
-			rows.Close()
-			return nil, t.note(err, "scan %s", b)
-		}
-		it.Key = string(k)
-		if it.Value == nil {
-			it.Value = []byte{}
-		}
-		out = append(out, it)
-	}
-	if err := rows.Err(); err != nil {
+	err := t.send(ctx, func(q *pgx.Batch) {
+		q.Queue(sql, args...).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var k []byte
+				var it store.Item
+				if err := rows.Scan(&k, &it.Value, &it.ETag); err != nil {
+					return err
+				}
+				it.Key = string(k)
+				if it.Value == nil {
+					it.Value = []byte{}
+				}
+				out = append(out, it)
+			}
+			return rows.Err()
+		})
+	})
+	if err != nil {
 		return nil, t.note(err, "scan %s", b)
 	}
 	return out, nil
@@ -276,19 +374,21 @@ func (t *tx) Buckets(ctx context.Context) ([]store.Bucket, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	qctx, cancel := context.WithTimeout(ctx, t.b.queryTimeout)
-	defer cancel()
-	rows, err := t.tx.Query(qctx, t.b.q.buckets)
+	var out []store.Bucket
+	err := t.send(ctx, func(q *pgx.Batch) {
+		q.Queue(t.b.q.buckets).Query(func(rows pgx.Rows) error {
+			for rows.Next() {
+				var n string
+				if err := rows.Scan(&n); err != nil {
+					return err
+				}
+				out = append(out, store.Bucket(n))
+			}
+			return rows.Err()
+		})
+	})
 	if err != nil {
 		return nil, t.note(err, "list buckets")
-	}
-	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return nil, t.note(err, "list buckets")
-	}
-	out := make([]store.Bucket, len(names))
-	for i, n := range names {
-		out[i] = store.Bucket(n)
 	}
 	return out, nil
 }
@@ -307,6 +407,7 @@ func (t *tx) PutRaw(ctx context.Context, b store.Bucket, key string, value []byt
 	if _, err := t.exec(ctx, t.b.q.putRaw, string(b), []byte(key), value, etag); err != nil {
 		return t.note(err, "put %s/%q", b, key)
 	}
+	t.forget(b, key)
 	return nil
 }
 

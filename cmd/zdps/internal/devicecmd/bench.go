@@ -19,7 +19,7 @@ import (
 
 // benchConfig is the configuration of `zdps bench`.
 type benchConfig struct {
-	Endpoint      string
+	Endpoint      []string
 	MQTTEndpoint  string
 	Transport     string
 	IDScope       string
@@ -36,7 +36,8 @@ type benchConfig struct {
 	Setup         bool
 	Cleanup       bool
 	Prefix        string
-	ServerPID     int
+	ServerPID     []int
+	DatabasePID   []int
 	Timeout       time.Duration
 	Progress      bool
 }
@@ -89,7 +90,7 @@ server must run on this machine). The exit status is 1 when any device failed.`,
 		RunE: func(cmd *cobra.Command, _ []string) error { return runBench(cmd, g, cfg) },
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.Endpoint, "endpoint", "", "host[:port] of the device API (default: the connection string's HostName)")
+	f.StringArrayVar(&cfg.Endpoint, "endpoint", nil, "host[:port] of the device API (default: the connection string's HostName); repeat it for replicas of one instance: the devices are spread over them and the report has figures per endpoint")
 	f.StringVar(&cfg.Transport, "transport", "https", "https, mqtt (MQTT 3.1.1 over TLS) or mqtt-ws (MQTT over a WebSocket on the HTTPS endpoint)")
 	f.StringVar(&cfg.MQTTEndpoint, "mqtt-endpoint", "", "with --transport mqtt: host:port of the MQTT listener (default: the endpoint's host, port 8883)")
 	f.StringVar(&cfg.IDScope, "id-scope", "", "ID scope (default: read from the service with the connection string)")
@@ -106,7 +107,8 @@ server must run on this machine). The exit status is 1 when any device failed.`,
 	f.BoolVar(&cfg.Setup, "setup", false, "create the enrollments or group (and hubs if there are none) first, in bulk")
 	f.BoolVar(&cfg.Cleanup, "cleanup", false, "with --setup: delete what setup made and the run's registration records afterwards")
 	f.StringVar(&cfg.Prefix, "prefix", "", "registration IDs are PREFIX-0000000...; the group is PREFIX (default: bench- and 6 random hex digits)")
-	f.IntVar(&cfg.ServerPID, "server-pid", 0, "process ID of zdps serve on this machine, to report its CPU time per registration")
+	f.IntSliceVar(&cfg.ServerPID, "server-pid", nil, "process ID of zdps serve on this machine, to report its CPU time per registration (repeat it or separate with commas for replicas: their CPU time adds up)")
+	f.IntSliceVar(&cfg.DatabasePID, "database-pid", nil, "process IDs of the database's processes serving the servers (PostgreSQL backends of their connections, on this machine), to report the database's CPU time per registration")
 	f.DurationVar(&cfg.Timeout, "timeout", bench.DefaultTimeout, "bound on one device's registration, retries included")
 	f.BoolVar(&cfg.Progress, "progress", false, "draw a progress bar on stderr even when it is not a terminal (--progress=false: never)")
 	return cmd
@@ -127,16 +129,32 @@ func runBench(cmd *cobra.Command, g *cmdutil.Globals, cfg benchConfig) error {
 	if err != nil {
 		return err
 	}
-	endpoint, scope, err := g.DeviceService(cmd.Context(), cfg.Endpoint, cfg.IDScope)
+	first := ""
+	if len(cfg.Endpoint) > 0 {
+		first = cfg.Endpoint[0]
+	}
+	endpoint, scope, err := g.DeviceService(cmd.Context(), first, cfg.IDScope)
 	if err != nil {
 		return err
+	}
+	var more []string
+	if len(cfg.Endpoint) > 1 {
+		more = cfg.Endpoint[1:]
+	}
+	var pid int
+	var morePIDs []int
+	if len(cfg.ServerPID) > 0 {
+		pid, morePIDs = cfg.ServerPID[0], cfg.ServerPID[1:]
 	}
 	bc := bench.Config{
 		Endpoint: endpoint, Transport: cfg.Transport, MQTTEndpoint: cfg.MQTTEndpoint, IDScope: scope, RootCAs: roots, Client: c,
 		Attestation: cfg.Attestation, Devices: cfg.Devices, Concurrency: cfg.Concurrency, Rate: cfg.Rate,
 		CSR: cfg.CSR, GenerateInline: !cfg.Pregenerate, KeepAlive: cfg.KeepAlive, TLSResumption: cfg.TLSResumption, KeyExchange: cfg.KeyExchange,
-		Setup: cfg.Setup, Cleanup: cfg.Cleanup, Prefix: cfg.Prefix, ServerPID: cfg.ServerPID, Timeout: cfg.Timeout,
+		Setup: cfg.Setup, Cleanup: cfg.Cleanup, Prefix: cfg.Prefix, ServerPID: pid, ServerPIDs: morePIDs, Timeout: cfg.Timeout,
+		Endpoints: more, DatabasePIDs: cfg.DatabasePID,
 	}
+	cs, csErr := g.Connection()
+	bc.StoreCounters = storeCounters(cs, csErr == nil, roots, append([]string{endpoint}, more...))
 	var bar *benchBar
 	if g.DrawProgress(cmd, cfg.Progress) {
 		bar = newBenchBar(cmd, cfg.Devices)

@@ -1,0 +1,96 @@
+package replicas
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"testing"
+
+	"github.com/zdps/zdps/internal/bench"
+	"github.com/zdps/zdps/internal/revocation"
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/internal/zdpstest"
+)
+
+// TestBenchOverTwoReplicas runs `zdps bench` with two --endpoint flags
+// against two replicas of one database: the devices are spread evenly,
+// the report has figures per endpoint and the store's counters (read from
+// both replicas' /metrics), and --cleanup leaves no enrollment or record
+// behind, with every certificate the run was issued revoked.
+func TestBenchOverTwoReplicas(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs real servers")
+	}
+	c := newCluster(t)
+	a, b := c.start(t), c.start(t)
+	const devices = 120
+	cmd := exec.Command(zdpstest.Binary(t), "bench", "--data-dir", a.DataDir, "--endpoint", a.Addr(), "--endpoint", b.Addr(),
+		"--server-pid", fmt.Sprintf("%d,%d", a.PID(), b.PID()), "--devices", fmt.Sprint(devices), "--concurrency", "24",
+		"--setup", "--cleanup", "--prefix", "two", "-o", "json")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("zdps bench: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	var r bench.Report
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatalf("report: %v\n%s", err, stdout.String())
+	}
+	if r.Succeeded != devices || r.Failed != 0 {
+		t.Fatalf("succeeded %d, failed %d: %v", r.Succeeded, r.Failed, r.ErrorSamples)
+	}
+	if len(r.PerEndpoint) != 2 {
+		t.Fatalf("per endpoint: %+v", r.PerEndpoint)
+	}
+	for i, want := range []string{a.Addr(), b.Addr()} {
+		e := r.PerEndpoint[i]
+		if e.Endpoint != want || e.Succeeded != devices/2 || e.RegistrationsPerSecond <= 0 || e.LatencyMs.P50 <= 0 {
+			t.Errorf("endpoint %d: %+v, want %s with %d devices", i, e, want, devices/2)
+		}
+	}
+	if r.CPU.ServerPID != a.PID() || len(r.CPU.ServerPIDs) != 1 || r.CPU.ServerMsPerRegistration <= 0 {
+		t.Errorf("server CPU %+v", r.CPU)
+	}
+	if r.Store == nil || r.Store.RoundTripsPerRegistration <= 0 || r.Store.ReadFromMetricsOfEndpoints != 2 {
+		t.Fatalf("store figures %+v", r.Store)
+	}
+	t.Logf("store per registration: %.1f round trips, %.3f retries, %.3f conflicts",
+		r.Store.RoundTripsPerRegistration, r.Store.RetriesPerRegistration, r.Store.ConflictsPerRegistration)
+
+	// Nothing of the run is left but revoked certificates (kept for the CRL).
+	pg := c.backend(t)
+	ctx := context.Background()
+	for _, bucket := range []store.Bucket{store.BucketEnrollments, store.BucketRegistrations, store.IndexRegistrationsByHub} {
+		if n := count(t, pg, bucket); n != 0 {
+			t.Errorf("%s: %d left after cleanup", bucket, n)
+		}
+	}
+	certs := revocation.Certificates(pg, nil)
+	all, err := certs.All(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(all) != devices {
+		t.Errorf("%d certificates stored, want %d", len(all), devices)
+	}
+	for _, cert := range all {
+		if !cert.Revoked() {
+			t.Errorf("certificate %s of %s not revoked after cleanup", cert.Serial, cert.RegistrationID)
+		}
+	}
+}
+
+func count(t *testing.T, b store.Backend, bucket store.Bucket) int {
+	t.Helper()
+	var n int
+	if err := b.View(t.Context(), func(tx store.Tx) error {
+		items, err := tx.Scan(t.Context(), bucket, "", "", 0)
+		n = len(items)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
