@@ -226,7 +226,7 @@ func TestRotateUnderLoad(t *testing.T) {
 		deadline := time.Now().Add(30 * time.Second)
 		for {
 			info, err := srv.Client().GetCA(ctx)
-			if err == nil && info.Root.Serial != beforeRoot.Root.Serial && info.CrossSigned != nil && len(info.PreviousRoots) == 1 {
+			if err == nil && info.Root.Serial != beforeRoot.Root.Serial && len(info.CrossSigned) == 1 && len(info.PreviousRoots) == 1 {
 				break
 			}
 			if time.Now().After(deadline) {
