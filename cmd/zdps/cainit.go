@@ -134,6 +134,16 @@ func caInit(ctx context.Context, cfg caInitConfig, out io.Writer) error {
 			}
 		}()
 	}
+	// The KMS first: a URI that does not work leaves nothing behind.
+	var keys ca.KeyStore
+	if cfg.KMS != "" {
+		k, err := openCAKMS(ctx, cfg.KMS, cfg.DataDir)
+		if err != nil {
+			return cmdutil.Errorf(err, "--kms: %v", err)
+		}
+		defer k.Close()
+		keys = k
+	}
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return fmt.Errorf("data directory: %w", err)
 	}
@@ -152,14 +162,7 @@ func caInit(ctx context.Context, cfg caInitConfig, out io.Writer) error {
 	}
 	caCfg := ca.Config{Storage: ca.BackendStorage(backend), KEK: kek, KeyType: ca.KeyType(cfg.KeyType), Organization: cfg.Organization,
 		OfflineRoot: cfg.OfflineRoot != "", Logger: slog.New(slog.DiscardHandler)}
-	if cfg.KMS != "" {
-		keys, err := openCAKMS(ctx, cfg.KMS, cfg.DataDir)
-		if err != nil {
-			return cmdutil.Errorf(err, "--kms: %v", err)
-		}
-		defer keys.Close()
-		caCfg.KMS = keys
-	}
+	caCfg.KMS = keys
 	authority, rootKey, err := ca.Create(ctx, caCfg)
 	if errors.Is(err, ca.ErrStateExists) {
 		return cmdutil.Errorf(err, "store %s already holds a CA; zdps ca init never replaces one", spec)

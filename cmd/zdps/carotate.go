@@ -88,6 +88,15 @@ func caRotate(ctx context.Context, cfg caRotateConfig, out io.Writer) error {
 	if cfg.Overlap <= 0 {
 		return cmdutil.Errorf(nil, "--overlap must be positive")
 	}
+	if cfg.CSROut != "" && cfg.Intermediate != "" {
+		return cmdutil.Errorf(nil, "--csr-out and --intermediate-cert are two steps: run them one after the other")
+	}
+	if cfg.Root && (cfg.CSROut != "" || cfg.Intermediate != "") {
+		return cmdutil.Errorf(nil, "--root makes its own intermediate: it takes neither --csr-out nor --intermediate-cert")
+	}
+	if cfg.OfflineRoot != "" && !cfg.Root {
+		return cmdutil.Errorf(nil, "--offline-root goes with --root (the root key of zdps ca init is written by zdps ca init --offline-root)")
+	}
 	if _, err := os.Stat(cfg.DataDir); err != nil && cfg.Store == "" {
 		return cmdutil.Errorf(err, "data directory %s: %v", cfg.DataDir, err)
 	}
@@ -141,9 +150,6 @@ func caRotate(ctx context.Context, cfg caRotateConfig, out io.Writer) error {
 		return caRotateRoot(ctx, cfg, caCfg, spec, audited, out)
 	}
 	if cfg.CSROut != "" {
-		if cfg.Intermediate != "" {
-			return cmdutil.Errorf(nil, "--csr-out and --intermediate-cert are two steps: run them one after the other")
-		}
 		csr, err := ca.PrepareRotation(ctx, caCfg)
 		if err != nil {
 			return rotateError(err, spec)
@@ -181,9 +187,6 @@ func caRotate(ctx context.Context, cfg caRotateConfig, out io.Writer) error {
 // caRotateRoot is zdps ca rotate --root.
 func caRotateRoot(ctx context.Context, cfg caRotateConfig, caCfg ca.Config, spec storespec.Spec,
 	audited func(context.Context, store.Tx, []ca.Step) error, out io.Writer) error {
-	if cfg.CSROut != "" || cfg.Intermediate != "" {
-		return cmdutil.Errorf(nil, "--root makes its own intermediate: it takes neither --csr-out nor --intermediate-cert")
-	}
 	var rootFile *os.File
 	if cfg.OfflineRoot != "" {
 		if inside(cfg.OfflineRoot, cfg.DataDir) {

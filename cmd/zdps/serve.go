@@ -307,7 +307,11 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		return fmt.Errorf("write CA bundle: %w", err)
 	}
 	// zdps ca rotate rewrites the CA state: follow it (carotate.go).
-	go authority.Watch(ctx, caReloadInterval, func() { rewriteBundle(cfg.DataDir, authority, log) })
+	go authority.Watch(ctx, caReloadInterval, func() {
+		rewriteBundle(cfg.DataDir, authority, log)
+		so.metrics.CertificateExpiry("root", authority.Root().NotAfter)
+		so.metrics.CertificateExpiry("intermediate", authority.Intermediate().NotAfter)
+	})
 
 	certs, err := newCertSource(cfg, authority, log)
 	if err != nil {

@@ -129,9 +129,8 @@ func (v caView) CAHistory(info *dps.CAInfo) {
 	for _, r := range v.PreviousRoots() {
 		info.PreviousRoots = append(info.PreviousRoots, dps.PreviousCAInfo{CACertificateInfo: dps.NewCACertificateInfo(r.Certificate), KeepUntil: r.KeepUntil.UTC()})
 	}
-	if c := v.CrossRoot(); c != nil {
-		ci := dps.NewCACertificateInfo(c)
-		info.CrossSigned = &ci
+	for _, c := range v.Cross() {
+		info.CrossSigned = append(info.CrossSigned, dps.NewCACertificateInfo(c))
 	}
 }
 

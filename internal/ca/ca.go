@@ -53,7 +53,7 @@ type gen struct {
 	// out whose certificates may still be in use.
 	generation int
 	previous   []previousGen
-	cross      *x509.Certificate
+	cross      []*x509.Certificate
 	oldRoots   []*x509.Certificate
 	rootsKept  []previousRoot
 }
@@ -406,8 +406,8 @@ func newGen(l *loaded) *gen {
 	}
 	// After a root rotation: the new intermediate issued by the old root
 	// too, so that trusting the old root alone is enough.
-	if l.cross != nil {
-		_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: l.cross.Raw})
+	for _, c := range l.cross {
+		_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 	}
 	_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: l.root.Raw})
 	for _, r := range l.oldRoots {

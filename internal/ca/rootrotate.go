@@ -142,19 +142,9 @@ func RotateRoot(ctx context.Context, cfg Config, o RotateOptions) (*RootRotation
 	// key and key ID), issued by the old root. Leaves then chain to the
 	// old root through it with one intermediate, within the old root's
 	// path length (zdps roots allow one).
-	crossSerial, err := randomSerial(cfg.Rand)
-	if err != nil {
+	if r.Cross, err = crossSign(cfg, r.New, l.root, oldKey); err != nil {
 		return nil, err
 	}
-	crossTmpl := intermediateTemplate(crossSerial, r.New.Subject, r.New.NotBefore, minTime(r.New.NotAfter, l.root.NotAfter))
-	crossTmpl.SubjectKeyId = r.New.SubjectKeyId
-	if der, err = x509.CreateCertificate(cfg.Rand, crossTmpl, withSKI(l.root), interKey.Public(), oldKey); err != nil {
-		return nil, fmt.Errorf("ca: cross-sign the intermediate: %w", err)
-	}
-	if r.Cross, err = x509.ParseCertificate(der); err != nil {
-		return nil, err
-	}
-	keys.crossRoot = r.Cross.Raw
 
 	// History: the old intermediate and every earlier one now chain to a
 	// root that is no longer the state's; say which.
@@ -172,8 +162,15 @@ func RotateRoot(ctx context.Context, cfg Config, o RotateOptions) (*RootRotation
 		}
 		keys.previous = append(keys.previous, p)
 	}
-	keys.previousRoots = append(append([]previousRoot(nil), l.rootsKept...), previousRoot{Root: l.root.Raw, KeepUntil: keepUntil.UTC()})
+	// The old root's key stays, sealed, to cross-sign the intermediates
+	// of later rotations during the overlap.
+	sealedOld, err := sealRootKey(z, l.root, oldKey)
+	if err != nil {
+		return nil, err
+	}
+	keys.previousRoots = append(append([]previousRoot(nil), l.rootsKept...), previousRoot{Root: l.root.Raw, KeepUntil: keepUntil.UTC(), Key: sealedOld})
 	keys.previousRoots, keys.previous, r.Steps = keepRoots(keys.previousRoots, keys.previous, now, r.Steps)
+	keys.cross = append(keepCross(s.Cross, keys.previousRoots, keys.previous), r.Cross.Raw)
 	if cfg.OfflineRoot {
 		der, err := x509.MarshalPKCS8PrivateKey(newKey)
 		if err != nil {
@@ -235,6 +232,89 @@ func (c *CA) PreviousRoots() []PreviousRoot {
 	return out
 }
 
-// CrossRoot is the intermediate of the last root rotation cross-signed by
-// the previous root, nil when there was none.
-func (c *CA) CrossRoot() *x509.Certificate { return c.cur.Load().cross }
+// Cross returns the intermediates issued again by a previous root, during
+// its overlap.
+func (c *CA) Cross() []*x509.Certificate { return c.cur.Load().cross }
+
+// crossSign issues inter again under root (same subject, key and key ID),
+// no longer valid than either: leaves of inter then chain to root with one
+// intermediate, within a zdps root's path length.
+func crossSign(cfg Config, inter, root *x509.Certificate, rootKey crypto.Signer) (*x509.Certificate, error) {
+	serial, err := randomSerial(cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := intermediateTemplate(serial, inter.Subject, inter.NotBefore, minTime(inter.NotAfter, root.NotAfter))
+	tmpl.SubjectKeyId = inter.SubjectKeyId
+	der, err := x509.CreateCertificate(cfg.Rand, tmpl, withSKI(root), inter.PublicKey, rootKey)
+	if err != nil {
+		return nil, fmt.Errorf("ca: cross-sign the intermediate: %w", err)
+	}
+	return x509.ParseCertificate(der)
+}
+
+func sealRootKey(z *sealer, root *x509.Certificate, key crypto.Signer) ([]byte, error) {
+	der, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	defer clear(der)
+	return z.sealAD(adFor(rolePrevRootKey, root.Raw, root.Raw), der)
+}
+
+// newestRootKey opens the key of the newest previous root that has one.
+func newestRootKey(z *sealer, roots []previousRoot) (*x509.Certificate, crypto.Signer, error) {
+	for i := len(roots) - 1; i >= 0; i-- {
+		if roots[i].Key == nil {
+			continue
+		}
+		root, err := x509.ParseCertificate(roots[i].Root)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
+		}
+		der, err := z.openAD(rolePrevRootKey, adFor(rolePrevRootKey, root.Raw, root.Raw), roots[i].Key)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %s does not open", ErrCorruptState, rolePrevRootKey)
+		}
+		k, err := x509.ParsePKCS8PrivateKey(der)
+		clear(der)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
+		}
+		signer, ok := k.(crypto.Signer)
+		if !ok || keyutil.VerifyPair(root.PublicKey, signer) != nil {
+			return nil, nil, fmt.Errorf("%w: previous root key does not match its root", ErrCorruptState)
+		}
+		return root, signer, nil
+	}
+	return nil, nil, nil
+}
+
+// keepCross keeps the cross certificates whose issuing root is still kept
+// and whose intermediate is still in use (one of prev, or about to be
+// checked against the new current one by the caller).
+func keepCross(cross [][]byte, roots []previousRoot, prev []previousState) [][]byte {
+	var kept [][]byte
+	for _, der := range cross {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			continue
+		}
+		issuerKept := false
+		for _, r := range roots {
+			if rc, err := x509.ParseCertificate(r.Root); err == nil && c.CheckSignatureFrom(rc) == nil {
+				issuerKept = true
+			}
+		}
+		inUse := false
+		for _, p := range prev {
+			if pc, err := x509.ParseCertificate(p.Intermediate); err == nil && keyutil.Equal(pc.PublicKey, c.PublicKey) {
+				inUse = true
+			}
+		}
+		if issuerKept && inUse {
+			kept = append(kept, der)
+		}
+	}
+	return kept
+}

@@ -26,19 +26,14 @@ func TestRotateRoot(t *testing.T) {
 	if changed, err := c.Reload(t.Context()); !changed || err != nil {
 		t.Fatalf("reload after a root rotation: %v %v", changed, err)
 	}
-	if !c.Root().Equal(r.NewRoot) || !c.CrossRoot().Equal(r.Cross) || len(c.PreviousRoots()) != 1 || !c.PreviousRoots()[0].Certificate.Equal(oldRoot) {
+	if !c.Root().Equal(r.NewRoot) || len(c.Cross()) != 1 || !c.Cross()[0].Equal(r.Cross) || len(c.PreviousRoots()) != 1 || !c.PreviousRoots()[0].Certificate.Equal(oldRoot) {
 		t.Fatal("the CA did not take the new root")
 	}
 	after := issueTest(t, c, "dev-after")
-	if err := c.CrossRoot().CheckSignatureFrom(oldRoot); err != nil {
+	if err := r.Cross.CheckSignatureFrom(oldRoot); err != nil {
 		t.Fatalf("the cross certificate is not the old root's: %v", err)
 	}
-	inters := x509.NewCertPool()
-	for _, cert := range parsePEMCerts(t, c.BundlePEM()) {
-		if !cert.Equal(oldRoot) && !cert.Equal(r.NewRoot) {
-			inters.AddCert(cert)
-		}
-	}
+	inters := bundleIntermediates(t, c, oldRoot, r.NewRoot)
 	// Whoever trusts only the old root accepts both, the new one through
 	// the cross certificate; whoever trusts only the new root accepts the
 	// new one.
@@ -78,11 +73,21 @@ func TestRotateRoot(t *testing.T) {
 	if _, err := New(t.Context(), cfg); err != nil {
 		t.Fatal(err)
 	}
+	// An intermediate rotation during the root's overlap is cross-signed
+	// by the old root too: its leaves verify for old-root-only trusters.
 	if _, err := Rotate(t.Context(), cfg, RotateOptions{Overlap: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Reload(t.Context()); err != nil || len(c.PreviousRoots()) != 1 || c.CrossRoot() == nil || len(c.Previous()) != 2 {
-		t.Fatalf("after an intermediate rotation: %v, roots %d, previous %d", err, len(c.PreviousRoots()), len(c.Previous()))
+	if _, err := c.Reload(t.Context()); err != nil || len(c.PreviousRoots()) != 1 || len(c.Cross()) != 2 || len(c.Previous()) != 2 {
+		t.Fatalf("after an intermediate rotation: %v, roots %d, cross %d, previous %d", err, len(c.PreviousRoots()), len(c.Cross()), len(c.Previous()))
+	}
+	third := issueTest(t, c, "dev-third")
+	oldOnly := x509.NewCertPool()
+	oldOnly.AddCert(oldRoot)
+	for _, leaf := range []*x509.Certificate{before, after, third} {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: oldOnly, Intermediates: bundleIntermediates(t, c, oldRoot, r.NewRoot), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			t.Errorf("%s against the old root alone: %v", leaf.Subject.CommonName, err)
+		}
 	}
 	// After the overlap the next rotation retires the old root and its intermediate.
 	clock.Set(clock.Now().Add(49 * time.Hour))
@@ -96,9 +101,25 @@ func TestRotateRoot(t *testing.T) {
 			retired++
 		}
 	}
-	if _, err := c.Reload(t.Context()); err != nil || len(c.PreviousRoots()) != 0 || retired < 2 {
-		t.Fatalf("after the overlap: %v, roots %d, retired %d", err, len(c.PreviousRoots()), retired)
+	if _, err := c.Reload(t.Context()); err != nil || len(c.PreviousRoots()) != 0 || len(c.Cross()) != 0 || retired < 2 {
+		t.Fatalf("after the overlap: %v, roots %d, cross %d, retired %d", err, len(c.PreviousRoots()), len(c.Cross()), retired)
 	}
+}
+
+// bundleIntermediates is every certificate of the bundle but the roots.
+func bundleIntermediates(t *testing.T, c *CA, roots ...*x509.Certificate) *x509.CertPool {
+	t.Helper()
+	pool := x509.NewCertPool()
+next:
+	for _, cert := range parsePEMCerts(t, c.BundlePEM()) {
+		for _, r := range roots {
+			if cert.Equal(r) {
+				continue next
+			}
+		}
+		pool.AddCert(cert)
+	}
+	return pool
 }
 
 // A store writer who adds a root of their own to the previous roots is

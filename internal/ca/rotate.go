@@ -126,20 +126,11 @@ func Rotate(ctx context.Context, cfg Config, o RotateOptions) (*Rotation, error)
 	}
 	prev = append(prev, out)
 
-	keys := stateKeys{root: rootKey, generation: r.Generation, previous: prev, crossRoot: s.CrossRoot}
+	keys := stateKeys{root: rootKey, generation: r.Generation, previous: prev}
 	keys.previousRoots, keys.previous, r.Steps = keepRoots(s.PreviousRoots, keys.previous, now, r.Steps)
-	if len(keys.previousRoots) < len(s.PreviousRoots) && l.cross != nil {
-		// The cross certificate goes with the root that issued it.
-		var kept []*x509.Certificate
-		for _, pr := range keys.previousRoots {
-			if c, err := x509.ParseCertificate(pr.Root); err == nil {
-				kept = append(kept, c)
-			}
-		}
-		if crossIssuer(l.cross, kept) == nil {
-			keys.crossRoot = nil
-		}
-	}
+	// Cross certificates go with the root that issued them and the
+	// intermediate they are for (the outgoing one is in keys.previous now).
+	keys.cross = keepCross(s.Cross, keys.previousRoots, keys.previous)
 	// The new key is of the outgoing one's size.
 	kt := KeyECP256
 	if isP384(l.inter.PublicKey) {
@@ -205,6 +196,18 @@ func Rotate(ctx context.Context, cfg Config, o RotateOptions) (*Rotation, error)
 		if r.New, err = x509.ParseCertificate(der); err != nil {
 			return nil, err
 		}
+	}
+	// During a root's overlap, the new intermediate is issued by the
+	// previous root too, so that its leaves verify for whoever trusts only
+	// that root.
+	if oldRoot, oldKey, err := newestRootKey(z, keys.previousRoots); err != nil {
+		return nil, err
+	} else if oldKey != nil {
+		cross, err := crossSign(cfg, r.New, oldRoot, oldKey)
+		if err != nil {
+			return nil, err
+		}
+		keys.cross = append(keys.cross, cross.Raw)
 	}
 	newBlob, err := encodeState(z, now, l.imported, l.root, r.New, keys)
 	if err != nil {

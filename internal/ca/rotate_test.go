@@ -3,10 +3,13 @@ package ca
 import (
 	"context"
 	"crypto"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -124,6 +127,29 @@ func TestRotate(t *testing.T) {
 				t.Fatalf("after the second rotation, previous = %+v", p)
 			}
 		})
+	}
+}
+
+// After a rotation, certificates name their own intermediate's CRL.
+func TestRotatedCRLDistributionPoint(t *testing.T) {
+	cfg := Config{Storage: &mapStorage{}, KEK: testKEK(t), CRLURL: "https://dps.example.net/crl"}
+	c, err := New(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := issueTest(t, c, "d0").CRLDistributionPoints; len(got) != 1 || got[0] != "https://dps.example.net/crl" {
+		t.Fatalf("before any rotation: %v", got)
+	}
+	if _, err := Rotate(t.Context(), cfg, RotateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Reload(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(c.Intermediate().Raw)
+	want := "https://dps.example.net/crl?issuer=" + strings.ToUpper(hex.EncodeToString(sum[:]))
+	if got := issueTest(t, c, "d1").CRLDistributionPoints; len(got) != 1 || got[0] != want {
+		t.Fatalf("after a rotation: %v, want %s", got, want)
 	}
 }
 

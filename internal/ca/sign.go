@@ -7,11 +7,14 @@ import (
 	"crypto/ed25519"
 	"crypto/elliptic"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/asn1"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -215,7 +218,7 @@ func (c *CA) issue(pub crypto.PublicKey, cn string, validity time.Duration, kind
 		SubjectKeyId:          keyID(pub),
 	}
 	if c.crlURL != "" {
-		tmpl.CRLDistributionPoints = []string{c.crlURL}
+		tmpl.CRLDistributionPoints = []string{crlURLFor(c.crlURL, g)}
 	}
 	for _, f := range sans {
 		f(tmpl)
@@ -241,4 +244,21 @@ func (c *CA) issue(pub crypto.PublicKey, cn string, validity time.Duration, kind
 		Chain:       [][]byte{der, bytes.Clone(g.inter.Raw), bytes.Clone(g.root.Raw)},
 		Serial:      fmt.Sprintf("%032x", serial),
 	}, nil
+}
+
+// crlURLFor is the CRL distribution point of what generation g issues. Once
+// the CA has been rotated, it names its intermediate (GET /crl?issuer=, by
+// SHA-256 thumbprint), so that the certificate still finds its own
+// issuer's CRL after the next rotation; before, it is the plain URL, as it
+// always was.
+func crlURLFor(base string, g *gen) string {
+	if g.generation == 0 {
+		return base
+	}
+	sum := sha256.Sum256(g.inter.Raw)
+	sep := "?"
+	if strings.Contains(base, "?") {
+		sep = "&"
+	}
+	return base + sep + "issuer=" + strings.ToUpper(hex.EncodeToString(sum[:]))
 }

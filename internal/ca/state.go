@@ -57,10 +57,11 @@ type state struct {
 	// keys to sign their CRL) until KeepUntil, when the last certificate
 	// they issued has expired.
 	Previous []previousState `json:"previous,omitempty"`
-	// CrossRoot is the intermediate a root rotation made, issued again by
-	// the previous root: with it in the bundle, a verifier that trusts only
-	// the previous root accepts what that intermediate issues.
-	CrossRoot []byte `json:"crossRoot,omitempty"`
+	// Cross are intermediates issued again by a previous root (a root
+	// rotation, and intermediate rotations during its overlap): with them
+	// in the bundle, a verifier that trusts only the previous root accepts
+	// what those intermediates issue.
+	Cross [][]byte `json:"cross,omitempty"`
 	// PreviousRoots are roots rotated out, still trusted (renewal, the
 	// bundle) until KeepUntil. PreviousRootsSeal binds the list to the KEK:
 	// a store writer cannot add a root of their own.
@@ -75,6 +76,9 @@ type state struct {
 type previousRoot struct {
 	Root      []byte    `json:"root"`
 	KeepUntil time.Time `json:"keepUntil"`
+	// Key is the previous root's key, sealed, to cross-sign intermediates
+	// made during its overlap.
+	Key []byte `json:"key,omitempty"`
 }
 
 // rootsDigest is what PreviousRootsSeal seals: every previous root and the
@@ -86,8 +90,10 @@ func rootsDigest(s *state) []byte {
 		h.Write(d[:])
 		h.Write([]byte(r.KeepUntil.UTC().Format(time.RFC3339Nano)))
 	}
-	d := sha256.Sum256(s.CrossRoot)
-	h.Write(d[:])
+	for _, c := range s.Cross {
+		d := sha256.Sum256(c)
+		h.Write(d[:])
+	}
 	return h.Sum(nil)
 }
 
@@ -126,6 +132,7 @@ const (
 	rolePreviousRef  = "previous-key-ref"
 	rolePending      = "pending-key"
 	roleRoots        = "previous-roots"
+	rolePrevRootKey  = "previous-root-key"
 	rolePendingRef   = "pending-key-ref"
 )
 
@@ -206,20 +213,20 @@ type stateKeys struct {
 	// generation and previous carry a rotation's history over.
 	generation int
 	previous   []previousState
-	// crossRoot and previousRoots carry a root rotation's.
-	crossRoot     []byte
+	// cross and previousRoots carry a root rotation's.
+	cross         [][]byte
 	previousRoots []previousRoot
 }
 
 // encodeState seals the keys and encodes the state.
 func encodeState(z *sealer, now time.Time, imported bool, root, inter *x509.Certificate, k stateKeys) ([]byte, error) {
 	s := &state{Version: stateVersion, CreatedAt: now.UTC(), Imported: imported, Root: root.Raw, Intermediate: inter.Raw,
-		Generation: k.generation, Previous: k.previous, CrossRoot: k.crossRoot, PreviousRoots: k.previousRoots}
+		Generation: k.generation, Previous: k.previous, Cross: k.cross, PreviousRoots: k.previousRoots}
 	var err error
 	if s.KEKCheck, err = z.seal(roleCheck, s, nil); err != nil {
 		return nil, err
 	}
-	if len(s.PreviousRoots) > 0 || s.CrossRoot != nil {
+	if len(s.PreviousRoots) > 0 || len(s.Cross) > 0 {
 		if s.PreviousRootsSeal, err = z.seal(roleRoots, s, rootsDigest(s)); err != nil {
 			return nil, err
 		}
@@ -270,8 +277,8 @@ type loaded struct {
 	generation int
 	previous   []previousGen
 	prevState  []previousState
-	// Root rotation: the cross-signed root and the previous roots.
-	cross     *x509.Certificate
+	// Root rotation: the cross certificates and the previous roots.
+	cross     []*x509.Certificate
 	oldRoots  []*x509.Certificate
 	rootsKept []previousRoot
 }
@@ -355,7 +362,7 @@ func decodeState(ctx context.Context, z *sealer, blob []byte, keys KeyStore) (*l
 // openRoots checks and loads a root rotation's previous roots and cross
 // certificate.
 func openRoots(z *sealer, s *state, root *x509.Certificate, l *loaded) error {
-	if len(s.PreviousRoots) == 0 && s.CrossRoot == nil {
+	if len(s.PreviousRoots) == 0 && len(s.Cross) == 0 {
 		return nil
 	}
 	got, err := z.open(roleRoots, s, s.PreviousRootsSeal)
@@ -370,13 +377,15 @@ func openRoots(z *sealer, s *state, root *x509.Certificate, l *loaded) error {
 		l.oldRoots = append(l.oldRoots, c)
 	}
 	l.rootsKept = s.PreviousRoots
-	if s.CrossRoot != nil {
-		if l.cross, err = x509.ParseCertificate(s.CrossRoot); err != nil {
-			return fmt.Errorf("%w: cross-signed root: %w", ErrCorruptState, err)
+	for i, der := range s.Cross {
+		c, err := x509.ParseCertificate(der)
+		if err != nil {
+			return fmt.Errorf("%w: cross certificate %d: %w", ErrCorruptState, i, err)
 		}
-		if !l.trustsOldRoot(crossIssuer(l.cross, l.oldRoots)) {
-			return fmt.Errorf("%w: the cross certificate is not issued by a previous root", ErrCorruptState)
+		if !l.trustsOldRoot(crossIssuer(c, l.oldRoots)) {
+			return fmt.Errorf("%w: cross certificate %d is not issued by a previous root", ErrCorruptState, i)
 		}
+		l.cross = append(l.cross, c)
 	}
 	return nil
 }

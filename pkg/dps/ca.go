@@ -36,10 +36,10 @@ type CAInfo struct {
 	// Previous are the rotated-out intermediates still in the bundle.
 	Previous []PreviousCAInfo `json:"previous,omitempty"`
 	// PreviousRoots are roots rotated out, trusted and in the bundle until
-	// KeepUntil; CrossSigned is the intermediate a root rotation made,
-	// issued again by the previous root.
-	PreviousRoots []PreviousCAInfo   `json:"previousRoots,omitempty"`
-	CrossSigned   *CACertificateInfo `json:"crossSigned,omitempty"`
+	// KeepUntil; CrossSigned are intermediates issued again by a previous
+	// root during its overlap.
+	PreviousRoots []PreviousCAInfo    `json:"previousRoots,omitempty"`
+	CrossSigned   []CACertificateInfo `json:"crossSigned,omitempty"`
 }
 
 // PreviousCAInfo is a rotated-out intermediate during its overlap.

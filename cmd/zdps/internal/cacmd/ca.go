@@ -67,8 +67,8 @@ func newCAShowCmd(g *cmdutil.Globals) *cobra.Command {
 			for _, pr := range info.Previous {
 				rows = append(rows, row{"previous (until " + pr.KeepUntil.UTC().Format(time.RFC3339) + ")", pr.CACertificateInfo})
 			}
-			if info.CrossSigned != nil {
-				rows = append(rows, row{"intermediate cross-signed by the previous root", *info.CrossSigned})
+			for _, c := range info.CrossSigned {
+				rows = append(rows, row{"intermediate cross-signed by the previous root", c})
 			}
 			for _, pr := range info.PreviousRoots {
 				rows = append(rows, row{"previous root (until " + pr.KeepUntil.UTC().Format(time.RFC3339) + ")", pr.CACertificateInfo})
