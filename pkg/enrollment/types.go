@@ -266,6 +266,10 @@ type Registration struct {
 	// GatewayETag is the ETag the record had at its gateway, which makes
 	// the gateway's repeated pushes of one record idempotent. Internal.
 	GatewayETag string `json:"gatewayEtag,omitempty"`
+	// RegisteredAt is when the gateway created the record (the store sets
+	// CreatedDateTimeUTC when central stores it): the time the conflict
+	// rule of two registrations compares. Internal.
+	RegisteredAt *time.Time `json:"registeredAt,omitempty"`
 }
 
 // ServiceState is the service API's form of the record: State plus the
