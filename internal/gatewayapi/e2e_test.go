@@ -289,4 +289,23 @@ func TestGatewayAPI(t *testing.T) {
 	if st := gw.do(http.MethodGet, dps.GatewayPrefix+"/changes", nil, nil); st != http.StatusUnauthorized {
 		t.Fatalf("revoked gateway: %d", st)
 	}
+	// ... and withdraws its delegated CA: central's CRL lists it, so hubs
+	// that check it refuse every leaf the gateway issued.
+	resp, err := s.HTTPClient().Get("https://" + s.Addr() + "/crl")
+	if err != nil {
+		t.Fatal(err)
+	}
+	der, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	crl, err := x509.ParseRevocationList(der)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var listed bool
+	for _, e := range crl.RevokedCertificateEntries {
+		listed = listed || e.SerialNumber.Cmp(siteCA.SerialNumber) == 0
+	}
+	if !listed {
+		t.Fatal("the withdrawn site CA is not on central's CRL")
+	}
 }

@@ -43,3 +43,23 @@ func (r *Revocations) StoreCertificateTx(ctx context.Context, tx store.Tx, c *en
 	}
 	return nil
 }
+
+// StoreRevokedTx stores, inside tx, a revoked certificate this zdps signed
+// but did not issue to a device (the delegated CA of an edge gateway that
+// lost its right), so that the CRL lists it; it marks the revoked set
+// changed. A certificate stored before keeps its first revocation.
+func StoreRevokedTx(ctx context.Context, tx store.Tx, c *enrollment.Certificate) error {
+	if c.RevokedAt == nil {
+		return errors.New("revocation: StoreRevokedTx needs RevokedAt")
+	}
+	certs := Certificates(nil, nil).In(tx)
+	if old, err := certs.Get(ctx, c.Serial); err == nil && old.Revoked() {
+		return nil
+	} else if err != nil && !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	if _, err := certs.Put(ctx, c, store.Condition{}); err != nil {
+		return fmt.Errorf("revocation: store revoked certificate %s: %w", c.Serial, err)
+	}
+	return bumpGeneration(ctx, tx)
+}

@@ -24,6 +24,9 @@ type Gateway struct {
 	PublicKey *ecdsa.PublicKey
 	// Serial is the client certificate's serial.
 	Serial string
+	// Group is the group the gateway is a member of, "" when an
+	// individual enrollment makes it a gateway.
+	Group string
 }
 
 // Actor is the gateway's name in the audit trail.
@@ -51,7 +54,7 @@ func (s *Service) Authenticate(ctx context.Context, cert *x509.Certificate) (*Ga
 		if err != nil {
 			return err
 		}
-		if len(c.Chain) == 0 || !bytes.Equal(c.Chain[0], cert.Raw) {
+		if len(c.Chain) == 0 || !bytes.Equal(c.Chain[0], cert.Raw) || cert.IsCA {
 			return fmt.Errorf("%w: certificate %s differs from the one issued", ErrUnauthorized, serial)
 		}
 		if c.Revoked() {
@@ -70,7 +73,7 @@ func (s *Service) Authenticate(ctx context.Context, cert *x509.Certificate) (*Ga
 		if rec.Gateway != "" {
 			return fmt.Errorf("%w: %q registered at gateway %q, not here", ErrForbidden, rec.RegistrationID, rec.Gateway)
 		}
-		spec, err := s.specOf(ctx, tx, rec)
+		spec, group, err := s.specOf(ctx, tx, rec)
 		if err != nil {
 			return err
 		}
@@ -91,30 +94,30 @@ func (s *Service) Authenticate(ctx context.Context, cert *x509.Certificate) (*Ga
 		if !ok || pub.Curve != elliptic.P256() {
 			return fmt.Errorf("%w: %q: a gateway's certificate key must be ECDSA P-256", ErrForbidden, rec.RegistrationID)
 		}
-		gw = &Gateway{RegistrationID: rec.RegistrationID, Site: spec.Site, PublicKey: pub, Serial: serial}
+		gw = &Gateway{RegistrationID: rec.RegistrationID, Site: spec.Site, PublicKey: pub, Serial: serial, Group: group}
 		return nil
 	})
 	return gw, err
 }
 
 // specOf is the enrollment a record was registered through: the
-// individual enrollment of its ID, else its group.
-func (s *Service) specOf(ctx context.Context, tx store.Tx, rec *enrollment.Registration) (*enrollment.Spec, error) {
+// individual enrollment of its ID, else its group (whose ID it returns).
+func (s *Service) specOf(ctx context.Context, tx store.Tx, rec *enrollment.Registration) (*enrollment.Spec, string, error) {
 	e, err := s.st.Enrollments.In(tx).Get(ctx, rec.RegistrationID)
 	if err == nil {
-		return &e.Spec, nil
+		return &e.Spec, "", nil
 	}
 	if !errors.Is(err, store.ErrNotFound) {
-		return nil, err
+		return nil, "", err
 	}
 	if rec.EnrollmentGroupID != "" {
 		g, err := s.st.Groups.In(tx).Get(ctx, rec.EnrollmentGroupID)
 		if err == nil {
-			return &g.Spec, nil
+			return &g.Spec, g.EnrollmentGroupID, nil
 		}
 		if !errors.Is(err, store.ErrNotFound) {
-			return nil, err
+			return nil, "", err
 		}
 	}
-	return nil, fmt.Errorf("%w: %q: its enrollment is gone", ErrUnauthorized, rec.RegistrationID)
+	return nil, "", fmt.Errorf("%w: %q: its enrollment is gone", ErrUnauthorized, rec.RegistrationID)
 }

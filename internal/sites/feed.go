@@ -131,6 +131,27 @@ type placed struct {
 	RegistrationID    string `json:"registrationId"`
 	EnrollmentGroupID string `json:"enrollmentGroupId"`
 	Gateway           string `json:"gateway"`
+	Capabilities      *struct {
+		IoTEdge bool `json:"iotEdge"`
+	} `json:"capabilities"`
+	ProvisioningStatus string `json:"provisioningStatus"`
+}
+
+// gatewayOf is the site an enrollment or group makes its devices
+// gateways of ("" for none): iotEdge, a site, enabled.
+func (p placed) gatewayOf() string {
+	if p.Capabilities == nil || !p.Capabilities.IoTEdge || p.ProvisioningStatus == enrollment.StatusDisabled {
+		return ""
+	}
+	return p.Site
+}
+
+// siteCAsOf selects the site CAs an enrollment or group made gateways get.
+func siteCAsOf(kind, id string) func(*issuedCA) bool {
+	if kind == dps.ChangeGroup {
+		return func(c *issuedCA) bool { return c.Group != "" && enrollment.Key(c.Group) == enrollment.Key(id) }
+	}
+	return func(c *issuedCA) bool { return c.Group == "" && enrollment.Key(c.Gateway) == enrollment.Key(id) }
 }
 
 func (p placed) id(kind string) string {
@@ -183,6 +204,13 @@ func (t *feedTx) Put(ctx context.Context, b store.Bucket, key string, value []by
 	if err := json.Unmarshal(value, &now); err != nil {
 		return "", fmt.Errorf("sites: read %s/%s: %w", b, key, err)
 	}
+	// A gateway's enrollment that stops making it one (disabled, off
+	// its site, no iotEdge) withdraws its delegated CAs.
+	if existed && kind != dps.ChangeSite && old.gatewayOf() != "" && old.gatewayOf() != now.gatewayOf() {
+		if err := revokeSiteCAs(ctx, t.Tx, siteCAsOf(kind, old.id(kind))); err != nil {
+			return "", err
+		}
+	}
 	was, is := old.siteOf(kind), now.siteOf(kind)
 	if existed && was != "" && was != is {
 		// Moved away: for the old site it is gone.
@@ -209,7 +237,23 @@ func (t *feedTx) Delete(ctx context.Context, b store.Bucket, key string, cond st
 		return err
 	}
 	if fed {
+		var withdraw func(*issuedCA) bool
+		switch {
+		case kind == dps.ChangeSite:
+			withdraw = func(c *issuedCA) bool { return c.Site == old.Name }
+		case old.gatewayOf() != "":
+			withdraw = siteCAsOf(kind, old.id(kind))
+		}
+		if withdraw != nil {
+			if err := revokeSiteCAs(ctx, t.Tx, withdraw); err != nil {
+				return err
+			}
+		}
 		return Append(ctx, t.Tx, old.siteOf(kind), kind, old.id(kind), dps.ChangeDelete)
+	}
+	// A gateway's record gone: its delegated CAs with it.
+	if err := revokeSiteCAs(ctx, t.Tx, func(c *issuedCA) bool { return enrollment.Key(c.Gateway) == enrollment.Key(old.RegistrationID) }); err != nil {
+		return err
 	}
 	site, err := t.registrationSite(ctx, old)
 	if err != nil {

@@ -260,6 +260,9 @@ func (s *Service) verifyLeaf(ctx context.Context, tx store.Tx, gw *Gateway, in i
 		if err != nil || leaf.CheckSignatureFrom(sub) != nil {
 			continue
 		}
+		if ca.RevokedAt != nil && !leaf.NotBefore.Before(*ca.RevokedAt) {
+			return nil, invalid("certificate was issued after site CA %s was revoked", ca.Serial)
+		}
 		roots, inters := x509.NewCertPool(), x509.NewCertPool()
 		inters.AddCert(sub)
 		for i, der := range ca.Chain[1:] {
