@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -54,7 +55,12 @@ type siteCA struct{ ca *ca.CA }
 
 func (s siteCA) SignSiteCA(csrDER []byte, site, gateway string, validity time.Duration) ([][]byte, string, time.Time, error) {
 	is, err := s.ca.SignSiteCA(csrDER, ca.SiteCAPolicy{Site: site, Gateway: gateway, Validity: validity})
-	if err != nil {
+	switch {
+	case errors.Is(err, ca.ErrCSRMalformed), errors.Is(err, ca.ErrCSRSignature), errors.Is(err, ca.ErrCSRKey):
+		return nil, "", time.Time{}, fmt.Errorf("%w: %w", sites.ErrInvalid, err)
+	case errors.Is(err, ca.ErrCannotDelegate):
+		return nil, "", time.Time{}, fmt.Errorf("%w: %w", sites.ErrCannotDelegate, err)
+	case err != nil:
 		return nil, "", time.Time{}, err
 	}
 	return is.Chain, is.Serial, is.Certificate.NotAfter, nil

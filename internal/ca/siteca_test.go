@@ -208,3 +208,33 @@ func TestSignSiteCARefusals(t *testing.T) {
 		t.Fatal("SiteOf accepted the intermediate")
 	}
 }
+
+// A CA from before edge gateways (intermediate path length 0, root 1), or
+// an imported one like it, cannot delegate; one without path lengths can.
+func TestSignSiteCACannotDelegate(t *testing.T) {
+	p256, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	for _, tc := range []struct {
+		name      string
+		root, int int
+		zero      bool
+		want      error
+	}{
+		{"intermediate 0", 2, 0, true, ErrCannotDelegate},
+		{"root 1", 1, 1, false, ErrCannotDelegate},
+		{"no constraints", -1, -1, false, nil},
+		{"root 2, intermediate 1", 2, 1, false, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ext := newExtCA(t, "p256", func(root, inter *x509.Certificate) {
+				root.MaxPathLen, inter.MaxPathLen, inter.MaxPathLenZero = tc.root, tc.int, tc.zero
+			})
+			c, err := Import(t.Context(), Config{Storage: &mapStorage{}, KEK: testKEK(t)}, ext.bundle(t, nil))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := c.SignSiteCA(siteCSR(t, p256), SiteCAPolicy{Site: "s", Gateway: "gw"}); !errors.Is(err, tc.want) {
+				t.Fatalf("SignSiteCA = %v, want %v", err, tc.want)
+			}
+		})
+	}
+}

@@ -135,6 +135,8 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		status, code, msg = http.StatusUnauthorized, dps.CodeUnauthorized, msgUnauthorized
 	case errors.Is(err, sites.ErrForbidden) || errors.Is(err, errForbidden):
 		status, code, msg = http.StatusForbidden, dps.CodeForbidden, msgForbidden
+	case errors.Is(err, sites.ErrCannotDelegate):
+		status, code, msg = http.StatusConflict, dps.CodeConflict, err.Error()
 	default:
 		a.cfg.Host.WriteError(w, r, err)
 		return
@@ -215,7 +217,7 @@ func (a *API) postCA(w http.ResponseWriter, r *http.Request, gw *sites.Gateway) 
 	}
 	chain, err := a.uc.IssueCA(r.Context(), gw, der)
 	if err != nil {
-		a.writeError(w, r, caError(err))
+		a.writeError(w, r, err)
 		return
 	}
 	out := dps.GatewayCAResponse{CertificateChain: make([]string, len(chain))}
@@ -223,17 +225,6 @@ func (a *API) postCA(w http.ResponseWriter, r *http.Request, gw *sites.Gateway) 
 		out.CertificateChain[i] = base64.StdEncoding.EncodeToString(c)
 	}
 	writeJSON(w, http.StatusOK, out)
-}
-
-// caError makes the CA's refusal of the gateway's CSR a 400; the CA's
-// own faults (an expired intermediate, one that cannot delegate) stay
-// server faults, logged.
-func caError(err error) error {
-	msg := err.Error()
-	if strings.Contains(msg, "ca: malformed CSR") || strings.Contains(msg, "ca: bad CSR signature") || strings.Contains(msg, "ca: unsupported or weak CSR key") {
-		return badRequest("%v", err)
-	}
-	return err
 }
 
 func (a *API) getChanges(w http.ResponseWriter, r *http.Request, gw *sites.Gateway) {

@@ -27,6 +27,10 @@ var (
 	// ErrInvalid: a request a gateway sent is malformed; wraps
 	// enrollment.ErrInvalid (400).
 	ErrInvalid = fmt.Errorf("%w: gateway request", enrollment.ErrInvalid)
+	// ErrCannotDelegate: this zdps's CA allows no CA below its
+	// intermediate (one created before edge gateways): 409, for the
+	// operator to replace the CA.
+	ErrCannotDelegate = errors.New("sites: the CA cannot issue delegated CAs")
 )
 
 // Recorder records audit events in a transaction (*audit.Log).
