@@ -146,6 +146,9 @@ func TestGatewayAPI(t *testing.T) {
 		t.Fatalf("not a gateway: %d", st)
 	}
 	// A request cannot name a site.
+	if st := gw.do(http.MethodGet, dps.GatewayPrefix+"/changes?site=other", nil, nil); st != http.StatusBadRequest {
+		t.Fatalf("changes naming a site: %d", st)
+	}
 	if st := gw.do(http.MethodPost, dps.GatewayPrefix+"/status", map[string]any{"backlog": 0, "site": "other"}, nil); st != http.StatusBadRequest {
 		t.Fatalf("status with a site: %d", st)
 	}

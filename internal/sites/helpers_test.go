@@ -32,13 +32,13 @@ import (
 // backends are the engines the use cases are tested on.
 var backends = []struct {
 	name string
-	open func(t *testing.T) store.Backend
+	open func(t testing.TB) store.Backend
 }{
-	{"memory", func(*testing.T) store.Backend { return memory.New() }},
-	{"bolt", func(t *testing.T) store.Backend { return openBolt(t, filepath.Join(t.TempDir(), "zdps.db")) }},
+	{"memory", func(testing.TB) store.Backend { return memory.New() }},
+	{"bolt", func(t testing.TB) store.Backend { return openBolt(t, filepath.Join(t.TempDir(), "zdps.db")) }},
 }
 
-func openBolt(t *testing.T, path string) *bolt.Backend {
+func openBolt(t testing.TB, path string) *bolt.Backend {
 	t.Helper()
 	b, err := bolt.Open(path, bolt.Options{})
 	if err != nil {
@@ -57,7 +57,7 @@ var kek = func() []byte { k := make([]byte, 32); _, _ = rand.Read(k); return k }
 
 // env is central as zdps serve wires it, on one backend.
 type env struct {
-	t       *testing.T
+	t       testing.TB
 	b       store.Backend
 	st      *store.Store // the pipeline's: no audit, no feed
 	audited *store.Store
@@ -80,7 +80,7 @@ func (c testCA) SignSiteCA(csr []byte, site, gw string, v time.Duration) ([][]by
 }
 
 // newEnv builds central on b; a CA stored on b is reused (a restart).
-func newEnv(t *testing.T, b store.Backend) *env {
+func newEnv(t testing.TB, b store.Backend) *env {
 	t.Helper()
 	box, err := sealed.New(kek)
 	if err != nil {
@@ -249,7 +249,7 @@ func (e *env) siteCA(gw *Gateway) (*x509.Certificate, crypto.Signer) {
 }
 
 // leaf is a device certificate as a gateway issues it.
-func leaf(t *testing.T, issuer *x509.Certificate, issuerKey crypto.Signer, org, cn string) *x509.Certificate {
+func leaf(t testing.TB, issuer *x509.Certificate, issuerKey crypto.Signer, org, cn string) *x509.Certificate {
 	t.Helper()
 	k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	serial, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
@@ -297,7 +297,7 @@ func (e *env) pending() []audit.Event {
 	return out
 }
 
-func opener(t *testing.T, k *ecdsa.PrivateKey) *gatewaykey.Opener {
+func opener(t testing.TB, k *ecdsa.PrivateKey) *gatewaykey.Opener {
 	t.Helper()
 	o, err := gatewaykey.NewOpener(k)
 	if err != nil {
@@ -306,7 +306,7 @@ func opener(t *testing.T, k *ecdsa.PrivateKey) *gatewaykey.Opener {
 	return o
 }
 
-func mustKey(t *testing.T) *ecdsa.PrivateKey {
+func mustKey(t testing.TB) *ecdsa.PrivateKey {
 	t.Helper()
 	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -316,7 +316,7 @@ func mustKey(t *testing.T) *ecdsa.PrivateKey {
 }
 
 // gwCert is the stored client certificate of a registration.
-func gwCert(t *testing.T, e *env, id string) *x509.Certificate {
+func gwCert(t testing.TB, e *env, id string) *x509.Certificate {
 	t.Helper()
 	rec, err := e.st.Registrations.Get(context.Background(), id)
 	if err != nil {

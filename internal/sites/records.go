@@ -28,11 +28,8 @@ const (
 	keepSerials = 4
 )
 
-// RecordRefused is the status of a record refused for good (the gateway
-// should not push it again): it is not of the site's enrollments, its
-// certificate does not chain to the gateway's site CA, or it is
-// malformed. Error says why.
-const RecordRefused = "refused"
+// RecordRefused is dps.RecordRefused.
+const RecordRefused = dps.RecordRefused
 
 // BucketConflicts remembers the answer to each conflicting push, by
 // "<registration key>/<gateway key>/<etag>", so a repeated push answers the

@@ -31,6 +31,10 @@ const (
 	RecordStored    = "stored"
 	RecordDuplicate = "duplicate"
 	RecordConflict  = "conflict"
+	// RecordRefused: refused for good (not of the gateway's site, a
+	// certificate that does not verify, malformed); Error says why and
+	// the gateway should not push it again.
+	RecordRefused = "refused"
 )
 
 // GatewayCARequest is the body of POST /gateway/v1/ca.
@@ -119,7 +123,7 @@ type GatewayRecordResult struct {
 	Winner string `json:"winner,omitempty"`
 	// Revoked are the serials revoked by the conflict rule.
 	Revoked []string `json:"revoked,omitempty"`
-	// Error says why the record was refused (status absent).
+	// Error says why the record was refused (status refused).
 	Error string `json:"error,omitempty"`
 }
 
