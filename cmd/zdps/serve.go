@@ -316,6 +316,9 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if pruners["site feeds"], err = sites.NewPruner(backend, cfg.Sites.Retention); err != nil {
+		return err
+	}
 	ops, err := so.opsAPI(service, st, authority, posture.Settings{RevokeOnDisable: cfg.RevokeOnDisable,
 		WebhookSecret: cfg.Allocation.hasSecret(), MetricsOpen: cfg.Secops.metricsOpen(), KEKBesideStore: cfg.KEKPassphrase == "" && cfg.KEKFile == ""})
 	if err != nil {

@@ -234,12 +234,13 @@ func TestCursorRefused(t *testing.T) {
 	gw2, _ := e.gateway("gw-2", "ship")
 	_, shipCur := e.pullAll(gw2, "", 100)
 	for name, cur := range map[string]string{
-		"garbage":        "not a cursor!",
-		"not JSON":       "bm90IEpTT04",
-		"another site's": shipCur,
-		"unknown phase":  cursor{V: 1, Site: "plant", Phase: "x"}.encode(),
-		"other version":  cursor{V: 2, Site: "plant", Phase: phaseFeed}.encode(),
-		"too long":       strings.Repeat("A", MaxCursorLength+1),
+		"garbage":           "not a cursor!",
+		"not JSON":          "bm90IEpTT04",
+		"another site's":    shipCur,
+		"unknown phase":     cursor{V: 1, Site: "plant", Phase: "x"}.encode(),
+		"other version":     cursor{V: 2, Site: "plant", Phase: phaseFeed}.encode(),
+		"too long":          strings.Repeat("A", MaxCursorLength+1),
+		"ahead of the feed": cursor{V: 1, Site: "plant", Phase: phaseFeed, Seq: 999}.encode(),
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := e.svc.Pull(context.Background(), gw, cur, 10); !errors.Is(err, ErrCursor) || !errors.Is(err, enrollment.ErrInvalid) {

@@ -33,8 +33,10 @@ const (
 	phaseFeed        = "feed"
 )
 
-// ErrCursor: the cursor is not one this zdps gave the gateway's site.
-var ErrCursor = fmt.Errorf("%w: invalid cursor (start again with an empty one)", enrollment.ErrInvalid)
+// ErrCursor: the cursor is not one this zdps gave the gateway's site, or
+// it is older than the feed's retention (a gateway offline for longer);
+// either way the gateway starts again with an empty cursor (a snapshot).
+var ErrCursor = fmt.Errorf("%w: invalid or expired cursor (start again with an empty one)", enrollment.ErrInvalid)
 
 // cursor is where a gateway is in its site's feed. During the snapshot
 // Seq is the feed's head when the snapshot began: the feed is replayed
@@ -100,12 +102,17 @@ func (s *Service) Pull(ctx context.Context, gw *Gateway, cur string, limit int) 
 	err = s.st.Backend.View(ctx, func(tx store.Tx) error {
 		page.Changes = page.Changes[:0]
 		c := c
-		if fresh {
-			h, err := headOf(ctx, tx, gw.Site)
-			if err != nil {
-				return err
-			}
-			c.Seq = h
+		h, err := headOf(ctx, tx, gw.Site)
+		if err != nil {
+			return err
+		}
+		switch {
+		case fresh:
+			c.Seq = h.Seq
+		case c.Seq < h.Pruned:
+			return ErrCursor // retention deleted changes it has not seen
+		case c.Seq > h.Seq:
+			return ErrCursor // not this store's (a restore from before it)
 		}
 		more, err := s.fill(ctx, tx, &c, limit, to, page)
 		if err != nil {
