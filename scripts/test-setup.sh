@@ -24,6 +24,14 @@ if [ ${#tpm_pkgs[@]} -gt 0 ]; then
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${tpm_pkgs[@]}" >/dev/null
 fi
 
+# CA keys in a KMS (test/kms, internal/cakms): SoftHSM2 is the PKCS#11 HSM
+# of the tests (each test makes its own token via SOFTHSM2_CONF); swtpm,
+# above, is the TPM of tpmkms.
+if ! command -v softhsm2-util >/dev/null 2>&1; then
+  echo "test-setup: installing softhsm2" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq softhsm2 >/dev/null
+fi
+
 # Security operations: a real Prometheus scrapes zdps in test/secops (the
 # test starts its own instance on a free port; the packaged service is
 # not used).
@@ -33,6 +41,13 @@ if ! command -v prometheus >/dev/null 2>&1; then
 fi
 # The Debian package starts its own service on :9090; the tests need none.
 if command -v systemctl >/dev/null 2>&1; then systemctl stop prometheus >/dev/null 2>&1 || true; fi
+
+# The web console's end-to-end test (test/console) drives Debian's
+# headless Chromium; ZDPS_TEST_CHROMIUM=off skips it instead.
+if [ "${ZDPS_TEST_CHROMIUM:-}" != "off" ] && ! command -v chromium >/dev/null 2>&1; then
+  echo "test-setup: installing chromium" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
 
 if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
   if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then

@@ -22,6 +22,7 @@ func zdpsMain() int {
 	defer stop()
 	root := cli.NewRoot(cli.Options{})
 	root.AddCommand(newServeCmd())
+	addCAInitCmd(root)
 	root.AddCommand(newVersionCmd())
 	setVersionFlag(root)
 	return cli.Execute(ctx, root)

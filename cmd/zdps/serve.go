@@ -106,6 +106,11 @@ type serveConfig struct {
 	// Secops configures metrics, audit retention and export, and alert
 	// responses (secops.go).
 	Secops secopsConfig
+	// CAKMS is the KMS URI holding the CA's intermediate and TLS keys
+	// (cainit.go); "" when they are sealed in the store.
+	CAKMS string
+	// Console configures the web console's sessions (console.go).
+	Console consoleConfig
 	// Sites configures the central side of edge gateways (sites.go).
 	Sites sitesConfig
 }
@@ -156,6 +161,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.StringSliceVar(&cfg.TLSSANs, "tls-san", nil, "extra DNS names or IPs for the issued TLS certificate")
 	f.StringVar(&cfg.KEKFile, "kek-file", "", "file with the key-encryption key that seals the CA key and the device and policy keys at rest (hex, 32 bytes; default <data-dir>/kek, created on first start; keep it off the data volume in production)")
 	f.StringVar(&cfg.KEKPassphrase, "kek-passphrase", "", "derive the key-encryption key from this passphrase (Argon2id, salt kept in the store) instead of a key file; prefer the environment variable")
+	f.StringVar(&cfg.CAKMS, "ca-kms", "", "KMS URI of the CA's intermediate key and the TLS server key, as given to zdps ca init --kms (pkcs11:..., tpmkms:...); default: keys sealed in the store")
 	f.StringVar(&cfg.LogLevel, "log-level", "info", "debug, info, warn or error")
 	f.StringVar(&cfg.LogFormat, "log-format", "text", "text or json")
 	f.Int64Var(&cfg.MaxBodyBytes, "max-body-bytes", 16<<20, "largest request body accepted")
@@ -181,6 +187,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.DurationVar(&cfg.MQTT.IdleTimeout, "mqtt-idle-timeout", mqttapi.DefaultIdleTimeout, "an MQTT connection with no request running is closed this long after its last answer; must exceed --retry-after")
 	cfg.Allocation.register(f)
 	cfg.Secops.register(f)
+	cfg.Console.register(f)
 	cfg.Sites.register(f)
 	cfg.Limits = provisioning.DefaultLimits()
 	f.Var(&cfg.Limits.Poll, "throttle-poll", "operation polls and status lookups admitted per device, COUNT/DURATION or off (Azure: 5/10s); a throttled poll of a registration still assigning answers 202 with a later Retry-After, otherwise 429")
@@ -251,7 +258,16 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	authority, err := ca.New(ctx, ca.Config{Storage: ca.BackendStorage(backend), KEK: kek, Logger: log, CRLURL: cfg.CRLURL})
+	caCfg := ca.Config{Storage: ca.BackendStorage(backend), KEK: kek, Logger: log, CRLURL: cfg.CRLURL}
+	if cfg.CAKMS != "" {
+		keys, err := openCAKMS(ctx, cfg.CAKMS, cfg.DataDir)
+		if err != nil {
+			return fmt.Errorf("--ca-kms: %w", err)
+		}
+		defer keys.Close()
+		caCfg.KMS = keys
+	}
+	authority, err := ca.New(ctx, caCfg)
 	if err != nil {
 		if errors.Is(err, ca.ErrBadKEK) {
 			// Replicas sharing a store share its CA: they need one KEK.
@@ -290,6 +306,8 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err := instance.WriteSecretFile(cfg.DataDir, bundleFile, authority.BundlePEM()); err != nil {
 		return fmt.Errorf("write CA bundle: %w", err)
 	}
+	// zdps ca rotate rewrites the CA state: follow it (carotate.go).
+	go authority.Watch(ctx, caReloadInterval, func() { rewriteBundle(cfg.DataDir, authority, log) })
 
 	certs, err := newCertSource(cfg, authority, log)
 	if err != nil {
@@ -319,11 +337,18 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if pruners["site feeds"], err = sites.NewPruner(backend, cfg.Sites.Retention); err != nil {
 		return err
 	}
-	ops, err := so.opsAPI(service, st, authority, posture.Settings{RevokeOnDisable: cfg.RevokeOnDisable,
-		WebhookSecret: cfg.Allocation.hasSecret(), MetricsOpen: cfg.Secops.metricsOpen(), KEKBesideStore: cfg.KEKPassphrase == "" && cfg.KEKFile == ""})
+	postureSettings := posture.Settings{RevokeOnDisable: cfg.RevokeOnDisable,
+		WebhookSecret: cfg.Allocation.hasSecret(), MetricsOpen: cfg.Secops.metricsOpen(), KEKBesideStore: cfg.KEKPassphrase == "" && cfg.KEKFile == ""}
+	ops, err := so.opsAPI(service, st, authority, postureSettings)
 	if err != nil {
 		return err
 	}
+	cons, err := newConsole(cfg.Console, service, st, so, authority, prov, postureSettings, log)
+	if err != nil {
+		return err
+	}
+	pruners["console-sessions"] = cons
+	go func() { _ = cons.Warm(ctx) }()
 	if err := so.start(ctx, authority); err != nil {
 		return err
 	}
@@ -357,7 +382,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           rootRouter(service, dev, mq, ops, gw),
+		Handler:           rootRouter(service, dev, mq, ops, cons, gw),
 		ConnContext:       deviceapi.ConnContext, // the device's measured round trip (geoLatency)
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"crypto/x509"
 	"log/slog"
 	"math/big"
 	"net/http"
@@ -11,6 +13,7 @@ import (
 	"github.com/zdps/zdps/allocation/custom"
 	"github.com/zdps/zdps/internal/api"
 	"github.com/zdps/zdps/internal/ca"
+	"github.com/zdps/zdps/internal/console"
 	"github.com/zdps/zdps/internal/deviceapi"
 	"github.com/zdps/zdps/internal/gatewayapi"
 	"github.com/zdps/zdps/internal/manage"
@@ -19,16 +22,18 @@ import (
 	"github.com/zdps/zdps/internal/provisioning/tpmatt"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/pkg/dps"
 )
 
 // rootRouter is every route zdps serves, composed in one place: the
 // common middleware (internal/api.NewRouter), then each API's routes.
-func rootRouter(service *api.API, dev *deviceapi.API, mq *mqttapi.Server, ops *opsapi.API, gw *gatewayapi.API) http.Handler {
+func rootRouter(service *api.API, dev *deviceapi.API, mq *mqttapi.Server, ops *opsapi.API, cons *console.Console, gw *gatewayapi.API) http.Handler {
 	r := service.NewRouter()
 	for _, mount := range []func(chi.Router){
 		service.Routes, // service API with /healthz, /ca, /ca/bundle and /crl
 		dev.Routes,     // device API: /{idScope}/registrations/...
 		ops.Routes,     // security operations: /audit, /alerts, /posture, /metrics
+		cons.Routes,    // operator web console: /console/...
 		gw.Routes,      // edge gateways: /sites (service SAS), /gateway/v1/... (gateway client certificate)
 	} {
 		mount(r)
@@ -84,8 +89,8 @@ func newServiceAPI(cfg serveConfig, st, audited *store.Store, authority *ca.CA, 
 		MaxPageSize:  cfg.MaxPageSize,
 		UseCases:     api.UseCasesOf(m),
 		Trail:        so.trail,
-		CA:           authority,
-		CRL:          crl,
+		CA:           caView{authority},
+		CRL:          crlSources{CRLPublisher: crl, previous: revocation.NewIssuerCRLs(crl), ca: authority},
 	})
 	return service, rev, err
 }
@@ -106,5 +111,64 @@ func (s crlSigner) CRL(entries []revocation.Entry, number *big.Int, nextUpdate t
 	for i, e := range entries {
 		revoked[i] = ca.Revoked{Serial: e.Serial, RevokedAt: e.RevokedAt, Reason: e.Reason}
 	}
+	// A CRL is re-signed after a rotation (zdps ca rotate invalidates it):
+	// sign with the intermediate now stored, even if the CA's poll has not
+	// seen it yet, or a stale signer could publish the next CRL.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, _ = s.ca.Reload(ctx)
 	return s.ca.CRL(revoked, number, nextUpdate)
+}
+
+// caView is the CA as GET /ca describes it, with its rotation history.
+type caView struct{ *ca.CA }
+
+func (v caView) CAHistory(info *dps.CAInfo) {
+	info.Generation, info.KeyStore = v.Generation(), v.KMS()
+	for _, p := range v.Previous() {
+		info.Previous = append(info.Previous, dps.PreviousCAInfo{CACertificateInfo: dps.NewCACertificateInfo(p.Certificate), RotatedAt: p.RotatedAt.UTC(), KeepUntil: p.KeepUntil.UTC()})
+	}
+	for _, r := range v.PreviousRoots() {
+		info.PreviousRoots = append(info.PreviousRoots, dps.PreviousCAInfo{CACertificateInfo: dps.NewCACertificateInfo(r.Certificate), KeepUntil: r.KeepUntil.UTC()})
+	}
+	if c := v.CrossRoot(); c != nil {
+		ci := dps.NewCACertificateInfo(c)
+		info.CrossSigned = &ci
+	}
+}
+
+// crlSources serves GET /crl (the current intermediate's CRL) and GET
+// /crl?issuer= (also the CRLs of intermediates rotated out, until their
+// overlap ends).
+type crlSources struct {
+	*revocation.CRLPublisher
+	previous *revocation.IssuerCRLs
+	ca       *ca.CA
+}
+
+func (s crlSources) IssuerCRL(ctx context.Context, thumbprint string) ([]byte, bool, error) {
+	if dps.NewCACertificateInfo(s.ca.Intermediate()).SHA256Thumbprint == thumbprint {
+		der, err := s.CRL(ctx)
+		return der, true, err
+	}
+	for _, p := range s.ca.Previous() {
+		if dps.NewCACertificateInfo(p.Certificate).SHA256Thumbprint == thumbprint {
+			der, err := s.previous.CRL(ctx, thumbprint, previousCRLSigner{s.ca, p.Certificate})
+			return der, true, err
+		}
+	}
+	return nil, false, nil
+}
+
+type previousCRLSigner struct {
+	ca    *ca.CA
+	inter *x509.Certificate
+}
+
+func (s previousCRLSigner) CRL(entries []revocation.Entry, number *big.Int, nextUpdate time.Duration) ([]byte, error) {
+	revoked := make([]ca.Revoked, len(entries))
+	for i, e := range entries {
+		revoked[i] = ca.Revoked{Serial: e.Serial, RevokedAt: e.RevokedAt, Reason: e.Reason}
+	}
+	return s.ca.PreviousCRL(s.inter, revoked, number, nextUpdate)
 }

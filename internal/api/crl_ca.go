@@ -23,10 +23,20 @@ func (a *API) getCA(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, errNoCA)
 		return
 	}
-	a.writeJSON(w, http.StatusOK, dps.CAInfo{
+	info := dps.CAInfo{
 		Root:         dps.NewCACertificateInfo(a.cfg.CA.Root()),
 		Intermediate: dps.NewCACertificateInfo(a.cfg.CA.Intermediate()),
-	})
+	}
+	if h, ok := a.cfg.CA.(CAHistoryView); ok {
+		h.CAHistory(&info)
+	}
+	a.writeJSON(w, http.StatusOK, info)
+}
+
+// CAHistoryView, when the CAView has it, adds the rotation generation, the
+// KMS of the key, the rotated-out intermediates and roots to GET /ca.
+type CAHistoryView interface {
+	CAHistory(info *dps.CAInfo)
 }
 
 // getCABundle answers the intermediate then the root as PEM: the file for

@@ -235,4 +235,9 @@ func TestCARoutes(t *testing.T) {
 			t.Fatal(err)
 		}
 	})
+	// A CRL source without rotated-out intermediates knows no issuer:
+	// 404, never the current CRL under another issuer's name.
+	t.Run("CRL of an unknown issuer", func(t *testing.T) {
+		e.must(req{method: http.MethodGet, path: "/crl?issuer=00FF"}, http.StatusNotFound)
+	})
 }

@@ -53,7 +53,7 @@ var (
 	// or a third party's program.
 	server = []string{
 		"internal/api", "internal/deviceapi", "internal/devicewire", "internal/mqttapi", "internal/provisioning/...", "internal/store/...",
-		"internal/ca", "internal/instance", "attestation/...", "allocation/...",
+		"internal/ca", "internal/cakms/...", "internal/instance", "attestation/...", "allocation/...",
 		"internal/sweep", "internal/revocation", "internal/manage", "cmd/...",
 	}
 )
@@ -147,6 +147,11 @@ var rules = []rule{
 		name:   "the security operations routes only translate",
 		from:   []string{"internal/opsapi"},
 		forbid: concat(transports, pipeline, []string{"internal/manage", "internal/ca", "attestation/...", "allocation/..."}),
+	},
+	{
+		name:   "the web console is a transport handed its use cases",
+		from:   []string{"internal/console"},
+		forbid: concat(transports, pipeline, []string{"internal/ca", "attestation/...", "allocation/...", "internal/opsapi", "internal/store/bolt", "internal/store/postgres", "internal/store/memory"}),
 	},
 	{
 		name:   "the central side of edge gateways is a use case: the CA only through its SiteCA port, no transport",

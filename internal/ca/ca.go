@@ -14,29 +14,48 @@ import (
 	"io"
 	"log/slog"
 	"math/big"
+	"sync/atomic"
 	"time"
 
 	"go.step.sm/crypto/keyutil"
 	"go.step.sm/crypto/pemutil"
 )
 
-// CA is a loaded certificate authority. It is immutable and safe for
-// concurrent use.
+// CA is a loaded certificate authority, safe for concurrent use. It follows
+// the stored state: Reload (and Watch, which polls it) switches it to a
+// rotated intermediate without a restart, so every replica on a shared
+// store moves together.
 type CA struct {
-	root, inter *x509.Certificate
-	// issuer is inter as the signing functions see it: a copy that always
-	// has a SubjectKeyId, which Go copies into every AuthorityKeyId and
-	// requires for CRLs. An imported intermediate may lack one.
-	issuer    *x509.Certificate
-	signer    crypto.Signer // the intermediate's key, parsed once
-	pool      *x509.CertPool
-	bundlePEM []byte
+	cur atomic.Pointer[gen]
+	cfg Config // to reload: storage, sealer key, KMS
 
 	leafValidity time.Duration
 	crlURL       string
 	now          func() time.Time
 	rand         io.Reader
 	log          *slog.Logger
+}
+
+// gen is one loaded state: what the CA signs with until the next rotation.
+type gen struct {
+	blob        []byte // the stored state it was decoded from
+	root, inter *x509.Certificate
+	// issuer is inter as the signing functions see it: a copy that always
+	// has a SubjectKeyId, which Go copies into every AuthorityKeyId and
+	// requires for CRLs. An imported intermediate may lack one.
+	issuer    *x509.Certificate
+	signer    crypto.Signer // the intermediate's key, parsed once (or its KMS handle)
+	tlsSigner crypto.Signer // zdps's TLS server key in the KMS; nil: a fresh key per certificate
+	kms       string        // the KMS holding signer, "" when it is sealed in the state
+	pool      *x509.CertPool
+	bundlePEM []byte
+	// generation counts rotations; previous are the intermediates rotated
+	// out whose certificates may still be in use.
+	generation int
+	previous   []previousGen
+	cross      *x509.Certificate
+	oldRoots   []*x509.Certificate
+	rootsKept  []previousRoot
 }
 
 // New loads the CA from cfg.Storage or, on first start, creates a root and an
@@ -66,14 +85,14 @@ func open(ctx context.Context, cfg Config) (*CA, error) {
 	case err != nil:
 		return nil, err
 	}
-	l, err := decodeState(z, blob)
+	l, err := decodeState(ctx, z, blob, cfg.KMS)
 	if err != nil {
 		return nil, err
 	}
 	c := build(cfg, l)
 	cfg.Logger.Info("ca loaded",
 		"root_subject", l.root.Subject.String(), "root_not_after", l.root.NotAfter,
-		"intermediate_not_after", l.inter.NotAfter, "imported", l.imported, "root_key_held", l.hasRootKey)
+		"intermediate_not_after", l.inter.NotAfter, "imported", l.imported, "root_key_held", l.hasRootKey, "kms", l.kms)
 	if now := cfg.Now(); now.After(l.inter.NotAfter) {
 		// Still loaded, so the CRL and bundle stay available while the
 		// operator rotates; SignCSR reports ErrCAExpired.
@@ -85,7 +104,8 @@ func open(ctx context.Context, cfg Config) (*CA, error) {
 // initialise creates a CA and stores it, or returns the state another
 // replica stored first.
 func initialise(ctx context.Context, cfg Config, z *sealer) ([]byte, error) {
-	blob, err := generate(cfg, z)
+	cfg.OfflineRoot = false // New seals the root key; only Create hands it out
+	blob, _, err := generate(ctx, cfg, z)
 	if err != nil {
 		return nil, err
 	}
@@ -101,26 +121,109 @@ func initialise(ctx context.Context, cfg Config, z *sealer) ([]byte, error) {
 	return blob, nil
 }
 
-func generate(cfg Config, z *sealer) ([]byte, error) {
-	crv := "P-256"
-	if cfg.KeyType == KeyECP384 {
-		crv = "P-384"
+// Create makes a new CA and stores it, failing with ErrStateExists when one
+// is stored (it never replaces a CA): `zdps ca init`. With cfg.OfflineRoot
+// the root's private key is returned (PKCS#8 PEM, for the operator to take
+// away) and not stored; otherwise rootKeyPEM is nil.
+func Create(ctx context.Context, cfg Config) (c *CA, rootKeyPEM []byte, err error) {
+	cfg, err = cfg.withDefaults()
+	if err != nil {
+		return nil, nil, err
 	}
+	if _, err := cfg.Storage.Load(ctx); err == nil {
+		return nil, nil, ErrStateExists
+	} else if !errors.Is(err, ErrNoState) {
+		return nil, nil, err
+	}
+	z, err := newSealer(cfg.KEK, cfg.Rand)
+	if err != nil {
+		return nil, nil, err
+	}
+	blob, rootKey, err := generate(ctx, cfg, z)
+	if err != nil {
+		return nil, nil, err
+	}
+	if err := cfg.Storage.Create(ctx, blob); err != nil {
+		return nil, nil, err
+	}
+	cfg.Logger.Info("ca created", "key_type", string(cfg.KeyType), "offline_root", cfg.OfflineRoot, "kms", kmsType(cfg.KMS))
+	if c, err = open(ctx, cfg); err != nil {
+		return nil, nil, err
+	}
+	if cfg.OfflineRoot {
+		der, err := x509.MarshalPKCS8PrivateKey(rootKey)
+		if err != nil {
+			return nil, nil, fmt.Errorf("ca: marshal root key: %w", err)
+		}
+		rootKeyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+		clear(der)
+	}
+	return c, rootKeyPEM, nil
+}
+
+func kmsType(k KeyStore) string {
+	if k == nil {
+		return ""
+	}
+	return k.Type()
+}
+
+// curveOf is the go.step.sm/crypto/keyutil curve name of a key type.
+func curveOf(kt KeyType) string {
+	if kt == KeyECP384 {
+		return "P-384"
+	}
+	return "P-256"
+}
+
+// generate makes a root and an intermediate and encodes them as a state. It
+// returns the root key too, for Create's offline root.
+func generate(ctx context.Context, cfg Config, z *sealer) ([]byte, crypto.Signer, error) {
+	crv := curveOf(cfg.KeyType)
 	rootKey, err := keyutil.GenerateSigner("EC", crv, 0)
 	if err != nil {
-		return nil, fmt.Errorf("ca: generate root key: %w", err)
+		return nil, nil, fmt.Errorf("ca: generate root key: %w", err)
 	}
-	interKey, err := keyutil.GenerateSigner("EC", crv, 0)
+	keys := stateKeys{root: rootKey}
+	if cfg.OfflineRoot {
+		keys.root = nil
+	}
+	var interKey crypto.Signer
+	if cfg.KMS != nil {
+		// Both keys are created inside the KMS: neither ever exists here.
+		keys.kms = cfg.KMS.Type()
+		if keys.interRef, interKey, err = cfg.KMS.CreateKey(ctx, cfg.KeyType, "zdps-ca-intermediate"); err != nil {
+			return nil, nil, fmt.Errorf("ca: create intermediate key in %s KMS: %w", keys.kms, err)
+		}
+		// TLS keys are always P-256: every client verifies it.
+		if keys.tlsRef, _, err = cfg.KMS.CreateKey(ctx, KeyECP256, "zdps-tls"); err != nil {
+			return nil, nil, fmt.Errorf("ca: create TLS key in %s KMS: %w", keys.kms, err)
+		}
+	} else if interKey, err = keyutil.GenerateSigner("EC", crv, 0); err != nil {
+		return nil, nil, fmt.Errorf("ca: generate intermediate key: %w", err)
+	}
+	keys.inter = interKey
+	root, inter, err := certify(cfg, rootKey, interKey.Public())
 	if err != nil {
-		return nil, fmt.Errorf("ca: generate intermediate key: %w", err)
+		return nil, nil, err
 	}
+	blob, err := encodeState(z, cfg.Now(), false, root, inter, keys)
+	if err != nil {
+		return nil, nil, err
+	}
+	return blob, rootKey, nil
+}
+
+// certify makes the self-signed root of rootKey and the intermediate of
+// interPub under it.
+func certify(cfg Config, rootKey crypto.Signer, interPub crypto.PublicKey) (root, inter *x509.Certificate, err error) {
 	now := cfg.Now()
 	// A minute of back-dating absorbs clock skew between replicas and devices.
 	nb := now.Add(-time.Minute)
 
 	rootSerial, err := randomSerial(cfg.Rand)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rootTmpl := &x509.Certificate{
 		SerialNumber:          rootSerial,
@@ -135,22 +238,39 @@ func generate(cfg Config, z *sealer) ([]byte, error) {
 	}
 	rootDER, err := x509.CreateCertificate(cfg.Rand, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
 	if err != nil {
-		return nil, fmt.Errorf("ca: create root: %w", err)
+		return nil, nil, fmt.Errorf("ca: create root: %w", err)
 	}
-	root, err := x509.ParseCertificate(rootDER)
+	root, err = x509.ParseCertificate(rootDER)
 	if err != nil {
-		return nil, fmt.Errorf("ca: parse root: %w", err)
+		return nil, nil, fmt.Errorf("ca: parse root: %w", err)
 	}
 
 	interSerial, err := randomSerial(cfg.Rand)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	interTmpl := &x509.Certificate{
-		SerialNumber:          interSerial,
-		Subject:               pkix.Name{Organization: []string{cfg.Organization}, CommonName: cfg.Organization + " Intermediate CA"},
-		NotBefore:             nb,
-		NotAfter:              minTime(now.Add(cfg.IntermediateValidity), root.NotAfter),
+	interTmpl := intermediateTemplate(interSerial,
+		pkix.Name{Organization: []string{cfg.Organization}, CommonName: cfg.Organization + " Intermediate CA"},
+		nb, minTime(now.Add(cfg.IntermediateValidity), root.NotAfter))
+	interDER, err := x509.CreateCertificate(cfg.Rand, interTmpl, root, interPub, rootKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ca: create intermediate: %w", err)
+	}
+	inter, err = x509.ParseCertificate(interDER)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ca: parse intermediate: %w", err)
+	}
+	return root, inter, nil
+}
+
+// intermediateTemplate is every issuing intermediate zdps signs: created
+// with the CA, or later with an offline root (SignIntermediate).
+func intermediateTemplate(serial *big.Int, subject pkix.Name, notBefore, notAfter time.Time) *x509.Certificate {
+	return &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               subject,
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
@@ -161,15 +281,6 @@ func generate(cfg Config, z *sealer) ([]byte, error) {
 		// intermediate to device and server TLS, whatever a leaf claims.
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
 	}
-	interDER, err := x509.CreateCertificate(cfg.Rand, interTmpl, root, interKey.Public(), rootKey)
-	if err != nil {
-		return nil, fmt.Errorf("ca: create intermediate: %w", err)
-	}
-	inter, err := x509.ParseCertificate(interDER)
-	if err != nil {
-		return nil, fmt.Errorf("ca: parse intermediate: %w", err)
-	}
-	return encodeState(z, now, false, root, inter, rootKey, interKey)
 }
 
 // Bundle is an existing CA for Import.
@@ -232,7 +343,7 @@ func Import(ctx context.Context, cfg Config, b Bundle) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	blob, err := encodeState(z, cfg.Now(), true, root, inter, nil, signer)
+	blob, err := encodeState(z, cfg.Now(), true, root, inter, stateKeys{inter: signer})
 	if err != nil {
 		return nil, err
 	}
@@ -271,41 +382,78 @@ func checkChain(root, inter *x509.Certificate) error {
 }
 
 func build(cfg Config, l *loaded) *CA {
+	c := &CA{
+		cfg: cfg, leafValidity: cfg.DefaultLeafValidity, crlURL: cfg.CRLURL,
+		now: cfg.Now, rand: cfg.Rand, log: cfg.Logger,
+	}
+	c.cur.Store(newGen(l))
+	return c
+}
+
+func newGen(l *loaded) *gen {
 	pool := x509.NewCertPool()
 	pool.AddCert(l.root)
+	// A rotated-out root stays trusted (renewal of what it issued) during
+	// its overlap.
+	for _, r := range l.oldRoots {
+		pool.AddCert(r)
+	}
 	var bundle bytes.Buffer
 	_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: l.inter.Raw})
-	_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: l.root.Raw})
-	issuer := l.inter
-	if len(issuer.SubjectKeyId) == 0 {
-		cp := *l.inter
-		cp.SubjectKeyId = keyID(l.inter.PublicKey)
-		issuer = &cp
+	// During an overlap the bundle carries the previous intermediates too,
+	// so that a verifier given only the bundle accepts certificates of
+	// either.
+	for _, p := range l.previous {
+		_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: p.inter.Raw})
 	}
-	return &CA{
-		root: l.root, inter: l.inter, issuer: issuer, signer: l.signer, pool: pool, bundlePEM: bundle.Bytes(),
-		leafValidity: cfg.DefaultLeafValidity, crlURL: cfg.CRLURL,
-		now: cfg.Now, rand: cfg.Rand, log: cfg.Logger,
+	// After a root rotation: the new intermediate issued by the old root
+	// too, so that trusting the old root alone is enough.
+	if l.cross != nil {
+		_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: l.cross.Raw})
+	}
+	_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: l.root.Raw})
+	for _, r := range l.oldRoots {
+		_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: r.Raw})
+	}
+	return &gen{
+		blob: l.blob, root: l.root, inter: l.inter, issuer: withSKI(l.inter), signer: l.signer, tlsSigner: l.tlsSigner, kms: l.kms,
+		pool: pool, bundlePEM: bundle.Bytes(), generation: l.generation, previous: l.previous,
+		cross: l.cross, oldRoots: l.oldRoots, rootsKept: l.rootsKept,
 	}
 }
 
+// withSKI is cert, or a copy of it with a SubjectKeyId when it has none.
+func withSKI(cert *x509.Certificate) *x509.Certificate {
+	if len(cert.SubjectKeyId) > 0 {
+		return cert
+	}
+	cp := *cert
+	cp.SubjectKeyId = keyID(cert.PublicKey)
+	return &cp
+}
+
+// KMS returns the type of the KMS holding the intermediate's key ("pkcs11",
+// "tpmkms", ...), or "" when the key is sealed in the stored state.
+func (c *CA) KMS() string { return c.cur.Load().kms }
+
 // Root returns the root certificate. Callers must not modify it.
-func (c *CA) Root() *x509.Certificate { return c.root }
+func (c *CA) Root() *x509.Certificate { return c.cur.Load().root }
 
 // Intermediate returns the issuing certificate. Callers must not modify it.
-func (c *CA) Intermediate() *x509.Certificate { return c.inter }
+func (c *CA) Intermediate() *x509.Certificate { return c.cur.Load().inter }
 
 // Roots returns a new pool holding only the root, to verify what the CA
 // issued (device renewal over mTLS, clients of the server certificate).
-func (c *CA) Roots() *x509.CertPool { return c.pool.Clone() }
+func (c *CA) Roots() *x509.CertPool { return c.cur.Load().pool.Clone() }
 
 // BundlePEM returns the intermediate then the root, PEM-encoded: the file
 // for `openssl verify -CAfile`, NODE_EXTRA_CA_CERTS and `zdps ca export`.
-func (c *CA) BundlePEM() []byte { return bytes.Clone(c.bundlePEM) }
+func (c *CA) BundlePEM() []byte { return bytes.Clone(c.cur.Load().bundlePEM) }
 
 // ChainDER returns the intermediate and the root, DER-encoded, in that order.
 func (c *CA) ChainDER() [][]byte {
-	return [][]byte{bytes.Clone(c.inter.Raw), bytes.Clone(c.root.Raw)}
+	g := c.cur.Load()
+	return [][]byte{bytes.Clone(g.inter.Raw), bytes.Clone(g.root.Raw)}
 }
 
 // randomSerial returns a positive, non-zero 128-bit serial: far above the

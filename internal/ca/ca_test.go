@@ -247,11 +247,11 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	if buf.Len() == 0 {
 		t.Fatal("nothing logged")
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(c.signer)
+	der, err := x509.MarshalPKCS8PrivateKey(c.cur.Load().signer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := c.signer.(*ecdsa.PrivateKey).D.Bytes()
+	d := c.cur.Load().signer.(*ecdsa.PrivateKey).D.Bytes()
 	for name, secret := range map[string][]byte{"KEK": cfg.KEK, "key DER": der, "scalar": d} {
 		for _, enc := range encodings(secret) {
 			if bytes.Contains(buf.Bytes(), []byte(enc)) {

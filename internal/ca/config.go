@@ -1,6 +1,8 @@
 package ca
 
 import (
+	"context"
+	"crypto"
 	"crypto/rand"
 	"fmt"
 	"io"
@@ -57,6 +59,16 @@ type Config struct {
 	// (an absolute http or https URL, the one serving GET /crl).
 	CRLURL string
 
+	// KMS, when set, holds the keys outside the store: when New or Create
+	// makes a CA, the intermediate's key and zdps's TLS server key are
+	// created inside it and the state keeps only sealed references to
+	// them. A stored CA whose keys are in a KMS needs the same KMS to load
+	// (ErrKMSRequired, ErrKMSMismatch). Nil: keys are sealed in the state.
+	KMS KeyStore
+	// OfflineRoot makes Create hand the new root's private key to the
+	// caller instead of sealing it into the state. New ignores it.
+	OfflineRoot bool
+
 	// Now is the clock. Default time.Now.
 	Now func() time.Time
 	// Rand is the source of serial numbers and AES-GCM nonces. Default
@@ -66,6 +78,20 @@ type Config struct {
 	Rand io.Reader
 	// Logger receives lifecycle events. Default: discard. Keys are never logged.
 	Logger *slog.Logger
+}
+
+// KeyStore creates and opens signing keys that live in a KMS (internal/cakms
+// adapts go.step.sm/crypto/kms). A reference is what the state keeps; the
+// key itself never leaves the KMS.
+type KeyStore interface {
+	// Type names the KMS ("pkcs11", "tpmkms", ...), for messages and to
+	// tell a state's KMS from another.
+	Type() string
+	// CreateKey creates a signing key of type kt, labelled label, and
+	// returns its reference and its signer.
+	CreateKey(ctx context.Context, kt KeyType, label string) (ref string, s crypto.Signer, err error)
+	// Signer opens a key CreateKey created.
+	Signer(ctx context.Context, ref string) (crypto.Signer, error)
 }
 
 // withDefaults validates c and fills its zero values.

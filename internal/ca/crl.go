@@ -1,6 +1,7 @@
 package ca
 
 import (
+	"crypto"
 	"crypto/x509"
 	"fmt"
 	"math/big"
@@ -29,6 +30,26 @@ const DefaultCRLValidity = 24 * time.Hour
 // the current Unix time in seconds, which grows as long as replica clocks
 // agree. nextUpdate zero means DefaultCRLValidity.
 func (c *CA) CRL(revoked []Revoked, number *big.Int, nextUpdate time.Duration) ([]byte, error) {
+	g := c.cur.Load()
+	return c.crl(g.issuer, g.signer, revoked, number, nextUpdate)
+}
+
+// PreviousCRL is CRL signed by inter, one of the rotated-out intermediates
+// of Previous, for the certificates it issued, during its overlap.
+func (c *CA) PreviousCRL(inter *x509.Certificate, revoked []Revoked, number *big.Int, nextUpdate time.Duration) ([]byte, error) {
+	for _, p := range c.cur.Load().previous {
+		if !p.inter.Equal(inter) {
+			continue
+		}
+		if p.signer == nil {
+			return nil, fmt.Errorf("%w: the key of previous intermediate %s is in a %s KMS not given", ErrKMSRequired, inter.Subject, p.kms)
+		}
+		return c.crl(p.issuer, p.signer, revoked, number, nextUpdate)
+	}
+	return nil, fmt.Errorf("%w: %s is not a previous intermediate of this CA", ErrInvalidRevocation, inter.Subject)
+}
+
+func (c *CA) crl(issuer *x509.Certificate, signer crypto.Signer, revoked []Revoked, number *big.Int, nextUpdate time.Duration) ([]byte, error) {
 	if nextUpdate < 0 {
 		return nil, fmt.Errorf("%w: negative nextUpdate", ErrInvalidRevocation)
 	}
@@ -63,7 +84,7 @@ func (c *CA) CRL(revoked []Revoked, number *big.Int, nextUpdate time.Duration) (
 		NextUpdate:                now.Add(nextUpdate),
 		RevokedCertificateEntries: entries,
 	}
-	der, err := x509.CreateRevocationList(c.rand, tmpl, c.issuer, c.signer)
+	der, err := x509.CreateRevocationList(c.rand, tmpl, issuer, signer)
 	if err != nil {
 		return nil, fmt.Errorf("ca: create CRL: %w", err)
 	}

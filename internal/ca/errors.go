@@ -19,6 +19,12 @@ var (
 	ErrInvalidConfig = errors.New("ca: invalid configuration")
 	// ErrInvalidCA: a CA given to Import is unusable.
 	ErrInvalidCA = errors.New("ca: invalid CA to import")
+	// ErrKMSRequired: the stored CA's intermediate key is in a KMS and
+	// Config.KMS is nil.
+	ErrKMSRequired = errors.New("ca: the CA key is in a KMS, which was not given")
+	// ErrKMSMismatch: Config.KMS is not the KMS of the stored CA's key (another
+	// type, or a key not matching the intermediate certificate).
+	ErrKMSMismatch = errors.New("ca: the KMS given does not hold the CA key")
 	// ErrCAExpired: the intermediate is not valid now, so nothing can be issued.
 	ErrCAExpired = errors.New("ca: intermediate certificate is not valid now")
 

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/store/memory"
 )
 
@@ -137,4 +138,17 @@ func (f *fakeClock) Set(t time.Time) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.t = t
+}
+
+func (m *mapStorage) Swap(_ context.Context, old, next []byte, also func(store.Tx) error) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !bytes.Equal(m.state, old) {
+		return ErrStateChanged
+	}
+	if err := also(nil); err != nil {
+		return err
+	}
+	m.state = bytes.Clone(next)
+	return nil
 }

@@ -12,7 +12,8 @@ import (
 )
 
 // ServerCertificate issues a TLS server certificate for zdps itself with a
-// fresh ECDSA P-256 key. hosts are DNS names (wildcards allowed) or IP
+// fresh ECDSA P-256 key, or with the TLS key in the KMS when the CA was
+// created in one (Config.KMS). hosts are DNS names (wildcards allowed) or IP
 // addresses; the first is also the subject CN. The result carries the leaf
 // and the intermediate, ready for tls.Config.Certificates; clients trust
 // Root() (or BundlePEM). Nothing is stored: call it at every start.
@@ -42,9 +43,14 @@ func (c *CA) ServerCertificate(hosts []string, validity time.Duration) (tls.Cert
 			cn = h
 		}
 	}
-	key, err := keyutil.GenerateSigner("EC", "P-256", 0)
-	if err != nil {
-		return tls.Certificate{}, fmt.Errorf("ca: server key: %w", err)
+	// A CA whose keys are in a KMS keeps the TLS key there too: it is
+	// reused by every certificate and each handshake signs in the KMS.
+	key := c.cur.Load().tlsSigner
+	if key == nil {
+		var err error
+		if key, err = keyutil.GenerateSigner("EC", "P-256", 0); err != nil {
+			return tls.Certificate{}, fmt.Errorf("ca: server key: %w", err)
+		}
 	}
 	is, err := c.issue(key.Public(), cn, validity, leafServer, func(t *x509.Certificate) {
 		t.DNSNames, t.IPAddresses = dns, ips

@@ -178,14 +178,17 @@ func (c *CA) issue(pub crypto.PublicKey, cn string, validity time.Duration, kind
 	if validity == 0 {
 		validity = c.leafValidity
 	}
+	// One generation for the whole certificate: a rotation landing now
+	// cannot mix one intermediate's name with another's key.
+	g := c.cur.Load()
 	now := c.now()
 	nb := now.Add(-time.Minute)
-	if nb.Before(c.inter.NotBefore) {
-		nb = c.inter.NotBefore
+	if nb.Before(g.inter.NotBefore) {
+		nb = g.inter.NotBefore
 	}
-	na := minTime(now.Add(validity), c.inter.NotAfter)
-	if !na.After(now) || now.Before(c.inter.NotBefore) {
-		return nil, fmt.Errorf("%w: valid %s to %s, now %s", ErrCAExpired, c.inter.NotBefore, c.inter.NotAfter, now)
+	na := minTime(now.Add(validity), g.inter.NotAfter)
+	if !na.After(now) || now.Before(g.inter.NotBefore) {
+		return nil, fmt.Errorf("%w: valid %s to %s, now %s", ErrCAExpired, g.inter.NotBefore, g.inter.NotAfter, now)
 	}
 	serial, err := randomSerial(c.rand)
 	if err != nil {
@@ -224,7 +227,7 @@ func (c *CA) issue(pub crypto.PublicKey, cn string, validity time.Duration, kind
 	// check and the signature itself. Skipping it would mean encoding the
 	// TBSCertificate ourselves; measured and kept, since a wrong
 	// signature would be caught here rather than by every device.
-	der, err := x509.CreateCertificate(c.rand, tmpl, c.issuer, pub, c.signer)
+	der, err := x509.CreateCertificate(c.rand, tmpl, g.issuer, pub, g.signer)
 	if err != nil {
 		return nil, fmt.Errorf("ca: sign: %w", err)
 	}
@@ -235,7 +238,7 @@ func (c *CA) issue(pub crypto.PublicKey, cn string, validity time.Duration, kind
 	return &Issued{
 		Certificate: cert,
 		DER:         der,
-		Chain:       [][]byte{der, bytes.Clone(c.inter.Raw), bytes.Clone(c.root.Raw)},
+		Chain:       [][]byte{der, bytes.Clone(g.inter.Raw), bytes.Clone(g.root.Raw)},
 		Serial:      fmt.Sprintf("%032x", serial),
 	}, nil
 }

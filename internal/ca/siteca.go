@@ -79,7 +79,10 @@ func (c *CA) SignSiteCA(csrDER []byte, p SiteCAPolicy) (*Issued, error) {
 	if p.Validity == 0 {
 		p.Validity = DefaultSiteCAValidity
 	}
-	if err := c.canDelegate(); err != nil {
+	// One generation for the whole certificate (a rotation landing now
+	// cannot mix one intermediate's name with another's key).
+	g := c.cur.Load()
+	if err := g.canDelegate(); err != nil {
 		return nil, err
 	}
 	csr, err := parseCSR(csrDER)
@@ -95,12 +98,12 @@ func (c *CA) SignSiteCA(csrDER []byte, p SiteCAPolicy) (*Issued, error) {
 	}
 	now := c.now()
 	nb := now.Add(-time.Minute)
-	if nb.Before(c.inter.NotBefore) {
-		nb = c.inter.NotBefore
+	if nb.Before(g.inter.NotBefore) {
+		nb = g.inter.NotBefore
 	}
-	na := minTime(now.Add(p.Validity), c.inter.NotAfter)
-	if !na.After(now) || now.Before(c.inter.NotBefore) {
-		return nil, fmt.Errorf("%w: valid %s to %s, now %s", ErrCAExpired, c.inter.NotBefore, c.inter.NotAfter, now)
+	na := minTime(now.Add(p.Validity), g.inter.NotAfter)
+	if !na.After(now) || now.Before(g.inter.NotBefore) {
+		return nil, fmt.Errorf("%w: valid %s to %s, now %s", ErrCAExpired, g.inter.NotBefore, g.inter.NotAfter, now)
 	}
 	serial, err := randomSerial(c.rand)
 	if err != nil {
@@ -135,7 +138,7 @@ func (c *CA) SignSiteCA(csrDER []byte, p SiteCAPolicy) (*Issued, error) {
 	if c.crlURL != "" {
 		tmpl.CRLDistributionPoints = []string{c.crlURL}
 	}
-	der, err := x509.CreateCertificate(c.rand, tmpl, c.issuer, k, c.signer)
+	der, err := x509.CreateCertificate(c.rand, tmpl, g.issuer, k, g.signer)
 	if err != nil {
 		return nil, fmt.Errorf("ca: sign site CA: %w", err)
 	}
@@ -147,7 +150,7 @@ func (c *CA) SignSiteCA(csrDER []byte, p SiteCAPolicy) (*Issued, error) {
 	return &Issued{
 		Certificate: cert,
 		DER:         der,
-		Chain:       [][]byte{der, bytes.Clone(c.inter.Raw), bytes.Clone(c.root.Raw)},
+		Chain:       [][]byte{der, bytes.Clone(g.inter.Raw), bytes.Clone(g.root.Raw)},
 		Serial:      fmt.Sprintf("%032x", serial),
 	}, nil
 }
@@ -157,12 +160,12 @@ func (c *CA) SignSiteCA(csrDER []byte, p SiteCAPolicy) (*Issued, error) {
 var ErrCannotDelegate = errors.New("ca: this CA cannot delegate: its intermediate needs a path length of at least 1 and its root of at least 2 (CAs created before edge gateways have 0 and 1; import or rotate to a CA that allows it)")
 
 // canDelegate checks the path lengths of the chain above a site CA.
-func (c *CA) canDelegate() error {
+func (g *gen) canDelegate() error {
 	// MaxPathLen is -1 for no constraint; 0 with MaxPathLenZero for 0.
-	if c.inter.MaxPathLen == 0 || c.inter.MaxPathLen < -1 {
+	if g.inter.MaxPathLen == 0 || g.inter.MaxPathLen < -1 {
 		return ErrCannotDelegate
 	}
-	if c.root.MaxPathLen != -1 && c.root.MaxPathLen < 2 {
+	if g.root.MaxPathLen != -1 && g.root.MaxPathLen < 2 {
 		return ErrCannotDelegate
 	}
 	return nil

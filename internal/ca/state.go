@@ -1,6 +1,8 @@
 package ca
 
 import (
+	"bytes"
+	"context"
 	"crypto"
 	"crypto/aes"
 	"crypto/cipher"
@@ -15,8 +17,13 @@ import (
 	"go.step.sm/crypto/keyutil"
 )
 
-// stateVersion changes when the layout or the sealing scheme does.
-const stateVersion = 1
+// stateVersion changes when the layout or the sealing scheme does. Version
+// 2 adds keys held in a KMS (IntermediateKeyRef, TLSKeyRef): a binary that
+// knows only version 1 refuses such a state instead of misreading it.
+const (
+	stateVersion    = 1
+	stateVersionKMS = 2
+)
 
 // state is the stored form of a CA. Certificates are public; keys are sealed.
 type state struct {
@@ -31,7 +38,81 @@ type state struct {
 	// RootKey is absent when the operator imported a CA whose root key
 	// stays offline.
 	RootKey         []byte `json:"rootKey,omitempty"`
-	IntermediateKey []byte `json:"intermediateKey"`
+	IntermediateKey []byte `json:"intermediateKey,omitempty"`
+	// KMS is the type of the KMS holding the keys below (for messages;
+	// the references themselves are sealed, so a store writer cannot point
+	// zdps at another key).
+	KMS string `json:"kms,omitempty"`
+	// IntermediateKeyRef, when set, is the sealed KMS reference of the
+	// intermediate's key, which never leaves the KMS; IntermediateKey is
+	// then absent.
+	IntermediateKeyRef []byte `json:"intermediateKeyRef,omitempty"`
+	// TLSKeyRef is the sealed KMS reference of zdps's own TLS server key.
+	TLSKeyRef []byte `json:"tlsKeyRef,omitempty"`
+
+	// Generation counts rotations (zdps ca rotate); replicas reload the
+	// state when it changes.
+	Generation int `json:"generation,omitempty"`
+	// Previous are intermediates rotated out, kept (in the bundle, their
+	// keys to sign their CRL) until KeepUntil, when the last certificate
+	// they issued has expired.
+	Previous []previousState `json:"previous,omitempty"`
+	// CrossRoot is the intermediate a root rotation made, issued again by
+	// the previous root: with it in the bundle, a verifier that trusts only
+	// the previous root accepts what that intermediate issues.
+	CrossRoot []byte `json:"crossRoot,omitempty"`
+	// PreviousRoots are roots rotated out, still trusted (renewal, the
+	// bundle) until KeepUntil. PreviousRootsSeal binds the list to the KEK:
+	// a store writer cannot add a root of their own.
+	PreviousRoots     []previousRoot `json:"previousRoots,omitempty"`
+	PreviousRootsSeal []byte         `json:"previousRootsSeal,omitempty"`
+	// Pending is the key of the next intermediate while its certificate is
+	// signed offline (PrepareRotation, then Rotate with the certificate).
+	Pending *pendingState `json:"pending,omitempty"`
+}
+
+// previousRoot is a root rotated out.
+type previousRoot struct {
+	Root      []byte    `json:"root"`
+	KeepUntil time.Time `json:"keepUntil"`
+}
+
+// rootsDigest is what PreviousRootsSeal seals: every previous root and the
+// cross certificate, in order.
+func rootsDigest(s *state) []byte {
+	h := sha256.New()
+	for _, r := range s.PreviousRoots {
+		d := sha256.Sum256(r.Root)
+		h.Write(d[:])
+		h.Write([]byte(r.KeepUntil.UTC().Format(time.RFC3339Nano)))
+	}
+	d := sha256.Sum256(s.CrossRoot)
+	h.Write(d[:])
+	return h.Sum(nil)
+}
+
+// pendingState is a next intermediate's key and CSR. Its key (or KMS
+// reference) is sealed bound to the root and the CSR.
+type pendingState struct {
+	CSR    []byte `json:"csr"`
+	Key    []byte `json:"key,omitempty"`
+	KMS    string `json:"kms,omitempty"`
+	KeyRef []byte `json:"keyRef,omitempty"`
+}
+
+// previousState is a rotated-out intermediate. Its key is sealed (or its
+// KMS reference is) bound to the root and to its own certificate, so the
+// entry moves unchanged from one state to the next.
+type previousState struct {
+	Intermediate []byte    `json:"intermediate"`
+	Key          []byte    `json:"key,omitempty"`
+	KMS          string    `json:"kms,omitempty"`
+	KeyRef       []byte    `json:"keyRef,omitempty"`
+	RotatedAt    time.Time `json:"rotatedAt"`
+	KeepUntil    time.Time `json:"keepUntil"`
+	// Root is the root this intermediate chains to when a root rotation
+	// replaced it; empty: the state's root.
+	Root []byte `json:"root,omitempty"`
 }
 
 // Key roles, part of the additional data of each sealed value.
@@ -39,6 +120,13 @@ const (
 	roleCheck        = "kek-check"
 	roleRoot         = "root-key"
 	roleIntermediate = "intermediate-key"
+	roleInterRef     = "intermediate-key-ref"
+	roleTLSRef       = "tls-key-ref"
+	rolePrevious     = "previous-key"
+	rolePreviousRef  = "previous-key-ref"
+	rolePending      = "pending-key"
+	roleRoots        = "previous-roots"
+	rolePendingRef   = "pending-key-ref"
 )
 
 // sealer encrypts the state's secrets with AES-256-GCM.
@@ -71,38 +159,73 @@ func ad(role string, s *state) []byte {
 	if role == roleCheck {
 		return []byte("zdps/ca/v1\x00" + role)
 	}
-	r := sha256.Sum256(s.Root)
-	i := sha256.Sum256(s.Intermediate)
+	return adFor(role, s.Root, s.Intermediate)
+}
+
+// adFor binds a sealed value to a role, a root and one intermediate.
+func adFor(role string, rootDER, interDER []byte) []byte {
+	r := sha256.Sum256(rootDER)
+	i := sha256.Sum256(interDER)
 	out := []byte("zdps/ca/v1\x00" + role + "\x00")
 	out = append(out, r[:]...)
 	return append(out, i[:]...)
 }
 
 func (z *sealer) seal(role string, s *state, plaintext []byte) ([]byte, error) {
+	return z.sealAD(ad(role, s), plaintext)
+}
+
+func (z *sealer) sealAD(ad, plaintext []byte) ([]byte, error) {
 	nonce := make([]byte, z.aead.NonceSize(), z.aead.NonceSize()+len(plaintext)+z.aead.Overhead())
 	if _, err := io.ReadFull(z.rand, nonce); err != nil {
 		return nil, fmt.Errorf("ca: nonce: %w", err)
 	}
-	return z.aead.Seal(nonce, nonce, plaintext, ad(role, s)), nil
+	return z.aead.Seal(nonce, nonce, plaintext, ad), nil
 }
 
 func (z *sealer) open(role string, s *state, sealed []byte) ([]byte, error) {
+	return z.openAD(role, ad(role, s), sealed)
+}
+
+func (z *sealer) openAD(role string, ad, sealed []byte) ([]byte, error) {
 	n := z.aead.NonceSize()
 	if len(sealed) < n+z.aead.Overhead() {
 		return nil, fmt.Errorf("%w: sealed %s too short", ErrCorruptState, role)
 	}
-	return z.aead.Open(nil, sealed[:n], sealed[n:], ad(role, s))
+	return z.aead.Open(nil, sealed[:n], sealed[n:], ad)
 }
 
-// encodeState seals the keys and encodes the state. rootKey may be nil.
-func encodeState(z *sealer, now time.Time, imported bool, root, inter *x509.Certificate, rootKey, interKey crypto.Signer) ([]byte, error) {
-	s := &state{Version: stateVersion, CreatedAt: now.UTC(), Imported: imported, Root: root.Raw, Intermediate: inter.Raw}
+// stateKeys are the keys of a state to encode: a signer is sealed into it,
+// a KMS reference is sealed in its place.
+type stateKeys struct {
+	root     crypto.Signer // nil: the root key is offline or was never held
+	inter    crypto.Signer // sealed when interRef is empty
+	kms      string        // KMS type of the references
+	interRef string
+	tlsRef   string
+	// generation and previous carry a rotation's history over.
+	generation int
+	previous   []previousState
+	// crossRoot and previousRoots carry a root rotation's.
+	crossRoot     []byte
+	previousRoots []previousRoot
+}
+
+// encodeState seals the keys and encodes the state.
+func encodeState(z *sealer, now time.Time, imported bool, root, inter *x509.Certificate, k stateKeys) ([]byte, error) {
+	s := &state{Version: stateVersion, CreatedAt: now.UTC(), Imported: imported, Root: root.Raw, Intermediate: inter.Raw,
+		Generation: k.generation, Previous: k.previous, CrossRoot: k.crossRoot, PreviousRoots: k.previousRoots}
 	var err error
 	if s.KEKCheck, err = z.seal(roleCheck, s, nil); err != nil {
 		return nil, err
 	}
-	if rootKey != nil {
-		der, err := x509.MarshalPKCS8PrivateKey(rootKey)
+	if len(s.PreviousRoots) > 0 || s.CrossRoot != nil {
+		if s.PreviousRootsSeal, err = z.seal(roleRoots, s, rootsDigest(s)); err != nil {
+			return nil, err
+		}
+	}
+	if k.root != nil {
+		der, err := x509.MarshalPKCS8PrivateKey(k.root)
 		if err != nil {
 			return nil, fmt.Errorf("ca: marshal root key: %w", err)
 		}
@@ -110,7 +233,19 @@ func encodeState(z *sealer, now time.Time, imported bool, root, inter *x509.Cert
 			return nil, err
 		}
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(interKey)
+	if k.interRef != "" {
+		s.Version, s.KMS = stateVersionKMS, k.kms
+		if s.IntermediateKeyRef, err = z.seal(roleInterRef, s, []byte(k.interRef)); err != nil {
+			return nil, err
+		}
+		if k.tlsRef != "" {
+			if s.TLSKeyRef, err = z.seal(roleTLSRef, s, []byte(k.tlsRef)); err != nil {
+				return nil, err
+			}
+		}
+		return json.Marshal(s)
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(k.inter)
 	if err != nil {
 		return nil, fmt.Errorf("ca: marshal intermediate key: %w", err)
 	}
@@ -124,18 +259,42 @@ func encodeState(z *sealer, now time.Time, imported bool, root, inter *x509.Cert
 type loaded struct {
 	root, inter *x509.Certificate
 	signer      crypto.Signer
+	tlsSigner   crypto.Signer // nil unless the TLS key is in the KMS
+	kms         string        // "" when the intermediate key is sealed in the state
 	imported    bool
 	hasRootKey  bool
+	// What Rotate needs to move this state on.
+	blob       []byte
+	interRef   string // the KMS reference of signer, "" when sealed
+	tlsRef     string
+	generation int
+	previous   []previousGen
+	prevState  []previousState
+	// Root rotation: the cross-signed root and the previous roots.
+	cross     *x509.Certificate
+	oldRoots  []*x509.Certificate
+	rootsKept []previousRoot
+}
+
+// previousGen is a rotated-out intermediate as loaded.
+type previousGen struct {
+	inter     *x509.Certificate
+	issuer    *x509.Certificate
+	signer    crypto.Signer // nil when its KMS is not the one given
+	kms       string
+	rotatedAt time.Time
+	keepUntil time.Time
 }
 
 // decodeState opens and checks a stored state: the KEK, the chain, and that
-// each key matches its certificate.
-func decodeState(z *sealer, blob []byte) (*loaded, error) {
+// each key matches its certificate. keys opens the keys a KMS holds; it may
+// be nil when the state has none.
+func decodeState(ctx context.Context, z *sealer, blob []byte, keys KeyStore) (*loaded, error) {
 	var s state
 	if err := json.Unmarshal(blob, &s); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
 	}
-	if s.Version != stateVersion {
+	if s.Version != stateVersion && s.Version != stateVersionKMS {
 		return nil, fmt.Errorf("%w: unknown state version %d", ErrCorruptState, s.Version)
 	}
 	if _, err := z.open(roleCheck, &s, s.KEKCheck); err != nil {
@@ -152,9 +311,17 @@ func decodeState(z *sealer, blob []byte) (*loaded, error) {
 	if err := checkChain(root, inter); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
 	}
-	interKey, err := openKey(z, roleIntermediate, &s, s.IntermediateKey, inter)
-	if err != nil {
-		return nil, err
+	l := &loaded{root: root, inter: inter, imported: s.Imported, hasRootKey: s.RootKey != nil, blob: blob, generation: s.Generation, prevState: s.Previous}
+	if s.Version == stateVersionKMS {
+		if err := openKMSKeys(ctx, z, &s, keys, l); err != nil {
+			return nil, err
+		}
+	} else {
+		// A KMS given for a sealed CA is kept for a rotation into it
+		// (zdps ca rotate --kms); the log says where the key is.
+		if l.signer, err = openKey(z, roleIntermediate, &s, s.IntermediateKey, inter); err != nil {
+			return nil, err
+		}
 	}
 	if s.RootKey != nil {
 		// Checked now so that damage shows at start, not years later at
@@ -163,7 +330,153 @@ func decodeState(z *sealer, blob []byte) (*loaded, error) {
 			return nil, err
 		}
 	}
-	return &loaded{root: root, inter: inter, signer: interKey, imported: s.Imported, hasRootKey: s.RootKey != nil}, nil
+	if err := openRoots(z, &s, root, l); err != nil {
+		return nil, err
+	}
+	for i, p := range s.Previous {
+		pr := root
+		if p.Root != nil {
+			if pr, err = x509.ParseCertificate(p.Root); err != nil {
+				return nil, fmt.Errorf("%w: previous intermediate %d's root: %w", ErrCorruptState, i, err)
+			}
+			if !l.trustsOldRoot(pr) {
+				return nil, fmt.Errorf("%w: previous intermediate %d chains to a root not among the previous roots", ErrCorruptState, i)
+			}
+		}
+		pg, err := openPrevious(ctx, z, pr, p, keys)
+		if err != nil {
+			return nil, fmt.Errorf("previous intermediate %d: %w", i, err)
+		}
+		l.previous = append(l.previous, pg)
+	}
+	return l, nil
+}
+
+// openRoots checks and loads a root rotation's previous roots and cross
+// certificate.
+func openRoots(z *sealer, s *state, root *x509.Certificate, l *loaded) error {
+	if len(s.PreviousRoots) == 0 && s.CrossRoot == nil {
+		return nil
+	}
+	got, err := z.open(roleRoots, s, s.PreviousRootsSeal)
+	if err != nil || !bytes.Equal(got, rootsDigest(s)) {
+		return fmt.Errorf("%w: the previous roots do not match their seal", ErrCorruptState)
+	}
+	for i, r := range s.PreviousRoots {
+		c, err := x509.ParseCertificate(r.Root)
+		if err != nil {
+			return fmt.Errorf("%w: previous root %d: %w", ErrCorruptState, i, err)
+		}
+		l.oldRoots = append(l.oldRoots, c)
+	}
+	l.rootsKept = s.PreviousRoots
+	if s.CrossRoot != nil {
+		if l.cross, err = x509.ParseCertificate(s.CrossRoot); err != nil {
+			return fmt.Errorf("%w: cross-signed root: %w", ErrCorruptState, err)
+		}
+		if !l.trustsOldRoot(crossIssuer(l.cross, l.oldRoots)) {
+			return fmt.Errorf("%w: the cross certificate is not issued by a previous root", ErrCorruptState)
+		}
+	}
+	return nil
+}
+
+// crossIssuer is the root among roots that signed cross, or nil.
+func crossIssuer(cross *x509.Certificate, roots []*x509.Certificate) *x509.Certificate {
+	for _, r := range roots {
+		if cross.CheckSignatureFrom(r) == nil {
+			return r
+		}
+	}
+	return nil
+}
+
+func (l *loaded) trustsOldRoot(c *x509.Certificate) bool {
+	if c == nil {
+		return false
+	}
+	for _, r := range l.oldRoots {
+		if r.Equal(c) {
+			return true
+		}
+	}
+	return false
+}
+
+// openPrevious loads a rotated-out intermediate. Its key opens when it is
+// sealed or in the KMS given; otherwise its CRL cannot be signed here,
+// which is reported, not fatal: the current intermediate still issues.
+func openPrevious(ctx context.Context, z *sealer, root *x509.Certificate, p previousState, keys KeyStore) (previousGen, error) {
+	cert, err := x509.ParseCertificate(p.Intermediate)
+	if err != nil {
+		return previousGen{}, fmt.Errorf("%w: %w", ErrCorruptState, err)
+	}
+	if err := checkChain(root, cert); err != nil {
+		return previousGen{}, fmt.Errorf("%w: %w", ErrCorruptState, err)
+	}
+	pg := previousGen{inter: cert, issuer: withSKI(cert), kms: p.KMS, rotatedAt: p.RotatedAt, keepUntil: p.KeepUntil}
+	switch {
+	case p.KeyRef != nil:
+		ref, err := z.openAD(rolePreviousRef, adFor(rolePreviousRef, root.Raw, cert.Raw), p.KeyRef)
+		if err != nil {
+			return previousGen{}, fmt.Errorf("%w: %s does not open", ErrCorruptState, rolePreviousRef)
+		}
+		if keys != nil && keys.Type() == p.KMS {
+			if pg.signer, err = keys.Signer(ctx, string(ref)); err != nil {
+				return previousGen{}, err
+			}
+		}
+	default:
+		der, err := z.openAD(rolePrevious, adFor(rolePrevious, root.Raw, cert.Raw), p.Key)
+		if err != nil {
+			return previousGen{}, fmt.Errorf("%w: %s does not open", ErrCorruptState, rolePrevious)
+		}
+		k, err := x509.ParsePKCS8PrivateKey(der)
+		clear(der)
+		if err != nil {
+			return previousGen{}, fmt.Errorf("%w: %w", ErrCorruptState, err)
+		}
+		pg.signer, _ = k.(crypto.Signer)
+	}
+	if pg.signer != nil {
+		if err := keyutil.VerifyPair(cert.PublicKey, pg.signer); err != nil {
+			return previousGen{}, fmt.Errorf("%w: previous key does not match its certificate", ErrCorruptState)
+		}
+	}
+	return pg, nil
+}
+
+// openKMSKeys opens the references of a version 2 state and the keys they
+// name, and checks the intermediate's key against its certificate.
+func openKMSKeys(ctx context.Context, z *sealer, s *state, keys KeyStore, l *loaded) error {
+	if keys == nil {
+		return fmt.Errorf("%w: the intermediate key is in a %s KMS; give its URI (zdps serve --ca-kms)", ErrKMSRequired, s.KMS)
+	}
+	if keys.Type() != s.KMS {
+		return fmt.Errorf("%w: the intermediate key is in a %s KMS, the one given is %s", ErrKMSMismatch, s.KMS, keys.Type())
+	}
+	ref, err := z.open(roleInterRef, s, s.IntermediateKeyRef)
+	if err != nil {
+		return fmt.Errorf("%w: %s does not open", ErrCorruptState, roleInterRef)
+	}
+	l.kms, l.interRef = s.KMS, string(ref)
+	if l.signer, err = keys.Signer(ctx, string(ref)); err != nil {
+		return fmt.Errorf("ca: intermediate key in %s KMS: %w", s.KMS, err)
+	}
+	if err := keyutil.VerifyPair(l.inter.PublicKey, l.signer); err != nil {
+		return fmt.Errorf("%w: the KMS key does not match the intermediate certificate", ErrKMSMismatch)
+	}
+	if s.TLSKeyRef != nil {
+		ref, err := z.open(roleTLSRef, s, s.TLSKeyRef)
+		if err != nil {
+			return fmt.Errorf("%w: %s does not open", ErrCorruptState, roleTLSRef)
+		}
+		l.tlsRef = string(ref)
+		if l.tlsSigner, err = keys.Signer(ctx, string(ref)); err != nil {
+			return fmt.Errorf("ca: TLS key in %s KMS: %w", s.KMS, err)
+		}
+	}
+	return nil
 }
 
 func openKey(z *sealer, role string, s *state, sealed []byte, cert *x509.Certificate) (crypto.Signer, error) {

@@ -10,8 +10,9 @@ import (
 )
 
 // Storage keeps the CA state, an opaque blob whose secrets are already
-// encrypted. It is create-once: the CA never rewrites it, so replicas need no
-// coordination beyond an atomic create.
+// encrypted. New only creates it, atomically, so replicas need no
+// coordination beyond that; Rotate rewrites it through Swapper, and
+// running CAs follow (CA.Watch).
 type Storage interface {
 	// Load returns the stored state, or an error wrapping ErrNoState when
 	// there is none.
@@ -66,4 +67,30 @@ func (s backendStorage) Create(ctx context.Context, state []byte) error {
 		return fmt.Errorf("ca: create state: %w", err)
 	}
 	return nil
+}
+
+// Swap replaces the state with next if it is still old, in one
+// transaction that also runs also (the rotation's audit events); otherwise
+// it returns ErrStateChanged and changes nothing.
+func (s backendStorage) Swap(ctx context.Context, old, next []byte, also func(store.Tx) error) error {
+	err := s.b.Update(ctx, func(tx store.Tx) error {
+		it, err := tx.Get(ctx, StateBucket, StateKey)
+		if err != nil {
+			return err
+		}
+		if !bytes.Equal(it.Value, old) {
+			return ErrStateChanged
+		}
+		if _, err := tx.Put(ctx, StateBucket, StateKey, next, store.Condition{IfMatch: it.ETag}); err != nil {
+			return err
+		}
+		return also(tx)
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return fmt.Errorf("%w: %w", ErrStateChanged, err)
+	}
+	if err != nil && !errors.Is(err, ErrStateChanged) {
+		return fmt.Errorf("ca: swap state: %w", err)
+	}
+	return err
 }

@@ -239,3 +239,8 @@ func (r *Revocations) Revoked(ctx context.Context, fn func(*enrollment.Certifica
 		cont = next
 	}
 }
+
+// InvalidateCRLTx makes the next CRL request sign a new CRL, in the
+// transaction tx: the CA's signing intermediate changed (zdps ca rotate), so
+// the published CRL is signed by an intermediate no longer issuing.
+func InvalidateCRLTx(ctx context.Context, tx store.Tx) error { return bumpGeneration(ctx, tx) }

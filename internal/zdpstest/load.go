@@ -75,6 +75,9 @@ func StartLoad(t testing.TB, s *Server, cfg LoadConfig) *Load {
 					GroupKey: cfg.GroupKey, GenerateKey: true, RootCAs: roots,
 					MaxRetries: 2, MaxWait: 30 * time.Second,
 				})
+				if err != nil && ctx.Err() != nil {
+					return // cut short by Stop: neither acknowledged nor failed
+				}
 				l.mu.Lock()
 				if err != nil || res.Status != "assigned" || len(res.IssuedCertificateChain) == 0 {
 					l.failed++

@@ -43,7 +43,7 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "zdps")
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/zdps/zdps/cmd/zdps")
+		cmd := exec.Command("go", "build", "-tags", buildTags, "-o", binPath, "github.com/zdps/zdps/cmd/zdps")
 		cmd.Dir = repoRoot()
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
@@ -77,10 +77,18 @@ type Server struct {
 // Start runs `zdps serve` with extra args and waits until it answers.
 func Start(t testing.TB, extra ...string) *Server {
 	t.Helper()
-	s := &Server{t: t, DataDir: t.TempDir(), Port: freePort(t), Args: extra}
-	s.start()
+	s := &Server{t: t, Args: extra}
 	t.Cleanup(func() { s.Stop() })
-	return s
+	// The port is free when picked, but another process's ephemeral port
+	// (a :0 listener, an outgoing connection) may take it before zdps
+	// binds it: then another one is picked.
+	for attempt := 1; ; attempt++ {
+		s.DataDir, s.Port = t.TempDir(), freePort(t)
+		s.launch()
+		if s.wait(attempt < 5) {
+			return s
+		}
+	}
 }
 
 func freePort(t testing.TB) string {
@@ -95,6 +103,13 @@ func freePort(t testing.TB) string {
 
 func (s *Server) start() {
 	s.t.Helper()
+	s.launch()
+	s.wait(false)
+}
+
+// launch starts the process.
+func (s *Server) launch() {
+	s.t.Helper()
 	args := append([]string{"serve", "--data-dir", s.DataDir, "--listen", "127.0.0.1:" + s.Port, "--mqtt-listen", "127.0.0.1:0",
 		"--hostname", "127.0.0.1:" + s.Port, "--log-format", "json"}, s.Args...)
 	s.cmd = exec.Command(Binary(s.t), args...)
@@ -106,21 +121,32 @@ func (s *Server) start() {
 	}
 	s.done = make(chan struct{})
 	go func(cmd *exec.Cmd, done chan struct{}) { _ = cmd.Wait(); close(done) }(s.cmd, s.done)
+}
+
+// wait waits until the process answers (true), failing the test if it
+// exits, unless portRetry and it exited because its port was taken
+// (false).
+func (s *Server) wait(portRetry bool) bool {
+	s.t.Helper()
 	deadline := time.Now().Add(60 * time.Second)
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.done:
+			if portRetry && strings.Contains(s.logs.String(), "address already in use") {
+				return false
+			}
 			s.t.Fatalf("zdps serve exited at start:\n%s", s.logs.String())
 		default:
 		}
 		if _, err := os.Stat(filepath.Join(s.DataDir, "ca-bundle.pem")); err == nil {
 			if c, err := s.clientOrErr(); err == nil && c.Health(context.Background()) == nil {
-				return
+				return true
 			}
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	s.t.Fatalf("zdps serve did not become healthy:\n%s", s.logs.String())
+	return false
 }
 
 // Kill ends the process with SIGKILL, as a crash would.

@@ -28,6 +28,27 @@ type CACertificateInfo struct {
 type CAInfo struct {
 	Root         CACertificateInfo `json:"root"`
 	Intermediate CACertificateInfo `json:"intermediate"`
+	// Generation counts the intermediate's rotations (zdps ca rotate).
+	Generation int `json:"generation,omitempty"`
+	// KeyStore is the KMS holding the intermediate's key ("pkcs11",
+	// "tpmkms"), empty when it is sealed in the store.
+	KeyStore string `json:"keyStore,omitempty"`
+	// Previous are the rotated-out intermediates still in the bundle.
+	Previous []PreviousCAInfo `json:"previous,omitempty"`
+	// PreviousRoots are roots rotated out, trusted and in the bundle until
+	// KeepUntil; CrossSigned is the intermediate a root rotation made,
+	// issued again by the previous root.
+	PreviousRoots []PreviousCAInfo   `json:"previousRoots,omitempty"`
+	CrossSigned   *CACertificateInfo `json:"crossSigned,omitempty"`
+}
+
+// PreviousCAInfo is a rotated-out intermediate during its overlap.
+type PreviousCAInfo struct {
+	CACertificateInfo
+	RotatedAt time.Time `json:"rotatedAt"`
+	// KeepUntil is when it leaves the bundle: its last certificate has
+	// expired then.
+	KeepUntil time.Time `json:"keepUntil"`
 }
 
 // NewCACertificateInfo describes c.

@@ -122,14 +122,32 @@ func (a *Attestor) Attest(ctx context.Context, req *provisioning.Request) (*prov
 	if len(chain) > MaxChainLength {
 		return nil, refuse("certificate chain too long", fmt.Errorf("%d certificates", len(chain)))
 	}
-	inter := a.cfg.CA.Intermediate()
-	if len(chain) == 0 || !IssuedByZDPS(chain[0], inter) {
+	var inter *x509.Certificate
+	if len(chain) > 0 {
+		for _, i := range a.intermediates() {
+			if IssuedByZDPS(chain[0], i) {
+				inter = i
+				break
+			}
+		}
+	}
+	if inter == nil {
 		if a.cfg.Walk == nil {
 			return nil, refuse("X.509 enrollment attestation not enabled", errors.New("the certificate was not issued by zdps"))
 		}
 		return a.cfg.Walk.Attest(ctx, req)
 	}
 	return a.renew(ctx, req.RegistrationID, chain[0], inter)
+}
+
+// intermediates are the CA's issuing intermediate and, during a rotation's
+// overlap, the ones rotated out (a CA with Intermediates): a device renews
+// a certificate any of them issued.
+func (a *Attestor) intermediates() []*x509.Certificate {
+	if m, ok := a.cfg.CA.(interface{ Intermediates() []*x509.Certificate }); ok {
+		return m.Intermediates()
+	}
+	return []*x509.Certificate{a.cfg.CA.Intermediate()}
 }
 
 // renew checks the operational certificate leaf against zdps's CA and the

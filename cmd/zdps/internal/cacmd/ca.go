@@ -53,10 +53,27 @@ func newCAShowCmd(g *cmdutil.Globals) *cobra.Command {
 				return p.PrintJSON(info)
 			}
 			t := p.Table("ROLE", "SUBJECT", "SERIAL", "NOT BEFORE", "NOT AFTER", "SHA-256")
-			for _, r := range []struct {
+			type row struct {
 				role string
 				c    client.CACertificateInfo
-			}{{"root", info.Root}, {"intermediate", info.Intermediate}} {
+			}
+			inter := "intermediate"
+			if info.KeyStore != "" {
+				inter += " (key in " + info.KeyStore + ")"
+			}
+			rows := []row{{"root", info.Root}, {inter, info.Intermediate}}
+			// Rotated-out intermediates stay in the bundle until their
+			// last certificate expires.
+			for _, pr := range info.Previous {
+				rows = append(rows, row{"previous (until " + pr.KeepUntil.UTC().Format(time.RFC3339) + ")", pr.CACertificateInfo})
+			}
+			if info.CrossSigned != nil {
+				rows = append(rows, row{"intermediate cross-signed by the previous root", *info.CrossSigned})
+			}
+			for _, pr := range info.PreviousRoots {
+				rows = append(rows, row{"previous root (until " + pr.KeepUntil.UTC().Format(time.RFC3339) + ")", pr.CACertificateInfo})
+			}
+			for _, r := range rows {
 				t.Row(r.role, r.c.Subject, r.c.Serial, r.c.NotBefore.UTC().Format(time.RFC3339), r.c.NotAfter.UTC().Format(time.RFC3339), r.c.SHA256Thumbprint)
 			}
 			return t.Flush()

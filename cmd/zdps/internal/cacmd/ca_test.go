@@ -18,6 +18,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -454,7 +455,7 @@ func TestCARevocationCRL(t *testing.T) {
 			}
 		}
 		var got client.CAInfo
-		if err := json.Unmarshal([]byte(f.zdps(t, "ca", "show", "-o", "json")), &got); err != nil || got != *info {
+		if err := json.Unmarshal([]byte(f.zdps(t, "ca", "show", "-o", "json")), &got); err != nil || !reflect.DeepEqual(got, *info) {
 			t.Errorf("show -o json: %+v, %v", got, err)
 		}
 	})

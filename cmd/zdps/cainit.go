@@ -1,0 +1,303 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.step.sm/crypto/pemutil"
+
+	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
+	"github.com/zdps/zdps/cmd/zdps/internal/storespec"
+	"github.com/zdps/zdps/internal/ca"
+	"github.com/zdps/zdps/internal/cakms"
+)
+
+// tpmKMSDir is where tpmkms keeps its key blobs (each wrapped by the TPM)
+// when the URI names no storage-directory.
+const tpmKMSDir = "tpmkms"
+
+// caInitConfig is `zdps ca init`.
+type caInitConfig struct {
+	DataDir, Store         string
+	KEKFile, KEKPassphrase string
+	KMS                    string
+	KeyType, Organization  string
+	OfflineRoot            string
+}
+
+// addCAInitCmd adds `zdps ca init` under the root's `zdps ca`: it works on
+// the store like `zdps serve`, not through the service API, so it lives
+// beside serve.
+func addCAInitCmd(root *cobra.Command) {
+	for _, c := range root.Commands() {
+		if c.Name() == "ca" {
+			c.AddCommand(newCAInitCmd(), newCASignIntermediateCmd(), newCARotateCmd())
+			return
+		}
+	}
+	panic("zdps: no ca command to add init to")
+}
+
+func newCAInitCmd() *cobra.Command {
+	var cfg caInitConfig
+	cmd := &cobra.Command{
+		Use:   "init [--kms URI] [--offline-root FILE]",
+		Short: "Create the embedded CA in the store before the first `zdps serve`: keys in a KMS, root offline",
+		Long: `Create the CA (a root and an issuing intermediate) in the store that "zdps serve" will
+use, instead of letting the first start create it. It refuses to replace a stored CA.
+
+--kms creates the intermediate's key, and zdps's TLS server key, inside a KMS: the
+keys never leave it and the store keeps only sealed references to them; "zdps serve"
+then needs the same URI in --ca-kms. URIs:
+  pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=zdps?pin-value=1234
+  pkcs11:token=zdps?pin-source=/etc/zdps/pin      (a binary built with -tags pkcs11)
+  tpmkms:device=/dev/tpmrm0                      (blobs in <data-dir>/tpmkms)
+Without --kms the keys are sealed in the store under the key-encryption key
+(softkms, the default).
+
+--offline-root writes the root's private key, once, to FILE (PKCS#8 PEM, mode 0600,
+outside the data directory) and keeps it out of the store: take the file away. It
+signs later intermediates with "zdps ca sign-intermediate".`,
+		Example: `  zdps ca init --data-dir /var/lib/zdps --kms 'pkcs11:token=zdps?pin-source=/etc/zdps/pin' --offline-root /media/usb/zdps-root.key
+  zdps serve --data-dir /var/lib/zdps --ca-kms 'pkcs11:token=zdps?pin-source=/etc/zdps/pin'`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnvAndFile(cmd.Flags(), ""); err != nil {
+				return err
+			}
+			cfg.DataDir = dataDirOf(cmd)
+			return caInit(cmd.Context(), cfg, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Store, "store", "", "the store of zdps serve: bolt (default), bolt:PATH or postgres://...")
+	f.StringVar(&cfg.KEKFile, "kek-file", "", "key-encryption key file of zdps serve (default <data-dir>/kek, created if absent)")
+	f.StringVar(&cfg.KEKPassphrase, "kek-passphrase", "", "derive the key-encryption key from this passphrase, as zdps serve --kek-passphrase")
+	f.StringVar(&cfg.KMS, "kms", "", "KMS URI to create the intermediate and TLS keys in (default: sealed in the store)")
+	f.StringVar(&cfg.KeyType, "key-type", string(ca.KeyECP256), "EC-P256 or EC-P384")
+	f.StringVar(&cfg.Organization, "organization", ca.DefaultOrganization, "organization in the CA certificates' subjects")
+	f.StringVar(&cfg.OfflineRoot, "offline-root", "", "write the root key to this new file and keep it out of the store")
+	return cmd
+}
+
+// dataDirOf is the root's --data-dir, else $ZDPS_DATA_DIR, else the default.
+func dataDirOf(cmd *cobra.Command) string {
+	if f := cmd.Flag("data-dir"); f != nil && f.Value.String() != "" {
+		return f.Value.String()
+	}
+	if v := os.Getenv(cmdutil.EnvDataDir); v != "" {
+		return v
+	}
+	return cmdutil.DefaultDataDir
+}
+
+// openCAKMS opens the KMS of --kms or --ca-kms; tpmkms blobs default to the
+// data directory.
+func openCAKMS(ctx context.Context, uri, dataDir string) (*cakms.Keys, error) {
+	k, err := cakms.Open(ctx, uri, cakms.Options{TPMStorageDir: filepath.Join(dataDir, tpmKMSDir)})
+	if err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+func caInit(ctx context.Context, cfg caInitConfig, out io.Writer) error {
+	var rootFile *os.File
+	if cfg.OfflineRoot != "" {
+		if inside(cfg.OfflineRoot, cfg.DataDir) {
+			return cmdutil.Errorf(nil, "--offline-root %s is inside the data directory %s: the root key must go where the server's data does not", cfg.OfflineRoot, cfg.DataDir)
+		}
+		// Created first and exclusively: an existing file (an earlier
+		// root) is never overwritten, and a failure to write it is
+		// known before any CA exists.
+		f, err := os.OpenFile(cfg.OfflineRoot, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err != nil {
+			return cmdutil.Errorf(err, "--offline-root: %v", err)
+		}
+		rootFile = f
+		defer func() {
+			if rootFile != nil { // not handed a key: leave no empty file
+				rootFile.Close()
+				os.Remove(cfg.OfflineRoot)
+			}
+		}()
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("data directory: %w", err)
+	}
+	spec, err := storespec.Parse(cfg.Store, cfg.DataDir)
+	if err != nil {
+		return fmt.Errorf("--store: %w", err)
+	}
+	backend, err := storespec.Open(ctx, spec, storespec.Options{CreateBolt: true})
+	if err != nil {
+		return fmt.Errorf("open store %s: %w", spec, err)
+	}
+	defer backend.Close()
+	kek, err := loadKEK(ctx, serveConfig{DataDir: cfg.DataDir, KEKFile: cfg.KEKFile, KEKPassphrase: cfg.KEKPassphrase}, backend)
+	if err != nil {
+		return err
+	}
+	caCfg := ca.Config{Storage: ca.BackendStorage(backend), KEK: kek, KeyType: ca.KeyType(cfg.KeyType), Organization: cfg.Organization,
+		OfflineRoot: cfg.OfflineRoot != "", Logger: slog.New(slog.DiscardHandler)}
+	if cfg.KMS != "" {
+		keys, err := openCAKMS(ctx, cfg.KMS, cfg.DataDir)
+		if err != nil {
+			return cmdutil.Errorf(err, "--kms: %v", err)
+		}
+		defer keys.Close()
+		caCfg.KMS = keys
+	}
+	authority, rootKey, err := ca.Create(ctx, caCfg)
+	if errors.Is(err, ca.ErrStateExists) {
+		return cmdutil.Errorf(err, "store %s already holds a CA; zdps ca init never replaces one", spec)
+	}
+	if errors.Is(err, ca.ErrInvalidConfig) {
+		return cmdutil.Errorf(err, "%v", err)
+	}
+	if err != nil {
+		return fmt.Errorf("create CA: %w", err)
+	}
+	if rootFile != nil {
+		_, werr := rootFile.Write(rootKey)
+		clear(rootKey)
+		if werr == nil {
+			werr = rootFile.Sync()
+		}
+		if cerr := rootFile.Close(); werr == nil {
+			werr = cerr
+		}
+		rootFile = nil
+		if werr != nil {
+			// The CA exists without its root key anywhere: say so plainly.
+			return fmt.Errorf("the CA was created but its root key could not be written to %s (%w): the root key is lost; no intermediate can be signed for this root", cfg.OfflineRoot, werr)
+		}
+	}
+	// The bundle file is zdps serve's to write (its presence says the
+	// server started); the root certificate is printed for the record.
+	where := "sealed in the store"
+	if k := authority.KMS(); k != "" {
+		where = "in the " + k + " KMS (with the TLS server key)"
+	}
+	rootWhere := "sealed in the store"
+	if cfg.OfflineRoot != "" {
+		rootWhere = "written to " + cfg.OfflineRoot + " (not in the store: take it away)"
+	}
+	fmt.Fprintf(out, "CA created in %s\n  root:         %s, key %s\n  intermediate: %s, key %s\n",
+		spec, authority.Root().Subject, rootWhere, authority.Intermediate().Subject, where)
+	if cfg.KMS != "" {
+		fmt.Fprintln(out, "start the server with the same URI: zdps serve --ca-kms URI")
+	}
+	_, err = out.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: authority.Root().Raw}))
+	return err
+}
+
+// inside reports whether path is dir or below it.
+func inside(path, dir string) bool {
+	p, err1 := filepath.Abs(path)
+	d, err2 := filepath.Abs(dir)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	rel, err := filepath.Rel(d, p)
+	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
+}
+
+// caSignConfig is `zdps ca sign-intermediate`.
+type caSignConfig struct {
+	RootCert, RootKey, CSR, Out string
+	Validity                    time.Duration
+}
+
+func newCASignIntermediateCmd() *cobra.Command {
+	var cfg caSignConfig
+	cmd := &cobra.Command{
+		Use:   "sign-intermediate --root-cert FILE --root-key FILE --csr FILE --out FILE",
+		Short: "Sign a new intermediate's CSR with the offline root (run where the root key is, not on the server)",
+		Long: `Sign an issuing intermediate certificate for a CSR with the root key that
+"zdps ca init --offline-root" wrote. It needs no server, store or network: run it
+on the machine that holds the root key. The certificate gets zdps's intermediate
+profile whatever the CSR asks for; only the CSR's key and subject are used.`,
+		Example: `  zdps ca sign-intermediate --root-cert ca-bundle.pem --root-key /media/usb/zdps-root.key --csr new.csr --out new.pem`,
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return caSignIntermediate(cfg, cmd.OutOrStdout())
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.RootCert, "root-cert", "", "the root certificate, PEM (a CA bundle: its self-signed certificate is used)")
+	f.StringVar(&cfg.RootKey, "root-key", "", "the offline root's private key, PEM")
+	f.StringVar(&cfg.CSR, "csr", "", "the new intermediate's CSR, PEM or DER")
+	f.StringVar(&cfg.Out, "out", "", "file to write the intermediate certificate to (PEM; default standard output)")
+	f.DurationVar(&cfg.Validity, "validity", ca.DefaultIntermediateValidity, "validity of the intermediate, capped at the root's")
+	return cmd
+}
+
+func caSignIntermediate(cfg caSignConfig, out io.Writer) error {
+	if cfg.RootCert == "" || cfg.RootKey == "" || cfg.CSR == "" {
+		return cmdutil.Errorf(nil, "--root-cert, --root-key and --csr are required")
+	}
+	b, err := os.ReadFile(cfg.RootCert)
+	if err != nil {
+		return cmdutil.Errorf(err, "--root-cert: %v", err)
+	}
+	certs, err := cmdutil.ParsePEMCertificates(b)
+	if err != nil {
+		return cmdutil.Errorf(err, "--root-cert %s: %v", cfg.RootCert, err)
+	}
+	var root *x509.Certificate
+	for _, c := range certs {
+		if c.IsCA && bytes.Equal(c.RawIssuer, c.RawSubject) && c.CheckSignatureFrom(c) == nil {
+			root = c
+		}
+	}
+	if root == nil {
+		return cmdutil.Errorf(nil, "--root-cert %s holds no self-signed CA certificate", cfg.RootCert)
+	}
+	kb, err := os.ReadFile(cfg.RootKey)
+	if err != nil {
+		return cmdutil.Errorf(err, "--root-key: %v", err)
+	}
+	k, err := pemutil.ParseKey(kb)
+	clear(kb)
+	if err != nil {
+		return cmdutil.Errorf(nil, "--root-key %s is not a PEM private key", cfg.RootKey)
+	}
+	signer, ok := k.(crypto.Signer)
+	if !ok {
+		return cmdutil.Errorf(nil, "--root-key %s is not a signing key", cfg.RootKey)
+	}
+	csr, err := os.ReadFile(cfg.CSR)
+	if err != nil {
+		return cmdutil.Errorf(err, "--csr: %v", err)
+	}
+	if blk, _ := pem.Decode(csr); blk != nil {
+		csr = blk.Bytes
+	}
+	inter, err := ca.SignIntermediate(root, signer, csr, cfg.Validity, time.Now())
+	if err != nil {
+		return cmdutil.Errorf(err, "%v", err)
+	}
+	p := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: inter.Raw})
+	if cfg.Out == "" {
+		_, err := out.Write(p)
+		return err
+	}
+	if err := os.WriteFile(cfg.Out, p, 0o644); err != nil {
+		return cmdutil.Errorf(err, "--out: %v", err)
+	}
+	fmt.Fprintf(out, "intermediate %s signed by %s, valid to %s: %s\n", inter.Subject, root.Subject, inter.NotAfter.UTC().Format(time.RFC3339), cfg.Out)
+	return nil
+}

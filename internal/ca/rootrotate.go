@@ -1,0 +1,241 @@
+package ca
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"time"
+
+	"go.step.sm/crypto/keyutil"
+
+	"github.com/zdps/zdps/internal/store"
+)
+
+// RootRotation is what RotateRoot did.
+type RootRotation struct {
+	Rotation
+	OldRoot, NewRoot *x509.Certificate
+	// Cross is the new intermediate's certificate issued by the old root:
+	// in the bundle during the overlap, it lets verifiers that trust only
+	// the old root accept what the new intermediate issues.
+	Cross *x509.Certificate
+	// NewRootKeyPEM is the new root's key when Config.OfflineRoot asked
+	// for it to be handed out (and not stored); nil otherwise.
+	NewRootKeyPEM []byte
+}
+
+// RotateRoot replaces the root: a new self-signed root, a new intermediate
+// under it, and that intermediate cross-signed by the old root's key (which
+// must be in the state) (its key in cfg.KMS when set, else sealed). The
+// old root stays trusted and in the bundle, with the old intermediate, for
+// opts.Overlap, so devices and hubs that trust only the old root keep
+// working while they receive the new one. With cfg.OfflineRoot the new
+// root's key is handed out instead of stored.
+func RotateRoot(ctx context.Context, cfg Config, o RotateOptions) (*RootRotation, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	sw, ok := cfg.Storage.(Swapper)
+	if !ok {
+		return nil, fmt.Errorf("%w: the storage cannot swap states", ErrInvalidConfig)
+	}
+	z, err := newSealer(cfg.KEK, cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	blob, err := cfg.Storage.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var s state
+	if err := json.Unmarshal(blob, &s); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
+	}
+	if s.KMS != "" && (cfg.KMS == nil || cfg.KMS.Type() != s.KMS) {
+		return nil, fmt.Errorf("%w: the current intermediate key is in a %s KMS: give it (--kms) to rotate", ErrKMSRequired, s.KMS)
+	}
+	l, err := decodeState(ctx, z, blob, cfg.KMS)
+	if err != nil {
+		return nil, err
+	}
+	if s.RootKey == nil {
+		return nil, fmt.Errorf("%w: the root key is offline: a root rotation needs it to cross-sign the new root", ErrInvalidCA)
+	}
+	oldKey, err := openKey(z, roleRoot, &s, s.RootKey, l.root)
+	if err != nil {
+		return nil, err
+	}
+	now := cfg.Now()
+	overlap := o.Overlap
+	if overlap <= 0 {
+		overlap = cfg.DefaultLeafValidity
+	}
+	keepUntil := minTime(now.Add(overlap), l.root.NotAfter)
+	r := &RootRotation{OldRoot: l.root}
+	r.Old, r.KeepUntil, r.Generation = l.inter, keepUntil, l.generation+1
+
+	kt := KeyECP256
+	if isP384(l.root.PublicKey) {
+		kt = KeyECP384
+	}
+	newKey, err := keyutil.GenerateSigner("EC", curveOf(kt), 0)
+	if err != nil {
+		return nil, fmt.Errorf("ca: generate root key: %w", err)
+	}
+	org := orgOf(l.root)
+	serial, err := randomSerial(cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{Organization: []string{org}, CommonName: fmt.Sprintf("%s Root CA %d", org, r.Generation+1)},
+		NotBefore:             now.Add(-time.Minute),
+		NotAfter:              now.Add(cfg.RootValidity),
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		// Root → intermediate → delegated site CA (siteca.go) → leaf.
+		MaxPathLen:   2,
+		SubjectKeyId: keyID(newKey.Public()),
+	}
+	der, err := x509.CreateCertificate(cfg.Rand, tmpl, tmpl, newKey.Public(), newKey)
+	if err != nil {
+		return nil, fmt.Errorf("ca: create root: %w", err)
+	}
+	if r.NewRoot, err = x509.ParseCertificate(der); err != nil {
+		return nil, err
+	}
+	// The intermediate under the new root.
+	keys := stateKeys{root: newKey, generation: r.Generation}
+	var interKey crypto.Signer
+	if cfg.KMS != nil {
+		keys.kms = cfg.KMS.Type()
+		if keys.interRef, interKey, err = cfg.KMS.CreateKey(ctx, kt, "zdps-ca-intermediate"); err != nil {
+			return nil, fmt.Errorf("ca: create intermediate key in %s KMS: %w", keys.kms, err)
+		}
+		if keys.tlsRef = l.tlsRef; keys.tlsRef == "" || l.kms != keys.kms {
+			if keys.tlsRef, _, err = cfg.KMS.CreateKey(ctx, KeyECP256, "zdps-tls"); err != nil {
+				return nil, fmt.Errorf("ca: create TLS key in %s KMS: %w", keys.kms, err)
+			}
+		}
+	} else if interKey, err = keyutil.GenerateSigner("EC", curveOf(kt), 0); err != nil {
+		return nil, fmt.Errorf("ca: generate intermediate key: %w", err)
+	}
+	keys.inter = interKey
+	interSerial, err := randomSerial(cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	itmpl := intermediateTemplate(interSerial, nextSubject(l.inter, r.Generation), now.Add(-time.Minute), minTime(now.Add(cfg.IntermediateValidity), r.NewRoot.NotAfter))
+	if der, err = x509.CreateCertificate(cfg.Rand, itmpl, r.NewRoot, interKey.Public(), newKey); err != nil {
+		return nil, fmt.Errorf("ca: create intermediate: %w", err)
+	}
+	if r.New, err = x509.ParseCertificate(der); err != nil {
+		return nil, err
+	}
+	// The cross certificate: the new intermediate again (same subject,
+	// key and key ID), issued by the old root. Leaves then chain to the
+	// old root through it with one intermediate, within the old root's
+	// path length (zdps roots allow one).
+	crossSerial, err := randomSerial(cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	crossTmpl := intermediateTemplate(crossSerial, r.New.Subject, r.New.NotBefore, minTime(r.New.NotAfter, l.root.NotAfter))
+	crossTmpl.SubjectKeyId = r.New.SubjectKeyId
+	if der, err = x509.CreateCertificate(cfg.Rand, crossTmpl, withSKI(l.root), interKey.Public(), oldKey); err != nil {
+		return nil, fmt.Errorf("ca: cross-sign the intermediate: %w", err)
+	}
+	if r.Cross, err = x509.ParseCertificate(der); err != nil {
+		return nil, err
+	}
+	keys.crossRoot = r.Cross.Raw
+
+	// History: the old intermediate and every earlier one now chain to a
+	// root that is no longer the state's; say which.
+	out, err := outgoing(z, l, now, keepUntil)
+	if err != nil {
+		return nil, err
+	}
+	for _, p := range append(append([]previousState(nil), l.prevState...), out) {
+		if now.After(p.KeepUntil) {
+			r.Steps = append(r.Steps, Step{Action: "ca.retire", Resource: "ca/intermediate/" + serialOf(p.Intermediate), Detail: "overlap ended " + p.KeepUntil.UTC().Format(time.RFC3339)})
+			continue
+		}
+		if p.Root == nil {
+			p.Root = l.root.Raw
+		}
+		keys.previous = append(keys.previous, p)
+	}
+	keys.previousRoots = append(append([]previousRoot(nil), l.rootsKept...), previousRoot{Root: l.root.Raw, KeepUntil: keepUntil.UTC()})
+	keys.previousRoots, keys.previous, r.Steps = keepRoots(keys.previousRoots, keys.previous, now, r.Steps)
+	if cfg.OfflineRoot {
+		der, err := x509.MarshalPKCS8PrivateKey(newKey)
+		if err != nil {
+			return nil, err
+		}
+		r.NewRootKeyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
+		clear(der)
+		keys.root = nil
+	}
+	newBlob, err := encodeState(z, now, l.imported, r.NewRoot, r.New, keys)
+	if err != nil {
+		return nil, err
+	}
+	r.Steps = append(r.Steps, Step{Action: "ca.rotate-root", Resource: "ca/root/" + serialOf(r.NewRoot.Raw),
+		Detail: fmt.Sprintf("generation %d, cross-signed by %s, which is trusted until %s; intermediate %s", r.Generation, serialOf(l.root.Raw), keepUntil.UTC().Format(time.RFC3339), serialOf(r.New.Raw))})
+	if err := sw.Swap(ctx, blob, newBlob, func(tx store.Tx) error {
+		if o.Audit == nil {
+			return nil
+		}
+		return o.Audit(ctx, tx, r.Steps)
+	}); err != nil {
+		return nil, err
+	}
+	cfg.Logger.Info("ca root rotated", "generation", r.Generation, "new_root_serial", serialOf(r.NewRoot.Raw), "keep_until", keepUntil)
+	return r, nil
+}
+
+// outgoing is the current intermediate as a previous one: its key (or KMS
+// reference) sealed bound to the root and its certificate.
+func outgoing(z *sealer, l *loaded, now, keepUntil time.Time) (previousState, error) {
+	out := previousState{Intermediate: l.inter.Raw, KMS: l.kms, RotatedAt: now.UTC(), KeepUntil: keepUntil.UTC()}
+	var err error
+	if l.interRef != "" {
+		out.KeyRef, err = z.sealAD(adFor(rolePreviousRef, l.root.Raw, l.inter.Raw), []byte(l.interRef))
+		return out, err
+	}
+	der, err := x509.MarshalPKCS8PrivateKey(l.signer)
+	if err != nil {
+		return out, fmt.Errorf("ca: marshal intermediate key: %w", err)
+	}
+	out.Key, err = z.sealAD(adFor(rolePrevious, l.root.Raw, l.inter.Raw), der)
+	clear(der)
+	return out, err
+}
+
+// PreviousRoot is a root rotated out, still trusted until KeepUntil.
+type PreviousRoot struct {
+	Certificate *x509.Certificate
+	KeepUntil   time.Time
+}
+
+// PreviousRoots returns the roots rotated out during their overlap.
+func (c *CA) PreviousRoots() []PreviousRoot {
+	g := c.cur.Load()
+	out := make([]PreviousRoot, 0, len(g.oldRoots))
+	for i, r := range g.oldRoots {
+		out = append(out, PreviousRoot{Certificate: r, KeepUntil: g.rootsKept[i].KeepUntil})
+	}
+	return out
+}
+
+// CrossRoot is the intermediate of the last root rotation cross-signed by
+// the previous root, nil when there was none.
+func (c *CA) CrossRoot() *x509.Certificate { return c.cur.Load().cross }

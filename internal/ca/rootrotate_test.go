@@ -1,0 +1,125 @@
+package ca
+
+import (
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/zdps/zdps/internal/store/memory"
+)
+
+func TestRotateRoot(t *testing.T) {
+	clock := &fakeClock{t: time.Now()}
+	cfg := Config{Storage: BackendStorage(memory.New()), KEK: testKEK(t), Now: clock.Now}
+	c, err := New(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	oldRoot := c.Root()
+	before := issueTest(t, c, "dev-before")
+	r, err := RotateRoot(t.Context(), cfg, RotateOptions{Overlap: 48 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if changed, err := c.Reload(t.Context()); !changed || err != nil {
+		t.Fatalf("reload after a root rotation: %v %v", changed, err)
+	}
+	if !c.Root().Equal(r.NewRoot) || !c.CrossRoot().Equal(r.Cross) || len(c.PreviousRoots()) != 1 || !c.PreviousRoots()[0].Certificate.Equal(oldRoot) {
+		t.Fatal("the CA did not take the new root")
+	}
+	after := issueTest(t, c, "dev-after")
+	if err := c.CrossRoot().CheckSignatureFrom(oldRoot); err != nil {
+		t.Fatalf("the cross certificate is not the old root's: %v", err)
+	}
+	inters := x509.NewCertPool()
+	for _, cert := range parsePEMCerts(t, c.BundlePEM()) {
+		if !cert.Equal(oldRoot) && !cert.Equal(r.NewRoot) {
+			inters.AddCert(cert)
+		}
+	}
+	// Whoever trusts only the old root accepts both, the new one through
+	// the cross certificate; whoever trusts only the new root accepts the
+	// new one.
+	for _, tc := range []struct {
+		name string
+		root *x509.Certificate
+		leaf *x509.Certificate
+		ok   bool
+	}{
+		{"old root, old leaf", oldRoot, before, true},
+		{"old root, new leaf (cross)", oldRoot, after, true},
+		{"new root, new leaf", r.NewRoot, after, true},
+		{"new root, old leaf", r.NewRoot, before, false},
+	} {
+		roots := x509.NewCertPool()
+		roots.AddCert(tc.root)
+		_, err := tc.leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+		if (err == nil) != tc.ok {
+			t.Errorf("%s: verify err = %v, want ok %v", tc.name, err, tc.ok)
+		}
+	}
+	// Renewal trusts both roots during the overlap.
+	for _, leaf := range []*x509.Certificate{before, after} {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: c.Roots(), Intermediates: inters, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+			t.Errorf("Roots() refuses %s: %v", leaf.Subject.CommonName, err)
+		}
+	}
+	// The old intermediate still signs its CRL.
+	der, err := c.PreviousCRL(r.Old, nil, nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if crl, _ := x509.ParseRevocationList(der); crl == nil || crl.CheckSignatureFrom(r.Old) != nil {
+		t.Fatal("old intermediate's CRL")
+	}
+	// A fresh process loads it; an intermediate rotation keeps the old root.
+	if _, err := New(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Rotate(t.Context(), cfg, RotateOptions{Overlap: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Reload(t.Context()); err != nil || len(c.PreviousRoots()) != 1 || c.CrossRoot() == nil || len(c.Previous()) != 2 {
+		t.Fatalf("after an intermediate rotation: %v, roots %d, previous %d", err, len(c.PreviousRoots()), len(c.Previous()))
+	}
+	// After the overlap the next rotation retires the old root and its intermediate.
+	clock.Set(clock.Now().Add(49 * time.Hour))
+	rr, err := Rotate(t.Context(), cfg, RotateOptions{Overlap: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	retired := 0
+	for _, s := range rr.Steps {
+		if s.Action == "ca.retire" {
+			retired++
+		}
+	}
+	if _, err := c.Reload(t.Context()); err != nil || len(c.PreviousRoots()) != 0 || retired < 2 {
+		t.Fatalf("after the overlap: %v, roots %d, retired %d", err, len(c.PreviousRoots()), retired)
+	}
+}
+
+// A store writer who adds a root of their own to the previous roots is
+// caught: the list is sealed under the KEK.
+func TestPreviousRootsTampered(t *testing.T) {
+	st := &mapStorage{}
+	cfg := Config{Storage: st, KEK: testKEK(t)}
+	if _, err := New(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := RotateRoot(t.Context(), cfg, RotateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	evil, _ := newTestCA(t, nil)
+	var s state
+	if err := json.Unmarshal(st.state, &s); err != nil {
+		t.Fatal(err)
+	}
+	s.PreviousRoots = append(s.PreviousRoots, previousRoot{Root: evil.Root().Raw, KeepUntil: time.Now().Add(time.Hour)})
+	st.state, _ = json.Marshal(s)
+	if _, err := New(t.Context(), cfg); !errors.Is(err, ErrCorruptState) {
+		t.Fatalf("err = %v, want ErrCorruptState", err)
+	}
+}

@@ -1,0 +1,474 @@
+package ca
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"go.step.sm/crypto/keyutil"
+
+	"github.com/zdps/zdps/internal/store"
+)
+
+// Swapper is the part of a Storage that rotation needs: replace the state
+// only if it is still old, atomically, running also in the same
+// transaction (the audit events of the change). BackendStorage has it.
+type Swapper interface {
+	Swap(ctx context.Context, old, new []byte, also func(store.Tx) error) error
+}
+
+// ErrStateChanged: the state changed under a rotation (another rotation
+// won); nothing was written.
+var ErrStateChanged = errors.New("ca: the stored state changed during the rotation; run it again")
+
+// RotateOptions tune Rotate.
+type RotateOptions struct {
+	// Overlap is how long the outgoing intermediate stays in the bundle,
+	// with its key to sign its CRL: the longest validity of the
+	// certificates it issued (zdps serve --cert-validity). Zero means
+	// Config.DefaultLeafValidity. Capped at that intermediate's NotAfter.
+	Overlap time.Duration
+	// Audit, when set, runs in the transaction that stores the rotation,
+	// with the steps taken ("ca.rotate", "ca.retire").
+	Audit func(ctx context.Context, tx store.Tx, steps []Step) error
+	// Intermediate is the next intermediate's certificate, signed by an
+	// offline root (zdps ca sign-intermediate) for the key PrepareRotation
+	// made. Required when the root key is not in the state; ignored
+	// otherwise.
+	Intermediate *x509.Certificate
+}
+
+// Step is one change a rotation made, for the audit trail and the CLI.
+type Step struct {
+	Action   string // "ca.rotate" or "ca.retire"
+	Resource string // "ca/intermediate/<serial hex>"
+	Detail   string
+}
+
+// Rotation is what Rotate did.
+type Rotation struct {
+	Old, New   *x509.Certificate
+	KeepUntil  time.Time // the old intermediate leaves the bundle then
+	Generation int
+	Steps      []Step
+}
+
+// Rotate replaces the issuing intermediate: a new key (in cfg.KMS when set,
+// else sealed in the state), a certificate for it signed by the root key
+// held in the state, and the outgoing intermediate kept in the bundle and
+// able to sign its CRL until opts.Overlap has passed. Intermediates whose
+// overlap ended are retired. Running CAs switch when they reload (Watch).
+// The root key must be in the state: with an offline root, sign the new
+// intermediate with `zdps ca sign-intermediate` (not automated yet).
+func Rotate(ctx context.Context, cfg Config, o RotateOptions) (*Rotation, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	sw, ok := cfg.Storage.(Swapper)
+	if !ok {
+		return nil, fmt.Errorf("%w: the storage cannot swap states", ErrInvalidConfig)
+	}
+	z, err := newSealer(cfg.KEK, cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	blob, err := cfg.Storage.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var s state
+	if err := json.Unmarshal(blob, &s); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
+	}
+	if s.KMS != "" && (cfg.KMS == nil || cfg.KMS.Type() != s.KMS) {
+		return nil, fmt.Errorf("%w: the current intermediate key is in a %s KMS: give it (--kms) to rotate", ErrKMSRequired, s.KMS)
+	}
+	l, err := decodeState(ctx, z, blob, cfg.KMS)
+	if err != nil {
+		return nil, err
+	}
+	var rootKey crypto.Signer
+	if s.RootKey != nil {
+		if rootKey, err = openKey(z, roleRoot, &s, s.RootKey, l.root); err != nil {
+			return nil, err
+		}
+	} else if o.Intermediate == nil {
+		return nil, fmt.Errorf("%w: the root key is offline: make the next key and its CSR (zdps ca rotate --csr-out), sign it with zdps ca sign-intermediate, then install it (zdps ca rotate --intermediate-cert)", ErrInvalidCA)
+	}
+	now := cfg.Now()
+	overlap := o.Overlap
+	if overlap <= 0 {
+		overlap = cfg.DefaultLeafValidity
+	}
+	r := &Rotation{Old: l.inter, KeepUntil: minTime(now.Add(overlap), l.inter.NotAfter), Generation: l.generation + 1}
+
+	// History: drop what has served its overlap, then add the outgoing one.
+	var prev []previousState
+	for _, p := range l.prevState {
+		if now.After(p.KeepUntil) {
+			r.Steps = append(r.Steps, Step{Action: "ca.retire", Resource: "ca/intermediate/" + serialOf(p.Intermediate), Detail: "overlap ended " + p.KeepUntil.UTC().Format(time.RFC3339)})
+			continue
+		}
+		prev = append(prev, p)
+	}
+	out, err := outgoing(z, l, now, r.KeepUntil)
+	if err != nil {
+		return nil, err
+	}
+	prev = append(prev, out)
+
+	keys := stateKeys{root: rootKey, generation: r.Generation, previous: prev, crossRoot: s.CrossRoot}
+	keys.previousRoots, keys.previous, r.Steps = keepRoots(s.PreviousRoots, keys.previous, now, r.Steps)
+	if len(keys.previousRoots) < len(s.PreviousRoots) && l.cross != nil {
+		// The cross certificate goes with the root that issued it.
+		var kept []*x509.Certificate
+		for _, pr := range keys.previousRoots {
+			if c, err := x509.ParseCertificate(pr.Root); err == nil {
+				kept = append(kept, c)
+			}
+		}
+		if crossIssuer(l.cross, kept) == nil {
+			keys.crossRoot = nil
+		}
+	}
+	// The new key is of the outgoing one's size.
+	kt := KeyECP256
+	if isP384(l.inter.PublicKey) {
+		kt = KeyECP384
+	}
+	var interKey crypto.Signer
+	switch {
+	case rootKey == nil:
+		// Offline root: the key PrepareRotation made, the certificate the
+		// operator brought.
+		if s.Pending == nil {
+			return nil, fmt.Errorf("%w: no next key is pending: run zdps ca rotate --csr-out first", ErrInvalidCA)
+		}
+		var ref string
+		if interKey, ref, err = openPending(ctx, z, l.root, s.Pending, cfg.KMS); err != nil {
+			return nil, err
+		}
+		if err := checkChain(l.root, o.Intermediate); err != nil {
+			return nil, fmt.Errorf("%w: %w", ErrInvalidCA, err)
+		}
+		if err := keyutil.VerifyPair(o.Intermediate.PublicKey, interKey); err != nil {
+			return nil, fmt.Errorf("%w: the certificate is not for the pending key (its CSR)", ErrInvalidCA)
+		}
+		if now.Before(o.Intermediate.NotBefore) || !now.Before(o.Intermediate.NotAfter) {
+			return nil, fmt.Errorf("%w: the certificate is not valid now", ErrInvalidCA)
+		}
+		keys.kms, keys.interRef, r.New = s.Pending.KMS, ref, o.Intermediate
+		if keys.kms != "" {
+			if keys.tlsRef = l.tlsRef; keys.tlsRef == "" || l.kms != keys.kms {
+				if keys.tlsRef, _, err = cfg.KMS.CreateKey(ctx, KeyECP256, "zdps-tls"); err != nil {
+					return nil, fmt.Errorf("ca: create TLS key in %s KMS: %w", keys.kms, err)
+				}
+			}
+		}
+	case cfg.KMS != nil:
+		keys.kms = cfg.KMS.Type()
+		if keys.interRef, interKey, err = cfg.KMS.CreateKey(ctx, kt, "zdps-ca-intermediate"); err != nil {
+			return nil, fmt.Errorf("ca: create intermediate key in %s KMS: %w", keys.kms, err)
+		}
+		keys.tlsRef = l.tlsRef
+		if keys.tlsRef == "" || l.kms != keys.kms {
+			if keys.tlsRef, _, err = cfg.KMS.CreateKey(ctx, KeyECP256, "zdps-tls"); err != nil {
+				return nil, fmt.Errorf("ca: create TLS key in %s KMS: %w", keys.kms, err)
+			}
+		}
+	default:
+		if interKey, err = keyutil.GenerateSigner("EC", curveOf(kt), 0); err != nil {
+			return nil, fmt.Errorf("ca: generate intermediate key: %w", err)
+		}
+	}
+	keys.inter = interKey
+	if r.New == nil {
+		serial, err := randomSerial(cfg.Rand)
+		if err != nil {
+			return nil, err
+		}
+		subj := nextSubject(l.inter, r.Generation)
+		tmpl := intermediateTemplate(serial, subj, now.Add(-time.Minute), minTime(now.Add(cfg.IntermediateValidity), l.root.NotAfter))
+		der, err := x509.CreateCertificate(cfg.Rand, tmpl, l.root, interKey.Public(), rootKey)
+		if err != nil {
+			return nil, fmt.Errorf("ca: create intermediate: %w", err)
+		}
+		if r.New, err = x509.ParseCertificate(der); err != nil {
+			return nil, err
+		}
+	}
+	newBlob, err := encodeState(z, now, l.imported, l.root, r.New, keys)
+	if err != nil {
+		return nil, err
+	}
+	where := "sealed in the store"
+	if keys.kms != "" {
+		where = "in the " + keys.kms + " KMS"
+	}
+	r.Steps = append(r.Steps, Step{Action: "ca.rotate", Resource: "ca/intermediate/" + serialOf(r.New.Raw),
+		Detail: fmt.Sprintf("generation %d, key %s; previous %s kept until %s", r.Generation, where, serialOf(l.inter.Raw), r.KeepUntil.UTC().Format(time.RFC3339))})
+	also := func(tx store.Tx) error {
+		if o.Audit == nil {
+			return nil
+		}
+		return o.Audit(ctx, tx, r.Steps)
+	}
+	if err := sw.Swap(ctx, blob, newBlob, also); err != nil {
+		return nil, err
+	}
+	cfg.Logger.Info("ca rotated", "generation", r.Generation, "old_serial", serialOf(l.inter.Raw), "new_serial", serialOf(r.New.Raw), "keep_until", r.KeepUntil, "kms", keys.kms)
+	return r, nil
+}
+
+// keepRoots drops the previous roots whose overlap has ended, and the
+// previous intermediates under them, recording each retirement.
+func keepRoots(roots []previousRoot, prev []previousState, now time.Time, steps []Step) ([]previousRoot, []previousState, []Step) {
+	var kept []previousRoot
+	gone := map[string]bool{}
+	for _, r := range roots {
+		if now.After(r.KeepUntil) {
+			gone[string(r.Root)] = true
+			steps = append(steps, Step{Action: "ca.retire", Resource: "ca/root/" + serialOf(r.Root), Detail: "overlap ended " + r.KeepUntil.UTC().Format(time.RFC3339)})
+			continue
+		}
+		kept = append(kept, r)
+	}
+	var keptPrev []previousState
+	for _, p := range prev {
+		if p.Root != nil && gone[string(p.Root)] {
+			continue
+		}
+		keptPrev = append(keptPrev, p)
+	}
+	return kept, keptPrev, steps
+}
+
+func isP384(pub crypto.PublicKey) bool {
+	k, ok := pub.(*ecdsa.PublicKey)
+	return ok && k.Curve == elliptic.P384()
+}
+
+// nextSubject names the intermediate of generation gen after cur.
+func nextSubject(cur *x509.Certificate, gen int) pkix.Name {
+	return pkix.Name{Organization: cur.Subject.Organization, CommonName: fmt.Sprintf("%s Intermediate CA %d", orgOf(cur), gen+1)}
+}
+
+// PrepareRotation makes the next intermediate's key (in cfg.KMS when set,
+// else sealed in the state) and returns its CSR, for an offline root to sign
+// (zdps ca sign-intermediate); Rotate with the certificate installs it. A
+// second call replaces the pending key.
+func PrepareRotation(ctx context.Context, cfg Config) ([]byte, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	sw, ok := cfg.Storage.(Swapper)
+	if !ok {
+		return nil, fmt.Errorf("%w: the storage cannot swap states", ErrInvalidConfig)
+	}
+	z, err := newSealer(cfg.KEK, cfg.Rand)
+	if err != nil {
+		return nil, err
+	}
+	blob, err := cfg.Storage.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var s state
+	if err := json.Unmarshal(blob, &s); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
+	}
+	l, err := decodeState(ctx, z, blob, cfg.KMS)
+	if err != nil {
+		return nil, err
+	}
+	kt := KeyECP256
+	if isP384(l.inter.PublicKey) {
+		kt = KeyECP384
+	}
+	p := &pendingState{}
+	var key crypto.Signer
+	if cfg.KMS != nil {
+		var ref string
+		p.KMS = cfg.KMS.Type()
+		if ref, key, err = cfg.KMS.CreateKey(ctx, kt, "zdps-ca-intermediate"); err != nil {
+			return nil, fmt.Errorf("ca: create intermediate key in %s KMS: %w", p.KMS, err)
+		}
+		csr, err := x509.CreateCertificateRequest(cfg.Rand, &x509.CertificateRequest{Subject: nextSubject(l.inter, l.generation+1)}, key)
+		if err != nil {
+			return nil, fmt.Errorf("ca: CSR: %w", err)
+		}
+		p.CSR = csr
+		if p.KeyRef, err = z.sealAD(adFor(rolePendingRef, l.root.Raw, csr), []byte(ref)); err != nil {
+			return nil, err
+		}
+	} else {
+		if key, err = keyutil.GenerateSigner("EC", curveOf(kt), 0); err != nil {
+			return nil, err
+		}
+		csr, err := x509.CreateCertificateRequest(cfg.Rand, &x509.CertificateRequest{Subject: nextSubject(l.inter, l.generation+1)}, key)
+		if err != nil {
+			return nil, fmt.Errorf("ca: CSR: %w", err)
+		}
+		p.CSR = csr
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return nil, err
+		}
+		p.Key, err = z.sealAD(adFor(rolePending, l.root.Raw, csr), der)
+		clear(der)
+		if err != nil {
+			return nil, err
+		}
+	}
+	s.Pending = p
+	next, err := json.Marshal(&s)
+	if err != nil {
+		return nil, err
+	}
+	if err := sw.Swap(ctx, blob, next, func(store.Tx) error { return nil }); err != nil {
+		return nil, err
+	}
+	return p.CSR, nil
+}
+
+// openPending opens the pending key of an offline rotation.
+func openPending(ctx context.Context, z *sealer, root *x509.Certificate, p *pendingState, keys KeyStore) (crypto.Signer, string, error) {
+	if p.KeyRef != nil {
+		ref, err := z.openAD(rolePendingRef, adFor(rolePendingRef, root.Raw, p.CSR), p.KeyRef)
+		if err != nil {
+			return nil, "", fmt.Errorf("%w: %s does not open", ErrCorruptState, rolePendingRef)
+		}
+		if keys == nil || keys.Type() != p.KMS {
+			return nil, "", fmt.Errorf("%w: the pending key is in a %s KMS: give it (--kms)", ErrKMSRequired, p.KMS)
+		}
+		s, err := keys.Signer(ctx, string(ref))
+		return s, string(ref), err
+	}
+	der, err := z.openAD(rolePending, adFor(rolePending, root.Raw, p.CSR), p.Key)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %s does not open", ErrCorruptState, rolePending)
+	}
+	k, err := x509.ParsePKCS8PrivateKey(der)
+	clear(der)
+	if err != nil {
+		return nil, "", fmt.Errorf("%w: %w", ErrCorruptState, err)
+	}
+	s, ok := k.(crypto.Signer)
+	if !ok {
+		return nil, "", fmt.Errorf("%w: pending key", ErrCorruptState)
+	}
+	return s, "", nil
+}
+
+func orgOf(c *x509.Certificate) string {
+	if len(c.Subject.Organization) > 0 {
+		return c.Subject.Organization[0]
+	}
+	return DefaultOrganization
+}
+
+// serialOf is the serial of a DER certificate in zdps's hex form.
+func serialOf(der []byte) string {
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return "?"
+	}
+	return fmt.Sprintf("%032x", c.SerialNumber)
+}
+
+// Reload loads the stored state and, when it changed (a rotation), switches
+// the CA to it. Certificates being signed finish with the generation they
+// started with.
+func (c *CA) Reload(ctx context.Context) (bool, error) {
+	blob, err := c.cfg.Storage.Load(ctx)
+	if err != nil {
+		return false, err
+	}
+	cur := c.cur.Load()
+	if bytes.Equal(blob, cur.blob) {
+		return false, nil
+	}
+	z, err := newSealer(c.cfg.KEK, c.cfg.Rand)
+	if err != nil {
+		return false, err
+	}
+	l, err := decodeState(ctx, z, blob, c.cfg.KMS)
+	if err != nil {
+		return false, err
+	}
+	if !l.root.Equal(cur.root) && !l.trustsOldRoot(cur.root) {
+		return false, fmt.Errorf("%w: the stored root changed without a root rotation; restart to take a new root", ErrCorruptState)
+	}
+	c.cur.Store(newGen(l))
+	c.log.Info("ca reloaded", "generation", l.generation, "intermediate_serial", serialOf(l.inter.Raw), "previous", len(l.previous))
+	return true, nil
+}
+
+// Watch reloads the CA every interval until ctx ends, calling changed after
+// each switch (to rewrite the bundle file). Errors are logged and retried:
+// the CA keeps signing with what it has.
+func (c *CA) Watch(ctx context.Context, interval time.Duration, changed func()) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		ok, err := c.Reload(ctx)
+		if err != nil {
+			if ctx.Err() == nil {
+				c.log.Warn("ca reload failed", "err", err)
+			}
+			continue
+		}
+		if ok && changed != nil {
+			changed()
+		}
+	}
+}
+
+// Generation is the number of rotations of the loaded state.
+func (c *CA) Generation() int { return c.cur.Load().generation }
+
+// Previous returns the rotated-out intermediates still in the bundle, oldest
+// first, and when each leaves it.
+func (c *CA) Previous() []PreviousIntermediate {
+	g := c.cur.Load()
+	out := make([]PreviousIntermediate, 0, len(g.previous))
+	for _, p := range g.previous {
+		out = append(out, PreviousIntermediate{Certificate: p.inter, RotatedAt: p.rotatedAt, KeepUntil: p.keepUntil, CanSignCRL: p.signer != nil})
+	}
+	return out
+}
+
+// Intermediates is the issuing intermediate then the rotated-out ones still
+// in their overlap: what issued a certificate a device may present.
+func (c *CA) Intermediates() []*x509.Certificate {
+	g := c.cur.Load()
+	out := []*x509.Certificate{g.inter}
+	for _, p := range g.previous {
+		out = append(out, p.inter)
+	}
+	return out
+}
+
+// PreviousIntermediate is a rotated-out intermediate during its overlap.
+type PreviousIntermediate struct {
+	Certificate *x509.Certificate
+	RotatedAt   time.Time
+	KeepUntil   time.Time
+	// CanSignCRL: its key opened here (sealed, or in the KMS given).
+	CanSignCRL bool
+}

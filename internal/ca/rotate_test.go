@@ -1,0 +1,257 @@
+package ca
+
+import (
+	"context"
+	"crypto"
+	"crypto/x509"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/internal/store/memory"
+)
+
+// verifyWithBundle checks a leaf against the CA's published bundle only.
+func verifyWithBundle(t *testing.T, c *CA, leaf *x509.Certificate) {
+	t.Helper()
+	certs := parsePEMCerts(t, c.BundlePEM())
+	roots, inters := x509.NewCertPool(), x509.NewCertPool()
+	for _, cert := range certs {
+		if cert.Equal(c.Root()) {
+			roots.AddCert(cert)
+		} else {
+			inters.AddCert(cert)
+		}
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatalf("verify %s against the bundle: %v", leaf.Subject, err)
+	}
+}
+
+func issueTest(t *testing.T, c *CA, id string) *x509.Certificate {
+	t.Helper()
+	is, err := c.SignCSR(makeCSR(t, testKey(t, "p256"), id, nil), LeafPolicy{RegistrationID: id, DeviceID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return is.Certificate
+}
+
+func TestRotate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		kms  KeyStore
+	}{{"sealed to sealed", nil}, {"sealed to KMS", newMemKMS("pkcs11")}} {
+		t.Run(tc.name, func(t *testing.T) {
+			clock := &fakeClock{t: time.Now()}
+			cfg := Config{Storage: BackendStorage(memory.New()), KEK: testKEK(t), Now: clock.Now, KMS: tc.kms}
+			c, err := New(t.Context(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			before := issueTest(t, c, "dev-before")
+			if changed, err := c.Reload(t.Context()); changed || err != nil {
+				t.Fatalf("reload of an unchanged state: %v %v", changed, err)
+			}
+			var audited []Step
+			r, err := Rotate(t.Context(), cfg, RotateOptions{Overlap: 48 * time.Hour, Audit: func(_ context.Context, _ store.Tx, s []Step) error {
+				audited = append(audited, s...)
+				return nil
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(audited) != 1 || audited[0].Action != "ca.rotate" || r.Generation != 1 || !r.Old.Equal(c.Intermediate()) {
+				t.Fatalf("rotation %+v, audited %+v", r, audited)
+			}
+			// The running CA still issues from the old one until it reloads.
+			if !c.Intermediate().Equal(r.Old) {
+				t.Fatal("switched before the reload")
+			}
+			if changed, err := c.Reload(t.Context()); !changed || err != nil {
+				t.Fatalf("reload: %v %v", changed, err)
+			}
+			if !c.Intermediate().Equal(r.New) || c.Generation() != 1 || c.KMS() != kmsType(tc.kms) {
+				t.Fatalf("after reload: generation %d, kms %q", c.Generation(), c.KMS())
+			}
+			after := issueTest(t, c, "dev-after")
+			if err := after.CheckSignatureFrom(r.New); err != nil {
+				t.Fatalf("not issued by the new intermediate: %v", err)
+			}
+			// Both verify against the published bundle during the overlap.
+			verifyWithBundle(t, c, before)
+			verifyWithBundle(t, c, after)
+			prev := c.Previous()
+			if len(prev) != 1 || !prev[0].Certificate.Equal(r.Old) || !prev[0].CanSignCRL || !prev[0].KeepUntil.Equal(r.KeepUntil) {
+				t.Fatalf("previous: %+v", prev)
+			}
+			// The old one's CRL is still signed, by the old key.
+			der, err := c.PreviousCRL(r.Old, nil, nil, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			crl, _ := x509.ParseRevocationList(der)
+			if crl == nil || crl.CheckSignatureFrom(r.Old) != nil {
+				t.Fatal("the previous intermediate's CRL does not verify against it")
+			}
+			// A fresh process loads the rotated state.
+			if again, err := New(t.Context(), cfg); err != nil || !again.Intermediate().Equal(r.New) || len(again.Previous()) != 1 {
+				t.Fatalf("New after rotation: %v", err)
+			}
+
+			// After the overlap, the next rotation retires it.
+			clock.Set(clock.Now().Add(49 * time.Hour))
+			audited = nil
+			r2, err := Rotate(t.Context(), cfg, RotateOptions{Overlap: time.Hour, Audit: func(_ context.Context, _ store.Tx, s []Step) error {
+				audited = append(audited, s...)
+				return nil
+			}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(audited) != 2 || audited[0].Action != "ca.retire" || audited[1].Action != "ca.rotate" || r2.Generation != 2 {
+				t.Fatalf("second rotation audited %+v", audited)
+			}
+			if _, err := c.Reload(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			if p := c.Previous(); len(p) != 1 || !p[0].Certificate.Equal(r.New) {
+				t.Fatalf("after the second rotation, previous = %+v", p)
+			}
+		})
+	}
+}
+
+func TestRotateRaceLosesCleanly(t *testing.T) {
+	st := &mapStorage{}
+	cfg := Config{Storage: st, KEK: testKEK(t)}
+	if _, err := New(t.Context(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var won, lost atomic.Int32
+	for range 4 {
+		wg.Go(func() {
+			_, err := Rotate(context.Background(), cfg, RotateOptions{})
+			switch {
+			case err == nil:
+				won.Add(1)
+			case errors.Is(err, ErrStateChanged):
+				lost.Add(1)
+			default:
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if won.Load() < 1 || won.Load()+lost.Load() != 4 {
+		t.Fatalf("won %d lost %d", won.Load(), lost.Load())
+	}
+}
+
+func TestRotateWithOfflineRoot(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		kms  KeyStore
+	}{{"sealed", nil}, {"KMS", newMemKMS("pkcs11")}} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := Config{Storage: &mapStorage{}, KEK: testKEK(t), OfflineRoot: true, KMS: tc.kms}
+			c, rootPEM, err := Create(t.Context(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			blk, _ := pem.Decode(rootPEM)
+			k, _ := x509.ParsePKCS8PrivateKey(blk.Bytes)
+			rootKey := k.(crypto.Signer)
+			// Without the root key, a rotation needs the offline steps.
+			if _, err := Rotate(t.Context(), cfg, RotateOptions{}); !errors.Is(err, ErrInvalidCA) {
+				t.Fatalf("err = %v", err)
+			}
+			csr, err := PrepareRotation(t.Context(), cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			// The operator signs it away from the server.
+			next, err := SignIntermediate(c.Root(), rootKey, csr, 0, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A certificate for another key is refused.
+			otherCSR := makeCSR(t, testKey(t, "p256"), "x", nil)
+			other, err := SignIntermediate(c.Root(), rootKey, otherCSR, 0, time.Now())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Rotate(t.Context(), cfg, RotateOptions{Intermediate: other}); !errors.Is(err, ErrInvalidCA) {
+				t.Fatalf("certificate for another key: %v", err)
+			}
+			r, err := Rotate(t.Context(), cfg, RotateOptions{Intermediate: next})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !r.New.Equal(next) {
+				t.Fatal("installed another certificate")
+			}
+			if _, err := c.Reload(t.Context()); err != nil {
+				t.Fatal(err)
+			}
+			leaf := issueTest(t, c, "dev-next")
+			if err := leaf.CheckSignatureFrom(next); err != nil {
+				t.Fatalf("not issued by the offline-signed intermediate: %v", err)
+			}
+			verifyWithBundle(t, c, leaf)
+			if c.KMS() != kmsType(tc.kms) {
+				t.Fatalf("kms %q", c.KMS())
+			}
+			// The state still holds no root key, and no pending key.
+			st := cfg.Storage.(*mapStorage).state
+			var s state
+			_ = json.Unmarshal(st, &s)
+			if s.RootKey != nil || s.Pending != nil {
+				t.Fatalf("root key %v, pending %v", s.RootKey != nil, s.Pending != nil)
+			}
+		})
+	}
+}
+
+// Issuing while the CA reloads never mixes generations.
+func TestReloadUnderIssuance(t *testing.T) {
+	cfg := Config{Storage: &mapStorage{}, KEK: testKEK(t)}
+	c, err := New(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			for ctx.Err() == nil {
+				leaf := issueTest(t, c, "dev")
+				ok := false
+				for _, cert := range parsePEMCerts(t, c.BundlePEM()) {
+					if leaf.CheckSignatureFrom(cert) == nil {
+						ok = true
+					}
+				}
+				if !ok {
+					t.Error("a leaf verifies against no intermediate of the bundle")
+				}
+			}
+		})
+	}
+	for range 3 {
+		if _, err := Rotate(t.Context(), cfg, RotateOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Reload(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cancel()
+	wg.Wait()
+}

@@ -1,0 +1,5 @@
+//go:build pkcs11
+
+package zdpstest
+
+const buildTags = "pkcs11"
