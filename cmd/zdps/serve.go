@@ -44,6 +44,7 @@ import (
 	"github.com/zdps/zdps/internal/provisioning/x509att"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/sealed"
+	"github.com/zdps/zdps/internal/sites"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/sweep"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -110,6 +111,8 @@ type serveConfig struct {
 	CAKMS string
 	// Console configures the web console's sessions (console.go).
 	Console consoleConfig
+	// Sites configures the central side of edge gateways (sites.go).
+	Sites sitesConfig
 }
 
 // Files the server keeps in its data directory.
@@ -185,6 +188,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	cfg.Allocation.register(f)
 	cfg.Secops.register(f)
 	cfg.Console.register(f)
+	cfg.Sites.register(f)
 	cfg.Limits = provisioning.DefaultLimits()
 	f.Var(&cfg.Limits.Poll, "throttle-poll", "operation polls and status lookups admitted per device, COUNT/DURATION or off (Azure: 5/10s); a throttled poll of a registration still assigning answers 202 with a later Retry-After, otherwise 429")
 	f.Var(&cfg.Limits.Register, "throttle-register", "register requests admitted per device, COUNT/DURATION or off; counted only after the device authenticated")
@@ -292,7 +296,9 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		return err
 	}
 	st := store.New(so.metrics.Backend(backend), nil, store.WithSealer(secrets))
-	audited := store.New(audit.Changes(st.Backend, so.trail), nil, store.WithSealer(secrets))
+	// Management writes are audit events and feed the edge gateways'
+	// change feeds, each in its own transaction.
+	audited := store.New(audit.Changes(sites.Feed(st.Backend), so.trail), nil, store.WithSealer(secrets))
 	if err := st.SealSecrets(ctx, log, 0); err != nil {
 		return err
 	}
@@ -327,11 +333,18 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
+	gw, err := newGatewayAPI(cfg, service, audited, authority, rev, so.trail, log)
+	if err != nil {
+		return err
+	}
 	// Finishes revocation sweeps of large groups (and any a previous
 	// process left); it stops with ctx at shutdown.
 	go func() { _ = rev.Run(ctx, 0) }()
 	prov, dev, pruners, err := mountDeviceAPI(service, st, authority, inst, allocator, tpmAtt, so, cfg, log)
 	if err != nil {
+		return err
+	}
+	if pruners["site feeds"], err = sites.NewPruner(backend, cfg.Sites.Retention); err != nil {
 		return err
 	}
 	postureSettings := posture.Settings{RevokeOnDisable: cfg.RevokeOnDisable,
@@ -379,7 +392,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           rootRouter(service, dev, mq, ops, cons),
+		Handler:           rootRouter(service, dev, mq, ops, cons, gw),
 		ConnContext:       deviceapi.ConnContext, // the device's measured round trip (geoLatency)
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,

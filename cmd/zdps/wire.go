@@ -15,6 +15,7 @@ import (
 	"github.com/zdps/zdps/internal/ca"
 	"github.com/zdps/zdps/internal/console"
 	"github.com/zdps/zdps/internal/deviceapi"
+	"github.com/zdps/zdps/internal/gatewayapi"
 	"github.com/zdps/zdps/internal/manage"
 	"github.com/zdps/zdps/internal/mqttapi"
 	"github.com/zdps/zdps/internal/opsapi"
@@ -26,13 +27,14 @@ import (
 
 // rootRouter is every route zdps serves, composed in one place: the
 // common middleware (internal/api.NewRouter), then each API's routes.
-func rootRouter(service *api.API, dev *deviceapi.API, mq *mqttapi.Server, ops *opsapi.API, cons *console.Console) http.Handler {
+func rootRouter(service *api.API, dev *deviceapi.API, mq *mqttapi.Server, ops *opsapi.API, cons *console.Console, gw *gatewayapi.API) http.Handler {
 	r := service.NewRouter()
 	for _, mount := range []func(chi.Router){
 		service.Routes, // service API with /healthz, /ca, /ca/bundle and /crl
 		dev.Routes,     // device API: /{idScope}/registrations/...
 		ops.Routes,     // security operations: /audit, /alerts, /posture, /metrics
 		cons.Routes,    // operator web console: /console/...
+		gw.Routes,      // edge gateways: /sites (service SAS), /gateway/v1/... (gateway client certificate)
 	} {
 		mount(r)
 	}

@@ -233,7 +233,8 @@ func certify(cfg Config, rootKey crypto.Signer, interPub crypto.PublicKey) (root
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-		MaxPathLen:            1,
+		// Root → intermediate → delegated site CA (siteca.go) → leaf.
+		MaxPathLen: 2,
 	}
 	rootDER, err := x509.CreateCertificate(cfg.Rand, rootTmpl, rootTmpl, rootKey.Public(), rootKey)
 	if err != nil {
@@ -273,8 +274,9 @@ func intermediateTemplate(serial *big.Int, subject pkix.Name, notBefore, notAfte
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-		MaxPathLen:            0,
-		MaxPathLenZero:        true,
+		// 1: it signs the delegated site CAs of edge gateways (path
+		// length 0 themselves) besides device leaves.
+		MaxPathLen: 1,
 		// Verifiers (Go, OpenSSL) nest EKUs: this limits anything under the
 		// intermediate to device and server TLS, whatever a leaf claims.
 		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
