@@ -39,7 +39,7 @@ func (r *Revocations) StoreCertificateTx(ctx context.Context, tx store.Tx, c *en
 		return fmt.Errorf("revocation: store certificate %s: %w", c.Serial, err)
 	}
 	if c.RevokedAt != nil {
-		return bumpGeneration(ctx, tx)
+		return markChanged(ctx, tx)
 	}
 	return nil
 }
@@ -61,5 +61,5 @@ func StoreRevokedTx(ctx context.Context, tx store.Tx, c *enrollment.Certificate)
 	if _, err := certs.Put(ctx, c, store.Condition{}); err != nil {
 		return fmt.Errorf("revocation: store revoked certificate %s: %w", c.Serial, err)
 	}
-	return bumpGeneration(ctx, tx)
+	return markChanged(ctx, tx)
 }
