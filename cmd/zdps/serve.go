@@ -105,6 +105,8 @@ type serveConfig struct {
 	// Secops configures metrics, audit retention and export, and alert
 	// responses (secops.go).
 	Secops secopsConfig
+	// OIDC configures single sign-on and bearer tokens (oidc.go).
+	OIDC oidcConfig
 }
 
 // Files the server keeps in its data directory.
@@ -178,6 +180,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.DurationVar(&cfg.MQTT.IdleTimeout, "mqtt-idle-timeout", mqttapi.DefaultIdleTimeout, "an MQTT connection with no request running is closed this long after its last answer; must exceed --retry-after")
 	cfg.Allocation.register(f)
 	cfg.Secops.register(f)
+	cfg.OIDC.register(f)
 	cfg.Limits = provisioning.DefaultLimits()
 	f.Var(&cfg.Limits.Poll, "throttle-poll", "operation polls and status lookups admitted per device, COUNT/DURATION or off (Azure: 5/10s); a throttled poll of a registration still assigning answers 202 with a later Retry-After, otherwise 429")
 	f.Var(&cfg.Limits.Register, "throttle-register", "register requests admitted per device, COUNT/DURATION or off; counted only after the device authenticated")
@@ -222,6 +225,10 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	}
 	if cfg.PruneInterval < 0 {
 		return fmt.Errorf("--prune-interval %v: must not be negative (0 disables pruning)", cfg.PruneInterval)
+	}
+	sso, err := newSSO(ctx, cfg.OIDC, cfg.HostName, log)
+	if err != nil {
+		return err
 	}
 	// Metrics come first: the allocator and the store report to them.
 	m := metrics.New()
@@ -295,7 +302,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	service, rev, err := newServiceAPI(cfg, st, audited, authority, webhooks, tpmAtt, so, log)
+	service, rev, err := newServiceAPI(cfg, st, audited, authority, webhooks, tpmAtt, so, sso.Bearer(), log)
 	if err != nil {
 		return err
 	}
@@ -344,7 +351,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           rootRouter(service, dev, mq, ops),
+		Handler:           rootRouter(service, dev, mq, ops, sso),
 		ConnContext:       deviceapi.ConnContext, // the device's measured round trip (geoLatency)
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,
