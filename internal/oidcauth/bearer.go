@@ -22,7 +22,7 @@ func (p *Provider) Bearer() (*Bearer, error) {
 	if p.cfg.Audience == "" {
 		return nil, errors.New("oidc: bearer tokens need an audience (--oidc-audience)")
 	}
-	return &Bearer{p: p, verifier: p.op.Verifier(&oidc.Config{ClientID: p.cfg.Audience, Now: p.now})}, nil
+	return &Bearer{p: p, verifier: p.verifier(p.cfg.Audience)}, nil
 }
 
 // Verify checks raw (the token after "Bearer "): its signature against
@@ -63,6 +63,8 @@ func reason(err error, issuer, audience string) string {
 	switch {
 	case errors.As(err, &expired):
 		return "token expired at " + expired.Expiry.UTC().Format("2006-01-02T15:04:05Z")
+	case strings.Contains(msg, "fetching keys"):
+		return "the issuer's keys could not be fetched"
 	case strings.Contains(msg, "expected audience"):
 		return fmt.Sprintf("token is not for audience %q", audience)
 	case strings.Contains(msg, "different provider"):
@@ -75,8 +77,6 @@ func reason(err error, issuer, audience string) string {
 		return "token is signed with an algorithm the issuer does not use"
 	case strings.Contains(msg, "nbf"):
 		return "token is not valid yet"
-	case strings.Contains(msg, "fetching keys"), strings.Contains(msg, "get keys"):
-		return "the issuer's keys could not be fetched"
 	}
 	return "token does not verify"
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coreos/go-oidc/v3/oidc"
+	jose "github.com/go-jose/go-jose/v4"
 	"golang.org/x/oauth2"
 )
 
@@ -73,6 +74,20 @@ type Provider struct {
 	client *http.Client
 	log    *slog.Logger
 	now    func() time.Time
+	keys   *keySet
+	algs   []string
+}
+
+// verifier checks JWTs of the issuer for audience aud.
+func (p *Provider) verifier(aud string) *oidc.IDTokenVerifier {
+	return oidc.NewVerifier(p.cfg.Issuer, p.keys, &oidc.Config{ClientID: aud, Now: p.now, SupportedSigningAlgs: p.algs})
+}
+
+// KeyFetches is how many times the issuer's JWKS was fetched.
+func (p *Provider) KeyFetches() int {
+	p.keys.mu.Lock()
+	defer p.keys.mu.Unlock()
+	return p.keys.fetches
 }
 
 // DiscoveryTimeout bounds discovery at start.
@@ -120,6 +135,26 @@ func New(ctx context.Context, cfg Config) (*Provider, error) {
 	p.op, err = oidc.NewProvider(dctx, cfg.Issuer)
 	if err != nil {
 		return nil, fmt.Errorf("oidc: discovery of issuer %s failed (is it reachable from this host, and is its TLS certificate trusted? --oidc-ca-file adds CAs): %w", cfg.Issuer, err)
+	}
+	var meta struct {
+		JWKSURL string   `json:"jwks_uri"`
+		Algs    []string `json:"id_token_signing_alg_values_supported"`
+	}
+	if err := p.op.Claims(&meta); err != nil || meta.JWKSURL == "" {
+		return nil, fmt.Errorf("oidc: issuer %s publishes no jwks_uri", cfg.Issuer)
+	}
+	p.algs = []string{oidc.RS256}
+	if len(meta.Algs) > 0 {
+		p.algs = meta.Algs
+	}
+	p.keys = &keySet{url: meta.JWKSURL, client: p.client, now: p.now}
+	for _, a := range p.algs {
+		if a != "none" {
+			p.keys.algs = append(p.keys.algs, jose.SignatureAlgorithm(a))
+		}
+	}
+	if _, err := p.keys.refresh(dctx); err != nil {
+		return nil, fmt.Errorf("oidc: issuer %s: %w", cfg.Issuer, err)
 	}
 	return p, nil
 }

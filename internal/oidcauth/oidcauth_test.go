@@ -362,3 +362,53 @@ func tamper(tok string) string {
 	parts[1] = base64.RawURLEncoding.EncodeToString(nb)
 	return strings.Join(parts, ".")
 }
+
+// Tokens signed with keys the issuer does not publish must not make zdps
+// fetch the JWKS each time: anyone can send them.
+func TestForgedTokensDoNotHammerTheIssuer(t *testing.T) {
+	op := oidctest.Start(t, oidctest.Config{Audience: audience})
+	now := time.Now()
+	p, err := oidcauth.New(context.Background(), oidcauth.Config{
+		Issuer: op.Issuer, Audience: audience, Roles: roles, Logger: discard(), Now: func() time.Time { return now },
+		HTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: op.RootCAs}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.Bearer()
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := rsa.GenerateKey(rand.Reader, 2048)
+	forge := func(kid string) string {
+		signer, _ := jose.NewSigner(jose.SigningKey{Algorithm: jose.RS256, Key: key}, (&jose.SignerOptions{}).WithType("JWT").WithHeader("kid", kid))
+		s, _ := jwt.Signed(signer).Claims(map[string]any{"iss": op.Issuer, "sub": "x", "aud": audience, "exp": now.Add(time.Hour).Unix()}).Serialize()
+		return s
+	}
+	if p.KeyFetches() != 1 {
+		t.Fatalf("%d fetches at start, want 1 (discovery checks the JWKS)", p.KeyFetches())
+	}
+	for i := range 50 {
+		if _, err := b.Verify(context.Background(), forge("kid-"+string(rune('a'+i%26)))); !errors.Is(err, oidcauth.ErrInvalidToken) {
+			t.Fatal(err)
+		}
+	}
+	if p.KeyFetches() != 1 {
+		t.Fatalf("%d JWKS fetches after 50 forged tokens, want 1", p.KeyFetches())
+	}
+	now = now.Add(oidcauth.MinKeyRefresh)
+	for range 10 {
+		_, _ = b.Verify(context.Background(), forge("new-kid"))
+	}
+	if p.KeyFetches() != 2 {
+		t.Fatalf("%d JWKS fetches a refresh interval later, want 2 (keys may have rotated)", p.KeyFetches())
+	}
+	// A real token still verifies from the cache.
+	tok, err := op.MintAccessToken(map[string]any{"sub": "x", "aud": audience, "exp": now.Add(time.Hour).Unix(), "groups": []string{"dps-viewers"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if pr, err := b.Verify(context.Background(), tok); err != nil || !pr.HasRight(enrollment.RightEnrollmentRead) {
+		t.Fatalf("%+v %v", pr, err)
+	}
+}

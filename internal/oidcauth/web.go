@@ -52,7 +52,7 @@ func (p *Provider) Web() (*Web, error) {
 			ClientID: p.cfg.ClientID, ClientSecret: p.cfg.ClientSecret,
 			Endpoint: p.op.Endpoint(), RedirectURL: p.cfg.RedirectURL, Scopes: scopes,
 		},
-		verifier: p.op.Verifier(&oidc.Config{ClientID: p.cfg.ClientID, Now: p.now}),
+		verifier: p.verifier(p.cfg.ClientID),
 	}, nil
 }
 
