@@ -149,6 +149,11 @@ var rules = []rule{
 		forbid: concat(transports, pipeline, []string{"internal/manage", "internal/ca", "attestation/...", "allocation/..."}),
 	},
 	{
+		name:   "single sign-on only maps identities to principals",
+		from:   []string{"internal/oidcauth"},
+		forbid: concat(transports, pipeline, []string{"internal/store/...", "internal/manage", "internal/ca", "attestation/...", "allocation/..."}),
+	},
+	{
 		name:       "the firmware policy and DICE measurements are standard library only",
 		from:       []string{"pkg/enrollment/firmware"},
 		stdlibOnly: true,
