@@ -111,7 +111,7 @@ func Start(t testing.TB, cfg Config) *Provider {
 		clients: map[string]*client{}, users: map[string]*User{},
 		requests: map[string]*authRequest{}, codes: map[string]string{},
 		tokens: map[string]*token{}, refresh: map[string]*token{},
-		devices: map[string]*op.DeviceAuthorizationState{}, userCode: map[string]string{},
+		devices: map[string]*op.DeviceAuthorizationState{}, userCode: map[string]string{}, shown: map[string]bool{},
 	}
 	if st.atLifetime == 0 {
 		st.atLifetime = 5 * time.Minute
@@ -285,6 +285,27 @@ func (p *Provider) ApproveDevice(ctx context.Context, userCode, username, passwo
 		return fmt.Errorf("oidctest: approving %s: %d: %.300s", userCode, resp.StatusCode, b)
 	}
 	return nil
+}
+
+// NextUserCode waits for a device authorization to start and returns
+// its user code, as the user would read it from the device's screen.
+func (p *Provider) NextUserCode(ctx context.Context) (string, error) {
+	for {
+		p.st.mu.Lock()
+		for code, dev := range p.st.userCode {
+			if st := p.st.devices[dev]; st != nil && !st.Done && !st.Denied && !p.st.shown[code] {
+				p.st.shown[code] = true
+				p.st.mu.Unlock()
+				return code, nil
+			}
+		}
+		p.st.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 // DeviceURL is the verification page of the device grant.

@@ -34,6 +34,7 @@ type storage struct {
 	refresh  map[string]*token // refresh token → token
 	devices  map[string]*op.DeviceAuthorizationState
 	userCode map[string]string // user code → device code
+	shown    map[string]bool   // user codes NextUserCode returned
 }
 
 var (
