@@ -151,6 +151,9 @@ func (w *Web) finish(r *http.Request) (principal.Principal, error) {
 		}
 	}
 	p := user(claims)
+	if p.Name == "" {
+		return principal.Principal{}, fmt.Errorf("%w: the ID token names no subject", ErrSignIn)
+	}
 	var roles []string
 	p.Rights, roles = w.p.mapper.rights(claims)
 	if len(roles) == 0 {
