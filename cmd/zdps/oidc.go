@@ -16,6 +16,7 @@ import (
 
 	"github.com/zdps/zdps/internal/api"
 	"github.com/zdps/zdps/internal/oidcauth"
+	"github.com/zdps/zdps/internal/principal"
 	"github.com/zdps/zdps/pkg/dps"
 )
 
@@ -123,6 +124,22 @@ func newSSO(ctx context.Context, c oidcConfig, hostName string, log *slog.Logger
 	log.Info("oidc enabled", "issuer", c.Issuer, "console_client", c.ClientID, "redirect_url", redirect,
 		"audience", c.Audience, "role_claim", c.RoleClaim, "roles", len(roles), "cli_client", c.CLIClientID)
 	return s, nil
+}
+
+// consoleSSO is the console's single sign-on port (console.SSO, the
+// seam between the console and OIDC), spelled here so that this file
+// needs nothing of the console.
+type consoleSSO interface {
+	Begin(w http.ResponseWriter, r *http.Request)
+	Finish(w http.ResponseWriter, r *http.Request) (principal.Principal, error)
+}
+
+// Web is the console's sign-in, nil (SSO off) without a console client.
+func (s *sso) Web() consoleSSO {
+	if s == nil || s.web == nil {
+		return nil
+	}
+	return s.web
 }
 
 // Bearer is the service API's bearer check, nil (no bearer tokens)

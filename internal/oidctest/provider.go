@@ -308,6 +308,14 @@ func (p *Provider) NextUserCode(ctx context.Context) (string, error) {
 	}
 }
 
+// AddClient registers another client, for a relying party whose address
+// is known only after the provider started (its redirect URI).
+func (p *Provider) AddClient(c Client) {
+	p.st.mu.Lock()
+	defer p.st.mu.Unlock()
+	p.st.clients[c.ID] = &client{id: c.ID, secret: c.Secret, redirectURIs: c.RedirectURIs, native: c.Secret == ""}
+}
+
 // DeviceURL is the verification page of the device grant.
 func (p *Provider) DeviceURL() string { return p.Issuer + devicePath }
 
