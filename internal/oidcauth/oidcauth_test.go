@@ -64,13 +64,13 @@ type result struct {
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, groupsAtUserinfoOnly ...bool) *env {
 	t.Helper()
 	e := &env{results: make(chan result, 1)}
 	e.rp = httptest.NewUnstartedServer(nil)
 	rpURL := "https://" + e.rp.Listener.Addr().String()
 	e.op = oidctest.Start(t, oidctest.Config{
-		Audience: audience, Users: users,
+		Audience: audience, Users: users, GroupsAtUserinfoOnly: len(groupsAtUserinfoOnly) > 0 && groupsAtUserinfoOnly[0],
 		Clients: []oidctest.Client{
 			{ID: webClient, Secret: webSecret, RedirectURIs: []string{rpURL + "/callback"}},
 			{ID: cliClient},
@@ -150,6 +150,50 @@ func TestWebSignIn(t *testing.T) {
 	}
 	if !slices.Contains(oidcauth.Presets[oidcauth.RoleAdmin], enrollment.RightServiceConfig) || slices.Contains(oidcauth.Presets[oidcauth.RoleEnrollmentManager], enrollment.RightServiceConfig) {
 		t.Error("presets: only admin configures")
+	}
+}
+
+// Groups the ID token leaves out are read at the userinfo endpoint.
+func TestWebReadsGroupsFromUserinfo(t *testing.T) {
+	e := newEnv(t, true)
+	r := e.signIn(t, e.op.HTTPClient(e.rpCA), "manu")
+	if r.err != nil || !r.p.HasRight(enrollment.RightEnrollmentWrite) {
+		t.Fatalf("%+v %v", r.p, r.err)
+	}
+}
+
+// A nested role claim (Keycloak's realm roles) is found by its dotted
+// path; a literal claim of that name wins.
+func TestNestedRoleClaim(t *testing.T) {
+	op := oidctest.Start(t, oidctest.Config{Audience: audience})
+	p, err := oidcauth.New(context.Background(), oidcauth.Config{
+		Issuer: op.Issuer, Audience: audience, RoleClaim: "realm_access.roles", Roles: map[string]string{"dps-admin": oidcauth.RoleAdmin, "dps-view": oidcauth.RoleViewer},
+		Logger: discard(), HTTPClient: &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: op.RootCAs}}},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := p.Bearer()
+	exp := time.Now().Add(time.Hour).Unix()
+	for _, tc := range []struct {
+		claims map[string]any
+		want   int
+	}{
+		{map[string]any{"realm_access": map[string]any{"roles": []string{"offline_access", "dps-admin"}}}, 5},
+		{map[string]any{"realm_access.roles": "dps-view", "realm_access": map[string]any{"roles": []string{"dps-admin"}}}, 2},
+		{map[string]any{"realm_access": map[string]any{"roles": "dps-view"}}, 2},
+		{map[string]any{"realm_access": []string{"dps-admin"}}, 0},
+		{map[string]any{"realm_access": map[string]any{"roles": []any{1, true, "x"}}}, 0},
+	} {
+		tc.claims["sub"], tc.claims["aud"], tc.claims["exp"] = "u", audience, exp
+		tok, err := op.MintAccessToken(tc.claims)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pr, err := b.Verify(context.Background(), tok)
+		if err != nil || len(pr.Rights) != tc.want {
+			t.Errorf("%v: %v %v, want %d rights", tc.claims, pr.Rights, err, tc.want)
+		}
 	}
 }
 

@@ -67,6 +67,9 @@ type Config struct {
 	AccessTokenLifetime time.Duration
 	// DevicePollInterval is the device grant's poll interval; 1 s when 0.
 	DevicePollInterval time.Duration
+	// GroupsAtUserinfoOnly leaves the groups out of ID tokens (as
+	// providers do when a user has too many); userinfo still answers them.
+	GroupsAtUserinfoOnly bool
 }
 
 // Provider is a running OpenID provider.
@@ -107,7 +110,7 @@ func Start(t testing.TB, cfg Config) *Provider {
 		t.Fatal(err)
 	}
 	st := &storage{
-		audience: cfg.Audience, atLifetime: cfg.AccessTokenLifetime, key: key, keyID: randomID()[:8],
+		audience: cfg.Audience, atLifetime: cfg.AccessTokenLifetime, groupsAtUserinfoOnly: cfg.GroupsAtUserinfoOnly, key: key, keyID: randomID()[:8],
 		clients: map[string]*client{}, users: map[string]*User{},
 		requests: map[string]*authRequest{}, codes: map[string]string{},
 		tokens: map[string]*token{}, refresh: map[string]*token{},

@@ -22,6 +22,8 @@ import (
 type storage struct {
 	audience   string
 	atLifetime time.Duration
+	// groupsAtUserinfoOnly leaves the groups out of ID tokens.
+	groupsAtUserinfoOnly bool
 	key        *rsa.PrivateKey
 	keyID      string
 
@@ -335,6 +337,10 @@ func (s *storage) AuthorizeClientIDSecret(_ context.Context, id, secret string) 
 // userinfo answer: the subject, the email for the email scope, and the
 // groups always (as a provider with a groups mapper on the client does).
 func (s *storage) SetUserinfoFromScopes(_ context.Context, info *oidc.UserInfo, userID, _ string, scopes []string) error {
+	return s.userinfo(info, userID, scopes, !s.groupsAtUserinfoOnly)
+}
+
+func (s *storage) userinfo(info *oidc.UserInfo, userID string, scopes []string, groups bool) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	u, ok := s.users[userID]
@@ -348,18 +354,20 @@ func (s *storage) SetUserinfoFromScopes(_ context.Context, info *oidc.UserInfo, 
 	if slices.Contains(scopes, oidc.ScopeProfile) {
 		info.PreferredUsername = u.Username
 	}
-	info.AppendClaims("groups", slices.Clone(u.Groups))
+	if groups {
+		info.AppendClaims("groups", slices.Clone(u.Groups))
+	}
 	return nil
 }
 
-func (s *storage) SetUserinfoFromToken(ctx context.Context, info *oidc.UserInfo, tokenID, subject, _ string) error {
+func (s *storage) SetUserinfoFromToken(_ context.Context, info *oidc.UserInfo, tokenID, subject, _ string) error {
 	s.mu.Lock()
 	t, ok := s.tokens[tokenID]
 	s.mu.Unlock()
 	if !ok || t.subject != subject || time.Now().After(t.expires) {
 		return errors.New("token is not valid")
 	}
-	return s.SetUserinfoFromScopes(ctx, info, subject, t.clientID, t.scopes)
+	return s.userinfo(info, subject, t.scopes, true)
 }
 
 func (s *storage) SetIntrospectionFromToken(ctx context.Context, in *oidc.IntrospectionResponse, tokenID, subject, clientID string) error {
