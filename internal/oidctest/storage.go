@@ -24,8 +24,8 @@ type storage struct {
 	atLifetime time.Duration
 	// groupsAtUserinfoOnly leaves the groups out of ID tokens.
 	groupsAtUserinfoOnly bool
-	key        *rsa.PrivateKey
-	keyID      string
+	key                  *rsa.PrivateKey
+	keyID                string
 
 	mu       sync.Mutex
 	clients  map[string]*client
