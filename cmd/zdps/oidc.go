@@ -70,6 +70,9 @@ func newSSO(ctx context.Context, c oidcConfig, hostName string, log *slog.Logger
 		if err != nil {
 			return nil, fmt.Errorf("--oidc-role: %w", err)
 		}
+		if prev, ok := roles[v]; ok && prev != role {
+			return nil, fmt.Errorf("--oidc-role: %q is mapped to both %s and %s; map it once (admin includes the others)", v, prev, role)
+		}
 		roles[v] = role
 	}
 	if c.CLIClientID != "" && c.Audience == "" {
