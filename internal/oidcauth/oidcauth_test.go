@@ -368,6 +368,12 @@ func TestBearer(t *testing.T) {
 		s, _ := jwt.Signed(signer).Claims(c).Serialize()
 		return s
 	}
+	for ev, want := range map[bool]string{true: "mallory@example.com", false: "u-mgr"} {
+		p, err := b.Verify(ctx, mint(func(c map[string]any) { c["email"], c["email_verified"] = "mallory@example.com", ev }))
+		if err != nil || p.Name != want {
+			t.Errorf("email_verified %v: named %q (%v), want %q", ev, p.Name, err, want)
+		}
+	}
 	noRole, err := b.Verify(ctx, mint(func(c map[string]any) { c["groups"] = []string{"staff"} }))
 	if err != nil || len(noRole.Rights) != 0 || noRole.Name != "u-mgr" {
 		t.Errorf("a valid token without a mapped group: %+v, %v (want no rights, no error)", noRole, err)

@@ -100,9 +100,12 @@ func (m mapper) rights(claims map[string]any) (rights, roles []string) {
 	return rights, roles
 }
 
-// name is how the audit trail names the user: the email, else the subject.
+// name is how the audit trail names the user: the email, else the
+// subject. An email the provider says is unverified is not used: a user
+// could have typed anyone's, and the trail would name that person.
 func name(claims map[string]any) string {
-	if e, ok := claims["email"].(string); ok && e != "" {
+	verified, said := claims["email_verified"].(bool)
+	if e, ok := claims["email"].(string); ok && e != "" && (!said || verified) {
 		return e
 	}
 	s, _ := claims["sub"].(string)
