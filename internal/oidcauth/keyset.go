@@ -27,6 +27,9 @@ type keySet struct {
 	algs   []jose.SignatureAlgorithm
 	now    func() time.Time
 
+	// fetch serializes fetches; mu guards the cache only, so requests
+	// whose key is cached never wait for a fetch.
+	fetch   sync.Mutex
 	mu      sync.Mutex
 	keys    []jose.JSONWebKey
 	fetched time.Time
@@ -83,16 +86,32 @@ func (k *keySet) cached() ([]jose.JSONWebKey, bool) {
 	return k.keys, k.fetched.IsZero() || k.now().Sub(k.fetched) >= MinKeyRefresh
 }
 
-// refresh fetches the JWKS, unless another caller just did. The lock is
-// held across the fetch, so concurrent callers wait for one fetch.
+// refresh fetches the JWKS, unless another caller just did; concurrent
+// callers wait for one fetch.
 func (k *keySet) refresh(ctx context.Context) ([]jose.JSONWebKey, error) {
+	k.fetch.Lock()
+	defer k.fetch.Unlock()
 	k.mu.Lock()
-	defer k.mu.Unlock()
 	if !k.fetched.IsZero() && k.now().Sub(k.fetched) < MinKeyRefresh {
-		return k.keys, nil
+		keys := k.keys
+		k.mu.Unlock()
+		return keys, nil
 	}
 	k.fetched = k.now() // a failed fetch waits its turn too
 	k.fetches++
+	k.mu.Unlock()
+	keys, err := k.get(ctx)
+	if err != nil {
+		return nil, err
+	}
+	k.mu.Lock()
+	k.keys = keys
+	k.mu.Unlock()
+	return keys, nil
+}
+
+// get reads the JWKS.
+func (k *keySet) get(ctx context.Context) ([]jose.JSONWebKey, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, k.url, nil)
@@ -121,6 +140,5 @@ func (k *keySet) refresh(ctx context.Context) ([]jose.JSONWebKey, error) {
 			keys = append(keys, key)
 		}
 	}
-	k.keys = keys
 	return keys, nil
 }
