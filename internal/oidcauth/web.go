@@ -136,6 +136,11 @@ func (w *Web) finish(r *http.Request) (principal.Principal, error) {
 	if err := idt.Claims(&claims); err != nil {
 		return principal.Principal{}, fmt.Errorf("%w: ID token claims are not a JSON object", ErrSignIn)
 	}
+	if azp, _ := claims["azp"].(string); len(idt.Audience) > 1 && azp != w.oauth.ClientID {
+		// OpenID Connect Core 3.1.3.7: with several audiences, the
+		// authorized party must be this client.
+		return principal.Principal{}, fmt.Errorf("%w: the ID token was issued to another client (azp %q)", ErrSignIn, printable(azp, 64))
+	}
 	if len(w.p.mapper.values(claims)) == 0 && w.p.op.UserInfoEndpoint() != "" {
 		// Providers often leave groups out of the ID token (size limits)
 		// and answer them at userinfo.
