@@ -259,8 +259,28 @@ func TestOIDCLoginDeviceFlow(t *testing.T) {
 		t.Fatalf("with a connection string: %s", out)
 	}
 
-	if code, out := zdps(t, env, "logout"); code != 0 || !strings.Contains(out, "Signed out of "+s.Addr()) {
+	copied, err := os.ReadFile(tokenFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code, out := zdps(t, env, "logout"); code != 0 || !strings.Contains(out, "Signed out of "+s.Addr()) || strings.Contains(out, "warning") {
 		t.Fatalf("logout: %d %s", code, out)
+	}
+	// Logout revoked the refresh token at the provider: a copy of the
+	// file cannot be renewed any more.
+	if err := os.WriteFile(tokenFile+".copy", copied, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	raw = nil
+	_ = json.Unmarshal(copied, &raw)
+	raw["token"].(map[string]any)["expiry"] = time.Now().Add(-time.Hour).Format(time.RFC3339)
+	b, _ = json.Marshal(raw)
+	if err := os.WriteFile(tokenFile+".copy", b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	copyEnv := append(append([]string{}, env...), "ZDPS_TOKEN_FILE="+tokenFile+".copy")
+	if code, out := zdps(t, copyEnv, "enrollment", "list", "--ca-file", s.CAFile()); code == 0 || !strings.Contains(out, "run zdps login again") {
+		t.Fatalf("a copy of the logged-out token: %d %s", code, out)
 	}
 	if _, err := os.Stat(tokenFile); !errors.Is(err, os.ErrNotExist) {
 		t.Fatal("logout left the token file")

@@ -283,7 +283,8 @@ func (s *storage) GetRefreshTokenInfo(_ context.Context, _, refresh string) (str
 	if !ok {
 		return "", "", op.ErrInvalidRefreshToken
 	}
-	return t.subject, t.id, nil
+	// The refresh token is its own ID: RevokeToken gets it back.
+	return t.subject, t.refresh, nil
 }
 
 type signingKey struct {

@@ -27,6 +27,9 @@ type Login struct {
 	Issuer   string `json:"issuer"`
 	ClientID string `json:"clientId"`
 	TokenURL string `json:"tokenUrl"`
+	// RevocationURL is the issuer's RFC 7009 endpoint, where logout
+	// revokes the refresh token ("" when it has none).
+	RevocationURL string `json:"revocationUrl,omitempty"`
 	// IssuerCAFile is a PEM file of CAs trusted for the issuer, besides
 	// the system roots ("" for none).
 	IssuerCAFile string        `json:"issuerCaFile,omitempty"`

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -58,6 +59,11 @@ func NewLogoutCmd(g *cmdutil.Globals) *cobra.Command {
 				return err
 			}
 			l, _, lerr := g.LoadLogin()
+			if lerr == nil && l != nil {
+				if err := revoke(cmd.Context(), l); err != nil {
+					fmt.Fprintf(g.Opts.Stderr, "warning: the provider did not revoke the refresh token (%v); the token file is removed anyway.\n", err)
+				}
+			}
 			if err := os.Remove(path); errors.Is(err, os.ErrNotExist) {
 				fmt.Fprintln(g.Opts.Stderr, "Not signed in.")
 				return nil
@@ -131,12 +137,46 @@ func login(ctx context.Context, g *cmdutil.Globals, server, issuerCA string) err
 	if err != nil {
 		return cmdutil.Errorf(err, "sign-in failed: %s", oauthReason(err))
 	}
+	var meta struct {
+		Revocation string `json:"revocation_endpoint"`
+	}
+	_ = p.Claims(&meta)
 	if err := cmdutil.SaveLogin(path, &cmdutil.Login{
-		Server: server, Issuer: info.Issuer, ClientID: info.ClientID, TokenURL: ep.TokenURL, IssuerCAFile: issuerCA, Token: tok,
+		Server: server, Issuer: info.Issuer, ClientID: info.ClientID, TokenURL: ep.TokenURL, RevocationURL: meta.Revocation,
+		IssuerCAFile: issuerCA, Token: tok,
 	}); err != nil {
 		return err
 	}
 	fmt.Fprintf(g.Opts.Stderr, "Signed in to %s as %s; the token is kept in %s.\n", server, who(tok.AccessToken), path)
+	return nil
+}
+
+// revoke asks the provider to revoke the login's refresh token (RFC
+// 7009), so that a copy of the token file is worth nothing either.
+func revoke(ctx context.Context, l *cmdutil.Login) error {
+	if l.RevocationURL == "" || l.Token == nil || l.Token.RefreshToken == "" {
+		return nil
+	}
+	hc, err := cmdutil.IssuerClient(l.IssuerCAFile)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	form := url.Values{"token": {l.Token.RefreshToken}, "token_type_hint": {"refresh_token"}, "client_id": {l.ClientID}}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, l.RevocationURL, strings.NewReader(form.Encode()))
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	resp, err := hc.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %s", l.RevocationURL, resp.Status)
+	}
 	return nil
 }
 
