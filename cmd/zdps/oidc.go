@@ -43,8 +43,8 @@ func (c *oidcConfig) register(f *pflag.FlagSet) {
 	f.StringVar(&c.RoleClaim, "oidc-role-claim", oidcauth.DefaultRoleClaim, "token claim whose values are mapped to roles (a dotted name such as realm_access.roles walks nested objects)")
 	f.StringArrayVar(&c.Roles, "oidc-role", nil, "map a value of the role claim to a role, VALUE=ROLE (repeatable); roles: "+strings.Join(oidcauth.RoleNames(), ", "))
 	f.StringVar(&c.CAFile, "oidc-ca-file", "", "PEM CAs to trust for the issuer besides the system roots")
-	f.StringVar(&c.CLIClientID, "oidc-cli-client-id", "", "public client ID `zdps login` uses (device authorization grant); served at GET "+dps.OIDCConfigPath)
-	f.StringSliceVar(&c.CLIScopes, "oidc-cli-scopes", []string{"openid", "email", "profile", "offline_access"}, "scopes `zdps login` requests (add the provider's scope for the API audience, e.g. api://zdps/.default on Entra ID)")
+	f.StringVar(&c.CLIClientID, "oidc-cli-client-id", "", "public client ID that zdps login uses (device authorization grant); served at GET "+dps.OIDCConfigPath)
+	f.StringSliceVar(&c.CLIScopes, "oidc-cli-scopes", []string{"openid", "email", "profile", "offline_access"}, "scopes zdps login requests (add the provider's scope for the API audience, e.g. api://zdps/.default on Entra ID)")
 }
 
 // sso is OIDC as serve wires it; its zero value (nil) is OIDC off.
