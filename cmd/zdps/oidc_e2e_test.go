@@ -119,6 +119,13 @@ func TestOIDCBearerTokensOnTheServiceAPI(t *testing.T) {
 	if _, err := bearerClient(t, s, "a.b.c").GetEnrollment(ctx, "sso-dev-1"); !errors.As(err, &ae) || ae.StatusCode != http.StatusUnauthorized || ae.ErrorCode != dps.CodeUnauthorized {
 		t.Fatalf("forged token: %v, want 401", err)
 	}
+	// The security operations routes (internal/opsapi) take the same check.
+	if _, err := admin.Posture(ctx); err != nil {
+		t.Fatalf("admin reads the posture: %v", err)
+	}
+	if _, err := viewer.Posture(ctx); !errors.As(err, &ae) || ae.StatusCode != http.StatusForbidden {
+		t.Fatalf("viewer reads the posture: %v, want 403", err)
+	}
 	// SAS keeps working beside OIDC.
 	if _, err := s.Client().GetEnrollment(ctx, "sso-dev-1"); err != nil {
 		t.Fatal(err)
