@@ -107,6 +107,8 @@ type serveConfig struct {
 	Secops secopsConfig
 	// OIDC configures single sign-on and bearer tokens (oidc.go).
 	OIDC oidcConfig
+	// Console configures the web console's sessions (console.go).
+	Console consoleConfig
 }
 
 // Files the server keeps in its data directory.
@@ -181,6 +183,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	cfg.Allocation.register(f)
 	cfg.Secops.register(f)
 	cfg.OIDC.register(f)
+	cfg.Console.register(f)
 	cfg.Limits = provisioning.DefaultLimits()
 	f.Var(&cfg.Limits.Poll, "throttle-poll", "operation polls and status lookups admitted per device, COUNT/DURATION or off (Azure: 5/10s); a throttled poll of a registration still assigning answers 202 with a later Retry-After, otherwise 429")
 	f.Var(&cfg.Limits.Register, "throttle-register", "register requests admitted per device, COUNT/DURATION or off; counted only after the device authenticated")
@@ -313,11 +316,18 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ops, err := so.opsAPI(service, st, authority, posture.Settings{RevokeOnDisable: cfg.RevokeOnDisable,
-		WebhookSecret: cfg.Allocation.hasSecret(), MetricsOpen: cfg.Secops.metricsOpen(), KEKBesideStore: cfg.KEKPassphrase == "" && cfg.KEKFile == ""})
+	postureSettings := posture.Settings{RevokeOnDisable: cfg.RevokeOnDisable,
+		WebhookSecret: cfg.Allocation.hasSecret(), MetricsOpen: cfg.Secops.metricsOpen(), KEKBesideStore: cfg.KEKPassphrase == "" && cfg.KEKFile == ""}
+	ops, err := so.opsAPI(service, st, authority, postureSettings)
 	if err != nil {
 		return err
 	}
+	cons, err := newConsole(cfg.Console, service, st, so, authority, prov, postureSettings, sso.Web(), log)
+	if err != nil {
+		return err
+	}
+	pruners["console-sessions"] = cons
+	go func() { _ = cons.Warm(ctx) }()
 	if err := so.start(ctx, authority); err != nil {
 		return err
 	}
@@ -351,7 +361,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           rootRouter(service, dev, mq, ops, sso),
+		Handler:           rootRouter(service, dev, mq, ops, cons, sso),
 		ConnContext:       deviceapi.ConnContext, // the device's measured round trip (geoLatency)
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,

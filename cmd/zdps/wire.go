@@ -11,6 +11,7 @@ import (
 	"github.com/zdps/zdps/allocation/custom"
 	"github.com/zdps/zdps/internal/api"
 	"github.com/zdps/zdps/internal/ca"
+	"github.com/zdps/zdps/internal/console"
 	"github.com/zdps/zdps/internal/deviceapi"
 	"github.com/zdps/zdps/internal/manage"
 	"github.com/zdps/zdps/internal/mqttapi"
@@ -22,13 +23,14 @@ import (
 
 // rootRouter is every route zdps serves, composed in one place: the
 // common middleware (internal/api.NewRouter), then each API's routes.
-func rootRouter(service *api.API, dev *deviceapi.API, mq *mqttapi.Server, ops *opsapi.API, sso *sso) http.Handler {
+func rootRouter(service *api.API, dev *deviceapi.API, mq *mqttapi.Server, ops *opsapi.API, cons *console.Console, sso *sso) http.Handler {
 	r := service.NewRouter()
 	for _, mount := range []func(chi.Router){
 		service.Routes, // service API with /healthz, /ca, /ca/bundle and /crl
 		dev.Routes,     // device API: /{idScope}/registrations/...
 		ops.Routes,     // security operations: /audit, /alerts, /posture, /metrics
 		sso.Routes,     // OIDC: GET /auth/oidc for zdps login (none without OIDC)
+		cons.Routes,    // operator web console: /console/...
 	} {
 		mount(r)
 	}

@@ -154,6 +154,11 @@ var rules = []rule{
 		forbid: concat(transports, pipeline, []string{"internal/store/...", "internal/manage", "internal/ca", "attestation/...", "allocation/..."}),
 	},
 	{
+		name:   "the web console is a transport handed its use cases",
+		from:   []string{"internal/console"},
+		forbid: concat(transports, pipeline, []string{"internal/ca", "attestation/...", "allocation/...", "internal/opsapi", "internal/store/bolt", "internal/store/postgres", "internal/store/memory"}),
+	},
+	{
 		name:       "the firmware policy and DICE measurements are standard library only",
 		from:       []string{"pkg/enrollment/firmware"},
 		stdlibOnly: true,

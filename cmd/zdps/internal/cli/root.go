@@ -7,6 +7,7 @@ import (
 
 	"github.com/zdps/zdps/cmd/zdps/internal/cacmd"
 	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
+	"github.com/zdps/zdps/cmd/zdps/internal/consolecmd"
 	"github.com/zdps/zdps/cmd/zdps/internal/devicecmd"
 	"github.com/zdps/zdps/cmd/zdps/internal/enrollcmd"
 	"github.com/zdps/zdps/cmd/zdps/internal/hubcmd"
@@ -46,7 +47,7 @@ file; a connection string given by flag or environment still wins.`,
 	for _, c := range []*cobra.Command{
 		enrollcmd.NewEnrollmentCmd(g), enrollcmd.NewGroupCmd(g), hubcmd.NewHubCmd(g), hubcmd.NewRegistrationCmd(g), hubcmd.NewPolicyCmd(g),
 		hubcmd.NewAllocationCmd(g),
-		cacmd.NewCACmd(g),
+		cacmd.NewCACmd(g), consolecmd.NewConsoleCmd(g),
 	} {
 		c.GroupID = "manage"
 		root.AddCommand(c)
