@@ -33,7 +33,7 @@ func (c *consoleConfig) register(f *pflag.FlagSet) {
 // newConsole builds the web console over the use cases the service API
 // runs (one code path for every write) and the security operations parts.
 // Sessions and links are kept in st's backend, which every replica shares.
-func newConsole(cfg consoleConfig, service *api.API, st *store.Store, so *secops, authority *ca.CA, prov *provisioning.Service, settings posture.Settings, log *slog.Logger) (*console.Console, error) {
+func newConsole(cfg consoleConfig, service *api.API, st *store.Store, so *secops, authority *ca.CA, prov *provisioning.Service, settings posture.Settings, sso console.SSO, log *slog.Logger) (*console.Console, error) {
 	uc := service.UseCases()
 	src := posture.NewStoreSource(st)
 	return console.New(console.Config{
@@ -49,6 +49,7 @@ func newConsole(cfg consoleConfig, service *api.API, st *store.Store, so *secops
 				Payload: req.Payload, SourceAddr: req.SourceAddress})
 		},
 		Host:        service,
+		SSO:         sso,
 		Logger:      log,
 		IdleTimeout: cfg.IdleTimeout, MaxAge: cfg.MaxAge, LinkTTL: cfg.LinkTTL,
 	})

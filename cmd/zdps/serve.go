@@ -109,6 +109,8 @@ type serveConfig struct {
 	// CAKMS is the KMS URI holding the CA's intermediate and TLS keys
 	// (cainit.go); "" when they are sealed in the store.
 	CAKMS string
+	// OIDC configures single sign-on and bearer tokens (oidc.go).
+	OIDC oidcConfig
 	// Console configures the web console's sessions (console.go).
 	Console consoleConfig
 	// Sites configures the central side of edge gateways (sites.go).
@@ -187,6 +189,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.DurationVar(&cfg.MQTT.IdleTimeout, "mqtt-idle-timeout", mqttapi.DefaultIdleTimeout, "an MQTT connection with no request running is closed this long after its last answer; must exceed --retry-after")
 	cfg.Allocation.register(f)
 	cfg.Secops.register(f)
+	cfg.OIDC.register(f)
 	cfg.Console.register(f)
 	cfg.Sites.register(f)
 	cfg.Limits = provisioning.DefaultLimits()
@@ -233,6 +236,10 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	}
 	if cfg.PruneInterval < 0 {
 		return fmt.Errorf("--prune-interval %v: must not be negative (0 disables pruning)", cfg.PruneInterval)
+	}
+	sso, err := newSSO(ctx, cfg.OIDC, cfg.HostName, log)
+	if err != nil {
+		return err
 	}
 	// Metrics come first: the allocator and the store report to them.
 	m := metrics.New()
@@ -329,7 +336,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	service, rev, err := newServiceAPI(cfg, st, audited, authority, webhooks, tpmAtt, so, log)
+	service, rev, err := newServiceAPI(cfg, st, audited, authority, webhooks, tpmAtt, so, sso.Bearer(), log)
 	if err != nil {
 		return err
 	}
@@ -353,7 +360,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	cons, err := newConsole(cfg.Console, service, st, so, authority, prov, postureSettings, log)
+	cons, err := newConsole(cfg.Console, service, st, so, authority, prov, postureSettings, sso.Web(), log)
 	if err != nil {
 		return err
 	}
@@ -392,7 +399,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           rootRouter(service, dev, mq, ops, cons, gw),
+		Handler:           rootRouter(service, dev, mq, ops, cons, gw, sso),
 		ConnContext:       deviceapi.ConnContext, // the device's measured round trip (geoLatency)
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,

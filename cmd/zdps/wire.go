@@ -27,12 +27,13 @@ import (
 
 // rootRouter is every route zdps serves, composed in one place: the
 // common middleware (internal/api.NewRouter), then each API's routes.
-func rootRouter(service *api.API, dev *deviceapi.API, mq *mqttapi.Server, ops *opsapi.API, cons *console.Console, gw *gatewayapi.API) http.Handler {
+func rootRouter(service *api.API, dev *deviceapi.API, mq *mqttapi.Server, ops *opsapi.API, cons *console.Console, gw *gatewayapi.API, sso *sso) http.Handler {
 	r := service.NewRouter()
 	for _, mount := range []func(chi.Router){
 		service.Routes, // service API with /healthz, /ca, /ca/bundle and /crl
 		dev.Routes,     // device API: /{idScope}/registrations/...
 		ops.Routes,     // security operations: /audit, /alerts, /posture, /metrics
+		sso.Routes,     // OIDC: GET /auth/oidc for zdps login (none without OIDC)
 		cons.Routes,    // operator web console: /console/...
 		gw.Routes,      // edge gateways: /sites (service SAS), /gateway/v1/... (gateway client certificate)
 	} {
@@ -57,7 +58,7 @@ func rootRouter(service *api.API, dev *deviceapi.API, mq *mqttapi.Server, ops *o
 // The management use cases write through audited (st over an
 // audit.Changes backend), so every change they make is an audit event in
 // its own transaction; so's detector disables enrollments through them.
-func newServiceAPI(cfg serveConfig, st, audited *store.Store, authority *ca.CA, webhooks *custom.Policy, tpmAtt *tpmatt.Attestor, so *secops, log *slog.Logger) (*api.API, *revocation.Revocations, error) {
+func newServiceAPI(cfg serveConfig, st, audited *store.Store, authority *ca.CA, webhooks *custom.Policy, tpmAtt *tpmatt.Attestor, so *secops, bearer api.BearerVerifier, log *slog.Logger) (*api.API, *revocation.Revocations, error) {
 	rev, err := revocation.NewRevocations(st, revocation.RevocationConfig{Logger: log})
 	if err != nil {
 		return nil, nil, err
@@ -91,6 +92,7 @@ func newServiceAPI(cfg serveConfig, st, audited *store.Store, authority *ca.CA, 
 		Trail:        so.trail,
 		CA:           caView{authority},
 		CRL:          crlSources{CRLPublisher: crl, previous: revocation.NewIssuerCRLs(crl), ca: authority},
+		Bearer:       bearer,
 	})
 	return service, rev, err
 }

@@ -60,6 +60,9 @@ type Config struct {
 	// MaxPageSize bounds the items of one query page; a larger
 	// x-ms-max-item-count is capped to it. DefaultMaxPageSize when 0.
 	MaxPageSize int
+	// Bearer, when set, admits "Authorization: Bearer <JWT>" besides SAS
+	// (OIDC access tokens, internal/oidcauth); nil refuses bearer tokens.
+	Bearer BearerVerifier
 	// TokenSkew is the clock skew allowed on SAS expiry; DefaultTokenSkew
 	// when 0.
 	TokenSkew time.Duration

@@ -49,6 +49,7 @@ func (a *API) audit(r *http.Request, action, resource, id string) {
 		"resource", resource,
 		"id", id,
 		"policy", policyName(r.Context()),
+		"actor", audit.ActorFrom(r.Context()),
 		"request_id", RequestID(r.Context()))
 	if a.cfg.Trail != nil && (action == "read-keys" || action == "backup") {
 		// The trail's names of resources (audit.Changes writes the same).

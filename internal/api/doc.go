@@ -19,6 +19,13 @@
 //     route's right. The rights of every route are one table, routeRights,
 //     that a test checks against the router; a route without a declared
 //     right cannot be registered (New fails).
+//   - With Config.Bearer set (OIDC), `Authorization: Bearer <JWT>` is
+//     accepted too: the verifier checks signature, issuer, audience and
+//     expiry and maps the user's claims to rights. Both checks produce a
+//     principal.Principal; authorization asks only HasRight, and the audit
+//     trail names p.Actor() (policy:NAME or user:NAME). A bad token is 401
+//     with `WWW-Authenticate: Bearer error="invalid_token"`, a missing
+//     right 403, both in the DPS error format.
 //   - Request bodies are decoded only by pkg/enrollment's strict decoders,
 //     so read-only fields (etag, timestamps, registrationState) are never
 //     taken from a request and unknown fields are refused.

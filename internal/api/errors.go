@@ -20,6 +20,10 @@ var (
 	// errUnauthorized: no, malformed, expired, forged or foreign SAS, or an
 	// unknown policy. The wrapped reason is logged, never answered.
 	errUnauthorized = errors.New("unauthorized")
+	// errBearerUnauthorized: a bearer token that is absent, malformed,
+	// expired, forged, for another audience or issuer, or sent to a server
+	// without OIDC. It is an errUnauthorized with its own public message.
+	errBearerUnauthorized = fmt.Errorf("%w: bearer token refused", errUnauthorized)
 	// errForbidden: authenticated, but the policy lacks the route's right.
 	errForbidden = errors.New("forbidden")
 	// errBadRequest: a request that is wrong in shape (malformed JSON,
@@ -38,9 +42,10 @@ var (
 
 // Public messages of the classes whose details must stay in the log.
 const (
-	msgUnauthorized = "Unauthorized: the request needs a valid, unexpired SharedAccessSignature for this host, signed with a key of a known policy."
-	msgInternal     = "Internal server error; the trackingId identifies it in the server log."
-	msgUnavailable  = "The service is shutting down or unavailable; retry later."
+	msgUnauthorized       = "Unauthorized: the request needs a valid, unexpired SharedAccessSignature for this host, signed with a key of a known policy."
+	msgBearerUnauthorized = "Unauthorized: the bearer token is not valid here (expired, for another audience or issuer, or not signed by the identity provider); sign in again (zdps login)."
+	msgInternal           = "Internal server error; the trackingId identifies it in the server log."
+	msgUnavailable        = "The service is shutting down or unavailable; retry later."
 )
 
 // classify is the one mapping from errors to an HTTP status, a DPS error
@@ -51,6 +56,8 @@ func classify(err error) (status, code int, message string) {
 	switch {
 	case errors.As(err, &tooLarge) || errors.Is(err, errTooLarge):
 		return http.StatusRequestEntityTooLarge, dps.CodeTooLarge, "The request body is too large."
+	case errors.Is(err, errBearerUnauthorized):
+		return http.StatusUnauthorized, dps.CodeUnauthorized, msgBearerUnauthorized
 	case errors.Is(err, errUnauthorized):
 		return http.StatusUnauthorized, dps.CodeUnauthorized, msgUnauthorized
 	case errors.Is(err, errForbidden):

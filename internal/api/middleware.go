@@ -14,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
 
+	"github.com/zdps/zdps/internal/principal"
 	"github.com/zdps/zdps/pkg/dps"
 )
 
@@ -21,7 +22,6 @@ type ctxKey int
 
 const (
 	requestIDKey ctxKey = iota
-	policyKey
 )
 
 // RequestID is the ID of the request being served: the trackingId of its
@@ -31,10 +31,13 @@ func RequestID(ctx context.Context) string {
 	return id
 }
 
-// policyName is the shared access policy that authenticated the request.
+// policyName is the shared access policy that authenticated the request,
+// "" for a user.
 func policyName(ctx context.Context) string {
-	p, _ := ctx.Value(policyKey).(string)
-	return p
+	if p, ok := principal.From(ctx); ok && p.Kind == principal.KindPolicy {
+		return p.Name
+	}
+	return ""
 }
 
 // requestID gives every request a fresh random ID. An ID sent by the

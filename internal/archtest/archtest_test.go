@@ -149,6 +149,11 @@ var rules = []rule{
 		forbid: concat(transports, pipeline, []string{"internal/manage", "internal/ca", "attestation/...", "allocation/..."}),
 	},
 	{
+		name:   "single sign-on only maps identities to principals",
+		from:   []string{"internal/oidcauth"},
+		forbid: concat(transports, pipeline, []string{"internal/store/...", "internal/manage", "internal/ca", "attestation/...", "allocation/..."}),
+	},
+	{
 		name:   "the web console is a transport handed its use cases",
 		from:   []string{"internal/console"},
 		forbid: concat(transports, pipeline, []string{"internal/ca", "attestation/...", "allocation/...", "internal/opsapi", "internal/store/bolt", "internal/store/postgres", "internal/store/memory"}),

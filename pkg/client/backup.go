@@ -28,7 +28,11 @@ func (c *Client) Backup(ctx context.Context) (*Backup, error) {
 	}
 	req.Header.Set("Accept", "application/octet-stream, application/json")
 	req.Header.Set("User-Agent", c.userAgent)
-	req.Header.Set("Authorization", c.authorization())
+	auth, err := c.authorization(ctx)
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Authorization", auth)
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return nil, &transportError{method: http.MethodGet, url: c.cs.HostName + path, err: err}

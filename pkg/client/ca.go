@@ -46,7 +46,11 @@ func (c *Client) raw(ctx context.Context, path string, noAuth bool) ([]byte, err
 	}
 	req.Header.Set("User-Agent", c.userAgent)
 	if !noAuth {
-		req.Header.Set("Authorization", c.authorization())
+		auth, err := c.authorization(ctx)
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Authorization", auth)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

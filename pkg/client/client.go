@@ -49,6 +49,15 @@ type Config struct {
 	Now func() time.Time
 	// UserAgent is sent as User-Agent; "" means "zdps-client".
 	UserAgent string
+	// BearerToken, when set, authenticates every call with
+	// "Authorization: Bearer <token>" (an OIDC access token the server
+	// checks against its issuer) instead of a SAS signed with the
+	// connection string's key. It is called before every request and
+	// returns a current token, refreshing it as needed. HostName is then
+	// required and ConnectionString is not used.
+	BearerToken func(ctx context.Context) (string, error)
+	// HostName is host[:port] of the server, with BearerToken.
+	HostName string
 }
 
 // Client calls the zdps service API. It is safe for concurrent use.
@@ -61,6 +70,7 @@ type Client struct {
 	apiVersion string
 	now        func() time.Time
 	userAgent  string
+	bearer     func(ctx context.Context) (string, error)
 
 	mu          sync.Mutex
 	token       string
@@ -69,13 +79,21 @@ type Client struct {
 
 // New validates cfg and returns a Client.
 func New(cfg Config) (*Client, error) {
-	cs, err := ParseConnectionString(cfg.ConnectionString)
-	if err != nil {
-		return nil, err
-	}
-	key, err := cs.Key()
-	if err != nil {
-		return nil, err
+	var cs ConnectionString
+	var key []byte
+	if cfg.BearerToken != nil {
+		if cfg.HostName == "" || strings.ContainsAny(cfg.HostName, "/ ") {
+			return nil, fmt.Errorf("client: a bearer token needs the server's HostName (host[:port]), not %q", cfg.HostName)
+		}
+		cs.HostName = cfg.HostName
+	} else {
+		var err error
+		if cs, err = ParseConnectionString(cfg.ConnectionString); err != nil {
+			return nil, err
+		}
+		if key, err = cs.Key(); err != nil {
+			return nil, err
+		}
 	}
 	if cfg.TokenTTL < 0 {
 		return nil, fmt.Errorf("client: negative TokenTTL %s", cfg.TokenTTL)
@@ -94,6 +112,7 @@ func New(cfg Config) (*Client, error) {
 		apiVersion: cfg.APIVersion,
 		now:        cfg.Now,
 		userAgent:  cfg.UserAgent,
+		bearer:     cfg.BearerToken,
 	}
 	if c.ttl == 0 {
 		c.ttl = DefaultTokenTTL
@@ -134,7 +153,20 @@ func (c *Client) ConnectionString() ConnectionString { return c.cs }
 // authorization returns a cached token, signing a new one when the cached
 // one has less than a fifth of its lifetime left. Renewing early keeps a
 // request signed just before expiry from arriving expired.
-func (c *Client) authorization() string {
+func (c *Client) authorization(ctx context.Context) (string, error) {
+	if c.bearer != nil {
+		tok, err := c.bearer(ctx)
+		if err != nil {
+			return "", fmt.Errorf("client: bearer token: %w", err)
+		}
+		return "Bearer " + tok, nil
+	}
+	return c.sas(), nil
+}
+
+// sas is the SAS token of the connection string's policy, renewed when a
+// fifth of its life is left.
+func (c *Client) sas() string {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -199,7 +231,11 @@ func (c *Client) do(ctx context.Context, r request) error {
 	req.Header.Set("Accept", "application/json")
 	req.Header.Set("User-Agent", c.userAgent)
 	if !r.noAuth {
-		req.Header.Set("Authorization", c.authorization())
+		auth, err := c.authorization(ctx)
+		if err != nil {
+			return err
+		}
+		req.Header.Set("Authorization", auth)
 	}
 	resp, err := c.http.Do(req)
 	if err != nil {

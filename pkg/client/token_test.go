@@ -1,7 +1,13 @@
 package client
 
 import (
+	"context"
 	"encoding/base64"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 )
@@ -16,7 +22,7 @@ func TestTokenCachedUntilShortlyBeforeExpiry(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	first := c.authorization()
+	first := c.sas()
 	tests := []struct {
 		name    string
 		advance time.Duration
@@ -33,7 +39,7 @@ func TestTokenCachedUntilShortlyBeforeExpiry(t *testing.T) {
 			c.token, c.tokenExpiry = first, time.Unix(1_700_000_000, 0).Add(time.Hour)
 			c.mu.Unlock()
 			now = time.Unix(1_700_000_000, 0).Add(tt.advance)
-			got := c.authorization()
+			got := c.sas()
 			if (got != first) != tt.renewed {
 				t.Fatalf("renewed = %v, want %v", got != first, tt.renewed)
 			}
@@ -63,5 +69,42 @@ func TestNewValidates(t *testing.T) {
 				t.Fatalf("defaults not applied: %q %s", c.apiVersion, c.ttl)
 			}
 		})
+	}
+}
+
+func TestBearerToken(t *testing.T) {
+	var got []string
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get("Authorization"))
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"idScope":"0ne00000001"}`))
+	}))
+	defer srv.Close()
+	host := strings.TrimPrefix(srv.URL, "https://")
+	n := 0
+	c, err := New(Config{HostName: host, HTTPClient: srv.Client(), BearerToken: func(context.Context) (string, error) {
+		n++
+		if n == 2 {
+			return "", errors.New("refresh refused")
+		}
+		return fmt.Sprintf("tok-%d", n), nil
+	}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetSettings(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.GetSettings(context.Background()); err == nil || !strings.Contains(err.Error(), "refresh refused") {
+		t.Fatalf("err = %v, want the token source's error", err)
+	}
+	if _, err := c.GetSettings(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 2 || got[0] != "Bearer tok-1" || got[1] != "Bearer tok-3" {
+		t.Fatalf("Authorization headers %q", got)
+	}
+	if _, err := New(Config{BearerToken: func(context.Context) (string, error) { return "", nil }}); err == nil {
+		t.Error("a bearer client without HostName")
 	}
 }

@@ -42,6 +42,21 @@ type authzCredential struct {
 func TestAuthorizationMatrix(t *testing.T) {
 	srv := zdpstest.Start(t)
 	creds := authzCredentials(t, srv)
+	authzMatrix(t, srv, creds)
+	// The store is as it was: no call of the matrix wrote.
+	pols, err := srv.Client().ListPolicies(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(pols) != 1+len(enrollment.AllRights) {
+		t.Errorf("%d policies after the matrix, want %d", len(pols), 1+len(enrollment.AllRights))
+	}
+}
+
+// authzMatrix calls every route of api.Routes with every credential and
+// checks each answer against the route's right and the credential's.
+func authzMatrix(t *testing.T, srv *zdpstest.Server, creds []authzCredential) {
+	t.Helper()
 	routes := api.Routes()
 	if len(routes) < 30 || !slices.ContainsFunc(routes, func(r api.Route) bool { return r.Pattern == "/backup" }) {
 		t.Fatalf("route table of %d routes lacks routes: %v", len(routes), routes)
@@ -84,14 +99,6 @@ func TestAuthorizationMatrix(t *testing.T) {
 	}
 	t.Logf("%d routes × %d kinds of credential = %d calls: %d refused (401), %d forbidden (403), %d admitted",
 		len(routes), len(creds), len(routes)*len(creds), refused, forbidden, admitted)
-	// The store is as it was: no call of the matrix wrote.
-	pols, err := srv.Client().ListPolicies(t.Context())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(pols) != 1+len(enrollment.AllRights) {
-		t.Errorf("%d policies after the matrix, want %d", len(pols), 1+len(enrollment.AllRights))
-	}
 }
 
 // authzCall makes one request and returns the status and the DPS

@@ -11,6 +11,7 @@ import (
 	"github.com/zdps/zdps/cmd/zdps/internal/devicecmd"
 	"github.com/zdps/zdps/cmd/zdps/internal/enrollcmd"
 	"github.com/zdps/zdps/cmd/zdps/internal/hubcmd"
+	"github.com/zdps/zdps/cmd/zdps/internal/logincmd"
 	"github.com/zdps/zdps/cmd/zdps/internal/opscmd"
 	"github.com/zdps/zdps/cmd/zdps/internal/secopscmd"
 	"github.com/zdps/zdps/cmd/zdps/internal/sitecmd"
@@ -33,7 +34,9 @@ service API.
 
 The management commands find the service through a connection string, taken from
 --connection-string, else $` + cmdutil.EnvConnectionString + `, else the file ` + cmdutil.ConnectionStringFile + `
-that "zdps serve" writes into its data directory (--data-dir, $` + cmdutil.EnvDataDir + `, default ./` + cmdutil.DefaultDataDir + `).`,
+that "zdps serve" writes into its data directory (--data-dir, $` + cmdutil.EnvDataDir + `, default ./` + cmdutil.DefaultDataDir + `).
+After "zdps login" (single sign-on), they use its stored token instead of that
+file; a connection string given by flag or environment still wins.`,
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
@@ -56,6 +59,7 @@ that "zdps serve" writes into its data directory (--data-dir, $` + cmdutil.EnvDa
 	root.AddCommand(opscmd.NewMigrateCmd(g))
 	root.AddCommand(opscmd.NewBackupCmd(g), opscmd.NewRestoreCmd(g), opscmd.NewCompactCmd(g))
 	root.AddCommand(devicecmd.NewBenchCmd(g))
+	root.AddCommand(logincmd.NewLoginCmd(g), logincmd.NewLogoutCmd(g))
 	root.AddGroup(&cobra.Group{ID: "secops", Title: "Security operations commands:"})
 	for _, c := range []*cobra.Command{secopscmd.NewAuditCmd(g), secopscmd.NewAlertCmd(g), secopscmd.NewPostureCmd(g)} {
 		c.GroupID = "secops"

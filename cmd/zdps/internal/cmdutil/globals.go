@@ -137,13 +137,35 @@ func (g *Globals) RootCAs() (*x509.CertPool, error) {
 	return pool, nil
 }
 
-// Client builds the API client from the global flags.
+// Client builds the API client from the global flags. Its credentials,
+// first found first: --connection-string, $ZDPS_CONNECTION_STRING, the
+// token `zdps login` stored (TokenFile; refreshed when it expired), the
+// connection string file of the data directory.
 func (g *Globals) Client() (*client.Client, error) {
-	cs, err := g.Connection()
+	roots, err := g.RootCAs()
 	if err != nil {
 		return nil, err
 	}
-	roots, err := g.RootCAs()
+	if !g.explicitConnection() {
+		if _, err := g.TokenFile(); err == nil {
+			l, path, err := g.LoadLogin()
+			if err != nil {
+				return nil, err
+			}
+			if l != nil {
+				src, err := bearerSource(l, path)
+				if err != nil {
+					return nil, err
+				}
+				c, err := client.New(client.Config{HostName: l.Server, BearerToken: src, RootCAs: roots, UserAgent: "zdps-cli"})
+				if err != nil {
+					return nil, Errorf(err, "%v", err)
+				}
+				return c, nil
+			}
+		}
+	}
+	cs, err := g.Connection()
 	if err != nil {
 		return nil, err
 	}

@@ -15,17 +15,22 @@ import (
 // global flags and the commands cmds build, and returns the exit status,
 // stdout and stderr.
 func Runner(cmds ...func(*cmdutil.Globals) *cobra.Command) func(t testing.TB, args ...string) (int, string, string) {
+	return RunnerWithEnv(nil, cmds...)
+}
+
+// RunnerWithEnv is Runner with env as the whole environment.
+func RunnerWithEnv(env map[string]string, cmds ...func(*cmdutil.Globals) *cobra.Command) func(t testing.TB, args ...string) (int, string, string) {
 	return func(t testing.TB, args ...string) (int, string, string) {
 		t.Helper()
-		return run(cmds, args)
+		return run(env, cmds, args)
 	}
 }
 
-func run(cmds []func(*cmdutil.Globals) *cobra.Command, args []string) (int, string, string) {
+func run(env map[string]string, cmds []func(*cmdutil.Globals) *cobra.Command, args []string) (int, string, string) {
 	var stdout, stderr bytes.Buffer
 	g := cmdutil.NewGlobals(cmdutil.Options{
 		Stdin: strings.NewReader(""), Stdout: &stdout, Stderr: &stderr,
-		Getenv:           func(string) string { return "" },
+		Getenv:           func(k string) string { return env[k] },
 		StderrIsTerminal: func() bool { return false },
 	})
 	root := &cobra.Command{Use: "zdps", SilenceUsage: true, SilenceErrors: true}
