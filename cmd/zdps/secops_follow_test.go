@@ -57,7 +57,7 @@ func TestAuditTailFollow(t *testing.T) {
 	var serverErr syncBuffer
 	served := make(chan int, 1)
 	go func() {
-		served <- runInProcess(ctx, io.Discard, &serverErr, "serve", "--data-dir", dir, "--listen", "127.0.0.1:"+freePort(t), "--log-level", "warn")
+		served <- runInProcess(ctx, io.Discard, &serverErr, "serve", "--data-dir", dir, "--listen", "127.0.0.1:"+freePort(t), "--mqtt-listen", "127.0.0.1:0", "--log-level", "warn")
 	}()
 	t.Cleanup(func() {
 		cancel()
