@@ -44,6 +44,7 @@ import (
 	"github.com/zdps/zdps/internal/provisioning/x509att"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/sealed"
+	"github.com/zdps/zdps/internal/sites"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/sweep"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -108,6 +109,8 @@ type serveConfig struct {
 	// CAKMS is the KMS URI holding the CA's intermediate and TLS keys
 	// (cainit.go); "" when they are sealed in the store.
 	CAKMS string
+	// Sites configures the central side of edge gateways (sites.go).
+	Sites sitesConfig
 }
 
 // Files the server keeps in its data directory.
@@ -182,6 +185,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.DurationVar(&cfg.MQTT.IdleTimeout, "mqtt-idle-timeout", mqttapi.DefaultIdleTimeout, "an MQTT connection with no request running is closed this long after its last answer; must exceed --retry-after")
 	cfg.Allocation.register(f)
 	cfg.Secops.register(f)
+	cfg.Sites.register(f)
 	cfg.Limits = provisioning.DefaultLimits()
 	f.Var(&cfg.Limits.Poll, "throttle-poll", "operation polls and status lookups admitted per device, COUNT/DURATION or off (Azure: 5/10s); a throttled poll of a registration still assigning answers 202 with a later Retry-After, otherwise 429")
 	f.Var(&cfg.Limits.Register, "throttle-register", "register requests admitted per device, COUNT/DURATION or off; counted only after the device authenticated")
@@ -283,7 +287,9 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		return err
 	}
 	st := store.New(so.metrics.Backend(backend), nil, store.WithSealer(secrets))
-	audited := store.New(audit.Changes(st.Backend, so.trail), nil, store.WithSealer(secrets))
+	// Management writes are audit events and feed the edge gateways'
+	// change feeds, each in its own transaction.
+	audited := store.New(audit.Changes(sites.Feed(st.Backend), so.trail), nil, store.WithSealer(secrets))
 	if err := st.SealSecrets(ctx, log, 0); err != nil {
 		return err
 	}
@@ -311,6 +317,10 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		return err
 	}
 	service, rev, err := newServiceAPI(cfg, st, audited, authority, webhooks, tpmAtt, so, log)
+	if err != nil {
+		return err
+	}
+	gw, err := newGatewayAPI(cfg, service, audited, authority, rev, so.trail, log)
 	if err != nil {
 		return err
 	}
@@ -359,7 +369,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           rootRouter(service, dev, mq, ops),
+		Handler:           rootRouter(service, dev, mq, ops, gw),
 		ConnContext:       deviceapi.ConnContext, // the device's measured round trip (geoLatency)
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,

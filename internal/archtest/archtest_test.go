@@ -149,6 +149,16 @@ var rules = []rule{
 		forbid: concat(transports, pipeline, []string{"internal/manage", "internal/ca", "attestation/...", "allocation/..."}),
 	},
 	{
+		name:   "the central side of edge gateways is a use case: the CA only through its SiteCA port, no transport",
+		from:   []string{"internal/sites"},
+		forbid: concat(transports, pipeline, []string{"internal/gatewayapi", "internal/manage", "internal/ca", "attestation/...", "allocation/..."}),
+	},
+	{
+		name:   "the gateway API only translates: the service API is its Host, the decisions are internal/sites'",
+		from:   []string{"internal/gatewayapi"},
+		forbid: concat(transports, pipeline, []string{"internal/manage", "internal/ca", "attestation/...", "allocation/...", "internal/opsapi"}),
+	},
+	{
 		name:       "the firmware policy and DICE measurements are standard library only",
 		from:       []string{"pkg/enrollment/firmware"},
 		stdlibOnly: true,

@@ -32,6 +32,9 @@ var managed = map[store.Bucket]string{
 	store.BucketSettings:       "settings",
 	store.BucketCACertificates: "cacertificate",
 	store.BucketRegistrations:  "registration",
+	// Edge sites (internal/sites; named here, not imported, to keep the
+	// trail below the use cases).
+	store.Bucket("sites"): "site",
 }
 
 // Changes wraps a backend so that every write a management request makes

@@ -47,7 +47,7 @@ func TestDefaultsOfCreatedCA(t *testing.T) {
 	if got := r.PublicKey.(*ecdsa.PublicKey).Curve.Params().Name; got != "P-256" {
 		t.Errorf("root curve %s", got)
 	}
-	if !r.IsCA || !i.IsCA || i.MaxPathLen != 0 || !i.MaxPathLenZero {
+	if !r.IsCA || !i.IsCA || i.MaxPathLen != 1 || r.MaxPathLen != 2 {
 		t.Errorf("basic constraints: root CA=%v, intermediate CA=%v maxPathLen=%d", r.IsCA, i.IsCA, i.MaxPathLen)
 	}
 	if r.Subject.CommonName != "zdps Root CA" || i.Subject.CommonName != "zdps Intermediate CA" {

@@ -40,7 +40,7 @@ func TestSignIntermediateWithOfflineRoot(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !inter.IsCA || !inter.MaxPathLenZero || len(inter.DNSNames) != 0 || inter.Subject.CommonName != "zdps Intermediate CA 2" ||
+	if !inter.IsCA || inter.MaxPathLen != 1 || len(inter.DNSNames) != 0 || inter.Subject.CommonName != "zdps Intermediate CA 2" ||
 		inter.NotAfter.After(c.Root().NotAfter) || inter.KeyUsage != x509.KeyUsageCertSign|x509.KeyUsageCRLSign {
 		t.Fatalf("intermediate profile: %+v", inter)
 	}

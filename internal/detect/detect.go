@@ -2,6 +2,7 @@ package detect
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net"
 	"sort"
@@ -36,6 +37,11 @@ const (
 	ReasonRenewalRevoked    = "renewal-revoked"
 	ReasonRenewalUnknown    = "renewal-unknown"
 )
+
+// ActionRegistrationConflict is the event internal/sites records when an
+// edge gateway pushes a registration whose ID is registered elsewhere
+// (central or another gateway): a cloned credential by definition.
+const ActionRegistrationConflict = "registration.conflict"
 
 // Detail keys of events the detector reads.
 const (
@@ -172,6 +178,15 @@ func (d *Detector) Observe(e *audit.Event) []Alert {
 		out = append(out, *a)
 	}
 	id := strings.ToLower(e.RegistrationID)
+	if e.Action == ActionRegistrationConflict {
+		ev := maps.Clone(e.Details)
+		if ev == nil {
+			ev = map[string]string{}
+		}
+		add(&Alert{Rule: RuleClonedCredential, Severity: SeverityHigh, Key: id, RegistrationID: e.RegistrationID, Group: e.Details[DetailGroup], Time: e.Time,
+			Evidence: ev, EventIDs: []string{e.ID}})
+		return out
+	}
 	net := Network(e.Source)
 	switch e.Outcome {
 	case audit.OutcomeSuccess:

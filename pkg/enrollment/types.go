@@ -177,6 +177,10 @@ type RegistrationState struct {
 	// InitialTwin is a zdps extension of the service API only (never in a
 	// device answer): see Registration.InitialTwin.
 	InitialTwin json.RawMessage `json:"initialTwin,omitempty"`
+	// Site and Gateway are zdps extensions of the service API only: see
+	// Registration.Site.
+	Site    string `json:"site,omitempty"`
+	Gateway string `json:"gateway,omitempty"`
 }
 
 // Spec is what an individual enrollment and an enrollment group share:
@@ -196,6 +200,10 @@ type Spec struct {
 	// FirmwarePolicy is a zdps extension (ignored by Azure tools): the
 	// DICE firmware every device of the enrollment must run (firmware.go).
 	FirmwarePolicy *firmware.Policy `json:"firmwarePolicy,omitempty"`
+	// Site is a zdps extension (ignored by Azure tools): the edge site
+	// (site.go) whose gateways receive this enrollment or group through
+	// their change feed; "" for none.
+	Site string `json:"site,omitempty"`
 }
 
 // IndividualEnrollment enrolls one device.
@@ -250,6 +258,18 @@ type Registration struct {
 	// certificates stay in the certificate collection, where revocation
 	// finds them. Internal: the service API and devices never see either.
 	CertificateExpiry map[string]time.Time `json:"certificateExpiry,omitempty"`
+	// Site and Gateway are zdps extensions of the service API: the site
+	// and the registration ID of the edge gateway that registered the
+	// device, both "" for a registration made at this zdps.
+	Site    string `json:"site,omitempty"`
+	Gateway string `json:"gateway,omitempty"`
+	// GatewayETag is the ETag the record had at its gateway, which makes
+	// the gateway's repeated pushes of one record idempotent. Internal.
+	GatewayETag string `json:"gatewayEtag,omitempty"`
+	// RegisteredAt is when the gateway created the record (the store sets
+	// CreatedDateTimeUTC when central stores it): the time the conflict
+	// rule of two registrations compares. Internal.
+	RegisteredAt *time.Time `json:"registeredAt,omitempty"`
 }
 
 // ServiceState is the service API's form of the record: State plus the
@@ -260,6 +280,7 @@ func (r *Registration) ServiceState() *RegistrationState {
 	if len(r.InitialTwin) > 0 {
 		s.InitialTwin = append(json.RawMessage(nil), r.InitialTwin...)
 	}
+	s.Site, s.Gateway = r.Site, r.Gateway
 	return s
 }
 

@@ -221,6 +221,11 @@ func (c *Spec) validate(individual bool) error {
 	if err := validateFirmwarePolicy(c.FirmwarePolicy); err != nil {
 		return err
 	}
+	if c.Site != "" {
+		if err := validateSiteName("site", c.Site); err != nil {
+			return err
+		}
+	}
 	c.normalize()
 	if c.IoTHubHostName != "" {
 		if err := validateHostName("iotHubHostName", c.IoTHubHostName); err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/zdps/zdps/cmd/zdps/internal/hubcmd"
 	"github.com/zdps/zdps/cmd/zdps/internal/opscmd"
 	"github.com/zdps/zdps/cmd/zdps/internal/secopscmd"
+	"github.com/zdps/zdps/cmd/zdps/internal/sitecmd"
 )
 
 // Options are the process-level inputs of the CLI, injected so that tests
@@ -42,7 +43,7 @@ that "zdps serve" writes into its data directory (--data-dir, $` + cmdutil.EnvDa
 	root.AddGroup(&cobra.Group{ID: "manage", Title: "Management commands:"})
 	for _, c := range []*cobra.Command{
 		enrollcmd.NewEnrollmentCmd(g), enrollcmd.NewGroupCmd(g), hubcmd.NewHubCmd(g), hubcmd.NewRegistrationCmd(g), hubcmd.NewPolicyCmd(g),
-		hubcmd.NewAllocationCmd(g),
+		hubcmd.NewAllocationCmd(g), sitecmd.NewSiteCmd(g),
 		cacmd.NewCACmd(g),
 	} {
 		c.GroupID = "manage"

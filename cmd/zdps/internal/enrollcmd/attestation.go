@@ -170,6 +170,9 @@ type allocationFlags struct {
 	IoTHubHostName   string
 	WebhookURL       string
 	WebhookAPIVer    string
+	// IoTEdge and Site make an edge gateway (or put devices on a site).
+	IoTEdge bool
+	Site    string
 }
 
 func (f *allocationFlags) register(cmd *cobra.Command) {
@@ -180,6 +183,8 @@ func (f *allocationFlags) register(cmd *cobra.Command) {
 	fl.StringVar(&f.IoTHubHostName, "iothub-hostname", "", "hub host name to assign (static assignment)")
 	fl.StringVar(&f.WebhookURL, "webhook-url", "", "custom allocation: the webhook that chooses the hub (implies --allocation-policy custom)")
 	fl.StringVar(&f.WebhookAPIVer, "webhook-api-version", "2021-10-01", "custom allocation: the apiVersion sent to the webhook")
+	fl.BoolVar(&f.IoTEdge, "iot-edge", false, "set capabilities.iotEdge (with --site: its devices are edge gateways of the site)")
+	fl.StringVar(&f.Site, "site", "", "the edge site whose gateways receive it (zdps site)")
 }
 
 // policy is the allocation policy and webhook the flags ask for: a

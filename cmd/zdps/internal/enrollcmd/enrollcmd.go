@@ -178,6 +178,10 @@ func (k *kind[T]) runCreate(cmd *cobra.Command, g *cmdutil.Globals, cfg createCo
 	}
 	f.Spec.Attestation, f.Spec.IoTHubHostName, f.Spec.IoTHubs = att, cfg.Allocation.IoTHubHostName, cfg.Allocation.Hubs
 	f.Spec.AllocationPolicy, f.Spec.CustomAllocationDefinition, f.Spec.ProvisioningStatus = policy, webhook, cfg.Allocation.status()
+	if cfg.Allocation.IoTEdge {
+		f.Spec.Capabilities = &enrollment.DeviceCapabilities{IoTEdge: true}
+	}
+	f.Spec.Site = cfg.Allocation.Site
 	// Validate here with the server's own rules: the message then names
 	// the flag's field before anything is sent.
 	if err := d.Validate(); err != nil {

@@ -18,10 +18,12 @@ func NewRegistrationCmd(g *cmdutil.Globals) *cobra.Command {
 }
 
 func newRegistrationGetCmd(g *cmdutil.Globals) *cobra.Command {
-	return cmdutil.NewShowCmd(g, cmdutil.ShowSpec[*enrollment.RegistrationState]{
-		Use: "get REGISTRATION_ID", Short: "Show a device's registration record", Resource: "registration", Action: "get",
+	cmd := cmdutil.NewShowCmd(g, cmdutil.ShowSpec[*enrollment.RegistrationState]{
+		Use: "get REGISTRATION_ID", Short: "Show a device's registration record (with the site and gateway that registered it, if any)", Resource: "registration", Action: "get",
 		Get: (*client.Client).GetRegistration, Print: printRegistration,
 	})
+	cmd.Aliases = []string{"show"}
+	return cmd
 }
 
 func printRegistration(p cmdutil.Printer, r *enrollment.RegistrationState) error {
@@ -40,6 +42,8 @@ func printRegistration(p cmdutil.Printer, r *enrollment.RegistrationState) error
 		"Device ID", r.DeviceID,
 		"Error code", code,
 		"Error message", r.ErrorMessage,
+		"Site", r.Site,
+		"Gateway", r.Gateway,
 		"ETag", r.ETag,
 		"Created", cmdutil.When(r.CreatedDateTimeUTC),
 		"Updated", cmdutil.When(r.LastUpdatedDateTimeUTC),

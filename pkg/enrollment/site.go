@@ -1,0 +1,108 @@
+package enrollment
+
+import (
+	"slices"
+	"strconv"
+	"time"
+)
+
+// Site is a zdps extension: a named place (a factory, a ship) whose edge
+// gateways provision its devices while the link to this zdps is down.
+// Enrollments and groups join a site through their Spec.Site; a gateway
+// is an enrolled device whose enrollment has capabilities.iotEdge and
+// names the site.
+type Site struct {
+	Versioned
+	// Name is 1 to 63 lower-case letters, digits and inner hyphens (it
+	// becomes part of the delegated CA's name constraint,
+	// O=zdps-site-<name>).
+	Name string `json:"name"`
+	// Hubs are the host names of the hubs the site's devices are assigned
+	// to; the gateway allocates among them.
+	Hubs []string `json:"hubs"`
+	// Gateways is read-only: what each gateway of the site last reported,
+	// filled in by the service API's answers and ignored on write.
+	Gateways []SiteGateway `json:"gateways,omitempty"`
+}
+
+// SiteGateway is one gateway's last status report.
+type SiteGateway struct {
+	RegistrationID string `json:"registrationId"`
+	// LastSync is when the gateway last completed a sync with this zdps.
+	LastSync *time.Time `json:"lastSync,omitempty"`
+	// Backlog is how many records and audit events wait at the gateway.
+	Backlog int `json:"backlog"`
+	// CANotAfter and CASerial are of the gateway's delegated CA.
+	CANotAfter *time.Time `json:"caNotAfter,omitempty"`
+	CASerial   string     `json:"caSerial,omitempty"`
+	// ReportedAt is when this zdps received the report.
+	ReportedAt *time.Time `json:"reportedAt,omitempty"`
+}
+
+// StoreKey is the site's name in lower case.
+func (s *Site) StoreKey() string { return Key(s.Name) }
+
+// MaxSiteHubs bounds the hubs of one site.
+const MaxSiteHubs = 64
+
+// MaxSiteNameLength is the longest site name.
+const MaxSiteNameLength = 63
+
+// ValidateSiteName checks a site name: 1 to 63 lower-case ASCII letters,
+// digits and hyphens, not starting or ending with a hyphen.
+func ValidateSiteName(name string) error { return validateSiteName("name", name) }
+
+func validateSiteName(field, name string) error {
+	switch {
+	case name == "":
+		return invalid(field, "is required")
+	case len(name) > MaxSiteNameLength:
+		return invalid(field, "must be at most %d characters", MaxSiteNameLength)
+	}
+	for i, c := range name {
+		switch {
+		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
+		case c == '-' && i > 0 && i < len(name)-1:
+		default:
+			return invalid(field, "character %q at position %d is not allowed (use lower-case letters, digits and inner hyphens)", c, i+1)
+		}
+	}
+	return nil
+}
+
+// Validate checks a site and normalises its hub list (sorted, no
+// duplicates).
+func (s *Site) Validate() error {
+	if err := validateSiteName("name", s.Name); err != nil {
+		return err
+	}
+	if len(s.Hubs) > MaxSiteHubs {
+		return invalid("hubs", "at most %d hubs, not %d", MaxSiteHubs, len(s.Hubs))
+	}
+	for i, h := range s.Hubs {
+		if err := validateHostName("hubs["+strconv.Itoa(i)+"]", h); err != nil {
+			return err
+		}
+	}
+	slices.Sort(s.Hubs)
+	s.Hubs = slices.Compact(s.Hubs)
+	if s.Hubs == nil {
+		s.Hubs = []string{}
+	}
+	return nil
+}
+
+// DecodeSite decodes and validates a site from a request body; the
+// read-only fields (etag, timestamps, gateways) are dropped.
+func DecodeSite(b []byte) (*Site, error) {
+	var s Site
+	if err := strictUnmarshal(b, &s); err != nil {
+		return nil, decodeError(err)
+	}
+	s.Versioned = Versioned{}
+	s.Gateways = nil
+	if err := s.Validate(); err != nil {
+		return nil, err
+	}
+	return &s, nil
+}
