@@ -508,7 +508,16 @@ func (s *certSource) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 // it is (an operator's certificate always can).
 func (s *certSource) fresh() (*tls.Certificate, bool) {
 	cur := s.cert.Load()
-	return cur, s.authority == nil || (cur != nil && time.Until(cur.Leaf.NotAfter) > serverCertValidity/3)
+	if s.authority == nil {
+		return cur, true
+	}
+	if cur == nil {
+		return nil, false
+	}
+	// A third of its own life left: an edge gateway's certificate is
+	// capped by its delegated CA's short validity, not serverCertValidity.
+	life := cur.Leaf.NotAfter.Sub(cur.Leaf.NotBefore)
+	return cur, time.Until(cur.Leaf.NotAfter) > life/3
 }
 
 // loadKEK returns the CA key-encryption key from a passphrase (its salt

@@ -231,6 +231,11 @@ func TestGatewayOffline(t *testing.T) {
 		t.Fatalf("dev-x's chain from the gateway does not verify against central's root: %s", out)
 	}
 	t.Logf("1,001 registrations at the gateway offline in %v", time.Since(start).Round(time.Millisecond))
+	// The gateway's TLS certificate, capped by its delegated CA's short
+	// life, is issued once, not at every handshake.
+	if n := strings.Count(gw.Logs(), "server certificate issued"); n != 1 {
+		t.Fatalf("the gateway issued its TLS certificate %d times", n)
+	}
 	if n := countRecords(t, gc, "fleet"); n != 1000 {
 		t.Fatalf("the gateway holds %d records of fleet", n)
 	}
