@@ -42,6 +42,13 @@ fi
 # The Debian package starts its own service on :9090; the tests need none.
 if command -v systemctl >/dev/null 2>&1; then systemctl stop prometheus >/dev/null 2>&1 || true; fi
 
+# The web console's end-to-end test (test/console) drives Debian's
+# headless Chromium; ZDPS_TEST_CHROMIUM=off skips it instead.
+if [ "${ZDPS_TEST_CHROMIUM:-}" != "off" ] && ! command -v chromium >/dev/null 2>&1; then
+  echo "test-setup: installing chromium" >&2
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+
 if command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /etc/postgresql ]; then
   if ! pg_isready -q -h 127.0.0.1 -p 5432 2>/dev/null; then
     echo "test-setup: starting PostgreSQL" >&2

@@ -109,6 +109,8 @@ type serveConfig struct {
 	// CAKMS is the KMS URI holding the CA's intermediate and TLS keys
 	// (cainit.go); "" when they are sealed in the store.
 	CAKMS string
+	// Console configures the web console's sessions (console.go).
+	Console consoleConfig
 	// Sites configures the central side of edge gateways (sites.go).
 	Sites sitesConfig
 	// Gateway configures the edge side: zdps serve --upstream (gateway.go).
@@ -187,6 +189,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.DurationVar(&cfg.MQTT.IdleTimeout, "mqtt-idle-timeout", mqttapi.DefaultIdleTimeout, "an MQTT connection with no request running is closed this long after its last answer; must exceed --retry-after")
 	cfg.Allocation.register(f)
 	cfg.Secops.register(f)
+	cfg.Console.register(f)
 	cfg.Sites.register(f)
 	cfg.Gateway.register(f)
 	cfg.Limits = provisioning.DefaultLimits()
@@ -341,11 +344,21 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	ops, err := so.opsAPI(service, st, authority, posture.Settings{RevokeOnDisable: cfg.RevokeOnDisable,
-		WebhookSecret: cfg.Allocation.hasSecret(), MetricsOpen: cfg.Secops.metricsOpen(), KEKBesideStore: cfg.KEKPassphrase == "" && cfg.KEKFile == ""})
+	if pruners["site feeds"], err = sites.NewPruner(backend, cfg.Sites.Retention); err != nil {
+		return err
+	}
+	postureSettings := posture.Settings{RevokeOnDisable: cfg.RevokeOnDisable,
+		WebhookSecret: cfg.Allocation.hasSecret(), MetricsOpen: cfg.Secops.metricsOpen(), KEKBesideStore: cfg.KEKPassphrase == "" && cfg.KEKFile == ""}
+	ops, err := so.opsAPI(service, st, authority, postureSettings)
 	if err != nil {
 		return err
 	}
+	cons, err := newConsole(cfg.Console, service, st, so, authority, prov, postureSettings, log)
+	if err != nil {
+		return err
+	}
+	pruners["console-sessions"] = cons
+	go func() { _ = cons.Warm(ctx) }()
 	if err := so.start(ctx, authority); err != nil {
 		return err
 	}
@@ -384,7 +397,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		return err
 	}
 	srv := &http.Server{
-		Handler:           rootRouter(service, dev, mq, ops, gw),
+		Handler:           rootRouter(service, dev, mq, ops, cons, gw),
 		ConnContext:       deviceapi.ConnContext, // the device's measured round trip (geoLatency)
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       60 * time.Second,

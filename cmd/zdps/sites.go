@@ -20,15 +20,21 @@ import (
 type sitesConfig struct {
 	// SiteCAValidity is the life of a delegated site CA.
 	SiteCAValidity time.Duration
+	// Retention is how long the feeds' entries are kept.
+	Retention time.Duration
 }
 
 func (c *sitesConfig) register(f *pflag.FlagSet) {
 	f.DurationVar(&c.SiteCAValidity, "site-ca-validity", ca.DefaultSiteCAValidity, "validity of the delegated CA an edge gateway gets from POST /gateway/v1/ca (at most 90 days, never past the intermediate); gateways renew it while online")
+	f.DurationVar(&c.Retention, "site-feed-retention", sites.DefaultRetention, "how long the change feed of each edge site keeps its entries (pruned every --prune-interval); a gateway offline for longer takes a new snapshot")
 }
 
 func (c *sitesConfig) check() error {
 	if c.SiteCAValidity < time.Hour || c.SiteCAValidity > ca.MaxSiteCAValidity {
 		return fmt.Errorf("--site-ca-validity: %v is not from 1h to %v", c.SiteCAValidity, ca.MaxSiteCAValidity)
+	}
+	if c.Retention < time.Hour {
+		return fmt.Errorf("--site-feed-retention: %v is less than 1h", c.Retention)
 	}
 	return nil
 }

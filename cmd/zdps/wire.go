@@ -13,6 +13,7 @@ import (
 	"github.com/zdps/zdps/allocation/custom"
 	"github.com/zdps/zdps/internal/api"
 	"github.com/zdps/zdps/internal/ca"
+	"github.com/zdps/zdps/internal/console"
 	"github.com/zdps/zdps/internal/deviceapi"
 	"github.com/zdps/zdps/internal/gatewayapi"
 	"github.com/zdps/zdps/internal/manage"
@@ -26,12 +27,13 @@ import (
 
 // rootRouter is every route zdps serves, composed in one place: the
 // common middleware (internal/api.NewRouter), then each API's routes.
-func rootRouter(service *api.API, dev *deviceapi.API, mq *mqttapi.Server, ops *opsapi.API, gw *gatewayapi.API) http.Handler {
+func rootRouter(service *api.API, dev *deviceapi.API, mq *mqttapi.Server, ops *opsapi.API, cons *console.Console, gw *gatewayapi.API) http.Handler {
 	r := service.NewRouter()
 	for _, mount := range []func(chi.Router){
 		service.Routes, // service API with /healthz, /ca, /ca/bundle and /crl
 		dev.Routes,     // device API: /{idScope}/registrations/...
 		ops.Routes,     // security operations: /audit, /alerts, /posture, /metrics
+		cons.Routes,    // operator web console: /console/...
 		gw.Routes,      // edge gateways: /sites (service SAS), /gateway/v1/... (gateway client certificate)
 	} {
 		mount(r)

@@ -80,3 +80,7 @@ func UseCasesOf(m *manage.Service) UseCases {
 func (u UseCases) complete() bool {
 	return u.Enrollments != nil && u.Groups != nil && u.Registrations != nil && u.Resources != nil && u.Certificates != nil
 }
+
+// UseCases are the use cases the API was built with, for another
+// transport (the web console) that must run the same ones.
+func (a *API) UseCases() UseCases { return a.uc }

@@ -149,6 +149,11 @@ var rules = []rule{
 		forbid: concat(transports, pipeline, []string{"internal/manage", "internal/ca", "attestation/...", "allocation/..."}),
 	},
 	{
+		name:   "the web console is a transport handed its use cases",
+		from:   []string{"internal/console"},
+		forbid: concat(transports, pipeline, []string{"internal/ca", "attestation/...", "allocation/...", "internal/opsapi", "internal/store/bolt", "internal/store/postgres", "internal/store/memory"}),
+	},
+	{
 		name:   "the central side of edge gateways is a use case: the CA only through its SiteCA port, no transport",
 		from:   []string{"internal/sites"},
 		forbid: concat(transports, pipeline, []string{"internal/gatewayapi", "internal/manage", "internal/ca", "attestation/...", "allocation/..."}),

@@ -103,8 +103,9 @@ func RotateRoot(ctx context.Context, cfg Config, o RotateOptions) (*RootRotation
 		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
 		BasicConstraintsValid: true,
 		IsCA:                  true,
-		MaxPathLen:            1,
-		SubjectKeyId:          keyID(newKey.Public()),
+		// Root → intermediate → delegated site CA (siteca.go) → leaf.
+		MaxPathLen:   2,
+		SubjectKeyId: keyID(newKey.Public()),
 	}
 	der, err := x509.CreateCertificate(cfg.Rand, tmpl, tmpl, newKey.Public(), newKey)
 	if err != nil {

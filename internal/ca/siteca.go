@@ -79,7 +79,9 @@ func (c *CA) SignSiteCA(csrDER []byte, p SiteCAPolicy) (*Issued, error) {
 	if p.Validity == 0 {
 		p.Validity = DefaultSiteCAValidity
 	}
-	g := c.cur.Load() // one generation throughout
+	// One generation for the whole certificate (a rotation landing now
+	// cannot mix one intermediate's name with another's key).
+	g := c.cur.Load()
 	if err := g.canDelegate(); err != nil {
 		return nil, err
 	}

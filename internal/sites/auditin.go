@@ -2,6 +2,7 @@ package sites
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"maps"
 	"time"
@@ -44,6 +45,7 @@ func (s *Service) IngestAudit(ctx context.Context, gw *Gateway, evs []dps.AuditE
 	}
 	res := &dps.GatewayAuditResult{}
 	prefix := enrollment.Key(gw.RegistrationID) + "/"
+	seen, _ := json.Marshal(stamp{At: now.UTC()})
 	err := s.st.Backend.Update(ctx, func(tx store.Tx) error {
 		*res = dps.GatewayAuditResult{}
 		for _, in := range evs {
@@ -55,7 +57,7 @@ func (s *Service) IngestAudit(ctx context.Context, gw *Gateway, evs []dps.AuditE
 			if !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
-			if _, err := tx.Put(ctx, BucketAuditSeen, prefix+in.ID, []byte("{}"), store.Condition{IfNoneMatch: true}); err != nil {
+			if _, err := tx.Put(ctx, BucketAuditSeen, prefix+in.ID, seen, store.Condition{IfNoneMatch: true}); err != nil {
 				return err
 			}
 			e := in

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/dps"
@@ -39,10 +40,15 @@ type entry struct {
 	Kind string `json:"k"`
 	ID   string `json:"i"`
 	Op   string `json:"o"`
+	// At is when the entry was appended, for retention.
+	At time.Time `json:"t"`
 }
 
 type head struct {
 	Seq uint64 `json:"seq"`
+	// Pruned is the last sequence number retention deleted: a cursor
+	// before it has missed changes and must start a new snapshot.
+	Pruned uint64 `json:"pruned,omitempty"`
 }
 
 func feedKey(site string, seq uint64) string { return site + "/" + fmt.Sprintf("%016x", seq) }
@@ -77,25 +83,25 @@ func Append(ctx context.Context, tx store.Tx, site, kind, id, op string) error {
 	if _, err := tx.Put(ctx, BucketFeedHead, site, b, store.Condition{}); err != nil {
 		return err
 	}
-	e, _ := json.Marshal(entry{Kind: kind, ID: id, Op: op})
+	e, _ := json.Marshal(entry{Kind: kind, ID: id, Op: op, At: time.Now().UTC()})
 	_, err = tx.Put(ctx, BucketFeed, feedKey(site, h.Seq), e, store.Condition{IfNoneMatch: true})
 	return err
 }
 
-// headOf is the last sequence number of site's feed (0 when empty).
-func headOf(ctx context.Context, tx store.Tx, site string) (uint64, error) {
+// headOf is the head of site's feed (zero when empty).
+func headOf(ctx context.Context, tx store.Tx, site string) (head, error) {
 	it, err := tx.Get(ctx, BucketFeedHead, site)
 	if errors.Is(err, store.ErrNotFound) {
-		return 0, nil
+		return head{}, nil
 	}
 	if err != nil {
-		return 0, err
+		return head{}, err
 	}
 	var h head
 	if err := json.Unmarshal(it.Value, &h); err != nil {
-		return 0, fmt.Errorf("sites: feed head of %q: %w", site, err)
+		return head{}, fmt.Errorf("sites: feed head of %q: %w", site, err)
 	}
-	return h.Seq, nil
+	return h, nil
 }
 
 // Feed wraps a backend so that every write to an enrollment, a group or a

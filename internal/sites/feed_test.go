@@ -234,16 +234,51 @@ func TestCursorRefused(t *testing.T) {
 	gw2, _ := e.gateway("gw-2", "ship")
 	_, shipCur := e.pullAll(gw2, "", 100)
 	for name, cur := range map[string]string{
-		"garbage":        "not a cursor!",
-		"not JSON":       "bm90IEpTT04",
-		"another site's": shipCur,
-		"unknown phase":  cursor{V: 1, Site: "plant", Phase: "x"}.encode(),
-		"other version":  cursor{V: 2, Site: "plant", Phase: phaseFeed}.encode(),
-		"too long":       strings.Repeat("A", MaxCursorLength+1),
+		"garbage":           "not a cursor!",
+		"not JSON":          "bm90IEpTT04",
+		"another site's":    shipCur,
+		"unknown phase":     cursor{V: 1, Site: "plant", Phase: "x"}.encode(),
+		"other version":     cursor{V: 2, Site: "plant", Phase: phaseFeed}.encode(),
+		"too long":          strings.Repeat("A", MaxCursorLength+1),
+		"ahead of the feed": cursor{V: 1, Site: "plant", Phase: phaseFeed, Seq: 999}.encode(),
 	} {
 		t.Run(name, func(t *testing.T) {
 			if _, err := e.svc.Pull(context.Background(), gw, cur, 10); !errors.Is(err, ErrCursor) || !errors.Is(err, enrollment.ErrInvalid) {
 				t.Fatalf("Pull = %v, want ErrCursor (a 400)", err)
+			}
+		})
+	}
+}
+
+// The enrollment (or group) that made a gateway leaves its site's feed
+// when the gateway gets its delegated CA: another gateway of the site
+// must not hold its credentials.
+func TestFeedLeavesOutGateways(t *testing.T) {
+	for _, be := range backends {
+		t.Run(be.name, func(t *testing.T) {
+			e := newEnv(t, be.open(t))
+			e.putSite("plant")
+			gw1, _ := e.gateway("gw-1", "plant")
+			gw2, _ := e.gateway("gw-2", "plant")
+			e.putEnrollment("dev-1", "plant")
+			_, cur := e.pullAll(gw2, "", 100)
+			e.siteCA(gw1)
+			chs, cur := e.pullAll(gw2, cur, 100)
+			if got, want := brief(chs), []string{"enrollment:gw-1:delete"}; !slices.Equal(got, want) {
+				t.Fatalf("after gw-1's CA: %v, want %v", got, want)
+			}
+			// Its later changes are not sent, and a snapshot leaves it out.
+			en := e.getEnrollment("gw-1")
+			en.ReprovisionPolicy = &enrollment.ReprovisionPolicy{}
+			if _, err := e.m.IndividualEnrollments().Put(e.ctx, en, store.Condition{}); err != nil {
+				t.Fatal(err)
+			}
+			if chs, _ := e.pullAll(gw2, cur, 100); len(chs) != 0 {
+				t.Fatalf("gw-1's update fed: %v", brief(chs))
+			}
+			snap, _ := e.pullAll(gw1, "", 100)
+			if got, want := brief(snap), []string{"site:plant:upsert", "enrollment:dev-1:upsert", "enrollment:gw-2:upsert"}; !slices.Equal(got, want) {
+				t.Fatalf("snapshot %v, want %v", got, want)
 			}
 		})
 	}

@@ -25,6 +25,7 @@ import (
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/store/bolt"
 	"github.com/zdps/zdps/internal/store/memory"
+	"github.com/zdps/zdps/internal/testbackend"
 	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -36,6 +37,7 @@ var backends = []struct {
 }{
 	{"memory", func(testing.TB) store.Backend { return memory.New() }},
 	{"bolt", func(t testing.TB) store.Backend { return openBolt(t, filepath.Join(t.TempDir(), "zdps.db")) }},
+	{"postgres", testbackend.Postgres},
 }
 
 func openBolt(t testing.TB, path string) *bolt.Backend {

@@ -33,8 +33,10 @@ const (
 	phaseFeed        = "feed"
 )
 
-// ErrCursor: the cursor is not one this zdps gave the gateway's site.
-var ErrCursor = fmt.Errorf("%w: invalid cursor (start again with an empty one)", enrollment.ErrInvalid)
+// ErrCursor: the cursor is not one this zdps gave the gateway's site, or
+// it is older than the feed's retention (a gateway offline for longer);
+// either way the gateway starts again with an empty cursor (a snapshot).
+var ErrCursor = fmt.Errorf("%w: invalid or expired cursor (start again with an empty one)", enrollment.ErrInvalid)
 
 // cursor is where a gateway is in its site's feed. During the snapshot
 // Seq is the feed's head when the snapshot began: the feed is replayed
@@ -100,14 +102,23 @@ func (s *Service) Pull(ctx context.Context, gw *Gateway, cur string, limit int) 
 	err = s.st.Backend.View(ctx, func(tx store.Tx) error {
 		page.Changes = page.Changes[:0]
 		c := c
-		if fresh {
-			h, err := headOf(ctx, tx, gw.Site)
-			if err != nil {
-				return err
-			}
-			c.Seq = h
+		h, err := headOf(ctx, tx, gw.Site)
+		if err != nil {
+			return err
 		}
-		more, err := s.fill(ctx, tx, &c, limit, to, page)
+		switch {
+		case fresh:
+			c.Seq = h.Seq
+		case c.Seq < h.Pruned:
+			return ErrCursor // retention deleted changes it has not seen
+		case c.Seq > h.Seq:
+			return ErrCursor // not this store's (a restore from before it)
+		}
+		gws, err := gatewayEnrollments(ctx, tx)
+		if err != nil {
+			return err
+		}
+		more, err := s.fill(ctx, tx, &c, limit, pulling{to: to, gateways: gws}, page)
 		if err != nil {
 			return err
 		}
@@ -122,7 +133,7 @@ func (s *Service) Pull(ctx context.Context, gw *Gateway, cur string, limit int) 
 
 // fill appends up to limit changes to page from c on, moving c, and
 // reports whether more may be ready.
-func (s *Service) fill(ctx context.Context, tx store.Tx, c *cursor, limit int, to *gatewaykey.Recipient, page *dps.ChangesPage) (bool, error) {
+func (s *Service) fill(ctx context.Context, tx store.Tx, c *cursor, limit int, to pulling, page *dps.ChangesPage) (bool, error) {
 	scanned := 0
 	for len(page.Changes) < limit {
 		switch c.Phase {
@@ -213,7 +224,10 @@ func (s *Service) fill(ctx context.Context, tx store.Tx, c *cursor, limit int, t
 // change is the upsert of the current document of kind and id if it
 // still belongs to site; ok false when it is gone or moved away (a later
 // entry of the feed says so).
-func (s *Service) change(ctx context.Context, tx store.Tx, to *gatewaykey.Recipient, site, kind, id string, seq uint64) (dps.Change, bool, error) {
+func (s *Service) change(ctx context.Context, tx store.Tx, to pulling, site, kind, id string, seq uint64) (dps.Change, bool, error) {
+	if to.gateways[kind+"/"+enrollment.Key(id)] {
+		return dps.Change{}, false, nil // a gateway's: never sent (IssueCA fed its delete)
+	}
 	var doc any
 	var docSite, docID string
 	var err error
@@ -248,9 +262,45 @@ func (s *Service) change(ctx context.Context, tx store.Tx, to *gatewaykey.Recipi
 		return dps.Change{}, false, err
 	}
 	if kind != dps.ChangeSite {
-		if b, err = to.SealDocument(b, kind, docID); err != nil {
+		if b, err = to.to.SealDocument(b, kind, docID); err != nil {
 			return dps.Change{}, false, err
 		}
 	}
 	return dps.Change{Seq: seq, Kind: kind, ID: docID, Op: dps.ChangeUpsert, Document: b}, true, nil
+}
+
+// pulling is what serving one page needs besides the cursor: the key to
+// seal to, and the enrollments and groups that made gateways.
+type pulling struct {
+	to       *gatewaykey.Recipient
+	gateways map[string]bool
+}
+
+// gatewayEnrollments are the enrollments and groups that made gateways
+// (a site CA was issued through them), "<kind>/<key>": their keys are
+// the gateways' own credentials at central, never sent to a gateway, so
+// a gateway cannot register as another.
+func gatewayEnrollments(ctx context.Context, tx store.Tx) (map[string]bool, error) {
+	items, err := tx.Scan(ctx, BucketSiteCAs, "", "", 0)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]bool{}
+	for _, it := range items {
+		var c issuedCA
+		if err := json.Unmarshal(it.Value, &c); err != nil {
+			return nil, fmt.Errorf("sites: site CA %s: %w", it.Key, err)
+		}
+		kind, id := gatewayEnrollment(&c)
+		out[kind+"/"+enrollment.Key(id)] = true
+	}
+	return out, nil
+}
+
+// gatewayEnrollment is the enrollment or group that made c's gateway.
+func gatewayEnrollment(c *issuedCA) (kind, id string) {
+	if c.Group != "" {
+		return dps.ChangeGroup, c.Group
+	}
+	return dps.ChangeEnrollment, c.Gateway
 }

@@ -156,7 +156,10 @@ func (s *Service) ingest(ctx context.Context, gw *Gateway, in incoming) (dps.Gat
 	err := s.st.Backend.Update(ctx, func(tx store.Tx) error {
 		res = dps.GatewayRecordResult{RegistrationID: in.RegistrationID}
 		if it, err := tx.Get(ctx, BucketConflicts, conflictKey); err == nil {
-			return json.Unmarshal(it.Value, &res)
+			var a conflictAnswer
+			err := json.Unmarshal(it.Value, &a)
+			res = a.GatewayRecordResult
+			return err
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
@@ -389,7 +392,7 @@ func (s *Service) conflict(ctx context.Context, tx store.Tx, gw *Gateway, in inc
 		Actor: gw.Actor(), Resource: "registration/" + enrollment.Key(in.RegistrationID), RegistrationID: in.RegistrationID, Details: details}); err != nil {
 		return err
 	}
-	b, err := json.Marshal(res)
+	b, err := json.Marshal(conflictAnswer{GatewayRecordResult: *res, stamp: stamp{At: s.now().UTC()}})
 	if err != nil {
 		return err
 	}
@@ -416,4 +419,10 @@ func (s *Service) unrevoked(ctx context.Context, tx store.Tx, id string) ([]stri
 		}
 		cont = next
 	}
+}
+
+// conflictAnswer is a stored answer to a conflicting push.
+type conflictAnswer struct {
+	dps.GatewayRecordResult
+	stamp
 }

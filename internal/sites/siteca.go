@@ -10,6 +10,7 @@ import (
 	"github.com/zdps/zdps/internal/audit"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
@@ -46,6 +47,12 @@ func (s *Service) IssueCA(ctx context.Context, gw *Gateway, csrDER []byte) ([][]
 	}
 	err = s.st.Backend.Update(ctx, func(tx store.Tx) error {
 		if _, err := tx.Put(ctx, BucketSiteCAs, enrollment.Key(gw.RegistrationID)+"/"+serial, b, store.Condition{IfNoneMatch: true}); err != nil {
+			return err
+		}
+		// The gateway's own enrollment leaves the site's feed: other
+		// gateways of the site must not hold its credentials.
+		kind, id := gatewayEnrollment(&rec)
+		if err := Append(ctx, tx, gw.Site, kind, id, dps.ChangeDelete); err != nil {
 			return err
 		}
 		return s.rec.Record(ctx, tx, audit.Event{Action: ActionSiteCAIssue, Outcome: audit.OutcomeSuccess, Actor: gw.Actor(),

@@ -7,6 +7,7 @@ import (
 
 	"github.com/zdps/zdps/cmd/zdps/internal/cacmd"
 	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
+	"github.com/zdps/zdps/cmd/zdps/internal/consolecmd"
 	"github.com/zdps/zdps/cmd/zdps/internal/devicecmd"
 	"github.com/zdps/zdps/cmd/zdps/internal/enrollcmd"
 	"github.com/zdps/zdps/cmd/zdps/internal/hubcmd"
@@ -44,7 +45,7 @@ that "zdps serve" writes into its data directory (--data-dir, $` + cmdutil.EnvDa
 	for _, c := range []*cobra.Command{
 		enrollcmd.NewEnrollmentCmd(g), enrollcmd.NewGroupCmd(g), hubcmd.NewHubCmd(g), hubcmd.NewRegistrationCmd(g), hubcmd.NewPolicyCmd(g),
 		hubcmd.NewAllocationCmd(g), sitecmd.NewSiteCmd(g),
-		cacmd.NewCACmd(g),
+		cacmd.NewCACmd(g), consolecmd.NewConsoleCmd(g),
 	} {
 		c.GroupID = "manage"
 		root.AddCommand(c)

@@ -1,14 +1,21 @@
 package sitecmd
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil/cmdtest"
 	"github.com/zdps/zdps/cmd/zdps/internal/enrollcmd"
 	"github.com/zdps/zdps/internal/zdpstest"
+	"github.com/zdps/zdps/pkg/device"
+	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
@@ -90,8 +97,29 @@ func TestSiteCommands(t *testing.T) {
 		zdps(1, bad...)
 	}
 
+	// The gateway registers and reports; status shows it.
+	keys, err := c.EnrollmentKeys(ctx, "gw-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := base64.StdEncoding.DecodeString(keys.SymmetricKey.PrimaryKey)
+	res, err := device.Register(ctx, device.Config{Endpoint: srv.Addr(), IDScope: srv.IDScope(), RegistrationID: "gw-1",
+		SymmetricKey: key, GenerateKey: true, RootCAs: srv.RootCAs(), MaxWait: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cert, _ := res.TLSCertificate()
+	tlsCfg := srv.TLSConfig()
+	tlsCfg.Certificates = []tls.Certificate{cert}
+	sync, notAfter := time.Now().Add(-time.Minute), time.Now().Add(29*24*time.Hour)
+	body, _ := json.Marshal(dps.GatewayStatus{LastSync: &sync, Backlog: 42, CANotAfter: &notAfter, CASerial: "0abc"})
+	resp, err := (&http.Client{Transport: &http.Transport{TLSClientConfig: tlsCfg}}).Post("https://"+srv.Addr()+dps.GatewayPrefix+"/status", "application/json", bytes.NewReader(body))
+	if err != nil || resp.StatusCode != http.StatusNoContent {
+		t.Fatalf("status report: %v %v", resp, err)
+	}
+	resp.Body.Close()
 	out, _ = zdps(0, "site", "status", "plant-1")
-	if !strings.Contains(out, "GATEWAY") || !strings.Contains(out, "BACKLOG") {
+	if !strings.Contains(out, "GATEWAY") || !strings.Contains(out, "gw-1") || !strings.Contains(out, "42") || !strings.Contains(out, "0abc") {
 		t.Fatalf("status:\n%s", out)
 	}
 	out, _ = zdps(0, "site", "delete", "plant-1")

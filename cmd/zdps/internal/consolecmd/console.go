@@ -1,0 +1,41 @@
+package consolecmd
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
+)
+
+// NewConsoleCmd is `zdps console`.
+func NewConsoleCmd(g *cmdutil.Globals) *cobra.Command {
+	cmd := cmdutil.Parent("console", "The web console served at https://HOST/console")
+	cmd.AddCommand(&cobra.Command{
+		Use:   "link",
+		Short: "Print a one-time sign-in link to the web console for the policy of the connection string",
+		Long: `Print a one-time sign-in link to the web console. Opening it shows a Sign in
+button; pressing it starts a console session with the rights of the shared
+access policy of the connection string the CLI uses. The link works once and
+expires after a few minutes (zdps serve --console-link-ttl).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.Ready()
+			if err != nil {
+				return err
+			}
+			l, err := c.ConsoleLink(cmd.Context())
+			if err != nil {
+				return cmdutil.Errorf(err, "ask for a console sign-in link: %s", cmdutil.UnwrapTransport(err))
+			}
+			p := g.Printer(cmd.OutOrStdout())
+			if p.JSON {
+				return p.PrintJSON(l)
+			}
+			_, err = fmt.Fprintf(p.W, "%s\n(one use, for %s, until %s)\n", l.URL, l.Principal, l.Expires.UTC().Format(time.RFC3339))
+			return err
+		},
+	})
+	return cmd
+}
