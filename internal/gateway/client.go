@@ -26,6 +26,20 @@ var ErrUpstream = errors.New("gateway: central refused")
 // ErrUnreachable: central could not be reached (the link is down).
 var ErrUnreachable = errors.New("gateway: central unreachable")
 
+// UpstreamError is an error answer of central; it matches ErrUpstream.
+type UpstreamError struct {
+	Op      string
+	Status  int
+	Code    int
+	Message string
+}
+
+func (e *UpstreamError) Error() string {
+	return fmt.Sprintf("%v: %s: %d %d %s", ErrUpstream, e.Op, e.Status, e.Code, e.Message)
+}
+
+func (e *UpstreamError) Is(target error) bool { return target == ErrUpstream }
+
 // maxAnswer bounds an answer of central read into memory.
 const maxAnswer = 32 << 20
 
@@ -86,11 +100,12 @@ func (c *Client) do(ctx context.Context, method, path string, body, out any) err
 		return fmt.Errorf("%w: %s %s: %w", ErrUnreachable, method, path, err)
 	}
 	if resp.StatusCode >= 300 {
+		ue := &UpstreamError{Op: method + " " + path, Status: resp.StatusCode}
 		var e dps.ErrorBody
-		if json.Unmarshal(b, &e) == nil && e.Message != "" {
-			return fmt.Errorf("%w: %s %s: %d %d %s", ErrUpstream, method, path, resp.StatusCode, e.ErrorCode, e.Message)
+		if json.Unmarshal(b, &e) == nil {
+			ue.Code, ue.Message = e.ErrorCode, e.Message
 		}
-		return fmt.Errorf("%w: %s %s: %d", ErrUpstream, method, path, resp.StatusCode)
+		return ue
 	}
 	if out == nil {
 		return nil

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"strconv"
 	"sync"
 	"time"
@@ -198,12 +199,26 @@ func (s *Syncer) pull(ctx context.Context, rep *Report) error {
 	if err != nil {
 		return err
 	}
+	// seen, during a new snapshot after central refused the cursor (the
+	// gateway was offline longer than the feed's retention), holds what
+	// the snapshot carried: the rest is swept at its end, since its
+	// deletes are gone from the feed.
+	var seen map[string]bool
 	for range 10000 {
 		p, err := s.cfg.Upstream.Changes(ctx, cur, pageSize)
+		var ue *UpstreamError
+		if errors.As(err, &ue) && ue.Status == http.StatusBadRequest && cur != "" && seen == nil {
+			s.cfg.Logger.WarnContext(ctx, "gateway sync: central refused the feed cursor; taking a new snapshot", "error", err)
+			cur, seen = "", map[string]bool{}
+			continue
+		}
 		if err != nil {
 			return err
 		}
 		for _, ch := range p.Changes {
+			if seen != nil && ch.Seq == 0 && ch.Op == dps.ChangeUpsert {
+				seen[ch.Kind+"/"+enrollment.Key(ch.ID)] = true
+			}
 			ok, err := s.apply(ctx, ch)
 			if err != nil {
 				return fmt.Errorf("gateway: apply %s %s %q: %w", ch.Op, ch.Kind, ch.ID, err)
@@ -214,12 +229,19 @@ func (s *Syncer) pull(ctx context.Context, rep *Report) error {
 				rep.Skipped++
 			}
 		}
-		if p.Cursor != "" && p.Cursor != cur {
+		if !p.More && seen != nil {
+			if err := s.sweep(ctx, seen, rep); err != nil {
+				return err
+			}
+		}
+		// During a new snapshot the cursor is stored only at its end: an
+		// interrupted one starts again, so the sweep always runs.
+		if p.Cursor != "" && p.Cursor != cur && (seen == nil || !p.More) {
 			if err := s.setCursor(ctx, "feed", p.Cursor); err != nil {
 				return err
 			}
-			cur = p.Cursor
 		}
+		cur = p.Cursor
 		if !p.More {
 			return nil
 		}
@@ -319,6 +341,37 @@ func (s *Syncer) apply(ctx context.Context, ch dps.Change) (bool, error) {
 		return skip(fmt.Errorf("unknown change %s/%s", ch.Kind, ch.Op))
 	}
 	return true, nil
+}
+
+// sweep deletes the enrollments and groups a new snapshot did not carry
+// (deleted, disabled away or moved off the site while the gateway could
+// not follow the feed); deleting them revokes their devices here.
+func (s *Syncer) sweep(ctx context.Context, seen map[string]bool, rep *Report) error {
+	es, err := s.cfg.Store.Enrollments.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, e := range es {
+		if !seen[dps.ChangeEnrollment+"/"+enrollment.Key(e.RegistrationID)] {
+			if err := s.cfg.Enrollments.Delete(ctx, e.RegistrationID, ""); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			rep.Applied++
+		}
+	}
+	gs, err := s.cfg.Store.Groups.All(ctx)
+	if err != nil {
+		return err
+	}
+	for _, g := range gs {
+		if !seen[dps.ChangeGroup+"/"+enrollment.Key(g.EnrollmentGroupID)] {
+			if err := s.cfg.Groups.Delete(ctx, g.EnrollmentGroupID, ""); err != nil && !errors.Is(err, store.ErrNotFound) {
+				return err
+			}
+			rep.Applied++
+		}
+	}
+	return nil
 }
 
 // pushRecords pushes the outbox in batches and removes what central

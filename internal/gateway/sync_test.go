@@ -53,6 +53,11 @@ func (c *contract) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case dps.GatewayPrefix + "/changes":
 		cur := r.URL.Query().Get("cursor")
 		c.cursors = append(c.cursors, cur)
+		if cur == "stale" { // older than the feed's retention
+			w.WriteHeader(http.StatusBadRequest)
+			answer(dps.ErrorBody{ErrorCode: 400004, Message: "invalid or expired cursor (start again with an empty one)"})
+			return
+		}
 		from, _ := strconv.Atoi(cur)
 		limit, _ := strconv.Atoi(r.URL.Query().Get("limit"))
 		limit = min(limit, 2) // small pages: paging is exercised
@@ -381,5 +386,43 @@ func TestReadOnly(t *testing.T) {
 	}
 	if _, err := ro.Get(ctx, "dev-1"); !errors.Is(err, store.ErrNotFound) {
 		t.Fatalf("Get: %v", err)
+	}
+}
+
+func TestSyncNewSnapshotSweeps(t *testing.T) {
+	ctx := context.Background()
+	r := newRig(t)
+	key := base64.StdEncoding.EncodeToString(make([]byte, 32))
+	for _, id := range []string{"dev-1", "gone"} {
+		if _, err := r.m.IndividualEnrollments().Put(ctx, symEnrollment(id, key, ""), store.Condition{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := r.m.EnrollmentGroups().Put(ctx, &enrollment.EnrollmentGroup{EnrollmentGroupID: "old-group", Spec: enrollment.Spec{
+		Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationSymmetricKey, SymmetricKey: &enrollment.SymmetricKeyAttestation{PrimaryKey: key, SecondaryKey: key}}}}, store.Condition{}); err != nil {
+		t.Fatal(err)
+	}
+	// The gateway was offline past the feed's retention: central refuses
+	// its cursor, and its snapshot no longer has "gone" or "old-group".
+	if err := r.sync.setCursor(ctx, "feed", "stale"); err != nil {
+		t.Fatal(err)
+	}
+	ch := r.change(t, dps.ChangeEnrollment, "dev-1", dps.ChangeUpsert, symEnrollment("dev-1", key, ""))
+	ch.Seq = 0
+	r.api.feed = []dps.Change{ch}
+	if _, err := r.sync.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.st.Enrollments.Get(ctx, "dev-1"); err != nil {
+		t.Fatalf("dev-1, in the snapshot: %v", err)
+	}
+	if _, err := r.st.Enrollments.Get(ctx, "gone"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("an enrollment the new snapshot lacks was kept: %v", err)
+	}
+	if _, err := r.st.Groups.Get(ctx, "old-group"); !errors.Is(err, store.ErrNotFound) {
+		t.Fatalf("a group the new snapshot lacks was kept: %v", err)
+	}
+	if cur, _ := r.sync.cursor(ctx, "feed"); cur != "1" {
+		t.Fatalf("cursor %q after the new snapshot, want 1", cur)
 	}
 }
