@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
@@ -206,7 +204,8 @@ func (rt *gatewayRuntime) provision(ctx context.Context) error {
 // delegate makes a new CA key and has central sign it: the delegated CA,
 // stored for ca.New (first start) or replacing the current one (renewal).
 func (rt *gatewayRuntime) delegate(ctx context.Context, caCfg ca.Config) error {
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	// In the KMS of --ca-kms (the gateway's TPM) when given.
+	key, ref, err := ca.NewDelegatedKey(ctx, caCfg, "zdps-gateway-ca")
 	if err != nil {
 		return err
 	}
@@ -218,7 +217,7 @@ func (rt *gatewayRuntime) delegate(ctx context.Context, caCfg ca.Config) error {
 	if err != nil {
 		return fmt.Errorf("gateway: delegated CA: %w", err)
 	}
-	if err := ca.StoreDelegated(ctx, caCfg, chain, key); err != nil {
+	if err := ca.StoreDelegated(ctx, caCfg, chain, key, ref); err != nil {
 		return fmt.Errorf("gateway: delegated CA: %w", err)
 	}
 	rt.log.Info("gateway delegated CA stored", "serial", fmt.Sprintf("%032x", chain[0].SerialNumber), "not_after", chain[0].NotAfter)

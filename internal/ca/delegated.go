@@ -4,6 +4,9 @@ import (
 	"bytes"
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/json"
@@ -44,13 +47,32 @@ func aboveDigest(s *state) []byte {
 	return h.Sum(nil)
 }
 
+// NewDelegatedKey makes the key of a gateway's next delegated CA: in
+// cfg.KMS when there is one (a TPM through tpmkms, an HSM), its reference
+// returned for StoreDelegated; otherwise a software P-256 key and ref "".
+func NewDelegatedKey(ctx context.Context, cfg Config, label string) (key crypto.Signer, ref string, err error) {
+	if cfg.KMS != nil {
+		ref, key, err = cfg.KMS.CreateKey(ctx, KeyECP256, label)
+		if err != nil {
+			return nil, "", fmt.Errorf("ca: delegated CA key in %s KMS: %w", cfg.KMS.Type(), err)
+		}
+		return key, ref, nil
+	}
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, "", err
+	}
+	return k, "", nil
+}
+
 // StoreDelegated stores a delegated CA: chain is the gateway's CA
 // certificate, then central's intermediate(s), then central's root (as
 // POST /gateway/v1/ca answers); key is the CA certificate's private key,
-// sealed under cfg.KEK. It creates the state on first start and replaces
+// sealed under cfg.KEK, or, when ref is not "", a key of cfg.KMS
+// (NewDelegatedKey) whose reference is sealed instead. It creates the state on first start and replaces
 // a delegated state under the same root afterwards (renewal; a running CA
 // follows through Reload/Watch). It never replaces a CA of zdps's own.
-func StoreDelegated(ctx context.Context, cfg Config, chain []*x509.Certificate, key crypto.Signer) error {
+func StoreDelegated(ctx context.Context, cfg Config, chain []*x509.Certificate, key crypto.Signer, ref string) error {
 	cfg, err := cfg.withDefaults()
 	if err != nil {
 		return err
@@ -79,12 +101,22 @@ func StoreDelegated(ctx context.Context, cfg Config, chain []*x509.Certificate, 
 	if s.AboveSeal, err = z.seal(roleAbove, s, aboveDigest(s)); err != nil {
 		return err
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		return fmt.Errorf("ca: marshal delegated key: %w", err)
-	}
-	if s.IntermediateKey, err = z.seal(roleIntermediate, s, der); err != nil {
-		return err
+	if ref != "" {
+		if cfg.KMS == nil {
+			return fmt.Errorf("%w: a KMS key reference without a KMS", ErrInvalidConfig)
+		}
+		s.KMS = cfg.KMS.Type()
+		if s.IntermediateKeyRef, err = z.seal(roleInterRef, s, []byte(ref)); err != nil {
+			return err
+		}
+	} else {
+		der, err := x509.MarshalPKCS8PrivateKey(key)
+		if err != nil {
+			return fmt.Errorf("ca: marshal delegated key: %w", err)
+		}
+		if s.IntermediateKey, err = z.seal(roleIntermediate, s, der); err != nil {
+			return err
+		}
 	}
 	blob, err := json.Marshal(s)
 	if err != nil {
@@ -145,7 +177,7 @@ func checkDelegated(root *x509.Certificate, above []*x509.Certificate, inter *x5
 
 // decodeDelegated opens the parts of a delegated state beyond the
 // common ones: the chain above (bound to the KEK) and the key.
-func decodeDelegated(z *sealer, s *state, l *loaded) error {
+func decodeDelegated(ctx context.Context, z *sealer, s *state, keys KeyStore, l *loaded) error {
 	if s.Version != stateVersionDelegated {
 		return nil
 	}
@@ -165,6 +197,9 @@ func decodeDelegated(z *sealer, s *state, l *loaded) error {
 	}
 	l.delegated = true
 	l.site, _ = SiteOf(l.inter)
+	if s.IntermediateKeyRef != nil {
+		return openKMSKeys(ctx, z, s, keys, l)
+	}
 	if l.signer, err = openKey(z, roleIntermediate, s, s.IntermediateKey, l.inter); err != nil {
 		return err
 	}

@@ -36,7 +36,7 @@ func delegate(t *testing.T, central *CA, site string, mod func(*Config)) (*CA, C
 	if mod != nil {
 		mod(&cfg)
 	}
-	if err := StoreDelegated(context.Background(), cfg, chain, key); err != nil {
+	if err := StoreDelegated(context.Background(), cfg, chain, key, ""); err != nil {
 		t.Fatalf("StoreDelegated: %v", err)
 	}
 	gw, err := New(context.Background(), cfg)
@@ -133,7 +133,7 @@ func TestDelegatedRenewAndRefusals(t *testing.T) {
 		t.Fatal(err)
 	}
 	chain := []*x509.Certificate{mustParse(t, is.Chain[0]), mustParse(t, is.Chain[1]), mustParse(t, is.Chain[2])}
-	if err := StoreDelegated(ctx, cfg, chain, key); err != nil {
+	if err := StoreDelegated(ctx, cfg, chain, key, ""); err != nil {
 		t.Fatalf("renew: %v", err)
 	}
 	if changed, err := gw.Reload(ctx); err != nil || !changed {
@@ -158,7 +158,7 @@ func TestDelegatedRenewAndRefusals(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := StoreDelegated(ctx, cfg, tc.chain, tc.key)
+			err := StoreDelegated(ctx, cfg, tc.chain, tc.key, "")
 			if !errors.Is(err, ErrDelegatedChain) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err %v, want ErrDelegatedChain saying %q", err, tc.want)
 			}
@@ -166,7 +166,7 @@ func TestDelegatedRenewAndRefusals(t *testing.T) {
 	}
 	// A store holding a CA of its own is never replaced.
 	_, ownCfg := newTestCA(t, nil)
-	if err := StoreDelegated(ctx, ownCfg, chain, key); !errors.Is(err, ErrDelegatedChain) {
+	if err := StoreDelegated(ctx, ownCfg, chain, key, ""); !errors.Is(err, ErrDelegatedChain) {
 		t.Fatalf("over an own CA: %v", err)
 	}
 	// A delegated CA neither rotates nor delegates further.
@@ -193,3 +193,42 @@ func TestDelegatedTamperedChain(t *testing.T) {
 
 // b64 is how JSON encodes a []byte.
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
+
+func TestDelegatedKeyInKMS(t *testing.T) {
+	ctx := context.Background()
+	central, _ := newTestCA(t, nil)
+	kms := newMemKMS("tpmkms")
+	cfg := Config{Storage: BackendStorage(memory.New()), KEK: testKEK(t), KMS: kms}
+	key, ref, err := NewDelegatedKey(ctx, cfg, "gateway-ca")
+	if err != nil || ref == "" || !kmsHolds(kms, key) {
+		t.Fatalf("NewDelegatedKey: %v, ref %q", err, ref)
+	}
+	is, err := central.SignSiteCA(siteCSR(t, key), SiteCAPolicy{Site: "plant-1", Gateway: "gw-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	chain := []*x509.Certificate{mustParse(t, is.Chain[0]), mustParse(t, is.Chain[1]), mustParse(t, is.Chain[2])}
+	if err := StoreDelegated(ctx, cfg, chain, key, ref); err != nil {
+		t.Fatal(err)
+	}
+	gw, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if gw.KMS() != "tpmkms" {
+		t.Fatalf("KMS() = %q", gw.KMS())
+	}
+	leafKey := testKey(t, "p256")
+	leaf, err := gw.SignCSR(makeCSR(t, leafKey, "dev-1", nil), LeafPolicy{RegistrationID: "dev-1", DeviceID: "dev-1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := leaf.Certificate.CheckSignatureFrom(chain[0]); err != nil {
+		t.Fatalf("the leaf is not signed by the KMS-held delegated CA: %v", err)
+	}
+	// Without the KMS the state does not open.
+	cfg.KMS = nil
+	if _, err := New(ctx, cfg); !errors.Is(err, ErrKMSRequired) {
+		t.Fatalf("New without the KMS: %v", err)
+	}
+}

@@ -320,7 +320,7 @@ func decodeState(ctx context.Context, z *sealer, blob []byte, keys KeyStore) (*l
 	}
 	l := &loaded{root: root, inter: inter, imported: s.Imported, hasRootKey: s.RootKey != nil, blob: blob, generation: s.Generation, prevState: s.Previous}
 	if s.Version == stateVersionDelegated {
-		if err := decodeDelegated(z, &s, l); err != nil {
+		if err := decodeDelegated(ctx, z, &s, keys, l); err != nil {
 			return nil, err
 		}
 		return l, nil
