@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/cakms/cakmstest"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store/bolt"
 	"github.com/zdps/zdps/internal/zdpstest"
@@ -461,5 +462,40 @@ func writePEM(t *testing.T, file string, ders ...[]byte) {
 	}
 	if err := os.WriteFile(file, b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestGatewayCAKeyInTPM: with --ca-kms the gateway's delegated CA key is
+// made in its TPM (swtpm here) and devices get certificates signed there.
+func TestGatewayCAKeyInTPM(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end")
+	}
+	ctx := context.Background()
+	c := startCentral(t)
+	gwKey := c.symmetric(t, "gw-1", true)
+	devKey := c.symmetric(t, "dev-t", false)
+	uri, _ := cakmstest.SWTPM(t)
+	keyFile := filepath.Join(t.TempDir(), "gw-key")
+	if err := os.WriteFile(keyFile, []byte(base64.StdEncoding.EncodeToString(gwKey)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	gw := zdpstest.Start(t, "--upstream", "https://"+c.Addr(), "--upstream-ca-file", c.CAFile(),
+		"--upstream-id-scope", c.IDScope(), "--upstream-registration-id", "gw-1", "--upstream-key-file", keyFile,
+		"--sync-interval", interval.String(), "--ca-kms", uri)
+	if !gw.LogContains(`"kms":"tpmkms"`) {
+		t.Fatalf("the gateway's CA key is not in the TPM:\n%s", gw.Logs())
+	}
+	eventually(t, 10*time.Second, "feed at the gateway", func() (bool, string) {
+		_, err := gw.Client().GetEnrollment(ctx, "dev-t")
+		return err == nil, fmt.Sprint(err)
+	})
+	res, err := device.Register(ctx, device.Config{Endpoint: gw.Addr(), IDScope: c.IDScope(), RegistrationID: "dev-t", SymmetricKey: devKey,
+		GenerateKey: true, RootCAs: c.RootCAs(), MaxWait: 30 * time.Second})
+	if err != nil {
+		t.Fatalf("register at the gateway: %v\n%s", err, gw.Logs())
+	}
+	if out, ok := opensslVerify(t, centralRoot(t, c.Server), res.IssuedCertificateChain); !ok {
+		t.Fatalf("openssl verify: %s", out)
 	}
 }
