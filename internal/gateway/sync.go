@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/x509"
 	"encoding/base64"
@@ -28,9 +29,17 @@ const DefaultInterval = 30 * time.Second
 // Batch sizes: a page of the feed, a push of records or of events.
 const (
 	pageSize    = 500
-	recordBatch = 100
+	recordBatch = 100 // central's most records per push
 	auditBatch  = 500
+	// parallelPushes pushes run at once: central stores each record in
+	// its own transaction, which its store groups when they run together.
+	parallelPushes = 4
 )
+
+// offlineProbe is how soon a sync follows one that found central
+// unreachable: the backlog goes up as soon as the link is back, not up to
+// an interval later.
+const offlineProbe = time.Second
 
 // Docs are the management use cases of one kind of enrollment document
 // the feed writes through (manage.Docs): central's version replaces the
@@ -113,28 +122,32 @@ type Report struct {
 }
 
 // Run syncs at once and then every interval until ctx ends. A failed
-// sync (central unreachable) is logged and retried at the next tick.
+// sync is logged and retried at the next interval, or, when central was
+// unreachable, within offlineProbe.
 func (s *Syncer) Run(ctx context.Context) {
-	t := time.NewTicker(s.cfg.Interval)
+	t := time.NewTimer(0)
 	defer t.Stop()
 	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		next := s.cfg.Interval
 		rep, err := s.Sync(ctx)
 		switch {
 		case ctx.Err() != nil:
 			return
 		case errors.Is(err, ErrUnreachable):
-			s.cfg.Logger.InfoContext(ctx, "gateway sync: central unreachable; working offline", "backlog", rep.Backlog, "error", err)
+			next = min(next, offlineProbe)
+			s.cfg.Logger.DebugContext(ctx, "gateway sync: central unreachable; working offline", "backlog", rep.Backlog, "error", err)
 		case err != nil:
 			s.cfg.Logger.WarnContext(ctx, "gateway sync failed", "error", err)
 		default:
 			s.cfg.Logger.InfoContext(ctx, "gateway sync", "applied", rep.Applied, "skipped", rep.Skipped, "pushed", rep.Pushed,
 				"conflicts", rep.Conflicts, "events", rep.Events, "backlog", rep.Backlog)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+		t.Reset(next)
 	}
 }
 
@@ -374,15 +387,15 @@ func (s *Syncer) sweep(ctx context.Context, seen map[string]bool, rep *Report) e
 	return nil
 }
 
-// pushRecords pushes the outbox in batches and removes what central
-// answered for, unless the record changed meanwhile.
+// pushRecords pushes the outbox in batches, several at once, and removes
+// what central answered for, unless the record changed meanwhile.
 func (s *Syncer) pushRecords(ctx context.Context, rep *Report) error {
 	after := ""
 	for {
 		var items []store.Item
 		if err := s.cfg.Store.Backend.View(ctx, func(tx store.Tx) error {
 			var err error
-			items, err = tx.Scan(ctx, BucketOutbox, "", after, recordBatch)
+			items, err = tx.Scan(ctx, BucketOutbox, "", after, recordBatch*parallelPushes)
 			return err
 		}); err != nil {
 			return err
@@ -391,44 +404,38 @@ func (s *Syncer) pushRecords(ctx context.Context, rep *Report) error {
 			return nil
 		}
 		after = items[len(items)-1].Key
-		var recs []dps.GatewayRecord
-		var pushed []outboxItem // what each of recs is, by index
-		var drop []outboxItem   // entries with nothing to push
-		for _, it := range items {
-			var e outboxEntry
-			_ = json.Unmarshal(it.Value, &e)
-			oi := outboxItem{key: it.Key, etag: e.ETag}
-			rec, cert, err := s.record(ctx, it.Key)
-			switch {
-			case errors.Is(err, store.ErrNotFound):
-				drop = append(drop, oi)
-				continue
-			case err != nil:
-				return err
-			case rec.Status != enrollment.RegistrationAssigned:
-				// Only assignments go up; a failed or disabled one is
-				// the gateway's own business (and in its audit trail).
-				drop = append(drop, oi)
-				continue
-			}
-			oi.etag = rec.ETag
-			reg, err := json.Marshal(rec.State())
-			if err != nil {
-				return err
-			}
-			gr := dps.GatewayRecord{Registration: reg, EnrollmentGroupID: rec.EnrollmentGroupID, AttestationType: rec.AttestationType}
-			if cert != nil {
-				gr.Certificate = base64.StdEncoding.EncodeToString(cert)
-			}
-			recs = append(recs, gr)
-			pushed = append(pushed, oi)
+		type batch struct {
+			recs   []dps.GatewayRecord
+			pushed []outboxItem // what each of recs is, by index
+			drop   []outboxItem // entries with nothing to push, or answered
+			res    []dps.GatewayRecordResult
+			err    error
 		}
-		if len(recs) > 0 {
-			res, err := s.cfg.Upstream.PushRecords(ctx, recs)
-			if err != nil {
+		var batches []*batch
+		for i := 0; i < len(items); i += recordBatch {
+			b := &batch{}
+			if err := s.prepare(ctx, items[i:min(i+recordBatch, len(items))], &b.recs, &b.pushed, &b.drop); err != nil {
 				return err
 			}
-			for i, r := range res {
+			batches = append(batches, b)
+		}
+		var wg sync.WaitGroup
+		for _, b := range batches {
+			if len(b.recs) == 0 {
+				continue
+			}
+			wg.Go(func() { b.res, b.err = s.cfg.Upstream.PushRecords(ctx, b.recs) })
+		}
+		wg.Wait()
+		var drop []outboxItem
+		var firstErr error
+		for _, b := range batches {
+			drop = append(drop, b.drop...)
+			if b.err != nil {
+				firstErr = cmp.Or(firstErr, b.err)
+				continue
+			}
+			for i, r := range b.res {
 				rep.Pushed++
 				switch r.Status {
 				case dps.RecordConflict:
@@ -437,16 +444,56 @@ func (s *Syncer) pushRecords(ctx context.Context, rep *Report) error {
 				case dps.RecordRefused:
 					s.cfg.Logger.ErrorContext(ctx, "gateway sync: central refused a record", "registration_id", r.RegistrationID, "error", r.Error)
 				}
-				drop = append(drop, pushed[i])
+				drop = append(drop, b.pushed[i])
 			}
 		}
+		// What central answered for leaves the outbox even when another
+		// batch failed.
 		if err := s.done(ctx, drop); err != nil {
 			return err
 		}
-		if len(items) < recordBatch {
+		if firstErr != nil {
+			return firstErr
+		}
+		if len(items) < recordBatch*parallelPushes {
 			return nil
 		}
 	}
+}
+
+// prepare reads the records of outbox items: those to push, and those
+// with nothing to push (gone, or not an assignment).
+func (s *Syncer) prepare(ctx context.Context, items []store.Item, recs *[]dps.GatewayRecord, pushed, drop *[]outboxItem) error {
+	for _, it := range items {
+		var e outboxEntry
+		_ = json.Unmarshal(it.Value, &e)
+		oi := outboxItem{key: it.Key, etag: e.ETag}
+		rec, cert, err := s.record(ctx, it.Key)
+		switch {
+		case errors.Is(err, store.ErrNotFound):
+			*drop = append(*drop, oi)
+			continue
+		case err != nil:
+			return err
+		case rec.Status != enrollment.RegistrationAssigned:
+			// Only assignments go up; a failed or disabled one is the
+			// gateway's own business (and in its audit trail).
+			*drop = append(*drop, oi)
+			continue
+		}
+		oi.etag = rec.ETag
+		reg, err := json.Marshal(rec.State())
+		if err != nil {
+			return err
+		}
+		gr := dps.GatewayRecord{Registration: reg, EnrollmentGroupID: rec.EnrollmentGroupID, AttestationType: rec.AttestationType}
+		if cert != nil {
+			gr.Certificate = base64.StdEncoding.EncodeToString(cert)
+		}
+		*recs = append(*recs, gr)
+		*pushed = append(*pushed, oi)
+	}
+	return nil
 }
 
 type outboxItem struct{ key, etag string }
