@@ -239,7 +239,9 @@ func (a *API) getChanges(w http.ResponseWriter, r *http.Request, gw *sites.Gatew
 		limit = n
 	}
 	for k := range q {
-		if k != "cursor" && k != "limit" {
+		// api-version is tolerated (a client of the service API sends
+		// it everywhere); anything else, a site above all, is refused.
+		if k != "cursor" && k != "limit" && k != "api-version" {
 			a.writeError(w, r, badRequest("unknown query parameter %q (cursor and limit only)", k))
 			return
 		}
