@@ -3,12 +3,17 @@ package gateway
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -496,5 +501,54 @@ func TestGatewayCAKeyInTPM(t *testing.T) {
 	}
 	if out, ok := opensslVerify(t, centralRoot(t, c.Server), res.IssuedCertificateChain); !ok {
 		t.Fatalf("openssl verify: %s", out)
+	}
+}
+
+// TestGatewayX509Credential: a gateway enrolled at central with an X.509
+// certificate (--upstream-cert, --upstream-key) provisions itself and
+// gets its delegated CA.
+func TestGatewayX509Credential(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end")
+	}
+	ctx := context.Background()
+	c := startCentral(t)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "gw-x"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "gw.pem"), filepath.Join(dir, "gw-key.pem")
+	if err := os.WriteFile(certFile, certPEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	en := &enrollment.IndividualEnrollment{RegistrationID: "gw-x", Spec: enrollment.Spec{Site: site,
+		Capabilities: &enrollment.DeviceCapabilities{IoTEdge: true},
+		Attestation: &enrollment.AttestationMechanism{Type: enrollment.AttestationX509, X509: &enrollment.X509Attestation{
+			ClientCertificates: &enrollment.X509Certificates{Primary: &enrollment.X509CertificateWithInfo{Certificate: string(certPEM)}}}}}}
+	if _, err := c.c.PutEnrollment(ctx, en, ""); err != nil {
+		t.Fatal(err)
+	}
+	gw := zdpstest.Start(t, "--upstream", "https://"+c.Addr(), "--upstream-ca-file", c.CAFile(),
+		"--upstream-id-scope", c.IDScope(), "--upstream-registration-id", "gw-x",
+		"--upstream-cert", certFile, "--upstream-key", keyFile, "--sync-interval", interval.String())
+	if !gw.LogContains("gateway delegated CA stored") {
+		t.Fatalf("no delegated CA:\n%s", gw.Logs())
+	}
+	rec, err := c.c.GetRegistration(ctx, "gw-x")
+	if err != nil || rec.Status != enrollment.RegistrationAssigned {
+		t.Fatalf("the gateway's record at central: %+v %v", rec, err)
 	}
 }
