@@ -274,20 +274,25 @@ func (rt *gatewayRuntime) renew(ctx context.Context, authority *ca.CA, caCfg ca.
 			return
 		case <-t.C:
 		}
-		now := time.Now()
-		if c := rt.cert.Load(); c != nil && c.Leaf != nil && pastTwoThirds(c.Leaf, now) {
-			if err := rt.provision(ctx); err != nil {
-				rt.log.Warn("gateway client certificate renewal failed; retrying", "error", err)
-			}
+		rt.renewDue(ctx, authority, caCfg, time.Now())
+	}
+}
+
+// renewDue renews what is past two thirds of its life at now; a failure
+// is logged and retried at the next check.
+func (rt *gatewayRuntime) renewDue(ctx context.Context, authority *ca.CA, caCfg ca.Config, now time.Time) {
+	if c := rt.cert.Load(); c != nil && c.Leaf != nil && pastTwoThirds(c.Leaf, now) {
+		if err := rt.provision(ctx); err != nil {
+			rt.log.Warn("gateway client certificate renewal failed; retrying", "error", err)
 		}
-		if pastTwoThirds(authority.Intermediate(), now) {
-			if err := rt.delegate(ctx, caCfg); err != nil {
-				rt.log.Warn("gateway delegated CA renewal failed; retrying", "error", err, "not_after", authority.Intermediate().NotAfter)
-				continue
-			}
-			if _, err := authority.Reload(ctx); err != nil {
-				rt.log.Error("gateway: reload the renewed delegated CA", "error", err)
-			}
+	}
+	if pastTwoThirds(authority.Intermediate(), now) {
+		if err := rt.delegate(ctx, caCfg); err != nil {
+			rt.log.Warn("gateway delegated CA renewal failed; retrying", "error", err, "not_after", authority.Intermediate().NotAfter)
+			return
+		}
+		if _, err := authority.Reload(ctx); err != nil {
+			rt.log.Error("gateway: reload the renewed delegated CA", "error", err)
 		}
 	}
 }
