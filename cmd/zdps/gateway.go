@@ -17,6 +17,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
 	"github.com/spf13/pflag"
 
 	"github.com/zdps/zdps/internal/api"
@@ -40,6 +41,7 @@ type gatewayConfig struct {
 	KeyFile        string
 	CertFile       string
 	CertKeyFile    string
+	TPM            string
 	SyncInterval   time.Duration
 
 	// rt is what serve builds in gateway mode; a pointer, so that the
@@ -55,6 +57,7 @@ func (c *gatewayConfig) register(f *pflag.FlagSet) {
 	f.StringVar(&c.KeyFile, "upstream-key-file", "", "with --upstream: file of this gateway's symmetric key at central (base64, as in the enrollment)")
 	f.StringVar(&c.CertFile, "upstream-cert", "", "with --upstream: this gateway's X.509 device certificate chain (PEM) at central, instead of a symmetric key")
 	f.StringVar(&c.CertKeyFile, "upstream-key", "", "with --upstream-cert: its private key (PEM)")
+	f.StringVar(&c.TPM, "upstream-tpm", "", "with --upstream: register at central with this gateway's TPM (the Azure TPM flow), instead of a key or certificate: a device path ("+device.DefaultTPMPath+") or unix:PATH (a simulator)")
 	f.DurationVar(&c.SyncInterval, "sync-interval", gateway.DefaultInterval, "with --upstream: time between two syncs with central")
 }
 
@@ -64,8 +67,8 @@ func (c *gatewayConfig) check() error {
 	switch {
 	case c.UpstreamCAFile == "" || c.IDScope == "" || c.RegistrationID == "":
 		return errors.New("--upstream needs --upstream-ca-file, --upstream-id-scope and --upstream-registration-id")
-	case (c.KeyFile == "") == (c.CertFile == ""):
-		return errors.New("--upstream needs one credential: --upstream-key-file, or --upstream-cert with --upstream-key")
+	case countSet(c.KeyFile, c.CertFile, c.TPM) != 1:
+		return errors.New("--upstream needs one credential: --upstream-key-file, --upstream-cert with --upstream-key, or --upstream-tpm")
 	case (c.CertFile == "") != (c.CertKeyFile == ""):
 		return errors.New("--upstream-cert and --upstream-key go together")
 	case c.SyncInterval < time.Second:
@@ -167,6 +170,13 @@ func (rt *gatewayRuntime) provision(ctx context.Context) error {
 		if dc.SymmetricKey, err = base64.StdEncoding.DecodeString(strings.TrimSpace(string(b))); err != nil {
 			return fmt.Errorf("--upstream-key-file %s: not base64: %w", rt.cfg.KeyFile, err)
 		}
+	} else if rt.cfg.TPM != "" {
+		d, err := openGatewayTPM(rt.cfg.TPM)
+		if err != nil {
+			return fmt.Errorf("--upstream-tpm %s: %w", rt.cfg.TPM, err)
+		}
+		defer d.Close()
+		dc.TPM = d
 	} else {
 		c, err := tls.LoadX509KeyPair(rt.cfg.CertFile, rt.cfg.CertKeyFile)
 		if err != nil {
@@ -304,4 +314,32 @@ func (c *gatewayConfig) outbox(b store.Backend) store.Backend {
 		return b
 	}
 	return gateway.Outbox(b)
+}
+
+func countSet(vs ...string) int {
+	n := 0
+	for _, v := range vs {
+		if v != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// openGatewayTPM opens the TPM at a device path, or a simulator at
+// unix:PATH, as zdps device register --tpm does.
+func openGatewayTPM(spec string) (*device.TPM, error) {
+	if path, ok := strings.CutPrefix(spec, "unix:"); ok {
+		t, err := linuxudstpm.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		d, err := device.NewTPM(t)
+		if err != nil {
+			_ = t.Close()
+			return nil, err
+		}
+		return d, nil
+	}
+	return device.OpenTPM(spec)
 }

@@ -21,6 +21,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
+
 	"github.com/zdps/zdps/internal/cakms/cakmstest"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store/bolt"
@@ -549,6 +551,44 @@ func TestGatewayX509Credential(t *testing.T) {
 	}
 	rec, err := c.c.GetRegistration(ctx, "gw-x")
 	if err != nil || rec.Status != enrollment.RegistrationAssigned {
+		t.Fatalf("the gateway's record at central: %+v %v", rec, err)
+	}
+}
+
+// TestGatewayTPMCredential: a gateway enrolled at central by its TPM's
+// endorsement key (--upstream-tpm; swtpm here) provisions itself with the
+// Azure TPM flow and gets its delegated CA.
+func TestGatewayTPMCredential(t *testing.T) {
+	if testing.Short() {
+		t.Skip("end to end")
+	}
+	ctx := context.Background()
+	c := startCentral(t)
+	_, stateDir := cakmstest.SWTPM(t)
+	sock := filepath.Join(stateDir, "tpm.sock")
+	tr, err := linuxudstpm.Open(sock)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := device.NewTPM(tr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ek := base64.StdEncoding.EncodeToString(d.EndorsementKey())
+	_ = d.Close()
+	en := &enrollment.IndividualEnrollment{RegistrationID: "gw-tpm", Spec: enrollment.Spec{Site: site,
+		Capabilities: &enrollment.DeviceCapabilities{IoTEdge: true},
+		Attestation:  &enrollment.AttestationMechanism{Type: enrollment.AttestationTPM, TPM: &enrollment.TPMAttestation{EndorsementKey: ek}}}}
+	if _, err := c.c.PutEnrollment(ctx, en, ""); err != nil {
+		t.Fatal(err)
+	}
+	gw := zdpstest.Start(t, "--upstream", "https://"+c.Addr(), "--upstream-ca-file", c.CAFile(),
+		"--upstream-id-scope", c.IDScope(), "--upstream-registration-id", "gw-tpm",
+		"--upstream-tpm", "unix:"+sock, "--sync-interval", interval.String())
+	if !gw.LogContains("gateway delegated CA stored") {
+		t.Fatalf("no delegated CA:\n%s", gw.Logs())
+	}
+	if rec, err := c.c.GetRegistration(ctx, "gw-tpm"); err != nil || rec.Status != enrollment.RegistrationAssigned {
 		t.Fatalf("the gateway's record at central: %+v %v", rec, err)
 	}
 }
