@@ -115,6 +115,8 @@ type serveConfig struct {
 	Console consoleConfig
 	// Sites configures the central side of edge gateways (sites.go).
 	Sites sitesConfig
+	// Gateway configures the edge side: zdps serve --upstream (gateway.go).
+	Gateway gatewayConfig
 }
 
 // Files the server keeps in its data directory.
@@ -192,6 +194,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	cfg.OIDC.register(f)
 	cfg.Console.register(f)
 	cfg.Sites.register(f)
+	cfg.Gateway.register(f)
 	cfg.Limits = provisioning.DefaultLimits()
 	f.Var(&cfg.Limits.Poll, "throttle-poll", "operation polls and status lookups admitted per device, COUNT/DURATION or off (Azure: 5/10s); a throttled poll of a registration still assigning answers 202 with a later Retry-After, otherwise 429")
 	f.Var(&cfg.Limits.Register, "throttle-register", "register requests admitted per device, COUNT/DURATION or off; counted only after the device authenticated")
@@ -274,6 +277,13 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		defer keys.Close()
 		caCfg.KMS = keys
 	}
+	if cfg.Gateway.on() {
+		// An edge gateway: its client certificate and delegated CA from
+		// central before the CA opens (gateway.go).
+		if err := startGateway(ctx, &cfg, caCfg, log); err != nil {
+			return err
+		}
+	}
 	authority, err := ca.New(ctx, caCfg)
 	if err != nil {
 		if errors.Is(err, ca.ErrBadKEK) {
@@ -302,7 +312,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st := store.New(so.metrics.Backend(backend), nil, store.WithSealer(secrets))
+	st := store.New(so.metrics.Backend(cfg.Gateway.outbox(backend)), nil, store.WithSealer(secrets))
 	// Management writes are audit events and feed the edge gateways'
 	// change feeds, each in its own transaction.
 	audited := store.New(audit.Changes(sites.Feed(st.Backend), so.trail), nil, store.WithSealer(secrets))
@@ -368,6 +378,11 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	go func() { _ = cons.Warm(ctx) }()
 	if err := so.start(ctx, authority); err != nil {
 		return err
+	}
+	if rt := cfg.Gateway.rt; rt != nil {
+		if err := rt.run(ctx, st, so.trail.Log, authority, caCfg); err != nil {
+			return err
+		}
 	}
 	// Deletes operations and TPM challenges nobody can read any more; it
 	// stops with ctx at shutdown.
@@ -523,7 +538,16 @@ func (s *certSource) get(*tls.ClientHelloInfo) (*tls.Certificate, error) {
 // it is (an operator's certificate always can).
 func (s *certSource) fresh() (*tls.Certificate, bool) {
 	cur := s.cert.Load()
-	return cur, s.authority == nil || (cur != nil && time.Until(cur.Leaf.NotAfter) > serverCertValidity/3)
+	if s.authority == nil {
+		return cur, true
+	}
+	if cur == nil {
+		return nil, false
+	}
+	// A third of its own life left: an edge gateway's certificate is
+	// capped by its delegated CA's short validity, not serverCertValidity.
+	life := cur.Leaf.NotAfter.Sub(cur.Leaf.NotBefore)
+	return cur, time.Until(cur.Leaf.NotAfter) > life/3
 }
 
 // loadKEK returns the CA key-encryption key from a passphrase (its salt

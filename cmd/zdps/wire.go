@@ -81,6 +81,8 @@ func newServiceAPI(cfg serveConfig, st, audited *store.Store, authority *ca.CA, 
 	if err := so.watchAlerts(st.Backend, &responder{m: m, blocks: so.blocks}); err != nil {
 		return nil, nil, err
 	}
+	uc := api.UseCasesOf(m)
+	cfg.Gateway.wireUseCases(&uc, m) // an edge gateway refuses enrollment writes
 	service, err := api.New(api.Config{
 		Store:        st,
 		HostName:     cfg.HostName,
@@ -88,7 +90,7 @@ func newServiceAPI(cfg serveConfig, st, audited *store.Store, authority *ca.CA, 
 		MaxBodyBytes: cfg.MaxBodyBytes,
 		MaxBulkItems: cfg.MaxBulkItems,
 		MaxPageSize:  cfg.MaxPageSize,
-		UseCases:     api.UseCasesOf(m),
+		UseCases:     uc,
 		Trail:        so.trail,
 		CA:           caView{authority},
 		CRL:          crlSources{CRLPublisher: crl, previous: revocation.NewIssuerCRLs(crl), ca: authority},

@@ -169,6 +169,11 @@ var rules = []rule{
 		forbid: concat(transports, pipeline, []string{"internal/manage", "internal/ca", "attestation/...", "allocation/...", "internal/opsapi"}),
 	},
 	{
+		name:   "the edge side of edge gateways syncs through the management use cases: no transport, no pipeline, no CA",
+		from:   []string{"internal/gateway"},
+		forbid: concat(transports, pipeline, []string{"internal/gatewayapi", "internal/sites", "internal/ca", "attestation/...", "allocation/...", "internal/opsapi"}),
+	},
+	{
 		name:       "the firmware policy and DICE measurements are standard library only",
 		from:       []string{"pkg/enrollment/firmware"},
 		stdlibOnly: true,

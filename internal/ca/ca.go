@@ -56,6 +56,12 @@ type gen struct {
 	cross      []*x509.Certificate
 	oldRoots   []*x509.Certificate
 	rootsKept  []previousRoot
+	// delegated: an edge gateway's CA; above are central's intermediates
+	// between inter and root; site goes into the subject of every leaf
+	// (the delegated CA's name constraint asks for it).
+	delegated bool
+	above     []*x509.Certificate
+	site      string
 }
 
 // New loads the CA from cfg.Storage or, on first start, creates a root and an
@@ -400,6 +406,9 @@ func newGen(l *loaded) *gen {
 	}
 	var bundle bytes.Buffer
 	_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: l.inter.Raw})
+	for _, a := range l.above {
+		_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: a.Raw})
+	}
 	// During an overlap the bundle carries the previous intermediates too,
 	// so that a verifier given only the bundle accepts certificates of
 	// either.
@@ -419,6 +428,7 @@ func newGen(l *loaded) *gen {
 		blob: l.blob, root: l.root, inter: l.inter, issuer: withSKI(l.inter), signer: l.signer, tlsSigner: l.tlsSigner, kms: l.kms,
 		pool: pool, bundlePEM: bundle.Bytes(), generation: l.generation, previous: l.previous,
 		cross: l.cross, oldRoots: l.oldRoots, rootsKept: l.rootsKept,
+		delegated: l.delegated, above: l.above, site: l.site,
 	}
 }
 
@@ -452,8 +462,16 @@ func (c *CA) BundlePEM() []byte { return bytes.Clone(c.cur.Load().bundlePEM) }
 
 // ChainDER returns the intermediate and the root, DER-encoded, in that order.
 func (c *CA) ChainDER() [][]byte {
-	g := c.cur.Load()
-	return [][]byte{bytes.Clone(g.inter.Raw), bytes.Clone(g.root.Raw)}
+	return c.cur.Load().chainDER()
+}
+
+// chainDER is the issuing certificate, those above it and the root.
+func (g *gen) chainDER() [][]byte {
+	out := [][]byte{bytes.Clone(g.inter.Raw)}
+	for _, a := range g.above {
+		out = append(out, bytes.Clone(a.Raw))
+	}
+	return append(out, bytes.Clone(g.root.Raw))
 }
 
 // randomSerial returns a positive, non-zero 128-bit serial: far above the

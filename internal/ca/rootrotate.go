@@ -63,6 +63,9 @@ func RotateRoot(ctx context.Context, cfg Config, o RotateOptions) (*RootRotation
 	if err != nil {
 		return nil, err
 	}
+	if l.delegated {
+		return nil, ErrDelegated
+	}
 	if s.RootKey == nil {
 		return nil, fmt.Errorf("%w: the root key is offline: a root rotation needs it to cross-sign the new root", ErrInvalidCA)
 	}

@@ -96,6 +96,9 @@ func Rotate(ctx context.Context, cfg Config, o RotateOptions) (*Rotation, error)
 	if err != nil {
 		return nil, err
 	}
+	if l.delegated {
+		return nil, ErrDelegated
+	}
 	var rootKey crypto.Signer
 	if s.RootKey != nil {
 		if rootKey, err = openKey(z, roleRoot, &s, s.RootKey, l.root); err != nil {
@@ -294,6 +297,9 @@ func PrepareRotation(ctx context.Context, cfg Config) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	if l.delegated {
+		return nil, ErrDelegated
+	}
 	kt := KeyECP256
 	if isP384(l.inter.PublicKey) {
 		kt = KeyECP384
@@ -461,6 +467,8 @@ func (c *CA) Previous() []PreviousIntermediate {
 func (c *CA) Intermediates() []*x509.Certificate {
 	g := c.cur.Load()
 	out := []*x509.Certificate{g.inter}
+	// A delegated CA's leaves chain through central's intermediate too.
+	out = append(out, g.above...)
 	for _, p := range g.previous {
 		out = append(out, p.inter)
 	}

@@ -61,7 +61,8 @@ func (c *CA) ServerCertificate(hosts []string, validity time.Duration) (tls.Cert
 	}
 	c.log.Info("server certificate issued", "hosts", hosts, "serial", is.Serial, "not_after", is.Certificate.NotAfter)
 	return tls.Certificate{
-		Certificate: [][]byte{is.DER, is.Chain[1]},
+		// The leaf and every intermediate (a delegated CA's chain has two).
+		Certificate: is.Chain[:len(is.Chain)-1],
 		PrivateKey:  key,
 		Leaf:        is.Certificate,
 	}, nil

@@ -1,7 +1,6 @@
 package ca
 
 import (
-	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -220,6 +219,11 @@ func (c *CA) issue(pub crypto.PublicKey, cn string, validity time.Duration, kind
 	if c.crlURL != "" {
 		tmpl.CRLDistributionPoints = []string{crlURLFor(c.crlURL, g)}
 	}
+	if g.site != "" {
+		// A delegated CA's name constraint permits only subjects under
+		// O=zdps-site-<site> (SignSiteCA).
+		tmpl.Subject.Organization = []string{SiteOrganization(g.site)}
+	}
 	for _, f := range sans {
 		f(tmpl)
 	}
@@ -241,7 +245,7 @@ func (c *CA) issue(pub crypto.PublicKey, cn string, validity time.Duration, kind
 	return &Issued{
 		Certificate: cert,
 		DER:         der,
-		Chain:       [][]byte{der, bytes.Clone(g.inter.Raw), bytes.Clone(g.root.Raw)},
+		Chain:       append([][]byte{der}, g.chainDER()...),
 		Serial:      fmt.Sprintf("%032x", serial),
 	}, nil
 }

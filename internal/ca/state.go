@@ -70,6 +70,11 @@ type state struct {
 	// Pending is the key of the next intermediate while its certificate is
 	// signed offline (PrepareRotation, then Rotate with the certificate).
 	Pending *pendingState `json:"pending,omitempty"`
+	// Above, in a delegated state (version 3, delegated.go), are
+	// central's intermediates between Intermediate (the gateway's CA) and
+	// Root, nearest first; AboveSeal binds them to the KEK.
+	Above     [][]byte `json:"above,omitempty"`
+	AboveSeal []byte   `json:"aboveSeal,omitempty"`
 }
 
 // previousRoot is a root rotated out.
@@ -281,6 +286,11 @@ type loaded struct {
 	cross     []*x509.Certificate
 	oldRoots  []*x509.Certificate
 	rootsKept []previousRoot
+	// A delegated CA (delegated.go): central's intermediates above inter,
+	// and the site its certificate confines it to.
+	delegated bool
+	above     []*x509.Certificate
+	site      string
 }
 
 // previousGen is a rotated-out intermediate as loaded.
@@ -301,7 +311,7 @@ func decodeState(ctx context.Context, z *sealer, blob []byte, keys KeyStore) (*l
 	if err := json.Unmarshal(blob, &s); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
 	}
-	if s.Version != stateVersion && s.Version != stateVersionKMS {
+	if s.Version != stateVersion && s.Version != stateVersionKMS && s.Version != stateVersionDelegated {
 		return nil, fmt.Errorf("%w: unknown state version %d", ErrCorruptState, s.Version)
 	}
 	if _, err := z.open(roleCheck, &s, s.KEKCheck); err != nil {
@@ -315,10 +325,16 @@ func decodeState(ctx context.Context, z *sealer, blob []byte, keys KeyStore) (*l
 	if err != nil {
 		return nil, fmt.Errorf("%w: intermediate: %w", ErrCorruptState, err)
 	}
+	l := &loaded{root: root, inter: inter, imported: s.Imported, hasRootKey: s.RootKey != nil, blob: blob, generation: s.Generation, prevState: s.Previous}
+	if s.Version == stateVersionDelegated {
+		if err := decodeDelegated(ctx, z, &s, keys, l); err != nil {
+			return nil, err
+		}
+		return l, nil
+	}
 	if err := checkChain(root, inter); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
 	}
-	l := &loaded{root: root, inter: inter, imported: s.Imported, hasRootKey: s.RootKey != nil, blob: blob, generation: s.Generation, prevState: s.Previous}
 	if s.Version == stateVersionKMS {
 		if err := openKMSKeys(ctx, z, &s, keys, l); err != nil {
 			return nil, err
