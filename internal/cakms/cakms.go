@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"go.step.sm/crypto/kms/apiv1"
+	"go.step.sm/crypto/kms/uri"
 
 	"github.com/zdps/zdps/internal/ca"
 )
@@ -67,6 +68,11 @@ func Open(ctx context.Context, rawURI string, o Options) (*Keys, error) {
 	if !ok || scheme == "" {
 		return nil, fmt.Errorf("%w: %q has no scheme (pkcs11:, tpmkms:, azurekms:, awskms:, cloudkms:)", ErrInvalidURI, redact(rawURI))
 	}
+	// The SDK's parse errors quote the whole URI, and a URI may carry a
+	// secret (pin-value, Azure's client-secret): parse it here first.
+	if _, err := uri.Parse(rawURI); err != nil {
+		return nil, fmt.Errorf("%w: %s: the URI does not parse (key=value pairs separated by ;, %%-escaped)", ErrInvalidURI, scheme)
+	}
 	typ, err := apiv1.TypeOf(rawURI)
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: %v", ErrInvalidURI, scheme, err)
@@ -118,7 +124,11 @@ func (k *Keys) CreateKey(_ context.Context, kt ca.KeyType, label string) (string
 	if err != nil {
 		return "", nil, err
 	}
-	resp, err := k.km.CreateKey(&apiv1.CreateKeyRequest{Name: name, SignatureAlgorithm: alg})
+	level, err := protectionLevel(k.typ, k.uri)
+	if err != nil {
+		return "", nil, err
+	}
+	resp, err := k.km.CreateKey(&apiv1.CreateKeyRequest{Name: name, SignatureAlgorithm: alg, ProtectionLevel: level})
 	if err != nil {
 		return "", nil, fmt.Errorf("cakms: create key in %s: %w", k.typ, err)
 	}

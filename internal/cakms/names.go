@@ -51,6 +51,29 @@ func keyName(typ apiv1.Type, configURI, label string, suffix []byte) (string, er
 	return "", fmt.Errorf("%w: %s (create the key with the provider's tools; see the README)", ErrCreateUnsupported, typ)
 }
 
+// protectionLevel is what CreateKey asks for. Only Google's needs asking:
+// its keys are software-protected unless protection-level=hsm; Azure reads
+// hsm=true from the URI itself, AWS KMS keys are always in its HSMs, and
+// PKCS#11 and TPM keys are in the device.
+func protectionLevel(typ apiv1.Type, configURI string) (apiv1.ProtectionLevel, error) {
+	if typ != apiv1.CloudKMS {
+		return apiv1.UnspecifiedProtectionLevel, nil
+	}
+	v, err := uriParam(typ, configURI, "protection-level")
+	if err != nil {
+		return 0, err
+	}
+	switch strings.ToLower(v) {
+	case "":
+		return apiv1.UnspecifiedProtectionLevel, nil
+	case "software":
+		return apiv1.Software, nil
+	case "hsm":
+		return apiv1.HSM, nil
+	}
+	return 0, fmt.Errorf("%w: cloudkms protection-level is software or hsm", ErrInvalidURI)
+}
+
 // uriParam is one parameter of the KMS URI. Errors never quote the URI: it
 // may carry a secret (Azure's client-secret, a PIN).
 func uriParam(typ apiv1.Type, rawURI, key string) (string, error) {

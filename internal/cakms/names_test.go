@@ -81,3 +81,30 @@ func TestKeyNameFitsTheCloudRules(t *testing.T) {
 		}
 	}
 }
+
+func TestProtectionLevel(t *testing.T) {
+	const ring = "cloudkms:key-ring=projects/p/locations/l/keyRings/r"
+	for _, tc := range []struct {
+		typ     apiv1.Type
+		uri     string
+		want    apiv1.ProtectionLevel
+		wantErr error
+	}{
+		{apiv1.CloudKMS, ring, apiv1.UnspecifiedProtectionLevel, nil},
+		{apiv1.CloudKMS, ring + ";protection-level=hsm", apiv1.HSM, nil},
+		{apiv1.CloudKMS, ring + ";protection-level=HSM", apiv1.HSM, nil},
+		{apiv1.CloudKMS, ring + ";protection-level=software", apiv1.Software, nil},
+		{apiv1.CloudKMS, ring + ";protection-level=external", 0, ErrInvalidURI},
+		// Azure's own hsm=true is read by azurekms from the URI it opened.
+		{apiv1.AzureKMS, "azurekms:vault=v;hsm=true", apiv1.UnspecifiedProtectionLevel, nil},
+		{apiv1.AmazonKMS, "awskms:protection-level=hsm", apiv1.UnspecifiedProtectionLevel, nil},
+		{apiv1.PKCS11, "pkcs11:token=zdps", apiv1.UnspecifiedProtectionLevel, nil},
+	} {
+		t.Run(tc.uri, func(t *testing.T) {
+			got, err := protectionLevel(tc.typ, tc.uri)
+			if !errors.Is(err, tc.wantErr) || got != tc.want {
+				t.Fatalf("protectionLevel = %v, %v; want %v, %v", got, err, tc.want, tc.wantErr)
+			}
+		})
+	}
+}
