@@ -64,6 +64,9 @@ then needs the same URI in --ca-kms. URIs:
   pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=zdps?pin-value=1234
   pkcs11:token=zdps?pin-source=/etc/zdps/pin      (a binary built with -tags pkcs11)
   tpmkms:device=/dev/tpmrm0                      (blobs in <data-dir>/tpmkms)
+  azurekms:vault=zdps-ca                         (-tags azurekms; credentials from the environment)
+  awskms:region=eu-west-1                        (-tags awskms)
+  cloudkms:key-ring=projects/P/locations/L/keyRings/R   (-tags cloudkms)
 Without --kms the keys are sealed in the store under the key-encryption key
 (softkms, the default).
 

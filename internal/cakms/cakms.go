@@ -4,12 +4,12 @@ import (
 	"context"
 	"crypto"
 	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
 
 	"go.step.sm/crypto/kms/apiv1"
+	"go.step.sm/crypto/kms/uri"
 
 	"github.com/zdps/zdps/internal/ca"
 )
@@ -27,13 +27,17 @@ var (
 // buildHint says how to get a binary with a backend it lacks.
 var buildHint = map[apiv1.Type]string{
 	apiv1.PKCS11:    "build with the pkcs11 tag (make build, or CGO_ENABLED=1 go build -tags pkcs11 ./cmd/zdps: it needs cgo)",
-	apiv1.AzureKMS:  cloudHint,
-	apiv1.AmazonKMS: cloudHint,
-	apiv1.CloudKMS:  cloudHint,
+	apiv1.AzureKMS:  cloudHint("azurekms"),
+	apiv1.AmazonKMS: cloudHint("awskms"),
+	apiv1.CloudKMS:  cloudHint("cloudkms"),
 	apiv1.TPMKMS:    "it is built unless the notpmkms tag is set",
 }
 
-const cloudHint = "zdps does not build the cloud KMSes yet: README, CA keys in an HSM, a KMS or a TPM, says why and how to add one"
+// cloudHint: the cloud KMSes are pure Go but left out of the default
+// binary for their SDKs' size.
+func cloudHint(tag string) string {
+	return fmt.Sprintf("build with the %s tag: make build TAGS='pkcs11 %s', or go build -tags %s ./cmd/zdps; README, CA keys in an HSM, a KMS or a TPM", tag, tag, tag)
+}
 
 // Options tune Open.
 type Options struct {
@@ -47,6 +51,7 @@ type Options struct {
 type Keys struct {
 	km  apiv1.KeyManager
 	typ apiv1.Type
+	uri string // as opened: CreateKey takes Azure's vault, Google's key ring from it
 }
 
 var _ ca.KeyStore = (*Keys)(nil)
@@ -55,10 +60,18 @@ var _ ca.KeyStore = (*Keys)(nil)
 //
 //	pkcs11:module-path=/usr/lib/softhsm/libsofthsm2.so;token=zdps?pin-value=1234
 //	tpmkms:device=/dev/tpmrm0;storage-directory=/var/lib/zdps/tpm
+//	azurekms:vault=zdps-ca              (azurekms tag)
+//	awskms:region=eu-west-1             (awskms tag)
+//	cloudkms:key-ring=projects/p/locations/europe-west1/keyRings/zdps  (cloudkms tag)
 func Open(ctx context.Context, rawURI string, o Options) (*Keys, error) {
 	scheme, _, ok := strings.Cut(rawURI, ":")
 	if !ok || scheme == "" {
 		return nil, fmt.Errorf("%w: %q has no scheme (pkcs11:, tpmkms:, azurekms:, awskms:, cloudkms:)", ErrInvalidURI, redact(rawURI))
+	}
+	// The SDK's parse errors quote the whole URI, and a URI may carry a
+	// secret (pin-value, Azure's client-secret): parse it here first.
+	if _, err := uri.Parse(rawURI); err != nil {
+		return nil, fmt.Errorf("%w: %s: the URI does not parse (key=value pairs separated by ;, %%-escaped)", ErrInvalidURI, scheme)
 	}
 	typ, err := apiv1.TypeOf(rawURI)
 	if err != nil {
@@ -88,7 +101,7 @@ func Open(ctx context.Context, rawURI string, o Options) (*Keys, error) {
 		// The URI may carry a PIN: never echo it.
 		return nil, fmt.Errorf("cakms: open %s: %w", typ, err)
 	}
-	return &Keys{km: km, typ: typ}, nil
+	return &Keys{km: km, typ: typ, uri: rawURI}, nil
 }
 
 // Type is the KMS type, "pkcs11", "tpmkms", ...
@@ -107,16 +120,15 @@ func (k *Keys) CreateKey(_ context.Context, kt ca.KeyType, label string) (string
 	}
 	// A random part keeps a second CA (a rotation, a re-init after a
 	// failed one) from colliding with a key already in the KMS.
-	var name string
-	switch k.typ {
-	case apiv1.PKCS11:
-		name = fmt.Sprintf("pkcs11:id=%s;object=%s-%s", hex.EncodeToString(suffix), label, hex.EncodeToString(suffix[:4]))
-	case apiv1.TPMKMS:
-		name = fmt.Sprintf("tpmkms:name=%s-%s", label, hex.EncodeToString(suffix))
-	default:
-		return "", nil, fmt.Errorf("%w: %s (create the key with the provider's tools; see the README)", ErrCreateUnsupported, k.typ)
+	name, err := keyName(k.typ, k.uri, label, suffix)
+	if err != nil {
+		return "", nil, err
 	}
-	resp, err := k.km.CreateKey(&apiv1.CreateKeyRequest{Name: name, SignatureAlgorithm: alg})
+	level, err := protectionLevel(k.typ, k.uri)
+	if err != nil {
+		return "", nil, err
+	}
+	resp, err := k.km.CreateKey(&apiv1.CreateKeyRequest{Name: name, SignatureAlgorithm: alg, ProtectionLevel: level})
 	if err != nil {
 		return "", nil, fmt.Errorf("cakms: create key in %s: %w", k.typ, err)
 	}

@@ -6,10 +6,11 @@
 // swtpm's socket) is pure Go and always built. pkcs11 (any PKCS#11 HSM,
 // SoftHSM2 in the tests) needs cgo and is built with the pkcs11 build tag
 // (`make build` does it when a C compiler is there). The cloud KMSes
-// (azurekms, awskms, cloudkms) are not built: their SDKs add about 19 MB to
-// the binary and some sixty modules, and nothing here can test them. A URI
-// of a backend this binary lacks fails with ErrNotBuilt, saying how to get
-// it.
+// (azurekms, awskms, cloudkms) are pure Go but built only with their tags of
+// the same names: their SDKs add 3 to 10 MB each to the binary and dozens
+// of modules, and nothing here can reach them, so they are compile-tested
+// (and their key names unit-tested) only. A URI of a backend this binary
+// lacks fails with ErrNotBuilt, naming the tag.
 //
 // softkms, the default, is not this package: a CA without a KMS seals its
 // keys in the store (internal/ca).

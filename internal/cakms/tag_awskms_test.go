@@ -1,0 +1,5 @@
+//go:build awskms
+
+package cakms_test
+
+func init() { builtTags["awskms"] = true }

@@ -1,0 +1,5 @@
+//go:build azurekms
+
+package cakms_test
+
+func init() { builtTags["azurekms"] = true }

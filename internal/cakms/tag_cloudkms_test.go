@@ -1,0 +1,5 @@
+//go:build cloudkms
+
+package cakms_test
+
+func init() { builtTags["cloudkms"] = true }
