@@ -48,7 +48,7 @@ func Classify(err error) (status, code int, msg string) {
 		return http.StatusBadRequest, dps.CodeBadArgument, err.Error()
 	case errors.Is(err, provisioning.ErrThrottled):
 		return http.StatusTooManyRequests, dps.CodeThrottled, MsgThrottled
-	case errors.Is(err, store.ErrClosed), errors.Is(err, store.ErrBusy), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, store.ErrClosed), errors.Is(err, store.ErrBusy), errors.Is(err, provisioning.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, dps.CodeUnavailable, MsgUnavailable
 	}
 	return http.StatusInternalServerError, dps.CodeInternal, MsgInternal

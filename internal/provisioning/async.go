@@ -318,7 +318,7 @@ func (s *Service) settle(ctx context.Context, log *slog.Logger, opID string, req
 		}
 	case errors.Is(err, ErrThrottled):
 		code, msg = dps.CodeThrottled, "registration refused for now; register again later"
-	case errors.Is(err, store.ErrBusy):
+	case errors.Is(err, store.ErrBusy), errors.Is(err, ErrUnavailable):
 		code, msg = dps.CodeUnavailable, "service busy; register again"
 	case errors.Is(err, operations.ErrClosed):
 		return // a poll closed it after its deadline

@@ -23,4 +23,10 @@ var (
 	// assigning); the transport answers 429 with Retry-After. Nothing is
 	// stored.
 	ErrThrottled = errors.New("provisioning: throttled")
+	// ErrUnavailable: the service cannot complete registrations for now
+	// through no fault of the device (an Issuer whose CA is not valid:
+	// an edge gateway whose delegated CA expired while it was offline);
+	// the transport answers 503 with Retry-After, and the device retries
+	// once the operator (or the gateway's renewal) has fixed it.
+	ErrUnavailable = errors.New("provisioning: temporarily unavailable")
 )

@@ -48,6 +48,9 @@ func (i *Issuer) Issue(ctx context.Context, csrDER []byte, p provisioning.LeafPo
 		return nil, provisioning.Refuse("CSR key type or size not accepted", fmt.Errorf("%w: csr: %w", provisioning.ErrInvalid, err))
 	case errors.Is(err, ca.ErrCSRSubject):
 		return nil, provisioning.Refuse("CSR CN does not match registrationId", fmt.Errorf("%w: csr: %w", provisioning.ErrInvalid, err))
+	case errors.Is(err, ca.ErrCAExpired):
+		// No fault of the device: 503, retried until the CA is renewed.
+		return nil, fmt.Errorf("%w: %w", provisioning.ErrUnavailable, err)
 	case err != nil:
 		return nil, err
 	}
