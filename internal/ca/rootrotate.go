@@ -5,7 +5,6 @@ import (
 	"crypto"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/json"
 	"encoding/pem"
 	"fmt"
 	"time"
@@ -36,36 +35,11 @@ type RootRotation struct {
 // working while they receive the new one. With cfg.OfflineRoot the new
 // root's key is handed out instead of stored.
 func RotateRoot(ctx context.Context, cfg Config, o RotateOptions) (*RootRotation, error) {
-	cfg, err := cfg.withDefaults()
+	start, err := loadForRotation(ctx, cfg, true)
 	if err != nil {
 		return nil, err
 	}
-	sw, ok := cfg.Storage.(Swapper)
-	if !ok {
-		return nil, fmt.Errorf("%w: the storage cannot swap states", ErrInvalidConfig)
-	}
-	z, err := newSealer(cfg.KEK, cfg.Rand)
-	if err != nil {
-		return nil, err
-	}
-	blob, err := cfg.Storage.Load(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var s state
-	if err := json.Unmarshal(blob, &s); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
-	}
-	if s.KMS != "" && (cfg.KMS == nil || cfg.KMS.Type() != s.KMS) {
-		return nil, fmt.Errorf("%w: the current intermediate key is in a %s KMS: give it (--kms) to rotate", ErrKMSRequired, s.KMS)
-	}
-	l, err := decodeState(ctx, z, blob, cfg.KMS)
-	if err != nil {
-		return nil, err
-	}
-	if l.delegated {
-		return nil, ErrDelegated
-	}
+	cfg, sw, z, blob, s, l := start.cfg, start.sw, start.z, start.blob, start.s, start.l
 	if s.RootKey == nil {
 		return nil, fmt.Errorf("%w: the root key is offline: a root rotation needs it to cross-sign the new root", ErrInvalidCA)
 	}

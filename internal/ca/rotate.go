@@ -69,36 +69,11 @@ type Rotation struct {
 // The root key must be in the state: with an offline root, sign the new
 // intermediate with `zdps ca sign-intermediate` (not automated yet).
 func Rotate(ctx context.Context, cfg Config, o RotateOptions) (*Rotation, error) {
-	cfg, err := cfg.withDefaults()
+	start, err := loadForRotation(ctx, cfg, true)
 	if err != nil {
 		return nil, err
 	}
-	sw, ok := cfg.Storage.(Swapper)
-	if !ok {
-		return nil, fmt.Errorf("%w: the storage cannot swap states", ErrInvalidConfig)
-	}
-	z, err := newSealer(cfg.KEK, cfg.Rand)
-	if err != nil {
-		return nil, err
-	}
-	blob, err := cfg.Storage.Load(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var s state
-	if err := json.Unmarshal(blob, &s); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
-	}
-	if s.KMS != "" && (cfg.KMS == nil || cfg.KMS.Type() != s.KMS) {
-		return nil, fmt.Errorf("%w: the current intermediate key is in a %s KMS: give it (--kms) to rotate", ErrKMSRequired, s.KMS)
-	}
-	l, err := decodeState(ctx, z, blob, cfg.KMS)
-	if err != nil {
-		return nil, err
-	}
-	if l.delegated {
-		return nil, ErrDelegated
-	}
+	cfg, sw, z, blob, s, l := start.cfg, start.sw, start.z, start.blob, start.s, start.l
 	var rootKey crypto.Signer
 	if s.RootKey != nil {
 		if rootKey, err = openKey(z, roleRoot, &s, s.RootKey, l.root); err != nil {
@@ -273,33 +248,11 @@ func nextSubject(cur *x509.Certificate, gen int) pkix.Name {
 // (zdps ca sign-intermediate); Rotate with the certificate installs it. A
 // second call replaces the pending key.
 func PrepareRotation(ctx context.Context, cfg Config) ([]byte, error) {
-	cfg, err := cfg.withDefaults()
+	start, err := loadForRotation(ctx, cfg, false)
 	if err != nil {
 		return nil, err
 	}
-	sw, ok := cfg.Storage.(Swapper)
-	if !ok {
-		return nil, fmt.Errorf("%w: the storage cannot swap states", ErrInvalidConfig)
-	}
-	z, err := newSealer(cfg.KEK, cfg.Rand)
-	if err != nil {
-		return nil, err
-	}
-	blob, err := cfg.Storage.Load(ctx)
-	if err != nil {
-		return nil, err
-	}
-	var s state
-	if err := json.Unmarshal(blob, &s); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
-	}
-	l, err := decodeState(ctx, z, blob, cfg.KMS)
-	if err != nil {
-		return nil, err
-	}
-	if l.delegated {
-		return nil, ErrDelegated
-	}
+	cfg, sw, z, blob, s, l := start.cfg, start.sw, start.z, start.blob, start.s, start.l
 	kt := KeyECP256
 	if isP384(l.inter.PublicKey) {
 		kt = KeyECP384
@@ -482,4 +435,50 @@ type PreviousIntermediate struct {
 	KeepUntil   time.Time
 	// CanSignCRL: its key opened here (sealed, or in the KMS given).
 	CanSignCRL bool
+}
+
+// rotationStart is where every rotation starts: cfg with its defaults,
+// the storage's Swapper, the sealer, and the stored state (its blob,
+// parsed and decoded).
+type rotationStart struct {
+	cfg  Config
+	sw   Swapper
+	z    *sealer
+	blob []byte
+	s    state
+	l    *loaded
+}
+
+// loadForRotation loads a rotationStart. A delegated CA (an edge
+// gateway's) never rotates. keysHere requires the KMS of the current
+// intermediate's key, which the rotation signs with or retires.
+func loadForRotation(ctx context.Context, cfg Config, keysHere bool) (*rotationStart, error) {
+	cfg, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	r := &rotationStart{cfg: cfg}
+	var ok bool
+	if r.sw, ok = cfg.Storage.(Swapper); !ok {
+		return nil, fmt.Errorf("%w: the storage cannot swap states", ErrInvalidConfig)
+	}
+	if r.z, err = newSealer(cfg.KEK, cfg.Rand); err != nil {
+		return nil, err
+	}
+	if r.blob, err = cfg.Storage.Load(ctx); err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(r.blob, &r.s); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
+	}
+	if keysHere && r.s.KMS != "" && (cfg.KMS == nil || cfg.KMS.Type() != r.s.KMS) {
+		return nil, fmt.Errorf("%w: the current intermediate key is in a %s KMS: give it (--kms) to rotate", ErrKMSRequired, r.s.KMS)
+	}
+	if r.l, err = decodeState(ctx, r.z, r.blob, cfg.KMS); err != nil {
+		return nil, err
+	}
+	if r.l.delegated {
+		return nil, ErrDelegated
+	}
+	return r, nil
 }
