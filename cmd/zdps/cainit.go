@@ -117,26 +117,11 @@ func openCAKMS(ctx context.Context, uri, dataDir string) (*cakms.Keys, error) {
 }
 
 func caInit(ctx context.Context, cfg caInitConfig, out io.Writer) error {
-	var rootFile *os.File
-	if cfg.OfflineRoot != "" {
-		if inside(cfg.OfflineRoot, cfg.DataDir) {
-			return cmdutil.Errorf(nil, "--offline-root %s is inside the data directory %s: the root key must go where the server's data does not", cfg.OfflineRoot, cfg.DataDir)
-		}
-		// Created first and exclusively: an existing file (an earlier
-		// root) is never overwritten, and a failure to write it is
-		// known before any CA exists.
-		f, err := os.OpenFile(cfg.OfflineRoot, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return cmdutil.Errorf(err, "--offline-root: %v", err)
-		}
-		rootFile = f
-		defer func() {
-			if rootFile != nil { // not handed a key: leave no empty file
-				rootFile.Close()
-				os.Remove(cfg.OfflineRoot)
-			}
-		}()
+	rootFile, err := createOfflineRoot(cfg.OfflineRoot, cfg.DataDir)
+	if err != nil {
+		return err
 	}
+	defer rootFile.discard()
 	// The KMS first: a URI that does not work leaves nothing behind.
 	var keys ca.KeyStore
 	if cfg.KMS != "" {
@@ -176,20 +161,9 @@ func caInit(ctx context.Context, cfg caInitConfig, out io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("create CA: %w", err)
 	}
-	if rootFile != nil {
-		_, werr := rootFile.Write(rootKey)
-		clear(rootKey)
-		if werr == nil {
-			werr = rootFile.Sync()
-		}
-		if cerr := rootFile.Close(); werr == nil {
-			werr = cerr
-		}
-		rootFile = nil
-		if werr != nil {
-			// The CA exists without its root key anywhere: say so plainly.
-			return fmt.Errorf("the CA was created but its root key could not be written to %s (%w): the root key is lost; no intermediate can be signed for this root", cfg.OfflineRoot, werr)
-		}
+	if err := rootFile.write(rootKey); err != nil {
+		// The CA exists without its root key anywhere: say so plainly.
+		return fmt.Errorf("the CA was created but its root key could not be written to %s (%w): the root key is lost; no intermediate can be signed for this root", cfg.OfflineRoot, err)
 	}
 	// The bundle file is zdps serve's to write (its presence says the
 	// server started); the root certificate is printed for the record.
@@ -306,4 +280,56 @@ func caSignIntermediate(cfg caSignConfig, out io.Writer) error {
 	}
 	fmt.Fprintf(out, "intermediate %s signed by %s, valid to %s: %s\n", inter.Subject, root.Subject, inter.NotAfter.UTC().Format(time.RFC3339), cfg.Out)
 	return nil
+}
+
+// offlineRootFile is where --offline-root writes a root key, once. It is
+// created first and exclusively: an existing file (an earlier root) is
+// never overwritten, and a failure to create it is known before any key
+// exists. A nil *offlineRootFile (no --offline-root) does nothing.
+type offlineRootFile struct {
+	path string
+	f    *os.File
+}
+
+// createOfflineRoot creates path for a root key, refusing a path inside
+// the server's data directory; "" is no file (nil).
+func createOfflineRoot(path, dataDir string) (*offlineRootFile, error) {
+	if path == "" {
+		return nil, nil
+	}
+	if inside(path, dataDir) {
+		return nil, cmdutil.Errorf(nil, "--offline-root %s is inside the data directory %s: the root key must go where the server's data does not", path, dataDir)
+	}
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return nil, cmdutil.Errorf(err, "--offline-root: %v", err)
+	}
+	return &offlineRootFile{path: path, f: f}, nil
+}
+
+// write writes and syncs the key, clears it from memory and closes the
+// file.
+func (o *offlineRootFile) write(keyPEM []byte) error {
+	if o == nil || o.f == nil {
+		return nil
+	}
+	_, err := o.f.Write(keyPEM)
+	clear(keyPEM)
+	if err == nil {
+		err = o.f.Sync()
+	}
+	if cerr := o.f.Close(); err == nil {
+		err = cerr
+	}
+	o.f = nil
+	return err
+}
+
+// discard removes a file never handed a key, so no empty one is left.
+func (o *offlineRootFile) discard() {
+	if o == nil || o.f == nil {
+		return
+	}
+	o.f.Close()
+	os.Remove(o.path)
 }

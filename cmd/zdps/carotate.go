@@ -187,41 +187,18 @@ func caRotate(ctx context.Context, cfg caRotateConfig, out io.Writer) error {
 // caRotateRoot is zdps ca rotate --root.
 func caRotateRoot(ctx context.Context, cfg caRotateConfig, caCfg ca.Config, spec storespec.Spec,
 	audited func(context.Context, store.Tx, []ca.Step) error, out io.Writer) error {
-	var rootFile *os.File
-	if cfg.OfflineRoot != "" {
-		if inside(cfg.OfflineRoot, cfg.DataDir) {
-			return cmdutil.Errorf(nil, "--offline-root %s is inside the data directory %s", cfg.OfflineRoot, cfg.DataDir)
-		}
-		f, err := os.OpenFile(cfg.OfflineRoot, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err != nil {
-			return cmdutil.Errorf(err, "--offline-root: %v", err)
-		}
-		rootFile = f
-		defer func() {
-			if rootFile != nil {
-				rootFile.Close()
-				os.Remove(cfg.OfflineRoot)
-			}
-		}()
-		caCfg.OfflineRoot = true
+	rootFile, err := createOfflineRoot(cfg.OfflineRoot, cfg.DataDir)
+	if err != nil {
+		return err
 	}
+	defer rootFile.discard()
+	caCfg.OfflineRoot = rootFile != nil
 	r, err := ca.RotateRoot(ctx, caCfg, ca.RotateOptions{Overlap: cfg.Overlap, Audit: audited})
 	if err != nil {
 		return rotateError(err, spec)
 	}
-	if rootFile != nil {
-		_, werr := rootFile.Write(r.NewRootKeyPEM)
-		clear(r.NewRootKeyPEM)
-		if werr == nil {
-			werr = rootFile.Sync()
-		}
-		if cerr := rootFile.Close(); werr == nil {
-			werr = cerr
-		}
-		rootFile = nil
-		if werr != nil {
-			return fmt.Errorf("the root was rotated but its key could not be written to %s (%w): that key is lost", cfg.OfflineRoot, werr)
-		}
+	if err := rootFile.write(r.NewRootKeyPEM); err != nil {
+		return fmt.Errorf("the root was rotated but its key could not be written to %s (%w): that key is lost", cfg.OfflineRoot, err)
 	}
 	for _, s := range r.Steps {
 		fmt.Fprintf(out, "%s %s: %s\n", s.Action, s.Resource, s.Detail)
