@@ -1,17 +1,13 @@
 package interop
 
 import (
-	"bytes"
 	"context"
 	"encoding/base64"
-	"net"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"testing"
-	"time"
 
 	"github.com/zdps/zdps/attestation/tpm"
+	"github.com/zdps/zdps/internal/cakms/cakmstest"
 	"github.com/zdps/zdps/internal/zdpstest"
 	"github.com/zdps/zdps/interop/tpmbridge"
 	"github.com/zdps/zdps/pkg/dps"
@@ -23,32 +19,7 @@ import (
 // and returns the bridge's command port.
 func swtpm(t *testing.T) int {
 	t.Helper()
-	bin, err := exec.LookPath("swtpm")
-	if err != nil {
-		t.Fatalf("swtpm is not installed: run `make test-setup` (apt-get install swtpm): %v", err)
-	}
-	dir := t.TempDir()
-	sock := filepath.Join(dir, "tpm.sock")
-	cmd := exec.Command(bin, "socket", "--tpm2", "--tpmstate", "dir="+dir,
-		"--server", "type=unixio,path="+sock, "--ctrl", "type=unixio,path="+filepath.Join(dir, "ctrl.sock"),
-		"--flags", "not-need-init,startup-clear")
-	var out bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	for i := 0; ; i++ {
-		c, err := net.Dial("unix", sock)
-		if err == nil {
-			c.Close()
-			break
-		}
-		if i == 100 {
-			t.Fatalf("swtpm did not start: %v\n%s", err, out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	sock, _ := cakmstest.SWTPMSocket(t)
 	b, err := tpmbridge.Start("unix", sock)
 	if err != nil {
 		t.Fatal(err)

@@ -61,18 +61,27 @@ func SoftHSM(t testing.TB) (uri, tokenDir string) {
 	return "pkcs11:module-path=" + module + ";token=zdps?pin-value=" + PIN, tokenDir
 }
 
-// SWTPM starts Debian's swtpm on a fresh state directory (a new TPM) with
-// its command channel on a UNIX socket, which tpmkms speaks to directly,
-// and returns the tpmkms URI of it (key blobs in a directory of their own)
-// and swtpm's state directory. swtpm is killed at the end of the test.
+// SWTPM starts Debian's swtpm (SWTPMSocket) and returns the tpmkms URI of
+// it (key blobs in a directory of their own) and swtpm's state directory.
 func SWTPM(t testing.TB) (uri, stateDir string) {
+	t.Helper()
+	sock, stateDir := SWTPMSocket(t)
+	blobs := filepath.Join(t.TempDir(), "tpmkms")
+	return "tpmkms:device=" + sock + ";storage-directory=" + blobs, stateDir
+}
+
+// SWTPMSocket starts Debian's swtpm on a fresh state directory (a new,
+// unprovisioned TPM) with its command channel on a UNIX socket, waits
+// until it answers, and returns the socket and the state directory. swtpm
+// is killed at the end of the test.
+func SWTPMSocket(t testing.TB) (sock, stateDir string) {
 	t.Helper()
 	bin, err := exec.LookPath("swtpm")
 	if err != nil {
 		t.Fatalf("swtpm is not installed: run `make test-setup` (apt-get install swtpm): %v", err)
 	}
 	stateDir = t.TempDir()
-	sock := filepath.Join(stateDir, "tpm.sock")
+	sock = filepath.Join(stateDir, "tpm.sock")
 	cmd := exec.Command(bin, "socket", "--tpm2", "--tpmstate", "dir="+stateDir,
 		"--server", "type=unixio,path="+sock, "--ctrl", "type=unixio,path="+filepath.Join(stateDir, "ctrl.sock"),
 		"--flags", "not-need-init,startup-clear")
@@ -86,13 +95,11 @@ func SWTPM(t testing.TB) (uri, stateDir string) {
 		c, err := net.Dial("unix", sock)
 		if err == nil {
 			c.Close()
-			break
+			return sock, stateDir
 		}
 		if i == 100 {
 			t.Fatalf("swtpm did not start: %v\n%s", err, out.String())
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	blobs := filepath.Join(t.TempDir(), "tpmkms")
-	return "tpmkms:device=" + sock + ";storage-directory=" + blobs, stateDir
 }
