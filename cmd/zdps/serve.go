@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +14,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -27,7 +24,10 @@ import (
 	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/attestation/symmetric"
 	x509v "github.com/zdps/zdps/attestation/x509"
-	"github.com/zdps/zdps/cmd/zdps/internal/storespec"
+	"github.com/zdps/zdps/cmd/zdps/internal/castorecmd"
+	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
+	"github.com/zdps/zdps/cmd/zdps/internal/storeopen"
+	"github.com/zdps/zdps/cmd/zdps/internal/upstream"
 	"github.com/zdps/zdps/internal/api"
 	"github.com/zdps/zdps/internal/audit"
 	"github.com/zdps/zdps/internal/ca"
@@ -52,25 +52,23 @@ import (
 
 // serveConfig is the whole configuration of `zdps serve`.
 type serveConfig struct {
-	DataDir       string
-	Store         string
-	Listen        string
-	HostName      string
-	IDScope       string
-	TLSCert       string
-	TLSKey        string
-	TLSSANs       []string
-	KEKFile       string
-	KEKPassphrase string
-	LogLevel      string
-	LogFormat     string
-	MaxBodyBytes  int64
-	MaxBulkItems  int
-	MaxPageSize   int
-	Shutdown      time.Duration
-	IdleTimeout   time.Duration
-	Azure202      bool
-	RetryAfter    time.Duration
+	// DataDir, Store, KEKFile and KEKPassphrase: the store and its KEK.
+	storeopen.Flags
+	Listen       string
+	HostName     string
+	IDScope      string
+	TLSCert      string
+	TLSKey       string
+	TLSSANs      []string
+	LogLevel     string
+	LogFormat    string
+	MaxBodyBytes int64
+	MaxBulkItems int
+	MaxPageSize  int
+	Shutdown     time.Duration
+	IdleTimeout  time.Duration
+	Azure202     bool
+	RetryAfter   time.Duration
 	// AssignWait bounds how long a register request waits for allocation
 	// before answering 202 assigning (provisioning.Config.AssignWait).
 	AssignWait   time.Duration
@@ -115,15 +113,9 @@ type serveConfig struct {
 	Console consoleConfig
 	// Sites configures the central side of edge gateways (sites.go).
 	Sites sitesConfig
-	// Gateway configures the edge side: zdps serve --upstream (gateway.go).
-	Gateway gatewayConfig
+	// Gateway configures the edge side: zdps serve --upstream (package upstream).
+	Gateway upstream.Config
 }
-
-// Files the server keeps in its data directory.
-const (
-	kekFile    = "kek"
-	bundleFile = "ca-bundle.pem"
-)
 
 func newServeCmd() *cobra.Command {
 	var cfg serveConfig
@@ -140,7 +132,7 @@ name in upper snake case, e.g. ZDPS_DATA_DIR) or in a JSON config file given
 with --config; flags win over the environment, which wins over the file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := applyEnvAndFile(cmd.Flags(), configFile); err != nil {
+			if err := cmdutil.ApplyEnvAndFile(cmd.Flags(), configFile); err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -194,7 +186,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	cfg.OIDC.register(f)
 	cfg.Console.register(f)
 	cfg.Sites.register(f)
-	cfg.Gateway.register(f)
+	cfg.Gateway.Register(f)
 	cfg.Limits = provisioning.DefaultLimits()
 	f.Var(&cfg.Limits.Poll, "throttle-poll", "operation polls and status lookups admitted per device, COUNT/DURATION or off (Azure: 5/10s); a throttled poll of a registration still assigning answers 202 with a later Retry-After, otherwise 429")
 	f.Var(&cfg.Limits.Register, "throttle-register", "register requests admitted per device, COUNT/DURATION or off; counted only after the device authenticated")
@@ -250,37 +242,30 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	spec, err := storespec.Parse(cfg.Store, cfg.DataDir)
+	spec, backend, err := cfg.Open(ctx, true)
 	if err != nil {
-		return fmt.Errorf("--store: %w", err)
-	}
-	backend, err := storespec.Open(ctx, spec, storespec.Options{CreateBolt: true})
-	if err != nil {
-		return fmt.Errorf("open store %s: %w", spec, err)
+		return err
 	}
 	defer backend.Close()
 	log.Info("store opened", "store", spec.String())
 
-	kek, err := loadKEK(ctx, cfg, backend)
+	kek, err := cfg.KEK(ctx, backend)
 	if err != nil {
 		return err
 	}
 	caCfg := ca.Config{Storage: ca.BackendStorage(backend), KEK: kek, Logger: log, CRLURL: cfg.CRLURL}
 	if cfg.CAKMS != "" {
-		keys, err := openCAKMS(ctx, cfg.CAKMS, cfg.DataDir)
+		keys, err := storeopen.OpenKMS(ctx, cfg.CAKMS, cfg.DataDir)
 		if err != nil {
 			return fmt.Errorf("--ca-kms: %w", err)
 		}
 		defer keys.Close()
 		caCfg.KMS = keys
 	}
-	if cfg.Gateway.on() {
+	if cfg.Gateway.On() {
 		// An edge gateway: its client certificate and delegated CA from
-		// central before the CA opens (gateway.go).
-		if err := startGateway(ctx, &cfg, caCfg, log); err != nil {
+		// central before the CA opens.
+		if err := cfg.Gateway.Start(ctx, cfg.DataDir, &cfg.IDScope, caCfg, log); err != nil {
 			return err
 		}
 	}
@@ -312,7 +297,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	st := store.New(so.metrics.Backend(cfg.Gateway.outbox(backend)), nil, store.WithSealer(secrets))
+	st := store.New(so.metrics.Backend(cfg.Gateway.Outbox(backend)), nil, store.WithSealer(secrets))
 	// Management writes are audit events and feed the edge gateways'
 	// change feeds, each in its own transaction.
 	audited := store.New(audit.Changes(sites.Feed(st.Backend), so.trail), nil, store.WithSealer(secrets))
@@ -326,12 +311,14 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err := instance.WriteSecretFile(cfg.DataDir, instance.ConnectionStringFile, []byte(inst.ConnectionString+"\n")); err != nil {
 		return fmt.Errorf("write connection string: %w", err)
 	}
-	if err := instance.WriteSecretFile(cfg.DataDir, bundleFile, authority.BundlePEM()); err != nil {
+	if err := instance.WriteSecretFile(cfg.DataDir, cmdutil.CABundleFile, authority.BundlePEM()); err != nil {
 		return fmt.Errorf("write CA bundle: %w", err)
 	}
-	// zdps ca rotate rewrites the CA state: follow it (carotate.go).
-	go authority.Watch(ctx, caReloadInterval, func() {
-		rewriteBundle(cfg.DataDir, authority, log)
+	// zdps ca rotate rewrites the CA state: follow it (package castorecmd).
+	go authority.Watch(ctx, castorecmd.ReloadInterval, func() {
+		if err := instance.WriteSecretFile(cfg.DataDir, cmdutil.CABundleFile, authority.BundlePEM()); err != nil {
+			log.Error("write CA bundle after rotation", "err", err)
+		}
 		so.metrics.CertificateExpiry("root", authority.Root().NotAfter)
 		so.metrics.CertificateExpiry("intermediate", authority.Intermediate().NotAfter)
 	})
@@ -379,10 +366,8 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err := so.start(ctx, authority); err != nil {
 		return err
 	}
-	if rt := cfg.Gateway.rt; rt != nil {
-		if err := rt.run(ctx, st, so.trail.Log, authority, caCfg); err != nil {
-			return err
-		}
+	if err := cfg.Gateway.Run(ctx, st, so.trail.Log, authority, caCfg); err != nil {
+		return err
 	}
 	// Deletes operations and TPM challenges nobody can read any more; it
 	// stops with ctx at shutdown.
@@ -548,48 +533,6 @@ func (s *certSource) fresh() (*tls.Certificate, bool) {
 	// capped by its delegated CA's short validity, not serverCertValidity.
 	life := cur.Leaf.NotAfter.Sub(cur.Leaf.NotBefore)
 	return cur, time.Until(cur.Leaf.NotAfter) > life/3
-}
-
-// loadKEK returns the CA key-encryption key from a passphrase (its salt
-// kept in the store, shared by replicas) or a key file.
-func loadKEK(ctx context.Context, cfg serveConfig, b store.Backend) ([]byte, error) {
-	if cfg.KEKPassphrase == "" {
-		return loadOrCreateKEK(cfg.KEKFile, cfg.DataDir)
-	}
-	if cfg.KEKFile != "" {
-		return nil, errors.New("--kek-file and --kek-passphrase exclude each other")
-	}
-	salt, err := instance.KEKSalt(ctx, b, nil)
-	if err != nil {
-		return nil, fmt.Errorf("KEK salt: %w", err)
-	}
-	return ca.KEKFromPassphrase(cfg.KEKPassphrase, salt)
-}
-
-// loadOrCreateKEK reads the CA key-encryption key, creating a random one in
-// the data directory on first start when no file was named.
-func loadOrCreateKEK(file, dataDir string) ([]byte, error) {
-	if file == "" {
-		file = filepath.Join(dataDir, kekFile)
-		if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
-			k := make([]byte, 32)
-			if _, err := rand.Read(k); err != nil {
-				return nil, err
-			}
-			if err := instance.WriteSecretFile(dataDir, kekFile, []byte(hex.EncodeToString(k)+"\n")); err != nil {
-				return nil, fmt.Errorf("create key-encryption key: %w", err)
-			}
-		}
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("key-encryption key: %w", err)
-	}
-	k, err := hex.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil || len(k) < 32 {
-		return nil, fmt.Errorf("key-encryption key %s: want at least 32 bytes in hex", file)
-	}
-	return k, nil
 }
 
 // mountDeviceAPI wires the registration pipeline (attestors, allocation

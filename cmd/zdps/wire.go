@@ -82,7 +82,7 @@ func newServiceAPI(cfg serveConfig, st, audited *store.Store, authority *ca.CA, 
 		return nil, nil, err
 	}
 	uc := api.UseCasesOf(m)
-	cfg.Gateway.wireUseCases(&uc, m) // an edge gateway refuses enrollment writes
+	cfg.Gateway.WireUseCases(&uc, m) // an edge gateway refuses enrollment writes
 	service, err := api.New(api.Config{
 		Store:        st,
 		HostName:     cfg.HostName,
