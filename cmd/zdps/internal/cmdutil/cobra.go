@@ -76,18 +76,16 @@ func NewDeleteCmd(g *Globals, s DeleteSpec) *cobra.Command {
 					return Errorf(err, "%v", err)
 				}
 			}
-			c, err := g.Ready()
-			if err != nil {
+			return g.Call(cmd, args, func(ctx context.Context, c *client.Client, p Printer, _ []string) error {
+				if err := s.Delete(c, ctx, id, etag); err != nil {
+					return Fail(err, s.Resource, id, s.Verb)
+				}
+				if p.JSON {
+					return nil
+				}
+				_, err := p.W.Write([]byte(s.Resource + " \"" + id + "\" " + s.Verb + "d\n"))
 				return err
-			}
-			if err := s.Delete(c, cmd.Context(), id, etag); err != nil {
-				return Fail(err, s.Resource, id, s.Verb)
-			}
-			if g.JSON() {
-				return nil
-			}
-			_, err = cmd.OutOrStdout().Write([]byte(s.Resource + " \"" + id + "\" " + s.Verb + "d\n"))
-			return err
+			})
 		},
 	}
 	cmd.Flags().StringVar(&etag, "etag", "", s.Verb+" only if the "+s.Resource+"'s etag still is this one")
@@ -111,17 +109,13 @@ func NewShowCmd[V any](g *Globals, s ShowSpec[V]) *cobra.Command {
 		Short:   s.Short,
 		Example: s.Example,
 		Args:    ExactArgs(argName(s.Use)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			v, err := s.Get(c, cmd.Context(), args[0])
+		RunE: g.Run(func(ctx context.Context, c *client.Client, p Printer, args []string) error {
+			v, err := s.Get(c, ctx, args[0])
 			if err != nil {
 				return Fail(err, s.Resource, args[0], s.Action)
 			}
-			return s.Print(g.Printer(cmd.OutOrStdout()), v)
-		},
+			return s.Print(p, v)
+		}),
 	}
 }
 
@@ -143,16 +137,11 @@ func NewListAllCmd[V any](g *Globals, s ListAllSpec[V]) *cobra.Command {
 		Aliases: []string{"ls"},
 		Short:   s.Short,
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			all, err := s.List(c, cmd.Context())
+		RunE: g.Run(func(ctx context.Context, c *client.Client, p Printer, _ []string) error {
+			all, err := s.List(c, ctx)
 			if err != nil {
 				return FailList(err, s.What)
 			}
-			p := g.Printer(cmd.OutOrStdout())
 			if p.JSON {
 				if all == nil {
 					all = []V{}
@@ -160,7 +149,7 @@ func NewListAllCmd[V any](g *Globals, s ListAllSpec[V]) *cobra.Command {
 				return p.PrintJSON(all)
 			}
 			return s.Print(p, all...)
-		},
+		}),
 	}
 }
 

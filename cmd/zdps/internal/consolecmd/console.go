@@ -1,7 +1,9 @@
 package consolecmd
 
 import (
+	"context"
 	"fmt"
+	"github.com/zdps/zdps/pkg/client"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -20,22 +22,17 @@ button; pressing it starts a console session with the rights of the shared
 access policy of the connection string the CLI uses. The link works once and
 expires after a few minutes (zdps serve --console-link-ttl).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			l, err := c.ConsoleLink(cmd.Context())
+		RunE: g.Run(func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
+			l, err := c.ConsoleLink(ctx)
 			if err != nil {
 				return cmdutil.Errorf(err, "ask for a console sign-in link: %s", cmdutil.UnwrapTransport(err))
 			}
-			p := g.Printer(cmd.OutOrStdout())
 			if p.JSON {
 				return p.PrintJSON(l)
 			}
 			_, err = fmt.Fprintf(p.W, "%s\n(one use, for %s, until %s)\n", l.URL, l.Principal, l.Expires.UTC().Format(time.RFC3339))
 			return err
-		},
+		}),
 	})
 	return cmd
 }

@@ -1,6 +1,7 @@
 package hubcmd
 
 import (
+	"context"
 	"encoding/json"
 	"strconv"
 	"time"
@@ -34,21 +35,18 @@ policy allows it.`,
 			if !ok {
 				return cmdutil.Errorf(nil, "%q is not an allocation policy (use hashed, geoLatency, static or custom)", args[0])
 			}
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			s, err := c.GetSettings(ctx)
-			if err != nil {
-				return cmdutil.Fail(err, "settings", "", "read")
-			}
-			s.DefaultAllocationPolicy = policy
-			got, err := c.PutSettings(ctx, s, s.ETag) // If-Match: a concurrent change fails with 412
-			if err != nil {
-				return cmdutil.Fail(err, "settings", "", "update")
-			}
-			return printSettings(g.Printer(cmd.OutOrStdout()), got)
+			return g.Call(cmd, args, func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
+				s, err := c.GetSettings(ctx)
+				if err != nil {
+					return cmdutil.Fail(err, "settings", "", "read")
+				}
+				s.DefaultAllocationPolicy = policy
+				got, err := c.PutSettings(ctx, s, s.ETag) // If-Match: a concurrent change fails with 412
+				if err != nil {
+					return cmdutil.Fail(err, "settings", "", "update")
+				}
+				return printSettings(p, got)
+			})
 		},
 	}
 }
@@ -58,17 +56,13 @@ func newAllocationShowCmd(g *cmdutil.Globals) *cobra.Command {
 		Use:   "show",
 		Short: "Show the instance's default allocation policy",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			s, err := c.GetSettings(cmd.Context())
+		RunE: g.Run(func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
+			s, err := c.GetSettings(ctx)
 			if err != nil {
 				return cmdutil.Fail(err, "settings", "", "read")
 			}
-			return printSettings(g.Printer(cmd.OutOrStdout()), s)
-		},
+			return printSettings(p, s)
+		}),
 	}
 }
 
@@ -110,15 +104,13 @@ its credential: name its group with --group.`,
 				}
 				req.Payload = json.RawMessage(cfg.Payload)
 			}
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			x, err := c.ExplainAllocation(cmd.Context(), req)
-			if err != nil {
-				return cmdutil.Fail(err, "registration", args[0], "explain")
-			}
-			return printExplanation(g.Printer(cmd.OutOrStdout()), x)
+			return g.Call(cmd, args, func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
+				x, err := c.ExplainAllocation(ctx, req)
+				if err != nil {
+					return cmdutil.Fail(err, "registration", args[0], "explain")
+				}
+				return printExplanation(p, x)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&cfg.Group, "group", "", "enrollment group of a device without individual enrollment or registration record")

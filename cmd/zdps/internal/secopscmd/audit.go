@@ -194,29 +194,27 @@ func newAuditListCmd(g *cmdutil.Globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			q.Limit = pageLimit
-			if limit > 0 {
-				q.Limit = min(limit, pageLimit)
-			}
-			ew := newEventWriter(g.Printer(cmd.OutOrStdout()), false)
-			n := 0
-			for e, err := range c.AllAuditEvents(cmd.Context(), q) {
-				if err != nil {
-					_ = ew.flush()
-					return cmdutil.FailList(err, "audit events")
+			return g.Call(cmd, nil, func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
+				q.Limit = pageLimit
+				if limit > 0 {
+					q.Limit = min(limit, pageLimit)
 				}
-				if err := ew.add(&e); err != nil {
-					return err
+				ew := newEventWriter(p, false)
+				n := 0
+				for e, err := range c.AllAuditEvents(ctx, q) {
+					if err != nil {
+						_ = ew.flush()
+						return cmdutil.FailList(err, "audit events")
+					}
+					if err := ew.add(&e); err != nil {
+						return err
+					}
+					if n++; limit > 0 && n == limit {
+						break
+					}
 				}
-				if n++; limit > 0 && n == limit {
-					break
-				}
-			}
-			return ew.flush()
+				return ew.flush()
+			})
 		},
 	}
 	f.register(cmd.Flags())
@@ -246,20 +244,17 @@ interrupted (Ctrl-C).`,
 			if err != nil {
 				return err
 			}
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			ew := newEventWriter(g.Printer(cmd.OutOrStdout()), follow)
-			next, err := printLast(ctx, c, q, last, ew)
-			if err != nil {
-				return err
-			}
-			if !follow {
-				return nil
-			}
-			return followTrail(ctx, c, q, next, ew, cmd.ErrOrStderr())
+			return g.Call(cmd, nil, func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
+				ew := newEventWriter(p, follow)
+				next, err := printLast(ctx, c, q, last, ew)
+				if err != nil {
+					return err
+				}
+				if !follow {
+					return nil
+				}
+				return followTrail(ctx, c, q, next, ew, cmd.ErrOrStderr())
+			})
 		},
 	}
 	f.register(cmd.Flags())
@@ -355,16 +350,11 @@ func newAuditVerifyCmd(g *cmdutil.Globals) *cobra.Command {
 		Use:   "verify",
 		Short: "Check the audit trail's hash chain and signed head; fails when an event was edited, deleted or inserted",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			rep, err := c.VerifyAudit(cmd.Context())
+		RunE: g.Run(func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
+			rep, err := c.VerifyAudit(ctx)
 			if err != nil {
 				return cmdutil.Errorf(err, "verify the audit trail: %s", cmdutil.UnwrapTransport(err))
 			}
-			p := g.Printer(cmd.OutOrStdout())
 			if p.JSON {
 				err = p.PrintJSON(rep)
 			} else {
@@ -390,6 +380,6 @@ func newAuditVerifyCmd(g *cmdutil.Globals) *cobra.Command {
 				return cmdutil.Errorf(pr, "%s", msg)
 			}
 			return nil
-		},
+		}),
 	}
 }

@@ -1,7 +1,9 @@
 package secopscmd
 
 import (
+	"context"
 	"fmt"
+	"github.com/zdps/zdps/pkg/client"
 	"strconv"
 	"text/tabwriter"
 
@@ -16,16 +18,11 @@ func NewPostureCmd(g *cmdutil.Globals) *cobra.Command {
 		Use:   "posture",
 		Short: "Score the service's security posture and list what to fix, most severe first",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			rep, err := c.Posture(cmd.Context())
+		RunE: g.Run(func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
+			rep, err := c.Posture(ctx)
 			if err != nil {
 				return cmdutil.Errorf(err, "read the security posture: %s", cmdutil.UnwrapTransport(err))
 			}
-			p := g.Printer(cmd.OutOrStdout())
 			if p.JSON {
 				return p.PrintJSON(rep)
 			}
@@ -50,6 +47,6 @@ func NewPostureCmd(g *cmdutil.Globals) *cobra.Command {
 				}
 			}
 			return tw.Flush()
-		},
+		}),
 	}
 }
