@@ -22,7 +22,8 @@ import (
 
 // NewCACmd is `zdps ca`.
 func NewCACmd(g *cmdutil.Globals) *cobra.Command {
-	cmd := cmdutil.Parent("ca", "Show and export the embedded CA and its CRL; register CA certificates for X.509 enrollments")
+	cmd := cmdutil.ParentOf(g, "ca", "Show and export the embedded CA and its CRL; register CA certificates for X.509 enrollments", nil,
+		newCAShowCmd, newCAExportCmd, newCACRLCmd, newCAAddCmd, newCAVerificationCodeCmd, newCAVerifyCmd, newCAListCmd, newCARemoveCmd)
 	cmd.Long = `The embedded CA issues devices' operational certificates: "show", "export" and "crl"
 describe it, write its bundle (intermediate then root) and fetch its CRL.
 
@@ -30,8 +31,6 @@ CA certificates of your own PKI, which X.509 enrollment groups name in caReferen
 are registered with proof of possession: "add" uploads one, "verification-code" issues a
 code, you sign a certificate whose subject CN is that code with the CA's key, and "verify"
 presents it. Only verified CA certificates anchor device chains.`
-	cmd.AddCommand(newCAShowCmd(g), newCAExportCmd(g), newCACRLCmd(g),
-		newCAAddCmd(g), newCAVerificationCodeCmd(g), newCAVerifyCmd(g), newCAListCmd(g), newCARemoveCmd(g))
 	return cmd
 }
 

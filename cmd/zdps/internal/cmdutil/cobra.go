@@ -28,6 +28,15 @@ func Parent(use, short string, aliases ...string) *cobra.Command {
 	}
 }
 
+// ParentOf is Parent holding its subcommands, each built with g.
+func ParentOf(g *Globals, use, short string, aliases []string, subs ...func(*Globals) *cobra.Command) *cobra.Command {
+	cmd := Parent(use, short, aliases...)
+	for _, sub := range subs {
+		cmd.AddCommand(sub(g))
+	}
+	return cmd
+}
+
 // ExactArgs is cobra.ExactArgs with the argument names in the message.
 func ExactArgs(names ...string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {

@@ -32,9 +32,7 @@ func isTPMSpec(s string) bool {
 
 // NewTPMCmd is `zdps tpm`.
 func NewTPMCmd(g *cmdutil.Globals) *cobra.Command {
-	cmd := cmdutil.Parent("tpm", "Read a TPM's identity for TPM enrollments")
-	cmd.AddCommand(newTPMEKCmd(g))
-	return cmd
+	return cmdutil.ParentOf(g, "tpm", "Read a TPM's identity for TPM enrollments", nil, newTPMEKCmd)
 }
 
 // tpmEKOutput is what `zdps tpm ek -o json` prints.

@@ -15,9 +15,7 @@ import (
 
 // NewAllocationCmd is `zdps allocation`.
 func NewAllocationCmd(g *cmdutil.Globals) *cobra.Command {
-	cmd := cmdutil.Parent("allocation", "Instance allocation policy, and why a device goes where it goes")
-	cmd.AddCommand(newAllocationSetDefaultCmd(g), newAllocationShowCmd(g), newAllocationExplainCmd(g))
-	return cmd
+	return cmdutil.ParentOf(g, "allocation", "Instance allocation policy, and why a device goes where it goes", nil, newAllocationSetDefaultCmd, newAllocationShowCmd, newAllocationExplainCmd)
 }
 
 func newAllocationSetDefaultCmd(g *cmdutil.Globals) *cobra.Command {

@@ -15,9 +15,7 @@ import (
 
 // NewHubCmd is `zdps hub`.
 func NewHubCmd(g *cmdutil.Globals) *cobra.Command {
-	cmd := cmdutil.Parent("hub", "Manage the linked hubs devices are assigned to", "hubs")
-	cmd.AddCommand(newHubAddCmd(g), newHubListCmd(g), newHubUpdateCmd(g), newHubRemoveCmd(g), newHubDrainCmd(g))
-	return cmd
+	return cmdutil.ParentOf(g, "hub", "Manage the linked hubs devices are assigned to", []string{"hubs"}, newHubAddCmd, newHubListCmd, newHubUpdateCmd, newHubRemoveCmd, newHubDrainCmd)
 }
 
 // hubFlags are the hub settings add and update share.

@@ -13,10 +13,7 @@ import (
 
 // NewPolicyCmd is `zdps policy`.
 func NewPolicyCmd(g *cmdutil.Globals) *cobra.Command {
-	cmd := cmdutil.Parent("policy", "Manage shared access policies of the service API", "policies")
-	cmd.AddCommand(newPolicyCreateCmd(g), newPolicyListCmd(g), newPolicyGetCmd(g), newPolicyDeleteCmd(g),
-		newPolicyKeysCmd(g), newPolicyConnectionStringCmd(g))
-	return cmd
+	return cmdutil.ParentOf(g, "policy", "Manage shared access policies of the service API", []string{"policies"}, newPolicyCreateCmd, newPolicyListCmd, newPolicyGetCmd, newPolicyDeleteCmd, newPolicyKeysCmd, newPolicyConnectionStringCmd)
 }
 
 // policyCreateConfig is the configuration of `zdps policy create`.

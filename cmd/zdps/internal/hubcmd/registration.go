@@ -13,9 +13,7 @@ import (
 
 // NewRegistrationCmd is `zdps registration`.
 func NewRegistrationCmd(g *cmdutil.Globals) *cobra.Command {
-	cmd := cmdutil.Parent("registration", "Inspect and delete device registration records", "registrations")
-	cmd.AddCommand(newRegistrationGetCmd(g), newRegistrationListCmd(g), newRegistrationDeleteCmd(g))
-	return cmd
+	return cmdutil.ParentOf(g, "registration", "Inspect and delete device registration records", []string{"registrations"}, newRegistrationGetCmd, newRegistrationListCmd, newRegistrationDeleteCmd)
 }
 
 func newRegistrationGetCmd(g *cmdutil.Globals) *cobra.Command {

@@ -16,9 +16,7 @@ import (
 
 // NewAlertCmd is `zdps alert`.
 func NewAlertCmd(g *cmdutil.Globals) *cobra.Command {
-	cmd := cmdutil.Parent("alert", "List, show and acknowledge the anomaly rules' alerts", "alerts")
-	cmd.AddCommand(newAlertListCmd(g), newAlertShowCmd(g), newAlertAckCmd(g))
-	return cmd
+	return cmdutil.ParentOf(g, "alert", "List, show and acknowledge the anomaly rules' alerts", []string{"alerts"}, newAlertListCmd, newAlertShowCmd, newAlertAckCmd)
 }
 
 func newAlertListCmd(g *cmdutil.Globals) *cobra.Command {

@@ -20,9 +20,7 @@ import (
 
 // NewAuditCmd is `zdps audit`.
 func NewAuditCmd(g *cmdutil.Globals) *cobra.Command {
-	cmd := cmdutil.Parent("audit", "Read and verify the tamper-evident audit trail")
-	cmd.AddCommand(newAuditListCmd(g), newAuditTailCmd(g), newAuditVerifyCmd(g))
-	return cmd
+	return cmdutil.ParentOf(g, "audit", "Read and verify the tamper-evident audit trail", nil, newAuditListCmd, newAuditTailCmd, newAuditVerifyCmd)
 }
 
 // pageLimit is the most events asked for in one call (the server's cap).
