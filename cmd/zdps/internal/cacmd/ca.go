@@ -39,41 +39,37 @@ func newCAShowCmd(g *cmdutil.Globals) *cobra.Command {
 		Use:   "show",
 		Short: "Show the embedded CA's root and issuing intermediate",
 		Args:  cobra.NoArgs,
-		RunE: g.Run(func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
-			info, err := c.GetCA(ctx)
-			if err != nil {
-				return cmdutil.Fail(err, "CA", "embedded", "show")
-			}
-			if p.JSON {
-				return p.PrintJSON(info)
-			}
-			t := p.Table("ROLE", "SUBJECT", "SERIAL", "NOT BEFORE", "NOT AFTER", "SHA-256")
-			type row struct {
-				role string
-				c    client.CACertificateInfo
-			}
-			inter := "intermediate"
-			if info.KeyStore != "" {
-				inter += " (key in " + info.KeyStore + ")"
-			}
-			rows := []row{{"root", info.Root}, {inter, info.Intermediate}}
-			// Rotated-out intermediates stay in the bundle until their
-			// last certificate expires.
-			for _, pr := range info.Previous {
-				rows = append(rows, row{"previous (until " + pr.KeepUntil.UTC().Format(time.RFC3339) + ")", pr.CACertificateInfo})
-			}
-			for _, c := range info.CrossSigned {
-				rows = append(rows, row{"intermediate cross-signed by the previous root", c})
-			}
-			for _, pr := range info.PreviousRoots {
-				rows = append(rows, row{"previous root (until " + pr.KeepUntil.UTC().Format(time.RFC3339) + ")", pr.CACertificateInfo})
-			}
-			for _, r := range rows {
-				t.Row(r.role, r.c.Subject, r.c.Serial, r.c.NotBefore.UTC().Format(time.RFC3339), r.c.NotAfter.UTC().Format(time.RFC3339), r.c.SHA256Thumbprint)
-			}
-			return t.Flush()
-		}),
+		RunE:  g.Run(cmdutil.Fetch((*client.Client).GetCA, cmdutil.Failing("CA", "embedded", "show"), cmdutil.JSONOr(printCA))),
 	}
+}
+
+// printCA is the table of `zdps ca show`.
+func printCA(p cmdutil.Printer, info *client.CAInfo) error {
+	t := p.Table("ROLE", "SUBJECT", "SERIAL", "NOT BEFORE", "NOT AFTER", "SHA-256")
+	type row struct {
+		role string
+		c    client.CACertificateInfo
+	}
+	inter := "intermediate"
+	if info.KeyStore != "" {
+		inter += " (key in " + info.KeyStore + ")"
+	}
+	rows := []row{{"root", info.Root}, {inter, info.Intermediate}}
+	// Rotated-out intermediates stay in the bundle until their
+	// last certificate expires.
+	for _, pr := range info.Previous {
+		rows = append(rows, row{"previous (until " + pr.KeepUntil.UTC().Format(time.RFC3339) + ")", pr.CACertificateInfo})
+	}
+	for _, c := range info.CrossSigned {
+		rows = append(rows, row{"intermediate cross-signed by the previous root", c})
+	}
+	for _, pr := range info.PreviousRoots {
+		rows = append(rows, row{"previous root (until " + pr.KeepUntil.UTC().Format(time.RFC3339) + ")", pr.CACertificateInfo})
+	}
+	for _, r := range rows {
+		t.Row(r.role, r.c.Subject, r.c.Serial, r.c.NotBefore.UTC().Format(time.RFC3339), r.c.NotAfter.UTC().Format(time.RFC3339), r.c.SHA256Thumbprint)
+	}
+	return t.Flush()
 }
 
 // writeOut writes b to path, or to w when path is "" or "-". The CA

@@ -193,28 +193,6 @@ func (g *Globals) Ready() (*client.Client, error) {
 	return g.Client()
 }
 
-// RunFunc is the part of a command that calls the service: it is handed
-// the command's context, the client, the printer of --output and the
-// arguments.
-type RunFunc func(ctx context.Context, c *client.Client, p Printer, args []string) error
-
-// Call checks the global flags, builds the client and runs run: how every
-// command that calls the service ends, after its own checks of its flags
-// and arguments.
-func (g *Globals) Call(cmd *cobra.Command, args []string, run RunFunc) error {
-	c, err := g.Ready()
-	if err != nil {
-		return err
-	}
-	return run(cmd.Context(), c, g.Printer(cmd.OutOrStdout()), args)
-}
-
-// Run is Call as a command's RunE, for the commands with no checks of
-// their own before the call.
-func (g *Globals) Run(run RunFunc) func(*cobra.Command, []string) error {
-	return func(cmd *cobra.Command, args []string) error { return g.Call(cmd, args, run) }
-}
-
 // JSON reports whether -o json was asked for.
 func (g *Globals) JSON() bool { return g.output == "json" }
 

@@ -54,13 +54,7 @@ func newAllocationShowCmd(g *cmdutil.Globals) *cobra.Command {
 		Use:   "show",
 		Short: "Show the instance's default allocation policy",
 		Args:  cobra.NoArgs,
-		RunE: g.Run(func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
-			s, err := c.GetSettings(ctx)
-			if err != nil {
-				return cmdutil.Fail(err, "settings", "", "read")
-			}
-			return printSettings(p, s)
-		}),
+		RunE:  g.Run(cmdutil.Fetch((*client.Client).GetSettings, cmdutil.Failing("settings", "", "read"), printSettings)),
 	}
 }
 

@@ -348,36 +348,37 @@ func newAuditVerifyCmd(g *cmdutil.Globals) *cobra.Command {
 		Use:   "verify",
 		Short: "Check the audit trail's hash chain and signed head; fails when an event was edited, deleted or inserted",
 		Args:  cobra.NoArgs,
-		RunE: g.Run(func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
-			rep, err := c.VerifyAudit(ctx)
-			if err != nil {
-				return cmdutil.Errorf(err, "verify the audit trail: %s", cmdutil.UnwrapTransport(err))
-			}
-			if p.JSON {
-				err = p.PrintJSON(rep)
-			} else {
-				status := "verified"
-				if rep.Problem != nil {
-					status = "NOT VERIFIED"
-				}
-				err = p.Details("Status", status,
-					"Checked", fmt.Sprintf("sequences %d to %d (%d entries)", rep.From, rep.To, rep.Entries),
-					"Pending", strconv.Itoa(rep.Pending)+" (recorded, not yet sealed)")
-			}
-			if err != nil {
-				return err
-			}
-			if pr := rep.Problem; pr != nil {
-				msg := fmt.Sprintf("the audit trail does not verify: %s at sequence %d", pr.Kind, pr.Seq)
-				if pr.EventID != "" {
-					msg += " (event " + pr.EventID + ")"
-				}
-				if pr.Detail != "" {
-					msg += ": " + pr.Detail
-				}
-				return cmdutil.Errorf(pr, "%s", msg)
-			}
-			return nil
-		}),
+		RunE:  g.Run(cmdutil.Fetch((*client.Client).VerifyAudit, cmdutil.FailCall("verify the audit trail"), printVerify)),
 	}
+}
+
+// printVerify prints the verification report; a trail that does not
+// verify is the command's error (exit status 1) after the report.
+func printVerify(p cmdutil.Printer, rep *dps.AuditReport) error {
+	var err error
+	if p.JSON {
+		err = p.PrintJSON(rep)
+	} else {
+		status := "verified"
+		if rep.Problem != nil {
+			status = "NOT VERIFIED"
+		}
+		err = p.Details("Status", status,
+			"Checked", fmt.Sprintf("sequences %d to %d (%d entries)", rep.From, rep.To, rep.Entries),
+			"Pending", strconv.Itoa(rep.Pending)+" (recorded, not yet sealed)")
+	}
+	if err != nil {
+		return err
+	}
+	if pr := rep.Problem; pr != nil {
+		msg := fmt.Sprintf("the audit trail does not verify: %s at sequence %d", pr.Kind, pr.Seq)
+		if pr.EventID != "" {
+			msg += " (event " + pr.EventID + ")"
+		}
+		if pr.Detail != "" {
+			msg += ": " + pr.Detail
+		}
+		return cmdutil.Errorf(pr, "%s", msg)
+	}
+	return nil
 }
