@@ -286,7 +286,7 @@ func (k *kind[T]) listCmd(g *cmdutil.Globals) *cobra.Command {
 				})
 		}),
 	}
-	cmd.Flags().IntVar(&pageSize, "page-size", 1000, "items per API call")
+	cmdutil.PageSizeFlag(cmd.Flags(), &pageSize)
 	return cmd
 }
 

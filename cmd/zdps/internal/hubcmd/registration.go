@@ -76,7 +76,7 @@ func newRegistrationListCmd(g *cmdutil.Globals) *cobra.Command {
 		}),
 	}
 	cmd.Flags().StringVar(&cfg.GroupID, "group", "", "only the records of this enrollment group")
-	cmd.Flags().IntVar(&cfg.PageSize, "page-size", 1000, "items per API call")
+	cmdutil.PageSizeFlag(cmd.Flags(), &cfg.PageSize)
 	return cmd
 }
 
