@@ -26,6 +26,7 @@ import (
 	x509v "github.com/zdps/zdps/attestation/x509"
 	"github.com/zdps/zdps/cmd/zdps/internal/castorecmd"
 	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
+	"github.com/zdps/zdps/cmd/zdps/internal/secops"
 	"github.com/zdps/zdps/cmd/zdps/internal/storeopen"
 	"github.com/zdps/zdps/cmd/zdps/internal/upstream"
 	"github.com/zdps/zdps/internal/api"
@@ -102,10 +103,11 @@ type serveConfig struct {
 	MQTTListen string
 	MQTT       mqttapi.Config
 	// Secops configures metrics, audit retention and export, and alert
-	// responses (secops.go).
-	Secops secopsConfig
+	// responses (package secops).
+	Secops secops.Config
 	// CAKMS is the KMS URI holding the CA's intermediate and TLS keys
-	// (cainit.go); "" when they are sealed in the store.
+	// (zdps ca init --kms, package castorecmd); "" when they are sealed
+	// in the store.
 	CAKMS string
 	// OIDC configures single sign-on and bearer tokens (oidc.go).
 	OIDC oidcConfig
@@ -182,7 +184,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.DurationVar(&cfg.MQTT.ConnectTimeout, "mqtt-connect-timeout", mqttapi.DefaultConnectTimeout, "time a device has for the TLS handshake and its CONNECT")
 	f.DurationVar(&cfg.MQTT.IdleTimeout, "mqtt-idle-timeout", mqttapi.DefaultIdleTimeout, "an MQTT connection with no request running is closed this long after its last answer; must exceed --retry-after")
 	cfg.Allocation.register(f)
-	cfg.Secops.register(f)
+	cfg.Secops.Register(f)
 	cfg.OIDC.register(f)
 	cfg.Console.register(f)
 	cfg.Sites.register(f)
@@ -293,14 +295,14 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		m.StoreCounters(pg.RoundTrips, pg.Conflicts)
 	}
 	m.RevokedCertificates(func(ctx context.Context) (int, error) { return revocation.CountRevoked(ctx, backend) })
-	so, err := newSecops(cfg.Secops, backend, kek, m, log)
+	so, err := secops.New(cfg.Secops, backend, kek, m, log)
 	if err != nil {
 		return err
 	}
-	st := store.New(so.metrics.Backend(cfg.Gateway.Outbox(backend)), nil, store.WithSealer(secrets))
+	st := store.New(so.Metrics.Backend(cfg.Gateway.Outbox(backend)), nil, store.WithSealer(secrets))
 	// Management writes are audit events and feed the edge gateways'
 	// change feeds, each in its own transaction.
-	audited := store.New(audit.Changes(sites.Feed(st.Backend), so.trail), nil, store.WithSealer(secrets))
+	audited := store.New(audit.Changes(sites.Feed(st.Backend), so.Trail), nil, store.WithSealer(secrets))
 	if err := st.SealSecrets(ctx, log, 0); err != nil {
 		return err
 	}
@@ -319,8 +321,8 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		if err := instance.WriteSecretFile(cfg.DataDir, cmdutil.CABundleFile, authority.BundlePEM()); err != nil {
 			log.Error("write CA bundle after rotation", "err", err)
 		}
-		so.metrics.CertificateExpiry("root", authority.Root().NotAfter)
-		so.metrics.CertificateExpiry("intermediate", authority.Intermediate().NotAfter)
+		so.Metrics.CertificateExpiry("root", authority.Root().NotAfter)
+		so.Metrics.CertificateExpiry("intermediate", authority.Intermediate().NotAfter)
 	})
 
 	certs, err := newCertSource(cfg, authority, log)
@@ -337,7 +339,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	gw, err := newGatewayAPI(cfg, service, audited, authority, rev, so.trail, log)
+	gw, err := newGatewayAPI(cfg, service, audited, authority, rev, so.Trail, log)
 	if err != nil {
 		return err
 	}
@@ -352,8 +354,8 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		return err
 	}
 	postureSettings := posture.Settings{RevokeOnDisable: cfg.RevokeOnDisable,
-		WebhookSecret: cfg.Allocation.hasSecret(), MetricsOpen: cfg.Secops.metricsOpen(), KEKBesideStore: cfg.KEKPassphrase == "" && cfg.KEKFile == ""}
-	ops, err := so.opsAPI(service, st, authority, postureSettings)
+		WebhookSecret: cfg.Allocation.hasSecret(), MetricsOpen: cfg.Secops.MetricsOpen(), KEKBesideStore: cfg.KEKPassphrase == "" && cfg.KEKFile == ""}
+	ops, err := so.OpsAPI(service, st, authority, postureSettings)
 	if err != nil {
 		return err
 	}
@@ -363,10 +365,10 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	}
 	pruners["console-sessions"] = cons
 	go func() { _ = cons.Warm(ctx) }()
-	if err := so.start(ctx, authority); err != nil {
+	if err := so.Start(ctx, authority); err != nil {
 		return err
 	}
-	if err := cfg.Gateway.Run(ctx, st, so.trail.Log, authority, caCfg); err != nil {
+	if err := cfg.Gateway.Run(ctx, st, so.Trail.Log, authority, caCfg); err != nil {
 		return err
 	}
 	// Deletes operations and TPM challenges nobody can read any more; it
@@ -539,7 +541,7 @@ func (s *certSource) fresh() (*tls.Certificate, bool) {
 // policy, CA) and the device API for rootRouter, and lets the service API
 // explain allocations with the pipeline. It returns the pipeline, the
 // device API and what prunes expired records, by record kind.
-func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *instance.Instance, allocator *allocation.Registry, tpmAtt *tpmatt.Attestor, so *secops, cfg serveConfig, log *slog.Logger) (*provisioning.Service, *deviceapi.API, map[string]sweep.Pruner, error) {
+func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *instance.Instance, allocator *allocation.Registry, tpmAtt *tpmatt.Attestor, so *secops.Parts, cfg serveConfig, log *slog.Logger) (*provisioning.Service, *deviceapi.API, map[string]sweep.Pruner, error) {
 	issuer, err := caissuer.New(authority)
 	if err != nil {
 		return nil, nil, nil, err
@@ -583,9 +585,9 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 		AssignWait:          cfg.AssignWait,
 		AssignTimeout:       budget + assignMargin,
 		Limits:              cfg.Limits,
-		Audit:               so.trail,
-		Observer:            so.metrics,
-		SourceBlocked:       so.blocks.Blocked,
+		Audit:               so.Trail,
+		Observer:            so.Metrics,
+		SourceBlocked:       so.Blocks.Blocked,
 	})
 	if err != nil {
 		return nil, nil, nil, err
