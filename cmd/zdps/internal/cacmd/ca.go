@@ -243,6 +243,10 @@ func readCertificateFile(path string) (string, error) {
 	return base64.StdEncoding.EncodeToString(b), nil
 }
 
+func printCACertificate(p cmdutil.Printer, cert *enrollment.CACertificate) error {
+	return printCACertificates(p, cert)
+}
+
 func printCACertificates(p cmdutil.Printer, certs ...*enrollment.CACertificate) error {
 	if p.JSON {
 		return cmdutil.PrintItems(p, certs)
@@ -326,13 +330,9 @@ func newCAVerifyCmd(g *cmdutil.Globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return g.Call(cmd, args, func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
-				got, err := c.VerifyCertificate(ctx, args[0], cert)
-				if err != nil {
-					return cmdutil.Fail(err, "CA certificate", args[0], "verify")
-				}
-				return printCACertificates(p, got)
-			})
+			return g.Call(cmd, args, cmdutil.FetchID(func(c *client.Client, ctx context.Context, name string) (*enrollment.CACertificate, error) {
+				return c.VerifyCertificate(ctx, name, cert)
+			}, "CA certificate", "verify", printCACertificate))
 		},
 	}
 	cmd.Flags().StringVar(&certFile, "cert", "", "verification certificate file, PEM or DER")

@@ -118,13 +118,7 @@ func NewShowCmd[V any](g *Globals, s ShowSpec[V]) *cobra.Command {
 		Short:   s.Short,
 		Example: s.Example,
 		Args:    ExactArgs(argName(s.Use)),
-		RunE: g.Run(func(ctx context.Context, c *client.Client, p Printer, args []string) error {
-			v, err := s.Get(c, ctx, args[0])
-			if err != nil {
-				return Fail(err, s.Resource, args[0], s.Action)
-			}
-			return s.Print(p, v)
-		}),
+		RunE:    g.Run(FetchID(s.Get, s.Resource, s.Action, s.Print)),
 	}
 }
 

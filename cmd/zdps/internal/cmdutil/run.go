@@ -42,6 +42,15 @@ func Fetch[V any](get func(*client.Client, context.Context) (V, error), onErr fu
 	}
 }
 
+// FetchID is Fetch of a call on the item the first argument names,
+// its failure worded by Fail as an action on a kind.
+func FetchID[V any](get func(c *client.Client, ctx context.Context, id string) (V, error), kind, action string, print func(Printer, V) error) RunFunc {
+	return func(ctx context.Context, c *client.Client, p Printer, args []string) error {
+		return Fetch(func(c *client.Client, ctx context.Context) (V, error) { return get(c, ctx, args[0]) },
+			Failing(kind, args[0], action), print)(ctx, c, p, args)
+	}
+}
+
 // JSONOr prints a value as the service answered it under -o json, and
 // with text otherwise.
 func JSONOr[V any](text func(Printer, V) error) func(Printer, V) error {

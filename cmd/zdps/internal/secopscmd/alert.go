@@ -66,13 +66,10 @@ func newAlertAckCmd(g *cmdutil.Globals) *cobra.Command {
 		Short:   "Acknowledge an alert (recorded in the audit trail with who did it)",
 		Example: `  zdps alert ack 01JD3Q1Z8K2M4N6P8R0S2T4V6X`,
 		Args:    cmdutil.ExactArgs("ID"),
-		RunE: g.Run(func(ctx context.Context, c *client.Client, p cmdutil.Printer, args []string) error {
-			a, err := c.AckAlert(ctx, args[0], etag)
-			if err != nil {
-				return cmdutil.Fail(err, "alert", args[0], "acknowledge")
-			}
-			return printAlert(p, a)
-		}),
+		RunE: g.Run(cmdutil.FetchID(func(c *client.Client, ctx context.Context, id string) (*dps.Alert, error) {
+			return c.AckAlert(ctx, id, etag)
+		},
+			"alert", "acknowledge", printAlert)),
 	}
 	cmd.Flags().StringVar(&etag, "etag", "", "acknowledge only if the alert's etag still is this one")
 	return cmd
