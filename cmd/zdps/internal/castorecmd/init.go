@@ -123,15 +123,11 @@ func caInit(ctx context.Context, cfg initConfig, out io.Writer) error {
 		defer k.Close()
 		keys = k
 	}
-	spec, backend, err := cfg.Open(ctx, true)
+	spec, backend, kek, err := cfg.OpenKeyed(ctx, true)
 	if err != nil {
 		return err
 	}
 	defer backend.Close()
-	kek, err := cfg.KEK(ctx, backend)
-	if err != nil {
-		return err
-	}
 	caCfg := ca.Config{Storage: ca.BackendStorage(backend), KEK: kek, KeyType: ca.KeyType(cfg.KeyType), Organization: cfg.Organization,
 		OfflineRoot: cfg.OfflineRoot != "", Logger: slog.New(slog.DiscardHandler)}
 	caCfg.KMS = keys

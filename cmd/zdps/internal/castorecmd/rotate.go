@@ -88,7 +88,7 @@ func caRotate(ctx context.Context, cfg rotateConfig, out io.Writer) error {
 	if cfg.OfflineRoot != "" && !cfg.Root {
 		return cmdutil.Errorf(nil, "--offline-root goes with --root (the root key of zdps ca init is written by zdps ca init --offline-root)")
 	}
-	spec, backend, err := cfg.Open(ctx, false)
+	spec, backend, kek, err := cfg.OpenKeyed(ctx, false)
 	if errors.Is(err, bolt.ErrLocked) {
 		return cmdutil.Errorf(err, "store %s is open in a running zdps serve: on the embedded store, rotate while the server is stopped (replicas on PostgreSQL rotate live)", spec)
 	}
@@ -96,10 +96,6 @@ func caRotate(ctx context.Context, cfg rotateConfig, out io.Writer) error {
 		return err
 	}
 	defer backend.Close()
-	kek, err := cfg.KEK(ctx, backend)
-	if err != nil {
-		return err
-	}
 	trail, err := audit.New(audit.Config{Backend: backend, Signer: audit.NewHMACSigner(kek), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err

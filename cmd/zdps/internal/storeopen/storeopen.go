@@ -66,6 +66,21 @@ func (f Flags) Open(ctx context.Context, create bool) (storespec.Spec, store.Bac
 	return spec, backend, nil
 }
 
+// OpenKeyed is Open and then KEK: the store and the key that seals its
+// secrets. The backend is closed when the key fails.
+func (f Flags) OpenKeyed(ctx context.Context, create bool) (storespec.Spec, store.Backend, []byte, error) {
+	spec, backend, err := f.Open(ctx, create)
+	if err != nil {
+		return spec, nil, nil, err
+	}
+	kek, err := f.KEK(ctx, backend)
+	if err != nil {
+		backend.Close()
+		return spec, nil, nil, err
+	}
+	return spec, backend, kek, nil
+}
+
 // KEK returns the key-encryption key from a passphrase (its salt kept in
 // the store, shared by replicas) or a key file.
 func (f Flags) KEK(ctx context.Context, b store.Backend) ([]byte, error) {
