@@ -46,8 +46,13 @@ func (f *filterFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.outcome, "outcome", "", "only events with this outcome: success, refused or failed")
 }
 
-func (f *filterFlags) query(now time.Time) (client.AuditQuery, error) {
+// query is the query of the filters, for a command that prints up to n
+// events (--limit, -n); a negative n, given with flag, is refused.
+func (f *filterFlags) query(n int, flag string, now time.Time) (client.AuditQuery, error) {
 	var q client.AuditQuery
+	if n < 0 {
+		return q, cmdutil.Errorf(nil, "%s must not be negative", flag)
+	}
 	var err error
 	if q.Since, err = parseWhen("--since", f.since, now); err != nil {
 		return q, err
@@ -185,10 +190,7 @@ func newAuditListCmd(g *cmdutil.Globals) *cobra.Command {
   zdps audit list --registration-id sn-0001 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if limit < 0 {
-				return cmdutil.Errorf(nil, "--limit must not be negative")
-			}
-			q, err := f.query(time.Now())
+			q, err := f.query(limit, "--limit", time.Now())
 			if err != nil {
 				return err
 			}
@@ -235,10 +237,7 @@ interrupted (Ctrl-C).`,
   zdps audit tail --follow --action registration.refused`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if last < 0 {
-				return cmdutil.Errorf(nil, "-n must not be negative")
-			}
-			q, err := f.query(time.Now())
+			q, err := f.query(last, "-n", time.Now())
 			if err != nil {
 				return err
 			}
