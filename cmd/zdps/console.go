@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/pflag"
 
+	"github.com/zdps/zdps/cmd/zdps/internal/secops"
 	"github.com/zdps/zdps/internal/api"
 	"github.com/zdps/zdps/internal/ca"
 	"github.com/zdps/zdps/internal/console"
@@ -33,13 +34,13 @@ func (c *consoleConfig) register(f *pflag.FlagSet) {
 // newConsole builds the web console over the use cases the service API
 // runs (one code path for every write) and the security operations parts.
 // Sessions and links are kept in st's backend, which every replica shares.
-func newConsole(cfg consoleConfig, service *api.API, st *store.Store, so *secops, authority *ca.CA, prov *provisioning.Service, settings posture.Settings, sso console.SSO, log *slog.Logger) (*console.Console, error) {
+func newConsole(cfg consoleConfig, service *api.API, st *store.Store, so *secops.Parts, authority *ca.CA, prov *provisioning.Service, settings posture.Settings, sso console.SSO, log *slog.Logger) (*console.Console, error) {
 	uc := service.UseCases()
 	src := posture.NewStoreSource(st)
 	return console.New(console.Config{
 		Backend: st.Backend, Store: st,
 		Enrollments: uc.Enrollments, Groups: uc.Groups, Registrations: uc.Registrations, Hubs: uc.Resources, Certificates: uc.Certificates,
-		KeyReads: so.trail, Trail: so.trail.Log, Alerts: so.alerts,
+		KeyReads: so.Trail, Trail: so.Trail.Log, Alerts: so.Alerts,
 		Posture: func(ctx context.Context) (*posture.Report, error) {
 			return posture.Compute(ctx, src, posture.Options{CA: []*x509.Certificate{authority.Intermediate(), authority.Root()}, Settings: settings})
 		},

@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/zdps/zdps/cmd/zdps/internal/castorecmd"
 	"github.com/zdps/zdps/cmd/zdps/internal/cli"
 )
 
@@ -22,7 +23,7 @@ func zdpsMain() int {
 	defer stop()
 	root := cli.NewRoot(cli.Options{})
 	root.AddCommand(newServeCmd())
-	addCAInitCmd(root)
+	castorecmd.AddTo(root)
 	root.AddCommand(newVersionCmd())
 	setVersionFlag(root)
 	return cli.Execute(ctx, root)

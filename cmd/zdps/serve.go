@@ -2,10 +2,8 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -16,7 +14,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -27,7 +24,11 @@ import (
 	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/attestation/symmetric"
 	x509v "github.com/zdps/zdps/attestation/x509"
-	"github.com/zdps/zdps/cmd/zdps/internal/storespec"
+	"github.com/zdps/zdps/cmd/zdps/internal/castorecmd"
+	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
+	"github.com/zdps/zdps/cmd/zdps/internal/secops"
+	"github.com/zdps/zdps/cmd/zdps/internal/storeopen"
+	"github.com/zdps/zdps/cmd/zdps/internal/upstream"
 	"github.com/zdps/zdps/internal/api"
 	"github.com/zdps/zdps/internal/audit"
 	"github.com/zdps/zdps/internal/ca"
@@ -52,25 +53,23 @@ import (
 
 // serveConfig is the whole configuration of `zdps serve`.
 type serveConfig struct {
-	DataDir       string
-	Store         string
-	Listen        string
-	HostName      string
-	IDScope       string
-	TLSCert       string
-	TLSKey        string
-	TLSSANs       []string
-	KEKFile       string
-	KEKPassphrase string
-	LogLevel      string
-	LogFormat     string
-	MaxBodyBytes  int64
-	MaxBulkItems  int
-	MaxPageSize   int
-	Shutdown      time.Duration
-	IdleTimeout   time.Duration
-	Azure202      bool
-	RetryAfter    time.Duration
+	// DataDir, Store, KEKFile and KEKPassphrase: the store and its KEK.
+	storeopen.Flags
+	Listen       string
+	HostName     string
+	IDScope      string
+	TLSCert      string
+	TLSKey       string
+	TLSSANs      []string
+	LogLevel     string
+	LogFormat    string
+	MaxBodyBytes int64
+	MaxBulkItems int
+	MaxPageSize  int
+	Shutdown     time.Duration
+	IdleTimeout  time.Duration
+	Azure202     bool
+	RetryAfter   time.Duration
 	// AssignWait bounds how long a register request waits for allocation
 	// before answering 202 assigning (provisioning.Config.AssignWait).
 	AssignWait   time.Duration
@@ -104,10 +103,11 @@ type serveConfig struct {
 	MQTTListen string
 	MQTT       mqttapi.Config
 	// Secops configures metrics, audit retention and export, and alert
-	// responses (secops.go).
-	Secops secopsConfig
+	// responses (package secops).
+	Secops secops.Config
 	// CAKMS is the KMS URI holding the CA's intermediate and TLS keys
-	// (cainit.go); "" when they are sealed in the store.
+	// (zdps ca init --kms, package castorecmd); "" when they are sealed
+	// in the store.
 	CAKMS string
 	// OIDC configures single sign-on and bearer tokens (oidc.go).
 	OIDC oidcConfig
@@ -115,15 +115,9 @@ type serveConfig struct {
 	Console consoleConfig
 	// Sites configures the central side of edge gateways (sites.go).
 	Sites sitesConfig
-	// Gateway configures the edge side: zdps serve --upstream (gateway.go).
-	Gateway gatewayConfig
+	// Gateway configures the edge side: zdps serve --upstream (package upstream).
+	Gateway upstream.Config
 }
-
-// Files the server keeps in its data directory.
-const (
-	kekFile    = "kek"
-	bundleFile = "ca-bundle.pem"
-)
 
 func newServeCmd() *cobra.Command {
 	var cfg serveConfig
@@ -140,7 +134,7 @@ name in upper snake case, e.g. ZDPS_DATA_DIR) or in a JSON config file given
 with --config; flags win over the environment, which wins over the file.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := applyEnvAndFile(cmd.Flags(), configFile); err != nil {
+			if err := cmdutil.ApplyEnvAndFile(cmd.Flags(), configFile); err != nil {
 				return err
 			}
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
@@ -190,11 +184,11 @@ with --config; flags win over the environment, which wins over the file.`,
 	f.DurationVar(&cfg.MQTT.ConnectTimeout, "mqtt-connect-timeout", mqttapi.DefaultConnectTimeout, "time a device has for the TLS handshake and its CONNECT")
 	f.DurationVar(&cfg.MQTT.IdleTimeout, "mqtt-idle-timeout", mqttapi.DefaultIdleTimeout, "an MQTT connection with no request running is closed this long after its last answer; must exceed --retry-after")
 	cfg.Allocation.register(f)
-	cfg.Secops.register(f)
+	cfg.Secops.Register(f)
 	cfg.OIDC.register(f)
 	cfg.Console.register(f)
 	cfg.Sites.register(f)
-	cfg.Gateway.register(f)
+	cfg.Gateway.Register(f)
 	cfg.Limits = provisioning.DefaultLimits()
 	f.Var(&cfg.Limits.Poll, "throttle-poll", "operation polls and status lookups admitted per device, COUNT/DURATION or off (Azure: 5/10s); a throttled poll of a registration still assigning answers 202 with a later Retry-After, otherwise 429")
 	f.Var(&cfg.Limits.Register, "throttle-register", "register requests admitted per device, COUNT/DURATION or off; counted only after the device authenticated")
@@ -250,37 +244,30 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	spec, err := storespec.Parse(cfg.Store, cfg.DataDir)
+	spec, backend, err := cfg.Open(ctx, true)
 	if err != nil {
-		return fmt.Errorf("--store: %w", err)
-	}
-	backend, err := storespec.Open(ctx, spec, storespec.Options{CreateBolt: true})
-	if err != nil {
-		return fmt.Errorf("open store %s: %w", spec, err)
+		return err
 	}
 	defer backend.Close()
 	log.Info("store opened", "store", spec.String())
 
-	kek, err := loadKEK(ctx, cfg, backend)
+	kek, err := cfg.KEK(ctx, backend)
 	if err != nil {
 		return err
 	}
 	caCfg := ca.Config{Storage: ca.BackendStorage(backend), KEK: kek, Logger: log, CRLURL: cfg.CRLURL}
 	if cfg.CAKMS != "" {
-		keys, err := openCAKMS(ctx, cfg.CAKMS, cfg.DataDir)
+		keys, err := storeopen.OpenKMS(ctx, cfg.CAKMS, cfg.DataDir)
 		if err != nil {
 			return fmt.Errorf("--ca-kms: %w", err)
 		}
 		defer keys.Close()
 		caCfg.KMS = keys
 	}
-	if cfg.Gateway.on() {
+	if cfg.Gateway.On() {
 		// An edge gateway: its client certificate and delegated CA from
-		// central before the CA opens (gateway.go).
-		if err := startGateway(ctx, &cfg, caCfg, log); err != nil {
+		// central before the CA opens.
+		if err := cfg.Gateway.Start(ctx, cfg.DataDir, &cfg.IDScope, caCfg, log); err != nil {
 			return err
 		}
 	}
@@ -308,14 +295,14 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		m.StoreCounters(pg.RoundTrips, pg.Conflicts)
 	}
 	m.RevokedCertificates(func(ctx context.Context) (int, error) { return revocation.CountRevoked(ctx, backend) })
-	so, err := newSecops(cfg.Secops, backend, kek, m, log)
+	so, err := secops.New(cfg.Secops, backend, kek, m, log)
 	if err != nil {
 		return err
 	}
-	st := store.New(so.metrics.Backend(cfg.Gateway.outbox(backend)), nil, store.WithSealer(secrets))
+	st := store.New(so.Metrics.Backend(cfg.Gateway.Outbox(backend)), nil, store.WithSealer(secrets))
 	// Management writes are audit events and feed the edge gateways'
 	// change feeds, each in its own transaction.
-	audited := store.New(audit.Changes(sites.Feed(st.Backend), so.trail), nil, store.WithSealer(secrets))
+	audited := store.New(audit.Changes(sites.Feed(st.Backend), so.Trail), nil, store.WithSealer(secrets))
 	if err := st.SealSecrets(ctx, log, 0); err != nil {
 		return err
 	}
@@ -326,14 +313,16 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err := instance.WriteSecretFile(cfg.DataDir, instance.ConnectionStringFile, []byte(inst.ConnectionString+"\n")); err != nil {
 		return fmt.Errorf("write connection string: %w", err)
 	}
-	if err := instance.WriteSecretFile(cfg.DataDir, bundleFile, authority.BundlePEM()); err != nil {
+	if err := instance.WriteSecretFile(cfg.DataDir, cmdutil.CABundleFile, authority.BundlePEM()); err != nil {
 		return fmt.Errorf("write CA bundle: %w", err)
 	}
-	// zdps ca rotate rewrites the CA state: follow it (carotate.go).
-	go authority.Watch(ctx, caReloadInterval, func() {
-		rewriteBundle(cfg.DataDir, authority, log)
-		so.metrics.CertificateExpiry("root", authority.Root().NotAfter)
-		so.metrics.CertificateExpiry("intermediate", authority.Intermediate().NotAfter)
+	// zdps ca rotate rewrites the CA state: follow it (package castorecmd).
+	go authority.Watch(ctx, castorecmd.ReloadInterval, func() {
+		if err := instance.WriteSecretFile(cfg.DataDir, cmdutil.CABundleFile, authority.BundlePEM()); err != nil {
+			log.Error("write CA bundle after rotation", "err", err)
+		}
+		so.Metrics.CertificateExpiry("root", authority.Root().NotAfter)
+		so.Metrics.CertificateExpiry("intermediate", authority.Intermediate().NotAfter)
 	})
 
 	certs, err := newCertSource(cfg, authority, log)
@@ -350,7 +339,7 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	if err != nil {
 		return err
 	}
-	gw, err := newGatewayAPI(cfg, service, audited, authority, rev, so.trail, log)
+	gw, err := newGatewayAPI(cfg, service, audited, authority, rev, so.Trail, log)
 	if err != nil {
 		return err
 	}
@@ -365,8 +354,8 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 		return err
 	}
 	postureSettings := posture.Settings{RevokeOnDisable: cfg.RevokeOnDisable,
-		WebhookSecret: cfg.Allocation.hasSecret(), MetricsOpen: cfg.Secops.metricsOpen(), KEKBesideStore: cfg.KEKPassphrase == "" && cfg.KEKFile == ""}
-	ops, err := so.opsAPI(service, st, authority, postureSettings)
+		WebhookSecret: cfg.Allocation.hasSecret(), MetricsOpen: cfg.Secops.MetricsOpen(), KEKBesideStore: cfg.KEKPassphrase == "" && cfg.KEKFile == ""}
+	ops, err := so.OpsAPI(service, st, authority, postureSettings)
 	if err != nil {
 		return err
 	}
@@ -376,13 +365,11 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	}
 	pruners["console-sessions"] = cons
 	go func() { _ = cons.Warm(ctx) }()
-	if err := so.start(ctx, authority); err != nil {
+	if err := so.Start(ctx, authority); err != nil {
 		return err
 	}
-	if rt := cfg.Gateway.rt; rt != nil {
-		if err := rt.run(ctx, st, so.trail.Log, authority, caCfg); err != nil {
-			return err
-		}
+	if err := cfg.Gateway.Run(ctx, st, so.Trail.Log, authority, caCfg); err != nil {
+		return err
 	}
 	// Deletes operations and TPM challenges nobody can read any more; it
 	// stops with ctx at shutdown.
@@ -550,53 +537,11 @@ func (s *certSource) fresh() (*tls.Certificate, bool) {
 	return cur, time.Until(cur.Leaf.NotAfter) > life/3
 }
 
-// loadKEK returns the CA key-encryption key from a passphrase (its salt
-// kept in the store, shared by replicas) or a key file.
-func loadKEK(ctx context.Context, cfg serveConfig, b store.Backend) ([]byte, error) {
-	if cfg.KEKPassphrase == "" {
-		return loadOrCreateKEK(cfg.KEKFile, cfg.DataDir)
-	}
-	if cfg.KEKFile != "" {
-		return nil, errors.New("--kek-file and --kek-passphrase exclude each other")
-	}
-	salt, err := instance.KEKSalt(ctx, b, nil)
-	if err != nil {
-		return nil, fmt.Errorf("KEK salt: %w", err)
-	}
-	return ca.KEKFromPassphrase(cfg.KEKPassphrase, salt)
-}
-
-// loadOrCreateKEK reads the CA key-encryption key, creating a random one in
-// the data directory on first start when no file was named.
-func loadOrCreateKEK(file, dataDir string) ([]byte, error) {
-	if file == "" {
-		file = filepath.Join(dataDir, kekFile)
-		if _, err := os.Stat(file); errors.Is(err, os.ErrNotExist) {
-			k := make([]byte, 32)
-			if _, err := rand.Read(k); err != nil {
-				return nil, err
-			}
-			if err := instance.WriteSecretFile(dataDir, kekFile, []byte(hex.EncodeToString(k)+"\n")); err != nil {
-				return nil, fmt.Errorf("create key-encryption key: %w", err)
-			}
-		}
-	}
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return nil, fmt.Errorf("key-encryption key: %w", err)
-	}
-	k, err := hex.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil || len(k) < 32 {
-		return nil, fmt.Errorf("key-encryption key %s: want at least 32 bytes in hex", file)
-	}
-	return k, nil
-}
-
 // mountDeviceAPI wires the registration pipeline (attestors, allocation
 // policy, CA) and the device API for rootRouter, and lets the service API
 // explain allocations with the pipeline. It returns the pipeline, the
 // device API and what prunes expired records, by record kind.
-func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *instance.Instance, allocator *allocation.Registry, tpmAtt *tpmatt.Attestor, so *secops, cfg serveConfig, log *slog.Logger) (*provisioning.Service, *deviceapi.API, map[string]sweep.Pruner, error) {
+func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *instance.Instance, allocator *allocation.Registry, tpmAtt *tpmatt.Attestor, so *secops.Parts, cfg serveConfig, log *slog.Logger) (*provisioning.Service, *deviceapi.API, map[string]sweep.Pruner, error) {
 	issuer, err := caissuer.New(authority)
 	if err != nil {
 		return nil, nil, nil, err
@@ -640,9 +585,9 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 		AssignWait:          cfg.AssignWait,
 		AssignTimeout:       budget + assignMargin,
 		Limits:              cfg.Limits,
-		Audit:               so.trail,
-		Observer:            so.metrics,
-		SourceBlocked:       so.blocks.Blocked,
+		Audit:               so.Trail,
+		Observer:            so.Metrics,
+		SourceBlocked:       so.Blocks.Blocked,
 	})
 	if err != nil {
 		return nil, nil, nil, err

@@ -11,6 +11,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/zdps/zdps/allocation/custom"
+	"github.com/zdps/zdps/cmd/zdps/internal/secops"
 	"github.com/zdps/zdps/internal/api"
 	"github.com/zdps/zdps/internal/ca"
 	"github.com/zdps/zdps/internal/console"
@@ -58,7 +59,7 @@ func rootRouter(service *api.API, dev *deviceapi.API, mq *mqttapi.Server, ops *o
 // The management use cases write through audited (st over an
 // audit.Changes backend), so every change they make is an audit event in
 // its own transaction; so's detector disables enrollments through them.
-func newServiceAPI(cfg serveConfig, st, audited *store.Store, authority *ca.CA, webhooks *custom.Policy, tpmAtt *tpmatt.Attestor, so *secops, bearer api.BearerVerifier, log *slog.Logger) (*api.API, *revocation.Revocations, error) {
+func newServiceAPI(cfg serveConfig, st, audited *store.Store, authority *ca.CA, webhooks *custom.Policy, tpmAtt *tpmatt.Attestor, so *secops.Parts, bearer api.BearerVerifier, log *slog.Logger) (*api.API, *revocation.Revocations, error) {
 	rev, err := revocation.NewRevocations(st, revocation.RevocationConfig{Logger: log})
 	if err != nil {
 		return nil, nil, err
@@ -78,11 +79,11 @@ func newServiceAPI(cfg serveConfig, st, audited *store.Store, authority *ca.CA, 
 	if err != nil {
 		return nil, nil, err
 	}
-	if err := so.watchAlerts(st.Backend, &responder{m: m, blocks: so.blocks}); err != nil {
+	if err := so.WatchAlerts(st.Backend, m); err != nil {
 		return nil, nil, err
 	}
 	uc := api.UseCasesOf(m)
-	cfg.Gateway.wireUseCases(&uc, m) // an edge gateway refuses enrollment writes
+	cfg.Gateway.WireUseCases(&uc, m) // an edge gateway refuses enrollment writes
 	service, err := api.New(api.Config{
 		Store:        st,
 		HostName:     cfg.HostName,
@@ -91,7 +92,7 @@ func newServiceAPI(cfg serveConfig, st, audited *store.Store, authority *ca.CA, 
 		MaxBulkItems: cfg.MaxBulkItems,
 		MaxPageSize:  cfg.MaxPageSize,
 		UseCases:     uc,
-		Trail:        so.trail,
+		Trail:        so.Trail,
 		CA:           caView{authority},
 		CRL:          crlSources{CRLPublisher: crl, previous: revocation.NewIssuerCRLs(crl), ca: authority},
 		Bearer:       bearer,

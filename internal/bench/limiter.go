@@ -4,6 +4,8 @@ import (
 	"context"
 	"sync"
 	"time"
+
+	"github.com/zdps/zdps/internal/ctxtime"
 )
 
 // Limiter paces starts at a fixed rate: the n-th call to Wait returns at
@@ -25,7 +27,7 @@ func NewLimiter(rate float64, now func() time.Time, sleep func(ctx context.Conte
 		now = time.Now
 	}
 	if sleep == nil {
-		sleep = sleepCtx
+		sleep = ctxtime.Sleep
 	}
 	return &Limiter{interval: time.Duration(float64(time.Second) / rate), now: now, sleep: sleep}
 }
@@ -44,15 +46,4 @@ func (l *Limiter) Wait(ctx context.Context) error {
 		return l.sleep(ctx, d)
 	}
 	return ctx.Err()
-}
-
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }

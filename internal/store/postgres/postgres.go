@@ -16,6 +16,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/zdps/zdps/internal/ctxtime"
 	"github.com/zdps/zdps/internal/store"
 )
 
@@ -201,7 +202,7 @@ func (b *Backend) Update(ctx context.Context, fn func(store.Tx) error) error {
 		if n >= b.maxAttempts {
 			return fmt.Errorf("%w (%d attempts): %w", ErrContention, n, err)
 		}
-		if err := sleep(ctx, backoff(n)); err != nil {
+		if err := ctxtime.Sleep(ctx, backoff(n)); err != nil {
 			return err
 		}
 	}
@@ -211,17 +212,6 @@ func (b *Backend) Update(ctx context.Context, fn func(store.Tx) error) error {
 func backoff(attempt int) time.Duration {
 	ceil := time.Millisecond << min(attempt-1, 7)
 	return rand.N(min(ceil, 100*time.Millisecond)) + time.Millisecond/4
-}
-
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // attempt runs fn once in a transaction and reports whether it failed in a

@@ -1,6 +1,7 @@
 package cacmd
 
 import (
+	"context"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
@@ -21,7 +22,8 @@ import (
 
 // NewCACmd is `zdps ca`.
 func NewCACmd(g *cmdutil.Globals) *cobra.Command {
-	cmd := cmdutil.Parent("ca", "Show and export the embedded CA and its CRL; register CA certificates for X.509 enrollments")
+	cmd := cmdutil.ParentOf(g, "ca", "Show and export the embedded CA and its CRL; register CA certificates for X.509 enrollments", nil,
+		newCAShowCmd, newCAExportCmd, newCACRLCmd, newCAAddCmd, newCAVerificationCodeCmd, newCAVerifyCmd, newCAListCmd, newCARemoveCmd)
 	cmd.Long = `The embedded CA issues devices' operational certificates: "show", "export" and "crl"
 describe it, write its bundle (intermediate then root) and fetch its CRL.
 
@@ -29,8 +31,6 @@ CA certificates of your own PKI, which X.509 enrollment groups name in caReferen
 are registered with proof of possession: "add" uploads one, "verification-code" issues a
 code, you sign a certificate whose subject CN is that code with the CA's key, and "verify"
 presents it. Only verified CA certificates anchor device chains.`
-	cmd.AddCommand(newCAShowCmd(g), newCAExportCmd(g), newCACRLCmd(g),
-		newCAAddCmd(g), newCAVerificationCodeCmd(g), newCAVerifyCmd(g), newCAListCmd(g), newCARemoveCmd(g))
 	return cmd
 }
 
@@ -39,46 +39,37 @@ func newCAShowCmd(g *cmdutil.Globals) *cobra.Command {
 		Use:   "show",
 		Short: "Show the embedded CA's root and issuing intermediate",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			info, err := c.GetCA(cmd.Context())
-			if err != nil {
-				return cmdutil.Fail(err, "CA", "embedded", "show")
-			}
-			p := g.Printer(cmd.OutOrStdout())
-			if p.JSON {
-				return p.PrintJSON(info)
-			}
-			t := p.Table("ROLE", "SUBJECT", "SERIAL", "NOT BEFORE", "NOT AFTER", "SHA-256")
-			type row struct {
-				role string
-				c    client.CACertificateInfo
-			}
-			inter := "intermediate"
-			if info.KeyStore != "" {
-				inter += " (key in " + info.KeyStore + ")"
-			}
-			rows := []row{{"root", info.Root}, {inter, info.Intermediate}}
-			// Rotated-out intermediates stay in the bundle until their
-			// last certificate expires.
-			for _, pr := range info.Previous {
-				rows = append(rows, row{"previous (until " + pr.KeepUntil.UTC().Format(time.RFC3339) + ")", pr.CACertificateInfo})
-			}
-			for _, c := range info.CrossSigned {
-				rows = append(rows, row{"intermediate cross-signed by the previous root", c})
-			}
-			for _, pr := range info.PreviousRoots {
-				rows = append(rows, row{"previous root (until " + pr.KeepUntil.UTC().Format(time.RFC3339) + ")", pr.CACertificateInfo})
-			}
-			for _, r := range rows {
-				t.Row(r.role, r.c.Subject, r.c.Serial, r.c.NotBefore.UTC().Format(time.RFC3339), r.c.NotAfter.UTC().Format(time.RFC3339), r.c.SHA256Thumbprint)
-			}
-			return t.Flush()
-		},
+		RunE:  g.Run(cmdutil.Fetch((*client.Client).GetCA, cmdutil.Failing("CA", "embedded", "show"), cmdutil.JSONOr(printCA))),
 	}
+}
+
+// printCA is the table of `zdps ca show`.
+func printCA(p cmdutil.Printer, info *client.CAInfo) error {
+	t := p.Table("ROLE", "SUBJECT", "SERIAL", "NOT BEFORE", "NOT AFTER", "SHA-256")
+	type row struct {
+		role string
+		c    client.CACertificateInfo
+	}
+	inter := "intermediate"
+	if info.KeyStore != "" {
+		inter += " (key in " + info.KeyStore + ")"
+	}
+	rows := []row{{"root", info.Root}, {inter, info.Intermediate}}
+	// Rotated-out intermediates stay in the bundle until their
+	// last certificate expires.
+	for _, pr := range info.Previous {
+		rows = append(rows, row{"previous (until " + pr.KeepUntil.UTC().Format(time.RFC3339) + ")", pr.CACertificateInfo})
+	}
+	for _, c := range info.CrossSigned {
+		rows = append(rows, row{"intermediate cross-signed by the previous root", c})
+	}
+	for _, pr := range info.PreviousRoots {
+		rows = append(rows, row{"previous root (until " + pr.KeepUntil.UTC().Format(time.RFC3339) + ")", pr.CACertificateInfo})
+	}
+	for _, r := range rows {
+		t.Row(r.role, r.c.Subject, r.c.Serial, r.c.NotBefore.UTC().Format(time.RFC3339), r.c.NotAfter.UTC().Format(time.RFC3339), r.c.SHA256Thumbprint)
+	}
+	return t.Flush()
 }
 
 // writeOut writes b to path, or to w when path is "" or "-". The CA
@@ -102,20 +93,16 @@ func newCAExportCmd(g *cmdutil.Globals) *cobra.Command {
 		Example: `  zdps ca export --out bundle.pem
   openssl verify -CAfile bundle.pem device.pem`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			b, err := c.CABundle(cmd.Context())
+		RunE: g.Run(func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
+			b, err := c.CABundle(ctx)
 			if err != nil {
 				return cmdutil.Fail(err, "CA", "embedded", "export")
 			}
 			if _, err := cmdutil.ParsePEMCertificates(b); err != nil {
 				return cmdutil.Errorf(err, "the service answered a CA bundle that does not parse: %v", err)
 			}
-			return writeOut(cmd.OutOrStdout(), out, b)
-		},
+			return writeOut(p.W, out, b)
+		}),
 	}
 	cmd.Flags().StringVar(&out, "out", "", "file to write (default: standard output)")
 	return cmd
@@ -165,12 +152,7 @@ summary.`,
 		Example: `  zdps ca crl
   zdps ca crl --out zdps.crl && openssl crl -inform DER -in zdps.crl -noout -text`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
+		RunE: g.Run(func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
 			der, err := c.CRL(ctx)
 			if err != nil {
 				return cmdutil.Fail(err, "CRL", "current", "fetch")
@@ -184,10 +166,10 @@ summary.`,
 				file = pem.EncodeToMemory(&pem.Block{Type: "X509 CRL", Bytes: der})
 			}
 			if asPEM && out == "" {
-				return writeOut(cmd.OutOrStdout(), "", file)
+				return writeOut(p.W, "", file)
 			}
 			if out != "" {
-				if err := writeOut(cmd.OutOrStdout(), out, file); err != nil {
+				if err := writeOut(p.W, out, file); err != nil {
 					return err
 				}
 			}
@@ -212,7 +194,6 @@ summary.`,
 			for _, r := range crl.RevokedCertificateEntries {
 				sum.Revoked = append(sum.Revoked, crlRevoked{Serial: serialHex(r.SerialNumber), RevokedAt: r.RevocationTime.UTC().Format(time.RFC3339), Reason: r.ReasonCode})
 			}
-			p := g.Printer(cmd.OutOrStdout())
 			if p.JSON {
 				return p.PrintJSON(sum)
 			}
@@ -223,13 +204,13 @@ summary.`,
 			if len(sum.Revoked) == 0 {
 				return nil
 			}
-			fmt.Fprintln(cmd.OutOrStdout())
+			fmt.Fprintln(p.W)
 			t := p.Table("SERIAL", "REVOKED AT", "REASON")
 			for _, r := range sum.Revoked {
 				t.Row(r.Serial, r.RevokedAt, reasonName(r.Reason))
 			}
 			return t.Flush()
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&out, "out", "", "also write the CRL to this file")
 	cmd.Flags().BoolVar(&asPEM, "pem", false, "PEM instead of DER (without --out: print the PEM instead of the summary)")
@@ -260,6 +241,10 @@ func readCertificateFile(path string) (string, error) {
 		return "", cmdutil.Errorf(err, "certificate %s is neither PEM nor DER: %v", path, err)
 	}
 	return base64.StdEncoding.EncodeToString(b), nil
+}
+
+func printCACertificate(p cmdutil.Printer, cert *enrollment.CACertificate) error {
+	return printCACertificates(p, cert)
 }
 
 func printCACertificates(p cmdutil.Printer, certs ...*enrollment.CACertificate) error {
@@ -294,24 +279,21 @@ func newCAAddCmd(g *cmdutil.Globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			// PUT replaces; checking first keeps "add" from silently
-			// replacing (and un-verifying) a registered certificate.
-			switch _, err := c.GetCertificate(ctx, name); {
-			case err == nil:
-				return cmdutil.Errorf(nil, "CA certificate %q already exists (remove it first to replace it)", name)
-			case !errors.Is(err, client.ErrNotFound):
-				return cmdutil.Fail(err, "CA certificate", name, "add")
-			}
-			got, err := c.PutCertificate(ctx, name, cert, "")
-			if err != nil {
-				return cmdutil.Fail(err, "CA certificate", name, "add")
-			}
-			return printCACertificates(g.Printer(cmd.OutOrStdout()), got)
+			return g.Call(cmd, args, func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
+				// PUT replaces; checking first keeps "add" from silently
+				// replacing (and un-verifying) a registered certificate.
+				switch _, err := c.GetCertificate(ctx, name); {
+				case err == nil:
+					return cmdutil.Errorf(nil, "CA certificate %q already exists (remove it first to replace it)", name)
+				case !errors.Is(err, client.ErrNotFound):
+					return cmdutil.Fail(err, "CA certificate", name, "add")
+				}
+				got, err := c.PutCertificate(ctx, name, cert, "")
+				if err != nil {
+					return cmdutil.Fail(err, "CA certificate", name, "add")
+				}
+				return printCACertificates(p, got)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&certFile, "cert", "", "CA certificate file, PEM or DER")
@@ -348,15 +330,9 @@ func newCAVerifyCmd(g *cmdutil.Globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			got, err := c.VerifyCertificate(cmd.Context(), args[0], cert)
-			if err != nil {
-				return cmdutil.Fail(err, "CA certificate", args[0], "verify")
-			}
-			return printCACertificates(g.Printer(cmd.OutOrStdout()), got)
+			return g.Call(cmd, args, cmdutil.FetchID(func(c *client.Client, ctx context.Context, name string) (*enrollment.CACertificate, error) {
+				return c.VerifyCertificate(ctx, name, cert)
+			}, "CA certificate", "verify", printCACertificate))
 		},
 	}
 	cmd.Flags().StringVar(&certFile, "cert", "", "verification certificate file, PEM or DER")

@@ -28,6 +28,15 @@ func Parent(use, short string, aliases ...string) *cobra.Command {
 	}
 }
 
+// ParentOf is Parent holding its subcommands, each built with g.
+func ParentOf(g *Globals, use, short string, aliases []string, subs ...func(*Globals) *cobra.Command) *cobra.Command {
+	cmd := Parent(use, short, aliases...)
+	for _, sub := range subs {
+		cmd.AddCommand(sub(g))
+	}
+	return cmd
+}
+
 // ExactArgs is cobra.ExactArgs with the argument names in the message.
 func ExactArgs(names ...string) cobra.PositionalArgs {
 	return func(cmd *cobra.Command, args []string) error {
@@ -76,18 +85,16 @@ func NewDeleteCmd(g *Globals, s DeleteSpec) *cobra.Command {
 					return Errorf(err, "%v", err)
 				}
 			}
-			c, err := g.Ready()
-			if err != nil {
+			return g.Call(cmd, args, func(ctx context.Context, c *client.Client, p Printer, _ []string) error {
+				if err := s.Delete(c, ctx, id, etag); err != nil {
+					return Fail(err, s.Resource, id, s.Verb)
+				}
+				if p.JSON {
+					return nil
+				}
+				_, err := p.W.Write([]byte(s.Resource + " \"" + id + "\" " + s.Verb + "d\n"))
 				return err
-			}
-			if err := s.Delete(c, cmd.Context(), id, etag); err != nil {
-				return Fail(err, s.Resource, id, s.Verb)
-			}
-			if g.JSON() {
-				return nil
-			}
-			_, err = cmd.OutOrStdout().Write([]byte(s.Resource + " \"" + id + "\" " + s.Verb + "d\n"))
-			return err
+			})
 		},
 	}
 	cmd.Flags().StringVar(&etag, "etag", "", s.Verb+" only if the "+s.Resource+"'s etag still is this one")
@@ -111,17 +118,7 @@ func NewShowCmd[V any](g *Globals, s ShowSpec[V]) *cobra.Command {
 		Short:   s.Short,
 		Example: s.Example,
 		Args:    ExactArgs(argName(s.Use)),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			v, err := s.Get(c, cmd.Context(), args[0])
-			if err != nil {
-				return Fail(err, s.Resource, args[0], s.Action)
-			}
-			return s.Print(g.Printer(cmd.OutOrStdout()), v)
-		},
+		RunE:    g.Run(FetchID(s.Get, s.Resource, s.Action, s.Print)),
 	}
 }
 
@@ -143,16 +140,11 @@ func NewListAllCmd[V any](g *Globals, s ListAllSpec[V]) *cobra.Command {
 		Aliases: []string{"ls"},
 		Short:   s.Short,
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			all, err := s.List(c, cmd.Context())
+		RunE: g.Run(func(ctx context.Context, c *client.Client, p Printer, _ []string) error {
+			all, err := s.List(c, ctx)
 			if err != nil {
 				return FailList(err, s.What)
 			}
-			p := g.Printer(cmd.OutOrStdout())
 			if p.JSON {
 				if all == nil {
 					all = []V{}
@@ -160,7 +152,7 @@ func NewListAllCmd[V any](g *Globals, s ListAllSpec[V]) *cobra.Command {
 				return p.PrintJSON(all)
 			}
 			return s.Print(p, all...)
-		},
+		}),
 	}
 }
 

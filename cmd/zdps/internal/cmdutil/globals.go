@@ -199,6 +199,16 @@ func (g *Globals) JSON() bool { return g.output == "json" }
 // Printer writes to w in the format of --output.
 func (g *Globals) Printer(w io.Writer) Printer { return Printer{W: w, JSON: g.JSON()} }
 
+// ProgressFlag adds --progress, which DrawProgress reads.
+func ProgressFlag(f *pflag.FlagSet, v *bool) {
+	f.BoolVar(v, "progress", false, "draw a progress bar on stderr even when it is not a terminal (--progress=false: never)")
+}
+
+// PageSizeFlag adds --page-size of the list commands that read pages.
+func PageSizeFlag(f *pflag.FlagSet, v *int) {
+	f.IntVar(v, "page-size", 1000, "items per API call")
+}
+
 // DrawProgress: a terminal draws bars; a --progress flag the user gave
 // forces either way.
 func (g *Globals) DrawProgress(cmd *cobra.Command, flag bool) bool {

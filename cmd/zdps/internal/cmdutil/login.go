@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/oauth2"
+
+	"github.com/zdps/zdps/internal/instance"
 )
 
 // EnvTokenFile names the file `zdps login` keeps its token in.
@@ -83,7 +85,9 @@ func SaveLogin(path string, l *Login) error {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return Errorf(err, "storing the sign-in token: %v", err)
 	}
-	if err := writePrivate(path, append(b, '\n')); err != nil {
+	// Readable by its owner only, replaced in one rename so that a
+	// reader never sees half a token.
+	if err := instance.WriteSecretFile(filepath.Dir(path), filepath.Base(path), append(b, '\n')); err != nil {
 		return Errorf(err, "storing the sign-in token: %v", err)
 	}
 	return nil
@@ -145,26 +149,4 @@ func bearerSource(l *Login, path string) (func(context.Context) (string, error),
 // (flag or environment), which wins over a stored sign-in.
 func (g *Globals) explicitConnection() bool {
 	return g.connectionString != "" || g.Opts.Getenv(EnvConnectionString) != ""
-}
-
-// writePrivate replaces path with data, readable by its owner only, in
-// one rename so a reader never sees half a token.
-func writePrivate(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if err := f.Chmod(0o600); err != nil {
-		f.Close()
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), path)
 }

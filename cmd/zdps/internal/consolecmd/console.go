@@ -7,6 +7,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
+	"github.com/zdps/zdps/pkg/client"
 )
 
 // NewConsoleCmd is `zdps console`.
@@ -20,22 +21,11 @@ button; pressing it starts a console session with the rights of the shared
 access policy of the connection string the CLI uses. The link works once and
 expires after a few minutes (zdps serve --console-link-ttl).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.Ready()
-			if err != nil {
+		RunE: g.Run(cmdutil.Fetch((*client.Client).ConsoleLink, cmdutil.FailCall("ask for a console sign-in link"),
+			cmdutil.JSONOr(func(p cmdutil.Printer, l *client.ConsoleLink) error {
+				_, err := fmt.Fprintf(p.W, "%s\n(one use, for %s, until %s)\n", l.URL, l.Principal, l.Expires.UTC().Format(time.RFC3339))
 				return err
-			}
-			l, err := c.ConsoleLink(cmd.Context())
-			if err != nil {
-				return cmdutil.Errorf(err, "ask for a console sign-in link: %s", cmdutil.UnwrapTransport(err))
-			}
-			p := g.Printer(cmd.OutOrStdout())
-			if p.JSON {
-				return p.PrintJSON(l)
-			}
-			_, err = fmt.Fprintf(p.W, "%s\n(one use, for %s, until %s)\n", l.URL, l.Principal, l.Expires.UTC().Format(time.RFC3339))
-			return err
-		},
+			}))),
 	})
 	return cmd
 }

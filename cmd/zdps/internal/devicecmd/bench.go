@@ -110,7 +110,7 @@ server must run on this machine). The exit status is 1 when any device failed.`,
 	f.IntSliceVar(&cfg.ServerPID, "server-pid", nil, "process ID of zdps serve on this machine, to report its CPU time per registration (repeat it or separate with commas for replicas: their CPU time adds up)")
 	f.IntSliceVar(&cfg.DatabasePID, "database-pid", nil, "process IDs of the database's processes serving the servers (PostgreSQL backends of their connections, on this machine), to report the database's CPU time per registration")
 	f.DurationVar(&cfg.Timeout, "timeout", bench.DefaultTimeout, "bound on one device's registration, retries included")
-	f.BoolVar(&cfg.Progress, "progress", false, "draw a progress bar on stderr even when it is not a terminal (--progress=false: never)")
+	cmdutil.ProgressFlag(f, &cfg.Progress)
 	return cmd
 }
 

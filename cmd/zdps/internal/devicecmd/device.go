@@ -25,9 +25,7 @@ import (
 
 // NewDeviceCmd is `zdps device`.
 func NewDeviceCmd(g *cmdutil.Globals) *cobra.Command {
-	cmd := cmdutil.Parent("device", "Act as a device: register with a provisioning service")
-	cmd.AddCommand(newDeviceRegisterCmd(g))
-	return cmd
+	return cmdutil.ParentOf(g, "device", "Act as a device: register with a provisioning service", nil, newDeviceRegisterCmd)
 }
 
 // deviceRegisterConfig is the configuration of `zdps device register`.

@@ -26,9 +26,7 @@ import (
 
 // NewDiceCmd is `zdps dice`.
 func NewDiceCmd(g *cmdutil.Globals) *cobra.Command {
-	cmd := cmdutil.Parent("dice", "TCG DICE helpers: simulate a DICE device's certificate chain")
-	cmd.AddCommand(newDiceSimulateCmd(g))
-	return cmd
+	return cmdutil.ParentOf(g, "dice", "TCG DICE helpers: simulate a DICE device's certificate chain", nil, newDiceSimulateCmd)
 }
 
 // diceSimulateConfig is the configuration of `zdps dice simulate`.

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"strings"
 
-	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
 	"github.com/spf13/cobra"
 
 	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
@@ -18,19 +17,7 @@ const tpmFlagHelp = "the device's TPM: a device path (default " + device.Default
 
 // openTPM opens the TPM named by spec and prepares its EK and SRK.
 func openTPM(spec string) (*device.TPM, error) {
-	if path, ok := strings.CutPrefix(spec, "unix:"); ok {
-		t, err := linuxudstpm.Open(path)
-		if err != nil {
-			return nil, cmdutil.Errorf(err, "TPM %s: %v", spec, err)
-		}
-		d, err := device.NewTPM(t)
-		if err != nil {
-			_ = t.Close()
-			return nil, cmdutil.Errorf(err, "TPM %s: %v", spec, err)
-		}
-		return d, nil
-	}
-	d, err := device.OpenTPM(spec)
+	d, err := cmdutil.OpenTPM(spec)
 	if err != nil {
 		return nil, cmdutil.Errorf(err, "TPM %s: %v", spec, err)
 	}
@@ -45,9 +32,7 @@ func isTPMSpec(s string) bool {
 
 // NewTPMCmd is `zdps tpm`.
 func NewTPMCmd(g *cmdutil.Globals) *cobra.Command {
-	cmd := cmdutil.Parent("tpm", "Read a TPM's identity for TPM enrollments")
-	cmd.AddCommand(newTPMEKCmd(g))
-	return cmd
+	return cmdutil.ParentOf(g, "tpm", "Read a TPM's identity for TPM enrollments", nil, newTPMEKCmd)
 }
 
 // tpmEKOutput is what `zdps tpm ek -o json` prints.

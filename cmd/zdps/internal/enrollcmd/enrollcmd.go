@@ -257,11 +257,7 @@ func (k *kind[T]) listCmd(g *cmdutil.Globals) *cobra.Command {
 		Aliases: []string{"ls"},
 		Short:   "List every " + k.long,
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
+		RunE: g.Run(func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
 			// Groups have no device ID and no registration column.
 			columns := func(id, typ, status, deviceID, policy, hubs, reg string) []string {
 				if !k.individual {
@@ -269,7 +265,7 @@ func (k *kind[T]) listCmd(g *cmdutil.Globals) *cobra.Command {
 				}
 				return []string{id, typ, status, deviceID, policy, hubs, reg}
 			}
-			return cmdutil.PrintList(g.Printer(cmd.OutOrStdout()), k.list(c, cmd.Context(), pageSize),
+			return cmdutil.PrintList(p, k.list(c, ctx, pageSize),
 				func(err error) error { return cmdutil.FailList(err, k.noun+"s") },
 				columns(strings.ReplaceAll(k.idArg, "_", " "), "ATTESTATION", "STATUS", "DEVICE ID", "ALLOCATION", "HUBS", "REGISTRATION"),
 				func(d T) []string {
@@ -288,9 +284,9 @@ func (k *kind[T]) listCmd(g *cmdutil.Globals) *cobra.Command {
 					}
 					return columns(*f.ID, typ, f.Spec.ProvisioningStatus, deviceID, f.Spec.AllocationPolicy, hubs, reg)
 				})
-		},
+		}),
 	}
-	cmd.Flags().IntVar(&pageSize, "page-size", 1000, "items per API call")
+	cmdutil.PageSizeFlag(cmd.Flags(), &pageSize)
 	return cmd
 }
 

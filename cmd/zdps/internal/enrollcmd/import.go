@@ -77,7 +77,7 @@ the service API's JSON form, e.g.
 	fl.IntVar(&cfg.Parallel, "parallel", 4, "bulk calls in flight")
 	fl.IntVar(&cfg.Retries, "retries", 5, "retries of a batch after a transient failure")
 	fl.StringVar(&cfg.FailedFile, "failed-file", "", "where failed rows go (default FILE.failed.csv)")
-	fl.BoolVar(&cfg.Progress, "progress", false, "draw a progress bar on stderr even when it is not a terminal (--progress=false: never)")
+	cmdutil.ProgressFlag(fl, &cfg.Progress)
 	return cmd
 }
 

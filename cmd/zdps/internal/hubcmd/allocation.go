@@ -1,6 +1,7 @@
 package hubcmd
 
 import (
+	"context"
 	"encoding/json"
 	"strconv"
 	"time"
@@ -14,9 +15,7 @@ import (
 
 // NewAllocationCmd is `zdps allocation`.
 func NewAllocationCmd(g *cmdutil.Globals) *cobra.Command {
-	cmd := cmdutil.Parent("allocation", "Instance allocation policy, and why a device goes where it goes")
-	cmd.AddCommand(newAllocationSetDefaultCmd(g), newAllocationShowCmd(g), newAllocationExplainCmd(g))
-	return cmd
+	return cmdutil.ParentOf(g, "allocation", "Instance allocation policy, and why a device goes where it goes", nil, newAllocationSetDefaultCmd, newAllocationShowCmd, newAllocationExplainCmd)
 }
 
 func newAllocationSetDefaultCmd(g *cmdutil.Globals) *cobra.Command {
@@ -34,21 +33,18 @@ policy allows it.`,
 			if !ok {
 				return cmdutil.Errorf(nil, "%q is not an allocation policy (use hashed, geoLatency, static or custom)", args[0])
 			}
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			s, err := c.GetSettings(ctx)
-			if err != nil {
-				return cmdutil.Fail(err, "settings", "", "read")
-			}
-			s.DefaultAllocationPolicy = policy
-			got, err := c.PutSettings(ctx, s, s.ETag) // If-Match: a concurrent change fails with 412
-			if err != nil {
-				return cmdutil.Fail(err, "settings", "", "update")
-			}
-			return printSettings(g.Printer(cmd.OutOrStdout()), got)
+			return g.Call(cmd, args, func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
+				s, err := c.GetSettings(ctx)
+				if err != nil {
+					return cmdutil.Fail(err, "settings", "", "read")
+				}
+				s.DefaultAllocationPolicy = policy
+				got, err := c.PutSettings(ctx, s, s.ETag) // If-Match: a concurrent change fails with 412
+				if err != nil {
+					return cmdutil.Fail(err, "settings", "", "update")
+				}
+				return printSettings(p, got)
+			})
 		},
 	}
 }
@@ -58,17 +54,7 @@ func newAllocationShowCmd(g *cmdutil.Globals) *cobra.Command {
 		Use:   "show",
 		Short: "Show the instance's default allocation policy",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			s, err := c.GetSettings(cmd.Context())
-			if err != nil {
-				return cmdutil.Fail(err, "settings", "", "read")
-			}
-			return printSettings(g.Printer(cmd.OutOrStdout()), s)
-		},
+		RunE:  g.Run(cmdutil.Fetch((*client.Client).GetSettings, cmdutil.Failing("settings", "", "read"), printSettings)),
 	}
 }
 
@@ -110,15 +96,13 @@ its credential: name its group with --group.`,
 				}
 				req.Payload = json.RawMessage(cfg.Payload)
 			}
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			x, err := c.ExplainAllocation(cmd.Context(), req)
-			if err != nil {
-				return cmdutil.Fail(err, "registration", args[0], "explain")
-			}
-			return printExplanation(g.Printer(cmd.OutOrStdout()), x)
+			return g.Call(cmd, args, func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
+				x, err := c.ExplainAllocation(ctx, req)
+				if err != nil {
+					return cmdutil.Fail(err, "registration", args[0], "explain")
+				}
+				return printExplanation(p, x)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&cfg.Group, "group", "", "enrollment group of a device without individual enrollment or registration record")

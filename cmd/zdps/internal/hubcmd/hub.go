@@ -1,6 +1,7 @@
 package hubcmd
 
 import (
+	"context"
 	"errors"
 	"strconv"
 
@@ -14,9 +15,7 @@ import (
 
 // NewHubCmd is `zdps hub`.
 func NewHubCmd(g *cmdutil.Globals) *cobra.Command {
-	cmd := cmdutil.Parent("hub", "Manage the linked hubs devices are assigned to", "hubs")
-	cmd.AddCommand(newHubAddCmd(g), newHubListCmd(g), newHubUpdateCmd(g), newHubRemoveCmd(g), newHubDrainCmd(g))
-	return cmd
+	return cmdutil.ParentOf(g, "hub", "Manage the linked hubs devices are assigned to", []string{"hubs"}, newHubAddCmd, newHubListCmd, newHubUpdateCmd, newHubRemoveCmd, newHubDrainCmd)
 }
 
 // hubFlags are the hub settings add and update share.
@@ -94,20 +93,18 @@ func newHubAddCmd(g *cmdutil.Globals) *cobra.Command {
 			if err := f.apply(cmd.Flags(), h); err != nil {
 				return err
 			}
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			// Create-only (If-None-Match: *): two operators adding the same
-			// hub at once cannot overwrite each other's settings.
-			got, err := c.CreateHub(cmd.Context(), h)
-			if errors.Is(err, client.ErrConflict) {
-				return cmdutil.Errorf(err, "hub %q is already linked (use zdps hub update)", name)
-			}
-			if err != nil {
-				return cmdutil.Fail(err, "hub", name, "add")
-			}
-			return printHubs(g.Printer(cmd.OutOrStdout()), got)
+			return g.Call(cmd, args, func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
+				// Create-only (If-None-Match: *): two operators adding the same
+				// hub at once cannot overwrite each other's settings.
+				got, err := c.CreateHub(ctx, h)
+				if errors.Is(err, client.ErrConflict) {
+					return cmdutil.Errorf(err, "hub %q is already linked (use zdps hub update)", name)
+				}
+				if err != nil {
+					return cmdutil.Fail(err, "hub", name, "add")
+				}
+				return printHubs(p, got)
+			})
 		},
 	}
 	f.register(cmd.Flags(), false)

@@ -1,6 +1,7 @@
 package hubcmd
 
 import (
+	"context"
 	"errors"
 
 	"github.com/spf13/cobra"
@@ -12,10 +13,7 @@ import (
 
 // NewPolicyCmd is `zdps policy`.
 func NewPolicyCmd(g *cmdutil.Globals) *cobra.Command {
-	cmd := cmdutil.Parent("policy", "Manage shared access policies of the service API", "policies")
-	cmd.AddCommand(newPolicyCreateCmd(g), newPolicyListCmd(g), newPolicyGetCmd(g), newPolicyDeleteCmd(g),
-		newPolicyKeysCmd(g), newPolicyConnectionStringCmd(g))
-	return cmd
+	return cmdutil.ParentOf(g, "policy", "Manage shared access policies of the service API", []string{"policies"}, newPolicyCreateCmd, newPolicyListCmd, newPolicyGetCmd, newPolicyDeleteCmd, newPolicyKeysCmd, newPolicyConnectionStringCmd)
 }
 
 // policyCreateConfig is the configuration of `zdps policy create`.
@@ -42,20 +40,18 @@ func newPolicyCreateCmd(g *cmdutil.Globals) *cobra.Command {
 				return cmdutil.Errorf(err, "invalid policy: %v", err)
 			}
 			p.Rights = rights
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			// Create-only (If-None-Match: *): never replaces an existing
-			// policy's rights and keys, even when two admins race.
-			got, err := c.CreatePolicy(cmd.Context(), p)
-			if errors.Is(err, client.ErrConflict) {
-				return cmdutil.Errorf(err, "policy %q already exists", cfg.KeyName)
-			}
-			if err != nil {
-				return cmdutil.Fail(err, "policy", cfg.KeyName, "create")
-			}
-			return printPolicies(g.Printer(cmd.OutOrStdout()), got)
+			return g.Call(cmd, args, func(ctx context.Context, c *client.Client, out cmdutil.Printer, _ []string) error {
+				// Create-only (If-None-Match: *): never replaces an existing
+				// policy's rights and keys, even when two admins race.
+				got, err := c.CreatePolicy(ctx, p)
+				if errors.Is(err, client.ErrConflict) {
+					return cmdutil.Errorf(err, "policy %q already exists", cfg.KeyName)
+				}
+				if err != nil {
+					return cmdutil.Fail(err, "policy", cfg.KeyName, "create")
+				}
+				return printPolicies(out, got)
+			})
 		},
 	}
 	cmd.Flags().StringVar(&cfg.Rights, "rights", "", "comma-separated rights: "+joinRights())
@@ -138,20 +134,18 @@ have exactly that policy's rights.`,
 		Args: cmdutil.ExactArgs("NAME"),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg.KeyName = args[0]
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			pol, err := c.PolicyKeys(cmd.Context(), cfg.KeyName)
-			if err != nil {
-				return cmdutil.Fail(err, "policy", cfg.KeyName, "get keys of")
-			}
-			key := pol.PrimaryKey
-			if cfg.Secondary {
-				key = pol.SecondaryKey
-			}
-			cs := client.ConnectionString{HostName: c.HostName(), SharedAccessKeyName: pol.KeyName, SharedAccessKey: key}
-			return g.Printer(cmd.OutOrStdout()).Value(map[string]string{"connectionString": cs.String()}, cs.String())
+			return g.Call(cmd, args, func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
+				pol, err := c.PolicyKeys(ctx, cfg.KeyName)
+				if err != nil {
+					return cmdutil.Fail(err, "policy", cfg.KeyName, "get keys of")
+				}
+				key := pol.PrimaryKey
+				if cfg.Secondary {
+					key = pol.SecondaryKey
+				}
+				cs := client.ConnectionString{HostName: c.HostName(), SharedAccessKeyName: pol.KeyName, SharedAccessKey: key}
+				return p.Value(map[string]string{"connectionString": cs.String()}, cs.String())
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&cfg.Secondary, "secondary", false, "use the policy's secondary key")

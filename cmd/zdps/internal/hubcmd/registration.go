@@ -1,6 +1,7 @@
 package hubcmd
 
 import (
+	"context"
 	"strconv"
 
 	"github.com/spf13/cobra"
@@ -12,9 +13,7 @@ import (
 
 // NewRegistrationCmd is `zdps registration`.
 func NewRegistrationCmd(g *cmdutil.Globals) *cobra.Command {
-	cmd := cmdutil.Parent("registration", "Inspect and delete device registration records", "registrations")
-	cmd.AddCommand(newRegistrationGetCmd(g), newRegistrationListCmd(g), newRegistrationDeleteCmd(g))
-	return cmd
+	return cmdutil.ParentOf(g, "registration", "Inspect and delete device registration records", []string{"registrations"}, newRegistrationGetCmd, newRegistrationListCmd, newRegistrationDeleteCmd)
 }
 
 func newRegistrationGetCmd(g *cmdutil.Globals) *cobra.Command {
@@ -63,25 +62,21 @@ func newRegistrationListCmd(g *cmdutil.Globals) *cobra.Command {
 		Aliases: []string{"ls"},
 		Short:   "List registration records, all or those of one enrollment group",
 		Args:    cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
+		RunE: g.Run(func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
 			what := "registrations"
 			if cfg.GroupID != "" {
 				what = "registrations of enrollment group " + strconv.Quote(cfg.GroupID)
 			}
-			return cmdutil.PrintList(g.Printer(cmd.OutOrStdout()), c.Registrations(cmd.Context(), cfg.GroupID, cfg.PageSize),
+			return cmdutil.PrintList(p, c.Registrations(ctx, cfg.GroupID, cfg.PageSize),
 				func(err error) error { return failRegistrations(err, cfg.GroupID, what) },
 				[]string{"REGISTRATION ID", "STATUS", "ASSIGNED HUB", "DEVICE ID", "SUBSTATUS", "UPDATED"},
 				func(r *enrollment.RegistrationState) []string {
 					return []string{r.RegistrationID, r.Status, r.AssignedHub, r.DeviceID, r.Substatus, cmdutil.When(r.LastUpdatedDateTimeUTC)}
 				})
-		},
+		}),
 	}
 	cmd.Flags().StringVar(&cfg.GroupID, "group", "", "only the records of this enrollment group")
-	cmd.Flags().IntVar(&cfg.PageSize, "page-size", 1000, "items per API call")
+	cmdutil.PageSizeFlag(cmd.Flags(), &cfg.PageSize)
 	return cmd
 }
 

@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/zdps/zdps/internal/ctxtime"
 	"github.com/zdps/zdps/pkg/client"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -290,7 +291,7 @@ func (s *sender) send(ctx context.Context, rows []*row) []result {
 		if attempt > 0 {
 			// Items already written by an attempt whose answer was lost
 			// come back as "already exists" on the retry: no duplicates.
-			if err := wait(ctx, delay); err != nil {
+			if err := ctxtime.Sleep(ctx, delay); err != nil {
 				return append(out, failAll(pending, "not sent: "+context.Cause(ctx).Error())...)
 			}
 		}
@@ -366,20 +367,6 @@ func itemReason(e enrollment.BulkOperationError) string {
 func isRequestRejected(err error) bool {
 	e, ok := errors.AsType[*client.APIError](err)
 	return ok && (e.StatusCode == http.StatusBadRequest || e.StatusCode == http.StatusRequestEntityTooLarge)
-}
-
-func wait(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // defaultBackoff: 0.5s, 1s, 2s, ... capped at 30s, with ±25% jitter so

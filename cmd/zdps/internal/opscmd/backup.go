@@ -59,7 +59,7 @@ store up with pg_dump --schema=zdps.
 	}
 	f := cmd.Flags()
 	f.BoolVar(&cfg.force, "force", false, "replace FILE if it exists")
-	f.BoolVar(&cfg.progress, "progress", false, "draw a progress bar on stderr even when it is not a terminal (--progress=false: never)")
+	cmdutil.ProgressFlag(f, &cfg.progress)
 	return cmd
 }
 

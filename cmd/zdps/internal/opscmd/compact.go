@@ -48,7 +48,7 @@ file. Once the server runs fine on the compacted file, remove FILE.bak.
 	}
 	f := cmd.Flags()
 	f.BoolVar(&cfg.noBackup, "no-backup", false, "do not keep the original as FILE.bak")
-	f.BoolVar(&cfg.progress, "progress", false, "draw a progress bar on stderr even when it is not a terminal (--progress=false: never)")
+	cmdutil.ProgressFlag(f, &cfg.progress)
 	return cmd
 }
 

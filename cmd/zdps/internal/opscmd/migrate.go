@@ -50,7 +50,7 @@ salt is copied with the store).
 	f.StringVar(&cfg.from, "from", "", "source store (required)")
 	f.StringVar(&cfg.to, "to", "", "destination store, empty or absent (required)")
 	f.IntVar(&cfg.batchSize, "batch-size", storecopy.DefaultBatchSize, "keys per transaction")
-	f.BoolVar(&cfg.progress, "progress", false, "draw a progress bar on stderr even when it is not a terminal (--progress=false: never)")
+	cmdutil.ProgressFlag(f, &cfg.progress)
 	return cmd
 }
 

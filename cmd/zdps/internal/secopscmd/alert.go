@@ -16,9 +16,7 @@ import (
 
 // NewAlertCmd is `zdps alert`.
 func NewAlertCmd(g *cmdutil.Globals) *cobra.Command {
-	cmd := cmdutil.Parent("alert", "List, show and acknowledge the anomaly rules' alerts", "alerts")
-	cmd.AddCommand(newAlertListCmd(g), newAlertShowCmd(g), newAlertAckCmd(g))
-	return cmd
+	return cmdutil.ParentOf(g, "alert", "List, show and acknowledge the anomaly rules' alerts", []string{"alerts"}, newAlertListCmd, newAlertShowCmd, newAlertAckCmd)
 }
 
 func newAlertListCmd(g *cmdutil.Globals) *cobra.Command {
@@ -35,17 +33,15 @@ func newAlertListCmd(g *cmdutil.Globals) *cobra.Command {
 			default:
 				return cmdutil.Errorf(nil, "--status must be open or acknowledged, not %q", status)
 			}
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			seq := c.AllAlerts(cmd.Context(), client.AlertQuery{Status: status})
-			onErr := func(err error) error { return cmdutil.FailList(err, "alerts") }
-			return cmdutil.PrintList(g.Printer(cmd.OutOrStdout()), seq, onErr,
-				[]string{"ID", "TIME", "RULE", "SEVERITY", "STATUS", "KEY", "RESPONSE"},
-				func(a *dps.Alert) []string {
-					return []string{a.ID, a.Time.UTC().Format(time.RFC3339), a.Rule, a.Severity, a.Status, a.Key, a.Response}
-				})
+			return g.Call(cmd, nil, func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
+				seq := c.AllAlerts(ctx, client.AlertQuery{Status: status})
+				onErr := func(err error) error { return cmdutil.FailList(err, "alerts") }
+				return cmdutil.PrintList(p, seq, onErr,
+					[]string{"ID", "TIME", "RULE", "SEVERITY", "STATUS", "KEY", "RESPONSE"},
+					func(a *dps.Alert) []string {
+						return []string{a.ID, a.Time.UTC().Format(time.RFC3339), a.Rule, a.Severity, a.Status, a.Key, a.Response}
+					})
+			})
 		},
 	}
 	cmd.Flags().StringVar(&status, "status", "", "only open or only acknowledged alerts")
@@ -70,17 +66,10 @@ func newAlertAckCmd(g *cmdutil.Globals) *cobra.Command {
 		Short:   "Acknowledge an alert (recorded in the audit trail with who did it)",
 		Example: `  zdps alert ack 01JD3Q1Z8K2M4N6P8R0S2T4V6X`,
 		Args:    cmdutil.ExactArgs("ID"),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			a, err := c.AckAlert(cmd.Context(), args[0], etag)
-			if err != nil {
-				return cmdutil.Fail(err, "alert", args[0], "acknowledge")
-			}
-			return printAlert(g.Printer(cmd.OutOrStdout()), a)
+		RunE: g.Run(cmdutil.FetchID(func(c *client.Client, ctx context.Context, id string) (*dps.Alert, error) {
+			return c.AckAlert(ctx, id, etag)
 		},
+			"alert", "acknowledge", printAlert)),
 	}
 	cmd.Flags().StringVar(&etag, "etag", "", "acknowledge only if the alert's etag still is this one")
 	return cmd

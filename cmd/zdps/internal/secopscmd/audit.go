@@ -20,9 +20,7 @@ import (
 
 // NewAuditCmd is `zdps audit`.
 func NewAuditCmd(g *cmdutil.Globals) *cobra.Command {
-	cmd := cmdutil.Parent("audit", "Read and verify the tamper-evident audit trail")
-	cmd.AddCommand(newAuditListCmd(g), newAuditTailCmd(g), newAuditVerifyCmd(g))
-	return cmd
+	return cmdutil.ParentOf(g, "audit", "Read and verify the tamper-evident audit trail", nil, newAuditListCmd, newAuditTailCmd, newAuditVerifyCmd)
 }
 
 // pageLimit is the most events asked for in one call (the server's cap).
@@ -48,8 +46,13 @@ func (f *filterFlags) register(fs *pflag.FlagSet) {
 	fs.StringVar(&f.outcome, "outcome", "", "only events with this outcome: success, refused or failed")
 }
 
-func (f *filterFlags) query(now time.Time) (client.AuditQuery, error) {
+// query is the query of the filters, for a command that prints up to n
+// events (--limit, -n); a negative n, given with flag, is refused.
+func (f *filterFlags) query(n int, flag string, now time.Time) (client.AuditQuery, error) {
 	var q client.AuditQuery
+	if n < 0 {
+		return q, cmdutil.Errorf(nil, "%s must not be negative", flag)
+	}
 	var err error
 	if q.Since, err = parseWhen("--since", f.since, now); err != nil {
 		return q, err
@@ -187,36 +190,31 @@ func newAuditListCmd(g *cmdutil.Globals) *cobra.Command {
   zdps audit list --registration-id sn-0001 -o json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if limit < 0 {
-				return cmdutil.Errorf(nil, "--limit must not be negative")
-			}
-			q, err := f.query(time.Now())
+			q, err := f.query(limit, "--limit", time.Now())
 			if err != nil {
 				return err
 			}
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			q.Limit = pageLimit
-			if limit > 0 {
-				q.Limit = min(limit, pageLimit)
-			}
-			ew := newEventWriter(g.Printer(cmd.OutOrStdout()), false)
-			n := 0
-			for e, err := range c.AllAuditEvents(cmd.Context(), q) {
-				if err != nil {
-					_ = ew.flush()
-					return cmdutil.FailList(err, "audit events")
+			return g.Call(cmd, nil, func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
+				q.Limit = pageLimit
+				if limit > 0 {
+					q.Limit = min(limit, pageLimit)
 				}
-				if err := ew.add(&e); err != nil {
-					return err
+				ew := newEventWriter(p, false)
+				n := 0
+				for e, err := range c.AllAuditEvents(ctx, q) {
+					if err != nil {
+						_ = ew.flush()
+						return cmdutil.FailList(err, "audit events")
+					}
+					if err := ew.add(&e); err != nil {
+						return err
+					}
+					if n++; limit > 0 && n == limit {
+						break
+					}
 				}
-				if n++; limit > 0 && n == limit {
-					break
-				}
-			}
-			return ew.flush()
+				return ew.flush()
+			})
 		},
 	}
 	f.register(cmd.Flags())
@@ -239,27 +237,21 @@ interrupted (Ctrl-C).`,
   zdps audit tail --follow --action registration.refused`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			if last < 0 {
-				return cmdutil.Errorf(nil, "-n must not be negative")
-			}
-			q, err := f.query(time.Now())
+			q, err := f.query(last, "-n", time.Now())
 			if err != nil {
 				return err
 			}
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			ctx := cmd.Context()
-			ew := newEventWriter(g.Printer(cmd.OutOrStdout()), follow)
-			next, err := printLast(ctx, c, q, last, ew)
-			if err != nil {
-				return err
-			}
-			if !follow {
-				return nil
-			}
-			return followTrail(ctx, c, q, next, ew, cmd.ErrOrStderr())
+			return g.Call(cmd, nil, func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
+				ew := newEventWriter(p, follow)
+				next, err := printLast(ctx, c, q, last, ew)
+				if err != nil {
+					return err
+				}
+				if !follow {
+					return nil
+				}
+				return followTrail(ctx, c, q, next, ew, cmd.ErrOrStderr())
+			})
 		},
 	}
 	f.register(cmd.Flags())
@@ -355,41 +347,37 @@ func newAuditVerifyCmd(g *cmdutil.Globals) *cobra.Command {
 		Use:   "verify",
 		Short: "Check the audit trail's hash chain and signed head; fails when an event was edited, deleted or inserted",
 		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			rep, err := c.VerifyAudit(cmd.Context())
-			if err != nil {
-				return cmdutil.Errorf(err, "verify the audit trail: %s", cmdutil.UnwrapTransport(err))
-			}
-			p := g.Printer(cmd.OutOrStdout())
-			if p.JSON {
-				err = p.PrintJSON(rep)
-			} else {
-				status := "verified"
-				if rep.Problem != nil {
-					status = "NOT VERIFIED"
-				}
-				err = p.Details("Status", status,
-					"Checked", fmt.Sprintf("sequences %d to %d (%d entries)", rep.From, rep.To, rep.Entries),
-					"Pending", strconv.Itoa(rep.Pending)+" (recorded, not yet sealed)")
-			}
-			if err != nil {
-				return err
-			}
-			if pr := rep.Problem; pr != nil {
-				msg := fmt.Sprintf("the audit trail does not verify: %s at sequence %d", pr.Kind, pr.Seq)
-				if pr.EventID != "" {
-					msg += " (event " + pr.EventID + ")"
-				}
-				if pr.Detail != "" {
-					msg += ": " + pr.Detail
-				}
-				return cmdutil.Errorf(pr, "%s", msg)
-			}
-			return nil
-		},
+		RunE:  g.Run(cmdutil.Fetch((*client.Client).VerifyAudit, cmdutil.FailCall("verify the audit trail"), printVerify)),
 	}
+}
+
+// printVerify prints the verification report; a trail that does not
+// verify is the command's error (exit status 1) after the report.
+func printVerify(p cmdutil.Printer, rep *dps.AuditReport) error {
+	var err error
+	if p.JSON {
+		err = p.PrintJSON(rep)
+	} else {
+		status := "verified"
+		if rep.Problem != nil {
+			status = "NOT VERIFIED"
+		}
+		err = p.Details("Status", status,
+			"Checked", fmt.Sprintf("sequences %d to %d (%d entries)", rep.From, rep.To, rep.Entries),
+			"Pending", strconv.Itoa(rep.Pending)+" (recorded, not yet sealed)")
+	}
+	if err != nil {
+		return err
+	}
+	if pr := rep.Problem; pr != nil {
+		msg := fmt.Sprintf("the audit trail does not verify: %s at sequence %d", pr.Kind, pr.Seq)
+		if pr.EventID != "" {
+			msg += " (event " + pr.EventID + ")"
+		}
+		if pr.Detail != "" {
+			msg += ": " + pr.Detail
+		}
+		return cmdutil.Errorf(pr, "%s", msg)
+	}
+	return nil
 }

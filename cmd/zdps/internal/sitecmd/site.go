@@ -1,6 +1,7 @@
 package sitecmd
 
 import (
+	"context"
 	"errors"
 	"strconv"
 	"strings"
@@ -46,23 +47,22 @@ func newCreateCmd(g *cmdutil.Globals) *cobra.Command {
 			if err := s.Validate(); err != nil {
 				return cmdutil.Errorf(err, "invalid site: %v", err)
 			}
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			var got *enrollment.Site
-			if update {
-				got, err = c.PutSite(cmd.Context(), s, "")
-			} else {
-				got, err = c.CreateSite(cmd.Context(), s)
-			}
-			if errors.Is(err, client.ErrConflict) {
-				return cmdutil.Errorf(err, "site %q already exists (add --update to replace its hubs)", name)
-			}
-			if err != nil {
-				return cmdutil.Fail(err, "site", name, "create")
-			}
-			return printSites(g.Printer(cmd.OutOrStdout()), got)
+			return g.Call(cmd, args, func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
+				var got *enrollment.Site
+				var err error
+				if update {
+					got, err = c.PutSite(ctx, s, "")
+				} else {
+					got, err = c.CreateSite(ctx, s)
+				}
+				if errors.Is(err, client.ErrConflict) {
+					return cmdutil.Errorf(err, "site %q already exists (add --update to replace its hubs)", name)
+				}
+				if err != nil {
+					return cmdutil.Fail(err, "site", name, "create")
+				}
+				return printSites(p, got)
+			})
 		},
 	}
 	cmd.Flags().StringSliceVar(&hubs, "hub", nil, "host name of a hub of the site (repeat or comma-separate)")
@@ -169,39 +169,36 @@ func newAssignCmd(g *cmdutil.Globals, assign bool) *cobra.Command {
 			if (enrollmentID == "") == (groupID == "") {
 				return cmdutil.Errorf(nil, "give --enrollment ID or --group ID (one)")
 			}
-			c, err := g.Ready()
-			if err != nil {
-				return err
-			}
-			ctx, p := cmd.Context(), g.Printer(cmd.OutOrStdout())
-			if assign {
-				if _, err := c.GetSite(ctx, site); err != nil {
-					return cmdutil.Fail(err, "site", site, "assign to")
+			return g.Call(cmd, a, func(ctx context.Context, c *client.Client, p cmdutil.Printer, _ []string) error {
+				if assign {
+					if _, err := c.GetSite(ctx, site); err != nil {
+						return cmdutil.Fail(err, "site", site, "assign to")
+					}
 				}
-			}
-			if enrollmentID != "" {
-				e, err := c.GetEnrollment(ctx, enrollmentID)
+				if enrollmentID != "" {
+					e, err := c.GetEnrollment(ctx, enrollmentID)
+					if err != nil {
+						return cmdutil.Fail(err, "enrollment", enrollmentID, "assign")
+					}
+					e.Site = site
+					e.RegistrationState = nil
+					got, err := c.PutEnrollment(ctx, e, e.ETag)
+					if err != nil {
+						return cmdutil.Fail(err, "enrollment", enrollmentID, "assign")
+					}
+					return p.Value(got, "enrollment \""+got.RegistrationID+"\" site: "+cmdutil.OrDefault(got.Site, "(none)"))
+				}
+				gr, err := c.GetGroup(ctx, groupID)
 				if err != nil {
-					return cmdutil.Fail(err, "enrollment", enrollmentID, "assign")
+					return cmdutil.Fail(err, "enrollment group", groupID, "assign")
 				}
-				e.Site = site
-				e.RegistrationState = nil
-				got, err := c.PutEnrollment(ctx, e, e.ETag)
+				gr.Site = site
+				got, err := c.PutGroup(ctx, gr, gr.ETag)
 				if err != nil {
-					return cmdutil.Fail(err, "enrollment", enrollmentID, "assign")
+					return cmdutil.Fail(err, "enrollment group", groupID, "assign")
 				}
-				return p.Value(got, "enrollment \""+got.RegistrationID+"\" site: "+cmdutil.OrDefault(got.Site, "(none)"))
-			}
-			gr, err := c.GetGroup(ctx, groupID)
-			if err != nil {
-				return cmdutil.Fail(err, "enrollment group", groupID, "assign")
-			}
-			gr.Site = site
-			got, err := c.PutGroup(ctx, gr, gr.ETag)
-			if err != nil {
-				return cmdutil.Fail(err, "enrollment group", groupID, "assign")
-			}
-			return p.Value(got, "group \""+got.EnrollmentGroupID+"\" site: "+cmdutil.OrDefault(got.Site, "(none)"))
+				return p.Value(got, "group \""+got.EnrollmentGroupID+"\" site: "+cmdutil.OrDefault(got.Site, "(none)"))
+			})
 		},
 	}
 	cmd.Flags().StringVar(&enrollmentID, "enrollment", "", "registration ID of an individual enrollment")

@@ -1,4 +1,4 @@
-package main
+package cmdutil
 
 import (
 	"encoding/json"
@@ -6,14 +6,15 @@ import (
 	"os"
 	"strings"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 )
 
-// applyEnvAndFile fills every flag the user did not set on the command line
+// ApplyEnvAndFile fills every flag the user did not set on the command line
 // from the environment (ZDPS_ + the flag name in upper snake case) or, failing
 // that, from the optional JSON config file (an object of flag names to
 // values). Precedence: flag > environment > file > default.
-func applyEnvAndFile(fs *pflag.FlagSet, file string) error {
+func ApplyEnvAndFile(fs *pflag.FlagSet, file string) error {
 	fromFile := map[string]any{}
 	if file != "" {
 		b, err := os.ReadFile(file)
@@ -67,4 +68,17 @@ func setFlag(fs *pflag.FlagSet, name, value, from string) error {
 // envName maps a flag name to its environment variable: data-dir → ZDPS_DATA_DIR.
 func envName(flag string) string {
 	return "ZDPS_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))
+}
+
+// DataDirOf is the root's --data-dir, else $ZDPS_DATA_DIR, else the
+// default: for the commands outside the management ones (zdps ca init,
+// zdps ca rotate), which have no Globals.
+func DataDirOf(cmd *cobra.Command) string {
+	if f := cmd.Flag("data-dir"); f != nil && f.Value.String() != "" {
+		return f.Value.String()
+	}
+	if v := os.Getenv(EnvDataDir); v != "" {
+		return v
+	}
+	return DefaultDataDir
 }

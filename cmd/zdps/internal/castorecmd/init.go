@@ -1,4 +1,4 @@
-package main
+package castorecmd
 
 import (
 	"bytes"
@@ -19,39 +19,59 @@ import (
 	"go.step.sm/crypto/pemutil"
 
 	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
-	"github.com/zdps/zdps/cmd/zdps/internal/storespec"
+	"github.com/zdps/zdps/cmd/zdps/internal/storeopen"
 	"github.com/zdps/zdps/internal/ca"
 	"github.com/zdps/zdps/internal/cakms"
 )
 
-// tpmKMSDir is where tpmkms keeps its key blobs (each wrapped by the TPM)
-// when the URI names no storage-directory.
-const tpmKMSDir = "tpmkms"
-
-// caInitConfig is `zdps ca init`.
-type caInitConfig struct {
-	DataDir, Store         string
-	KEKFile, KEKPassphrase string
-	KMS                    string
-	KeyType, Organization  string
-	OfflineRoot            string
+// initConfig is `zdps ca init`.
+type initConfig struct {
+	storeopen.Flags
+	KMS                   string
+	KeyType, Organization string
+	OfflineRoot           string
 }
 
-// addCAInitCmd adds `zdps ca init` under the root's `zdps ca`: it works on
-// the store like `zdps serve`, not through the service API, so it lives
-// beside serve.
-func addCAInitCmd(root *cobra.Command) {
+// AddTo adds `zdps ca init`, `zdps ca sign-intermediate` and `zdps ca
+// rotate` under the root's `zdps ca`: they work on the store like `zdps
+// serve`, not through the service API, so the binary adds them beside
+// serve.
+func AddTo(root *cobra.Command) {
 	for _, c := range root.Commands() {
 		if c.Name() == "ca" {
-			c.AddCommand(newCAInitCmd(), newCASignIntermediateCmd(), newCARotateCmd())
+			c.AddCommand(newInitCmd(), newSignIntermediateCmd(), newRotateCmd())
 			return
 		}
 	}
 	panic("zdps: no ca command to add init to")
 }
 
-func newCAInitCmd() *cobra.Command {
-	var cfg caInitConfig
+// onStore is the RunE of a command on the store: flags from the
+// environment as zdps serve takes them, the root's data directory.
+func onStore(flags *storeopen.Flags, run func(context.Context, io.Writer) error) func(*cobra.Command, []string) error {
+	return func(cmd *cobra.Command, _ []string) error {
+		if err := cmdutil.ApplyEnvAndFile(cmd.Flags(), ""); err != nil {
+			return err
+		}
+		flags.DataDir = cmdutil.DataDirOf(cmd)
+		return run(cmd.Context(), cmd.OutOrStdout())
+	}
+}
+
+// openKMS opens --kms when given; nil when not.
+func openKMS(ctx context.Context, uri, dataDir string) (*cakms.Keys, error) {
+	if uri == "" {
+		return nil, nil
+	}
+	k, err := storeopen.OpenKMS(ctx, uri, dataDir)
+	if err != nil {
+		return nil, cmdutil.Errorf(err, "--kms: %v", err)
+	}
+	return k, nil
+}
+
+func newInitCmd() *cobra.Command {
+	var cfg initConfig
 	cmd := &cobra.Command{
 		Use:   "init [--kms URI] [--offline-root FILE]",
 		Short: "Create the embedded CA in the store before the first `zdps serve`: keys in a KMS, root offline",
@@ -76,18 +96,10 @@ signs later intermediates with "zdps ca sign-intermediate".`,
 		Example: `  zdps ca init --data-dir /var/lib/zdps --kms 'pkcs11:token=zdps?pin-source=/etc/zdps/pin' --offline-root /media/usb/zdps-root.key
   zdps serve --data-dir /var/lib/zdps --ca-kms 'pkcs11:token=zdps?pin-source=/etc/zdps/pin'`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := applyEnvAndFile(cmd.Flags(), ""); err != nil {
-				return err
-			}
-			cfg.DataDir = dataDirOf(cmd)
-			return caInit(cmd.Context(), cfg, cmd.OutOrStdout())
-		},
+		RunE: onStore(&cfg.Flags, func(ctx context.Context, out io.Writer) error { return caInit(ctx, cfg, out) }),
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.Store, "store", "", "the store of zdps serve: bolt (default), bolt:PATH or postgres://...")
-	f.StringVar(&cfg.KEKFile, "kek-file", "", "key-encryption key file of zdps serve (default <data-dir>/kek, created if absent)")
-	f.StringVar(&cfg.KEKPassphrase, "kek-passphrase", "", "derive the key-encryption key from this passphrase, as zdps serve --kek-passphrase")
+	cfg.Register(f, "<data-dir>/kek, created if absent")
 	f.StringVar(&cfg.KMS, "kms", "", "KMS URI to create the intermediate and TLS keys in (default: sealed in the store)")
 	f.StringVar(&cfg.KeyType, "key-type", string(ca.KeyECP256), "EC-P256 or EC-P384")
 	f.StringVar(&cfg.Organization, "organization", ca.DefaultOrganization, "organization in the CA certificates' subjects")
@@ -95,59 +107,27 @@ signs later intermediates with "zdps ca sign-intermediate".`,
 	return cmd
 }
 
-// dataDirOf is the root's --data-dir, else $ZDPS_DATA_DIR, else the default.
-func dataDirOf(cmd *cobra.Command) string {
-	if f := cmd.Flag("data-dir"); f != nil && f.Value.String() != "" {
-		return f.Value.String()
-	}
-	if v := os.Getenv(cmdutil.EnvDataDir); v != "" {
-		return v
-	}
-	return cmdutil.DefaultDataDir
-}
-
-// openCAKMS opens the KMS of --kms or --ca-kms; tpmkms blobs default to the
-// data directory.
-func openCAKMS(ctx context.Context, uri, dataDir string) (*cakms.Keys, error) {
-	k, err := cakms.Open(ctx, uri, cakms.Options{TPMStorageDir: filepath.Join(dataDir, tpmKMSDir)})
-	if err != nil {
-		return nil, err
-	}
-	return k, nil
-}
-
-func caInit(ctx context.Context, cfg caInitConfig, out io.Writer) error {
+func caInit(ctx context.Context, cfg initConfig, out io.Writer) error {
 	rootFile, err := createOfflineRoot(cfg.OfflineRoot, cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	defer rootFile.discard()
 	// The KMS first: a URI that does not work leaves nothing behind.
-	var keys ca.KeyStore
-	if cfg.KMS != "" {
-		k, err := openCAKMS(ctx, cfg.KMS, cfg.DataDir)
-		if err != nil {
-			return cmdutil.Errorf(err, "--kms: %v", err)
-		}
-		defer k.Close()
-		keys = k
-	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("data directory: %w", err)
-	}
-	spec, err := storespec.Parse(cfg.Store, cfg.DataDir)
-	if err != nil {
-		return fmt.Errorf("--store: %w", err)
-	}
-	backend, err := storespec.Open(ctx, spec, storespec.Options{CreateBolt: true})
-	if err != nil {
-		return fmt.Errorf("open store %s: %w", spec, err)
-	}
-	defer backend.Close()
-	kek, err := loadKEK(ctx, serveConfig{DataDir: cfg.DataDir, KEKFile: cfg.KEKFile, KEKPassphrase: cfg.KEKPassphrase}, backend)
+	k, err := openKMS(ctx, cfg.KMS, cfg.DataDir)
 	if err != nil {
 		return err
 	}
+	var keys ca.KeyStore
+	if k != nil {
+		defer k.Close()
+		keys = k
+	}
+	spec, backend, kek, err := cfg.OpenKeyed(ctx, true)
+	if err != nil {
+		return err
+	}
+	defer backend.Close()
 	caCfg := ca.Config{Storage: ca.BackendStorage(backend), KEK: kek, KeyType: ca.KeyType(cfg.KeyType), Organization: cfg.Organization,
 		OfflineRoot: cfg.OfflineRoot != "", Logger: slog.New(slog.DiscardHandler)}
 	caCfg.KMS = keys
@@ -195,14 +175,14 @@ func inside(path, dir string) bool {
 	return err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator))
 }
 
-// caSignConfig is `zdps ca sign-intermediate`.
-type caSignConfig struct {
+// signConfig is `zdps ca sign-intermediate`.
+type signConfig struct {
 	RootCert, RootKey, CSR, Out string
 	Validity                    time.Duration
 }
 
-func newCASignIntermediateCmd() *cobra.Command {
-	var cfg caSignConfig
+func newSignIntermediateCmd() *cobra.Command {
+	var cfg signConfig
 	cmd := &cobra.Command{
 		Use:   "sign-intermediate --root-cert FILE --root-key FILE --csr FILE --out FILE",
 		Short: "Sign a new intermediate's CSR with the offline root (run where the root key is, not on the server)",
@@ -225,7 +205,7 @@ profile whatever the CSR asks for; only the CSR's key and subject are used.`,
 	return cmd
 }
 
-func caSignIntermediate(cfg caSignConfig, out io.Writer) error {
+func caSignIntermediate(cfg signConfig, out io.Writer) error {
 	if cfg.RootCert == "" || cfg.RootKey == "" || cfg.CSR == "" {
 		return cmdutil.Errorf(nil, "--root-cert, --root-key and --csr are required")
 	}

@@ -1,4 +1,4 @@
-package main
+package upstream
 
 import (
 	"context"
@@ -48,21 +48,22 @@ func TestGatewayRenewal(t *testing.T) {
 	if _, err := base64.StdEncoding.DecodeString(keys.SymmetricKey.PrimaryKey); err != nil {
 		t.Fatal(err)
 	}
-	cfg := serveConfig{DataDir: dir, Gateway: gatewayConfig{Upstream: "https://" + central.Addr(), UpstreamCAFile: central.CAFile(),
-		IDScope: central.IDScope(), RegistrationID: "gw-1", KeyFile: keyFile, SyncInterval: time.Second}}
+	g := Config{Upstream: "https://" + central.Addr(), UpstreamCAFile: central.CAFile(),
+		IDScope: central.IDScope(), RegistrationID: "gw-1", KeyFile: keyFile, SyncInterval: time.Second}
+	var idScope string
 	kek := make([]byte, 32)
 	caCfg := ca.Config{Storage: ca.BackendStorage(memory.New()), KEK: kek, Logger: slog.New(slog.DiscardHandler)}
-	if err := startGateway(ctx, &cfg, caCfg, slog.New(slog.DiscardHandler)); err != nil {
+	if err := g.Start(ctx, dir, &idScope, caCfg, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
-	if cfg.IDScope != central.IDScope() {
-		t.Fatalf("ID scope %q, want central's", cfg.IDScope)
+	if idScope != central.IDScope() {
+		t.Fatalf("ID scope %q, want central's", idScope)
 	}
 	authority, err := ca.New(ctx, caCfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	rt := cfg.Gateway.rt
+	rt := g.rt
 	cert0, ca0 := rt.cert.Load().Leaf, authority.Intermediate()
 	if site, ok := authority.Delegated(); !ok || site != "plant" {
 		t.Fatalf("the gateway's CA is not delegated for plant: %q %v", site, ok)
@@ -88,12 +89,16 @@ func TestGatewayRenewal(t *testing.T) {
 	if rt.cert.Load().Leaf.Equal(cert0) {
 		t.Fatal("the client certificate was not renewed")
 	}
-	cfg2 := serveConfig{DataDir: dir, Gateway: cfg.Gateway}
-	cfg2.Gateway.rt = nil
-	if err := startGateway(ctx, &cfg2, caCfg, slog.New(slog.DiscardHandler)); err != nil {
+	g2 := g
+	g2.rt = nil
+	idScope2 := "0ne00000001"
+	if err := g2.Start(ctx, dir, &idScope2, caCfg, slog.New(slog.DiscardHandler)); err != nil {
 		t.Fatal(err)
 	}
-	if !cfg2.Gateway.rt.cert.Load().Leaf.Equal(rt.cert.Load().Leaf) {
+	if idScope2 != "0ne00000001" {
+		t.Fatalf("a given ID scope became %q", idScope2)
+	}
+	if !g2.rt.cert.Load().Leaf.Equal(rt.cert.Load().Leaf) {
 		t.Fatal("a restart does not use the renewed client certificate")
 	}
 }

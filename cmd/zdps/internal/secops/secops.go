@@ -1,4 +1,4 @@
-package main
+package secops
 
 import (
 	"context"
@@ -29,9 +29,9 @@ import (
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
-// secopsConfig configures security operations: metrics, the audit
-// trail's retention and export, and the anomaly rules' responses.
-type secopsConfig struct {
+// Config configures security operations: metrics, the audit trail's
+// retention and export, and the anomaly rules' responses.
+type Config struct {
 	MetricsListen    string
 	MetricsTokenFile string
 	AuditRetention   time.Duration
@@ -41,7 +41,8 @@ type secopsConfig struct {
 	AlertResponses   []string
 }
 
-func (c *secopsConfig) register(f *pflag.FlagSet) {
+// Register adds the security operations flags to zdps serve's.
+func (c *Config) Register(f *pflag.FlagSet) {
 	f.StringVar(&c.MetricsListen, "metrics-listen", "off", "address of a plain-HTTP listener serving only /metrics for Prometheus (e.g. 127.0.0.1:9090), or off; /metrics on the main listener needs a ServiceConfig SAS or the scrape token")
 	f.StringVar(&c.MetricsTokenFile, "metrics-token-file", "", "file holding a bearer token that may scrape /metrics on the main listener")
 	f.DurationVar(&c.AuditRetention, "audit-retention", 0, "delete audit events older than this (a signed checkpoint keeps the rest verifiable); 0 keeps everything")
@@ -53,30 +54,34 @@ func (c *secopsConfig) register(f *pflag.FlagSet) {
 
 var detectRules = []string{detect.RuleClonedCredential, detect.RuleBruteForce, detect.RuleEnumeration, detect.RuleBurst, detect.RuleFirmwareDowngrade, detect.RuleRenewalRevoked}
 
-// secops holds the security operations parts serve wires in.
-type secops struct {
-	cfg       secopsConfig
-	metrics   *metrics.Metrics
-	trail     *audit.Trail
-	alerts    *detect.Alerts
+// Parts are the security operations parts serve wires in: the metrics,
+// the audit trail, the alerts and the source blocklist the pipeline,
+// the use cases and the transports are handed.
+type Parts struct {
+	Metrics   *metrics.Metrics
+	Trail     *audit.Trail
+	Alerts    *detect.Alerts
+	Blocks    *detect.Blocklist
+	cfg       Config
 	exporters []*export.Exporter
 	watch     *export.Exporter
-	blocks    *detect.Blocklist
 	backend   store.Backend
 	log       *slog.Logger
 	token     string
 }
 
-func newSecops(cfg secopsConfig, backend store.Backend, kek []byte, m *metrics.Metrics, log *slog.Logger) (*secops, error) {
+// New builds the parts over the store's backend: the trail is signed
+// under a key derived from kek, and reports to m.
+func New(cfg Config, backend store.Backend, kek []byte, m *metrics.Metrics, log *slog.Logger) (*Parts, error) {
 	l, err := audit.New(audit.Config{Backend: backend, Signer: audit.NewHMACSigner(kek), Logger: log})
 	if err != nil {
 		return nil, err
 	}
 	buf := l.NewBuffer(0)
 	buf.OnRecord = m.AuditEvents
-	s := &secops{cfg: cfg, metrics: m, trail: &audit.Trail{Log: l, Buffer: buf}, log: log, backend: backend}
-	s.alerts = &detect.Alerts{Backend: backend, Recorder: l}
-	s.blocks = &detect.Blocklist{Backend: backend}
+	s := &Parts{cfg: cfg, Metrics: m, Trail: &audit.Trail{Log: l, Buffer: buf}, log: log, backend: backend}
+	s.Alerts = &detect.Alerts{Backend: backend, Recorder: l}
+	s.Blocks = &detect.Blocklist{Backend: backend}
 	if cfg.MetricsTokenFile != "" {
 		b, err := os.ReadFile(cfg.MetricsTokenFile)
 		if err != nil {
@@ -110,7 +115,7 @@ func exportName(spec string) string {
 	return spec
 }
 
-func (s *secops) sink(spec string) (export.Sink, error) {
+func (s *Parts) sink(spec string) (export.Sink, error) {
 	var roots *x509.CertPool
 	if s.cfg.ExportCAFile != "" {
 		pem, err := os.ReadFile(s.cfg.ExportCAFile)
@@ -155,7 +160,7 @@ func (s *secops) sink(spec string) (export.Sink, error) {
 }
 
 // responses parses --alert-response.
-func (s *secops) responses() (map[string]string, error) {
+func (s *Parts) responses() (map[string]string, error) {
 	out := map[string]string{}
 	for _, kv := range s.cfg.AlertResponses {
 		rule, resp, ok := strings.Cut(kv, "=")
@@ -174,39 +179,40 @@ func (s *secops) responses() (map[string]string, error) {
 	return out, nil
 }
 
-// watchAlerts builds the detector over the sealed trail.
-func (s *secops) watchAlerts(backend store.Backend, responder detect.Responder) error {
+// WatchAlerts builds the detector over the sealed trail; its responses
+// disable enrollments through m, the management use cases.
+func (s *Parts) WatchAlerts(backend store.Backend, m *manage.Service) error {
 	resp, err := s.responses()
 	if err != nil {
 		return err
 	}
-	w, err := detect.NewWatch(detect.WatchConfig{Backend: backend, Recorder: s.trail.Log, Detector: detect.New(detect.Config{}),
-		Responses: resp, Responder: responder, Logger: s.log,
-		OnAlert: func(r *detect.Record) { s.metrics.Alert(r.Rule, r.Severity) }})
+	w, err := detect.NewWatch(detect.WatchConfig{Backend: backend, Recorder: s.Trail.Log, Detector: detect.New(detect.Config{}),
+		Responses: resp, Responder: &responder{m: m, blocks: s.Blocks}, Logger: s.log,
+		OnAlert: func(r *detect.Record) { s.Metrics.Alert(r.Rule, r.Severity) }})
 	if err != nil {
 		return fmt.Errorf("--alert-response: %w", err)
 	}
-	s.watch, err = export.New(export.Config{Backend: backend, Source: s.trail.Log, Sink: w, Name: "detector", Logger: s.log})
+	s.watch, err = export.New(export.Config{Backend: backend, Source: s.Trail.Log, Sink: w, Name: "detector", Logger: s.log})
 	return err
 }
 
-// opsAPI builds the security operations routes.
-func (s *secops) opsAPI(host opsapi.Host, st *store.Store, authority *ca.CA, settings posture.Settings) (*opsapi.API, error) {
+// OpsAPI builds the security operations routes.
+func (s *Parts) OpsAPI(host opsapi.Host, st *store.Store, authority *ca.CA, settings posture.Settings) (*opsapi.API, error) {
 	src := posture.NewStoreSource(st)
-	return opsapi.New(opsapi.Config{Host: host, Trail: s.trail.Log, Alerts: s.alerts, Metrics: s.metrics.Handler(), ScrapeToken: s.token,
+	return opsapi.New(opsapi.Config{Host: host, Trail: s.Trail.Log, Alerts: s.Alerts, Metrics: s.Metrics.Handler(), ScrapeToken: s.token,
 		Posture: func(ctx context.Context, th posture.Thresholds) (*posture.Report, error) {
 			return posture.Compute(ctx, src, posture.Options{Thresholds: th, CA: []*x509.Certificate{authority.Intermediate(), authority.Root()}, Settings: settings})
 		}})
 }
 
-// start runs the sealer, the buffer, the exporters, the detector, the
+// Start runs the sealer, the buffer, the exporters, the detector, the
 // retention and the metrics listener until ctx ends.
-func (s *secops) start(ctx context.Context, authority *ca.CA) error {
-	s.metrics.CertificateExpiry("root", authority.Root().NotAfter)
-	s.metrics.CertificateExpiry("intermediate", authority.Intermediate().NotAfter)
+func (s *Parts) Start(ctx context.Context, authority *ca.CA) error {
+	s.Metrics.CertificateExpiry("root", authority.Root().NotAfter)
+	s.Metrics.CertificateExpiry("intermediate", authority.Intermediate().NotAfter)
 	go s.watchIssuedExpiry(ctx)
-	go s.trail.Log.Run(ctx, audit.DefaultSealInterval)
-	go s.trail.Buffer.Run(ctx, 0)
+	go s.Trail.Log.Run(ctx, audit.DefaultSealInterval)
+	go s.Trail.Buffer.Run(ctx, 0)
 	for _, e := range s.exporters {
 		go e.Run(ctx)
 	}
@@ -218,7 +224,7 @@ func (s *secops) start(ctx context.Context, authority *ca.CA) error {
 			t := time.NewTicker(time.Hour)
 			defer t.Stop()
 			for {
-				if n, err := s.trail.Log.Prune(ctx, time.Now().Add(-s.cfg.AuditRetention)); err != nil && ctx.Err() == nil {
+				if n, err := s.Trail.Log.Prune(ctx, time.Now().Add(-s.cfg.AuditRetention)); err != nil && ctx.Err() == nil {
 					s.log.Warn("audit retention failed", "error", err)
 				} else if n > 0 {
 					s.log.Info("audit events past retention deleted", "count", n)
@@ -239,7 +245,7 @@ func (s *secops) start(ctx context.Context, authority *ca.CA) error {
 		return fmt.Errorf("--metrics-listen: %w", err)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", s.metrics.Handler())
+	mux.Handle("GET /metrics", s.Metrics.Handler())
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, WriteTimeout: 30 * time.Second}
 	s.log.Info("metrics listening", "addr", ln.Addr().String())
 	go func() { _ = srv.Serve(ln) }()
@@ -288,9 +294,9 @@ func (r *responder) DisableEnrollment(ctx context.Context, registrationID, group
 	return err
 }
 
-// metricsOpen: the metrics listener answers beyond the loopback
+// MetricsOpen: the metrics listener answers beyond the loopback
 // interface without authentication.
-func (c secopsConfig) metricsOpen() bool {
+func (c Config) MetricsOpen() bool {
 	if c.MetricsListen == "" || c.MetricsListen == "off" {
 		return false
 	}
@@ -309,7 +315,7 @@ const issuedExpiryEvery = 10 * time.Minute
 
 // watchIssuedExpiry sets zdps_certificate_expiry_timestamp_seconds{certificate="issued"}
 // to the earliest NotAfter of the unexpired, unrevoked certificates.
-func (s *secops) watchIssuedExpiry(ctx context.Context) {
+func (s *Parts) watchIssuedExpiry(ctx context.Context) {
 	certs := revocation.Certificates(s.backend, nil)
 	t := time.NewTicker(issuedExpiryEvery)
 	defer t.Stop()
@@ -334,7 +340,7 @@ func (s *secops) watchIssuedExpiry(ctx context.Context) {
 			}
 			cont = next
 		}
-		s.metrics.CertificateExpiry("issued", earliest)
+		s.Metrics.CertificateExpiry("issued", earliest)
 		select {
 		case <-ctx.Done():
 			return

@@ -1,4 +1,4 @@
-package main
+package castorecmd
 
 import (
 	"context"
@@ -14,39 +14,38 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
+	"github.com/zdps/zdps/cmd/zdps/internal/storeopen"
 	"github.com/zdps/zdps/cmd/zdps/internal/storespec"
 	"github.com/zdps/zdps/internal/audit"
 	"github.com/zdps/zdps/internal/ca"
-	"github.com/zdps/zdps/internal/instance"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/store/bolt"
 )
 
-// caReloadInterval is how often zdps serve looks for a rotated CA state:
+// ReloadInterval is how often zdps serve looks for a rotated CA state:
 // replicas switch within it of each other.
-const caReloadInterval = 2 * time.Second
+const ReloadInterval = 2 * time.Second
 
-// caRotateConfig is `zdps ca rotate`.
-type caRotateConfig struct {
-	DataDir, Store         string
-	KEKFile, KEKPassphrase string
-	KMS                    string
-	Overlap                time.Duration
-	CSROut, Intermediate   string
-	Root                   bool
-	OfflineRoot            string
+// rotateConfig is `zdps ca rotate`.
+type rotateConfig struct {
+	storeopen.Flags
+	KMS                  string
+	Overlap              time.Duration
+	CSROut, Intermediate string
+	Root                 bool
+	OfflineRoot          string
 }
 
-func newCARotateCmd() *cobra.Command {
-	var cfg caRotateConfig
+func newRotateCmd() *cobra.Command {
+	var cfg rotateConfig
 	cmd := &cobra.Command{
 		Use:   "rotate [--kms URI] [--overlap DURATION]",
 		Short: "Replace the CA's issuing intermediate without downtime; running servers switch within seconds",
 		Long: `Create a new issuing intermediate (its key in the KMS of --kms, else sealed in the
 store), signed by the root key held in the store, and make it the one that issues.
 Running servers on this store (every replica of a PostgreSQL store) reload the CA
-within ` + caReloadInterval.String() + ` and issue from the new one; no restart.
+within ` + ReloadInterval.String() + ` and issue from the new one; no restart.
 
 The outgoing intermediate stays in the published bundle, with its key to sign its
 CRL, for --overlap: give the longest certificate validity the servers issue
@@ -63,18 +62,10 @@ signs it where the root key is; --intermediate-cert installs the certificate.`,
   zdps ca sign-intermediate --root-cert ca-bundle.pem --root-key /media/usb/zdps-root.key --csr next.csr --out next.pem
   zdps ca rotate --intermediate-cert next.pem`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			if err := applyEnvAndFile(cmd.Flags(), ""); err != nil {
-				return err
-			}
-			cfg.DataDir = dataDirOf(cmd)
-			return caRotate(cmd.Context(), cfg, cmd.OutOrStdout())
-		},
+		RunE: onStore(&cfg.Flags, func(ctx context.Context, out io.Writer) error { return caRotate(ctx, cfg, out) }),
 	}
 	f := cmd.Flags()
-	f.StringVar(&cfg.Store, "store", "", "the store of zdps serve: bolt (default), bolt:PATH or postgres://...")
-	f.StringVar(&cfg.KEKFile, "kek-file", "", "key-encryption key file of zdps serve (default <data-dir>/kek)")
-	f.StringVar(&cfg.KEKPassphrase, "kek-passphrase", "", "derive the key-encryption key from this passphrase, as zdps serve --kek-passphrase")
+	cfg.Register(f, "<data-dir>/kek")
 	f.StringVar(&cfg.KMS, "kms", "", "KMS URI to create the new intermediate's key in (required when the current one is in a KMS; default: sealed in the store)")
 	f.StringVar(&cfg.CSROut, "csr-out", "", "offline root, step 1: make the next intermediate's key and write its CSR (PEM) to this file")
 	f.StringVar(&cfg.Intermediate, "intermediate-cert", "", "offline root, step 3: install this certificate (PEM) signed by zdps ca sign-intermediate for the pending key")
@@ -84,7 +75,7 @@ signs it where the root key is; --intermediate-cert installs the certificate.`,
 	return cmd
 }
 
-func caRotate(ctx context.Context, cfg caRotateConfig, out io.Writer) error {
+func caRotate(ctx context.Context, cfg rotateConfig, out io.Writer) error {
 	if cfg.Overlap <= 0 {
 		return cmdutil.Errorf(nil, "--overlap must be positive")
 	}
@@ -97,25 +88,14 @@ func caRotate(ctx context.Context, cfg caRotateConfig, out io.Writer) error {
 	if cfg.OfflineRoot != "" && !cfg.Root {
 		return cmdutil.Errorf(nil, "--offline-root goes with --root (the root key of zdps ca init is written by zdps ca init --offline-root)")
 	}
-	if _, err := os.Stat(cfg.DataDir); err != nil && cfg.Store == "" {
-		return cmdutil.Errorf(err, "data directory %s: %v", cfg.DataDir, err)
-	}
-	spec, err := storespec.Parse(cfg.Store, cfg.DataDir)
-	if err != nil {
-		return fmt.Errorf("--store: %w", err)
-	}
-	backend, err := storespec.Open(ctx, spec, storespec.Options{})
+	spec, backend, kek, err := cfg.OpenKeyed(ctx, false)
 	if errors.Is(err, bolt.ErrLocked) {
 		return cmdutil.Errorf(err, "store %s is open in a running zdps serve: on the embedded store, rotate while the server is stopped (replicas on PostgreSQL rotate live)", spec)
 	}
 	if err != nil {
-		return fmt.Errorf("open store %s: %w", spec, err)
-	}
-	defer backend.Close()
-	kek, err := loadKEK(ctx, serveConfig{DataDir: cfg.DataDir, KEKFile: cfg.KEKFile, KEKPassphrase: cfg.KEKPassphrase}, backend)
-	if err != nil {
 		return err
 	}
+	defer backend.Close()
 	trail, err := audit.New(audit.Config{Backend: backend, Signer: audit.NewHMACSigner(kek), Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		return err
@@ -138,11 +118,11 @@ func caRotate(ctx context.Context, cfg caRotateConfig, out io.Writer) error {
 		}
 		return nil
 	}
-	if cfg.KMS != "" {
-		keys, err := openCAKMS(ctx, cfg.KMS, cfg.DataDir)
-		if err != nil {
-			return cmdutil.Errorf(err, "--kms: %v", err)
-		}
+	keys, err := openKMS(ctx, cfg.KMS, cfg.DataDir)
+	if err != nil {
+		return err
+	}
+	if keys != nil {
 		defer keys.Close()
 		caCfg.KMS = keys
 	}
@@ -180,12 +160,12 @@ func caRotate(ctx context.Context, cfg caRotateConfig, out io.Writer) error {
 		fmt.Fprintf(out, "%s %s: %s\n", s.Action, s.Resource, s.Detail)
 	}
 	fmt.Fprintf(out, "generation %d: %s issues now (servers switch within %s); %s stays in the bundle until %s\n",
-		r.Generation, r.New.Subject, caReloadInterval, r.Old.Subject, r.KeepUntil.UTC().Format(time.RFC3339))
+		r.Generation, r.New.Subject, ReloadInterval, r.Old.Subject, r.KeepUntil.UTC().Format(time.RFC3339))
 	return nil
 }
 
 // caRotateRoot is zdps ca rotate --root.
-func caRotateRoot(ctx context.Context, cfg caRotateConfig, caCfg ca.Config, spec storespec.Spec,
+func caRotateRoot(ctx context.Context, cfg rotateConfig, caCfg ca.Config, spec storespec.Spec,
 	audited func(context.Context, store.Tx, []ca.Step) error, out io.Writer) error {
 	rootFile, err := createOfflineRoot(cfg.OfflineRoot, cfg.DataDir)
 	if err != nil {
@@ -204,7 +184,7 @@ func caRotateRoot(ctx context.Context, cfg caRotateConfig, caCfg ca.Config, spec
 		fmt.Fprintf(out, "%s %s: %s\n", s.Action, s.Resource, s.Detail)
 	}
 	fmt.Fprintf(out, "generation %d: root %s and intermediate %s issue now (servers switch within %s); %s stays trusted and in the bundle until %s: give hubs and devices the new root before then\n",
-		r.Generation, r.NewRoot.Subject, r.New.Subject, caReloadInterval, r.OldRoot.Subject, r.KeepUntil.UTC().Format(time.RFC3339))
+		r.Generation, r.NewRoot.Subject, r.New.Subject, ReloadInterval, r.OldRoot.Subject, r.KeepUntil.UTC().Format(time.RFC3339))
 	_, err = out.Write(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: r.NewRoot.Raw}))
 	return err
 }
@@ -218,11 +198,4 @@ func rotateError(err error, spec storespec.Spec) error {
 		return cmdutil.Errorf(err, "%v", err)
 	}
 	return fmt.Errorf("rotate: %w", err)
-}
-
-// rewriteBundle writes the bundle of a rotated CA where zdps serve keeps it.
-func rewriteBundle(dataDir string, authority *ca.CA, log *slog.Logger) {
-	if err := instance.WriteSecretFile(dataDir, bundleFile, authority.BundlePEM()); err != nil {
-		log.Error("write CA bundle after rotation", "err", err)
-	}
 }

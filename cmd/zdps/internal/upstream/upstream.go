@@ -1,4 +1,4 @@
-package main
+package upstream
 
 import (
 	"context"
@@ -17,9 +17,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/go-tpm/tpm2/transport/linuxudstpm"
 	"github.com/spf13/pflag"
 
+	"github.com/zdps/zdps/cmd/zdps/internal/cmdutil"
 	"github.com/zdps/zdps/internal/api"
 	"github.com/zdps/zdps/internal/audit"
 	"github.com/zdps/zdps/internal/ca"
@@ -31,9 +31,9 @@ import (
 	"github.com/zdps/zdps/pkg/device"
 )
 
-// gatewayConfig is the edge side of edge gateways: zdps serve --upstream
+// Config is the edge side of edge gateways: zdps serve --upstream
 // (internal/gateway).
-type gatewayConfig struct {
+type Config struct {
 	Upstream       string
 	UpstreamCAFile string
 	IDScope        string
@@ -44,12 +44,13 @@ type gatewayConfig struct {
 	TPM            string
 	SyncInterval   time.Duration
 
-	// rt is what serve builds in gateway mode; a pointer, so that the
-	// copies of serveConfig handed around share it.
+	// rt is what Start builds in gateway mode; a pointer, so that the
+	// copies of serve's configuration handed around share it.
 	rt *gatewayRuntime
 }
 
-func (c *gatewayConfig) register(f *pflag.FlagSet) {
+// Register adds the --upstream flags to zdps serve's.
+func (c *Config) Register(f *pflag.FlagSet) {
 	f.StringVar(&c.Upstream, "upstream", "", "run as an edge gateway of the central zdps at this URL (https://host:port): provision at it, take enrollments from it, issue from a CA it delegates, push records and audit to it")
 	f.StringVar(&c.UpstreamCAFile, "upstream-ca-file", "", "with --upstream: PEM file of the central zdps's CA bundle (its root), to verify it")
 	f.StringVar(&c.IDScope, "upstream-id-scope", "", "with --upstream: the central zdps's ID scope (also this gateway's, unless --id-scope is given at first start)")
@@ -61,9 +62,10 @@ func (c *gatewayConfig) register(f *pflag.FlagSet) {
 	f.DurationVar(&c.SyncInterval, "sync-interval", gateway.DefaultInterval, "with --upstream: time between two syncs with central")
 }
 
-func (c *gatewayConfig) on() bool { return c.Upstream != "" }
+// On reports gateway mode: --upstream was given.
+func (c *Config) On() bool { return c.Upstream != "" }
 
-func (c *gatewayConfig) check() error {
+func (c *Config) check() error {
 	switch {
 	case c.UpstreamCAFile == "" || c.IDScope == "" || c.RegistrationID == "":
 		return errors.New("--upstream needs --upstream-ca-file, --upstream-id-scope and --upstream-registration-id")
@@ -86,7 +88,7 @@ const (
 
 // gatewayRuntime is a running gateway's link to central.
 type gatewayRuntime struct {
-	cfg    gatewayConfig
+	cfg    Config
 	roots  *x509.CertPool
 	client *gateway.Client
 	cert   atomic.Pointer[tls.Certificate]
@@ -96,11 +98,11 @@ type gatewayRuntime struct {
 	log    *slog.Logger
 }
 
-// startGateway runs before the CA is opened: it makes sure the gateway
-// has its client certificate for central and its delegated CA in the
-// store (both need central reachable at the very first start only).
-func startGateway(ctx context.Context, cfg *serveConfig, caCfg ca.Config, log *slog.Logger) error {
-	g := &cfg.Gateway
+// Start runs before the CA is opened: it makes sure the gateway has its
+// client certificate for central and its delegated CA in the store (both
+// need central reachable at the very first start only). An empty
+// *idScope (serve's --id-scope) becomes central's.
+func (g *Config) Start(ctx context.Context, dataDir string, idScope *string, caCfg ca.Config, log *slog.Logger) error {
 	if err := g.check(); err != nil {
 		return err
 	}
@@ -108,15 +110,15 @@ func startGateway(ctx context.Context, cfg *serveConfig, caCfg ca.Config, log *s
 	if err != nil {
 		return fmt.Errorf("--upstream-ca-file: %w", err)
 	}
-	rt := &gatewayRuntime{cfg: *g, roots: x509.NewCertPool(), dir: cfg.DataDir, log: log.With("component", "gateway")}
+	rt := &gatewayRuntime{cfg: *g, roots: x509.NewCertPool(), dir: dataDir, log: log.With("component", "gateway")}
 	if !rt.roots.AppendCertsFromPEM(pemRoots) {
 		return fmt.Errorf("--upstream-ca-file %s: no PEM certificate", g.UpstreamCAFile)
 	}
 	if rt.client, err = gateway.NewClient(g.Upstream, rt.roots, func() (*tls.Certificate, error) { return rt.cert.Load(), nil }); err != nil {
 		return fmt.Errorf("--upstream: %w", err)
 	}
-	if cfg.IDScope == "" {
-		cfg.IDScope = g.IDScope
+	if *idScope == "" {
+		*idScope = g.IDScope
 	}
 	if err := rt.loadOrProvision(ctx); err != nil {
 		return err
@@ -171,7 +173,7 @@ func (rt *gatewayRuntime) provision(ctx context.Context) error {
 			return fmt.Errorf("--upstream-key-file %s: not base64: %w", rt.cfg.KeyFile, err)
 		}
 	} else if rt.cfg.TPM != "" {
-		d, err := openGatewayTPM(rt.cfg.TPM)
+		d, err := cmdutil.OpenTPM(rt.cfg.TPM)
 		if err != nil {
 			return fmt.Errorf("--upstream-tpm %s: %w", rt.cfg.TPM, err)
 		}
@@ -240,9 +242,9 @@ func pastTwoThirds(c *x509.Certificate, now time.Time) bool {
 	return now.After(c.NotBefore.Add(life * 2 / 3))
 }
 
-// wireUseCases, in gateway mode, keeps the management use cases for the
+// WireUseCases, in gateway mode, keeps the management use cases for the
 // sync and refuses enrollment and group writes at the service API.
-func (c *gatewayConfig) wireUseCases(uc *api.UseCases, m *manage.Service) {
+func (c *Config) WireUseCases(uc *api.UseCases, m *manage.Service) {
 	if c.rt == nil {
 		return
 	}
@@ -251,8 +253,15 @@ func (c *gatewayConfig) wireUseCases(uc *api.UseCases, m *manage.Service) {
 	uc.Groups = gateway.ReadOnly(uc.Groups)
 }
 
-// run syncs with central and renews the client certificate and the
-// delegated CA while online, until ctx ends.
+// Run, in gateway mode, syncs with central and renews the client
+// certificate and the delegated CA while online, until ctx ends.
+func (c *Config) Run(ctx context.Context, st *store.Store, trail *audit.Log, authority *ca.CA, caCfg ca.Config) error {
+	if c.rt == nil {
+		return nil
+	}
+	return c.rt.run(ctx, st, trail, authority, caCfg)
+}
+
 func (rt *gatewayRuntime) run(ctx context.Context, st *store.Store, trail *audit.Log, authority *ca.CA, caCfg ca.Config) error {
 	if rt.m == nil {
 		return errors.New("gateway: management use cases not wired")
@@ -307,10 +316,10 @@ func (rt *gatewayRuntime) renewDue(ctx context.Context, authority *ca.CA, caCfg 
 	}
 }
 
-// outbox wraps the store's backend in gateway mode so that every record
+// Outbox wraps the store's backend in gateway mode so that every record
 // written is pushed to central later (gateway.Outbox).
-func (c *gatewayConfig) outbox(b store.Backend) store.Backend {
-	if !c.on() {
+func (c *Config) Outbox(b store.Backend) store.Backend {
+	if !c.On() {
 		return b
 	}
 	return gateway.Outbox(b)
@@ -324,22 +333,4 @@ func countSet(vs ...string) int {
 		}
 	}
 	return n
-}
-
-// openGatewayTPM opens the TPM at a device path, or a simulator at
-// unix:PATH, as zdps device register --tpm does.
-func openGatewayTPM(spec string) (*device.TPM, error) {
-	if path, ok := strings.CutPrefix(spec, "unix:"); ok {
-		t, err := linuxudstpm.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		d, err := device.NewTPM(t)
-		if err != nil {
-			_ = t.Close()
-			return nil, err
-		}
-		return d, nil
-	}
-	return device.OpenTPM(spec)
 }

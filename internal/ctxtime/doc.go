@@ -1,0 +1,5 @@
+// Package ctxtime is waiting that a context cuts short: the retry
+// backoffs of the PostgreSQL backend, the import engine and the bench's
+// rate limiter wait through it instead of each keeping a copy of the
+// same timer and select. Standard library only.
+package ctxtime
