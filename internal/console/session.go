@@ -92,6 +92,10 @@ func (c *Console) createLink(w http.ResponseWriter, r *http.Request) {
 		p = principal.Principal{Kind: principal.KindPolicy, Name: name}
 	}
 	tok, expires, err := c.sessions.IssueLink(ctx, p)
+	if errors.Is(err, sessions.ErrRandomness) {
+		http.Error(w, "randomness failed", http.StatusInternalServerError)
+		return
+	}
 	if err != nil {
 		c.log.ErrorContext(ctx, "console: store link", "error", err)
 		http.Error(w, `{"errorCode":503000,"message":"the store did not answer"}`, http.StatusServiceUnavailable)

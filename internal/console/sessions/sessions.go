@@ -58,6 +58,9 @@ var ErrNoSession = errors.New("console: no valid session")
 // ErrLinkGone is a sign-in link that is unknown, already used or expired.
 var ErrLinkGone = errors.New("console: sign-in link used or expired")
 
+// ErrRandomness is a token that could not be drawn.
+var ErrRandomness = errors.New("console: randomness failed")
+
 // Policies reads the shared access policies behind sessions
 // (store.Store's Policies).
 type Policies interface {
@@ -209,11 +212,11 @@ func policyPrincipal(pol *enrollment.SharedAccessPolicy) principal.Principal {
 }
 
 // IssueLink stores a one-time sign-in link for p and returns its token
-// and when it expires.
+// and when it expires; ErrRandomness when no token could be drawn.
 func (s *Store) IssueLink(ctx context.Context, p principal.Principal) (string, time.Time, error) {
 	tok, err := newToken()
 	if err != nil {
-		return "", time.Time{}, err
+		return "", time.Time{}, fmt.Errorf("%w: %w", ErrRandomness, err)
 	}
 	l := link{Principal: p, Expires: s.Now().Add(s.LinkTTL)}
 	if err := s.put(ctx, BucketLinks, tokenKey(tok), &l, store.Condition{IfNoneMatch: true}); err != nil {
