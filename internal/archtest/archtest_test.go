@@ -72,7 +72,7 @@ var rules = []rule{
 	},
 	{
 		name:   "the device SDK imports no server package",
-		from:   []string{"pkg/device"},
+		from:   []string{"pkg/device/..."},
 		forbid: server,
 	},
 	{
@@ -82,7 +82,7 @@ var rules = []rule{
 	},
 	{
 		name:   "the domain types and SAS tokens import no transport, store or pipeline",
-		from:   []string{"pkg/enrollment", "pkg/sas"},
+		from:   []string{"pkg/enrollment/...", "pkg/sas"},
 		forbid: concat(transports, stores, pipeline),
 	},
 	{
@@ -155,7 +155,7 @@ var rules = []rule{
 	},
 	{
 		name:   "the web console is a transport handed its use cases",
-		from:   []string{"internal/console"},
+		from:   []string{"internal/console/..."},
 		forbid: concat(transports, pipeline, []string{"internal/ca", "attestation/...", "allocation/...", "internal/opsapi", "internal/store/bolt", "internal/store/postgres", "internal/store/memory"}),
 	},
 	{
@@ -176,6 +176,11 @@ var rules = []rule{
 	{
 		name:       "the firmware policy and DICE measurements are standard library only",
 		from:       []string{"pkg/enrollment/firmware"},
+		stdlibOnly: true,
+	},
+	{
+		name:       "the rules of single fields of enrollment documents are standard library only",
+		from:       []string{"pkg/enrollment/check"},
 		stdlibOnly: true,
 	},
 	{

@@ -13,6 +13,9 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/zdps/zdps/internal/audit"
+	"github.com/zdps/zdps/internal/console/chart"
+	"github.com/zdps/zdps/internal/console/hubcount"
+	"github.com/zdps/zdps/internal/console/sessions"
 	"github.com/zdps/zdps/internal/detect"
 	"github.com/zdps/zdps/internal/posture"
 	"github.com/zdps/zdps/internal/principal"
@@ -148,8 +151,9 @@ type Console struct {
 	now   func() time.Time
 	pages pages
 
-	charts chartCache
-	counts hubCounts
+	sessions *sessions.Store
+	charts   chart.Counter
+	counts   *hubcount.Cache
 
 	postureMu      sync.Mutex
 	postureReport  *posture.Report
@@ -181,7 +185,12 @@ func New(cfg Config) (*Console, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Console{cfg: cfg, log: cfg.Logger, now: cfg.Now, pages: p}, nil
+	ses := &sessions.Store{Backend: cfg.Backend, Policies: cfg.Store.Policies, Log: cfg.Logger, Now: cfg.Now,
+		IdleTimeout: cfg.IdleTimeout, MaxAge: cfg.MaxAge, LinkTTL: cfg.LinkTTL}
+	counts := &hubcount.Cache{Log: cfg.Logger, Now: cfg.Now, Count: func(ctx context.Context, hub string) (int, error) {
+		return cfg.Store.Registrations.CountBy(ctx, store.IndexRegistrationsByHub, hub)
+	}}
+	return &Console{cfg: cfg, log: cfg.Logger, now: cfg.Now, pages: p, sessions: ses, counts: counts}, nil
 }
 
 // Routes adds the console's routes to r: everything under /console.

@@ -196,12 +196,8 @@ func (k *docKind[T]) renderList(c *Console, w http.ResponseWriter, r *http.Reque
 	} else {
 		cont := r.URL.Query().Get("after")
 		vs, next, err := k.docs(c).List(ctx, cont, c.cfg.PageSize)
-		if errors.Is(err, store.ErrInvalidContinuation) {
-			c.fail(w, r, http.StatusBadRequest, "That page link is not valid any more; start from the first page.")
-			return
-		}
 		if err != nil {
-			c.storeFault(w, r, err)
+			c.listFault(w, r, err)
 			return
 		}
 		for _, v := range vs {

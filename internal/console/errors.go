@@ -30,6 +30,17 @@ func (c *Console) notFoundOr(w http.ResponseWriter, r *http.Request, err error, 
 	}
 }
 
+// listFault answers a failed read of a list page: a page link (a
+// continuation token) no longer valid is the operator's 400, anything
+// else a store fault.
+func (c *Console) listFault(w http.ResponseWriter, r *http.Request, err error) {
+	if errors.Is(err, store.ErrInvalidContinuation) {
+		c.fail(w, r, http.StatusBadRequest, "That page link is not valid any more; start from the first page.")
+		return
+	}
+	c.storeFault(w, r, err)
+}
+
 // storeFault answers a failure that is not the operator's: busy store
 // 503, anything else 500, logged; the page says nothing of the cause.
 func (c *Console) storeFault(w http.ResponseWriter, r *http.Request, err error) {

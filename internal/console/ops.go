@@ -8,10 +8,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/zdps/zdps/internal/audit"
+	"github.com/zdps/zdps/internal/console/chart"
 	"github.com/zdps/zdps/internal/detect"
 	"github.com/zdps/zdps/internal/posture"
 	"github.com/zdps/zdps/internal/principal"
@@ -26,10 +26,6 @@ const (
 	// auditScan bounds the entries one audit page reads for its matches
 	// (its Older and Newer links go on from where it stopped).
 	auditScan = 1_000
-	// chartScan bounds the entries the dashboard reads for its chart: the
-	// newest ones, back from the head.
-	chartScan  = 20_000
-	chartHours = 3
 )
 
 type auditPage struct {
@@ -146,9 +142,8 @@ func (c *Console) ackAlert(w http.ResponseWriter, r *http.Request) {
 
 // dashboardData is the dashboard's.
 type dashboardData struct {
-	Chart     string
-	Total     int
-	Outcomes  []outcomeRow
+	// Result is the chart, its total and outcomes by attestation.
+	chart.Result
 	Alerts    []*detect.Record
 	OpenCount int
 	Posture   *posture.Report
@@ -157,15 +152,7 @@ type dashboardData struct {
 	PostureAge     string
 	PosturePending bool
 	Root, Inter    *caCertInfo
-	// Partial says the chart may miss older minutes: the trail grew by
-	// more than chartScan entries since it was last read.
-	Partial     bool
-	TrailAbsent bool
-}
-
-type outcomeRow struct {
-	Attestation               string
-	Assigned, Refused, Failed int
+	TrailAbsent    bool
 }
 
 func (c *Console) dashboard(w http.ResponseWriter, r *http.Request) {
@@ -180,9 +167,13 @@ func (c *Console) dashboard(w http.ResponseWriter, r *http.Request) {
 	if p.HasRight(enrollment.RightServiceConfig) {
 		if c.cfg.Trail == nil {
 			data.TrailAbsent = true
-		} else if err := c.chart(ctx, data); err != nil {
-			c.storeFault(w, r, err)
-			return
+		} else {
+			res, err := c.charts.Read(ctx, c.cfg.Trail, c.now())
+			if err != nil {
+				c.storeFault(w, r, err)
+				return
+			}
+			data.Result = res
 		}
 		if c.cfg.Alerts != nil {
 			recs, err := c.cfg.Alerts.List(ctx, detect.StatusOpen, "", 10)
@@ -195,106 +186,6 @@ func (c *Console) dashboard(w http.ResponseWriter, r *http.Request) {
 		data.Posture, data.PostureAge, data.PosturePending = c.posture()
 	}
 	c.render(w, r, http.StatusOK, "dashboard", &view{Title: "Dashboard", Nav: "dashboard", Data: data})
-}
-
-// chartCounts are the registrations of one minute.
-type chartCounts struct {
-	regs int
-	// byAtt counts assigned, refused and failed by attestation.
-	byAtt map[string]*[3]int
-}
-
-// chartCache keeps the per-minute counts of the trail's registration
-// events up to a sequence number, so a dashboard view reads only the
-// events chained since the last one. It is derived from the shared trail,
-// so every replica's cache agrees with it.
-type chartCache struct {
-	mu      sync.Mutex
-	seq     uint64
-	minutes map[int64]*chartCounts
-}
-
-// chart counts registrations per minute over the last chartHours, and
-// outcomes by attestation, from the newest chartScan entries of the trail
-// at most.
-func (c *Console) chart(ctx context.Context, data *dashboardData) error {
-	head, err := c.cfg.Trail.Head(ctx)
-	if err != nil {
-		return err
-	}
-	now := c.now().UTC().Truncate(time.Minute).Add(time.Minute)
-	since := now.Add(-chartHours * time.Hour)
-	cc := &c.charts
-	cc.mu.Lock()
-	defer cc.mu.Unlock()
-	if cc.minutes == nil || head < cc.seq {
-		cc.minutes, cc.seq = map[int64]*chartCounts{}, 0
-	}
-	from, gap := cc.seq, false
-	if head > chartScan && head-chartScan > from {
-		from, gap = head-chartScan, true
-	}
-	if head > from {
-		evs, next, err := c.cfg.Trail.List(ctx, audit.Filter{Action: "registration.", Since: since}, from, 0, chartScan)
-		if err != nil {
-			return err
-		}
-		// Entries were skipped: the chart misses minutes when what it
-		// read does not reach back to its start.
-		data.Partial = gap && len(evs) > 0 && evs[0].Time.After(since.Add(time.Minute))
-		for _, e := range evs {
-			m := e.Time.UTC().Truncate(time.Minute).Unix()
-			mc := cc.minutes[m]
-			if mc == nil {
-				mc = &chartCounts{byAtt: map[string]*[3]int{}}
-				cc.minutes[m] = mc
-			}
-			att := orDefault(e.Details["attestation"], "not attested")
-			row := mc.byAtt[att]
-			if row == nil {
-				row = new([3]int)
-				mc.byAtt[att] = row
-			}
-			switch e.Action {
-			case audit.ActionRegistrationAssigned, audit.ActionRegistrationRenewed:
-				mc.regs++
-				row[0]++
-			case audit.ActionRegistrationRefused:
-				row[1]++
-			case audit.ActionRegistrationFailed:
-				row[2]++
-			}
-		}
-		cc.seq = max(next, from)
-	}
-	buckets := make([]int, chartHours*60)
-	byAtt := map[string]*outcomeRow{}
-	for m, mc := range cc.minutes {
-		i := int(time.Unix(m, 0).Sub(since) / time.Minute)
-		if i < 0 {
-			delete(cc.minutes, m) // older than the chart: never shown again
-			continue
-		}
-		if i >= len(buckets) {
-			continue
-		}
-		buckets[i] += mc.regs
-		data.Total += mc.regs
-		for att, n := range mc.byAtt {
-			row := byAtt[att]
-			if row == nil {
-				row = &outcomeRow{Attestation: att}
-				byAtt[att] = row
-			}
-			row.Assigned, row.Refused, row.Failed = row.Assigned+n[0], row.Refused+n[1], row.Failed+n[2]
-		}
-	}
-	for _, row := range byAtt {
-		data.Outcomes = append(data.Outcomes, *row)
-	}
-	slices.SortFunc(data.Outcomes, func(a, b outcomeRow) int { return strings.Compare(a.Attestation, b.Attestation) })
-	data.Chart = drawChart(buckets, since)
-	return nil
 }
 
 // posture is the last posture report computed, refreshed in the
@@ -337,7 +228,7 @@ func (c *Console) refreshPosture() {
 // background; an error only leaves the work to the first view.
 func (c *Console) Warm(ctx context.Context) error {
 	if c.cfg.Trail != nil {
-		if err := c.chart(ctx, &dashboardData{}); err != nil {
+		if _, err := c.charts.Read(ctx, c.cfg.Trail, c.now()); err != nil {
 			return err
 		}
 	}
@@ -347,7 +238,7 @@ func (c *Console) Warm(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if err := c.counts.fill(ctx, c, hs); err != nil {
+		if err := c.counts.Fill(ctx, hs); err != nil {
 			return err
 		}
 		if next == "" {

@@ -1,7 +1,6 @@
 package console
 
 import (
-	"context"
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
@@ -11,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/zdps/zdps/internal/store"
@@ -72,12 +70,8 @@ func (c *Console) registrationsPage(w http.ResponseWriter, r *http.Request) {
 			data.Note = "No registration record has the ID " + q + "."
 		}
 	}
-	if errors.Is(err, store.ErrInvalidContinuation) {
-		c.fail(w, r, http.StatusBadRequest, "That page link is not valid any more; start from the first page.")
-		return
-	}
 	if err != nil {
-		c.storeFault(w, r, err)
+		c.listFault(w, r, err)
 		return
 	}
 	for _, rec := range recs {
@@ -194,14 +188,10 @@ func (c *Console) renderHubs(w http.ResponseWriter, r *http.Request, status int,
 	cont := r.URL.Query().Get("after")
 	hs, next, err := c.cfg.Store.Hubs.List(r.Context(), cont, c.cfg.PageSize)
 	if err == nil {
-		err = c.counts.fill(r.Context(), c, hs)
-	}
-	if errors.Is(err, store.ErrInvalidContinuation) {
-		c.fail(w, r, http.StatusBadRequest, "That page link is not valid any more; start from the first page.")
-		return
+		err = c.counts.Fill(r.Context(), hs)
 	}
 	if err != nil {
-		c.storeFault(w, r, err)
+		c.listFault(w, r, err)
 		return
 	}
 	data.Hubs, data.Next, data.First = hs, next, cont == ""
@@ -415,68 +405,4 @@ func pretty(b []byte) string {
 	}
 	out, _ := json.MarshalIndent(v, "", "  ")
 	return string(out)
-}
-
-// hubCountsTTL is how long the hubs page shows a hub's device count
-// before it is counted again: counting reads every index entry of the
-// hub, too slow for each view of hubs holding many devices. A stale count
-// is shown while a background run counts again; only a hub never counted
-// is counted during the view (Warm counts every hub at start).
-const hubCountsTTL = 15 * time.Second
-
-// hubCounts caches device counts by hub.
-type hubCounts struct {
-	mu       sync.Mutex
-	m        map[string]hubCount
-	counting map[string]bool
-}
-
-type hubCount struct {
-	n  int
-	at time.Time
-}
-
-func (hc *hubCounts) fill(ctx context.Context, c *Console, hs []*enrollment.Hub) error {
-	now := c.now()
-	for _, h := range hs {
-		k := enrollment.Key(h.Name)
-		hc.mu.Lock()
-		if hc.m == nil {
-			hc.m, hc.counting = map[string]hubCount{}, map[string]bool{}
-		}
-		e, ok := hc.m[k]
-		stale := ok && (now.Sub(e.at) >= hubCountsTTL || now.Before(e.at))
-		if stale && !hc.counting[k] {
-			hc.counting[k] = true
-			go hc.count(c, h.Name)
-		}
-		hc.mu.Unlock()
-		if !ok {
-			n, err := c.cfg.Store.Registrations.CountBy(ctx, store.IndexRegistrationsByHub, h.Name)
-			if err != nil {
-				return err
-			}
-			e = hubCount{n: n, at: now}
-			hc.mu.Lock()
-			hc.m[k] = e
-			hc.mu.Unlock()
-		}
-		n := e.n
-		h.DeviceCount = &n
-	}
-	return nil
-}
-
-func (hc *hubCounts) count(c *Console, name string) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	n, err := c.cfg.Store.Registrations.CountBy(ctx, store.IndexRegistrationsByHub, name)
-	hc.mu.Lock()
-	defer hc.mu.Unlock()
-	delete(hc.counting, enrollment.Key(name))
-	if err != nil {
-		c.log.Warn("console: count a hub's devices", "hub", name, "error", err)
-		return
-	}
-	hc.m[enrollment.Key(name)] = hubCount{n: n, at: c.now()}
 }

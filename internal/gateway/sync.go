@@ -286,36 +286,20 @@ func (s *Syncer) apply(ctx context.Context, ch dps.Change) (bool, error) {
 		return s.cfg.Opener().OpenDocument(ch.Document, ch.Kind, ch.ID)
 	}
 	switch {
-	case ch.Kind == dps.ChangeEnrollment && ch.Op == dps.ChangeUpsert:
-		doc, err := open()
+	case ch.Op == dps.ChangeUpsert && (ch.Kind == dps.ChangeEnrollment || ch.Kind == dps.ChangeGroup):
+		var why, err error
+		if ch.Kind == dps.ChangeEnrollment {
+			why, err = upsert(ctx, open, enrollment.DecodeIndividualEnrollment, func(e *enrollment.IndividualEnrollment) { e.ETag, e.RegistrationState = "", nil }, s.cfg.Enrollments)
+		} else {
+			why, err = upsert(ctx, open, enrollment.DecodeEnrollmentGroup, func(g *enrollment.EnrollmentGroup) { g.ETag = "" }, s.cfg.Groups)
+		}
+		if why == nil && permanent(err) {
+			why = err
+		}
+		if why != nil {
+			return skip(why)
+		}
 		if err != nil {
-			return skip(err)
-		}
-		e, err := enrollment.DecodeIndividualEnrollment(doc)
-		if err != nil {
-			return skip(err)
-		}
-		e.ETag, e.RegistrationState = "", nil
-		if _, err := s.cfg.Enrollments.Put(ctx, e, store.Condition{}); err != nil {
-			if permanent(err) {
-				return skip(err)
-			}
-			return false, err
-		}
-	case ch.Kind == dps.ChangeGroup && ch.Op == dps.ChangeUpsert:
-		doc, err := open()
-		if err != nil {
-			return skip(err)
-		}
-		g, err := enrollment.DecodeEnrollmentGroup(doc)
-		if err != nil {
-			return skip(err)
-		}
-		g.ETag = ""
-		if _, err := s.cfg.Groups.Put(ctx, g, store.Condition{}); err != nil {
-			if permanent(err) {
-				return skip(err)
-			}
 			return false, err
 		}
 	case ch.Kind == dps.ChangeEnrollment && ch.Op == dps.ChangeDelete:
@@ -360,31 +344,48 @@ func (s *Syncer) apply(ctx context.Context, ch dps.Change) (bool, error) {
 // (deleted, disabled away or moved off the site while the gateway could
 // not follow the feed); deleting them revokes their devices here.
 func (s *Syncer) sweep(ctx context.Context, seen map[string]bool, rep *Report) error {
-	es, err := s.cfg.Store.Enrollments.All(ctx)
+	err := sweepKind(ctx, s.cfg.Store.Enrollments.All, s.cfg.Enrollments, dps.ChangeEnrollment,
+		func(e *enrollment.IndividualEnrollment) string { return e.RegistrationID }, seen, rep)
 	if err != nil {
 		return err
 	}
-	for _, e := range es {
-		if !seen[dps.ChangeEnrollment+"/"+enrollment.Key(e.RegistrationID)] {
-			if err := s.cfg.Enrollments.Delete(ctx, e.RegistrationID, ""); err != nil && !errors.Is(err, store.ErrNotFound) {
-				return err
-			}
-			rep.Applied++
-		}
-	}
-	gs, err := s.cfg.Store.Groups.All(ctx)
+	return sweepKind(ctx, s.cfg.Store.Groups.All, s.cfg.Groups, dps.ChangeGroup,
+		func(g *enrollment.EnrollmentGroup) string { return g.EnrollmentGroupID }, seen, rep)
+}
+
+// sweepKind is sweep for one kind: it deletes through docs every
+// document of all whose kind/ID seen does not hold.
+func sweepKind[T any](ctx context.Context, all func(context.Context) ([]T, error), docs Docs[T], kind string, id func(T) string, seen map[string]bool, rep *Report) error {
+	vs, err := all(ctx)
 	if err != nil {
 		return err
 	}
-	for _, g := range gs {
-		if !seen[dps.ChangeGroup+"/"+enrollment.Key(g.EnrollmentGroupID)] {
-			if err := s.cfg.Groups.Delete(ctx, g.EnrollmentGroupID, ""); err != nil && !errors.Is(err, store.ErrNotFound) {
+	for _, v := range vs {
+		if !seen[kind+"/"+enrollment.Key(id(v))] {
+			if err := docs.Delete(ctx, id(v), ""); err != nil && !errors.Is(err, store.ErrNotFound) {
 				return err
 			}
 			rep.Applied++
 		}
 	}
 	return nil
+}
+
+// upsert writes the document of an upsert through docs, decoded and
+// cleaned of what the store owns. why is set when the document does not
+// open or decode (the change is skipped); err is the write's.
+func upsert[T any](ctx context.Context, open func() ([]byte, error), decode func([]byte) (T, error), clean func(T), docs Docs[T]) (why, err error) {
+	doc, err := open()
+	if err != nil {
+		return err, nil
+	}
+	v, err := decode(doc)
+	if err != nil {
+		return err, nil
+	}
+	clean(v)
+	_, err = docs.Put(ctx, v, store.Condition{})
+	return nil, err
 }
 
 // pushRecords pushes the outbox in batches, several at once, and removes

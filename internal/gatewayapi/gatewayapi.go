@@ -92,9 +92,9 @@ func (a *API) Routes(r chi.Router) {
 	gw := func(h func(http.ResponseWriter, *http.Request, *sites.Gateway)) http.Handler { return a.gateway(h) }
 	r.Method(http.MethodPost, dps.GatewayPrefix+"/ca", gw(a.postCA))
 	r.Method(http.MethodGet, dps.GatewayPrefix+"/changes", gw(a.getChanges))
-	r.Method(http.MethodPost, dps.GatewayPrefix+"/records", gw(a.postRecords))
-	r.Method(http.MethodPost, dps.GatewayPrefix+"/audit", gw(a.postAudit))
-	r.Method(http.MethodPost, dps.GatewayPrefix+"/status", gw(a.postStatus))
+	r.Method(http.MethodPost, dps.GatewayPrefix+"/records", gw(post(a, a.postRecords)))
+	r.Method(http.MethodPost, dps.GatewayPrefix+"/audit", gw(post(a, a.postAudit)))
+	r.Method(http.MethodPost, dps.GatewayPrefix+"/status", gw(post(a, a.postStatus)))
 }
 
 // Errors of the transport itself.
@@ -254,45 +254,39 @@ func (a *API) getChanges(w http.ResponseWriter, r *http.Request, gw *sites.Gatew
 	writeJSON(w, http.StatusOK, page)
 }
 
-func (a *API) postRecords(w http.ResponseWriter, r *http.Request, gw *sites.Gateway) {
-	var req dps.GatewayRecords
-	if err := decodeBody(r, &req); err != nil {
-		a.writeError(w, r, err)
-		return
+// post is a gateway route whose JSON body decodes into Req and whose
+// answer is what do returns: 200 with it as JSON, or 204 when it is nil.
+func post[Req any](a *API, do func(ctx context.Context, gw *sites.Gateway, req *Req) (any, error)) func(http.ResponseWriter, *http.Request, *sites.Gateway) {
+	return func(w http.ResponseWriter, r *http.Request, gw *sites.Gateway) {
+		var req Req
+		if err := decodeBody(r, &req); err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		res, err := do(r.Context(), gw, &req)
+		if err != nil {
+			a.writeError(w, r, err)
+			return
+		}
+		if res == nil {
+			w.WriteHeader(http.StatusNoContent)
+			return
+		}
+		writeJSON(w, http.StatusOK, res)
 	}
-	res, err := a.uc.IngestRecords(r.Context(), gw, req.Records)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, dps.GatewayRecordResults{Results: res})
 }
 
-func (a *API) postAudit(w http.ResponseWriter, r *http.Request, gw *sites.Gateway) {
-	var req dps.GatewayAudit
-	if err := decodeBody(r, &req); err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	res, err := a.uc.IngestAudit(r.Context(), gw, req.Events)
-	if err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, res)
+func (a *API) postRecords(ctx context.Context, gw *sites.Gateway, req *dps.GatewayRecords) (any, error) {
+	res, err := a.uc.IngestRecords(ctx, gw, req.Records)
+	return dps.GatewayRecordResults{Results: res}, err
 }
 
-func (a *API) postStatus(w http.ResponseWriter, r *http.Request, gw *sites.Gateway) {
-	var req dps.GatewayStatus
-	if err := decodeBody(r, &req); err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	if err := a.uc.ReportStatus(r.Context(), gw, &req); err != nil {
-		a.writeError(w, r, err)
-		return
-	}
-	w.WriteHeader(http.StatusNoContent)
+func (a *API) postAudit(ctx context.Context, gw *sites.Gateway, req *dps.GatewayAudit) (any, error) {
+	return a.uc.IngestAudit(ctx, gw, req.Events)
+}
+
+func (a *API) postStatus(ctx context.Context, gw *sites.Gateway, req *dps.GatewayStatus) (any, error) {
+	return nil, a.uc.ReportStatus(ctx, gw, req)
 }
 
 // Sites resource.

@@ -11,6 +11,7 @@ import (
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/enrollment/check"
 )
 
 // Limits of one page of the feed.
@@ -67,7 +68,7 @@ func DecodeCursor(s, site string) (cursor, bool, error) {
 		return cursor{}, false, ErrCursor
 	}
 	var c cursor
-	if err := strictJSON(b, &c); err != nil {
+	if err := check.StrictUnmarshal(b, &c); err != nil {
 		return cursor{}, false, ErrCursor
 	}
 	if c.V != 1 || c.Site != site || len(c.After) > 1024 {

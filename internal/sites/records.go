@@ -17,6 +17,7 @@ import (
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
+	"github.com/zdps/zdps/pkg/enrollment/check"
 )
 
 // Bounds of a push of records.
@@ -92,7 +93,7 @@ type incoming struct {
 // registration ID is returned even when the rest is refused.
 func decodeRecord(r *dps.GatewayRecord) (incoming, error) {
 	var in incoming
-	if err := strictJSON(r.Registration, &in.RegistrationState); err != nil {
+	if err := check.StrictUnmarshal(r.Registration, &in.RegistrationState); err != nil {
 		return in, invalid("registration: %v", err)
 	}
 	st := &in.RegistrationState

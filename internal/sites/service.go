@@ -1,12 +1,9 @@
 package sites
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"time"
 
@@ -108,19 +105,6 @@ func New(cfg Config) (*Service, error) {
 // Sites is the collection of sites on b.
 func Sites(b store.Backend, now func() time.Time) *store.Collection[*enrollment.Site] {
 	return store.NewCollection(b, BucketSites, now, func() *enrollment.Site { return new(enrollment.Site) })
-}
-
-// strictJSON decodes exactly one JSON value, refusing unknown fields.
-func strictJSON(b []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("unexpected data after the JSON value")
-	}
-	return nil
 }
 
 func invalid(format string, args ...any) error {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 )
 
 // Backup is a snapshot of the server's store being downloaded: a bbolt file
@@ -21,25 +20,9 @@ type Backup struct {
 // an *APIError matching ErrBackupUnsupported (its message names pg_dump).
 func (c *Client) Backup(ctx context.Context) (*Backup, error) {
 	const path = "/backup"
-	u := c.base + path + "?api-version=" + url.QueryEscape(c.apiVersion)
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		return nil, fmt.Errorf("client: GET %s: %w", path, err)
-	}
-	req.Header.Set("Accept", "application/octet-stream, application/json")
-	req.Header.Set("User-Agent", c.userAgent)
-	auth, err := c.authorization(ctx)
+	resp, err := c.rawGet(ctx, path, "application/octet-stream, application/json", false)
 	if err != nil {
 		return nil, err
-	}
-	req.Header.Set("Authorization", auth)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return nil, &transportError{method: http.MethodGet, url: c.cs.HostName + path, err: err}
-	}
-	if resp.StatusCode >= 400 {
-		defer resp.Body.Close()
-		return nil, decodeAPIError(resp)
 	}
 	if resp.StatusCode != http.StatusOK || resp.ContentLength < 0 {
 		resp.Body.Close()

@@ -39,10 +39,35 @@ func (c *Client) CRL(ctx context.Context) ([]byte, error) {
 
 // raw GETs a route that answers something other than JSON.
 func (c *Client) raw(ctx context.Context, path string, noAuth bool) ([]byte, error) {
+	resp, err := c.rawGet(ctx, path, "", noAuth)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, maxRawAnswer+1))
+	if err != nil {
+		return nil, fmt.Errorf("client: GET %s: reading answer: %w: %w", path, errTruncated, err)
+	}
+	if len(b) > maxRawAnswer {
+		return nil, fmt.Errorf("client: GET %s: answer larger than %d bytes", path, maxRawAnswer)
+	}
+	if len(b) == 0 {
+		return nil, fmt.Errorf("client: GET %s: empty answer", path)
+	}
+	return b, nil
+}
+
+// rawGet sends GET path, with accept as its Accept when set and
+// authenticated unless noAuth, and returns a 2xx or 3xx answer for the
+// caller to read and close; an error answer is an *APIError.
+func (c *Client) rawGet(ctx context.Context, path, accept string, noAuth bool) (*http.Response, error) {
 	u := c.base + path + "?api-version=" + url.QueryEscape(c.apiVersion)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		return nil, fmt.Errorf("client: GET %s: %w", path, err)
+	}
+	if accept != "" {
+		req.Header.Set("Accept", accept)
 	}
 	req.Header.Set("User-Agent", c.userAgent)
 	if !noAuth {
@@ -56,19 +81,9 @@ func (c *Client) raw(ctx context.Context, path string, noAuth bool) ([]byte, err
 	if err != nil {
 		return nil, &transportError{method: http.MethodGet, url: c.cs.HostName + path, err: err}
 	}
-	defer resp.Body.Close()
 	if resp.StatusCode >= 400 {
+		defer resp.Body.Close()
 		return nil, decodeAPIError(resp)
 	}
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxRawAnswer+1))
-	if err != nil {
-		return nil, fmt.Errorf("client: GET %s: reading answer: %w: %w", path, errTruncated, err)
-	}
-	if len(b) > maxRawAnswer {
-		return nil, fmt.Errorf("client: GET %s: answer larger than %d bytes", path, maxRawAnswer)
-	}
-	if len(b) == 0 {
-		return nil, fmt.Errorf("client: GET %s: empty answer", path)
-	}
-	return b, nil
+	return resp, nil
 }

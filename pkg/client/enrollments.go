@@ -2,36 +2,35 @@ package client
 
 import (
 	"context"
-	"fmt"
 	"iter"
 	"net/http"
 
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
+var enrollments = resource[enrollment.IndividualEnrollment]{base: "/enrollments", noun: "enrollment", idField: "registrationId",
+	id: func(e *enrollment.IndividualEnrollment) string { return e.RegistrationID }}
+
 // GetEnrollment returns the individual enrollment id (without keys).
 func (c *Client) GetEnrollment(ctx context.Context, id string) (*enrollment.IndividualEnrollment, error) {
-	return call[enrollment.IndividualEnrollment](ctx, c, request{method: http.MethodGet, path: "/enrollments/" + escape(id)})
+	return enrollments.get(ctx, c, id)
 }
 
 // PutEnrollment creates or replaces e. A non-empty ifMatch makes the write
 // conditional on the stored ETag (ErrPreconditionFailed otherwise).
 func (c *Client) PutEnrollment(ctx context.Context, e *enrollment.IndividualEnrollment, ifMatchETag string) (*enrollment.IndividualEnrollment, error) {
-	if e == nil || e.RegistrationID == "" {
-		return nil, fmt.Errorf("client: enrollment without registrationId")
-	}
-	return call[enrollment.IndividualEnrollment](ctx, c, request{method: http.MethodPut, path: "/enrollments/" + escape(e.RegistrationID), body: e, header: ifMatch(ifMatchETag)})
+	return enrollments.put(ctx, c, e, ifMatch(ifMatchETag))
 }
 
 // DeleteEnrollment deletes the enrollment id, only if its ETag is
 // ifMatchETag when that is not empty.
 func (c *Client) DeleteEnrollment(ctx context.Context, id, ifMatchETag string) error {
-	return c.do(ctx, request{method: http.MethodDelete, path: "/enrollments/" + escape(id), header: ifMatch(ifMatchETag)})
+	return enrollments.delete(ctx, c, id, ifMatchETag)
 }
 
 // EnrollmentKeys returns the attestation mechanism of id with its keys.
 func (c *Client) EnrollmentKeys(ctx context.Context, id string) (*enrollment.AttestationMechanism, error) {
-	return call[enrollment.AttestationMechanism](ctx, c, request{method: http.MethodPost, path: "/enrollments/" + escape(id) + "/attestationmechanism"})
+	return call[enrollment.AttestationMechanism](ctx, c, request{method: http.MethodPost, path: enrollments.path(id) + "/attestationmechanism"})
 }
 
 // QueryEnrollments returns one page of individual enrollments and the

@@ -2,34 +2,33 @@ package client
 
 import (
 	"context"
-	"fmt"
 	"iter"
 	"net/http"
 
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
+var groups = resource[enrollment.EnrollmentGroup]{base: "/enrollmentGroups", noun: "enrollment group", idField: "enrollmentGroupId",
+	id: func(g *enrollment.EnrollmentGroup) string { return g.EnrollmentGroupID }}
+
 // GetGroup returns the enrollment group id (without keys).
 func (c *Client) GetGroup(ctx context.Context, id string) (*enrollment.EnrollmentGroup, error) {
-	return call[enrollment.EnrollmentGroup](ctx, c, request{method: http.MethodGet, path: "/enrollmentGroups/" + escape(id)})
+	return groups.get(ctx, c, id)
 }
 
 // PutGroup creates or replaces g, conditionally on ifMatchETag when set.
 func (c *Client) PutGroup(ctx context.Context, g *enrollment.EnrollmentGroup, ifMatchETag string) (*enrollment.EnrollmentGroup, error) {
-	if g == nil || g.EnrollmentGroupID == "" {
-		return nil, fmt.Errorf("client: enrollment group without enrollmentGroupId")
-	}
-	return call[enrollment.EnrollmentGroup](ctx, c, request{method: http.MethodPut, path: "/enrollmentGroups/" + escape(g.EnrollmentGroupID), body: g, header: ifMatch(ifMatchETag)})
+	return groups.put(ctx, c, g, ifMatch(ifMatchETag))
 }
 
 // DeleteGroup deletes the group id, conditionally on ifMatchETag when set.
 func (c *Client) DeleteGroup(ctx context.Context, id, ifMatchETag string) error {
-	return c.do(ctx, request{method: http.MethodDelete, path: "/enrollmentGroups/" + escape(id), header: ifMatch(ifMatchETag)})
+	return groups.delete(ctx, c, id, ifMatchETag)
 }
 
 // GroupKeys returns the attestation mechanism of group id with its keys.
 func (c *Client) GroupKeys(ctx context.Context, id string) (*enrollment.AttestationMechanism, error) {
-	return call[enrollment.AttestationMechanism](ctx, c, request{method: http.MethodPost, path: "/enrollmentGroups/" + escape(id) + "/attestationmechanism"})
+	return call[enrollment.AttestationMechanism](ctx, c, request{method: http.MethodPost, path: groups.path(id) + "/attestationmechanism"})
 }
 
 // QueryGroups returns one page of enrollment groups and the next

@@ -2,12 +2,13 @@ package client
 
 import (
 	"context"
-	"fmt"
 	"iter"
 	"net/http"
 
 	"github.com/zdps/zdps/pkg/enrollment"
 )
+
+var hubs = resource[enrollment.Hub]{base: "/hubs", noun: "hub", idField: "name", id: func(h *enrollment.Hub) string { return h.Name }}
 
 // ListHubs returns one page of linked hubs and the next continuation.
 func (c *Client) ListHubs(ctx context.Context, pageSize int, continuation string) ([]*enrollment.Hub, string, error) {
@@ -21,28 +22,22 @@ func (c *Client) Hubs(ctx context.Context, pageSize int) iter.Seq2[*enrollment.H
 
 // GetHub returns the linked hub name.
 func (c *Client) GetHub(ctx context.Context, name string) (*enrollment.Hub, error) {
-	return call[enrollment.Hub](ctx, c, request{method: http.MethodGet, path: "/hubs/" + escape(name)})
+	return hubs.get(ctx, c, name)
 }
 
 // PutHub creates or replaces h, conditionally on ifMatchETag when set.
 func (c *Client) PutHub(ctx context.Context, h *enrollment.Hub, ifMatchETag string) (*enrollment.Hub, error) {
-	if h == nil || h.Name == "" {
-		return nil, fmt.Errorf("client: hub without name")
-	}
-	return call[enrollment.Hub](ctx, c, request{method: http.MethodPut, path: "/hubs/" + escape(h.Name), body: h, header: ifMatch(ifMatchETag)})
+	return hubs.put(ctx, c, h, ifMatch(ifMatchETag))
 }
 
 // DeleteHub unlinks the hub name, conditionally on ifMatchETag when set.
 func (c *Client) DeleteHub(ctx context.Context, name, ifMatchETag string) error {
-	return c.do(ctx, request{method: http.MethodDelete, path: "/hubs/" + escape(name), header: ifMatch(ifMatchETag)})
+	return hubs.delete(ctx, c, name, ifMatchETag)
 }
 
 // CreateHub links h only if no hub of that name is linked yet (If-None-Match:
 // *): it fails with ErrConflict rather than replace a hub another operator
 // created.
 func (c *Client) CreateHub(ctx context.Context, h *enrollment.Hub) (*enrollment.Hub, error) {
-	if h == nil || h.Name == "" {
-		return nil, fmt.Errorf("client: hub without name")
-	}
-	return call[enrollment.Hub](ctx, c, request{method: http.MethodPut, path: "/hubs/" + escape(h.Name), body: h, header: createOnly()})
+	return hubs.put(ctx, c, h, createOnly())
 }

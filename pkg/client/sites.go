@@ -2,12 +2,14 @@ package client
 
 import (
 	"context"
-	"fmt"
 	"iter"
 	"net/http"
 
 	"github.com/zdps/zdps/pkg/enrollment"
 )
+
+var sites = resource[enrollment.Site]{base: "/sites", noun: "site", idField: "name",
+	id: func(s *enrollment.Site) string { return s.Name }, body: func(s *enrollment.Site) any { return siteBody(s) }}
 
 // The sites of edge gateways (zdps extension, docs/protocol.md#sites).
 
@@ -24,30 +26,24 @@ func (c *Client) Sites(ctx context.Context, pageSize int) iter.Seq2[*enrollment.
 
 // GetSite returns the site name with its gateways' last reports.
 func (c *Client) GetSite(ctx context.Context, name string) (*enrollment.Site, error) {
-	return call[enrollment.Site](ctx, c, request{method: http.MethodGet, path: "/sites/" + escape(name)})
+	return sites.get(ctx, c, name)
 }
 
 // PutSite creates or replaces s, conditionally on ifMatchETag when set.
 func (c *Client) PutSite(ctx context.Context, s *enrollment.Site, ifMatchETag string) (*enrollment.Site, error) {
-	if s == nil || s.Name == "" {
-		return nil, fmt.Errorf("client: site without name")
-	}
-	return call[enrollment.Site](ctx, c, request{method: http.MethodPut, path: "/sites/" + escape(s.Name), body: siteBody(s), header: ifMatch(ifMatchETag)})
+	return sites.put(ctx, c, s, ifMatch(ifMatchETag))
 }
 
 // CreateSite creates s only if no site of that name exists (ErrConflict
 // otherwise).
 func (c *Client) CreateSite(ctx context.Context, s *enrollment.Site) (*enrollment.Site, error) {
-	if s == nil || s.Name == "" {
-		return nil, fmt.Errorf("client: site without name")
-	}
-	return call[enrollment.Site](ctx, c, request{method: http.MethodPut, path: "/sites/" + escape(s.Name), body: siteBody(s), header: createOnly()})
+	return sites.put(ctx, c, s, createOnly())
 }
 
 // DeleteSite deletes the site name, conditionally on ifMatchETag when set.
 // Its gateways are refused from then on.
 func (c *Client) DeleteSite(ctx context.Context, name, ifMatchETag string) error {
-	return c.do(ctx, request{method: http.MethodDelete, path: "/sites/" + escape(name), header: ifMatch(ifMatchETag)})
+	return sites.delete(ctx, c, name, ifMatchETag)
 }
 
 // siteBody is what a write sends: the read-only fields left out.

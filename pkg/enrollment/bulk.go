@@ -3,6 +3,8 @@ package enrollment
 import (
 	"strconv"
 	"strings"
+
+	"github.com/zdps/zdps/pkg/enrollment/check"
 )
 
 // Bulk operation modes (docs/protocol.md#bulk-operations), exactly as DPS spells them.
@@ -66,11 +68,11 @@ func NormalizeBulkMode(m string) (string, bool) {
 
 func checkBulkMode(m *string) error {
 	if *m == "" {
-		return invalid("mode", "is required (create, update, updateIfMatchETag or delete)")
+		return check.Invalid("mode", "is required (create, update, updateIfMatchETag or delete)")
 	}
 	c, ok := NormalizeBulkMode(*m)
 	if !ok {
-		return invalid("mode", "%q is not a bulk mode (use create, update, updateIfMatchETag or delete)", *m)
+		return check.Invalid("mode", "%q is not a bulk mode (use create, update, updateIfMatchETag or delete)", *m)
 	}
 	*m = c
 	return nil
@@ -83,45 +85,45 @@ func checkBulkMode(m *string) error {
 // keeps its etag (updateIfMatchETag compares it); its timestamps and
 // registrationState are cleared.
 func DecodeBulkEnrollments(b []byte) (*BulkEnrollmentOperation, error) {
-	var op BulkEnrollmentOperation
-	if err := strictUnmarshal(b, &op); err != nil {
-		return nil, decodeError(err)
-	}
-	if err := checkBulkMode(&op.Mode); err != nil {
-		return nil, err
-	}
-	if len(op.Enrollments) == 0 {
-		return nil, invalid("enrollments", "at least one enrollment is required")
-	}
-	for i, e := range op.Enrollments {
-		if e == nil {
-			return nil, invalid("enrollments["+strconv.Itoa(i)+"]", "must be an object, not null")
-		}
-		e.Versioned = Versioned{ETag: e.ETag}
-		e.RegistrationState = nil
-		e.Spec.normalize()
-	}
-	return &op, nil
+	return decodeBulk(b, func(op *BulkEnrollmentOperation) (*string, []*IndividualEnrollment) { return &op.Mode, op.Enrollments },
+		"enrollments", "enrollment", func(e *IndividualEnrollment) {
+			e.Versioned = Versioned{ETag: e.ETag}
+			e.RegistrationState = nil
+			e.Spec.normalize()
+		})
 }
 
 // DecodeBulkEnrollmentGroups is DecodeBulkEnrollments for groups.
 func DecodeBulkEnrollmentGroups(b []byte) (*BulkEnrollmentGroupOperation, error) {
-	var op BulkEnrollmentGroupOperation
-	if err := strictUnmarshal(b, &op); err != nil {
-		return nil, decodeError(err)
-	}
-	if err := checkBulkMode(&op.Mode); err != nil {
+	return decodeBulk(b, func(op *BulkEnrollmentGroupOperation) (*string, []*EnrollmentGroup) {
+		return &op.Mode, op.EnrollmentGroups
+	},
+		"enrollmentGroups", "enrollment group", func(g *EnrollmentGroup) {
+			g.Versioned = Versioned{ETag: g.ETag}
+			g.Spec.normalize()
+		})
+}
+
+// decodeBulk is both: parts points at the operation's mode and items (in
+// the JSON field list, each a noun), and clean clears an item's read-only
+// fields.
+func decodeBulk[O, T any](b []byte, parts func(*O) (*string, []*T), list, noun string, clean func(*T)) (*O, error) {
+	var op O
+	if err := check.Decode(b, &op); err != nil {
 		return nil, err
 	}
-	if len(op.EnrollmentGroups) == 0 {
-		return nil, invalid("enrollmentGroups", "at least one enrollment group is required")
+	mode, items := parts(&op)
+	if err := checkBulkMode(mode); err != nil {
+		return nil, err
 	}
-	for i, g := range op.EnrollmentGroups {
-		if g == nil {
-			return nil, invalid("enrollmentGroups["+strconv.Itoa(i)+"]", "must be an object, not null")
+	if len(items) == 0 {
+		return nil, check.Invalid(list, "at least one %s is required", noun)
+	}
+	for i, it := range items {
+		if it == nil {
+			return nil, check.Invalid(list+"["+strconv.Itoa(i)+"]", "must be an object, not null")
 		}
-		g.Versioned = Versioned{ETag: g.ETag}
-		g.Spec.normalize()
+		clean(it)
 	}
 	return &op, nil
 }

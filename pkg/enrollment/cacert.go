@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"strings"
 	"time"
+
+	"github.com/zdps/zdps/pkg/enrollment/check"
 )
 
 // CACertificate is a CA certificate registered with zdps, the equivalent of
@@ -43,7 +45,7 @@ const MaxCACertificateNameLength = 128
 
 // ValidateCACertificateName applies the registration ID character rule to
 // CA certificate names (letters, digits and ": . _ -", 1 to 128).
-func ValidateCACertificateName(name string) error { return validateID("name", name) }
+func ValidateCACertificateName(name string) error { return check.ID("name", name) }
 
 // caCertificateRequest is what a client may write: the name and the
 // certificate. The read-only fields a client may echo back from a GET are
@@ -62,8 +64,8 @@ type caCertificateRequest struct {
 // client. The result is unverified, with no code, whatever the body says.
 func DecodeCACertificate(b []byte) (*CACertificate, error) {
 	var r caCertificateRequest
-	if err := strictUnmarshal(b, &r); err != nil {
-		return nil, decodeError(err)
+	if err := check.Decode(b, &r); err != nil {
+		return nil, err
 	}
 	c := &CACertificate{Name: r.Name, Certificate: r.Certificate}
 	if err := c.Validate(); err != nil {
@@ -80,14 +82,14 @@ func (c *CACertificate) Validate() error {
 		return err
 	}
 	if c.Certificate == "" {
-		return invalid("certificate", "is required (PEM or base64 DER)")
+		return check.Invalid("certificate", "is required (PEM or base64 DER)")
 	}
 	cert, err := ParseCertificate(c.Certificate)
 	if err != nil {
-		return prefixed("certificate", err)
+		return check.Prefixed("certificate", err)
 	}
 	if !IsCA(cert) {
-		return invalid("certificate", "is not a CA certificate (basic constraints CA:TRUE is required)")
+		return check.Invalid("certificate", "is not a CA certificate (basic constraints CA:TRUE is required)")
 	}
 	c.Info = CertificateInfo(cert)
 	return nil

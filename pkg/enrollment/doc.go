@@ -17,7 +17,8 @@
 //     always computed from the certificate, never taken from the request.
 //
 // Every error they return wraps ErrInvalid and is a *ValidationError naming
-// the field, with a message fit to show to the caller. Nothing else in zdps
+// the field (both are package check's, which holds the rules of single
+// fields), with a message fit to show to the caller. Nothing else in zdps
 // trusts request JSON. Bulk items are decoded but not validated: the API
 // calls Validate on each and reports per-item errors.
 //
@@ -26,5 +27,6 @@
 // leave only through the attestation-mechanism call. Compare keys with
 // hmac.Equal or subtle.ConstantTimeCompare, never ==.
 //
-// The package depends on the standard library only.
+// The package depends on the standard library only, besides its own
+// subpackages firmware and check, which do too.
 package enrollment

@@ -1,105 +1,15 @@
 package enrollment
 
-import (
-	"encoding/json"
-	"errors"
-	"fmt"
-	"io"
-	"strings"
-)
+import "github.com/zdps/zdps/pkg/enrollment/check"
 
 // ErrInvalid is wrapped by every validation and decoding error of this
 // package, so the API layer maps all of them to one 400 answer with
 // errors.Is, and shows the message (which names the field) to the caller.
-var ErrInvalid = errors.New("invalid request")
+// It is check.ErrInvalid.
+var ErrInvalid = check.ErrInvalid
 
 // ValidationError says which field of a document is invalid and why. Field
 // is a JSON path in wire spelling ("attestation.symmetricKey.primaryKey",
 // "iotHubs[2]"); it is empty when the problem is the document as a whole
-// (for example malformed JSON).
-type ValidationError struct {
-	Field  string
-	Reason string
-}
-
-// Error is a message meant for the operator who sent the document.
-func (e *ValidationError) Error() string {
-	if e.Field == "" {
-		return e.Reason
-	}
-	return e.Field + ": " + e.Reason
-}
-
-// Unwrap lets callers test any validation failure with
-// errors.Is(err, ErrInvalid).
-func (e *ValidationError) Unwrap() error { return ErrInvalid }
-
-func invalid(field, format string, args ...any) *ValidationError {
-	return &ValidationError{Field: field, Reason: fmt.Sprintf(format, args...)}
-}
-
-// prefixed re-roots a ValidationError under a parent field, so nested
-// validators can report paths relative to themselves.
-func prefixed(parent string, err error) error {
-	var ve *ValidationError
-	if err == nil || parent == "" || !errors.As(err, &ve) {
-		return err
-	}
-	f := parent
-	if ve.Field != "" {
-		if strings.HasPrefix(ve.Field, "[") {
-			f += ve.Field
-		} else {
-			f += "." + ve.Field
-		}
-	}
-	return &ValidationError{Field: f, Reason: ve.Reason}
-}
-
-// decodeError turns an encoding/json error into a ValidationError whose
-// message tells the sender where the problem is. encoding/json has no typed
-// error for unknown fields, so that one is recognised by its message; the
-// result is the same ErrInvalid either way.
-func decodeError(err error) error {
-	if err == nil {
-		return nil
-	}
-	var ve *ValidationError
-	if errors.As(err, &ve) {
-		return ve
-	}
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.Is(err, io.EOF):
-		return invalid("", "empty body: a JSON object is required")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return invalid("", "malformed JSON: the document ends early")
-	case errors.As(err, &syn):
-		return invalid("", "malformed JSON at byte offset %d: %s", syn.Offset, strings.TrimPrefix(syn.Error(), "json: "))
-	case errors.As(err, &typ):
-		field := typ.Field
-		return invalid(field, "must be %s, not a JSON %s (at byte offset %d)", jsonKind(typ.Type.Kind().String()), typ.Value, typ.Offset)
-	}
-	msg := strings.TrimPrefix(err.Error(), "json: ")
-	if name, ok := strings.CutPrefix(msg, "unknown field "); ok {
-		return invalid(strings.Trim(name, `"`), "unknown field")
-	}
-	return invalid("", "%s", msg)
-}
-
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "string":
-		return "a string"
-	case "bool":
-		return "a boolean"
-	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64", "float32", "float64":
-		return "a number"
-	case "slice", "array":
-		return "an array"
-	case "struct", "map", "ptr", "pointer":
-		return "an object"
-	}
-	return "of another type"
-}
+// (for example malformed JSON). It is check.ValidationError.
+type ValidationError = check.ValidationError

@@ -3,6 +3,7 @@ package enrollment
 import (
 	"errors"
 
+	"github.com/zdps/zdps/pkg/enrollment/check"
 	"github.com/zdps/zdps/pkg/enrollment/firmware"
 )
 
@@ -15,7 +16,7 @@ func validateFirmwarePolicy(p *firmware.Policy) error {
 	}
 	err := p.Validate()
 	if fe, ok := errors.AsType[*firmware.FieldError](err); ok {
-		return prefixed("firmwarePolicy", &ValidationError{Field: fe.Field, Reason: fe.Reason})
+		return check.Prefixed("firmwarePolicy", &ValidationError{Field: fe.Field, Reason: fe.Reason})
 	}
 	return err
 }

@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strconv"
 	"time"
+
+	"github.com/zdps/zdps/pkg/enrollment/check"
 )
 
 // Site is a zdps extension: a named place (a factory, a ship) whose edge
@@ -46,41 +48,23 @@ func (s *Site) StoreKey() string { return Key(s.Name) }
 const MaxSiteHubs = 64
 
 // MaxSiteNameLength is the longest site name.
-const MaxSiteNameLength = 63
+const MaxSiteNameLength = check.MaxSiteNameLength
 
 // ValidateSiteName checks a site name: 1 to 63 lower-case ASCII letters,
 // digits and hyphens, not starting or ending with a hyphen.
-func ValidateSiteName(name string) error { return validateSiteName("name", name) }
-
-func validateSiteName(field, name string) error {
-	switch {
-	case name == "":
-		return invalid(field, "is required")
-	case len(name) > MaxSiteNameLength:
-		return invalid(field, "must be at most %d characters", MaxSiteNameLength)
-	}
-	for i, c := range name {
-		switch {
-		case 'a' <= c && c <= 'z', '0' <= c && c <= '9':
-		case c == '-' && i > 0 && i < len(name)-1:
-		default:
-			return invalid(field, "character %q at position %d is not allowed (use lower-case letters, digits and inner hyphens)", c, i+1)
-		}
-	}
-	return nil
-}
+func ValidateSiteName(name string) error { return check.SiteName("name", name) }
 
 // Validate checks a site and normalises its hub list (sorted, no
 // duplicates).
 func (s *Site) Validate() error {
-	if err := validateSiteName("name", s.Name); err != nil {
+	if err := check.SiteName("name", s.Name); err != nil {
 		return err
 	}
 	if len(s.Hubs) > MaxSiteHubs {
-		return invalid("hubs", "at most %d hubs, not %d", MaxSiteHubs, len(s.Hubs))
+		return check.Invalid("hubs", "at most %d hubs, not %d", MaxSiteHubs, len(s.Hubs))
 	}
 	for i, h := range s.Hubs {
-		if err := validateHostName("hubs["+strconv.Itoa(i)+"]", h); err != nil {
+		if err := check.HostName("hubs["+strconv.Itoa(i)+"]", h); err != nil {
 			return err
 		}
 	}
@@ -95,14 +79,5 @@ func (s *Site) Validate() error {
 // DecodeSite decodes and validates a site from a request body; the
 // read-only fields (etag, timestamps, gateways) are dropped.
 func DecodeSite(b []byte) (*Site, error) {
-	var s Site
-	if err := strictUnmarshal(b, &s); err != nil {
-		return nil, decodeError(err)
-	}
-	s.Versioned = Versioned{}
-	s.Gateways = nil
-	if err := s.Validate(); err != nil {
-		return nil, err
-	}
-	return &s, nil
+	return decode(b, func(s *Site) { s.Versioned, s.Gateways = Versioned{}, nil })
 }

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/zdps/zdps/pkg/enrollment/check"
 	"github.com/zdps/zdps/pkg/enrollment/firmware"
 )
 
@@ -145,7 +146,7 @@ type ReprovisionPolicy struct {
 func (p *ReprovisionPolicy) UnmarshalJSON(b []byte) error {
 	type plain ReprovisionPolicy
 	v := plain{UpdateHubAssignment: true, MigrateDeviceData: true}
-	if err := strictUnmarshal(b, &v); err != nil {
+	if err := check.StrictUnmarshal(b, &v); err != nil {
 		return err
 	}
 	*p = ReprovisionPolicy(v)

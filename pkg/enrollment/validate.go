@@ -1,125 +1,44 @@
 package enrollment
 
 import (
-	"bytes"
 	"encoding/base64"
-	"encoding/json"
 	"math"
-	"net/url"
 	"strconv"
 	"strings"
+
+	"github.com/zdps/zdps/pkg/enrollment/check"
 )
 
 // MaxIDLength is the longest registration ID, device ID or enrollment group
 // ID that DPS accepts.
-const MaxIDLength = 128
+const MaxIDLength = check.MaxIDLength
 
 // Key sizes accepted for symmetric keys and shared access policy keys, in
 // decoded bytes (DPS rule).
 const (
-	MinKeyBytes = 16
-	MaxKeyBytes = 64
+	MinKeyBytes = check.MinKeyBytes
+	MaxKeyBytes = check.MaxKeyBytes
 )
 
 // ValidateRegistrationID checks the DPS rule for registration IDs: 1 to 128
 // ASCII alphanumerics and ": . _ -", not starting or ending with one of the
 // special characters. IDs are compared case-insensitively (see Key).
-func ValidateRegistrationID(id string) error { return validateID("registrationId", id) }
+func ValidateRegistrationID(id string) error { return check.ID("registrationId", id) }
 
 // ValidateGroupID applies the registration ID rule to enrollment group IDs.
-func ValidateGroupID(id string) error { return validateID("enrollmentGroupId", id) }
+func ValidateGroupID(id string) error { return check.ID("enrollmentGroupId", id) }
 
 // ValidateDeviceID applies the registration ID rule to device IDs.
-func ValidateDeviceID(id string) error { return validateID("deviceId", id) }
-
-func validateID(field, id string) error {
-	switch {
-	case id == "":
-		return invalid(field, "is required")
-	case len(id) > MaxIDLength:
-		return invalid(field, "must be at most %d characters", MaxIDLength)
-	}
-	// By rune, not byte: the message names the character the caller
-	// typed ('é', not the first byte of its UTF-8 'Ã') and its position
-	// in characters. Invalid UTF-8 shows as U+FFFD.
-	pos := 0
-	for i, c := range id {
-		pos++
-		if isAlnum(c) {
-			continue
-		}
-		if !isIDSpecial(c) {
-			return invalid(field, "character %q at position %d is not allowed (use letters, digits and \": . _ -\")", c, pos)
-		}
-		if i == 0 || i == len(id)-1 {
-			return invalid(field, "must not start or end with %q", c)
-		}
-	}
-	return nil
-}
-
-func isAlnum(c rune) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9'
-}
-
-func isIDSpecial(c rune) bool { return c == ':' || c == '.' || c == '_' || c == '-' }
+func ValidateDeviceID(id string) error { return check.ID("deviceId", id) }
 
 // ValidateHostName checks a DNS host name with an optional ":port", the form
 // of linked hub names and of the hub references in enrollments.
-func ValidateHostName(name string) error { return validateHostName("name", name) }
-
-func validateHostName(field, name string) error {
-	if name == "" {
-		return invalid(field, "is required")
-	}
-	host := name
-	if h, port, ok := strings.Cut(name, ":"); ok {
-		host = h
-		n, err := strconv.Atoi(port)
-		if err != nil || n < 1 || n > 65535 || port[0] == '0' || strings.ContainsAny(port, "+-") {
-			return invalid(field, "port %q must be a number from 1 to 65535", port)
-		}
-	}
-	if host == "" || len(host) > 253 {
-		return invalid(field, "must be a host name of 1 to 253 characters")
-	}
-	for _, label := range strings.Split(host, ".") {
-		if label == "" || len(label) > 63 {
-			return invalid(field, "%q is not a valid host name (each dot-separated label has 1 to 63 characters)", name)
-		}
-		for _, c := range label {
-			if !isAlnum(c) && c != '-' {
-				return invalid(field, "%q is not a valid host name (letters, digits, '-' and '.' only)", name)
-			}
-		}
-		if label[0] == '-' || label[len(label)-1] == '-' {
-			return invalid(field, "%q is not a valid host name (a label may not start or end with '-')", name)
-		}
-	}
-	return nil
-}
+func ValidateHostName(name string) error { return check.HostName("name", name) }
 
 // DecodeKey decodes a base64 symmetric key or policy key and checks its
 // length (16 to 64 bytes). Only the canonical standard encoding is
 // accepted, so a stored key has exactly one spelling.
-func DecodeKey(s string) ([]byte, error) {
-	b, err := base64.StdEncoding.Strict().DecodeString(s)
-	if err != nil || base64.StdEncoding.EncodeToString(b) != s {
-		return nil, invalid("", "must be standard base64 (with padding)")
-	}
-	if len(b) < MinKeyBytes || len(b) > MaxKeyBytes {
-		return nil, invalid("", "must decode to %d to %d bytes, not %d", MinKeyBytes, MaxKeyBytes, len(b))
-	}
-	return b, nil
-}
-
-func validateKey(field, s string) error {
-	if s == "" {
-		return nil // generated on create (GenerateMissingKeys)
-	}
-	_, err := DecodeKey(s)
-	return prefixed(field, err)
-}
+func DecodeKey(s string) ([]byte, error) { return check.DecodeKey(s) }
 
 // NormalizeAllocationPolicy returns the canonical DPS spelling of an
 // allocation policy name given in any case, and whether it is one.
@@ -135,7 +54,7 @@ func NormalizeAllocationPolicy(p string) (string, bool) {
 func normalizePolicy(field string, p *string) error {
 	c, ok := NormalizeAllocationPolicy(*p)
 	if !ok {
-		return invalid(field, "%q is not an allocation policy (use hashed, geoLatency, static or custom)", *p)
+		return check.Invalid(field, "%q is not an allocation policy (use hashed, geoLatency, static or custom)", *p)
 	}
 	*p = c
 	return nil
@@ -143,67 +62,15 @@ func normalizePolicy(field string, p *string) error {
 
 // ValidateWebhookURL checks a custom allocation webhook: an absolute http or
 // https URL with a valid host.
-func ValidateWebhookURL(s string) error { return validateWebhookURL("webhookUrl", s) }
-
-func validateWebhookURL(field, s string) error {
-	if s == "" {
-		return invalid(field, "is required")
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return invalid(field, "is not a URL")
-	}
-	if !strings.EqualFold(u.Scheme, "http") && !strings.EqualFold(u.Scheme, "https") {
-		return invalid(field, "must be an absolute http or https URL")
-	}
-	if u.Host == "" || u.Opaque != "" {
-		return invalid(field, "must be an absolute http or https URL with a host")
-	}
-	if u.Hostname() == "" {
-		return invalid(field, "must name a host")
-	}
-	return nil
-}
-
-// normalizeRaw makes a free-form JSON value canonical: JSON null becomes
-// absent, and the bytes are compacted and HTML-escaped exactly as
-// encoding/json would re-encode them, so a stored value survives
-// encode/decode byte for byte.
-func normalizeRaw(m *json.RawMessage) {
-	if *m == nil {
-		return
-	}
-	t := bytes.TrimSpace(*m)
-	if len(t) == 0 || string(t) == "null" {
-		*m = nil
-		return
-	}
-	var c, h bytes.Buffer
-	if err := json.Compact(&c, t); err != nil {
-		return // not reachable for decoded input; validation reports it
-	}
-	json.HTMLEscape(&h, c.Bytes())
-	*m = h.Bytes()
-}
-
-func validateObject(field string, m json.RawMessage) error {
-	if m == nil {
-		return nil
-	}
-	t := bytes.TrimSpace(m)
-	if len(t) == 0 || t[0] != '{' || !json.Valid(t) {
-		return invalid(field, "must be a JSON object")
-	}
-	return nil
-}
+func ValidateWebhookURL(s string) error { return check.WebhookURL("webhookUrl", s) }
 
 // common points at the fields that individual enrollments and groups share,
 // so they are validated by one piece of code.
 func (c *Spec) normalize() {
 	if c.InitialTwin != nil {
-		normalizeRaw(&c.InitialTwin.Tags)
+		check.NormalizeRaw(&c.InitialTwin.Tags)
 		if p := c.InitialTwin.Properties; p != nil {
-			normalizeRaw(&p.Desired)
+			check.NormalizeRaw(&p.Desired)
 		}
 	}
 	if len(c.IoTHubs) == 0 {
@@ -222,22 +89,22 @@ func (c *Spec) validate(individual bool) error {
 		return err
 	}
 	if c.Site != "" {
-		if err := validateSiteName("site", c.Site); err != nil {
+		if err := check.SiteName("site", c.Site); err != nil {
 			return err
 		}
 	}
 	c.normalize()
 	if c.IoTHubHostName != "" {
-		if err := validateHostName("iotHubHostName", c.IoTHubHostName); err != nil {
+		if err := check.HostName("iotHubHostName", c.IoTHubHostName); err != nil {
 			return err
 		}
 	}
 	if t := c.InitialTwin; t != nil {
-		if err := validateObject("initialTwin.tags", t.Tags); err != nil {
+		if err := check.Object("initialTwin.tags", t.Tags); err != nil {
 			return err
 		}
 		if t.Properties != nil {
-			if err := validateObject("initialTwin.properties.desired", t.Properties.Desired); err != nil {
+			if err := check.Object("initialTwin.properties.desired", t.Properties.Desired); err != nil {
 				return err
 			}
 		}
@@ -250,15 +117,15 @@ func (c *Spec) validate(individual bool) error {
 	case strings.EqualFold(c.ProvisioningStatus, StatusDisabled):
 		c.ProvisioningStatus = StatusDisabled
 	default:
-		return invalid("provisioningStatus", "%q is not a status (use enabled or disabled)", c.ProvisioningStatus)
+		return check.Invalid("provisioningStatus", "%q is not a status (use enabled or disabled)", c.ProvisioningStatus)
 	}
 	for i, h := range c.IoTHubs {
-		if err := validateHostName("iotHubs["+strconv.Itoa(i)+"]", h); err != nil {
+		if err := check.HostName("iotHubs["+strconv.Itoa(i)+"]", h); err != nil {
 			return err
 		}
 	}
 	if ca := c.CustomAllocationDefinition; ca != nil {
-		if err := validateWebhookURL("customAllocationDefinition.webhookUrl", ca.WebhookURL); err != nil {
+		if err := check.WebhookURL("customAllocationDefinition.webhookUrl", ca.WebhookURL); err != nil {
 			return err
 		}
 	}
@@ -271,11 +138,11 @@ func (c *Spec) validate(individual bool) error {
 	switch c.AllocationPolicy {
 	case PolicyCustom:
 		if c.CustomAllocationDefinition == nil {
-			return invalid("customAllocationDefinition", "is required with the custom allocation policy")
+			return check.Invalid("customAllocationDefinition", "is required with the custom allocation policy")
 		}
 	case PolicyStatic:
 		if len(c.IoTHubs) > 1 || (len(c.IoTHubs) == 0 && c.IoTHubHostName == "") {
-			return invalid("iotHubs", "the static allocation policy needs exactly one hub, not %d", len(c.IoTHubs))
+			return check.Invalid("iotHubs", "the static allocation policy needs exactly one hub, not %d", len(c.IoTHubs))
 		}
 	}
 	return nil
@@ -283,7 +150,7 @@ func (c *Spec) validate(individual bool) error {
 
 func validateAttestation(a *AttestationMechanism, individual bool) error {
 	if a == nil {
-		return invalid("attestation", "is required")
+		return check.Invalid("attestation", "is required")
 	}
 	switch {
 	case strings.EqualFold(a.Type, AttestationTPM):
@@ -293,9 +160,9 @@ func validateAttestation(a *AttestationMechanism, individual bool) error {
 	case strings.EqualFold(a.Type, AttestationSymmetricKey):
 		a.Type = AttestationSymmetricKey
 	case a.Type == "":
-		return invalid("attestation.type", "is required (tpm, x509 or symmetricKey)")
+		return check.Invalid("attestation.type", "is required (tpm, x509 or symmetricKey)")
 	default:
-		return invalid("attestation.type", "%q is not an attestation type (use tpm, x509 or symmetricKey)", a.Type)
+		return check.Invalid("attestation.type", "%q is not an attestation type (use tpm, x509 or symmetricKey)", a.Type)
 	}
 	for _, f := range []struct {
 		name string
@@ -306,39 +173,39 @@ func validateAttestation(a *AttestationMechanism, individual bool) error {
 		{AttestationSymmetricKey, a.SymmetricKey != nil},
 	} {
 		if f.set && f.name != a.Type {
-			return invalid("attestation."+f.name, "must not be set when the attestation type is %s", a.Type)
+			return check.Invalid("attestation."+f.name, "must not be set when the attestation type is %s", a.Type)
 		}
 	}
 	switch a.Type {
 	case AttestationTPM:
 		if !individual {
-			return invalid("attestation.type", "tpm attestation is only available to individual enrollments")
+			return check.Invalid("attestation.type", "tpm attestation is only available to individual enrollments")
 		}
 		if a.TPM == nil || a.TPM.EndorsementKey == "" {
-			return invalid("attestation.tpm.endorsementKey", "is required")
+			return check.Invalid("attestation.tpm.endorsementKey", "is required")
 		}
 		if !isBase64(a.TPM.EndorsementKey) {
-			return invalid("attestation.tpm.endorsementKey", "must be base64")
+			return check.Invalid("attestation.tpm.endorsementKey", "must be base64")
 		}
 		if a.TPM.StorageRootKey != "" && !isBase64(a.TPM.StorageRootKey) {
-			return invalid("attestation.tpm.storageRootKey", "must be base64")
+			return check.Invalid("attestation.tpm.storageRootKey", "must be base64")
 		}
 		if c := a.TPM.EndorsementKeyCertificate; c != "" {
 			if _, err := CertificateDER(c); err != nil {
-				return prefixed("attestation.tpm.endorsementKeyCertificate", err)
+				return check.Prefixed("attestation.tpm.endorsementKeyCertificate", err)
 			}
 		}
 	case AttestationSymmetricKey:
 		if k := a.SymmetricKey; k != nil {
-			if err := validateKey("attestation.symmetricKey.primaryKey", k.PrimaryKey); err != nil {
+			if err := check.Key("attestation.symmetricKey.primaryKey", k.PrimaryKey); err != nil {
 				return err
 			}
-			if err := validateKey("attestation.symmetricKey.secondaryKey", k.SecondaryKey); err != nil {
+			if err := check.Key("attestation.symmetricKey.secondaryKey", k.SecondaryKey); err != nil {
 				return err
 			}
 		}
 	case AttestationX509:
-		return prefixed("attestation.x509", validateX509(a.X509, individual))
+		return check.Prefixed("attestation.x509", validateX509(a.X509, individual))
 	}
 	return nil
 }
@@ -350,7 +217,7 @@ func isBase64(s string) bool {
 
 func validateX509(x *X509Attestation, individual bool) error {
 	if x == nil {
-		return invalid("", "is required when the attestation type is x509")
+		return check.Invalid("", "is required when the attestation type is x509")
 	}
 	certsField, wrongField := "clientCertificates", "signingCertificates"
 	certs, wrong := x.ClientCertificates, x.SigningCertificates
@@ -360,30 +227,30 @@ func validateX509(x *X509Attestation, individual bool) error {
 	}
 	if wrong != nil {
 		if individual {
-			return invalid(wrongField, "is for enrollment groups; individual enrollments use clientCertificates or caReferences")
+			return check.Invalid(wrongField, "is for enrollment groups; individual enrollments use clientCertificates or caReferences")
 		}
-		return invalid(wrongField, "is for individual enrollments; groups use signingCertificates or caReferences")
+		return check.Invalid(wrongField, "is for individual enrollments; groups use signingCertificates or caReferences")
 	}
 	switch {
 	case certs != nil && x.CAReferences != nil:
-		return invalid("", "set exactly one of %s and caReferences, not both", certsField)
+		return check.Invalid("", "set exactly one of %s and caReferences, not both", certsField)
 	case certs != nil:
-		return prefixed(certsField, validateCertificates(certs))
+		return check.Prefixed(certsField, validateCertificates(certs))
 	case x.CAReferences != nil:
-		return prefixed("caReferences", validateCAReferences(x.CAReferences))
+		return check.Prefixed("caReferences", validateCAReferences(x.CAReferences))
 	}
-	return invalid("", "one of %s and caReferences is required", certsField)
+	return check.Invalid("", "one of %s and caReferences is required", certsField)
 }
 
 func validateCertificates(c *X509Certificates) error {
 	if c.Primary == nil {
-		return invalid("primary", "is required")
+		return check.Invalid("primary", "is required")
 	}
-	if err := prefixed("primary", fillCertificate(c.Primary)); err != nil {
+	if err := check.Prefixed("primary", fillCertificate(c.Primary)); err != nil {
 		return err
 	}
 	if c.Secondary != nil {
-		return prefixed("secondary", fillCertificate(c.Secondary))
+		return check.Prefixed("secondary", fillCertificate(c.Secondary))
 	}
 	return nil
 }
@@ -392,11 +259,11 @@ func validateCertificates(c *X509Certificates) error {
 // with the summary of the certificate actually given (info is read-only).
 func fillCertificate(c *X509CertificateWithInfo) error {
 	if c.Certificate == "" {
-		return invalid("certificate", "is required (PEM or base64 DER)")
+		return check.Invalid("certificate", "is required (PEM or base64 DER)")
 	}
 	cert, err := ParseCertificate(c.Certificate)
 	if err != nil {
-		return prefixed("certificate", err)
+		return check.Prefixed("certificate", err)
 	}
 	c.Info = CertificateInfo(cert)
 	return nil
@@ -407,19 +274,12 @@ const MaxCANameLength = 256
 
 func validateCAReferences(r *X509CAReferences) error {
 	if r.Primary == "" {
-		return invalid("primary", "is required")
+		return check.Invalid("primary", "is required")
 	}
-	for _, f := range []struct{ name, v string }{{"primary", r.Primary}, {"secondary", r.Secondary}} {
-		if len(f.v) > MaxCANameLength {
-			return invalid(f.name, "must be at most %d characters", MaxCANameLength)
-		}
-		for _, c := range f.v {
-			if c < 0x20 || c == 0x7f {
-				return invalid(f.name, "must not contain control characters")
-			}
-		}
+	if err := check.Label("primary", r.Primary, MaxCANameLength); err != nil {
+		return err
 	}
-	return nil
+	return check.Label("secondary", r.Secondary, MaxCANameLength)
 }
 
 // Validate checks the enrollment against the DPS rules and normalises it in
@@ -456,34 +316,29 @@ const MaxRegionLength = 64
 
 // Validate checks a linked hub and normalises an absent weight (0) to 1.
 func (h *Hub) Validate() error {
-	if err := validateHostName("name", h.Name); err != nil {
+	if err := check.HostName("name", h.Name); err != nil {
 		return err
 	}
 	switch {
 	case h.AllocationWeight == 0:
 		h.AllocationWeight = 1
 	case h.AllocationWeight < 1 || h.AllocationWeight > MaxHubWeight:
-		return invalid("allocationWeight", "must be from 1 to %d, not %d", MaxHubWeight, h.AllocationWeight)
+		return check.Invalid("allocationWeight", "must be from 1 to %d, not %d", MaxHubWeight, h.AllocationWeight)
 	}
-	if len(h.Region) > MaxRegionLength {
-		return invalid("region", "must be at most %d characters", MaxRegionLength)
-	}
-	for _, c := range h.Region {
-		if c < 0x20 || c == 0x7f {
-			return invalid("region", "must not contain control characters")
-		}
+	if err := check.Label("region", h.Region, MaxRegionLength); err != nil {
+		return err
 	}
 	if (h.Latitude == nil) != (h.Longitude == nil) {
-		return invalid("latitude", "latitude and longitude go together")
+		return check.Invalid("latitude", "latitude and longitude go together")
 	}
 	if h.Latitude != nil && (math.IsNaN(*h.Latitude) || *h.Latitude < -90 || *h.Latitude > 90) {
-		return invalid("latitude", "must be from -90 to 90 degrees, not %v", *h.Latitude)
+		return check.Invalid("latitude", "must be from -90 to 90 degrees, not %v", *h.Latitude)
 	}
 	if h.Longitude != nil && (math.IsNaN(*h.Longitude) || *h.Longitude < -180 || *h.Longitude > 180) {
-		return invalid("longitude", "must be from -180 to 180 degrees, not %v", *h.Longitude)
+		return check.Invalid("longitude", "must be from -180 to 180 degrees, not %v", *h.Longitude)
 	}
 	if h.Capacity < 0 {
-		return invalid("capacity", "must be 0 (unlimited) or more, not %d", h.Capacity)
+		return check.Invalid("capacity", "must be 0 (unlimited) or more, not %d", h.Capacity)
 	}
 	switch {
 	case h.Status == "" || strings.EqualFold(h.Status, HubHealthy):
@@ -493,7 +348,7 @@ func (h *Hub) Validate() error {
 	case strings.EqualFold(h.Status, HubDraining):
 		h.Status = HubDraining
 	default:
-		return invalid("status", "%q is not a hub status (use healthy, unhealthy or draining)", h.Status)
+		return check.Invalid("status", "%q is not a hub status (use healthy, unhealthy or draining)", h.Status)
 	}
 	return nil
 }
@@ -508,26 +363,11 @@ func StaticHub(iotHubs []string, hostName string) string {
 }
 
 // MaxPolicyNameLength is the longest shared access policy name.
-const MaxPolicyNameLength = 64
+const MaxPolicyNameLength = check.MaxPolicyNameLength
 
 // ValidatePolicyName checks a shared access policy name: 1 to 64 ASCII
 // alphanumerics and "-_.".
-func ValidatePolicyName(name string) error {
-	if name == "" {
-		return invalid("keyName", "is required")
-	}
-	if len(name) > MaxPolicyNameLength {
-		return invalid("keyName", "must be at most %d characters", MaxPolicyNameLength)
-	}
-	pos := 0 // in characters, as validateID
-	for _, c := range name {
-		pos++
-		if !isAlnum(c) && c != '-' && c != '_' && c != '.' {
-			return invalid("keyName", "character %q at position %d is not allowed (use letters, digits and \"-_.\")", c, pos)
-		}
-	}
-	return nil
-}
+func ValidatePolicyName(name string) error { return check.PolicyName(name) }
 
 // NormalizeRights parses Azure's comma-separated rights list, accepting any
 // case and spacing, and returns it in canonical form: each right once, in
@@ -538,9 +378,9 @@ func NormalizeRights(rights string) (string, error) {
 		r = strings.TrimSpace(r)
 		if r == "" {
 			if strings.TrimSpace(rights) == "" {
-				return "", invalid("rights", "at least one right is required (%s)", strings.Join(AllRights, ", "))
+				return "", check.Invalid("rights", "at least one right is required (%s)", strings.Join(AllRights, ", "))
 			}
-			return "", invalid("rights", "empty entry in the comma-separated list")
+			return "", check.Invalid("rights", "empty entry in the comma-separated list")
 		}
 		found := false
 		for _, c := range AllRights {
@@ -549,7 +389,7 @@ func NormalizeRights(rights string) (string, error) {
 			}
 		}
 		if !found {
-			return "", invalid("rights", "%q is not a right (use %s)", r, strings.Join(AllRights, ", "))
+			return "", check.Invalid("rights", "%q is not a right (use %s)", r, strings.Join(AllRights, ", "))
 		}
 	}
 	out := make([]string, 0, len(seen))
@@ -571,10 +411,10 @@ func (p *SharedAccessPolicy) Validate() error {
 		return err
 	}
 	p.Rights = r
-	if err := validateKey("primaryKey", p.PrimaryKey); err != nil {
+	if err := check.Key("primaryKey", p.PrimaryKey); err != nil {
 		return err
 	}
-	return validateKey("secondaryKey", p.SecondaryKey)
+	return check.Key("secondaryKey", p.SecondaryKey)
 }
 
 // Validate checks the instance settings; an absent default allocation

@@ -1,4 +1,4 @@
-package console
+package chart
 
 import (
 	"fmt"
@@ -13,10 +13,10 @@ const (
 	padT, padR     = 10.0, 10.0
 )
 
-// drawChart draws counts per minute from since as an SVG bar chart. It is
+// Draw draws counts per minute from since as an SVG bar chart. It is
 // built from numbers and fixed strings only, so the template may insert it
 // unescaped.
-func drawChart(counts []int, since time.Time) string {
+func Draw(counts []int, since time.Time) string {
 	peak := 1
 	for _, n := range counts {
 		peak = max(peak, n)

@@ -1,4 +1,4 @@
-package console
+package chart
 
 import (
 	"flag"
@@ -20,7 +20,7 @@ func TestDrawChart(t *testing.T) {
 		counts[i] = (i * 7) % 11
 	}
 	counts[42] = 30
-	got := drawChart(counts, time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC))
+	got := Draw(counts, time.Date(2026, 12, 4, 9, 0, 0, 0, time.UTC))
 	golden := filepath.Join("testdata", "chart.golden.svg")
 	if *update {
 		if err := os.MkdirAll("testdata", 0o755); err != nil {
@@ -38,7 +38,7 @@ func TestDrawChart(t *testing.T) {
 		t.Errorf("chart differs from %s (run with -update to accept)", golden)
 	}
 	// An empty series draws axes and labels only.
-	if empty := drawChart(make([]int, 180), time.Time{}); len(empty) == 0 || strings.Contains(empty, "<rect") {
+	if empty := Draw(make([]int, 180), time.Time{}); len(empty) == 0 || strings.Contains(empty, "<rect") {
 		t.Error("an empty series drew bars")
 	}
 }
