@@ -94,6 +94,11 @@ func (t *tx) send(ctx context.Context, queue func(*pgx.Batch)) error {
 		if t.sent++; t.sent > 1 {
 			return errOneShot
 		}
+		if t.handOver != nil {
+			r := oneShotRead{queue: queue, done: make(chan error, 1)}
+			t.handOver <- r
+			return <-r.done
+		}
 	}
 	batch := &pgx.Batch{}
 	if t.begin != "" {

@@ -80,6 +80,9 @@ type tx struct {
 	// oneShot: a single statement outside any transaction (ViewOne).
 	oneShot bool
 	sent    int
+	// handOver, for a read of ViewEach, takes the one statement to send
+	// in ViewEach's batch (each.go).
+	handOver chan<- oneShotRead
 	// retryErr is the first serialization failure, deadlock or lost
 	// compare-and-swap a statement hit; the transaction is aborted from
 	// then on and runs again.
@@ -100,6 +103,7 @@ var (
 	_ store.RawWriter    = (*tx)(nil)
 	_ store.Locker       = (*tx)(nil)
 	_ store.Prefetcher   = (*tx)(nil)
+	_ store.EachReader   = (*Backend)(nil)
 )
 
 var (
