@@ -33,6 +33,15 @@ type StoreCounters struct {
 	Found bool
 }
 
+// Add sums o into c (the counters of several replicas).
+func (c *StoreCounters) Add(o StoreCounters) {
+	c.Retries += o.Retries
+	c.Conflicts += o.Conflicts
+	c.RoundTrips += o.RoundTrips
+	c.Statements += o.Statements
+	c.Found = c.Found || o.Found
+}
+
 // StoreFigures are the store counters' growth over the timed phase, in
 // total and per successful registration.
 type StoreFigures struct {

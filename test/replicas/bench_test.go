@@ -64,6 +64,11 @@ func TestBenchOverTwoReplicas(t *testing.T) {
 	if rt := r.Store.RoundTripsPerRegistration; rt >= 4 {
 		t.Errorf("%.1f round trips per registration, want about 3", rt)
 	}
+	// Ten: the three reads; BEGIN, the record, the enrollment's lock, the
+	// revocation jobs and operations as one; the writes as two, COMMIT.
+	if st := r.Store.StatementsPerRegistration; st < 9 || st >= 12 {
+		t.Errorf("%.1f statements per registration, want about 10", st)
+	}
 
 	// Nothing of the run is left but revoked certificates (kept for the CRL).
 	pg := c.backend(t)
