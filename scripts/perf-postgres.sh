@@ -106,8 +106,8 @@ line = "%-8s %6.0f reg/s  p50 %4.0f  p99 %5.0f ms  zdps CPU %.2f ms/reg  load %.
     c.get("serverMsPerRegistration", 0), r["loadAverage"][0], r["loadAverage"][1], r["errors"] or "none")
 s = r.get("store")
 if s:
-    line += "  | PostgreSQL CPU %.2f ms/reg, %.1f round trips/reg, retries %.3f/reg, conflicts %.3f/reg" % (
-        c.get("databaseMsPerRegistration", 0), s["roundTripsPerRegistration"], s["retriesPerRegistration"], s["conflictsPerRegistration"])
+    line += "  | PostgreSQL CPU %.2f ms/reg, %.1f round trips/reg, %.1f statements/reg, retries %.3f/reg, conflicts %.3f/reg" % (
+        c.get("databaseMsPerRegistration", 0), s["roundTripsPerRegistration"], s.get("statementsPerRegistration", 0), s["retriesPerRegistration"], s["conflictsPerRegistration"])
 for e in r.get("perEndpoint") or []:
     line += "\n         %s: %.0f reg/s, p50 %.0f ms" % (e["endpoint"], e["registrationsPerSecond"], e["latencyMs"]["p50"])
 print(line)

@@ -290,9 +290,10 @@ func serve(ctx context.Context, cfg serveConfig, logw io.Writer) error {
 	}
 	if pg, ok := backend.(interface {
 		RoundTrips() int64
+		Statements() int64
 		Conflicts() int64
 	}); ok {
-		m.StoreCounters(pg.RoundTrips, pg.Conflicts)
+		m.StoreCounters(pg.RoundTrips, pg.Statements, pg.Conflicts)
 	}
 	m.RevokedCertificates(func(ctx context.Context) (int, error) { return revocation.CountRevoked(ctx, backend) })
 	so, err := secops.New(cfg.Secops, backend, kek, m, log)

@@ -25,12 +25,21 @@ type EndpointFigures struct {
 
 // StoreCounters are the store's counters as the servers export them
 // (summed over the endpoints): zdps_store_transaction_retries_total,
-// zdps_store_conflicts_total, zdps_store_round_trips_total. A server on
-// bbolt exports none of them.
+// zdps_store_conflicts_total, zdps_store_round_trips_total,
+// zdps_store_statements_total. A server on bbolt exports none of them.
 type StoreCounters struct {
-	Retries, Conflicts, RoundTrips float64
+	Retries, Conflicts, RoundTrips, Statements float64
 	// Found reports whether any of them was exported.
 	Found bool
+}
+
+// Add sums o into c (the counters of several replicas).
+func (c *StoreCounters) Add(o StoreCounters) {
+	c.Retries += o.Retries
+	c.Conflicts += o.Conflicts
+	c.RoundTrips += o.RoundTrips
+	c.Statements += o.Statements
+	c.Found = c.Found || o.Found
 }
 
 // StoreFigures are the store counters' growth over the timed phase, in
@@ -39,9 +48,11 @@ type StoreFigures struct {
 	Retries                    float64 `json:"retries"`
 	Conflicts                  float64 `json:"conflicts"`
 	RoundTrips                 float64 `json:"roundTrips"`
+	Statements                 float64 `json:"statements"`
 	RetriesPerRegistration     float64 `json:"retriesPerRegistration"`
 	ConflictsPerRegistration   float64 `json:"conflictsPerRegistration"`
 	RoundTripsPerRegistration  float64 `json:"roundTripsPerRegistration"`
+	StatementsPerRegistration  float64 `json:"statementsPerRegistration"`
 	ReadFromMetricsOfEndpoints int     `json:"readFromMetricsOfEndpoints"`
 }
 
@@ -64,6 +75,8 @@ func ParseStoreCounters(exposition []byte) StoreCounters {
 			dst = &c.Conflicts
 		case "zdps_store_round_trips_total":
 			dst = &c.RoundTrips
+		case "zdps_store_statements_total":
+			dst = &c.Statements
 		default:
 			continue
 		}
@@ -117,11 +130,13 @@ func (r *runner) storeFigures(ctx context.Context, before StoreCounters, beforeO
 		Retries:                    after.Retries - before.Retries,
 		Conflicts:                  after.Conflicts - before.Conflicts,
 		RoundTrips:                 after.RoundTrips - before.RoundTrips,
+		Statements:                 after.Statements - before.Statements,
 		ReadFromMetricsOfEndpoints: len(r.cfg.endpoints()),
 	}
 	if succeeded > 0 {
 		n := float64(succeeded)
 		f.RetriesPerRegistration, f.ConflictsPerRegistration, f.RoundTripsPerRegistration = f.Retries/n, f.Conflicts/n, f.RoundTrips/n
+		f.StatementsPerRegistration = f.Statements / n
 	}
 	return f
 }

@@ -246,7 +246,7 @@ func (r *Report) String() string {
 		fmt.Fprintf(&b, "endpoint           %s: %d succeeded, %d failed, %.1f/s, p50 %.1f  p99 %.1f ms\n", e.Endpoint, e.Succeeded, e.Failed, e.RegistrationsPerSecond, e.LatencyMs.P50, e.LatencyMs.P99)
 	}
 	if s := r.Store; s != nil {
-		fmt.Fprintf(&b, "store              %.3f retries, %.3f conflicts, %.1f round trips per registration\n", s.RetriesPerRegistration, s.ConflictsPerRegistration, s.RoundTripsPerRegistration)
+		fmt.Fprintf(&b, "store              %.3f retries, %.3f conflicts, %.1f round trips, %.1f statements per registration\n", s.RetriesPerRegistration, s.ConflictsPerRegistration, s.RoundTripsPerRegistration, s.StatementsPerRegistration)
 	}
 	if r.CPU.MachineBusySeconds > 0 {
 		fmt.Fprintf(&b, "machine busy       %.2f ms/registration over %d CPUs\n", r.CPU.MachineBusyMsPerRegistered, r.CPU.MachineCPUs)

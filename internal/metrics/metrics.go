@@ -198,16 +198,19 @@ func (m *Metrics) StoreRetries(count func() int64) {
 }
 
 // StoreCounters exports the PostgreSQL backend's round trips (statements,
-// batches, BEGINs and COMMITs) and the conflicts of its conditional
-// transactions (a compare-and-swap that found a key changed since the
-// transaction read it: counted among the retries too); call it once.
-func (m *Metrics) StoreCounters(roundTrips, conflicts func() int64) {
-	if m == nil || roundTrips == nil || conflicts == nil {
+// batches, BEGINs and COMMITs), the statements (each of a batch counts),
+// and the conflicts of its conditional transactions (a compare-and-swap
+// that found a key changed since the transaction read it: counted among
+// the retries too); call it once.
+func (m *Metrics) StoreCounters(roundTrips, statements, conflicts func() int64) {
+	if m == nil || roundTrips == nil || statements == nil || conflicts == nil {
 		return
 	}
 	m.reg.MustRegister(
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "zdps_store_round_trips_total",
 			Help: "Statements, batches, BEGINs and COMMITs sent to the database."}, func() float64 { return float64(roundTrips()) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "zdps_store_statements_total",
+			Help: "Statements sent to the database, each statement of a batch counted."}, func() float64 { return float64(statements()) }),
 		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "zdps_store_conflicts_total",
 			Help: "Store transactions run again because a key changed between their read and their write."}, func() float64 { return float64(conflicts()) }),
 	)

@@ -25,7 +25,7 @@ func TestExposition(t *testing.T) {
 	m.Allocation("hub-a.example.net", "hashed")
 	m.CertificateExpiry("intermediate", time.Unix(1900000000, 0))
 	m.StoreRetries(func() int64 { return 3 })
-	m.StoreCounters(func() int64 { return 42 }, func() int64 { return 2 })
+	m.StoreCounters(func() int64 { return 42 }, func() int64 { return 97 }, func() int64 { return 2 })
 	b := m.Backend(memory.New())
 	_ = b.Update(t.Context(), func(store.Tx) error { return nil })
 
@@ -44,6 +44,7 @@ func TestExposition(t *testing.T) {
 		`zdps_store_transaction_duration_seconds_count{kind="update"} 1`,
 		`zdps_store_transaction_retries_total 3`,
 		`zdps_store_round_trips_total 42`,
+		`zdps_store_statements_total 97`,
 		`zdps_store_conflicts_total 2`,
 		`zdps_build_info{`,
 		`go_goroutines `,

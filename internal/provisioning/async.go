@@ -171,7 +171,7 @@ func (h *handoff) detach() bool {
 func (s *Service) assignAsync(ctx context.Context, r *registration) (*enrollment.Operation, error) {
 	log, opID, req := r.log, r.opID, r.req
 	hash := requestHash(r.id, req)
-	if op, err := s.inflight(ctx, log, req.RegistrationID, hash); op != nil || err != nil {
+	if op, err := s.inflight(ctx, log, req.RegistrationID, hash, r.reads); op != nil || err != nil {
 		return op, err
 	}
 	deadline := s.now().UTC().Add(s.cfg.AssignTimeout)
@@ -233,10 +233,16 @@ func (s *Service) assignAsync(ctx context.Context, r *registration) (*enrollment
 // inflight looks for an assigning operation of the registration ID: the
 // same request joins it, another is throttled; operations past their
 // deadline are closed as failed on the way.
-func (s *Service) inflight(ctx context.Context, log *slog.Logger, regID, hash string) (*enrollment.Operation, error) {
+func (s *Service) inflight(ctx context.Context, log *slog.Logger, regID, hash string, reads *requestReads) (*enrollment.Operation, error) {
 	// Nearly always there is none: the index alone says so, in one read
-	// (store.ViewOne).
-	if n, err := s.ops.CountBy(ctx, operations.IndexAssigning, regID); err != nil {
+	// (store.ViewOne), or in what prefetchStep read.
+	n, err := 0, error(nil)
+	if reads != nil {
+		n, err = reads.assigning, reads.assigningErr
+	} else {
+		n, err = s.ops.CountBy(ctx, operations.IndexAssigning, regID)
+	}
+	if err != nil {
 		return nil, fmt.Errorf("provisioning: read operations: %w", err)
 	} else if n == 0 {
 		return nil, nil

@@ -44,6 +44,8 @@ type registration struct {
 	id  *Identity
 	t   *target
 	cur *enrollment.Registration
+	// reads is what prefetchStep read for the steps (nil: nothing).
+	reads *requestReads
 	// deadline, when not zero, is that of a run that may have been handed
 	// to the background (async.go): persist refuses to commit after it.
 	deadline time.Time
@@ -85,6 +87,7 @@ func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Op
 	if err := s.checkSource(ctx, req); err != nil {
 		return nil, err
 	}
+	ctx = s.prefetchStep(ctx, r)
 	if err := s.attestStep(ctx, r); err != nil {
 		return nil, err
 	}
@@ -136,6 +139,10 @@ func (s *Service) resolveStep(ctx context.Context, r *registration) error {
 	}
 	if r.opID, err = s.newOperationID(); err != nil {
 		return err
+	}
+	if r.reads != nil {
+		r.cur = r.reads.cur
+		return r.reads.curErr
 	}
 	cur, err := s.st.Registrations.Get(ctx, r.req.RegistrationID)
 	switch {

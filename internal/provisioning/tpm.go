@@ -81,6 +81,12 @@ func (s *Service) mechanism(ctx context.Context, req *Request) (string, context.
 	if mech != enrollment.AttestationSymmetricKey || s.cfg.Attestors[enrollment.AttestationTPM] == nil {
 		return mech, ctx
 	}
+	if p, ok := ctx.Value(prefetchKey{}).(prefetched); ok && p.regID == enrollment.Key(req.RegistrationID) {
+		if p.e != nil && p.e.Attestation != nil && p.e.Attestation.Type == enrollment.AttestationTPM {
+			return enrollment.AttestationTPM, ctx
+		}
+		return mech, ctx // read by prefetchStep
+	}
 	e, err := s.st.Enrollments.Get(ctx, req.RegistrationID)
 	switch {
 	case err == nil:

@@ -58,6 +58,17 @@ func TestBenchOverTwoReplicas(t *testing.T) {
 	}
 	t.Logf("store per registration: %.1f round trips, %.3f retries, %.3f conflicts",
 		r.Store.RoundTripsPerRegistration, r.Store.RetriesPerRegistration, r.Store.ConflictsPerRegistration)
+	// Three: the request's reads (one batch), the transaction's reads
+	// with its BEGIN, its writes with the COMMIT; the audit sealer adds a
+	// little.
+	if rt := r.Store.RoundTripsPerRegistration; rt >= 4 {
+		t.Errorf("%.1f round trips per registration, want about 3", rt)
+	}
+	// Ten: the three reads; BEGIN, the record, the enrollment's lock, the
+	// revocation jobs and operations as one; the writes as two, COMMIT.
+	if st := r.Store.StatementsPerRegistration; st < 9 || st >= 12 {
+		t.Errorf("%.1f statements per registration, want about 10", st)
+	}
 
 	// Nothing of the run is left but revoked certificates (kept for the CRL).
 	pg := c.backend(t)

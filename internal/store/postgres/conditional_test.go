@@ -186,6 +186,23 @@ func TestPipelinedRoundTrips(t *testing.T) {
 	}); err == nil {
 		t.Error("a second statement in a one-shot read succeeded")
 	}
+	before = b.RoundTrips()
+	get := func(key string) func(store.Tx) error {
+		return func(tx store.Tx) error { _, err := tx.Get(ctx, "b", key); return err }
+	}
+	if err := store.ViewEach(ctx, b, get("k"), get("i1"), get("i2")); err != nil {
+		t.Fatal(err)
+	}
+	if n := b.RoundTrips() - before; n != 1 {
+		t.Errorf("three one-shot reads at once: %d round trips, want 1", n)
+	}
+	if err := store.ViewEach(ctx, b, get("k"), func(tx store.Tx) error {
+		_, _ = tx.Get(ctx, "b", "k")
+		_, err := tx.Get(ctx, "b", "i1")
+		return err
+	}); err == nil {
+		t.Error("a second statement in a read of ViewEach succeeded")
+	}
 }
 
 // TestDeferredCreateConflict: a create of a taken key that was not read

@@ -34,7 +34,14 @@
 // which distributed PostgreSQL-compatible engines implement differently
 // or not at all.
 //
-// Every statement, batch, BEGIN and COMMIT is counted (RoundTrips), as are
+// Round trips and statements are few (pipeline.go, group.go, each.go):
+// the BEGIN rides with the first statement, a conditional transaction's
+// writes wait for the COMMIT, deferred writes of one kind and runs of plain
+// reads are one multi-row statement each, and several one-shot reads
+// outside a transaction (store.ViewEach) are one batch.
+//
+// Every statement, batch, BEGIN and COMMIT is counted (RoundTrips), and
+// every statement of a batch (Statements), as are
 // retries (Retries) and lost compare-and-swaps of conditional transactions
 // (Conflicts), for the metrics.
 //

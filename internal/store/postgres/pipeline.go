@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
@@ -42,6 +41,7 @@ type pendingWrite struct {
 	key    string
 	sql    string
 	args   []any
+	kind   writeKind
 	create bool
 }
 
@@ -68,11 +68,11 @@ func (t *tx) deferPut(b store.Bucket, key string, value []byte, cond store.Condi
 	case cond.IfNoneMatch && cond.IfMatch != "":
 		return "", false, nil
 	case cond.IfNoneMatch:
-		w.sql, w.args, w.create = t.b.q.insertNewOrFail, []any{string(b), k, v, etag}, !guarded
+		w.sql, w.args, w.kind, w.create = t.b.q.insertNewOrFail, []any{string(b), k, v, etag}, kindInsertNew, !guarded
 	case cond.IfMatch == "":
-		w.sql, w.args = t.b.q.upsertOrFail, []any{string(b), k, v, etag}
+		w.sql, w.args, w.kind = t.b.q.upsertOrFail, []any{string(b), k, v, etag}, kindUpsert
 	case guarded:
-		w.sql, w.args = t.b.q.updateIfOrFail, []any{string(b), k, v, etag, cond.IfMatch}
+		w.sql, w.args, w.kind = t.b.q.updateIfOrFail, []any{string(b), k, v, etag, cond.IfMatch}, kindUpdateIf
 	default:
 		return "", false, nil
 	}
@@ -94,18 +94,21 @@ func (t *tx) send(ctx context.Context, queue func(*pgx.Batch)) error {
 		if t.sent++; t.sent > 1 {
 			return errOneShot
 		}
+		if t.handOver != nil {
+			r := oneShotRead{queue: queue, done: make(chan error, 1)}
+			t.handOver <- r
+			return <-r.done
+		}
 	}
 	batch := &pgx.Batch{}
 	if t.begin != "" {
 		batch.Queue(t.begin)
 		t.begin = ""
 	}
-	pend := t.pending
+	groups := t.group(t.pending)
 	t.pending = nil
 	done := 0
-	for _, w := range pend {
-		batch.Queue(w.sql, w.args...).Exec(func(pgconn.CommandTag) error { done++; return nil })
-	}
+	queueGroups(batch, groups, &done)
 	if queue != nil {
 		queue(batch)
 	}
@@ -116,14 +119,8 @@ func (t *tx) send(ctx context.Context, queue func(*pgx.Batch)) error {
 		return nil
 	}
 	var pe *pgconn.PgError
-	if errors.As(err, &pe) && pe.Code == errDivisionByZero && done < len(pend) {
-		w := pend[done]
-		if w.create {
-			t.failErr = fmt.Errorf("postgres: put %s/%q: %w", w.b, w.key, store.ErrConflict)
-			return t.failErr
-		}
-		t.retryErr = fmt.Errorf("%w: %s/%q", errLostRace, w.b, w.key)
-		return t.retryErr
+	if errors.As(err, &pe) && pe.Code == errDivisionByZero && done < len(groups) {
+		return t.failedGroup(groups[done])
 	}
 	if isRetryable(err) && t.retryErr == nil {
 		t.retryErr = err

@@ -169,7 +169,7 @@ func (b *Backend) View(ctx context.Context, fn func(store.Tx) error) error {
 	if b.closed.Load() {
 		return store.ErrClosed
 	}
-	_, err := b.attempt(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, false, fn)
+	_, err := b.attempt(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, false, true, fn)
 	return err
 }
 
@@ -191,7 +191,9 @@ func (b *Backend) Update(ctx context.Context, fn func(store.Tx) error) error {
 		opts.IsoLevel = pgx.ReadCommitted
 	}
 	for n := 1; ; n++ {
-		retry, err := b.attempt(ctx, opts, conditional, fn)
+		// Only the first attempt groups its statements (group.go): a
+		// retry then learns which write failed and why.
+		retry, err := b.attempt(ctx, opts, conditional, n == 1, fn)
 		if !retry {
 			return err
 		}
@@ -216,13 +218,13 @@ func backoff(attempt int) time.Duration {
 
 // attempt runs fn once in a transaction and reports whether it failed in a
 // way that running it again may fix.
-func (b *Backend) attempt(ctx context.Context, opts pgx.TxOptions, conditional bool, fn func(store.Tx) error) (retry bool, err error) {
+func (b *Backend) attempt(ctx context.Context, opts pgx.TxOptions, conditional, grouped bool, fn func(store.Tx) error) (retry bool, err error) {
 	writable := opts.AccessMode != pgx.ReadOnly
 	t, err := b.acquire(ctx)
 	if err != nil {
 		return false, err
 	}
-	t.writable, t.conditional, t.begin = writable, conditional, beginSQL(opts)
+	t.writable, t.conditional, t.begin, t.grouped = writable, conditional, beginSQL(opts), grouped
 	defer t.release(ctx)
 	if err := fn(t); err != nil {
 		// An aborted transaction stays aborted whatever fn made of the
@@ -330,6 +332,10 @@ func (b *Backend) Conflicts() int64 { return b.conflicts.Load() }
 // RoundTrips counts the statements, batches, BEGINs and COMMITs sent to the
 // database since Open: each is one round trip.
 func (b *Backend) RoundTrips() int64 { return b.roundTrips.n.Load() }
+
+// Statements is how many statements the backend has sent (each of a batch
+// counts), BEGIN and COMMIT included.
+func (b *Backend) Statements() int64 { return b.roundTrips.statements.Load() }
 
 // Stat is the pool's state, for metrics and tests.
 func (b *Backend) Stat() *pgxpool.Stat { return b.pool.Stat() }

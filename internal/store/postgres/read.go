@@ -171,23 +171,7 @@ func (t *tx) Prefetch(ctx context.Context, reads []store.Read) error {
 	}
 	res := make([]got, len(reads))
 	err := t.send(ctx, func(q *pgx.Batch) {
-		for i, r := range reads {
-			sql := t.b.q.get
-			switch {
-			case r.Lock && r.Exclusive:
-				sql = t.b.q.lockExclusive
-			case r.Lock:
-				sql = t.b.q.lockShare
-			}
-			q.Queue(sql, string(r.Bucket), []byte(r.Key)).QueryRow(func(row pgx.Row) error {
-				err := row.Scan(&res[i].item.Value, &res[i].item.ETag)
-				if errors.Is(err, pgx.ErrNoRows) {
-					return nil
-				}
-				res[i].found = err == nil
-				return err
-			})
-		}
+		t.queueReads(q, reads, func(i int, it store.Item) { res[i] = got{item: it, found: true} })
 	})
 	if err != nil {
 		return t.note(err, "prefetch")

@@ -24,6 +24,10 @@ type queries struct {
 	// the transaction, so that a COMMIT pipelined after them never commits
 	// half of it.
 	insertNewOrFail, upsertOrFail, updateIfOrFail, deleteIfOrFail string
+	// group holds the multi-row forms of the deferred writes by kind,
+	// getMany the read of several keys (group.go).
+	group   map[writeKind]string
+	getMany string
 }
 
 func newQueries(schema string) queries {
@@ -67,6 +71,7 @@ func newQueries(schema string) queries {
 	}
 	q.insertNewOrFail, q.upsertOrFail, q.updateIfOrFail = orFail(q.insertNew), orFail(q.upsert), orFail(q.updateIf)
 	q.deleteIfOrFail = orFail(q.deleteIf)
+	q.group, q.getMany = groupQueries(kv), getManyQuery(kv)
 	return q
 }
 
@@ -80,6 +85,9 @@ type tx struct {
 	// oneShot: a single statement outside any transaction (ViewOne).
 	oneShot bool
 	sent    int
+	// handOver, for a read of ViewEach, takes the one statement to send
+	// in ViewEach's batch (each.go).
+	handOver chan<- oneShotRead
 	// retryErr is the first serialization failure, deadlock or lost
 	// compare-and-swap a statement hit; the transaction is aborted from
 	// then on and runs again.
@@ -93,6 +101,9 @@ type tx struct {
 	conditional bool
 	reads       map[readKey]readState
 	pending     []pendingWrite
+	// grouped: deferred writes of a kind, and runs of plain reads, go out
+	// as one statement each (group.go); off after a first attempt failed.
+	grouped bool
 }
 
 var (
@@ -100,6 +111,7 @@ var (
 	_ store.RawWriter    = (*tx)(nil)
 	_ store.Locker       = (*tx)(nil)
 	_ store.Prefetcher   = (*tx)(nil)
+	_ store.EachReader   = (*Backend)(nil)
 )
 
 var (
@@ -285,7 +297,7 @@ func (t *tx) Delete(ctx context.Context, b store.Bucket, key string, cond store.
 		if cond.IfNoneMatch {
 			return store.ErrNotFound
 		}
-		t.pending = append(t.pending, pendingWrite{b: b, key: key, sql: t.b.q.deleteIfOrFail, args: []any{string(b), k, cond.IfMatch}})
+		t.pending = append(t.pending, pendingWrite{b: b, key: key, sql: t.b.q.deleteIfOrFail, args: []any{string(b), k, cond.IfMatch}, kind: kindDeleteIf})
 		t.deleted(b, key)
 		return nil
 	}

@@ -42,6 +42,7 @@ func RunBackend(t *testing.T, open func(t *testing.T) store.Backend) {
 		{"ConcurrentIndependentWrites", testConcurrentIndependent},
 		{"ConcurrentReadModifyWrite", testConcurrentCounter},
 		{"AtomicVisibility", testAtomicVisibility},
+		{"ViewEach", testViewEach},
 	} {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
 	}
@@ -680,5 +681,64 @@ func testAtomicVisibility(t *testing.T, b store.Backend) {
 	}
 	if n := torn.Load(); n > 0 {
 		t.Fatalf("%d reads saw a half-applied transaction", n)
+	}
+}
+
+// testViewEach: several one-shot reads at once each answer as ViewOne
+// would, whatever the others find, and the first error in order is
+// returned.
+func testViewEach(t *testing.T, b store.Backend) {
+	ctx := t.Context()
+	for _, k := range []string{"a", "p/1", "p/2"} {
+		if _, err := put(ctx, b, bk, k, []byte("v"+k), store.Condition{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var (
+		got     store.Item
+		missing error
+		scanned []store.Item
+		ran     bool
+	)
+	err := store.ViewEach(ctx, b,
+		func(tx store.Tx) error {
+			var err error
+			got, err = tx.Get(ctx, bk, "a")
+			return err
+		},
+		func(tx store.Tx) error {
+			_, missing = tx.Get(ctx, bk, "absent")
+			return nil
+		},
+		func(tx store.Tx) error { ran = true; return nil }, // no statement at all
+		func(tx store.Tx) error {
+			var err error
+			scanned, err = tx.Scan(ctx, bk, "p/", "", 0)
+			return err
+		},
+	)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got.Value) != "va" || got.ETag == "" {
+		t.Errorf("get: %q etag %q", got.Value, got.ETag)
+	}
+	if !errors.Is(missing, store.ErrNotFound) {
+		t.Errorf("get of an absent key: %v, want ErrNotFound", missing)
+	}
+	if !ran {
+		t.Error("a fn that reads nothing did not run")
+	}
+	if len(scanned) != 2 || scanned[0].Key != "p/1" || scanned[1].Key != "p/2" {
+		t.Errorf("scan: %+v", scanned)
+	}
+	errFirst, errSecond := errors.New("first"), errors.New("second")
+	err = store.ViewEach(ctx, b,
+		func(tx store.Tx) error { _, _ = tx.Get(ctx, bk, "a"); return nil },
+		func(tx store.Tx) error { return errFirst },
+		func(tx store.Tx) error { _, _ = tx.Get(ctx, bk, "a"); return errSecond },
+	)
+	if !errors.Is(err, errFirst) {
+		t.Errorf("ViewEach returned %v, want the first error in order", err)
 	}
 }

@@ -33,11 +33,7 @@ func storeCounters(cs client.ConnectionString, ok bool, roots *x509.CertPool, en
 			if err != nil {
 				continue
 			}
-			one := bench.ParseStoreCounters(b)
-			sum.Retries += one.Retries
-			sum.Conflicts += one.Conflicts
-			sum.RoundTrips += one.RoundTrips
-			sum.Found = sum.Found || one.Found
+			sum.Add(bench.ParseStoreCounters(b))
 		}
 		return sum, nil
 	}
