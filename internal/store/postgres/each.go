@@ -24,12 +24,6 @@ type oneShotRead struct {
 
 // ViewEach implements store.EachReader.
 func (b *Backend) ViewEach(ctx context.Context, fns ...func(store.Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if b.closed.Load() {
-		return store.ErrClosed
-	}
 	t, err := b.acquire(ctx)
 	if err != nil {
 		return err

@@ -163,12 +163,6 @@ func (b *Backend) Schema() string { return b.schema }
 // View runs fn in a read-only REPEATABLE READ transaction: every read sees
 // one snapshot.
 func (b *Backend) View(ctx context.Context, fn func(store.Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if b.closed.Load() {
-		return store.ErrClosed
-	}
 	_, err := b.attempt(ctx, pgx.TxOptions{IsoLevel: pgx.RepeatableRead, AccessMode: pgx.ReadOnly}, false, true, fn)
 	return err
 }
@@ -178,12 +172,6 @@ func (b *Backend) View(ctx context.Context, fn func(store.Tx) error) error {
 // On a serialization failure, deadlock or lost compare-and-swap it runs fn
 // again, up to Options.MaxAttempts times, then fails with ErrContention.
 func (b *Backend) Update(ctx context.Context, fn func(store.Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if b.closed.Load() {
-		return store.ErrClosed
-	}
 	opts := pgx.TxOptions{IsoLevel: pgx.Serializable, AccessMode: pgx.ReadWrite}
 	conditional := store.IsConditional(ctx)
 	if conditional {
@@ -246,8 +234,15 @@ func (b *Backend) attempt(ctx context.Context, opts pgx.TxOptions, conditional, 
 	return false, nil
 }
 
-// acquire takes a connection from the pool for one transaction.
+// acquire takes a connection from the pool for one transaction, unless
+// ctx is done or the backend closed.
 func (b *Backend) acquire(ctx context.Context) (*tx, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if b.closed.Load() {
+		return nil, store.ErrClosed
+	}
 	actx, cancel := context.WithTimeout(ctx, b.queryTimeout)
 	conn, err := b.pool.Acquire(actx)
 	cancel()
@@ -285,12 +280,6 @@ func beginSQL(opts pgx.TxOptions) string {
 // transaction (store.OneShotReader): one statement sees one snapshot by
 // itself, and the BEGIN and COMMIT round trips are saved.
 func (b *Backend) ViewOne(ctx context.Context, fn func(store.Tx) error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if b.closed.Load() {
-		return store.ErrClosed
-	}
 	t, err := b.acquire(ctx)
 	if err != nil {
 		return err
