@@ -311,9 +311,8 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 			return errAssignTimeout // a poll may have answered failed already
 		}
 		// What the transaction reads, in one round trip where the backend
-		// can (PostgreSQL), in the order the steps below read it: the
-		// enrollment's lock comes before the revocation jobs
-		// (revocation_guard.go).
+		// can (PostgreSQL): the enrollment's lock comes before the
+		// revocation jobs (revocation_guard.go).
 		if err := store.Prefetch(ctx, tx, persistReads(req.RegistrationID, t, opID)...); err != nil {
 			return err
 		}
@@ -435,16 +434,20 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 }
 
 // persistReads are the keys persist reads of a registration, for
-// store.Prefetch.
+// store.Prefetch: the enrollment's lock first, so that every plain read
+// after it (record, revocation jobs, operation) is one statement on
+// PostgreSQL and sees what committed before the lock was granted.
 func persistReads(regID string, t *target, opID string) []store.Read {
-	reads := []store.Read{{Bucket: store.BucketRegistrations, Key: enrollment.Key(regID)}}
+	var reads []store.Read
 	switch {
 	case t.individual != nil:
 		reads = append(reads, store.Read{Bucket: store.BucketEnrollments, Key: enrollment.Key(t.individual.RegistrationID), Lock: true})
 	case t.group != nil:
 		reads = append(reads, store.Read{Bucket: store.BucketGroups, Key: enrollment.Key(t.group.EnrollmentGroupID), Lock: true})
 	}
-	reads = append(reads, store.Read{Bucket: revocation.BucketRevocationRegistrations, Key: enrollment.Key(regID)})
+	reads = append(reads,
+		store.Read{Bucket: store.BucketRegistrations, Key: enrollment.Key(regID)},
+		store.Read{Bucket: revocation.BucketRevocationRegistrations, Key: enrollment.Key(regID)})
 	if g := t.groupID(); g != "" {
 		reads = append(reads, store.Read{Bucket: revocation.BucketRevocationSweeps, Key: enrollment.Key(g)})
 	}

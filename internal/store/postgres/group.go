@@ -15,8 +15,8 @@ import (
 // a transaction's deferred writes of one kind go out as one multi-row
 // statement over arrays (unnest), and so do the plain reads of a
 // Prefetch. A registration's seven writes are two statements, its
-// transaction's five reads three (what the lock must precede stays in
-// order), and an audit seal of a thousand events three instead of three
+// transaction's five reads two (the lock, then the plain reads it must
+// precede), and an audit seal of a thousand events three instead of three
 // thousand.
 //
 // A grouped write fails, like a single one, with division_by_zero when it
