@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/zdps/zdps/internal/api/apirequest"
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/dps"
@@ -36,7 +37,7 @@ func (a *API) explainAllocation(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, fmt.Errorf("%w: %w", store.ErrClosed, errNoExplainer))
 		return
 	}
-	b, err := requireBody(r)
+	b, err := apirequest.RequireBody(r)
 	if err != nil {
 		a.writeError(w, r, err)
 		return

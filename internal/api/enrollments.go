@@ -6,6 +6,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/zdps/zdps/internal/api/apirequest"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -136,7 +137,7 @@ func docKeys[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 
 func queryDocs[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if err := readQuery(r); err != nil {
+		if err := apirequest.ReadQuery(r); err != nil {
 			a.writeError(w, r, err)
 			return
 		}

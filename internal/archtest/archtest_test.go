@@ -119,6 +119,11 @@ var rules = []rule{
 		forbid: []string{"internal/ca", "attestation/...", "allocation/custom"},
 	},
 	{
+		name:   "the service API's request reading and authentication know no transport, pipeline, use case or CA",
+		from:   []string{"internal/api/apirequest", "internal/api/serviceauth"},
+		forbid: concat(transports, pipeline, []string{"internal/manage", "internal/ca", "attestation/...", "allocation/..."}),
+	},
+	{
 		name:   "the operations book keeps records for the pipeline and knows nothing above the store",
 		from:   []string{"internal/provisioning/operations"},
 		forbid: concat(transports, []string{"internal/provisioning", "internal/ca", "attestation/...", "allocation/..."}),
