@@ -124,6 +124,11 @@ var rules = []rule{
 		forbid: concat(transports, pipeline, []string{"internal/manage", "internal/ca", "attestation/...", "allocation/..."}),
 	},
 	{
+		name:   "hub choice is handed the resolved enrollment and the allocation.Policy: no transport, pipeline, concrete policy, verifier or CA",
+		from:   []string{"internal/provisioning/placement"},
+		forbid: concat(transports, []string{"internal/provisioning", "internal/ca", "attestation/...", "allocation/hashed", "allocation/static", "allocation/geolatency", "allocation/custom"}),
+	},
+	{
 		name:   "the operations book keeps records for the pipeline and knows nothing above the store",
 		from:   []string{"internal/provisioning/operations"},
 		forbid: concat(transports, []string{"internal/provisioning", "internal/ca", "attestation/...", "allocation/..."}),

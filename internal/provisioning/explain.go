@@ -29,13 +29,6 @@ type ExplainRequest struct {
 	SourceRTT time.Duration `json:"-"`
 }
 
-// PolicySet is the optional capability of an Allocator that offers several
-// named policies (allocation.Registry); Explain runs each of them.
-type PolicySet interface {
-	Names() []string
-	Policy(name string) allocation.Policy
-}
-
 // Explain says, for a registration ID, which hub each policy would choose
 // and why, without registering anything. It resolves the enrollment as
 // registration does (the individual enrollment first, else the group
@@ -84,19 +77,10 @@ func (s *Service) Explain(ctx context.Context, req ExplainRequest) (*dps.Explana
 	if err != nil {
 		return nil, err
 	}
-	policy, err := s.effectivePolicy(ctx, t)
-	if err != nil {
-		return nil, err
-	}
-	linked, err := s.hubs(ctx)
-	if err != nil {
-		return nil, err
-	}
 	x := &dps.Explanation{
 		RegistrationID:    req.RegistrationID,
 		EnrollmentKind:    "individualEnrollment",
 		EnrollmentID:      t.name,
-		EffectivePolicy:   policy,
 		PinnedHub:         t.hostName,
 		ReprovisionPolicy: dps.ReprovisionPolicy(t.reprov),
 		Decisions:         []dps.PolicyDecision{},
@@ -105,8 +89,6 @@ func (s *Service) Explain(ctx context.Context, req ExplainRequest) (*dps.Explana
 		x.EnrollmentKind = "enrollmentGroup"
 	}
 	in := allocation.Input{
-		Enrollment:     t.individual,
-		Group:          t.group,
 		RegistrationID: req.RegistrationID,
 		Payload:        req.Payload,
 		SourceAddr:     req.SourceAddr,
@@ -117,37 +99,8 @@ func (s *Service) Explain(ctx context.Context, req ExplainRequest) (*dps.Explana
 		in.CurrentHub, in.CurrentDeviceID = cur.AssignedHub, cur.DeviceID
 		in.AttestationType = cur.AttestationType
 	}
-	if x.Hubs, _, err = s.eligibility(ctx, linked, t.iotHubs, in.CurrentHub, false); err != nil {
+	if err := s.place.Explain(ctx, t.placement(), in, x); err != nil {
 		return nil, err
 	}
-	names := []string{policy}
-	if set, ok := s.cfg.Allocator.(PolicySet); ok {
-		names = set.Names()
-	}
-	for _, name := range names {
-		d := dps.PolicyDecision{Policy: name, Effective: name == policy}
-		switch {
-		case name == enrollment.PolicyCustom && customDefinition(t) == nil:
-			d.Error = "the enrollment has no customAllocationDefinition; the webhook was not called"
-		default:
-			dec, err := s.decide(ctx, t, in, linked, name)
-			switch {
-			case err == nil:
-				d.Hub, d.Reason = dec.Hub, dec.Reason
-			case allocation.IsFailure(err):
-				d.Error = allocationMessage(err)
-			default:
-				return nil, err
-			}
-		}
-		if d.Effective && x.CurrentHub != "" && !t.reprov.UpdateHubAssignment {
-			d.Hub, d.Reason, d.Error = x.CurrentHub, "reprovision policy updateHubAssignment=false keeps the device on its current hub", ""
-		}
-		x.Decisions = append(x.Decisions, d)
-	}
 	return x, nil
-}
-
-func customDefinition(t *target) *enrollment.CustomAllocationDefinition {
-	return t.spec.CustomAllocationDefinition
 }

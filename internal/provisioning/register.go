@@ -12,6 +12,7 @@ import (
 
 	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/internal/provisioning/operations"
+	"github.com/zdps/zdps/internal/provisioning/placement"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -188,7 +189,7 @@ func (s *Service) assign(ctx context.Context, r *registration) (*enrollment.Oper
 		return nil, err
 	}
 	op, err := s.persist(ctx, r)
-	if errors.Is(err, errHubFull) {
+	if errors.Is(err, placement.ErrHubFull) {
 		return s.failAllocation(ctx, r, err)
 	}
 	if err != nil {
@@ -290,7 +291,7 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 	payload := dec.Payload
 	var op *enrollment.Operation
 	var oldDICE *firmware.DICEState
-	uncapped := s.uncapped(ctx, dec.Hub)
+	uncapped := s.place.Uncapped(ctx, dec.Hub)
 	// A conditional transaction (store.Conditional): on PostgreSQL it runs
 	// at READ COMMITTED without predicate locks, so registrations of
 	// different devices never abort each other. What it relies on holds
@@ -298,7 +299,7 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 	// operation are written by compare-and-swap on what it read; the
 	// enrollment or group is locked before the revocation jobs are read
 	// (revocation_guard.go); hub capacity is counted under the hub's
-	// exclusive lock (checkCapacity).
+	// exclusive lock (placement.Placer.CheckCapacity).
 	err := s.st.Backend.Update(store.Conditional(ctx), func(tx store.Tx) error {
 		if !deadline.IsZero() && !s.now().Before(deadline) {
 			return errAssignTimeout // a poll may have answered failed already
@@ -360,7 +361,7 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 		if err := ev.Record(rec, cur); err != nil {
 			return err
 		}
-		if err := s.checkCapacity(ctx, tx, hub, cur, uncapped); err != nil {
+		if err := s.place.CheckCapacity(ctx, tx, hub, currentHub(cur), uncapped); err != nil {
 			return err
 		}
 		if ev.RenewalOf() != "" && len(payload) == 0 {

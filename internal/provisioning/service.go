@@ -14,6 +14,7 @@ import (
 
 	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/internal/provisioning/operations"
+	"github.com/zdps/zdps/internal/provisioning/placement"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/throttle"
@@ -50,8 +51,9 @@ type Config struct {
 	// used under a lock.
 	Rand io.Reader
 	// ReadCacheTTL bounds how long the linked hubs and the instance
-	// settings read by registrations are kept (cache.go); zero means
-	// DefaultReadCacheTTL, negative reads them on every registration.
+	// settings read by registrations are kept (placement); zero means
+	// placement.DefaultReadCacheTTL, negative reads them on every
+	// registration.
 	ReadCacheTTL time.Duration
 	// CertificateValidity of issued certificates; zero leaves it to the
 	// issuer's default.
@@ -103,10 +105,8 @@ type Service struct {
 	rand  io.Reader
 	bg    background
 	lim   limiters
-	// hubCache and settingsCache keep what registrations read of the
-	// linked hubs and the settings (cache.go).
-	hubCache      readCache[[]*enrollment.Hub]
-	settingsCache readCache[*enrollment.Settings]
+	// place chooses hubs (the allocate step).
+	place *placement.Placer
 	// testHookDetached runs after Register stopped waiting for a run and
 	// before it stores the assigning state (export_test.go).
 	testHookDetached func()
@@ -170,18 +170,8 @@ func New(cfg Config) (*Service, error) {
 		now:   cfg.Now,
 		rand:  cfg.Rand,
 		lim:   newLimiters(cfg.Limits),
-		// The caches age by the wall clock, not cfg.Now: a test clock that
-		// stands still must not keep a value forever.
-		hubCache:      readCache[[]*enrollment.Hub]{bucket: store.BucketHubs, ttl: cacheTTL(cfg.ReadCacheTTL), now: time.Now},
-		settingsCache: readCache[*enrollment.Settings]{bucket: store.BucketSettings, ttl: cacheTTL(cfg.ReadCacheTTL), now: time.Now},
+		place: placement.New(cfg.Store, cfg.Allocator, cfg.ReadCacheTTL),
 	}, nil
-}
-
-func cacheTTL(d time.Duration) time.Duration {
-	if d == 0 {
-		return DefaultReadCacheTTL
-	}
-	return d
 }
 
 // Certificates is the collection the service stores issued certificates in.
@@ -318,56 +308,4 @@ func (s *Service) newOperationID() (string, error) {
 		return "", fmt.Errorf("provisioning: operation ID: %w", err)
 	}
 	return hex.EncodeToString(b[:]), nil
-}
-
-// hubs lists the linked hubs.
-func (s *Service) hubs(ctx context.Context) ([]*enrollment.Hub, error) {
-	all, err := s.hubCache.get(ctx, s.st.Hubs.All)
-	if err != nil {
-		return nil, fmt.Errorf("provisioning: list hubs: %w", err)
-	}
-	// Shallow copies: the kept list is shared by concurrent registrations.
-	out := make([]*enrollment.Hub, len(all))
-	for i, h := range all {
-		c := *h
-		out[i] = &c
-	}
-	return out, nil
-}
-
-// uncapped reports whether hub had no capacity limit in the linked hubs
-// as last read (hubs): then persist need not read it again.
-func (s *Service) uncapped(ctx context.Context, hub string) bool {
-	all, err := s.hubs(ctx)
-	if err != nil {
-		return false
-	}
-	for _, h := range all {
-		if enrollment.Key(h.Name) == enrollment.Key(hub) {
-			return h.Capacity <= 0
-		}
-	}
-	return false
-}
-
-// effectivePolicy is the enrollment's policy, else the instance default,
-// else hashed.
-func (s *Service) effectivePolicy(ctx context.Context, t *target) (string, error) {
-	if t.policy != "" {
-		return t.policy, nil
-	}
-	set, err := s.settingsCache.get(ctx, func(ctx context.Context) (*enrollment.Settings, error) {
-		set, err := s.st.Settings.Get(ctx, (&enrollment.Settings{}).StoreKey())
-		if errors.Is(err, store.ErrNotFound) {
-			return &enrollment.Settings{}, nil
-		}
-		return set, err
-	})
-	switch {
-	case err == nil && set.DefaultAllocationPolicy != "":
-		return set.DefaultAllocationPolicy, nil
-	case err == nil || errors.Is(err, store.ErrNotFound):
-		return enrollment.PolicyHashed, nil
-	}
-	return "", fmt.Errorf("provisioning: read settings: %w", err)
 }
