@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/zdps/zdps/internal/api/apirequest"
 	"github.com/zdps/zdps/internal/api/serviceauth"
@@ -116,13 +115,7 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", "1")
 	}
 	w.Header().Set("x-ms-error-code", strconv.Itoa(code))
-	a.writeJSON(w, status, dps.ErrorBody{
-		ErrorCode:    code,
-		TrackingID:   id,
-		Message:      msg,
-		Info:         map[string]any{},
-		TimestampUTC: a.now().UTC().Format(time.RFC3339Nano),
-	})
+	a.writeJSON(w, status, dps.NewErrorBody(code, id, msg, a.now()))
 }
 
 // writeJSON answers v with the content type the Node SDK needs to parse

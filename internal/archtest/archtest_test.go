@@ -129,6 +129,11 @@ var rules = []rule{
 		forbid: concat(transports, []string{"internal/provisioning", "internal/ca", "attestation/...", "allocation/hashed", "allocation/static", "allocation/geolatency", "allocation/custom"}),
 	},
 	{
+		name:   "the throttle's limits know no transport, pipeline, store, CA, verifier or policy",
+		from:   []string{"internal/provisioning/limits"},
+		forbid: concat(transports, stores, []string{"internal/provisioning", "internal/ca", "attestation/...", "allocation/..."}),
+	},
+	{
 		name:   "the operations book keeps records for the pipeline and knows nothing above the store",
 		from:   []string{"internal/provisioning/operations"},
 		forbid: concat(transports, []string{"internal/provisioning", "internal/ca", "attestation/...", "allocation/..."}),
@@ -191,6 +196,11 @@ var rules = []rule{
 	{
 		name:       "the DPS wire contract and the webhook signature are standard library only",
 		from:       []string{"pkg/dps/...", "pkg/webhooksig"},
+		stdlibOnly: true,
+	},
+	{
+		name:       "work that outlives its request (the pipeline's background runs) is standard library only",
+		from:       []string{"internal/provisioning/detach"},
 		stdlibOnly: true,
 	},
 	{

@@ -49,16 +49,24 @@ type gen struct {
 	kms       string        // the KMS holding signer, "" when it is sealed in the state
 	pool      *x509.CertPool
 	bundlePEM []byte
+	lineage
+}
+
+// lineage is what a state holds beyond its current pair: the history of
+// its rotations, or the chain above a delegated CA. The decoded state
+// (loaded) and the generation built from it (gen) carry the same.
+type lineage struct {
 	// generation counts rotations; previous are the intermediates rotated
 	// out whose certificates may still be in use.
 	generation int
 	previous   []previousGen
-	cross      []*x509.Certificate
-	oldRoots   []*x509.Certificate
-	rootsKept  []previousRoot
-	// delegated: an edge gateway's CA; above are central's intermediates
-	// between inter and root; site goes into the subject of every leaf
-	// (the delegated CA's name constraint asks for it).
+	// Root rotation: the cross certificates and the previous roots.
+	cross     []*x509.Certificate
+	oldRoots  []*x509.Certificate
+	rootsKept []previousRoot
+	// delegated: an edge gateway's CA (delegated.go); above are central's
+	// intermediates between inter and root; site goes into the subject of
+	// every leaf (the delegated CA's name constraint asks for it).
 	delegated bool
 	above     []*x509.Certificate
 	site      string
@@ -426,9 +434,7 @@ func newGen(l *loaded) *gen {
 	}
 	return &gen{
 		blob: l.blob, root: l.root, inter: l.inter, issuer: withSKI(l.inter), signer: l.signer, tlsSigner: l.tlsSigner, kms: l.kms,
-		pool: pool, bundlePEM: bundle.Bytes(), generation: l.generation, previous: l.previous,
-		cross: l.cross, oldRoots: l.oldRoots, rootsKept: l.rootsKept,
-		delegated: l.delegated, above: l.above, site: l.site,
+		pool: pool, bundlePEM: bundle.Bytes(), lineage: l.lineage,
 	}
 }
 

@@ -96,14 +96,9 @@ func (c *CA) SignSiteCA(csrDER []byte, p SiteCAPolicy) (*Issued, error) {
 	if err := csr.CheckSignature(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCSRSignature, err)
 	}
-	now := c.now()
-	nb := now.Add(-time.Minute)
-	if nb.Before(g.inter.NotBefore) {
-		nb = g.inter.NotBefore
-	}
-	na := minTime(now.Add(p.Validity), g.inter.NotAfter)
-	if !na.After(now) || now.Before(g.inter.NotBefore) {
-		return nil, fmt.Errorf("%w: valid %s to %s, now %s", ErrCAExpired, g.inter.NotBefore, g.inter.NotAfter, now)
+	nb, na, err := c.window(g, p.Validity)
+	if err != nil {
+		return nil, err
 	}
 	serial, err := randomSerial(c.rand)
 	if err != nil {
@@ -138,13 +133,9 @@ func (c *CA) SignSiteCA(csrDER []byte, p SiteCAPolicy) (*Issued, error) {
 	if c.crlURL != "" {
 		tmpl.CRLDistributionPoints = []string{c.crlURL}
 	}
-	der, err := x509.CreateCertificate(c.rand, tmpl, g.issuer, k, g.signer)
+	cert, der, err := c.create(g, tmpl, k, "sign site CA", "parse site CA")
 	if err != nil {
-		return nil, fmt.Errorf("ca: sign site CA: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("ca: parse site CA: %w", err)
+		return nil, err
 	}
 	c.log.Info("site CA issued", "site", p.Site, "gateway", p.Gateway, "serial", fmt.Sprintf("%032x", serial), "not_after", na)
 	return &Issued{

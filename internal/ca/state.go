@@ -276,21 +276,11 @@ type loaded struct {
 	imported    bool
 	hasRootKey  bool
 	// What Rotate needs to move this state on.
-	blob       []byte
-	interRef   string // the KMS reference of signer, "" when sealed
-	tlsRef     string
-	generation int
-	previous   []previousGen
-	prevState  []previousState
-	// Root rotation: the cross certificates and the previous roots.
-	cross     []*x509.Certificate
-	oldRoots  []*x509.Certificate
-	rootsKept []previousRoot
-	// A delegated CA (delegated.go): central's intermediates above inter,
-	// and the site its certificate confines it to.
-	delegated bool
-	above     []*x509.Certificate
-	site      string
+	blob      []byte
+	interRef  string // the KMS reference of signer, "" when sealed
+	tlsRef    string
+	prevState []previousState
+	lineage
 }
 
 // previousGen is a rotated-out intermediate as loaded.
@@ -325,7 +315,7 @@ func decodeState(ctx context.Context, z *sealer, blob []byte, keys KeyStore) (*l
 	if err != nil {
 		return nil, fmt.Errorf("%w: intermediate: %w", ErrCorruptState, err)
 	}
-	l := &loaded{root: root, inter: inter, imported: s.Imported, hasRootKey: s.RootKey != nil, blob: blob, generation: s.Generation, prevState: s.Previous}
+	l := &loaded{root: root, inter: inter, imported: s.Imported, hasRootKey: s.RootKey != nil, blob: blob, lineage: lineage{generation: s.Generation}, prevState: s.Previous}
 	if s.Version == stateVersionDelegated {
 		if err := decodeDelegated(ctx, z, &s, keys, l); err != nil {
 			return nil, err

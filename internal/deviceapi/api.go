@@ -20,6 +20,7 @@ import (
 
 	"github.com/zdps/zdps/internal/devicewire"
 	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/limits"
 	"github.com/zdps/zdps/internal/ratelog"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/dps"
@@ -229,11 +230,7 @@ func (a *API) common(r *http.Request) (*provisioning.Request, error) {
 }
 
 func (a *API) register(w http.ResponseWriter, r *http.Request) {
-	req, err := a.common(r)
-	var form string
-	if err == nil {
-		form, err = a.withBody(w, r, req, true)
-	}
+	req, form, err := a.registerRequest(w, r, true)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -295,10 +292,7 @@ func (a *API) operation(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) status(w http.ResponseWriter, r *http.Request) {
-	req, err := a.common(r)
-	if err == nil {
-		_, err = a.withBody(w, r, req, false)
-	}
+	req, _, err := a.registerRequest(w, r, false)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -350,14 +344,14 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case status >= 500:
 		a.log.ErrorContext(r.Context(), "device request failed", "tracking_id", id, "status", status, "error", err)
 	}
-	switch d := provisioning.RetryAfterOf(err); {
+	switch d := limits.RetryAfterOf(err); {
 	case status == http.StatusTooManyRequests && d > 0:
 		w.Header().Set("Retry-After", retryAfterSeconds(d, a.maxWait))
 	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", a.retryAfter)
 	}
 	w.Header().Set("x-ms-error-code", strconv.Itoa(code))
-	a.writeJSON(w, r, status, devicewire.ErrorBody(code, id, msg, a.now()))
+	a.writeJSON(w, r, status, dps.NewErrorBody(code, id, msg, a.now()))
 }
 
 var (

@@ -93,6 +93,18 @@ func (a *API) withBody(w http.ResponseWriter, r *http.Request, req *provisioning
 	return dr.CSRForm(), err
 }
 
+// registerRequest is the request of the register and status calls: the
+// path and headers (common) with the DeviceRegistration body (withBody),
+// and the form of its CSR.
+func (a *API) registerRequest(w http.ResponseWriter, r *http.Request, required bool) (*provisioning.Request, string, error) {
+	req, err := a.common(r)
+	if err != nil {
+		return nil, "", err
+	}
+	form, err := a.withBody(w, r, req, required)
+	return req, form, err
+}
+
 // asBodyFault returns err as a *bodyError when it is one, or when the
 // device left while the request ran (its context is cancelled: net/http
 // does that when the device closes its side, and the server sets no

@@ -34,6 +34,7 @@ import (
 	"github.com/zdps/zdps/internal/deviceapi"
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/provisioning/caissuer"
+	"github.com/zdps/zdps/internal/provisioning/limits"
 	"github.com/zdps/zdps/internal/provisioning/symkey"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
@@ -101,7 +102,7 @@ type options struct {
 	alloc      allocation.Policy
 	assignWait time.Duration
 	now        func() time.Time
-	limits     provisioning.Limits
+	limits     limits.Limits
 }
 
 func newServer(t *testing.T, o options) *server {

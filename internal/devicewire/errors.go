@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"time"
 
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/store"
@@ -52,15 +51,4 @@ func Classify(err error) (status, code int, msg string) {
 		return http.StatusServiceUnavailable, dps.CodeUnavailable, MsgUnavailable
 	}
 	return http.StatusInternalServerError, dps.CodeInternal, MsgInternal
-}
-
-// ErrorBody is the DPS error format of a refusal.
-func ErrorBody(code int, trackingID, msg string, now time.Time) dps.ErrorBody {
-	return dps.ErrorBody{
-		ErrorCode:    code,
-		TrackingID:   trackingID,
-		Message:      msg,
-		Info:         map[string]any{},
-		TimestampUTC: now.UTC().Format(time.RFC3339Nano),
-	}
 }

@@ -18,6 +18,7 @@ import (
 
 	"github.com/zdps/zdps/internal/devicewire"
 	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/limits"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -461,13 +462,13 @@ func (s *Server) refusal(ctx context.Context, ss *session, err error) (int, stri
 		s.log.ErrorContext(ctx, "mqtt device request failed", "tracking_id", id, "status", status, "error", err)
 	}
 	var retry string
-	switch d := provisioning.RetryAfterOf(err); {
+	switch d := limits.RetryAfterOf(err); {
 	case status == http.StatusTooManyRequests && d > 0:
 		retry = devicewire.RetryAfterSeconds(d, s.maxWait)
 	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
 		retry = s.retryAfter
 	}
-	return status, retry, mustJSON(devicewire.ErrorBody(code, id, msg, s.cfg.Now()))
+	return status, retry, mustJSON(dps.NewErrorBody(code, id, msg, s.cfg.Now()))
 }
 
 func mustJSON(v any) []byte {

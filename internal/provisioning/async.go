@@ -7,9 +7,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
+	"github.com/zdps/zdps/internal/provisioning/detach"
 	"github.com/zdps/zdps/internal/provisioning/operations"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/dps"
@@ -82,88 +82,15 @@ var errAssignTimeout = errors.New("provisioning: assignment did not complete bef
 // settleTimeout bounds the write of a background run's failure.
 const settleTimeout = 10 * time.Second
 
-// background counts the runs that continue after their request.
-type background struct {
-	mu   sync.Mutex
-	n    int
-	idle chan struct{} // closed when n drops to 0
-}
-
-func (b *background) add() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.n == 0 {
-		b.idle = make(chan struct{})
-	}
-	b.n++
-}
-
-func (b *background) done() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.n--; b.n == 0 {
-		close(b.idle)
-	}
-}
-
-func (b *background) wait() <-chan struct{} {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.n == 0 {
-		c := make(chan struct{})
-		close(c)
-		return c
-	}
-	return b.idle
-}
-
 // Wait blocks until every registration running in the background has
 // stored its outcome, or ctx ends (graceful shutdown: stop accepting
 // requests first). A run abandoned by an early return answers failed
 // after its deadline.
 func (s *Service) Wait(ctx context.Context) error {
-	select {
-	case <-s.bg.wait():
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("provisioning: registrations still running in the background: %w", ctx.Err())
+	if err := s.bg.Wait(ctx); err != nil {
+		return fmt.Errorf("provisioning: registrations still running in the background: %w", err)
 	}
-}
-
-// handoff passes a run's outcome to the request waiting for it, unless the
-// request stopped waiting (detached) first.
-type handoff struct {
-	mu       sync.Mutex
-	done     chan struct{}
-	detached bool
-	finished bool
-	op       *enrollment.Operation
-	err      error
-}
-
-// finish records the outcome; false when the request no longer waits and
-// the run must settle it itself.
-func (h *handoff) finish(op *enrollment.Operation, err error) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.detached {
-		return false
-	}
-	h.op, h.err, h.finished = op, err, true
-	close(h.done)
-	return true
-}
-
-// detach stops waiting; false when the run finished already (h.op, h.err
-// hold its outcome).
-func (h *handoff) detach() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.finished {
-		return false
-	}
-	h.detached = true
-	return true
+	return nil
 }
 
 // assignAsync runs assign on a detached context and waits up to
@@ -178,32 +105,17 @@ func (s *Service) assignAsync(ctx context.Context, r *registration) (*enrollment
 	r.deadline = deadline
 	// The run keeps the request's values (request ID) but not its
 	// cancellation; the clock of its context is the real one, the
-	// deadline persist checks is s.now's.
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.AssignTimeout)
-	h := &handoff{done: make(chan struct{})}
-	s.bg.add()
-	go func() {
-		defer s.bg.done()
-		defer cancel()
-		op, err := s.assign(bctx, r)
-		if h.finish(op, err) {
-			return
-		}
-		if err != nil {
-			s.settle(bctx, log, opID, req, err)
-		}
-	}()
-
-	timer := time.NewTimer(s.cfg.AssignWait)
-	defer timer.Stop()
-	select {
-	case <-h.done:
-		return h.op, h.err
-	case <-timer.C:
-	case <-ctx.Done():
-	}
-	if !h.detach() {
-		return h.op, h.err
+	// deadline persist checks is s.now's. A failure it meets once
+	// Register stopped waiting is stored as its outcome (settle).
+	op, finished, err := detach.Run(ctx, &s.bg, s.cfg.AssignWait, s.cfg.AssignTimeout,
+		func(bctx context.Context) (*enrollment.Operation, error) { return s.assign(bctx, r) },
+		func(bctx context.Context, _ *enrollment.Operation, err error) {
+			if err != nil {
+				s.settle(bctx, log, opID, req, err)
+			}
+		})
+	if finished {
+		return op, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err // the device went away; the run stores its outcome anyway
@@ -214,7 +126,7 @@ func (s *Service) assignAsync(ctx context.Context, r *registration) (*enrollment
 	a := s.book.New(opID, req.RegistrationID, enrollment.RegistrationAssigning)
 	a.Deadline = deadline
 	a.RequestHash = hash
-	_, err := s.ops.Put(ctx, a, store.Condition{IfNoneMatch: true})
+	_, err = s.ops.Put(ctx, a, store.Condition{IfNoneMatch: true})
 	if errors.Is(err, store.ErrConflict) {
 		// The run stored its final state first: answer it.
 		op, err := s.ops.Get(ctx, opID)

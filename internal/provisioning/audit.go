@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/internal/audit"
+	"github.com/zdps/zdps/internal/provisioning/limits"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -228,7 +229,7 @@ func (s *Service) decided(r *registration, op *enrollment.Operation, err error, 
 
 // throttleLimit names the limit that refused a request.
 func throttleLimit(err error) string {
-	var te *ThrottledError
+	var te *limits.ThrottledError
 	if errors.As(err, &te) {
 		return strings.ReplaceAll(te.Limit, " ", "-")
 	}

@@ -60,15 +60,8 @@ func leafOf(req *Request) []byte {
 // request still runs the whole pipeline. Errors are those of Register's
 // first two steps: ErrUnauthorized, ErrInvalid, or a server fault.
 func (s *Service) Authenticate(ctx context.Context, req *Request) (err error) {
-	log := s.log
-	if req != nil {
-		log = log.With("registration_id", req.RegistrationID)
-	}
-	defer func() {
-		if err != nil {
-			s.logFailure(ctx, log, "authenticate", err)
-		}
-	}()
+	log := s.requestLog(req)
+	defer s.logIfFailed(ctx, log, "authenticate", &err)
 	id, err := s.attest(ctx, req)
 	if err != nil {
 		return err

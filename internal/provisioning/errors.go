@@ -1,6 +1,10 @@
 package provisioning
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/zdps/zdps/internal/provisioning/limits"
+)
 
 // Sentinel errors of the pipeline. Every error Register, OperationStatus
 // and Status return wraps one of them, or is a server fault (a store or
@@ -18,11 +22,11 @@ var (
 	// valid, a CSR that is malformed, weak or names another subject).
 	// Nothing is stored.
 	ErrInvalid = errors.New("provisioning: invalid request")
-	// ErrThrottled: a rate limit was hit (a *ThrottledError of
+	// ErrThrottled: a rate limit was hit (a *limits.ThrottledError of
 	// Config.Limits, or another registration of the device is still
 	// assigning); the transport answers 429 with Retry-After. Nothing is
 	// stored.
-	ErrThrottled = errors.New("provisioning: throttled")
+	ErrThrottled = limits.ErrThrottled
 	// ErrUnavailable: the service cannot complete registrations for now
 	// through no fault of the device (an Issuer whose CA is not valid:
 	// an edge gateway whose delegated CA expired while it was offline);

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/allocation"
+	"github.com/zdps/zdps/internal/provisioning/limits"
 	"github.com/zdps/zdps/internal/provisioning/operations"
 	"github.com/zdps/zdps/internal/provisioning/placement"
 	"github.com/zdps/zdps/internal/revocation"
@@ -66,16 +67,13 @@ type registration struct {
 // allocation, issuance and persisting take longer than that, assigning:
 // the registration then completes in the background under the same
 // operation ID, which polls read (async.go). ErrThrottled: another
-// registration of the device is still assigning, or a *ThrottledError:
+// registration of the device is still assigning, or a *limits.ThrottledError:
 // one of Config.Limits refused it. Request faults return an error
 // wrapping ErrUnauthorized or ErrInvalid and store nothing; any other
 // error is a server fault, and then nothing was stored either (a
 // certificate whose write failed is never returned).
 func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Operation, err error) {
-	r := &registration{req: req, log: s.log}
-	if req != nil {
-		r.log = r.log.With("registration_id", req.RegistrationID)
-	}
+	r := &registration{req: req, log: s.requestLog(req)}
 	start := time.Now()
 	defer func() {
 		if err != nil {
@@ -122,7 +120,7 @@ func (s *Service) attestStep(ctx context.Context, r *registration) error {
 }
 
 // resolveStep finds the enrollment that applies, applies the register
-// limits (throttle.go), names the operation, and reads the device's
+// limits (throttle.go, over internal/provisioning/limits), names the operation, and reads the device's
 // current record.
 func (s *Service) resolveStep(ctx context.Context, r *registration) error {
 	t, err := s.resolve(ctx, r.id)
@@ -480,12 +478,28 @@ func (s *Service) disabledOperation(opID, registrationID string) *enrollment.Ope
 	return op
 }
 
+// requestLog is the logger of a device request: with its registration ID.
+func (s *Service) requestLog(req *Request) *slog.Logger {
+	if req == nil {
+		return s.log
+	}
+	return s.log.With("registration_id", req.RegistrationID)
+}
+
+// logIfFailed logs *err, when set, with logFailure: deferred by the use
+// cases, whose named error it reads.
+func (s *Service) logIfFailed(ctx context.Context, log *slog.Logger, what string, err *error) {
+	if *err != nil {
+		s.logFailure(ctx, log, what, *err)
+	}
+}
+
 // logFailure logs a refused or failed request. Refusals of device input
 // are logged by kind and by their Refusal reason, a constant chosen by
 // code, never by message: attestor and issuer messages may quote parts of
 // what the device sent.
 func (s *Service) logFailure(ctx context.Context, log *slog.Logger, what string, err error) {
-	var te *ThrottledError
+	var te *limits.ThrottledError
 	if errors.As(err, &te) {
 		s.logThrottled(ctx, log, what, te)
 		return

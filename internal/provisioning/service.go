@@ -13,11 +13,12 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/allocation"
+	"github.com/zdps/zdps/internal/provisioning/detach"
+	"github.com/zdps/zdps/internal/provisioning/limits"
 	"github.com/zdps/zdps/internal/provisioning/operations"
 	"github.com/zdps/zdps/internal/provisioning/placement"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
-	"github.com/zdps/zdps/internal/throttle"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
@@ -74,9 +75,9 @@ type Config struct {
 	// DefaultAssignTimeout when zero. Used only when AssignWait is set.
 	AssignTimeout time.Duration
 	// Limits are the request rates admitted per device, per group and
-	// instance-wide (throttle.go); the zero value is off. DefaultLimits
-	// are Azure's.
-	Limits Limits
+	// instance-wide (internal/provisioning/limits); the zero value is off.
+	// limits.DefaultLimits are Azure's.
+	Limits limits.Limits
 	// Audit, when set, records every decision (audit.go).
 	Audit Auditor
 	// Observer, when set, counts every decision (metrics).
@@ -103,8 +104,8 @@ type Service struct {
 	now   func() time.Time
 	randM sync.Mutex
 	rand  io.Reader
-	bg    background
-	lim   limiters
+	bg    detach.Group
+	lim   *limits.Set
 	// place chooses hubs (the allocate step).
 	place *placement.Placer
 	// testHookDetached runs after Register stopped waiting for a run and
@@ -140,11 +141,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.CertificateValidity < 0 || cfg.OperationTTL < 0 || cfg.AssignWait < 0 || cfg.AssignTimeout < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
 	}
-	for name, r := range map[string]throttle.Rate{"Poll": cfg.Limits.Poll, "Register": cfg.Limits.Register, "GroupRegister": cfg.Limits.GroupRegister, "InstanceRegister": cfg.Limits.InstanceRegister} {
-		if !r.Off() && r.Interval() <= 0 {
-			errs = append(errs, fmt.Errorf("Limits.%s %d/%s: more than one request per nanosecond", name, r.Count, r.Per))
-		}
-	}
+	errs = append(errs, cfg.Limits.Errors()...)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("provisioning: invalid config: %w", errors.Join(errs...))
 	}
@@ -169,7 +166,7 @@ func New(cfg Config) (*Service, error) {
 		log:   cfg.Logger,
 		now:   cfg.Now,
 		rand:  cfg.Rand,
-		lim:   newLimiters(cfg.Limits),
+		lim:   limits.New(cfg.Limits),
 		place: placement.New(cfg.Store, cfg.Allocator, cfg.ReadCacheTTL),
 	}, nil
 }

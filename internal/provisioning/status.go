@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/zdps/zdps/internal/provisioning/limits"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -18,7 +19,7 @@ import (
 // dps.CodeAssignmentTimedOut.
 //
 // Polls count against Config.Limits.Poll once the device authenticated;
-// a throttled poll returns a *ThrottledError (429). A poll of an
+// a throttled poll returns a *limits.ThrottledError (429). A poll of an
 // operation still assigning is never refused: a throttled one answers
 // the operation as usual, and every answer of an assigning operation
 // carries in RetryAfter when the device's next poll is admitted, so that
@@ -26,15 +27,8 @@ import (
 // back too early. The Node.js SDK over HTTPS gives up on a 429 poll,
 // also on the one that would find the operation just finished.
 func (s *Service) OperationStatus(ctx context.Context, req *Request, operationID string) (op *enrollment.Operation, err error) {
-	log := s.log
-	if req != nil {
-		log = log.With("registration_id", req.RegistrationID)
-	}
-	defer func() {
-		if err != nil {
-			s.logFailure(ctx, log, "operation status", err)
-		}
-	}()
+	log := s.requestLog(req)
+	defer s.logIfFailed(ctx, log, "operation status", &err)
 	id, err := s.attest(ctx, req)
 	if err != nil {
 		return nil, err
@@ -45,7 +39,7 @@ func (s *Service) OperationStatus(ctx context.Context, req *Request, operationID
 		if err != nil || op.Status != enrollment.RegistrationAssigning || s.book.PastDeadline(op) {
 			return nil, throttled
 		}
-		var te *ThrottledError
+		var te *limits.ThrottledError
 		errors.As(throttled, &te)
 		s.logThrottled(ctx, log, "operation status", te)
 	}
@@ -58,7 +52,7 @@ func (s *Service) OperationStatus(ctx context.Context, req *Request, operationID
 		return s.expire(ctx, op)
 	}
 	if op.Status == enrollment.RegistrationAssigning {
-		op.RetryAfter = s.lim.poll.Wait(enrollment.Key(id.RegistrationID), s.now())
+		op.RetryAfter = s.lim.PollWait(id.RegistrationID, s.now())
 	}
 	return op, nil
 }
@@ -104,15 +98,8 @@ func (s *Service) withChain(ctx context.Context, op *enrollment.Operation) (*enr
 // which the transport does not answer). Lookups count against
 // Config.Limits.Poll, as polls do.
 func (s *Service) Status(ctx context.Context, req *Request) (rec *enrollment.Registration, err error) {
-	log := s.log
-	if req != nil {
-		log = log.With("registration_id", req.RegistrationID)
-	}
-	defer func() {
-		if err != nil {
-			s.logFailure(ctx, log, "status lookup", err)
-		}
-	}()
+	log := s.requestLog(req)
+	defer s.logIfFailed(ctx, log, "status lookup", &err)
 	id, err := s.attest(ctx, req)
 	if err != nil {
 		return nil, err

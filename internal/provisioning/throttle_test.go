@@ -13,6 +13,7 @@ import (
 	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/allocation/hashed"
 	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/limits"
 	"github.com/zdps/zdps/internal/store/memory"
 	"github.com/zdps/zdps/internal/throttle"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -44,7 +45,7 @@ func outcomes(t *testing.T, errs []error) string {
 	}
 	for _, err := range errs {
 		s := "ok"
-		var te *provisioning.ThrottledError
+		var te *limits.ThrottledError
 		switch {
 		case err == nil:
 		case errors.As(err, &te):
@@ -91,7 +92,7 @@ func TestThrottle(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name   string
-		limits provisioning.Limits
+		limits limits.Limits
 		// run sends the requests; svc has registered nothing yet.
 		run       func(e *env, svc *provisioning.Service) []error
 		want      string
@@ -99,7 +100,7 @@ func TestThrottle(t *testing.T) {
 	}{
 		{
 			name:   "poll flood",
-			limits: provisioning.Limits{Poll: rate("5/10s")},
+			limits: limits.Limits{Poll: rate("5/10s")},
 			run: func(e *env, svc *provisioning.Service) []error {
 				op, err := svc.Register(ctx, dev("dev-1"))
 				if err != nil {
@@ -114,7 +115,7 @@ func TestThrottle(t *testing.T) {
 		},
 		{
 			name:   "status lookups share the poll budget",
-			limits: provisioning.Limits{Poll: rate("2/10s")},
+			limits: limits.Limits{Poll: rate("2/10s")},
 			run: func(e *env, svc *provisioning.Service) []error {
 				op, err := svc.Register(ctx, dev("dev-1"))
 				if err != nil {
@@ -130,7 +131,7 @@ func TestThrottle(t *testing.T) {
 		},
 		{
 			name:   "register flood, per device and case-insensitive",
-			limits: provisioning.Limits{Register: rate("10/1m")},
+			limits: limits.Limits{Register: rate("10/1m")},
 			run: func(e *env, svc *provisioning.Service) []error {
 				errs := repeat(15, func(i int) error {
 					id := "dev-1"
@@ -147,7 +148,7 @@ func TestThrottle(t *testing.T) {
 		},
 		{
 			name:   "group limit over all the group's devices",
-			limits: provisioning.Limits{Register: rate("10/1m"), GroupRegister: rate("3/1m")},
+			limits: limits.Limits{Register: rate("10/1m"), GroupRegister: rate("3/1m")},
 			run: func(e *env, svc *provisioning.Service) []error {
 				errs := repeat(5, func(i int) error { _, err := svc.Register(ctx, grp(fmt.Sprintf("g-dev-%d", i))); return err })
 				// Individual enrollments are in no group.
@@ -158,7 +159,7 @@ func TestThrottle(t *testing.T) {
 		},
 		{
 			name:   "instance limit over every device",
-			limits: provisioning.Limits{InstanceRegister: rate("4/1m")},
+			limits: limits.Limits{InstanceRegister: rate("4/1m")},
 			run: func(e *env, svc *provisioning.Service) []error {
 				errs := repeat(3, func(i int) error { _, err := svc.Register(ctx, grp(fmt.Sprintf("g-dev-%d", i))); return err })
 				return append(errs, repeat(3, func(int) error { _, err := svc.Register(ctx, dev("dev-2")); return err })...)
@@ -168,7 +169,7 @@ func TestThrottle(t *testing.T) {
 		},
 		{
 			name:   "a device over its own limit spends nothing of the instance's",
-			limits: provisioning.Limits{Register: rate("2/1m"), InstanceRegister: rate("3/1m")},
+			limits: limits.Limits{Register: rate("2/1m"), InstanceRegister: rate("3/1m")},
 			run: func(e *env, svc *provisioning.Service) []error {
 				errs := repeat(10, func(int) error { _, err := svc.Register(ctx, dev("dev-1")); return err })
 				return append(errs, repeat(1, func(int) error { _, err := svc.Register(ctx, dev("dev-2")); return err })...)
@@ -178,7 +179,7 @@ func TestThrottle(t *testing.T) {
 		},
 		{
 			name:   "unauthenticated requests do not spend the device's budget",
-			limits: provisioning.Limits{Poll: rate("5/10s"), Register: rate("10/1m"), GroupRegister: rate("10/1m"), InstanceRegister: rate("10/1m")},
+			limits: limits.Limits{Poll: rate("5/10s"), Register: rate("10/1m"), GroupRegister: rate("10/1m"), InstanceRegister: rate("10/1m")},
 			run: func(e *env, svc *provisioning.Service) []error {
 				bad := &provisioning.Request{RegistrationID: "dev-1", Authorization: "stolen-nothing"}
 				errs := repeat(50, func(int) error { _, err := svc.Register(ctx, bad); return err })
@@ -235,7 +236,7 @@ func TestThrottledPollOfAssigningOperation(t *testing.T) {
 	e := asyncEnv(t, "memory")
 	gate := newGate()
 	svc := e.serviceWith(t, gate, func(c *provisioning.Config) {
-		c.Limits = provisioning.Limits{Poll: throttle.Rate{Count: 2, Per: 10 * time.Second}}
+		c.Limits = limits.Limits{Poll: throttle.Rate{Count: 2, Per: 10 * time.Second}}
 	})
 	req := devReq(t, "")
 	op, err := svc.Register(ctx, req)
@@ -271,7 +272,7 @@ func TestNewRefusesSubNanosecondRates(t *testing.T) {
 		Attestors: map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{e.st}},
 		Allocator: hashed.New(),
 		Logger:    testLogger(t),
-		Limits:    provisioning.Limits{Poll: throttle.Rate{Count: 10, Per: time.Nanosecond}},
+		Limits:    limits.Limits{Poll: throttle.Rate{Count: 10, Per: time.Nanosecond}},
 	})
 	if err == nil || !strings.Contains(err.Error(), "Limits.Poll") {
 		t.Fatalf("New = %v, want an error naming Limits.Poll", err)
@@ -289,7 +290,7 @@ func TestThrottledRefusalsLogOncePerInterval(t *testing.T) {
 	svc := e.serviceWith(t, hashed.New(), func(c *provisioning.Config) {
 		c.AssignWait, c.AssignTimeout = 0, 0
 		c.Logger = slog.New(slog.NewTextHandler(&buf, nil))
-		c.Limits = provisioning.Limits{Register: throttle.Rate{Count: 1, Per: time.Hour}}
+		c.Limits = limits.Limits{Register: throttle.Rate{Count: 1, Per: time.Hour}}
 	})
 	req := &provisioning.Request{RegistrationID: "dev-1", Authorization: "individual"}
 	for i := range 100 {
