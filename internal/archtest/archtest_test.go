@@ -134,6 +134,11 @@ var rules = []rule{
 		forbid: concat(transports, stores, []string{"internal/provisioning", "internal/ca", "attestation/...", "allocation/..."}),
 	},
 	{
+		name:   "the record of the pipeline's decisions sits on the trail and the store: no transport, pipeline, use case, CA, verifier or policy",
+		from:   []string{"internal/provisioning/decision"},
+		forbid: concat(transports, []string{"internal/provisioning", "internal/manage", "internal/ca", "attestation/...", "allocation/..."}),
+	},
+	{
 		name:   "the operations book keeps records for the pipeline and knows nothing above the store",
 		from:   []string{"internal/provisioning/operations"},
 		forbid: concat(transports, []string{"internal/provisioning", "internal/ca", "attestation/...", "allocation/..."}),

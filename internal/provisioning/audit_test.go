@@ -15,6 +15,7 @@ import (
 	"github.com/zdps/zdps/internal/audit"
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/provisioning/caissuer"
+	"github.com/zdps/zdps/internal/provisioning/decision"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -97,7 +98,7 @@ func TestDecisionsAreAudited(t *testing.T) {
 		t.Fatalf("assigned event %+v", got)
 	}
 	ref := evs[1]
-	if ref.Action != audit.ActionRegistrationRefused || ref.Reason != provisioning.ClassUnauthorized || ref.Transport != "mqtt" {
+	if ref.Action != audit.ActionRegistrationRefused || ref.Reason != decision.ClassUnauthorized || ref.Transport != "mqtt" {
 		t.Fatalf("refusal event %+v", ref)
 	}
 	if fmt.Sprint(obs.regs) != "[symmetricKey/https/assigned/ "+provisioning.Mechanism(wrong)+"/mqtt/refused/unauthorized]" || fmt.Sprint(obs.cert) != "[issued]" {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/allocation"
+	"github.com/zdps/zdps/internal/provisioning/decision"
 	"github.com/zdps/zdps/internal/provisioning/detach"
 	"github.com/zdps/zdps/internal/provisioning/limits"
 	"github.com/zdps/zdps/internal/provisioning/operations"
@@ -78,10 +79,10 @@ type Config struct {
 	// instance-wide (internal/provisioning/limits); the zero value is off.
 	// limits.DefaultLimits are Azure's.
 	Limits limits.Limits
-	// Audit, when set, records every decision (audit.go).
-	Audit Auditor
+	// Audit, when set, records every decision (audit.go, decision).
+	Audit decision.Auditor
 	// Observer, when set, counts every decision (metrics).
-	Observer Observer
+	Observer decision.Observer
 	// SourceBlocked, when set, refuses (429) register requests from a
 	// source an alert response blocked, before any attestation work.
 	SourceBlocked func(ctx context.Context, remoteAddr string) (time.Duration, bool)
