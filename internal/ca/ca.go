@@ -319,13 +319,9 @@ func Import(ctx context.Context, cfg Config, b Bundle) (*CA, error) {
 	if err != nil {
 		return nil, err
 	}
-	root, err := pemutil.ParseCertificate(b.RootPEM)
+	root, inter, err := parsePair(pemutil.ParseCertificate, b.RootPEM, b.IntermediatePEM, ErrInvalidCA)
 	if err != nil {
-		return nil, fmt.Errorf("%w: root: %w", ErrInvalidCA, err)
-	}
-	inter, err := pemutil.ParseCertificate(b.IntermediatePEM)
-	if err != nil {
-		return nil, fmt.Errorf("%w: intermediate: %w", ErrInvalidCA, err)
+		return nil, err
 	}
 	var opts []pemutil.Options
 	if len(b.KeyPassword) > 0 {
@@ -366,6 +362,18 @@ func Import(ctx context.Context, cfg Config, b Bundle) (*CA, error) {
 	}
 	cfg.Logger.Info("ca imported", "root_subject", root.Subject.String(), "intermediate_not_after", inter.NotAfter)
 	return open(ctx, cfg)
+}
+
+// parsePair parses a root and an intermediate with parse (PEM or DER);
+// an error wraps bad (ErrInvalidCA, ErrCorruptState) and names which one.
+func parsePair(parse func([]byte) (*x509.Certificate, error), rootB, interB []byte, bad error) (root, inter *x509.Certificate, err error) {
+	if root, err = parse(rootB); err != nil {
+		return nil, nil, fmt.Errorf("%w: root: %w", bad, err)
+	}
+	if inter, err = parse(interB); err != nil {
+		return nil, nil, fmt.Errorf("%w: intermediate: %w", bad, err)
+	}
+	return root, inter, nil
 }
 
 // checkChain checks what every stored or imported CA must satisfy.

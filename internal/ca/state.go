@@ -307,13 +307,9 @@ func decodeState(ctx context.Context, z *sealer, blob []byte, keys KeyStore) (*l
 	if _, err := z.open(roleCheck, &s, s.KEKCheck); err != nil {
 		return nil, ErrBadKEK
 	}
-	root, err := x509.ParseCertificate(s.Root)
+	root, inter, err := parsePair(x509.ParseCertificate, s.Root, s.Intermediate, ErrCorruptState)
 	if err != nil {
-		return nil, fmt.Errorf("%w: root: %w", ErrCorruptState, err)
-	}
-	inter, err := x509.ParseCertificate(s.Intermediate)
-	if err != nil {
-		return nil, fmt.Errorf("%w: intermediate: %w", ErrCorruptState, err)
+		return nil, err
 	}
 	l := &loaded{root: root, inter: inter, imported: s.Imported, hasRootKey: s.RootKey != nil, blob: blob, lineage: lineage{generation: s.Generation}, prevState: s.Previous}
 	if s.Version == stateVersionDelegated {

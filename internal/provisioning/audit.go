@@ -44,7 +44,8 @@ func ErrorClass(err error) string {
 	return decision.ClassInternal
 }
 
-// facts is what r learned, as the trail and the metrics name it.
+// facts is what r learned, as the trail and the metrics name it, but the
+// issued certificate (withSerial).
 func (r *registration) facts() decision.Facts {
 	var f decision.Facts
 	if r.req != nil {
@@ -61,6 +62,13 @@ func (r *registration) facts() decision.Facts {
 		f.Resolved, f.Enrollment, f.Group = true, r.t.name, r.t.groupID()
 	}
 	f.OperationID = r.opID
+	return f
+}
+
+// withSerial is f with the serial of the certificate r issued. Only the
+// run that issued it, or the request it handed its outcome to, may read
+// it: a run that continues in the background writes it.
+func (r *registration) withSerial(f decision.Facts) decision.Facts {
 	if r.issued != nil {
 		f.Serial = r.issued.Serial
 	}
@@ -73,7 +81,7 @@ func (s *Service) recordAssigned(ctx context.Context, tx store.Tx, r *registrati
 	if s.cfg.Audit == nil {
 		return nil
 	}
-	return decision.Assigned(ctx, tx, s.cfg.Audit, r.facts(), rec, cur)
+	return decision.Assigned(ctx, tx, s.cfg.Audit, r.withSerial(r.facts()), rec, cur)
 }
 
 // decided classifies a register request's answer and reports it
@@ -103,5 +111,9 @@ func (s *Service) decided(r *registration, op *enrollment.Operation, err error, 
 			}
 		}
 	}
-	decision.Decided(s.cfg.Audit, s.cfg.Observer, r.facts(), outcome, class, ReasonOf(err), err, time.Since(start))
+	f := r.facts()
+	if outcome == enrollment.RegistrationAssigned {
+		f = r.withSerial(f) // the run handed its outcome back: it is done with r
+	}
+	decision.Decided(s.cfg.Audit, s.cfg.Observer, f, outcome, class, ReasonOf(err), err, time.Since(start))
 }

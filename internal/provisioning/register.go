@@ -120,7 +120,7 @@ func (s *Service) attestStep(ctx context.Context, r *registration) error {
 }
 
 // resolveStep finds the enrollment that applies, applies the register
-// limits (throttle.go, over internal/provisioning/limits), names the operation, and reads the device's
+// limits (throttle.go), names the operation, and reads the device's
 // current record.
 func (s *Service) resolveStep(ctx context.Context, r *registration) error {
 	t, err := s.resolve(ctx, r.id)

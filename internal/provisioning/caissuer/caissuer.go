@@ -33,21 +33,28 @@ func New(c Signer) (*Issuer, error) {
 
 var _ provisioning.Issuer = (*Issuer)(nil)
 
+// refusals are the CA's sentinels for device input, with the fixed reason
+// the pipeline logs for each; errCSR is what they are refused as.
+var (
+	refusals = []provisioning.Sentinel{
+		{Err: ca.ErrCSRMalformed, Reason: "CSR malformed"},
+		{Err: ca.ErrCSRSignature, Reason: "CSR signature invalid"},
+		{Err: ca.ErrCSRKey, Reason: "CSR key type or size not accepted"},
+		{Err: ca.ErrCSRSubject, Reason: "CSR CN does not match registrationId"},
+	}
+	errCSR = fmt.Errorf("%w: csr", provisioning.ErrInvalid)
+)
+
 // Issue signs the CSR by policy.
 func (i *Issuer) Issue(ctx context.Context, csrDER []byte, p provisioning.LeafPolicy) (*provisioning.Issued, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	out, err := i.ca.SignCSR(csrDER, ca.LeafPolicy{RegistrationID: p.RegistrationID, DeviceID: p.DeviceID, Validity: p.Validity})
+	refusal, refused := provisioning.RefuseAs(err, errCSR, refusals)
 	switch {
-	case errors.Is(err, ca.ErrCSRMalformed):
-		return nil, provisioning.Refuse("CSR malformed", fmt.Errorf("%w: csr: %w", provisioning.ErrInvalid, err))
-	case errors.Is(err, ca.ErrCSRSignature):
-		return nil, provisioning.Refuse("CSR signature invalid", fmt.Errorf("%w: csr: %w", provisioning.ErrInvalid, err))
-	case errors.Is(err, ca.ErrCSRKey):
-		return nil, provisioning.Refuse("CSR key type or size not accepted", fmt.Errorf("%w: csr: %w", provisioning.ErrInvalid, err))
-	case errors.Is(err, ca.ErrCSRSubject):
-		return nil, provisioning.Refuse("CSR CN does not match registrationId", fmt.Errorf("%w: csr: %w", provisioning.ErrInvalid, err))
+	case refused:
+		return nil, refusal
 	case errors.Is(err, ca.ErrCAExpired):
 		// No fault of the device: 503, retried until the CA is renewed.
 		return nil, fmt.Errorf("%w: %w", provisioning.ErrUnavailable, err)

@@ -38,16 +38,21 @@ func New(v Verifier) (*Attestor, error) {
 	return &Attestor{v: v}, nil
 }
 
+// refusals are the verifier's sentinels for device input, with the fixed
+// reason the pipeline logs for each.
+var refusals = []provisioning.Sentinel{
+	{Err: symmetric.ErrExpired, Reason: "SAS token expired"},
+	{Err: symmetric.ErrMalformed, Reason: "malformed SAS token"},
+	{Err: symmetric.ErrUnauthorized, Reason: "SAS signature or resource does not match an enrollment"},
+}
+
 // Attest verifies the request's SAS for its ID scope and registration ID.
 func (a *Attestor) Attest(ctx context.Context, req *provisioning.Request) (*provisioning.Identity, error) {
 	res, err := a.v.Verify(ctx, req.IDScope, req.RegistrationID, req.Authorization)
+	refusal, refused := provisioning.RefuseAs(err, provisioning.ErrUnauthorized, refusals)
 	switch {
-	case errors.Is(err, symmetric.ErrExpired):
-		return nil, provisioning.Refuse("SAS token expired", fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err))
-	case errors.Is(err, symmetric.ErrMalformed):
-		return nil, provisioning.Refuse("malformed SAS token", fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err))
-	case errors.Is(err, symmetric.ErrUnauthorized):
-		return nil, provisioning.Refuse("SAS signature or resource does not match an enrollment", fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err))
+	case refused:
+		return nil, refusal
 	case err != nil:
 		return nil, err
 	case res == nil || (res.Enrollment == nil && res.Group == nil):

@@ -45,27 +45,22 @@ func New(v Verifier) (*Attestor, error) {
 
 // refusals are the verifier's sentinels for device input, with the fixed
 // reason the pipeline logs for each.
-var refusals = []struct {
-	err    error
-	reason string
-}{
-	{x509v.ErrCNMismatch, "CN does not match registrationId"},
-	{x509v.ErrCANotVerified, "CA not verified"},
-	{x509v.ErrExpired, "certificate expired or not yet valid"},
-	{x509v.ErrKeyUsage, "certificate key usage does not allow client authentication"},
-	{x509v.ErrChain, "chain does not verify to the enrollment's certificate"},
-	{x509v.ErrMalformed, "malformed certificate chain"},
-	{x509v.ErrUnauthorized, "no enrollment admits the certificate"},
+var refusals = []provisioning.Sentinel{
+	{Err: x509v.ErrCNMismatch, Reason: "CN does not match registrationId"},
+	{Err: x509v.ErrCANotVerified, Reason: "CA not verified"},
+	{Err: x509v.ErrExpired, Reason: "certificate expired or not yet valid"},
+	{Err: x509v.ErrKeyUsage, Reason: "certificate key usage does not allow client authentication"},
+	{Err: x509v.ErrChain, Reason: "chain does not verify to the enrollment's certificate"},
+	{Err: x509v.ErrMalformed, Reason: "malformed certificate chain"},
+	{Err: x509v.ErrUnauthorized, Reason: "no enrollment admits the certificate"},
 }
 
 // Attest verifies the request's TLS client chain for its registration ID.
 func (a *Attestor) Attest(ctx context.Context, req *provisioning.Request) (*provisioning.Identity, error) {
 	res, err := a.v.Verify(ctx, req.RegistrationID, req.ClientCertificates)
 	if err != nil {
-		for _, r := range refusals {
-			if errors.Is(err, r.err) {
-				return nil, provisioning.Refuse(r.reason, fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err))
-			}
+		if refusal, ok := provisioning.RefuseAs(err, provisioning.ErrUnauthorized, refusals); ok {
+			return nil, refusal
 		}
 		return nil, err
 	}
