@@ -39,6 +39,7 @@ import (
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/provisioning/caissuer"
 	"github.com/zdps/zdps/internal/provisioning/limits"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/provisioning/renewal"
 	"github.com/zdps/zdps/internal/provisioning/symkey"
 	"github.com/zdps/zdps/internal/provisioning/tpmatt"
@@ -629,7 +630,7 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 	}
 	prov, err := provisioning.New(provisioning.Config{
 		Store: st,
-		Attestors: map[string]provisioning.Attestor{
+		Attestors: map[string]port.Attestor{
 			enrollment.AttestationSymmetricKey: symAtt,
 			enrollment.AttestationX509:         x509Att,
 			enrollment.AttestationTPM:          tpmAtt,

@@ -9,6 +9,7 @@ import (
 
 	"github.com/zdps/zdps/internal/api/apirequest"
 	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/dps"
 )
@@ -56,9 +57,9 @@ func (a *API) explainAllocation(w http.ResponseWriter, r *http.Request) {
 		Payload: req.Payload, SourceAddr: req.SourceAddress, SourceRTT: time.Duration(req.SourceRTTMs * float64(time.Millisecond)),
 	})
 	switch {
-	case errors.Is(err, provisioning.ErrInvalid):
+	case errors.Is(err, port.ErrInvalid):
 		err = fmt.Errorf("%w: %w", errBadRequest, err)
-	case errors.Is(err, provisioning.ErrNotFound):
+	case errors.Is(err, port.ErrNotFound):
 		err = fmt.Errorf("%w: %w", store.ErrNotFound, err)
 	}
 	if err != nil {

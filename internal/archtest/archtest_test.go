@@ -129,9 +129,19 @@ var rules = []rule{
 		forbid: concat(transports, []string{"internal/provisioning", "internal/ca", "attestation/...", "allocation/hashed", "allocation/static", "allocation/geolatency", "allocation/custom"}),
 	},
 	{
-		name:   "the throttle's limits know no transport, pipeline, store, CA, verifier or policy",
+		name:   "the pipeline's ports are a contract: no transport, pipeline, store backend, CA, verifier or policy",
+		from:   []string{"internal/provisioning/port"},
+		forbid: concat(transports, []string{"internal/provisioning", "internal/store/bolt", "internal/store/postgres", "internal/store/memory", "internal/ca", "attestation/...", "allocation/..."}),
+	},
+	{
+		name:   "the attestation adapters and the CA's issuer see the pipeline's ports only, never the pipeline",
+		from:   []string{"internal/provisioning/symkey", "internal/provisioning/x509att", "internal/provisioning/tpmatt", "internal/provisioning/renewal", "internal/provisioning/caissuer"},
+		forbid: concat(transports, []string{"internal/provisioning"}),
+	},
+	{
+		name:   "the throttle's limits know no transport, pipeline, store backend, CA, verifier or policy",
 		from:   []string{"internal/provisioning/limits"},
-		forbid: concat(transports, stores, []string{"internal/provisioning", "internal/ca", "attestation/...", "allocation/..."}),
+		forbid: concat(transports, []string{"internal/provisioning", "internal/store/bolt", "internal/store/postgres", "internal/store/memory", "internal/ca", "attestation/...", "allocation/..."}),
 	},
 	{
 		name:   "the record of the pipeline's decisions sits on the trail and the store: no transport, pipeline, use case, CA, verifier or policy",

@@ -35,6 +35,7 @@ import (
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/provisioning/caissuer"
 	"github.com/zdps/zdps/internal/provisioning/limits"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/provisioning/symkey"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
@@ -130,7 +131,7 @@ func newServer(t *testing.T, o options) *server {
 	}
 	svc, err := provisioning.New(provisioning.Config{
 		Store:      s.st,
-		Attestors:  map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: att},
+		Attestors:  map[string]port.Attestor{enrollment.AttestationSymmetricKey: att},
 		Allocator:  alloc,
 		Issuer:     iss,
 		Logger:     logger,

@@ -5,6 +5,7 @@ import (
 
 	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/internal/provisioning/placement"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -18,21 +19,13 @@ func (t *target) placement() placement.Target {
 		IotHubs: t.iotHubs, Reprov: t.reprov, Custom: t.spec.CustomAllocationDefinition}
 }
 
-// currentHub is the hub the record assigns the device to, "" when none.
-func currentHub(cur *enrollment.Registration) string {
-	if assigned(cur) {
-		return cur.AssignedHub
-	}
-	return ""
-}
-
 // allocate decides the hub the device should have if it may move
 // (placement.Placer.Allocate).
-func (s *Service) allocate(ctx context.Context, t *target, req *Request, id *Identity, cur *enrollment.Registration) (allocation.Decision, error) {
+func (s *Service) allocate(ctx context.Context, t *target, req *port.Request, id *port.Identity, cur *enrollment.Registration) (allocation.Decision, error) {
 	in := allocation.Input{
 		RegistrationID: req.RegistrationID,
 		Payload:        req.Payload,
-		CurrentHub:     currentHub(cur),
+		CurrentHub:     placement.CurrentHub(cur),
 		SourceAddr:     req.RemoteAddr,
 		SourceRTT:      req.RTT,
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/zdps/zdps/internal/provisioning/detach"
 	"github.com/zdps/zdps/internal/provisioning/operations"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -171,15 +172,15 @@ func (s *Service) inflight(ctx context.Context, log *slog.Logger, regID, hash st
 			log.InfoContext(ctx, "registration joins the one still assigning", "outcome", OutcomeAssigning, "operation_id", op.OperationID)
 			return op, nil
 		}
-		return nil, Refuse("another registration of the device is still assigning",
-			fmt.Errorf("%w: a registration of this device is still assigning; retry later", ErrThrottled))
+		return nil, port.Refuse("another registration of the device is still assigning",
+			fmt.Errorf("%w: a registration of this device is still assigning; retry later", port.ErrThrottled))
 	}
 	return nil, nil
 }
 
 // requestHash identifies what a register request asks for, beyond who
 // the device is (attestation already proved that).
-func requestHash(id *Identity, req *Request) string {
+func requestHash(id *port.Identity, req *port.Request) string {
 	h := sha256.New()
 	write := func(b []byte) {
 		var n [8]byte
@@ -192,7 +193,7 @@ func requestHash(id *Identity, req *Request) string {
 	write([]byte(id.Type))
 	write(req.CSR)
 	write(req.Payload)
-	if serial := id.evidence().RenewalOf(); serial != "" {
+	if serial := evidence(id).RenewalOf(); serial != "" {
 		write([]byte(serial))
 	}
 	return hex.EncodeToString(h.Sum(nil))
@@ -215,22 +216,22 @@ func (s *Service) expire(ctx context.Context, op *enrollment.Operation) (*enroll
 
 // settle stores the failure of a run whose request no longer waits: the
 // device learns it by polling.
-func (s *Service) settle(ctx context.Context, log *slog.Logger, opID string, req *Request, err error) {
+func (s *Service) settle(ctx context.Context, log *slog.Logger, opID string, req *port.Request, err error) {
 	code, msg := dps.CodeInternal, "internal error while assigning; register again"
 	switch {
 	case errors.Is(err, errAssignTimeout), errors.Is(err, context.DeadlineExceeded):
 		code, msg = dps.CodeAssignmentTimedOut, MessageAssignmentTimedOut
-	case errors.Is(err, ErrUnauthorized):
+	case errors.Is(err, port.ErrUnauthorized):
 		code, msg = dps.CodeUnauthorized, "registration refused: unauthorized"
-	case errors.Is(err, ErrInvalid):
+	case errors.Is(err, port.ErrInvalid):
 		// Refusal reasons are constants chosen by code, safe to answer.
 		code, msg = dps.CodeBadArgument, "registration refused: invalid request"
-		if r := ReasonOf(err); r != "" {
+		if r := port.ReasonOf(err); r != "" {
 			msg = "registration refused: " + r
 		}
-	case errors.Is(err, ErrThrottled):
+	case errors.Is(err, port.ErrThrottled):
 		code, msg = dps.CodeThrottled, "registration refused for now; register again later"
-	case errors.Is(err, store.ErrBusy), errors.Is(err, ErrUnavailable):
+	case errors.Is(err, store.ErrBusy), errors.Is(err, port.ErrUnavailable):
 		code, msg = dps.CodeUnavailable, "service busy; register again"
 	case errors.Is(err, operations.ErrClosed):
 		return // a poll closed it after its deadline

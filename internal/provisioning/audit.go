@@ -2,7 +2,6 @@ package provisioning
 
 import (
 	"context"
-	"errors"
 	"time"
 
 	"github.com/zdps/zdps/internal/provisioning/decision"
@@ -13,36 +12,6 @@ import (
 // This file reports the pipeline's decisions to internal/provisioning/decision,
 // which writes the audit events and counts the metrics (Config.Audit,
 // Config.Observer).
-
-// ReasonFirmwareRollback is the Verdict reason of a DICE device whose
-// firmware SVN is below its policy's minimum.
-const ReasonFirmwareRollback = "firmware rollback"
-
-// ErrorClass is the class (decision.Class*) of a refused or failed
-// request.
-func ErrorClass(err error) string {
-	switch {
-	case err == nil:
-		return ""
-	case errors.Is(err, ErrThrottled):
-		return decision.ClassThrottled
-	case errors.Is(err, ErrUnauthorized):
-		switch ReasonOf(err) {
-		case "certificate revoked":
-			return decision.ClassRenewalRevoked
-		case "operational certificate not recorded as issued", "operational certificate issued to another registration":
-			return decision.ClassRenewalUnknown
-		}
-		return decision.ClassUnauthorized
-	case errors.Is(err, ErrInvalid):
-		return decision.ClassInvalid
-	case errors.Is(err, ErrNotFound):
-		return decision.ClassNotFound
-	case errors.Is(err, store.ErrBusy):
-		return decision.ClassBusy
-	}
-	return decision.ClassInternal
-}
 
 // facts is what r learned, as the trail and the metrics name it, but the
 // issued certificate (withSerial).
@@ -56,12 +25,12 @@ func (r *registration) facts() decision.Facts {
 		}
 	}
 	if r.id != nil {
-		f.Attested, f.Attestation, f.RenewalOf = true, r.id.Type, r.id.evidence().RenewalOf()
+		f.Attested, f.Attestation, f.RenewalOf = true, r.id.Type, evidence(r.id).RenewalOf()
 	}
 	if r.t != nil {
 		f.Resolved, f.Enrollment, f.Group = true, r.t.name, r.t.groupID()
 	}
-	f.OperationID = r.opID
+	f.OperationID, f.Verdict = r.opID, r.verdict
 	return f
 }
 
@@ -84,36 +53,12 @@ func (s *Service) recordAssigned(ctx context.Context, tx store.Tx, r *registrati
 	return decision.Assigned(ctx, tx, s.cfg.Audit, r.withSerial(r.facts()), rec, cur)
 }
 
-// decided classifies a register request's answer and reports it
-// (decision.Decided): counted, and audited unless persist did.
+// decided reports a register request's answer (decision.Decided):
+// counted, and audited unless persist did.
 func (s *Service) decided(r *registration, op *enrollment.Operation, err error, start time.Time) {
-	outcome, class := "", ErrorClass(err)
-	switch {
-	case err != nil && (class == decision.ClassInternal || class == decision.ClassBusy):
-		outcome = "error"
-	case err != nil:
-		outcome = "refused"
-	case op == nil:
-		return
-	default:
-		outcome = op.Status
-		switch op.Status {
-		case enrollment.RegistrationDisabled:
-			class = decision.ClassDisabled
-		case enrollment.RegistrationFailed:
-			class = decision.ClassAllocation
-			switch r.verdict {
-			case "":
-			case ReasonFirmwareRollback:
-				class = decision.ClassFirmwareDowngrade
-			default:
-				class = decision.ClassFirmwarePolicy
-			}
-		}
-	}
 	f := r.facts()
-	if outcome == enrollment.RegistrationAssigned {
+	if err == nil && op != nil && op.Status == enrollment.RegistrationAssigned {
 		f = r.withSerial(f) // the run handed its outcome back: it is done with r
 	}
-	decision.Decided(s.cfg.Audit, s.cfg.Observer, f, outcome, class, ReasonOf(err), err, time.Since(start))
+	decision.Decided(s.cfg.Audit, s.cfg.Observer, f, op, err, time.Since(start))
 }

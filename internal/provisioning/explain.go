@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/allocation"
+	"github.com/zdps/zdps/internal/provisioning/placement"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -40,7 +42,7 @@ type ExplainRequest struct {
 // has no webhook.
 func (s *Service) Explain(ctx context.Context, req ExplainRequest) (*dps.Explanation, error) {
 	if err := enrollment.ValidateRegistrationID(req.RegistrationID); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", port.ErrInvalid, err)
 	}
 	cur, err := s.st.Registrations.Get(ctx, req.RegistrationID)
 	switch {
@@ -49,7 +51,7 @@ func (s *Service) Explain(ctx context.Context, req ExplainRequest) (*dps.Explana
 	case err != nil:
 		return nil, fmt.Errorf("provisioning: read registration: %w", err)
 	}
-	id := &Identity{RegistrationID: req.RegistrationID}
+	id := &port.Identity{RegistrationID: req.RegistrationID}
 	e, err := s.st.Enrollments.Get(ctx, req.RegistrationID)
 	switch {
 	case err == nil:
@@ -62,11 +64,11 @@ func (s *Service) Explain(ctx context.Context, req ExplainRequest) (*dps.Explana
 			gid = cur.EnrollmentGroupID
 		}
 		if gid == "" {
-			return nil, fmt.Errorf("%w: no individual enrollment for %q and no registration record naming its group; give enrollmentGroupId", ErrNotFound, req.RegistrationID)
+			return nil, fmt.Errorf("%w: no individual enrollment for %q and no registration record naming its group; give enrollmentGroupId", port.ErrNotFound, req.RegistrationID)
 		}
 		g, err := s.st.Groups.Get(ctx, gid)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("%w: enrollment group %q", ErrNotFound, gid)
+			return nil, fmt.Errorf("%w: enrollment group %q", port.ErrNotFound, gid)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("provisioning: read group: %w", err)
@@ -94,7 +96,7 @@ func (s *Service) Explain(ctx context.Context, req ExplainRequest) (*dps.Explana
 		SourceAddr:     req.SourceAddr,
 		SourceRTT:      req.SourceRTT,
 	}
-	if assigned(cur) {
+	if placement.Assigned(cur) {
 		x.CurrentHub = cur.AssignedHub
 		in.CurrentHub, in.CurrentDeviceID = cur.AssignedHub, cur.DeviceID
 		in.AttestationType = cur.AttestationType

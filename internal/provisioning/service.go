@@ -18,6 +18,7 @@ import (
 	"github.com/zdps/zdps/internal/provisioning/limits"
 	"github.com/zdps/zdps/internal/provisioning/operations"
 	"github.com/zdps/zdps/internal/provisioning/placement"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -38,12 +39,12 @@ type Config struct {
 	// Attestors by mechanism: enrollment.AttestationSymmetricKey,
 	// AttestationX509, AttestationTPM. A request whose mechanism has no
 	// attestor is unauthorized.
-	Attestors map[string]Attestor
+	Attestors map[string]port.Attestor
 	// Allocator chooses hubs; Input.Policy names the effective policy.
 	Allocator allocation.Policy
 	// Issuer signs CSRs. When nil, a request carrying a CSR is refused with
 	// ErrInvalid.
-	Issuer Issuer
+	Issuer port.Issuer
 	// Logger receives one line per request with the fixed keys
 	// registration_id, enrollment, hub, attestation, outcome.
 	Logger *slog.Logger
@@ -179,7 +180,7 @@ func (s *Service) Certificates() *store.Collection[*enrollment.Certificate] { re
 // TPM (both rounds), else an Authorization header means a symmetric key,
 // else a TLS client certificate means X.509; "" when the request carries
 // no credential at all.
-func Mechanism(req *Request) string {
+func Mechanism(req *port.Request) string {
 	switch {
 	case req.TPM != nil && req.TPM.EndorsementKey != "":
 		return enrollment.AttestationTPM
@@ -193,30 +194,30 @@ func Mechanism(req *Request) string {
 
 // attest runs the attestor of the request's mechanism and checks that it
 // attested the registration ID of the path.
-func (s *Service) attest(ctx context.Context, req *Request) (*Identity, error) {
+func (s *Service) attest(ctx context.Context, req *port.Request) (*port.Identity, error) {
 	if req == nil {
-		return nil, Refuse("no request", fmt.Errorf("%w: no request", ErrInvalid))
+		return nil, port.Refuse("no request", fmt.Errorf("%w: no request", port.ErrInvalid))
 	}
 	if err := enrollment.ValidateRegistrationID(req.RegistrationID); err != nil {
-		return nil, Refuse("invalid registrationId", fmt.Errorf("%w: %w", ErrInvalid, err))
+		return nil, port.Refuse("invalid registrationId", fmt.Errorf("%w: %w", port.ErrInvalid, err))
 	}
 	mech, ctx := s.mechanism(ctx, req)
 	a := s.cfg.Attestors[mech]
 	if a == nil {
 		if mech == "" {
-			return nil, Refuse("no credential presented", fmt.Errorf("%w: no credential presented", ErrUnauthorized))
+			return nil, port.Refuse("no credential presented", fmt.Errorf("%w: no credential presented", port.ErrUnauthorized))
 		}
-		return nil, Refuse("attestation mechanism not enabled", fmt.Errorf("%w: %s attestation is not enabled", ErrUnauthorized, mech))
+		return nil, port.Refuse("attestation mechanism not enabled", fmt.Errorf("%w: %s attestation is not enabled", port.ErrUnauthorized, mech))
 	}
 	id, err := a.Attest(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	if id == nil || (id.Enrollment == nil && id.Group == nil) {
-		return nil, Refuse("no enrollment", fmt.Errorf("%w: no enrollment", ErrUnauthorized))
+		return nil, port.Refuse("no enrollment", fmt.Errorf("%w: no enrollment", port.ErrUnauthorized))
 	}
 	if enrollment.Key(id.RegistrationID) != enrollment.Key(req.RegistrationID) {
-		return nil, Refuse("attested registrationId differs from the request's", fmt.Errorf("%w: attested registration ID differs from the request's", ErrUnauthorized))
+		return nil, port.Refuse("attested registrationId differs from the request's", fmt.Errorf("%w: attested registration ID differs from the request's", port.ErrUnauthorized))
 	}
 	if id.Type == "" {
 		id.Type = mech
@@ -245,14 +246,14 @@ type target struct {
 // resolve picks the enrollment that applies: an individual enrollment for
 // the registration ID first (even when the device proved a group
 // credential), then the group. A disabled match yields disabled.
-func (s *Service) resolve(ctx context.Context, id *Identity) (*target, error) {
+func (s *Service) resolve(ctx context.Context, id *port.Identity) (*target, error) {
 	ind := id.Enrollment
 	if ind == nil {
 		e, err := s.st.Enrollments.Get(ctx, id.RegistrationID)
 		switch {
 		case err == nil:
 			if e.ProvisioningStatus != enrollment.StatusDisabled {
-				return nil, Refuse("individual enrollment exists and its credential was not presented", fmt.Errorf("%w: an individual enrollment exists for the registration ID and its credential was not presented", ErrUnauthorized))
+				return nil, port.Refuse("individual enrollment exists and its credential was not presented", fmt.Errorf("%w: an individual enrollment exists for the registration ID and its credential was not presented", port.ErrUnauthorized))
 			}
 			ind = e
 		case !errors.Is(err, store.ErrNotFound):

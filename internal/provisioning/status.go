@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/zdps/zdps/internal/provisioning/limits"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -26,7 +27,7 @@ import (
 // the transport's 202 tells a device that waits as told never to come
 // back too early. The Node.js SDK over HTTPS gives up on a 429 poll,
 // also on the one that would find the operation just finished.
-func (s *Service) OperationStatus(ctx context.Context, req *Request, operationID string) (op *enrollment.Operation, err error) {
+func (s *Service) OperationStatus(ctx context.Context, req *port.Request, operationID string) (op *enrollment.Operation, err error) {
 	log := s.requestLog(req)
 	defer s.logIfFailed(ctx, log, "operation status", &err)
 	id, err := s.attest(ctx, req)
@@ -59,19 +60,19 @@ func (s *Service) OperationStatus(ctx context.Context, req *Request, operationID
 
 // operationOf reads the unexpired operation operationID of the attested
 // device, else ErrNotFound.
-func (s *Service) operationOf(ctx context.Context, id *Identity, operationID string) (*enrollment.Operation, error) {
+func (s *Service) operationOf(ctx context.Context, id *port.Identity, operationID string) (*enrollment.Operation, error) {
 	if operationID == "" || len(operationID) > 128 {
-		return nil, fmt.Errorf("%w: operation", ErrNotFound)
+		return nil, fmt.Errorf("%w: operation", port.ErrNotFound)
 	}
 	op, err := s.ops.Get(ctx, operationID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return nil, fmt.Errorf("%w: operation", ErrNotFound)
+		return nil, fmt.Errorf("%w: operation", port.ErrNotFound)
 	case err != nil:
 		return nil, fmt.Errorf("provisioning: read operation: %w", err)
 	}
 	if enrollment.Key(op.RegistrationID) != enrollment.Key(id.RegistrationID) || !s.now().Before(op.ExpiresAt) {
-		return nil, fmt.Errorf("%w: operation", ErrNotFound)
+		return nil, fmt.Errorf("%w: operation", port.ErrNotFound)
 	}
 	return s.withChain(ctx, op)
 }
@@ -97,7 +98,7 @@ func (s *Service) withChain(ctx context.Context, op *enrollment.Operation) (*enr
 // has none. The record never carries certificates (only their serials,
 // which the transport does not answer). Lookups count against
 // Config.Limits.Poll, as polls do.
-func (s *Service) Status(ctx context.Context, req *Request) (rec *enrollment.Registration, err error) {
+func (s *Service) Status(ctx context.Context, req *port.Request) (rec *enrollment.Registration, err error) {
 	log := s.requestLog(req)
 	defer s.logIfFailed(ctx, log, "status lookup", &err)
 	id, err := s.attest(ctx, req)
@@ -110,7 +111,7 @@ func (s *Service) Status(ctx context.Context, req *Request) (rec *enrollment.Reg
 	rec, err = s.st.Registrations.Get(ctx, id.RegistrationID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return nil, fmt.Errorf("%w: registration", ErrNotFound)
+		return nil, fmt.Errorf("%w: registration", port.ErrNotFound)
 	case err != nil:
 		return nil, fmt.Errorf("provisioning: read registration: %w", err)
 	}

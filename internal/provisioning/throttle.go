@@ -5,6 +5,7 @@ import (
 	"log/slog"
 
 	"github.com/zdps/zdps/internal/provisioning/limits"
+	"github.com/zdps/zdps/internal/provisioning/port"
 )
 
 // This file applies the throttle's limits (internal/provisioning/limits,
@@ -18,7 +19,7 @@ func (s *Service) checkRegister(regID string, t *target) error {
 }
 
 // checkSource refuses a source an alert response blocked.
-func (s *Service) checkSource(ctx context.Context, req *Request) error {
+func (s *Service) checkSource(ctx context.Context, req *port.Request) error {
 	if s.cfg.SourceBlocked == nil || req == nil {
 		return nil
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/zdps/zdps/allocation/hashed"
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/provisioning/limits"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store/memory"
 	"github.com/zdps/zdps/internal/throttle"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -49,11 +50,11 @@ func outcomes(t *testing.T, errs []error) string {
 		switch {
 		case err == nil:
 		case errors.As(err, &te):
-			if !errors.Is(err, provisioning.ErrThrottled) {
+			if !errors.Is(err, port.ErrThrottled) {
 				t.Fatalf("%v does not wrap ErrThrottled", err)
 			}
 			s = strings.ReplaceAll(te.Limit, " ", "-") + ":" + te.RetryAfter.String()
-		case errors.Is(err, provisioning.ErrUnauthorized):
+		case errors.Is(err, port.ErrUnauthorized):
 			s = "unauthorized"
 		default:
 			s = err.Error()
@@ -77,11 +78,11 @@ func TestThrottle(t *testing.T) {
 		}
 		return r
 	}
-	dev := func(id string) *provisioning.Request {
-		return &provisioning.Request{RegistrationID: id, Authorization: "individual"}
+	dev := func(id string) *port.Request {
+		return &port.Request{RegistrationID: id, Authorization: "individual"}
 	}
-	grp := func(id string) *provisioning.Request {
-		return &provisioning.Request{RegistrationID: id, Authorization: "group:g1"}
+	grp := func(id string) *port.Request {
+		return &port.Request{RegistrationID: id, Authorization: "group:g1"}
 	}
 	repeat := func(n int, f func(i int) error) []error {
 		var errs []error
@@ -181,7 +182,7 @@ func TestThrottle(t *testing.T) {
 			name:   "unauthenticated requests do not spend the device's budget",
 			limits: limits.Limits{Poll: rate("5/10s"), Register: rate("10/1m"), GroupRegister: rate("10/1m"), InstanceRegister: rate("10/1m")},
 			run: func(e *env, svc *provisioning.Service) []error {
-				bad := &provisioning.Request{RegistrationID: "dev-1", Authorization: "stolen-nothing"}
+				bad := &port.Request{RegistrationID: "dev-1", Authorization: "stolen-nothing"}
 				errs := repeat(50, func(int) error { _, err := svc.Register(ctx, bad); return err })
 				errs = append(errs, repeat(50, func(int) error { _, err := svc.OperationStatus(ctx, bad, "x"); return err })...)
 				var opID string
@@ -260,7 +261,7 @@ func TestThrottledPollOfAssigningOperation(t *testing.T) {
 		t.Fatalf("poll after the interval: %s, RetryAfter %s; want assigned", got.Status, got.RetryAfter)
 	}
 	got, err := svc.OperationStatus(ctx, req, op.OperationID)
-	if got != nil || !errors.Is(err, provisioning.ErrThrottled) {
+	if got != nil || !errors.Is(err, port.ErrThrottled) {
 		t.Fatalf("throttled poll of a final operation: %+v, %v; want only ErrThrottled", got, err)
 	}
 }
@@ -269,7 +270,7 @@ func TestNewRefusesSubNanosecondRates(t *testing.T) {
 	e := newEnv(t, memory.New(), nil)
 	_, err := provisioning.New(provisioning.Config{
 		Store:     e.st,
-		Attestors: map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{e.st}},
+		Attestors: map[string]port.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{e.st}},
 		Allocator: hashed.New(),
 		Logger:    testLogger(t),
 		Limits:    limits.Limits{Poll: throttle.Rate{Count: 10, Per: time.Nanosecond}},
@@ -292,7 +293,7 @@ func TestThrottledRefusalsLogOncePerInterval(t *testing.T) {
 		c.Logger = slog.New(slog.NewTextHandler(&buf, nil))
 		c.Limits = limits.Limits{Register: throttle.Rate{Count: 1, Per: time.Hour}}
 	})
-	req := &provisioning.Request{RegistrationID: "dev-1", Authorization: "individual"}
+	req := &port.Request{RegistrationID: "dev-1", Authorization: "individual"}
 	for i := range 100 {
 		if i == 50 {
 			e.advance(10 * time.Second)

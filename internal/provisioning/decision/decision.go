@@ -11,6 +11,7 @@ import (
 
 	"github.com/zdps/zdps/internal/audit"
 	"github.com/zdps/zdps/internal/provisioning/limits"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -76,6 +77,9 @@ type Facts struct {
 	OperationID string
 	// Serial is the issued certificate's, "" when none was issued.
 	Serial string
+	// Verdict is the reason of the mechanism's verdict that failed the
+	// registration, "" for none.
+	Verdict string
 }
 
 // clientKey names the TLS client key a device presented: the first 16
@@ -162,12 +166,59 @@ func clip(s string) string {
 	return s
 }
 
-// Decided counts a register request's answer (outcome: an operation
-// status, "refused" or "error"; class: its Class*) and audits what
-// Assigned did not: refusals, failures and disabled answers. refusal is
-// the fixed reason of a refused request, err its error (nil for an
-// answer); a and o may be nil.
-func Decided(a Auditor, o Observer, f Facts, outcome, class, refusal string, err error, d time.Duration) {
+// ErrorClass is the class of a refused or failed request.
+func ErrorClass(err error) string {
+	switch {
+	case err == nil:
+		return ""
+	case errors.Is(err, port.ErrThrottled):
+		return ClassThrottled
+	case errors.Is(err, port.ErrUnauthorized):
+		switch port.ReasonOf(err) {
+		case "certificate revoked":
+			return ClassRenewalRevoked
+		case "operational certificate not recorded as issued", "operational certificate issued to another registration":
+			return ClassRenewalUnknown
+		}
+		return ClassUnauthorized
+	case errors.Is(err, port.ErrInvalid):
+		return ClassInvalid
+	case errors.Is(err, port.ErrNotFound):
+		return ClassNotFound
+	case errors.Is(err, store.ErrBusy):
+		return ClassBusy
+	}
+	return ClassInternal
+}
+
+// Decided counts a register request's answer (op, or the error err) and
+// audits what Assigned did not: refusals, failures and disabled answers.
+// a and o may be nil.
+func Decided(a Auditor, o Observer, f Facts, op *enrollment.Operation, err error, d time.Duration) {
+	outcome, class := "", ErrorClass(err)
+	switch {
+	case err != nil && (class == ClassInternal || class == ClassBusy):
+		outcome = "error"
+	case err != nil:
+		outcome = "refused"
+	case op == nil:
+		return
+	default:
+		outcome = op.Status
+		switch op.Status {
+		case enrollment.RegistrationDisabled:
+			class = ClassDisabled
+		case enrollment.RegistrationFailed:
+			class = ClassAllocation
+			switch f.Verdict {
+			case "":
+			case port.ReasonFirmwareRollback:
+				class = ClassFirmwareDowngrade
+			default:
+				class = ClassFirmwarePolicy
+			}
+		}
+	}
 	if o != nil {
 		att := ""
 		if f.Attested {
@@ -198,8 +249,8 @@ func Decided(a Auditor, o Observer, f Facts, outcome, class, refusal string, err
 	if outcome == "error" || outcome == enrollment.RegistrationFailed {
 		e.Action, e.Outcome = audit.ActionRegistrationFailed, audit.OutcomeFailed
 	}
-	if refusal != "" {
-		e.Details["refusal"] = refusal
+	if reason := port.ReasonOf(err); reason != "" {
+		e.Details["refusal"] = reason
 	}
 	a.Add(e)
 }

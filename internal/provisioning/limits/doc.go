@@ -2,7 +2,7 @@
 // admits (Limits) and applies them: polls per device, registers per
 // device, per group and per instance, each a throttle.Limiter keyed by
 // the lower-cased ID, and a refusal as a *ThrottledError wrapping
-// ErrThrottled with its RetryAfter. It exists apart from
+// port.ErrThrottled with its RetryAfter. It exists apart from
 // internal/provisioning so that the throttle's rules (narrowest limit
 // first, what is counted, how often a refusal is logged) are one small
 // package; the pipeline decides when to count (only once the device

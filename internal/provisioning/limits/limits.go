@@ -5,15 +5,10 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/throttle"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
-
-// ErrThrottled: a rate limit was hit (a *ThrottledError of the Limits, or
-// another registration of the device is still assigning); the transport
-// answers 429 with Retry-After. Nothing is stored. It is
-// provisioning.ErrThrottled.
-var ErrThrottled = errors.New("provisioning: throttled")
 
 // Limits are the request rates the pipeline admits, counted only once the
 // device authenticated: an unauthenticated flood cannot spend a real
@@ -51,7 +46,8 @@ func (l Limits) Errors() []error {
 	return errs
 }
 
-// ThrottledError is a refusal by one of the Limits; it wraps ErrThrottled.
+// ThrottledError is a refusal by one of the Limits; it wraps
+// port.ErrThrottled.
 type ThrottledError struct {
 	// RetryAfter is when the request would be admitted.
 	RetryAfter time.Duration
@@ -62,10 +58,10 @@ type ThrottledError struct {
 }
 
 func (e *ThrottledError) Error() string {
-	return fmt.Sprintf("%v: %s limit reached; retry after %s", ErrThrottled, e.Limit, e.RetryAfter)
+	return fmt.Sprintf("%v: %s limit reached; retry after %s", port.ErrThrottled, e.Limit, e.RetryAfter)
 }
 
-func (e *ThrottledError) Unwrap() error { return ErrThrottled }
+func (e *ThrottledError) Unwrap() error { return port.ErrThrottled }
 
 // RetryAfterOf is the interval of the ThrottledError in err's chain; 0
 // when there is none.

@@ -352,3 +352,47 @@ func (p *Placer) Explain(ctx context.Context, t Target, in allocation.Input, x *
 	}
 	return nil
 }
+
+// CurrentHub is the hub the record assigns the device to, "" when none.
+func CurrentHub(cur *enrollment.Registration) string {
+	if Assigned(cur) {
+		return cur.AssignedHub
+	}
+	return ""
+}
+
+// Assigned reports whether a registration record assigns its device a
+// hub.
+func Assigned(r *enrollment.Registration) bool {
+	return r != nil && r.Status == enrollment.RegistrationAssigned && r.AssignedHub != ""
+}
+
+// NextState applies the reprovisioning rules of docs/protocol.md#allocation-and-reprovisioning to the
+// record as it is now (cur, nil at first registration) and the hub the
+// allocator proposed. It returns the hub and substatus:
+//
+//	no assigned record                        → proposed, initialAssignment
+//	updateHubAssignment=false                 → current hub, substatus unchanged
+//	hub unchanged, migrateDeviceData=true     → current hub, substatus unchanged
+//	hub unchanged, migrateDeviceData=false    → current hub, deviceDataReset
+//	moved back to the initial hub             → proposed, reprovisionedToInitialAssignment
+//	moved, migrateDeviceData=true             → proposed, deviceDataMigrated
+//	moved, migrateDeviceData=false            → proposed, deviceDataReset
+func NextState(cur *enrollment.Registration, proposed string, p enrollment.ReprovisionPolicy) (hub, substatus string) {
+	switch {
+	case !Assigned(cur):
+		return proposed, enrollment.SubstatusInitialAssignment
+	case !p.UpdateHubAssignment:
+		return cur.AssignedHub, cur.Substatus
+	case enrollment.Key(proposed) == enrollment.Key(cur.AssignedHub):
+		if p.MigrateDeviceData {
+			return cur.AssignedHub, cur.Substatus
+		}
+		return cur.AssignedHub, enrollment.SubstatusDeviceDataReset
+	case cur.InitialHub != "" && enrollment.Key(proposed) == enrollment.Key(cur.InitialHub):
+		return proposed, enrollment.SubstatusReprovisionedToInitialAssignment
+	case p.MigrateDeviceData:
+		return proposed, enrollment.SubstatusDeviceDataMigrated
+	}
+	return proposed, enrollment.SubstatusDeviceDataReset
+}

@@ -1,15 +1,11 @@
-package provisioning
+package port
 
-import (
-	"errors"
-
-	"github.com/zdps/zdps/internal/provisioning/limits"
-)
+import "errors"
 
 // Sentinel errors of the pipeline. Every error Register, OperationStatus
 // and Status return wraps one of them, or is a server fault (a store or
 // issuer failure, a cancelled context). The transport maps them in one
-// place (internal/deviceapi).
+// place (internal/devicewire).
 var (
 	// ErrUnauthorized: the device did not prove its identity, or proved an
 	// identity that no enrollment admits. Nothing is stored.
@@ -26,7 +22,7 @@ var (
 	// Config.Limits, or another registration of the device is still
 	// assigning); the transport answers 429 with Retry-After. Nothing is
 	// stored.
-	ErrThrottled = limits.ErrThrottled
+	ErrThrottled = errors.New("provisioning: throttled")
 	// ErrUnavailable: the service cannot complete registrations for now
 	// through no fault of the device (an Issuer whose CA is not valid:
 	// an edge gateway whose delegated CA expired while it was offline);
