@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.step.sm/crypto/keyutil"
+
+	"github.com/zdps/zdps/internal/ca/castate"
 )
 
 // SignIntermediate signs an issuing intermediate for the key and subject of
@@ -60,7 +62,7 @@ func SignIntermediate(root *x509.Certificate, rootKey crypto.Signer, csrDER []by
 	if err != nil {
 		return nil, err
 	}
-	if err := checkChain(root, cert); err != nil {
+	if err := castate.CheckChain(root, cert); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidCA, err)
 	}
 	return cert, nil

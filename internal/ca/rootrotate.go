@@ -11,6 +11,7 @@ import (
 
 	"go.step.sm/crypto/keyutil"
 
+	"github.com/zdps/zdps/internal/ca/castate"
 	"github.com/zdps/zdps/internal/store"
 )
 
@@ -39,11 +40,11 @@ func RotateRoot(ctx context.Context, cfg Config, o RotateOptions) (*RootRotation
 	if err != nil {
 		return nil, err
 	}
-	cfg, sw, z, blob, s, l := start.cfg, start.sw, start.z, start.blob, start.s, start.l
+	cfg, sw, z, blob, s, l := start.cfg, start.sw, start.z, start.Blob, start.s, start.l
 	if s.RootKey == nil {
 		return nil, fmt.Errorf("%w: the root key is offline: a root rotation needs it to cross-sign the new root", ErrInvalidCA)
 	}
-	oldKey, err := openKey(z, roleRoot, &s, s.RootKey, l.root)
+	oldKey, err := castate.OpenKey(z, castate.RoleRoot, &s, s.RootKey, l.Root)
 	if err != nil {
 		return nil, err
 	}
@@ -52,19 +53,19 @@ func RotateRoot(ctx context.Context, cfg Config, o RotateOptions) (*RootRotation
 	if overlap <= 0 {
 		overlap = cfg.DefaultLeafValidity
 	}
-	keepUntil := minTime(now.Add(overlap), l.root.NotAfter)
-	r := &RootRotation{OldRoot: l.root}
-	r.Old, r.KeepUntil, r.Generation = l.inter, keepUntil, l.generation+1
+	keepUntil := minTime(now.Add(overlap), l.Root.NotAfter)
+	r := &RootRotation{OldRoot: l.Root}
+	r.Old, r.KeepUntil, r.Generation = l.Inter, keepUntil, l.Generation+1
 
 	kt := KeyECP256
-	if isP384(l.root.PublicKey) {
+	if isP384(l.Root.PublicKey) {
 		kt = KeyECP384
 	}
 	newKey, err := keyutil.GenerateSigner("EC", curveOf(kt), 0)
 	if err != nil {
 		return nil, fmt.Errorf("ca: generate root key: %w", err)
 	}
-	org := orgOf(l.root)
+	org := orgOf(l.Root)
 	serial, err := randomSerial(cfg.Rand)
 	if err != nil {
 		return nil, err
@@ -79,7 +80,7 @@ func RotateRoot(ctx context.Context, cfg Config, o RotateOptions) (*RootRotation
 		IsCA:                  true,
 		// Root → intermediate → delegated site CA (siteca.go) → leaf.
 		MaxPathLen:   2,
-		SubjectKeyId: keyID(newKey.Public()),
+		SubjectKeyId: castate.KeyID(newKey.Public()),
 	}
 	der, err := x509.CreateCertificate(cfg.Rand, tmpl, tmpl, newKey.Public(), newKey)
 	if err != nil {
@@ -89,27 +90,27 @@ func RotateRoot(ctx context.Context, cfg Config, o RotateOptions) (*RootRotation
 		return nil, err
 	}
 	// The intermediate under the new root.
-	keys := stateKeys{root: newKey, generation: r.Generation}
+	keys := castate.KeySet{Root: newKey, Generation: r.Generation}
 	var interKey crypto.Signer
 	if cfg.KMS != nil {
-		keys.kms = cfg.KMS.Type()
-		if keys.interRef, interKey, err = cfg.KMS.CreateKey(ctx, kt, "zdps-ca-intermediate"); err != nil {
-			return nil, fmt.Errorf("ca: create intermediate key in %s KMS: %w", keys.kms, err)
+		keys.KMS = cfg.KMS.Type()
+		if keys.InterRef, interKey, err = cfg.KMS.CreateKey(ctx, kt, "zdps-ca-intermediate"); err != nil {
+			return nil, fmt.Errorf("ca: create intermediate key in %s KMS: %w", keys.KMS, err)
 		}
-		if keys.tlsRef = l.tlsRef; keys.tlsRef == "" || l.kms != keys.kms {
-			if keys.tlsRef, _, err = cfg.KMS.CreateKey(ctx, KeyECP256, "zdps-tls"); err != nil {
-				return nil, fmt.Errorf("ca: create TLS key in %s KMS: %w", keys.kms, err)
+		if keys.TLSRef = l.TLSRef; keys.TLSRef == "" || l.KMS != keys.KMS {
+			if keys.TLSRef, _, err = cfg.KMS.CreateKey(ctx, KeyECP256, "zdps-tls"); err != nil {
+				return nil, fmt.Errorf("ca: create TLS key in %s KMS: %w", keys.KMS, err)
 			}
 		}
 	} else if interKey, err = keyutil.GenerateSigner("EC", curveOf(kt), 0); err != nil {
 		return nil, fmt.Errorf("ca: generate intermediate key: %w", err)
 	}
-	keys.inter = interKey
+	keys.Inter = interKey
 	interSerial, err := randomSerial(cfg.Rand)
 	if err != nil {
 		return nil, err
 	}
-	itmpl := intermediateTemplate(interSerial, nextSubject(l.inter, r.Generation), now.Add(-time.Minute), minTime(now.Add(cfg.IntermediateValidity), r.NewRoot.NotAfter))
+	itmpl := intermediateTemplate(interSerial, nextSubject(l.Inter, r.Generation), now.Add(-time.Minute), minTime(now.Add(cfg.IntermediateValidity), r.NewRoot.NotAfter))
 	if der, err = x509.CreateCertificate(cfg.Rand, itmpl, r.NewRoot, interKey.Public(), newKey); err != nil {
 		return nil, fmt.Errorf("ca: create intermediate: %w", err)
 	}
@@ -120,7 +121,7 @@ func RotateRoot(ctx context.Context, cfg Config, o RotateOptions) (*RootRotation
 	// key and key ID), issued by the old root. Leaves then chain to the
 	// old root through it with one intermediate, within the old root's
 	// path length (zdps roots allow one).
-	if r.Cross, err = crossSign(cfg, r.New, l.root, oldKey); err != nil {
+	if r.Cross, err = crossSign(cfg, r.New, l.Root, oldKey); err != nil {
 		return nil, err
 	}
 
@@ -130,25 +131,25 @@ func RotateRoot(ctx context.Context, cfg Config, o RotateOptions) (*RootRotation
 	if err != nil {
 		return nil, err
 	}
-	for _, p := range append(append([]previousState(nil), l.prevState...), out) {
+	for _, p := range append(append([]castate.PreviousState(nil), l.PrevState...), out) {
 		if now.After(p.KeepUntil) {
 			r.Steps = append(r.Steps, Step{Action: "ca.retire", Resource: "ca/intermediate/" + serialOf(p.Intermediate), Detail: "overlap ended " + p.KeepUntil.UTC().Format(time.RFC3339)})
 			continue
 		}
 		if p.Root == nil {
-			p.Root = l.root.Raw
+			p.Root = l.Root.Raw
 		}
-		keys.previous = append(keys.previous, p)
+		keys.Previous = append(keys.Previous, p)
 	}
 	// The old root's key stays, sealed, to cross-sign the intermediates
 	// of later rotations during the overlap.
-	sealedOld, err := sealRootKey(z, l.root, oldKey)
+	sealedOld, err := sealRootKey(z, l.Root, oldKey)
 	if err != nil {
 		return nil, err
 	}
-	keys.previousRoots = append(append([]previousRoot(nil), l.rootsKept...), previousRoot{Root: l.root.Raw, KeepUntil: keepUntil.UTC(), Key: sealedOld})
-	keys.previousRoots, keys.previous, r.Steps = keepRoots(keys.previousRoots, keys.previous, now, r.Steps)
-	keys.cross = append(keepCross(s.Cross, keys.previousRoots, keys.previous), r.Cross.Raw)
+	keys.PreviousRoots = append(append([]castate.PreviousRoot(nil), l.RootsKept...), castate.PreviousRoot{Root: l.Root.Raw, KeepUntil: keepUntil.UTC(), Key: sealedOld})
+	keys.PreviousRoots, keys.Previous, r.Steps = keepRoots(keys.PreviousRoots, keys.Previous, now, r.Steps)
+	keys.Cross = append(keepCross(s.Cross, keys.PreviousRoots, keys.Previous), r.Cross.Raw)
 	if cfg.OfflineRoot {
 		der, err := x509.MarshalPKCS8PrivateKey(newKey)
 		if err != nil {
@@ -156,14 +157,14 @@ func RotateRoot(ctx context.Context, cfg Config, o RotateOptions) (*RootRotation
 		}
 		r.NewRootKeyPEM = pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: der})
 		clear(der)
-		keys.root = nil
+		keys.Root = nil
 	}
-	newBlob, err := encodeState(z, now, l.imported, r.NewRoot, r.New, keys)
+	newBlob, err := castate.Encode(z, now, l.Imported, r.NewRoot, r.New, keys)
 	if err != nil {
 		return nil, err
 	}
 	r.Steps = append(r.Steps, Step{Action: "ca.rotate-root", Resource: "ca/root/" + serialOf(r.NewRoot.Raw),
-		Detail: fmt.Sprintf("generation %d, cross-signed by %s, which is trusted until %s; intermediate %s", r.Generation, serialOf(l.root.Raw), keepUntil.UTC().Format(time.RFC3339), serialOf(r.New.Raw))})
+		Detail: fmt.Sprintf("generation %d, cross-signed by %s, which is trusted until %s; intermediate %s", r.Generation, serialOf(l.Root.Raw), keepUntil.UTC().Format(time.RFC3339), serialOf(r.New.Raw))})
 	if err := sw.Swap(ctx, blob, newBlob, func(tx store.Tx) error {
 		if o.Audit == nil {
 			return nil
@@ -178,18 +179,18 @@ func RotateRoot(ctx context.Context, cfg Config, o RotateOptions) (*RootRotation
 
 // outgoing is the current intermediate as a previous one: its key (or KMS
 // reference) sealed bound to the root and its certificate.
-func outgoing(z *sealer, l *loaded, now, keepUntil time.Time) (previousState, error) {
-	out := previousState{Intermediate: l.inter.Raw, KMS: l.kms, RotatedAt: now.UTC(), KeepUntil: keepUntil.UTC()}
+func outgoing(z *castate.Sealer, l *castate.Loaded, now, keepUntil time.Time) (castate.PreviousState, error) {
+	out := castate.PreviousState{Intermediate: l.Inter.Raw, KMS: l.KMS, RotatedAt: now.UTC(), KeepUntil: keepUntil.UTC()}
 	var err error
-	if l.interRef != "" {
-		out.KeyRef, err = z.sealAD(adFor(rolePreviousRef, l.root.Raw, l.inter.Raw), []byte(l.interRef))
+	if l.InterRef != "" {
+		out.KeyRef, err = z.SealAD(castate.ADFor(castate.RolePreviousRef, l.Root.Raw, l.Inter.Raw), []byte(l.InterRef))
 		return out, err
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(l.signer)
+	der, err := x509.MarshalPKCS8PrivateKey(l.Signer)
 	if err != nil {
 		return out, fmt.Errorf("ca: marshal intermediate key: %w", err)
 	}
-	out.Key, err = z.sealAD(adFor(rolePrevious, l.root.Raw, l.inter.Raw), der)
+	out.Key, err = z.SealAD(castate.ADFor(castate.RolePrevious, l.Root.Raw, l.Inter.Raw), der)
 	clear(der)
 	return out, err
 }
@@ -203,16 +204,16 @@ type PreviousRoot struct {
 // PreviousRoots returns the roots rotated out during their overlap.
 func (c *CA) PreviousRoots() []PreviousRoot {
 	g := c.cur.Load()
-	out := make([]PreviousRoot, 0, len(g.oldRoots))
-	for i, r := range g.oldRoots {
-		out = append(out, PreviousRoot{Certificate: r, KeepUntil: g.rootsKept[i].KeepUntil})
+	out := make([]PreviousRoot, 0, len(g.OldRoots))
+	for i, r := range g.OldRoots {
+		out = append(out, PreviousRoot{Certificate: r, KeepUntil: g.RootsKept[i].KeepUntil})
 	}
 	return out
 }
 
 // Cross returns the intermediates issued again by a previous root, during
 // its overlap.
-func (c *CA) Cross() []*x509.Certificate { return c.cur.Load().cross }
+func (c *CA) Cross() []*x509.Certificate { return c.cur.Load().Cross }
 
 // crossSign issues inter again under root (same subject, key and key ID),
 // no longer valid than either: leaves of inter then chain to root with one
@@ -224,24 +225,24 @@ func crossSign(cfg Config, inter, root *x509.Certificate, rootKey crypto.Signer)
 	}
 	tmpl := intermediateTemplate(serial, inter.Subject, inter.NotBefore, minTime(inter.NotAfter, root.NotAfter))
 	tmpl.SubjectKeyId = inter.SubjectKeyId
-	der, err := x509.CreateCertificate(cfg.Rand, tmpl, withSKI(root), inter.PublicKey, rootKey)
+	der, err := x509.CreateCertificate(cfg.Rand, tmpl, castate.WithSKI(root), inter.PublicKey, rootKey)
 	if err != nil {
 		return nil, fmt.Errorf("ca: cross-sign the intermediate: %w", err)
 	}
 	return x509.ParseCertificate(der)
 }
 
-func sealRootKey(z *sealer, root *x509.Certificate, key crypto.Signer) ([]byte, error) {
+func sealRootKey(z *castate.Sealer, root *x509.Certificate, key crypto.Signer) ([]byte, error) {
 	der, err := x509.MarshalPKCS8PrivateKey(key)
 	if err != nil {
 		return nil, err
 	}
 	defer clear(der)
-	return z.sealAD(adFor(rolePrevRootKey, root.Raw, root.Raw), der)
+	return z.SealAD(castate.ADFor(castate.RolePrevRootKey, root.Raw, root.Raw), der)
 }
 
 // newestRootKey opens the key of the newest previous root that has one.
-func newestRootKey(z *sealer, roots []previousRoot) (*x509.Certificate, crypto.Signer, error) {
+func newestRootKey(z *castate.Sealer, roots []castate.PreviousRoot) (*x509.Certificate, crypto.Signer, error) {
 	for i := len(roots) - 1; i >= 0; i-- {
 		if roots[i].Key == nil {
 			continue
@@ -250,9 +251,9 @@ func newestRootKey(z *sealer, roots []previousRoot) (*x509.Certificate, crypto.S
 		if err != nil {
 			return nil, nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
 		}
-		der, err := z.openAD(rolePrevRootKey, adFor(rolePrevRootKey, root.Raw, root.Raw), roots[i].Key)
+		der, err := z.OpenAD(castate.RolePrevRootKey, castate.ADFor(castate.RolePrevRootKey, root.Raw, root.Raw), roots[i].Key)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: %s does not open", ErrCorruptState, rolePrevRootKey)
+			return nil, nil, fmt.Errorf("%w: %s does not open", ErrCorruptState, castate.RolePrevRootKey)
 		}
 		k, err := x509.ParsePKCS8PrivateKey(der)
 		clear(der)
@@ -271,7 +272,7 @@ func newestRootKey(z *sealer, roots []previousRoot) (*x509.Certificate, crypto.S
 // keepCross keeps the cross certificates whose issuing root is still kept
 // and whose intermediate is still in use (one of prev, or about to be
 // checked against the new current one by the caller).
-func keepCross(cross [][]byte, roots []previousRoot, prev []previousState) [][]byte {
+func keepCross(cross [][]byte, roots []castate.PreviousRoot, prev []castate.PreviousState) [][]byte {
 	var kept [][]byte
 	for _, der := range cross {
 		c, err := x509.ParseCertificate(der)

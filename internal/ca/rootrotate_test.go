@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/ca/castate"
 	"github.com/zdps/zdps/internal/store/memory"
 )
 
@@ -134,11 +135,11 @@ func TestPreviousRootsTampered(t *testing.T) {
 		t.Fatal(err)
 	}
 	evil, _ := newTestCA(t, nil)
-	var s state
+	var s castate.State
 	if err := json.Unmarshal(st.state, &s); err != nil {
 		t.Fatal(err)
 	}
-	s.PreviousRoots = append(s.PreviousRoots, previousRoot{Root: evil.Root().Raw, KeepUntil: time.Now().Add(time.Hour)})
+	s.PreviousRoots = append(s.PreviousRoots, castate.PreviousRoot{Root: evil.Root().Raw, KeepUntil: time.Now().Add(time.Hour)})
 	st.state, _ = json.Marshal(s)
 	if _, err := New(t.Context(), cfg); !errors.Is(err, ErrCorruptState) {
 		t.Fatalf("err = %v, want ErrCorruptState", err)

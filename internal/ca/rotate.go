@@ -15,6 +15,7 @@ import (
 
 	"go.step.sm/crypto/keyutil"
 
+	"github.com/zdps/zdps/internal/ca/castate"
 	"github.com/zdps/zdps/internal/store"
 )
 
@@ -73,10 +74,10 @@ func Rotate(ctx context.Context, cfg Config, o RotateOptions) (*Rotation, error)
 	if err != nil {
 		return nil, err
 	}
-	cfg, sw, z, blob, s, l := start.cfg, start.sw, start.z, start.blob, start.s, start.l
+	cfg, sw, z, blob, s, l := start.cfg, start.sw, start.z, start.Blob, start.s, start.l
 	var rootKey crypto.Signer
 	if s.RootKey != nil {
-		if rootKey, err = openKey(z, roleRoot, &s, s.RootKey, l.root); err != nil {
+		if rootKey, err = castate.OpenKey(z, castate.RoleRoot, &s, s.RootKey, l.Root); err != nil {
 			return nil, err
 		}
 	} else if o.Intermediate == nil {
@@ -87,11 +88,11 @@ func Rotate(ctx context.Context, cfg Config, o RotateOptions) (*Rotation, error)
 	if overlap <= 0 {
 		overlap = cfg.DefaultLeafValidity
 	}
-	r := &Rotation{Old: l.inter, KeepUntil: minTime(now.Add(overlap), l.inter.NotAfter), Generation: l.generation + 1}
+	r := &Rotation{Old: l.Inter, KeepUntil: minTime(now.Add(overlap), l.Inter.NotAfter), Generation: l.Generation + 1}
 
 	// History: drop what has served its overlap, then add the outgoing one.
-	var prev []previousState
-	for _, p := range l.prevState {
+	var prev []castate.PreviousState
+	for _, p := range l.PrevState {
 		if now.After(p.KeepUntil) {
 			r.Steps = append(r.Steps, Step{Action: "ca.retire", Resource: "ca/intermediate/" + serialOf(p.Intermediate), Detail: "overlap ended " + p.KeepUntil.UTC().Format(time.RFC3339)})
 			continue
@@ -104,14 +105,14 @@ func Rotate(ctx context.Context, cfg Config, o RotateOptions) (*Rotation, error)
 	}
 	prev = append(prev, out)
 
-	keys := stateKeys{root: rootKey, generation: r.Generation, previous: prev}
-	keys.previousRoots, keys.previous, r.Steps = keepRoots(s.PreviousRoots, keys.previous, now, r.Steps)
+	keys := castate.KeySet{Root: rootKey, Generation: r.Generation, Previous: prev}
+	keys.PreviousRoots, keys.Previous, r.Steps = keepRoots(s.PreviousRoots, keys.Previous, now, r.Steps)
 	// Cross certificates go with the root that issued them and the
 	// intermediate they are for (the outgoing one is in keys.previous now).
-	keys.cross = keepCross(s.Cross, keys.previousRoots, keys.previous)
+	keys.Cross = keepCross(s.Cross, keys.PreviousRoots, keys.Previous)
 	// The new key is of the outgoing one's size.
 	kt := KeyECP256
-	if isP384(l.inter.PublicKey) {
+	if isP384(l.Inter.PublicKey) {
 		kt = KeyECP384
 	}
 	var interKey crypto.Signer
@@ -123,10 +124,10 @@ func Rotate(ctx context.Context, cfg Config, o RotateOptions) (*Rotation, error)
 			return nil, fmt.Errorf("%w: no next key is pending: run zdps ca rotate --csr-out first", ErrInvalidCA)
 		}
 		var ref string
-		if interKey, ref, err = openPending(ctx, z, l.root, s.Pending, cfg.KMS); err != nil {
+		if interKey, ref, err = castate.OpenPending(ctx, z, l.Root, s.Pending, cfg.KMS); err != nil {
 			return nil, err
 		}
-		if err := checkChain(l.root, o.Intermediate); err != nil {
+		if err := castate.CheckChain(l.Root, o.Intermediate); err != nil {
 			return nil, fmt.Errorf("%w: %w", ErrInvalidCA, err)
 		}
 		if err := keyutil.VerifyPair(o.Intermediate.PublicKey, interKey); err != nil {
@@ -135,23 +136,23 @@ func Rotate(ctx context.Context, cfg Config, o RotateOptions) (*Rotation, error)
 		if now.Before(o.Intermediate.NotBefore) || !now.Before(o.Intermediate.NotAfter) {
 			return nil, fmt.Errorf("%w: the certificate is not valid now", ErrInvalidCA)
 		}
-		keys.kms, keys.interRef, r.New = s.Pending.KMS, ref, o.Intermediate
-		if keys.kms != "" {
-			if keys.tlsRef = l.tlsRef; keys.tlsRef == "" || l.kms != keys.kms {
-				if keys.tlsRef, _, err = cfg.KMS.CreateKey(ctx, KeyECP256, "zdps-tls"); err != nil {
-					return nil, fmt.Errorf("ca: create TLS key in %s KMS: %w", keys.kms, err)
+		keys.KMS, keys.InterRef, r.New = s.Pending.KMS, ref, o.Intermediate
+		if keys.KMS != "" {
+			if keys.TLSRef = l.TLSRef; keys.TLSRef == "" || l.KMS != keys.KMS {
+				if keys.TLSRef, _, err = cfg.KMS.CreateKey(ctx, KeyECP256, "zdps-tls"); err != nil {
+					return nil, fmt.Errorf("ca: create TLS key in %s KMS: %w", keys.KMS, err)
 				}
 			}
 		}
 	case cfg.KMS != nil:
-		keys.kms = cfg.KMS.Type()
-		if keys.interRef, interKey, err = cfg.KMS.CreateKey(ctx, kt, "zdps-ca-intermediate"); err != nil {
-			return nil, fmt.Errorf("ca: create intermediate key in %s KMS: %w", keys.kms, err)
+		keys.KMS = cfg.KMS.Type()
+		if keys.InterRef, interKey, err = cfg.KMS.CreateKey(ctx, kt, "zdps-ca-intermediate"); err != nil {
+			return nil, fmt.Errorf("ca: create intermediate key in %s KMS: %w", keys.KMS, err)
 		}
-		keys.tlsRef = l.tlsRef
-		if keys.tlsRef == "" || l.kms != keys.kms {
-			if keys.tlsRef, _, err = cfg.KMS.CreateKey(ctx, KeyECP256, "zdps-tls"); err != nil {
-				return nil, fmt.Errorf("ca: create TLS key in %s KMS: %w", keys.kms, err)
+		keys.TLSRef = l.TLSRef
+		if keys.TLSRef == "" || l.KMS != keys.KMS {
+			if keys.TLSRef, _, err = cfg.KMS.CreateKey(ctx, KeyECP256, "zdps-tls"); err != nil {
+				return nil, fmt.Errorf("ca: create TLS key in %s KMS: %w", keys.KMS, err)
 			}
 		}
 	default:
@@ -159,15 +160,15 @@ func Rotate(ctx context.Context, cfg Config, o RotateOptions) (*Rotation, error)
 			return nil, fmt.Errorf("ca: generate intermediate key: %w", err)
 		}
 	}
-	keys.inter = interKey
+	keys.Inter = interKey
 	if r.New == nil {
 		serial, err := randomSerial(cfg.Rand)
 		if err != nil {
 			return nil, err
 		}
-		subj := nextSubject(l.inter, r.Generation)
-		tmpl := intermediateTemplate(serial, subj, now.Add(-time.Minute), minTime(now.Add(cfg.IntermediateValidity), l.root.NotAfter))
-		der, err := x509.CreateCertificate(cfg.Rand, tmpl, l.root, interKey.Public(), rootKey)
+		subj := nextSubject(l.Inter, r.Generation)
+		tmpl := intermediateTemplate(serial, subj, now.Add(-time.Minute), minTime(now.Add(cfg.IntermediateValidity), l.Root.NotAfter))
+		der, err := x509.CreateCertificate(cfg.Rand, tmpl, l.Root, interKey.Public(), rootKey)
 		if err != nil {
 			return nil, fmt.Errorf("ca: create intermediate: %w", err)
 		}
@@ -178,25 +179,25 @@ func Rotate(ctx context.Context, cfg Config, o RotateOptions) (*Rotation, error)
 	// During a root's overlap, the new intermediate is issued by the
 	// previous root too, so that its leaves verify for whoever trusts only
 	// that root.
-	if oldRoot, oldKey, err := newestRootKey(z, keys.previousRoots); err != nil {
+	if oldRoot, oldKey, err := newestRootKey(z, keys.PreviousRoots); err != nil {
 		return nil, err
 	} else if oldKey != nil {
 		cross, err := crossSign(cfg, r.New, oldRoot, oldKey)
 		if err != nil {
 			return nil, err
 		}
-		keys.cross = append(keys.cross, cross.Raw)
+		keys.Cross = append(keys.Cross, cross.Raw)
 	}
-	newBlob, err := encodeState(z, now, l.imported, l.root, r.New, keys)
+	newBlob, err := castate.Encode(z, now, l.Imported, l.Root, r.New, keys)
 	if err != nil {
 		return nil, err
 	}
 	where := "sealed in the store"
-	if keys.kms != "" {
-		where = "in the " + keys.kms + " KMS"
+	if keys.KMS != "" {
+		where = "in the " + keys.KMS + " KMS"
 	}
 	r.Steps = append(r.Steps, Step{Action: "ca.rotate", Resource: "ca/intermediate/" + serialOf(r.New.Raw),
-		Detail: fmt.Sprintf("generation %d, key %s; previous %s kept until %s", r.Generation, where, serialOf(l.inter.Raw), r.KeepUntil.UTC().Format(time.RFC3339))})
+		Detail: fmt.Sprintf("generation %d, key %s; previous %s kept until %s", r.Generation, where, serialOf(l.Inter.Raw), r.KeepUntil.UTC().Format(time.RFC3339))})
 	also := func(tx store.Tx) error {
 		if o.Audit == nil {
 			return nil
@@ -206,14 +207,14 @@ func Rotate(ctx context.Context, cfg Config, o RotateOptions) (*Rotation, error)
 	if err := sw.Swap(ctx, blob, newBlob, also); err != nil {
 		return nil, err
 	}
-	cfg.Logger.Info("ca rotated", "generation", r.Generation, "old_serial", serialOf(l.inter.Raw), "new_serial", serialOf(r.New.Raw), "keep_until", r.KeepUntil, "kms", keys.kms)
+	cfg.Logger.Info("ca rotated", "generation", r.Generation, "old_serial", serialOf(l.Inter.Raw), "new_serial", serialOf(r.New.Raw), "keep_until", r.KeepUntil, "kms", keys.KMS)
 	return r, nil
 }
 
 // keepRoots drops the previous roots whose overlap has ended, and the
 // previous intermediates under them, recording each retirement.
-func keepRoots(roots []previousRoot, prev []previousState, now time.Time, steps []Step) ([]previousRoot, []previousState, []Step) {
-	var kept []previousRoot
+func keepRoots(roots []castate.PreviousRoot, prev []castate.PreviousState, now time.Time, steps []Step) ([]castate.PreviousRoot, []castate.PreviousState, []Step) {
+	var kept []castate.PreviousRoot
 	gone := map[string]bool{}
 	for _, r := range roots {
 		if now.After(r.KeepUntil) {
@@ -223,7 +224,7 @@ func keepRoots(roots []previousRoot, prev []previousState, now time.Time, steps 
 		}
 		kept = append(kept, r)
 	}
-	var keptPrev []previousState
+	var keptPrev []castate.PreviousState
 	for _, p := range prev {
 		if p.Root != nil && gone[string(p.Root)] {
 			continue
@@ -252,12 +253,12 @@ func PrepareRotation(ctx context.Context, cfg Config) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	cfg, sw, z, blob, s, l := start.cfg, start.sw, start.z, start.blob, start.s, start.l
+	cfg, sw, z, blob, s, l := start.cfg, start.sw, start.z, start.Blob, start.s, start.l
 	kt := KeyECP256
-	if isP384(l.inter.PublicKey) {
+	if isP384(l.Inter.PublicKey) {
 		kt = KeyECP384
 	}
-	p := &pendingState{}
+	p := &castate.PendingState{}
 	var key crypto.Signer
 	if cfg.KMS != nil {
 		var ref string
@@ -265,19 +266,19 @@ func PrepareRotation(ctx context.Context, cfg Config) ([]byte, error) {
 		if ref, key, err = cfg.KMS.CreateKey(ctx, kt, "zdps-ca-intermediate"); err != nil {
 			return nil, fmt.Errorf("ca: create intermediate key in %s KMS: %w", p.KMS, err)
 		}
-		csr, err := x509.CreateCertificateRequest(cfg.Rand, &x509.CertificateRequest{Subject: nextSubject(l.inter, l.generation+1)}, key)
+		csr, err := x509.CreateCertificateRequest(cfg.Rand, &x509.CertificateRequest{Subject: nextSubject(l.Inter, l.Generation+1)}, key)
 		if err != nil {
 			return nil, fmt.Errorf("ca: CSR: %w", err)
 		}
 		p.CSR = csr
-		if p.KeyRef, err = z.sealAD(adFor(rolePendingRef, l.root.Raw, csr), []byte(ref)); err != nil {
+		if p.KeyRef, err = z.SealAD(castate.ADFor(castate.RolePendingRef, l.Root.Raw, csr), []byte(ref)); err != nil {
 			return nil, err
 		}
 	} else {
 		if key, err = keyutil.GenerateSigner("EC", curveOf(kt), 0); err != nil {
 			return nil, err
 		}
-		csr, err := x509.CreateCertificateRequest(cfg.Rand, &x509.CertificateRequest{Subject: nextSubject(l.inter, l.generation+1)}, key)
+		csr, err := x509.CreateCertificateRequest(cfg.Rand, &x509.CertificateRequest{Subject: nextSubject(l.Inter, l.Generation+1)}, key)
 		if err != nil {
 			return nil, fmt.Errorf("ca: CSR: %w", err)
 		}
@@ -286,7 +287,7 @@ func PrepareRotation(ctx context.Context, cfg Config) ([]byte, error) {
 		if err != nil {
 			return nil, err
 		}
-		p.Key, err = z.sealAD(adFor(rolePending, l.root.Raw, csr), der)
+		p.Key, err = z.SealAD(castate.ADFor(castate.RolePending, l.Root.Raw, csr), der)
 		clear(der)
 		if err != nil {
 			return nil, err
@@ -301,35 +302,6 @@ func PrepareRotation(ctx context.Context, cfg Config) ([]byte, error) {
 		return nil, err
 	}
 	return p.CSR, nil
-}
-
-// openPending opens the pending key of an offline rotation.
-func openPending(ctx context.Context, z *sealer, root *x509.Certificate, p *pendingState, keys KeyStore) (crypto.Signer, string, error) {
-	if p.KeyRef != nil {
-		ref, err := z.openAD(rolePendingRef, adFor(rolePendingRef, root.Raw, p.CSR), p.KeyRef)
-		if err != nil {
-			return nil, "", fmt.Errorf("%w: %s does not open", ErrCorruptState, rolePendingRef)
-		}
-		if keys == nil || keys.Type() != p.KMS {
-			return nil, "", fmt.Errorf("%w: the pending key is in a %s KMS: give it (--kms)", ErrKMSRequired, p.KMS)
-		}
-		s, err := keys.Signer(ctx, string(ref))
-		return s, string(ref), err
-	}
-	der, err := z.openAD(rolePending, adFor(rolePending, root.Raw, p.CSR), p.Key)
-	if err != nil {
-		return nil, "", fmt.Errorf("%w: %s does not open", ErrCorruptState, rolePending)
-	}
-	k, err := x509.ParsePKCS8PrivateKey(der)
-	clear(der)
-	if err != nil {
-		return nil, "", fmt.Errorf("%w: %w", ErrCorruptState, err)
-	}
-	s, ok := k.(crypto.Signer)
-	if !ok {
-		return nil, "", fmt.Errorf("%w: pending key", ErrCorruptState)
-	}
-	return s, "", nil
 }
 
 func orgOf(c *x509.Certificate) string {
@@ -357,22 +329,22 @@ func (c *CA) Reload(ctx context.Context) (bool, error) {
 		return false, err
 	}
 	cur := c.cur.Load()
-	if bytes.Equal(blob, cur.blob) {
+	if bytes.Equal(blob, cur.Blob) {
 		return false, nil
 	}
-	z, err := newSealer(c.cfg.KEK, c.cfg.Rand)
+	z, err := castate.NewSealer(c.cfg.KEK, c.cfg.Rand)
 	if err != nil {
 		return false, err
 	}
-	l, err := decodeState(ctx, z, blob, c.cfg.KMS)
+	l, err := castate.Decode(ctx, z, blob, c.cfg.KMS)
 	if err != nil {
 		return false, err
 	}
-	if !l.root.Equal(cur.root) && !l.trustsOldRoot(cur.root) {
+	if !l.Root.Equal(cur.Root) && !l.TrustsOldRoot(cur.Root) {
 		return false, fmt.Errorf("%w: the stored root changed without a root rotation; restart to take a new root", ErrCorruptState)
 	}
 	c.cur.Store(newGen(l))
-	c.log.Info("ca reloaded", "generation", l.generation, "intermediate_serial", serialOf(l.inter.Raw), "previous", len(l.previous))
+	c.log.Info("ca reloaded", "generation", l.Generation, "intermediate_serial", serialOf(l.Inter.Raw), "previous", len(l.Previous))
 	return true, nil
 }
 
@@ -402,15 +374,15 @@ func (c *CA) Watch(ctx context.Context, interval time.Duration, changed func()) 
 }
 
 // Generation is the number of rotations of the loaded state.
-func (c *CA) Generation() int { return c.cur.Load().generation }
+func (c *CA) Generation() int { return c.cur.Load().Generation }
 
 // Previous returns the rotated-out intermediates still in the bundle, oldest
 // first, and when each leaves it.
 func (c *CA) Previous() []PreviousIntermediate {
 	g := c.cur.Load()
-	out := make([]PreviousIntermediate, 0, len(g.previous))
-	for _, p := range g.previous {
-		out = append(out, PreviousIntermediate{Certificate: p.inter, RotatedAt: p.rotatedAt, KeepUntil: p.keepUntil, CanSignCRL: p.signer != nil})
+	out := make([]PreviousIntermediate, 0, len(g.Previous))
+	for _, p := range g.Previous {
+		out = append(out, PreviousIntermediate{Certificate: p.Inter, RotatedAt: p.RotatedAt, KeepUntil: p.KeepUntil, CanSignCRL: p.Signer != nil})
 	}
 	return out
 }
@@ -419,11 +391,11 @@ func (c *CA) Previous() []PreviousIntermediate {
 // in their overlap: what issued a certificate a device may present.
 func (c *CA) Intermediates() []*x509.Certificate {
 	g := c.cur.Load()
-	out := []*x509.Certificate{g.inter}
+	out := []*x509.Certificate{g.Inter}
 	// A delegated CA's leaves chain through central's intermediate too.
-	out = append(out, g.above...)
-	for _, p := range g.previous {
-		out = append(out, p.inter)
+	out = append(out, g.Above...)
+	for _, p := range g.Previous {
+		out = append(out, p.Inter)
 	}
 	return out
 }
@@ -443,10 +415,10 @@ type PreviousIntermediate struct {
 type rotationStart struct {
 	cfg  Config
 	sw   Swapper
-	z    *sealer
-	blob []byte
-	s    state
-	l    *loaded
+	z    *castate.Sealer
+	Blob []byte
+	s    castate.State
+	l    *castate.Loaded
 }
 
 // loadForRotation loads a rotationStart. A delegated CA (an edge
@@ -462,22 +434,22 @@ func loadForRotation(ctx context.Context, cfg Config, keysHere bool) (*rotationS
 	if r.sw, ok = cfg.Storage.(Swapper); !ok {
 		return nil, fmt.Errorf("%w: the storage cannot swap states", ErrInvalidConfig)
 	}
-	if r.z, err = newSealer(cfg.KEK, cfg.Rand); err != nil {
+	if r.z, err = castate.NewSealer(cfg.KEK, cfg.Rand); err != nil {
 		return nil, err
 	}
-	if r.blob, err = cfg.Storage.Load(ctx); err != nil {
+	if r.Blob, err = cfg.Storage.Load(ctx); err != nil {
 		return nil, err
 	}
-	if err := json.Unmarshal(r.blob, &r.s); err != nil {
+	if err := json.Unmarshal(r.Blob, &r.s); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
 	}
 	if keysHere && r.s.KMS != "" && (cfg.KMS == nil || cfg.KMS.Type() != r.s.KMS) {
 		return nil, fmt.Errorf("%w: the current intermediate key is in a %s KMS: give it (--kms) to rotate", ErrKMSRequired, r.s.KMS)
 	}
-	if r.l, err = decodeState(ctx, r.z, r.blob, cfg.KMS); err != nil {
+	if r.l, err = castate.Decode(ctx, r.z, r.Blob, cfg.KMS); err != nil {
 		return nil, err
 	}
-	if r.l.delegated {
+	if r.l.Delegated {
 		return nil, ErrDelegated
 	}
 	return r, nil

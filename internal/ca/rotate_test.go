@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/ca/castate"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/store/memory"
 )
@@ -236,7 +237,7 @@ func TestRotateWithOfflineRoot(t *testing.T) {
 			}
 			// The state still holds no root key, and no pending key.
 			st := cfg.Storage.(*mapStorage).state
-			var s state
+			var s castate.State
 			_ = json.Unmarshal(st, &s)
 			if s.RootKey != nil || s.Pending != nil {
 				t.Fatalf("root key %v, pending %v", s.RootKey != nil, s.Pending != nil)

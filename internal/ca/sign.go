@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/zdps/zdps/internal/ca/castate"
 )
 
 // MaxCSRSize bounds the CSR SignCSR parses. An RSA-8192 CSR is about 2 KiB;
@@ -209,15 +211,15 @@ func (c *CA) issue(pub crypto.PublicKey, cn string, validity time.Duration, kind
 		ExtKeyUsage:           []x509.ExtKeyUsage{eku},
 		BasicConstraintsValid: true,
 		IsCA:                  false,
-		SubjectKeyId:          keyID(pub),
+		SubjectKeyId:          castate.KeyID(pub),
 	}
 	if c.crlURL != "" {
 		tmpl.CRLDistributionPoints = []string{crlURLFor(c.crlURL, g)}
 	}
-	if g.site != "" {
+	if g.Site != "" {
 		// A delegated CA's name constraint permits only subjects under
 		// O=zdps-site-<site> (SignSiteCA).
-		tmpl.Subject.Organization = []string{SiteOrganization(g.site)}
+		tmpl.Subject.Organization = []string{SiteOrganization(g.Site)}
 	}
 	for _, f := range sans {
 		f(tmpl)
@@ -240,12 +242,12 @@ func (c *CA) issue(pub crypto.PublicKey, cn string, validity time.Duration, kind
 func (c *CA) window(g *gen, validity time.Duration) (notBefore, notAfter time.Time, err error) {
 	now := c.now()
 	nb := now.Add(-time.Minute)
-	if nb.Before(g.inter.NotBefore) {
-		nb = g.inter.NotBefore
+	if nb.Before(g.Inter.NotBefore) {
+		nb = g.Inter.NotBefore
 	}
-	na := minTime(now.Add(validity), g.inter.NotAfter)
-	if !na.After(now) || now.Before(g.inter.NotBefore) {
-		return time.Time{}, time.Time{}, fmt.Errorf("%w: valid %s to %s, now %s", ErrCAExpired, g.inter.NotBefore, g.inter.NotAfter, now)
+	na := minTime(now.Add(validity), g.Inter.NotAfter)
+	if !na.After(now) || now.Before(g.Inter.NotBefore) {
+		return time.Time{}, time.Time{}, fmt.Errorf("%w: valid %s to %s, now %s", ErrCAExpired, g.Inter.NotBefore, g.Inter.NotAfter, now)
 	}
 	return nb, na, nil
 }
@@ -260,7 +262,7 @@ func (c *CA) create(g *gen, tmpl *x509.Certificate, pub crypto.PublicKey, signWh
 	// check and the signature itself. Skipping it would mean encoding the
 	// TBSCertificate ourselves; measured and kept, since a wrong
 	// signature would be caught here rather than by every device.
-	der, err := x509.CreateCertificate(c.rand, tmpl, g.issuer, pub, g.signer)
+	der, err := x509.CreateCertificate(c.rand, tmpl, g.Issuer, pub, g.Signer)
 	if err != nil {
 		return nil, nil, fmt.Errorf("ca: %s: %w", signWhat, err)
 	}
@@ -277,10 +279,10 @@ func (c *CA) create(g *gen, tmpl *x509.Certificate, pub crypto.PublicKey, signWh
 // issuer's CRL after the next rotation; before, it is the plain URL, as it
 // always was.
 func crlURLFor(base string, g *gen) string {
-	if g.generation == 0 {
+	if g.Generation == 0 {
 		return base
 	}
-	sum := sha256.Sum256(g.inter.Raw)
+	sum := sha256.Sum256(g.Inter.Raw)
 	sep := "?"
 	if strings.Contains(base, "?") {
 		sep = "&"

@@ -12,6 +12,8 @@ import (
 	"hash/fnv"
 	"strings"
 	"time"
+
+	"github.com/zdps/zdps/internal/ca/castate"
 )
 
 // Delegated site CAs: the issuing CA of an edge gateway, signed by the
@@ -126,7 +128,7 @@ func (c *CA) SignSiteCA(csrDER []byte, p SiteCAPolicy) (*Issued, error) {
 		IsCA:                  true,
 		MaxPathLen:            0,
 		MaxPathLenZero:        true,
-		SubjectKeyId:          keyID(k),
+		SubjectKeyId:          castate.KeyID(k),
 		Policies:              []x509.OID{policy},
 		ExtraExtensions:       []pkix.Extension{{Id: oidNameConstraints, Critical: false, Value: nc}},
 	}
@@ -141,7 +143,7 @@ func (c *CA) SignSiteCA(csrDER []byte, p SiteCAPolicy) (*Issued, error) {
 	return &Issued{
 		Certificate: cert,
 		DER:         der,
-		Chain:       [][]byte{der, bytes.Clone(g.inter.Raw), bytes.Clone(g.root.Raw)},
+		Chain:       [][]byte{der, bytes.Clone(g.Inter.Raw), bytes.Clone(g.Root.Raw)},
 		Serial:      fmt.Sprintf("%032x", serial),
 	}, nil
 }
@@ -153,10 +155,10 @@ var ErrCannotDelegate = errors.New("ca: this CA cannot delegate: its intermediat
 // canDelegate checks the path lengths of the chain above a site CA.
 func (g *gen) canDelegate() error {
 	// MaxPathLen is -1 for no constraint; 0 with MaxPathLenZero for 0.
-	if g.inter.MaxPathLen == 0 || g.inter.MaxPathLen < -1 {
+	if g.Inter.MaxPathLen == 0 || g.Inter.MaxPathLen < -1 {
 		return ErrCannotDelegate
 	}
-	if g.root.MaxPathLen != -1 && g.root.MaxPathLen < 2 {
+	if g.Root.MaxPathLen != -1 && g.Root.MaxPathLen < 2 {
 		return ErrCannotDelegate
 	}
 	return nil
