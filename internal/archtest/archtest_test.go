@@ -154,6 +154,11 @@ var rules = []rule{
 		forbid: concat(transports, pipeline, []string{"internal/ca", "internal/store/...", "internal/cakms/...", "attestation/...", "allocation/..."}),
 	},
 	{
+		name:   "the CA's rotations write the next state: no transport, pipeline, use case, verifier or policy",
+		from:   []string{"internal/ca/rotation"},
+		forbid: concat(transports, pipeline, []string{"internal/manage", "attestation/...", "allocation/..."}),
+	},
+	{
 		name:   "the operations book keeps records for the pipeline and knows nothing above the store",
 		from:   []string{"internal/provisioning/operations"},
 		forbid: concat(transports, []string{"internal/provisioning", "internal/ca/...", "attestation/...", "allocation/..."}),

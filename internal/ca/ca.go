@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"sync/atomic"
 	"time"
 
@@ -56,7 +55,7 @@ type gen struct {
 // intermediate and stores them. When two replicas create at once, exactly
 // one state is stored and both return that CA.
 func New(ctx context.Context, cfg Config) (*CA, error) {
-	cfg, err := cfg.withDefaults()
+	cfg, err := cfg.WithDefaults()
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +119,7 @@ func initialise(ctx context.Context, cfg Config, z *castate.Sealer) ([]byte, err
 // the root's private key is returned (PKCS#8 PEM, for the operator to take
 // away) and not stored; otherwise rootKeyPEM is nil.
 func Create(ctx context.Context, cfg Config) (c *CA, rootKeyPEM []byte, err error) {
-	cfg, err = cfg.withDefaults()
+	cfg, err = cfg.WithDefaults()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -162,18 +161,10 @@ func kmsType(k KeyStore) string {
 	return k.Type()
 }
 
-// curveOf is the go.step.sm/crypto/keyutil curve name of a key type.
-func curveOf(kt KeyType) string {
-	if kt == KeyECP384 {
-		return "P-384"
-	}
-	return "P-256"
-}
-
 // generate makes a root and an intermediate and encodes them as a state. It
 // returns the root key too, for Create's offline root.
 func generate(ctx context.Context, cfg Config, z *castate.Sealer) ([]byte, crypto.Signer, error) {
-	crv := curveOf(cfg.KeyType)
+	crv := cfg.KeyType.Curve()
 	rootKey, err := keyutil.GenerateSigner("EC", crv, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("ca: generate root key: %w", err)
@@ -215,7 +206,7 @@ func certify(cfg Config, rootKey crypto.Signer, interPub crypto.PublicKey) (root
 	// A minute of back-dating absorbs clock skew between replicas and devices.
 	nb := now.Add(-time.Minute)
 
-	rootSerial, err := randomSerial(cfg.Rand)
+	rootSerial, err := castate.RandomSerial(cfg.Rand)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -239,13 +230,13 @@ func certify(cfg Config, rootKey crypto.Signer, interPub crypto.PublicKey) (root
 		return nil, nil, fmt.Errorf("ca: parse root: %w", err)
 	}
 
-	interSerial, err := randomSerial(cfg.Rand)
+	interSerial, err := castate.RandomSerial(cfg.Rand)
 	if err != nil {
 		return nil, nil, err
 	}
-	interTmpl := intermediateTemplate(interSerial,
+	interTmpl := castate.IntermediateTemplate(interSerial,
 		pkix.Name{Organization: []string{cfg.Organization}, CommonName: cfg.Organization + " Intermediate CA"},
-		nb, minTime(now.Add(cfg.IntermediateValidity), root.NotAfter))
+		nb, castate.MinTime(now.Add(cfg.IntermediateValidity), root.NotAfter))
 	interDER, err := x509.CreateCertificate(cfg.Rand, interTmpl, root, interPub, rootKey)
 	if err != nil {
 		return nil, nil, fmt.Errorf("ca: create intermediate: %w", err)
@@ -255,26 +246,6 @@ func certify(cfg Config, rootKey crypto.Signer, interPub crypto.PublicKey) (root
 		return nil, nil, fmt.Errorf("ca: parse intermediate: %w", err)
 	}
 	return root, inter, nil
-}
-
-// intermediateTemplate is every issuing intermediate zdps signs: created
-// with the CA, or later with an offline root (SignIntermediate).
-func intermediateTemplate(serial *big.Int, subject pkix.Name, notBefore, notAfter time.Time) *x509.Certificate {
-	return &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               subject,
-		NotBefore:             notBefore,
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		// 1: it signs the delegated site CAs of edge gateways (path
-		// length 0 themselves) besides device leaves.
-		MaxPathLen: 1,
-		// Verifiers (Go, OpenSSL) nest EKUs: this limits anything under the
-		// intermediate to device and server TLS, whatever a leaf claims.
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
-	}
 }
 
 // Bundle is an existing CA for Import.
@@ -295,7 +266,7 @@ type Bundle struct {
 // ErrStateExists when a CA is already stored (it never overwrites one) and
 // with ErrInvalidCA when the bundle is unusable.
 func Import(ctx context.Context, cfg Config, b Bundle) (*CA, error) {
-	cfg, err := cfg.withDefaults()
+	cfg, err := cfg.WithDefaults()
 	if err != nil {
 		return nil, err
 	}
@@ -421,27 +392,4 @@ func (g *gen) chainDER() [][]byte {
 		out = append(out, bytes.Clone(a.Raw))
 	}
 	return append(out, bytes.Clone(g.Root.Raw))
-}
-
-// randomSerial returns a positive, non-zero 128-bit serial: far above the
-// 64 random bits the CA/Browser Forum asks for, so collisions and prediction
-// are out of reach without any record of issued serials.
-func randomSerial(r io.Reader) (*big.Int, error) {
-	b := make([]byte, 16)
-	for range 4 {
-		if _, err := io.ReadFull(r, b); err != nil {
-			return nil, fmt.Errorf("ca: serial: %w", err)
-		}
-		if s := new(big.Int).SetBytes(b); s.Sign() > 0 {
-			return s, nil
-		}
-	}
-	return nil, errors.New("ca: serial: random source returned only zeros")
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
 }

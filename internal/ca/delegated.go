@@ -54,7 +54,7 @@ func NewDelegatedKey(ctx context.Context, cfg Config, label string) (key crypto.
 // a delegated state under the same root afterwards (renewal; a running CA
 // follows through Reload/Watch). It never replaces a CA of zdps's own.
 func StoreDelegated(ctx context.Context, cfg Config, chain []*x509.Certificate, key crypto.Signer, ref string) error {
-	cfg, err := cfg.withDefaults()
+	cfg, err := cfg.WithDefaults()
 	if err != nil {
 		return err
 	}

@@ -31,7 +31,7 @@ func newMemKMS(typ string) *memKMS { return &memKMS{typ: typ, keys: map[string]c
 func (m *memKMS) Type() string { return m.typ }
 
 func (m *memKMS) CreateKey(_ context.Context, kt KeyType, label string) (string, crypto.Signer, error) {
-	k, err := keyutil.GenerateSigner("EC", curveOf(kt), 0)
+	k, err := keyutil.GenerateSigner("EC", kt.Curve(), 0)
 	if err != nil {
 		return "", nil, err
 	}

@@ -45,15 +45,15 @@ func SignIntermediate(root *x509.Certificate, rootKey crypto.Signer, csrDER []by
 	if validity == 0 {
 		validity = DefaultIntermediateValidity
 	}
-	na := minTime(now.Add(validity), root.NotAfter)
+	na := castate.MinTime(now.Add(validity), root.NotAfter)
 	if !na.After(now) {
 		return nil, fmt.Errorf("%w: the root expired at %s", ErrCAExpired, root.NotAfter)
 	}
-	serial, err := randomSerial(rand.Reader)
+	serial, err := castate.RandomSerial(rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	tmpl := intermediateTemplate(serial, csr.Subject, now.Add(-time.Minute), na)
+	tmpl := castate.IntermediateTemplate(serial, csr.Subject, now.Add(-time.Minute), na)
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, root, csr.PublicKey, rootKey)
 	if err != nil {
 		return nil, fmt.Errorf("ca: sign intermediate: %w", err)

@@ -189,7 +189,7 @@ func (c *CA) issue(pub crypto.PublicKey, cn string, validity time.Duration, kind
 	if err != nil {
 		return nil, err
 	}
-	serial, err := randomSerial(c.rand)
+	serial, err := castate.RandomSerial(c.rand)
 	if err != nil {
 		return nil, err
 	}
@@ -245,7 +245,7 @@ func (c *CA) window(g *gen, validity time.Duration) (notBefore, notAfter time.Ti
 	if nb.Before(g.Inter.NotBefore) {
 		nb = g.Inter.NotBefore
 	}
-	na := minTime(now.Add(validity), g.Inter.NotAfter)
+	na := castate.MinTime(now.Add(validity), g.Inter.NotAfter)
 	if !na.After(now) || now.Before(g.Inter.NotBefore) {
 		return time.Time{}, time.Time{}, fmt.Errorf("%w: valid %s to %s, now %s", ErrCAExpired, g.Inter.NotBefore, g.Inter.NotAfter, now)
 	}

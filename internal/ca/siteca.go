@@ -102,7 +102,7 @@ func (c *CA) SignSiteCA(csrDER []byte, p SiteCAPolicy) (*Issued, error) {
 	if err != nil {
 		return nil, err
 	}
-	serial, err := randomSerial(c.rand)
+	serial, err := castate.RandomSerial(c.rand)
 	if err != nil {
 		return nil, err
 	}

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math/big"
 	"time"
 
 	"go.step.sm/crypto/keyutil"
@@ -730,4 +731,57 @@ func KeyID(pub crypto.PublicKey) []byte {
 	}
 	h := sha256.Sum256(info.PublicKey.Bytes)
 	return h[:20]
+}
+
+// IntermediateTemplate is every issuing intermediate zdps signs: created
+// with the CA, or later with an offline root (SignIntermediate).
+func IntermediateTemplate(serial *big.Int, subject pkix.Name, notBefore, notAfter time.Time) *x509.Certificate {
+	return &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               subject,
+		NotBefore:             notBefore,
+		NotAfter:              notAfter,
+		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+		// 1: it signs the delegated site CAs of edge gateways (path
+		// length 0 themselves) besides device leaves.
+		MaxPathLen: 1,
+		// Verifiers (Go, OpenSSL) nest EKUs: this limits anything under the
+		// intermediate to device and server TLS, whatever a leaf claims.
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
+	}
+}
+
+// RandomSerial returns a positive, non-zero 128-bit serial: far above the
+// 64 random bits the CA/Browser Forum asks for, so collisions and prediction
+// are out of reach without any record of issued serials.
+func RandomSerial(r io.Reader) (*big.Int, error) {
+	b := make([]byte, 16)
+	for range 4 {
+		if _, err := io.ReadFull(r, b); err != nil {
+			return nil, fmt.Errorf("ca: serial: %w", err)
+		}
+		if s := new(big.Int).SetBytes(b); s.Sign() > 0 {
+			return s, nil
+		}
+	}
+	return nil, errors.New("ca: serial: random source returned only zeros")
+}
+
+// MinTime is the earlier of a and b.
+func MinTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
+}
+
+// SerialOf is the serial of a DER certificate in zdps's hex form.
+func SerialOf(der []byte) string {
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return "?"
+	}
+	return fmt.Sprintf("%032x", c.SerialNumber)
 }
