@@ -12,4 +12,8 @@
 // both over internal/ca/castate.
 //
 // A delegated CA (an edge gateway's) never rotates: ca.ErrDelegated.
+//
+// Its tests run in internal/ca as package ca_test (rotate_test.go,
+// rootrotate_test.go), beside the running CA's, whose test helpers they
+// share through internal/ca's export_test.go.
 package rotation
