@@ -39,6 +39,8 @@ import (
 	"github.com/zdps/zdps/internal/posture"
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/provisioning/caissuer"
+	"github.com/zdps/zdps/internal/provisioning/limits"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/provisioning/renewal"
 	"github.com/zdps/zdps/internal/provisioning/symkey"
 	"github.com/zdps/zdps/internal/provisioning/tpmatt"
@@ -97,7 +99,7 @@ type serveConfig struct {
 	MaxPayloadBytes   int64
 	DeviceBodyTimeout time.Duration
 	// Limits are the device request rates (--throttle-*).
-	Limits provisioning.Limits
+	Limits limits.Limits
 	// MQTTListen is the MQTT/TLS listen address, "off" for none; MQTT
 	// bounds its connections (mqttapi.Config).
 	MQTTListen string
@@ -189,7 +191,7 @@ with --config; flags win over the environment, which wins over the file.`,
 	cfg.Console.register(f)
 	cfg.Sites.register(f)
 	cfg.Gateway.Register(f)
-	cfg.Limits = provisioning.DefaultLimits()
+	cfg.Limits = limits.DefaultLimits()
 	f.Var(&cfg.Limits.Poll, "throttle-poll", "operation polls and status lookups admitted per device, COUNT/DURATION or off (Azure: 5/10s); a throttled poll of a registration still assigning answers 202 with a later Retry-After, otherwise 429")
 	f.Var(&cfg.Limits.Register, "throttle-register", "register requests admitted per device, COUNT/DURATION or off; counted only after the device authenticated")
 	f.Var(&cfg.Limits.GroupRegister, "throttle-group-register", "register requests admitted per enrollment group, over all its devices, COUNT/DURATION or off")
@@ -574,7 +576,7 @@ func mountDeviceAPI(service *api.API, st *store.Store, authority *ca.CA, inst *i
 	}
 	prov, err := provisioning.New(provisioning.Config{
 		Store: st,
-		Attestors: map[string]provisioning.Attestor{
+		Attestors: map[string]port.Attestor{
 			enrollment.AttestationSymmetricKey: symAtt,
 			enrollment.AttestationX509:         x509Att,
 			enrollment.AttestationTPM:          tpmAtt,

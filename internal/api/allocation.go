@@ -7,7 +7,9 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/zdps/zdps/internal/api/apirequest"
 	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/dps"
 )
@@ -36,7 +38,7 @@ func (a *API) explainAllocation(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, fmt.Errorf("%w: %w", store.ErrClosed, errNoExplainer))
 		return
 	}
-	b, err := requireBody(r)
+	b, err := apirequest.RequireBody(r)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -55,9 +57,9 @@ func (a *API) explainAllocation(w http.ResponseWriter, r *http.Request) {
 		Payload: req.Payload, SourceAddr: req.SourceAddress, SourceRTT: time.Duration(req.SourceRTTMs * float64(time.Millisecond)),
 	})
 	switch {
-	case errors.Is(err, provisioning.ErrInvalid):
+	case errors.Is(err, port.ErrInvalid):
 		err = fmt.Errorf("%w: %w", errBadRequest, err)
-	case errors.Is(err, provisioning.ErrNotFound):
+	case errors.Is(err, port.ErrNotFound):
 		err = fmt.Errorf("%w: %w", store.ErrNotFound, err)
 	}
 	if err != nil {

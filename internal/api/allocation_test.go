@@ -9,6 +9,7 @@ import (
 
 	"github.com/zdps/zdps/allocation/custom"
 	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -116,9 +117,9 @@ type fakeExplainer struct{}
 func (fakeExplainer) Explain(_ context.Context, r provisioning.ExplainRequest) (*dps.Explanation, error) {
 	switch r.RegistrationID {
 	case "unknown":
-		return nil, fmt.Errorf("%w: no enrollment", provisioning.ErrNotFound)
+		return nil, fmt.Errorf("%w: no enrollment", port.ErrNotFound)
 	case "bad id":
-		return nil, fmt.Errorf("%w: bad", provisioning.ErrInvalid)
+		return nil, fmt.Errorf("%w: bad", port.ErrInvalid)
 	}
 	return &dps.Explanation{RegistrationID: r.RegistrationID, EffectivePolicy: "hashed",
 		Decisions: []dps.PolicyDecision{{Policy: "hashed", Effective: true, Hub: "a.example.com", Reason: string(r.Payload)}}}, nil

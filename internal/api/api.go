@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/zdps/zdps/internal/api/serviceauth"
 	"github.com/zdps/zdps/internal/audit"
 	"io"
 	"log/slog"
@@ -93,6 +94,8 @@ type API struct {
 	explainer atomic.Pointer[explainerBox]
 	// faultLog logs connection faults, which anyone can cause.
 	faultLog *ratelog.Logger
+	// auth finds who sends a request (SAS or bearer token).
+	auth *serviceauth.Authenticator
 }
 
 // New validates cfg, fills in defaults and builds the router.
@@ -131,6 +134,7 @@ func New(cfg Config) (*API, error) {
 		rand:  syncio.Reader(cfg.Rand),
 
 		faultLog: ratelog.New(cfg.Logger, faultLogLines, faultLogInterval),
+		auth:     &serviceauth.Authenticator{Policies: cfg.Store.Policies, HostName: cfg.HostName, TokenSkew: cfg.TokenSkew, Bearer: cfg.Bearer, Now: cfg.Now},
 	}
 	if !cfg.UseCases.complete() {
 		m, err := manage.New(manage.Config{Store: cfg.Store, Logger: cfg.Logger, Rand: a.rand, Now: cfg.Now})

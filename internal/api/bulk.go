@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/http"
 
+	"github.com/zdps/zdps/internal/api/apirequest"
 	"github.com/zdps/zdps/internal/manage"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -22,7 +23,7 @@ type bulkFailure struct {
 // items; then nothing is written.
 func bulkDocs[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		b, err := requireBody(r)
+		b, err := apirequest.RequireBody(r)
 		if err != nil {
 			a.writeError(w, r, err)
 			return

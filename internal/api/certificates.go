@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/zdps/zdps/internal/api/apirequest"
 	"github.com/zdps/zdps/internal/manage"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -54,7 +55,7 @@ func (a *API) verifyCertificate(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, err)
 		return
 	}
-	b, err := requireBody(r)
+	b, err := apirequest.RequireBody(r)
 	if err != nil {
 		a.writeError(w, r, err)
 		return

@@ -1,45 +1,16 @@
 package api
 
 import (
-	"bytes"
-	"encoding/json"
 	"fmt"
-	"github.com/zdps/zdps/internal/audit"
 	"net/http"
 	"strconv"
 	"strings"
 
+	"github.com/zdps/zdps/internal/api/apirequest"
+	"github.com/zdps/zdps/internal/audit"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
-
-// ifMatch is the request's If-Match ETag, unquoted: the Node SDK sends the
-// body's etag bare, RFC 9110 clients quote it, and a weak prefix carries no
-// meaning for a compare-and-swap on whole documents.
-func ifMatch(r *http.Request) string {
-	v := strings.TrimSpace(r.Header.Get("If-Match"))
-	v = strings.TrimPrefix(v, "W/")
-	if len(v) >= 2 && v[0] == '"' && v[len(v)-1] == '"' {
-		v = v[1 : len(v)-1]
-	}
-	return v
-}
-
-// writeCondition is the condition of a PUT: If-Match (see ifMatch), and
-// If-None-Match: * for a create that must not replace an existing document
-// (409 when it exists), for every resource. Other If-None-Match values are
-// refused: zdps compares whole documents, so only "*" has a meaning here.
-func writeCondition(r *http.Request) (store.Condition, error) {
-	cond := store.Condition{IfMatch: ifMatch(r)}
-	switch v := strings.TrimSpace(r.Header.Get("If-None-Match")); v {
-	case "":
-	case "*":
-		cond.IfNoneMatch = true
-	default:
-		return cond, fmt.Errorf("%w: If-None-Match supports only * (create only), not %q", errBadRequest, v)
-	}
-	return cond, nil
-}
 
 // audit records a management change (or a read of secrets) with the policy
 // that made it.
@@ -70,37 +41,6 @@ func createdOrUpdated(created bool) string {
 		return "create"
 	}
 	return "update"
-}
-
-// querySpec is the body of the query calls.
-type querySpec struct {
-	Query string `json:"query"`
-}
-
-// readQuery accepts the one query zdps answers, "*" (every item), as the
-// Azure SDKs send it. An empty body means the same, for scripts that send
-// none on the registration queries.
-func readQuery(r *http.Request) error {
-	b, err := readBody(r)
-	if err != nil {
-		return err
-	}
-	if len(bytes.TrimSpace(b)) == 0 {
-		return nil
-	}
-	var q querySpec
-	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&q); err != nil {
-		return fmt.Errorf("%w: query body: %w", errBadRequest, err)
-	}
-	if dec.More() {
-		return fmt.Errorf("%w: query body: unexpected data after the JSON value", errBadRequest)
-	}
-	if strings.TrimSpace(q.Query) != "*" {
-		return fmt.Errorf(`%w: unsupported query %q: zdps answers only {"query":"*"}, paged with x-ms-max-item-count and x-ms-continuation`, errBadRequest, q.Query)
-	}
-	return nil
 }
 
 // pageParams reads x-ms-max-item-count (capped to MaxPageSize; absent or 0
@@ -142,7 +82,7 @@ func putRequest[T any](r *http.Request, pathName func(*http.Request) (string, er
 	if name, err = pathName(r); err != nil {
 		return name, v, cond, err
 	}
-	b, err := requireBody(r)
+	b, err := apirequest.RequireBody(r)
 	if err != nil {
 		return name, v, cond, err
 	}
@@ -152,7 +92,7 @@ func putRequest[T any](r *http.Request, pathName func(*http.Request) (string, er
 	if !strings.EqualFold(nameOf(v), name) {
 		return name, v, cond, mismatch(field, nameOf(v), name)
 	}
-	cond, err = writeCondition(r)
+	cond, err = apirequest.WriteCondition(r)
 	return name, v, cond, err
 }
 

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"github.com/zdps/zdps/internal/api/apirequest"
 	"net/http"
 
 	"github.com/zdps/zdps/internal/store"
@@ -65,7 +66,7 @@ func (a *API) getSettings(w http.ResponseWriter, r *http.Request) {
 // putSettings changes the instance settings; the ID scope, fixed at first
 // start, is kept whatever the request says.
 func (a *API) putSettings(w http.ResponseWriter, r *http.Request) {
-	b, err := requireBody(r)
+	b, err := apirequest.RequireBody(r)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -75,7 +76,7 @@ func (a *API) putSettings(w http.ResponseWriter, r *http.Request) {
 		a.writeError(w, r, badRequest(err))
 		return
 	}
-	cond, err := writeCondition(r)
+	cond, err := apirequest.WriteCondition(r)
 	if err != nil {
 		a.writeError(w, r, err)
 		return

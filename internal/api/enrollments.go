@@ -6,6 +6,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/zdps/zdps/internal/api/apirequest"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -17,6 +18,7 @@ import (
 type enrollmentKind[T store.Document] struct {
 	// docs picks the kind's use cases.
 	docs       func(UseCases) Documents[T]
+	path       string // the collection's path, e.g. /enrollments
 	resource   string // audit resource name
 	param      string // chi URL parameter of the ID
 	idField    string // JSON field of the ID
@@ -37,6 +39,7 @@ type enrollmentKind[T store.Document] struct {
 
 var enrollments = enrollmentKind[*enrollment.IndividualEnrollment]{
 	docs:       func(u UseCases) Documents[*enrollment.IndividualEnrollment] { return u.Enrollments },
+	path:       "/enrollments",
 	resource:   "enrollment",
 	param:      "registrationId",
 	idField:    "registrationId",
@@ -69,6 +72,7 @@ var enrollments = enrollmentKind[*enrollment.IndividualEnrollment]{
 
 var groups = enrollmentKind[*enrollment.EnrollmentGroup]{
 	docs:       func(u UseCases) Documents[*enrollment.EnrollmentGroup] { return u.Groups },
+	path:       "/enrollmentGroups",
 	resource:   "enrollmentGroup",
 	param:      "enrollmentGroupId",
 	idField:    "enrollmentGroupId",
@@ -92,6 +96,18 @@ var groups = enrollmentKind[*enrollment.EnrollmentGroup]{
 		}
 		return res
 	},
+}
+
+// docRoutes adds the routes of a kind of document to the service API:
+// get, put, delete, read keys, query and bulk, under k.path.
+func docRoutes[T store.Document](a *API, route func(method, pattern string, h http.HandlerFunc), k *enrollmentKind[T]) {
+	one := k.path + "/{" + k.param + "}"
+	route(http.MethodGet, one, getDoc(a, k))
+	route(http.MethodPut, one, putDoc(a, k))
+	route(http.MethodDelete, one, deleteDoc(a, k))
+	route(http.MethodPost, one+"/attestationmechanism", docKeys(a, k))
+	route(http.MethodPost, k.path+"/query", queryDocs(a, k))
+	route(http.MethodPost, k.path, bulkDocs(a, k))
 }
 
 // pathID reads and validates the ID in the path.
@@ -136,7 +152,7 @@ func docKeys[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 
 func queryDocs[T store.Document](a *API, k *enrollmentKind[T]) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		if err := readQuery(r); err != nil {
+		if err := apirequest.ReadQuery(r); err != nil {
 			a.writeError(w, r, err)
 			return
 		}

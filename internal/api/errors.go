@@ -6,8 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"time"
 
+	"github.com/zdps/zdps/internal/api/apirequest"
+	"github.com/zdps/zdps/internal/api/serviceauth"
 	"github.com/zdps/zdps/internal/manage"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/dps"
@@ -17,18 +18,15 @@ import (
 // Errors of the API layer itself. Handlers wrap them with %w and a message
 // for the client; classify maps them.
 var (
-	// errUnauthorized: no, malformed, expired, forged or foreign SAS, or an
-	// unknown policy. The wrapped reason is logged, never answered.
-	errUnauthorized = errors.New("unauthorized")
-	// errBearerUnauthorized: a bearer token that is absent, malformed,
-	// expired, forged, for another audience or issuer, or sent to a server
-	// without OIDC. It is an errUnauthorized with its own public message.
-	errBearerUnauthorized = fmt.Errorf("%w: bearer token refused", errUnauthorized)
+	// errUnauthorized and errBearerUnauthorized: the request's
+	// credentials were refused (serviceauth says why, in the log only).
+	errUnauthorized       = serviceauth.ErrUnauthorized
+	errBearerUnauthorized = serviceauth.ErrBearerUnauthorized
 	// errForbidden: authenticated, but the policy lacks the route's right.
 	errForbidden = errors.New("forbidden")
 	// errBadRequest: a request that is wrong in shape (malformed JSON,
 	// wrong content type, bad header, unsupported query or api-version).
-	errBadRequest = errors.New("bad request")
+	errBadRequest = apirequest.ErrBadRequest
 	// errTooLarge: the body exceeds Config.MaxBodyBytes.
 	errTooLarge = errors.New("request body too large")
 	// errRouteNotFound and errMethodNotAllowed: no such route.
@@ -95,7 +93,7 @@ func (a *API) WriteError(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
-	if cf := asConnectionFault(r, err); cf != nil {
+	if cf := apirequest.AsConnectionFault(r, err); cf != nil {
 		err = cf
 		a.logConnectionFault(w, r, cf)
 	}
@@ -117,13 +115,7 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 		w.Header().Set("Retry-After", "1")
 	}
 	w.Header().Set("x-ms-error-code", strconv.Itoa(code))
-	a.writeJSON(w, status, dps.ErrorBody{
-		ErrorCode:    code,
-		TrackingID:   id,
-		Message:      msg,
-		Info:         map[string]any{},
-		TimestampUTC: a.now().UTC().Format(time.RFC3339Nano),
-	})
+	a.writeJSON(w, status, dps.NewErrorBody(code, id, msg, a.now()))
 }
 
 // writeJSON answers v with the content type the Node SDK needs to parse

@@ -3,10 +3,8 @@ package api
 import (
 	"context"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
-	"mime"
 	"net/http"
 	"runtime/debug"
 	"strings"
@@ -139,40 +137,4 @@ func (a *API) requireAPIVersion(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
-}
-
-// readBody reads a JSON request body. A content type, when given, must be
-// JSON; an absent one is accepted because scripts often omit it.
-func readBody(r *http.Request) ([]byte, error) {
-	if ct := r.Header.Get("Content-Type"); ct != "" {
-		mt, _, err := mime.ParseMediaType(ct)
-		if err != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
-			return nil, fmt.Errorf("%w: Content-Type must be application/json, not %q", errBadRequest, ct)
-		}
-	}
-	if r.Body == nil {
-		return nil, nil
-	}
-	b, err := io.ReadAll(r.Body)
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		if errors.As(err, &tooLarge) {
-			return nil, err
-		}
-		// Anything else is the client's connection failing mid-body.
-		return nil, bodyReadFault(err)
-	}
-	return b, nil
-}
-
-// requireBody is readBody for calls that need a body.
-func requireBody(r *http.Request) ([]byte, error) {
-	b, err := readBody(r)
-	if err != nil {
-		return nil, err
-	}
-	if len(strings.TrimSpace(string(b))) == 0 {
-		return nil, fmt.Errorf("%w: a JSON body is required", errBadRequest)
-	}
-	return b, nil
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"github.com/zdps/zdps/internal/api/apirequest"
 	"net/http"
 
 	"github.com/go-chi/chi/v5"
@@ -28,7 +29,7 @@ func (a *API) queryRegistrations(w http.ResponseWriter, r *http.Request) {
 // queryRegistrationsBy answers a page of the group's records, or of every
 // record when group is "".
 func (a *API) queryRegistrationsBy(w http.ResponseWriter, r *http.Request, group string) {
-	if err := readQuery(r); err != nil {
+	if err := apirequest.ReadQuery(r); err != nil {
 		a.writeError(w, r, err)
 		return
 	}

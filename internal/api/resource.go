@@ -6,6 +6,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/zdps/zdps/internal/api/apirequest"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -93,7 +94,7 @@ func deleteOne(a *API, res resource, del func(ctx context.Context, id, ifMatch s
 			a.writeError(w, r, err)
 			return
 		}
-		if err := del(r.Context(), id, ifMatch(r)); err != nil {
+		if err := del(r.Context(), id, apirequest.IfMatch(r)); err != nil {
 			a.writeError(w, r, about(res.name, id, err))
 			return
 		}

@@ -155,19 +155,8 @@ func (a *API) routes(r chi.Router) error {
 
 	route(http.MethodGet, "/healthz", a.healthz)
 
-	route(http.MethodGet, "/enrollments/{registrationId}", getDoc(a, &enrollments))
-	route(http.MethodPut, "/enrollments/{registrationId}", putDoc(a, &enrollments))
-	route(http.MethodDelete, "/enrollments/{registrationId}", deleteDoc(a, &enrollments))
-	route(http.MethodPost, "/enrollments/{registrationId}/attestationmechanism", docKeys(a, &enrollments))
-	route(http.MethodPost, "/enrollments/query", queryDocs(a, &enrollments))
-	route(http.MethodPost, "/enrollments", bulkDocs(a, &enrollments))
-
-	route(http.MethodGet, "/enrollmentGroups/{enrollmentGroupId}", getDoc(a, &groups))
-	route(http.MethodPut, "/enrollmentGroups/{enrollmentGroupId}", putDoc(a, &groups))
-	route(http.MethodDelete, "/enrollmentGroups/{enrollmentGroupId}", deleteDoc(a, &groups))
-	route(http.MethodPost, "/enrollmentGroups/{enrollmentGroupId}/attestationmechanism", docKeys(a, &groups))
-	route(http.MethodPost, "/enrollmentGroups/query", queryDocs(a, &groups))
-	route(http.MethodPost, "/enrollmentGroups", bulkDocs(a, &groups))
+	docRoutes(a, route, &enrollments)
+	docRoutes(a, route, &groups)
 
 	route(http.MethodGet, "/registrations/{registrationId}", getOne(a, registrations, a.uc.Registrations.Registration, as((*enrollment.Registration).ServiceState), "", nil))
 	route(http.MethodDelete, "/registrations/{registrationId}", deleteOne(a, registrations, a.uc.Registrations.DeleteRegistration))

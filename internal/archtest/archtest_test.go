@@ -53,7 +53,7 @@ var (
 	// or a third party's program.
 	server = []string{
 		"internal/api", "internal/deviceapi", "internal/devicewire", "internal/mqttapi", "internal/provisioning/...", "internal/store/...",
-		"internal/ca", "internal/cakms/...", "internal/instance", "attestation/...", "allocation/...",
+		"internal/ca/...", "internal/cakms/...", "internal/instance", "attestation/...", "allocation/...",
 		"internal/sweep", "internal/revocation", "internal/manage", "cmd/...",
 	}
 )
@@ -111,67 +111,107 @@ var rules = []rule{
 		forbid: concat(transports,
 			[]string{"internal/store/bolt", "internal/store/postgres", "internal/store/memory"},
 			[]string{"allocation/hashed", "allocation/static", "allocation/geolatency", "allocation/custom"},
-			[]string{"attestation/...", "internal/ca"}),
+			[]string{"attestation/...", "internal/ca/..."}),
 	},
 	{
 		name:   "the service API is handed the CA and its use cases (cmd/zdps wires them): it never reaches the CA itself",
 		from:   []string{"internal/api"},
-		forbid: []string{"internal/ca", "attestation/...", "allocation/custom"},
+		forbid: []string{"internal/ca/...", "attestation/...", "allocation/custom"},
+	},
+	{
+		name:   "the service API's request reading and authentication know no transport, pipeline, use case or CA",
+		from:   []string{"internal/api/apirequest", "internal/api/serviceauth"},
+		forbid: concat(transports, pipeline, []string{"internal/manage", "internal/ca/...", "attestation/...", "allocation/..."}),
+	},
+	{
+		name:   "hub choice is handed the resolved enrollment and the allocation.Policy: no transport, pipeline, concrete policy, verifier or CA",
+		from:   []string{"internal/provisioning/placement"},
+		forbid: concat(transports, []string{"internal/provisioning", "internal/ca/...", "attestation/...", "allocation/hashed", "allocation/static", "allocation/geolatency", "allocation/custom"}),
+	},
+	{
+		name:   "the pipeline's ports are a contract: no transport, pipeline, store backend, CA, verifier or policy",
+		from:   []string{"internal/provisioning/port"},
+		forbid: concat(transports, []string{"internal/provisioning", "internal/store/bolt", "internal/store/postgres", "internal/store/memory", "internal/ca/...", "attestation/...", "allocation/..."}),
+	},
+	{
+		name:   "the attestation adapters and the CA's issuer see the pipeline's ports only, never the pipeline",
+		from:   []string{"internal/provisioning/symkey", "internal/provisioning/x509att", "internal/provisioning/tpmatt", "internal/provisioning/renewal", "internal/provisioning/caissuer"},
+		forbid: concat(transports, []string{"internal/provisioning"}),
+	},
+	{
+		name:   "the throttle's limits know no transport, pipeline, store backend, CA, verifier or policy",
+		from:   []string{"internal/provisioning/limits"},
+		forbid: concat(transports, []string{"internal/provisioning", "internal/store/bolt", "internal/store/postgres", "internal/store/memory", "internal/ca/...", "attestation/...", "allocation/..."}),
+	},
+	{
+		name:   "the record of the pipeline's decisions sits on the trail and the store: no transport, pipeline, use case, CA, verifier or policy",
+		from:   []string{"internal/provisioning/decision"},
+		forbid: concat(transports, []string{"internal/provisioning", "internal/manage", "internal/ca/...", "attestation/...", "allocation/..."}),
+	},
+	{
+		name:   "the CA's stored state knows nothing above it: not the running CA, no transport, pipeline or store backend",
+		from:   []string{"internal/ca/castate"},
+		forbid: concat(transports, pipeline, []string{"internal/ca", "internal/store/...", "internal/cakms/...", "attestation/...", "allocation/..."}),
+	},
+	{
+		name:   "the CA's rotations write the next state: no transport, pipeline, use case, verifier or policy",
+		from:   []string{"internal/ca/rotation"},
+		forbid: concat(transports, pipeline, []string{"internal/manage", "attestation/...", "allocation/..."}),
 	},
 	{
 		name:   "the operations book keeps records for the pipeline and knows nothing above the store",
 		from:   []string{"internal/provisioning/operations"},
-		forbid: concat(transports, []string{"internal/provisioning", "internal/ca", "attestation/...", "allocation/..."}),
+		forbid: concat(transports, []string{"internal/provisioning", "internal/ca/...", "attestation/...", "allocation/..."}),
 	},
 	{
 		name:   "management use cases know no transport, pipeline, verifier, policy or CA",
 		from:   []string{"internal/manage"},
-		forbid: concat(transports, pipeline, []string{"internal/ca", "attestation/...", "allocation/..."}),
+		forbid: concat(transports, pipeline, []string{"internal/ca/...", "attestation/...", "allocation/..."}),
 	},
 	{
 		name:   "revocation needs the CA only through its CRLSigner port, and nothing above it",
 		from:   []string{"internal/revocation"},
-		forbid: concat(transports, pipeline, []string{"internal/ca", "attestation/...", "allocation/..."}),
+		forbid: concat(transports, pipeline, []string{"internal/ca/...", "attestation/...", "allocation/..."}),
 	},
 	{
 		name:   "store backends know nothing above them",
 		from:   stores,
-		forbid: concat(transports, pipeline, []string{"attestation/...", "allocation/...", "internal/ca"}),
+		forbid: concat(transports, pipeline, []string{"attestation/...", "allocation/...", "internal/ca/..."}),
 	},
 	{
 		name:   "the audit trail, its export, the detector and the posture sit on the store and know nothing above it",
 		from:   []string{"internal/audit", "internal/export", "internal/detect", "internal/posture", "internal/metrics"},
-		forbid: concat(transports, pipeline, []string{"internal/manage", "internal/ca", "attestation/...", "allocation/...", "internal/opsapi"}),
+		forbid: concat(transports, pipeline, []string{"internal/manage", "internal/ca/...", "attestation/...", "allocation/...", "internal/opsapi"}),
 	},
 	{
 		name:   "the security operations routes only translate",
 		from:   []string{"internal/opsapi"},
-		forbid: concat(transports, pipeline, []string{"internal/manage", "internal/ca", "attestation/...", "allocation/..."}),
+		forbid: concat(transports, pipeline, []string{"internal/manage", "internal/ca/...", "attestation/...", "allocation/..."}),
 	},
 	{
 		name:   "single sign-on only maps identities to principals",
 		from:   []string{"internal/oidcauth"},
-		forbid: concat(transports, pipeline, []string{"internal/store/...", "internal/manage", "internal/ca", "attestation/...", "allocation/..."}),
+		forbid: concat(transports, pipeline, []string{"internal/store/...", "internal/manage", "internal/ca/...", "attestation/...", "allocation/..."}),
 	},
 	{
 		name:   "the web console is a transport handed its use cases",
 		from:   []string{"internal/console/..."},
-		forbid: concat(transports, pipeline, []string{"internal/ca", "attestation/...", "allocation/...", "internal/opsapi", "internal/store/bolt", "internal/store/postgres", "internal/store/memory"}),
+		forbid: concat(transports, pipeline, []string{"internal/ca/...", "attestation/...", "allocation/...", "internal/opsapi", "internal/store/bolt", "internal/store/postgres", "internal/store/memory"}),
 	},
 	{
 		name:   "the central side of edge gateways is a use case: the CA only through its SiteCA port, no transport",
 		from:   []string{"internal/sites"},
-		forbid: concat(transports, pipeline, []string{"internal/gatewayapi", "internal/manage", "internal/ca", "attestation/...", "allocation/..."}),
+		forbid: concat(transports, pipeline, []string{"internal/gatewayapi", "internal/manage", "internal/ca/...", "attestation/...", "allocation/..."}),
 	},
 	{
 		name:   "the gateway API only translates: the service API is its Host, the decisions are internal/sites'",
 		from:   []string{"internal/gatewayapi"},
-		forbid: concat(transports, pipeline, []string{"internal/manage", "internal/ca", "attestation/...", "allocation/...", "internal/opsapi"}),
+		forbid: concat(transports, pipeline, []string{"internal/manage", "internal/ca/...", "attestation/...", "allocation/...", "internal/opsapi"}),
 	},
 	{
 		name:   "the edge side of edge gateways syncs through the management use cases: no transport, no pipeline, no CA",
 		from:   []string{"internal/gateway"},
-		forbid: concat(transports, pipeline, []string{"internal/gatewayapi", "internal/sites", "internal/ca", "attestation/...", "allocation/...", "internal/opsapi"}),
+		forbid: concat(transports, pipeline, []string{"internal/gatewayapi", "internal/sites", "internal/ca/...", "attestation/...", "allocation/...", "internal/opsapi"}),
 	},
 	{
 		name:       "the firmware policy and DICE measurements are standard library only",
@@ -186,6 +226,11 @@ var rules = []rule{
 	{
 		name:       "the DPS wire contract and the webhook signature are standard library only",
 		from:       []string{"pkg/dps/...", "pkg/webhooksig"},
+		stdlibOnly: true,
+	},
+	{
+		name:       "work that outlives its request (the pipeline's background runs) is standard library only",
+		from:       []string{"internal/provisioning/detach"},
 		stdlibOnly: true,
 	},
 	{

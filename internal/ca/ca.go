@@ -4,21 +4,20 @@ import (
 	"bytes"
 	"context"
 	"crypto"
-	"crypto/sha256"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/asn1"
 	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
-	"math/big"
 	"sync/atomic"
 	"time"
 
 	"go.step.sm/crypto/keyutil"
 	"go.step.sm/crypto/pemutil"
+
+	"github.com/zdps/zdps/internal/ca/castate"
 )
 
 // CA is a loaded certificate authority, safe for concurrent use. It follows
@@ -38,37 +37,25 @@ type CA struct {
 
 // gen is one loaded state: what the CA signs with until the next rotation.
 type gen struct {
-	blob        []byte // the stored state it was decoded from
-	root, inter *x509.Certificate
+	Blob        []byte // the stored state it was decoded from
+	Root, Inter *x509.Certificate
 	// issuer is inter as the signing functions see it: a copy that always
 	// has a SubjectKeyId, which Go copies into every AuthorityKeyId and
 	// requires for CRLs. An imported intermediate may lack one.
-	issuer    *x509.Certificate
-	signer    crypto.Signer // the intermediate's key, parsed once (or its KMS handle)
-	tlsSigner crypto.Signer // zdps's TLS server key in the KMS; nil: a fresh key per certificate
-	kms       string        // the KMS holding signer, "" when it is sealed in the state
+	Issuer    *x509.Certificate
+	Signer    crypto.Signer // the intermediate's key, parsed once (or its KMS handle)
+	TLSSigner crypto.Signer // zdps's TLS server key in the KMS; nil: a fresh key per certificate
+	KMS       string        // the KMS holding signer, "" when it is sealed in the state
 	pool      *x509.CertPool
 	bundlePEM []byte
-	// generation counts rotations; previous are the intermediates rotated
-	// out whose certificates may still be in use.
-	generation int
-	previous   []previousGen
-	cross      []*x509.Certificate
-	oldRoots   []*x509.Certificate
-	rootsKept  []previousRoot
-	// delegated: an edge gateway's CA; above are central's intermediates
-	// between inter and root; site goes into the subject of every leaf
-	// (the delegated CA's name constraint asks for it).
-	delegated bool
-	above     []*x509.Certificate
-	site      string
+	castate.Lineage
 }
 
 // New loads the CA from cfg.Storage or, on first start, creates a root and an
 // intermediate and stores them. When two replicas create at once, exactly
 // one state is stored and both return that CA.
 func New(ctx context.Context, cfg Config) (*CA, error) {
-	cfg, err := cfg.withDefaults()
+	cfg, err := cfg.WithDefaults()
 	if err != nil {
 		return nil, err
 	}
@@ -77,7 +64,7 @@ func New(ctx context.Context, cfg Config) (*CA, error) {
 
 // open loads or initialises the CA of a validated configuration.
 func open(ctx context.Context, cfg Config) (*CA, error) {
-	z, err := newSealer(cfg.KEK, cfg.Rand)
+	z, err := castate.NewSealer(cfg.KEK, cfg.Rand)
 	if err != nil {
 		return nil, err
 	}
@@ -91,25 +78,25 @@ func open(ctx context.Context, cfg Config) (*CA, error) {
 	case err != nil:
 		return nil, err
 	}
-	l, err := decodeState(ctx, z, blob, cfg.KMS)
+	l, err := castate.Decode(ctx, z, blob, cfg.KMS)
 	if err != nil {
 		return nil, err
 	}
 	c := build(cfg, l)
 	cfg.Logger.Info("ca loaded",
-		"root_subject", l.root.Subject.String(), "root_not_after", l.root.NotAfter,
-		"intermediate_not_after", l.inter.NotAfter, "imported", l.imported, "root_key_held", l.hasRootKey, "kms", l.kms)
-	if now := cfg.Now(); now.After(l.inter.NotAfter) {
+		"root_subject", l.Root.Subject.String(), "root_not_after", l.Root.NotAfter,
+		"intermediate_not_after", l.Inter.NotAfter, "imported", l.Imported, "root_key_held", l.HasRootKey, "kms", l.KMS)
+	if now := cfg.Now(); now.After(l.Inter.NotAfter) {
 		// Still loaded, so the CRL and bundle stay available while the
 		// operator rotates; SignCSR reports ErrCAExpired.
-		cfg.Logger.Error("ca intermediate expired", "not_after", l.inter.NotAfter)
+		cfg.Logger.Error("ca intermediate expired", "not_after", l.Inter.NotAfter)
 	}
 	return c, nil
 }
 
 // initialise creates a CA and stores it, or returns the state another
 // replica stored first.
-func initialise(ctx context.Context, cfg Config, z *sealer) ([]byte, error) {
+func initialise(ctx context.Context, cfg Config, z *castate.Sealer) ([]byte, error) {
 	cfg.OfflineRoot = false // New seals the root key; only Create hands it out
 	blob, _, err := generate(ctx, cfg, z)
 	if err != nil {
@@ -132,7 +119,7 @@ func initialise(ctx context.Context, cfg Config, z *sealer) ([]byte, error) {
 // the root's private key is returned (PKCS#8 PEM, for the operator to take
 // away) and not stored; otherwise rootKeyPEM is nil.
 func Create(ctx context.Context, cfg Config) (c *CA, rootKeyPEM []byte, err error) {
-	cfg, err = cfg.withDefaults()
+	cfg, err = cfg.WithDefaults()
 	if err != nil {
 		return nil, nil, err
 	}
@@ -141,7 +128,7 @@ func Create(ctx context.Context, cfg Config) (c *CA, rootKeyPEM []byte, err erro
 	} else if !errors.Is(err, ErrNoState) {
 		return nil, nil, err
 	}
-	z, err := newSealer(cfg.KEK, cfg.Rand)
+	z, err := castate.NewSealer(cfg.KEK, cfg.Rand)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -174,46 +161,38 @@ func kmsType(k KeyStore) string {
 	return k.Type()
 }
 
-// curveOf is the go.step.sm/crypto/keyutil curve name of a key type.
-func curveOf(kt KeyType) string {
-	if kt == KeyECP384 {
-		return "P-384"
-	}
-	return "P-256"
-}
-
 // generate makes a root and an intermediate and encodes them as a state. It
 // returns the root key too, for Create's offline root.
-func generate(ctx context.Context, cfg Config, z *sealer) ([]byte, crypto.Signer, error) {
-	crv := curveOf(cfg.KeyType)
+func generate(ctx context.Context, cfg Config, z *castate.Sealer) ([]byte, crypto.Signer, error) {
+	crv := cfg.KeyType.Curve()
 	rootKey, err := keyutil.GenerateSigner("EC", crv, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("ca: generate root key: %w", err)
 	}
-	keys := stateKeys{root: rootKey}
+	keys := castate.KeySet{Root: rootKey}
 	if cfg.OfflineRoot {
-		keys.root = nil
+		keys.Root = nil
 	}
 	var interKey crypto.Signer
 	if cfg.KMS != nil {
 		// Both keys are created inside the KMS: neither ever exists here.
-		keys.kms = cfg.KMS.Type()
-		if keys.interRef, interKey, err = cfg.KMS.CreateKey(ctx, cfg.KeyType, "zdps-ca-intermediate"); err != nil {
-			return nil, nil, fmt.Errorf("ca: create intermediate key in %s KMS: %w", keys.kms, err)
+		keys.KMS = cfg.KMS.Type()
+		if keys.InterRef, interKey, err = cfg.KMS.CreateKey(ctx, cfg.KeyType, "zdps-ca-intermediate"); err != nil {
+			return nil, nil, fmt.Errorf("ca: create intermediate key in %s KMS: %w", keys.KMS, err)
 		}
 		// TLS keys are always P-256: every client verifies it.
-		if keys.tlsRef, _, err = cfg.KMS.CreateKey(ctx, KeyECP256, "zdps-tls"); err != nil {
-			return nil, nil, fmt.Errorf("ca: create TLS key in %s KMS: %w", keys.kms, err)
+		if keys.TLSRef, _, err = cfg.KMS.CreateKey(ctx, KeyECP256, "zdps-tls"); err != nil {
+			return nil, nil, fmt.Errorf("ca: create TLS key in %s KMS: %w", keys.KMS, err)
 		}
 	} else if interKey, err = keyutil.GenerateSigner("EC", crv, 0); err != nil {
 		return nil, nil, fmt.Errorf("ca: generate intermediate key: %w", err)
 	}
-	keys.inter = interKey
+	keys.Inter = interKey
 	root, inter, err := certify(cfg, rootKey, interKey.Public())
 	if err != nil {
 		return nil, nil, err
 	}
-	blob, err := encodeState(z, cfg.Now(), false, root, inter, keys)
+	blob, err := castate.Encode(z, cfg.Now(), false, root, inter, keys)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -227,7 +206,7 @@ func certify(cfg Config, rootKey crypto.Signer, interPub crypto.PublicKey) (root
 	// A minute of back-dating absorbs clock skew between replicas and devices.
 	nb := now.Add(-time.Minute)
 
-	rootSerial, err := randomSerial(cfg.Rand)
+	rootSerial, err := castate.RandomSerial(cfg.Rand)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -251,13 +230,13 @@ func certify(cfg Config, rootKey crypto.Signer, interPub crypto.PublicKey) (root
 		return nil, nil, fmt.Errorf("ca: parse root: %w", err)
 	}
 
-	interSerial, err := randomSerial(cfg.Rand)
+	interSerial, err := castate.RandomSerial(cfg.Rand)
 	if err != nil {
 		return nil, nil, err
 	}
-	interTmpl := intermediateTemplate(interSerial,
+	interTmpl := castate.IntermediateTemplate(interSerial,
 		pkix.Name{Organization: []string{cfg.Organization}, CommonName: cfg.Organization + " Intermediate CA"},
-		nb, minTime(now.Add(cfg.IntermediateValidity), root.NotAfter))
+		nb, castate.MinTime(now.Add(cfg.IntermediateValidity), root.NotAfter))
 	interDER, err := x509.CreateCertificate(cfg.Rand, interTmpl, root, interPub, rootKey)
 	if err != nil {
 		return nil, nil, fmt.Errorf("ca: create intermediate: %w", err)
@@ -267,26 +246,6 @@ func certify(cfg Config, rootKey crypto.Signer, interPub crypto.PublicKey) (root
 		return nil, nil, fmt.Errorf("ca: parse intermediate: %w", err)
 	}
 	return root, inter, nil
-}
-
-// intermediateTemplate is every issuing intermediate zdps signs: created
-// with the CA, or later with an offline root (SignIntermediate).
-func intermediateTemplate(serial *big.Int, subject pkix.Name, notBefore, notAfter time.Time) *x509.Certificate {
-	return &x509.Certificate{
-		SerialNumber:          serial,
-		Subject:               subject,
-		NotBefore:             notBefore,
-		NotAfter:              notAfter,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-		BasicConstraintsValid: true,
-		IsCA:                  true,
-		// 1: it signs the delegated site CAs of edge gateways (path
-		// length 0 themselves) besides device leaves.
-		MaxPathLen: 1,
-		// Verifiers (Go, OpenSSL) nest EKUs: this limits anything under the
-		// intermediate to device and server TLS, whatever a leaf claims.
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth, x509.ExtKeyUsageServerAuth},
-	}
 }
 
 // Bundle is an existing CA for Import.
@@ -307,17 +266,13 @@ type Bundle struct {
 // ErrStateExists when a CA is already stored (it never overwrites one) and
 // with ErrInvalidCA when the bundle is unusable.
 func Import(ctx context.Context, cfg Config, b Bundle) (*CA, error) {
-	cfg, err := cfg.withDefaults()
+	cfg, err := cfg.WithDefaults()
 	if err != nil {
 		return nil, err
 	}
-	root, err := pemutil.ParseCertificate(b.RootPEM)
+	root, inter, err := castate.ParsePair(pemutil.ParseCertificate, b.RootPEM, b.IntermediatePEM, ErrInvalidCA)
 	if err != nil {
-		return nil, fmt.Errorf("%w: root: %w", ErrInvalidCA, err)
-	}
-	inter, err := pemutil.ParseCertificate(b.IntermediatePEM)
-	if err != nil {
-		return nil, fmt.Errorf("%w: intermediate: %w", ErrInvalidCA, err)
+		return nil, err
 	}
 	var opts []pemutil.Options
 	if len(b.KeyPassword) > 0 {
@@ -333,7 +288,7 @@ func Import(ctx context.Context, cfg Config, b Bundle) (*CA, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: intermediate key is not a private signing key", ErrInvalidCA)
 	}
-	if err := checkChain(root, inter); err != nil {
+	if err := castate.CheckChain(root, inter); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidCA, err)
 	}
 	if err := checkCAKey(inter.PublicKey); err != nil {
@@ -345,11 +300,11 @@ func Import(ctx context.Context, cfg Config, b Bundle) (*CA, error) {
 	if now := cfg.Now(); now.Before(inter.NotBefore) || now.After(inter.NotAfter) {
 		return nil, fmt.Errorf("%w: intermediate is not valid now (%s to %s)", ErrInvalidCA, inter.NotBefore, inter.NotAfter)
 	}
-	z, err := newSealer(cfg.KEK, cfg.Rand)
+	z, err := castate.NewSealer(cfg.KEK, cfg.Rand)
 	if err != nil {
 		return nil, err
 	}
-	blob, err := encodeState(z, cfg.Now(), true, root, inter, stateKeys{inter: signer})
+	blob, err := castate.Encode(z, cfg.Now(), true, root, inter, castate.KeySet{Inter: signer})
 	if err != nil {
 		return nil, err
 	}
@@ -360,34 +315,7 @@ func Import(ctx context.Context, cfg Config, b Bundle) (*CA, error) {
 	return open(ctx, cfg)
 }
 
-// checkChain checks what every stored or imported CA must satisfy.
-func checkChain(root, inter *x509.Certificate) error {
-	if !root.BasicConstraintsValid || !root.IsCA {
-		return errors.New("root is not a CA certificate")
-	}
-	if !bytes.Equal(root.RawIssuer, root.RawSubject) {
-		return errors.New("root is not self-issued")
-	}
-	if err := root.CheckSignatureFrom(root); err != nil {
-		return fmt.Errorf("root is not self-signed: %w", err)
-	}
-	if bytes.Equal(root.Raw, inter.Raw) {
-		return errors.New("intermediate is the root; an issuing intermediate is required")
-	}
-	if !inter.BasicConstraintsValid || !inter.IsCA {
-		return errors.New("intermediate is not a CA certificate")
-	}
-	// x509.CreateRevocationList and verifiers need both bits.
-	if inter.KeyUsage&x509.KeyUsageCertSign == 0 || inter.KeyUsage&x509.KeyUsageCRLSign == 0 {
-		return errors.New("intermediate lacks the keyCertSign or cRLSign key usage")
-	}
-	if err := inter.CheckSignatureFrom(root); err != nil {
-		return fmt.Errorf("intermediate is not signed by the root: %w", err)
-	}
-	return nil
-}
-
-func build(cfg Config, l *loaded) *CA {
+func build(cfg Config, l *castate.Loaded) *CA {
 	c := &CA{
 		cfg: cfg, leafValidity: cfg.DefaultLeafValidity, crlURL: cfg.CRLURL,
 		now: cfg.Now, rand: cfg.Rand, log: cfg.Logger,
@@ -396,61 +324,53 @@ func build(cfg Config, l *loaded) *CA {
 	return c
 }
 
-func newGen(l *loaded) *gen {
+func newGen(l *castate.Loaded) *gen {
 	pool := x509.NewCertPool()
-	pool.AddCert(l.root)
+	pool.AddCert(l.Root)
 	// A rotated-out root stays trusted (renewal of what it issued) during
 	// its overlap.
-	for _, r := range l.oldRoots {
+	for _, r := range l.OldRoots {
 		pool.AddCert(r)
 	}
 	var bundle bytes.Buffer
-	_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: l.inter.Raw})
-	for _, a := range l.above {
+	_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: l.Inter.Raw})
+	for _, a := range l.Above {
 		_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: a.Raw})
 	}
 	// During an overlap the bundle carries the previous intermediates too,
 	// so that a verifier given only the bundle accepts certificates of
 	// either.
-	for _, p := range l.previous {
-		_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: p.inter.Raw})
+	for _, p := range l.Previous {
+		_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: p.Inter.Raw})
 	}
 	// After a root rotation: the new intermediate issued by the old root
 	// too, so that trusting the old root alone is enough.
-	for _, c := range l.cross {
+	for _, c := range l.Cross {
 		_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: c.Raw})
 	}
-	_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: l.root.Raw})
-	for _, r := range l.oldRoots {
+	_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: l.Root.Raw})
+	for _, r := range l.OldRoots {
 		_ = pem.Encode(&bundle, &pem.Block{Type: "CERTIFICATE", Bytes: r.Raw})
 	}
-	return &gen{
-		blob: l.blob, root: l.root, inter: l.inter, issuer: withSKI(l.inter), signer: l.signer, tlsSigner: l.tlsSigner, kms: l.kms,
-		pool: pool, bundlePEM: bundle.Bytes(), generation: l.generation, previous: l.previous,
-		cross: l.cross, oldRoots: l.oldRoots, rootsKept: l.rootsKept,
-		delegated: l.delegated, above: l.above, site: l.site,
+	g := &gen{
+		Blob: l.Blob, Root: l.Root, Inter: l.Inter, Issuer: castate.WithSKI(l.Inter), Signer: l.Signer, TLSSigner: l.TLSSigner, KMS: l.KMS,
+		pool: pool, bundlePEM: bundle.Bytes(), Lineage: l.Lineage,
 	}
-}
-
-// withSKI is cert, or a copy of it with a SubjectKeyId when it has none.
-func withSKI(cert *x509.Certificate) *x509.Certificate {
-	if len(cert.SubjectKeyId) > 0 {
-		return cert
+	if g.Delegated {
+		g.Site, _ = SiteOf(l.Inter)
 	}
-	cp := *cert
-	cp.SubjectKeyId = keyID(cert.PublicKey)
-	return &cp
+	return g
 }
 
 // KMS returns the type of the KMS holding the intermediate's key ("pkcs11",
 // "tpmkms", ...), or "" when the key is sealed in the stored state.
-func (c *CA) KMS() string { return c.cur.Load().kms }
+func (c *CA) KMS() string { return c.cur.Load().KMS }
 
 // Root returns the root certificate. Callers must not modify it.
-func (c *CA) Root() *x509.Certificate { return c.cur.Load().root }
+func (c *CA) Root() *x509.Certificate { return c.cur.Load().Root }
 
 // Intermediate returns the issuing certificate. Callers must not modify it.
-func (c *CA) Intermediate() *x509.Certificate { return c.cur.Load().inter }
+func (c *CA) Intermediate() *x509.Certificate { return c.cur.Load().Inter }
 
 // Roots returns a new pool holding only the root, to verify what the CA
 // issued (device renewal over mTLS, clients of the server certificate).
@@ -467,51 +387,9 @@ func (c *CA) ChainDER() [][]byte {
 
 // chainDER is the issuing certificate, those above it and the root.
 func (g *gen) chainDER() [][]byte {
-	out := [][]byte{bytes.Clone(g.inter.Raw)}
-	for _, a := range g.above {
+	out := [][]byte{bytes.Clone(g.Inter.Raw)}
+	for _, a := range g.Above {
 		out = append(out, bytes.Clone(a.Raw))
 	}
-	return append(out, bytes.Clone(g.root.Raw))
-}
-
-// randomSerial returns a positive, non-zero 128-bit serial: far above the
-// 64 random bits the CA/Browser Forum asks for, so collisions and prediction
-// are out of reach without any record of issued serials.
-func randomSerial(r io.Reader) (*big.Int, error) {
-	b := make([]byte, 16)
-	for range 4 {
-		if _, err := io.ReadFull(r, b); err != nil {
-			return nil, fmt.Errorf("ca: serial: %w", err)
-		}
-		if s := new(big.Int).SetBytes(b); s.Sign() > 0 {
-			return s, nil
-		}
-	}
-	return nil, errors.New("ca: serial: random source returned only zeros")
-}
-
-// keyID is the SubjectKeyIdentifier of pub: the SHA-256 of the
-// subjectPublicKey bits truncated to 160 bits (RFC 7093 method 1), the
-// method Go itself uses for CA certificates.
-func keyID(pub crypto.PublicKey) []byte {
-	spki, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		return nil
-	}
-	var info struct {
-		Algorithm pkix.AlgorithmIdentifier
-		PublicKey asn1.BitString
-	}
-	if _, err := asn1.Unmarshal(spki, &info); err != nil {
-		return nil
-	}
-	h := sha256.Sum256(info.PublicKey.Bytes)
-	return h[:20]
-}
-
-func minTime(a, b time.Time) time.Time {
-	if a.Before(b) {
-		return a
-	}
-	return b
+	return append(out, bytes.Clone(g.Root.Raw))
 }

@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/zdps/zdps/internal/ca/castate"
 	"github.com/zdps/zdps/internal/store/memory"
 )
 
@@ -90,32 +91,32 @@ func TestTamperedStateIsRefused(t *testing.T) {
 	if _, err := New(t.Context(), Config{Storage: other, KEK: testKEK(t)}); err != nil {
 		t.Fatal(err)
 	}
-	var good, theirs state
+	var good, theirs castate.State
 	mustUnmarshal(t, victim.state, &good)
 	mustUnmarshal(t, other.state, &theirs)
 
 	tests := []struct {
 		name string
-		mod  func(s *state) []byte
+		mod  func(s *castate.State) []byte
 		want error
 	}{
-		{"not JSON", func(*state) []byte { return []byte("{") }, ErrCorruptState},
-		{"unknown version", func(s *state) []byte { s.Version = 99; return mustMarshal(t, s) }, ErrCorruptState},
-		{"their certificates, our sealed keys", func(s *state) []byte {
+		{"not JSON", func(*castate.State) []byte { return []byte("{") }, ErrCorruptState},
+		{"unknown version", func(s *castate.State) []byte { s.Version = 99; return mustMarshal(t, s) }, ErrCorruptState},
+		{"their certificates, our sealed keys", func(s *castate.State) []byte {
 			s.Root, s.Intermediate = theirs.Root, theirs.Intermediate
 			return mustMarshal(t, s)
 		}, ErrCorruptState},
-		{"their whole state", func(*state) []byte { return other.state }, ErrBadKEK},
-		{"flipped key byte", func(s *state) []byte {
+		{"their whole state", func(*castate.State) []byte { return other.state }, ErrBadKEK},
+		{"flipped key byte", func(s *castate.State) []byte {
 			s.IntermediateKey = bytes.Clone(s.IntermediateKey)
 			s.IntermediateKey[len(s.IntermediateKey)-1] ^= 1
 			return mustMarshal(t, s)
 		}, ErrCorruptState},
-		{"root key swapped with intermediate key", func(s *state) []byte {
+		{"root key swapped with intermediate key", func(s *castate.State) []byte {
 			s.RootKey = s.IntermediateKey
 			return mustMarshal(t, s)
 		}, ErrCorruptState},
-		{"truncated key", func(s *state) []byte { s.IntermediateKey = s.IntermediateKey[:5]; return mustMarshal(t, s) }, ErrCorruptState},
+		{"truncated key", func(s *castate.State) []byte { s.IntermediateKey = s.IntermediateKey[:5]; return mustMarshal(t, s) }, ErrCorruptState},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -247,11 +248,11 @@ func TestLogsCarryNoSecrets(t *testing.T) {
 	if buf.Len() == 0 {
 		t.Fatal("nothing logged")
 	}
-	der, err := x509.MarshalPKCS8PrivateKey(c.cur.Load().signer)
+	der, err := x509.MarshalPKCS8PrivateKey(c.cur.Load().Signer)
 	if err != nil {
 		t.Fatal(err)
 	}
-	d := c.cur.Load().signer.(*ecdsa.PrivateKey).D.Bytes()
+	d := c.cur.Load().Signer.(*ecdsa.PrivateKey).D.Bytes()
 	for name, secret := range map[string][]byte{"KEK": cfg.KEK, "key DER": der, "scalar": d} {
 		for _, enc := range encodings(secret) {
 			if bytes.Contains(buf.Bytes(), []byte(enc)) {

@@ -95,7 +95,7 @@ type KeyStore interface {
 }
 
 // withDefaults validates c and fills its zero values.
-func (c Config) withDefaults() (Config, error) {
+func (c Config) WithDefaults() (Config, error) {
 	if c.Storage == nil {
 		return c, fmt.Errorf("%w: Storage is required", ErrInvalidConfig)
 	}
@@ -177,4 +177,12 @@ func KEKFromPassphrase(pass string, salt []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: salt must be at least %d bytes", ErrInvalidConfig, MinSaltSize)
 	}
 	return argon2.IDKey([]byte(pass), salt, argonTime, argonMemory, argonThreads, 32), nil
+}
+
+// Curve is the go.step.sm/crypto/keyutil curve name of a key type.
+func (kt KeyType) Curve() string {
+	if kt == KeyECP384 {
+		return "P-384"
+	}
+	return "P-256"
 }

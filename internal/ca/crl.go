@@ -31,20 +31,20 @@ const DefaultCRLValidity = 24 * time.Hour
 // agree. nextUpdate zero means DefaultCRLValidity.
 func (c *CA) CRL(revoked []Revoked, number *big.Int, nextUpdate time.Duration) ([]byte, error) {
 	g := c.cur.Load()
-	return c.crl(g.issuer, g.signer, revoked, number, nextUpdate)
+	return c.crl(g.Issuer, g.Signer, revoked, number, nextUpdate)
 }
 
 // PreviousCRL is CRL signed by inter, one of the rotated-out intermediates
 // of Previous, for the certificates it issued, during its overlap.
 func (c *CA) PreviousCRL(inter *x509.Certificate, revoked []Revoked, number *big.Int, nextUpdate time.Duration) ([]byte, error) {
-	for _, p := range c.cur.Load().previous {
-		if !p.inter.Equal(inter) {
+	for _, p := range c.cur.Load().Previous {
+		if !p.Inter.Equal(inter) {
 			continue
 		}
-		if p.signer == nil {
-			return nil, fmt.Errorf("%w: the key of previous intermediate %s is in a %s KMS not given", ErrKMSRequired, inter.Subject, p.kms)
+		if p.Signer == nil {
+			return nil, fmt.Errorf("%w: the key of previous intermediate %s is in a %s KMS not given", ErrKMSRequired, inter.Subject, p.KMS)
 		}
-		return c.crl(p.issuer, p.signer, revoked, number, nextUpdate)
+		return c.crl(p.Issuer, p.Signer, revoked, number, nextUpdate)
 	}
 	return nil, fmt.Errorf("%w: %s is not a previous intermediate of this CA", ErrInvalidRevocation, inter.Subject)
 }

@@ -52,18 +52,19 @@
 // OfflineRoot hands the root key out instead of storing it; SignIntermediate
 // signs a later intermediate with it, away from the server.
 //
-// Rotate replaces the intermediate (a new key, sealed or in the KMS, signed
-// by the stored root key) with a compare-and-swap of the state, and keeps
-// the outgoing one in the bundle, with its key for PreviousCRL, for the
-// overlap (the longest leaf validity); the next rotation after it retires
-// it. With an offline root, PrepareRotation keeps the next key pending and
-// returns its CSR, and Rotate installs the certificate signed for it.
-// RotateRoot replaces the root too and has the old root issue the new
-// intermediate a second time (the cross certificate in the bundle); the old
-// root stays in the trust pool for the overlap. A running CA switches when
-// Reload sees a new state; Watch polls, so replicas on a shared store switch
-// together without a restart. Each signature uses one generation
-// throughout.
+// The stored state's format, sealing and checks are internal/ca/castate's.
+// internal/ca/rotation replaces the intermediate (Rotate: a new key,
+// sealed or in the KMS, signed by the stored root key) with a
+// compare-and-swap of the state, and keeps the outgoing one in the bundle,
+// with its key for PreviousCRL, for the overlap (the longest leaf
+// validity); the next rotation after it retires it. With an offline root,
+// PrepareRotation keeps the next key pending and returns its CSR, and
+// Rotate installs the certificate signed for it. RotateRoot replaces the
+// root too and has the old root issue the new intermediate a second time
+// (the cross certificate in the bundle); the old root stays in the trust
+// pool for the overlap. A running CA switches when Reload sees a new
+// state; Watch polls, so replicas on a shared store switch together
+// without a restart. Each signature uses one generation throughout.
 //
 // A CA is safe for concurrent use.
 //

@@ -1,6 +1,10 @@
 package ca
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/zdps/zdps/internal/ca/castate"
+)
 
 // Sentinel errors. Every error the package returns that a caller may act on
 // wraps one of them.
@@ -11,20 +15,20 @@ var (
 	// replica won the race, or an import over an existing CA).
 	ErrStateExists = errors.New("ca: state already exists")
 	// ErrBadKEK: the key-encryption key does not open the stored state.
-	ErrBadKEK = errors.New("ca: wrong key-encryption key")
+	ErrBadKEK = castate.ErrBadKEK
 	// ErrCorruptState: the stored state opens with the KEK but is damaged or
 	// was tampered with (a certificate swapped, a key not matching).
-	ErrCorruptState = errors.New("ca: stored state is corrupt or was tampered with")
+	ErrCorruptState = castate.ErrCorruptState
 	// ErrInvalidConfig: Config is missing something or holds a bad value.
 	ErrInvalidConfig = errors.New("ca: invalid configuration")
 	// ErrInvalidCA: a CA given to Import is unusable.
 	ErrInvalidCA = errors.New("ca: invalid CA to import")
 	// ErrKMSRequired: the stored CA's intermediate key is in a KMS and
 	// Config.KMS is nil.
-	ErrKMSRequired = errors.New("ca: the CA key is in a KMS, which was not given")
+	ErrKMSRequired = castate.ErrKMSRequired
 	// ErrKMSMismatch: Config.KMS is not the KMS of the stored CA's key (another
 	// type, or a key not matching the intermediate certificate).
-	ErrKMSMismatch = errors.New("ca: the KMS given does not hold the CA key")
+	ErrKMSMismatch = castate.ErrKMSMismatch
 	// ErrCAExpired: the intermediate is not valid now, so nothing can be issued.
 	ErrCAExpired = errors.New("ca: intermediate certificate is not valid now")
 

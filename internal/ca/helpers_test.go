@@ -152,3 +152,45 @@ func (m *mapStorage) Swap(_ context.Context, old, next []byte, also func(store.T
 	m.state = bytes.Clone(next)
 	return nil
 }
+
+// verifyWithBundle checks a leaf against the CA's published bundle only.
+func verifyWithBundle(t *testing.T, c *CA, leaf *x509.Certificate) {
+	t.Helper()
+	certs := parsePEMCerts(t, c.BundlePEM())
+	roots, inters := x509.NewCertPool(), x509.NewCertPool()
+	for _, cert := range certs {
+		if cert.Equal(c.Root()) {
+			roots.AddCert(cert)
+		} else {
+			inters.AddCert(cert)
+		}
+	}
+	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		t.Fatalf("verify %s against the bundle: %v", leaf.Subject, err)
+	}
+}
+
+func issueTest(t *testing.T, c *CA, id string) *x509.Certificate {
+	t.Helper()
+	is, err := c.SignCSR(makeCSR(t, testKey(t, "p256"), id, nil), LeafPolicy{RegistrationID: id, DeviceID: id})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return is.Certificate
+}
+
+// bundleIntermediates is every certificate of the bundle but the roots.
+func bundleIntermediates(t *testing.T, c *CA, roots ...*x509.Certificate) *x509.CertPool {
+	t.Helper()
+	pool := x509.NewCertPool()
+next:
+	for _, cert := range parsePEMCerts(t, c.BundlePEM()) {
+		for _, r := range roots {
+			if cert.Equal(r) {
+				continue next
+			}
+		}
+		pool.AddCert(cert)
+	}
+	return pool
+}

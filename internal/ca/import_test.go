@@ -14,11 +14,13 @@ import (
 	"time"
 
 	"go.step.sm/crypto/pemutil"
+
+	"github.com/zdps/zdps/internal/ca/castate"
 )
 
 // extCA is an operator's existing CA, made the way any tool would.
 type extCA struct {
-	root, inter       *x509.Certificate
+	Root, Inter       *x509.Certificate
 	rootKey, interKey crypto.Signer
 }
 
@@ -49,7 +51,7 @@ func newExtCA(t *testing.T, rootKind string, mod func(root, inter *x509.Certific
 		t.Fatal(err)
 	}
 	inter, _ := x509.ParseCertificate(interDER)
-	return extCA{root: root, inter: inter, rootKey: rk, interKey: ik}
+	return extCA{Root: root, Inter: inter, rootKey: rk, interKey: ik}
 }
 
 // bundle returns e as Import takes it; with a password the key is encrypted
@@ -65,7 +67,7 @@ func (e extCA) bundle(t *testing.T, password []byte, legacy ...bool) Bundle {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return Bundle{RootPEM: pemCert(e.root.Raw), IntermediatePEM: pemCert(e.inter.Raw), IntermediateKeyPEM: pem.EncodeToMemory(blk), KeyPassword: password}
+	return Bundle{RootPEM: pemCert(e.Root.Raw), IntermediatePEM: pemCert(e.Inter.Raw), IntermediateKeyPEM: pem.EncodeToMemory(blk), KeyPassword: password}
 }
 
 func TestImport(t *testing.T) {
@@ -77,10 +79,10 @@ func TestImport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !c.Root().Equal(ext.root) || !c.Intermediate().Equal(ext.inter) {
+	if !c.Root().Equal(ext.Root) || !c.Intermediate().Equal(ext.Inter) {
 		t.Fatal("imported CA is not the bundle's")
 	}
-	var s state
+	var s castate.State
 	mustUnmarshal(t, st.state, &s)
 	if s.RootKey != nil || !s.Imported {
 		t.Error("state of an imported CA must have no root key and say imported")
@@ -98,7 +100,7 @@ func TestImport(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := is.Certificate.Verify(x509.VerifyOptions{Roots: c2.Roots(), Intermediates: poolOf(ext.inter), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+	if _, err := is.Certificate.Verify(x509.VerifyOptions{Roots: c2.Roots(), Intermediates: poolOf(ext.Inter), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 		t.Fatal(err)
 	}
 	if len(is.Certificate.AuthorityKeyId) == 0 {
@@ -126,7 +128,7 @@ func TestImportRefusals(t *testing.T) {
 		}},
 		{"intermediate of another root", func() Bundle {
 			b := good.bundle(t, nil)
-			b.RootPEM = pemCert(other.root.Raw)
+			b.RootPEM = pemCert(other.Root.Raw)
 			return b
 		}},
 		{"root given as intermediate", func() Bundle {
@@ -180,7 +182,7 @@ func TestImportIntermediateWithoutSKI(t *testing.T) {
 		bc, _ := asn1.Marshal(struct{ IsCA bool }{true})
 		i.ExtraExtensions = []pkix.Extension{{Id: oidBC, Critical: true, Value: bc}}
 	})
-	if len(ext.inter.SubjectKeyId) != 0 || !ext.inter.IsCA {
+	if len(ext.Inter.SubjectKeyId) != 0 || !ext.Inter.IsCA {
 		t.Fatal("fixture: want a CA intermediate without SubjectKeyId")
 	}
 	c, err := Import(t.Context(), Config{Storage: &mapStorage{}, KEK: testKEK(t)}, ext.bundle(t, nil))
@@ -191,7 +193,7 @@ func TestImportIntermediateWithoutSKI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := keyID(ext.inter.PublicKey); !bytes.Equal(is.Certificate.AuthorityKeyId, want) {
+	if want := castate.KeyID(ext.Inter.PublicKey); !bytes.Equal(is.Certificate.AuthorityKeyId, want) {
 		t.Errorf("AuthorityKeyId %x, want %x", is.Certificate.AuthorityKeyId, want)
 	}
 	if _, err := is.Certificate.Verify(x509.VerifyOptions{Roots: c.Roots(), Intermediates: poolOf(c.Intermediate()), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {

@@ -13,6 +13,8 @@ import (
 	"testing"
 
 	"go.step.sm/crypto/keyutil"
+
+	"github.com/zdps/zdps/internal/ca/castate"
 )
 
 // memKMS is an in-process KeyStore: the package's contract with a KMS
@@ -29,7 +31,7 @@ func newMemKMS(typ string) *memKMS { return &memKMS{typ: typ, keys: map[string]c
 func (m *memKMS) Type() string { return m.typ }
 
 func (m *memKMS) CreateKey(_ context.Context, kt KeyType, label string) (string, crypto.Signer, error) {
-	k, err := keyutil.GenerateSigner("EC", curveOf(kt), 0)
+	k, err := keyutil.GenerateSigner("EC", kt.Curve(), 0)
 	if err != nil {
 		return "", nil, err
 	}
@@ -61,11 +63,11 @@ func TestKMSKeysStayInTheKMS(t *testing.T) {
 	if c.KMS() != "pkcs11" {
 		t.Fatalf("KMS() = %q", c.KMS())
 	}
-	var s state
+	var s castate.State
 	if err := json.Unmarshal(st.state, &s); err != nil {
 		t.Fatal(err)
 	}
-	if s.Version != stateVersionKMS || s.IntermediateKey != nil || s.IntermediateKeyRef == nil || s.TLSKeyRef == nil || s.KMS != "pkcs11" {
+	if s.Version != castate.VersionKMS || s.IntermediateKey != nil || s.IntermediateKeyRef == nil || s.TLSKeyRef == nil || s.KMS != "pkcs11" {
 		t.Fatalf("state: version %d, sealed key %v, ref %v, TLS ref %v, kms %q", s.Version, s.IntermediateKey != nil, s.IntermediateKeyRef != nil, s.TLSKeyRef != nil, s.KMS)
 	}
 	// Neither the KMS keys nor their references appear in the state.
@@ -178,7 +180,7 @@ func TestKMSStateTamperedRef(t *testing.T) {
 	if _, err := New(t.Context(), Config{Storage: st, KEK: kek, KMS: kms}); err != nil {
 		t.Fatal(err)
 	}
-	var s state
+	var s castate.State
 	if err := json.Unmarshal(st.state, &s); err != nil {
 		t.Fatal(err)
 	}
@@ -207,7 +209,7 @@ func TestCreateOfflineRoot(t *testing.T) {
 	if err := keyutil.VerifyPair(c.Root().PublicKey, k); err != nil {
 		t.Fatalf("the handed-out key is not the root's: %v", err)
 	}
-	var s state
+	var s castate.State
 	if err := json.Unmarshal(st.state, &s); err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"go.step.sm/crypto/keyutil"
+
+	"github.com/zdps/zdps/internal/ca/castate"
 )
 
 // SignIntermediate signs an issuing intermediate for the key and subject of
@@ -43,15 +45,15 @@ func SignIntermediate(root *x509.Certificate, rootKey crypto.Signer, csrDER []by
 	if validity == 0 {
 		validity = DefaultIntermediateValidity
 	}
-	na := minTime(now.Add(validity), root.NotAfter)
+	na := castate.MinTime(now.Add(validity), root.NotAfter)
 	if !na.After(now) {
 		return nil, fmt.Errorf("%w: the root expired at %s", ErrCAExpired, root.NotAfter)
 	}
-	serial, err := randomSerial(rand.Reader)
+	serial, err := castate.RandomSerial(rand.Reader)
 	if err != nil {
 		return nil, err
 	}
-	tmpl := intermediateTemplate(serial, csr.Subject, now.Add(-time.Minute), na)
+	tmpl := castate.IntermediateTemplate(serial, csr.Subject, now.Add(-time.Minute), na)
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, root, csr.PublicKey, rootKey)
 	if err != nil {
 		return nil, fmt.Errorf("ca: sign intermediate: %w", err)
@@ -60,7 +62,7 @@ func SignIntermediate(root *x509.Certificate, rootKey crypto.Signer, csrDER []by
 	if err != nil {
 		return nil, err
 	}
-	if err := checkChain(root, cert); err != nil {
+	if err := castate.CheckChain(root, cert); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidCA, err)
 	}
 	return cert, nil

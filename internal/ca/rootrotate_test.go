@@ -1,4 +1,4 @@
-package ca
+package ca_test
 
 import (
 	"crypto/x509"
@@ -7,19 +7,22 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/ca"
+	"github.com/zdps/zdps/internal/ca/castate"
+	"github.com/zdps/zdps/internal/ca/rotation"
 	"github.com/zdps/zdps/internal/store/memory"
 )
 
 func TestRotateRoot(t *testing.T) {
-	clock := &fakeClock{t: time.Now()}
-	cfg := Config{Storage: BackendStorage(memory.New()), KEK: testKEK(t), Now: clock.Now}
-	c, err := New(t.Context(), cfg)
+	clock := ca.NewFakeClock(time.Now())
+	cfg := ca.Config{Storage: ca.BackendStorage(memory.New()), KEK: ca.TestKEK(t), Now: clock.Now}
+	c, err := ca.New(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	oldRoot := c.Root()
-	before := issueTest(t, c, "dev-before")
-	r, err := RotateRoot(t.Context(), cfg, RotateOptions{Overlap: 48 * time.Hour})
+	before := ca.IssueTest(t, c, "dev-before")
+	r, err := rotation.RotateRoot(t.Context(), cfg, rotation.RotateOptions{Overlap: 48 * time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,11 +32,11 @@ func TestRotateRoot(t *testing.T) {
 	if !c.Root().Equal(r.NewRoot) || len(c.Cross()) != 1 || !c.Cross()[0].Equal(r.Cross) || len(c.PreviousRoots()) != 1 || !c.PreviousRoots()[0].Certificate.Equal(oldRoot) {
 		t.Fatal("the CA did not take the new root")
 	}
-	after := issueTest(t, c, "dev-after")
+	after := ca.IssueTest(t, c, "dev-after")
 	if err := r.Cross.CheckSignatureFrom(oldRoot); err != nil {
 		t.Fatalf("the cross certificate is not the old root's: %v", err)
 	}
-	inters := bundleIntermediates(t, c, oldRoot, r.NewRoot)
+	inters := ca.BundleIntermediates(t, c, oldRoot, r.NewRoot)
 	// Whoever trusts only the old root accepts both, the new one through
 	// the cross certificate; whoever trusts only the new root accepts the
 	// new one.
@@ -70,28 +73,28 @@ func TestRotateRoot(t *testing.T) {
 		t.Fatal("old intermediate's CRL")
 	}
 	// A fresh process loads it; an intermediate rotation keeps the old root.
-	if _, err := New(t.Context(), cfg); err != nil {
+	if _, err := ca.New(t.Context(), cfg); err != nil {
 		t.Fatal(err)
 	}
 	// An intermediate rotation during the root's overlap is cross-signed
 	// by the old root too: its leaves verify for old-root-only trusters.
-	if _, err := Rotate(t.Context(), cfg, RotateOptions{Overlap: time.Hour}); err != nil {
+	if _, err := rotation.Rotate(t.Context(), cfg, rotation.RotateOptions{Overlap: time.Hour}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Reload(t.Context()); err != nil || len(c.PreviousRoots()) != 1 || len(c.Cross()) != 2 || len(c.Previous()) != 2 {
 		t.Fatalf("after an intermediate rotation: %v, roots %d, cross %d, previous %d", err, len(c.PreviousRoots()), len(c.Cross()), len(c.Previous()))
 	}
-	third := issueTest(t, c, "dev-third")
+	third := ca.IssueTest(t, c, "dev-third")
 	oldOnly := x509.NewCertPool()
 	oldOnly.AddCert(oldRoot)
 	for _, leaf := range []*x509.Certificate{before, after, third} {
-		if _, err := leaf.Verify(x509.VerifyOptions{Roots: oldOnly, Intermediates: bundleIntermediates(t, c, oldRoot, r.NewRoot), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
+		if _, err := leaf.Verify(x509.VerifyOptions{Roots: oldOnly, Intermediates: ca.BundleIntermediates(t, c, oldRoot, r.NewRoot), KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
 			t.Errorf("%s against the old root alone: %v", leaf.Subject.CommonName, err)
 		}
 	}
 	// After the overlap the next rotation retires the old root and its intermediate.
 	clock.Set(clock.Now().Add(49 * time.Hour))
-	rr, err := Rotate(t.Context(), cfg, RotateOptions{Overlap: time.Hour})
+	rr, err := rotation.Rotate(t.Context(), cfg, rotation.RotateOptions{Overlap: time.Hour})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -106,41 +109,26 @@ func TestRotateRoot(t *testing.T) {
 	}
 }
 
-// bundleIntermediates is every certificate of the bundle but the roots.
-func bundleIntermediates(t *testing.T, c *CA, roots ...*x509.Certificate) *x509.CertPool {
-	t.Helper()
-	pool := x509.NewCertPool()
-next:
-	for _, cert := range parsePEMCerts(t, c.BundlePEM()) {
-		for _, r := range roots {
-			if cert.Equal(r) {
-				continue next
-			}
-		}
-		pool.AddCert(cert)
-	}
-	return pool
-}
-
 // A store writer who adds a root of their own to the previous roots is
 // caught: the list is sealed under the KEK.
 func TestPreviousRootsTampered(t *testing.T) {
-	st := &mapStorage{}
-	cfg := Config{Storage: st, KEK: testKEK(t)}
-	if _, err := New(t.Context(), cfg); err != nil {
+	st := &ca.MapStorage{}
+	cfg := ca.Config{Storage: st, KEK: ca.TestKEK(t)}
+	if _, err := ca.New(t.Context(), cfg); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := RotateRoot(t.Context(), cfg, RotateOptions{}); err != nil {
+	if _, err := rotation.RotateRoot(t.Context(), cfg, rotation.RotateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	evil, _ := newTestCA(t, nil)
-	var s state
-	if err := json.Unmarshal(st.state, &s); err != nil {
+	evil, _ := ca.NewTestCA(t, nil)
+	var s castate.State
+	if err := json.Unmarshal(st.Blob(), &s); err != nil {
 		t.Fatal(err)
 	}
-	s.PreviousRoots = append(s.PreviousRoots, previousRoot{Root: evil.Root().Raw, KeepUntil: time.Now().Add(time.Hour)})
-	st.state, _ = json.Marshal(s)
-	if _, err := New(t.Context(), cfg); !errors.Is(err, ErrCorruptState) {
+	s.PreviousRoots = append(s.PreviousRoots, castate.PreviousRoot{Root: evil.Root().Raw, KeepUntil: time.Now().Add(time.Hour)})
+	b, _ := json.Marshal(s)
+	st.SetBlob(b)
+	if _, err := ca.New(t.Context(), cfg); !errors.Is(err, ca.ErrCorruptState) {
 		t.Fatalf("err = %v, want ErrCorruptState", err)
 	}
 }

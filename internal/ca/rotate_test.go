@@ -1,10 +1,14 @@
-package ca
+package ca_test
 
 import (
 	"context"
 	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
@@ -15,54 +19,31 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zdps/zdps/internal/ca"
+	"github.com/zdps/zdps/internal/ca/castate"
+	"github.com/zdps/zdps/internal/ca/rotation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/store/memory"
 )
 
-// verifyWithBundle checks a leaf against the CA's published bundle only.
-func verifyWithBundle(t *testing.T, c *CA, leaf *x509.Certificate) {
-	t.Helper()
-	certs := parsePEMCerts(t, c.BundlePEM())
-	roots, inters := x509.NewCertPool(), x509.NewCertPool()
-	for _, cert := range certs {
-		if cert.Equal(c.Root()) {
-			roots.AddCert(cert)
-		} else {
-			inters.AddCert(cert)
-		}
-	}
-	if _, err := leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inters, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}}); err != nil {
-		t.Fatalf("verify %s against the bundle: %v", leaf.Subject, err)
-	}
-}
-
-func issueTest(t *testing.T, c *CA, id string) *x509.Certificate {
-	t.Helper()
-	is, err := c.SignCSR(makeCSR(t, testKey(t, "p256"), id, nil), LeafPolicy{RegistrationID: id, DeviceID: id})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return is.Certificate
-}
-
 func TestRotate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		kms  KeyStore
-	}{{"sealed to sealed", nil}, {"sealed to KMS", newMemKMS("pkcs11")}} {
+		kms  ca.KeyStore
+	}{{"sealed to sealed", nil}, {"sealed to KMS", ca.NewMemKMS("pkcs11")}} {
 		t.Run(tc.name, func(t *testing.T) {
-			clock := &fakeClock{t: time.Now()}
-			cfg := Config{Storage: BackendStorage(memory.New()), KEK: testKEK(t), Now: clock.Now, KMS: tc.kms}
-			c, err := New(t.Context(), cfg)
+			clock := ca.NewFakeClock(time.Now())
+			cfg := ca.Config{Storage: ca.BackendStorage(memory.New()), KEK: ca.TestKEK(t), Now: clock.Now, KMS: tc.kms}
+			c, err := ca.New(t.Context(), cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			before := issueTest(t, c, "dev-before")
+			before := ca.IssueTest(t, c, "dev-before")
 			if changed, err := c.Reload(t.Context()); changed || err != nil {
 				t.Fatalf("reload of an unchanged state: %v %v", changed, err)
 			}
-			var audited []Step
-			r, err := Rotate(t.Context(), cfg, RotateOptions{Overlap: 48 * time.Hour, Audit: func(_ context.Context, _ store.Tx, s []Step) error {
+			var audited []rotation.Step
+			r, err := rotation.Rotate(t.Context(), cfg, rotation.RotateOptions{Overlap: 48 * time.Hour, Audit: func(_ context.Context, _ store.Tx, s []rotation.Step) error {
 				audited = append(audited, s...)
 				return nil
 			}})
@@ -79,16 +60,16 @@ func TestRotate(t *testing.T) {
 			if changed, err := c.Reload(t.Context()); !changed || err != nil {
 				t.Fatalf("reload: %v %v", changed, err)
 			}
-			if !c.Intermediate().Equal(r.New) || c.Generation() != 1 || c.KMS() != kmsType(tc.kms) {
+			if !c.Intermediate().Equal(r.New) || c.Generation() != 1 || c.KMS() != ca.KMSType(tc.kms) {
 				t.Fatalf("after reload: generation %d, kms %q", c.Generation(), c.KMS())
 			}
-			after := issueTest(t, c, "dev-after")
+			after := ca.IssueTest(t, c, "dev-after")
 			if err := after.CheckSignatureFrom(r.New); err != nil {
 				t.Fatalf("not issued by the new intermediate: %v", err)
 			}
 			// Both verify against the published bundle during the overlap.
-			verifyWithBundle(t, c, before)
-			verifyWithBundle(t, c, after)
+			ca.VerifyWithBundle(t, c, before)
+			ca.VerifyWithBundle(t, c, after)
 			prev := c.Previous()
 			if len(prev) != 1 || !prev[0].Certificate.Equal(r.Old) || !prev[0].CanSignCRL || !prev[0].KeepUntil.Equal(r.KeepUntil) {
 				t.Fatalf("previous: %+v", prev)
@@ -103,14 +84,14 @@ func TestRotate(t *testing.T) {
 				t.Fatal("the previous intermediate's CRL does not verify against it")
 			}
 			// A fresh process loads the rotated state.
-			if again, err := New(t.Context(), cfg); err != nil || !again.Intermediate().Equal(r.New) || len(again.Previous()) != 1 {
+			if again, err := ca.New(t.Context(), cfg); err != nil || !again.Intermediate().Equal(r.New) || len(again.Previous()) != 1 {
 				t.Fatalf("New after rotation: %v", err)
 			}
 
 			// After the overlap, the next rotation retires it.
 			clock.Set(clock.Now().Add(49 * time.Hour))
 			audited = nil
-			r2, err := Rotate(t.Context(), cfg, RotateOptions{Overlap: time.Hour, Audit: func(_ context.Context, _ store.Tx, s []Step) error {
+			r2, err := rotation.Rotate(t.Context(), cfg, rotation.RotateOptions{Overlap: time.Hour, Audit: func(_ context.Context, _ store.Tx, s []rotation.Step) error {
 				audited = append(audited, s...)
 				return nil
 			}})
@@ -132,15 +113,15 @@ func TestRotate(t *testing.T) {
 
 // After a rotation, certificates name their own intermediate's CRL.
 func TestRotatedCRLDistributionPoint(t *testing.T) {
-	cfg := Config{Storage: &mapStorage{}, KEK: testKEK(t), CRLURL: "https://dps.example.net/crl"}
-	c, err := New(t.Context(), cfg)
+	cfg := ca.Config{Storage: &ca.MapStorage{}, KEK: ca.TestKEK(t), CRLURL: "https://dps.example.net/crl"}
+	c, err := ca.New(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := issueTest(t, c, "d0").CRLDistributionPoints; len(got) != 1 || got[0] != "https://dps.example.net/crl" {
+	if got := ca.IssueTest(t, c, "d0").CRLDistributionPoints; len(got) != 1 || got[0] != "https://dps.example.net/crl" {
 		t.Fatalf("before any rotation: %v", got)
 	}
-	if _, err := Rotate(t.Context(), cfg, RotateOptions{}); err != nil {
+	if _, err := rotation.Rotate(t.Context(), cfg, rotation.RotateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Reload(t.Context()); err != nil {
@@ -148,26 +129,26 @@ func TestRotatedCRLDistributionPoint(t *testing.T) {
 	}
 	sum := sha256.Sum256(c.Intermediate().Raw)
 	want := "https://dps.example.net/crl?issuer=" + strings.ToUpper(hex.EncodeToString(sum[:]))
-	if got := issueTest(t, c, "d1").CRLDistributionPoints; len(got) != 1 || got[0] != want {
+	if got := ca.IssueTest(t, c, "d1").CRLDistributionPoints; len(got) != 1 || got[0] != want {
 		t.Fatalf("after a rotation: %v, want %s", got, want)
 	}
 }
 
 func TestRotateRaceLosesCleanly(t *testing.T) {
-	st := &mapStorage{}
-	cfg := Config{Storage: st, KEK: testKEK(t)}
-	if _, err := New(t.Context(), cfg); err != nil {
+	st := &ca.MapStorage{}
+	cfg := ca.Config{Storage: st, KEK: ca.TestKEK(t)}
+	if _, err := ca.New(t.Context(), cfg); err != nil {
 		t.Fatal(err)
 	}
 	var wg sync.WaitGroup
 	var won, lost atomic.Int32
 	for range 4 {
 		wg.Go(func() {
-			_, err := Rotate(context.Background(), cfg, RotateOptions{})
+			_, err := rotation.Rotate(context.Background(), cfg, rotation.RotateOptions{})
 			switch {
 			case err == nil:
 				won.Add(1)
-			case errors.Is(err, ErrStateChanged):
+			case errors.Is(err, ca.ErrStateChanged):
 				lost.Add(1)
 			default:
 				t.Error(err)
@@ -183,11 +164,11 @@ func TestRotateRaceLosesCleanly(t *testing.T) {
 func TestRotateWithOfflineRoot(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		kms  KeyStore
-	}{{"sealed", nil}, {"KMS", newMemKMS("pkcs11")}} {
+		kms  ca.KeyStore
+	}{{"sealed", nil}, {"KMS", ca.NewMemKMS("pkcs11")}} {
 		t.Run(tc.name, func(t *testing.T) {
-			cfg := Config{Storage: &mapStorage{}, KEK: testKEK(t), OfflineRoot: true, KMS: tc.kms}
-			c, rootPEM, err := Create(t.Context(), cfg)
+			cfg := ca.Config{Storage: &ca.MapStorage{}, KEK: ca.TestKEK(t), OfflineRoot: true, KMS: tc.kms}
+			c, rootPEM, err := ca.Create(t.Context(), cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -195,28 +176,28 @@ func TestRotateWithOfflineRoot(t *testing.T) {
 			k, _ := x509.ParsePKCS8PrivateKey(blk.Bytes)
 			rootKey := k.(crypto.Signer)
 			// Without the root key, a rotation needs the offline steps.
-			if _, err := Rotate(t.Context(), cfg, RotateOptions{}); !errors.Is(err, ErrInvalidCA) {
+			if _, err := rotation.Rotate(t.Context(), cfg, rotation.RotateOptions{}); !errors.Is(err, ca.ErrInvalidCA) {
 				t.Fatalf("err = %v", err)
 			}
-			csr, err := PrepareRotation(t.Context(), cfg)
+			csr, err := rotation.PrepareRotation(t.Context(), cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
 			// The operator signs it away from the server.
-			next, err := SignIntermediate(c.Root(), rootKey, csr, 0, time.Now())
+			next, err := ca.SignIntermediate(c.Root(), rootKey, csr, 0, time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
 			// A certificate for another key is refused.
-			otherCSR := makeCSR(t, testKey(t, "p256"), "x", nil)
-			other, err := SignIntermediate(c.Root(), rootKey, otherCSR, 0, time.Now())
+			otherCSR := ca.MakeCSR(t, ca.TestKey(t, "p256"), "x", nil)
+			other, err := ca.SignIntermediate(c.Root(), rootKey, otherCSR, 0, time.Now())
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := Rotate(t.Context(), cfg, RotateOptions{Intermediate: other}); !errors.Is(err, ErrInvalidCA) {
+			if _, err := rotation.Rotate(t.Context(), cfg, rotation.RotateOptions{Intermediate: other}); !errors.Is(err, ca.ErrInvalidCA) {
 				t.Fatalf("certificate for another key: %v", err)
 			}
-			r, err := Rotate(t.Context(), cfg, RotateOptions{Intermediate: next})
+			r, err := rotation.Rotate(t.Context(), cfg, rotation.RotateOptions{Intermediate: next})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -226,17 +207,17 @@ func TestRotateWithOfflineRoot(t *testing.T) {
 			if _, err := c.Reload(t.Context()); err != nil {
 				t.Fatal(err)
 			}
-			leaf := issueTest(t, c, "dev-next")
+			leaf := ca.IssueTest(t, c, "dev-next")
 			if err := leaf.CheckSignatureFrom(next); err != nil {
 				t.Fatalf("not issued by the offline-signed intermediate: %v", err)
 			}
-			verifyWithBundle(t, c, leaf)
-			if c.KMS() != kmsType(tc.kms) {
+			ca.VerifyWithBundle(t, c, leaf)
+			if c.KMS() != ca.KMSType(tc.kms) {
 				t.Fatalf("kms %q", c.KMS())
 			}
 			// The state still holds no root key, and no pending key.
-			st := cfg.Storage.(*mapStorage).state
-			var s state
+			st := cfg.Storage.(*ca.MapStorage).Blob()
+			var s castate.State
 			_ = json.Unmarshal(st, &s)
 			if s.RootKey != nil || s.Pending != nil {
 				t.Fatalf("root key %v, pending %v", s.RootKey != nil, s.Pending != nil)
@@ -247,8 +228,8 @@ func TestRotateWithOfflineRoot(t *testing.T) {
 
 // Issuing while the CA reloads never mixes generations.
 func TestReloadUnderIssuance(t *testing.T) {
-	cfg := Config{Storage: &mapStorage{}, KEK: testKEK(t)}
-	c, err := New(t.Context(), cfg)
+	cfg := ca.Config{Storage: &ca.MapStorage{}, KEK: ca.TestKEK(t)}
+	c, err := ca.New(t.Context(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -257,9 +238,9 @@ func TestReloadUnderIssuance(t *testing.T) {
 	for range 2 {
 		wg.Go(func() {
 			for ctx.Err() == nil {
-				leaf := issueTest(t, c, "dev")
+				leaf := ca.IssueTest(t, c, "dev")
 				ok := false
-				for _, cert := range parsePEMCerts(t, c.BundlePEM()) {
+				for _, cert := range ca.ParsePEMCerts(t, c.BundlePEM()) {
 					if leaf.CheckSignatureFrom(cert) == nil {
 						ok = true
 					}
@@ -271,7 +252,7 @@ func TestReloadUnderIssuance(t *testing.T) {
 		})
 	}
 	for range 3 {
-		if _, err := Rotate(t.Context(), cfg, RotateOptions{}); err != nil {
+		if _, err := rotation.Rotate(t.Context(), cfg, rotation.RotateOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := c.Reload(t.Context()); err != nil {
@@ -280,4 +261,48 @@ func TestReloadUnderIssuance(t *testing.T) {
 	}
 	cancel()
 	wg.Wait()
+}
+
+// Site CAs keep chaining after an intermediate rotation and a root
+// rotation: every intermediate and root zdps makes allows them.
+func TestSignSiteCAAfterRotations(t *testing.T) {
+	cfg := ca.Config{Storage: ca.BackendStorage(memory.New()), KEK: ca.TestKEK(t)}
+	c, err := ca.New(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	check := func(step string) {
+		t.Helper()
+		if _, err := c.Reload(t.Context()); err != nil {
+			t.Fatal(err)
+		}
+		is, err := c.SignSiteCA(ca.SiteCSR(t, key), ca.SiteCAPolicy{Site: "plant", Gateway: "gw"})
+		if err != nil {
+			t.Fatalf("%s: %v", step, err)
+		}
+		leaf, _ := ca.SignBelow(t, is.Certificate, key, pkix.Name{Organization: []string{"zdps-site-plant"}, CommonName: "dev"}, false)
+		root := ca.MustParse(t, is.Chain[len(is.Chain)-1])
+		if out, ok := ca.OpensslVerify(t, root, []*x509.Certificate{is.Certificate, ca.MustParse(t, is.Chain[1])}, leaf); !ok {
+			t.Fatalf("%s: openssl verify:\n%s", step, out)
+		}
+	}
+	check("created")
+	if _, err := rotation.Rotate(t.Context(), cfg, rotation.RotateOptions{Overlap: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	check("intermediate rotated")
+	if _, err := rotation.RotateRoot(t.Context(), cfg, rotation.RotateOptions{Overlap: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	check("root rotated")
+}
+
+// A delegated CA (an edge gateway's) never rotates.
+func TestDelegatedNeverRotates(t *testing.T) {
+	central, _ := ca.NewTestCA(t, nil)
+	_, cfg := ca.Delegate(t, central, "plant-1", nil)
+	if _, err := rotation.Rotate(t.Context(), cfg, rotation.RotateOptions{}); !errors.Is(err, ca.ErrDelegated) {
+		t.Fatalf("Rotate: %v, want ErrDelegated", err)
+	}
 }

@@ -45,7 +45,7 @@ func (c *CA) ServerCertificate(hosts []string, validity time.Duration) (tls.Cert
 	}
 	// A CA whose keys are in a KMS keeps the TLS key there too: it is
 	// reused by every certificate and each handshake signs in the KMS.
-	key := c.cur.Load().tlsSigner
+	key := c.cur.Load().TLSSigner
 	if key == nil {
 		var err error
 		if key, err = keyutil.GenerateSigner("EC", "P-256", 0); err != nil {

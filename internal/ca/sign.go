@@ -15,6 +15,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/zdps/zdps/internal/ca/castate"
 )
 
 // MaxCSRSize bounds the CSR SignCSR parses. An RSA-8192 CSR is about 2 KiB;
@@ -183,16 +185,11 @@ func (c *CA) issue(pub crypto.PublicKey, cn string, validity time.Duration, kind
 	// One generation for the whole certificate: a rotation landing now
 	// cannot mix one intermediate's name with another's key.
 	g := c.cur.Load()
-	now := c.now()
-	nb := now.Add(-time.Minute)
-	if nb.Before(g.inter.NotBefore) {
-		nb = g.inter.NotBefore
+	nb, na, err := c.window(g, validity)
+	if err != nil {
+		return nil, err
 	}
-	na := minTime(now.Add(validity), g.inter.NotAfter)
-	if !na.After(now) || now.Before(g.inter.NotBefore) {
-		return nil, fmt.Errorf("%w: valid %s to %s, now %s", ErrCAExpired, g.inter.NotBefore, g.inter.NotAfter, now)
-	}
-	serial, err := randomSerial(c.rand)
+	serial, err := castate.RandomSerial(c.rand)
 	if err != nil {
 		return nil, err
 	}
@@ -214,33 +211,22 @@ func (c *CA) issue(pub crypto.PublicKey, cn string, validity time.Duration, kind
 		ExtKeyUsage:           []x509.ExtKeyUsage{eku},
 		BasicConstraintsValid: true,
 		IsCA:                  false,
-		SubjectKeyId:          keyID(pub),
+		SubjectKeyId:          castate.KeyID(pub),
 	}
 	if c.crlURL != "" {
 		tmpl.CRLDistributionPoints = []string{crlURLFor(c.crlURL, g)}
 	}
-	if g.site != "" {
+	if g.Site != "" {
 		// A delegated CA's name constraint permits only subjects under
 		// O=zdps-site-<site> (SignSiteCA).
-		tmpl.Subject.Organization = []string{SiteOrganization(g.site)}
+		tmpl.Subject.Organization = []string{SiteOrganization(g.Site)}
 	}
 	for _, f := range sans {
 		f(tmpl)
 	}
-	// CreateCertificate verifies the signature it has just made (Go's
-	// signTBS checks every crypto.Signer's output, with no way to opt
-	// out): one P-256 verification, ~95µs of BenchmarkSignCSR's ~310µs on
-	// the 2-core reference machine, next to the CSR's proof-of-possession
-	// check and the signature itself. Skipping it would mean encoding the
-	// TBSCertificate ourselves; measured and kept, since a wrong
-	// signature would be caught here rather than by every device.
-	der, err := x509.CreateCertificate(c.rand, tmpl, g.issuer, pub, g.signer)
+	cert, der, err := c.create(g, tmpl, pub, "sign", "parse issued")
 	if err != nil {
-		return nil, fmt.Errorf("ca: sign: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("ca: parse issued: %w", err)
+		return nil, err
 	}
 	return &Issued{
 		Certificate: cert,
@@ -250,16 +236,53 @@ func (c *CA) issue(pub crypto.PublicKey, cn string, validity time.Duration, kind
 	}, nil
 }
 
+// window is when a certificate that g issues now for validity is valid:
+// back-dated a minute (clock skew) but not before the intermediate, and
+// cut at the intermediate's end; ErrCAExpired when g cannot issue now.
+func (c *CA) window(g *gen, validity time.Duration) (notBefore, notAfter time.Time, err error) {
+	now := c.now()
+	nb := now.Add(-time.Minute)
+	if nb.Before(g.Inter.NotBefore) {
+		nb = g.Inter.NotBefore
+	}
+	na := castate.MinTime(now.Add(validity), g.Inter.NotAfter)
+	if !na.After(now) || now.Before(g.Inter.NotBefore) {
+		return time.Time{}, time.Time{}, fmt.Errorf("%w: valid %s to %s, now %s", ErrCAExpired, g.Inter.NotBefore, g.Inter.NotAfter, now)
+	}
+	return nb, na, nil
+}
+
+// create signs tmpl for pub with g's intermediate and parses the result;
+// signWhat and parseWhat name the steps in errors.
+func (c *CA) create(g *gen, tmpl *x509.Certificate, pub crypto.PublicKey, signWhat, parseWhat string) (*x509.Certificate, []byte, error) {
+	// CreateCertificate verifies the signature it has just made (Go's
+	// signTBS checks every crypto.Signer's output, with no way to opt
+	// out): one P-256 verification, ~95µs of BenchmarkSignCSR's ~310µs on
+	// the 2-core reference machine, next to the CSR's proof-of-possession
+	// check and the signature itself. Skipping it would mean encoding the
+	// TBSCertificate ourselves; measured and kept, since a wrong
+	// signature would be caught here rather than by every device.
+	der, err := x509.CreateCertificate(c.rand, tmpl, g.Issuer, pub, g.Signer)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ca: %s: %w", signWhat, err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, nil, fmt.Errorf("ca: %s: %w", parseWhat, err)
+	}
+	return cert, der, nil
+}
+
 // crlURLFor is the CRL distribution point of what generation g issues. Once
 // the CA has been rotated, it names its intermediate (GET /crl?issuer=, by
 // SHA-256 thumbprint), so that the certificate still finds its own
 // issuer's CRL after the next rotation; before, it is the plain URL, as it
 // always was.
 func crlURLFor(base string, g *gen) string {
-	if g.generation == 0 {
+	if g.Generation == 0 {
 		return base
 	}
-	sum := sha256.Sum256(g.inter.Raw)
+	sum := sha256.Sum256(g.Inter.Raw)
 	sep := "?"
 	if strings.Contains(base, "?") {
 		sep = "&"

@@ -12,6 +12,8 @@ import (
 	"hash/fnv"
 	"strings"
 	"time"
+
+	"github.com/zdps/zdps/internal/ca/castate"
 )
 
 // Delegated site CAs: the issuing CA of an edge gateway, signed by the
@@ -96,16 +98,11 @@ func (c *CA) SignSiteCA(csrDER []byte, p SiteCAPolicy) (*Issued, error) {
 	if err := csr.CheckSignature(); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCSRSignature, err)
 	}
-	now := c.now()
-	nb := now.Add(-time.Minute)
-	if nb.Before(g.inter.NotBefore) {
-		nb = g.inter.NotBefore
+	nb, na, err := c.window(g, p.Validity)
+	if err != nil {
+		return nil, err
 	}
-	na := minTime(now.Add(p.Validity), g.inter.NotAfter)
-	if !na.After(now) || now.Before(g.inter.NotBefore) {
-		return nil, fmt.Errorf("%w: valid %s to %s, now %s", ErrCAExpired, g.inter.NotBefore, g.inter.NotAfter, now)
-	}
-	serial, err := randomSerial(c.rand)
+	serial, err := castate.RandomSerial(c.rand)
 	if err != nil {
 		return nil, err
 	}
@@ -131,26 +128,22 @@ func (c *CA) SignSiteCA(csrDER []byte, p SiteCAPolicy) (*Issued, error) {
 		IsCA:                  true,
 		MaxPathLen:            0,
 		MaxPathLenZero:        true,
-		SubjectKeyId:          keyID(k),
+		SubjectKeyId:          castate.KeyID(k),
 		Policies:              []x509.OID{policy},
 		ExtraExtensions:       []pkix.Extension{{Id: oidNameConstraints, Critical: false, Value: nc}},
 	}
 	if c.crlURL != "" {
 		tmpl.CRLDistributionPoints = []string{c.crlURL}
 	}
-	der, err := x509.CreateCertificate(c.rand, tmpl, g.issuer, k, g.signer)
+	cert, der, err := c.create(g, tmpl, k, "sign site CA", "parse site CA")
 	if err != nil {
-		return nil, fmt.Errorf("ca: sign site CA: %w", err)
-	}
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		return nil, fmt.Errorf("ca: parse site CA: %w", err)
+		return nil, err
 	}
 	c.log.Info("site CA issued", "site", p.Site, "gateway", p.Gateway, "serial", fmt.Sprintf("%032x", serial), "not_after", na)
 	return &Issued{
 		Certificate: cert,
 		DER:         der,
-		Chain:       [][]byte{der, bytes.Clone(g.inter.Raw), bytes.Clone(g.root.Raw)},
+		Chain:       [][]byte{der, bytes.Clone(g.Inter.Raw), bytes.Clone(g.Root.Raw)},
 		Serial:      fmt.Sprintf("%032x", serial),
 	}, nil
 }
@@ -162,10 +155,10 @@ var ErrCannotDelegate = errors.New("ca: this CA cannot delegate: its intermediat
 // canDelegate checks the path lengths of the chain above a site CA.
 func (g *gen) canDelegate() error {
 	// MaxPathLen is -1 for no constraint; 0 with MaxPathLenZero for 0.
-	if g.inter.MaxPathLen == 0 || g.inter.MaxPathLen < -1 {
+	if g.Inter.MaxPathLen == 0 || g.Inter.MaxPathLen < -1 {
 		return ErrCannotDelegate
 	}
-	if g.root.MaxPathLen != -1 && g.root.MaxPathLen < 2 {
+	if g.Root.MaxPathLen != -1 && g.Root.MaxPathLen < 2 {
 		return ErrCannotDelegate
 	}
 	return nil

@@ -16,8 +16,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/zdps/zdps/internal/store/memory"
 )
 
 func siteCSR(t *testing.T, key crypto.Signer) []byte {
@@ -239,39 +237,4 @@ func TestSignSiteCACannotDelegate(t *testing.T) {
 			}
 		})
 	}
-}
-
-// Site CAs keep chaining after an intermediate rotation and a root
-// rotation: every intermediate and root zdps makes allows them.
-func TestSignSiteCAAfterRotations(t *testing.T) {
-	cfg := Config{Storage: BackendStorage(memory.New()), KEK: testKEK(t)}
-	c, err := New(t.Context(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	check := func(step string) {
-		t.Helper()
-		if _, err := c.Reload(t.Context()); err != nil {
-			t.Fatal(err)
-		}
-		is, err := c.SignSiteCA(siteCSR(t, key), SiteCAPolicy{Site: "plant", Gateway: "gw"})
-		if err != nil {
-			t.Fatalf("%s: %v", step, err)
-		}
-		leaf, _ := signBelow(t, is.Certificate, key, pkix.Name{Organization: []string{"zdps-site-plant"}, CommonName: "dev"}, false)
-		root := mustParse(t, is.Chain[len(is.Chain)-1])
-		if out, ok := opensslVerify(t, root, []*x509.Certificate{is.Certificate, mustParse(t, is.Chain[1])}, leaf); !ok {
-			t.Fatalf("%s: openssl verify:\n%s", step, out)
-		}
-	}
-	check("created")
-	if _, err := Rotate(t.Context(), cfg, RotateOptions{Overlap: time.Hour}); err != nil {
-		t.Fatal(err)
-	}
-	check("intermediate rotated")
-	if _, err := RotateRoot(t.Context(), cfg, RotateOptions{Overlap: time.Hour}); err != nil {
-		t.Fatal(err)
-	}
-	check("root rotated")
 }

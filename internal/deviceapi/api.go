@@ -19,7 +19,8 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/zdps/zdps/internal/devicewire"
-	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/limits"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/ratelog"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/dps"
@@ -41,9 +42,9 @@ const (
 // (*provisioning.Service). The RetryAfter of an assigning operation
 // OperationStatus returns raises the 202's Retry-After.
 type Provisioner interface {
-	Register(ctx context.Context, req *provisioning.Request) (*enrollment.Operation, error)
-	OperationStatus(ctx context.Context, req *provisioning.Request, operationID string) (*enrollment.Operation, error)
-	Status(ctx context.Context, req *provisioning.Request) (*enrollment.Registration, error)
+	Register(ctx context.Context, req *port.Request) (*enrollment.Operation, error)
+	OperationStatus(ctx context.Context, req *port.Request, operationID string) (*enrollment.Operation, error)
+	Status(ctx context.Context, req *port.Request) (*enrollment.Registration, error)
 }
 
 // Config configures the device API. Provisioner, IDScope and Logger are
@@ -180,7 +181,7 @@ func (a *API) Routes(r chi.Router) {
 func (a *API) Handler() http.Handler {
 	r := chi.NewRouter()
 	r.NotFound(func(w http.ResponseWriter, req *http.Request) {
-		a.writeError(w, req, fmt.Errorf("%w: no such route", provisioning.ErrNotFound))
+		a.writeError(w, req, fmt.Errorf("%w: no such route", port.ErrNotFound))
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, req *http.Request) {
 		a.writeError(w, req, fmt.Errorf("%w: method not allowed", ErrBadRequest))
@@ -203,7 +204,7 @@ func pathParam(r *http.Request, name string) (string, error) {
 
 // common checks what every device route needs and builds the request
 // with its credentials.
-func (a *API) common(r *http.Request) (*provisioning.Request, error) {
+func (a *API) common(r *http.Request) (*port.Request, error) {
 	scope, err := pathParam(r, "idScope")
 	if err != nil {
 		return nil, err
@@ -221,7 +222,7 @@ func (a *API) common(r *http.Request) (*provisioning.Request, error) {
 	if err := enrollment.ValidateRegistrationID(regID); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrBadRequest, err)
 	}
-	req := &provisioning.Request{IDScope: a.cfg.IDScope, RegistrationID: regID, Authorization: r.Header.Get("Authorization"), RemoteAddr: r.RemoteAddr, RTT: requestRTT(r.Context()), Transport: "https"}
+	req := &port.Request{IDScope: a.cfg.IDScope, RegistrationID: regID, Authorization: r.Header.Get("Authorization"), RemoteAddr: r.RemoteAddr, RTT: requestRTT(r.Context()), Transport: "https"}
 	if r.TLS != nil {
 		req.ClientCertificates = r.TLS.PeerCertificates
 	}
@@ -229,11 +230,7 @@ func (a *API) common(r *http.Request) (*provisioning.Request, error) {
 }
 
 func (a *API) register(w http.ResponseWriter, r *http.Request) {
-	req, err := a.common(r)
-	var form string
-	if err == nil {
-		form, err = a.withBody(w, r, req, true)
-	}
+	req, form, err := a.registerRequest(w, r, true)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -252,7 +249,7 @@ func (a *API) register(w http.ResponseWriter, r *http.Request) {
 
 // accepted answers 202 {operationId, status: assigning} with Retry-After
 // and the Location of the operation.
-func (a *API) accepted(w http.ResponseWriter, r *http.Request, req *provisioning.Request, opID string) {
+func (a *API) accepted(w http.ResponseWriter, r *http.Request, req *port.Request, opID string) {
 	loc := "/" + url.PathEscape(a.cfg.IDScope) + "/registrations/" + url.PathEscape(req.RegistrationID) +
 		"/operations/" + url.PathEscape(opID) + "?api-version=" + url.QueryEscape(r.URL.Query().Get("api-version"))
 	w.Header().Set("Location", loc)
@@ -295,10 +292,7 @@ func (a *API) operation(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) status(w http.ResponseWriter, r *http.Request) {
-	req, err := a.common(r)
-	if err == nil {
-		_, err = a.withBody(w, r, req, false)
-	}
+	req, _, err := a.registerRequest(w, r, false)
 	if err != nil {
 		a.writeError(w, r, err)
 		return
@@ -350,14 +344,14 @@ func (a *API) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	case status >= 500:
 		a.log.ErrorContext(r.Context(), "device request failed", "tracking_id", id, "status", status, "error", err)
 	}
-	switch d := provisioning.RetryAfterOf(err); {
+	switch d := limits.RetryAfterOf(err); {
 	case status == http.StatusTooManyRequests && d > 0:
 		w.Header().Set("Retry-After", retryAfterSeconds(d, a.maxWait))
 	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
 		w.Header().Set("Retry-After", a.retryAfter)
 	}
 	w.Header().Set("x-ms-error-code", strconv.Itoa(code))
-	a.writeJSON(w, r, status, devicewire.ErrorBody(code, id, msg, a.now()))
+	a.writeJSON(w, r, status, dps.NewErrorBody(code, id, msg, a.now()))
 }
 
 var (

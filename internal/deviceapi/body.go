@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/internal/devicewire"
-	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 )
 
 // Body limits (Config.MaxPayloadBytes, Config.BodyTimeout).
@@ -84,13 +84,25 @@ func (a *API) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 // withBody decodes the DeviceRegistration into req; the body's
 // registrationId must name the path's (case-insensitively). It returns
 // the form of the body's CSR (dps.CSRForm*), which the answer follows.
-func (a *API) withBody(w http.ResponseWriter, r *http.Request, req *provisioning.Request, required bool) (string, error) {
+func (a *API) withBody(w http.ResponseWriter, r *http.Request, req *port.Request, required bool) (string, error) {
 	body, err := a.readBody(w, r)
 	if err != nil {
 		return "", err
 	}
 	dr, err := devicewire.DecodeRegister(body, req, a.cfg.MaxPayloadBytes, required)
 	return dr.CSRForm(), err
+}
+
+// registerRequest is the request of the register and status calls: the
+// path and headers (common) with the DeviceRegistration body (withBody),
+// and the form of its CSR.
+func (a *API) registerRequest(w http.ResponseWriter, r *http.Request, required bool) (*port.Request, string, error) {
+	req, err := a.common(r)
+	if err != nil {
+		return nil, "", err
+	}
+	form, err := a.withBody(w, r, req, required)
+	return req, form, err
 }
 
 // asBodyFault returns err as a *bodyError when it is one, or when the

@@ -34,6 +34,8 @@ import (
 	"github.com/zdps/zdps/internal/deviceapi"
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/provisioning/caissuer"
+	"github.com/zdps/zdps/internal/provisioning/limits"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/provisioning/symkey"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
@@ -101,7 +103,7 @@ type options struct {
 	alloc      allocation.Policy
 	assignWait time.Duration
 	now        func() time.Time
-	limits     provisioning.Limits
+	limits     limits.Limits
 }
 
 func newServer(t *testing.T, o options) *server {
@@ -129,7 +131,7 @@ func newServer(t *testing.T, o options) *server {
 	}
 	svc, err := provisioning.New(provisioning.Config{
 		Store:      s.st,
-		Attestors:  map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: att},
+		Attestors:  map[string]port.Attestor{enrollment.AttestationSymmetricKey: att},
 		Allocator:  alloc,
 		Issuer:     iss,
 		Logger:     logger,

@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"testing"
 
-	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/dps"
 )
@@ -23,9 +23,9 @@ func TestClassifyTransient(t *testing.T) {
 		{fmt.Errorf("postgres: transaction kept conflicting: %w", store.ErrBusy), http.StatusServiceUnavailable, dps.CodeUnavailable},
 		{store.ErrClosed, http.StatusServiceUnavailable, dps.CodeUnavailable},
 		{context.DeadlineExceeded, http.StatusServiceUnavailable, dps.CodeUnavailable},
-		{fmt.Errorf("%w: ca: intermediate certificate is not valid now", provisioning.ErrUnavailable), http.StatusServiceUnavailable, dps.CodeUnavailable},
-		{fmt.Errorf("%w: revocation pending", provisioning.ErrThrottled), http.StatusTooManyRequests, dps.CodeThrottled},
-		{fmt.Errorf("%w: no enrollment", provisioning.ErrUnauthorized), http.StatusUnauthorized, dps.CodeUnauthorized},
+		{fmt.Errorf("%w: ca: intermediate certificate is not valid now", port.ErrUnavailable), http.StatusServiceUnavailable, dps.CodeUnavailable},
+		{fmt.Errorf("%w: revocation pending", port.ErrThrottled), http.StatusTooManyRequests, dps.CodeThrottled},
+		{fmt.Errorf("%w: no enrollment", port.ErrUnauthorized), http.StatusUnauthorized, dps.CodeUnauthorized},
 		{errors.New("disk on fire"), http.StatusInternalServerError, dps.CodeInternal},
 	}
 	for _, tc := range tests {

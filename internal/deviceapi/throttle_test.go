@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/limits"
 	"github.com/zdps/zdps/internal/throttle"
 	"github.com/zdps/zdps/pkg/dps"
 )
@@ -21,20 +21,20 @@ func TestThrottledAnswers(t *testing.T) {
 	body := map[string]any{"registrationId": "dev-1"}
 	for _, tc := range []struct {
 		name   string
-		limits provisioning.Limits
+		limits limits.Limits
 		// admitted requests of the same kind come first
 		admitted   int
 		kind       string // register, poll
 		wantStatus int
 		wantRetry  string
 	}{
-		{"register flood", provisioning.Limits{Register: throttle.Rate{Count: 10, Per: time.Minute}}, 10, "register", http.StatusTooManyRequests, "6"},
+		{"register flood", limits.Limits{Register: throttle.Rate{Count: 10, Per: time.Minute}}, 10, "register", http.StatusTooManyRequests, "6"},
 		// The C SDK takes a Retry-After above 300 for 1 s, and keeps its
 		// connection while it waits: below the server's IdleTimeout (2m).
-		{"long interval capped below the idle timeout", provisioning.Limits{Register: throttle.Rate{Count: 1, Per: time.Hour}}, 1, "register", http.StatusTooManyRequests, "119"},
-		{"sub-second interval rounds up to 1", provisioning.Limits{Register: throttle.Rate{Count: 20, Per: time.Second}}, 20, "register", http.StatusTooManyRequests, "1"},
-		{"poll flood of a final operation", provisioning.Limits{Poll: throttle.Rate{Count: 5, Per: 10 * time.Second}}, 5, "poll", http.StatusTooManyRequests, "2"},
-		{"poll of an assigning operation", provisioning.Limits{Poll: throttle.Rate{Count: 2, Per: 10 * time.Second}}, 2, "poll-assigning", http.StatusAccepted, "5"},
+		{"long interval capped below the idle timeout", limits.Limits{Register: throttle.Rate{Count: 1, Per: time.Hour}}, 1, "register", http.StatusTooManyRequests, "119"},
+		{"sub-second interval rounds up to 1", limits.Limits{Register: throttle.Rate{Count: 20, Per: time.Second}}, 20, "register", http.StatusTooManyRequests, "1"},
+		{"poll flood of a final operation", limits.Limits{Poll: throttle.Rate{Count: 5, Per: 10 * time.Second}}, 5, "poll", http.StatusTooManyRequests, "2"},
+		{"poll of an assigning operation", limits.Limits{Poll: throttle.Rate{Count: 2, Per: 10 * time.Second}}, 2, "poll-assigning", http.StatusAccepted, "5"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			clk := &clock{now: time.Now()}

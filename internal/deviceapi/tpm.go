@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"strconv"
 
-	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/pkg/dps"
 )
 
@@ -18,11 +18,11 @@ type tpmChallenge struct {
 	Message           string `json:"message"`
 }
 
-// writeChallenge answers a *provisioning.TPMChallenge and reports whether
+// writeChallenge answers a *port.TPMChallenge and reports whether
 // err was one. The answer carries the DPS error headers as other refusals
 // do.
 func (a *API) writeChallenge(w http.ResponseWriter, r *http.Request, err error) bool {
-	var ch *provisioning.TPMChallenge
+	var ch *port.TPMChallenge
 	if !errors.As(err, &ch) {
 		return false
 	}

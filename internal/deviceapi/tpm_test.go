@@ -12,7 +12,7 @@ import (
 	"testing"
 
 	"github.com/zdps/zdps/internal/deviceapi"
-	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
@@ -20,21 +20,21 @@ import (
 // assigned operation carrying the second blob.
 type tpmFake struct{}
 
-func (tpmFake) Register(_ context.Context, req *provisioning.Request) (*enrollment.Operation, error) {
+func (tpmFake) Register(_ context.Context, req *port.Request) (*enrollment.Operation, error) {
 	if req.Authorization == "" {
-		return nil, provisioning.Refuse("TPM challenge issued", &provisioning.TPMChallenge{AuthenticationKey: "QkxPQjE="})
+		return nil, port.Refuse("TPM challenge issued", &port.TPMChallenge{AuthenticationKey: "QkxPQjE="})
 	}
 	return &enrollment.Operation{OperationID: "op1", RegistrationID: req.RegistrationID, Status: enrollment.RegistrationAssigned,
 		Registration:         &enrollment.Registration{RegistrationID: req.RegistrationID, DeviceID: "d", AssignedHub: "h", Status: enrollment.RegistrationAssigned, AttestationType: enrollment.AttestationTPM},
 		TPMAuthenticationKey: "QkxPQjI="}, nil
 }
 
-func (tpmFake) OperationStatus(context.Context, *provisioning.Request, string) (*enrollment.Operation, error) {
-	return nil, provisioning.ErrNotFound
+func (tpmFake) OperationStatus(context.Context, *port.Request, string) (*enrollment.Operation, error) {
+	return nil, port.ErrNotFound
 }
 
-func (tpmFake) Status(context.Context, *provisioning.Request) (*enrollment.Registration, error) {
-	return nil, provisioning.ErrNotFound
+func (tpmFake) Status(context.Context, *port.Request) (*enrollment.Registration, error) {
+	return nil, port.ErrNotFound
 }
 
 func TestTPMChallengeAndAssignedKey(t *testing.T) {

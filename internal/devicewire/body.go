@@ -5,7 +5,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -59,7 +59,7 @@ func (e *Fault) Unwrap() error { return ErrBadRequest }
 // the body's registrationId must name the same one (case-insensitively).
 // When required is false a blank body leaves req as it is. It returns the
 // decoded body (nil for a blank one), whose CSRForm says how to answer.
-func DecodeRegister(body []byte, req *provisioning.Request, maxPayload int64, required bool) (*dps.DeviceRegistration, error) {
+func DecodeRegister(body []byte, req *port.Request, maxPayload int64, required bool) (*dps.DeviceRegistration, error) {
 	if !required && len(strings.TrimSpace(string(body))) == 0 {
 		return nil, nil
 	}

@@ -4,9 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"time"
 
-	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -38,29 +37,18 @@ func Classify(err error) (status, code int, msg string) {
 	switch {
 	case errors.As(err, &tooLarge), errors.Is(err, ErrTooLarge):
 		return http.StatusRequestEntityTooLarge, dps.CodeTooLarge, "The request body is too large."
-	case errors.Is(err, provisioning.ErrUnauthorized):
+	case errors.Is(err, port.ErrUnauthorized):
 		return http.StatusUnauthorized, dps.CodeUnauthorized, MsgUnauthorized
 	case errors.Is(err, ErrScopeNotFound):
 		return http.StatusNotFound, dps.CodeNotFound, "No provisioning service with this ID scope."
-	case errors.Is(err, provisioning.ErrNotFound):
+	case errors.Is(err, port.ErrNotFound):
 		return http.StatusNotFound, dps.CodeNotFound, "Not found."
-	case errors.Is(err, provisioning.ErrInvalid), errors.Is(err, ErrBadRequest), errors.Is(err, enrollment.ErrInvalid):
+	case errors.Is(err, port.ErrInvalid), errors.Is(err, ErrBadRequest), errors.Is(err, enrollment.ErrInvalid):
 		return http.StatusBadRequest, dps.CodeBadArgument, err.Error()
-	case errors.Is(err, provisioning.ErrThrottled):
+	case errors.Is(err, port.ErrThrottled):
 		return http.StatusTooManyRequests, dps.CodeThrottled, MsgThrottled
-	case errors.Is(err, store.ErrClosed), errors.Is(err, store.ErrBusy), errors.Is(err, provisioning.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
+	case errors.Is(err, store.ErrClosed), errors.Is(err, store.ErrBusy), errors.Is(err, port.ErrUnavailable), errors.Is(err, context.DeadlineExceeded):
 		return http.StatusServiceUnavailable, dps.CodeUnavailable, MsgUnavailable
 	}
 	return http.StatusInternalServerError, dps.CodeInternal, MsgInternal
-}
-
-// ErrorBody is the DPS error format of a refusal.
-func ErrorBody(code int, trackingID, msg string, now time.Time) dps.ErrorBody {
-	return dps.ErrorBody{
-		ErrorCode:    code,
-		TrackingID:   trackingID,
-		Message:      msg,
-		Info:         map[string]any{},
-		TimestampUTC: now.UTC().Format(time.RFC3339Nano),
-	}
 }

@@ -71,18 +71,10 @@ func (s *Service) VerificationCode(ctx context.Context, name string) (*enrollmen
 	}
 	code := strings.ToUpper(hex.EncodeToString(raw))
 	expiry := s.now().UTC().Add(VerificationCodeTTL).Truncate(time.Second)
-	var c *enrollment.CACertificate
-	err := s.st.Backend.Update(ctx, func(tx store.Tx) error {
-		col := s.st.CACertificates.In(tx)
-		var err error
-		if c, err = col.Get(ctx, name); err != nil {
-			return err
-		}
+	return s.changeCACertificate(ctx, name, func(c *enrollment.CACertificate) error {
 		c.VerificationCode, c.VerificationCodeExpiry = code, &expiry
-		_, err = col.Put(ctx, c, store.Condition{IfMatch: c.ETag})
-		return err
+		return nil
 	})
-	return c, err
 }
 
 // VerifyCACertificate checks the proof of possession: a currently valid
@@ -90,6 +82,19 @@ func (s *Service) VerificationCode(ctx context.Context, name string) (*enrollmen
 // registered CA's key. Success marks the CA verified and consumes the
 // code; a refusal wraps ErrBadRequest and changes nothing.
 func (s *Service) VerifyCACertificate(ctx context.Context, name string, proof *x509.Certificate) (*enrollment.CACertificate, error) {
+	return s.changeCACertificate(ctx, name, func(c *enrollment.CACertificate) error {
+		if err := s.checkProof(c, proof); err != nil {
+			return err
+		}
+		c.IsVerified, c.VerificationCode, c.VerificationCodeExpiry = true, "", nil
+		return nil
+	})
+}
+
+// changeCACertificate applies change to the stored CA certificate name and
+// writes it back, compare-and-swap on what it read, in one transaction;
+// an error of change writes nothing.
+func (s *Service) changeCACertificate(ctx context.Context, name string, change func(*enrollment.CACertificate) error) (*enrollment.CACertificate, error) {
 	var c *enrollment.CACertificate
 	err := s.st.Backend.Update(ctx, func(tx store.Tx) error {
 		col := s.st.CACertificates.In(tx)
@@ -97,10 +102,9 @@ func (s *Service) VerifyCACertificate(ctx context.Context, name string, proof *x
 		if c, err = col.Get(ctx, name); err != nil {
 			return err
 		}
-		if err := s.checkProof(c, proof); err != nil {
+		if err := change(c); err != nil {
 			return err
 		}
-		c.IsVerified, c.VerificationCode, c.VerificationCodeExpiry = true, "", nil
 		_, err = col.Put(ctx, c, store.Condition{IfMatch: c.ETag})
 		return err
 	})

@@ -20,6 +20,7 @@ import (
 	"github.com/zdps/zdps/allocation/hashed"
 	"github.com/zdps/zdps/attestation/symmetric"
 	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/provisioning/symkey"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/store/memory"
@@ -49,7 +50,7 @@ func TestIdleConnectionsHeap(t *testing.T) {
 		t.Fatal(err)
 	}
 	logger := slog.New(slog.DiscardHandler)
-	svc, err := provisioning.New(provisioning.Config{Store: st, Attestors: map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: att}, Allocator: hashed.New(), Logger: logger})
+	svc, err := provisioning.New(provisioning.Config{Store: st, Attestors: map[string]port.Attestor{enrollment.AttestationSymmetricKey: att}, Allocator: hashed.New(), Logger: logger})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,7 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/internal/devicewire"
-	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/ratelog"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -48,9 +48,9 @@ const (
 
 // Provisioner is the pipeline the MQTT API serves (*provisioning.Service).
 type Provisioner interface {
-	Authenticate(ctx context.Context, req *provisioning.Request) error
-	Register(ctx context.Context, req *provisioning.Request) (*enrollment.Operation, error)
-	OperationStatus(ctx context.Context, req *provisioning.Request, operationID string) (*enrollment.Operation, error)
+	Authenticate(ctx context.Context, req *port.Request) error
+	Register(ctx context.Context, req *port.Request) (*enrollment.Operation, error)
+	OperationStatus(ctx context.Context, req *port.Request, operationID string) (*enrollment.Operation, error)
 }
 
 // Config configures the MQTT API. Provisioner, IDScope and Logger are

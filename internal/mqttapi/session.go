@@ -17,7 +17,8 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 
 	"github.com/zdps/zdps/internal/devicewire"
-	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/limits"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -43,7 +44,7 @@ type session struct {
 	r         *bufio.Reader
 	// req is the request every PUBLISH builds on: the credentials of the
 	// CONNECT.
-	req provisioning.Request
+	req port.Request
 
 	wmu sync.Mutex // serialises writes
 
@@ -170,7 +171,7 @@ func (ss *session) connect(ctx context.Context, certs []*x509.Certificate) bool 
 	if pw != "" && !strings.HasPrefix(pw, "SharedAccessSignature ") {
 		return ss.refuse(ctx, connBadUserOrPassword, "password", errors.New("password is not a SharedAccessSignature"))
 	}
-	ss.req = provisioning.Request{IDScope: s.cfg.IDScope, RegistrationID: c.ClientIdentifier, Authorization: pw, ClientCertificates: certs, RemoteAddr: ss.remote, Transport: ss.transport}
+	ss.req = port.Request{IDScope: s.cfg.IDScope, RegistrationID: c.ClientIdentifier, Authorization: pw, ClientCertificates: certs, RemoteAddr: ss.remote, Transport: ss.transport}
 	if pw == "" && len(certs) == 0 {
 		return ss.refuse(ctx, connNotAuthorized, "no credential", errors.New("neither a SAS password nor a client certificate"))
 	}
@@ -440,7 +441,7 @@ func (s *Server) answer(ctx context.Context, ss *session, t dps.MQTTRequest, pay
 // refusal renders an error as HTTPS does: the DPS error body, the status
 // and, for 429 and 503, a retry-after.
 func (s *Server) refusal(ctx context.Context, ss *session, err error) (int, string, []byte) {
-	var ch *provisioning.TPMChallenge
+	var ch *port.TPMChallenge
 	if errors.As(err, &ch) {
 		// TPM is not offered over MQTT (nor by Azure): no challenge.
 		err = fmt.Errorf("%w: TPM attestation is served over HTTPS only", devicewire.ErrBadRequest)
@@ -461,13 +462,13 @@ func (s *Server) refusal(ctx context.Context, ss *session, err error) (int, stri
 		s.log.ErrorContext(ctx, "mqtt device request failed", "tracking_id", id, "status", status, "error", err)
 	}
 	var retry string
-	switch d := provisioning.RetryAfterOf(err); {
+	switch d := limits.RetryAfterOf(err); {
 	case status == http.StatusTooManyRequests && d > 0:
 		retry = devicewire.RetryAfterSeconds(d, s.maxWait)
 	case status == http.StatusTooManyRequests || status == http.StatusServiceUnavailable:
 		retry = s.retryAfter
 	}
-	return status, retry, mustJSON(devicewire.ErrorBody(code, id, msg, s.cfg.Now()))
+	return status, retry, mustJSON(dps.NewErrorBody(code, id, msg, s.cfg.Now()))
 }
 
 func mustJSON(v any) []byte {

@@ -14,6 +14,7 @@ import (
 	"github.com/zdps/zdps/allocation/hashed"
 	"github.com/zdps/zdps/allocation/static"
 	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -38,7 +39,7 @@ func registryEnv(t *testing.T, geo allocation.Policy) (*env, *provisioning.Servi
 	if err != nil {
 		t.Fatal(err)
 	}
-	svc, err := provisioning.New(provisioning.Config{Store: e.st, Attestors: map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{e.st}}, Allocator: reg, Logger: slog.New(slog.DiscardHandler), Now: e.clock})
+	svc, err := provisioning.New(provisioning.Config{Store: e.st, Attestors: map[string]port.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{e.st}}, Allocator: reg, Logger: slog.New(slog.DiscardHandler), Now: e.clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,7 +55,7 @@ func putHub(t *testing.T, e *env, h *enrollment.Hub) {
 
 func register(t *testing.T, svc *provisioning.Service, regID, auth string) *enrollment.Operation {
 	t.Helper()
-	op, err := svc.Register(context.Background(), &provisioning.Request{RegistrationID: regID, Authorization: auth})
+	op, err := svc.Register(context.Background(), &port.Request{RegistrationID: regID, Authorization: auth})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -214,7 +215,7 @@ func TestExplain(t *testing.T) {
 			}
 		}
 	}
-	if _, err := svc.Explain(ctx, provisioning.ExplainRequest{RegistrationID: "nobody"}); !errors.Is(err, provisioning.ErrNotFound) {
+	if _, err := svc.Explain(ctx, provisioning.ExplainRequest{RegistrationID: "nobody"}); !errors.Is(err, port.ErrNotFound) {
 		t.Fatalf("unknown device: %v", err)
 	}
 	e.group(t, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g"})

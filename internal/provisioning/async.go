@@ -7,10 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"sync"
 	"time"
 
+	"github.com/zdps/zdps/internal/provisioning/detach"
 	"github.com/zdps/zdps/internal/provisioning/operations"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -82,88 +83,15 @@ var errAssignTimeout = errors.New("provisioning: assignment did not complete bef
 // settleTimeout bounds the write of a background run's failure.
 const settleTimeout = 10 * time.Second
 
-// background counts the runs that continue after their request.
-type background struct {
-	mu   sync.Mutex
-	n    int
-	idle chan struct{} // closed when n drops to 0
-}
-
-func (b *background) add() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.n == 0 {
-		b.idle = make(chan struct{})
-	}
-	b.n++
-}
-
-func (b *background) done() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.n--; b.n == 0 {
-		close(b.idle)
-	}
-}
-
-func (b *background) wait() <-chan struct{} {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.n == 0 {
-		c := make(chan struct{})
-		close(c)
-		return c
-	}
-	return b.idle
-}
-
 // Wait blocks until every registration running in the background has
 // stored its outcome, or ctx ends (graceful shutdown: stop accepting
 // requests first). A run abandoned by an early return answers failed
 // after its deadline.
 func (s *Service) Wait(ctx context.Context) error {
-	select {
-	case <-s.bg.wait():
-		return nil
-	case <-ctx.Done():
-		return fmt.Errorf("provisioning: registrations still running in the background: %w", ctx.Err())
+	if err := s.bg.Wait(ctx); err != nil {
+		return fmt.Errorf("provisioning: registrations still running in the background: %w", err)
 	}
-}
-
-// handoff passes a run's outcome to the request waiting for it, unless the
-// request stopped waiting (detached) first.
-type handoff struct {
-	mu       sync.Mutex
-	done     chan struct{}
-	detached bool
-	finished bool
-	op       *enrollment.Operation
-	err      error
-}
-
-// finish records the outcome; false when the request no longer waits and
-// the run must settle it itself.
-func (h *handoff) finish(op *enrollment.Operation, err error) bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.detached {
-		return false
-	}
-	h.op, h.err, h.finished = op, err, true
-	close(h.done)
-	return true
-}
-
-// detach stops waiting; false when the run finished already (h.op, h.err
-// hold its outcome).
-func (h *handoff) detach() bool {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.finished {
-		return false
-	}
-	h.detached = true
-	return true
+	return nil
 }
 
 // assignAsync runs assign on a detached context and waits up to
@@ -178,32 +106,17 @@ func (s *Service) assignAsync(ctx context.Context, r *registration) (*enrollment
 	r.deadline = deadline
 	// The run keeps the request's values (request ID) but not its
 	// cancellation; the clock of its context is the real one, the
-	// deadline persist checks is s.now's.
-	bctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.cfg.AssignTimeout)
-	h := &handoff{done: make(chan struct{})}
-	s.bg.add()
-	go func() {
-		defer s.bg.done()
-		defer cancel()
-		op, err := s.assign(bctx, r)
-		if h.finish(op, err) {
-			return
-		}
-		if err != nil {
-			s.settle(bctx, log, opID, req, err)
-		}
-	}()
-
-	timer := time.NewTimer(s.cfg.AssignWait)
-	defer timer.Stop()
-	select {
-	case <-h.done:
-		return h.op, h.err
-	case <-timer.C:
-	case <-ctx.Done():
-	}
-	if !h.detach() {
-		return h.op, h.err
+	// deadline persist checks is s.now's. A failure it meets once
+	// Register stopped waiting is stored as its outcome (settle).
+	op, finished, err := detach.Run(ctx, &s.bg, s.cfg.AssignWait, s.cfg.AssignTimeout,
+		func(bctx context.Context) (*enrollment.Operation, error) { return s.assign(bctx, r) },
+		func(bctx context.Context, _ *enrollment.Operation, err error) {
+			if err != nil {
+				s.settle(bctx, log, opID, req, err)
+			}
+		})
+	if finished {
+		return op, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, err // the device went away; the run stores its outcome anyway
@@ -214,7 +127,7 @@ func (s *Service) assignAsync(ctx context.Context, r *registration) (*enrollment
 	a := s.book.New(opID, req.RegistrationID, enrollment.RegistrationAssigning)
 	a.Deadline = deadline
 	a.RequestHash = hash
-	_, err := s.ops.Put(ctx, a, store.Condition{IfNoneMatch: true})
+	_, err = s.ops.Put(ctx, a, store.Condition{IfNoneMatch: true})
 	if errors.Is(err, store.ErrConflict) {
 		// The run stored its final state first: answer it.
 		op, err := s.ops.Get(ctx, opID)
@@ -265,15 +178,15 @@ func (s *Service) inflight(ctx context.Context, log *slog.Logger, regID, hash st
 			log.InfoContext(ctx, "registration joins the one still assigning", "outcome", OutcomeAssigning, "operation_id", op.OperationID)
 			return op, nil
 		}
-		return nil, Refuse("another registration of the device is still assigning",
-			fmt.Errorf("%w: a registration of this device is still assigning; retry later", ErrThrottled))
+		return nil, port.Refuse("another registration of the device is still assigning",
+			fmt.Errorf("%w: a registration of this device is still assigning; retry later", port.ErrThrottled))
 	}
 	return nil, nil
 }
 
 // requestHash identifies what a register request asks for, beyond who
 // the device is (attestation already proved that).
-func requestHash(id *Identity, req *Request) string {
+func requestHash(id *port.Identity, req *port.Request) string {
 	h := sha256.New()
 	write := func(b []byte) {
 		var n [8]byte
@@ -286,7 +199,7 @@ func requestHash(id *Identity, req *Request) string {
 	write([]byte(id.Type))
 	write(req.CSR)
 	write(req.Payload)
-	if serial := id.evidence().RenewalOf(); serial != "" {
+	if serial := evidence(id).RenewalOf(); serial != "" {
 		write([]byte(serial))
 	}
 	return hex.EncodeToString(h.Sum(nil))
@@ -309,22 +222,22 @@ func (s *Service) expire(ctx context.Context, op *enrollment.Operation) (*enroll
 
 // settle stores the failure of a run whose request no longer waits: the
 // device learns it by polling.
-func (s *Service) settle(ctx context.Context, log *slog.Logger, opID string, req *Request, err error) {
+func (s *Service) settle(ctx context.Context, log *slog.Logger, opID string, req *port.Request, err error) {
 	code, msg := dps.CodeInternal, "internal error while assigning; register again"
 	switch {
 	case errors.Is(err, errAssignTimeout), errors.Is(err, context.DeadlineExceeded):
 		code, msg = dps.CodeAssignmentTimedOut, MessageAssignmentTimedOut
-	case errors.Is(err, ErrUnauthorized):
+	case errors.Is(err, port.ErrUnauthorized):
 		code, msg = dps.CodeUnauthorized, "registration refused: unauthorized"
-	case errors.Is(err, ErrInvalid):
+	case errors.Is(err, port.ErrInvalid):
 		// Refusal reasons are constants chosen by code, safe to answer.
 		code, msg = dps.CodeBadArgument, "registration refused: invalid request"
-		if r := ReasonOf(err); r != "" {
+		if r := port.ReasonOf(err); r != "" {
 			msg = "registration refused: " + r
 		}
-	case errors.Is(err, ErrThrottled):
+	case errors.Is(err, port.ErrThrottled):
 		code, msg = dps.CodeThrottled, "registration refused for now; register again later"
-	case errors.Is(err, store.ErrBusy), errors.Is(err, ErrUnavailable):
+	case errors.Is(err, store.ErrBusy), errors.Is(err, port.ErrUnavailable):
 		code, msg = dps.CodeUnavailable, "service busy; register again"
 	case errors.Is(err, operations.ErrClosed):
 		return // a poll closed it after its deadline

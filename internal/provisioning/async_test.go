@@ -19,6 +19,7 @@ import (
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/provisioning/caissuer"
 	"github.com/zdps/zdps/internal/provisioning/operations"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/store/memory"
@@ -80,7 +81,7 @@ func (e *env) serviceWith(t testing.TB, alloc allocation.Policy, edit func(*prov
 	}
 	cfg := provisioning.Config{
 		Store:         e.st,
-		Attestors:     map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{e.st}},
+		Attestors:     map[string]port.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{e.st}},
 		Allocator:     alloc,
 		Issuer:        iss,
 		Logger:        testLogger(t),
@@ -120,8 +121,8 @@ func asyncEnv(t *testing.T, backend string) *env {
 	return e
 }
 
-func devReq(t testing.TB, payload string) *provisioning.Request {
-	req := &provisioning.Request{IDScope: "0ne00000001", RegistrationID: "dev-1", Authorization: "individual", CSR: csrFor(t, "dev-1", elliptic.P256())}
+func devReq(t testing.TB, payload string) *port.Request {
+	req := &port.Request{IDScope: "0ne00000001", RegistrationID: "dev-1", Authorization: "individual", CSR: csrFor(t, "dev-1", elliptic.P256())}
 	if payload != "" {
 		req.Payload = json.RawMessage(payload)
 	}
@@ -137,7 +138,7 @@ func wait(t testing.TB, svc *provisioning.Service) {
 	}
 }
 
-func poll(t testing.TB, svc *provisioning.Service, req *provisioning.Request, opID string) *enrollment.Operation {
+func poll(t testing.TB, svc *provisioning.Service, req *port.Request, opID string) *enrollment.Operation {
 	t.Helper()
 	op, err := svc.OperationStatus(context.Background(), req, opID)
 	if err != nil {
@@ -216,7 +217,7 @@ func TestRegisterAsync(t *testing.T) {
 func TestRegisterAsyncFast(t *testing.T) {
 	e := asyncEnv(t, "memory")
 	svc := e.replica(t, hashed.New())
-	svc2, err := provisioning.New(provisioning.Config{Store: e.st, Attestors: map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{e.st}},
+	svc2, err := provisioning.New(provisioning.Config{Store: e.st, Attestors: map[string]port.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{e.st}},
 		Allocator: hashed.New(), Logger: testLogger(t), Now: e.clock, AssignWait: time.Minute})
 	if err != nil {
 		t.Fatal(err)
@@ -354,12 +355,12 @@ func TestRegisterAsyncInflight(t *testing.T) {
 	}
 	tests := []struct {
 		name    string
-		req     *provisioning.Request
+		req     *port.Request
 		wantErr error
 	}{
 		{"same request joins", req, nil},
-		{"other payload is throttled", &provisioning.Request{RegistrationID: "dev-1", Authorization: "individual", CSR: req.CSR, Payload: json.RawMessage(`{"v":2}`)}, provisioning.ErrThrottled},
-		{"other CSR is throttled", devReq(t, `{"v":1}`), provisioning.ErrThrottled},
+		{"other payload is throttled", &port.Request{RegistrationID: "dev-1", Authorization: "individual", CSR: req.CSR, Payload: json.RawMessage(`{"v":2}`)}, port.ErrThrottled},
+		{"other CSR is throttled", devReq(t, `{"v":1}`), port.ErrThrottled},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -15,6 +15,8 @@ import (
 	"github.com/zdps/zdps/internal/audit"
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/provisioning/caissuer"
+	"github.com/zdps/zdps/internal/provisioning/decision"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -56,7 +58,7 @@ func TestDecisionsAreAudited(t *testing.T) {
 	trail := &audit.Trail{Log: l, Buffer: l.NewBuffer(0)}
 	obs := &observer{}
 	e.svc, err = provisioning.New(provisioning.Config{
-		Store: e.st, Attestors: map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{e.st}},
+		Store: e.st, Attestors: map[string]port.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{e.st}},
 		Allocator: hashed.New(), Issuer: iss, Logger: slog.New(slog.DiscardHandler), Now: e.clock, Audit: trail, Observer: obs,
 	})
 	if err != nil {
@@ -66,11 +68,11 @@ func TestDecisionsAreAudited(t *testing.T) {
 	e.individual(t, &enrollment.IndividualEnrollment{RegistrationID: "dev-1"})
 
 	ctx := context.Background()
-	op, err := e.svc.Register(ctx, &provisioning.Request{IDScope: "scope", RegistrationID: "dev-1", Authorization: "individual", RemoteAddr: "198.51.100.7:4000", Transport: "https", CSR: csrFor(t, "dev-1", elliptic.P256())})
+	op, err := e.svc.Register(ctx, &port.Request{IDScope: "scope", RegistrationID: "dev-1", Authorization: "individual", RemoteAddr: "198.51.100.7:4000", Transport: "https", CSR: csrFor(t, "dev-1", elliptic.P256())})
 	if err != nil || op.Status != enrollment.RegistrationAssigned {
 		t.Fatalf("register: %v, %v", op, err)
 	}
-	wrong := &provisioning.Request{IDScope: "scope", RegistrationID: "dev-1", Authorization: "wrong", RemoteAddr: "203.0.113.9:1", Transport: "mqtt"}
+	wrong := &port.Request{IDScope: "scope", RegistrationID: "dev-1", Authorization: "wrong", RemoteAddr: "203.0.113.9:1", Transport: "mqtt"}
 	if _, err := e.svc.Register(ctx, wrong); err == nil {
 		t.Fatal("a wrong credential registered")
 	}
@@ -97,7 +99,7 @@ func TestDecisionsAreAudited(t *testing.T) {
 		t.Fatalf("assigned event %+v", got)
 	}
 	ref := evs[1]
-	if ref.Action != audit.ActionRegistrationRefused || ref.Reason != provisioning.ClassUnauthorized || ref.Transport != "mqtt" {
+	if ref.Action != audit.ActionRegistrationRefused || ref.Reason != decision.ClassUnauthorized || ref.Transport != "mqtt" {
 		t.Fatalf("refusal event %+v", ref)
 	}
 	if fmt.Sprint(obs.regs) != "[symmetricKey/https/assigned/ "+provisioning.Mechanism(wrong)+"/mqtt/refused/unauthorized]" || fmt.Sprint(obs.cert) != "[issued]" {

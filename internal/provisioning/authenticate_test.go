@@ -12,6 +12,7 @@ import (
 	"github.com/zdps/zdps/internal/provisioning/caissuer"
 
 	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/store/memory"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -31,15 +32,15 @@ func TestAuthenticate(t *testing.T) {
 	}{
 		{"individual", "dev-1", "individual", nil},
 		{"group", "dev-2", "group:g1", nil},
-		{"enabled individual refuses the group key", "dev-1", "group:g1", provisioning.ErrUnauthorized},
-		{"wrong key", "dev-1", "wrong", provisioning.ErrUnauthorized},
-		{"no credential", "dev-1", "", provisioning.ErrUnauthorized},
-		{"attested another registration ID", "dev-1", "other-device", provisioning.ErrUnauthorized},
-		{"invalid registration ID", "bad id!", "individual", provisioning.ErrInvalid},
+		{"enabled individual refuses the group key", "dev-1", "group:g1", port.ErrUnauthorized},
+		{"wrong key", "dev-1", "wrong", port.ErrUnauthorized},
+		{"no credential", "dev-1", "", port.ErrUnauthorized},
+		{"attested another registration ID", "dev-1", "other-device", port.ErrUnauthorized},
+		{"invalid registration ID", "bad id!", "individual", port.ErrInvalid},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			err := e.svc.Authenticate(ctx, &provisioning.Request{RegistrationID: tc.regID, Authorization: tc.auth})
+			err := e.svc.Authenticate(ctx, &port.Request{RegistrationID: tc.regID, Authorization: tc.auth})
 			if !errors.Is(err, tc.want) || (tc.want == nil && err != nil) {
 				t.Fatalf("err %v, want %v", err, tc.want)
 			}
@@ -56,7 +57,7 @@ type countingAttestor struct {
 	n *atomic.Int64
 }
 
-func (c countingAttestor) Attest(ctx context.Context, req *provisioning.Request) (*provisioning.Identity, error) {
+func (c countingAttestor) Attest(ctx context.Context, req *port.Request) (*port.Identity, error) {
 	c.n.Add(1)
 	return c.fakeAttestor.Attest(ctx, req)
 }
@@ -69,21 +70,21 @@ func TestAuthenticateReuse(t *testing.T) {
 	ctx := context.Background()
 	tests := []struct {
 		name        string
-		change      func(e *env, req *provisioning.Request) // between Authenticate and Register
-		wantAttests int64                                   // by the register
+		change      func(e *env, req *port.Request) // between Authenticate and Register
+		wantAttests int64                           // by the register
 		wantStatus  string
 		wantErr     error
 	}{
 		{name: "same credentials", wantAttests: 0, wantStatus: enrollment.RegistrationAssigned},
-		{name: "another key", change: func(_ *env, r *provisioning.Request) { r.Authorization = "wrong" }, wantAttests: 1, wantErr: provisioning.ErrUnauthorized},
-		{name: "another registration ID", change: func(_ *env, r *provisioning.Request) { r.RegistrationID = "dev-2" }, wantAttests: 1, wantErr: provisioning.ErrUnauthorized},
-		{name: "after the window", change: func(e *env, _ *provisioning.Request) { e.advance(11 * time.Second) }, wantAttests: 1, wantStatus: enrollment.RegistrationAssigned},
-		{name: "used once", change: func(e *env, r *provisioning.Request) {
+		{name: "another key", change: func(_ *env, r *port.Request) { r.Authorization = "wrong" }, wantAttests: 1, wantErr: port.ErrUnauthorized},
+		{name: "another registration ID", change: func(_ *env, r *port.Request) { r.RegistrationID = "dev-2" }, wantAttests: 1, wantErr: port.ErrUnauthorized},
+		{name: "after the window", change: func(e *env, _ *port.Request) { e.advance(11 * time.Second) }, wantAttests: 1, wantStatus: enrollment.RegistrationAssigned},
+		{name: "used once", change: func(e *env, r *port.Request) {
 			if _, err := e.svc.Register(ctx, cloneReq(r)); err != nil {
 				t.Fatal(err)
 			}
 		}, wantAttests: 1, wantStatus: enrollment.RegistrationAssigned},
-		{name: "disabled since", change: func(e *env, _ *provisioning.Request) {
+		{name: "disabled since", change: func(e *env, _ *port.Request) {
 			en, err := e.st.Enrollments.Get(ctx, "dev-1")
 			if err != nil {
 				t.Fatal(err)
@@ -93,11 +94,11 @@ func TestAuthenticateReuse(t *testing.T) {
 				t.Fatal(err)
 			}
 		}, wantAttests: 0, wantStatus: enrollment.RegistrationDisabled},
-		{name: "deleted since", change: func(e *env, _ *provisioning.Request) {
+		{name: "deleted since", change: func(e *env, _ *port.Request) {
 			if err := e.st.Enrollments.Delete(ctx, "dev-1", store.Condition{}); err != nil {
 				t.Fatal(err)
 			}
-		}, wantAttests: 0, wantErr: provisioning.ErrUnauthorized},
+		}, wantAttests: 0, wantErr: port.ErrUnauthorized},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -107,14 +108,14 @@ func TestAuthenticateReuse(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			svc, err := provisioning.New(provisioning.Config{Store: e.st, Attestors: map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: countingAttestor{fakeAttestor{e.st}, &n}}, Allocator: hashed.New(), Issuer: iss, Logger: slog.New(slog.DiscardHandler), Now: e.clock})
+			svc, err := provisioning.New(provisioning.Config{Store: e.st, Attestors: map[string]port.Attestor{enrollment.AttestationSymmetricKey: countingAttestor{fakeAttestor{e.st}, &n}}, Allocator: hashed.New(), Issuer: iss, Logger: slog.New(slog.DiscardHandler), Now: e.clock})
 			if err != nil {
 				t.Fatal(err)
 			}
 			e.svc = svc
 			e.hub(t, "a.example.net", 1, true)
 			e.individual(t, &enrollment.IndividualEnrollment{RegistrationID: "dev-1"})
-			conn := &provisioning.Request{RegistrationID: "dev-1", Authorization: "individual"}
+			conn := &port.Request{RegistrationID: "dev-1", Authorization: "individual"}
 			if err := svc.Authenticate(ctx, conn); err != nil {
 				t.Fatal(err)
 			}
@@ -146,4 +147,4 @@ func TestAuthenticateReuse(t *testing.T) {
 	}
 }
 
-func cloneReq(r *provisioning.Request) *provisioning.Request { c := *r; return &c }
+func cloneReq(r *port.Request) *port.Request { c := *r; return &c }

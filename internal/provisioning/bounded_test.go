@@ -12,6 +12,7 @@ import (
 
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/provisioning/operations"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/testbackend"
@@ -188,7 +189,7 @@ func TestOperationReplaced(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err := e.svc.OperationStatus(ctx, req, first.OperationID); !errors.Is(err, provisioning.ErrNotFound) {
+			if _, err := e.svc.OperationStatus(ctx, req, first.OperationID); !errors.Is(err, port.ErrNotFound) {
 				t.Fatalf("poll of the replaced operation: %v, want ErrNotFound", err)
 			}
 			if got := poll(t, e.svc, req, second.OperationID); got.Status != enrollment.RegistrationAssigned || got.OperationID != second.OperationID || len(got.Registration.Payload) != 0 {
@@ -244,7 +245,7 @@ func BenchmarkReregister(b *testing.B) {
 	e := newEnv(b, openBolt(b), nil)
 	e.hub(b, "a.example.net", 1, true)
 	e.individual(b, &enrollment.IndividualEnrollment{RegistrationID: "dev-1"})
-	req := &provisioning.Request{IDScope: "0ne00000001", RegistrationID: "dev-1", Authorization: "individual",
+	req := &port.Request{IDScope: "0ne00000001", RegistrationID: "dev-1", Authorization: "individual",
 		Payload: []byte(`{"blob":"` + strings.Repeat("x", 1000) + `"}`)}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -3,6 +3,7 @@ package provisioning
 import (
 	"context"
 
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/enrollment/firmware"
 )
@@ -11,7 +12,7 @@ import (
 // (a DICE firmware policy violation, x509att): a stored failed operation
 // and no record, so the device's earlier record (hub, measurements) is
 // untouched.
-func (s *Service) refuseVerdict(ctx context.Context, r *registration, v *Verdict) (*enrollment.Operation, error) {
+func (s *Service) refuseVerdict(ctx context.Context, r *registration, v *port.Verdict) (*enrollment.Operation, error) {
 	r.verdict = v.Reason
 	op := s.book.Failed(r.opID, r.req.RegistrationID, v.Code, v.Message)
 	if err := s.book.Final(ctx, op); err != nil {

@@ -48,13 +48,13 @@
 // # Throttling
 //
 // Config.Limits caps polls per device and registers per device, per group
-// and per instance (DefaultLimits are Azure's). They are counted only
+// and per instance (limits.DefaultLimits are Azure's). They are counted only
 // after attestation succeeded, keyed by the lower-cased registration ID,
 // so unauthenticated requests cannot spend a device's budget; a refusal
-// is a *ThrottledError wrapping ErrThrottled, with RetryAfter. A poll of
+// is a *limits.ThrottledError wrapping ErrThrottled, with RetryAfter. A poll of
 // an operation still assigning is never refused and carries, in the
 // operation's RetryAfter, when the next poll is admitted. Counters are in
-// memory, per Service (throttle.go).
+// memory, per Service (internal/provisioning/limits).
 //
 // # Retention
 //

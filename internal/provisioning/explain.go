@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/allocation"
+	"github.com/zdps/zdps/internal/provisioning/placement"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -29,13 +31,6 @@ type ExplainRequest struct {
 	SourceRTT time.Duration `json:"-"`
 }
 
-// PolicySet is the optional capability of an Allocator that offers several
-// named policies (allocation.Registry); Explain runs each of them.
-type PolicySet interface {
-	Names() []string
-	Policy(name string) allocation.Policy
-}
-
 // Explain says, for a registration ID, which hub each policy would choose
 // and why, without registering anything. It resolves the enrollment as
 // registration does (the individual enrollment first, else the group
@@ -47,7 +42,7 @@ type PolicySet interface {
 // has no webhook.
 func (s *Service) Explain(ctx context.Context, req ExplainRequest) (*dps.Explanation, error) {
 	if err := enrollment.ValidateRegistrationID(req.RegistrationID); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalid, err)
+		return nil, fmt.Errorf("%w: %w", port.ErrInvalid, err)
 	}
 	cur, err := s.st.Registrations.Get(ctx, req.RegistrationID)
 	switch {
@@ -56,7 +51,7 @@ func (s *Service) Explain(ctx context.Context, req ExplainRequest) (*dps.Explana
 	case err != nil:
 		return nil, fmt.Errorf("provisioning: read registration: %w", err)
 	}
-	id := &Identity{RegistrationID: req.RegistrationID}
+	id := &port.Identity{RegistrationID: req.RegistrationID}
 	e, err := s.st.Enrollments.Get(ctx, req.RegistrationID)
 	switch {
 	case err == nil:
@@ -69,11 +64,11 @@ func (s *Service) Explain(ctx context.Context, req ExplainRequest) (*dps.Explana
 			gid = cur.EnrollmentGroupID
 		}
 		if gid == "" {
-			return nil, fmt.Errorf("%w: no individual enrollment for %q and no registration record naming its group; give enrollmentGroupId", ErrNotFound, req.RegistrationID)
+			return nil, fmt.Errorf("%w: no individual enrollment for %q and no registration record naming its group; give enrollmentGroupId", port.ErrNotFound, req.RegistrationID)
 		}
 		g, err := s.st.Groups.Get(ctx, gid)
 		if errors.Is(err, store.ErrNotFound) {
-			return nil, fmt.Errorf("%w: enrollment group %q", ErrNotFound, gid)
+			return nil, fmt.Errorf("%w: enrollment group %q", port.ErrNotFound, gid)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("provisioning: read group: %w", err)
@@ -84,19 +79,10 @@ func (s *Service) Explain(ctx context.Context, req ExplainRequest) (*dps.Explana
 	if err != nil {
 		return nil, err
 	}
-	policy, err := s.effectivePolicy(ctx, t)
-	if err != nil {
-		return nil, err
-	}
-	linked, err := s.hubs(ctx)
-	if err != nil {
-		return nil, err
-	}
 	x := &dps.Explanation{
 		RegistrationID:    req.RegistrationID,
 		EnrollmentKind:    "individualEnrollment",
 		EnrollmentID:      t.name,
-		EffectivePolicy:   policy,
 		PinnedHub:         t.hostName,
 		ReprovisionPolicy: dps.ReprovisionPolicy(t.reprov),
 		Decisions:         []dps.PolicyDecision{},
@@ -105,49 +91,18 @@ func (s *Service) Explain(ctx context.Context, req ExplainRequest) (*dps.Explana
 		x.EnrollmentKind = "enrollmentGroup"
 	}
 	in := allocation.Input{
-		Enrollment:     t.individual,
-		Group:          t.group,
 		RegistrationID: req.RegistrationID,
 		Payload:        req.Payload,
 		SourceAddr:     req.SourceAddr,
 		SourceRTT:      req.SourceRTT,
 	}
-	if assigned(cur) {
+	if placement.Assigned(cur) {
 		x.CurrentHub = cur.AssignedHub
 		in.CurrentHub, in.CurrentDeviceID = cur.AssignedHub, cur.DeviceID
 		in.AttestationType = cur.AttestationType
 	}
-	if x.Hubs, _, err = s.eligibility(ctx, linked, t.iotHubs, in.CurrentHub, false); err != nil {
+	if err := s.place.Explain(ctx, t.placement(), in, x); err != nil {
 		return nil, err
 	}
-	names := []string{policy}
-	if set, ok := s.cfg.Allocator.(PolicySet); ok {
-		names = set.Names()
-	}
-	for _, name := range names {
-		d := dps.PolicyDecision{Policy: name, Effective: name == policy}
-		switch {
-		case name == enrollment.PolicyCustom && customDefinition(t) == nil:
-			d.Error = "the enrollment has no customAllocationDefinition; the webhook was not called"
-		default:
-			dec, err := s.decide(ctx, t, in, linked, name)
-			switch {
-			case err == nil:
-				d.Hub, d.Reason = dec.Hub, dec.Reason
-			case allocation.IsFailure(err):
-				d.Error = allocationMessage(err)
-			default:
-				return nil, err
-			}
-		}
-		if d.Effective && x.CurrentHub != "" && !t.reprov.UpdateHubAssignment {
-			d.Hub, d.Reason, d.Error = x.CurrentHub, "reprovision policy updateHubAssignment=false keeps the device on its current hub", ""
-		}
-		x.Decisions = append(x.Decisions, d)
-	}
 	return x, nil
-}
-
-func customDefinition(t *target) *enrollment.CustomAllocationDefinition {
-	return t.spec.CustomAllocationDefinition
 }

@@ -1,6 +1,10 @@
 package provisioning
 
-import "context"
+import (
+	"context"
+
+	"github.com/zdps/zdps/internal/provisioning/port"
+)
 
 // SetDetachedHook makes Register call f after it stopped waiting for a
 // registration and before it stores the assigning state, so that a test
@@ -9,6 +13,6 @@ func SetDetachedHook(s *Service, f func()) { s.testHookDetached = f }
 
 // Mechanism is the service's choice of attestor for req, and the context
 // it hands the attestor.
-func (s *Service) Mechanism(ctx context.Context, req *Request) (string, context.Context) {
+func (s *Service) Mechanism(ctx context.Context, req *port.Request) (string, context.Context) {
 	return s.mechanism(ctx, req)
 }

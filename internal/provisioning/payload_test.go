@@ -8,6 +8,7 @@ import (
 
 	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store/memory"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -48,13 +49,13 @@ func TestRegisterPayload(t *testing.T) {
 			if tc.webhook != "" {
 				p.payload = json.RawMessage(tc.webhook)
 			}
-			svc, err := provisioning.New(provisioning.Config{Store: e.st, Attestors: map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{e.st}}, Allocator: p, Logger: slog.New(slog.DiscardHandler), Now: e.clock})
+			svc, err := provisioning.New(provisioning.Config{Store: e.st, Attestors: map[string]port.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{e.st}}, Allocator: p, Logger: slog.New(slog.DiscardHandler), Now: e.clock})
 			if err != nil {
 				t.Fatal(err)
 			}
 			e.hub(t, "a.example.net", 1, true)
 			e.individual(t, &enrollment.IndividualEnrollment{RegistrationID: "dev-1"})
-			req := &provisioning.Request{RegistrationID: "dev-1", Authorization: "individual"}
+			req := &port.Request{RegistrationID: "dev-1", Authorization: "individual"}
 			if tc.device != "" {
 				req.Payload = json.RawMessage(tc.device)
 			}

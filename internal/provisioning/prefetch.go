@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/zdps/zdps/internal/provisioning/operations"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -58,24 +59,22 @@ func (s *Service) prefetchStep(ctx context.Context, r *registration) context.Con
 	}
 	// The enrollment only where mechanism and the symmetric-key lookup
 	// read it, and not when the CONNECT's attestation is reused.
-	var pre *prefetched
-	if req.Attested == nil && Mechanism(req) == enrollment.AttestationSymmetricKey {
-		pre = &prefetched{regID: enrollment.Key(regID)}
+	var e *enrollment.IndividualEnrollment
+	readE := req.Attested == nil && Mechanism(req) == enrollment.AttestationSymmetricKey
+	if readE {
 		fns = append(fns, func(tx store.Tx) error {
-			e, err := s.st.Enrollments.In(tx).Get(ctx, regID)
-			switch {
-			case err == nil:
-				pre.e = e
-			case !errors.Is(err, store.ErrNotFound):
-				pre = nil // the attestor reads it again, and reports
+			var err error
+			e, err = s.st.Enrollments.In(tx).Get(ctx, regID)
+			if err != nil && !errors.Is(err, store.ErrNotFound) {
+				readE = false // the attestor reads it again, and reports
 			}
 			return nil
 		})
 	}
 	_ = store.ViewEach(ctx, s.st.Backend, fns...) // every fn keeps its own outcome
 	r.reads = rr
-	if pre != nil {
-		ctx = context.WithValue(ctx, prefetchKey{}, *pre)
+	if readE {
+		ctx = port.WithPrefetched(ctx, regID, e)
 	}
 	return ctx
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/zdps/zdps/allocation/hashed"
 	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/provisioning/symkey"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/store/memory"
@@ -23,7 +24,7 @@ func TestPrefetchedEnrollment(t *testing.T) {
 		t.Fatal(err)
 	}
 	svc, err := provisioning.New(provisioning.Config{Store: st, Allocator: hashed.New(), Logger: slog.New(slog.DiscardHandler),
-		Attestors: map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{st}, enrollment.AttestationTPM: fakeAttestor{st}}})
+		Attestors: map[string]port.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{st}, enrollment.AttestationTPM: fakeAttestor{st}}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,11 +38,11 @@ func TestPrefetchedEnrollment(t *testing.T) {
 		{"dev-1", "dev-3", false, false},
 	} {
 		t.Run(tc.regID+"/"+tc.lookup, func(t *testing.T) {
-			mech, mctx := svc.Mechanism(ctx, &provisioning.Request{RegistrationID: tc.regID, Authorization: "SharedAccessSignature sr=x"})
+			mech, mctx := svc.Mechanism(ctx, &port.Request{RegistrationID: tc.regID, Authorization: "SharedAccessSignature sr=x"})
 			if mech != enrollment.AttestationSymmetricKey {
 				t.Fatalf("mechanism %q", mech)
 			}
-			e, found := provisioning.PrefetchedEnrollment(mctx, tc.lookup)
+			e, found := port.PrefetchedEnrollment(mctx, tc.lookup)
 			if found != tc.wantFound || (e != nil) != tc.wantEnrolled {
 				t.Fatalf("prefetched %v, %v; want found %v, enrolled %v", e, found, tc.wantFound, tc.wantEnrolled)
 			}

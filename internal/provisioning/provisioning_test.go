@@ -22,6 +22,7 @@ import (
 	"github.com/zdps/zdps/internal/ca"
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/provisioning/caissuer"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/store/memory"
@@ -35,26 +36,26 @@ import (
 // "individual", "group:<id>", anything else is refused.
 type fakeAttestor struct{ st *store.Store }
 
-func (f fakeAttestor) Attest(ctx context.Context, req *provisioning.Request) (*provisioning.Identity, error) {
-	id := &provisioning.Identity{Type: enrollment.AttestationSymmetricKey, RegistrationID: req.RegistrationID}
+func (f fakeAttestor) Attest(ctx context.Context, req *port.Request) (*port.Identity, error) {
+	id := &port.Identity{Type: enrollment.AttestationSymmetricKey, RegistrationID: req.RegistrationID}
 	switch {
 	case req.Authorization == "individual":
 		e, err := f.st.Enrollments.Get(ctx, req.RegistrationID)
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err)
+			return nil, fmt.Errorf("%w: %w", port.ErrUnauthorized, err)
 		}
 		id.Enrollment = e
 	case strings.HasPrefix(req.Authorization, "group:"):
 		g, err := f.st.Groups.Get(ctx, strings.TrimPrefix(req.Authorization, "group:"))
 		if err != nil {
-			return nil, fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err)
+			return nil, fmt.Errorf("%w: %w", port.ErrUnauthorized, err)
 		}
 		id.Group = g
 	case req.Authorization == "other-device":
 		id.RegistrationID = "someone-else"
 		id.Enrollment = &enrollment.IndividualEnrollment{RegistrationID: "someone-else"}
 	default:
-		return nil, fmt.Errorf("%w: bad key", provisioning.ErrUnauthorized)
+		return nil, fmt.Errorf("%w: bad key", port.ErrUnauthorized)
 	}
 	return id, nil
 }
@@ -100,7 +101,7 @@ func newEnv(t testing.TB, b store.Backend, logger *slog.Logger) *env {
 	}
 	e.svc, err = provisioning.New(provisioning.Config{
 		Store:     e.st,
-		Attestors: map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{e.st}},
+		Attestors: map[string]port.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{e.st}},
 		Allocator: hashed.New(),
 		Issuer:    iss,
 		Logger:    logger,
@@ -180,10 +181,10 @@ func TestRegisterResolve(t *testing.T) {
 		{name: "disabled individual", individual: &enrollment.IndividualEnrollment{RegistrationID: "dev-1", Spec: enrollment.Spec{ProvisioningStatus: disabled}}, auth: "individual", wantStatus: "disabled"},
 		{name: "disabled group", group: &enrollment.EnrollmentGroup{EnrollmentGroupID: "g1", Spec: enrollment.Spec{ProvisioningStatus: disabled}}, auth: "group:g1", wantStatus: "disabled"},
 		{name: "disabled individual under enabled group", individual: &enrollment.IndividualEnrollment{RegistrationID: "dev-1", Spec: enrollment.Spec{ProvisioningStatus: disabled}}, group: &enrollment.EnrollmentGroup{EnrollmentGroupID: "g1"}, auth: "group:g1", wantStatus: "disabled"},
-		{name: "enabled individual wins over the group key", individual: &enrollment.IndividualEnrollment{RegistrationID: "dev-1"}, group: &enrollment.EnrollmentGroup{EnrollmentGroupID: "g1"}, auth: "group:g1", wantErr: provisioning.ErrUnauthorized},
-		{name: "wrong key", individual: &enrollment.IndividualEnrollment{RegistrationID: "dev-1"}, auth: "wrong", wantErr: provisioning.ErrUnauthorized},
-		{name: "no credential", individual: &enrollment.IndividualEnrollment{RegistrationID: "dev-1"}, auth: "", wantErr: provisioning.ErrUnauthorized},
-		{name: "attested another registration ID", auth: "other-device", wantErr: provisioning.ErrUnauthorized},
+		{name: "enabled individual wins over the group key", individual: &enrollment.IndividualEnrollment{RegistrationID: "dev-1"}, group: &enrollment.EnrollmentGroup{EnrollmentGroupID: "g1"}, auth: "group:g1", wantErr: port.ErrUnauthorized},
+		{name: "wrong key", individual: &enrollment.IndividualEnrollment{RegistrationID: "dev-1"}, auth: "wrong", wantErr: port.ErrUnauthorized},
+		{name: "no credential", individual: &enrollment.IndividualEnrollment{RegistrationID: "dev-1"}, auth: "", wantErr: port.ErrUnauthorized},
+		{name: "attested another registration ID", auth: "other-device", wantErr: port.ErrUnauthorized},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -195,7 +196,7 @@ func TestRegisterResolve(t *testing.T) {
 			if tc.group != nil {
 				e.group(t, tc.group)
 			}
-			op, err := e.svc.Register(ctx, &provisioning.Request{IDScope: "0ne00000001", RegistrationID: "dev-1", Authorization: tc.auth, Payload: json.RawMessage(`{"a":1}`)})
+			op, err := e.svc.Register(ctx, &port.Request{IDScope: "0ne00000001", RegistrationID: "dev-1", Authorization: tc.auth, Payload: json.RawMessage(`{"a":1}`)})
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)
 			}
@@ -255,7 +256,7 @@ func TestRegisterAllocation(t *testing.T) {
 			en := tc.en
 			en.RegistrationID = "dev-1"
 			e.individual(t, &en)
-			op, err := e.svc.Register(ctx, &provisioning.Request{RegistrationID: "dev-1", Authorization: "individual"})
+			op, err := e.svc.Register(ctx, &port.Request{RegistrationID: "dev-1", Authorization: "individual"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -321,7 +322,7 @@ func TestReprovisionSubstatus(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, memory.New(), nil)
 			p := &pinned{}
-			svc, err := provisioning.New(provisioning.Config{Store: e.st, Attestors: map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{e.st}}, Allocator: p, Logger: slog.New(slog.DiscardHandler), Now: e.clock})
+			svc, err := provisioning.New(provisioning.Config{Store: e.st, Attestors: map[string]port.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{e.st}}, Allocator: p, Logger: slog.New(slog.DiscardHandler), Now: e.clock})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -335,7 +336,7 @@ func TestReprovisionSubstatus(t *testing.T) {
 				p.hub = s.hub
 				p.mu.Unlock()
 				e.advance(time.Minute)
-				op, err := svc.Register(ctx, &provisioning.Request{RegistrationID: "dev-1", Authorization: "individual"})
+				op, err := svc.Register(ctx, &port.Request{RegistrationID: "dev-1", Authorization: "individual"})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -371,9 +372,9 @@ func TestRegisterCSR(t *testing.T) {
 			e := newEnv(t, openBolt(t), nil)
 			e.hub(t, "a.example.net", 1, true)
 			e.individual(t, &enrollment.IndividualEnrollment{RegistrationID: "dev-1", DeviceID: "thing-1"})
-			op, err := e.svc.Register(ctx, &provisioning.Request{RegistrationID: "dev-1", Authorization: "individual", CSR: tc.csr(t)})
+			op, err := e.svc.Register(ctx, &port.Request{RegistrationID: "dev-1", Authorization: "individual", CSR: tc.csr(t)})
 			if tc.wantErr != nil {
-				if !errors.Is(err, tc.wantErr) || !errors.Is(err, provisioning.ErrInvalid) {
+				if !errors.Is(err, tc.wantErr) || !errors.Is(err, port.ErrInvalid) {
 					t.Fatalf("err = %v, want %v and ErrInvalid", err, tc.wantErr)
 				}
 				for _, b := range []store.Bucket{store.BucketRegistrations, revocation.BucketCertificates, provisioning.BucketOperations} {
@@ -435,11 +436,11 @@ func TestCertificateNotReturnedWhenWriteFails(t *testing.T) {
 	e.hub(t, "a.example.net", 1, true)
 	e.individual(t, &enrollment.IndividualEnrollment{RegistrationID: "dev-1"})
 	b.fail.Store(true)
-	op, err := e.svc.Register(ctx, &provisioning.Request{RegistrationID: "dev-1", Authorization: "individual", CSR: csrFor(t, "dev-1", elliptic.P256())})
+	op, err := e.svc.Register(ctx, &port.Request{RegistrationID: "dev-1", Authorization: "individual", CSR: csrFor(t, "dev-1", elliptic.P256())})
 	if err == nil || op != nil {
 		t.Fatalf("op %+v err %v: a certificate was returned though its write failed", op, err)
 	}
-	if errors.Is(err, provisioning.ErrInvalid) || errors.Is(err, provisioning.ErrUnauthorized) {
+	if errors.Is(err, port.ErrInvalid) || errors.Is(err, port.ErrUnauthorized) {
 		t.Fatalf("a store failure was reported as a client fault: %v", err)
 	}
 	b.fail.Store(false)
@@ -456,7 +457,7 @@ func TestOperationStatus(t *testing.T) {
 	e.hub(t, "a.example.net", 1, true)
 	e.individual(t, &enrollment.IndividualEnrollment{RegistrationID: "dev-1"})
 	e.individual(t, &enrollment.IndividualEnrollment{RegistrationID: "dev-2"})
-	op1, err := e.svc.Register(ctx, &provisioning.Request{RegistrationID: "dev-1", Authorization: "individual"})
+	op1, err := e.svc.Register(ctx, &port.Request{RegistrationID: "dev-1", Authorization: "individual"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -470,15 +471,15 @@ func TestOperationStatus(t *testing.T) {
 	}{
 		{name: "own operation", regID: "dev-1", auth: "individual", opID: op1.OperationID},
 		{name: "own operation, other case of the registration ID", regID: "DEV-1", auth: "individual", opID: op1.OperationID},
-		{name: "another device's operation", regID: "dev-2", auth: "individual", opID: op1.OperationID, wantErr: provisioning.ErrNotFound},
-		{name: "unknown operation", regID: "dev-1", auth: "individual", opID: "00000000000000000000000000000000", wantErr: provisioning.ErrNotFound},
-		{name: "not authenticated", regID: "dev-1", auth: "wrong", opID: op1.OperationID, wantErr: provisioning.ErrUnauthorized},
-		{name: "expired", regID: "dev-1", auth: "individual", opID: op1.OperationID, advance: provisioning.DefaultOperationTTL, wantErr: provisioning.ErrNotFound},
+		{name: "another device's operation", regID: "dev-2", auth: "individual", opID: op1.OperationID, wantErr: port.ErrNotFound},
+		{name: "unknown operation", regID: "dev-1", auth: "individual", opID: "00000000000000000000000000000000", wantErr: port.ErrNotFound},
+		{name: "not authenticated", regID: "dev-1", auth: "wrong", opID: op1.OperationID, wantErr: port.ErrUnauthorized},
+		{name: "expired", regID: "dev-1", auth: "individual", opID: op1.OperationID, advance: provisioning.DefaultOperationTTL, wantErr: port.ErrNotFound},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			e.advance(tc.advance)
-			op, err := e.svc.OperationStatus(ctx, &provisioning.Request{RegistrationID: tc.regID, Authorization: tc.auth}, tc.opID)
+			op, err := e.svc.OperationStatus(ctx, &port.Request{RegistrationID: tc.regID, Authorization: tc.auth}, tc.opID)
 			if !errors.Is(err, tc.wantErr) {
 				t.Fatalf("err = %v, want %v", err, tc.wantErr)
 			}
@@ -494,17 +495,17 @@ func TestStatus(t *testing.T) {
 	e := newEnv(t, memory.New(), nil)
 	e.hub(t, "a.example.net", 1, true)
 	e.individual(t, &enrollment.IndividualEnrollment{RegistrationID: "dev-1"})
-	if _, err := e.svc.Status(ctx, &provisioning.Request{RegistrationID: "dev-1", Authorization: "individual"}); !errors.Is(err, provisioning.ErrNotFound) {
+	if _, err := e.svc.Status(ctx, &port.Request{RegistrationID: "dev-1", Authorization: "individual"}); !errors.Is(err, port.ErrNotFound) {
 		t.Fatalf("before registering: %v, want ErrNotFound", err)
 	}
-	if _, err := e.svc.Register(ctx, &provisioning.Request{RegistrationID: "dev-1", Authorization: "individual"}); err != nil {
+	if _, err := e.svc.Register(ctx, &port.Request{RegistrationID: "dev-1", Authorization: "individual"}); err != nil {
 		t.Fatal(err)
 	}
-	rec, err := e.svc.Status(ctx, &provisioning.Request{RegistrationID: "dev-1", Authorization: "individual"})
+	rec, err := e.svc.Status(ctx, &port.Request{RegistrationID: "dev-1", Authorization: "individual"})
 	if err != nil || rec.AssignedHub != "a.example.net" {
 		t.Fatalf("%+v %v", rec, err)
 	}
-	if _, err := e.svc.Status(ctx, &provisioning.Request{RegistrationID: "dev-1", Authorization: "wrong"}); !errors.Is(err, provisioning.ErrUnauthorized) {
+	if _, err := e.svc.Status(ctx, &port.Request{RegistrationID: "dev-1", Authorization: "wrong"}); !errors.Is(err, port.ErrUnauthorized) {
 		t.Fatalf("wrong key: %v", err)
 	}
 }
@@ -530,7 +531,7 @@ func TestConcurrentRegistrationsOfOneDevice(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		wg.Go(func() {
-			ops[i], errs[i] = e.svc.Register(ctx, &provisioning.Request{RegistrationID: "dev-1", Authorization: "individual", CSR: csrs[i]})
+			ops[i], errs[i] = e.svc.Register(ctx, &port.Request{RegistrationID: "dev-1", Authorization: "individual", CSR: csrs[i]})
 		})
 	}
 	wg.Wait()
@@ -585,7 +586,7 @@ func TestConcurrentRegistrationsOfOneDevice(t *testing.T) {
 
 func TestNewValidates(t *testing.T) {
 	st := store.New(memory.New(), nil)
-	good := provisioning.Config{Store: st, Attestors: map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{st}}, Allocator: hashed.New(), Logger: slog.New(slog.DiscardHandler)}
+	good := provisioning.Config{Store: st, Attestors: map[string]port.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{st}}, Allocator: hashed.New(), Logger: slog.New(slog.DiscardHandler)}
 	tests := []struct {
 		name string
 		mod  func(*provisioning.Config)
@@ -594,7 +595,7 @@ func TestNewValidates(t *testing.T) {
 		{"good", func(*provisioning.Config) {}, true},
 		{"no store", func(c *provisioning.Config) { c.Store = nil }, false},
 		{"no attestors", func(c *provisioning.Config) { c.Attestors = nil }, false},
-		{"unknown mechanism", func(c *provisioning.Config) { c.Attestors = map[string]provisioning.Attestor{"psk": fakeAttestor{st}} }, false},
+		{"unknown mechanism", func(c *provisioning.Config) { c.Attestors = map[string]port.Attestor{"psk": fakeAttestor{st}} }, false},
 		{"no allocator", func(c *provisioning.Config) { c.Allocator = nil }, false},
 		{"no logger", func(c *provisioning.Config) { c.Logger = nil }, false},
 		{"negative ttl", func(c *provisioning.Config) { c.OperationTTL = -1 }, false},

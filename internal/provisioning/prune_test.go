@@ -12,6 +12,7 @@ import (
 
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/provisioning/operations"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/sweep"
@@ -182,7 +183,7 @@ func TestPruneRegistration(t *testing.T) {
 	if n, err := e.svc.PruneExpired(ctx, e.clock()); err != nil || n != 1 {
 		t.Fatalf("prune after the TTL: %d, %v; want 1, nil", n, err)
 	}
-	if _, err := e.svc.OperationStatus(ctx, req, op.OperationID); !errors.Is(err, provisioning.ErrNotFound) {
+	if _, err := e.svc.OperationStatus(ctx, req, op.OperationID); !errors.Is(err, port.ErrNotFound) {
 		t.Fatalf("poll after prune: %v, want ErrNotFound", err)
 	}
 	if _, err := e.st.Registrations.Get(ctx, "dev-1"); err != nil {

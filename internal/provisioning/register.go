@@ -11,7 +11,10 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/allocation"
+	"github.com/zdps/zdps/internal/provisioning/limits"
 	"github.com/zdps/zdps/internal/provisioning/operations"
+	"github.com/zdps/zdps/internal/provisioning/placement"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -34,14 +37,14 @@ const (
 // what each step learned, passed to the next (pipeline order in Register
 // and assign).
 type registration struct {
-	req *Request
+	req *port.Request
 	log *slog.Logger
 	// opID is the operation every answer of this request names.
 	opID string
 	// id is what attestation proved, t the enrollment it resolved to and
 	// cur the device's record before this registration (nil at first
 	// registration; a snapshot for the allocator, persist reads it again).
-	id  *Identity
+	id  *port.Identity
 	t   *target
 	cur *enrollment.Registration
 	// reads is what prefetchStep read for the steps (nil: nothing).
@@ -51,7 +54,7 @@ type registration struct {
 	deadline time.Time
 	// dec is the allocation, issued the certificate (nil without a CSR).
 	dec    allocation.Decision
-	issued *Issued
+	issued *port.Issued
 	// verdict is the reason of a mechanism's verdict that failed the
 	// registration (audit.go classifies it).
 	verdict string
@@ -67,16 +70,13 @@ type registration struct {
 // allocation, issuance and persisting take longer than that, assigning:
 // the registration then completes in the background under the same
 // operation ID, which polls read (async.go). ErrThrottled: another
-// registration of the device is still assigning, or a *ThrottledError:
+// registration of the device is still assigning, or a *limits.ThrottledError:
 // one of Config.Limits refused it. Request faults return an error
 // wrapping ErrUnauthorized or ErrInvalid and store nothing; any other
 // error is a server fault, and then nothing was stored either (a
 // certificate whose write failed is never returned).
-func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Operation, err error) {
-	r := &registration{req: req, log: s.log}
-	if req != nil {
-		r.log = r.log.With("registration_id", req.RegistrationID)
-	}
+func (s *Service) Register(ctx context.Context, req *port.Request) (op *enrollment.Operation, err error) {
+	r := &registration{req: req, log: s.requestLog(req)}
 	start := time.Now()
 	defer func() {
 		if err != nil {
@@ -106,9 +106,9 @@ func (s *Service) Register(ctx context.Context, req *Request) (op *enrollment.Op
 // attestStep proves who the device is (the mechanism's attestor) and that
 // a TPM's proof is fresh.
 func (s *Service) attestStep(ctx context.Context, r *registration) error {
-	var id *Identity
+	var id *port.Identity
 	if r.req != nil {
-		id = r.req.Attested.reuse(r.req, s.now())
+		id = r.req.Attested.Reuse(r.req, s.now())
 	}
 	if id == nil {
 		var err error
@@ -117,10 +117,10 @@ func (s *Service) attestStep(ctx context.Context, r *registration) error {
 		}
 	}
 	r.id, r.log = id, r.log.With("attestation", id.Type)
-	if serial := id.evidence().RenewalOf(); serial != "" {
+	if serial := evidence(id).RenewalOf(); serial != "" {
 		r.log = r.log.With("renewal_of", serial)
 	}
-	return id.evidence().Check()
+	return evidence(id).Check()
 }
 
 // resolveStep finds the enrollment that applies, applies the register
@@ -161,7 +161,7 @@ func (s *Service) resolveStep(ctx context.Context, r *registration) error {
 // renewal's preconditions (a renewal keeps its hub and device ID). It
 // returns a nil operation when the registration goes on.
 func (s *Service) refuse(ctx context.Context, r *registration) (*enrollment.Operation, error) {
-	verdict := r.id.evidence().Verdict()
+	verdict := evidence(r.id).Verdict()
 	switch {
 	case r.t.disabled:
 		op := s.disabledOperation(r.opID, r.req.RegistrationID)
@@ -173,9 +173,9 @@ func (s *Service) refuse(ctx context.Context, r *registration) (*enrollment.Oper
 	case verdict != nil:
 		return s.refuseVerdict(ctx, r, verdict)
 	case len(r.req.CSR) > 0 && s.cfg.Issuer == nil:
-		return nil, Refuse("certificate issuance not enabled", fmt.Errorf("%w: certificate issuance is not enabled on this instance", ErrInvalid))
-	case r.id.evidence().RenewalOf() != "":
-		return nil, renewing(r.req, r.id.evidence().RenewalOf(), r.t, r.cur)
+		return nil, port.Refuse("certificate issuance not enabled", fmt.Errorf("%w: certificate issuance is not enabled on this instance", port.ErrInvalid))
+	case evidence(r.id).RenewalOf() != "":
+		return nil, renewing(r.req, evidence(r.id).RenewalOf(), r.t, r.cur)
 	}
 	return nil, nil
 }
@@ -195,7 +195,7 @@ func (s *Service) assign(ctx context.Context, r *registration) (*enrollment.Oper
 		return nil, err
 	}
 	op, err := s.persist(ctx, r)
-	if errors.Is(err, errHubFull) {
+	if errors.Is(err, placement.ErrHubFull) {
 		return s.failAllocation(ctx, r, err)
 	}
 	if err != nil {
@@ -223,9 +223,9 @@ func (s *Service) issue(ctx context.Context, r *registration) error {
 		return nil
 	}
 	if s.cfg.Issuer == nil {
-		return Refuse("certificate issuance not enabled", fmt.Errorf("%w: certificate issuance is not enabled on this instance", ErrInvalid))
+		return port.Refuse("certificate issuance not enabled", fmt.Errorf("%w: certificate issuance is not enabled on this instance", port.ErrInvalid))
 	}
-	issued, err := s.cfg.Issuer.Issue(ctx, r.req.CSR, LeafPolicy{RegistrationID: r.req.RegistrationID, DeviceID: r.t.deviceID, Validity: s.cfg.CertificateValidity})
+	issued, err := s.cfg.Issuer.Issue(ctx, r.req.CSR, port.LeafPolicy{RegistrationID: r.req.RegistrationID, DeviceID: r.t.deviceID, Validity: s.cfg.CertificateValidity})
 	if err != nil {
 		return err
 	}
@@ -252,40 +252,6 @@ func (s *Service) answer(ctx context.Context, r *registration, op *enrollment.Op
 	return op
 }
 
-func assigned(r *enrollment.Registration) bool {
-	return r != nil && r.Status == enrollment.RegistrationAssigned && r.AssignedHub != ""
-}
-
-// nextState applies the reprovisioning rules of docs/protocol.md#allocation-and-reprovisioning to the
-// record as it is now (cur, nil at first registration) and the hub the
-// allocator proposed. It returns the hub and substatus:
-//
-//	no assigned record                        → proposed, initialAssignment
-//	updateHubAssignment=false                 → current hub, substatus unchanged
-//	hub unchanged, migrateDeviceData=true     → current hub, substatus unchanged
-//	hub unchanged, migrateDeviceData=false    → current hub, deviceDataReset
-//	moved back to the initial hub             → proposed, reprovisionedToInitialAssignment
-//	moved, migrateDeviceData=true             → proposed, deviceDataMigrated
-//	moved, migrateDeviceData=false            → proposed, deviceDataReset
-func nextState(cur *enrollment.Registration, proposed string, p enrollment.ReprovisionPolicy) (hub, substatus string) {
-	switch {
-	case !assigned(cur):
-		return proposed, enrollment.SubstatusInitialAssignment
-	case !p.UpdateHubAssignment:
-		return cur.AssignedHub, cur.Substatus
-	case enrollment.Key(proposed) == enrollment.Key(cur.AssignedHub):
-		if p.MigrateDeviceData {
-			return cur.AssignedHub, cur.Substatus
-		}
-		return cur.AssignedHub, enrollment.SubstatusDeviceDataReset
-	case cur.InitialHub != "" && enrollment.Key(proposed) == enrollment.Key(cur.InitialHub):
-		return proposed, enrollment.SubstatusReprovisionedToInitialAssignment
-	case p.MigrateDeviceData:
-		return proposed, enrollment.SubstatusDeviceDataMigrated
-	}
-	return proposed, enrollment.SubstatusDeviceDataReset
-}
-
 // persist writes the record, the certificate and the operation in one
 // Update. The function may run more than once (batching): it builds every
 // value afresh from what it reads through tx.
@@ -297,7 +263,7 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 	payload := dec.Payload
 	var op *enrollment.Operation
 	var oldDICE *firmware.DICEState
-	uncapped := s.uncapped(ctx, dec.Hub)
+	uncapped := s.place.Uncapped(ctx, dec.Hub)
 	// A conditional transaction (store.Conditional): on PostgreSQL it runs
 	// at READ COMMITTED without predicate locks, so registrations of
 	// different devices never abort each other. What it relies on holds
@@ -305,7 +271,7 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 	// operation are written by compare-and-swap on what it read; the
 	// enrollment or group is locked before the revocation jobs are read
 	// (revocation_guard.go); hub capacity is counted under the hub's
-	// exclusive lock (checkCapacity).
+	// exclusive lock (placement.Placer.CheckCapacity).
 	err := s.st.Backend.Update(store.Conditional(ctx), func(tx store.Tx) error {
 		if !deadline.IsZero() && !s.now().Before(deadline) {
 			return errAssignTimeout // a poll may have answered failed already
@@ -338,7 +304,7 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 			op = o
 			return nil
 		}
-		ev := id.evidence()
+		ev := evidence(id)
 		if err := ev.Claim(ctx, tx); err != nil {
 			return err
 		}
@@ -348,7 +314,7 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 		if oldDICE = nil; cur != nil {
 			oldDICE = cur.DICE
 		}
-		hub, sub := nextState(cur, dec.Hub, t.reprov)
+		hub, sub := placement.NextState(cur, dec.Hub, t.reprov)
 		rec := &enrollment.Registration{
 			RegistrationID:    req.RegistrationID,
 			DeviceID:          t.deviceID,
@@ -366,7 +332,7 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 		if err := ev.Record(rec, cur); err != nil {
 			return err
 		}
-		if err := s.checkCapacity(ctx, tx, hub, cur, uncapped); err != nil {
+		if err := s.place.CheckCapacity(ctx, tx, hub, placement.CurrentHub(cur), uncapped); err != nil {
 			return err
 		}
 		if ev.RenewalOf() != "" && len(payload) == 0 {
@@ -378,7 +344,7 @@ func (s *Service) persist(ctx context.Context, r *registration) (*enrollment.Ope
 			rec.RegistrationID = cur.RegistrationID // keep the spelling of the first registration
 			rec.CertificateSerials = slices.Clone(cur.CertificateSerials)
 			rec.CertificateExpiry = maps.Clone(cur.CertificateExpiry)
-			if assigned(cur) && cur.InitialHub != "" {
+			if placement.Assigned(cur) && cur.InitialHub != "" {
 				rec.InitialHub = cur.InitialHub
 			}
 		}
@@ -489,28 +455,52 @@ func (s *Service) disabledOperation(opID, registrationID string) *enrollment.Ope
 	return op
 }
 
+// evidence is id's Evidence, port.NoEvidence when it has none.
+func evidence(id *port.Identity) port.Evidence {
+	if id.Evidence == nil {
+		return port.NoEvidence{}
+	}
+	return id.Evidence
+}
+
+// requestLog is the logger of a device request: with its registration ID.
+func (s *Service) requestLog(req *port.Request) *slog.Logger {
+	if req == nil {
+		return s.log
+	}
+	return s.log.With("registration_id", req.RegistrationID)
+}
+
+// logIfFailed logs *err, when set, with logFailure: deferred by the use
+// cases, whose named error it reads.
+func (s *Service) logIfFailed(ctx context.Context, log *slog.Logger, what string, err *error) {
+	if *err != nil {
+		s.logFailure(ctx, log, what, *err)
+	}
+}
+
 // logFailure logs a refused or failed request. Refusals of device input
 // are logged by kind and by their Refusal reason, a constant chosen by
 // code, never by message: attestor and issuer messages may quote parts of
 // what the device sent.
 func (s *Service) logFailure(ctx context.Context, log *slog.Logger, what string, err error) {
-	var te *ThrottledError
+	var te *limits.ThrottledError
 	if errors.As(err, &te) {
 		s.logThrottled(ctx, log, what, te)
 		return
 	}
 	var reason []any
-	if r := ReasonOf(err); r != "" {
+	if r := port.ReasonOf(err); r != "" {
 		reason = []any{"reason", r}
 	}
 	switch {
-	case errors.Is(err, ErrUnauthorized):
+	case errors.Is(err, port.ErrUnauthorized):
 		log.WarnContext(ctx, what+" refused", append([]any{"outcome", OutcomeUnauthorized}, reason...)...)
-	case errors.Is(err, ErrInvalid):
+	case errors.Is(err, port.ErrInvalid):
 		log.InfoContext(ctx, what+" refused", append([]any{"outcome", OutcomeInvalid}, reason...)...)
-	case errors.Is(err, ErrNotFound):
+	case errors.Is(err, port.ErrNotFound):
 		log.InfoContext(ctx, what+" refused", append([]any{"outcome", OutcomeNotFound}, reason...)...)
-	case errors.Is(err, ErrThrottled):
+	case errors.Is(err, port.ErrThrottled):
 		log.InfoContext(ctx, what+" refused", append([]any{"outcome", OutcomeThrottled}, reason...)...)
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded), ctx.Err() != nil:
 		// ctx.Err: a driver may wrap the cancellation without %w.

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"time"
 
+	"github.com/zdps/zdps/internal/provisioning/placement"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -23,9 +25,9 @@ var errRenewalStale = errors.New("the registration record no longer lists the pr
 // renewing adapts the target of a renewal: a pure renewal keeps the
 // device ID and the hub of the current record (no reallocation, substatus
 // unchanged) and needs a CSR. cur is the record read before allocation.
-func renewing(req *Request, serial string, t *target, cur *enrollment.Registration) error {
+func renewing(req *port.Request, serial string, t *target, cur *enrollment.Registration) error {
 	if len(req.CSR) == 0 {
-		return Refuse("renewal without a CSR", fmt.Errorf("%w: %w", ErrInvalid, ErrRenewalNeedsCSR))
+		return port.Refuse("renewal without a CSR", fmt.Errorf("%w: %w", port.ErrInvalid, ErrRenewalNeedsCSR))
 	}
 	if err := checkRenewal(serial, cur); err != nil {
 		return err
@@ -44,10 +46,10 @@ func checkRenewal(serial string, cur *enrollment.Registration) error {
 	if serial == "" {
 		return nil
 	}
-	if !assigned(cur) || cur.DeviceID == "" || !slices.ContainsFunc(cur.CertificateSerials, func(s string) bool {
+	if !placement.Assigned(cur) || cur.DeviceID == "" || !slices.ContainsFunc(cur.CertificateSerials, func(s string) bool {
 		return enrollment.Key(s) == enrollment.Key(serial)
 	}) {
-		return Refuse("registration record no longer lists the certificate", fmt.Errorf("%w: %w", ErrUnauthorized, errRenewalStale))
+		return port.Refuse("registration record no longer lists the certificate", fmt.Errorf("%w: %w", port.ErrUnauthorized, errRenewalStale))
 	}
 	return nil
 }
@@ -70,7 +72,7 @@ const MaxRenewableCertificates = 16
 // the record kept NotAfter is looked up in tx (once: the result keeps its
 // NotAfter); one whose certificate is gone (pruned after it expired) is
 // dropped.
-func (s *Service) renewableSerials(ctx context.Context, tx store.Tx, cur *enrollment.Registration, issued *Issued, now time.Time) ([]string, map[string]time.Time, error) {
+func (s *Service) renewableSerials(ctx context.Context, tx store.Tx, cur *enrollment.Registration, issued *port.Issued, now time.Time) ([]string, map[string]time.Time, error) {
 	newest := enrollment.Key(issued.Serial)
 	exp := map[string]time.Time{newest: issued.NotAfter.UTC()}
 	var kept []string

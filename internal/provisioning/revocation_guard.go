@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -64,7 +65,7 @@ func (s *Service) enrollmentGone(ctx context.Context, tx store.Tx, regID string,
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return false, Refuse(what+" deleted during registration", fmt.Errorf("%w: no enrollment", ErrUnauthorized))
+		return false, port.Refuse(what+" deleted during registration", fmt.Errorf("%w: no enrollment", port.ErrUnauthorized))
 	case err != nil:
 		return false, fmt.Errorf("provisioning: re-read %s: %w", what, err)
 	}
@@ -77,7 +78,7 @@ func (s *Service) enrollmentGone(ctx context.Context, tx store.Tx, regID string,
 		groups = append(groups, cur.EnrollmentGroupID)
 	}
 	if err := revocation.Pending(ctx, tx, regID, groups...); errors.Is(err, revocation.ErrPending) {
-		return false, Refuse("revocation pending", fmt.Errorf("%w: %w; retry later", ErrThrottled, err))
+		return false, port.Refuse("revocation pending", fmt.Errorf("%w: %w; retry later", port.ErrThrottled, err))
 	} else if err != nil {
 		return false, err
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/provisioning/caissuer"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -59,15 +60,15 @@ func TestRegisterRacesTheChange(t *testing.T) {
 		{name: "no change", auth: "individual", change: func(context.Context, *env) error { return nil }, wantStatus: enrollment.RegistrationAssigned},
 		{name: "enrollment deleted", auth: "individual", change: func(ctx context.Context, e *env) error {
 			return e.st.Enrollments.Delete(ctx, "dev-1", store.Condition{})
-		}, wantErr: provisioning.ErrUnauthorized},
+		}, wantErr: port.ErrUnauthorized},
 		{name: "enrollment disabled", auth: "individual", change: func(ctx context.Context, e *env) error { return disable(ctx, e, true) }, wantStatus: enrollment.RegistrationDisabled},
-		{name: "registration revocation pending", auth: "individual", change: func(ctx context.Context, e *env) error { return job(ctx, e, false) }, wantErr: provisioning.ErrThrottled},
+		{name: "registration revocation pending", auth: "individual", change: func(ctx context.Context, e *env) error { return job(ctx, e, false) }, wantErr: port.ErrThrottled},
 		{name: "group deleted", auth: "group:g1", change: func(ctx context.Context, e *env) error {
 			return e.st.Groups.Delete(ctx, "g1", store.Condition{})
-		}, wantErr: provisioning.ErrUnauthorized},
+		}, wantErr: port.ErrUnauthorized},
 		{name: "group disabled", auth: "group:g1", change: func(ctx context.Context, e *env) error { return disable(ctx, e, false) }, wantStatus: enrollment.RegistrationDisabled},
-		{name: "group sweep pending", auth: "group:g1", change: func(ctx context.Context, e *env) error { return job(ctx, e, true) }, wantErr: provisioning.ErrThrottled},
-		{name: "group registration revocation pending", auth: "group:g1", change: func(ctx context.Context, e *env) error { return job(ctx, e, false) }, wantErr: provisioning.ErrThrottled},
+		{name: "group sweep pending", auth: "group:g1", change: func(ctx context.Context, e *env) error { return job(ctx, e, true) }, wantErr: port.ErrThrottled},
+		{name: "group registration revocation pending", auth: "group:g1", change: func(ctx context.Context, e *env) error { return job(ctx, e, false) }, wantErr: port.ErrThrottled},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -86,7 +87,7 @@ func TestRegisterRacesTheChange(t *testing.T) {
 			}
 			svc, err := provisioning.New(provisioning.Config{
 				Store:     e.st,
-				Attestors: map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{e.st}},
+				Attestors: map[string]port.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{e.st}},
 				Allocator: gate, Issuer: iss, Logger: testLogger(t), Now: e.clock,
 			})
 			if err != nil {
@@ -98,7 +99,7 @@ func TestRegisterRacesTheChange(t *testing.T) {
 			}
 			done := make(chan result, 1)
 			go func() {
-				op, err := svc.Register(ctx, &provisioning.Request{IDScope: "0ne00000001", RegistrationID: "dev-1", Authorization: tc.auth, CSR: csrFor(t, "dev-1", elliptic.P256())})
+				op, err := svc.Register(ctx, &port.Request{IDScope: "0ne00000001", RegistrationID: "dev-1", Authorization: tc.auth, CSR: csrFor(t, "dev-1", elliptic.P256())})
 				done <- result{op, err}
 			}()
 			<-gate.entered // resolved, holding in allocation

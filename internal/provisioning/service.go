@@ -13,10 +13,14 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/allocation"
+	"github.com/zdps/zdps/internal/provisioning/decision"
+	"github.com/zdps/zdps/internal/provisioning/detach"
+	"github.com/zdps/zdps/internal/provisioning/limits"
 	"github.com/zdps/zdps/internal/provisioning/operations"
+	"github.com/zdps/zdps/internal/provisioning/placement"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
-	"github.com/zdps/zdps/internal/throttle"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
 
@@ -35,12 +39,12 @@ type Config struct {
 	// Attestors by mechanism: enrollment.AttestationSymmetricKey,
 	// AttestationX509, AttestationTPM. A request whose mechanism has no
 	// attestor is unauthorized.
-	Attestors map[string]Attestor
+	Attestors map[string]port.Attestor
 	// Allocator chooses hubs; Input.Policy names the effective policy.
 	Allocator allocation.Policy
 	// Issuer signs CSRs. When nil, a request carrying a CSR is refused with
 	// ErrInvalid.
-	Issuer Issuer
+	Issuer port.Issuer
 	// Logger receives one line per request with the fixed keys
 	// registration_id, enrollment, hub, attestation, outcome.
 	Logger *slog.Logger
@@ -50,8 +54,9 @@ type Config struct {
 	// used under a lock.
 	Rand io.Reader
 	// ReadCacheTTL bounds how long the linked hubs and the instance
-	// settings read by registrations are kept (cache.go); zero means
-	// DefaultReadCacheTTL, negative reads them on every registration.
+	// settings read by registrations are kept (placement); zero means
+	// placement.DefaultReadCacheTTL, negative reads them on every
+	// registration.
 	ReadCacheTTL time.Duration
 	// CertificateValidity of issued certificates; zero leaves it to the
 	// issuer's default.
@@ -72,13 +77,13 @@ type Config struct {
 	// DefaultAssignTimeout when zero. Used only when AssignWait is set.
 	AssignTimeout time.Duration
 	// Limits are the request rates admitted per device, per group and
-	// instance-wide (throttle.go); the zero value is off. DefaultLimits
-	// are Azure's.
-	Limits Limits
-	// Audit, when set, records every decision (audit.go).
-	Audit Auditor
+	// instance-wide (internal/provisioning/limits); the zero value is off.
+	// limits.DefaultLimits are Azure's.
+	Limits limits.Limits
+	// Audit, when set, records every decision (audit.go, decision).
+	Audit decision.Auditor
 	// Observer, when set, counts every decision (metrics).
-	Observer Observer
+	Observer decision.Observer
 	// SourceBlocked, when set, refuses (429) register requests from a
 	// source an alert response blocked, before any attestation work.
 	SourceBlocked func(ctx context.Context, remoteAddr string) (time.Duration, bool)
@@ -101,12 +106,10 @@ type Service struct {
 	now   func() time.Time
 	randM sync.Mutex
 	rand  io.Reader
-	bg    background
-	lim   limiters
-	// hubCache and settingsCache keep what registrations read of the
-	// linked hubs and the settings (cache.go).
-	hubCache      readCache[[]*enrollment.Hub]
-	settingsCache readCache[*enrollment.Settings]
+	bg    detach.Group
+	lim   *limits.Set
+	// place chooses hubs (the allocate step).
+	place *placement.Placer
 	// testHookDetached runs after Register stopped waiting for a run and
 	// before it stores the assigning state (export_test.go).
 	testHookDetached func()
@@ -140,11 +143,7 @@ func New(cfg Config) (*Service, error) {
 	if cfg.CertificateValidity < 0 || cfg.OperationTTL < 0 || cfg.AssignWait < 0 || cfg.AssignTimeout < 0 {
 		errs = append(errs, errors.New("durations must not be negative"))
 	}
-	for name, r := range map[string]throttle.Rate{"Poll": cfg.Limits.Poll, "Register": cfg.Limits.Register, "GroupRegister": cfg.Limits.GroupRegister, "InstanceRegister": cfg.Limits.InstanceRegister} {
-		if !r.Off() && r.Interval() <= 0 {
-			errs = append(errs, fmt.Errorf("Limits.%s %d/%s: more than one request per nanosecond", name, r.Count, r.Per))
-		}
-	}
+	errs = append(errs, cfg.Limits.Errors()...)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("provisioning: invalid config: %w", errors.Join(errs...))
 	}
@@ -169,19 +168,9 @@ func New(cfg Config) (*Service, error) {
 		log:   cfg.Logger,
 		now:   cfg.Now,
 		rand:  cfg.Rand,
-		lim:   newLimiters(cfg.Limits),
-		// The caches age by the wall clock, not cfg.Now: a test clock that
-		// stands still must not keep a value forever.
-		hubCache:      readCache[[]*enrollment.Hub]{bucket: store.BucketHubs, ttl: cacheTTL(cfg.ReadCacheTTL), now: time.Now},
-		settingsCache: readCache[*enrollment.Settings]{bucket: store.BucketSettings, ttl: cacheTTL(cfg.ReadCacheTTL), now: time.Now},
+		lim:   limits.New(cfg.Limits),
+		place: placement.New(cfg.Store, cfg.Allocator, cfg.ReadCacheTTL),
 	}, nil
-}
-
-func cacheTTL(d time.Duration) time.Duration {
-	if d == 0 {
-		return DefaultReadCacheTTL
-	}
-	return d
 }
 
 // Certificates is the collection the service stores issued certificates in.
@@ -191,7 +180,7 @@ func (s *Service) Certificates() *store.Collection[*enrollment.Certificate] { re
 // TPM (both rounds), else an Authorization header means a symmetric key,
 // else a TLS client certificate means X.509; "" when the request carries
 // no credential at all.
-func Mechanism(req *Request) string {
+func Mechanism(req *port.Request) string {
 	switch {
 	case req.TPM != nil && req.TPM.EndorsementKey != "":
 		return enrollment.AttestationTPM
@@ -205,30 +194,30 @@ func Mechanism(req *Request) string {
 
 // attest runs the attestor of the request's mechanism and checks that it
 // attested the registration ID of the path.
-func (s *Service) attest(ctx context.Context, req *Request) (*Identity, error) {
+func (s *Service) attest(ctx context.Context, req *port.Request) (*port.Identity, error) {
 	if req == nil {
-		return nil, Refuse("no request", fmt.Errorf("%w: no request", ErrInvalid))
+		return nil, port.Refuse("no request", fmt.Errorf("%w: no request", port.ErrInvalid))
 	}
 	if err := enrollment.ValidateRegistrationID(req.RegistrationID); err != nil {
-		return nil, Refuse("invalid registrationId", fmt.Errorf("%w: %w", ErrInvalid, err))
+		return nil, port.Refuse("invalid registrationId", fmt.Errorf("%w: %w", port.ErrInvalid, err))
 	}
 	mech, ctx := s.mechanism(ctx, req)
 	a := s.cfg.Attestors[mech]
 	if a == nil {
 		if mech == "" {
-			return nil, Refuse("no credential presented", fmt.Errorf("%w: no credential presented", ErrUnauthorized))
+			return nil, port.Refuse("no credential presented", fmt.Errorf("%w: no credential presented", port.ErrUnauthorized))
 		}
-		return nil, Refuse("attestation mechanism not enabled", fmt.Errorf("%w: %s attestation is not enabled", ErrUnauthorized, mech))
+		return nil, port.Refuse("attestation mechanism not enabled", fmt.Errorf("%w: %s attestation is not enabled", port.ErrUnauthorized, mech))
 	}
 	id, err := a.Attest(ctx, req)
 	if err != nil {
 		return nil, err
 	}
 	if id == nil || (id.Enrollment == nil && id.Group == nil) {
-		return nil, Refuse("no enrollment", fmt.Errorf("%w: no enrollment", ErrUnauthorized))
+		return nil, port.Refuse("no enrollment", fmt.Errorf("%w: no enrollment", port.ErrUnauthorized))
 	}
 	if enrollment.Key(id.RegistrationID) != enrollment.Key(req.RegistrationID) {
-		return nil, Refuse("attested registrationId differs from the request's", fmt.Errorf("%w: attested registration ID differs from the request's", ErrUnauthorized))
+		return nil, port.Refuse("attested registrationId differs from the request's", fmt.Errorf("%w: attested registration ID differs from the request's", port.ErrUnauthorized))
 	}
 	if id.Type == "" {
 		id.Type = mech
@@ -257,14 +246,14 @@ type target struct {
 // resolve picks the enrollment that applies: an individual enrollment for
 // the registration ID first (even when the device proved a group
 // credential), then the group. A disabled match yields disabled.
-func (s *Service) resolve(ctx context.Context, id *Identity) (*target, error) {
+func (s *Service) resolve(ctx context.Context, id *port.Identity) (*target, error) {
 	ind := id.Enrollment
 	if ind == nil {
 		e, err := s.st.Enrollments.Get(ctx, id.RegistrationID)
 		switch {
 		case err == nil:
 			if e.ProvisioningStatus != enrollment.StatusDisabled {
-				return nil, Refuse("individual enrollment exists and its credential was not presented", fmt.Errorf("%w: an individual enrollment exists for the registration ID and its credential was not presented", ErrUnauthorized))
+				return nil, port.Refuse("individual enrollment exists and its credential was not presented", fmt.Errorf("%w: an individual enrollment exists for the registration ID and its credential was not presented", port.ErrUnauthorized))
 			}
 			ind = e
 		case !errors.Is(err, store.ErrNotFound):
@@ -318,56 +307,4 @@ func (s *Service) newOperationID() (string, error) {
 		return "", fmt.Errorf("provisioning: operation ID: %w", err)
 	}
 	return hex.EncodeToString(b[:]), nil
-}
-
-// hubs lists the linked hubs.
-func (s *Service) hubs(ctx context.Context) ([]*enrollment.Hub, error) {
-	all, err := s.hubCache.get(ctx, s.st.Hubs.All)
-	if err != nil {
-		return nil, fmt.Errorf("provisioning: list hubs: %w", err)
-	}
-	// Shallow copies: the kept list is shared by concurrent registrations.
-	out := make([]*enrollment.Hub, len(all))
-	for i, h := range all {
-		c := *h
-		out[i] = &c
-	}
-	return out, nil
-}
-
-// uncapped reports whether hub had no capacity limit in the linked hubs
-// as last read (hubs): then persist need not read it again.
-func (s *Service) uncapped(ctx context.Context, hub string) bool {
-	all, err := s.hubs(ctx)
-	if err != nil {
-		return false
-	}
-	for _, h := range all {
-		if enrollment.Key(h.Name) == enrollment.Key(hub) {
-			return h.Capacity <= 0
-		}
-	}
-	return false
-}
-
-// effectivePolicy is the enrollment's policy, else the instance default,
-// else hashed.
-func (s *Service) effectivePolicy(ctx context.Context, t *target) (string, error) {
-	if t.policy != "" {
-		return t.policy, nil
-	}
-	set, err := s.settingsCache.get(ctx, func(ctx context.Context) (*enrollment.Settings, error) {
-		set, err := s.st.Settings.Get(ctx, (&enrollment.Settings{}).StoreKey())
-		if errors.Is(err, store.ErrNotFound) {
-			return &enrollment.Settings{}, nil
-		}
-		return set, err
-	})
-	switch {
-	case err == nil && set.DefaultAllocationPolicy != "":
-		return set.DefaultAllocationPolicy, nil
-	case err == nil || errors.Is(err, store.ErrNotFound):
-		return enrollment.PolicyHashed, nil
-	}
-	return "", fmt.Errorf("provisioning: read settings: %w", err)
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/zdps/zdps/internal/provisioning/limits"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -18,23 +20,16 @@ import (
 // dps.CodeAssignmentTimedOut.
 //
 // Polls count against Config.Limits.Poll once the device authenticated;
-// a throttled poll returns a *ThrottledError (429). A poll of an
+// a throttled poll returns a *limits.ThrottledError (429). A poll of an
 // operation still assigning is never refused: a throttled one answers
 // the operation as usual, and every answer of an assigning operation
 // carries in RetryAfter when the device's next poll is admitted, so that
 // the transport's 202 tells a device that waits as told never to come
 // back too early. The Node.js SDK over HTTPS gives up on a 429 poll,
 // also on the one that would find the operation just finished.
-func (s *Service) OperationStatus(ctx context.Context, req *Request, operationID string) (op *enrollment.Operation, err error) {
-	log := s.log
-	if req != nil {
-		log = log.With("registration_id", req.RegistrationID)
-	}
-	defer func() {
-		if err != nil {
-			s.logFailure(ctx, log, "operation status", err)
-		}
-	}()
+func (s *Service) OperationStatus(ctx context.Context, req *port.Request, operationID string) (op *enrollment.Operation, err error) {
+	log := s.requestLog(req)
+	defer s.logIfFailed(ctx, log, "operation status", &err)
 	id, err := s.attest(ctx, req)
 	if err != nil {
 		return nil, err
@@ -45,7 +40,7 @@ func (s *Service) OperationStatus(ctx context.Context, req *Request, operationID
 		if err != nil || op.Status != enrollment.RegistrationAssigning || s.book.PastDeadline(op) {
 			return nil, throttled
 		}
-		var te *ThrottledError
+		var te *limits.ThrottledError
 		errors.As(throttled, &te)
 		s.logThrottled(ctx, log, "operation status", te)
 	}
@@ -58,26 +53,26 @@ func (s *Service) OperationStatus(ctx context.Context, req *Request, operationID
 		return s.expire(ctx, op)
 	}
 	if op.Status == enrollment.RegistrationAssigning {
-		op.RetryAfter = s.lim.poll.Wait(enrollment.Key(id.RegistrationID), s.now())
+		op.RetryAfter = s.lim.PollWait(id.RegistrationID, s.now())
 	}
 	return op, nil
 }
 
 // operationOf reads the unexpired operation operationID of the attested
 // device, else ErrNotFound.
-func (s *Service) operationOf(ctx context.Context, id *Identity, operationID string) (*enrollment.Operation, error) {
+func (s *Service) operationOf(ctx context.Context, id *port.Identity, operationID string) (*enrollment.Operation, error) {
 	if operationID == "" || len(operationID) > 128 {
-		return nil, fmt.Errorf("%w: operation", ErrNotFound)
+		return nil, fmt.Errorf("%w: operation", port.ErrNotFound)
 	}
 	op, err := s.ops.Get(ctx, operationID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return nil, fmt.Errorf("%w: operation", ErrNotFound)
+		return nil, fmt.Errorf("%w: operation", port.ErrNotFound)
 	case err != nil:
 		return nil, fmt.Errorf("provisioning: read operation: %w", err)
 	}
 	if enrollment.Key(op.RegistrationID) != enrollment.Key(id.RegistrationID) || !s.now().Before(op.ExpiresAt) {
-		return nil, fmt.Errorf("%w: operation", ErrNotFound)
+		return nil, fmt.Errorf("%w: operation", port.ErrNotFound)
 	}
 	return s.withChain(ctx, op)
 }
@@ -103,16 +98,9 @@ func (s *Service) withChain(ctx context.Context, op *enrollment.Operation) (*enr
 // has none. The record never carries certificates (only their serials,
 // which the transport does not answer). Lookups count against
 // Config.Limits.Poll, as polls do.
-func (s *Service) Status(ctx context.Context, req *Request) (rec *enrollment.Registration, err error) {
-	log := s.log
-	if req != nil {
-		log = log.With("registration_id", req.RegistrationID)
-	}
-	defer func() {
-		if err != nil {
-			s.logFailure(ctx, log, "status lookup", err)
-		}
-	}()
+func (s *Service) Status(ctx context.Context, req *port.Request) (rec *enrollment.Registration, err error) {
+	log := s.requestLog(req)
+	defer s.logIfFailed(ctx, log, "status lookup", &err)
 	id, err := s.attest(ctx, req)
 	if err != nil {
 		return nil, err
@@ -123,7 +111,7 @@ func (s *Service) Status(ctx context.Context, req *Request) (rec *enrollment.Reg
 	rec, err = s.st.Registrations.Get(ctx, id.RegistrationID)
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		return nil, fmt.Errorf("%w: registration", ErrNotFound)
+		return nil, fmt.Errorf("%w: registration", port.ErrNotFound)
 	case err != nil:
 		return nil, fmt.Errorf("provisioning: read registration: %w", err)
 	}

@@ -13,6 +13,8 @@ import (
 	"github.com/zdps/zdps/allocation"
 	"github.com/zdps/zdps/allocation/hashed"
 	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/limits"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store/memory"
 	"github.com/zdps/zdps/internal/throttle"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -44,15 +46,15 @@ func outcomes(t *testing.T, errs []error) string {
 	}
 	for _, err := range errs {
 		s := "ok"
-		var te *provisioning.ThrottledError
+		var te *limits.ThrottledError
 		switch {
 		case err == nil:
 		case errors.As(err, &te):
-			if !errors.Is(err, provisioning.ErrThrottled) {
+			if !errors.Is(err, port.ErrThrottled) {
 				t.Fatalf("%v does not wrap ErrThrottled", err)
 			}
 			s = strings.ReplaceAll(te.Limit, " ", "-") + ":" + te.RetryAfter.String()
-		case errors.Is(err, provisioning.ErrUnauthorized):
+		case errors.Is(err, port.ErrUnauthorized):
 			s = "unauthorized"
 		default:
 			s = err.Error()
@@ -76,11 +78,11 @@ func TestThrottle(t *testing.T) {
 		}
 		return r
 	}
-	dev := func(id string) *provisioning.Request {
-		return &provisioning.Request{RegistrationID: id, Authorization: "individual"}
+	dev := func(id string) *port.Request {
+		return &port.Request{RegistrationID: id, Authorization: "individual"}
 	}
-	grp := func(id string) *provisioning.Request {
-		return &provisioning.Request{RegistrationID: id, Authorization: "group:g1"}
+	grp := func(id string) *port.Request {
+		return &port.Request{RegistrationID: id, Authorization: "group:g1"}
 	}
 	repeat := func(n int, f func(i int) error) []error {
 		var errs []error
@@ -91,7 +93,7 @@ func TestThrottle(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		name   string
-		limits provisioning.Limits
+		limits limits.Limits
 		// run sends the requests; svc has registered nothing yet.
 		run       func(e *env, svc *provisioning.Service) []error
 		want      string
@@ -99,7 +101,7 @@ func TestThrottle(t *testing.T) {
 	}{
 		{
 			name:   "poll flood",
-			limits: provisioning.Limits{Poll: rate("5/10s")},
+			limits: limits.Limits{Poll: rate("5/10s")},
 			run: func(e *env, svc *provisioning.Service) []error {
 				op, err := svc.Register(ctx, dev("dev-1"))
 				if err != nil {
@@ -114,7 +116,7 @@ func TestThrottle(t *testing.T) {
 		},
 		{
 			name:   "status lookups share the poll budget",
-			limits: provisioning.Limits{Poll: rate("2/10s")},
+			limits: limits.Limits{Poll: rate("2/10s")},
 			run: func(e *env, svc *provisioning.Service) []error {
 				op, err := svc.Register(ctx, dev("dev-1"))
 				if err != nil {
@@ -130,7 +132,7 @@ func TestThrottle(t *testing.T) {
 		},
 		{
 			name:   "register flood, per device and case-insensitive",
-			limits: provisioning.Limits{Register: rate("10/1m")},
+			limits: limits.Limits{Register: rate("10/1m")},
 			run: func(e *env, svc *provisioning.Service) []error {
 				errs := repeat(15, func(i int) error {
 					id := "dev-1"
@@ -147,7 +149,7 @@ func TestThrottle(t *testing.T) {
 		},
 		{
 			name:   "group limit over all the group's devices",
-			limits: provisioning.Limits{Register: rate("10/1m"), GroupRegister: rate("3/1m")},
+			limits: limits.Limits{Register: rate("10/1m"), GroupRegister: rate("3/1m")},
 			run: func(e *env, svc *provisioning.Service) []error {
 				errs := repeat(5, func(i int) error { _, err := svc.Register(ctx, grp(fmt.Sprintf("g-dev-%d", i))); return err })
 				// Individual enrollments are in no group.
@@ -158,7 +160,7 @@ func TestThrottle(t *testing.T) {
 		},
 		{
 			name:   "instance limit over every device",
-			limits: provisioning.Limits{InstanceRegister: rate("4/1m")},
+			limits: limits.Limits{InstanceRegister: rate("4/1m")},
 			run: func(e *env, svc *provisioning.Service) []error {
 				errs := repeat(3, func(i int) error { _, err := svc.Register(ctx, grp(fmt.Sprintf("g-dev-%d", i))); return err })
 				return append(errs, repeat(3, func(int) error { _, err := svc.Register(ctx, dev("dev-2")); return err })...)
@@ -168,7 +170,7 @@ func TestThrottle(t *testing.T) {
 		},
 		{
 			name:   "a device over its own limit spends nothing of the instance's",
-			limits: provisioning.Limits{Register: rate("2/1m"), InstanceRegister: rate("3/1m")},
+			limits: limits.Limits{Register: rate("2/1m"), InstanceRegister: rate("3/1m")},
 			run: func(e *env, svc *provisioning.Service) []error {
 				errs := repeat(10, func(int) error { _, err := svc.Register(ctx, dev("dev-1")); return err })
 				return append(errs, repeat(1, func(int) error { _, err := svc.Register(ctx, dev("dev-2")); return err })...)
@@ -178,9 +180,9 @@ func TestThrottle(t *testing.T) {
 		},
 		{
 			name:   "unauthenticated requests do not spend the device's budget",
-			limits: provisioning.Limits{Poll: rate("5/10s"), Register: rate("10/1m"), GroupRegister: rate("10/1m"), InstanceRegister: rate("10/1m")},
+			limits: limits.Limits{Poll: rate("5/10s"), Register: rate("10/1m"), GroupRegister: rate("10/1m"), InstanceRegister: rate("10/1m")},
 			run: func(e *env, svc *provisioning.Service) []error {
-				bad := &provisioning.Request{RegistrationID: "dev-1", Authorization: "stolen-nothing"}
+				bad := &port.Request{RegistrationID: "dev-1", Authorization: "stolen-nothing"}
 				errs := repeat(50, func(int) error { _, err := svc.Register(ctx, bad); return err })
 				errs = append(errs, repeat(50, func(int) error { _, err := svc.OperationStatus(ctx, bad, "x"); return err })...)
 				var opID string
@@ -235,7 +237,7 @@ func TestThrottledPollOfAssigningOperation(t *testing.T) {
 	e := asyncEnv(t, "memory")
 	gate := newGate()
 	svc := e.serviceWith(t, gate, func(c *provisioning.Config) {
-		c.Limits = provisioning.Limits{Poll: throttle.Rate{Count: 2, Per: 10 * time.Second}}
+		c.Limits = limits.Limits{Poll: throttle.Rate{Count: 2, Per: 10 * time.Second}}
 	})
 	req := devReq(t, "")
 	op, err := svc.Register(ctx, req)
@@ -259,7 +261,7 @@ func TestThrottledPollOfAssigningOperation(t *testing.T) {
 		t.Fatalf("poll after the interval: %s, RetryAfter %s; want assigned", got.Status, got.RetryAfter)
 	}
 	got, err := svc.OperationStatus(ctx, req, op.OperationID)
-	if got != nil || !errors.Is(err, provisioning.ErrThrottled) {
+	if got != nil || !errors.Is(err, port.ErrThrottled) {
 		t.Fatalf("throttled poll of a final operation: %+v, %v; want only ErrThrottled", got, err)
 	}
 }
@@ -268,10 +270,10 @@ func TestNewRefusesSubNanosecondRates(t *testing.T) {
 	e := newEnv(t, memory.New(), nil)
 	_, err := provisioning.New(provisioning.Config{
 		Store:     e.st,
-		Attestors: map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{e.st}},
+		Attestors: map[string]port.Attestor{enrollment.AttestationSymmetricKey: fakeAttestor{e.st}},
 		Allocator: hashed.New(),
 		Logger:    testLogger(t),
-		Limits:    provisioning.Limits{Poll: throttle.Rate{Count: 10, Per: time.Nanosecond}},
+		Limits:    limits.Limits{Poll: throttle.Rate{Count: 10, Per: time.Nanosecond}},
 	})
 	if err == nil || !strings.Contains(err.Error(), "Limits.Poll") {
 		t.Fatalf("New = %v, want an error naming Limits.Poll", err)
@@ -289,9 +291,9 @@ func TestThrottledRefusalsLogOncePerInterval(t *testing.T) {
 	svc := e.serviceWith(t, hashed.New(), func(c *provisioning.Config) {
 		c.AssignWait, c.AssignTimeout = 0, 0
 		c.Logger = slog.New(slog.NewTextHandler(&buf, nil))
-		c.Limits = provisioning.Limits{Register: throttle.Rate{Count: 1, Per: time.Hour}}
+		c.Limits = limits.Limits{Register: throttle.Rate{Count: 1, Per: time.Hour}}
 	})
-	req := &provisioning.Request{RegistrationID: "dev-1", Authorization: "individual"}
+	req := &port.Request{RegistrationID: "dev-1", Authorization: "individual"}
 	for i := range 100 {
 		if i == 50 {
 			e.advance(10 * time.Second)

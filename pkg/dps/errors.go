@@ -1,5 +1,7 @@
 package dps
 
+import "time"
+
 // DPS error codes: six digits, the HTTP status and a detail. The ones
 // Azure clients are known to look at are Azure's values
 // (docs/protocol.md#error-format); the others are zdps's, in the same
@@ -43,4 +45,16 @@ type ErrorBody struct {
 	Message      string         `json:"message"`
 	Info         map[string]any `json:"info"`
 	TimestampUTC string         `json:"timestampUtc"`
+}
+
+// NewErrorBody is the ErrorBody of a refusal answered at now: info empty
+// (an object, never null) and the timestamp in UTC.
+func NewErrorBody(code int, trackingID, msg string, now time.Time) ErrorBody {
+	return ErrorBody{
+		ErrorCode:    code,
+		TrackingID:   trackingID,
+		Message:      msg,
+		Info:         map[string]any{},
+		TimestampUTC: now.UTC().Format(time.RFC3339Nano),
+	}
 }

@@ -32,6 +32,7 @@ import (
 	"github.com/zdps/zdps/internal/pgtest"
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/provisioning/caissuer"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/provisioning/symkey"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/store/bolt"
@@ -76,7 +77,7 @@ func pipeline(b *testing.B, be store.Backend, kek []byte) *provisioning.Service 
 	}
 	svc, err := provisioning.New(provisioning.Config{
 		Store:     st,
-		Attestors: map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: att},
+		Attestors: map[string]port.Attestor{enrollment.AttestationSymmetricKey: att},
 		Allocator: hashed.New(),
 		Issuer:    issuer,
 		Logger:    slog.New(slog.DiscardHandler),
@@ -95,9 +96,9 @@ var csrKey = func() *ecdsa.PrivateKey {
 	return k
 }()
 
-func request(b *testing.B, run string, i int, withCSR bool) *provisioning.Request {
+func request(b *testing.B, run string, i int, withCSR bool) *port.Request {
 	id := fmt.Sprintf("bench-%s-%07d", run, i)
-	r := &provisioning.Request{
+	r := &port.Request{
 		IDScope: scope, RegistrationID: id,
 		Authorization: sas.Build(sas.DeriveDeviceKey(groupKey, id), scope+"/registrations/"+id, "registration", time.Now().Add(time.Hour)),
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/zdps/zdps/allocation/hashed"
 	"github.com/zdps/zdps/attestation/symmetric"
 	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/provisioning/symkey"
 	"github.com/zdps/zdps/internal/sealed"
 	"github.com/zdps/zdps/internal/store"
@@ -41,7 +42,7 @@ func BenchmarkRegisterSealing(b *testing.B) {
 			}
 			svc, err := provisioning.New(provisioning.Config{
 				Store:     st,
-				Attestors: map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: att},
+				Attestors: map[string]port.Attestor{enrollment.AttestationSymmetricKey: att},
 				Allocator: hashed.New(),
 				Logger:    slog.New(slog.DiscardHandler),
 			})

@@ -1,8 +1,8 @@
-// Package caissuer adapts the embedded CA (internal/ca) to provisioning.Issuer.
+// Package caissuer adapts the embedded CA (internal/ca) to port.Issuer.
 //
 // Security contract: it maps the CA's refusals of device input (malformed
 // CSR, bad signature, weak or unsupported key, common name other than the
-// registration ID) to provisioning.ErrInvalid, keeping the CA's sentinel in
+// registration ID) to port.ErrInvalid, keeping the CA's sentinel in
 // the chain; every other CA error stays a server fault. It logs nothing.
 package caissuer
 
@@ -12,7 +12,7 @@ import (
 	"fmt"
 
 	"github.com/zdps/zdps/internal/ca"
-	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 )
 
 // Signer is the part of *ca.CA the adapter uses.
@@ -31,30 +31,37 @@ func New(c Signer) (*Issuer, error) {
 	return &Issuer{ca: c}, nil
 }
 
-var _ provisioning.Issuer = (*Issuer)(nil)
+var _ port.Issuer = (*Issuer)(nil)
+
+// refusals are the CA's sentinels for device input, with the fixed reason
+// the pipeline logs for each; errCSR is what they are refused as.
+var (
+	refusals = []port.Sentinel{
+		{Err: ca.ErrCSRMalformed, Reason: "CSR malformed"},
+		{Err: ca.ErrCSRSignature, Reason: "CSR signature invalid"},
+		{Err: ca.ErrCSRKey, Reason: "CSR key type or size not accepted"},
+		{Err: ca.ErrCSRSubject, Reason: "CSR CN does not match registrationId"},
+	}
+	errCSR = fmt.Errorf("%w: csr", port.ErrInvalid)
+)
 
 // Issue signs the CSR by policy.
-func (i *Issuer) Issue(ctx context.Context, csrDER []byte, p provisioning.LeafPolicy) (*provisioning.Issued, error) {
+func (i *Issuer) Issue(ctx context.Context, csrDER []byte, p port.LeafPolicy) (*port.Issued, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
 	out, err := i.ca.SignCSR(csrDER, ca.LeafPolicy{RegistrationID: p.RegistrationID, DeviceID: p.DeviceID, Validity: p.Validity})
+	refusal, refused := port.RefuseAs(err, errCSR, refusals)
 	switch {
-	case errors.Is(err, ca.ErrCSRMalformed):
-		return nil, provisioning.Refuse("CSR malformed", fmt.Errorf("%w: csr: %w", provisioning.ErrInvalid, err))
-	case errors.Is(err, ca.ErrCSRSignature):
-		return nil, provisioning.Refuse("CSR signature invalid", fmt.Errorf("%w: csr: %w", provisioning.ErrInvalid, err))
-	case errors.Is(err, ca.ErrCSRKey):
-		return nil, provisioning.Refuse("CSR key type or size not accepted", fmt.Errorf("%w: csr: %w", provisioning.ErrInvalid, err))
-	case errors.Is(err, ca.ErrCSRSubject):
-		return nil, provisioning.Refuse("CSR CN does not match registrationId", fmt.Errorf("%w: csr: %w", provisioning.ErrInvalid, err))
+	case refused:
+		return nil, refusal
 	case errors.Is(err, ca.ErrCAExpired):
 		// No fault of the device: 503, retried until the CA is renewed.
-		return nil, fmt.Errorf("%w: %w", provisioning.ErrUnavailable, err)
+		return nil, fmt.Errorf("%w: %w", port.ErrUnavailable, err)
 	case err != nil:
 		return nil, err
 	}
-	return &provisioning.Issued{
+	return &port.Issued{
 		Serial:    out.Serial,
 		NotBefore: out.Certificate.NotBefore,
 		NotAfter:  out.Certificate.NotAfter,

@@ -14,8 +14,8 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/internal/ca"
-	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/provisioning/caissuer"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store/memory"
 )
 
@@ -42,8 +42,8 @@ func TestExpiredCAIsUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = iss.Issue(context.Background(), csr, provisioning.LeafPolicy{RegistrationID: "dev-1", DeviceID: "dev-1", Validity: time.Hour})
-	if !errors.Is(err, provisioning.ErrUnavailable) || !errors.Is(err, ca.ErrCAExpired) {
+	_, err = iss.Issue(context.Background(), csr, port.LeafPolicy{RegistrationID: "dev-1", DeviceID: "dev-1", Validity: time.Hour})
+	if !errors.Is(err, port.ErrUnavailable) || !errors.Is(err, ca.ErrCAExpired) {
 		t.Fatalf("err %v, want ErrUnavailable wrapping ErrCAExpired", err)
 	}
 }

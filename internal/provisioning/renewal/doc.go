@@ -36,8 +36,8 @@
 //     or else the individual enrollment of the registration ID. A disabled
 //     one is returned, and the pipeline answers disabled.
 //
-// Every refusal wraps provisioning.ErrUnauthorized and carries a fixed
-// provisioning.Refusal reason for the log; a store failure stays a server
+// Every refusal wraps port.ErrUnauthorized and carries a fixed
+// port.Refusal reason for the log; a store failure stays a server
 // fault. The attestor logs nothing.
 //
 // What the pipeline does with a renewal (internal/provisioning): it requires a

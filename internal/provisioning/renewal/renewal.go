@@ -9,7 +9,7 @@ import (
 	"slices"
 	"time"
 
-	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -65,14 +65,14 @@ type Config struct {
 	CA           CA
 	// Walk attests chains zdps did not issue (the X.509 enrollment walk,
 	// *x509att.Attestor); nil refuses them.
-	Walk provisioning.Attestor
+	Walk port.Attestor
 	// Revocation is consulted besides the record's RevokedAt; optional.
 	Revocation Revocation
 	// Now is the clock; time.Now when nil.
 	Now func() time.Time
 }
 
-// Attestor is the X.509 provisioning.Attestor with the renewal path. It is
+// Attestor is the X.509 port.Attestor with the renewal path. It is
 // safe for concurrent use.
 type Attestor struct {
 	cfg   Config
@@ -80,7 +80,7 @@ type Attestor struct {
 	now   func() time.Time
 }
 
-var _ provisioning.Attestor = (*Attestor)(nil)
+var _ port.Attestor = (*Attestor)(nil)
 
 // New validates cfg and builds the attestor.
 func New(cfg Config) (*Attestor, error) {
@@ -112,12 +112,12 @@ func IssuedByZDPS(leaf, inter *x509.Certificate) bool {
 }
 
 func refuse(reason string, err error) error {
-	return provisioning.Refuse(reason, fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err))
+	return port.Refuse(reason, fmt.Errorf("%w: %w", port.ErrUnauthorized, err))
 }
 
 // Attest routes the request: a leaf zdps issued is a renewal, anything
 // else goes to Config.Walk.
-func (a *Attestor) Attest(ctx context.Context, req *provisioning.Request) (*provisioning.Identity, error) {
+func (a *Attestor) Attest(ctx context.Context, req *port.Request) (*port.Identity, error) {
 	chain := req.ClientCertificates
 	if len(chain) > MaxChainLength {
 		return nil, refuse("certificate chain too long", fmt.Errorf("%d certificates", len(chain)))
@@ -152,7 +152,7 @@ func (a *Attestor) intermediates() []*x509.Certificate {
 
 // renew checks the operational certificate leaf against zdps's CA and the
 // records; see the package documentation.
-func (a *Attestor) renew(ctx context.Context, registrationID string, leaf, inter *x509.Certificate) (*provisioning.Identity, error) {
+func (a *Attestor) renew(ctx context.Context, registrationID string, leaf, inter *x509.Certificate) (*port.Identity, error) {
 	now := a.now()
 	if now.Before(leaf.NotBefore) || now.After(leaf.NotAfter) {
 		return nil, refuse("operational certificate expired or not yet valid", ErrExpired)
@@ -213,7 +213,7 @@ func (a *Attestor) renew(ctx context.Context, registrationID string, leaf, inter
 		return nil, refuse("registration record does not list the certificate", ErrNoRegistration)
 	}
 
-	id := &provisioning.Identity{
+	id := &port.Identity{
 		Type:           enrollment.AttestationX509,
 		RegistrationID: registrationID,
 		Evidence:       &evidence{serial: serial, leaf: leaf, signing: inter},
@@ -243,7 +243,7 @@ func (a *Attestor) renew(ctx context.Context, registrationID string, leaf, inter
 // evidence is what a renewal proves beyond the identity: the operational
 // certificate it authenticated with.
 type evidence struct {
-	provisioning.NoEvidence
+	port.NoEvidence
 	serial        string
 	leaf, signing *x509.Certificate
 }
@@ -253,7 +253,7 @@ func (e *evidence) RenewalOf() string { return e.serial }
 // Record keeps the new certificate's summary and the DICE state the record
 // had: a renewal presents no DICE chain.
 func (e *evidence) Record(rec, cur *enrollment.Registration) error {
-	rec.X509 = provisioning.X509Summary(e.leaf, e.signing)
+	rec.X509 = port.X509Summary(e.leaf, e.signing)
 	if cur != nil {
 		rec.DICE = cur.DICE.Clone()
 	}

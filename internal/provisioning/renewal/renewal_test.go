@@ -23,6 +23,7 @@ import (
 	"github.com/zdps/zdps/internal/ca"
 	"github.com/zdps/zdps/internal/provisioning"
 	"github.com/zdps/zdps/internal/provisioning/caissuer"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/provisioning/renewal"
 	"github.com/zdps/zdps/internal/provisioning/x509att"
 	"github.com/zdps/zdps/internal/store"
@@ -36,8 +37,8 @@ import (
 // the group.
 type keyAttestor struct{ st *store.Store }
 
-func (k keyAttestor) Attest(ctx context.Context, req *provisioning.Request) (*provisioning.Identity, error) {
-	id := &provisioning.Identity{Type: enrollment.AttestationSymmetricKey, RegistrationID: req.RegistrationID}
+func (k keyAttestor) Attest(ctx context.Context, req *port.Request) (*port.Identity, error) {
+	id := &port.Identity{Type: enrollment.AttestationSymmetricKey, RegistrationID: req.RegistrationID}
 	var err error
 	switch {
 	case req.Authorization == "individual":
@@ -48,7 +49,7 @@ func (k keyAttestor) Attest(ctx context.Context, req *provisioning.Request) (*pr
 		err = errors.New("bad key")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err)
+		return nil, fmt.Errorf("%w: %w", port.ErrUnauthorized, err)
 	}
 	return id, nil
 }
@@ -111,7 +112,7 @@ func newEnv(t *testing.T) *env {
 	}
 	e.svc, err = provisioning.New(provisioning.Config{
 		Store: e.st,
-		Attestors: map[string]provisioning.Attestor{
+		Attestors: map[string]port.Attestor{
 			enrollment.AttestationSymmetricKey: keyAttestor{e.st},
 			enrollment.AttestationX509:         ren,
 		},
@@ -154,7 +155,7 @@ func csrFor(t *testing.T, cn string) []byte {
 // issued leaf.
 func (e *env) first(t *testing.T, regID, auth string) *x509.Certificate {
 	t.Helper()
-	op, err := e.svc.Register(context.Background(), &provisioning.Request{RegistrationID: regID, Authorization: auth, CSR: csrFor(t, regID)})
+	op, err := e.svc.Register(context.Background(), &port.Request{RegistrationID: regID, Authorization: auth, CSR: csrFor(t, regID)})
 	if err != nil || op.Status != enrollment.RegistrationAssigned || len(op.IssuedCertificateChain) == 0 {
 		t.Fatalf("first registration of %s: %v %+v", regID, err, op)
 	}
@@ -167,7 +168,7 @@ func (e *env) first(t *testing.T, regID, auth string) *x509.Certificate {
 
 // renew presents leaf (with zdps's intermediate) for regID.
 func (e *env) renew(regID string, leaf *x509.Certificate, csr []byte) (*enrollment.Operation, error) {
-	return e.svc.Register(context.Background(), &provisioning.Request{
+	return e.svc.Register(context.Background(), &port.Request{
 		RegistrationID:     regID,
 		ClientCertificates: []*x509.Certificate{leaf, e.ca.Intermediate()},
 		CSR:                csr,
@@ -237,7 +238,7 @@ func TestRenewal(t *testing.T) {
 				}
 				return op, err
 			}},
-		{name: "no CSR", want: provisioning.ErrInvalid, reason: "renewal without a CSR",
+		{name: "no CSR", want: port.ErrInvalid, reason: "renewal without a CSR",
 			run: func(t *testing.T, e *env) (*enrollment.Operation, error) {
 				op, err := e.renew("dev-c", e.first(t, "dev-c", "individual"), nil)
 				if !errors.Is(err, provisioning.ErrRenewalNeedsCSR) {
@@ -253,7 +254,7 @@ func TestRenewal(t *testing.T) {
 		{name: "X.509 group anchored at zdps never admits a zdps-issued certificate of another device", want: renewal.ErrNotIssued,
 			run: func(t *testing.T, e *env) (*enrollment.Operation, error) {
 				leaf := e.first(t, "dev-a", "individual") // CN dev-b
-				req := &provisioning.Request{RegistrationID: "dev-b", ClientCertificates: []*x509.Certificate{leaf, e.ca.Intermediate()}, CSR: csrFor(t, "dev-b")}
+				req := &port.Request{RegistrationID: "dev-b", ClientCertificates: []*x509.Certificate{leaf, e.ca.Intermediate()}, CSR: csrFor(t, "dev-b")}
 				// The enrollment walk alone would admit it under g-zdps:
 				// the routing is what stops it.
 				if id, err := e.walk.Attest(ctx, req); err != nil || id.Group == nil || id.Group.EnrollmentGroupID != "g-zdps" {
@@ -373,11 +374,11 @@ func TestRefusedRenewalStoresNothing(t *testing.T) {
 	leaf := e.first(t, "dev-c", "individual")
 	e.first(t, "dev-a", "individual")
 	before, _ := e.st.Registrations.Get(ctx, "dev-c")
-	if _, err := e.renew("dev-c", leaf, nil); !errors.Is(err, provisioning.ErrInvalid) {
+	if _, err := e.renew("dev-c", leaf, nil); !errors.Is(err, port.ErrInvalid) {
 		t.Fatal(err)
 	}
 	other, _ := e.st.Registrations.Get(ctx, "dev-a")
-	if _, err := e.renew("dev-a", leaf, csrFor(t, "dev-a")); !errors.Is(err, provisioning.ErrUnauthorized) {
+	if _, err := e.renew("dev-a", leaf, csrFor(t, "dev-a")); !errors.Is(err, port.ErrUnauthorized) {
 		t.Fatal(err)
 	}
 	after, _ := e.st.Registrations.Get(ctx, "dev-c")

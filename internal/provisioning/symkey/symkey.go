@@ -4,7 +4,7 @@
 //
 // Security contract: every refusal of the verifier (bad or missing
 // signature, expired token, malformed Authorization, token for another
-// resource, no matching enrollment) becomes provisioning.ErrUnauthorized,
+// resource, no matching enrollment) becomes port.ErrUnauthorized,
 // keeping the verifier's sentinel in the chain; a lookup failure stays a
 // server fault. Nothing here logs.
 package symkey
@@ -15,7 +15,7 @@ import (
 	"fmt"
 
 	"github.com/zdps/zdps/attestation/symmetric"
-	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -25,10 +25,10 @@ type Verifier interface {
 	Verify(ctx context.Context, idScope, registrationID, authorization string) (*symmetric.Result, error)
 }
 
-// Attestor is the symmetric-key provisioning.Attestor.
+// Attestor is the symmetric-key port.Attestor.
 type Attestor struct{ v Verifier }
 
-var _ provisioning.Attestor = (*Attestor)(nil)
+var _ port.Attestor = (*Attestor)(nil)
 
 // New wraps v.
 func New(v Verifier) (*Attestor, error) {
@@ -38,22 +38,27 @@ func New(v Verifier) (*Attestor, error) {
 	return &Attestor{v: v}, nil
 }
 
+// refusals are the verifier's sentinels for device input, with the fixed
+// reason the pipeline logs for each.
+var refusals = []port.Sentinel{
+	{Err: symmetric.ErrExpired, Reason: "SAS token expired"},
+	{Err: symmetric.ErrMalformed, Reason: "malformed SAS token"},
+	{Err: symmetric.ErrUnauthorized, Reason: "SAS signature or resource does not match an enrollment"},
+}
+
 // Attest verifies the request's SAS for its ID scope and registration ID.
-func (a *Attestor) Attest(ctx context.Context, req *provisioning.Request) (*provisioning.Identity, error) {
+func (a *Attestor) Attest(ctx context.Context, req *port.Request) (*port.Identity, error) {
 	res, err := a.v.Verify(ctx, req.IDScope, req.RegistrationID, req.Authorization)
+	refusal, refused := port.RefuseAs(err, port.ErrUnauthorized, refusals)
 	switch {
-	case errors.Is(err, symmetric.ErrExpired):
-		return nil, provisioning.Refuse("SAS token expired", fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err))
-	case errors.Is(err, symmetric.ErrMalformed):
-		return nil, provisioning.Refuse("malformed SAS token", fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err))
-	case errors.Is(err, symmetric.ErrUnauthorized):
-		return nil, provisioning.Refuse("SAS signature or resource does not match an enrollment", fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err))
+	case refused:
+		return nil, refusal
 	case err != nil:
 		return nil, err
 	case res == nil || (res.Enrollment == nil && res.Group == nil):
-		return nil, provisioning.Refuse("no enrollment", fmt.Errorf("%w: no enrollment", provisioning.ErrUnauthorized))
+		return nil, port.Refuse("no enrollment", fmt.Errorf("%w: no enrollment", port.ErrUnauthorized))
 	}
-	return &provisioning.Identity{
+	return &port.Identity{
 		Type:           enrollment.AttestationSymmetricKey,
 		RegistrationID: req.RegistrationID,
 		Enrollment:     res.Enrollment,
@@ -72,7 +77,7 @@ func NewLookup(st *store.Store) Lookup { return Lookup{st: st} }
 // IndividualEnrollment returns the enrollment for the registration ID, or
 // nil, nil.
 func (l Lookup) IndividualEnrollment(ctx context.Context, registrationID string) (*enrollment.IndividualEnrollment, error) {
-	if e, ok := provisioning.PrefetchedEnrollment(ctx, registrationID); ok {
+	if e, ok := port.PrefetchedEnrollment(ctx, registrationID); ok {
 		return e, nil // the pipeline read it for this request already
 	}
 	return l.st.Enrollments.Find(ctx, registrationID)

@@ -14,6 +14,7 @@ import (
 	"github.com/zdps/zdps/allocation/hashed"
 	"github.com/zdps/zdps/attestation/symmetric"
 	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/provisioning/symkey"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/store/bolt"
@@ -63,14 +64,14 @@ func TestAttest(t *testing.T) {
 	}{
 		{name: "individual", regID: "dev-1", auth: sas.Build(devKey, scope+"/registrations/dev-1", "registration", hour)},
 		{name: "group", regID: "dev-9", auth: sas.Build(sas.DeriveDeviceKey(devKey, "dev-9"), scope+"/registrations/dev-9", "registration", hour), wantGroup: "g1"},
-		{name: "bad signature", regID: "dev-1", auth: sas.Build([]byte("nope"), scope+"/registrations/dev-1", "registration", hour), wantErr: []error{provisioning.ErrUnauthorized, symmetric.ErrUnauthorized}},
-		{name: "expired", regID: "dev-1", auth: sas.Build(devKey, scope+"/registrations/dev-1", "registration", time.Now().Add(-time.Hour)), wantErr: []error{provisioning.ErrUnauthorized, symmetric.ErrExpired}},
-		{name: "malformed", regID: "dev-1", auth: "Basic Zm9vOmJhcg==", wantErr: []error{provisioning.ErrUnauthorized, symmetric.ErrMalformed}},
-		{name: "other scope", regID: "dev-1", auth: sas.Build(devKey, "0neOTHER/registrations/dev-1", "registration", hour), wantErr: []error{provisioning.ErrUnauthorized}},
+		{name: "bad signature", regID: "dev-1", auth: sas.Build([]byte("nope"), scope+"/registrations/dev-1", "registration", hour), wantErr: []error{port.ErrUnauthorized, symmetric.ErrUnauthorized}},
+		{name: "expired", regID: "dev-1", auth: sas.Build(devKey, scope+"/registrations/dev-1", "registration", time.Now().Add(-time.Hour)), wantErr: []error{port.ErrUnauthorized, symmetric.ErrExpired}},
+		{name: "malformed", regID: "dev-1", auth: "Basic Zm9vOmJhcg==", wantErr: []error{port.ErrUnauthorized, symmetric.ErrMalformed}},
+		{name: "other scope", regID: "dev-1", auth: sas.Build(devKey, "0neOTHER/registrations/dev-1", "registration", hour), wantErr: []error{port.ErrUnauthorized}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			id, err := a.Attest(context.Background(), &provisioning.Request{IDScope: scope, RegistrationID: tc.regID, Authorization: tc.auth})
+			id, err := a.Attest(context.Background(), &port.Request{IDScope: scope, RegistrationID: tc.regID, Authorization: tc.auth})
 			for _, want := range tc.wantErr {
 				if !errors.Is(err, want) {
 					t.Fatalf("err = %v, want %v", err, want)
@@ -110,8 +111,8 @@ func TestLookupFailureIsAServerFault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = a.Attest(context.Background(), &provisioning.Request{IDScope: scope, RegistrationID: "dev-1", Authorization: sas.Build(devKey, scope+"/registrations/dev-1", "registration", time.Now().Add(time.Hour))})
-	if !errors.Is(err, errDown) || errors.Is(err, provisioning.ErrUnauthorized) {
+	_, err = a.Attest(context.Background(), &port.Request{IDScope: scope, RegistrationID: "dev-1", Authorization: sas.Build(devKey, scope+"/registrations/dev-1", "registration", time.Now().Add(time.Hour))})
+	if !errors.Is(err, errDown) || errors.Is(err, port.ErrUnauthorized) {
 		t.Fatalf("err = %v: a store failure must stay a server fault", err)
 	}
 }
@@ -152,14 +153,14 @@ func BenchmarkRegisterSymmetric(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			svc, err := provisioning.New(provisioning.Config{Store: st, Attestors: map[string]provisioning.Attestor{enrollment.AttestationSymmetricKey: att}, Allocator: hashed.New(), Logger: slog.New(slog.DiscardHandler)})
+			svc, err := provisioning.New(provisioning.Config{Store: st, Attestors: map[string]port.Attestor{enrollment.AttestationSymmetricKey: att}, Allocator: hashed.New(), Logger: slog.New(slog.DiscardHandler)})
 			if err != nil {
 				b.Fatal(err)
 			}
 			hour := time.Now().Add(time.Hour)
-			req := func(i int) *provisioning.Request {
+			req := func(i int) *port.Request {
 				id := fmt.Sprintf("bench-%s-%d", mode, i)
-				return &provisioning.Request{IDScope: scope, RegistrationID: id, Authorization: sas.Build(sas.DeriveDeviceKey(devKey, id), scope+"/registrations/"+id, "registration", hour)}
+				return &port.Request{IDScope: scope, RegistrationID: id, Authorization: sas.Build(sas.DeriveDeviceKey(devKey, id), scope+"/registrations/"+id, "registration", hour)}
 			}
 			b.ReportAllocs()
 			if mode == "serial" {

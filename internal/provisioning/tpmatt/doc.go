@@ -9,10 +9,10 @@
 //     tpmEkCertificate, else the enrollment's endorsementKeyCertificate),
 //     carry an EK certificate that chains to EKRoots. The attestor draws a 32-byte
 //     HMAC key, stores it with a short expiry (ChallengeTTL) and answers a
-//     *provisioning.TPMChallenge with the activation blob.
+//     *port.TPMChallenge with the activation blob.
 //   - Round two: the same body plus a SAS whose sig is TPM2_HMAC with that
 //     key. The attestor verifies it in constant time against the stored
-//     keys and returns an Identity with a provisioning.TPMProof: the
+//     keys and returns an Identity with a port.TPMProof: the
 //     pipeline claims the key in the transaction that persists the
 //     registration, and answers a second blob (a fresh key) as
 //     registrationState.tpm.authenticationKey.
@@ -40,8 +40,8 @@
 //     who knows a device's public EK and SRK cannot grow the store, and
 //     cannot void the device's pending challenge with a single request.
 //   - Only enrolled EKs get a challenge; refusals are
-//     provisioning.ErrUnauthorized with a fixed reason (a malformed EK or
-//     SRK is provisioning.ErrInvalid); store failures are server faults.
+//     port.ErrUnauthorized with a fixed reason (a malformed EK or
+//     SRK is port.ErrInvalid); store failures are server faults.
 //   - The key of the assigned answer is not kept: zdps has no hub to hand
 //     it to (the device's hub credential is the issued certificate).
 package tpmatt

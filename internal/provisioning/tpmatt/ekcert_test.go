@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/attestation/tpm"
-	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/provisioning/tpmatt"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/testpki"
@@ -94,12 +94,12 @@ func TestEKCertificatePolicy(t *testing.T) {
 			if _, err := e.st.Enrollments.Put(context.Background(), en, store.Condition{}); err != nil {
 				t.Fatal(err)
 			}
-			_, err := e.svc.Register(context.Background(), &provisioning.Request{IDScope: scope, RegistrationID: d.regID, TPM: d.body(), Payload: tc.payload})
-			var ch *provisioning.TPMChallenge
+			_, err := e.svc.Register(context.Background(), &port.Request{IDScope: scope, RegistrationID: d.regID, TPM: d.body(), Payload: tc.payload})
+			var ch *port.TPMChallenge
 			switch gotChallenge := errors.As(err, &ch); {
 			case gotChallenge != tc.challenge:
 				t.Fatalf("Register = %v, challenge want %v", err, tc.challenge)
-			case !gotChallenge && !errors.Is(err, provisioning.ErrUnauthorized):
+			case !gotChallenge && !errors.Is(err, port.ErrUnauthorized):
 				t.Fatalf("Register = %v, want ErrUnauthorized", err)
 			}
 			if !tc.challenge && len(tc.cfg) == 0 && !strings.Contains(e.logs.String(), "--tpm-ek-roots") {

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/attestation/tpm"
-	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/provisioning/tpmatt"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/store/memory"
@@ -46,7 +46,7 @@ func FuzzAttest(f *testing.F) {
 		f.Fatal(err)
 	}
 	good := sas.Build(key, "sc%2Fregistrations%2Fdev", "registration", now.Add(time.Hour))
-	if _, err := a.Attest(ctx, &provisioning.Request{IDScope: "sc", RegistrationID: "dev", Authorization: good}); err != nil {
+	if _, err := a.Attest(ctx, &port.Request{IDScope: "sc", RegistrationID: "dev", Authorization: good}); err != nil {
 		f.Fatalf("the seed SAS is refused: %v", err)
 	}
 	f.Add(good, ek64, srk64)
@@ -55,18 +55,18 @@ func FuzzAttest(f *testing.F) {
 	f.Add("SharedAccessSignature sr=sc/registrations/dev&sig=AAAA&se=1900000000", ek64, "AAAA")
 	f.Add("SharedAccessSignature sr=%zz&sig=&se=-1", "!!", srk64)
 	f.Fuzz(func(t *testing.T, auth, ekB64, srkB64 string) {
-		req := &provisioning.Request{IDScope: "sc", RegistrationID: "dev", Authorization: auth}
+		req := &port.Request{IDScope: "sc", RegistrationID: "dev", Authorization: auth}
 		if ekB64 != "" || srkB64 != "" {
 			req.TPM = &enrollment.TPMAttestation{EndorsementKey: ekB64, StorageRootKey: srkB64}
 		}
 		id, err := a.Attest(ctx, req)
 		if err != nil {
-			if !errors.Is(err, provisioning.ErrUnauthorized) && !errors.Is(err, provisioning.ErrInvalid) {
+			if !errors.Is(err, port.ErrUnauthorized) && !errors.Is(err, port.ErrInvalid) {
 				t.Fatalf("error of no known kind: %v", err)
 			}
 			return
 		}
-		if _, isTPM := id.Evidence.(*provisioning.TPMProof); auth == "" || !isTPM || id.Enrollment == nil {
+		if _, isTPM := id.Evidence.(*port.TPMProof); auth == "" || !isTPM || id.Enrollment == nil {
 			t.Fatalf("identity without a SAS: %+v", id)
 		}
 		tok, perr := sas.Parse(auth)

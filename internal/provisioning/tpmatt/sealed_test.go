@@ -7,7 +7,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/provisioning/tpmatt"
 	"github.com/zdps/zdps/internal/sealed"
 	"github.com/zdps/zdps/internal/store"
@@ -54,7 +54,7 @@ func TestChallengeKeysSealedAtRest(t *testing.T) {
 		t.Fatal("a sealed challenge read without the KEK")
 	}
 
-	op, err := e.svc.Register(context.Background(), &provisioning.Request{IDScope: scope, RegistrationID: d.regID, TPM: d.body(), Authorization: d.sas(t, e.clock().Add(time.Hour))})
+	op, err := e.svc.Register(context.Background(), &port.Request{IDScope: scope, RegistrationID: d.regID, TPM: d.body(), Authorization: d.sas(t, e.clock().Add(time.Hour))})
 	if err != nil || op.Status != enrollment.RegistrationAssigned {
 		t.Fatalf("round two with a sealed challenge key: %+v, %v", op, err)
 	}

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/attestation/tpm"
-	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/sweep"
 	"github.com/zdps/zdps/pkg/dps"
@@ -119,10 +119,10 @@ type Config struct {
 	// EKCertificates finds the EK certificate of a device (DER), nil when
 	// it has none; EKCertificate (the payload's, else the enrollment's)
 	// when nil.
-	EKCertificates func(e *enrollment.IndividualEnrollment, req *provisioning.Request) []byte
+	EKCertificates func(e *enrollment.IndividualEnrollment, req *port.Request) []byte
 }
 
-// Attestor is the TPM provisioning.Attestor. It keeps no state of its own:
+// Attestor is the TPM port.Attestor. It keeps no state of its own:
 // challenges live in the store, so any replica verifies the second round.
 type Attestor struct {
 	cfg   Config
@@ -131,7 +131,7 @@ type Attestor struct {
 	randM sync.Mutex
 }
 
-var _ provisioning.Attestor = (*Attestor)(nil)
+var _ port.Attestor = (*Attestor)(nil)
 
 // New validates cfg and builds the attestor.
 func New(cfg Config) (*Attestor, error) {
@@ -161,13 +161,13 @@ func New(cfg Config) (*Attestor, error) {
 }
 
 func refuse(reason string) error {
-	return provisioning.Refuse(reason, fmt.Errorf("%w: %s", provisioning.ErrUnauthorized, reason))
+	return port.Refuse(reason, fmt.Errorf("%w: %s", port.ErrUnauthorized, reason))
 }
 
 // Attest runs either round: without Authorization it issues a challenge
-// (a *provisioning.TPMChallenge error), with one it verifies the SAS
+// (a *port.TPMChallenge error), with one it verifies the SAS
 // against the registration ID's challenges.
-func (a *Attestor) Attest(ctx context.Context, req *provisioning.Request) (*provisioning.Identity, error) {
+func (a *Attestor) Attest(ctx context.Context, req *port.Request) (*port.Identity, error) {
 	var ek, srk *tpm.Public
 	if req.TPM != nil && req.TPM.EndorsementKey != "" {
 		var err error
@@ -207,11 +207,11 @@ func (a *Attestor) Attest(ctx context.Context, req *provisioning.Request) (*prov
 func parseKey(b64 string, parse func([]byte) (*tpm.Public, error), field string) (*tpm.Public, error) {
 	raw, err := base64.StdEncoding.DecodeString(b64)
 	if err != nil {
-		return nil, provisioning.Refuse("tpm key is not base64", fmt.Errorf("%w: tpm.%s is not base64", provisioning.ErrInvalid, field))
+		return nil, port.Refuse("tpm key is not base64", fmt.Errorf("%w: tpm.%s is not base64", port.ErrInvalid, field))
 	}
 	p, err := parse(raw)
 	if err != nil {
-		return nil, provisioning.Refuse("tpm key refused", fmt.Errorf("%w: tpm.%s: %w", provisioning.ErrInvalid, field, err))
+		return nil, port.Refuse("tpm key refused", fmt.Errorf("%w: tpm.%s: %w", port.ErrInvalid, field, err))
 	}
 	return p, nil
 }
@@ -259,9 +259,9 @@ func (a *Attestor) blob(ek, srk *tpm.Public, key []byte) (string, error) {
 }
 
 // challenge issues a key for the first round and stores it.
-func (a *Attestor) challenge(ctx context.Context, req *provisioning.Request, e *enrollment.IndividualEnrollment, ek, srk *tpm.Public) error {
+func (a *Attestor) challenge(ctx context.Context, req *port.Request, e *enrollment.IndividualEnrollment, ek, srk *tpm.Public) error {
 	if srk == nil {
-		return provisioning.Refuse("tpm key refused", fmt.Errorf("%w: tpm.endorsementKey and tpm.storageRootKey are required", provisioning.ErrInvalid))
+		return port.Refuse("tpm key refused", fmt.Errorf("%w: tpm.endorsementKey and tpm.storageRootKey are required", port.ErrInvalid))
 	}
 	if err := a.checkEKCertificate(e, req, ek); err != nil {
 		return err
@@ -310,7 +310,7 @@ func (a *Attestor) challenge(ctx context.Context, req *provisioning.Request, e *
 	if err != nil {
 		return fmt.Errorf("tpmatt: store challenge: %w", err)
 	}
-	return provisioning.Refuse("TPM challenge issued", &provisioning.TPMChallenge{AuthenticationKey: blob})
+	return port.Refuse("TPM challenge issued", &port.TPMChallenge{AuthenticationKey: blob})
 }
 
 // usable: a pending key until it expires, a spent one for the poll window.
@@ -323,7 +323,7 @@ func (a *Attestor) usable(k ChallengeKey, now time.Time) bool {
 
 // verify checks the SAS of the second round (or of a poll) against the
 // registration ID's usable keys.
-func (a *Attestor) verify(ctx context.Context, req *provisioning.Request, e *enrollment.IndividualEnrollment, ek, srk *tpm.Public) (*provisioning.Identity, error) {
+func (a *Attestor) verify(ctx context.Context, req *port.Request, e *enrollment.IndividualEnrollment, ek, srk *tpm.Public) (*port.Identity, error) {
 	tok, err := sas.Parse(req.Authorization)
 	if err != nil {
 		return nil, refuse("malformed SAS token")
@@ -359,7 +359,7 @@ func (a *Attestor) verify(ctx context.Context, req *provisioning.Request, e *enr
 	if match == nil {
 		return nil, refuse("SAS signature does not match a usable TPM challenge")
 	}
-	proof := &provisioning.TPMProof{Spent: match.SpentAt != nil, ClaimFunc: a.claim(req.RegistrationID, match.ID)}
+	proof := &port.TPMProof{Spent: match.SpentAt != nil, ClaimFunc: a.claim(req.RegistrationID, match.ID)}
 	if srk != nil && !proof.Spent {
 		key, err := a.random(tpm.KeySize)
 		if err != nil {
@@ -370,7 +370,7 @@ func (a *Attestor) verify(ctx context.Context, req *provisioning.Request, e *enr
 			return nil, err
 		}
 	}
-	return &provisioning.Identity{
+	return &port.Identity{
 		Type:           enrollment.AttestationTPM,
 		RegistrationID: req.RegistrationID,
 		Enrollment:     e,
@@ -409,14 +409,14 @@ func (a *Attestor) claim(regID, id string) func(ctx context.Context, tx store.Tx
 
 // checkEKCertificate refuses a device whose EK certificate does not chain
 // to the manufacturer roots, when one is required or supplied.
-func (a *Attestor) checkEKCertificate(e *enrollment.IndividualEnrollment, req *provisioning.Request, ek *tpm.Public) error {
+func (a *Attestor) checkEKCertificate(e *enrollment.IndividualEnrollment, req *port.Request, ek *tpm.Public) error {
 	required := a.cfg.EKRequired || (e.Attestation != nil && e.Attestation.TPM != nil && e.Attestation.TPM.RequireEndorsementKeyCertificate)
 	der := a.cfg.EKCertificates(e, req)
 	switch {
 	case !required && (der == nil || a.cfg.EKRoots == nil):
 		return nil // nothing to check, or nothing to check it against
 	case a.cfg.EKRoots == nil:
-		return provisioning.Refuse("EK certificate required and no manufacturer roots configured (zdps serve --tpm-ek-roots)", fmt.Errorf("%w: the enrollment requires an EK certificate and zdps has no TPM manufacturer roots (zdps serve --tpm-ek-roots)", provisioning.ErrUnauthorized))
+		return port.Refuse("EK certificate required and no manufacturer roots configured (zdps serve --tpm-ek-roots)", fmt.Errorf("%w: the enrollment requires an EK certificate and zdps has no TPM manufacturer roots (zdps serve --tpm-ek-roots)", port.ErrUnauthorized))
 	}
 	if err := tpm.VerifyEKCertificate(der, ek, tpm.EKVerifyOptions{Roots: a.cfg.EKRoots, Intermediates: a.cfg.EKIntermediates, Now: a.cfg.Now()}); err != nil {
 		return refuse("EK certificate refused")
@@ -455,7 +455,7 @@ func (a *Attestor) CheckEnrollment(e *enrollment.IndividualEnrollment) error {
 // EKCertificate is the default EKCertificates: the device's own, from the
 // registration payload (FromPayload), else the one its enrollment
 // recorded, else nil.
-func EKCertificate(e *enrollment.IndividualEnrollment, req *provisioning.Request) []byte {
+func EKCertificate(e *enrollment.IndividualEnrollment, req *port.Request) []byte {
 	if der := FromPayload(e, req); der != nil {
 		return der
 	}
@@ -473,7 +473,7 @@ func EKCertificate(e *enrollment.IndividualEnrollment, req *provisioning.Request
 // the registration payload's "tpmEkCertificate" (base64), the way a device
 // (for example the Go SDK with Config.TPMEKCertificate) sends it. The
 // default, EKCertificate, falls back to the enrollment's.
-func FromPayload(_ *enrollment.IndividualEnrollment, req *provisioning.Request) []byte {
+func FromPayload(_ *enrollment.IndividualEnrollment, req *port.Request) []byte {
 	return tpm.EKCertificateFromPayload(req.Payload)
 }
 

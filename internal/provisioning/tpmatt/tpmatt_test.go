@@ -19,6 +19,7 @@ import (
 	"github.com/zdps/zdps/allocation/hashed"
 	"github.com/zdps/zdps/attestation/tpm"
 	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/provisioning/tpmatt"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/testbackend"
@@ -74,7 +75,7 @@ func newEnv(t *testing.T, tweak ...func(*tpmatt.Config)) *env {
 	e.att = a
 	e.svc, err = provisioning.New(provisioning.Config{
 		Store:     e.st,
-		Attestors: map[string]provisioning.Attestor{enrollment.AttestationTPM: a},
+		Attestors: map[string]port.Attestor{enrollment.AttestationTPM: a},
 		Allocator: hashed.New(),
 		Logger:    slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
 		Now:       e.clock,
@@ -136,9 +137,9 @@ func (d *dev) sas(t *testing.T, expiry time.Time) string {
 // challenge runs round one and activates the blob in the TPM.
 func (e *env) challenge(t *testing.T, d *dev) string {
 	t.Helper()
-	_, err := e.svc.Register(context.Background(), &provisioning.Request{IDScope: scope, RegistrationID: d.regID, TPM: d.body()})
-	var ch *provisioning.TPMChallenge
-	if !errors.As(err, &ch) || !errors.Is(err, provisioning.ErrUnauthorized) {
+	_, err := e.svc.Register(context.Background(), &port.Request{IDScope: scope, RegistrationID: d.regID, TPM: d.body()})
+	var ch *port.TPMChallenge
+	if !errors.As(err, &ch) || !errors.Is(err, port.ErrUnauthorized) {
 		t.Fatalf("round one = %v, want a TPM challenge", err)
 	}
 	blob, err := base64.StdEncoding.DecodeString(ch.AuthenticationKey)
@@ -159,7 +160,7 @@ func TestTwoRoundRegistration(t *testing.T) {
 	blob1 := e.challenge(t, d)
 	auth := d.sas(t, e.clock().Add(time.Hour))
 
-	req := &provisioning.Request{IDScope: scope, RegistrationID: d.regID, TPM: d.body(), Authorization: auth}
+	req := &port.Request{IDScope: scope, RegistrationID: d.regID, TPM: d.body(), Authorization: auth}
 	op, err := e.svc.Register(ctx, req)
 	if err != nil {
 		t.Fatalf("round two: %v", err)
@@ -173,7 +174,7 @@ func TestTwoRoundRegistration(t *testing.T) {
 	}
 
 	// The SDKs poll with the SAS of round two and no body.
-	poll := &provisioning.Request{IDScope: scope, RegistrationID: d.regID, Authorization: auth}
+	poll := &port.Request{IDScope: scope, RegistrationID: d.regID, Authorization: auth}
 	got, err := e.svc.OperationStatus(ctx, poll, op.OperationID)
 	if err != nil || got.TPMAuthenticationKey != op.TPMAuthenticationKey {
 		t.Fatalf("poll = %v, %v", got, err)
@@ -183,14 +184,14 @@ func TestTwoRoundRegistration(t *testing.T) {
 	}
 
 	// Replaying round two is refused, with or without the tpm body.
-	for _, r := range []*provisioning.Request{req, poll} {
-		if _, err := e.svc.Register(ctx, r); !errors.Is(err, provisioning.ErrUnauthorized) {
+	for _, r := range []*port.Request{req, poll} {
+		if _, err := e.svc.Register(ctx, r); !errors.Is(err, port.ErrUnauthorized) {
 			t.Fatalf("replayed register = %v, want ErrUnauthorized", err)
 		}
 	}
 	// After the poll window the SAS opens nothing.
 	e.advance(tpmatt.DefaultPollWindow + time.Second)
-	if _, err := e.svc.OperationStatus(ctx, poll, op.OperationID); !errors.Is(err, provisioning.ErrUnauthorized) {
+	if _, err := e.svc.OperationStatus(ctx, poll, op.OperationID); !errors.Is(err, port.ErrUnauthorized) {
 		t.Fatalf("late poll = %v, want ErrUnauthorized", err)
 	}
 
@@ -219,7 +220,7 @@ func TestSecondRoundRace(t *testing.T) {
 	errs := make([]error, 4)
 	for i := range errs {
 		wg.Go(func() {
-			_, errs[i] = e.svc.Register(context.Background(), &provisioning.Request{IDScope: scope, RegistrationID: d.regID, TPM: d.body(), Authorization: auth})
+			_, errs[i] = e.svc.Register(context.Background(), &port.Request{IDScope: scope, RegistrationID: d.regID, TPM: d.body(), Authorization: auth})
 		})
 	}
 	wg.Wait()
@@ -228,7 +229,7 @@ func TestSecondRoundRace(t *testing.T) {
 		switch {
 		case err == nil:
 			ok++
-		case !errors.Is(err, provisioning.ErrUnauthorized):
+		case !errors.Is(err, port.ErrUnauthorized):
 			t.Errorf("unexpected error %v", err)
 		}
 	}
@@ -246,32 +247,32 @@ func TestRefusals(t *testing.T) {
 
 	t.Run("wrong EK", func(t *testing.T) {
 		e.enroll(t, d.regID, otherEK, "")
-		_, err := e.svc.Register(ctx, &provisioning.Request{IDScope: scope, RegistrationID: d.regID, TPM: d.body()})
-		var ch *provisioning.TPMChallenge
-		if !errors.Is(err, provisioning.ErrUnauthorized) || errors.As(err, &ch) {
+		_, err := e.svc.Register(ctx, &port.Request{IDScope: scope, RegistrationID: d.regID, TPM: d.body()})
+		var ch *port.TPMChallenge
+		if !errors.Is(err, port.ErrUnauthorized) || errors.As(err, &ch) {
 			t.Fatalf("Register = %v, want a refusal without challenge", err)
 		}
 	})
 	e.enroll(t, d.regID, d.tpm.EndorsementKey(), "")
 	t.Run("no enrollment", func(t *testing.T) {
-		_, err := e.svc.Register(ctx, &provisioning.Request{IDScope: scope, RegistrationID: "nobody", TPM: d.body()})
-		if !errors.Is(err, provisioning.ErrUnauthorized) {
+		_, err := e.svc.Register(ctx, &port.Request{IDScope: scope, RegistrationID: "nobody", TPM: d.body()})
+		if !errors.Is(err, port.ErrUnauthorized) {
 			t.Fatalf("Register = %v", err)
 		}
 	})
 	t.Run("malformed EK", func(t *testing.T) {
 		b := d.body()
 		b.EndorsementKey = base64.StdEncoding.EncodeToString([]byte{0, 4, 1, 2, 3, 4})
-		_, err := e.svc.Register(ctx, &provisioning.Request{IDScope: scope, RegistrationID: d.regID, TPM: b})
-		if !errors.Is(err, provisioning.ErrInvalid) {
+		_, err := e.svc.Register(ctx, &port.Request{IDScope: scope, RegistrationID: d.regID, TPM: b})
+		if !errors.Is(err, port.ErrInvalid) {
 			t.Fatalf("Register = %v, want ErrInvalid", err)
 		}
 	})
 	t.Run("SRK that is not a storage key", func(t *testing.T) {
 		b := d.body()
 		b.StorageRootKey = base64.StdEncoding.EncodeToString(tpm.MarshalRSAPublic(&k.PublicKey, tpm.SRKAttributes|tpm.AttrSign, nil))
-		_, err := e.svc.Register(ctx, &provisioning.Request{IDScope: scope, RegistrationID: d.regID, TPM: b})
-		if !errors.Is(err, provisioning.ErrInvalid) {
+		_, err := e.svc.Register(ctx, &port.Request{IDScope: scope, RegistrationID: d.regID, TPM: b})
+		if !errors.Is(err, port.ErrInvalid) {
 			t.Fatalf("Register = %v, want ErrInvalid", err)
 		}
 	})
@@ -291,8 +292,8 @@ func TestRefusals(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := e.svc.Register(ctx, &provisioning.Request{IDScope: scope, RegistrationID: d.regID, TPM: d.body(), Authorization: tc.auth()})
-			if !errors.Is(err, provisioning.ErrUnauthorized) {
+			_, err := e.svc.Register(ctx, &port.Request{IDScope: scope, RegistrationID: d.regID, TPM: d.body(), Authorization: tc.auth()})
+			if !errors.Is(err, port.ErrUnauthorized) {
 				t.Fatalf("Register = %v, want ErrUnauthorized", err)
 			}
 		})
@@ -300,15 +301,15 @@ func TestRefusals(t *testing.T) {
 	t.Run("challenge expired", func(t *testing.T) {
 		auth := d.sas(t, e.clock().Add(time.Hour))
 		e.advance(tpmatt.DefaultChallengeTTL + time.Second)
-		_, err := e.svc.Register(ctx, &provisioning.Request{IDScope: scope, RegistrationID: d.regID, TPM: d.body(), Authorization: auth})
-		if !errors.Is(err, provisioning.ErrUnauthorized) {
+		_, err := e.svc.Register(ctx, &port.Request{IDScope: scope, RegistrationID: d.regID, TPM: d.body(), Authorization: auth})
+		if !errors.Is(err, port.ErrUnauthorized) {
 			t.Fatalf("Register = %v, want ErrUnauthorized", err)
 		}
 	})
 	t.Run("disabled enrollment", func(t *testing.T) {
 		e.enroll(t, d.regID, d.tpm.EndorsementKey(), enrollment.StatusDisabled)
 		e.challenge(t, d)
-		op, err := e.svc.Register(ctx, &provisioning.Request{IDScope: scope, RegistrationID: d.regID, TPM: d.body(), Authorization: d.sas(t, e.clock().Add(time.Hour))})
+		op, err := e.svc.Register(ctx, &port.Request{IDScope: scope, RegistrationID: d.regID, TPM: d.body(), Authorization: d.sas(t, e.clock().Add(time.Hour))})
 		if err != nil || op.Status != enrollment.RegistrationDisabled {
 			t.Fatalf("Register = %+v, %v, want disabled", op, err)
 		}
@@ -322,8 +323,8 @@ func TestPendingBounded(t *testing.T) {
 	d := newDev(t)
 	e.enroll(t, d.regID, d.tpm.EndorsementKey(), "")
 	for range 10 {
-		_, err := e.svc.Register(context.Background(), &provisioning.Request{IDScope: scope, RegistrationID: d.regID, TPM: d.body()})
-		if !errors.Is(err, provisioning.ErrUnauthorized) {
+		_, err := e.svc.Register(context.Background(), &port.Request{IDScope: scope, RegistrationID: d.regID, TPM: d.body()})
+		if !errors.Is(err, port.ErrUnauthorized) {
 			t.Fatal(err)
 		}
 	}

@@ -7,7 +7,7 @@ import (
 
 	"github.com/zdps/zdps/attestation/dice"
 	x509v "github.com/zdps/zdps/attestation/x509"
-	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/pkg/dps"
 	"github.com/zdps/zdps/pkg/enrollment"
 	"github.com/zdps/zdps/pkg/enrollment/firmware"
@@ -61,7 +61,7 @@ func applyDICE(res *x509v.Result, ev *evidence) {
 //   - when the measurements change (a firmware update), the pipeline logs
 //     an audit event with the old and the new measurements.
 type evidence struct {
-	provisioning.NoEvidence
+	port.NoEvidence
 	leaf, signing *x509.Certificate
 	dice          *firmware.DICEState
 	violation     string
@@ -72,27 +72,27 @@ type evidence struct {
 // The violation quotes measurements from the verified chain: digests,
 // numbers, and vendor strings quoted and shortened by firmware.Quote,
 // safe for a log line.
-func (e *evidence) Verdict() *provisioning.Verdict {
+func (e *evidence) Verdict() *port.Verdict {
 	if e.violation == "" {
 		return nil
 	}
 	reason := "firmware policy"
 	if e.rollback {
-		reason = provisioning.ReasonFirmwareRollback
+		reason = port.ReasonFirmwareRollback
 	}
-	return &provisioning.Verdict{Code: dps.CodeFirmwarePolicy, Message: e.violation, Reason: reason,
+	return &port.Verdict{Code: dps.CodeFirmwarePolicy, Message: e.violation, Reason: reason,
 		Attrs: []any{"firmware_violation", e.violation, "measurements", e.dice.Summary()}}
 }
 
 // Record keeps the certificate summary and the DICE state.
 func (e *evidence) Record(rec, cur *enrollment.Registration) error {
-	rec.X509 = provisioning.X509Summary(e.leaf, e.signing)
+	rec.X509 = port.X509Summary(e.leaf, e.signing)
 	rec.DICE = nil
 	if e.dice == nil {
 		return nil
 	}
 	if cur != nil && cur.DICE != nil && cur.DICE.DeviceIDKey != "" && cur.DICE.DeviceIDKey != e.dice.DeviceIDKey {
-		return provisioning.Refuse("DICE DeviceID key differs from the registration's", fmt.Errorf("%w: the DICE DeviceID key is not the one this registration ID was provisioned with", provisioning.ErrUnauthorized))
+		return port.Refuse("DICE DeviceID key differs from the registration's", fmt.Errorf("%w: the DICE DeviceID key is not the one this registration ID was provisioned with", port.ErrUnauthorized))
 	}
 	rec.DICE = e.dice.Clone()
 	return nil

@@ -19,6 +19,7 @@ import (
 	"github.com/zdps/zdps/attestation/dice/dicesim"
 	x509v "github.com/zdps/zdps/attestation/x509"
 	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/provisioning/x509att"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/testbackend"
@@ -68,7 +69,7 @@ func newDICEEnv(t *testing.T) *diceEnv {
 	}
 	e.svc, err = provisioning.New(provisioning.Config{
 		Store:     e.st,
-		Attestors: map[string]provisioning.Attestor{enrollment.AttestationX509: att},
+		Attestors: map[string]port.Attestor{enrollment.AttestationX509: att},
 		Allocator: hashed.New(),
 		Logger:    slog.New(slog.NewJSONHandler(e.logs, nil)),
 	})
@@ -134,10 +135,10 @@ func TestDICEVectors(t *testing.T) {
 			if chain[0].Subject.CommonName != regID {
 				t.Fatalf("vector leaf CN %q, want %q", chain[0].Subject.CommonName, regID)
 			}
-			op, err := e.svc.Register(ctx, &provisioning.Request{RegistrationID: regID, ClientCertificates: chain})
+			op, err := e.svc.Register(ctx, &port.Request{RegistrationID: regID, ClientCertificates: chain})
 			switch v.Outcome {
 			case "unauthorized":
-				if !errors.Is(err, provisioning.ErrUnauthorized) || !errors.Is(err, x509v.ErrChain) {
+				if !errors.Is(err, port.ErrUnauthorized) || !errors.Is(err, x509v.ErrChain) {
 					t.Fatalf("want unauthorized (chain), got %v, %+v", err, op)
 				}
 				if _, err := e.st.Registrations.Get(ctx, regID); !errors.Is(err, store.ErrNotFound) {
@@ -227,7 +228,7 @@ func TestDICEDeviceIDPinned(t *testing.T) {
 		return []*x509.Certificate{c.Alias.Cert, c.DeviceID.Cert}
 	}
 	register := func(chain []*x509.Certificate) (*enrollment.Operation, error) {
-		return e.svc.Register(ctx, &provisioning.Request{RegistrationID: "pinned", ClientCertificates: chain})
+		return e.svc.Register(ctx, &port.Request{RegistrationID: "pinned", ClientCertificates: chain})
 	}
 	if op, err := register(device(1)); err != nil || op.Status != enrollment.RegistrationAssigned {
 		t.Fatalf("first device: %+v %v", op, err)
@@ -236,7 +237,7 @@ func TestDICEDeviceIDPinned(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := register(device(2)); !errors.Is(err, provisioning.ErrUnauthorized) {
+	if _, err := register(device(2)); !errors.Is(err, port.ErrUnauthorized) {
 		t.Fatalf("another DeviceID: %v, want unauthorized", err)
 	}
 	after, err := e.st.Registrations.Get(ctx, "pinned")

@@ -8,7 +8,7 @@
 // handshake proved possession of the leaf's key). Every refusal of the
 // verifier (CN other than the registration ID, unknown or unverified CA,
 // expired or not yet valid certificate, key usage, a chain that does not
-// verify, no matching enrollment) becomes provisioning.ErrUnauthorized,
+// verify, no matching enrollment) becomes port.ErrUnauthorized,
 // keeping the verifier's sentinel in the chain; a lookup failure stays a
 // server fault. Nothing here logs.
 package x509att
@@ -20,7 +20,7 @@ import (
 	"fmt"
 
 	x509v "github.com/zdps/zdps/attestation/x509"
-	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
 )
@@ -30,10 +30,10 @@ type Verifier interface {
 	Verify(ctx context.Context, registrationID string, chain []*x509.Certificate) (*x509v.Result, error)
 }
 
-// Attestor is the X.509 provisioning.Attestor.
+// Attestor is the X.509 port.Attestor.
 type Attestor struct{ v Verifier }
 
-var _ provisioning.Attestor = (*Attestor)(nil)
+var _ port.Attestor = (*Attestor)(nil)
 
 // New wraps v.
 func New(v Verifier) (*Attestor, error) {
@@ -45,36 +45,31 @@ func New(v Verifier) (*Attestor, error) {
 
 // refusals are the verifier's sentinels for device input, with the fixed
 // reason the pipeline logs for each.
-var refusals = []struct {
-	err    error
-	reason string
-}{
-	{x509v.ErrCNMismatch, "CN does not match registrationId"},
-	{x509v.ErrCANotVerified, "CA not verified"},
-	{x509v.ErrExpired, "certificate expired or not yet valid"},
-	{x509v.ErrKeyUsage, "certificate key usage does not allow client authentication"},
-	{x509v.ErrChain, "chain does not verify to the enrollment's certificate"},
-	{x509v.ErrMalformed, "malformed certificate chain"},
-	{x509v.ErrUnauthorized, "no enrollment admits the certificate"},
+var refusals = []port.Sentinel{
+	{Err: x509v.ErrCNMismatch, Reason: "CN does not match registrationId"},
+	{Err: x509v.ErrCANotVerified, Reason: "CA not verified"},
+	{Err: x509v.ErrExpired, Reason: "certificate expired or not yet valid"},
+	{Err: x509v.ErrKeyUsage, Reason: "certificate key usage does not allow client authentication"},
+	{Err: x509v.ErrChain, Reason: "chain does not verify to the enrollment's certificate"},
+	{Err: x509v.ErrMalformed, Reason: "malformed certificate chain"},
+	{Err: x509v.ErrUnauthorized, Reason: "no enrollment admits the certificate"},
 }
 
 // Attest verifies the request's TLS client chain for its registration ID.
-func (a *Attestor) Attest(ctx context.Context, req *provisioning.Request) (*provisioning.Identity, error) {
+func (a *Attestor) Attest(ctx context.Context, req *port.Request) (*port.Identity, error) {
 	res, err := a.v.Verify(ctx, req.RegistrationID, req.ClientCertificates)
 	if err != nil {
-		for _, r := range refusals {
-			if errors.Is(err, r.err) {
-				return nil, provisioning.Refuse(r.reason, fmt.Errorf("%w: %w", provisioning.ErrUnauthorized, err))
-			}
+		if refusal, ok := port.RefuseAs(err, port.ErrUnauthorized, refusals); ok {
+			return nil, refusal
 		}
 		return nil, err
 	}
 	if res == nil || (res.Enrollment == nil && res.Group == nil) {
-		return nil, provisioning.Refuse("no enrollment admits the certificate", fmt.Errorf("%w: no enrollment", provisioning.ErrUnauthorized))
+		return nil, port.Refuse("no enrollment admits the certificate", fmt.Errorf("%w: no enrollment", port.ErrUnauthorized))
 	}
 	ev := &evidence{leaf: res.Leaf, signing: res.Anchor}
 	applyDICE(res, ev) // dice.go
-	return &provisioning.Identity{
+	return &port.Identity{
 		Type:           enrollment.AttestationX509,
 		RegistrationID: req.RegistrationID,
 		Enrollment:     res.Enrollment,

@@ -14,6 +14,7 @@ import (
 	"github.com/zdps/zdps/allocation/hashed"
 	x509v "github.com/zdps/zdps/attestation/x509"
 	"github.com/zdps/zdps/internal/provisioning"
+	"github.com/zdps/zdps/internal/provisioning/port"
 	"github.com/zdps/zdps/internal/provisioning/x509att"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/pkg/enrollment"
@@ -66,7 +67,7 @@ func TestRegister(t *testing.T) {
 	}
 	svc, err := provisioning.New(provisioning.Config{
 		Store:     st,
-		Attestors: map[string]provisioning.Attestor{enrollment.AttestationX509: att},
+		Attestors: map[string]port.Attestor{enrollment.AttestationX509: att},
 		Allocator: hashed.New(),
 		Logger:    slog.New(slog.DiscardHandler),
 	})
@@ -95,15 +96,15 @@ func TestRegister(t *testing.T) {
 		{name: "disabled individual matching the leaf, under an enabled group", regID: "dev-dis-ind", chain: chain(disabledLeaf, inter), wantStatus: enrollment.RegistrationDisabled},
 		{name: "disabled individual, device proves the enabled group", regID: "dev-dis-other", chain: chain(testpki.Issue(t, "dev-dis-other", false, inter), inter), wantStatus: enrollment.RegistrationDisabled},
 		{name: "disabled group", regID: "dev-dg", chain: chain(testpki.Issue(t, "dev-dg", false, disabledRoot)), wantStatus: enrollment.RegistrationDisabled},
-		{name: "unverified CA", regID: "dev-unv", chain: chain(testpki.Issue(t, "dev-unv", false, unverified)), wantErr: []error{provisioning.ErrUnauthorized, x509v.ErrCANotVerified}},
-		{name: "unknown CA", regID: "dev-unk", chain: chain(testpki.Issue(t, "dev-unk", false, stranger)), wantErr: []error{provisioning.ErrUnauthorized, x509v.ErrUnauthorized}},
-		{name: "CN is not the registration ID", regID: "dev-x", chain: chain(testpki.Issue(t, "dev-y", false, inter), inter), wantErr: []error{provisioning.ErrUnauthorized, x509v.ErrCNMismatch}},
-		{name: "expired leaf", regID: "dev-old", chain: chain(testpki.Issue(t, "dev-old", false, inter, func(c *x509.Certificate) { c.NotAfter = time.Now().Add(-time.Minute) }), inter), wantErr: []error{provisioning.ErrUnauthorized, x509v.ErrExpired}},
-		{name: "no certificate and no key", regID: "dev-none", wantErr: []error{provisioning.ErrUnauthorized}},
+		{name: "unverified CA", regID: "dev-unv", chain: chain(testpki.Issue(t, "dev-unv", false, unverified)), wantErr: []error{port.ErrUnauthorized, x509v.ErrCANotVerified}},
+		{name: "unknown CA", regID: "dev-unk", chain: chain(testpki.Issue(t, "dev-unk", false, stranger)), wantErr: []error{port.ErrUnauthorized, x509v.ErrUnauthorized}},
+		{name: "CN is not the registration ID", regID: "dev-x", chain: chain(testpki.Issue(t, "dev-y", false, inter), inter), wantErr: []error{port.ErrUnauthorized, x509v.ErrCNMismatch}},
+		{name: "expired leaf", regID: "dev-old", chain: chain(testpki.Issue(t, "dev-old", false, inter, func(c *x509.Certificate) { c.NotAfter = time.Now().Add(-time.Minute) }), inter), wantErr: []error{port.ErrUnauthorized, x509v.ErrExpired}},
+		{name: "no certificate and no key", regID: "dev-none", wantErr: []error{port.ErrUnauthorized}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			op, err := svc.Register(ctx, &provisioning.Request{IDScope: "0ne00000001", RegistrationID: tc.regID, ClientCertificates: tc.chain})
+			op, err := svc.Register(ctx, &port.Request{IDScope: "0ne00000001", RegistrationID: tc.regID, ClientCertificates: tc.chain})
 			if len(tc.wantErr) > 0 {
 				for _, w := range tc.wantErr {
 					if !errors.Is(err, w) {
@@ -146,7 +147,7 @@ func TestRegister(t *testing.T) {
 	// The index follows the group: once g-root no longer names the root,
 	// its devices are refused.
 	put(t, st.Groups, &enrollment.EnrollmentGroup{EnrollmentGroupID: "g-root", Spec: enrollment.Spec{Attestation: x(&enrollment.X509Attestation{SigningCertificates: x509Certs(stranger)})}})
-	_, err = svc.Register(ctx, &provisioning.Request{RegistrationID: "dev-g2", ClientCertificates: chain(testpki.Issue(t, "dev-g2", false, inter), inter)})
+	_, err = svc.Register(ctx, &port.Request{RegistrationID: "dev-g2", ClientCertificates: chain(testpki.Issue(t, "dev-g2", false, inter), inter)})
 	if !errors.Is(err, x509v.ErrUnauthorized) {
 		t.Fatalf("after the group changed its root: err = %v, want unauthorized", err)
 	}
@@ -163,8 +164,8 @@ func TestLookupFailureIsAServerFault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, err = a.Attest(context.Background(), &provisioning.Request{RegistrationID: "d"})
-	if err == nil || errors.Is(err, provisioning.ErrUnauthorized) {
+	_, err = a.Attest(context.Background(), &port.Request{RegistrationID: "d"})
+	if err == nil || errors.Is(err, port.ErrUnauthorized) {
 		t.Fatalf("err = %v, want a server fault", err)
 	}
 	if _, err := x509att.New(nil); err == nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/zdps/zdps/cmd/zdps/internal/storespec"
 	"github.com/zdps/zdps/internal/audit"
 	"github.com/zdps/zdps/internal/ca"
+	"github.com/zdps/zdps/internal/ca/rotation"
 	"github.com/zdps/zdps/internal/revocation"
 	"github.com/zdps/zdps/internal/store"
 	"github.com/zdps/zdps/internal/store/bolt"
@@ -106,7 +107,7 @@ func caRotate(ctx context.Context, cfg rotateConfig, out io.Writer) error {
 		actor += " (" + u + ")"
 	}
 	// Runs in the rotation's own transaction.
-	audited := func(ctx context.Context, tx store.Tx, steps []ca.Step) error {
+	audited := func(ctx context.Context, tx store.Tx, steps []rotation.Step) error {
 		// The published CRL is the outgoing intermediate's: re-sign.
 		if err := revocation.InvalidateCRLTx(ctx, tx); err != nil {
 			return err
@@ -130,7 +131,7 @@ func caRotate(ctx context.Context, cfg rotateConfig, out io.Writer) error {
 		return caRotateRoot(ctx, cfg, caCfg, spec, audited, out)
 	}
 	if cfg.CSROut != "" {
-		csr, err := ca.PrepareRotation(ctx, caCfg)
+		csr, err := rotation.PrepareRotation(ctx, caCfg)
 		if err != nil {
 			return rotateError(err, spec)
 		}
@@ -152,7 +153,7 @@ func caRotate(ctx context.Context, cfg rotateConfig, out io.Writer) error {
 		}
 		next = certs[0]
 	}
-	r, err := ca.Rotate(ctx, caCfg, ca.RotateOptions{Overlap: cfg.Overlap, Intermediate: next, Audit: audited})
+	r, err := rotation.Rotate(ctx, caCfg, rotation.RotateOptions{Overlap: cfg.Overlap, Intermediate: next, Audit: audited})
 	if err != nil {
 		return rotateError(err, spec)
 	}
@@ -166,14 +167,14 @@ func caRotate(ctx context.Context, cfg rotateConfig, out io.Writer) error {
 
 // caRotateRoot is zdps ca rotate --root.
 func caRotateRoot(ctx context.Context, cfg rotateConfig, caCfg ca.Config, spec storespec.Spec,
-	audited func(context.Context, store.Tx, []ca.Step) error, out io.Writer) error {
+	audited func(context.Context, store.Tx, []rotation.Step) error, out io.Writer) error {
 	rootFile, err := createOfflineRoot(cfg.OfflineRoot, cfg.DataDir)
 	if err != nil {
 		return err
 	}
 	defer rootFile.discard()
 	caCfg.OfflineRoot = rootFile != nil
-	r, err := ca.RotateRoot(ctx, caCfg, ca.RotateOptions{Overlap: cfg.Overlap, Audit: audited})
+	r, err := rotation.RotateRoot(ctx, caCfg, rotation.RotateOptions{Overlap: cfg.Overlap, Audit: audited})
 	if err != nil {
 		return rotateError(err, spec)
 	}

@@ -1,6 +1,9 @@
-package provisioning
+package port
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Refusal carries a fixed, human-readable reason for refusing a request,
 // for the server log only (the device sees a generic answer). The reason
@@ -30,4 +33,23 @@ func ReasonOf(err error) string {
 		return r.Reason
 	}
 	return ""
+}
+
+// Sentinel pairs a verifier's sentinel error with the fixed reason an
+// adapter's refusal wrapping it is logged with.
+type Sentinel struct {
+	Err    error
+	Reason string
+}
+
+// RefuseAs is err refused as kind (ErrUnauthorized or ErrInvalid, maybe
+// wrapped with a word of context) with the reason of the first of
+// sentinels that err wraps; ok is false when it wraps none of them.
+func RefuseAs(err, kind error, sentinels []Sentinel) (refusal error, ok bool) {
+	for _, s := range sentinels {
+		if errors.Is(err, s.Err) {
+			return Refuse(s.Reason, fmt.Errorf("%w: %w", kind, err)), true
+		}
+	}
+	return nil, false
 }

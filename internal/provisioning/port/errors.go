@@ -1,11 +1,11 @@
-package provisioning
+package port
 
 import "errors"
 
 // Sentinel errors of the pipeline. Every error Register, OperationStatus
 // and Status return wraps one of them, or is a server fault (a store or
 // issuer failure, a cancelled context). The transport maps them in one
-// place (internal/deviceapi).
+// place (internal/devicewire).
 var (
 	// ErrUnauthorized: the device did not prove its identity, or proved an
 	// identity that no enrollment admits. Nothing is stored.
@@ -18,7 +18,7 @@ var (
 	// valid, a CSR that is malformed, weak or names another subject).
 	// Nothing is stored.
 	ErrInvalid = errors.New("provisioning: invalid request")
-	// ErrThrottled: a rate limit was hit (a *ThrottledError of
+	// ErrThrottled: a rate limit was hit (a *limits.ThrottledError of
 	// Config.Limits, or another registration of the device is still
 	// assigning); the transport answers 429 with Retry-After. Nothing is
 	// stored.

@@ -1,4 +1,4 @@
-package provisioning
+package port
 
 import (
 	"context"
@@ -114,6 +114,10 @@ type Verdict struct {
 	Attrs  []any
 }
 
+// ReasonFirmwareRollback is the Verdict reason of a DICE device whose
+// firmware SVN is below its policy's minimum.
+const ReasonFirmwareRollback = "firmware rollback"
+
 // NoEvidence is the Evidence of a mechanism that learned nothing more;
 // mechanisms embed it.
 type NoEvidence struct{}
@@ -124,14 +128,6 @@ func (NoEvidence) RenewalOf() string                              { return "" }
 func (NoEvidence) Claim(context.Context, store.Tx) error          { return nil }
 func (NoEvidence) Record(rec, cur *enrollment.Registration) error { return nil }
 func (NoEvidence) Answer(*enrollment.Operation)                   {}
-
-// evidence is id's Evidence, NoEvidence when it has none.
-func (id *Identity) evidence() Evidence {
-	if id.Evidence == nil {
-		return NoEvidence{}
-	}
-	return id.Evidence
-}
 
 // X509Summary is what a record keeps of an X.509 attestation: the
 // presented leaf and, when the chain was verified to one, the signing

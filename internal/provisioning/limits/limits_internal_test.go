@@ -1,4 +1,4 @@
-package provisioning
+package limits
 
 import (
 	"strconv"
@@ -6,7 +6,6 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/internal/throttle"
-	"github.com/zdps/zdps/pkg/enrollment"
 )
 
 // BenchmarkThrottleRegistration is what the register limits add to one
@@ -24,8 +23,7 @@ func BenchmarkThrottleRegistration(b *testing.B) {
 		{"flood", 1, throttle.Rate{Count: 10, Per: time.Minute}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			s := &Service{lim: newLimiters(Limits{Register: bc.device, GroupRegister: huge, InstanceRegister: huge}), now: time.Now}
-			t := &target{group: &enrollment.EnrollmentGroup{EnrollmentGroupID: "fleet"}}
+			s := New(Limits{Register: bc.device, GroupRegister: huge, InstanceRegister: huge})
 			ids := make([]string, bc.devices)
 			for i := range ids {
 				ids[i] = "device-" + strconv.Itoa(i)
@@ -33,7 +31,7 @@ func BenchmarkThrottleRegistration(b *testing.B) {
 			b.ReportAllocs()
 			start, n := time.Now(), 0
 			for b.Loop() {
-				_ = s.checkRegister(ids[n%len(ids)], t)
+				_ = s.Register(ids[n%len(ids)], "fleet", time.Now())
 				n++
 			}
 			b.ReportMetric(float64(time.Since(start).Nanoseconds())/float64(n), "ns/check")
