@@ -147,17 +147,11 @@ func (s *Service) assignAsync(ctx context.Context, r *registration) (*enrollment
 // same request joins it, another is throttled; operations past their
 // deadline are closed as failed on the way.
 func (s *Service) inflight(ctx context.Context, log *slog.Logger, regID, hash string, reads *requestReads) (*enrollment.Operation, error) {
-	// Nearly always there is none: the index alone says so, in one read
-	// (store.ViewOne), or in what prefetchStep read.
-	n, err := 0, error(nil)
-	if reads != nil {
-		n, err = reads.assigning, reads.assigningErr
-	} else {
-		n, err = s.ops.CountBy(ctx, operations.IndexAssigning, regID)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("provisioning: read operations: %w", err)
-	} else if n == 0 {
+	// Nearly always there is none: the index alone says so, read by
+	// prefetchStep.
+	if reads.assigningErr != nil {
+		return nil, reads.assigningErr
+	} else if reads.assigning == 0 {
 		return nil, nil
 	}
 	ops, _, err := s.ops.ListBy(ctx, operations.IndexAssigning, regID, "", 16)

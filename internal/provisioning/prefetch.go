@@ -33,11 +33,12 @@ type requestReads struct {
 // request that attest will refuse for its registration ID reads nothing.
 func (s *Service) prefetchStep(ctx context.Context, r *registration) context.Context {
 	req := r.req
+	rr := &requestReads{}
+	r.reads = rr
 	if req == nil || enrollment.ValidateRegistrationID(req.RegistrationID) != nil {
 		return ctx
 	}
 	regID := req.RegistrationID
-	rr := &requestReads{}
 	fns := []func(store.Tx) error{
 		func(tx store.Tx) error {
 			cur, err := s.st.Registrations.In(tx).Get(ctx, regID)
@@ -53,7 +54,10 @@ func (s *Service) prefetchStep(ctx context.Context, r *registration) context.Con
 	}
 	if s.cfg.AssignWait > 0 {
 		fns = append(fns, func(tx store.Tx) error {
-			rr.assigning, rr.assigningErr = s.ops.In(tx).CountBy(ctx, operations.IndexAssigning, regID)
+			var err error
+			if rr.assigning, err = s.ops.In(tx).CountBy(ctx, operations.IndexAssigning, regID); err != nil {
+				rr.assigningErr = fmt.Errorf("provisioning: read operations: %w", err)
+			}
 			return nil
 		})
 	}
@@ -72,7 +76,6 @@ func (s *Service) prefetchStep(ctx context.Context, r *registration) context.Con
 		})
 	}
 	_ = store.ViewEach(ctx, s.st.Backend, fns...) // every fn keeps its own outcome
-	r.reads = rr
 	if readE {
 		ctx = port.WithPrefetched(ctx, regID, e)
 	}

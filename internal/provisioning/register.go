@@ -64,6 +64,9 @@ type registration struct {
 //
 //	attest → resolve → refuse (disabled, firmware) → allocate → issue → persist → answer
 //
+// with what attest, resolve and the background check read of the device
+// read before them in one go (prefetchStep).
+//
 // It returns the stored operation, whose Status is assigned, failed (an
 // allocation failure or a firmware refusal, with ErrorCode and
 // ErrorMessage) or disabled; or, when Config.AssignWait is set and
@@ -140,19 +143,8 @@ func (s *Service) resolveStep(ctx context.Context, r *registration) error {
 	if r.opID, err = s.newOperationID(); err != nil {
 		return err
 	}
-	if r.reads != nil {
-		r.cur = r.reads.cur
-		return r.reads.curErr
-	}
-	cur, err := s.st.Registrations.Get(ctx, r.req.RegistrationID)
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-	case err != nil:
-		return fmt.Errorf("provisioning: read registration: %w", err)
-	default:
-		r.cur = cur
-	}
-	return nil
+	r.cur = r.reads.cur // prefetchStep read it
+	return r.reads.curErr
 }
 
 // refuse answers, with a final operation and no record, a device whose
