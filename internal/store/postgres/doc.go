@@ -15,7 +15,10 @@
 // default). Keys are bytea rather than text so that order is byte order
 // whatever the database's collation, any byte sequence is a valid key, and
 // a prefix scan is a plain range (key >= prefix AND key < successor(prefix))
-// with no LIKE escaping.
+// with no LIKE escaping. Rows up to a page stay in the table as they are
+// (toast_tuple_target): a certificate with its chain is just over the 2 KB
+// at which PostgreSQL would otherwise try to compress it and move it to
+// the TOAST table, on every registration.
 //
 // Isolation: Update runs at SERIALIZABLE, as store.Backend requires. A
 // transaction that PostgreSQL aborts with 40001 (serialization failure) or

@@ -265,3 +265,39 @@ func TestRawCapabilities(t *testing.T) {
 		t.Fatal("PutRaw in View succeeded")
 	}
 }
+
+// TestLargeRowsStayInline: a value of a few kilobytes (a certificate with
+// its chain) is stored in the table as it is, with nothing moved to the
+// TOAST table (migration 2).
+func TestLargeRowsStayInline(t *testing.T) {
+	url, schema := pgtest.Schema(t)
+	ctx := t.Context()
+	b, err := postgres.Open(ctx, url, postgres.Options{Schema: schema})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	value := make([]byte, 3000)
+	for i := range value {
+		value[i] = byte(i * 7919 >> 3) // hardly compressible, like DER
+	}
+	if err := b.Update(ctx, func(tx store.Tx) error {
+		_, err := tx.Put(ctx, "certificates", "serial", value, store.Condition{})
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(ctx)
+	var toast int64
+	kv := pgx.Identifier{schema, "kv"}.Sanitize()
+	if err := conn.QueryRow(ctx, `SELECT pg_relation_size(reltoastrelid) FROM pg_class WHERE oid = $1::regclass`, kv).Scan(&toast); err != nil {
+		t.Fatal(err)
+	}
+	if toast != 0 {
+		t.Errorf("TOAST table holds %d bytes after a 3 KB value, want none", toast)
+	}
+}
