@@ -102,7 +102,16 @@ func TestGroupedWrites(t *testing.T) {
 // taken, the transaction runs again with one statement per write, and the
 // caller gets ErrConflict for that key; nothing of the transaction commits.
 func TestGroupedCreateConflict(t *testing.T) {
-	b := openTest(t, postgres.Options{})
+	for _, attempts := range []int{0, 1} {
+		t.Run(fmt.Sprintf("MaxAttempts=%d", attempts), func(t *testing.T) { groupedCreateConflict(t, attempts) })
+	}
+}
+
+// groupedCreateConflict is TestGroupedCreateConflict with at most
+// attempts attempts (1: nothing is grouped, there being no retry to learn
+// from).
+func groupedCreateConflict(t *testing.T, attempts int) {
+	b := openTest(t, postgres.Options{MaxAttempts: attempts})
 	ctx := store.Conditional(t.Context())
 	if err := b.Update(ctx, func(tx store.Tx) error {
 		_, err := tx.Put(ctx, "b", "taken", []byte("first"), store.Condition{})

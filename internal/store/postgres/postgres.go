@@ -180,8 +180,9 @@ func (b *Backend) Update(ctx context.Context, fn func(store.Tx) error) error {
 	}
 	for n := 1; ; n++ {
 		// Only the first attempt groups its statements (group.go): a
-		// retry then learns which write failed and why.
-		retry, err := b.attempt(ctx, opts, conditional, n == 1, fn)
+		// retry then learns which write failed and why, so there must be
+		// one.
+		retry, err := b.attempt(ctx, opts, conditional, n == 1 && b.maxAttempts > 1, fn)
 		if !retry {
 			return err
 		}
