@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/zdps/zdps/internal/ca/castate"
+	"github.com/zdps/zdps/internal/ctxtime"
 	"github.com/zdps/zdps/internal/store"
 )
 
@@ -55,25 +56,18 @@ func (c *CA) Reload(ctx context.Context) (bool, error) {
 // each switch (to rewrite the bundle file). Errors are logged and retried:
 // the CA keeps signing with what it has.
 func (c *CA) Watch(ctx context.Context, interval time.Duration, changed func()) {
-	t := time.NewTicker(interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	ctxtime.Every(ctx, interval, func() {
 		ok, err := c.Reload(ctx)
 		if err != nil {
 			if ctx.Err() == nil {
 				c.log.Warn("ca reload failed", "err", err)
 			}
-			continue
+			return
 		}
 		if ok && changed != nil {
 			changed()
 		}
-	}
+	})
 }
 
 // Generation is the number of rotations of the loaded state.

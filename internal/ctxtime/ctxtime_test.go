@@ -27,3 +27,25 @@ func TestSleep(t *testing.T) {
 		t.Fatalf("no wait on a cancelled context: %v, want context.Canceled", err)
 	}
 }
+
+func TestEvery(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	calls := 0
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		Every(ctx, time.Millisecond, func() {
+			if calls++; calls == 3 {
+				cancel()
+			}
+		})
+	}()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Every did not return after its context ended")
+	}
+	if calls != 3 {
+		t.Fatalf("%d calls, want 3 (none after the context ended)", calls)
+	}
+}

@@ -26,18 +26,9 @@ func TestBenchOverTwoReplicas(t *testing.T) {
 	c := newCluster(t)
 	a, b := c.start(t), c.start(t)
 	const devices = 120
-	cmd := exec.Command(zdpstest.Binary(t), "bench", "--data-dir", a.DataDir, "--endpoint", a.Addr(), "--endpoint", b.Addr(),
+	r := runBench(t, "--data-dir", a.DataDir, "--endpoint", a.Addr(), "--endpoint", b.Addr(),
 		"--server-pid", fmt.Sprintf("%d,%d", a.PID(), b.PID()), "--devices", fmt.Sprint(devices), "--concurrency", "24",
-		"--setup", "--cleanup", "--prefix", "two", "-o", "json")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("zdps bench: %v\n%s\n%s", err, stdout.String(), stderr.String())
-	}
-	var r bench.Report
-	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
-		t.Fatalf("report: %v\n%s", err, stdout.String())
-	}
+		"--setup", "--cleanup", "--prefix", "two")
 	if r.Succeeded != devices || r.Failed != 0 {
 		t.Fatalf("succeeded %d, failed %d: %v", r.Succeeded, r.Failed, r.ErrorSamples)
 	}
@@ -114,17 +105,8 @@ func TestRegistrationCost(t *testing.T) {
 	}
 	c := newCluster(t)
 	a := c.start(t)
-	cmd := exec.Command(zdpstest.Binary(t), "bench", "--data-dir", a.DataDir, "--endpoint", a.Addr(),
-		"--devices", "100", "--concurrency", "1", "--setup", "--cleanup", "--prefix", "cost", "-o", "json")
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("zdps bench: %v\n%s\n%s", err, stdout.String(), stderr.String())
-	}
-	var r bench.Report
-	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
-		t.Fatalf("report: %v\n%s", err, stdout.String())
-	}
+	r := runBench(t, "--data-dir", a.DataDir, "--endpoint", a.Addr(),
+		"--devices", "100", "--concurrency", "1", "--setup", "--cleanup", "--prefix", "cost")
 	if r.Succeeded != 100 || r.Store == nil {
 		t.Fatalf("succeeded %d, store figures %+v", r.Succeeded, r.Store)
 	}
@@ -136,4 +118,21 @@ func TestRegistrationCost(t *testing.T) {
 	if s.StatementsPerRegistration < 9 || s.StatementsPerRegistration >= 11 {
 		t.Errorf("%.2f statements per registration, want 9 (and a little)", s.StatementsPerRegistration)
 	}
+}
+
+// runBench runs zdps bench with args and its JSON report, failing the test
+// when it fails.
+func runBench(t *testing.T, args ...string) bench.Report {
+	t.Helper()
+	cmd := exec.Command(zdpstest.Binary(t), append(append([]string{"bench"}, args...), "-o", "json")...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("zdps bench: %v\n%s\n%s", err, stdout.String(), stderr.String())
+	}
+	var r bench.Report
+	if err := json.Unmarshal(stdout.Bytes(), &r); err != nil {
+		t.Fatalf("report: %v\n%s", err, stdout.String())
+	}
+	return r
 }

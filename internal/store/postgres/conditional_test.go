@@ -206,37 +206,56 @@ func TestPipelinedRoundTrips(t *testing.T) {
 }
 
 // TestDeferredCreateConflict: a create of a taken key that was not read
-// first fails the transaction with ErrConflict, and nothing of it commits.
+// first fails the transaction with ErrConflict, and nothing of it commits:
+// alone among other writes, and grouped with other creates (group.go),
+// where the transaction runs again one statement per write to tell which
+// key failed, or, with MaxAttempts 1, is never grouped.
 func TestDeferredCreateConflict(t *testing.T) {
-	b := openTest(t, postgres.Options{})
-	ctx := store.Conditional(t.Context())
-	if err := b.Update(ctx, func(tx store.Tx) error {
-		_, err := tx.Put(ctx, "b", "taken", []byte("first"), store.Condition{})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	err := b.Update(ctx, func(tx store.Tx) error {
-		if _, err := tx.Put(ctx, "b", "other", []byte("x"), store.Condition{}); err != nil {
-			return err
-		}
-		_, err := tx.Put(ctx, "b", "taken", []byte("second"), store.Condition{IfNoneMatch: true})
-		return err
-	})
-	if !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("got %v, want ErrConflict", err)
-	}
-	if err := b.View(ctx, func(tx store.Tx) error {
-		if _, err := tx.Get(ctx, "b", "other"); !errors.Is(err, store.ErrNotFound) {
-			return fmt.Errorf("the failed transaction's other write: %v", err)
-		}
-		it, err := tx.Get(ctx, "b", "taken")
-		if err != nil || string(it.Value) != "first" {
-			return fmt.Errorf("taken holds %q, %v", it.Value, err)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
+	for _, tc := range []struct {
+		name     string
+		attempts int
+		creates  []string
+	}{
+		{"alone", 0, []string{"taken"}},
+		{"grouped", 0, []string{"free1", "taken", "free2"}},
+		{"grouped, one attempt", 1, []string{"free1", "taken", "free2"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b := openTest(t, postgres.Options{MaxAttempts: tc.attempts})
+			ctx := store.Conditional(t.Context())
+			if err := b.Update(ctx, func(tx store.Tx) error {
+				_, err := tx.Put(ctx, "b", "taken", []byte("first"), store.Condition{})
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			err := b.Update(ctx, func(tx store.Tx) error {
+				if _, err := tx.Put(ctx, "b", "other", []byte("x"), store.Condition{}); err != nil {
+					return err
+				}
+				for _, k := range tc.creates {
+					if _, err := tx.Put(ctx, "b", k, []byte("second"), store.Condition{IfNoneMatch: true}); err != nil {
+						return err
+					}
+				}
+				return nil
+			})
+			if !errors.Is(err, store.ErrConflict) {
+				t.Fatalf("got %v, want ErrConflict", err)
+			}
+			if err := b.View(ctx, func(tx store.Tx) error {
+				items, err := tx.Scan(ctx, "b", "", "", 0)
+				if err != nil {
+					return err
+				}
+				if len(items) != 1 || items[0].Key != "taken" || string(items[0].Value) != "first" {
+					return fmt.Errorf("stored %+v, want only taken=first", items)
+				}
+				return nil
+			}); err != nil {
+				t.Fatal(err)
+			}
+		})
 	}
 }
 

@@ -98,52 +98,6 @@ func TestGroupedWrites(t *testing.T) {
 	}
 }
 
-// TestGroupedCreateConflict: when a grouped create finds one of its keys
-// taken, the transaction runs again with one statement per write, and the
-// caller gets ErrConflict for that key; nothing of the transaction commits.
-func TestGroupedCreateConflict(t *testing.T) {
-	for _, attempts := range []int{0, 1} {
-		t.Run(fmt.Sprintf("MaxAttempts=%d", attempts), func(t *testing.T) { groupedCreateConflict(t, attempts) })
-	}
-}
-
-// groupedCreateConflict is TestGroupedCreateConflict with at most
-// attempts attempts (1: nothing is grouped, there being no retry to learn
-// from).
-func groupedCreateConflict(t *testing.T, attempts int) {
-	b := openTest(t, postgres.Options{MaxAttempts: attempts})
-	ctx := store.Conditional(t.Context())
-	if err := b.Update(ctx, func(tx store.Tx) error {
-		_, err := tx.Put(ctx, "b", "taken", []byte("first"), store.Condition{})
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	err := b.Update(ctx, func(tx store.Tx) error {
-		for _, k := range []string{"free1", "taken", "free2"} {
-			if _, err := tx.Put(ctx, "b", k, []byte("second"), store.Condition{IfNoneMatch: true}); err != nil {
-				return err
-			}
-		}
-		return nil
-	})
-	if !errors.Is(err, store.ErrConflict) {
-		t.Fatalf("got %v, want ErrConflict", err)
-	}
-	if err := b.View(ctx, func(tx store.Tx) error {
-		items, err := tx.Scan(ctx, "b", "", "", 0)
-		if err != nil {
-			return err
-		}
-		if len(items) != 1 || items[0].Key != "taken" || string(items[0].Value) != "first" {
-			return fmt.Errorf("stored %+v, want only taken=first", items)
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestGroupedLostRace: when a key that a grouped compare-and-swap carries
 // changed since the transaction read it, the transaction runs again and
 // writes on what it reads then.

@@ -23,6 +23,7 @@ import (
 	"github.com/zdps/zdps/internal/api"
 	"github.com/zdps/zdps/internal/audit"
 	"github.com/zdps/zdps/internal/ca"
+	"github.com/zdps/zdps/internal/ctxtime"
 	"github.com/zdps/zdps/internal/gateway"
 	"github.com/zdps/zdps/internal/gatewaykey"
 	"github.com/zdps/zdps/internal/instance"
@@ -284,17 +285,9 @@ func (rt *gatewayRuntime) run(ctx context.Context, st *store.Store, trail *audit
 // client certificate or the delegated CA is past two thirds of its life,
 // and renews it at central; offline, it tries again at the next check.
 func (rt *gatewayRuntime) renew(ctx context.Context, authority *ca.CA, caCfg ca.Config) {
-	every := min(rt.cfg.SyncInterval, time.Minute)
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
+	ctxtime.Every(ctx, min(rt.cfg.SyncInterval, time.Minute), func() {
 		rt.renewDue(ctx, authority, caCfg, time.Now())
-	}
+	})
 }
 
 // renewDue renews what is past two thirds of its life at now; a failure
